@@ -1,0 +1,96 @@
+"""python -m bot [sandbox|serve|emulators] — see README.md."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+
+from bot.config import ConfigError, load_config
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__)
+    parser.add_argument("--config", help="path to app.yaml (default $RUNBACK_CONFIG or app.yaml)")
+    sub = parser.add_subparsers(dest="command")
+    sandbox = sub.add_parser("sandbox", help="the console on local emulators (the default)")
+    sandbox.add_argument("--script", help="run console lines from FILE and exit")
+    sub.add_parser("serve", help="production HTTP server on $PORT")
+    emulators = sub.add_parser("emulators", help="the emulators alone")
+    emulators.add_argument("--port", type=int, default=int(os.environ.get("EMULATOR_PORT", 8480)))
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(
+        level=os.environ.get("LOG_LEVEL", "WARNING"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        config = load_config(args.config)
+    except ConfigError as error:
+        print(f"runback: {error}", file=sys.stderr)
+        return 2
+    command = args.command or ("serve" if os.environ.get("SLACK_BOT_TOKEN") else "sandbox")
+    if command == "serve":
+        return serve(config)
+    if command == "emulators":
+        return run_emulators(config, args.port)
+    from bot.sandbox.console import run_console
+
+    return run_console(config, script=getattr(args, "script", None))
+
+
+def serve(config: object) -> int:
+    from waitress import create_server
+
+    from bot.runtime import Settings, build_runtime
+
+    settings = Settings.from_env()
+    missing = settings.missing()
+    if missing:
+        print(f"runback: set {', '.join(missing)} (or run `python -m bot` for the sandbox)",
+              file=sys.stderr)
+        return 2
+    runtime = build_runtime(config, settings)  # type: ignore[arg-type]
+    host = os.environ.get("HOST", "0.0.0.0")
+    server = create_server(runtime.wsgi, host=host, port=settings.port, threads=16)
+    runtime.engine.start()
+    threading.Thread(target=runtime.engine.tick, daemon=True).start()  # resume unfinished work
+    if settings.slack_app_token:
+        from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+        SocketModeHandler(runtime.bolt_app, settings.slack_app_token).connect()
+    signal.signal(signal.SIGTERM, lambda *_: server.close())
+    print(f"runback: listening on http://{host}:{server.effective_port}", flush=True)
+    try:
+        server.run()
+    except (KeyboardInterrupt, OSError):
+        pass
+    finally:
+        runtime.engine.shutdown(wait=False)
+    return 0
+
+
+def run_emulators(config: object, port: int) -> int:
+    from bot.sandbox.emulator.server import Emulator
+    from bot.sandbox.seed import seed
+
+    emulator = Emulator().start(port=port)
+    seed(emulator, config)  # type: ignore[arg-type]
+    for name, value in emulator.env().items():
+        print(f"{name}={value}")
+    print(f"# control API: {emulator.url}/_emulator/ (see README)", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    emulator.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,216 @@
+"""app.yaml -> typed, validated configuration. A broken file fails at start with the key's path."""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class Role(StrEnum):
+    DEVELOPER = "developer"
+    SENIOR_DEVELOPER = "senior_developer"
+    TECH_LEAD = "tech_lead"
+    ON_CALL = "on_call"
+
+
+class Approval(StrEnum):
+    AUTO = "auto"
+    SELF = "self"
+    ONE_OTHER_TECH_LEAD = "one_other_tech_lead"
+
+
+class Action(StrEnum):
+    DEPLOY_STAGING = "deploy_staging"
+    CANARY = "canary"
+    FULL_TRAFFIC = "full_traffic"
+    EMERGENCY_ROLLBACK = "emergency_rollback"
+    SCHEDULED_ROLLBACK = "scheduled_rollback"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ChannelConfig(Strict):
+    id: str = Field(pattern=r"^[CG][A-Z0-9]+$")
+    name: str
+
+    @field_validator("name")
+    @classmethod
+    def _strip_hash(cls, value: str) -> str:
+        return value.lstrip("#")
+
+
+class Channels(Strict):
+    incidents: ChannelConfig
+
+
+class ServiceConfig(Strict):
+    name: str = Field(pattern=r"^[a-z]([-a-z0-9]{0,47}[a-z0-9])?$")
+    project: str = Field(min_length=1)
+    region: str = Field(min_length=1)
+    environment: Literal["production", "staging"]
+    health_path: str = Field(default="/healthz", pattern=r"^/")
+
+
+class RoleMembers(Strict):
+    users: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()  # user-group handles, without "@"
+
+    @field_validator("users")
+    @classmethod
+    def _user_ids(cls, users: tuple[str, ...]) -> tuple[str, ...]:
+        for user in users:
+            if not (user[:1] in ("U", "W") and user.isalnum() and user.isupper()):
+                raise ValueError(f"{user!r} is not a Slack user ID (like U0123ABCD)")
+        return users
+
+    @field_validator("groups")
+    @classmethod
+    def _handles(cls, groups: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(group.lstrip("@") for group in groups)
+
+
+class Roles(Strict):
+    tech_lead: RoleMembers = RoleMembers()
+    senior_developer: RoleMembers = RoleMembers()
+    developer: RoleMembers = RoleMembers()
+    on_call: RoleMembers = RoleMembers()
+
+    def members(self, role: Role) -> RoleMembers:
+        return getattr(self, role.value)
+
+
+class MatrixRow(Strict):
+    requester: Role
+    approval: Approval
+    incidents_channel_only: bool = False
+
+
+class Approvals(Strict):
+    deploy_staging: MatrixRow
+    canary: MatrixRow
+    full_traffic: MatrixRow
+    emergency_rollback: MatrixRow
+    scheduled_rollback: MatrixRow
+    approval_ttl_minutes: int = Field(default=30, gt=0, le=24 * 60)
+
+    def row(self, action: Action) -> MatrixRow:
+        return getattr(self, action.value)
+
+
+class Thresholds(Strict):
+    error_rate_rollback: float = Field(default=0.05, gt=0, le=1)
+    error_rate_observe: float = Field(default=0.01, ge=0, le=1)
+    p95_rollback_ms: float = Field(default=2000, gt=0)
+    p95_proceed_ms: float = Field(default=800, gt=0)
+    observe_minutes: float = Field(default=5, gt=0)
+    min_requests: int = Field(default=50, ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Thresholds:
+        if self.error_rate_observe >= self.error_rate_rollback:
+            raise ValueError("error_rate_observe must be below error_rate_rollback")
+        if self.p95_proceed_ms >= self.p95_rollback_ms:
+            raise ValueError("p95_proceed_ms must be below p95_rollback_ms")
+        return self
+
+
+class RollbackSettings(Strict):
+    health_checks: int = Field(default=3, ge=1, le=20)
+    health_check_interval_s: float = Field(default=1.0, ge=0)
+    health_check_timeout_s: float = Field(default=3.0, gt=0)
+    operation_timeout_s: float = Field(default=120, gt=0)
+
+
+class SandboxUser(Strict):
+    id: str
+    real_name: str = ""
+
+
+class SandboxGroup(Strict):
+    id: str
+    users: tuple[str, ...] = ()
+
+
+class Sandbox(Strict):
+    users: dict[str, SandboxUser] = {}
+    usergroups: dict[str, SandboxGroup] = {}
+    channels: dict[str, str] = {}
+
+
+class Config(Strict):
+    locale: Literal["en", "es"] = "en"
+    channels: Channels
+    services: tuple[ServiceConfig, ...] = Field(min_length=1)
+    roles: Roles
+    approvals: Approvals
+    thresholds: Thresholds = Thresholds()
+    rollback: RollbackSettings = RollbackSettings()
+    sandbox: Sandbox = Sandbox()
+
+    @field_validator("services")
+    @classmethod
+    def _unique_names(cls, services: tuple[ServiceConfig, ...]) -> tuple[ServiceConfig, ...]:
+        names = [s.name for s in services]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"service names must be unique; repeated: {', '.join(duplicates)}")
+        return services
+
+    def service(self, name: str) -> ServiceConfig | None:
+        return next((s for s in self.services if s.name == name), None)
+
+    @property
+    def service_names(self) -> list[str]:
+        return [s.name for s in self.services]
+
+
+class ConfigError(Exception):
+    """app.yaml is missing, not YAML, or not what Runback expects; the message says where."""
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "(top level)"
+
+
+def format_errors(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        message = item["msg"]
+        if item["type"] == "missing":
+            message = "field required"
+        elif item["type"] == "extra_forbidden":
+            message = "unknown key (check the spelling)"
+        lines.append(f"{_location(item['loc'])}: {message}")
+    return "\n".join(lines)
+
+
+def parse_config(text: str, source: str = "app.yaml") -> Config:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{source} is not valid YAML: {error}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source} must be a mapping of keys (locale, services, roles, ...)")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(f"{source} is invalid:\n{format_errors(error)}") from None
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    path = Path(path or os.environ.get("RUNBACK_CONFIG") or "app.yaml")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"cannot read {path}: {error.strerror}") from None
+    return parse_config(text, str(path))

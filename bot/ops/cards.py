@@ -1,0 +1,75 @@
+"""The one status message of an operation, posted once and then updated in place."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from bot.ops.context import Deps
+from bot.store import Operation
+
+log = logging.getLogger("runback.cards")
+
+
+def card_view(deps: Deps, operation: Operation) -> dict[str, Any]:
+    """Everything the card template needs, as plain data."""
+    approval = deps.store.approval_for(operation.id)
+    data = operation.data or {}
+    return {
+        "id": operation.id,
+        "kind": operation.kind,
+        "service": operation.service,
+        "state": operation.state,
+        "emergency": operation.emergency,
+        "requested_by": operation.requested_by,
+        "reason": operation.reason,
+        "from": data.get("from") or {},
+        "to": data.get("to") or {},
+        "timings": data.get("timings") or {},
+        "error": data.get("error"),
+        "traffic_now": data.get("traffic_now"),
+        "uri": data.get("uri", ""),
+        "health": data.get("health"),
+        "superseded_by": data.get("superseded_by", ""),
+        "total_s": _total_seconds(operation),
+        "approval": _approval_view(approval) if approval else None,
+        "health_path": _health_path(deps, operation),
+    }
+
+
+def _approval_view(approval: Any) -> dict[str, Any]:
+    return {
+        "id": approval.id,
+        "status": approval.status,
+        "decided_by": approval.decided_by,
+        "decided_at": approval.decided_at,
+        "expires_at": approval.expires_at,
+    }
+
+
+def _health_path(deps: Deps, operation: Operation) -> str:
+    service = deps.config.service(operation.service)
+    return service.health_path if service else "/healthz"
+
+
+def _total_seconds(operation: Operation) -> float | None:
+    if operation.finished_at is None:
+        return None
+    return (operation.finished_at - operation.created_at).total_seconds()
+
+
+def refresh_card(deps: Deps, operation_id: str) -> None:
+    """Post the card the first time, update it afterwards. Chat failures are logged, not
+    raised: the operation's truth is in the store and the next refresh repairs the card."""
+    operation = deps.store.operation(operation_id)
+    if operation is None:
+        return
+    message = deps.renderer.message("rollback_card", op=card_view(deps, operation))
+    try:
+        if operation.message_ts:
+            deps.chat.update(operation.channel, operation.message_ts, message)
+        else:
+            ts = deps.chat.post(operation.channel, message)
+            deps.store.update_operation(operation.id, deps.clock.now(), message_ts=ts)
+    except Exception:
+        log.exception("could not post or update the card of operation %s", operation_id)

@@ -1,0 +1,69 @@
+"""What every workflow is handed: configuration, the store and the ports. No globals."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.config import Config, Role, ServiceConfig
+from bot.policy.approvals import roles_of
+from bot.ports import AuditEvent, AuditSink, Chat, Clock, CloudRun, Directory, Probe, ServiceRef
+from bot.slack.render import Renderer
+from bot.store import AuditRecord, Store
+
+log = logging.getLogger("runback.ops")
+
+BOT_ACTOR = "runback"
+
+
+@dataclass
+class Deps:
+    config: Config
+    store: Store
+    cloudrun: CloudRun
+    probe: Probe
+    chat: Chat
+    directory: Directory
+    audit_sink: AuditSink
+    renderer: Renderer
+    clock: Clock
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def roles(self, user_id: str) -> frozenset[Role]:
+        """The user's roles, from their Slack id and the user groups that contain it."""
+        handles = tuple(
+            {handle for role in Role for handle in self.config.roles.members(role).groups}
+        )
+        groups = self.directory.group_members(handles) if handles else {}
+        return roles_of(user_id, self.config.roles, groups)
+
+    def service_ref(self, service: ServiceConfig) -> ServiceRef:
+        return ServiceRef(service.project, service.region, service.name)
+
+    def audit(
+        self,
+        actor: str,
+        action: str,
+        outcome: str,
+        *,
+        service: str = "",
+        revision: str = "",
+        operation_id: str = "",
+        **detail: Any,
+    ) -> None:
+        """Every action and every refusal: to the database, then to Cloud Logging."""
+        event = AuditEvent(
+            at=self.clock.now(), actor=actor, action=action, outcome=outcome, service=service,
+            revision=revision, operation_id=operation_id, detail=detail,
+        )
+        self.store.add_audit(
+            AuditRecord(
+                at=event.at, actor=actor, action=action, outcome=outcome, service=service,
+                revision=revision, operation_id=operation_id, detail=detail,
+            )
+        )
+        try:
+            self.audit_sink.write(event)
+        except Exception:  # the database copy is the record; the log copy must not break work
+            log.exception("audit sink failed for %s", action)

@@ -1,0 +1,130 @@
+"""Runs durable operations: in a thread pool, under a lease in the database, resumed at start.
+
+The lease lets several bot instances share one PostgreSQL without running an operation twice;
+a crashed instance's lease runs out and another one (or the restarted one) picks the work up.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import timedelta
+
+from bot.ops import rollback
+from bot.ops.context import Deps
+
+log = logging.getLogger("runback.engine")
+
+
+class Engine:
+    def __init__(self, deps: Deps, lease_s: float = 15.0, workers: int = 4) -> None:
+        self.deps = deps
+        self.lease_s = lease_s
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="runback-op")
+        self._lock = threading.Condition()
+        self._running: set[str] = set()
+        self._active = 0
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    # -- running operations ------------------------------------------------------------------
+
+    def submit(self, operation_id: str) -> None:
+        with self._lock:
+            if operation_id in self._running or self._stop.is_set():
+                return
+            self._running.add(operation_id)
+        self._pool.submit(self._run, operation_id)
+
+    def _run(self, operation_id: str) -> None:
+        try:
+            if self._claim(operation_id):
+                try:
+                    rollback.execute(self.deps, operation_id)
+                except Exception:
+                    log.exception("operation %s crashed", operation_id)
+                    rollback.fail_unexpectedly(self.deps, operation_id)
+                finally:
+                    self.deps.store.release_lease(operation_id, self.owner)
+        finally:
+            with self._lock:
+                self._running.discard(operation_id)
+                self._lock.notify_all()
+
+    def _claim(self, operation_id: str) -> bool:
+        now = self.deps.clock.now()
+        until = now + timedelta(seconds=self.lease_s)
+        return self.deps.store.claim_lease(operation_id, self.owner, now, until)
+
+    def tick(self) -> None:
+        """Expire due approvals and resume operations nobody is running (crash, restart)."""
+        with self.track():
+            rollback.expire_due(self.deps)
+            for operation in self.deps.store.unfinished_operations():
+                if operation.state in rollback.RUNNING_STATES:
+                    self.submit(operation.id)
+
+    # -- background threads ------------------------------------------------------------------
+
+    def start(self, tick_interval_s: float = 1.0) -> None:
+        self._spawn("runback-ticker", self._every, tick_interval_s, self.tick)
+        self._spawn("runback-lease", self._every, self.lease_s / 3, self._renew_leases)
+
+    def _spawn(self, name: str, target: object, *args: object) -> None:
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)  # type: ignore[arg-type]
+        thread.start()
+        self._threads.append(thread)
+
+    def _every(self, interval: float, work: object) -> None:
+        while not self._stop.wait(interval):
+            try:
+                work()  # type: ignore[operator]
+            except Exception:
+                log.exception("background work failed")
+
+    def _renew_leases(self) -> None:
+        with self._lock:
+            running = list(self._running)
+        for operation_id in running:
+            self._claim(operation_id)
+
+    def shutdown(self, wait: bool = True) -> None:
+        self._stop.set()
+        self._pool.shutdown(wait=wait, cancel_futures=not wait)
+
+    # -- activity, so the console and tests can wait for quiet --------------------------------
+
+    @contextmanager
+    def track(self) -> Iterator[None]:
+        with self._lock:
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._active -= 1
+                self._lock.notify_all()
+
+    def wait_idle(self, timeout_s: float = 30.0, settle_s: float = 0.05) -> bool:
+        """Wait until no handler or operation has been busy for ``settle_s``."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                while self._active or self._running:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return False
+                    self._lock.wait(remaining)
+            time.sleep(settle_s)
+            with self._lock:
+                if not self._active and not self._running:
+                    return True
+        return False

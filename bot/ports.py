@@ -1,0 +1,163 @@
+"""The small Protocols the workflows speak through, and the plain data they exchange.
+
+Workflows in ``bot.ops`` depend only on this module; ``bot.gcp`` and ``bot.slack`` hold the one
+real implementation of each Protocol.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class ServiceRef:
+    project: str
+    region: str
+    name: str
+
+    @property
+    def path(self) -> str:
+        return f"projects/{self.project}/locations/{self.region}/services/{self.name}"
+
+
+@dataclass(frozen=True)
+class Revision:
+    name: str  # short name, e.g. "wa-backend-00002"
+    image: str
+    created: datetime
+    ready: bool
+
+
+@dataclass(frozen=True)
+class TrafficTarget:
+    """One entry of a service's traffic split, always pinned to a revision by name."""
+
+    revision: str
+    percent: int
+    tag: str = ""
+
+
+@dataclass(frozen=True)
+class TrafficStatus:
+    """What the service actually serves (``trafficStatuses``), with the tag URL when tagged."""
+
+    revision: str
+    percent: int
+    tag: str = ""
+    uri: str = ""
+    latest: bool = False  # the target follows LATEST rather than a pinned revision
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    ref: ServiceRef
+    etag: str
+    uri: str
+    traffic: tuple[TrafficStatus, ...]
+    latest_ready_revision: str
+    reconciling: bool = False
+
+    def serving(self) -> dict[str, int]:
+        """Revision name -> percent of traffic it receives (zero-percent tags left out)."""
+        shares: dict[str, int] = {}
+        for status in self.traffic:
+            if status.percent:
+                shares[status.revision] = shares.get(status.revision, 0) + status.percent
+        return shares
+
+
+class CloudRunError(Exception):
+    """A Cloud Run call failed after bounded retries; ``reason`` is a short machine code."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+class EtagConflict(CloudRunError):
+    def __init__(self, detail: str = "") -> None:
+        super().__init__("etag_conflict", detail)
+
+
+class CloudRun(Protocol):
+    def get_service(self, ref: ServiceRef) -> ServiceState: ...
+
+    def list_revisions(self, ref: ServiceRef) -> list[Revision]:
+        """Every revision of the service, newest first."""
+        ...
+
+    def start_traffic_update(
+        self, ref: ServiceRef, targets: list[TrafficTarget], etag: str
+    ) -> str:
+        """PATCH the service's traffic (update mask ``traffic``); returns the operation name.
+
+        Raises EtagConflict when ``etag`` is stale, CloudRunError on other failures.
+        """
+        ...
+
+    def wait_operation(self, operation_name: str, timeout_s: float) -> ServiceState:
+        """Wait for a long-running operation; raises CloudRunError if it failed."""
+        ...
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    ok: bool
+    status: int | None  # HTTP status, None when the request failed outright
+    detail: str = ""  # e.g. "timeout", "connection refused", first bytes of the body
+    elapsed_ms: float = 0.0
+
+
+class Probe(Protocol):
+    def get(self, url: str, timeout_s: float) -> ProbeResult: ...
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    at: datetime
+    actor: str  # Slack user id, or "runback" for the bot itself
+    action: str  # e.g. "rollback.requested", "rollback.refused", "cloudrun.traffic_update"
+    outcome: str  # "ok", "refused", "failed", "pending", ...
+    service: str = ""
+    revision: str = ""
+    operation_id: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class AuditSink(Protocol):
+    """Where audit events go besides the database (Cloud Logging in production)."""
+
+    def write(self, event: AuditEvent) -> None: ...
+
+
+@dataclass(frozen=True)
+class Message:
+    """A rendered Slack message: fallback/notification text and Block Kit blocks."""
+
+    text: str
+    blocks: list[dict[str, Any]]
+
+
+class Chat(Protocol):
+    def post(self, channel: str, message: Message, thread_ts: str | None = None) -> str:
+        """Post a message; returns its ts."""
+        ...
+
+    def update(self, channel: str, ts: str, message: Message) -> None: ...
+
+    def ephemeral(self, channel: str, user: str, message: Message) -> None: ...
+
+
+class Directory(Protocol):
+    def group_members(self, handles: tuple[str, ...]) -> dict[str, set[str]]:
+        """Members (user ids) of each user group named by handle."""
+        ...
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+    def sleep(self, seconds: float) -> None: ...

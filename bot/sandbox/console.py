@@ -1,0 +1,354 @@
+"""The sandbox console: the real bot, on the local emulators, driven from a terminal.
+
+In the style of Hubot's shell: a line starting with ``/`` is a slash command sent as a signed
+request by the current user in the current channel; ``click LABEL`` clicks a button; the bot's
+messages come back rendered as text. See ``help`` for every line it understands.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import secrets
+import shlex
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+from urllib.parse import urlencode
+
+import requests
+
+from bot.config import Config
+from bot.runtime import Runtime, Settings, build_runtime
+from bot.sandbox.emulator.server import Emulator
+from bot.sandbox.seed import seed
+
+BOT_TOKEN = "xoxb-sandbox-not-a-secret"
+TEAM_ID = "T0SANDBOX"
+BEHAVIOUR_KEYS = {"healthz": "healthz_status", "error_rate": "error_rate", "p95_ms": "p95_ms",
+                  "rps": "rps"}
+
+HELP = """\
+  /COMMAND ARGS          a slash command, e.g. /rollback wa-backend  (/ops help lists them)
+  as NAME                act as another sandbox user ({users})
+  in #CHANNEL            speak in another channel ({channels})
+  click LABEL            click the button LABEL on the newest message that has one
+  set REVISION k=v ...   emulator behaviour: healthz=500 error_rate=0.07 p95_ms=2500 rps=50
+  traffic SERVICE        the emulator's ground truth: revision and percent per line
+  fault API STATUS [N]   make the next N calls of an emulator API fail (e.g. run.services.patch 503 2)
+  expect TEXT            fail (in scripts) unless TEXT appeared in the last output
+  wait SECONDS           let time pass
+  help, quit"""
+
+
+class ConsoleError(Exception):
+    """A console line that could not be carried out; a script stops on it."""
+
+
+@dataclass
+class Sandbox:
+    config: Config
+    emulator: Emulator = field(init=False)
+    runtime: Runtime = field(init=False)
+    bot_url: str = field(init=False)
+    user: str = ""
+    channel: str = ""
+
+    def __post_init__(self) -> None:
+        self.signing_secret = secrets.token_hex(16)
+        self.emulator = Emulator(slack_token=BOT_TOKEN).start()
+        seed(self.emulator, self.config)
+        self._tmp = tempfile.TemporaryDirectory(prefix="runback-sandbox-")
+        env = {
+            "SLACK_BOT_TOKEN": BOT_TOKEN,
+            "SLACK_SIGNING_SECRET": self.signing_secret,
+            "DATABASE_URL": f"sqlite:///{Path(self._tmp.name) / 'runback.db'}",
+            "RUNBACK_RETRY_DEADLINE_S": "5",
+            **self.emulator.env(),
+        }
+        self.runtime = build_runtime(self.config, Settings.from_env(env))
+        self._start_bot_server()
+        self.runtime.engine.start()
+        self.users = {name: u.id for name, u in self.config.sandbox.users.items()}
+        self.names = {uid: name for name, uid in self.users.items()}
+        self.channels = {**self.config.sandbox.channels,
+                         self.config.channels.incidents.name: self.config.channels.incidents.id}
+        self.user = self.user or next(iter(self.users), "")
+        self.channel = self.channel or self.config.channels.incidents.name
+        self._seen: dict[str, int] = {}
+        self.last_output: list[str] = []
+        self.http = requests.Session()
+
+    def _start_bot_server(self) -> None:
+        from waitress import create_server
+
+        self._server = create_server(self.runtime.wsgi, host="127.0.0.1", port=0, threads=8)
+        threading.Thread(target=self._server.run, name="sandbox-bot", daemon=True).start()
+        self.bot_url = f"http://127.0.0.1:{self._server.effective_port}/slack/events"
+
+    def close(self) -> None:
+        self.runtime.engine.shutdown(wait=False)
+        self._server.close()
+        self.emulator.stop()
+        self.runtime.deps.store.close()
+        self._tmp.cleanup()
+
+    # -- lines --------------------------------------------------------------------------------
+
+    def run_line(self, line: str) -> list[str]:
+        line = line.strip()
+        if not line or line.startswith("#"):
+            return []
+        if line.startswith("/"):
+            self._slash(line)
+            return self._collect()
+        word, _, rest = line.partition(" ")
+        handler = {
+            "as": self._as, "in": self._in, "click": self._click, "set": self._set,
+            "traffic": self._traffic, "fault": self._fault, "expect": self._expect,
+            "wait": self._wait, "help": self._help,
+        }.get(word.lower())
+        if handler is None:
+            raise ConsoleError(f"unknown line {word!r}; type help")
+        lines = handler(rest.strip())
+        if word.lower() != "expect":
+            self.last_output = lines
+        return lines
+
+    def _help(self, _: str) -> list[str]:
+        return HELP.format(users=", ".join(self.users), channels=", ".join(
+            f"#{c}" for c in self.channels)).splitlines()
+
+    def _as(self, name: str) -> list[str]:
+        if name not in self.users:
+            raise ConsoleError(f"no sandbox user {name!r}; known: {', '.join(self.users)}")
+        self.user = name
+        return [f"(you are now {name})"]
+
+    def _in(self, channel: str) -> list[str]:
+        channel = channel.lstrip("#")
+        if channel not in self.channels:
+            raise ConsoleError(f"no channel #{channel}; known: {', '.join(self.channels)}")
+        self.channel = channel
+        return [f"(you are now in #{channel})"]
+
+    def _set(self, rest: str) -> list[str]:
+        revision, *pairs = rest.split()
+        changes: dict[str, Any] = {}
+        for pair in pairs:
+            key, _, value = pair.partition("=")
+            if key not in BEHAVIOUR_KEYS or not value:
+                raise ConsoleError(f"use KEY=VALUE with KEY in {', '.join(BEHAVIOUR_KEYS)}")
+            changes[BEHAVIOUR_KEYS[key]] = float(value)
+        try:
+            behaviour = self.emulator.cloudrun.set_behaviour(revision, **changes)
+        except (KeyError, ValueError) as error:
+            raise ConsoleError(str(error)) from None
+        return [f"({revision}: {behaviour})"]
+
+    def _traffic(self, service: str) -> list[str]:
+        try:
+            rows = self.emulator.cloudrun.traffic(service)
+        except (KeyError, ValueError) as error:
+            raise ConsoleError(str(error)) from None
+        return [
+            f"{row['revision']} {row['percent']}%" + (f" (tag {row['tag']})" if row["tag"] else "")
+            for row in rows
+        ]
+
+    def _fault(self, rest: str) -> list[str]:
+        from bot.sandbox.emulator.http import Fault
+
+        words = rest.split()
+        if len(words) not in (2, 3) or not words[1].isdigit():
+            raise ConsoleError("use: fault API STATUS [TIMES]")
+        times = int(words[2]) if len(words) == 3 else 1
+        self.emulator.router.faults.add(Fault(api=words[0], status=int(words[1]), times=times))
+        return [f"(the next {times} call(s) of {words[0]} answer {words[1]})"]
+
+    def _expect(self, text: str) -> list[str]:
+        wanted = text.strip().strip('"')
+        if not any(wanted in line for line in self.last_output):
+            raise ConsoleError(f"expected {wanted!r} in the last output")
+        return []
+
+    def _wait(self, rest: str) -> list[str]:
+        time.sleep(float(rest.rstrip("s") or 1))
+        return self._collect()
+
+    # -- Slack requests -----------------------------------------------------------------------
+
+    def _post(self, body: str, content_type: str) -> requests.Response:
+        timestamp = str(int(time.time()))
+        base = f"v0:{timestamp}:{body}".encode()
+        signature = "v0=" + hmac.new(self.signing_secret.encode(), base, hashlib.sha256).hexdigest()
+        headers = {"Content-Type": content_type, "X-Slack-Request-Timestamp": timestamp,
+                   "X-Slack-Signature": signature}
+        response = self.http.post(self.bot_url, data=body.encode(), headers=headers, timeout=10)
+        if response.status_code != 200:
+            raise ConsoleError(f"the bot answered HTTP {response.status_code}: {response.text}")
+        return response
+
+    def _slash(self, line: str) -> None:
+        command, _, text = line.partition(" ")
+        user_id, channel_id = self.users[self.user], self.channels[self.channel]
+        form = {
+            "token": "sandbox", "team_id": TEAM_ID, "team_domain": "runback-sandbox",
+            "channel_id": channel_id, "channel_name": self.channel, "user_id": user_id,
+            "user_name": self.user, "command": command, "text": text.strip(),
+            "api_app_id": "A0RUNBACK", "trigger_id": secrets.token_hex(8),
+            "response_url": self.emulator.slack.new_response_url(channel_id, user_id),
+        }
+        response = self._post(urlencode(form), "application/x-www-form-urlencoded")
+        if response.content:
+            self._show_ack(json.loads(response.content))
+
+    def _show_ack(self, body: dict[str, Any]) -> None:
+        """An immediate answer in the ack is shown like Slack shows it: only to you."""
+        self.last_output = [*render_message(body, self.names), "  (only visible to you)"]
+        self._ack_lines = list(self.last_output)
+
+    def _click(self, label: str) -> list[str]:
+        label = label.strip().strip('"')
+        message, button, block_id = self._find_button(label)
+        user_id = self.users[self.user]
+        payload = {
+            "type": "block_actions", "team": {"id": TEAM_ID}, "api_app_id": "A0RUNBACK",
+            "user": {"id": user_id, "username": self.user, "name": self.user, "team_id": TEAM_ID},
+            "container": {"type": "message", "message_ts": message["ts"],
+                          "channel_id": message["channel"]},
+            "channel": {"id": message["channel"], "name": self.channel},
+            "message": {"ts": message["ts"], "text": message["text"], "blocks": message["blocks"]},
+            "trigger_id": secrets.token_hex(8), "token": "sandbox",
+            "response_url": self.emulator.slack.new_response_url(
+                message["channel"], user_id, message["ts"]),
+            "actions": [{"type": "button", "action_id": button["action_id"], "block_id": block_id,
+                         "text": button["text"], "value": button.get("value", ""),
+                         "action_ts": str(time.time())}],
+        }
+        lines = []
+        if "confirm" in button:
+            confirm = button["confirm"]
+            lines.append(f"({confirm['title']['text']} {plain(confirm['text']['text'], self.names)}"
+                         f" → {confirm['confirm']['text']})")
+        self._post(urlencode({"payload": json.dumps(payload)}), "application/x-www-form-urlencoded")
+        return lines + self._collect()
+
+    def _find_button(self, label: str) -> tuple[dict[str, Any], dict[str, Any], str]:
+        for message in reversed(self.emulator.slack.messages()):
+            for block in message.get("blocks") or []:
+                for element in block.get("elements", []) if block.get("type") == "actions" else []:
+                    text = element.get("text", {}).get("text", "")
+                    if element.get("type") == "button" and text.lower() == label.lower():
+                        return message, element, block.get("block_id", "")
+        raise ConsoleError(f"no button labelled {label!r} on any message")
+
+    # -- output -------------------------------------------------------------------------------
+
+    def _collect(self) -> list[str]:
+        self.runtime.engine.wait_idle(timeout_s=60)
+        lines: list[str] = list(getattr(self, "_ack_lines", []))
+        self._ack_lines = []
+        me = self.users[self.user]
+        for message in self.emulator.slack.messages():
+            key = f"{message['channel']}:{message['ts']}"
+            if self._seen.get(key) == message["version"]:
+                continue
+            updated = key in self._seen
+            self._seen[key] = message["version"]
+            if message.get("ephemeral_to") not in (None, me):
+                continue
+            lines.extend(self._describe(message, updated))
+        self.last_output = lines
+        return lines
+
+    def _describe(self, message: dict[str, Any], updated: bool) -> list[str]:
+        channel = next((n for n, i in self.channels.items() if i == message["channel"]),
+                       message["channel"])
+        tags = [f"#{channel}"]
+        if updated:
+            tags.append("updated")
+        if message.get("ephemeral_to"):
+            tags.append("only visible to you")
+        head = f"── runback ({', '.join(tags)}) " + "─" * 20
+        return [head, *render_message(message, self.names)]
+
+
+def plain(text: str, names: dict[str, str]) -> str:
+    """Slack mrkdwn as a terminal shows it: mentions by name, dates by their fallback."""
+    text = re.sub(r"<@(\w+)>", lambda m: "@" + names.get(m.group(1), m.group(1)), text)
+    text = re.sub(r"<!date\^\d+\^[^|>]*\|([^>]*)>", r"\1", text)
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def render_message(message: dict[str, Any], names: dict[str, str]) -> list[str]:
+    blocks = message.get("blocks") or []
+    if not blocks:
+        return [plain(message.get("text", ""), names)]
+    lines: list[str] = []
+    for block in blocks:
+        kind = block.get("type")
+        if kind == "header":
+            lines.append(f"**{block['text']['text']}**")
+        elif kind == "section":
+            lines.extend(plain(block["text"]["text"], names).splitlines())
+        elif kind == "context":
+            lines.append("  " + "  ".join(plain(e.get("text", ""), names)
+                                         for e in block.get("elements", [])))
+        elif kind == "divider":
+            lines.append("  " + "·" * 30)
+        elif kind == "actions":
+            lines.append("  " + "  ".join(f"[{e['text']['text']}]"
+                                         for e in block.get("elements", []) if "text" in e))
+    return lines
+
+
+def run_console(config: Config, script: str | None = None, out: TextIO = sys.stdout) -> int:
+    sandbox = Sandbox(config)
+    try:
+        if script:
+            return _run_script(sandbox, Path(script), out)
+        return _interactive(sandbox, out)
+    finally:
+        sandbox.close()
+
+
+def _run_script(sandbox: Sandbox, path: Path, out: TextIO) -> int:
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.strip() and not line.strip().startswith("#"):
+            print(f"{sandbox.user}@#{sandbox.channel}> {line.strip()}", file=out)
+        try:
+            for output in sandbox.run_line(line):
+                print(output, file=out)
+        except ConsoleError as error:
+            print(f"{path}:{number}: {error}", file=out)
+            return 1
+    return 0
+
+
+def _interactive(sandbox: Sandbox, out: TextIO) -> int:
+    print("Runback sandbox: the real bot on local emulators. Type help; Ctrl-D quits.", file=out)
+    print("Sample: as ana · in #incidents · /rollback wa-backend · traffic wa-backend", file=out)
+    while True:
+        try:
+            line = input(f"{sandbox.user}@#{sandbox.channel}> ")
+        except (EOFError, KeyboardInterrupt):
+            print(file=out)
+            return 0
+        if line.strip() in ("quit", "exit"):
+            return 0
+        try:
+            for output in sandbox.run_line(line):
+                print(output, file=out)
+        except ConsoleError as error:
+            print(f"! {error}", file=out)
+        except Exception as error:  # keep the console alive; show what broke
+            print(f"! {type(error).__name__}: {error}", file=out)
+        if shlex.split(line or " ")[:1] == ["quit"]:
+            return 0

@@ -1,0 +1,100 @@
+"""All REST emulators on one local port: Cloud Run Admin v2, the services' own URLs, Cloud
+Logging, the Slack Web API, and the control API under ``/_emulator/``."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from bot.sandbox.emulator.cloudrun import CloudRunEmulator
+from bot.sandbox.emulator.http import (
+    EmulatorHTTPServer,
+    Fault,
+    HttpError,
+    Request,
+    Response,
+    Router,
+    json_response,
+    serve_in_thread,
+)
+from bot.sandbox.emulator.logging_api import LoggingEmulator
+from bot.sandbox.emulator.slack_api import SlackEmulator
+
+
+class Emulator:
+    def __init__(self, slack_token: str = "xoxb-sandbox") -> None:
+        self.router = Router()
+        self.cloudrun = CloudRunEmulator()
+        self.logging = LoggingEmulator()
+        self.slack = SlackEmulator(token=slack_token)
+        for part in (self.cloudrun, self.logging, self.slack):
+            part.register(self.router)
+        self._register_control()
+        self._server: EmulatorHTTPServer | None = None
+
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> Emulator:
+        self._server = serve_in_thread(self.router, host, port)
+        self.cloudrun.base_url = self.url
+        self.slack.base_url = self.url
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    @property
+    def host(self) -> str:
+        assert self._server is not None, "emulator not started"
+        host, port = self._server.server_address[:2]
+        return f"{host}:{port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}"
+
+    def env(self) -> dict[str, str]:
+        """The environment that points a bot at these emulators."""
+        return {
+            "RUNBACK_EMULATOR_HOST": self.host,
+            "SLACK_API_URL": f"{self.url}/api/",
+        }
+
+    # -- control API: faults and the request log --------------------------------------------
+
+    def _register_control(self) -> None:
+        add = self.router.add
+        add("POST", "/_emulator/faults", "_emulator.faults.add", self._add_fault)
+        add("DELETE", "/_emulator/faults", "_emulator.faults.clear", self._clear_faults)
+        add("GET", "/_emulator/faults", "_emulator.faults.list", self._list_faults)
+        add("GET", "/_emulator/requests", "_emulator.requests.list", self._list_requests)
+        add("DELETE", "/_emulator/requests", "_emulator.requests.clear", self._clear_requests)
+
+    def _add_fault(self, request: Request) -> Response:
+        body = request.json()
+        if not isinstance(body, dict) or not body.get("api"):
+            raise HttpError(400, "a fault needs 'api' (e.g. run.services.patch)")
+        fault = Fault(
+            api=str(body["api"]),
+            status=body.get("status"),
+            delay_ms=int(body.get("delay_ms", 0)),
+            times=body.get("times", 1),
+            message=str(body.get("message", "injected fault")),
+        )
+        self.router.faults.add(fault)
+        return json_response(asdict(fault))
+
+    def _clear_faults(self, request: Request) -> Response:
+        self.router.faults.clear()
+        return json_response({})
+
+    def _list_faults(self, request: Request) -> Response:
+        return json_response([asdict(f) for f in self.router.faults.list()])
+
+    def _list_requests(self, request: Request) -> Response:
+        api = request.arg("api") or None
+        return json_response([asdict(c) for c in self.router.calls.list(api)])
+
+    def _clear_requests(self, request: Request) -> Response:
+        self.router.calls.clear()
+        return json_response({})

@@ -1,0 +1,26 @@
+"""Bolt wiring: the only place that builds the Slack app."""
+
+from __future__ import annotations
+
+import logging
+
+from slack_bolt import App
+from slack_sdk import WebClient
+
+from bot.ops.context import Deps
+from bot.ops.engine import Engine
+from bot.slack import actions, commands
+
+log = logging.getLogger("runback.slack")
+
+
+def build_app(deps: Deps, engine: Engine, client: WebClient, signing_secret: str) -> App:
+    app = App(
+        client=client,
+        signing_secret=signing_secret,
+        process_before_response=False,  # ack first, then work: Slack wants its answer in 3 s
+        logger=logging.getLogger("runback.bolt"),
+    )
+    commands.register(app, deps, engine)
+    actions.register(app, deps, engine)
+    return app

@@ -1,0 +1,67 @@
+"""The Chat and Directory ports over slack_sdk's WebClient."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from slack_sdk import WebClient
+from slack_sdk.http_retry.builtin_handlers import (
+    ConnectionErrorRetryHandler,
+    RateLimitErrorRetryHandler,
+)
+
+from bot.ports import Message
+
+
+def make_client(token: str, base_url: str | None) -> WebClient:
+    client = WebClient(token=token, base_url=base_url or WebClient.BASE_URL, timeout=10)
+    client.retry_handlers.extend(
+        [ConnectionErrorRetryHandler(max_retry_count=2), RateLimitErrorRetryHandler(max_retry_count=2)]
+    )
+    return client
+
+
+class SlackChat:
+    def __init__(self, client: WebClient) -> None:
+        self.client = client
+
+    def post(self, channel: str, message: Message, thread_ts: str | None = None) -> str:
+        response = self.client.chat_postMessage(
+            channel=channel, text=message.text, blocks=message.blocks, thread_ts=thread_ts
+        )
+        return str(response["ts"])
+
+    def update(self, channel: str, ts: str, message: Message) -> None:
+        self.client.chat_update(channel=channel, ts=ts, text=message.text, blocks=message.blocks)
+
+    def ephemeral(self, channel: str, user: str, message: Message) -> None:
+        self.client.chat_postEphemeral(
+            channel=channel, user=user, text=message.text, blocks=message.blocks
+        )
+
+
+class SlackDirectory:
+    """User-group membership, read from Slack and cached briefly (roles change rarely; a stale
+    minute is better than an extra API call on every click)."""
+
+    def __init__(self, client: WebClient, ttl_s: float = 60.0) -> None:
+        self.client = client
+        self.ttl_s = ttl_s
+        self._lock = threading.Lock()
+        self._cache: dict[str, set[str]] = {}
+        self._loaded_at = float("-inf")
+
+    def group_members(self, handles: tuple[str, ...]) -> dict[str, set[str]]:
+        with self._lock:
+            if time.monotonic() - self._loaded_at > self.ttl_s:
+                self._cache = self._load()
+                self._loaded_at = time.monotonic()
+            return {handle: set(self._cache.get(handle, ())) for handle in handles}
+
+    def _load(self) -> dict[str, set[str]]:
+        response = self.client.usergroups_list(include_users=True)
+        return {
+            str(group["handle"]): set(group.get("users") or ())
+            for group in response.get("usergroups", [])
+        }

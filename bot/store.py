@@ -1,0 +1,414 @@
+"""Durable state: operations and their steps, approvals, the timeline, the audit trail, service
+locks and the serving history. The same code runs on SQLite and PostgreSQL.
+
+Every method is one short transaction: a step's result is committed before the next one starts.
+Races between bot instances (or between clicks) are settled by the database itself: a
+conditional UPDATE or a primary-key INSERT, never a read-then-write.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    create_engine,
+    delete,
+    event,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware datetimes in, timezone-aware UTC datetimes out, on every backend."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON}
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+class Operation(Base):
+    __tablename__ = "operations"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    kind: Mapped[str] = mapped_column(String(32))  # "rollback"
+    service: Mapped[str] = mapped_column(String(64), index=True)
+    state: Mapped[str] = mapped_column(String(32), index=True)
+    requested_by: Mapped[str] = mapped_column(String(32))
+    channel: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    emergency: Mapped[bool] = mapped_column(Boolean, default=False)
+    from_revision: Mapped[str] = mapped_column(String(128), default="")
+    to_revision: Mapped[str] = mapped_column(String(128), default="")
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)  # images, ages, timings, error
+    cloud_operation: Mapped[str] = mapped_column(String(256), default="")
+    message_ts: Mapped[str] = mapped_column(String(32), default="")
+    lease_owner: Mapped[str] = mapped_column(String(64), default="")
+    lease_until: Mapped[datetime | None] = mapped_column(nullable=True)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class Step(Base):
+    __tablename__ = "steps"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    operation_id: Mapped[str] = mapped_column(ForeignKey("operations.id"), index=True)
+    name: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))  # started | done | failed
+    result: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class ApprovalRequest(Base):
+    __tablename__ = "approvals"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    operation_id: Mapped[str] = mapped_column(ForeignKey("operations.id"), index=True)
+    action: Mapped[str] = mapped_column(String(32))
+    requested_by: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), index=True)  # pending|approved|rejected|expired|cancelled
+    decided_by: Mapped[str] = mapped_column(String(32), default="")
+    decided_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    expires_at: Mapped[datetime]
+    created_at: Mapped[datetime]
+
+
+class TimelineEvent(Base):
+    __tablename__ = "timeline"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    operation_id: Mapped[str] = mapped_column(String(32), index=True)
+    at: Mapped[datetime]
+    kind: Mapped[str] = mapped_column(String(48))
+    actor: Mapped[str] = mapped_column(String(32), default="")
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class AuditRecord(Base):
+    __tablename__ = "audit"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    actor: Mapped[str] = mapped_column(String(32))
+    action: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(16))
+    service: Mapped[str] = mapped_column(String(64), default="")
+    revision: Mapped[str] = mapped_column(String(128), default="")
+    operation_id: Mapped[str] = mapped_column(String(32), default="")
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class ServiceLock(Base):
+    __tablename__ = "service_locks"
+    service: Mapped[str] = mapped_column(String(64), primary_key=True)
+    operation_id: Mapped[str] = mapped_column(String(32))
+    acquired_at: Mapped[datetime]
+
+
+class ServingHistory(Base):
+    """A revision that Runback saw (or made) serve 100%, and revisions rolled back from."""
+
+    __tablename__ = "serving_history"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    service: Mapped[str] = mapped_column(String(64), index=True)
+    revision: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(16))  # "served" | "rolled_back_from"
+    at: Mapped[datetime]
+    operation_id: Mapped[str] = mapped_column(String(32), default="")
+
+
+TERMINAL_STATES = frozenset({"succeeded", "failed", "rejected", "expired", "cancelled"})
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    operation_id: str
+    kind: str
+    state: str
+    requested_by: str
+    to_revision: str
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 5})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+class Store:
+    def __init__(self, url: str) -> None:
+        self.engine = make_engine(url)
+        Base.metadata.create_all(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self._sessions.begin() as session:
+            yield session
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- operations --------------------------------------------------------------------------
+
+    def create_operation(self, now: datetime, **fields: Any) -> Operation:
+        operation = Operation(created_at=now, updated_at=now, **fields)
+        with self.session() as session:
+            session.add(operation)
+        return operation
+
+    def operation(self, operation_id: str) -> Operation | None:
+        with self.session() as session:
+            return session.get(Operation, operation_id)
+
+    def update_operation(self, operation_id: str, now: datetime, **fields: Any) -> Operation:
+        with self.session() as session:
+            operation = session.get(Operation, operation_id)
+            if operation is None:
+                raise KeyError(operation_id)
+            for name, value in fields.items():
+                setattr(operation, name, value)
+            operation.updated_at = now
+            if fields.get("state") in TERMINAL_STATES:
+                operation.finished_at = now
+        return operation
+
+    def merge_data(self, operation_id: str, now: datetime, **values: Any) -> Operation:
+        with self.session() as session:
+            operation = session.get(Operation, operation_id)
+            if operation is None:
+                raise KeyError(operation_id)
+            operation.data = {**(operation.data or {}), **values}
+            operation.updated_at = now
+        return operation
+
+    def unfinished_operations(self) -> list[Operation]:
+        with self.session() as session:
+            query = select(Operation).where(Operation.state.not_in(TERMINAL_STATES))
+            return list(session.scalars(query.order_by(Operation.created_at)))
+
+    def claim_lease(self, operation_id: str, owner: str, now: datetime, until: datetime) -> bool:
+        """Take (or renew) the right to run this operation; False if another runner holds it."""
+        with self.session() as session:
+            result = session.execute(
+                update(Operation)
+                .where(Operation.id == operation_id)
+                .where(
+                    (Operation.lease_owner == owner)
+                    | (Operation.lease_until.is_(None))
+                    | (Operation.lease_until < now)
+                )
+                .values(lease_owner=owner, lease_until=until)
+            )
+            return result.rowcount == 1
+
+    def release_lease(self, operation_id: str, owner: str) -> None:
+        with self.session() as session:
+            session.execute(
+                update(Operation)
+                .where(Operation.id == operation_id, Operation.lease_owner == owner)
+                .values(lease_owner="", lease_until=None)
+            )
+
+    # -- steps -------------------------------------------------------------------------------
+
+    def start_step(self, operation_id: str, name: str, now: datetime) -> None:
+        with self.session() as session:
+            session.add(Step(operation_id=operation_id, name=name, status="started", started_at=now))
+
+    def finish_step(
+        self, operation_id: str, name: str, now: datetime, status: str, result: dict[str, Any]
+    ) -> None:
+        with self.session() as session:
+            step = session.scalars(
+                select(Step)
+                .where(Step.operation_id == operation_id, Step.name == name)
+                .order_by(Step.id.desc())
+            ).first()
+            if step is None:
+                step = Step(operation_id=operation_id, name=name, started_at=now)
+                session.add(step)
+            step.status, step.result, step.finished_at = status, result, now
+
+    def steps(self, operation_id: str) -> list[Step]:
+        with self.session() as session:
+            query = select(Step).where(Step.operation_id == operation_id).order_by(Step.id)
+            return list(session.scalars(query))
+
+    # -- service locks: one operation per service --------------------------------------------
+
+    def acquire_lock(self, service: str, operation_id: str, now: datetime) -> bool:
+        try:
+            with self.session() as session:
+                session.add(ServiceLock(service=service, operation_id=operation_id, acquired_at=now))
+        except IntegrityError:
+            return False
+        return True
+
+    def release_lock(self, service: str, operation_id: str) -> None:
+        with self.session() as session:
+            session.execute(
+                delete(ServiceLock).where(
+                    ServiceLock.service == service, ServiceLock.operation_id == operation_id
+                )
+            )
+
+    def lock_holder(self, service: str) -> LockHolder | None:
+        with self.session() as session:
+            lock = session.get(ServiceLock, service)
+            if lock is None:
+                return None
+            op = session.get(Operation, lock.operation_id)
+            if op is None:
+                return None
+            return LockHolder(op.id, op.kind, op.state, op.requested_by, op.to_revision)
+
+    # -- approvals ---------------------------------------------------------------------------
+
+    def create_approval(self, now: datetime, **fields: Any) -> ApprovalRequest:
+        approval = ApprovalRequest(created_at=now, status="pending", **fields)
+        with self.session() as session:
+            session.add(approval)
+        return approval
+
+    def approval(self, approval_id: str) -> ApprovalRequest | None:
+        with self.session() as session:
+            return session.get(ApprovalRequest, approval_id)
+
+    def approval_for(self, operation_id: str) -> ApprovalRequest | None:
+        with self.session() as session:
+            query = select(ApprovalRequest).where(ApprovalRequest.operation_id == operation_id)
+            return session.scalars(query.order_by(ApprovalRequest.created_at.desc())).first()
+
+    def decide_approval(
+        self, approval_id: str, status: str, decided_by: str, now: datetime
+    ) -> bool:
+        """Atomically move a pending, unexpired approval to ``status``; True for the one winner."""
+        with self.session() as session:
+            result = session.execute(
+                update(ApprovalRequest)
+                .where(
+                    ApprovalRequest.id == approval_id,
+                    ApprovalRequest.status == "pending",
+                    ApprovalRequest.expires_at > now,
+                )
+                .values(status=status, decided_by=decided_by, decided_at=now)
+            )
+            return result.rowcount == 1
+
+    def expire_approvals(self, now: datetime) -> list[ApprovalRequest]:
+        """Mark every pending approval past its deadline expired; returns those it changed."""
+        with self.session() as session:
+            due = list(
+                session.scalars(
+                    select(ApprovalRequest).where(
+                        ApprovalRequest.status == "pending", ApprovalRequest.expires_at <= now
+                    )
+                )
+            )
+            expired = []
+            for approval in due:
+                result = session.execute(
+                    update(ApprovalRequest)
+                    .where(ApprovalRequest.id == approval.id, ApprovalRequest.status == "pending")
+                    .values(status="expired", decided_at=now)
+                )
+                if result.rowcount == 1:
+                    expired.append(approval)
+            return expired
+
+    # -- timeline and audit ------------------------------------------------------------------
+
+    def add_event(
+        self, operation_id: str, now: datetime, kind: str, actor: str = "", **data: Any
+    ) -> None:
+        with self.session() as session:
+            session.add(
+                TimelineEvent(operation_id=operation_id, at=now, kind=kind, actor=actor, data=data)
+            )
+
+    def timeline(self, operation_id: str) -> list[TimelineEvent]:
+        with self.session() as session:
+            query = select(TimelineEvent).where(TimelineEvent.operation_id == operation_id)
+            return list(session.scalars(query.order_by(TimelineEvent.id)))
+
+    def add_audit(self, record: AuditRecord) -> None:
+        with self.session() as session:
+            session.add(record)
+
+    def audit(self, limit: int = 1000) -> list[AuditRecord]:
+        with self.session() as session:
+            return list(session.scalars(select(AuditRecord).order_by(AuditRecord.id).limit(limit)))
+
+    # -- serving history ---------------------------------------------------------------------
+
+    def record_serving(
+        self, service: str, revision: str, kind: str, now: datetime, operation_id: str = ""
+    ) -> None:
+        with self.session() as session:
+            session.add(
+                ServingHistory(
+                    service=service, revision=revision, kind=kind, at=now, operation_id=operation_id
+                )
+            )
+
+    def served_revisions(self, service: str) -> list[str]:
+        """Revisions seen serving 100%, newest first, without repeats."""
+        return self._history(service, "served")
+
+    def rolled_back_from(self, service: str) -> set[str]:
+        return set(self._history(service, "rolled_back_from"))
+
+    def _history(self, service: str, kind: str) -> list[str]:
+        with self.session() as session:
+            rows = session.scalars(
+                select(ServingHistory.revision)
+                .where(ServingHistory.service == service, ServingHistory.kind == kind)
+                .order_by(ServingHistory.id.desc())
+            )
+            return list(dict.fromkeys(rows))
