@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
@@ -50,8 +51,10 @@ def serve(config: object) -> int:
     settings = Settings.from_env()
     missing = settings.missing()
     if missing:
-        print(f"runback: set {', '.join(missing)} (or run `python -m bot` for the sandbox)",
-              file=sys.stderr)
+        print(
+            f"runback: set {', '.join(missing)} (or run `python -m bot` for the sandbox)",
+            file=sys.stderr,
+        )
         return 2
     runtime = build_runtime(config, settings)  # type: ignore[arg-type]
     host = os.environ.get("HOST", "0.0.0.0")
@@ -84,10 +87,8 @@ def run_emulators(config: object, port: int) -> int:
     print(f"# control API: {emulator.url}/_emulator/ (see README)", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         stop.wait()
-    except KeyboardInterrupt:
-        pass
     emulator.stop()
     return 0
 

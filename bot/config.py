@@ -183,8 +183,13 @@ def _location(loc: tuple[int | str, ...]) -> str:
 
 
 def format_errors(error: ValidationError) -> str:
+    items = error.errors()
+    locations = [tuple(item["loc"]) for item in items]
     lines = []
-    for item in error.errors():
+    for item in items:
+        loc = tuple(item["loc"])
+        if any(other[: len(loc)] == loc and other != loc for other in locations):
+            continue  # a container error caused by its broken children: the children say more
         message = item["msg"]
         if item["type"] == "missing":
             message = "field required"

@@ -89,9 +89,7 @@ class CloudRun(Protocol):
         """Every revision of the service, newest first."""
         ...
 
-    def start_traffic_update(
-        self, ref: ServiceRef, targets: list[TrafficTarget], etag: str
-    ) -> str:
+    def start_traffic_update(self, ref: ServiceRef, targets: list[TrafficTarget], etag: str) -> str:
         """PATCH the service's traffic (update mask ``traffic``); returns the operation name.
 
         Raises EtagConflict when ``etag`` is stale, CloudRunError on other failures.

@@ -101,7 +101,9 @@ class ApprovalRequest(Base):
     operation_id: Mapped[str] = mapped_column(ForeignKey("operations.id"), index=True)
     action: Mapped[str] = mapped_column(String(32))
     requested_by: Mapped[str] = mapped_column(String(32))
-    status: Mapped[str] = mapped_column(String(16), index=True)  # pending|approved|rejected|expired|cancelled
+    status: Mapped[str] = mapped_column(
+        String(16), index=True
+    )  # pending|approved|rejected|expired|cancelled
     decided_by: Mapped[str] = mapped_column(String(32), default="")
     decided_at: Mapped[datetime | None] = mapped_column(nullable=True)
     expires_at: Mapped[datetime]
@@ -259,7 +261,9 @@ class Store:
 
     def start_step(self, operation_id: str, name: str, now: datetime) -> None:
         with self.session() as session:
-            session.add(Step(operation_id=operation_id, name=name, status="started", started_at=now))
+            session.add(
+                Step(operation_id=operation_id, name=name, status="started", started_at=now)
+            )
 
     def finish_step(
         self, operation_id: str, name: str, now: datetime, status: str, result: dict[str, Any]
@@ -285,7 +289,9 @@ class Store:
     def acquire_lock(self, service: str, operation_id: str, now: datetime) -> bool:
         try:
             with self.session() as session:
-                session.add(ServiceLock(service=service, operation_id=operation_id, acquired_at=now))
+                session.add(
+                    ServiceLock(service=service, operation_id=operation_id, acquired_at=now)
+                )
         except IntegrityError:
             return False
         return True

@@ -15,8 +15,9 @@ WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 def _json(start_response: StartResponse, status: str, body: dict[str, Any]) -> list[bytes]:
     payload = json.dumps(body).encode()
-    start_response(status, [("Content-Type", "application/json"),
-                            ("Content-Length", str(len(payload)))])
+    start_response(
+        status, [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))]
+    )
     return [payload]
 
 

@@ -21,8 +21,15 @@ TOKEN = "xoxb-sandbox"
 SECTION = {"type": "section", "text": {"type": "mrkdwn", "text": "*Rollback* done"}}
 APPROVE = {
     "type": "actions",
-    "elements": [{"type": "button", "text": {"type": "plain_text", "text": "Approve"},
-                  "action_id": "approve", "value": "op-1", "style": "primary"}],
+    "elements": [
+        {
+            "type": "button",
+            "text": {"type": "plain_text", "text": "Approve"},
+            "action_id": "approve",
+            "value": "op-1",
+            "style": "primary",
+        }
+    ],
 }
 
 
@@ -61,8 +68,10 @@ def test_auth_test_names_the_bot(client: WebClient, emulator: Emulator) -> None:
 def test_a_wrong_or_missing_token_is_refused(emulator: Emulator, slack: SlackEmulator) -> None:
     base_url = f"{emulator.url}/api/"
     wrong = WebClient(token="xoxb-wrong", base_url=base_url)
-    assert error_of(wrong.chat_postMessage, channel="#incidents", text="hi").response[
-        "error"] == "invalid_auth"
+    assert (
+        error_of(wrong.chat_postMessage, channel="#incidents", text="hi").response["error"]
+        == "invalid_auth"
+    )
     assert error_of(WebClient(base_url=base_url).auth_test).response["error"] == "not_authed"
     assert slack.messages() == []
 
@@ -75,18 +84,23 @@ def test_unknown_methods_answer_unknown_method(client: WebClient) -> None:
 
 
 def test_post_update_and_history(client: WebClient, slack: SlackEmulator) -> None:
-    posted = client.chat_postMessage(channel="#incidents", text="rolling back",
-                                     blocks=[SECTION, APPROVE])
+    posted = client.chat_postMessage(
+        channel="#incidents", text="rolling back", blocks=[SECTION, APPROVE]
+    )
     assert posted["channel"] == "C0INCIDENTS"
     assert posted["message"]["bot_id"] == "B0RUNBACK"
-    updated = client.chat_update(channel="C0INCIDENTS", ts=posted["ts"], text="rolled back",
-                                 blocks=[SECTION])
+    updated = client.chat_update(
+        channel="C0INCIDENTS", ts=posted["ts"], text="rolled back", blocks=[SECTION]
+    )
     assert updated["ts"] == posted["ts"]
     [message] = slack.messages("incidents")
     assert message["text"] == "rolled back"
     assert message["blocks"] == [SECTION]
     assert (message["version"], message["source"], message["user"]) == (
-        2, "chat.postMessage", BOT_USER_ID)
+        2,
+        "chat.postMessage",
+        BOT_USER_ID,
+    )
     assert message["history"][0]["text"] == "rolling back"
     assert message["history"][0]["blocks"] == [SECTION, APPROVE]
     assert slack.message("#incidents", posted["ts"]) == message
@@ -119,8 +133,12 @@ def test_threads_and_ephemeral_messages(client: WebClient, slack: SlackEmulator)
     assert ephemeral is not None
     assert (ephemeral["ephemeral_to"], ephemeral["source"]) == ("U0BOB", "chat.postEphemeral")
     assert len(slack.messages("incidents", include_ephemeral=False)) == 3
-    assert error_of(client.chat_update, channel="#incidents", ts=note["message_ts"],
-                    text="x").response["error"] == "message_not_found"
+    assert (
+        error_of(
+            client.chat_update, channel="#incidents", ts=note["message_ts"], text="x"
+        ).response["error"]
+        == "message_not_found"
+    )
 
 
 def test_messages_to_a_user_id_go_to_their_dm(client: WebClient, slack: SlackEmulator) -> None:
@@ -133,25 +151,37 @@ def test_messages_to_a_user_id_go_to_their_dm(client: WebClient, slack: SlackEmu
     ("call", "kwargs", "error"),
     [
         ("chat_postMessage", {"channel": "#nowhere", "text": "x"}, "channel_not_found"),
-        ("chat_postMessage", {"channel": "#incidents", "text": "x", "thread_ts": "1.000001"},
-         "thread_not_found"),
+        (
+            "chat_postMessage",
+            {"channel": "#incidents", "text": "x", "thread_ts": "1.000001"},
+            "thread_not_found",
+        ),
         ("chat_postMessage", {"channel": "#incidents"}, "no_text"),
         ("chat_postMessage", {"channel": "#incidents", "text": "x" * 40_001}, "msg_too_long"),
-        ("chat_postMessage", {"channel": "#incidents", "blocks": [SECTION] * 51},
-         "invalid_blocks"),
-        ("chat_postEphemeral", {"channel": "#incidents", "user": "U0NOBODY", "text": "x"},
-         "user_not_found"),
-        ("chat_update", {"channel": "#incidents", "ts": "1.000001", "text": "x"},
-         "message_not_found"),
-        ("chat_getPermalink", {"channel": "#incidents", "message_ts": "1.000001"},
-         "message_not_found"),
+        ("chat_postMessage", {"channel": "#incidents", "blocks": [SECTION] * 51}, "invalid_blocks"),
+        (
+            "chat_postEphemeral",
+            {"channel": "#incidents", "user": "U0NOBODY", "text": "x"},
+            "user_not_found",
+        ),
+        (
+            "chat_update",
+            {"channel": "#incidents", "ts": "1.000001", "text": "x"},
+            "message_not_found",
+        ),
+        (
+            "chat_getPermalink",
+            {"channel": "#incidents", "message_ts": "1.000001"},
+            "message_not_found",
+        ),
         ("users_info", {"user": "U0NOBODY"}, "user_not_found"),
         ("conversations_info", {"channel": "C0NOWHERE"}, "channel_not_found"),
         ("usergroups_users_list", {"usergroup": "S0NONE"}, "no_such_subteam"),
     ],
 )
-def test_slack_errors(client: WebClient, slack: SlackEmulator, call: str, kwargs: dict[str, Any],
-                      error: str) -> None:
+def test_slack_errors(
+    client: WebClient, slack: SlackEmulator, call: str, kwargs: dict[str, Any], error: str
+) -> None:
     failure = error_of(getattr(client, call), **kwargs)
     assert failure.response.status_code == 200
     assert failure.response["error"] == error
@@ -186,10 +216,12 @@ BUTTON_WITHOUT_TEXT = {"type": "actions", "elements": [{"type": "button", "actio
         ({**SECTION, "acessory": APPROVE["elements"][0]}, "additional property: acessory"),
     ],
 )
-def test_invalid_blocks_are_rejected(client: WebClient, slack: SlackEmulator,
-                                     block: dict[str, Any], complaint: str) -> None:
-    failure = error_of(client.chat_postMessage, channel="#incidents", text="x",
-                       blocks=[SECTION, block])
+def test_invalid_blocks_are_rejected(
+    client: WebClient, slack: SlackEmulator, block: dict[str, Any], complaint: str
+) -> None:
+    failure = error_of(
+        client.chat_postMessage, channel="#incidents", text="x", blocks=[SECTION, block]
+    )
     assert failure.response["error"] == "invalid_blocks"
     [message] = failure.response["response_metadata"]["messages"]
     assert complaint in message
@@ -200,20 +232,24 @@ def test_invalid_blocks_are_rejected(client: WebClient, slack: SlackEmulator,
 def test_blocks_are_validated_on_every_path(client: WebClient, slack: SlackEmulator) -> None:
     ts = client.chat_postMessage(channel="#incidents", text="x")["ts"]
     bad = [BUTTON_WITHOUT_TEXT]
-    assert error_of(client.chat_update, channel="C0INCIDENTS", ts=ts, blocks=bad).response[
-        "error"] == "invalid_blocks"
-    assert error_of(client.chat_postEphemeral, channel="#incidents", user="U0BOB",
-                    blocks=bad).response["error"] == "invalid_blocks"
+    assert (
+        error_of(client.chat_update, channel="C0INCIDENTS", ts=ts, blocks=bad).response["error"]
+        == "invalid_blocks"
+    )
+    assert (
+        error_of(
+            client.chat_postEphemeral, channel="#incidents", user="U0BOB", blocks=bad
+        ).response["error"]
+        == "invalid_blocks"
+    )
     assert [m["version"] for m in slack.messages()] == [1]
 
 
-def test_blocks_sent_as_a_form_encoded_json_string(client: WebClient,
-                                                   slack: SlackEmulator) -> None:
+def test_blocks_sent_as_a_form_encoded_json_string(client: WebClient, slack: SlackEmulator) -> None:
     form = {"channel": "#deploys", "text": "x", "blocks": json.dumps([SECTION, APPROVE])}
     client.api_call("chat.postMessage", data=form)
     assert slack.messages("deploys")[0]["blocks"] == [SECTION, APPROVE]
-    failure = error_of(client.api_call, "chat.postMessage",
-                       data={**form, "blocks": "[{not json"})
+    failure = error_of(client.api_call, "chat.postMessage", data={**form, "blocks": "[{not json"})
     assert failure.response["error"] == "invalid_blocks_format"
 
 
@@ -245,9 +281,14 @@ MODAL = {
     "callback_id": "rollback",
     "title": {"type": "plain_text", "text": "Rollback"},
     "submit": {"type": "plain_text", "text": "Roll back"},
-    "blocks": [{"type": "input", "block_id": "reason",
-                "label": {"type": "plain_text", "text": "Reason"},
-                "element": {"type": "plain_text_input", "action_id": "reason"}}],
+    "blocks": [
+        {
+            "type": "input",
+            "block_id": "reason",
+            "label": {"type": "plain_text", "text": "Reason"},
+            "element": {"type": "plain_text_input", "action_id": "reason"},
+        }
+    ],
 }
 
 
@@ -271,8 +312,9 @@ def test_views_open_and_update(client: WebClient, slack: SlackEmulator) -> None:
         ({"blocks": []}, "between 1 and 100 blocks"),
     ],
 )
-def test_views_open_validates_the_view(client: WebClient, slack: SlackEmulator,
-                                       change: dict[str, Any], complaint: str) -> None:
+def test_views_open_validates_the_view(
+    client: WebClient, slack: SlackEmulator, change: dict[str, Any], complaint: str
+) -> None:
     view = {k: v for k, v in {**MODAL, **change}.items() if v is not None}
     failure = error_of(client.views_open, trigger_id="1.2.abc", view=view)
     assert failure.response["error"] == "invalid_arguments"
@@ -290,25 +332,36 @@ def test_views_open_needs_a_trigger_id(client: WebClient) -> None:
 
 def test_files_upload_v2_posts_into_the_thread(client: WebClient, slack: SlackEmulator) -> None:
     root = client.chat_postMessage(channel="#incidents", text="incident")["ts"]
-    result = client.files_upload_v2(channel="C0INCIDENTS", thread_ts=root,
-                                    filename="postmortem.md", title="Postmortem draft",
-                                    content="# Postmortem\n\nwa-backend rolled back.\n",
-                                    initial_comment="Draft postmortem")
+    result = client.files_upload_v2(
+        channel="C0INCIDENTS",
+        thread_ts=root,
+        filename="postmortem.md",
+        title="Postmortem draft",
+        content="# Postmortem\n\nwa-backend rolled back.\n",
+        initial_comment="Draft postmortem",
+    )
     file_id = result["file"]["id"]
     [stored] = slack.files()
     assert (stored["id"], stored["title"], stored["channels"]) == (
-        file_id, "Postmortem draft", ["C0INCIDENTS"])
+        file_id,
+        "Postmortem draft",
+        ["C0INCIDENTS"],
+    )
     assert stored["content"].startswith("# Postmortem")
     [_, message] = slack.messages("incidents", thread_ts=root)
     assert (message["source"], message["text"], message["thread_ts"]) == (
-        "file", "Draft postmortem", root)
+        "file",
+        "Draft postmortem",
+        root,
+    )
     assert message["files"][0]["name"] == "postmortem.md"
 
 
 def test_binary_uploads_keep_their_bytes(client: WebClient, slack: SlackEmulator) -> None:
     data = bytes(range(256))
     file_id = client.files_upload_v2(channel="#deploys", filename="dump.bin", file=data)["file"][
-        "id"]
+        "id"
+    ]
     assert slack.file_content(file_id) == data
 
 
@@ -323,16 +376,14 @@ def test_complete_upload_of_an_unknown_file(client: WebClient) -> None:
 def test_response_url_ephemeral_and_in_channel(slack: SlackEmulator) -> None:
     url = slack.new_response_url("#incidents", "U0BOB")
     assert requests.post(url, json={"text": "only bob"}, timeout=5).status_code == 200
-    reply = requests.post(url, json={"response_type": "in_channel", "blocks": [SECTION]},
-                          timeout=5)
+    reply = requests.post(url, json={"response_type": "in_channel", "blocks": [SECTION]}, timeout=5)
     assert reply.json() == {"ok": True}
     ephemeral, visible = slack.messages("incidents")
     assert (ephemeral["ephemeral_to"], ephemeral["source"]) == ("U0BOB", "response_url")
     assert (visible["ephemeral_to"], visible["blocks"]) == (None, [SECTION])
 
 
-def test_response_url_replace_and_delete_original(client: WebClient,
-                                                  slack: SlackEmulator) -> None:
+def test_response_url_replace_and_delete_original(client: WebClient, slack: SlackEmulator) -> None:
     ts = client.chat_postMessage(channel="#incidents", text="approve?", blocks=[APPROVE])["ts"]
     url = slack.new_response_url("C0INCIDENTS", "U0ALICE", message_ts=ts)
     requests.post(url, json={"replace_original": True, "text": "approved"}, timeout=5)
@@ -362,8 +413,7 @@ def inject(emulator: Emulator, api: str, status: int, times: int = 1) -> None:
     requests.post(f"{emulator.url}/_emulator/faults", json=fault, timeout=5).raise_for_status()
 
 
-def test_rate_limit_surfaces_without_a_retry_handler(client: WebClient,
-                                                     emulator: Emulator) -> None:
+def test_rate_limit_surfaces_without_a_retry_handler(client: WebClient, emulator: Emulator) -> None:
     inject(emulator, "slack.chat.postMessage", 429)
     failure = error_of(client.chat_postMessage, channel="#incidents", text="x")
     assert (failure.response.status_code, failure.response["error"]) == (429, "ratelimited")
@@ -371,10 +421,14 @@ def test_rate_limit_surfaces_without_a_retry_handler(client: WebClient,
     assert emulator.slack.messages() == []
 
 
-def test_rate_limit_is_retried_by_the_retry_handler(emulator: Emulator,
-                                                    slack: SlackEmulator) -> None:
-    client = WebClient(token=TOKEN, base_url=f"{emulator.url}/api/",
-                       retry_handlers=[RateLimitErrorRetryHandler(max_retry_count=1)])
+def test_rate_limit_is_retried_by_the_retry_handler(
+    emulator: Emulator, slack: SlackEmulator
+) -> None:
+    client = WebClient(
+        token=TOKEN,
+        base_url=f"{emulator.url}/api/",
+        retry_handlers=[RateLimitErrorRetryHandler(max_retry_count=1)],
+    )
     inject(emulator, "slack.chat.postMessage", 429)
     assert client.chat_postMessage(channel="#incidents", text="x")["ok"]
     assert len(emulator.router.calls.list("slack.chat.postMessage")) == 2
@@ -393,20 +447,26 @@ def test_server_errors_look_like_slacks(client: WebClient, emulator: Emulator) -
 def test_control_api_seeds_and_reads(emulator: Emulator, client: WebClient) -> None:
     base = f"{emulator.url}/_emulator/slack"
     requests.post(f"{base}/channels", json={"id": "C0OPS", "name": "#ops"}, timeout=5)
-    requests.post(f"{base}/users", json={"id": "U0CAROL", "name": "carol", "locale": "es-ES"},
-                  timeout=5)
-    requests.post(f"{base}/usergroups", json={"id": "S0ONCALL", "handle": "oncall",
-                                              "users": ["U0CAROL"]}, timeout=5)
+    requests.post(
+        f"{base}/users", json={"id": "U0CAROL", "name": "carol", "locale": "es-ES"}, timeout=5
+    )
+    requests.post(
+        f"{base}/usergroups",
+        json={"id": "S0ONCALL", "handle": "oncall", "users": ["U0CAROL"]},
+        timeout=5,
+    )
     root = client.chat_postMessage(channel="#ops", text="root")["ts"]
     client.chat_postMessage(channel="C0OPS", text="reply", thread_ts=root)
     client.chat_postMessage(channel="#incidents", text="elsewhere")
-    thread = requests.get(f"{base}/messages", params={"channel": "C0OPS", "thread_ts": root},
-                          timeout=5).json()
+    thread = requests.get(
+        f"{base}/messages", params={"channel": "C0OPS", "thread_ts": root}, timeout=5
+    ).json()
     assert [m["text"] for m in thread] == ["root", "reply"]
     assert client.users_info(user="U0CAROL", include_locale=True)["user"]["locale"] == "es-ES"
     assert client.usergroups_users_list(usergroup="S0ONCALL")["users"] == ["U0CAROL"]
-    url = requests.post(f"{base}/response_urls", json={"channel": "C0OPS", "user": "U0CAROL"},
-                        timeout=5).json()["url"]
+    url = requests.post(
+        f"{base}/response_urls", json={"channel": "C0OPS", "user": "U0CAROL"}, timeout=5
+    ).json()["url"]
     assert requests.post(url, json={"text": "hi"}, timeout=5).ok
     requests.delete(f"{base}/messages", timeout=5)
     assert requests.get(f"{base}/messages", timeout=5).json() == []

@@ -54,13 +54,25 @@ class Deps:
     ) -> None:
         """Every action and every refusal: to the database, then to Cloud Logging."""
         event = AuditEvent(
-            at=self.clock.now(), actor=actor, action=action, outcome=outcome, service=service,
-            revision=revision, operation_id=operation_id, detail=detail,
+            at=self.clock.now(),
+            actor=actor,
+            action=action,
+            outcome=outcome,
+            service=service,
+            revision=revision,
+            operation_id=operation_id,
+            detail=detail,
         )
         self.store.add_audit(
             AuditRecord(
-                at=event.at, actor=actor, action=action, outcome=outcome, service=service,
-                revision=revision, operation_id=operation_id, detail=detail,
+                at=event.at,
+                actor=actor,
+                action=action,
+                outcome=outcome,
+                service=service,
+                revision=revision,
+                operation_id=operation_id,
+                detail=detail,
             )
         )
         try:

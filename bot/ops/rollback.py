@@ -50,10 +50,19 @@ def request_rollback(deps: Deps, request: RollbackRequest) -> Operation:
     _check_not_busy(deps, service.name, request.user, emergency)
     state, revisions = _read_service(deps, service)
     target, current = _choose_target(deps, request, service, state, revisions)
-    operation = _create_operation(deps, request, service, emergency, state, revisions, target, current)
+    operation = _create_operation(
+        deps, request, service, emergency, state, revisions, target, current
+    )
     if emergency:
-        deps.audit(request.user, "rollback.approved", "ok", service=service.name,
-                   revision=target.name, operation_id=operation.id, approval="self")
+        deps.audit(
+            request.user,
+            "rollback.approved",
+            "ok",
+            service=service.name,
+            revision=target.name,
+            operation_id=operation.id,
+            approval="self",
+        )
     refresh_card(deps, operation.id)
     return deps.store.operation(operation.id) or operation
 
@@ -61,10 +70,16 @@ def request_rollback(deps: Deps, request: RollbackRequest) -> Operation:
 def _known_service(deps: Deps, request: RollbackRequest) -> ServiceConfig:
     service = deps.config.service(request.service)
     if service is None:
-        deps.audit(request.user, "rollback.refused", "refused", service=request.service,
-                   why="unknown_service")
-        raise UserError("error.unknown_service", service=request.service,
-                        known=deps.config.service_names)
+        deps.audit(
+            request.user,
+            "rollback.refused",
+            "refused",
+            service=request.service,
+            why="unknown_service",
+        )
+        raise UserError(
+            "error.unknown_service", service=request.service, known=deps.config.service_names
+        )
     return service
 
 
@@ -72,11 +87,20 @@ def _authorize(deps: Deps, request: RollbackRequest, service: ServiceConfig) -> 
     in_incidents = request.channel == deps.config.channels.incidents.id
     decision = decide_rollback(deps.config.approvals, deps.roles(request.user), in_incidents)
     if not decision.allowed:
-        deps.audit(request.user, "rollback.refused", "refused", service=service.name,
-                   why=str(decision.refusal), required_role=str(decision.required_role))
-        raise UserError(f"error.refused.{decision.refusal}", action=str(decision.action),
-                        role=str(decision.required_role),
-                        channel=deps.config.channels.incidents.name)
+        deps.audit(
+            request.user,
+            "rollback.refused",
+            "refused",
+            service=service.name,
+            why=str(decision.refusal),
+            required_role=str(decision.required_role),
+        )
+        raise UserError(
+            f"error.refused.{decision.refusal}",
+            action=str(decision.action),
+            role=str(decision.required_role),
+            channel=deps.config.channels.incidents.name,
+        )
     return decision
 
 
@@ -84,8 +108,14 @@ def _check_not_busy(deps: Deps, service: str, user: str, emergency: bool) -> Non
     holder = deps.store.lock_holder(service)
     if holder is None or (emergency and holder.state == "awaiting_approval"):
         return
-    deps.audit(user, "rollback.refused", "refused", service=service, why="busy",
-               operation_id=holder.operation_id)
+    deps.audit(
+        user,
+        "rollback.refused",
+        "refused",
+        service=service,
+        why="busy",
+        operation_id=holder.operation_id,
+    )
     raise UserError("error.busy", service=service, holder=holder)
 
 
@@ -94,8 +124,9 @@ def _read_service(deps: Deps, service: ServiceConfig) -> tuple[ServiceState, lis
     try:
         return deps.cloudrun.get_service(ref), deps.cloudrun.list_revisions(ref)
     except CloudRunError as error:
-        raise UserError("error.cloudrun_unavailable", service=service.name,
-                        detail=error.detail or error.reason) from None
+        raise UserError(
+            "error.cloudrun_unavailable", service=service.name, detail=error.detail or error.reason
+        ) from None
 
 
 def _choose_target(
@@ -107,14 +138,27 @@ def _choose_target(
 ) -> tuple[Revision, str | None]:
     serving = state.serving()
     choice = choose_target(
-        revisions, serving, deps.store.served_revisions(service.name),
-        deps.store.rolled_back_from(service.name), request.revision,
+        revisions,
+        serving,
+        deps.store.served_revisions(service.name),
+        deps.store.rolled_back_from(service.name),
+        request.revision,
     )
     if choice.revision is None or choice.problem is not None:
-        deps.audit(request.user, "rollback.refused", "refused", service=service.name,
-                   revision=request.revision or "", why=str(choice.problem))
-        raise UserError(f"error.target.{choice.problem}", service=service.name,
-                        revision=request.revision or "", recent=_recent(deps, revisions, serving))
+        deps.audit(
+            request.user,
+            "rollback.refused",
+            "refused",
+            service=service.name,
+            revision=request.revision or "",
+            why=str(choice.problem),
+        )
+        raise UserError(
+            f"error.target.{choice.problem}",
+            service=service.name,
+            revision=request.revision or "",
+            recent=_recent(deps, revisions, serving),
+        )
     return choice.revision, current_revision(serving)
 
 
@@ -126,8 +170,13 @@ def _revision_view(deps: Deps, revision: Revision | None, percent: int = 0) -> d
     if revision is None:
         return {"revision": "", "image": "", "age_s": None, "ready": False, "percent": 0}
     age = (deps.clock.now() - revision.created).total_seconds()
-    return {"revision": revision.name, "image": revision.image, "age_s": age,
-            "ready": revision.ready, "percent": percent}
+    return {
+        "revision": revision.name,
+        "image": revision.image,
+        "age_s": age,
+        "ready": revision.ready,
+        "percent": percent,
+    }
 
 
 def _create_operation(
@@ -143,10 +192,16 @@ def _create_operation(
     now = deps.clock.now()
     by_name = {r.name: r for r in revisions}
     operation = deps.store.create_operation(
-        now, kind="rollback", service=service.name, requested_by=request.user,
-        channel=request.channel, reason=request.reason, emergency=emergency,
+        now,
+        kind="rollback",
+        service=service.name,
+        requested_by=request.user,
+        channel=request.channel,
+        reason=request.reason,
+        emergency=emergency,
         state="approved" if emergency else "awaiting_approval",
-        from_revision=current or "", to_revision=target.name,
+        from_revision=current or "",
+        to_revision=target.name,
         data={
             "from": _revision_view(deps, by_name.get(current or "")),
             "to": _revision_view(deps, target),
@@ -156,16 +211,28 @@ def _create_operation(
         },
     )
     _take_lock(deps, operation, emergency)
-    deps.store.add_event(operation.id, now, "requested", actor=request.user,
-                         target=target.name, emergency=emergency)
-    deps.audit(request.user, "rollback.requested", "ok", service=service.name,
-               revision=target.name, operation_id=operation.id, emergency=emergency,
-               reason=request.reason)
+    deps.store.add_event(
+        operation.id, now, "requested", actor=request.user, target=target.name, emergency=emergency
+    )
+    deps.audit(
+        request.user,
+        "rollback.requested",
+        "ok",
+        service=service.name,
+        revision=target.name,
+        operation_id=operation.id,
+        emergency=emergency,
+        reason=request.reason,
+    )
     if not emergency:
         ttl = timedelta(minutes=deps.config.approvals.approval_ttl_minutes)
-        deps.store.create_approval(now, operation_id=operation.id,
-                                   action=Action.SCHEDULED_ROLLBACK.value,
-                                   requested_by=request.user, expires_at=now + ttl)
+        deps.store.create_approval(
+            now,
+            operation_id=operation.id,
+            action=Action.SCHEDULED_ROLLBACK.value,
+            requested_by=request.user,
+            expires_at=now + ttl,
+        )
     return operation
 
 
@@ -192,8 +259,14 @@ def _supersede(deps: Deps, pending_id: str, emergency: Operation) -> None:
     ):
         return
     _finish(deps, pending_id, "cancelled", superseded_by=emergency.id)
-    deps.audit(emergency.requested_by, "rollback.superseded", "ok", service=emergency.service,
-               operation_id=pending_id, by_operation=emergency.id)
+    deps.audit(
+        emergency.requested_by,
+        "rollback.superseded",
+        "ok",
+        service=emergency.service,
+        operation_id=pending_id,
+        by_operation=emergency.id,
+    )
 
 
 # -- approvals --------------------------------------------------------------------------------
@@ -207,21 +280,38 @@ def decide(deps: Deps, approval_id: str, user: str, approve: bool) -> Operation:
     if approval is None:
         raise UserError("notice.unknown_request")
     _check_still_pending(deps, approval_id)
-    decision = decide_approval(deps.config.approvals, Action(approval.action), user,
-                               deps.roles(user), approval.requested_by)
+    decision = decide_approval(
+        deps.config.approvals,
+        Action(approval.action),
+        user,
+        deps.roles(user),
+        approval.requested_by,
+    )
     operation = store.operation(approval.operation_id)
     assert operation is not None
     if not decision.allowed:
-        deps.audit(user, "rollback.approval_refused", "refused", service=operation.service,
-                   operation_id=operation.id, why=str(decision.refusal))
+        deps.audit(
+            user,
+            "rollback.approval_refused",
+            "refused",
+            service=operation.service,
+            operation_id=operation.id,
+            why=str(decision.refusal),
+        )
         raise UserError(f"error.approval.{decision.refusal}", role=str(decision.required_role))
     status = "approved" if approve else "rejected"
     if not store.decide_approval(approval_id, status, user, now):
         _check_still_pending(deps, approval_id)
         raise UserError("notice.already_decided", status="pending", by="", at=None)
     store.add_event(operation.id, now, status, actor=user)
-    deps.audit(user, f"rollback.{status}", "ok", service=operation.service,
-               revision=operation.to_revision, operation_id=operation.id)
+    deps.audit(
+        user,
+        f"rollback.{status}",
+        "ok",
+        service=operation.service,
+        revision=operation.to_revision,
+        operation_id=operation.id,
+    )
     if approve:
         store.update_operation(operation.id, now, state="approved")
         refresh_card(deps, operation.id)
@@ -239,8 +329,12 @@ def _check_still_pending(deps: Deps, approval_id: str) -> None:
         approval = deps.store.approval(approval_id)
         assert approval is not None
     if approval.status != "pending":
-        raise UserError("notice.already_decided", status=approval.status,
-                        by=approval.decided_by, at=approval.decided_at)
+        raise UserError(
+            "notice.already_decided",
+            status=approval.status,
+            by=approval.decided_by,
+            at=approval.decided_at,
+        )
 
 
 def expire_due(deps: Deps) -> list[str]:
@@ -251,8 +345,13 @@ def expire_due(deps: Deps) -> list[str]:
         if operation is None or operation.state != "awaiting_approval":
             continue
         _finish(deps, operation.id, "expired")
-        deps.audit(BOT_ACTOR, "rollback.expired", "expired", service=operation.service,
-                   operation_id=operation.id)
+        deps.audit(
+            BOT_ACTOR,
+            "rollback.expired",
+            "expired",
+            service=operation.service,
+            operation_id=operation.id,
+        )
         ended.append(operation.id)
     return ended
 
@@ -291,21 +390,30 @@ def _step_shift(deps: Deps, operation: Operation) -> Operation:
     except CloudRunError as error:
         return _fail(deps, operation, "patch_failed", "shift", detail=error.detail or error.reason)
     deps.store.update_operation(operation.id, deps.clock.now(), cloud_operation=name)
-    deps.audit(BOT_ACTOR, "cloudrun.traffic_update", "ok", service=operation.service,
-               revision=operation.to_revision, operation_id=operation.id, cloud_operation=name)
+    deps.audit(
+        BOT_ACTOR,
+        "cloudrun.traffic_update",
+        "ok",
+        service=operation.service,
+        revision=operation.to_revision,
+        operation_id=operation.id,
+        cloud_operation=name,
+    )
     return _advance(deps, operation, "shifting", "shift", started, cloud_operation=name)
 
 
 def _patch_with_one_conflict_retry(deps: Deps, operation: Operation, state: ServiceState) -> str:
     ref = state.ref
     try:
-        return deps.cloudrun.start_traffic_update(ref, pinned_targets(state, operation.to_revision),
-                                                  state.etag)
+        return deps.cloudrun.start_traffic_update(
+            ref, pinned_targets(state, operation.to_revision), state.etag
+        )
     except EtagConflict:
         deps.store.add_event(operation.id, deps.clock.now(), "etag_conflict_retry")
         fresh = deps.cloudrun.get_service(ref)
-        return deps.cloudrun.start_traffic_update(ref, pinned_targets(fresh, operation.to_revision),
-                                                  fresh.etag)
+        return deps.cloudrun.start_traffic_update(
+            ref, pinned_targets(fresh, operation.to_revision), fresh.etag
+        )
 
 
 def pinned_targets(state: ServiceState, target: str) -> list[TrafficTarget]:
@@ -323,14 +431,16 @@ def _step_wait(deps: Deps, operation: Operation) -> Operation:
     started = deps.clock.now()
     deps.store.start_step(operation.id, "wait", started)
     try:
-        state = deps.cloudrun.wait_operation(operation.cloud_operation,
-                                             deps.config.rollback.operation_timeout_s)
+        state = deps.cloudrun.wait_operation(
+            operation.cloud_operation, deps.config.rollback.operation_timeout_s
+        )
     except CloudRunError as error:
-        return _fail(deps, operation, "operation_failed", "wait", detail=error.detail or error.reason)
+        return _fail(
+            deps, operation, "operation_failed", "wait", detail=error.detail or error.reason
+        )
     if state.serving() != {operation.to_revision: 100}:
         return _fail(deps, operation, "traffic_mismatch", "wait", serving=state.serving())
-    deps.store.add_event(operation.id, deps.clock.now(), "traffic_shifted",
-                         serving=state.serving())
+    deps.store.add_event(operation.id, deps.clock.now(), "traffic_shifted", serving=state.serving())
     return _advance(deps, operation, "verifying", "wait", started, serving=state.serving())
 
 
@@ -346,8 +456,14 @@ def _step_verify(deps: Deps, operation: Operation) -> Operation:
         if attempt:
             deps.clock.sleep(settings.health_check_interval_s)
         result = deps.probe.get(url, settings.health_check_timeout_s)
-        checks.append({"status": result.status, "ok": result.ok, "detail": result.detail,
-                       "ms": round(result.elapsed_ms)})
+        checks.append(
+            {
+                "status": result.status,
+                "ok": result.ok,
+                "detail": result.detail,
+                "ms": round(result.elapsed_ms),
+            }
+        )
         in_a_row = in_a_row + 1 if result.ok else 0
         if in_a_row >= settings.health_checks:
             return _succeed(deps, operation, started, url, checks)
@@ -363,10 +479,17 @@ def _succeed(
     deps.store.add_event(operation.id, now, "healthz_verified", url=url)
     deps.store.record_serving(operation.service, operation.to_revision, "served", now, operation.id)
     if operation.from_revision:
-        deps.store.record_serving(operation.service, operation.from_revision, "rolled_back_from",
-                                  now, operation.id)
-    deps.audit(BOT_ACTOR, "rollback.succeeded", "ok", service=operation.service,
-               revision=operation.to_revision, operation_id=operation.id)
+        deps.store.record_serving(
+            operation.service, operation.from_revision, "rolled_back_from", now, operation.id
+        )
+    deps.audit(
+        BOT_ACTOR,
+        "rollback.succeeded",
+        "ok",
+        service=operation.service,
+        revision=operation.to_revision,
+        operation_id=operation.id,
+    )
     return _finish(deps, operation.id, "succeeded", health={"url": url, "checks": len(checks)})
 
 
@@ -398,10 +521,19 @@ def _fail(deps: Deps, operation: Operation, code: str, step: str, **detail: Any)
     deps.store.finish_step(operation.id, step, now, "failed", {"code": code, **detail})
     traffic_now = _traffic_now(deps, operation)
     deps.store.add_event(operation.id, now, "failed", code=code, **detail)
-    deps.audit(BOT_ACTOR, "rollback.failed", "failed", service=operation.service,
-               revision=operation.to_revision, operation_id=operation.id, code=code, **detail)
-    failed = _finish(deps, operation.id, "failed",
-                     error={"code": code, **detail}, traffic_now=traffic_now)
+    deps.audit(
+        BOT_ACTOR,
+        "rollback.failed",
+        "failed",
+        service=operation.service,
+        revision=operation.to_revision,
+        operation_id=operation.id,
+        code=code,
+        **detail,
+    )
+    failed = _finish(
+        deps, operation.id, "failed", error={"code": code, **detail}, traffic_now=traffic_now
+    )
     _post_failure_alert(deps, failed)
     return failed
 

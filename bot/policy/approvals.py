@@ -85,7 +85,11 @@ def decide_rollback(matrix: Approvals, held: Set[Role], in_incidents_channel: bo
 
 
 def decide_approval(
-    matrix: Approvals, action: Action, approver_id: str, approver_roles: Set[Role], requester_id: str
+    matrix: Approvals,
+    action: Action,
+    approver_id: str,
+    approver_roles: Set[Role],
+    requester_id: str,
 ) -> Decision:
     """May this user approve (or reject) a pending request for ``action``?"""
     row = matrix.row(action)

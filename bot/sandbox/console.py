@@ -7,8 +7,7 @@ messages come back rendered as text. See ``help`` for every line it understands.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
+import contextlib
 import json
 import re
 import secrets
@@ -20,7 +19,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
-from urllib.parse import urlencode
 
 import requests
 
@@ -28,11 +26,15 @@ from bot.config import Config
 from bot.runtime import Runtime, Settings, build_runtime
 from bot.sandbox.emulator.server import Emulator
 from bot.sandbox.seed import seed
+from bot.sandbox.slack_payloads import button_click, find_button, signed_headers, slash_command
 
 BOT_TOKEN = "xoxb-sandbox-not-a-secret"
-TEAM_ID = "T0SANDBOX"
-BEHAVIOUR_KEYS = {"healthz": "healthz_status", "error_rate": "error_rate", "p95_ms": "p95_ms",
-                  "rps": "rps"}
+BEHAVIOUR_KEYS = {
+    "healthz": "healthz_status",
+    "error_rate": "error_rate",
+    "p95_ms": "p95_ms",
+    "rps": "rps",
+}
 
 HELP = """\
   /COMMAND ARGS          a slash command, e.g. /rollback wa-backend  (/ops help lists them)
@@ -41,7 +43,7 @@ HELP = """\
   click LABEL            click the button LABEL on the newest message that has one
   set REVISION k=v ...   emulator behaviour: healthz=500 error_rate=0.07 p95_ms=2500 rps=50
   traffic SERVICE        the emulator's ground truth: revision and percent per line
-  fault API STATUS [N]   make the next N calls of an emulator API fail (e.g. run.services.patch 503 2)
+  fault API STATUS [N]   the next N calls of an emulator API fail: fault run.services.patch 503 2
   expect TEXT            fail (in scripts) unless TEXT appeared in the last output
   wait SECONDS           let time pass
   help, quit"""
@@ -59,6 +61,8 @@ class Sandbox:
     bot_url: str = field(init=False)
     user: str = ""
     channel: str = ""
+    retry_deadline_s: float = 5.0
+    database_url: str = ""
 
     def __post_init__(self) -> None:
         self.signing_secret = secrets.token_hex(16)
@@ -68,8 +72,8 @@ class Sandbox:
         env = {
             "SLACK_BOT_TOKEN": BOT_TOKEN,
             "SLACK_SIGNING_SECRET": self.signing_secret,
-            "DATABASE_URL": f"sqlite:///{Path(self._tmp.name) / 'runback.db'}",
-            "RUNBACK_RETRY_DEADLINE_S": "5",
+            "DATABASE_URL": self.database_url or f"sqlite:///{Path(self._tmp.name) / 'runback.db'}",
+            "RUNBACK_RETRY_DEADLINE_S": str(self.retry_deadline_s),
             **self.emulator.env(),
         }
         self.runtime = build_runtime(self.config, Settings.from_env(env))
@@ -77,11 +81,14 @@ class Sandbox:
         self.runtime.engine.start()
         self.users = {name: u.id for name, u in self.config.sandbox.users.items()}
         self.names = {uid: name for name, uid in self.users.items()}
-        self.channels = {**self.config.sandbox.channels,
-                         self.config.channels.incidents.name: self.config.channels.incidents.id}
+        self.channels = {
+            **self.config.sandbox.channels,
+            self.config.channels.incidents.name: self.config.channels.incidents.id,
+        }
         self.user = self.user or next(iter(self.users), "")
         self.channel = self.channel or self.config.channels.incidents.name
         self._seen: dict[str, int] = {}
+        self._ack_lines: list[str] = []
         self.last_output: list[str] = []
         self.http = requests.Session()
 
@@ -89,8 +96,12 @@ class Sandbox:
         from waitress import create_server
 
         self._server = create_server(self.runtime.wsgi, host="127.0.0.1", port=0, threads=8)
-        threading.Thread(target=self._server.run, name="sandbox-bot", daemon=True).start()
+        threading.Thread(target=self._serve, name="sandbox-bot", daemon=True).start()
         self.bot_url = f"http://127.0.0.1:{self._server.effective_port}/slack/events"
+
+    def _serve(self) -> None:
+        with contextlib.suppress(OSError):  # closing the server ends run() with EBADF
+            self._server.run()
 
     def close(self) -> None:
         self.runtime.engine.shutdown(wait=False)
@@ -110,9 +121,15 @@ class Sandbox:
             return self._collect()
         word, _, rest = line.partition(" ")
         handler = {
-            "as": self._as, "in": self._in, "click": self._click, "set": self._set,
-            "traffic": self._traffic, "fault": self._fault, "expect": self._expect,
-            "wait": self._wait, "help": self._help,
+            "as": self._as,
+            "in": self._in,
+            "click": self._click,
+            "set": self._set,
+            "traffic": self._traffic,
+            "fault": self._fault,
+            "expect": self._expect,
+            "wait": self._wait,
+            "help": self._help,
         }.get(word.lower())
         if handler is None:
             raise ConsoleError(f"unknown line {word!r}; type help")
@@ -122,8 +139,9 @@ class Sandbox:
         return lines
 
     def _help(self, _: str) -> list[str]:
-        return HELP.format(users=", ".join(self.users), channels=", ".join(
-            f"#{c}" for c in self.channels)).splitlines()
+        return HELP.format(
+            users=", ".join(self.users), channels=", ".join(f"#{c}" for c in self.channels)
+        ).splitlines()
 
     def _as(self, name: str) -> list[str]:
         if name not in self.users:
@@ -184,76 +202,66 @@ class Sandbox:
 
     # -- Slack requests -----------------------------------------------------------------------
 
-    def _post(self, body: str, content_type: str) -> requests.Response:
-        timestamp = str(int(time.time()))
-        base = f"v0:{timestamp}:{body}".encode()
-        signature = "v0=" + hmac.new(self.signing_secret.encode(), base, hashlib.sha256).hexdigest()
-        headers = {"Content-Type": content_type, "X-Slack-Request-Timestamp": timestamp,
-                   "X-Slack-Signature": signature}
-        response = self.http.post(self.bot_url, data=body.encode(), headers=headers, timeout=10)
+    def post(self, body: str) -> requests.Response:
+        """Send a signed request to the bot, as Slack would."""
+        headers = signed_headers(self.signing_secret, body)
+        return self.http.post(self.bot_url, data=body.encode(), headers=headers, timeout=10)
+
+    def _post(self, body: str) -> requests.Response:
+        response = self.post(body)
         if response.status_code != 200:
             raise ConsoleError(f"the bot answered HTTP {response.status_code}: {response.text}")
         return response
 
-    def _slash(self, line: str) -> None:
+    def slash_body(self, line: str) -> str:
         command, _, text = line.partition(" ")
         user_id, channel_id = self.users[self.user], self.channels[self.channel]
-        form = {
-            "token": "sandbox", "team_id": TEAM_ID, "team_domain": "runback-sandbox",
-            "channel_id": channel_id, "channel_name": self.channel, "user_id": user_id,
-            "user_name": self.user, "command": command, "text": text.strip(),
-            "api_app_id": "A0RUNBACK", "trigger_id": secrets.token_hex(8),
-            "response_url": self.emulator.slack.new_response_url(channel_id, user_id),
-        }
-        response = self._post(urlencode(form), "application/x-www-form-urlencoded")
+        response_url = self.emulator.slack.new_response_url(channel_id, user_id)
+        return slash_command(
+            command, text.strip(), user_id, self.user, channel_id, self.channel, response_url
+        )
+
+    def _slash(self, line: str) -> None:
+        response = self._post(self.slash_body(line))
         if response.content:
             self._show_ack(json.loads(response.content))
 
     def _show_ack(self, body: dict[str, Any]) -> None:
         """An immediate answer in the ack is shown like Slack shows it: only to you."""
-        self.last_output = [*render_message(body, self.names), "  (only visible to you)"]
-        self._ack_lines = list(self.last_output)
+        self._ack_lines = [*render_message(body, self.names), "  (only visible to you)"]
+
+    def click_body(self, label: str) -> tuple[str, list[str]]:
+        """The signed-to-be payload of clicking ``label``, and what the confirm dialog says."""
+        found = find_button(self.emulator.slack.messages(), label.strip().strip('"'))
+        if found is None:
+            raise ConsoleError(f"no button labelled {label!r} on any message")
+        message, button, block_id = found
+        user_id = self.users[self.user]
+        response_url = self.emulator.slack.new_response_url(
+            message["channel"], user_id, message["ts"]
+        )
+        body = button_click(
+            message, button, block_id, user_id, self.user, self.channel, response_url
+        )
+        confirm = button.get("confirm")
+        lines = []
+        if confirm:
+            lines.append(
+                f"({confirm['title']['text']} {plain(confirm['text']['text'], self.names)}"
+                f" → {confirm['confirm']['text']})"
+            )
+        return body, lines
 
     def _click(self, label: str) -> list[str]:
-        label = label.strip().strip('"')
-        message, button, block_id = self._find_button(label)
-        user_id = self.users[self.user]
-        payload = {
-            "type": "block_actions", "team": {"id": TEAM_ID}, "api_app_id": "A0RUNBACK",
-            "user": {"id": user_id, "username": self.user, "name": self.user, "team_id": TEAM_ID},
-            "container": {"type": "message", "message_ts": message["ts"],
-                          "channel_id": message["channel"]},
-            "channel": {"id": message["channel"], "name": self.channel},
-            "message": {"ts": message["ts"], "text": message["text"], "blocks": message["blocks"]},
-            "trigger_id": secrets.token_hex(8), "token": "sandbox",
-            "response_url": self.emulator.slack.new_response_url(
-                message["channel"], user_id, message["ts"]),
-            "actions": [{"type": "button", "action_id": button["action_id"], "block_id": block_id,
-                         "text": button["text"], "value": button.get("value", ""),
-                         "action_ts": str(time.time())}],
-        }
-        lines = []
-        if "confirm" in button:
-            confirm = button["confirm"]
-            lines.append(f"({confirm['title']['text']} {plain(confirm['text']['text'], self.names)}"
-                         f" → {confirm['confirm']['text']})")
-        self._post(urlencode({"payload": json.dumps(payload)}), "application/x-www-form-urlencoded")
+        body, lines = self.click_body(label)
+        self._post(body)
         return lines + self._collect()
-
-    def _find_button(self, label: str) -> tuple[dict[str, Any], dict[str, Any], str]:
-        for message in reversed(self.emulator.slack.messages()):
-            for block in message.get("blocks") or []:
-                for element in block.get("elements", []) if block.get("type") == "actions" else []:
-                    text = element.get("text", {}).get("text", "")
-                    if element.get("type") == "button" and text.lower() == label.lower():
-                        return message, element, block.get("block_id", "")
-        raise ConsoleError(f"no button labelled {label!r} on any message")
 
     # -- output -------------------------------------------------------------------------------
 
     def _collect(self) -> list[str]:
         self.runtime.engine.wait_idle(timeout_s=60)
-        lines: list[str] = list(getattr(self, "_ack_lines", []))
+        lines: list[str] = list(self._ack_lines)
         self._ack_lines = []
         me = self.users[self.user]
         for message in self.emulator.slack.messages():
@@ -269,8 +277,9 @@ class Sandbox:
         return lines
 
     def _describe(self, message: dict[str, Any], updated: bool) -> list[str]:
-        channel = next((n for n, i in self.channels.items() if i == message["channel"]),
-                       message["channel"])
+        channel = next(
+            (n for n, i in self.channels.items() if i == message["channel"]), message["channel"]
+        )
         tags = [f"#{channel}"]
         if updated:
             tags.append("updated")
@@ -299,13 +308,18 @@ def render_message(message: dict[str, Any], names: dict[str, str]) -> list[str]:
         elif kind == "section":
             lines.extend(plain(block["text"]["text"], names).splitlines())
         elif kind == "context":
-            lines.append("  " + "  ".join(plain(e.get("text", ""), names)
-                                         for e in block.get("elements", [])))
+            lines.append(
+                "  " + "  ".join(plain(e.get("text", ""), names) for e in block.get("elements", []))
+            )
         elif kind == "divider":
             lines.append("  " + "·" * 30)
         elif kind == "actions":
-            lines.append("  " + "  ".join(f"[{e['text']['text']}]"
-                                         for e in block.get("elements", []) if "text" in e))
+            lines.append(
+                "  "
+                + "  ".join(
+                    f"[{e['text']['text']}]" for e in block.get("elements", []) if "text" in e
+                )
+            )
     return lines
 
 

@@ -33,6 +33,9 @@ def seed(emulator: Emulator, config: Config) -> None:
             for number, version, age in SAMPLE_REVISIONS
         ]
         emulator.cloudrun.seed_service(
-            service.project, service.region, service.name,
-            revisions=revisions, traffic={revisions[-1]["name"]: 100},
+            service.project,
+            service.region,
+            service.name,
+            revisions=revisions,
+            traffic={revisions[-1]["name"]: 100},
         )

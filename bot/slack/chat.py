@@ -17,7 +17,10 @@ from bot.ports import Message
 def make_client(token: str, base_url: str | None) -> WebClient:
     client = WebClient(token=token, base_url=base_url or WebClient.BASE_URL, timeout=10)
     client.retry_handlers.extend(
-        [ConnectionErrorRetryHandler(max_retry_count=2), RateLimitErrorRetryHandler(max_retry_count=2)]
+        [
+            ConnectionErrorRetryHandler(max_retry_count=2),
+            RateLimitErrorRetryHandler(max_retry_count=2),
+        ]
     )
     return client
 

@@ -68,8 +68,11 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
                 return
             ack()
             request = RollbackRequest(
-                service=parsed.service, revision=parsed.revision, reason=parsed.reason,
-                user=command["user_id"], channel=command["channel_id"],
+                service=parsed.service,
+                revision=parsed.revision,
+                reason=parsed.reason,
+                user=command["user_id"],
+                channel=command["channel_id"],
             )
             try:
                 operation = request_rollback(deps, request)
@@ -91,15 +94,26 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
                 return
             service = deps.config.service(name)
             if service is None:
-                _ack(ack, ephemeral(deps, "error.unknown_service", service=name,
-                                    known=deps.config.service_names))
+                _ack(
+                    ack,
+                    ephemeral(
+                        deps, "error.unknown_service", service=name, known=deps.config.service_names
+                    ),
+                )
                 return
             ack()
             try:
                 _respond(respond, traffic_message(deps, name))
             except CloudRunError as error:
-                _respond(respond, ephemeral(deps, "error.cloudrun_unavailable", service=name,
-                                            detail=error.detail or error.reason))
+                _respond(
+                    respond,
+                    ephemeral(
+                        deps,
+                        "error.cloudrun_unavailable",
+                        service=name,
+                        detail=error.detail or error.reason,
+                    ),
+                )
 
     @app.command("/ops")
     def ops_command(ack: Ack, command: dict[str, Any], respond: Respond) -> None:
@@ -123,7 +137,8 @@ def traffic_message(deps: Deps, name: str) -> Message:
     lines: dict[str, dict[str, Any]] = {}
     for status in state.traffic:
         line = lines.setdefault(
-            status.revision, {"revision": status.revision, "percent": 0, "tags": [], "latest": False}
+            status.revision,
+            {"revision": status.revision, "percent": 0, "tags": [], "latest": False},
         )
         line["percent"] += status.percent
         line["latest"] = line["latest"] or status.latest
@@ -131,7 +146,11 @@ def traffic_message(deps: Deps, name: str) -> Message:
             line["tags"].append(status.tag)
     ordered = sorted(lines.values(), key=lambda line: (-line["percent"], line["revision"]))
     return deps.renderer.message(
-        "traffic", service=name, lines=ordered, uri=state.uri, reconciling=state.reconciling,
+        "traffic",
+        service=name,
+        lines=ordered,
+        uri=state.uri,
+        reconciling=state.reconciling,
         holder=deps.store.lock_holder(name),
     )
 
@@ -141,11 +160,16 @@ def whoami_message(deps: Deps, user: str, channel: str) -> Message:
     held = deps.roles(user)
     decisions = allowed_actions(deps.config.approvals, held, channel == incidents.id)
     rows = [
-        (str(action), {"verdict": str(d.verdict), "role": str(d.required_role),
-                       "why": str(d.refusal or "")})
+        (
+            str(action),
+            {"verdict": str(d.verdict), "role": str(d.required_role), "why": str(d.refusal or "")},
+        )
         for action, d in decisions.items()
     ]
     return deps.renderer.message(
-        "whoami", user=user, roles=sorted(str(r) for r in held), decisions=rows,
+        "whoami",
+        user=user,
+        roles=sorted(str(r) for r in held),
+        decisions=rows,
         channel=incidents.name,
     )

@@ -186,8 +186,12 @@ class Router:
         if not route.api.startswith("_emulator"):
             self.calls.append(
                 RecordedCall(
-                    route.api, request.method, request.path, request.query,
-                    _decoded_body(request), time.time(),
+                    route.api,
+                    request.method,
+                    request.path,
+                    request.query,
+                    _decoded_body(request),
+                    time.time(),
                 )
             )
             fault = self.faults.take(route.api)
@@ -273,8 +277,10 @@ def serve_in_thread(router: Router, host: str = "127.0.0.1", port: int = 0) -> E
     server = EmulatorHTTPServer((host, port), router)
     # A short poll interval: shutdown() waits for it, once per test that starts an emulator.
     thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05},
-        name="emulator-http", daemon=True,
+        target=server.serve_forever,
+        kwargs={"poll_interval": 0.05},
+        name="emulator-http",
+        daemon=True,
     )
     thread.start()
     return server

@@ -101,11 +101,15 @@ def _compare(raw: Any, rendered: Any, where: str) -> list[str]:
                 problems += _compare(value, rendered[key], f"{where}/{key}")
             elif not _is_empty(value):
                 problems.append(
-                    f"[ERROR] invalid additional property: {key} [json-pointer:{where}]")
+                    f"[ERROR] invalid additional property: {key} [json-pointer:{where}]"
+                )
         return problems
     if isinstance(raw, list) and isinstance(rendered, list) and len(raw) == len(rendered):
-        return [p for i, pair in enumerate(zip(raw, rendered, strict=True))
-                for p in _compare(*pair, f"{where}/{i}")]
+        return [
+            p
+            for i, pair in enumerate(zip(raw, rendered, strict=True))
+            for p in _compare(*pair, f"{where}/{i}")
+        ]
     return []
 
 
@@ -154,8 +158,10 @@ def check_view(raw: Any) -> list[str]:
     blocks = raw.get("blocks") or []
     has_input = any(isinstance(b, dict) and b.get("type") == "input" for b in blocks)
     if raw.get("type") == "modal" and has_input and not raw.get("submit"):
-        problems.append("[ERROR] must provide a submit property when an input block is present "
-                        "[json-pointer:/view]")
+        problems.append(
+            "[ERROR] must provide a submit property when an input block is present "
+            "[json-pointer:/view]"
+        )
     try:
         rendered = View(**raw).to_dict()
     except Exception as exc:
@@ -181,8 +187,9 @@ def _parse_args(request: Request) -> Args:
         form = parse_qs(request.body.decode("utf-8", errors="replace"), keep_blank_values=True)
         args.update({k: v[0] for k, v in form.items()})
     else:
-        raise SlackError("invalid_form_data",
-                         [f"[ERROR] unsupported content type {content_type!r}"])
+        raise SlackError(
+            "invalid_form_data", [f"[ERROR] unsupported content type {content_type!r}"]
+        )
     return args
 
 
@@ -193,8 +200,9 @@ def _truthy(value: Any) -> bool:
 def _required(args: Args, *names: str) -> None:
     missing = [name for name in names if _is_empty(args.get(name))]
     if missing:
-        raise SlackError("invalid_arguments",
-                         [f"[ERROR] missing required field: {name}" for name in missing])
+        raise SlackError(
+            "invalid_arguments", [f"[ERROR] missing required field: {name}" for name in missing]
+        )
 
 
 @dataclass
@@ -227,47 +235,74 @@ class SlackEmulator:
 
     # -- seeding and reading (Python API) -----------------------------------------------------
 
-    def add_user(self, id: str, name: str, real_name: str = "", locale: str = "en-US",
-                 is_bot: bool = False) -> dict[str, Any]:
-        user = {"id": id, "name": name, "real_name": real_name or name, "locale": locale,
-                "is_bot": is_bot}
+    def add_user(
+        self, id: str, name: str, real_name: str = "", locale: str = "en-US", is_bot: bool = False
+    ) -> dict[str, Any]:
+        user = {
+            "id": id,
+            "name": name,
+            "real_name": real_name or name,
+            "locale": locale,
+            "is_bot": is_bot,
+        }
         with self._lock:
             self._users[id] = user
         return dict(user)
 
     def add_channel(self, id: str, name: str) -> dict[str, Any]:
-        channel = {"id": id, "name": name.lstrip("#"), "is_im": False, "user": None,
-                   "created": int(self._clock())}
+        channel = {
+            "id": id,
+            "name": name.lstrip("#"),
+            "is_im": False,
+            "user": None,
+            "created": int(self._clock()),
+        }
         with self._lock:
             self._channels[id] = channel
         return dict(channel)
 
     def add_usergroup(self, id: str, handle: str, user_ids: list[str]) -> dict[str, Any]:
-        group = {"id": id, "handle": handle.lstrip("@"), "name": handle.lstrip("@"),
-                 "users": list(user_ids)}
+        group = {
+            "id": id,
+            "handle": handle.lstrip("@"),
+            "name": handle.lstrip("@"),
+            "users": list(user_ids),
+        }
         with self._lock:
             self._usergroups[id] = group
         return copy.deepcopy(group)
 
-    def add_message(self, channel: str, user: str, text: str, thread_ts: str | None = None,
-                    blocks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    def add_message(
+        self,
+        channel: str,
+        user: str,
+        text: str,
+        thread_ts: str | None = None,
+        blocks: list[dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
         """A message written by a person (for cant_update_message and thread tests)."""
         with self._lock:
             channel_id = self._channel_id(channel)
             root = self._thread_root(channel_id, thread_ts)
-            message = self._store(channel_id, {"text": text, "blocks": blocks or []}, root,
-                                  source="seed", user=user)
+            message = self._store(
+                channel_id, {"text": text, "blocks": blocks or []}, root, source="seed", user=user
+            )
             return copy.deepcopy(message)
 
-    def messages(self, channel: str | None = None, include_ephemeral: bool = True,
-                 thread_ts: str | None = None) -> list[dict[str, Any]]:
+    def messages(
+        self,
+        channel: str | None = None,
+        include_ephemeral: bool = True,
+        thread_ts: str | None = None,
+    ) -> list[dict[str, Any]]:
         """Messages in post order; ``thread_ts`` keeps a thread's root and replies."""
         with self._lock:
             channel_id = self._find_channel(channel) if channel else None
             if channel and channel_id is None:
                 return []
             found = [
-                m for m in self._messages
+                m
+                for m in self._messages
                 if (channel_id is None or m["channel"] == channel_id)
                 and (include_ephemeral or m["ephemeral_to"] is None)
                 and (thread_ts is None or thread_ts in (m["ts"], m["thread_ts"]))
@@ -311,15 +346,31 @@ class SlackEmulator:
     def register(self, router: Router) -> None:
         for name, method in self._methods().items():
             for verb in ("GET", "POST"):  # Slack takes both; slack_sdk always POSTs
-                router.add(verb, f"/api/{re.escape(name)}", f"slack.{name}",
-                           self._api(method), slack_error)
+                router.add(
+                    verb, f"/api/{re.escape(name)}", f"slack.{name}", self._api(method), slack_error
+                )
         for verb in ("GET", "POST"):
-            router.add(verb, r"/api/(?P<method>[^/]+)", "slack.unknown_method",
-                       self._unknown_method, slack_error)
-        router.add("POST", r"/_slack/upload/(?P<file_id>F\w+)", "slack.files.upload",
-                   self._upload, slack_error)
-        router.add("POST", r"/_slack/response/(?P<key>[\w-]+)", "slack.response_url",
-                   self._response_url, slack_error)
+            router.add(
+                verb,
+                r"/api/(?P<method>[^/]+)",
+                "slack.unknown_method",
+                self._unknown_method,
+                slack_error,
+            )
+        router.add(
+            "POST",
+            r"/_slack/upload/(?P<file_id>F\w+)",
+            "slack.files.upload",
+            self._upload,
+            slack_error,
+        )
+        router.add(
+            "POST",
+            r"/_slack/response/(?P<key>[\w-]+)",
+            "slack.response_url",
+            self._response_url,
+            slack_error,
+        )
         self._register_control(router)
 
     def _methods(self) -> dict[str, Method]:
@@ -363,8 +414,9 @@ class SlackEmulator:
             raise SlackError("invalid_auth")
 
     def _unknown_method(self, request: Request) -> Response:
-        return json_response({"ok": False, "error": "unknown_method",
-                              "req_method": request.params.get("method", "")})
+        return json_response(
+            {"ok": False, "error": "unknown_method", "req_method": request.params.get("method", "")}
+        )
 
     # -- lookups (callers hold the lock) ------------------------------------------------------
 
@@ -384,8 +436,13 @@ class SlackEmulator:
     def _dm_channel(self, user_id: str) -> str:
         channel_id = "D" + user_id[1:]
         if channel_id not in self._channels:
-            self._channels[channel_id] = {"id": channel_id, "name": user_id, "is_im": True,
-                                          "user": user_id, "created": int(self._clock())}
+            self._channels[channel_id] = {
+                "id": channel_id,
+                "name": user_id,
+                "is_im": True,
+                "user": user_id,
+                "created": int(self._clock()),
+            }
         return channel_id
 
     def _channel_id(self, value: Any) -> str:
@@ -400,8 +457,9 @@ class SlackEmulator:
             raise SlackError("user_not_found")
         return user
 
-    def _find_message(self, channel: str, ts: str,
-                      ephemeral: bool = False) -> dict[str, Any] | None:
+    def _find_message(
+        self, channel: str, ts: str, ephemeral: bool = False
+    ) -> dict[str, Any] | None:
         for message in self._messages:
             same = message["channel"] == channel and message["ts"] == ts
             if same and (ephemeral or message["ephemeral_to"] is None):
@@ -445,9 +503,16 @@ class SlackEmulator:
             raise SlackError("msg_too_long")
         return content
 
-    def _store(self, channel: str, content: Args, thread_ts: str | None, source: str,
-               user: str = BOT_USER_ID, ephemeral_to: str | None = None,
-               files: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    def _store(
+        self,
+        channel: str,
+        content: Args,
+        thread_ts: str | None,
+        source: str,
+        user: str = BOT_USER_ID,
+        ephemeral_to: str | None = None,
+        files: list[dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
         message = {
             "channel": channel,
             "ts": self._next_ts(),
@@ -477,8 +542,14 @@ class SlackEmulator:
 
     @staticmethod
     def _wire(message: dict[str, Any]) -> dict[str, Any]:
-        wire = {"type": "message", "text": message["text"], "user": message["user"],
-                "ts": message["ts"], "team": TEAM_ID, "blocks": message["blocks"]}
+        wire = {
+            "type": "message",
+            "text": message["text"],
+            "user": message["user"],
+            "ts": message["ts"],
+            "team": TEAM_ID,
+            "blocks": message["blocks"],
+        }
         if message["bot_id"]:
             wire.update(bot_id=message["bot_id"], app_id=APP_ID)
         if message["thread_ts"]:
@@ -492,9 +563,15 @@ class SlackEmulator:
     # -- Web API methods (called with the lock held) -------------------------------------------
 
     def _auth_test(self, args: Args) -> Args:
-        return {"url": f"{self.base_url}/", "team": TEAM_NAME, "user": BOT_NAME,
-                "team_id": TEAM_ID, "user_id": BOT_USER_ID, "bot_id": BOT_ID,
-                "is_enterprise_install": False}
+        return {
+            "url": f"{self.base_url}/",
+            "team": TEAM_NAME,
+            "user": BOT_NAME,
+            "team_id": TEAM_ID,
+            "user_id": BOT_USER_ID,
+            "bot_id": BOT_ID,
+            "is_enterprise_install": False,
+        }
 
     def _chat_post_message(self, args: Args) -> Args:
         channel = self._channel_id(args.get("channel"))
@@ -506,8 +583,9 @@ class SlackEmulator:
         channel = self._channel_id(args.get("channel"))
         user = self._user(args.get("user"))["id"]
         thread_ts = self._thread_root(channel, args.get("thread_ts"))
-        message = self._store(channel, self._content(args), thread_ts, "chat.postEphemeral",
-                              ephemeral_to=user)
+        message = self._store(
+            channel, self._content(args), thread_ts, "chat.postEphemeral", ephemeral_to=user
+        )
         return {"message_ts": message["ts"]}
 
     def _chat_update(self, args: Args) -> Args:
@@ -518,8 +596,12 @@ class SlackEmulator:
         if message["user"] != BOT_USER_ID:
             raise SlackError("cant_update_message")
         self._replace(message, self._content(args))
-        return {"channel": channel, "ts": message["ts"], "text": message["text"],
-                "message": self._wire(message)}
+        return {
+            "channel": channel,
+            "ts": message["ts"],
+            "text": message["text"],
+            "message": self._wire(message),
+        }
 
     def _chat_get_permalink(self, args: Args) -> Args:
         channel = self._channel_id(args.get("channel"))
@@ -534,11 +616,20 @@ class SlackEmulator:
     def _users_info(self, args: Args) -> Args:
         user = self._user(args.get("user"))
         info = {
-            "id": user["id"], "team_id": TEAM_ID, "name": user["name"], "deleted": False,
-            "real_name": user["real_name"], "is_bot": user["is_bot"], "is_admin": False,
-            "tz": "UTC", "tz_offset": 0,
-            "profile": {"real_name": user["real_name"], "display_name": user["name"],
-                        "real_name_normalized": user["real_name"]},
+            "id": user["id"],
+            "team_id": TEAM_ID,
+            "name": user["name"],
+            "deleted": False,
+            "real_name": user["real_name"],
+            "is_bot": user["is_bot"],
+            "is_admin": False,
+            "tz": "UTC",
+            "tz_offset": 0,
+            "profile": {
+                "real_name": user["real_name"],
+                "display_name": user["name"],
+                "real_name_normalized": user["real_name"],
+            },
         }
         if user["id"] == BOT_USER_ID:
             info["profile"]["bot_id"] = BOT_ID
@@ -547,9 +638,16 @@ class SlackEmulator:
         return {"user": info}
 
     def _usergroup_wire(self, group: dict[str, Any], include_users: bool) -> dict[str, Any]:
-        wire = {"id": group["id"], "team_id": TEAM_ID, "is_usergroup": True,
-                "name": group["name"], "handle": group["handle"], "description": "",
-                "date_delete": 0, "user_count": len(group["users"])}
+        wire = {
+            "id": group["id"],
+            "team_id": TEAM_ID,
+            "is_usergroup": True,
+            "name": group["name"],
+            "handle": group["handle"],
+            "description": "",
+            "date_delete": 0,
+            "user_count": len(group["users"]),
+        }
         if include_users:
             wire["users"] = list(group["users"])
         return wire
@@ -569,9 +667,17 @@ class SlackEmulator:
         channel = self._channels.get(str(args.get("channel") or ""))  # ids only, like Slack
         if channel is None:
             raise SlackError("channel_not_found")
-        info = {"id": channel["id"], "name": channel["name"], "is_channel": not channel["is_im"],
-                "is_group": False, "is_im": channel["is_im"], "is_private": False,
-                "is_archived": False, "is_member": True, "created": channel["created"]}
+        info = {
+            "id": channel["id"],
+            "name": channel["name"],
+            "is_channel": not channel["is_im"],
+            "is_group": False,
+            "is_im": channel["is_im"],
+            "is_private": False,
+            "is_archived": False,
+            "is_member": True,
+            "created": channel["created"],
+        }
         if channel["is_im"]:
             info["user"] = channel["user"]
         return {"channel": info}
@@ -586,10 +692,18 @@ class SlackEmulator:
         return dict(view)
 
     def _view_wire(self, record: dict[str, Any]) -> dict[str, Any]:
-        return {**record["view"], "id": record["id"], "team_id": TEAM_ID,
-                "state": {"values": {}}, "hash": record["hash"], "root_view_id": record["id"],
-                "previous_view_id": None, "app_id": APP_ID, "bot_id": BOT_ID,
-                "external_id": record["external_id"] or ""}
+        return {
+            **record["view"],
+            "id": record["id"],
+            "team_id": TEAM_ID,
+            "state": {"values": {}},
+            "hash": record["hash"],
+            "root_view_id": record["id"],
+            "previous_view_id": None,
+            "app_id": APP_ID,
+            "bot_id": BOT_ID,
+            "external_id": record["external_id"] or "",
+        }
 
     def _views_open(self, args: Args) -> Args:
         if _is_empty(args.get("trigger_id")) and _is_empty(args.get("interactivity_pointer")):
@@ -600,9 +714,15 @@ class SlackEmulator:
         if external_id and any(v["external_id"] == external_id for v in self._views.values()):
             raise SlackError("duplicate_external_id")
         self._seq += 1
-        record = {"id": f"V{self._seq:010d}", "trigger_id": args.get("trigger_id"),
-                  "external_id": external_id, "hash": secrets.token_hex(8), "version": 1,
-                  "view": view, "history": []}
+        record = {
+            "id": f"V{self._seq:010d}",
+            "trigger_id": args.get("trigger_id"),
+            "external_id": external_id,
+            "hash": secrets.token_hex(8),
+            "version": 1,
+            "view": view,
+            "history": [],
+        }
         self._views[record["id"]] = record
         return {"view": self._view_wire(record)}
 
@@ -619,7 +739,8 @@ class SlackEmulator:
     def _find_view(self, view_id: Any, external_id: Any) -> dict[str, Any]:
         for record in self._views.values():
             if (view_id and record["id"] == view_id) or (
-                    external_id and record["external_id"] == external_id):
+                external_id and record["external_id"] == external_id
+            ):
                 return record
         raise SlackError("not_found")
 
@@ -633,11 +754,18 @@ class SlackEmulator:
         file_id = f"F{self._seq:010d}"
         filename = str(args["filename"])
         self._files[file_id] = {
-            "id": file_id, "name": filename, "title": filename,
+            "id": file_id,
+            "name": filename,
+            "title": filename,
             "mimetype": mimetypes.guess_type(filename)[0] or "application/octet-stream",
-            "size": int(args["length"]), "alt_txt": args.get("alt_txt"),
-            "snippet_type": args.get("snippet_type"), "user": BOT_USER_ID,
-            "created": int(self._clock()), "uploaded": False, "channels": [], "content": "",
+            "size": int(args["length"]),
+            "alt_txt": args.get("alt_txt"),
+            "snippet_type": args.get("snippet_type"),
+            "user": BOT_USER_ID,
+            "created": int(self._clock()),
+            "uploaded": False,
+            "channels": [],
+            "content": "",
         }
         return {"upload_url": f"{self.base_url}/_slack/upload/{file_id}", "file_id": file_id}
 
@@ -647,8 +775,11 @@ class SlackEmulator:
             if record is None:
                 raise HttpError(404, "no such upload")
             self._file_bytes[record["id"]] = request.body
-            record.update(uploaded=True, size=len(request.body),
-                          content=request.body.decode("utf-8", errors="replace"))
+            record.update(
+                uploaded=True,
+                size=len(request.body),
+                content=request.body.decode("utf-8", errors="replace"),
+            )
         return Response(200, f"OK - {len(request.body)}".encode(), "text/plain")
 
     def _files_complete_upload(self, args: Args) -> Args:
@@ -693,8 +824,9 @@ class SlackEmulator:
         try:
             with self._lock:
                 target = self._live_response_url(request.params["key"])
-                body = _load_json(request.body.decode("utf-8", errors="replace") or "{}",
-                                  "invalid_payload")
+                body = _load_json(
+                    request.body.decode("utf-8", errors="replace") or "{}", "invalid_payload"
+                )
                 if not isinstance(body, dict):
                     raise SlackError("invalid_payload", status=400)
                 self._respond(target, body)
@@ -725,8 +857,13 @@ class SlackEmulator:
             return
         thread_ts = self._thread_root(target.channel, body.get("thread_ts"))
         visible = body.get("response_type") == "in_channel"
-        self._store(target.channel, content, thread_ts, "response_url",
-                    ephemeral_to=None if visible else target.user)
+        self._store(
+            target.channel,
+            content,
+            thread_ts,
+            "response_url",
+            ephemeral_to=None if visible else target.user,
+        )
 
     def _original(self, target: _ResponseUrl) -> dict[str, Any]:
         message = None
@@ -756,15 +893,23 @@ class SlackEmulator:
 
     def _ctl_messages(self, request: Request) -> Response:
         include = request.arg("include_ephemeral", "1") not in ("0", "false")
-        found = self.messages(request.arg("channel") or None, include_ephemeral=include,
-                              thread_ts=request.arg("thread_ts") or None)
+        found = self.messages(
+            request.arg("channel") or None,
+            include_ephemeral=include,
+            thread_ts=request.arg("thread_ts") or None,
+        )
         return json_response(found)
 
     def _ctl_add_message(self, request: Request) -> Response:
         body = _control_body(request, "channel", "user", "text")
         try:
-            message = self.add_message(body["channel"], body["user"], body["text"],
-                                       body.get("thread_ts"), body.get("blocks"))
+            message = self.add_message(
+                body["channel"],
+                body["user"],
+                body["text"],
+                body.get("thread_ts"),
+                body.get("blocks"),
+            )
         except SlackError as error:
             raise HttpError(400, error.error) from error
         return json_response(message)
@@ -775,9 +920,15 @@ class SlackEmulator:
 
     def _ctl_add_user(self, request: Request) -> Response:
         body = _control_body(request, "id", "name")
-        return json_response(self.add_user(
-            body["id"], body["name"], body.get("real_name", ""), body.get("locale", "en-US"),
-            bool(body.get("is_bot", False))))
+        return json_response(
+            self.add_user(
+                body["id"],
+                body["name"],
+                body.get("real_name", ""),
+                body.get("locale", "en-US"),
+                bool(body.get("is_bot", False)),
+            )
+        )
 
     def _ctl_add_channel(self, request: Request) -> Response:
         body = _control_body(request, "id", "name")

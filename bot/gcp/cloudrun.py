@@ -1,0 +1,273 @@
+"""The CloudRun port over the Cloud Run Admin API v2 (``google-cloud-run``, REST transport).
+
+Google libraries are imported on first use, never at module import: the bot's cold start must
+stay fast enough for Slack's 3-second ack.
+
+Every call is retried with exponential backoff on transient failures (503, 429, 500, 504,
+request timeouts and connection errors) for at most ``retry_deadline_s``; after that it raises
+CloudRunError("unavailable"). Each HTTP attempt waits at most ``attempt_timeout_s``, so the
+worst case is about ``retry_deadline_s + attempt_timeout_s``. A 409 on update is an
+EtagConflict and is never retried.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from bot.ports import (
+    CloudRunError,
+    EtagConflict,
+    Revision,
+    ServiceRef,
+    ServiceState,
+    TrafficStatus,
+    TrafficTarget,
+)
+
+if TYPE_CHECKING:
+    from google.api_core.retry import Retry
+    from google.cloud import run_v2
+
+T = TypeVar("T")
+
+MAX_BACKOFF_S = 2.0
+POLL_INITIAL_S = 0.1
+POLL_MAX_S = 2.0
+
+
+class CloudRunAdmin:
+    """CloudRun (bot.ports) backed by run_v2.ServicesClient and RevisionsClient."""
+
+    def __init__(
+        self,
+        emulator_host: str | None,
+        retry_deadline_s: float = 20.0,
+        initial_backoff_s: float = 0.2,
+        attempt_timeout_s: float = 10.0,
+    ) -> None:
+        self._emulator_host = emulator_host
+        self._deadline_s = retry_deadline_s
+        self._attempt_timeout_s = min(attempt_timeout_s, retry_deadline_s)
+        self._initial_backoff_s = initial_backoff_s
+        self._lock = threading.Lock()
+        self._clients: tuple[run_v2.ServicesClient, run_v2.RevisionsClient] | None = None
+
+    # -- the CloudRun port --------------------------------------------------------------------
+
+    def get_service(self, ref: ServiceRef) -> ServiceState:
+        services, _ = self._get_clients()
+        service = self._call(lambda: services.get_service(name=ref.path, **self._call_options()))
+        return service_state(ref, service)
+
+    def list_revisions(self, ref: ServiceRef) -> list[Revision]:
+        """Every revision of the service, newest first."""
+        _, revisions = self._get_clients()
+        found = self._call(
+            lambda: list(revisions.list_revisions(parent=ref.path, **self._call_options()))
+        )
+        converted = [to_revision(r) for r in found]
+        return sorted(converted, key=lambda r: r.created, reverse=True)
+
+    def start_traffic_update(self, ref: ServiceRef, targets: list[TrafficTarget], etag: str) -> str:
+        from google.cloud import run_v2
+        from google.protobuf import field_mask_pb2
+
+        services, _ = self._get_clients()
+        revision_type = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION
+        service = run_v2.Service(
+            name=ref.path,
+            etag=etag,
+            traffic=[
+                run_v2.TrafficTarget(
+                    type_=revision_type, revision=t.revision, percent=t.percent, tag=t.tag
+                )
+                for t in targets
+            ],
+        )
+        mask = field_mask_pb2.FieldMask(paths=["traffic"])
+        operation = self._call(
+            lambda: services.update_service(
+                service=service, update_mask=mask, **self._call_options()
+            ),
+            conflict_is_etag=True,
+        )
+        return str(operation.operation.name)
+
+    def wait_operation(self, operation_name: str, timeout_s: float) -> ServiceState:
+        """Poll the operation until done; raises CloudRunError if it failed or timed out."""
+        services, _ = self._get_clients()
+        deadline = time.monotonic() + timeout_s
+        delay = POLL_INITIAL_S
+        while True:
+            operation = self._call(
+                lambda: services.get_operation({"name": operation_name}, **self._call_options())
+            )
+            if operation.done:
+                return _operation_result(operation)
+            if time.monotonic() + delay > deadline:
+                raise CloudRunError(
+                    "operation_timeout", f"{operation_name} not done after {timeout_s:g}s"
+                )
+            time.sleep(delay)
+            delay = min(delay * 1.5, POLL_MAX_S)
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def _get_clients(self) -> tuple[run_v2.ServicesClient, run_v2.RevisionsClient]:
+        with self._lock:
+            if self._clients is None:
+                self._clients = self._make_clients()
+            return self._clients
+
+    def _make_clients(self) -> tuple[run_v2.ServicesClient, run_v2.RevisionsClient]:
+        from google.cloud import run_v2
+
+        options: dict[str, Any] = {"transport": "rest"}
+        if self._emulator_host:
+            from google.api_core.client_options import ClientOptions
+            from google.auth.credentials import AnonymousCredentials
+
+            options["credentials"] = AnonymousCredentials()
+            options["client_options"] = ClientOptions(api_endpoint=f"http://{self._emulator_host}")
+        return run_v2.ServicesClient(**options), run_v2.RevisionsClient(**options)
+
+    def _call_options(self) -> dict[str, Any]:
+        return {
+            "retry": self._retry(),
+            "timeout": self._attempt_timeout_s,
+        }
+
+    def _retry(self) -> Retry:
+        import requests
+        from google.api_core import exceptions
+        from google.api_core.retry import Retry, if_exception_type
+
+        transient = if_exception_type(
+            exceptions.ServiceUnavailable,
+            exceptions.TooManyRequests,
+            exceptions.InternalServerError,
+            exceptions.GatewayTimeout,
+            exceptions.DeadlineExceeded,
+            requests.exceptions.Timeout,
+            requests.exceptions.ConnectionError,
+        )
+        return Retry(
+            predicate=transient,
+            initial=self._initial_backoff_s,
+            maximum=MAX_BACKOFF_S,
+            multiplier=2.0,
+            timeout=self._deadline_s,
+        )
+
+    def _call(self, fn: Callable[[], T], conflict_is_etag: bool = False) -> T:
+        """Run one (already retried) client call, translating failures to CloudRunError."""
+        import requests
+        from google.api_core import exceptions
+
+        try:
+            return fn()
+        except exceptions.RetryError as error:
+            cause = error.cause if error.cause is not None else error
+            raise CloudRunError("unavailable", _describe(cause)) from error
+        except exceptions.Conflict as error:  # 409: ABORTED / ALREADY_EXISTS
+            if conflict_is_etag:
+                raise EtagConflict(error.message) from error
+            raise CloudRunError("conflict", error.message) from error
+        except exceptions.GoogleAPICallError as error:
+            raise CloudRunError(_reason(error), _describe(error)) from error
+        except requests.exceptions.RequestException as error:
+            raise CloudRunError("unavailable", _describe(error)) from error
+
+
+# -- conversions (pure, no I/O) ---------------------------------------------------------------
+
+
+def service_state(ref: ServiceRef, service: run_v2.Service) -> ServiceState:
+    """A run_v2 Service as the port's ServiceState; traffic is what actually serves."""
+    from google.cloud import run_v2
+
+    latest_type = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST
+    latest_ready = _short(service.latest_ready_revision)
+    traffic = tuple(
+        TrafficStatus(
+            revision=status.revision or (latest_ready if status.type_ == latest_type else ""),
+            percent=status.percent,
+            tag=status.tag,
+            uri=status.uri,
+            latest=status.type_ == latest_type,
+        )
+        for status in service.traffic_statuses
+    )
+    return ServiceState(
+        ref=ref,
+        etag=service.etag,
+        uri=service.uri,
+        traffic=traffic,
+        latest_ready_revision=latest_ready,
+        reconciling=service.reconciling,
+    )
+
+
+def to_revision(revision: run_v2.Revision) -> Revision:
+    from google.cloud import run_v2
+
+    succeeded = run_v2.Condition.State.CONDITION_SUCCEEDED
+    ready = any(c.type_ == "Ready" and c.state == succeeded for c in revision.conditions)
+    stamp = revision.create_time.timestamp() if revision.create_time else 0.0
+    created = datetime.fromtimestamp(stamp, UTC)
+    image = revision.containers[0].image if revision.containers else ""
+    return Revision(name=_short(revision.name), image=image, created=created, ready=ready)
+
+
+def ref_from_name(name: str) -> ServiceRef:
+    """``projects/P/locations/R/services/S`` -> ServiceRef."""
+    parts = name.split("/")
+    if len(parts) != 6 or parts[0] != "projects" or parts[2] != "locations":
+        raise CloudRunError("bad_response", f"unexpected service name {name!r}")
+    return ServiceRef(project=parts[1], region=parts[3], name=parts[5])
+
+
+def _operation_result(operation: Any) -> ServiceState:
+    from google.api_core import protobuf_helpers
+    from google.cloud import run_v2
+
+    if operation.HasField("error"):
+        raise CloudRunError(
+            "operation_failed", f"code {operation.error.code}: {operation.error.message}"
+        )
+    try:
+        service = protobuf_helpers.from_any_pb(run_v2.Service, operation.response)
+    except TypeError as error:
+        raise CloudRunError("bad_response", str(error)) from error
+    return service_state(ref_from_name(service.name), service)
+
+
+def _short(name: str) -> str:
+    return name.rsplit("/", 1)[-1] if name else ""
+
+
+def _reason(error: Any) -> str:
+    from google.api_core import exceptions
+
+    reasons: list[tuple[type[Exception], str]] = [
+        (exceptions.NotFound, "not_found"),
+        (exceptions.FailedPrecondition, "failed_precondition"),
+        (exceptions.BadRequest, "invalid_argument"),
+        (exceptions.Unauthorized, "unauthenticated"),
+        (exceptions.Forbidden, "permission_denied"),
+        (exceptions.TooManyRequests, "unavailable"),
+        (exceptions.ServerError, "unavailable"),
+    ]
+    for kind, reason in reasons:
+        if isinstance(error, kind):
+            return reason
+    return "api_error"
+
+
+def _describe(error: BaseException) -> str:
+    message = getattr(error, "message", None) or str(error) or type(error).__name__
+    return f"{type(error).__name__}: {message}"

@@ -1,0 +1,878 @@
+"""Cloud Run Admin API v2 emulator, plus the services' own URLs (/healthz, /metrics).
+
+It speaks the REST dialect of the ``google-cloud-run`` (run_v2) client: every payload is built
+from, and parsed into, the library's own message types, so a field the client would not accept
+cannot slip through. State lives in ``run_v2.Service`` / ``run_v2.Revision`` messages.
+
+Semantics worth knowing:
+
+- PATCH (update_service) changes the spec (``traffic``, ``template``...) at once, bumps
+  ``generation`` and ``etag``, and returns a long-running Operation. ``trafficStatuses``,
+  ``observedGeneration``, ``reconciling`` and ``terminalCondition`` change when the operation
+  completes, ``operation_delay_s`` seconds later (evaluated lazily on any read).
+- A non-empty ``etag`` in the body that differs from the current one is a 409 ABORTED; traffic
+  percents that do not sum to 100 are a 400; a REVISION target naming a missing revision is
+  accepted, and its operation ends with error code 5 (NOT_FOUND) and the spec left as sent.
+- ``updateMask`` is honoured (top-level fields); without it, the fields present in the body
+  are applied.
+- ``fail_next_operations`` makes the next updates' operations fail (e.g. quota errors).
+- A service answers at ``{base_url}/_svc/{service}`` (picking a revision by its actual traffic
+  share, smooth weighted round-robin) and each tag at ``{base_url}/_svc/{service}/_tag/{tag}``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import string
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from google.cloud import run_v2
+from google.longrunning import operations_pb2
+from google.protobuf import json_format
+
+from bot.sandbox.emulator.http import (
+    HttpError,
+    Request,
+    Response,
+    Router,
+    json_response,
+    text_response,
+)
+
+LATEST = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST
+REVISION = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION
+UNSPECIFIED = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_UNSPECIFIED
+State = run_v2.Condition.State
+
+# Top-level Service fields a PATCH may change (snake_case); the rest are output-only here.
+MUTABLE_FIELDS = frozenset(
+    {
+        "description",
+        "labels",
+        "annotations",
+        "client",
+        "client_version",
+        "ingress",
+        "launch_stage",
+        "binary_authorization",
+        "template",
+        "traffic",
+        "scaling",
+        "invoker_iam_disabled",
+        "default_uri_disabled",
+        "custom_audiences",
+    }
+)
+NOT_FOUND = 5
+DEFAULT_PAGE_SIZE = 100
+METRICS_HISTORY_S = 600.0  # /metrics counters start with this much synthetic history
+
+_LOCATION = r"projects/[^/]+/locations/[^/]+"
+_SERVICE = _LOCATION + r"/services/[^/]+"
+
+
+class NotFound(HttpError, KeyError):
+    """An unknown service or revision: a 404 on the HTTP API, a KeyError in Python."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(404, message)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass
+class Behaviour:
+    """How a revision's own endpoints answer."""
+
+    healthz_status: int = 200
+    error_rate: float = 0.0
+    p95_ms: float = 120.0
+    rps: float = 20.0
+
+
+@dataclass
+class _Counters:
+    """Request counts folded up to ``since``; they keep growing from there at the behaviour."""
+
+    ok: float = 0.0
+    errors: float = 0.0
+    since: float = field(default_factory=lambda: time.time() - METRICS_HISTORY_S)
+
+
+@dataclass
+class _Operation:
+    name: str
+    service: str  # full service name
+    generation: int
+    done_at: float  # time.monotonic()
+    traffic: list[run_v2.TrafficTarget]
+    new_revision: str = ""  # full revision name created by this update
+    error: str = ""  # set when the operation fails
+    error_code: int = NOT_FOUND  # google.rpc.Code of that failure
+    done: bool = False
+    result: run_v2.Service | None = None
+
+
+class CloudRunEmulator:
+    def __init__(self) -> None:
+        self.base_url = "http://127.0.0.1"
+        self._lock = threading.RLock()
+        self._rng = random.Random()
+        self.reset()
+
+    # -- Python API ---------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        with self._lock:
+            self.operation_delay_s = 0.0
+            self._services: dict[str, run_v2.Service] = {}
+            self._revisions: dict[str, run_v2.Revision] = {}  # full name -> revision
+            self._behaviours: dict[str, Behaviour] = {}  # short revision name -> behaviour
+            self._counters: dict[str, _Counters] = {}
+            self._operations: dict[str, _Operation] = {}
+            self._wrr: dict[str, dict[str, int]] = {}  # service -> revision -> current weight
+            self._failures: list[tuple[int, str]] = []  # (code, message) for the next operations
+
+    def seed_service(
+        self,
+        project: str,
+        region: str,
+        name: str,
+        revisions: list[dict[str, Any]],
+        traffic: dict[str, int] | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> str:
+        """Create (or replace) a service with its revisions, oldest first; returns its full name.
+
+        ``revisions``: ``{"name", "image", "age_s"}`` each. ``traffic``: revision -> percent
+        (default: 100% on the newest). ``tags``: tag -> revision (0% tagged targets).
+        """
+        full = f"projects/{project}/locations/{region}/services/{name}"
+        with self._lock:
+            short_names = [str(spec["name"]) for spec in revisions]
+            if not short_names or len(set(short_names)) != len(short_names):
+                raise ValueError("a service needs at least one revision, each named once")
+            targets = _seed_targets(short_names, traffic or {short_names[-1]: 100}, tags or {})
+            self._drop_service(full)
+            created = [
+                self._seed_revision(full, spec, i, len(revisions))
+                for i, spec in enumerate(revisions)
+            ]
+            self._services[full] = self._seed_service_message(full, created, targets)
+            return full
+
+    def set_behaviour(self, revision: str, **changes: Any) -> dict[str, Any]:
+        """Change some of a revision's behaviour fields; returns the whole behaviour."""
+        with self._lock:
+            current = self._require_behaviour(revision)
+            converted = _behaviour_changes(changes)
+            self._fold_counters(revision)
+            for key, value in converted.items():
+                setattr(current, key, value)
+            return asdict(current)
+
+    def fail_next_operations(self, message: str, times: int = 1, code: int = 9) -> None:
+        """Make the next ``times`` accepted updates end in a failed operation.
+
+        The PATCH itself succeeds (spec and etag change); the operation then completes with
+        ``error.code`` = ``code`` (a google.rpc.Code, default 9 FAILED_PRECONDITION) and the
+        traffic actually served stays as it was.
+        """
+        with self._lock:
+            self._failures.extend([(int(code), message)] * max(0, times))
+
+    def behaviour(self, revision: str) -> dict[str, Any]:
+        with self._lock:
+            return asdict(self._require_behaviour(revision))
+
+    def traffic(self, service_name: str) -> list[dict[str, Any]]:
+        """What the service actually serves (its ``trafficStatuses``)."""
+        with self._lock:
+            self._settle()
+            service = self._find_by_short(service_name)
+            return [
+                {"revision": s.revision, "percent": s.percent, "tag": s.tag}
+                for s in service.traffic_statuses
+            ]
+
+    # -- routes -------------------------------------------------------------------------------
+
+    def register(self, router: Router) -> None:
+        add = router.add
+        add("GET", rf"/v2/(?P<name>{_SERVICE})", "run.services.get", self._get_service)
+        add("PATCH", rf"/v2/(?P<name>{_SERVICE})", "run.services.patch", self._patch_service)
+        add(
+            "GET",
+            rf"/v2/(?P<parent>{_LOCATION})/services",
+            "run.services.list",
+            self._list_services,
+        )
+        add(
+            "GET",
+            rf"/v2/(?P<name>{_SERVICE}/revisions/[^/]+)",
+            "run.revisions.get",
+            self._get_revision,
+        )
+        add(
+            "GET",
+            rf"/v2/(?P<parent>{_SERVICE})/revisions",
+            "run.revisions.list",
+            self._list_revisions,
+        )
+        add(
+            "GET",
+            rf"/v2/(?P<name>{_LOCATION}/operations/[^/]+)",
+            "run.operations.get",
+            self._get_operation,
+        )
+        own = r"/_svc/(?P<service>[^/]+)(?:/_tag/(?P<tag>[^/]+))?"
+        add("GET", own + "/healthz", "service.healthz", self._healthz, _plain_error)
+        add("GET", own + "/metrics", "service.metrics", self._metrics, _plain_error)
+        self._register_control(router)
+
+    def _register_control(self, router: Router) -> None:
+        add = router.add
+        add("POST", "/_emulator/services", "_emulator.cloudrun.seed", self._control_seed)
+        add(
+            "GET",
+            r"/_emulator/services/(?P<service>[^/]+)/traffic",
+            "_emulator.cloudrun.traffic",
+            self._control_traffic,
+        )
+        behaviour = r"/_emulator/revisions/(?P<revision>[^/]+)/behaviour"
+        add("POST", behaviour, "_emulator.cloudrun.behaviour.set", self._control_set_behaviour)
+        add("GET", behaviour, "_emulator.cloudrun.behaviour.get", self._control_get_behaviour)
+        add("POST", "/_emulator/config", "_emulator.cloudrun.config", self._control_config)
+        add(
+            "POST",
+            "/_emulator/operations/fail",
+            "_emulator.cloudrun.fail_operations",
+            self._control_fail_operations,
+        )
+
+    # -- Admin API handlers -------------------------------------------------------------------
+
+    def _get_service(self, request: Request) -> Response:
+        with self._lock:
+            self._settle()
+            service = self._require_service(request.params["name"])
+            return _message_response(self._render(service), request)
+
+    def _list_services(self, request: Request) -> Response:
+        prefix = request.params["parent"] + "/services/"
+        with self._lock:
+            self._settle()
+            names = sorted(n for n in self._services if n.startswith(prefix))
+            page, token = _page(names, request)
+            body = run_v2.ListServicesResponse(
+                services=[self._render(self._services[n]) for n in page], next_page_token=token
+            )
+            return _message_response(body, request)
+
+    def _get_revision(self, request: Request) -> Response:
+        with self._lock:
+            self._settle()
+            revision = self._revisions.get(request.params["name"])
+            if revision is None:
+                raise HttpError(404, f"Revision '{request.params['name']}' was not found.")
+            return _message_response(revision, request)
+
+    def _list_revisions(self, request: Request) -> Response:
+        parent = request.params["parent"]
+        with self._lock:
+            self._settle()
+            self._require_service(parent)
+            owned = [r for r in self._revisions.values() if r.name.startswith(parent + "/")]
+            owned.sort(key=lambda r: r.create_time, reverse=True)
+            page, token = _page(owned, request)
+            body = run_v2.ListRevisionsResponse(revisions=page, next_page_token=token)
+            return _message_response(body, request)
+
+    def _get_operation(self, request: Request) -> Response:
+        with self._lock:
+            self._settle()
+            operation = self._operations.get(request.params["name"])
+            if operation is None:
+                raise HttpError(404, f"Operation '{request.params['name']}' was not found.")
+            return self._operation_response(operation, request)
+
+    def _patch_service(self, request: Request) -> Response:
+        name = request.params["name"]
+        with self._lock:
+            self._settle()
+            current = self._require_service(name)
+            updated, new_revision, error = self._prepare_update(current, request)
+            if request.arg("validateOnly") == "true":
+                preview = _Operation(
+                    f"{_location(name)}/operations/{uuid.uuid4()}",
+                    name,
+                    current.generation,
+                    0.0,
+                    [],
+                    done=True,
+                    result=current,
+                )
+                return self._operation_response(preview, request)
+            operation = self._commit(current, updated, new_revision, error)
+            return self._operation_response(operation, request)
+
+    # -- update machinery ---------------------------------------------------------------------
+
+    def _prepare_update(
+        self, current: run_v2.Service, request: Request
+    ) -> tuple[run_v2.Service, str, str]:
+        """The updated service, the revision it creates ("" if none) and its error ("" if none).
+
+        Raises HttpError for what the API refuses outright (bad body, mask, etag or split).
+        """
+        patch, keys = _parse_service_body(request.body, current.name)
+        paths = _mask_paths(request.arg("updateMask"), keys)
+        if patch.etag and patch.etag != current.etag:
+            raise HttpError(409, f"etag mismatch: the service is at etag {current.etag}")
+        updated = run_v2.Service(current)
+        for path in paths:
+            setattr(updated, path, getattr(patch, path))
+        if "traffic" in paths:
+            _validate_traffic(updated.traffic)
+        new_revision = self._new_revision_name(current, updated, paths)
+        return (
+            updated,
+            new_revision,
+            self._missing_revision_error(current.name, updated.traffic, new_revision),
+        )
+
+    def _new_revision_name(
+        self, current: run_v2.Service, updated: run_v2.Service, paths: set[str]
+    ) -> str:
+        """The full name of the revision this update creates, or "" when the template is kept."""
+        if "template" not in paths or updated.template == current.template:
+            return ""
+        short_service = _short(current.name)
+        short = updated.template.revision or self._fresh_revision_name(current)
+        if not short.startswith(short_service + "-"):
+            raise HttpError(400, f"revision name must start with '{short_service}-'")
+        full = f"{current.name}/revisions/{short}"
+        if full in self._revisions:
+            raise HttpError(400, f"Revision named '{short}' already exists.")
+        return full
+
+    def _fresh_revision_name(self, current: run_v2.Service) -> str:
+        """``{service}-{generation:05d}-{3 random letters}``, not yet taken."""
+        while True:
+            suffix = "".join(self._rng.choices(string.ascii_lowercase, k=3))
+            short = f"{_short(current.name)}-{current.generation + 1:05d}-{suffix}"
+            if f"{current.name}/revisions/{short}" not in self._revisions:
+                return short
+
+    def _missing_revision_error(
+        self, service: str, traffic: list[run_v2.TrafficTarget], new_revision: str
+    ) -> str:
+        known = {_short(n) for n in self._revisions if n.startswith(service + "/")}
+        known |= {_short(new_revision)} if new_revision else set()
+        for target in traffic:
+            if target.type_ == REVISION and target.revision not in known:
+                return f"Revision named '{target.revision}' referenced in traffic does not exist."
+        return ""
+
+    def _commit(
+        self, current: run_v2.Service, updated: run_v2.Service, new_revision: str, error: str
+    ) -> _Operation:
+        now = _now()
+        updated.generation = current.generation + 1
+        updated.etag = _etag()
+        updated.update_time = now
+        updated.last_modifier = "runback-sandbox@example.com"
+        updated.reconciling = True
+        updated.terminal_condition = _condition(State.CONDITION_RECONCILING, now)
+        if new_revision:
+            image = updated.template.containers[0].image if updated.template.containers else ""
+            self._add_revision(new_revision, image, now, ready=False)
+            updated.latest_created_revision = new_revision
+        self._services[current.name] = updated
+        code = NOT_FOUND
+        if not error and self._failures:
+            code, error = self._failures.pop(0)
+        operation = _Operation(
+            name=f"{_location(current.name)}/operations/{uuid.uuid4()}",
+            service=current.name,
+            generation=updated.generation,
+            done_at=time.monotonic() + self.operation_delay_s,
+            traffic=[run_v2.TrafficTarget(t) for t in updated.traffic],
+            new_revision=new_revision,
+            error=error,
+            error_code=code,
+        )
+        self._operations[operation.name] = operation
+        self._settle()
+        return operation
+
+    def _settle(self) -> None:
+        """Complete every operation whose time has come (lazy reconciliation)."""
+        now = time.monotonic()
+        due = [o for o in self._operations.values() if not o.done and o.done_at <= now]
+        for operation in sorted(due, key=lambda o: (o.done_at, o.generation)):
+            self._complete(operation)
+
+    def _complete(self, operation: _Operation) -> None:
+        service = self._services[operation.service]
+        now = _now()
+        if operation.new_revision:
+            _mark_ready(self._revisions[operation.new_revision], now)
+            service.latest_ready_revision = operation.new_revision
+        if operation.generation >= service.observed_generation:
+            service.observed_generation = operation.generation
+            if operation.error:
+                service.terminal_condition = _condition(
+                    State.CONDITION_FAILED, now, operation.error
+                )
+            else:
+                latest = _short(service.latest_ready_revision)
+                service.traffic_statuses = _statuses(operation.traffic, latest)
+                service.terminal_condition = _condition(State.CONDITION_SUCCEEDED, now)
+                self._wrr.pop(service.name, None)
+            service.reconciling = any(
+                not o.done and o.service == service.name and o.generation > operation.generation
+                for o in self._operations.values()
+            )
+        operation.done = True
+        operation.result = run_v2.Service(service)
+
+    def _operation_response(self, operation: _Operation, request: Request) -> Response:
+        message = operations_pb2.Operation(name=operation.name, done=operation.done)
+        current = self._services.get(operation.service, operation.result)
+        if current is not None:
+            message.metadata.Pack(run_v2.Service.pb(self._render(current)))
+        if operation.done and operation.error:
+            message.error.code = operation.error_code
+            message.error.message = operation.error
+        elif operation.done and operation.result is not None:
+            message.response.Pack(run_v2.Service.pb(self._render(operation.result)))
+        body = json_format.MessageToJson(
+            message, use_integers_for_enums=_int_enums(request), indent=None
+        )
+        return Response(200, body.encode())
+
+    # -- the services' own endpoints ----------------------------------------------------------
+
+    def _healthz(self, request: Request) -> Response:
+        revision, behaviour = self._serve(request.params)
+        status = behaviour.healthz_status
+        body = {"status": "ok" if status < 400 else "unhealthy", "revision": revision}
+        return Response(status, json.dumps(body).encode(), headers={"X-Serving-Revision": revision})
+
+    def _metrics(self, request: Request) -> Response:
+        revision, behaviour = self._serve(request.params)
+        with self._lock:
+            ok, errors = self._counts(revision)
+        status = 500 if behaviour.healthz_status >= 500 else 200
+        response = text_response(
+            _prometheus(revision, behaviour, ok, errors), status, "text/plain; version=0.0.4"
+        )
+        response.headers["X-Serving-Revision"] = revision
+        return response
+
+    def _serve(self, params: dict[str, str]) -> tuple[str, Behaviour]:
+        """The revision that answers this request, and a copy of its behaviour."""
+        with self._lock:
+            self._settle()
+            service = self._find_by_short(params["service"])
+            tag = params.get("tag")
+            if tag:
+                tagged = [s.revision for s in service.traffic_statuses if s.tag == tag]
+                if not tagged:
+                    raise HttpError(404, f"no tag '{tag}' on service {params['service']}")
+                revision = tagged[0]
+            else:
+                revision = self._pick_weighted(service)
+            return revision, Behaviour(**asdict(self._require_behaviour(revision)))
+
+    def _pick_weighted(self, service: run_v2.Service) -> str:
+        """Smooth weighted round-robin over the actual traffic split (deterministic)."""
+        shares: dict[str, int] = {}
+        for status in service.traffic_statuses:
+            if status.percent:
+                shares[status.revision] = shares.get(status.revision, 0) + status.percent
+        if not shares:
+            raise HttpError(503, "no revision is serving traffic")
+        current = self._wrr.setdefault(service.name, {})
+        for revision, weight in shares.items():
+            current[revision] = current.get(revision, 0) + weight
+        chosen = max(shares, key=lambda r: current[r])
+        current[chosen] -= sum(shares.values())
+        return chosen
+
+    def _counts(self, revision: str) -> tuple[float, float]:
+        counters = self._counters.setdefault(revision, _Counters())
+        behaviour = self._require_behaviour(revision)
+        served = behaviour.rps * max(0.0, time.time() - counters.since)
+        errors = served * behaviour.error_rate
+        return counters.ok + served - errors, counters.errors + errors
+
+    def _fold_counters(self, revision: str) -> None:
+        ok, errors = self._counts(revision)
+        self._counters[revision] = _Counters(ok, errors, time.time())
+
+    # -- control API handlers -----------------------------------------------------------------
+
+    def _control_seed(self, request: Request) -> Response:
+        body = _json_object(request)
+        try:
+            name = self.seed_service(
+                str(body["project"]),
+                str(body["region"]),
+                str(body["name"]),
+                list(body["revisions"]),
+                body.get("traffic"),
+                body.get("tags"),
+            )
+        except KeyError as error:
+            raise HttpError(400, f"missing field {error}") from error
+        except (TypeError, ValueError) as error:
+            raise HttpError(400, str(error)) from error
+        return json_response({"name": name, "traffic": self.traffic(str(body["name"]))})
+
+    def _control_traffic(self, request: Request) -> Response:
+        return json_response(self.traffic(request.params["service"]))
+
+    def _control_set_behaviour(self, request: Request) -> Response:
+        body = _json_object(request)
+        try:
+            return json_response(self.set_behaviour(request.params["revision"], **body))
+        except (TypeError, ValueError) as error:
+            raise HttpError(400, str(error)) from error
+
+    def _control_get_behaviour(self, request: Request) -> Response:
+        return json_response(self.behaviour(request.params["revision"]))
+
+    def _control_fail_operations(self, request: Request) -> Response:
+        body = _json_object(request)
+        try:
+            self.fail_next_operations(
+                str(body["message"]), int(body.get("times", 1)), int(body.get("code", 9))
+            )
+        except KeyError as error:
+            raise HttpError(400, "missing field 'message'") from error
+        except (TypeError, ValueError) as error:
+            raise HttpError(400, "times and code must be integers") from error
+        return json_response({"pending_failures": len(self._failures)})
+
+    def _control_config(self, request: Request) -> Response:
+        body = _json_object(request)
+        if "operation_delay_ms" in body:
+            try:
+                delay_ms = float(body["operation_delay_ms"])
+            except (TypeError, ValueError) as error:
+                raise HttpError(400, "operation_delay_ms must be a number") from error
+            self.operation_delay_s = max(0.0, delay_ms) / 1000
+        return json_response({"operation_delay_ms": self.operation_delay_s * 1000})
+
+    # -- state helpers ------------------------------------------------------------------------
+
+    def _require_service(self, name: str) -> run_v2.Service:
+        service = self._services.get(name)
+        if service is None:
+            raise NotFound(f"Resource '{name}' was not found")
+        return service
+
+    def _find_by_short(self, short: str) -> run_v2.Service:
+        for name, service in self._services.items():
+            if _short(name) == short:
+                return service
+        raise NotFound(f"no service named '{short}'")
+
+    def _require_behaviour(self, revision: str) -> Behaviour:
+        behaviour = self._behaviours.get(revision)
+        if behaviour is None:
+            raise NotFound(f"no revision named '{revision}'")
+        return behaviour
+
+    def _drop_service(self, full: str) -> None:
+        self._services.pop(full, None)
+        self._wrr.pop(full, None)
+        for name in [n for n in self._revisions if n.startswith(full + "/")]:
+            del self._revisions[name]
+            self._behaviours.pop(_short(name), None)
+            self._counters.pop(_short(name), None)
+        for name in [n for n, o in self._operations.items() if o.service == full]:
+            del self._operations[name]
+
+    def _add_revision(self, full: str, image: str, created: datetime, ready: bool) -> None:
+        short = _short(full)
+        service = full.split("/revisions/")[0]
+        self._revisions[full] = run_v2.Revision(
+            name=full,
+            uid=str(uuid.uuid4()),
+            generation=1,
+            create_time=created,
+            update_time=created,
+            service=_short(service),
+            containers=[run_v2.Container(image=image)],
+            labels={
+                "cloud.googleapis.com/location": service.split("/")[3],
+                "serving.knative.dev/service": _short(service),
+            },
+            conditions=[
+                _condition(
+                    State.CONDITION_SUCCEEDED if ready else State.CONDITION_RECONCILING, created
+                )
+            ],
+            reconciling=not ready,
+            observed_generation=1,
+            etag=_etag(),
+        )
+        self._behaviours[short] = Behaviour()
+        self._counters[short] = _Counters()
+
+    def _seed_revision(
+        self, service: str, spec: dict[str, Any], index: int, count: int
+    ) -> run_v2.Revision:
+        full = f"{service}/revisions/{spec['name']}"
+        age_s = float(spec.get("age_s", (count - index) * 3600))
+        self._add_revision(
+            full, str(spec.get("image", "")), _now() - timedelta(seconds=age_s), ready=True
+        )
+        return self._revisions[full]
+
+    def _seed_service_message(
+        self, full: str, revisions: list[run_v2.Revision], targets: list[run_v2.TrafficTarget]
+    ) -> run_v2.Service:
+        newest = revisions[-1]
+        ready = _condition(State.CONDITION_SUCCEEDED, newest.create_time)
+        return run_v2.Service(
+            name=full,
+            uid=str(uuid.uuid4()),
+            generation=1,
+            observed_generation=1,
+            create_time=revisions[0].create_time,
+            update_time=newest.create_time,
+            creator="runback-sandbox@example.com",
+            last_modifier="runback-sandbox@example.com",
+            ingress=run_v2.IngressTraffic.INGRESS_TRAFFIC_ALL,
+            template=run_v2.RevisionTemplate(
+                containers=[run_v2.Container(image=newest.containers[0].image)]
+            ),
+            traffic=targets,
+            traffic_statuses=_statuses(targets, _short(newest.name)),
+            latest_ready_revision=newest.name,
+            latest_created_revision=newest.name,
+            terminal_condition=ready,
+            conditions=[
+                _condition(State.CONDITION_SUCCEEDED, newest.create_time, type_="RoutesReady")
+            ],
+            etag=_etag(),
+        )
+
+    def _render(self, service: run_v2.Service) -> run_v2.Service:
+        """A copy with the URLs filled in from the current ``base_url``."""
+        copy = run_v2.Service(service)
+        copy.uri = f"{self.base_url}/_svc/{_short(service.name)}"
+        copy.urls = [copy.uri]
+        for status in copy.traffic_statuses:
+            if status.tag:
+                status.uri = f"{copy.uri}/_tag/{status.tag}"
+        return copy
+
+
+# -- module helpers ---------------------------------------------------------------------------
+
+
+def _short(name: str) -> str:
+    return name.rsplit("/", 1)[-1]
+
+
+def _location(name: str) -> str:
+    return "/".join(name.split("/")[:4])
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _etag() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"([A-Z])", lambda m: "_" + m.group(1).lower(), name)
+
+
+def _int_enums(request: Request) -> bool:
+    return "enum-encoding=int" in request.arg("$alt")
+
+
+def _message_response(message: Any, request: Request) -> Response:
+    body = type(message).to_json(
+        message,
+        use_integers_for_enums=_int_enums(request),
+        always_print_fields_with_no_presence=False,
+        indent=None,
+    )
+    return Response(200, body.encode())
+
+
+def _plain_error(status: int, message: str) -> Response:
+    return text_response(message + "\n", status)
+
+
+def _json_object(request: Request) -> dict[str, Any]:
+    try:
+        body = request.json()
+    except ValueError as error:
+        raise HttpError(400, "body is not JSON") from error
+    if not isinstance(body, dict):
+        raise HttpError(400, "body must be a JSON object")
+    return body
+
+
+def _behaviour_changes(changes: dict[str, Any]) -> dict[str, int | float]:
+    allowed = {f.name for f in fields(Behaviour)}
+    unknown = sorted(set(changes) - allowed)
+    if unknown:
+        raise ValueError(f"unknown behaviour field(s) {unknown}; known: {sorted(allowed)}")
+    converted = {
+        key: int(value) if key == "healthz_status" else float(value)
+        for key, value in changes.items()
+    }
+    if not 0.0 <= converted.get("error_rate", 0.0) <= 1.0:
+        raise ValueError("error_rate is a fraction between 0 and 1")
+    if any(converted.get(key, 0) < 0 for key in ("p95_ms", "rps")):
+        raise ValueError("p95_ms and rps cannot be negative")
+    return converted
+
+
+def _page(items: list[Any], request: Request) -> tuple[list[Any], str]:
+    try:
+        start = int(request.arg("pageToken") or 0)
+        size = int(request.arg("pageSize") or 0) or DEFAULT_PAGE_SIZE
+    except ValueError as error:
+        raise HttpError(400, "invalid pageToken or pageSize") from error
+    end = start + size
+    return items[start:end], (str(end) if end < len(items) else "")
+
+
+def _parse_service_body(body: bytes, name: str) -> tuple[run_v2.Service, set[str]]:
+    """The PATCH body as a Service (strictly parsed) and the top-level fields it sets."""
+    try:
+        raw = json.loads(body or b"{}")
+    except ValueError as error:
+        raise HttpError(400, "Invalid JSON payload received.") from error
+    if not isinstance(raw, dict):
+        raise HttpError(400, "Invalid JSON payload received: expected an object.")
+    try:
+        service = run_v2.Service.from_json(json.dumps(raw), ignore_unknown_fields=False)
+    except json_format.ParseError as error:
+        raise HttpError(400, f"Invalid JSON payload received. {error}") from error
+    if service.name and service.name != name:
+        raise HttpError(400, f"service.name {service.name} does not match the URL")
+    return service, {_snake(key) for key in raw}
+
+
+def _mask_paths(update_mask: str, body_fields: set[str]) -> set[str]:
+    if not update_mask:
+        return body_fields & MUTABLE_FIELDS
+    paths = {_snake(p.strip().split(".")[0]) for p in update_mask.split(",") if p.strip()}
+    unknown = sorted(paths - MUTABLE_FIELDS)
+    if unknown:
+        raise HttpError(400, f"Invalid update mask path(s): {', '.join(unknown)}")
+    return paths
+
+
+def _validate_traffic(traffic: list[run_v2.TrafficTarget]) -> None:
+    tags: set[str] = set()
+    for target in traffic:
+        if target.type_ == UNSPECIFIED:
+            target.type_ = REVISION if target.revision else LATEST
+        if target.type_ == REVISION and not target.revision:
+            raise HttpError(400, "a TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION target needs a name")
+        if target.type_ == LATEST and target.revision:
+            raise HttpError(400, "a TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST target has no revision")
+        if not 0 <= target.percent <= 100:
+            raise HttpError(400, f"traffic percent {target.percent} is out of range")
+        if target.tag:
+            if target.tag in tags:
+                raise HttpError(400, f"traffic tag '{target.tag}' is used twice")
+            tags.add(target.tag)
+    total = sum(t.percent for t in traffic)
+    if total != 100:
+        raise HttpError(400, f"Traffic percentages must sum to 100, got {total}.")
+
+
+def _statuses(
+    targets: list[run_v2.TrafficTarget], latest_ready: str
+) -> list[run_v2.TrafficTargetStatus]:
+    return [
+        run_v2.TrafficTargetStatus(
+            type_=t.type_,
+            revision=latest_ready if t.type_ == LATEST else t.revision,
+            percent=t.percent,
+            tag=t.tag,
+        )
+        for t in targets
+    ]
+
+
+def _seed_targets(
+    revisions: list[str], traffic: dict[str, int], tags: dict[str, str]
+) -> list[run_v2.TrafficTarget]:
+    unknown = sorted((set(traffic) | set(tags.values())) - set(revisions))
+    if unknown:
+        raise ValueError(f"traffic names unknown revision(s) {unknown}")
+    if sum(int(p) for p in traffic.values()) != 100:
+        raise ValueError("traffic percents must sum to 100")
+    targets = {
+        rev: run_v2.TrafficTarget(type_=REVISION, revision=rev, percent=int(pct))
+        for rev, pct in traffic.items()
+        if int(pct) > 0
+    }
+    extra = []
+    for tag, rev in tags.items():
+        if rev in targets and not targets[rev].tag:
+            targets[rev].tag = tag
+        else:
+            extra.append(run_v2.TrafficTarget(type_=REVISION, revision=rev, percent=0, tag=tag))
+    return [*targets.values(), *extra]
+
+
+def _condition(
+    state: run_v2.Condition.State, at: datetime, message: str = "", type_: str = "Ready"
+) -> run_v2.Condition:
+    severity = run_v2.Condition.Severity.ERROR if state == State.CONDITION_FAILED else None
+    condition = run_v2.Condition(type_=type_, state=state, message=message, last_transition_time=at)
+    if severity is not None:
+        condition.severity = severity
+    return condition
+
+
+def _mark_ready(revision: run_v2.Revision, at: datetime) -> None:
+    revision.reconciling = False
+    revision.conditions = [_condition(State.CONDITION_SUCCEEDED, at)]
+
+
+def _prometheus(revision: str, behaviour: Behaviour, ok: float, errors: float) -> str:
+    label = f'revision="{revision}"'
+    p95_s = behaviour.p95_ms / 1000
+    total = round(ok) + round(errors)
+    lines = [
+        "# HELP http_requests_total HTTP requests served, by status code.",
+        "# TYPE http_requests_total counter",
+        f'http_requests_total{{{label},code="200"}} {round(ok)}',
+        f'http_requests_total{{{label},code="500"}} {round(errors)}',
+        "# HELP http_request_duration_seconds Request latency.",
+        "# TYPE http_request_duration_seconds summary",
+        f'http_request_duration_seconds{{{label},quantile="0.5"}} {p95_s * 0.4:.4f}',
+        f'http_request_duration_seconds{{{label},quantile="0.95"}} {p95_s:.4f}',
+        f"http_request_duration_seconds_sum{{{label}}} {total * p95_s * 0.5:.3f}",
+        f"http_request_duration_seconds_count{{{label}}} {total}",
+        "# HELP up Whether the revision is up.",
+        "# TYPE up gauge",
+        f"up{{{label}}} {0 if behaviour.healthz_status >= 500 else 1}",
+    ]
+    return "\n".join(lines) + "\n"

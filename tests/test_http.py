@@ -1,0 +1,70 @@
+"""The bot's HTTP surface: only requests signed by Slack, fresh, get through; nothing else acts."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from bot.sandbox.console import Sandbox
+from bot.sandbox.slack_payloads import signed_headers
+
+
+def _no_side_effects(box: Sandbox) -> None:
+    box.runtime.engine.wait_idle()
+    assert box.emulator.router.calls.list("run.services.patch") == []
+    assert box.emulator.slack.messages() == []
+    assert box.runtime.deps.store.audit() == []
+
+
+def _post(box: Sandbox, body: str, headers: dict[str, str]) -> int:
+    return box.http.post(box.bot_url, data=body.encode(), headers=headers, timeout=5).status_code
+
+
+@pytest.fixture
+def rollback_body(sandbox: Sandbox) -> str:
+    sandbox.run_line("as ana")
+    return sandbox.slash_body("/rollback wa-backend")
+
+
+def test_forged_signature_is_rejected(sandbox: Sandbox, rollback_body: str) -> None:
+    headers = signed_headers("not-the-signing-secret", rollback_body)
+    assert _post(sandbox, rollback_body, headers) == 401
+    _no_side_effects(sandbox)
+
+
+def test_tampered_body_is_rejected(sandbox: Sandbox, rollback_body: str) -> None:
+    headers = signed_headers(sandbox.signing_secret, rollback_body)
+    tampered = rollback_body.replace("U0ANA", "U0LUIS")
+    assert _post(sandbox, tampered, headers) == 401
+    _no_side_effects(sandbox)
+
+
+def test_stale_timestamp_is_rejected(sandbox: Sandbox, rollback_body: str) -> None:
+    six_minutes_ago = int(time.time()) - 6 * 60
+    headers = signed_headers(sandbox.signing_secret, rollback_body, timestamp=six_minutes_ago)
+    assert _post(sandbox, rollback_body, headers) == 401
+    _no_side_effects(sandbox)
+
+
+@pytest.mark.parametrize("missing", ["X-Slack-Signature", "X-Slack-Request-Timestamp"])
+def test_missing_headers_are_rejected(sandbox: Sandbox, rollback_body: str, missing: str) -> None:
+    headers = signed_headers(sandbox.signing_secret, rollback_body)
+    del headers[missing]
+    assert _post(sandbox, rollback_body, headers) == 401
+    _no_side_effects(sandbox)
+
+
+def test_valid_signature_is_accepted(sandbox: Sandbox, rollback_body: str) -> None:
+    headers = signed_headers(sandbox.signing_secret, rollback_body)
+    assert _post(sandbox, rollback_body, headers) == 200
+    sandbox.runtime.engine.wait_idle()
+    assert len(sandbox.emulator.router.calls.list("run.services.patch")) == 1
+
+
+def test_healthz_and_unknown_routes(sandbox: Sandbox) -> None:
+    base = sandbox.bot_url.removesuffix("/slack/events")
+    health = sandbox.http.get(f"{base}/healthz", timeout=5)
+    assert health.status_code == 200 and health.json() == {"status": "ok"}
+    assert sandbox.http.get(f"{base}/nope", timeout=5).status_code == 404
+    assert sandbox.http.get(sandbox.bot_url, timeout=5).status_code == 405

@@ -1,0 +1,481 @@
+"""The store on SQLite and PostgreSQL: same code, same behaviour, races settled by the database."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+from sqlalchemy.exc import StatementError
+
+from bot.store import AuditRecord, LockHolder, Store
+from tests.db import BACKENDS, open_store
+
+T = TypeVar("T")
+
+T0 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
+CEST = timezone(timedelta(hours=2))
+THREADS = 10
+
+
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    with open_store(request.param, tmp_path) as opened:
+        yield opened
+
+
+def new_operation(store: Store, now: datetime = T0, **fields: object) -> str:
+    values: dict[str, object] = {
+        "kind": "rollback",
+        "service": "wa-backend",
+        "state": "pending",
+        "requested_by": "U0ANA",
+        "channel": "C0INCIDENTS",
+    }
+    values.update(fields)
+    return store.create_operation(now, **values).id
+
+
+def all_at_once(count: int, call: Callable[[int], T]) -> list[T]:
+    """Run ``call(i)`` on ``count`` threads released together by a barrier."""
+    barrier = threading.Barrier(count)
+
+    def run(index: int) -> T:
+        barrier.wait(timeout=10)
+        return call(index)
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(run, range(count)))
+
+
+def assert_utc(value: datetime | None, expected: datetime) -> None:
+    assert value is not None
+    assert value.tzinfo is not None and value.utcoffset() == timedelta(0)
+    assert value == expected
+
+
+# -- operations ----------------------------------------------------------------------------------
+
+
+def test_operation_create_round_trips_fields_and_utc_timestamps(store: Store) -> None:
+    local = T0.astimezone(CEST)  # same instant, written with a +02:00 offset
+    op_id = new_operation(store, local, reason="p95 > 2 s", emergency=True, from_revision="r2")
+
+    op = store.operation(op_id)
+    assert op is not None
+    assert (op.kind, op.service, op.state, op.requested_by, op.channel) == (
+        "rollback",
+        "wa-backend",
+        "pending",
+        "U0ANA",
+        "C0INCIDENTS",
+    )
+    assert (op.reason, op.emergency, op.from_revision, op.to_revision) == (
+        "p95 > 2 s",
+        True,
+        "r2",
+        "",
+    )
+    assert op.data == {}
+    assert_utc(op.created_at, T0)
+    assert_utc(op.updated_at, T0)
+    assert op.finished_at is None
+    assert op.lease_until is None
+
+
+def test_operation_unknown_id_is_none(store: Store) -> None:
+    assert store.operation("nope") is None
+    with pytest.raises(KeyError):
+        store.update_operation("nope", T0, state="running")
+    with pytest.raises(KeyError):
+        store.merge_data("nope", T0, a=1)
+
+
+def test_naive_datetimes_are_refused(store: Store) -> None:
+    with pytest.raises((ValueError, StatementError), match="naive datetime"):
+        new_operation(store, datetime(2024, 5, 1, 12, 0))
+
+
+def test_update_bumps_updated_at_and_finish_sets_finished_at(store: Store) -> None:
+    op_id = new_operation(store)
+    t1, t2 = T0 + timedelta(seconds=5), T0 + timedelta(seconds=42, microseconds=7)
+
+    store.update_operation(op_id, t1, state="running", to_revision="r1")
+    op = store.operation(op_id)
+    assert op is not None
+    assert (op.state, op.to_revision) == ("running", "r1")
+    assert_utc(op.created_at, T0)
+    assert_utc(op.updated_at, t1)
+    assert op.finished_at is None
+    assert [o.id for o in store.unfinished_operations()] == [op_id]
+
+    store.update_operation(op_id, t2.astimezone(CEST), state="succeeded")
+    op = store.operation(op_id)
+    assert op is not None
+    assert op.state == "succeeded"
+    assert_utc(op.updated_at, t2)
+    assert_utc(op.finished_at, t2)
+    assert store.unfinished_operations() == []
+
+
+@pytest.mark.parametrize("state", ["succeeded", "failed", "rejected", "expired", "cancelled"])
+def test_every_terminal_state_finishes(store: Store, state: str) -> None:
+    op_id = new_operation(store)
+    store.update_operation(op_id, T0 + timedelta(seconds=1), state=state)
+    op = store.operation(op_id)
+    assert op is not None
+    assert_utc(op.finished_at, T0 + timedelta(seconds=1))
+
+
+def test_unfinished_operations_oldest_first(store: Store) -> None:
+    later = new_operation(store, T0 + timedelta(minutes=2), service="b")
+    earlier = new_operation(store, T0, service="a")
+    done = new_operation(store, T0 + timedelta(minutes=1), service="c")
+    store.update_operation(done, T0 + timedelta(minutes=3), state="failed")
+    assert [o.id for o in store.unfinished_operations()] == [earlier, later]
+
+
+def test_merge_data_merges_and_keeps_existing_keys(store: Store) -> None:
+    op_id = new_operation(store, data={"image": "gcr.io/x:1", "ages": {"r1": 3600}})
+    t1 = T0 + timedelta(seconds=3)
+
+    store.merge_data(op_id, t1, timings={"shift_s": 1.5}, image="gcr.io/x:2")
+    store.merge_data(op_id, t1 + timedelta(seconds=1), error=None, checks=[200, 200, 200])
+
+    op = store.operation(op_id)
+    assert op is not None
+    assert op.data == {
+        "image": "gcr.io/x:2",
+        "ages": {"r1": 3600},
+        "timings": {"shift_s": 1.5},
+        "error": None,
+        "checks": [200, 200, 200],
+    }
+    assert_utc(op.updated_at, t1 + timedelta(seconds=1))
+    assert op.finished_at is None
+
+
+# -- steps ---------------------------------------------------------------------------------------
+
+
+def test_steps_started_finished_and_retried_in_order(store: Store) -> None:
+    op_id = new_operation(store)
+    other = new_operation(store, service="other")
+    t = [T0 + timedelta(seconds=i) for i in range(6)]
+
+    store.start_step(op_id, "shift", t[0])
+    store.finish_step(op_id, "shift", t[1], "failed", {"error": "503"})
+    store.start_step(op_id, "shift", t[2])  # a retry: a new row; finishing updates the latest
+    store.finish_step(op_id, "shift", t[3], "done", {"operation": "ops/1"})
+    store.finish_step(op_id, "verify", t[4], "done", {"checks": 3})  # finished without a start
+    store.start_step(other, "shift", t[5])
+
+    steps = store.steps(op_id)
+    assert [(s.name, s.status, s.result) for s in steps] == [
+        ("shift", "failed", {"error": "503"}),
+        ("shift", "done", {"operation": "ops/1"}),
+        ("verify", "done", {"checks": 3}),
+    ]
+    assert_utc(steps[0].started_at, t[0])
+    assert_utc(steps[0].finished_at, t[1])
+    assert_utc(steps[1].started_at, t[2])
+    assert_utc(steps[1].finished_at, t[3])
+    assert_utc(steps[2].started_at, t[4])
+    assert [(s.name, s.status, s.finished_at) for s in store.steps(other)] == [
+        ("shift", "started", None)
+    ]
+    assert store.steps("nope") == []
+
+
+# -- service locks -------------------------------------------------------------------------------
+
+
+def test_service_lock_is_exclusive_and_released(store: Store) -> None:
+    first = new_operation(store, state="running", to_revision="r1")
+    second = new_operation(store, requested_by="U0LUIS")
+
+    assert store.lock_holder("wa-backend") is None
+    assert store.acquire_lock("wa-backend", first, T0)
+    assert not store.acquire_lock("wa-backend", second, T0)
+    assert not store.acquire_lock("wa-backend", first, T0)  # not re-entrant either
+    assert store.acquire_lock("wa-backend-staging", second, T0)  # per service
+
+    assert store.lock_holder("wa-backend") == LockHolder(
+        first, "rollback", "running", "U0ANA", "r1"
+    )
+
+    store.release_lock("wa-backend", second)  # not the holder: nothing happens
+    holder = store.lock_holder("wa-backend")
+    assert holder is not None and holder.operation_id == first
+
+    store.release_lock("wa-backend", first)
+    assert store.lock_holder("wa-backend") is None
+    assert store.acquire_lock("wa-backend", second, T0)
+    holder = store.lock_holder("wa-backend")
+    assert holder is not None and holder.operation_id == second
+
+
+def test_lock_holder_of_a_lock_without_operation_is_none(store: Store) -> None:
+    # service_locks.operation_id has no foreign key: a lock whose operation is gone reads as free.
+    assert store.acquire_lock("wa-backend", "ghost", T0)
+    assert store.lock_holder("wa-backend") is None
+
+
+def test_service_lock_race_has_one_winner(store: Store) -> None:
+    ops = [new_operation(store) for _ in range(THREADS)]
+    results = all_at_once(THREADS, lambda i: store.acquire_lock("wa-backend", ops[i], T0))
+    assert results.count(True) == 1
+    holder = store.lock_holder("wa-backend")
+    assert holder is not None and holder.operation_id == ops[results.index(True)]
+
+
+# -- approvals -----------------------------------------------------------------------------------
+
+
+def new_approval(store: Store, ttl: timedelta = timedelta(minutes=30), **fields: object) -> str:
+    op_id = new_operation(store)
+    values: dict[str, object] = {
+        "operation_id": op_id,
+        "action": "scheduled_rollback",
+        "requested_by": "U0LUIS",
+        "expires_at": T0 + ttl,
+    }
+    values.update(fields)
+    return store.create_approval(T0, **values).id
+
+
+def test_approval_created_pending(store: Store) -> None:
+    approval_id = new_approval(store)
+    approval = store.approval(approval_id)
+    assert approval is not None
+    assert (approval.status, approval.decided_by, approval.decided_at) == ("pending", "", None)
+    assert_utc(approval.created_at, T0)
+    assert_utc(approval.expires_at, T0 + timedelta(minutes=30))
+    found = store.approval_for(approval.operation_id)
+    assert found is not None and found.id == approval_id
+    assert store.approval("nope") is None
+    assert store.approval_for("nope") is None
+
+
+def test_approval_for_returns_the_newest(store: Store) -> None:
+    op_id = new_operation(store)
+    base = {"operation_id": op_id, "action": "full_traffic", "requested_by": "U0LUIS"}
+    old = store.create_approval(T0, expires_at=T0 + timedelta(minutes=30), **base).id
+    new = store.create_approval(
+        T0 + timedelta(minutes=1), expires_at=T0 + timedelta(minutes=31), **base
+    ).id
+    newest = store.approval_for(op_id)
+    assert newest is not None and newest.id == new != old
+
+
+def test_approval_decided_exactly_once(store: Store) -> None:
+    approval_id = new_approval(store)
+    t1 = T0 + timedelta(minutes=1)
+    assert store.decide_approval(approval_id, "approved", "U0SOFIA", t1)
+    assert not store.decide_approval(approval_id, "rejected", "U0LUIS", t1)
+    assert not store.decide_approval("nope", "approved", "U0SOFIA", t1)
+
+    approval = store.approval(approval_id)
+    assert approval is not None
+    assert (approval.status, approval.decided_by) == ("approved", "U0SOFIA")
+    assert_utc(approval.decided_at, t1)
+
+
+def test_approval_race_between_ten_clicks_has_one_winner(store: Store) -> None:
+    approval_id = new_approval(store)
+    deciders = [f"U0TL{i}" for i in range(THREADS)]
+    now = T0 + timedelta(minutes=1)
+
+    results = all_at_once(
+        THREADS,
+        lambda i: store.decide_approval(
+            approval_id, "approved" if i % 2 else "rejected", deciders[i], now
+        ),
+    )
+
+    assert results.count(True) == 1
+    winner = results.index(True)
+    approval = store.approval(approval_id)
+    assert approval is not None
+    assert approval.decided_by == deciders[winner]
+    assert approval.status == ("approved" if winner % 2 else "rejected")
+
+
+def test_expired_approval_is_not_decidable(store: Store) -> None:
+    approval_id = new_approval(store, ttl=timedelta(minutes=30))
+    deadline = T0 + timedelta(minutes=30)
+
+    # at the deadline itself it is already too late
+    assert not store.decide_approval(approval_id, "approved", "U0SOFIA", deadline)
+    assert not store.decide_approval(
+        approval_id, "approved", "U0SOFIA", deadline + timedelta(seconds=1)
+    )
+    approval = store.approval(approval_id)
+    assert approval is not None and approval.status == "pending"
+
+    just_before = new_approval(store, ttl=timedelta(minutes=30))
+    assert store.decide_approval(
+        just_before, "approved", "U0SOFIA", deadline - timedelta(microseconds=1)
+    )
+
+
+def test_expire_approvals_returns_each_once(store: Store) -> None:
+    short = new_approval(store, ttl=timedelta(minutes=5))
+    boundary = new_approval(store, ttl=timedelta(minutes=10))
+    long = new_approval(store, ttl=timedelta(minutes=60))
+    decided = new_approval(store, ttl=timedelta(minutes=5))
+    assert store.decide_approval(decided, "rejected", "U0SOFIA", T0 + timedelta(minutes=1))
+
+    assert store.expire_approvals(T0) == []
+    t10 = T0 + timedelta(minutes=10)
+    assert sorted(a.id for a in store.expire_approvals(t10)) == sorted([short, boundary])
+    assert store.expire_approvals(t10) == []
+    assert store.expire_approvals(t10 + timedelta(minutes=1)) == []
+
+    for approval_id in (short, boundary):
+        approval = store.approval(approval_id)
+        assert approval is not None and approval.status == "expired"
+        assert_utc(approval.decided_at, t10)
+        assert not store.decide_approval(approval_id, "approved", "U0SOFIA", T0)
+
+    still = store.approval(long)
+    assert still is not None and still.status == "pending"
+    was = store.approval(decided)
+    assert was is not None and was.status == "rejected"
+
+    assert [a.id for a in store.expire_approvals(T0 + timedelta(hours=2))] == [long]
+
+
+def test_expire_approvals_concurrently_returns_each_once(store: Store) -> None:
+    ids = {new_approval(store, ttl=timedelta(minutes=1)) for _ in range(5)}
+    now = T0 + timedelta(minutes=2)
+    results = all_at_once(4, lambda _i: [a.id for a in store.expire_approvals(now)])
+    returned = [approval_id for batch in results for approval_id in batch]
+    assert sorted(returned) == sorted(ids)
+
+
+# -- leases --------------------------------------------------------------------------------------
+
+
+def test_lease_claim_renew_and_refuse_until_expiry(store: Store) -> None:
+    op_id = new_operation(store)
+    until = T0 + timedelta(seconds=30)
+
+    assert store.claim_lease(op_id, "runner-a", T0, until)
+    op = store.operation(op_id)
+    assert op is not None and op.lease_owner == "runner-a"
+    assert_utc(op.lease_until, until)
+
+    later = T0 + timedelta(seconds=20)
+    assert store.claim_lease(op_id, "runner-a", later, later + timedelta(seconds=30))  # renew
+    until = later + timedelta(seconds=30)
+    assert not store.claim_lease(op_id, "runner-b", later, later + timedelta(seconds=30))
+    assert not store.claim_lease(op_id, "runner-b", until, until + timedelta(seconds=30))
+    op = store.operation(op_id)
+    assert op is not None and op.lease_owner == "runner-a"
+    assert_utc(op.lease_until, until)
+
+    after = until + timedelta(microseconds=1)
+    assert store.claim_lease(op_id, "runner-b", after, after + timedelta(seconds=30))
+    assert not store.claim_lease(op_id, "runner-a", after, after + timedelta(seconds=30))
+    op = store.operation(op_id)
+    assert op is not None and op.lease_owner == "runner-b"
+
+    assert not store.claim_lease("nope", "runner-a", T0, until)
+
+
+def test_lease_release_only_by_owner(store: Store) -> None:
+    op_id = new_operation(store)
+    far = T0 + timedelta(hours=1)
+    assert store.claim_lease(op_id, "runner-a", T0, far)
+
+    store.release_lease(op_id, "runner-b")
+    assert not store.claim_lease(op_id, "runner-b", T0, far)
+
+    store.release_lease(op_id, "runner-a")
+    op = store.operation(op_id)
+    assert op is not None and (op.lease_owner, op.lease_until) == ("", None)
+    assert store.claim_lease(op_id, "runner-b", T0, far)
+
+
+def test_lease_race_has_one_winner(store: Store) -> None:
+    op_id = new_operation(store)
+    until = T0 + timedelta(seconds=30)
+    results = all_at_once(THREADS, lambda i: store.claim_lease(op_id, f"runner-{i}", T0, until))
+    assert results.count(True) == 1
+    op = store.operation(op_id)
+    assert op is not None and op.lease_owner == f"runner-{results.index(True)}"
+
+
+# -- timeline and audit --------------------------------------------------------------------------
+
+
+def test_timeline_in_insertion_order_per_operation(store: Store) -> None:
+    op_id, other = new_operation(store), new_operation(store)
+    store.add_event(op_id, T0, "requested", "U0ANA", reason="5xx")
+    store.add_event(other, T0, "requested", "U0PABLO")
+    store.add_event(op_id, T0, "lock_acquired")  # same instant: order is still insertion order
+    store.add_event(op_id, T0 + timedelta(seconds=2), "traffic_shifted", to="r1", percent=100)
+    store.add_event(op_id, T0 + timedelta(seconds=3), "verified", checks=[200, 200, 200])
+
+    events = store.timeline(op_id)
+    assert [(e.kind, e.actor, e.data) for e in events] == [
+        ("requested", "U0ANA", {"reason": "5xx"}),
+        ("lock_acquired", "", {}),
+        ("traffic_shifted", "", {"to": "r1", "percent": 100}),
+        ("verified", "", {"checks": [200, 200, 200]}),
+    ]
+    assert_utc(events[2].at, T0 + timedelta(seconds=2))
+    assert [e.kind for e in store.timeline(other)] == ["requested"]
+    assert store.timeline("nope") == []
+
+
+def test_audit_in_insertion_order_with_limit(store: Store) -> None:
+    for i, (actor, outcome) in enumerate(
+        [("U0ANA", "ok"), ("U0EVE", "refused"), ("U0LUIS", "pending"), ("U0SOFIA", "ok")]
+    ):
+        store.add_audit(
+            AuditRecord(
+                at=(T0 + timedelta(seconds=i)).astimezone(CEST),
+                actor=actor,
+                action="rollback",
+                outcome=outcome,
+                service="wa-backend",
+                detail={"n": i},
+            )
+        )
+
+    records = store.audit()
+    assert [(r.actor, r.outcome, r.detail) for r in records] == [
+        ("U0ANA", "ok", {"n": 0}),
+        ("U0EVE", "refused", {"n": 1}),
+        ("U0LUIS", "pending", {"n": 2}),
+        ("U0SOFIA", "ok", {"n": 3}),
+    ]
+    assert_utc(records[3].at, T0 + timedelta(seconds=3))
+    assert (records[0].revision, records[0].operation_id) == ("", "")
+    assert [r.actor for r in store.audit(limit=2)] == ["U0ANA", "U0EVE"]
+
+
+# -- serving history -----------------------------------------------------------------------------
+
+
+def test_serving_history_newest_first_without_duplicates(store: Store) -> None:
+    assert store.served_revisions("wa-backend") == []
+    assert store.rolled_back_from("wa-backend") == set()
+
+    for i, revision in enumerate(["r1", "r2", "r1", "r3", "r3", "r2"]):
+        store.record_serving("wa-backend", revision, "served", T0 + timedelta(minutes=i))
+    store.record_serving("wa-backend-staging", "s9", "served", T0)
+    store.record_serving("wa-backend", "r3", "rolled_back_from", T0, operation_id="op1")
+    store.record_serving("wa-backend", "r4", "rolled_back_from", T0)
+    store.record_serving("wa-backend", "r3", "rolled_back_from", T0)
+
+    assert store.served_revisions("wa-backend") == ["r2", "r3", "r1"]
+    assert store.served_revisions("wa-backend-staging") == ["s9"]
+    assert store.rolled_back_from("wa-backend") == {"r3", "r4"}
+    assert store.rolled_back_from("wa-backend-staging") == set()

@@ -1,0 +1,414 @@
+"""Every message of templates/, in every locale: complete, valid Block Kit, within Slack's
+limits, and safe with hostile user text. Pure and fast: no network, no database."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from slack_sdk.models.blocks import Block
+
+from bot.config import Role, load_config
+from bot.policy.approvals import allowed_actions
+from bot.ports import Message
+from bot.sandbox.emulator.slack_api import check_blocks
+from bot.slack.render import LOCALES, TEMPLATES_DIR, Renderer
+from bot.store import LockHolder
+
+NOW = datetime(2025, 11, 27, 14, 0, tzinfo=UTC)
+CONFIG = load_config(Path(__file__).resolve().parents[1] / "app.yaml")
+FINAL = ("succeeded", "failed", "rejected", "expired", "cancelled")
+
+HOSTILE = (
+    '<!channel> <!here> <https://evil.example|click me> <@U0LUIS> & "quotes" back\\slash\nnew line'
+)
+HUGE = HOSTILE + " " + "x" * 10_000
+RAW_MARKUP = ("<!channel>", "<!here>", "<https://evil", "<@U0LUIS>")
+
+
+@pytest.fixture(scope="module")
+def renderer() -> Renderer:
+    return Renderer("en")
+
+
+def catalog_keys(prefix: str) -> list[str]:
+    return sorted(k for k in Renderer().catalogs["en"] if k.startswith(prefix))
+
+
+FAILURE_CODES = [
+    k.removeprefix("failure.")
+    for k in catalog_keys("failure.")
+    if k not in ("failure.alert", "failure.next_steps")
+]
+ERROR_DETAIL: dict[str, dict[str, Any]] = {
+    "conflict": {"detail": "etag mismatch"},
+    "patch_failed": {"detail": "403 PERMISSION_DENIED"},
+    "operation_failed": {"detail": "revision failed to start"},
+    "traffic_mismatch": {"serving": {"wa-backend-00003": 100}},
+    "healthz_failed": {
+        "url": "https://wa-backend.a.run.app/healthz",
+        "checks": [
+            {"status": 503, "ok": False, "detail": ""},
+            {"status": None, "ok": False, "detail": "timeout"},
+        ],
+    },
+}
+
+
+def revision(name: str, age_s: float | None = 3600.0, image: str = "gcr.io/p/wa:1") -> dict:
+    return {"revision": name, "image": image, "age_s": age_s, "ready": True, "percent": 0}
+
+
+def make_op(state: str, **over: Any) -> dict[str, Any]:
+    """The ``op`` of bot/ops/cards.py card_view, as the workflow leaves it in ``state``."""
+    status = {
+        "rejected": "rejected",
+        "expired": "expired",
+        "cancelled": "cancelled",
+        "awaiting_approval": "pending",
+    }.get(state, "approved")
+    timings = {
+        "succeeded": {"shift": 0.8, "wait": 12.0, "verify": 3.1},
+        "failed": {"shift": 0.8},
+        "verifying": {"shift": 0.8, "wait": 12.0},
+        "shifting": {"shift": 0.8},
+    }.get(state, {})
+    op: dict[str, Any] = {
+        "id": "op-7f3a",
+        "kind": "rollback",
+        "service": "wa-backend",
+        "state": state,
+        "emergency": False,
+        "requested_by": "U0SOFIA",
+        "reason": "checkout errors",
+        "from": revision("wa-backend-00003", 600.0),
+        "to": revision("wa-backend-00002"),
+        "timings": timings,
+        "error": None,
+        "traffic_now": None,
+        "uri": "",
+        "health": None,
+        "superseded_by": "",
+        "total_s": 16.0 if state in FINAL else None,
+        "approval": {
+            "id": "ap-1",
+            "status": status,
+            "decided_by": "U0ANA",
+            "decided_at": NOW,
+            "expires_at": NOW + timedelta(minutes=30),
+        },
+        "health_path": "/healthz",
+    }
+    if state == "failed":
+        op["traffic_now"] = {"wa-backend-00003": 90, "wa-backend-00002": 10}
+    op.update(over)
+    return op
+
+
+def failed_op(code: str, **over: Any) -> dict[str, Any]:
+    return make_op("failed", **{"error": {"code": code, **ERROR_DETAIL.get(code, {})}, **over})
+
+
+CARD_CASES = [
+    pytest.param(make_op("awaiting_approval"), id="awaiting_approval"),
+    pytest.param(make_op("approved"), id="approved"),
+    pytest.param(make_op("approved", emergency=True, approval=None, reason=""), id="emergency"),
+    pytest.param(make_op("shifting"), id="shifting"),
+    pytest.param(make_op("verifying"), id="verifying"),
+    pytest.param(make_op("succeeded"), id="succeeded"),
+    pytest.param(
+        make_op(
+            "succeeded",
+            emergency=True,
+            approval=None,
+            total_s=None,
+            **{"from": revision("", None, "")},
+        ),
+        id="succeeded-nothing-serving",
+    ),
+    *[pytest.param(failed_op(code), id=f"failed-{code}") for code in FAILURE_CODES],
+    pytest.param(
+        failed_op("healthz_failed", traffic_now={"wa-backend-00002": 100}), id="failed-traffic-read"
+    ),
+    pytest.param(make_op("rejected"), id="rejected"),
+    pytest.param(make_op("expired"), id="expired"),
+    pytest.param(make_op("cancelled"), id="cancelled"),
+    pytest.param(make_op("cancelled", superseded_by="op-9c1d"), id="cancelled-superseded"),
+]
+
+HOLDER = LockHolder(
+    operation_id="op-7f3a",
+    kind="rollback",
+    state="shifting",
+    requested_by="U0SOFIA",
+    to_revision="wa-backend-00002",
+)
+RECENT = [
+    {**revision("wa-backend-00003", 600.0), "percent": 100},
+    {**revision("wa-backend-00002", 86_400.0), "ready": False},
+    revision("wa-backend-00001", 400_000.0),
+]
+TARGET = {"service": "wa-backend", "revision": "wa-backend-00002", "recent": RECENT}
+
+# (key, context) for the ephemeral layout; every error.* and notice.* key must appear here.
+EPHEMERAL_CASES: list[tuple[str, dict[str, Any]]] = [
+    ("error.heading", {}),
+    ("error.usage.rollback", {}),
+    ("error.usage.traffic", {}),
+    ("error.usage.ops", {"sub": "deploy"}),
+    ("error.unknown_service", {"service": "wa-frontend", "known": CONFIG.service_names}),
+    (
+        "error.refused.role_required",
+        {"action": "scheduled_rollback", "role": "tech_lead", "channel": "incidents"},
+    ),
+    (
+        "error.refused.role_required",
+        {"action": "emergency_rollback", "role": "on_call", "channel": "incidents"},
+    ),
+    (
+        "error.refused.incidents_channel_only",
+        {"action": "emergency_rollback", "role": "on_call", "channel": "incidents"},
+    ),
+    ("error.approval.role_required", {"role": "tech_lead"}),
+    ("error.approval.own_request", {"role": "tech_lead"}),
+    ("error.busy", {"service": "wa-backend", "holder": HOLDER}),
+    ("error.busy", {"service": "wa-backend", "holder": None}),
+    ("error.cloudrun_unavailable", {"service": "wa-backend", "detail": "503 UNAVAILABLE"}),
+    ("error.target.unknown_revision", {**TARGET, "revision": "wa-backend-00042"}),
+    ("error.target.unknown_revision", {**TARGET, "recent": []}),
+    ("error.target.not_ready", TARGET),
+    ("error.target.already_serving", {**TARGET, "revision": "wa-backend-00003"}),
+    ("error.target.no_previous", {**TARGET, "revision": ""}),
+    ("error.target.not_serving", {**TARGET, "revision": ""}),
+    ("error.internal", {"ref": "a1b2c3d4"}),
+    ("notice.already_decided", {"status": "approved", "by": "U0ANA", "at": NOW}),
+    ("notice.already_decided", {"status": "rejected", "by": "U0ANA", "at": NOW}),
+    ("notice.already_decided", {"status": "cancelled", "by": "", "at": None}),
+    ("notice.already_decided", {"status": "expired", "by": "", "at": NOW}),
+    ("notice.already_decided", {"status": "expired", "by": "", "at": None}),
+    ("notice.already_decided", {"status": "pending", "by": "", "at": None}),
+    ("notice.unknown_request", {}),
+]
+
+LINES = [
+    {"revision": "wa-backend-00003", "percent": 90, "tags": [], "latest": True},
+    {"revision": "wa-backend-00002", "percent": 10, "tags": ["green", "canary"], "latest": False},
+    {"revision": "wa-backend-00001", "percent": 0, "tags": ["blue"], "latest": False},
+]
+TRAFFIC_BASE = {"service": "wa-backend", "uri": "https://wa-backend.a.run.app"}
+
+
+def whoami_context(held: set[Role], in_incidents: bool, user: str = "U0SOFIA") -> dict:
+    """As bot/slack/commands.py whoami_message builds it, from the real approval matrix."""
+    decisions = allowed_actions(CONFIG.approvals, held, in_incidents)
+    rows = [
+        (
+            str(a),
+            {"verdict": str(d.verdict), "role": str(d.required_role), "why": str(d.refusal or "")},
+        )
+        for a, d in decisions.items()
+    ]
+    return {
+        "user": user,
+        "roles": sorted(str(r) for r in held),
+        "decisions": rows,
+        "channel": CONFIG.channels.incidents.name,
+    }
+
+
+LEAD = {Role.TECH_LEAD, Role.SENIOR_DEVELOPER, Role.DEVELOPER}
+MESSAGES: list[Any] = [
+    *[pytest.param("rollback_card", {"op": op.values[0]}, id=f"card-{op.id}") for op in CARD_CASES],
+    *[
+        pytest.param("rollback_failed", {"op": failed_op(code)}, id=f"failed-{code}")
+        for code in FAILURE_CODES
+    ],
+    *[
+        pytest.param("ephemeral", {"key": key, **ctx}, id=f"{key}-{i}")
+        for i, (key, ctx) in enumerate(EPHEMERAL_CASES)
+    ],
+    pytest.param(
+        "traffic",
+        {**TRAFFIC_BASE, "lines": LINES, "reconciling": False, "holder": None},
+        id="traffic-idle",
+    ),
+    pytest.param(
+        "traffic",
+        {**TRAFFIC_BASE, "lines": LINES[:2], "reconciling": True, "holder": HOLDER},
+        id="traffic-busy-reconciling",
+    ),
+    pytest.param(
+        "traffic",
+        {**TRAFFIC_BASE, "lines": [], "uri": "", "reconciling": False, "holder": None},
+        id="traffic-none",
+    ),
+    pytest.param("help", {"channel": "incidents"}, id="help"),
+    pytest.param("whoami", whoami_context(set(), False, "U0NOBODY"), id="whoami-nobody"),
+    pytest.param("whoami", whoami_context({Role.ON_CALL}, True), id="whoami-oncall-incidents"),
+    pytest.param("whoami", whoami_context({Role.ON_CALL}, False), id="whoami-oncall-elsewhere"),
+    pytest.param("whoami", whoami_context(LEAD | {Role.ON_CALL}, True), id="whoami-lead"),
+]
+
+
+def texts(node: Any) -> list[str]:
+    """Every text of a text object (mrkdwn / plain_text) anywhere in the blocks."""
+    if isinstance(node, list):
+        return [t for item in node for t in texts(item)]
+    if not isinstance(node, dict):
+        return []
+    found = [node["text"]] if node.get("type") in ("mrkdwn", "plain_text") else []
+    return found + [t for value in node.values() for t in texts(value)]
+
+
+def assert_valid(message: Message) -> str:
+    """Valid for slack_sdk, for the emulator's stricter checker, and within Slack's limits.
+    Returns the whole message as JSON, for content checks."""
+    payload = json.dumps({"text": message.text, "blocks": message.blocks}, ensure_ascii=False)
+    assert json.loads(payload)["blocks"] == message.blocks
+    for block in Block.parse_all(message.blocks):
+        block.to_dict()  # slack_sdk validates every nested object while serializing
+    assert check_blocks(message.blocks) == []
+    assert message.text.strip() and len(message.text) <= 3000
+    assert 0 < len(message.blocks) <= 50
+    for block in message.blocks:
+        if block["type"] == "section":
+            assert len(block["text"]["text"]) <= 3000
+        if block["type"] == "header":
+            assert len(block["text"]["text"]) <= 150
+        if block["type"] == "context":
+            assert len(block["elements"]) <= 10
+    assert all(t.strip() for t in texts(message.blocks)), "empty text object"
+    assert "{{" not in payload and "{%" not in payload, "unrendered Jinja"
+    return payload
+
+
+def test_locales_have_the_same_keys_and_no_empty_text(renderer: Renderer) -> None:
+    en, es = renderer.catalogs["en"], renderer.catalogs["es"]
+    assert sorted(en) == sorted(es)
+    for locale, catalog in renderer.catalogs.items():
+        assert not [k for k, v in catalog.items() if not v.strip()], locale
+
+
+def test_every_error_and_notice_key_has_a_case() -> None:
+    covered = {key for key, _ in EPHEMERAL_CASES}
+    assert set(catalog_keys("error.")) | set(catalog_keys("notice.")) == covered
+
+
+def test_every_layout_is_rendered() -> None:
+    layouts = {p.name.removesuffix(".json.j2") for p in (TEMPLATES_DIR / "blocks").glob("*.j2")}
+    assert layouts == {case.values[0] for case in MESSAGES}
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+@pytest.mark.parametrize(("name", "context"), MESSAGES)
+def test_message_is_valid_block_kit(
+    renderer: Renderer, locale: str, name: str, context: dict[str, Any]
+) -> None:
+    assert_valid(renderer.message(name, locale, **context))
+
+
+HOSTILE_MESSAGES = [
+    pytest.param("rollback_card", {"op": make_op("awaiting_approval", reason=HUGE)}, id="card"),
+    pytest.param(
+        "rollback_card",
+        {
+            "op": failed_op(
+                "patch_failed", reason=HUGE, error={"code": "patch_failed", "detail": HOSTILE}
+            )
+        },
+        id="card-failed",
+    ),
+    pytest.param(
+        "rollback_failed",
+        {"op": failed_op("operation_failed", error={"code": "operation_failed", "detail": HUGE})},
+        id="failed-alert",
+    ),
+    *[
+        pytest.param("ephemeral", {**ctx, "key": key, field: HUGE}, id=f"{key}-{field}")
+        for key, ctx, field in [
+            ("error.usage.ops", {}, "sub"),
+            ("error.unknown_service", {"known": ["wa-backend"]}, "service"),
+            ("error.cloudrun_unavailable", {"service": "wa-backend"}, "detail"),
+            ("error.target.unknown_revision", TARGET, "revision"),
+            ("error.target.not_ready", TARGET, "revision"),
+            ("error.target.already_serving", TARGET, "service"),
+            ("error.target.no_previous", TARGET, "service"),
+            ("error.busy", {"holder": None}, "service"),
+        ]
+    ],
+    pytest.param(
+        "traffic",
+        {
+            **TRAFFIC_BASE,
+            "service": HUGE,
+            "holder": None,
+            "reconciling": False,
+            "lines": [{**LINES[0], "revision": HOSTILE, "tags": [HOSTILE]}],
+        },
+        id="traffic",
+    ),
+]
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+@pytest.mark.parametrize(("name", "context"), HOSTILE_MESSAGES)
+def test_hostile_user_text_is_shown_never_executed(
+    renderer: Renderer, locale: str, name: str, context: dict[str, Any]
+) -> None:
+    message = renderer.message(name, locale, **context)
+    payload = assert_valid(message)
+    assert "&lt;!channel&gt;" in payload
+    assert "&lt;https://evil.example|click me&gt;" in payload
+    for raw in RAW_MARKUP:
+        assert raw not in payload
+    if name != "traffic":
+        assert "…" in payload, "a 10,000-char text must be clipped"
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+@pytest.mark.parametrize("state", ["approved", "succeeded", "failed"])
+def test_hostile_names_on_the_card_are_escaped(renderer: Renderer, locale: str, state: str) -> None:
+    """Names come from app.yaml and Cloud Run (validated), but the card must not trust them."""
+    target = {**revision("wa-backend-00002"), "revision": HOSTILE, "image": HOSTILE}
+    op = failed_op("traffic_mismatch") if state == "failed" else make_op(state)
+    op.update(service=HOSTILE, to=target, reason=HOSTILE, traffic_now={HOSTILE: 100})
+    for name in ("rollback_card", "rollback_failed") if state == "failed" else ("rollback_card",):
+        payload = assert_valid(renderer.message(name, locale, op=op))
+        assert "&lt;!channel&gt;" in payload
+        assert not [raw for raw in RAW_MARKUP if raw in payload]
+
+
+@pytest.mark.parametrize(
+    ("key", "context"),
+    [
+        ("state.awaiting_approval", {}),
+        ("card.approve", {}),
+        ("error.heading", {}),
+        ("traffic.idle", {}),
+        ("help.fallback", {}),
+        ("error.usage.traffic", {}),
+        ("card.status.expired", {}),
+        ("failure.internal", {}),
+        ("whoami.roles", {"user": "U0SOFIA", "roles": []}),
+    ],
+)
+def test_spanish_is_translated(renderer: Renderer, key: str, context: dict[str, Any]) -> None:
+    english = renderer.text(key, "en", **context)
+    spanish = renderer.text(key, "es", **context)
+    assert spanish and spanish != english
+
+
+def test_spanish_is_the_default_when_asked(renderer: Renderer) -> None:
+    es = Renderer("es")
+    assert es.message("help", channel="incidents") == renderer.message(
+        "help", "es", channel="incidents"
+    )
+    assert "tráfico" in es.message("help", channel="incidents").blocks[1]["text"]["text"]
+
+
+def test_unknown_locale_is_refused() -> None:
+    with pytest.raises(ValueError, match="fr"):
+        Renderer("fr")
