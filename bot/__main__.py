@@ -14,6 +14,7 @@ from bot.config import ConfigError, load_config
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")  # gRPC core logs INFO lines on shutdown
     parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__)
     parser.add_argument("--config", help="path to app.yaml (default $RUNBACK_CONFIG or app.yaml)")
     sub = parser.add_subparsers(dest="command")

@@ -56,6 +56,7 @@ class ServiceConfig(Strict):
     region: str = Field(min_length=1)
     environment: Literal["production", "staging"]
     health_path: str = Field(default="/healthz", pattern=r"^/")
+    auto_rollback: bool = True  # an incident whose numbers say "roll back now" rolls back
 
 
 class RoleMembers(Strict):
@@ -111,6 +112,8 @@ class Thresholds(Strict):
     p95_proceed_ms: float = Field(default=800, gt=0)
     observe_minutes: float = Field(default=5, gt=0)
     min_requests: int = Field(default=50, ge=1)
+    window_minutes: float = Field(default=5, gt=0)  # how far back a judgement looks
+    observe_check_s: float = Field(default=30, gt=0)  # re-judge this often while observing
 
     @model_validator(mode="after")
     def _ordered(self) -> Thresholds:

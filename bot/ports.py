@@ -114,6 +114,42 @@ class Probe(Protocol):
 
 
 @dataclass(frozen=True)
+class RevisionMetrics:
+    """What Cloud Monitoring saw of one revision over ``[start, end]`` (the window queried)."""
+
+    requests: int  # every request, all response classes
+    errors: int  # 5xx answers
+    p95_ms: float | None  # None: no latency data in the window
+    start: datetime
+    end: datetime
+
+    @property
+    def error_rate(self) -> float | None:
+        """errors / requests; None when there were no requests (never read that as a pass)."""
+        return self.errors / self.requests if self.requests else None
+
+
+class MetricsError(Exception):
+    """A Monitoring query failed after bounded retries; ``reason`` is a short machine code."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+class Metrics(Protocol):
+    def revision_metrics(
+        self, ref: ServiceRef, revision: str, start: datetime, end: datetime
+    ) -> RevisionMetrics:
+        """Requests, 5xx errors and P95 latency of ``revision`` between ``start`` and ``end``.
+
+        Raises MetricsError when Monitoring cannot answer.
+        """
+        ...
+
+
+@dataclass(frozen=True)
 class AuditEvent:
     at: datetime
     actor: str  # Slack user id, or "runback" for the bot itself
@@ -147,6 +183,24 @@ class Chat(Protocol):
     def update(self, channel: str, ts: str, message: Message) -> None: ...
 
     def ephemeral(self, channel: str, user: str, message: Message) -> None: ...
+
+    def upload(
+        self,
+        channel: str,
+        thread_ts: str | None,
+        filename: str,
+        content: str,
+        title: str,
+        comment: str,
+    ) -> None:
+        """Share a text file in the channel (or its thread) with a comment."""
+        ...
+
+
+class LogReader(Protocol):
+    def list_entries(self, filter_: str = "", max_results: int = 50) -> list[dict[str, Any]]:
+        """Log entries matching a Cloud Logging filter, newest first."""
+        ...
 
 
 class Directory(Protocol):

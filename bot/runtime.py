@@ -12,6 +12,7 @@ from bot.clock import SystemClock
 from bot.config import Config
 from bot.ops.context import Deps
 from bot.ops.engine import Engine
+from bot.ports import Clock
 from bot.slack.render import Renderer
 from bot.store import Store
 
@@ -48,6 +49,7 @@ class Settings:
     emulator_host: str | None
     emulator_grpc_host: str | None
     alert_token: str | None
+    tick_token: str | None
     port: int
     google_project: str | None
     lease_s: float
@@ -65,6 +67,7 @@ class Settings:
             emulator_host=env.get("RUNBACK_EMULATOR_HOST") or None,
             emulator_grpc_host=env.get("RUNBACK_EMULATOR_GRPC_HOST") or None,
             alert_token=env.get("RUNBACK_ALERT_TOKEN") or None,
+            tick_token=env.get("RUNBACK_TICK_TOKEN") or None,
             port=int(env.get("PORT") or 3000),
             google_project=env.get("GOOGLE_CLOUD_PROJECT") or None,
             lease_s=float(env.get("RUNBACK_LEASE_S") or 15),
@@ -103,18 +106,26 @@ def _audit_sink(settings: Settings, config: Config) -> Any:
     return CloudLoggingAudit(project=project, emulator_host=settings.emulator_host)
 
 
+def _metrics(settings: Settings) -> Any:
+    from bot.gcp.monitoring import CloudMonitoring
+
+    return CloudMonitoring(settings.emulator_grpc_host)
+
+
 def _probe() -> Any:
     from bot.gcp.probe import HttpProbe
 
     return HttpProbe()
 
 
-def build_runtime(config: Config, settings: Settings) -> Runtime:
+def build_runtime(config: Config, settings: Settings, clock: Clock | None = None) -> Runtime:
+    from bot.ops.alerts_endpoint import handle_alert
     from bot.slack.app import build_app
     from bot.slack.chat import SlackChat, SlackDirectory, make_client
-    from bot.web import make_wsgi_app
+    from bot.web import Hooks, make_wsgi_app
 
     client = make_client(settings.slack_bot_token, settings.slack_api_url)
+    audit_sink = Lazy(lambda: _audit_sink(settings, config))
     deps = Deps(
         config=config,
         store=Store(settings.database_url),
@@ -122,10 +133,18 @@ def build_runtime(config: Config, settings: Settings) -> Runtime:
         probe=Lazy(_probe),  # type: ignore[arg-type]
         chat=SlackChat(client),
         directory=SlackDirectory(client),
-        audit_sink=Lazy(lambda: _audit_sink(settings, config)),  # type: ignore[arg-type]
+        audit_sink=audit_sink,  # type: ignore[arg-type]
         renderer=Renderer(config.locale),
-        clock=SystemClock(),
+        clock=clock or SystemClock(),
+        metrics=Lazy(lambda: _metrics(settings)),  # type: ignore[arg-type]
+        logs=audit_sink,  # type: ignore[arg-type]  # the same Cloud Logging client reads
     )
     engine = Engine(deps, lease_s=settings.lease_s)
     bolt_app = build_app(deps, engine, client, settings.slack_signing_secret)
-    return Runtime(settings, config, deps, engine, make_wsgi_app(bolt_app), bolt_app)
+    hooks = Hooks(
+        alert=lambda body: handle_alert(deps, engine, body),
+        tick=engine.tick,
+        alert_token=settings.alert_token,
+        tick_token=settings.tick_token,
+    )
+    return Runtime(settings, config, deps, engine, make_wsgi_app(bolt_app, hooks), bolt_app)

@@ -152,6 +152,31 @@ class ServingHistory(Base):
     operation_id: Mapped[str] = mapped_column(String(32), default="")
 
 
+class IncidentRecord(Base):
+    """An alert from Cloud Monitoring and what Runback did about it. One per alert id."""
+
+    __tablename__ = "incidents"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    external_id: Mapped[str] = mapped_column(String(256), unique=True)
+    service: Mapped[str] = mapped_column(String(64), index=True)
+    revision: Mapped[str] = mapped_column(String(128), default="")  # the one judged bad
+    managed: Mapped[bool] = mapped_column(Boolean, default=True)
+    state: Mapped[str] = mapped_column(String(16), index=True)  # open|mitigated|resolved
+    verdict: Mapped[str] = mapped_column(String(16), default="")
+    alert: Mapped[dict[str, Any]] = mapped_column(default=dict)  # policy, metric, values, url
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)  # judgements, acks
+    channel: Mapped[str] = mapped_column(String(32), default="")
+    message_ts: Mapped[str] = mapped_column(String(32), default="")
+    operation_id: Mapped[str] = mapped_column(String(32), default="")
+    observe_until: Mapped[datetime | None] = mapped_column(nullable=True)
+    postmortem: Mapped[str] = mapped_column(String(16), default="")  # "" | claimed | posted
+    started_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    received_at: Mapped[datetime]
+    mitigated_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    resolved_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    updated_at: Mapped[datetime]
+
+
 TERMINAL_STATES = frozenset({"succeeded", "failed", "rejected", "expired", "cancelled"})
 
 
@@ -418,3 +443,54 @@ class Store:
                 .order_by(ServingHistory.id.desc())
             )
             return list(dict.fromkeys(rows))
+
+    # -- incidents ---------------------------------------------------------------------------
+
+    def create_incident(self, now: datetime, **fields: Any) -> tuple[IncidentRecord, bool]:
+        """Insert the incident, or return the one already recorded for its alert id."""
+        record = IncidentRecord(received_at=now, updated_at=now, **fields)
+        try:
+            with self.session() as session:
+                session.add(record)
+        except IntegrityError:
+            existing = self.incident_by_alert(fields["external_id"])
+            assert existing is not None
+            return existing, False
+        return record, True
+
+    def incident(self, incident_id: str) -> IncidentRecord | None:
+        with self.session() as session:
+            return session.get(IncidentRecord, incident_id)
+
+    def incident_by_alert(self, external_id: str) -> IncidentRecord | None:
+        with self.session() as session:
+            query = select(IncidentRecord).where(IncidentRecord.external_id == external_id)
+            return session.scalars(query).first()
+
+    def update_incident(self, incident_id: str, now: datetime, **fields: Any) -> IncidentRecord:
+        with self.session() as session:
+            record = session.get(IncidentRecord, incident_id)
+            if record is None:
+                raise KeyError(incident_id)
+            for name, value in fields.items():
+                setattr(record, name, value)
+            record.updated_at = now
+        return record
+
+    def open_incidents(self, service: str | None = None) -> list[IncidentRecord]:
+        """Incidents not yet resolved (open or mitigated), oldest first."""
+        with self.session() as session:
+            query = select(IncidentRecord).where(IncidentRecord.state.in_(("open", "mitigated")))
+            if service is not None:
+                query = query.where(IncidentRecord.service == service)
+            return list(session.scalars(query.order_by(IncidentRecord.received_at)))
+
+    def claim_postmortem(self, incident_id: str) -> bool:
+        """True exactly once per incident: whoever wins posts the postmortem."""
+        with self.session() as session:
+            result = session.execute(
+                update(IncidentRecord)
+                .where(IncidentRecord.id == incident_id, IncidentRecord.postmortem == "")
+                .values(postmortem="claimed")
+            )
+            return result.rowcount == 1

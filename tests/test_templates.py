@@ -82,6 +82,7 @@ def make_op(state: str, **over: Any) -> dict[str, Any]:
         "service": "wa-backend",
         "state": state,
         "emergency": False,
+        "automatic": False,
         "requested_by": "U0SOFIA",
         "reason": "checkout errors",
         "from": revision("wa-backend-00003", 600.0),
@@ -116,6 +117,10 @@ CARD_CASES = [
     pytest.param(make_op("awaiting_approval"), id="awaiting_approval"),
     pytest.param(make_op("approved"), id="approved"),
     pytest.param(make_op("approved", emergency=True, approval=None, reason=""), id="emergency"),
+    pytest.param(
+        make_op("succeeded", emergency=True, automatic=True, requested_by="runback", approval=None),
+        id="automatic",
+    ),
     pytest.param(make_op("shifting"), id="shifting"),
     pytest.param(make_op("verifying"), id="verifying"),
     pytest.param(make_op("succeeded"), id="succeeded"),
@@ -191,6 +196,184 @@ EPHEMERAL_CASES: list[tuple[str, dict[str, Any]]] = [
     ("notice.already_decided", {"status": "expired", "by": "", "at": None}),
     ("notice.already_decided", {"status": "pending", "by": "", "at": None}),
     ("notice.unknown_request", {}),
+    ("notice.incident_not_open", {"state": "mitigated"}),
+    ("notice.incident_not_open", {"state": "?"}),
+    ("error.incident.responder_only", {}),
+]
+
+
+def make_inc(**over: Any) -> dict[str, Any]:
+    """An incident view as bot/ops/incidents.py incident_view builds it."""
+    inc: dict[str, Any] = {
+        "id": "inc-1a2b",
+        "service": "wa-backend",
+        "managed": True,
+        "environment": "production",
+        "state": "open",
+        "verdict": "rollback",
+        "revision": "wa-backend-00003",
+        "alert": {
+            "policy_name": "wa-backend error rate > 1%",
+            "condition_name": "5xx ratio",
+            "metric_type": "run.googleapis.com/request_count",
+            "metric_name": "Request Count",
+            "observed_value": "0.071",
+            "threshold_value": "0.01",
+            "url": "https://console.cloud.google.com/monitoring/alerting/incidents/0.abc",
+            "summary": "Error rate for wa-backend is above the threshold.",
+            "documentation": "",
+        },
+        "started_at": NOW,
+        "received_at": NOW,
+        "mitigated_at": None,
+        "resolved_at": None,
+        "observe_until": None,
+        "last": {
+            "revision": "wa-backend-00003",
+            "verdict": "rollback",
+            "reasons": ["error_rate_high", "p95_high"],
+            "requests": 1234,
+            "errors": 88,
+            "error_rate": 0.0713,
+            "p95_ms": 2450.0,
+            "healthz_ok": True,
+            "window_minutes": 5.0,
+        },
+        "auto_rollback": True,
+        "acknowledged_by": [],
+        "operation": None,
+        "thresholds": CONFIG.thresholds.model_dump(),
+        "action": "rollback_auto",
+        "buttons": ["roll_back", "observe", "acknowledge"],
+        "blocked": "other",
+    }
+    return {**inc, **over}
+
+
+RUNNING_OP = {
+    "id": "op-9",
+    "state": "shifting",
+    "to_revision": "wa-backend-00002",
+    "requested_by": "runback",
+}
+INCIDENT_CASES = [
+    pytest.param(make_inc(verdict="", last=None, action="judging"), id="judging"),
+    pytest.param(make_inc(), id="rollback-auto"),
+    pytest.param(
+        make_inc(
+            operation=RUNNING_OP,
+            action="rollback_running",
+            buttons=["acknowledge"],
+            acknowledged_by=["U0ANA", "U0LUIS"],
+        ),
+        id="rollback-running-acked",
+    ),
+    pytest.param(make_inc(action="rollback_manual", auto_rollback=False), id="rollback-manual"),
+    *[
+        pytest.param(make_inc(action="rollback_blocked", blocked=b), id=f"blocked-{b}")
+        for b in (
+            "error.busy",
+            "error.cloudrun_unavailable",
+            "error.target.no_previous",
+            "error.target.not_serving",
+            "other",
+        )
+    ],
+    pytest.param(
+        make_inc(
+            verdict="observe",
+            action="observe",
+            observe_until=NOW,
+            buttons=["roll_back", "acknowledge"],
+            last={
+                **make_inc()["last"],
+                "verdict": "observe",
+                "reasons": ["error_rate_elevated", "p95_elevated"],
+            },
+        ),
+        id="observe",
+    ),
+    pytest.param(
+        make_inc(
+            verdict="proceed",
+            action="proceed",
+            last={**make_inc()["last"], "verdict": "proceed", "reasons": ["healthy"]},
+        ),
+        id="recovered",
+    ),
+    pytest.param(
+        make_inc(
+            verdict="inconclusive",
+            action="inconclusive",
+            last={
+                **make_inc()["last"],
+                "verdict": "inconclusive",
+                "requests": None,
+                "errors": None,
+                "error_rate": None,
+                "p95_ms": None,
+                "healthz_ok": False,
+                "reasons": ["no_data"],
+            },
+        ),
+        id="inconclusive-no-data",
+    ),
+    pytest.param(
+        make_inc(
+            verdict="inconclusive",
+            action="inconclusive",
+            last={
+                **make_inc()["last"],
+                "verdict": "inconclusive",
+                "requests": 3,
+                "reasons": ["too_few_requests"],
+            },
+        ),
+        id="inconclusive-few",
+    ),
+    pytest.param(
+        make_inc(
+            state="mitigated",
+            action="mitigated",
+            mitigated_at=NOW,
+            operation={**RUNNING_OP, "state": "succeeded"},
+            buttons=["resolve"],
+        ),
+        id="mitigated",
+    ),
+    pytest.param(
+        make_inc(state="resolved", action="resolved", resolved_at=NOW, buttons=[]), id="resolved"
+    ),
+    pytest.param(
+        make_inc(
+            managed=False,
+            service="billing-api",
+            environment="unknown",
+            action="unmanaged",
+            buttons=[],
+            last=None,
+            verdict="",
+        ),
+        id="unmanaged",
+    ),
+    pytest.param(
+        make_inc(
+            alert={
+                **make_inc()["alert"],
+                "url": "",
+                "summary": "",
+                "metric_type": "run.googleapis.com/request_latencies",
+            }
+        ),
+        id="latency-no-url",
+    ),
+    pytest.param(
+        make_inc(
+            alert={**make_inc()["alert"], "metric_type": "custom/x", "policy_name": ""},
+            environment="staging",
+        ),
+        id="other-staging",
+    ),
 ]
 
 LINES = [
@@ -245,6 +428,14 @@ MESSAGES: list[Any] = [
         {**TRAFFIC_BASE, "lines": [], "uri": "", "reconciling": False, "holder": None},
         id="traffic-none",
     ),
+    *[
+        pytest.param("incident", {"inc": case.values[0]}, id=f"incident-{case.id}")
+        for case in INCIDENT_CASES
+    ],
+    pytest.param(
+        "incidents", {"incidents": [make_inc(), make_inc(state="mitigated")]}, id="incidents"
+    ),
+    pytest.param("incidents", {"incidents": []}, id="incidents-none"),
     pytest.param("help", {"channel": "incidents"}, id="help"),
     pytest.param("whoami", whoami_context(set(), False, "U0NOBODY"), id="whoami-nobody"),
     pytest.param("whoami", whoami_context({Role.ON_CALL}, True), id="whoami-oncall-incidents"),
@@ -339,6 +530,23 @@ HOSTILE_MESSAGES = [
             ("error.busy", {"holder": None}, "service"),
         ]
     ],
+    pytest.param(
+        "incident",
+        {
+            "inc": make_inc(
+                service=HUGE,
+                alert={
+                    **make_inc()["alert"],
+                    "summary": HUGE,
+                    "policy_name": HUGE,
+                    "metric_name": HUGE,
+                    "observed_value": HOSTILE,
+                    "threshold_value": HOSTILE,
+                },
+            )
+        },
+        id="incident",
+    ),
     pytest.param(
         "traffic",
         {

@@ -21,6 +21,7 @@ def card_view(deps: Deps, operation: Operation) -> dict[str, Any]:
         "service": operation.service,
         "state": operation.state,
         "emergency": operation.emergency,
+        "automatic": bool(data.get("automatic")),
         "requested_by": operation.requested_by,
         "reason": operation.reason,
         "from": data.get("from") or {},

@@ -8,7 +8,18 @@ from typing import Any
 
 from bot.config import Config, Role, ServiceConfig
 from bot.policy.approvals import roles_of
-from bot.ports import AuditEvent, AuditSink, Chat, Clock, CloudRun, Directory, Probe, ServiceRef
+from bot.ports import (
+    AuditEvent,
+    AuditSink,
+    Chat,
+    Clock,
+    CloudRun,
+    Directory,
+    LogReader,
+    Metrics,
+    Probe,
+    ServiceRef,
+)
 from bot.slack.render import Renderer
 from bot.store import AuditRecord, Store
 
@@ -28,6 +39,8 @@ class Deps:
     audit_sink: AuditSink
     renderer: Renderer
     clock: Clock
+    metrics: Metrics
+    logs: LogReader
     extra: dict[str, Any] = field(default_factory=dict)
 
     def roles(self, user_id: str) -> frozenset[Role]:

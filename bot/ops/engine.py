@@ -6,19 +6,22 @@ a crashed instance's lease runs out and another one (or the restarted one) picks
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import timedelta
+from typing import Any
 
-from bot.ops import rollback
+from bot.ops import incidents, rollback
 from bot.ops.context import Deps
+from bot.store import TERMINAL_STATES
 
 log = logging.getLogger("runback.engine")
 
@@ -29,6 +32,7 @@ class Engine:
         self.lease_s = lease_s
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="runback-op")
+        self._work = ThreadPoolExecutor(workers * 2, thread_name_prefix="runback-work")
         self._lock = threading.Condition()
         self._running: set[str] = set()
         self._active = 0
@@ -44,16 +48,37 @@ class Engine:
             self._running.add(operation_id)
         self._pool.submit(self._run, operation_id)
 
+    def background(self, work: Callable[[], None]) -> None:
+        """Run a handler's work after its ack, off Bolt's listener threads, so that acks never
+        queue behind slow work (Slack wants its answer within 3 s)."""
+        with self._lock:
+            self._active += 1
+
+        def run() -> None:
+            try:
+                work()
+            except Exception:
+                log.exception("background work failed")
+            finally:
+                with self._lock:
+                    self._active -= 1
+                    self._lock.notify_all()
+
+        self._work.submit(run)
+
     def _run(self, operation_id: str) -> None:
         try:
             if self._claim(operation_id):
                 try:
-                    rollback.execute(self.deps, operation_id)
+                    operation = rollback.execute(self.deps, operation_id)
                 except Exception:
                     log.exception("operation %s crashed", operation_id)
                     rollback.fail_unexpectedly(self.deps, operation_id)
+                    operation = self.deps.store.operation(operation_id)
                 finally:
                     self.deps.store.release_lease(operation_id, self.owner)
+                if operation is not None and operation.state in TERMINAL_STATES:
+                    incidents.on_operation_finished(self.deps, operation)
         finally:
             with self._lock:
                 self._running.discard(operation_id)
@@ -71,6 +96,18 @@ class Engine:
             for operation in self.deps.store.unfinished_operations():
                 if operation.state in rollback.RUNNING_STATES:
                     self.submit(operation.id)
+            for operation_id in incidents.tick(self.deps):
+                self.submit(operation_id)
+
+    def judge_incident(self, incident_id: str) -> None:
+        """Judge a new incident off the request thread; start the rollback it calls for."""
+
+        def work() -> None:
+            operation_id = incidents.judge_incident(self.deps, incident_id)
+            if operation_id:
+                self.submit(operation_id)
+
+        self.background(work)
 
     # -- background threads ------------------------------------------------------------------
 
@@ -99,8 +136,20 @@ class Engine:
     def shutdown(self, wait: bool = True) -> None:
         self._stop.set()
         self._pool.shutdown(wait=wait, cancel_futures=not wait)
+        self._work.shutdown(wait=wait, cancel_futures=not wait)
 
     # -- activity, so the console and tests can wait for quiet --------------------------------
+
+    def tracked(self, handler: Callable[..., None]) -> Callable[..., None]:
+        """Wrap a Slack handler so that the console and tests see it as activity from before
+        its ack until its work is handed over (Bolt answers Slack while the handler runs)."""
+
+        @functools.wraps(handler)
+        def wrapper(*args: Any, **kwargs: Any) -> None:
+            with self.track():
+                handler(*args, **kwargs)
+
+        return wrapper
 
     @contextmanager
     def track(self) -> Iterator[None]:

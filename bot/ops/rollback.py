@@ -34,6 +34,7 @@ class RollbackRequest:
     reason: str
     user: str
     channel: str
+    automatic: bool = False  # Runback itself, for an incident, on behalf of the on-call policy
 
 
 # -- request ----------------------------------------------------------------------------------
@@ -45,8 +46,7 @@ def request_rollback(deps: Deps, request: RollbackRequest) -> Operation:
     Raises UserError, with nothing changed, on bad input or a refusal (audited).
     """
     service = _known_service(deps, request)
-    decision = _authorize(deps, request, service)
-    emergency = decision.verdict is Verdict.RUN
+    emergency = request.automatic or _authorize(deps, request, service).verdict is Verdict.RUN
     _check_not_busy(deps, service.name, request.user, emergency)
     state, revisions = _read_service(deps, service)
     target, current = _choose_target(deps, request, service, state, revisions)
@@ -61,7 +61,7 @@ def request_rollback(deps: Deps, request: RollbackRequest) -> Operation:
             service=service.name,
             revision=target.name,
             operation_id=operation.id,
-            approval="self",
+            approval="incident_policy" if request.automatic else "self",
         )
     refresh_card(deps, operation.id)
     return deps.store.operation(operation.id) or operation
@@ -208,6 +208,7 @@ def _create_operation(
             "serving_before": state.serving(),
             "uri": state.uri,
             "requested_at": now.isoformat(),
+            "automatic": request.automatic,
         },
     )
     _take_lock(deps, operation, emergency)
@@ -440,7 +441,9 @@ def _step_wait(deps: Deps, operation: Operation) -> Operation:
         )
     if state.serving() != {operation.to_revision: 100}:
         return _fail(deps, operation, "traffic_mismatch", "wait", serving=state.serving())
-    deps.store.add_event(operation.id, deps.clock.now(), "traffic_shifted", serving=state.serving())
+    deps.store.add_event(
+        operation.id, deps.clock.now(), "traffic_shifted", actor=BOT_ACTOR, serving=state.serving()
+    )
     return _advance(deps, operation, "verifying", "wait", started, serving=state.serving())
 
 
@@ -476,7 +479,7 @@ def _succeed(
     now = deps.clock.now()
     deps.store.finish_step(operation.id, "verify", now, "done", {"url": url, "checks": checks})
     _record_timing(deps, operation, "verify", started)
-    deps.store.add_event(operation.id, now, "healthz_verified", url=url)
+    deps.store.add_event(operation.id, now, "healthz_verified", actor=BOT_ACTOR, url=url)
     deps.store.record_serving(operation.service, operation.to_revision, "served", now, operation.id)
     if operation.from_revision:
         deps.store.record_serving(

@@ -15,17 +15,17 @@ import shlex
 import sys
 import tempfile
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 import requests
 
+from bot.clock import SandboxClock
 from bot.config import Config
 from bot.runtime import Runtime, Settings, build_runtime
 from bot.sandbox.emulator.server import Emulator
-from bot.sandbox.seed import seed
+from bot.sandbox.seed import alert_payload, seed
 from bot.sandbox.slack_payloads import button_click, find_button, signed_headers, slash_command
 
 BOT_TOKEN = "xoxb-sandbox-not-a-secret"
@@ -44,8 +44,9 @@ HELP = """\
   set REVISION k=v ...   emulator behaviour: healthz=500 error_rate=0.07 p95_ms=2500 rps=50
   traffic SERVICE        the emulator's ground truth: revision and percent per line
   fault API STATUS [N]   the next N calls of an emulator API fail: fault run.services.patch 503 2
+  alert SERVICE [closed] [ID]  Cloud Monitoring's webhook: an error-rate alert opens (or closes)
   expect TEXT            fail (in scripts) unless TEXT appeared in the last output
-  wait SECONDS           let time pass
+  wait 5m                let sandbox time pass at once (30s, 5m, 1h), then do what fell due
   help, quit"""
 
 
@@ -66,7 +67,9 @@ class Sandbox:
 
     def __post_init__(self) -> None:
         self.signing_secret = secrets.token_hex(16)
-        self.emulator = Emulator(slack_token=BOT_TOKEN).start()
+        self.alert_token = secrets.token_hex(16)
+        self.clock = SandboxClock()
+        self.emulator = Emulator(slack_token=BOT_TOKEN, clock=self.clock.time).start()
         seed(self.emulator, self.config)
         self._tmp = tempfile.TemporaryDirectory(prefix="runback-sandbox-")
         env = {
@@ -74,9 +77,11 @@ class Sandbox:
             "SLACK_SIGNING_SECRET": self.signing_secret,
             "DATABASE_URL": self.database_url or f"sqlite:///{Path(self._tmp.name) / 'runback.db'}",
             "RUNBACK_RETRY_DEADLINE_S": str(self.retry_deadline_s),
+            "RUNBACK_ALERT_TOKEN": self.alert_token,
+            "RUNBACK_TICK_TOKEN": self.alert_token,
             **self.emulator.env(),
         }
-        self.runtime = build_runtime(self.config, Settings.from_env(env))
+        self.runtime = build_runtime(self.config, Settings.from_env(env), clock=self.clock)
         self._start_bot_server()
         self.runtime.engine.start()
         self.users = {name: u.id for name, u in self.config.sandbox.users.items()}
@@ -129,6 +134,7 @@ class Sandbox:
             "fault": self._fault,
             "expect": self._expect,
             "wait": self._wait,
+            "alert": self._alert,
             "help": self._help,
         }.get(word.lower())
         if handler is None:
@@ -196,9 +202,37 @@ class Sandbox:
             raise ConsoleError(f"expected {wanted!r} in the last output")
         return []
 
+    def _alert(self, rest: str) -> list[str]:
+        words = rest.split()
+        if not words:
+            raise ConsoleError("use: alert SERVICE [closed] [ID]")
+        service, state = words[0], "closed" if "closed" in words[1:] else "open"
+        ids = [w for w in words[1:] if w != "closed"]
+        incident_id = ids[0] if ids else f"sandbox-{service}"
+        response = self.post_alert(alert_payload(self.emulator, service, state, incident_id))
+        if response.status_code != 200:
+            raise ConsoleError(f"the bot answered HTTP {response.status_code}: {response.text}")
+        return [f"(alert {incident_id} {state}: {response.json()['status']})", *self._collect()]
+
+    def post_alert(self, body: str, token: str | None = None) -> requests.Response:
+        url = self.bot_url.replace("/slack/events", "/alerts/monitoring")
+        return self.http.post(
+            url,
+            params={"token": token or self.alert_token},
+            data=body,
+            headers={"Content-Type": "application/json"},
+            timeout=10,
+        )
+
     def _wait(self, rest: str) -> list[str]:
-        time.sleep(float(rest.rstrip("s") or 1))
-        return self._collect()
+        """Let sandbox time pass at once (``wait 5m``, ``wait 30s``), then do what fell due."""
+        match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smh]?)", rest.strip())
+        if not match:
+            raise ConsoleError("use: wait 30s | wait 5m | wait 1h")
+        unit = {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+        self.clock.advance(float(match.group(1)) * unit)
+        self.runtime.engine.tick()
+        return [f"(sandbox time is now {self.clock.now():%H:%M:%S} UTC)", *self._collect()]
 
     # -- Slack requests -----------------------------------------------------------------------
 
@@ -293,13 +327,18 @@ def plain(text: str, names: dict[str, str]) -> str:
     """Slack mrkdwn as a terminal shows it: mentions by name, dates by their fallback."""
     text = re.sub(r"<@(\w+)>", lambda m: "@" + names.get(m.group(1), m.group(1)), text)
     text = re.sub(r"<!date\^\d+\^[^|>]*\|([^>]*)>", r"\1", text)
+    text = re.sub(r"<(https?://[^|>]+)\|([^>]*)>", r"\2 (\1)", text)
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
 def render_message(message: dict[str, Any], names: dict[str, str]) -> list[str]:
     blocks = message.get("blocks") or []
+    files = [
+        f"  📎 {f.get('title') or f.get('name')} ({f.get('name')})"
+        for f in message.get("files") or []
+    ]
     if not blocks:
-        return [plain(message.get("text", ""), names)]
+        return [plain(message.get("text", ""), names), *files]
     lines: list[str] = []
     for block in blocks:
         kind = block.get("type")
@@ -320,7 +359,7 @@ def render_message(message: dict[str, Any], names: dict[str, str]) -> list[str]:
                     f"[{e['text']['text']}]" for e in block.get("elements", []) if "text" in e
                 )
             )
-    return lines
+    return lines + files
 
 
 def run_console(config: Config, script: str | None = None, out: TextIO = sys.stdout) -> int:

@@ -3,6 +3,9 @@ emulator, and three revisions of every service in the Cloud Run emulator."""
 
 from __future__ import annotations
 
+import json
+import time
+
 from bot.config import Config
 from bot.sandbox.emulator.server import Emulator
 
@@ -39,3 +42,51 @@ def seed(emulator: Emulator, config: Config) -> None:
             revisions=revisions,
             traffic={revisions[-1]["name"]: 100},
         )
+
+
+def alert_payload(emulator: Emulator, service: str, state: str, incident_id: str) -> str:
+    """A Cloud Monitoring webhook (version 1.2) for an error-rate policy on ``service``, shaped
+    like the real thing, with the serving revision and its current error rate."""
+    serving = [row for row in _traffic_or_empty(emulator, service) if row["percent"]]
+    revision = max(serving, key=lambda row: row["percent"])["revision"] if serving else ""
+    behaviour = emulator.cloudrun.behaviour(revision) if revision else {}
+    now = int(time.time())
+    incident = {
+        "incident_id": incident_id,
+        "scoping_project_id": "runback-sandbox",
+        "url": f"https://console.cloud.google.com/monitoring/alerting/incidents/{incident_id}",
+        "started_at": now - 60,
+        "ended_at": now if state == "closed" else None,
+        "state": state,
+        "summary": f"Error rate for {service} is above the threshold of 0.01.",
+        "resource": {
+            "type": "cloud_run_revision",
+            "labels": {
+                "service_name": service,
+                "revision_name": revision,
+                "location": "us-central1",
+                "project_id": "runback-sandbox",
+            },
+        },
+        "metric": {
+            "type": "run.googleapis.com/request_count",
+            "displayName": "Request Count",
+            "labels": {"response_code_class": "5xx"},
+        },
+        "policy_name": f"{service} error rate > 1%",
+        "condition_name": "5xx ratio above 1% for 1 min",
+        "observed_value": str(behaviour.get("error_rate", "")),
+        "threshold_value": "0.01",
+        "documentation": {
+            "content": "Runbook: seed/rollback-plan.md",
+            "mime_type": "text/markdown",
+        },
+    }
+    return json.dumps({"version": "1.2", "incident": incident})
+
+
+def _traffic_or_empty(emulator: Emulator, service: str) -> list[dict[str, object]]:
+    try:
+        return emulator.cloudrun.traffic(service)
+    except KeyError:
+        return []

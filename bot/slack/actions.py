@@ -17,12 +17,14 @@ log = logging.getLogger("runback.slack")
 
 def register(app: App, deps: Deps, engine: Engine) -> None:
     def on_decision(approve: bool, ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
-        with engine.track():
-            ack()
-            user = body["user"]["id"]
-            channel = (body.get("channel") or {}).get("id") or body["container"]["channel_id"]
+        ack()
+        user = body["user"]["id"]
+        channel = (body.get("channel") or {}).get("id") or body["container"]["channel_id"]
+        approval_id = str(action.get("value", ""))
+
+        def work() -> None:
             try:
-                operation = decide(deps, str(action.get("value", "")), user, approve)
+                operation = decide(deps, approval_id, user, approve)
             except UserError as error:
                 message = deps.renderer.message("ephemeral", key=error.key, **error.context)
                 deps.chat.ephemeral(channel, user, message)
@@ -30,10 +32,14 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
             if operation.state == "approved":
                 engine.submit(operation.id)
 
+        engine.background(work)
+
     @app.action("rollback_approve")
+    @engine.tracked
     def approve(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
         on_decision(True, ack, body, action)
 
     @app.action("rollback_reject")
+    @engine.tracked
     def reject(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
         on_decision(False, ack, body, action)

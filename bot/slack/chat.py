@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import (
     ConnectionErrorRetryHandler,
     RateLimitErrorRetryHandler,
 )
 
 from bot.ports import Message
+
+log = logging.getLogger("runback.slack")
 
 
 def make_client(token: str, base_url: str | None) -> WebClient:
@@ -43,6 +47,24 @@ class SlackChat:
             channel=channel, user=user, text=message.text, blocks=message.blocks
         )
 
+    def upload(
+        self,
+        channel: str,
+        thread_ts: str | None,
+        filename: str,
+        content: str,
+        title: str,
+        comment: str,
+    ) -> None:
+        self.client.files_upload_v2(
+            channel=channel,
+            thread_ts=thread_ts,
+            filename=filename,
+            content=content,
+            title=title,
+            initial_comment=comment,
+        )
+
 
 class SlackDirectory:
     """User-group membership, read from Slack and cached briefly (roles change rarely; a stale
@@ -63,7 +85,11 @@ class SlackDirectory:
             return {handle: set(self._cache.get(handle, ())) for handle in handles}
 
     def _load(self) -> dict[str, set[str]]:
-        response = self.client.usergroups_list(include_users=True)
+        try:
+            response = self.client.usergroups_list(include_users=True)
+        except SlackApiError as error:  # keep the last known groups rather than lose roles
+            log.warning("could not read Slack user groups: %s", error.response.get("error"))
+            return self._cache
         return {
             str(group["handle"]): set(group.get("users") or ())
             for group in response.get("usergroups", [])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +13,7 @@ from slack_bolt import Ack, App, Respond
 from bot.ops.context import Deps
 from bot.ops.engine import Engine
 from bot.ops.errors import UserError
+from bot.ops.incidents import open_incidents_message
 from bot.ops.rollback import RollbackRequest, request_rollback
 from bot.policy.approvals import allowed_actions
 from bot.ports import CloudRunError, Message
@@ -52,88 +54,92 @@ def _ack(ack: Ack, message: Message) -> None:
     ack(text=message.text, blocks=message.blocks, response_type="ephemeral")
 
 
-def _internal_error(deps: Deps, respond: Respond) -> None:
-    ref = uuid.uuid4().hex[:8]
-    log.exception("unexpected error, reference %s", ref)
-    _respond(respond, ephemeral(deps, "error.internal", ref=ref))
+def answer_later(
+    engine: Engine, deps: Deps, respond: Respond, work: Callable[[], Message | None]
+) -> None:
+    """After the ack: run ``work`` on Runback's own pool and answer only the user who asked.
+    A UserError becomes its ephemeral message; anything unexpected, a reference to the logs."""
+
+    def run() -> None:
+        try:
+            message = work()
+        except UserError as error:
+            message = ephemeral(deps, error.key, **error.context)
+        except Exception:
+            ref = uuid.uuid4().hex[:8]
+            log.exception("unexpected error, reference %s", ref)
+            message = ephemeral(deps, "error.internal", ref=ref)
+        if message is not None:
+            _respond(respond, message)
+
+    engine.background(run)
 
 
 def register(app: App, deps: Deps, engine: Engine) -> None:
     @app.command("/rollback")
+    @engine.tracked
     def rollback_command(ack: Ack, command: dict[str, Any], respond: Respond) -> None:
-        with engine.track():
-            parsed = parse_rollback(command.get("text") or "")
-            if parsed is None:
-                _ack(ack, ephemeral(deps, "error.usage.rollback"))
-                return
-            ack()
-            request = RollbackRequest(
-                service=parsed.service,
-                revision=parsed.revision,
-                reason=parsed.reason,
-                user=command["user_id"],
-                channel=command["channel_id"],
-            )
-            try:
-                operation = request_rollback(deps, request)
-            except UserError as error:
-                _respond(respond, ephemeral(deps, error.key, **error.context))
-                return
-            except Exception:
-                _internal_error(deps, respond)
-                return
+        parsed = parse_rollback(command.get("text") or "")
+        if parsed is None:
+            _ack(ack, ephemeral(deps, "error.usage.rollback"))
+            return
+        ack()
+        request = RollbackRequest(
+            service=parsed.service,
+            revision=parsed.revision,
+            reason=parsed.reason,
+            user=command["user_id"],
+            channel=command["channel_id"],
+        )
+
+        def work() -> None:
+            operation = request_rollback(deps, request)
             if operation.state == "approved":
                 engine.submit(operation.id)
 
+        answer_later(engine, deps, respond, work)
+
     @app.command("/traffic")
+    @engine.tracked
     def traffic_command(ack: Ack, command: dict[str, Any], respond: Respond) -> None:
-        with engine.track():
-            name = (command.get("text") or "").strip()
-            if not name or len(name.split()) != 1:
-                _ack(ack, ephemeral(deps, "error.usage.traffic"))
-                return
-            service = deps.config.service(name)
-            if service is None:
-                _ack(
-                    ack,
-                    ephemeral(
-                        deps, "error.unknown_service", service=name, known=deps.config.service_names
-                    ),
-                )
-                return
-            ack()
-            try:
-                _respond(respond, traffic_message(deps, name))
-            except CloudRunError as error:
-                _respond(
-                    respond,
-                    ephemeral(
-                        deps,
-                        "error.cloudrun_unavailable",
-                        service=name,
-                        detail=error.detail or error.reason,
-                    ),
-                )
+        name = (command.get("text") or "").strip()
+        if not name or len(name.split()) != 1:
+            _ack(ack, ephemeral(deps, "error.usage.traffic"))
+            return
+        if deps.config.service(name) is None:
+            known = deps.config.service_names
+            _ack(ack, ephemeral(deps, "error.unknown_service", service=name, known=known))
+            return
+        ack()
+        answer_later(engine, deps, respond, lambda: traffic_message(deps, name))
 
     @app.command("/ops")
+    @engine.tracked
     def ops_command(ack: Ack, command: dict[str, Any], respond: Respond) -> None:
-        with engine.track():
-            words = (command.get("text") or "").split()
-            sub = words[0].lower() if words else "help"
-            if sub == "help":
-                channel = deps.config.channels.incidents.name
-                _ack(ack, deps.renderer.message("help", channel=channel))
-            elif sub == "whoami":
-                ack()
-                _respond(respond, whoami_message(deps, command["user_id"], command["channel_id"]))
-            else:
-                _ack(ack, ephemeral(deps, "error.usage.ops", sub=sub))
+        words = (command.get("text") or "").split()
+        sub = words[0].lower() if words else "help"
+        if sub == "help":
+            channel = deps.config.channels.incidents.name
+            _ack(ack, deps.renderer.message("help", channel=channel))
+        elif sub == "whoami":
+            ack()
+            user, channel = command["user_id"], command["channel_id"]
+            answer_later(engine, deps, respond, lambda: whoami_message(deps, user, channel))
+        elif sub == "incidents":
+            ack()
+            answer_later(engine, deps, respond, lambda: open_incidents_message(deps))
+        else:
+            _ack(ack, ephemeral(deps, "error.usage.ops", sub=sub))
 
 
 def traffic_message(deps: Deps, name: str) -> Message:
     service = deps.config.service(name)
     assert service is not None
-    state = deps.cloudrun.get_service(deps.service_ref(service))
+    try:
+        state = deps.cloudrun.get_service(deps.service_ref(service))
+    except CloudRunError as error:
+        detail = error.detail or error.reason
+        raise UserError("error.cloudrun_unavailable", service=name, detail=detail) from None
     lines: dict[str, dict[str, Any]] = {}
     for status in state.traffic:
         line = lines.setdefault(

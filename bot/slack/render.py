@@ -12,10 +12,12 @@ layouts JSON-encode whole strings with ``tojson`` (which yields Markup and so is
 from __future__ import annotations
 
 import json
-from datetime import datetime
+import re
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 import yaml
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template
@@ -62,10 +64,11 @@ def slack_date(moment: datetime, fmt: str = "{date_short_pretty} {time}") -> Mar
 
 
 def mention(user_id: str) -> Markup:
-    """``<@U123>`` for a Slack user id (ids are alphanumeric; anything else is shown escaped)."""
-    if user_id.isalnum():
+    """``<@U123>`` for a Slack user id; anything else (e.g. "runback", the bot acting on its
+    own) is shown as escaped text, never as markup."""
+    if re.fullmatch(r"[UW][A-Z0-9]{2,}", user_id):
         return Markup(f"<@{user_id}>")
-    return Markup(slack_escape(user_id))
+    return Markup(slack_escape(user_id.capitalize()))
 
 
 def duration(seconds: float | None) -> str:
@@ -80,6 +83,84 @@ def duration(seconds: float | None) -> str:
     if seconds < 172800:
         return f"{seconds / 3600:.0f}h"
     return f"{seconds / 86400:.0f}d"
+
+
+def when(moment: datetime | None) -> str:
+    """``2026-11-27 21:04:05 UTC`` (naive datetimes are taken as UTC); ``""`` for None."""
+    if moment is None:
+        return ""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def number(value: float | None, digits: int = 2) -> str:
+    """``2340.0`` -> ``2340``, ``412.456`` -> ``412.46``; ``""`` for None."""
+    if value is None:
+        return ""
+    text = f"{value:.{digits}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def pct(ratio: float | None) -> str:
+    """A ratio as a percentage: ``0.0712`` -> ``7.12%``, ``0.05`` -> ``5%``; ``""`` for None."""
+    if ratio is None:
+        return ""
+    percent = ratio * 100
+    if percent == 0 or abs(percent) >= 0.01:
+        return f"{number(percent)}%"
+    return f"{percent:.2g}%"  # tiny but not zero: never shown as 0%
+
+
+def plain(value: Any) -> str:
+    """Any fact as text: datetimes by ``when``, floats by ``number``; ``""`` for None."""
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return when(value)
+    if isinstance(value, float):
+        return number(value)
+    return str(value)
+
+
+_LINE_BREAKS = re.compile(r"\r\n|[\r\n\u2028\u2029]")
+
+
+def md_cell(text: Any, limit: int = 1000) -> str:
+    """Text that stays inside one Markdown table cell: clipped to ``limit``, newlines become
+    spaces and ``|`` becomes ``\\|``."""
+    if text is None:
+        return ""
+    return _LINE_BREAKS.sub(" ", clip(text, limit)).replace("|", "\\|")
+
+
+def md_code(text: Any) -> str:
+    """A Markdown code span whose fence outlasts any backtick run inside; ``""`` when empty."""
+    text = "" if text is None else str(text)
+    if not text:
+        return ""
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    # CommonMark strips one space from each end when both ends have one, and needs a space
+    # between the fence and a backtick of the content.
+    edge = text[0] + text[-1]
+    pad = " " if "`" in edge or (edge == "  " and text.strip()) else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def md_url(url: Any, limit: int = 2000) -> str:
+    """An http(s) URL safe as a Markdown link destination (``()|<>"`` and spaces
+    percent-encoded); ``""`` for anything else or anything longer than ``limit``, which is then
+    shown as text, never linked."""
+    url = "" if url is None else str(url).strip()
+    if len(url) > limit:
+        return ""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return ""
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return ""
+    return quote(url, safe=":/?#[]@!$&'*+,;=%~-._")
 
 
 def text_bar(percent: int, width: int = 20) -> str:
@@ -103,6 +184,17 @@ class Renderer:
         )
         self.env.filters.update(clip=clip, duration=duration, bar=text_bar, upfirst=upfirst)
         self.env.globals.update(mention=mention, date=slack_date)
+        # Markdown documents (``document``): plain UTC times, numbers and Markdown-safe text.
+        self.env.filters.update(
+            when=when,
+            pct=pct,
+            num=number,
+            plain=plain,
+            md_cell=md_cell,
+            md_code=md_code,
+            md_url=md_url,
+        )
+        self.env.globals.update(when=when, pct=pct)
         self.catalogs = {locale: _load_catalog(templates_dir, locale) for locale in LOCALES}
 
     def text(self, key: str, /, locale: str | None = None, **context: Any) -> str:
@@ -128,6 +220,19 @@ class Renderer:
             raise ValueError(f"template blocks/{name} rendered invalid JSON: {error}") from None
         blocks = [_enforce_limits(block) for block in payload.get("blocks", [])]
         return Message(text=clip(payload.get("text", ""), FALLBACK_TEXT_LIMIT), blocks=blocks)
+
+    def document(self, name: str, /, locale: str | None = None, **context: Any) -> str:
+        """A Markdown document from ``templates/<locale>/<name>.md.j2``, ending in one newline.
+
+        Same environment as messages: every ``{{ value }}`` is Slack-escaped (``& < >``, which
+        Markdown shows as the characters themselves). Templates use ``md_cell`` to keep
+        untrusted text inside one table cell and ``md_code``/``md_url`` for code spans and links.
+        """
+        locale = locale or self.default_locale
+        if locale not in LOCALES:
+            raise ValueError(f"unknown locale {locale!r}; expected one of {LOCALES}")
+        template = self.env.get_template(f"{locale}/{name}.md.j2")
+        return template.render(locale=locale, **context).rstrip("\n") + "\n"
 
     def _string(self, locale: str, key: str) -> Template:
         return _compiled(self, locale, key)

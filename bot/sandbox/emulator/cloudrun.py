@@ -18,6 +18,9 @@ Semantics worth knowing:
 - ``fail_next_operations`` makes the next updates' operations fail (e.g. quota errors).
 - A service answers at ``{base_url}/_svc/{service}`` (picking a revision by its actual traffic
   share, smooth weighted round-robin) and each tag at ``{base_url}/_svc/{service}/_tag/{tag}``.
+- Listeners (``add_listener``) get a ServiceSnapshot, stamped by ``clock``, whenever what a
+  service serves changes: seeded (backdated by METRICS_HISTORY_S), traffic settled, behaviour
+  set. The Monitoring emulator builds its time series from them.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import string
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -98,6 +102,26 @@ class Behaviour:
     rps: float = 20.0
 
 
+@dataclass(frozen=True)
+class ServiceSnapshot:
+    """What a service serves from ``at`` (clock seconds) on, sent to listeners on each change.
+
+    ``service`` is the full name; ``shares`` maps revision -> percent actually served;
+    ``behaviours`` holds a copy for every revision of the service. ``replaced``: the service
+    was (re)created, forget its earlier history. ``service == ""`` with ``replaced``: every
+    service was forgotten (reset).
+    """
+
+    at: float
+    service: str
+    shares: dict[str, int]
+    behaviours: dict[str, Behaviour]
+    replaced: bool = False
+
+
+SnapshotListener = Callable[[ServiceSnapshot], None]
+
+
 @dataclass
 class _Counters:
     """Request counts folded up to ``since``; they keep growing from there at the behaviour."""
@@ -122,8 +146,10 @@ class _Operation:
 
 
 class CloudRunEmulator:
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.base_url = "http://127.0.0.1"
+        self.clock = clock  # epoch seconds; stamps the snapshots sent to listeners
+        self._listeners: list[SnapshotListener] = []
         self._lock = threading.RLock()
         self._rng = random.Random()
         self.reset()
@@ -140,6 +166,8 @@ class CloudRunEmulator:
             self._operations: dict[str, _Operation] = {}
             self._wrr: dict[str, dict[str, int]] = {}  # service -> revision -> current weight
             self._failures: list[tuple[int, str]] = []  # (code, message) for the next operations
+            for listener in self._listeners:
+                listener(ServiceSnapshot(self.clock(), "", {}, {}, replaced=True))
 
     def seed_service(
         self,
@@ -167,6 +195,7 @@ class CloudRunEmulator:
                 for i, spec in enumerate(revisions)
             ]
             self._services[full] = self._seed_service_message(full, created, targets)
+            self._emit(full, self.clock() - METRICS_HISTORY_S, replaced=True)
             return full
 
     def set_behaviour(self, revision: str, **changes: Any) -> dict[str, Any]:
@@ -177,7 +206,18 @@ class CloudRunEmulator:
             self._fold_counters(revision)
             for key, value in converted.items():
                 setattr(current, key, value)
+            self._emit(self._service_of(revision))
             return asdict(current)
+
+    def add_listener(self, listener: SnapshotListener) -> None:
+        """Call ``listener`` (under this emulator's lock) whenever what a service serves changes."""
+        with self._lock:
+            self._listeners.append(listener)
+
+    def settle(self) -> None:
+        """Complete the operations that are due (reads do this anyway)."""
+        with self._lock:
+            self._settle()
 
     def fail_next_operations(self, message: str, times: int = 1, code: int = 9) -> None:
         """Make the next ``times`` accepted updates end in a failed operation.
@@ -444,6 +484,7 @@ class CloudRunEmulator:
             )
         operation.done = True
         operation.result = run_v2.Service(service)
+        self._emit(service.name)
 
     def _operation_response(self, operation: _Operation, request: Request) -> Response:
         message = operations_pb2.Operation(name=operation.name, done=operation.done)
@@ -593,6 +634,29 @@ class CloudRunEmulator:
         if behaviour is None:
             raise NotFound(f"no revision named '{revision}'")
         return behaviour
+
+    def _service_of(self, revision: str) -> str:
+        for name in self._revisions:
+            if _short(name) == revision:
+                return name.split("/revisions/")[0]
+        raise NotFound(f"no revision named '{revision}'")
+
+    def _emit(self, service: str, at: float | None = None, replaced: bool = False) -> None:
+        if not self._listeners:
+            return
+        shares: dict[str, int] = {}
+        for status in self._services[service].traffic_statuses:
+            if status.percent:
+                shares[status.revision] = shares.get(status.revision, 0) + status.percent
+        behaviours = {
+            _short(name): Behaviour(**asdict(self._behaviours[_short(name)]))
+            for name in self._revisions
+            if name.startswith(service + "/revisions/")
+        }
+        stamp = self.clock() if at is None else at
+        snapshot = ServiceSnapshot(stamp, service, shares, behaviours, replaced)
+        for listener in self._listeners:
+            listener(snapshot)
 
     def _drop_service(self, full: str) -> None:
         self._services.pop(full, None)

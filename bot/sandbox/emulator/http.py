@@ -231,6 +231,9 @@ def _decoded_body(request: Request) -> Any:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; with Nagle on, a keep-alive client's delayed ACK
+    # would hold every body back ~40 ms and distort every timing taken against the emulator.
+    disable_nagle_algorithm = True
     server: EmulatorHTTPServer
 
     def _handle(self) -> None:

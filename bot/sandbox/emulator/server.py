@@ -1,8 +1,11 @@
 """All REST emulators on one local port: Cloud Run Admin v2, the services' own URLs, Cloud
-Logging, the Slack Web API, and the control API under ``/_emulator/``."""
+Logging, the Slack Web API, and the control API under ``/_emulator/``; plus the Cloud
+Monitoring gRPC emulator on a port of its own."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import asdict
 
 from bot.sandbox.emulator.cloudrun import CloudRunEmulator
@@ -17,27 +20,33 @@ from bot.sandbox.emulator.http import (
     serve_in_thread,
 )
 from bot.sandbox.emulator.logging_api import LoggingEmulator
+from bot.sandbox.emulator.monitoring import MonitoringEmulator
 from bot.sandbox.emulator.slack_api import SlackEmulator
 
 
 class Emulator:
-    def __init__(self, slack_token: str = "xoxb-sandbox") -> None:
+    def __init__(
+        self, slack_token: str = "xoxb-sandbox", clock: Callable[[], float] = time.time
+    ) -> None:
         self.router = Router()
-        self.cloudrun = CloudRunEmulator()
+        self.cloudrun = CloudRunEmulator(clock=clock)
+        self.monitoring = MonitoringEmulator(self.cloudrun, self.router, clock)
         self.logging = LoggingEmulator()
         self.slack = SlackEmulator(token=slack_token)
-        for part in (self.cloudrun, self.logging, self.slack):
+        for part in (self.cloudrun, self.monitoring, self.logging, self.slack):
             part.register(self.router)
         self._register_control()
         self._server: EmulatorHTTPServer | None = None
 
     def start(self, host: str = "127.0.0.1", port: int = 0) -> Emulator:
         self._server = serve_in_thread(self.router, host, port)
+        self.monitoring.start(host)
         self.cloudrun.base_url = self.url
         self.slack.base_url = self.url
         return self
 
     def stop(self) -> None:
+        self.monitoring.stop()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -57,6 +66,7 @@ class Emulator:
         """The environment that points a bot at these emulators."""
         return {
             "RUNBACK_EMULATOR_HOST": self.host,
+            "RUNBACK_EMULATOR_GRPC_HOST": self.monitoring.host,
             "SLACK_API_URL": f"{self.url}/api/",
         }
 

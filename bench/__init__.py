@@ -1,0 +1,1 @@
+"""Performance bench for Runback: python -m bench.run"""
