@@ -80,6 +80,35 @@ def test_error_rate_spike_rolls_back_and_posts_the_postmortem_once(box: Sandbox)
     assert len(box.emulator.slack.files()) == 1
 
 
+def test_postmortem_counts_the_bad_revisions_error_logs(box: Sandbox) -> None:
+    for order in (8812, 17, 4521):
+        box.emulator.logging.add_entry(_error_log(f"timeout after {order}ms calling payments"))
+    box.emulator.logging.add_entry(_error_log("KeyError: 'slots_v2'"))
+    box.emulator.logging.add_entry(_error_log("fine", severity="INFO"))
+    box.emulator.logging.add_entry(_error_log("other revision", revision="wa-backend-00002"))
+    bad_for(box, error_rate=0.07)
+    alert(box)
+    content = box.emulator.slack.files()[0]["content"]
+    section = content.split("Top error messages")[1].split("\n---\n")[0]
+    assert "| 3 |" in section and "timeout after" in section
+    assert "slots_v2" in section
+    assert "fine" not in section and "other revision" not in section
+    list_calls = box.emulator.router.calls.list("logging.entries.list")
+    assert list_calls and 'revision_name="wa-backend-00003"' in list_calls[-1].body["filter"]
+
+
+def _error_log(text: str, severity: str = "ERROR", revision: str = BAD) -> dict:
+    return {
+        "logName": "projects/runback-sandbox/logs/run.googleapis.com%2Fstderr",
+        "resource": {
+            "type": "cloud_run_revision",
+            "labels": {"service_name": SERVICE, "revision_name": revision},
+        },
+        "severity": severity,
+        "textPayload": text,
+    }
+
+
 def test_p95_over_two_seconds_rolls_back(box: Sandbox) -> None:
     bad_for(box, p95_ms=2600)
     alert(box)
@@ -116,9 +145,13 @@ def test_observe_band_then_recovers(box: Sandbox) -> None:
 def test_observe_band_then_rolls_back_when_not_recovered(box: Sandbox) -> None:
     bad_for(box, error_rate=0.03)
     answer = alert(box)
+    assert "(5 min left)" in card_text(
+        box, box.runtime.deps.store.incident(answer["incident"]).message_ts
+    )
     box.run_line("wait 2m")
     record = box.runtime.deps.store.incident(answer["incident"])
     assert record.verdict == "observe" and patches(box) == 0, "still inside the window"
+    assert "(3 min left)" in card_text(box, record.message_ts), "the countdown is live"
     box.run_line("wait 4m")
     assert serving(box) == {"wa-backend-00002": 100}
     record = box.runtime.deps.store.incident(answer["incident"])

@@ -228,6 +228,7 @@ def make_inc(**over: Any) -> dict[str, Any]:
         "mitigated_at": None,
         "resolved_at": None,
         "observe_until": None,
+        "minutes_left": None,
         "last": {
             "revision": "wa-backend-00003",
             "verdict": "rollback",

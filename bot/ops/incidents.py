@@ -8,6 +8,7 @@ The judgement always uses fresh numbers for the revision serving now, not only t
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -365,6 +366,7 @@ def incident_view(deps: Deps, record: IncidentRecord) -> dict[str, Any]:
         "mitigated_at": record.mitigated_at,
         "resolved_at": record.resolved_at,
         "observe_until": record.observe_until,
+        "minutes_left": _minutes_left(deps, record.observe_until),
         "last": judgements[-1] if judgements else None,
         "auto_rollback": bool(service and service.auto_rollback),
         "acknowledged_by": record.data.get("acknowledged_by", []),
@@ -378,6 +380,13 @@ def incident_view(deps: Deps, record: IncidentRecord) -> dict[str, Any]:
         else None,
         "thresholds": deps.config.thresholds.model_dump(),
     } | _action_and_buttons(record, operation, bool(service and service.auto_rollback))
+
+
+def _minutes_left(deps: Deps, until: datetime | None) -> int | None:
+    """The countdown shown while observing (refreshed at every re-judgement)."""
+    if until is None:
+        return None
+    return max(math.ceil((until - deps.clock.now()).total_seconds() / 60), 0)
 
 
 BLOCKED_KEYS = (

@@ -109,7 +109,8 @@ class Sandbox:
             self._server.run()
 
     def close(self) -> None:
-        self.runtime.engine.shutdown(wait=False)
+        self.runtime.engine.wait_idle(timeout_s=10)
+        self.runtime.engine.shutdown(wait=True)
         self._server.close()
         self.emulator.stop()
         self.runtime.deps.store.close()
