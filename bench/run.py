@@ -817,6 +817,33 @@ def rows_for(results: dict[str, Any]) -> list[Row]:
                 f"{ms(fresh['to_patch_s'])} / {ms(fresh['total_s'])} ms",
             )
         )
+    alerts = results.get("alerts")
+    if alerts:
+        warmup = alerts["warmup"]
+        rows += [
+            Row(
+                "incident: alert POST -> traffic PATCH (median)",
+                f"{ms(alerts['to_patch_s'])} ms",
+                "< 200 ms",
+                alerts["to_patch_s"] < 0.2,
+            ),
+            Row(
+                f"  p90 / max of {alerts['runs']} alerts",
+                f"{ms(alerts['to_patch_p90_s'])} / {ms(alerts['to_patch_max_s'])} ms",
+            ),
+            Row("  alert answered 200 (median)", f"{ms(alerts['answer_s'])} ms"),
+        ]
+        rows += [
+            Row(f"  -> {label} (median)", f"+{ms(alerts['marks_s'][api])} ms")
+            for api, label in ALERT_MARKS
+        ]
+        rows += [
+            Row("  alert POST -> postmortem posted (median)", f"{ms(alerts['total_s'])} ms"),
+            Row(
+                "  a fresh bot's first alert (warm-up): 200 / PATCH",
+                f"{ms(warmup['answer_s'])} / {ms(warmup['to_patch_s'])} ms",
+            ),
+        ]
     memory = results.get("memory")
     if memory:
         total = memory["commands"]
@@ -860,9 +887,9 @@ def print_table(rows: list[Row]) -> None:
     print(line)
 
 
-def print_timeline(roll: dict[str, Any]) -> None:
-    print("\nRequests the bot sent during the median rollback (ms after the command was sent):")
-    for offset, api in roll["median_timeline"]:
+def print_timeline(title: str, timeline: list[tuple[float, str]]) -> None:
+    print(f"\nRequests the bot sent during {title}:")
+    for offset, api in timeline:
         print(f"  +{offset:7.1f}  {api}")
 
 
@@ -882,12 +909,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=20, help="concurrent senders (20)")
     parser.add_argument("--rollbacks", type=int, default=8, help="measured rollbacks (8)")
     parser.add_argument(
+        "--alerts", type=int, default=8, help="measured incident alerts, after a warm-up (8)"
+    )
+    parser.add_argument(
         "--memory-commands", type=int, default=1000, help="slash commands before reading RSS (1000)"
     )
     parser.add_argument(
         "--no-timeline",
         action="store_true",
-        help="do not print the requests of the median rollback",
+        help="do not print the requests of the median rollback and alert",
     )
     args = parser.parse_args(argv)
 
@@ -908,7 +938,13 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print_table(rows)
     if not args.no_timeline:
-        print_timeline(results["rollback"])
+        print_timeline(
+            "the median rollback (ms after the command was sent)",
+            results["rollback"]["median_timeline"],
+        )
+        print_timeline(
+            "the median alert (ms after it was sent)", results["alerts"]["median_timeline"]
+        )
     results["table"] = [
         {"metric": r.metric.strip(), "value": r.value, "target": r.target, "verdict": r.verdict}
         for r in rows
@@ -924,9 +960,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_phases(world: World, args: argparse.Namespace, results: dict[str, Any]) -> None:
-    progress("1/4 cold start")
+    progress("1/5 cold start")
     results["cold_start"] = bench_cold_start(world, args.cold_runs)
-    progress("2/4 ack latency and 3/4 rollback overhead (one bot, quick health checks)")
+    progress("2/5 ack latency and 3/5 rollback overhead (one bot, quick health checks)")
     with world.running(config_path=world.bench_config) as (process, _):
         sender = world.sender(process)
         results["first_traffic"] = bench_first_traffic(world, sender)
@@ -935,7 +971,10 @@ def run_phases(world: World, args: argparse.Namespace, results: dict[str, Any]) 
     with world.running(config_path=world.bench_config) as (process, _):
         first = one_rollback(world, world.sender(process))
         results["fresh_bot_rollback"] = {"to_patch_s": first.to_patch_s, "total_s": first.total_s}
-    progress("4/4 memory (a fresh bot)")
+    progress("4/5 incident alert -> rollback (a fresh bot, quick health checks)")
+    with world.running(config_path=world.bench_config) as (process, _):
+        results["alerts"] = bench_alerts(world, process, args.alerts)
+    progress("5/5 memory (a fresh bot)")
     with world.running(config_path=world.bench_config) as (process, _):
         results["memory"] = bench_memory(world, process, args.memory_commands, args.threads)
 

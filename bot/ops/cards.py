@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from bot.ops.context import Deps
+from bot.ports import Message
 from bot.store import Operation
 
 log = logging.getLogger("runback.cards")
@@ -59,18 +60,26 @@ def _total_seconds(operation: Operation) -> float | None:
     return (operation.finished_at - operation.created_at).total_seconds()
 
 
+def show(deps: Deps, channel: str, ts: str, message: Message, what: str) -> str | None:
+    """Post a status message the first time (returns its ts), update it in place afterwards.
+
+    Chat failures are logged, not raised: the truth is in the store, and the next refresh
+    repairs the message."""
+    try:
+        if ts:
+            deps.chat.update(channel, ts, message)
+            return None
+        return deps.chat.post(channel, message)
+    except Exception:
+        log.exception("could not post or update the message of %s", what)
+        return None
+
+
 def refresh_card(deps: Deps, operation_id: str) -> None:
-    """Post the card the first time, update it afterwards. Chat failures are logged, not
-    raised: the operation's truth is in the store and the next refresh repairs the card."""
     operation = deps.store.operation(operation_id)
     if operation is None:
         return
     message = deps.renderer.message("rollback_card", op=card_view(deps, operation))
-    try:
-        if operation.message_ts:
-            deps.chat.update(operation.channel, operation.message_ts, message)
-        else:
-            ts = deps.chat.post(operation.channel, message)
-            deps.store.update_operation(operation.id, deps.clock.now(), message_ts=ts)
-    except Exception:
-        log.exception("could not post or update the card of operation %s", operation_id)
+    posted = show(deps, operation.channel, operation.message_ts, message, operation_id)
+    if posted:
+        deps.store.update_operation(operation.id, deps.clock.now(), message_ts=posted)

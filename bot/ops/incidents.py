@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot.gcp.alerts import Incident
+from bot.ops.cards import show
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.errors import UserError
 from bot.ops.rollback import RollbackRequest, request_rollback
@@ -434,14 +435,9 @@ def refresh_incident_card(deps: Deps, incident_id: str) -> None:
     if record is None:
         return
     message = deps.renderer.message("incident", inc=incident_view(deps, record))
-    try:
-        if record.message_ts:
-            deps.chat.update(record.channel, record.message_ts, message)
-        else:
-            ts = deps.chat.post(record.channel, message)
-            deps.store.update_incident(record.id, deps.clock.now(), message_ts=ts)
-    except Exception:
-        log.exception("could not post or update the card of incident %s", incident_id)
+    posted = show(deps, record.channel, record.message_ts, message, f"incident {incident_id}")
+    if posted:
+        deps.store.update_incident(record.id, deps.clock.now(), message_ts=posted)
 
 
 def post_postmortem(deps: Deps, incident_id: str) -> bool:

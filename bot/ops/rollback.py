@@ -19,7 +19,7 @@ from bot.config import Action, ServiceConfig
 from bot.ops.cards import card_view, refresh_card
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.errors import UserError
-from bot.policy.approvals import Verdict, decide_approval, decide_rollback
+from bot.policy.approvals import Decision, Verdict, decide_approval, decide_rollback
 from bot.policy.targets import choose_target, current_revision
 from bot.ports import CloudRunError, EtagConflict, Revision, ServiceState, TrafficTarget
 from bot.store import Operation
@@ -48,7 +48,7 @@ def request_rollback(deps: Deps, request: RollbackRequest) -> Operation:
     service = _known_service(deps, request)
     emergency = request.automatic or _authorize(deps, request, service).verdict is Verdict.RUN
     _check_not_busy(deps, service.name, request.user, emergency)
-    state, revisions = _read_service(deps, service)
+    state, revisions = _read_service(deps, service, request.user)
     target, current = _choose_target(deps, request, service, state, revisions)
     operation = _create_operation(
         deps, request, service, emergency, state, revisions, target, current
@@ -83,7 +83,7 @@ def _known_service(deps: Deps, request: RollbackRequest) -> ServiceConfig:
     return service
 
 
-def _authorize(deps: Deps, request: RollbackRequest, service: ServiceConfig) -> Any:
+def _authorize(deps: Deps, request: RollbackRequest, service: ServiceConfig) -> Decision:
     in_incidents = request.channel == deps.config.channels.incidents.id
     decision = decide_rollback(deps.config.approvals, deps.roles(request.user), in_incidents)
     if not decision.allowed:
@@ -119,14 +119,23 @@ def _check_not_busy(deps: Deps, service: str, user: str, emergency: bool) -> Non
     raise UserError("error.busy", service=service, holder=holder)
 
 
-def _read_service(deps: Deps, service: ServiceConfig) -> tuple[ServiceState, list[Revision]]:
+def _read_service(
+    deps: Deps, service: ServiceConfig, user: str
+) -> tuple[ServiceState, list[Revision]]:
     ref = deps.service_ref(service)
     try:
         return deps.cloudrun.get_service(ref), deps.cloudrun.list_revisions(ref)
     except CloudRunError as error:
-        raise UserError(
-            "error.cloudrun_unavailable", service=service.name, detail=error.detail or error.reason
-        ) from None
+        detail = error.detail or error.reason
+        deps.audit(
+            user,
+            "rollback.refused",
+            "refused",
+            service=service.name,
+            why="cloudrun_unavailable",
+            detail=detail,
+        )
+        raise UserError("error.cloudrun_unavailable", service=service.name, detail=detail) from None
 
 
 def _choose_target(
