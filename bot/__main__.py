@@ -17,6 +17,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")  # gRPC core logs INFO lines on shutdown
     parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__)
     parser.add_argument("--config", help="path to app.yaml (default $RUNBACK_CONFIG or app.yaml)")
+    parser.add_argument(
+        "--speed", type=float, default=1.0, help="sandbox time runs N times faster (e.g. 60)"
+    )
     sub = parser.add_subparsers(dest="command")
     sandbox = sub.add_parser("sandbox", help="the console on local emulators (the default)")
     sandbox.add_argument("--script", help="run console lines from FILE and exit")
@@ -41,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         return run_emulators(config, args.port)
     from bot.sandbox.console import run_console
 
-    return run_console(config, script=getattr(args, "script", None))
+    return run_console(config, script=getattr(args, "script", None), speed=args.speed)
 
 
 def serve(config: object) -> int:

@@ -131,6 +131,25 @@ class RollbackSettings(Strict):
     operation_timeout_s: float = Field(default=120, gt=0)
 
 
+class ReleaseSettings(Strict):
+    steps: tuple[int, ...] = (10, 50, 100)  # percent of traffic on green, in order
+    smoke_checks: int = Field(default=3, ge=1, le=20)  # consecutive /healthz 200s on green
+    warmup_s: float = Field(default=60, ge=0)  # after a shift, before the first judgement
+    judge_interval_s: float = Field(default=60, gt=0)
+    inconclusive_limit_s: float = Field(default=600, gt=0)  # then a person decides
+    validation_s: float = Field(default=300, ge=0)  # judged once more at 100%
+    operation_timeout_s: float = Field(default=300, gt=0)
+
+    @field_validator("steps")
+    @classmethod
+    def _increasing_to_100(cls, steps: tuple[int, ...]) -> tuple[int, ...]:
+        if not steps or steps[-1] != 100:
+            raise ValueError("must end at 100")
+        if any(not 0 < s <= 100 for s in steps) or list(steps) != sorted(set(steps)):
+            raise ValueError("must be increasing percentages between 1 and 100")
+        return steps
+
+
 class SandboxUser(Strict):
     id: str
     real_name: str = ""
@@ -155,6 +174,7 @@ class Config(Strict):
     approvals: Approvals
     thresholds: Thresholds = Thresholds()
     rollback: RollbackSettings = RollbackSettings()
+    release: ReleaseSettings = ReleaseSettings()
     sandbox: Sandbox = Sandbox()
 
     @field_validator("services")

@@ -82,6 +82,13 @@ class EtagConflict(CloudRunError):
         super().__init__("etag_conflict", detail)
 
 
+class RevisionExists(CloudRunError):
+    """A deploy named a revision that already exists (Cloud Run: 409 ALREADY_EXISTS)."""
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__("revision_exists", detail)
+
+
 class CloudRun(Protocol):
     def get_service(self, ref: ServiceRef) -> ServiceState: ...
 
@@ -98,6 +105,23 @@ class CloudRun(Protocol):
 
     def wait_operation(self, operation_name: str, timeout_s: float) -> ServiceState:
         """Wait for a long-running operation; raises CloudRunError if it failed."""
+        ...
+
+    def start_deploy(
+        self,
+        ref: ServiceRef,
+        image: str,
+        revision_name: str,
+        targets: list[TrafficTarget],
+        etag: str,
+    ) -> str:
+        """Create revision ``revision_name`` running ``image`` and set ``targets``, in one PATCH.
+
+        The rest of the template (env vars, resources, ...) is kept. ``targets`` may name the
+        new revision (e.g. at 0% with tag "green"). Returns the operation name. Raises
+        EtagConflict when ``etag`` is stale, RevisionExists when the name is taken,
+        CloudRunError on other failures (reason "invalid_argument" for a bad image or split).
+        """
         ...
 
 
@@ -189,7 +213,7 @@ class Chat(Protocol):
         channel: str,
         thread_ts: str | None,
         filename: str,
-        content: str,
+        content: str | bytes,
         title: str,
         comment: str,
     ) -> None:

@@ -109,7 +109,7 @@ def _audit_sink(settings: Settings, config: Config) -> Any:
 def _metrics(settings: Settings) -> Any:
     from bot.gcp.monitoring import CloudMonitoring
 
-    return CloudMonitoring(settings.emulator_grpc_host)
+    return CloudMonitoring(settings.emulator_grpc_host, retry_deadline_s=settings.retry_deadline_s)
 
 
 def _probe() -> Any:

@@ -177,7 +177,9 @@ class IncidentRecord(Base):
     updated_at: Mapped[datetime]
 
 
-TERMINAL_STATES = frozenset({"succeeded", "failed", "rejected", "expired", "cancelled"})
+TERMINAL_STATES = frozenset(
+    {"succeeded", "failed", "rejected", "expired", "cancelled", "rolled_back"}
+)
 
 
 @dataclass(frozen=True)

@@ -199,6 +199,163 @@ EPHEMERAL_CASES: list[tuple[str, dict[str, Any]]] = [
     ("notice.incident_not_open", {"state": "mitigated"}),
     ("notice.incident_not_open", {"state": "?"}),
     ("error.incident.responder_only", {}),
+    ("error.usage.deploy", {}),
+    ("error.release.bad_image", {"image": "not an image"}),
+    ("error.release.roles", {}),
+    ("notice.release.cannot_pause", {"state": "awaiting_approval"}),
+    ("notice.release.not_paused", {"state": "judging"}),
+    ("notice.release.over", {"state": "rolled_back"}),
+    (
+        "error.busy",
+        {
+            "service": "wa-backend",
+            "holder": LockHolder("op-r", "release", "judging", "U0MARTA", "wa-backend-4"),
+        },
+    ),
+]
+
+JUDGEMENT = {
+    "at": NOW.isoformat(),
+    "percent": 10,
+    "verdict": "proceed",
+    "reasons": ["healthy"],
+    "requests": 240,
+    "errors": 0,
+    "error_rate": 0.0,
+    "p95_ms": 123.0,
+    "healthz_ok": True,
+    "window_start": NOW.isoformat(),
+    "window_s": 120.0,
+}
+
+
+def make_rel(state: str, **over: Any) -> dict[str, Any]:
+    """The ``rel`` of bot/ops/release.py release_view."""
+    rel: dict[str, Any] = {
+        "id": "op-r1",
+        "service": "wa-backend",
+        "state": state,
+        "requested_by": "U0MARTA",
+        "image": "us-docker.pkg.dev/p/apps/wa-backend:1.3.0",
+        "blue": "wa-backend-00003",
+        "blue_image": "us-docker.pkg.dev/p/apps/wa-backend:1.2.0",
+        "green": "wa-backend-00004-abc",
+        "staging": False,
+        "steps": [10, 50, 100],
+        "step": 1,
+        "percent": 50,
+        "last": JUDGEMENT,
+        "outcome": {},
+        "pause_reason": None,
+        "paused_by": "",
+        "seen": {},
+        "due_at": NOW,
+        "approval": None,
+        "thresholds": CONFIG.thresholds.model_dump(),
+        "window_minutes": 5.0,
+        "buttons": ["pause", "roll_back"],
+    }
+    return {**rel, **over}
+
+
+OUTCOMES = {
+    "judged_bad": {"reasons": ["error_rate_high", "p95_high"]},
+    "rejected": {"by": "U0LUIS"},
+    "approval_expired": {},
+    "rolled_back_by": {"by": "U0ANA"},
+    "stopped": {"by": "U0ANA"},
+    "internal": {},
+    "released": {},
+    "smoke_failed": {"check": "/healthz", "status": 500, "seen": "<html>down</html>"},
+    "no_tag_url": {},
+    **{
+        code: {"detail": "503 UNAVAILABLE"}
+        for code in (
+            "deploy_failed",
+            "untag_failed",
+            "shift_failed",
+            "finalize_failed",
+            "rollback_failed",
+        )
+    },
+}
+RELEASE_CASES = [
+    *[
+        pytest.param(make_rel(state), id=f"release-{state}")
+        for state in (
+            "deploying",
+            "applying",
+            "smoke",
+            "shifting",
+            "judging",
+            "finalizing",
+            "rolling_back",
+            "cancelled",
+        )
+    ],
+    pytest.param(make_rel("deploying", step=-1, percent=0, last=None), id="release-start"),
+    pytest.param(
+        make_rel(
+            "awaiting_approval",
+            buttons=["approve_full", "roll_back"],
+            approval={"id": "ap-9", "status": "pending", "decided_by": "", "expires_at": NOW},
+        ),
+        id="release-awaiting",
+    ),
+    pytest.param(
+        make_rel(
+            "needs_human",
+            buttons=["proceed", "roll_back"],
+            last={
+                **JUDGEMENT,
+                "verdict": "inconclusive",
+                "requests": 3,
+                "reasons": ["too_few_requests"],
+            },
+        ),
+        id="release-needs-human",
+    ),
+    pytest.param(
+        make_rel("paused", pause_reason="by", paused_by="U0MARTA", buttons=["resume", "roll_back"]),
+        id="release-paused",
+    ),
+    pytest.param(
+        make_rel(
+            "paused",
+            pause_reason="out_of_band",
+            buttons=["resume", "roll_back"],
+            seen={"wa-backend-00003": 100},
+        ),
+        id="release-out-of-band",
+    ),
+    pytest.param(make_rel("succeeded", step=2, percent=100, buttons=[]), id="release-done"),
+    pytest.param(
+        make_rel("judging", staging=True, steps=[100], step=0, last=None), id="release-staging"
+    ),
+    pytest.param(
+        make_rel(
+            "judging",
+            last={
+                **JUDGEMENT,
+                "requests": None,
+                "errors": None,
+                "error_rate": None,
+                "p95_ms": None,
+                "healthz_ok": False,
+                "verdict": "rollback",
+                "reasons": ["healthz_failed", "no_data"],
+            },
+        ),
+        id="release-no-data",
+    ),
+    *[
+        pytest.param(
+            make_rel(state, outcome={"code": code, **extra}, buttons=[]),
+            id=f"release-{state}-{code}",
+        )
+        for code, extra in OUTCOMES.items()
+        for state in ("rolled_back", "failed")
+    ],
 ]
 
 
@@ -437,6 +594,16 @@ MESSAGES: list[Any] = [
         "incidents", {"incidents": [make_inc(), make_inc(state="mitigated")]}, id="incidents"
     ),
     pytest.param("incidents", {"incidents": []}, id="incidents-none"),
+    *[pytest.param("release_card", {"rel": case.values[0]}, id=case.id) for case in RELEASE_CASES],
+    pytest.param(
+        "release_judgement",
+        {
+            "j": JUDGEMENT,
+            "revision": "wa-backend-00004-abc",
+            "thresholds": CONFIG.thresholds.model_dump(),
+        },
+        id="release-judgement",
+    ),
     pytest.param("help", {"channel": "incidents"}, id="help"),
     pytest.param("whoami", whoami_context(set(), False, "U0NOBODY"), id="whoami-nobody"),
     pytest.param("whoami", whoami_context({Role.ON_CALL}, True), id="whoami-oncall-incidents"),

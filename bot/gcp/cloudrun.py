@@ -7,7 +7,16 @@ Every call is retried with exponential backoff on transient failures (503, 429, 
 request timeouts and connection errors) for at most ``retry_deadline_s``; after that it raises
 CloudRunError("unavailable"). Each HTTP attempt waits at most ``attempt_timeout_s``, so the
 worst case is about ``retry_deadline_s + attempt_timeout_s``. A 409 on update is an
-EtagConflict and is never retried.
+EtagConflict (ABORTED) or a RevisionExists (ALREADY_EXISTS) and is never retried.
+
+``start_deploy`` is a read-modify-write: it GETs the service, changes ``containers[0].image`` and
+``revision`` in a copy of its template, and PATCHes that template with the new traffic under the
+update mask ``template.containers,template.revision,traffic``. The narrow mask keeps every other
+template field (service account, scaling, timeout, ...) server-side as it is; ``containers`` is
+sent whole (a mask cannot reach into a repeated field), echoed from the GET, so env vars,
+resources, ports and probes are kept too. Had the server treated the mask as ``template``, or
+ignored it, the echoed template would still leave everything but the image and name unchanged.
+The caller's ``etag`` goes in the body, so a service changed since the caller read it is a 409.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ from bot.ports import (
     CloudRunError,
     EtagConflict,
     Revision,
+    RevisionExists,
     ServiceRef,
     ServiceState,
     TrafficStatus,
@@ -37,6 +47,7 @@ T = TypeVar("T")
 MAX_BACKOFF_S = 2.0
 POLL_INITIAL_S = 0.1
 POLL_MAX_S = 2.0
+DEPLOY_MASK = ("template.containers", "template.revision", "traffic")
 
 
 class CloudRunAdmin:
@@ -74,28 +85,37 @@ class CloudRunAdmin:
 
     def start_traffic_update(self, ref: ServiceRef, targets: list[TrafficTarget], etag: str) -> str:
         from google.cloud import run_v2
-        from google.protobuf import field_mask_pb2
 
+        service = run_v2.Service(name=ref.path, etag=etag, traffic=_traffic(targets))
+        return self._update(service, ["traffic"])
+
+    def start_deploy(
+        self,
+        ref: ServiceRef,
+        image: str,
+        revision_name: str,
+        targets: list[TrafficTarget],
+        etag: str,
+    ) -> str:
+        """New revision ``revision_name`` with ``image`` plus ``targets``, in one PATCH.
+
+        See the module docstring for the read-modify-write and the update mask.
+        """
+        from google.cloud import run_v2
+
+        if not revision_name:
+            raise CloudRunError("invalid_argument", "a deploy needs an explicit revision name")
         services, _ = self._get_clients()
-        revision_type = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION
+        current = self._call(lambda: services.get_service(name=ref.path, **self._call_options()))
+        if not current.template.containers:
+            raise CloudRunError("bad_response", f"{ref.path} has no container in its template")
+        template = run_v2.RevisionTemplate(current.template)  # a copy: the rest is kept
+        template.containers[0].image = image
+        template.revision = revision_name
         service = run_v2.Service(
-            name=ref.path,
-            etag=etag,
-            traffic=[
-                run_v2.TrafficTarget(
-                    type_=revision_type, revision=t.revision, percent=t.percent, tag=t.tag
-                )
-                for t in targets
-            ],
+            name=ref.path, etag=etag, template=template, traffic=_traffic(targets)
         )
-        mask = field_mask_pb2.FieldMask(paths=["traffic"])
-        operation = self._call(
-            lambda: services.update_service(
-                service=service, update_mask=mask, **self._call_options()
-            ),
-            conflict_is_etag=True,
-        )
-        return str(operation.operation.name)
+        return self._update(service, list(DEPLOY_MASK))
 
     def wait_operation(self, operation_name: str, timeout_s: float) -> ServiceState:
         """Poll the operation until done; raises CloudRunError if it failed or timed out."""
@@ -116,6 +136,20 @@ class CloudRunAdmin:
             delay = min(delay * 1.5, POLL_MAX_S)
 
     # -- plumbing -----------------------------------------------------------------------------
+
+    def _update(self, service: run_v2.Service, paths: list[str]) -> str:
+        """PATCH ``service`` under the update mask ``paths``; returns the operation name."""
+        from google.protobuf import field_mask_pb2
+
+        services, _ = self._get_clients()
+        mask = field_mask_pb2.FieldMask(paths=paths)
+        operation = self._call(
+            lambda: services.update_service(
+                service=service, update_mask=mask, **self._call_options()
+            ),
+            conflict_is_etag=True,
+        )
+        return str(operation.operation.name)
 
     def _get_clients(self) -> tuple[run_v2.ServicesClient, run_v2.RevisionsClient]:
         with self._lock:
@@ -174,6 +208,8 @@ class CloudRunAdmin:
             cause = error.cause if error.cause is not None else error
             raise CloudRunError("unavailable", _describe(cause)) from error
         except exceptions.Conflict as error:  # 409: ABORTED / ALREADY_EXISTS
+            if _rpc_status(error) == "ALREADY_EXISTS":
+                raise RevisionExists(error.message) from error
             if conflict_is_etag:
                 raise EtagConflict(error.message) from error
             raise CloudRunError("conflict", error.message) from error
@@ -244,6 +280,26 @@ def _operation_result(operation: Any) -> ServiceState:
     except TypeError as error:
         raise CloudRunError("bad_response", str(error)) from error
     return service_state(ref_from_name(service.name), service)
+
+
+def _traffic(targets: list[TrafficTarget]) -> list[run_v2.TrafficTarget]:
+    """The port's targets as run_v2 targets, each pinned to its revision by name."""
+    from google.cloud import run_v2
+
+    revision_type = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION
+    return [
+        run_v2.TrafficTarget(type_=revision_type, revision=t.revision, percent=t.percent, tag=t.tag)
+        for t in targets
+    ]
+
+
+def _rpc_status(error: Any) -> str:
+    """The google.rpc status name of a REST error (``error.status`` in its JSON body)."""
+    try:
+        status = error.response.json()["error"]["status"]
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return ""
+    return status if isinstance(status, str) else ""
 
 
 def _short(name: str) -> str:

@@ -19,11 +19,13 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
-from bot.ops import incidents, rollback
+from bot.ops import incidents, release, rollback
 from bot.ops.context import Deps
 from bot.store import TERMINAL_STATES
 
 log = logging.getLogger("runback.engine")
+
+WORKFLOWS = {"rollback": rollback, "release": release}  # operation kind -> its state machine
 
 
 class Engine:
@@ -69,20 +71,27 @@ class Engine:
     def _run(self, operation_id: str) -> None:
         try:
             if self._claim(operation_id):
+                workflow = self._workflow(operation_id)
+                before = self.deps.store.operation(operation_id)
+                was_running = before is not None and before.state not in TERMINAL_STATES
                 try:
-                    operation = rollback.execute(self.deps, operation_id)
+                    operation = workflow.execute(self.deps, operation_id)
                 except Exception:
                     log.exception("operation %s crashed", operation_id)
-                    rollback.fail_unexpectedly(self.deps, operation_id)
+                    workflow.fail_unexpectedly(self.deps, operation_id)
                     operation = self.deps.store.operation(operation_id)
                 finally:
                     self.deps.store.release_lease(operation_id, self.owner)
-                if operation is not None and operation.state in TERMINAL_STATES:
+                if was_running and operation is not None and operation.state in TERMINAL_STATES:
                     incidents.on_operation_finished(self.deps, operation)
         finally:
             with self._lock:
                 self._running.discard(operation_id)
                 self._lock.notify_all()
+
+    def _workflow(self, operation_id: str) -> Any:
+        operation = self.deps.store.operation(operation_id)
+        return WORKFLOWS[operation.kind if operation else "rollback"]
 
     def _claim(self, operation_id: str) -> bool:
         now = self.deps.clock.now()
@@ -94,7 +103,7 @@ class Engine:
         with self.track():
             rollback.expire_due(self.deps)
             for operation in self.deps.store.unfinished_operations():
-                if operation.state in rollback.RUNNING_STATES:
+                if operation.state in WORKFLOWS[operation.kind].RUNNING_STATES:
                     self.submit(operation.id)
             for operation_id in incidents.tick(self.deps):
                 self.submit(operation_id)

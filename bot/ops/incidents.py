@@ -259,13 +259,15 @@ def tick(deps: Deps) -> list[str]:
 
 def on_operation_finished(deps: Deps, operation: Operation) -> None:
     """A rollback of a service with an open incident mitigates it (whoever started it)."""
-    if operation.kind != "rollback":
-        return
+    safe = (operation.kind, operation.state) in (
+        ("rollback", "succeeded"),
+        ("release", "rolled_back"),
+    )
     for record in deps.store.open_incidents(operation.service):
         if record.state != "open":
             continue
         now = deps.clock.now()
-        if operation.state == "succeeded":
+        if safe:
             deps.store.update_incident(
                 record.id,
                 now,

@@ -47,6 +47,11 @@ def request_rollback(deps: Deps, request: RollbackRequest) -> Operation:
     """
     service = _known_service(deps, request)
     emergency = request.automatic or _authorize(deps, request, service).verdict is Verdict.RUN
+    holder = deps.store.lock_holder(service.name)
+    if emergency and holder is not None and holder.kind == "release":
+        from bot.ops import release  # an on-call engineer can always get to safety
+
+        return release.roll_back(deps, holder.operation_id, request.user)
     _check_not_busy(deps, service.name, request.user, emergency)
     state, revisions = _read_service(deps, service, request.user)
     target, current = _choose_target(deps, request, service, state, revisions)
@@ -282,14 +287,17 @@ def _supersede(deps: Deps, pending_id: str, emergency: Operation) -> None:
 # -- approvals --------------------------------------------------------------------------------
 
 
-def decide(deps: Deps, approval_id: str, user: str, approve: bool) -> Operation:
-    """Approve or reject a pending rollback. The first valid click wins; every other click
-    (stale, expired, unauthorized, second) raises UserError and changes nothing."""
+def claim_decision(deps: Deps, approval_id: str, user: str, approve: bool) -> Operation:
+    """Record the first valid Approve/Reject click on a pending request and return its
+    operation. Every other click (stale, expired, unauthorized, second) raises UserError and
+    changes nothing; the clicker's roles come from their user id, never from the button."""
     store, now = deps.store, deps.clock.now()
     approval = store.approval(approval_id)
     if approval is None:
         raise UserError("notice.unknown_request")
     _check_still_pending(deps, approval_id)
+    operation = store.operation(approval.operation_id)
+    assert operation is not None
     decision = decide_approval(
         deps.config.approvals,
         Action(approval.action),
@@ -297,12 +305,10 @@ def decide(deps: Deps, approval_id: str, user: str, approve: bool) -> Operation:
         deps.roles(user),
         approval.requested_by,
     )
-    operation = store.operation(approval.operation_id)
-    assert operation is not None
     if not decision.allowed:
         deps.audit(
             user,
-            "rollback.approval_refused",
+            f"{operation.kind}.approval_refused",
             "refused",
             service=operation.service,
             operation_id=operation.id,
@@ -316,18 +322,25 @@ def decide(deps: Deps, approval_id: str, user: str, approve: bool) -> Operation:
     store.add_event(operation.id, now, status, actor=user)
     deps.audit(
         user,
-        f"rollback.{status}",
+        f"{operation.kind}.{status}",
         "ok",
         service=operation.service,
         revision=operation.to_revision,
         operation_id=operation.id,
+        approval_action=approval.action,
     )
+    return operation
+
+
+def decide(deps: Deps, approval_id: str, user: str, approve: bool) -> Operation:
+    """Approve or reject a pending rollback (see claim_decision for who may, and when)."""
+    operation = claim_decision(deps, approval_id, user, approve)
     if approve:
-        store.update_operation(operation.id, now, state="approved")
+        deps.store.update_operation(operation.id, deps.clock.now(), state="approved")
         refresh_card(deps, operation.id)
     else:
         _finish(deps, operation.id, "rejected")
-    return store.operation(operation.id) or operation
+    return deps.store.operation(operation.id) or operation
 
 
 def _check_still_pending(deps: Deps, approval_id: str) -> None:
@@ -353,6 +366,12 @@ def expire_due(deps: Deps) -> list[str]:
     for approval in deps.store.expire_approvals(deps.clock.now()):
         operation = deps.store.operation(approval.operation_id)
         if operation is None or operation.state != "awaiting_approval":
+            continue
+        if operation.kind == "release":
+            from bot.ops import release  # the release's own rules: an expired 100% rolls back
+
+            release.on_expired(deps, operation)
+            ended.append(operation.id)
             continue
         _finish(deps, operation.id, "expired")
         deps.audit(

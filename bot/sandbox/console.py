@@ -64,11 +64,12 @@ class Sandbox:
     channel: str = ""
     retry_deadline_s: float = 5.0
     database_url: str = ""
+    speed: float = 1.0  # sandbox time runs this many times faster than real time
 
     def __post_init__(self) -> None:
         self.signing_secret = secrets.token_hex(16)
         self.alert_token = secrets.token_hex(16)
-        self.clock = SandboxClock()
+        self.clock = SandboxClock(self.speed)
         self.emulator = Emulator(slack_token=BOT_TOKEN, clock=self.clock.time).start()
         seed(self.emulator, self.config)
         self._tmp = tempfile.TemporaryDirectory(prefix="runback-sandbox-")
@@ -363,8 +364,10 @@ def render_message(message: dict[str, Any], names: dict[str, str]) -> list[str]:
     return lines + files
 
 
-def run_console(config: Config, script: str | None = None, out: TextIO = sys.stdout) -> int:
-    sandbox = Sandbox(config)
+def run_console(
+    config: Config, script: str | None = None, out: TextIO = sys.stdout, speed: float = 1.0
+) -> int:
+    sandbox = Sandbox(config, speed=speed)
     try:
         if script:
             return _run_script(sandbox, Path(script), out)

@@ -9,7 +9,7 @@ from slack_sdk import WebClient
 
 from bot.ops.context import Deps
 from bot.ops.engine import Engine
-from bot.slack import actions, commands, incident_actions
+from bot.slack import actions, commands, incident_actions, release_actions
 
 log = logging.getLogger("runback.slack")
 
@@ -24,4 +24,5 @@ def build_app(deps: Deps, engine: Engine, client: WebClient, signing_secret: str
     commands.register(app, deps, engine)
     actions.register(app, deps, engine)
     incident_actions.register(app, deps, engine)
+    release_actions.register(app, deps, engine)
     return app

@@ -52,17 +52,18 @@ class SlackChat:
         channel: str,
         thread_ts: str | None,
         filename: str,
-        content: str,
+        content: str | bytes,
         title: str,
         comment: str,
     ) -> None:
+        body = {"file": content} if isinstance(content, bytes) else {"content": content}
         self.client.files_upload_v2(
             channel=channel,
             thread_ts=thread_ts,
             filename=filename,
-            content=content,
             title=title,
             initial_comment=comment,
+            **body,
         )
 
 

@@ -50,7 +50,7 @@ def _respond(respond: Respond, message: Message) -> None:
     respond(text=message.text, blocks=message.blocks, response_type="ephemeral")
 
 
-def _ack(ack: Ack, message: Message) -> None:
+def ack_with(ack: Ack, message: Message) -> None:
     ack(text=message.text, blocks=message.blocks, response_type="ephemeral")
 
 
@@ -81,7 +81,7 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
     def rollback_command(ack: Ack, command: dict[str, Any], respond: Respond) -> None:
         parsed = parse_rollback(command.get("text") or "")
         if parsed is None:
-            _ack(ack, ephemeral(deps, "error.usage.rollback"))
+            ack_with(ack, ephemeral(deps, "error.usage.rollback"))
             return
         ack()
         request = RollbackRequest(
@@ -94,8 +94,7 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
 
         def work() -> None:
             operation = request_rollback(deps, request)
-            if operation.state == "approved":
-                engine.submit(operation.id)
+            engine.submit(operation.id)  # runs only what is runnable (not a pending approval)
 
         answer_later(engine, deps, respond, work)
 
@@ -104,11 +103,11 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
     def traffic_command(ack: Ack, command: dict[str, Any], respond: Respond) -> None:
         name = (command.get("text") or "").strip()
         if not name or len(name.split()) != 1:
-            _ack(ack, ephemeral(deps, "error.usage.traffic"))
+            ack_with(ack, ephemeral(deps, "error.usage.traffic"))
             return
         if deps.config.service(name) is None:
             known = deps.config.service_names
-            _ack(ack, ephemeral(deps, "error.unknown_service", service=name, known=known))
+            ack_with(ack, ephemeral(deps, "error.unknown_service", service=name, known=known))
             return
         ack()
         answer_later(engine, deps, respond, lambda: traffic_message(deps, name))
@@ -120,7 +119,7 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
         sub = words[0].lower() if words else "help"
         if sub == "help":
             channel = deps.config.channels.incidents.name
-            _ack(ack, deps.renderer.message("help", channel=channel))
+            ack_with(ack, deps.renderer.message("help", channel=channel))
         elif sub == "whoami":
             ack()
             user, channel = command["user_id"], command["channel_id"]
@@ -129,7 +128,7 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
             ack()
             answer_later(engine, deps, respond, lambda: open_incidents_message(deps))
         else:
-            _ack(ack, ephemeral(deps, "error.usage.ops", sub=sub))
+            ack_with(ack, ephemeral(deps, "error.usage.ops", sub=sub))
 
 
 def traffic_message(deps: Deps, name: str) -> Message:

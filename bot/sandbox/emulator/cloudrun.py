@@ -13,8 +13,19 @@ Semantics worth knowing:
 - A non-empty ``etag`` in the body that differs from the current one is a 409 ABORTED; traffic
   percents that do not sum to 100 are a 400; a REVISION target naming a missing revision is
   accepted, and its operation ends with error code 5 (NOT_FOUND) and the spec left as sent.
-- ``updateMask`` is honoured (top-level fields); without it, the fields present in the body
-  are applied.
+- ``updateMask`` is honoured as a FieldMask (AIP-161): ``template`` replaces the whole template,
+  ``template.containers,template.revision`` only those sub-fields (the rest of the template is
+  kept); a path through a repeated field or to an unknown field is a 400. Without a mask, the
+  top-level fields present in the body are applied.
+- A template change creates a revision, named ``template.revision`` or generated. The update's
+  own traffic may name that revision (e.g. a 0% ``green`` tag on it). The name must start with
+  ``{service}-``; if it is taken, the update is refused with 409 ALREADY_EXISTS ("Revision named
+  ... with different configuration already exists"), unless the existing revision was created
+  from exactly that template (then it is reused, as Cloud Run does). Every container image must
+  look like ``[host/]repo-path[:tag][@digest]`` (no spaces, not empty), else 400. Unlike Cloud
+  Run, the registry host is not checked.
+- A revision created by an update starts with ``new_revision_behaviour`` (default: healthy);
+  set it to make the next deployed revisions bad (failing /healthz, errors, latency).
 - ``fail_next_operations`` makes the next updates' operations fail (e.g. quota errors).
 - A service answers at ``{base_url}/_svc/{service}`` (picking a revision by its actual traffic
   share, smooth weighted round-robin) and each tag at ``{base_url}/_svc/{service}/_tag/{tag}``.
@@ -39,13 +50,14 @@ from typing import Any
 
 from google.cloud import run_v2
 from google.longrunning import operations_pb2
-from google.protobuf import json_format
+from google.protobuf import field_mask_pb2, json_format
 
 from bot.sandbox.emulator.http import (
     HttpError,
     Request,
     Response,
     Router,
+    google_error,
     json_response,
     text_response,
 )
@@ -81,6 +93,13 @@ METRICS_HISTORY_S = 600.0  # /metrics counters start with this much synthetic hi
 _LOCATION = r"projects/[^/]+/locations/[^/]+"
 _SERVICE = _LOCATION + r"/services/[^/]+"
 
+# ``[host[:port]/]repo-path[:tag][@digest]``, lower-case path components as Docker requires.
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_IMAGE = re.compile(
+    rf"(?:[A-Za-z0-9.-]+(?::[0-9]+)?/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-fA-F0-9]{32,})?"
+)
+
 
 class NotFound(HttpError, KeyError):
     """An unknown service or revision: a 404 on the HTTP API, a KeyError in Python."""
@@ -90,6 +109,19 @@ class NotFound(HttpError, KeyError):
 
     def __str__(self) -> str:
         return self.message
+
+
+class AlreadyExists(HttpError):
+    """A 409 whose google.rpc status is ALREADY_EXISTS (a bare 409 here reads ABORTED)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(409, message)
+
+    def response(self) -> Response:
+        answer = google_error(409, self.message)
+        body = json.loads(answer.body)
+        body["error"]["status"] = "ALREADY_EXISTS"
+        return json_response(body, 409)
 
 
 @dataclass
@@ -138,7 +170,7 @@ class _Operation:
     generation: int
     done_at: float  # time.monotonic()
     traffic: list[run_v2.TrafficTarget]
-    new_revision: str = ""  # full revision name created by this update
+    new_revision: str = ""  # full revision name created (or reused) by this update
     error: str = ""  # set when the operation fails
     error_code: int = NOT_FOUND  # google.rpc.Code of that failure
     done: bool = False
@@ -162,6 +194,9 @@ class CloudRunEmulator:
             self._services: dict[str, run_v2.Service] = {}
             self._revisions: dict[str, run_v2.Revision] = {}  # full name -> revision
             self._behaviours: dict[str, Behaviour] = {}  # short revision name -> behaviour
+            # full revision name -> the template it was created from (``revision`` cleared)
+            self._templates: dict[str, run_v2.RevisionTemplate] = {}
+            self._new_behaviour: dict[str, int | float] = {}  # for revisions made by updates
             self._counters: dict[str, _Counters] = {}
             self._operations: dict[str, _Operation] = {}
             self._wrr: dict[str, dict[str, int]] = {}  # service -> revision -> current weight
@@ -208,6 +243,17 @@ class CloudRunEmulator:
                 setattr(current, key, value)
             self._emit(self._service_of(revision))
             return asdict(current)
+
+    def new_revision_behaviour(self, **changes: Any) -> dict[str, Any]:
+        """Set the behaviour every revision created by an update from now on starts with.
+
+        The fields not given keep the healthy defaults; no fields at all restores them (so does
+        ``reset``). Seeded revisions are not affected. Returns that whole behaviour.
+        """
+        converted = _behaviour_changes(changes)
+        with self._lock:
+            self._new_behaviour = converted
+            return asdict(Behaviour(**converted))
 
     def add_listener(self, listener: SnapshotListener) -> None:
         """Call ``listener`` (under this emulator's lock) whenever what a service serves changes."""
@@ -349,7 +395,10 @@ class CloudRunEmulator:
         with self._lock:
             self._settle()
             current = self._require_service(name)
-            updated, new_revision, error = self._prepare_update(current, request)
+            try:
+                updated, new_revision, error = self._prepare_update(current, request)
+            except AlreadyExists as conflict:
+                return conflict.response()
             if request.arg("validateOnly") == "true":
                 preview = _Operation(
                     f"{_location(name)}/operations/{uuid.uuid4()}",
@@ -371,18 +420,24 @@ class CloudRunEmulator:
     ) -> tuple[run_v2.Service, str, str]:
         """The updated service, the revision it creates ("" if none) and its error ("" if none).
 
-        Raises HttpError for what the API refuses outright (bad body, mask, etag or split).
+        Raises HttpError for what the API refuses outright (bad body, mask, etag, split, image
+        or revision name).
         """
         patch, keys = _parse_service_body(request.body, current.name)
         paths = _mask_paths(request.arg("updateMask"), keys)
         if patch.etag and patch.etag != current.etag:
             raise HttpError(409, f"etag mismatch: the service is at etag {current.etag}")
         updated = run_v2.Service(current)
-        for path in paths:
-            setattr(updated, path, getattr(patch, path))
-        if "traffic" in paths:
+        field_mask_pb2.FieldMask(paths=paths).MergeMessage(
+            run_v2.Service.pb(patch),
+            run_v2.Service.pb(updated),
+            replace_message_field=True,
+            replace_repeated_field=True,
+        )
+        changed = {p.split(".")[0] for p in paths}
+        if "traffic" in changed:
             _validate_traffic(updated.traffic)
-        new_revision = self._new_revision_name(current, updated, paths)
+        new_revision = self._new_revision_name(current, updated, changed)
         return (
             updated,
             new_revision,
@@ -390,18 +445,25 @@ class CloudRunEmulator:
         )
 
     def _new_revision_name(
-        self, current: run_v2.Service, updated: run_v2.Service, paths: set[str]
+        self, current: run_v2.Service, updated: run_v2.Service, changed: set[str]
     ) -> str:
-        """The full name of the revision this update creates, or "" when the template is kept."""
-        if "template" not in paths or updated.template == current.template:
+        """The revision (full name) this update creates or reuses; "" if the template is kept.
+
+        A template naming an existing revision made from exactly that template reuses it (it
+        becomes the latest again, as in Knative); another revision of that name is a 409.
+        """
+        if "template" not in changed or updated.template == current.template:
             return ""
+        _validate_template(updated.template)
         short_service = _short(current.name)
         short = updated.template.revision or self._fresh_revision_name(current)
         if not short.startswith(short_service + "-"):
             raise HttpError(400, f"revision name must start with '{short_service}-'")
         full = f"{current.name}/revisions/{short}"
-        if full in self._revisions:
-            raise HttpError(400, f"Revision named '{short}' already exists.")
+        if full in self._revisions and self._templates.get(full) != _config_of(updated.template):
+            raise AlreadyExists(
+                f"Revision named '{short}' with different configuration already exists."
+            )
         return full
 
     def _fresh_revision_name(self, current: run_v2.Service) -> str:
@@ -433,8 +495,14 @@ class CloudRunEmulator:
         updated.reconciling = True
         updated.terminal_condition = _condition(State.CONDITION_RECONCILING, now)
         if new_revision:
-            image = updated.template.containers[0].image if updated.template.containers else ""
-            self._add_revision(new_revision, image, now, ready=False)
+            if new_revision not in self._revisions:  # else an identical one is reused
+                self._add_revision(
+                    new_revision,
+                    updated.template,
+                    now,
+                    ready=False,
+                    behaviour=Behaviour(**self._new_behaviour),
+                )
             updated.latest_created_revision = new_revision
         self._services[current.name] = updated
         code = NOT_FOUND
@@ -465,7 +533,9 @@ class CloudRunEmulator:
         service = self._services[operation.service]
         now = _now()
         if operation.new_revision:
-            _mark_ready(self._revisions[operation.new_revision], now)
+            revision = self._revisions[operation.new_revision]
+            if revision.reconciling:
+                _mark_ready(revision, now)
             service.latest_ready_revision = operation.new_revision
         if operation.generation >= service.observed_generation:
             service.observed_generation = operation.generation
@@ -606,14 +676,31 @@ class CloudRunEmulator:
         return json_response({"pending_failures": len(self._failures)})
 
     def _control_config(self, request: Request) -> Response:
+        """``{"operation_delay_ms": N, "new_revision_behaviour": {...} | null}``, both optional."""
         body = _json_object(request)
+        delay_s = self.operation_delay_s
         if "operation_delay_ms" in body:
             try:
-                delay_ms = float(body["operation_delay_ms"])
+                delay_s = max(0.0, float(body["operation_delay_ms"])) / 1000
             except (TypeError, ValueError) as error:
                 raise HttpError(400, "operation_delay_ms must be a number") from error
-            self.operation_delay_s = max(0.0, delay_ms) / 1000
-        return json_response({"operation_delay_ms": self.operation_delay_s * 1000})
+        if "new_revision_behaviour" in body:
+            wanted = body["new_revision_behaviour"] or {}
+            if not isinstance(wanted, dict):
+                raise HttpError(400, "new_revision_behaviour must be an object or null")
+            try:
+                self.new_revision_behaviour(**wanted)
+            except (TypeError, ValueError) as error:
+                raise HttpError(400, str(error)) from error
+        self.operation_delay_s = delay_s
+        with self._lock:
+            behaviour = asdict(Behaviour(**self._new_behaviour))
+        return json_response(
+            {
+                "operation_delay_ms": self.operation_delay_s * 1000,
+                "new_revision_behaviour": behaviour,
+            }
+        )
 
     # -- state helpers ------------------------------------------------------------------------
 
@@ -663,14 +750,23 @@ class CloudRunEmulator:
         self._wrr.pop(full, None)
         for name in [n for n in self._revisions if n.startswith(full + "/")]:
             del self._revisions[name]
+            self._templates.pop(name, None)
             self._behaviours.pop(_short(name), None)
             self._counters.pop(_short(name), None)
         for name in [n for n, o in self._operations.items() if o.service == full]:
             del self._operations[name]
 
-    def _add_revision(self, full: str, image: str, created: datetime, ready: bool) -> None:
+    def _add_revision(
+        self,
+        full: str,
+        template: run_v2.RevisionTemplate,
+        created: datetime,
+        ready: bool,
+        behaviour: Behaviour | None = None,
+    ) -> None:
         short = _short(full)
         service = full.split("/revisions/")[0]
+        self._templates[full] = _config_of(template)
         self._revisions[full] = run_v2.Revision(
             name=full,
             uid=str(uuid.uuid4()),
@@ -678,7 +774,7 @@ class CloudRunEmulator:
             create_time=created,
             update_time=created,
             service=_short(service),
-            containers=[run_v2.Container(image=image)],
+            containers=[run_v2.Container(c) for c in template.containers],
             labels={
                 "cloud.googleapis.com/location": service.split("/")[3],
                 "serving.knative.dev/service": _short(service),
@@ -692,7 +788,7 @@ class CloudRunEmulator:
             observed_generation=1,
             etag=_etag(),
         )
-        self._behaviours[short] = Behaviour()
+        self._behaviours[short] = behaviour or Behaviour()
         self._counters[short] = _Counters()
 
     def _seed_revision(
@@ -700,9 +796,10 @@ class CloudRunEmulator:
     ) -> run_v2.Revision:
         full = f"{service}/revisions/{spec['name']}"
         age_s = float(spec.get("age_s", (count - index) * 3600))
-        self._add_revision(
-            full, str(spec.get("image", "")), _now() - timedelta(seconds=age_s), ready=True
+        template = run_v2.RevisionTemplate(
+            containers=[run_v2.Container(image=str(spec.get("image", "")))]
         )
+        self._add_revision(full, template, _now() - timedelta(seconds=age_s), ready=True)
         return self._revisions[full]
 
     def _seed_service_message(
@@ -839,14 +936,62 @@ def _parse_service_body(body: bytes, name: str) -> tuple[run_v2.Service, set[str
     return service, {_snake(key) for key in raw}
 
 
-def _mask_paths(update_mask: str, body_fields: set[str]) -> set[str]:
+def _mask_paths(update_mask: str, body_fields: set[str]) -> list[str]:
+    """The FieldMask paths to apply (snake_case); without a mask, the top-level body fields."""
     if not update_mask:
-        return body_fields & MUTABLE_FIELDS
-    paths = {_snake(p.strip().split(".")[0]) for p in update_mask.split(",") if p.strip()}
-    unknown = sorted(paths - MUTABLE_FIELDS)
-    if unknown:
-        raise HttpError(400, f"Invalid update mask path(s): {', '.join(unknown)}")
+        return sorted(body_fields & MUTABLE_FIELDS)
+    paths = [
+        ".".join(_snake(part) for part in p.strip().split("."))
+        for p in update_mask.split(",")
+        if p.strip()
+    ]
+    bad = sorted(p for p in paths if not _valid_mask_path(p))
+    if bad:
+        raise HttpError(400, f"Invalid update mask path(s): {', '.join(bad)}")
     return paths
+
+
+def _valid_mask_path(path: str) -> bool:
+    """A mutable top-level field, then singular message fields down to any last field."""
+    parts = path.split(".")
+    if parts[0] not in MUTABLE_FIELDS:
+        return False
+    descriptor = run_v2.Service.meta.pb.DESCRIPTOR
+    for i, part in enumerate(parts):
+        field_ = descriptor.fields_by_name.get(part)
+        if field_ is None:
+            return False
+        if i < len(parts) - 1:
+            if field_.message_type is None or _is_repeated(field_):
+                return False
+            descriptor = field_.message_type
+    return True
+
+
+def _is_repeated(field_: Any) -> bool:
+    if hasattr(field_, "is_repeated"):  # protobuf >= 5.28 (``label`` is gone from upb's)
+        return bool(field_.is_repeated)
+    return bool(field_.label == field_.LABEL_REPEATED)
+
+
+def _config_of(template: run_v2.RevisionTemplate) -> run_v2.RevisionTemplate:
+    """A revision's configuration: its template without the name."""
+    config = run_v2.RevisionTemplate(template)
+    config.revision = ""
+    return config
+
+
+def _validate_template(template: run_v2.RevisionTemplate) -> None:
+    """What Cloud Run refuses in a new template: no container, or an image that is no image."""
+    if not template.containers:
+        raise HttpError(400, "template.containers: at least one container is required.")
+    for i, container in enumerate(template.containers):
+        if not _IMAGE.fullmatch(container.image):
+            raise HttpError(
+                400,
+                f"template.containers[{i}].image: Expected an image path like "
+                f"[host/]repo-path[:tag and/or @digest] but obtained '{container.image}'.",
+            )
 
 
 def _validate_traffic(traffic: list[run_v2.TrafficTarget]) -> None:

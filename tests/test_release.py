@@ -1,0 +1,290 @@
+"""Blue/green releases end to end: `/deploy` through Bolt over HTTP, the real run_v2 and
+monitoring_v3 clients against the emulators, and sandbox time moved on with `wait`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from bot.ports import ServiceRef, TrafficTarget
+from bot.sandbox.console import Sandbox
+from bot.sandbox.emulator.http import Fault
+from tests.conftest import sandbox_config
+
+SERVICE = "wa-backend"
+BLUE = "wa-backend-00003"
+IMAGE = "us-docker.pkg.dev/runback-sandbox/apps/wa-backend:v1.3.0"
+
+
+@pytest.fixture
+def box() -> Iterator[Sandbox]:
+    sandbox = Sandbox(sandbox_config(), retry_deadline_s=1.5)
+    try:
+        yield sandbox
+    finally:
+        sandbox.close()
+
+
+def run(box: Sandbox, *lines: str) -> str:
+    return "\n".join(out for line in lines for out in box.run_line(line))
+
+
+def serving(box: Sandbox, service: str = SERVICE) -> dict[str, int]:
+    rows = box.emulator.cloudrun.traffic(service)
+    return {r["revision"]: r["percent"] for r in rows if r["percent"]}
+
+
+def tags(box: Sandbox, service: str = SERVICE) -> dict[str, str]:
+    return {r["tag"]: r["revision"] for r in box.emulator.cloudrun.traffic(service) if r["tag"]}
+
+
+def release(box: Sandbox):
+    from sqlalchemy import select
+
+    from bot.store import Operation
+
+    with box.runtime.deps.store.session() as session:
+        query = select(Operation).where(Operation.kind == "release")
+        return session.scalars(query.order_by(Operation.created_at.desc())).first()
+
+
+def card(box: Sandbox) -> str:
+    operation = release(box)
+    message = box.emulator.slack.message(operation.channel, operation.message_ts)
+    return json.dumps(message["blocks"], ensure_ascii=False)
+
+
+def deploy(box: Sandbox, user: str = "marta", service: str = SERVICE) -> str:
+    run(box, f"as {user}", f"/deploy {service} {IMAGE}")
+    return release(box).to_revision
+
+
+def patches(box: Sandbox) -> int:
+    return len(box.emulator.router.calls.list("run.services.patch"))
+
+
+def ephemerals(box: Sandbox) -> list[str]:
+    return [m["text"] for m in box.emulator.slack.messages() if m.get("ephemeral_to")]
+
+
+# -- the happy path -------------------------------------------------------------------------------
+
+
+def test_release_to_100_percent_with_a_tech_leads_approval(box: Sandbox) -> None:
+    green = deploy(box)
+    assert serving(box) == {BLUE: 90, green: 10} and tags(box) == {"green": green}
+    assert release(box).state == "judging"
+    run(box, "wait 3m")  # warm-up + one judgement at 10%: healthy -> 50% automatically
+    assert serving(box) == {BLUE: 50, green: 50}
+    run(box, "wait 3m")
+    assert release(box).state == "awaiting_approval" and serving(box) == {BLUE: 50, green: 50}
+    assert "Approve 100%" in card(box)
+
+    run(box, "click Approve 100%")  # marta asked for it: not hers to approve
+    run(box, "as pablo", "click Approve 100%")  # not a tech lead
+    assert release(box).state == "awaiting_approval"
+    assert sum("Only a *tech lead*" in n for n in ephemerals(box)) == 2
+
+    run(box, "as luis", "click Approve 100%")
+    assert serving(box) == {green: 100}
+    run(box, "wait 7m")  # one more validation window at 100%
+    operation = release(box)
+    assert operation.state == "succeeded"
+    assert serving(box) == {green: 100} and tags(box) == {}, "green is the new blue, untagged"
+    assert "Released" in card(box)
+    files = box.emulator.slack.files()
+    assert files and files[-1]["name"].endswith(".png")
+    judgements = [m for m in box.emulator.slack.messages() if m.get("thread_ts")]
+    assert len(judgements) >= 3, "every judgement is in the thread"
+    actions = [a.action for a in box.runtime.deps.store.audit()]
+    assert "release.approved" in actions and actions.count("release.judged") >= 3
+
+    run(box, "as ana", "/rollback wa-backend")  # the old blue is the rollback target
+    assert serving(box) == {BLUE: 100}
+
+
+def test_staging_goes_straight_to_100_without_approval(box: Sandbox) -> None:
+    green = deploy(box, user="pablo", service="wa-backend-staging")
+    assert serving(box, "wa-backend-staging") == {green: 100}
+    assert release(box).state == "succeeded"
+    assert tags(box, "wa-backend-staging") == {}
+
+
+# -- smoke tests ----------------------------------------------------------------------------------
+
+
+def test_smoke_failure_leaves_green_at_zero_and_untagged(box: Sandbox) -> None:
+    box.emulator.cloudrun.new_revision_behaviour(healthz_status=500)
+    green = deploy(box)
+    operation = release(box)
+    assert operation.state == "failed"
+    assert operation.data["outcome"]["code"] == "smoke_failed"
+    assert serving(box) == {BLUE: 100} and tags(box) == {}
+    assert "/healthz" in card(box) and "500" in card(box) and "no user saw it" in card(box)
+    assert green in [
+        r.name
+        for r in box.runtime.deps.cloudrun.list_revisions(
+            ServiceRef("runback-sandbox", "us-central1", SERVICE)
+        )
+    ]
+
+
+# -- each row of the decision table during the canary ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "behaviour",
+    [{"error_rate": 0.2}, {"p95_ms": 2600}, {"healthz_status": 503}],
+    ids=["error-rate-over-5pc", "p95-over-2s", "healthz-fails"],
+)
+def test_bad_green_is_rolled_back_at_once(box: Sandbox, behaviour: dict[str, float]) -> None:
+    green = deploy(box)
+    box.emulator.cloudrun.set_behaviour(green, **behaviour)
+    run(box, "wait 3m")
+    operation = release(box)
+    assert operation.state == "rolled_back"
+    assert serving(box) == {BLUE: 100}
+    assert operation.data["outcome"]["code"] == "judged_bad"
+    assert green in box.runtime.deps.store.rolled_back_from(SERVICE)
+    assert "Rolled back" in card(box)
+
+
+def test_observe_band_then_roll_back_when_not_recovered(box: Sandbox) -> None:
+    green = deploy(box)
+    box.emulator.cloudrun.set_behaviour(green, error_rate=0.03)
+    run(box, "wait 3m")
+    operation = release(box)
+    assert operation.state == "judging" and operation.data["judgements"][-1]["verdict"] == "observe"
+    assert serving(box) == {BLUE: 90, green: 10}, "observing keeps the step"
+    for _ in range(5):
+        run(box, "wait 1m")
+    assert release(box).state == "rolled_back" and serving(box) == {BLUE: 100}
+
+
+def test_observe_band_then_recovers_and_proceeds(box: Sandbox) -> None:
+    green = deploy(box)
+    box.emulator.cloudrun.set_behaviour(green, error_rate=0.02)
+    run(box, "wait 3m")
+    assert release(box).data["judgements"][-1]["verdict"] == "observe"
+    box.emulator.cloudrun.set_behaviour(green, error_rate=0.0)
+    for _ in range(5):
+        run(box, "wait 1m")
+    assert serving(box) == {BLUE: 50, green: 50}, "recovered within the window: next step"
+
+
+def test_too_little_traffic_is_never_a_pass_and_asks_a_person(box: Sandbox) -> None:
+    box.emulator.cloudrun.new_revision_behaviour(rps=0.2)  # ~1 request a minute at 10%
+    green = deploy(box)
+    run(box, "wait 3m")
+    assert release(box).data["judgements"][-1]["verdict"] == "inconclusive"
+    assert serving(box) == {BLUE: 90, green: 10}
+    for _ in range(6):
+        run(box, "wait 2m")
+    assert release(box).state == "needs_human" and "Proceed" in card(box)
+    run(box, "as pablo", "click Proceed")
+    assert release(box).state == "needs_human", "a developer may not"
+    run(box, "as marta", "click Proceed")
+    assert serving(box) == {BLUE: 50, green: 50}
+
+
+def test_monitoring_faults_never_pass(box: Sandbox) -> None:
+    green = deploy(box)
+    box.emulator.router.faults.add(Fault("monitoring.timeSeries.list", 503, times=None))
+    for _ in range(8):
+        run(box, "wait 2m")
+    operation = release(box)
+    assert operation.state == "needs_human"
+    assert {j["verdict"] for j in operation.data["judgements"]} == {"inconclusive"}
+    assert serving(box) == {BLUE: 90, green: 10}
+
+
+# -- approvals and people --------------------------------------------------------------------------
+
+
+def test_expired_approval_rolls_back(box: Sandbox) -> None:
+    green = deploy(box)
+    run(box, "wait 3m", "wait 3m")
+    assert release(box).state == "awaiting_approval"
+    run(box, "wait 31m")
+    operation = release(box)
+    assert operation.state == "rolled_back"
+    assert operation.data["outcome"]["code"] == "approval_expired"
+    assert serving(box) == {BLUE: 100} and green not in serving(box)
+
+
+def test_roll_back_button_needs_a_role(box: Sandbox) -> None:
+    deploy(box)
+    run(box, "as pablo", "click Roll back")
+    assert release(box).state == "judging"
+    assert any("senior developer" in n for n in ephemerals(box))
+    run(box, "as ana", "click Roll back")
+    assert release(box).state == "rolled_back" and serving(box) == {BLUE: 100}
+
+
+def test_on_call_rollback_during_a_release_aborts_it(box: Sandbox) -> None:
+    deploy(box)
+    run(box, "wait 3m")
+    run(box, "as ana", "/rollback wa-backend")
+    operation = release(box)
+    assert operation.state == "rolled_back" and serving(box) == {BLUE: 100}
+    assert operation.data["outcome"] == {"code": "rolled_back_by", "by": "U0ANA"}
+
+
+def test_pause_holds_the_step_and_resume_continues(box: Sandbox) -> None:
+    green = deploy(box)
+    run(box, "click Pause")
+    run(box, "wait 10m")
+    assert release(box).state == "paused" and serving(box) == {BLUE: 90, green: 10}
+    run(box, "click Resume", "wait 2m")
+    assert serving(box) == {BLUE: 50, green: 50}
+
+
+def test_traffic_moved_in_the_console_pauses_the_release(box: Sandbox) -> None:
+    green = deploy(box)
+    cloudrun = box.runtime.deps.cloudrun
+    ref = ServiceRef("runback-sandbox", "us-central1", SERVICE)
+    state = cloudrun.get_service(ref)
+    name = cloudrun.start_traffic_update(
+        ref, [TrafficTarget(BLUE, 100), TrafficTarget(green, 0, "green")], state.etag
+    )
+    cloudrun.wait_operation(name, 10)
+    run(box, "wait 3m")
+    operation = release(box)
+    assert operation.state == "paused" and operation.data["pause_reason"] == "out_of_band"
+    assert "changed outside Runback" in card(box)
+    assert serving(box) == {BLUE: 100}, "Runback does not fight the person"
+
+
+# -- bad input -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("/deploy", "Usage: `/deploy SERVICE IMAGE`"),
+        ("/deploy wa-backend", "Usage: `/deploy SERVICE IMAGE`"),
+        ("/deploy wa-frontend " + IMAGE, "wa-backend-staging"),
+        ("/deploy wa-backend not an image", "Usage"),
+        ("/deploy wa-backend <!channel>", "not a container image"),
+        ("/deploy wa-backend UPPER/Case:1", "not a container image"),
+    ],
+)
+def test_bad_deploy_input_changes_nothing(box: Sandbox, line: str, expected: str) -> None:
+    output = run(box, "as marta", line)
+    assert expected in output + "\n".join(ephemerals(box))
+    assert patches(box) == 0 and release(box) is None
+
+
+def test_developer_cannot_release_to_production(box: Sandbox) -> None:
+    run(box, "as pablo", f"/deploy wa-backend {IMAGE}")
+    assert any("senior developer" in n for n in ephemerals(box))
+    assert patches(box) == 0
+
+
+def test_second_deploy_while_one_runs_is_told_who_runs_what(box: Sandbox) -> None:
+    deploy(box)
+    run(box, "as luis", f"/deploy wa-backend {IMAGE}")
+    assert any("is busy" in n and "<@U0MARTA>" in n for n in ephemerals(box))
+    assert patches(box) == 2  # the first release's deploy and 10% shift only
