@@ -105,9 +105,11 @@ def world(tmp_path: Path) -> Iterator[tuple[Emulator, BotProcess]]:
         emulator.stop()
 
 
-def send_rollback(emulator: Emulator, port: int) -> None:
-    url = emulator.slack.new_response_url("C0INCIDENTS", "U0ANA")
-    body = slash_command("/rollback", "wa-backend", "U0ANA", "ana", "C0INCIDENTS", "incidents", url)
+def send_command(
+    emulator: Emulator, port: int, command: str, text: str, user: str = "U0ANA"
+) -> None:
+    url = emulator.slack.new_response_url("C0INCIDENTS", user)
+    body = slash_command(command, text, user, user.lower(), "C0INCIDENTS", "incidents", url)
     response = requests.post(
         f"http://127.0.0.1:{port}/slack/events",
         data=body.encode(),
@@ -115,6 +117,10 @@ def send_rollback(emulator: Emulator, port: int) -> None:
         timeout=5,
     )
     assert response.status_code == 200
+
+
+def send_rollback(emulator: Emulator, port: int) -> None:
+    send_command(emulator, port, "/rollback", "wa-backend")
 
 
 def card_text(emulator: Emulator) -> str:
@@ -164,16 +170,49 @@ def test_bot_killed_before_any_patch_resumes_from_the_start(world) -> None:
     assert patches - patches_before <= 1 and "done" in card_text(emulator)
 
 
-def test_sandbox_script_runs_the_demo() -> None:
+def test_release_killed_during_its_deploy_continues_without_deploying_twice(world) -> None:
+    emulator, bot = world
+    emulator.cloudrun.operation_delay_s = 2.0
+    bot.start()
+    send_command(
+        emulator, bot.port, "/deploy", "wa-backend us-docker.pkg.dev/p/apps/wa:2.0", user="U0MARTA"
+    )
+    wait_until(lambda: emulator.router.calls.list("run.services.patch"), what="the deploy")
+    time.sleep(0.3)  # the operation name is committed right after the PATCH returns
+    bot.kill()
+    bot.start()
+
+    def green_at_ten() -> bool:
+        shares = {r["revision"]: r["percent"] for r in emulator.cloudrun.traffic("wa-backend")}
+        return sorted(shares.values()) == [10, 90]
+
+    wait_until(green_at_ten, timeout_s=30, what="the release to reach 10%")
+    patches = emulator.router.calls.list("run.services.patch")
+    deploys = [p for p in patches if "template" in (p.body or {})]
+    assert len(deploys) == 1, "green was deployed once"
+    assert len(patches) == 2, "one deploy and one shift to 10%, nothing twice"
+    rows = emulator.cloudrun.traffic("wa-backend")
+    assert [r["tag"] for r in rows if r["tag"]] == ["green"]
+
+
+@pytest.mark.parametrize(
+    ("script", "shown"),
+    [
+        ("demo.txt", "wa-backend-00002 100%"),
+        ("release.txt", "Released"),
+        ("incident.txt", "Rollback triggered"),
+    ],
+)
+def test_sandbox_example_scripts_run(script: str, shown: str) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "bot", "sandbox", "--script", "examples/demo.txt"],
+        [sys.executable, "-m", "bot", "sandbox", "--script", f"examples/{script}"],
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "Done" in result.stdout and "wa-backend-00002 100%" in result.stdout
+    assert shown in result.stdout
 
 
 def test_sandbox_script_fails_on_a_broken_line(tmp_path: Path) -> None:

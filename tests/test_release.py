@@ -288,3 +288,47 @@ def test_second_deploy_while_one_runs_is_told_who_runs_what(box: Sandbox) -> Non
     run(box, "as luis", f"/deploy wa-backend {IMAGE}")
     assert any("is busy" in n and "<@U0MARTA>" in n for n in ephemerals(box))
     assert patches(box) == 2  # the first release's deploy and 10% shift only
+
+
+# -- restarts and the scheduler ------------------------------------------------------------------
+
+
+def test_a_judgement_due_while_the_bot_was_down_is_made_at_once(box: Sandbox) -> None:
+    green = deploy(box)
+    run(box, "wait 3m")
+    assert serving(box) == {BLUE: 50, green: 50}
+    judged = len(release(box).data["judgements"])
+    patches_before = patches(box)
+    box.runtime.engine.shutdown(wait=False)  # the bot goes away mid-step...
+    box.clock.advance(180)  # ...and the next judgement falls due while it is down
+    box.restart_bot()
+    operation = release(box)
+    assert len(operation.data["judgements"]) == judged + 1, "judged at once on restart"
+    assert operation.state == "awaiting_approval"
+    assert patches(box) == patches_before, "nothing applied twice"
+
+
+def test_tasks_tick_advances_due_work_and_needs_its_token() -> None:
+    box = Sandbox(sandbox_config(), retry_deadline_s=1.5, scheduler=False)  # Cloud Scheduler
+    try:
+        deploy(box)
+        box.clock.advance(180)
+        url = box.bot_url.replace("/slack/events", "/tasks/tick")
+        assert box.http.post(url, timeout=5).status_code == 401
+        assert box.http.post(url, params={"token": "nope"}, timeout=5).status_code == 401
+        box.runtime.engine.wait_idle()
+        assert len(release(box).data["judgements"]) == 0, "nothing runs without a tick"
+        bearer = {"Authorization": f"Bearer {box.alert_token}"}
+        assert box.http.post(url, headers=bearer, timeout=10).status_code == 200
+        box.runtime.engine.wait_idle()
+        assert len(release(box).data["judgements"]) == 1
+    finally:
+        box.close()
+
+
+def test_smoke_failure_on_metrics(box: Sandbox) -> None:
+    box.emulator.router.faults.add(Fault("service.metrics", 500, times=None))
+    deploy(box)
+    operation = release(box)
+    assert operation.state == "failed" and operation.data["outcome"]["check"] == "/metrics"
+    assert serving(box) == {BLUE: 100} and tags(box) == {}

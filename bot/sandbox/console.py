@@ -65,6 +65,7 @@ class Sandbox:
     retry_deadline_s: float = 5.0
     database_url: str = ""
     speed: float = 1.0  # sandbox time runs this many times faster than real time
+    scheduler: bool = True  # False: only `wait` and POST /tasks/tick advance due work
 
     def __post_init__(self) -> None:
         self.signing_secret = secrets.token_hex(16)
@@ -82,9 +83,11 @@ class Sandbox:
             "RUNBACK_TICK_TOKEN": self.alert_token,
             **self.emulator.env(),
         }
-        self.runtime = build_runtime(self.config, Settings.from_env(env), clock=self.clock)
+        self._settings = Settings.from_env(env)
+        self.runtime = build_runtime(self.config, self._settings, clock=self.clock)
         self._start_bot_server()
-        self.runtime.engine.start()
+        if self.scheduler:
+            self.runtime.engine.start()
         self.users = {name: u.id for name, u in self.config.sandbox.users.items()}
         self.names = {uid: name for name, uid in self.users.items()}
         self.channels = {
@@ -104,6 +107,17 @@ class Sandbox:
         self._server = create_server(self.runtime.wsgi, host="127.0.0.1", port=0, threads=8)
         threading.Thread(target=self._serve, name="sandbox-bot", daemon=True).start()
         self.bot_url = f"http://127.0.0.1:{self._server.effective_port}/slack/events"
+
+    def restart_bot(self) -> None:
+        """Drop the bot and start a new one on the same database and emulators, as after a
+        crash: whatever it finds unfinished, it resumes (once the old leases run out)."""
+        self.runtime.engine.shutdown(wait=False)
+        self._server.close()
+        self.runtime = build_runtime(self.config, self._settings, clock=self.clock)
+        self._start_bot_server()
+        self.runtime.engine.start()
+        self.runtime.engine.tick()
+        self.runtime.engine.wait_idle(timeout_s=30)
 
     def _serve(self) -> None:
         with contextlib.suppress(OSError):  # closing the server ends run() with EBADF
