@@ -1,12 +1,14 @@
 """Runback performance bench: cold start, ack latency, rollback overhead, the incident alert's
-way to a rollback, and memory.
+way to a rollback, memory, one release judgement, and a whole release at sandbox speed.
 
     python -m bench.run            (from the repository root; or: python bench/run.py)
 
 Everything runs locally: the emulators live in this process, each bot is a real
 ``python -m bot serve`` subprocess talking to them over sockets, and every Slack request is
-signed like Slack signs it. Prints a table of figures with PASS/MISS against the targets and
-writes them, with the raw samples, to bench/results.json.
+signed like Slack signs it. The two release phases run the bot in this process instead, in
+the console's Sandbox (its own emulators, a clock that `wait` or ``speed`` moves on).
+Prints a table of figures with PASS/MISS against the targets and writes them, with the raw
+samples, to bench/results.json.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -710,6 +713,279 @@ def bench_memory(world: World, process: Process, total: int, threads: int) -> di
     return result
 
 
+# -- 6. release judgement -----------------------------------------------------------------------
+#
+# Phases 6 and 7 run the bot in this process: a console Sandbox (bot/sandbox/console.py) with
+# its own emulators, health checks that do not sleep, and a release started with `/deploy`.
+
+RELEASE_IMAGE = f"us-docker.pkg.dev/p/apps/{SERVICE}:9.9.9"
+MONITORING = "monitoring.timeSeries.list"
+HEALTHZ = "service.healthz"
+RELEASE_FINAL = ("succeeded", "rolled_back", "failed", "cancelled")
+SHORT = {MONITORING: "Monitoring", HEALTHZ: "/healthz"}
+ENGINE_TICK_S = 1.0  # Sandbox calls engine.start(), whose ticker runs every 1 s of real time
+
+
+@contextmanager
+def release_sandbox(config: Config, speed: float = 1.0) -> Iterator[Any]:
+    """A Sandbox on app.yaml with health checks that do not sleep, closed afterwards."""
+    from bot.sandbox.console import Sandbox
+
+    rollback = config.rollback.model_copy(update={"health_check_interval_s": 0})
+    box = Sandbox(config.model_copy(update={"rollback": rollback}), speed=speed)
+    try:
+        yield box
+    finally:
+        box.close()
+
+
+def start_release(box: Any) -> str:
+    """`/deploy` as marta (a senior developer); the id of the release it started."""
+    box.run_line("as marta")
+    output = box.run_line(f"/deploy {SERVICE} {RELEASE_IMAGE}")
+    store = box.runtime.deps.store
+    ids = [o.id for o in store.unfinished_operations() if o.kind == "release"]
+    if len(ids) != 1:
+        raise BenchError("/deploy started no release:\n" + "\n".join(output))
+    return ids[0]
+
+
+def calls_between(box: Any, since: float) -> list[RecordedCall]:
+    return [c for c in box.emulator.router.calls.list() if c.at >= since]
+
+
+@dataclass
+class JudgementRun:
+    wall_s: float
+    monitoring: int
+    probes: int
+    requests: int  # every emulator request in the meantime (the judgement's, nothing else)
+    marks: list[tuple[str, float]]  # (api, arrival after the call began, s)
+    verdict: str
+
+
+def one_judgement(box: Any, operation: Any) -> JudgementRun:
+    """Call ``release._judge_green`` on the live operation, as its judging step does; what it
+    sent is read from the emulator's request log."""
+    from bot.ops import release as release_ops
+
+    since = time.time()
+    started = time.perf_counter()
+    judgement = release_ops._judge_green(box.runtime.deps, operation)
+    wall = time.perf_counter() - started
+    calls = calls_between(box, since)
+    return JudgementRun(
+        wall_s=wall,
+        monitoring=sum(1 for c in calls if c.api == MONITORING),
+        probes=sum(1 for c in calls if c.api == HEALTHZ),
+        requests=len(calls),
+        marks=[(c.api, c.at - since) for c in calls],
+        verdict=str(judgement.verdict),
+    )
+
+
+def engine_judgements(box: Any, operation_id: str) -> list[dict[str, Any]]:
+    """`wait 1m` until the release asks for 100%; each wait that made exactly one judgement
+    (the engine's own, at 10% then 50%) gives its Monitoring and /healthz requests."""
+    store = box.runtime.deps.store
+    seen: list[dict[str, Any]] = []
+    for _ in range(8):
+        operation = store.operation(operation_id)
+        if operation.state != "judging":
+            break
+        before = len(operation.data["judgements"])
+        since = time.time()
+        box.run_line("wait 1m")
+        calls = calls_between(box, since)
+        judgements = store.operation(operation_id).data["judgements"]
+        if len(judgements) - before != 1:
+            continue
+        monitoring = [c.at for c in calls if c.api == MONITORING]
+        probes = [c.at for c in calls if c.api == HEALTHZ]
+        seen.append(
+            {
+                "percent": judgements[-1]["percent"],
+                "verdict": judgements[-1]["verdict"],
+                "monitoring": len(monitoring),
+                "probes": len(probes),
+                "monitoring_to_probe_s": probes[-1] - monitoring[0]
+                if monitoring and probes
+                else None,
+            }
+        )
+    state = store.operation(operation_id).state
+    if state != "awaiting_approval":
+        raise BenchError(f"the release did not reach awaiting_approval but {state}")
+    return seen
+
+
+def bench_release_judgement(world: World, runs: int) -> dict[str, Any]:
+    """One judgement of green: 2 Monitoring ListTimeSeries (request count, P95) + 1 /healthz."""
+    with release_sandbox(world.config) as box:
+        operation_id = start_release(box)
+        # past the warm-up, half an interval before the engine's first judgement falls due
+        release = world.config.release
+        box.run_line(f"wait {release.warmup_s + release.judge_interval_s / 2:g}s")
+        operation = box.runtime.deps.store.operation(operation_id)
+        percent = operation.data["steps"][operation.data["step"]]
+        if operation.state != "judging" or percent != 10:
+            raise BenchError(f"expected the release judging at 10%: {operation.state} {percent}%")
+        first = one_judgement(box, operation)  # creates the Monitoring client (gRPC channel)
+        measured = [one_judgement(box, operation) for _ in range(runs)]
+        progress(
+            f"release judgement: median {ms(statistics.median(r.wall_s for r in measured))} ms, "
+            f"{measured[0].monitoring} Monitoring + {measured[0].probes} probe"
+        )
+        engine = engine_judgements(box, operation_id)
+    counts = [(r.monitoring, r.probes) for r in [first, *measured]]
+    counts += [(e["monitoring"], e["probes"]) for e in engine]
+    walls = [r.wall_s for r in measured]
+    marks: dict[str, list[float]] = {}
+    for run in measured:
+        for index, (api, at) in enumerate(run.marks):
+            marks.setdefault(f"{index + 1}. {api}", []).append(at)
+    return {
+        "runs": runs,
+        "wall_s": statistics.median(walls),
+        "wall_p90_s": percentile(walls, 90),
+        "wall_max_s": max(walls),
+        "first_wall_s": first.wall_s,
+        "marks_s": {label: statistics.median(ats) for label, ats in marks.items()},
+        "calls": sorted({f"{m} Monitoring + {p} probe" for m, p in counts}),
+        "exact": all(c == (2, 1) for c in counts),
+        "requests": sorted({r.requests for r in [first, *measured]}),
+        "verdicts": sorted({r.verdict for r in measured}),
+        "engine": engine,
+        "samples_s": walls,
+    }
+
+
+# -- 7. a whole release in a sandbox at --speed --------------------------------------------------
+
+
+def configured_waits_s(config: Config, steps: Sequence[int]) -> float:
+    """Sandbox seconds a release must sit out when every judgement says proceed: warm-up and
+    one judge interval per canary step; at 100%, judgements every interval until warm-up +
+    validation have passed."""
+    release = config.release
+    at_full = release.judge_interval_s * max(
+        1, math.ceil(release.validation_s / release.judge_interval_s)
+    )
+    return sum(
+        release.warmup_s + (at_full if percent == 100 else release.judge_interval_s)
+        for percent in steps
+    )
+
+
+def poll_state(store: Any, operation_id: str, wanted: Sequence[str], timeout_s: float) -> str:
+    """Poll the store every 0.1 s of real time (the sandbox's own clock runs on meanwhile)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        state = store.operation(operation_id).state
+        if state in wanted:
+            return state
+        if state in RELEASE_FINAL:
+            raise BenchError(f"the release ended {state}, waiting for {' or '.join(wanted)}")
+        if time.monotonic() > deadline:
+            raise BenchError(f"the release stayed {state} for {timeout_s:g}s")
+        time.sleep(0.1)
+
+
+def bursts(calls: Sequence[RecordedCall], gap_s: float = 0.2) -> list[float]:
+    """Spans (first -> last request) of the bot's bursts of requests. Work before a burst's
+    first request or after its last (SQLite, rendering) is not seen: a lower bound."""
+    spans: list[float] = []
+    start = previous = None
+    for call in calls:
+        if previous is None or call.at - previous > gap_s:
+            if start is not None and previous is not None:
+                spans.append(previous - start)
+            start = call.at
+        previous = call.at
+    if start is not None and previous is not None:
+        spans.append(previous - start)
+    return spans
+
+
+def bench_sandbox_release(world: World, speed: float) -> dict[str, Any]:
+    """`/deploy` -> 10% -> 50% -> Approve 100% (luis, a tech lead) -> validation -> succeeded,
+    in a Sandbox whose clock runs ``speed`` times faster, waiting in real time (no `wait`).
+
+    The bot's overhead is not measured inside it (its code is not patched): it is estimated as
+    real time beyond the configured waits / speed, split into the click, the bot's request
+    bursts (a lower bound of its busy time) and the rest, mostly due times caught only at the
+    engine's next 1 s tick."""
+    with release_sandbox(world.config, speed) as box:
+        store = box.runtime.deps.store
+        since, sandbox_started = time.time(), box.clock.time()
+        operation_id = start_release(box)
+        limit = configured_waits_s(world.config, store.operation(operation_id).data["steps"])
+        timeout = 3 * limit / speed + 30
+        poll_state(store, operation_id, ("awaiting_approval",), timeout)
+        asked = time.time()
+        box.run_line("as luis")
+        box.run_line("click Approve 100%")
+        approved = time.time()
+        state = poll_state(store, operation_id, RELEASE_FINAL, timeout)
+        done, sandbox_done = time.time(), box.clock.time()
+        if state != "succeeded":
+            raise BenchError(f"the release ended {state}")
+        box.runtime.engine.wait_idle(timeout_s=10)  # the release chart, posted after the end
+        operation = store.operation(operation_id)
+        calls = calls_between(box, since)
+    waits = limit / speed
+    total = done - since
+    approval = approved - asked
+    overhead = total - waits
+    busy = sum(bursts([c for c in calls if c.at < asked or approved <= c.at <= done]))
+    late = late_by_s(world.config, operation.data)
+    progress(
+        f"sandbox release at speed {speed:g}: {total:.1f} s real, "
+        f"{sandbox_done - sandbox_started:.0f} s sandbox (waits {limit:.0f} s)"
+    )
+    return {
+        "speed": speed,
+        "total_s": total,
+        "sandbox_s": sandbox_done - sandbox_started,
+        "configured_waits_s": limit,
+        "waits_real_s": waits,
+        "overhead_s": overhead,
+        "approval_s": approval,
+        "busy_s": busy,
+        "rest_s": overhead - approval - busy,
+        "tick_s": ENGINE_TICK_S,
+        "judgements": [
+            {"percent": j["percent"], "verdict": j["verdict"], "late_s": lateness}
+            for j, lateness in zip(operation.data["judgements"], late, strict=True)
+        ],
+        "late_median_s": statistics.median(late),
+        "calls": {
+            api: sum(1 for c in calls if c.api == api)
+            for api in ("run.services.patch", MONITORING, HEALTHZ, "service.metrics")
+        },
+        "requests": len(calls),
+        "timeline": [(round((c.at - since) * 1000, 1), c.api) for c in calls],
+    }
+
+
+def late_by_s(config: Config, data: dict[str, Any]) -> list[float]:
+    """Sandbox seconds each judgement came after it fell due (warm-up + interval after its
+    shift, or an interval after the judgement before it at the same step)."""
+    release = config.release
+    shifted = {h["percent"]: datetime.fromisoformat(h["at"]).timestamp() for h in data["history"]}
+    previous: dict[int, float] = {}
+    late = []
+    for judgement in data["judgements"]:
+        percent, at = judgement["percent"], datetime.fromisoformat(judgement["at"]).timestamp()
+        if percent in previous:
+            due = previous[percent] + release.judge_interval_s
+        else:
+            due = shifted[percent] + release.warmup_s + release.judge_interval_s
+        late.append(at - due)
+        previous[percent] = at
+    return late
+
+
 # -- report -------------------------------------------------------------------------------------
 
 
@@ -861,6 +1137,91 @@ def rows_for(results: dict[str, Any]) -> list[Row]:
             ),
             Row("  peak RSS (VmHWM)", f"{memory['peak_kb'] / 1024:.1f} MB"),
         ]
+    judge = results.get("release_judgement")
+    if judge:
+        marks = " / ".join(f"+{ms(at)}" for at in judge["marks_s"].values())
+        engine = " / ".join(
+            f"{e['percent']}%: {e['monitoring']} + {e['probes']}"
+            + (
+                f", {ms(e['monitoring_to_probe_s'])} ms"
+                if e["monitoring_to_probe_s"] is not None
+                else ""
+            )
+            for e in judge["engine"]
+        )
+        rows += [
+            Row(
+                f"release judgement (_judge_green), median of {judge['runs']}",
+                f"{ms(judge['wall_s'])} ms",
+            ),
+            Row(
+                "  p90 / max",
+                f"{ms(judge['wall_p90_s'])} / {ms(judge['wall_max_s'])} ms",
+            ),
+            Row(
+                "  requests "
+                + ", ".join(
+                    SHORT.get(api, api)
+                    for api in (label.split(". ", 1)[1] for label in judge["marks_s"])
+                )
+                + " arrive after (median)",
+                f"{marks} ms",
+            ),
+            Row(
+                "  the first one (creates the Monitoring client)",
+                f"{ms(judge['first_wall_s'])} ms",
+            ),
+            Row(
+                "release judgement: requests per judgement",
+                ", ".join(judge["calls"]),
+                "2 Monitoring + 1 probe",
+                judge["exact"],
+            ),
+            Row(
+                "  engine's own judgements: Monitoring + probe, 1st Monitoring -> /healthz",
+                engine,
+            ),
+        ]
+    sandbox = results.get("sandbox_release")
+    if sandbox:
+        speed = f"{sandbox['speed']:g}"
+        calls = sandbox["calls"]
+        judgements = sandbox["judgements"]
+        rows += [
+            Row(
+                f"sandbox release at speed {speed}: /deploy -> succeeded, real time",
+                f"{sandbox['total_s']:.2f} s",
+            ),
+            Row(
+                "  sandbox time elapsed / configured waits",
+                f"{sandbox['sandbox_s']:.0f} / {sandbox['configured_waits_s']:.0f} s",
+            ),
+            Row(
+                f"  real time beyond the waits ({sandbox['configured_waits_s']:.0f} s / {speed})",
+                f"{sandbox['overhead_s']:.2f} s",
+            ),
+            Row("    Approve 100% click -> 100% applied", f"{sandbox['approval_s']:.2f} s"),
+            Row(
+                "    bot's request bursts (lower bound of its busy time)",
+                f"{sandbox['busy_s']:.2f} s",
+            ),
+            Row(
+                f"    rest: waiting for the engine's tick ({sandbox['tick_s']:g} s real = "
+                f"{sandbox['tick_s'] * sandbox['speed']:g} s sandbox), 0.1 s polling",
+                f"{sandbox['rest_s']:.2f} s",
+            ),
+            Row(
+                f"  {len(judgements)} judgements ("
+                + "/".join(str(j["percent"]) for j in judgements)
+                + "%): judged after due by (median)",
+                f"{sandbox['late_median_s']:.0f} s sandbox = "
+                f"{sandbox['late_median_s'] / sandbox['speed']:.2f} s real",
+            ),
+            Row(
+                "  requests: PATCH / Monitoring / healthz (smoke + judgements)",
+                f"{calls['run.services.patch']} / {calls[MONITORING]} / {calls[HEALTHZ]}",
+            ),
+        ]
     return rows
 
 
@@ -915,6 +1276,15 @@ def main(argv: list[str] | None = None) -> int:
         "--memory-commands", type=int, default=1000, help="slash commands before reading RSS (1000)"
     )
     parser.add_argument(
+        "--judgements", type=int, default=20, help="measured release judgements (20)"
+    )
+    parser.add_argument(
+        "--release-speed",
+        type=float,
+        default=60.0,
+        help="sandbox clock speed of the whole release (60: a minute of release per second)",
+    )
+    parser.add_argument(
         "--no-timeline",
         action="store_true",
         help="do not print the requests of the median rollback and alert",
@@ -960,9 +1330,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_phases(world: World, args: argparse.Namespace, results: dict[str, Any]) -> None:
-    progress("1/5 cold start")
+    progress("1/7 cold start")
     results["cold_start"] = bench_cold_start(world, args.cold_runs)
-    progress("2/5 ack latency and 3/5 rollback overhead (one bot, quick health checks)")
+    progress("2/7 ack latency and 3/7 rollback overhead (one bot, quick health checks)")
     with world.running(config_path=world.bench_config) as (process, _):
         sender = world.sender(process)
         results["first_traffic"] = bench_first_traffic(world, sender)
@@ -971,12 +1341,16 @@ def run_phases(world: World, args: argparse.Namespace, results: dict[str, Any]) 
     with world.running(config_path=world.bench_config) as (process, _):
         first = one_rollback(world, world.sender(process))
         results["fresh_bot_rollback"] = {"to_patch_s": first.to_patch_s, "total_s": first.total_s}
-    progress("4/5 incident alert -> rollback (a fresh bot, quick health checks)")
+    progress("4/7 incident alert -> rollback (a fresh bot, quick health checks)")
     with world.running(config_path=world.bench_config) as (process, _):
         results["alerts"] = bench_alerts(world, process, args.alerts)
-    progress("5/5 memory (a fresh bot)")
+    progress("5/7 memory (a fresh bot)")
     with world.running(config_path=world.bench_config) as (process, _):
         results["memory"] = bench_memory(world, process, args.memory_commands, args.threads)
+    progress("6/7 release judgement (an in-process Sandbox)")
+    results["release_judgement"] = bench_release_judgement(world, args.judgements)
+    progress(f"7/7 a whole release in a Sandbox at speed {args.release_speed:g}")
+    results["sandbox_release"] = bench_sandbox_release(world, args.release_speed)
 
 
 if __name__ == "__main__":

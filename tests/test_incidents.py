@@ -4,7 +4,6 @@ the Monitoring emulator (over gRPC), the automatic rollback, the lifecycle and t
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 
@@ -12,19 +11,14 @@ from bot.ops import incidents
 from bot.sandbox.console import Sandbox
 from bot.sandbox.emulator.http import Fault
 from bot.sandbox.seed import alert_payload
-from tests.conftest import sandbox_config
 
 SERVICE = "wa-backend"
 BAD = "wa-backend-00003"
 
 
 @pytest.fixture
-def box() -> Iterator[Sandbox]:
-    sandbox = Sandbox(sandbox_config(), retry_deadline_s=1.5)
-    try:
-        yield sandbox
-    finally:
-        sandbox.close()
+def box(sandbox: Sandbox) -> Sandbox:
+    return sandbox
 
 
 def alert(box: Sandbox, state: str = "open", incident_id: str = "0.alert-1", **changes) -> dict:

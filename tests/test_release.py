@@ -4,7 +4,6 @@ monitoring_v3 clients against the emulators, and sandbox time moved on with `wai
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 
@@ -19,12 +18,8 @@ IMAGE = "us-docker.pkg.dev/runback-sandbox/apps/wa-backend:v1.3.0"
 
 
 @pytest.fixture
-def box() -> Iterator[Sandbox]:
-    sandbox = Sandbox(sandbox_config(), retry_deadline_s=1.5)
-    try:
-        yield sandbox
-    finally:
-        sandbox.close()
+def box(sandbox: Sandbox) -> Sandbox:
+    return sandbox
 
 
 def run(box: Sandbox, *lines: str) -> str:

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from bot.gcp.errors import api_error_reason, describe
 from bot.ports import (
     CloudRunError,
     EtagConflict,
@@ -206,7 +207,7 @@ class CloudRunAdmin:
             return fn()
         except exceptions.RetryError as error:
             cause = error.cause if error.cause is not None else error
-            raise CloudRunError("unavailable", _describe(cause)) from error
+            raise CloudRunError("unavailable", describe(cause)) from error
         except exceptions.Conflict as error:  # 409: ABORTED / ALREADY_EXISTS
             if _rpc_status(error) == "ALREADY_EXISTS":
                 raise RevisionExists(error.message) from error
@@ -214,9 +215,9 @@ class CloudRunAdmin:
                 raise EtagConflict(error.message) from error
             raise CloudRunError("conflict", error.message) from error
         except exceptions.GoogleAPICallError as error:
-            raise CloudRunError(_reason(error), _describe(error)) from error
+            raise CloudRunError(api_error_reason(error), describe(error)) from error
         except requests.exceptions.RequestException as error:
-            raise CloudRunError("unavailable", _describe(error)) from error
+            raise CloudRunError("unavailable", describe(error)) from error
 
 
 # -- conversions (pure, no I/O) ---------------------------------------------------------------
@@ -304,26 +305,3 @@ def _rpc_status(error: Any) -> str:
 
 def _short(name: str) -> str:
     return name.rsplit("/", 1)[-1] if name else ""
-
-
-def _reason(error: Any) -> str:
-    from google.api_core import exceptions
-
-    reasons: list[tuple[type[Exception], str]] = [
-        (exceptions.NotFound, "not_found"),
-        (exceptions.FailedPrecondition, "failed_precondition"),
-        (exceptions.BadRequest, "invalid_argument"),
-        (exceptions.Unauthorized, "unauthenticated"),
-        (exceptions.Forbidden, "permission_denied"),
-        (exceptions.TooManyRequests, "unavailable"),
-        (exceptions.ServerError, "unavailable"),
-    ]
-    for kind, reason in reasons:
-        if isinstance(error, kind):
-            return reason
-    return "api_error"
-
-
-def _describe(error: BaseException) -> str:
-    message = getattr(error, "message", None) or str(error) or type(error).__name__
-    return f"{type(error).__name__}: {message}"

@@ -31,6 +31,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from bot.gcp.errors import api_error_reason, describe
 from bot.ports import MetricsError, RevisionMetrics, ServiceRef
 
 if TYPE_CHECKING:
@@ -152,9 +153,9 @@ class CloudMonitoring:
             return fn()
         except exceptions.RetryError as error:
             cause = error.cause if error.cause is not None else error
-            raise MetricsError("unavailable", _describe(cause)) from error
+            raise MetricsError("unavailable", describe(cause)) from error
         except exceptions.GoogleAPICallError as error:
-            raise MetricsError(_reason(error), _describe(error)) from error
+            raise MetricsError(api_error_reason(error), describe(error)) from error
 
 
 # -- the queries and their answers (pure, no I/O) ---------------------------------------------
@@ -224,27 +225,3 @@ def _quote(value: str) -> str:
 
 def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-def _reason(error: Any) -> str:
-    from google.api_core import exceptions
-
-    reasons: list[tuple[type[Exception], str]] = [
-        (exceptions.NotFound, "not_found"),
-        (exceptions.BadRequest, "invalid_argument"),
-        (exceptions.Unauthorized, "unauthenticated"),
-        (exceptions.Forbidden, "permission_denied"),
-        (exceptions.MethodNotImplemented, "unimplemented"),
-        (exceptions.TooManyRequests, "unavailable"),
-        (exceptions.ServerError, "unavailable"),
-        (exceptions.DeadlineExceeded, "unavailable"),
-    ]
-    for kind, reason in reasons:
-        if isinstance(error, kind):
-            return reason
-    return "api_error"
-
-
-def _describe(error: BaseException) -> str:
-    message = getattr(error, "message", None) or str(error) or type(error).__name__
-    return f"{type(error).__name__}: {message}"

@@ -34,12 +34,12 @@ def card_view(deps: Deps, operation: Operation) -> dict[str, Any]:
         "health": data.get("health"),
         "superseded_by": data.get("superseded_by", ""),
         "total_s": _total_seconds(operation),
-        "approval": _approval_view(approval) if approval else None,
+        "approval": approval_view(approval) if approval else None,
         "health_path": _health_path(deps, operation),
     }
 
 
-def _approval_view(approval: Any) -> dict[str, Any]:
+def approval_view(approval: Any) -> dict[str, Any]:
     return {
         "id": approval.id,
         "status": approval.status,

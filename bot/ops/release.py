@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot.config import Action, ServiceConfig
-from bot.ops.cards import show
+from bot.ops.cards import approval_view, show
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.errors import UserError
 from bot.ops.rollback import claim_decision
@@ -789,14 +789,7 @@ def release_view(deps: Deps, operation: Operation) -> dict[str, Any]:
         "paused_by": data.get("paused_by", ""),
         "seen": data.get("seen") or {},
         "due_at": datetime.fromisoformat(data["due_at"]) if data.get("due_at") else None,
-        "approval": {
-            "id": approval.id,
-            "status": approval.status,
-            "decided_by": approval.decided_by,
-            "expires_at": approval.expires_at,
-        }
-        if approval
-        else None,
+        "approval": approval_view(approval) if approval else None,
         "thresholds": deps.config.thresholds.model_dump(),
         "window_minutes": deps.config.thresholds.observe_minutes,
         "buttons": _buttons(operation),
