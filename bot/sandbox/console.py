@@ -87,7 +87,7 @@ class Sandbox:
         self.runtime = build_runtime(self.config, self._settings, clock=self.clock)
         self._start_bot_server()
         if self.scheduler:
-            self.runtime.engine.start()
+            self.runtime.engine.start(tick_interval_s=self.tick_interval_s)
         self.users = {name: u.id for name, u in self.config.sandbox.users.items()}
         self.names = {uid: name for name, uid in self.users.items()}
         self.channels = {
@@ -108,6 +108,11 @@ class Sandbox:
         threading.Thread(target=self._serve, name="sandbox-bot", daemon=True).start()
         self.bot_url = f"http://127.0.0.1:{self._server.effective_port}/slack/events"
 
+    @property
+    def tick_interval_s(self) -> float:
+        """One sandbox second between scheduler ticks, whatever the speed (at least 20 ms)."""
+        return max(1.0 / self.speed, 0.02)
+
     def restart_bot(self) -> None:
         """Drop the bot and start a new one on the same database and emulators, as after a
         crash: whatever it finds unfinished, it resumes (once the old leases run out)."""
@@ -115,7 +120,7 @@ class Sandbox:
         self._server.close()
         self.runtime = build_runtime(self.config, self._settings, clock=self.clock)
         self._start_bot_server()
-        self.runtime.engine.start()
+        self.runtime.engine.start(tick_interval_s=self.tick_interval_s)
         self.runtime.engine.tick()
         self.runtime.engine.wait_idle(timeout_s=30)
 
