@@ -34,7 +34,8 @@ class Engine:
         self.lease_s = lease_s
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="runback-op")
-        self._work = ThreadPoolExecutor(workers * 2, thread_name_prefix="runback-work")
+        # Few threads on purpose: work after an ack must not starve the acks of the GIL.
+        self._work = ThreadPoolExecutor(2, thread_name_prefix="runback-work")
         self._lock = threading.Condition()
         self._running: set[str] = set()
         self._active = 0
