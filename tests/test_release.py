@@ -118,6 +118,12 @@ def test_smoke_failure_leaves_green_at_zero_and_untagged(box: Sandbox) -> None:
     assert operation.data["outcome"]["code"] == "smoke_failed"
     assert serving(box) == {BLUE: 100} and tags(box) == {}
     assert "/healthz" in card(box) and "500" in card(box) and "no user saw it" in card(box)
+    top_level = [
+        m
+        for m in box.emulator.slack.messages("C0INCIDENTS")
+        if not m.get("thread_ts") and not m.get("ephemeral_to")
+    ]
+    assert len(top_level) == 2, "the failure is announced, not only shown on the card"
     assert green in [
         r.name
         for r in box.runtime.deps.cloudrun.list_revisions(

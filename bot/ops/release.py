@@ -679,6 +679,12 @@ def _end(deps: Deps, operation: Operation, state: str, outcome: dict[str, Any]) 
         **{k: v for k, v in outcome.items() if k != "seen"},
     )
     _event(deps, operation, state, **outcome)
+    if state == "failed":  # a card update notifies nobody: say it again, as a new message
+        message = deps.renderer.message("release_card", rel=release_view(deps, operation))
+        try:
+            deps.chat.post(operation.channel, message)
+        except Exception:
+            log.exception("could not announce the failure of release %s", operation.id)
     _post_chart(deps, operation)
     return operation
 
