@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bot.config import Config, Role, ServiceConfig
@@ -51,6 +51,13 @@ class Deps:
         groups = self.directory.group_members(handles) if handles else {}
         return roles_of(user_id, self.config.roles, groups)
 
+    def managed_service(self, name: str) -> ServiceConfig:
+        """The configuration of a service an operation is running on (it must still exist)."""
+        service = self.config.service(name)
+        if service is None:
+            raise RuntimeError(f"service {name} is no longer in app.yaml")
+        return service
+
     def service_ref(self, service: ServiceConfig) -> ServiceRef:
         return ServiceRef(service.project, service.region, service.name)
 
@@ -76,18 +83,7 @@ class Deps:
             operation_id=operation_id,
             detail=detail,
         )
-        self.store.add_audit(
-            AuditRecord(
-                at=event.at,
-                actor=actor,
-                action=action,
-                outcome=outcome,
-                service=service,
-                revision=revision,
-                operation_id=operation_id,
-                detail=detail,
-            )
-        )
+        self.store.add_audit(AuditRecord(**asdict(event)))
         try:
             self.audit_sink.write(event)
         except Exception:  # the database copy is the record; the log copy must not break work

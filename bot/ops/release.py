@@ -189,13 +189,6 @@ def execute(deps: Deps, operation_id: str) -> Operation:
     return operation
 
 
-def _service(deps: Deps, operation: Operation) -> ServiceConfig:
-    service = deps.config.service(operation.service)
-    if service is None:
-        raise RuntimeError(f"service {operation.service} is no longer in app.yaml")
-    return service
-
-
 def _set(deps: Deps, operation: Operation, state: str | None = None, **data: Any) -> Operation:
     """Commit the next state and data together, then show it."""
     now = deps.clock.now()
@@ -223,7 +216,7 @@ def _patch(
     deploy: bool = False,
 ) -> Operation:
     """Send one traffic (or deploy) PATCH and commit its operation name before waiting."""
-    ref = deps.service_ref(_service(deps, operation))
+    ref = deps.service_ref(deps.managed_service(operation.service))
     try:
         state = deps.cloudrun.get_service(ref)
         if deploy:
@@ -299,7 +292,7 @@ def _cloud_failure(
 
 
 def _step_deploy(deps: Deps, operation: Operation) -> Operation:
-    ref = deps.service_ref(_service(deps, operation))
+    ref = deps.service_ref(deps.managed_service(operation.service))
     try:
         state = deps.cloudrun.get_service(ref)
     except CloudRunError as error:
@@ -333,7 +326,7 @@ def _step_smoke(deps: Deps, operation: Operation) -> Operation:
     if operation.data.get("stop_requested"):
         return _untag(deps, operation, operation.data.get("outcome") or {"code": "stopped"})
     uri = operation.data["green_uri"].rstrip("/")
-    health_path = _service(deps, operation).health_path
+    health_path = deps.managed_service(operation.service).health_path
     timeout = deps.config.rollback.health_check_timeout_s
     for _ in range(deps.config.release.smoke_checks):
         result = deps.probe.get(uri + health_path, timeout)
@@ -359,7 +352,7 @@ def _untag(deps: Deps, operation: Operation, outcome: dict[str, Any]) -> Operati
     """Remove green's tag, leaving every other target as it is, then end as failed."""
     operation = _set(deps, operation, outcome=outcome)
     try:
-        state = deps.cloudrun.get_service(deps.service_ref(_service(deps, operation)))
+        state = deps.cloudrun.get_service(deps.service_ref(deps.managed_service(operation.service)))
     except CloudRunError as error:
         return _cloud_failure(deps, operation, "untag", error)
     targets = [TrafficTarget(r, p) for r, p in sorted(state.serving().items())]
@@ -437,7 +430,7 @@ def _step_judge(deps: Deps, operation: Operation) -> Operation:
 
 
 def _judge_green(deps: Deps, operation: Operation) -> Judgement:
-    service = _service(deps, operation)
+    service = deps.managed_service(operation.service)
     ref = deps.service_ref(service)
     start = datetime.fromisoformat(operation.data["step_started"]) + timedelta(
         seconds=deps.config.release.warmup_s
@@ -558,7 +551,7 @@ def _moved_out_of_band(deps: Deps, operation: Operation) -> Operation | None:
     if not expected:
         return None
     try:
-        state = deps.cloudrun.get_service(deps.service_ref(_service(deps, operation)))
+        state = deps.cloudrun.get_service(deps.service_ref(deps.managed_service(operation.service)))
     except CloudRunError:
         return None  # judged again at the next tick
     if state.serving() == expected:

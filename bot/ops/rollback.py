@@ -397,15 +397,8 @@ def execute(deps: Deps, operation_id: str) -> Operation:
     return operation
 
 
-def _service_config(deps: Deps, operation: Operation) -> ServiceConfig:
-    service = deps.config.service(operation.service)
-    if service is None:
-        raise RuntimeError(f"service {operation.service} is no longer in app.yaml")
-    return service
-
-
 def _step_shift(deps: Deps, operation: Operation) -> Operation:
-    service = _service_config(deps, operation)
+    service = deps.managed_service(operation.service)
     ref = deps.service_ref(service)
     started = deps.clock.now()
     deps.store.start_step(operation.id, "shift", started)
@@ -476,7 +469,7 @@ def _step_wait(deps: Deps, operation: Operation) -> Operation:
 
 
 def _step_verify(deps: Deps, operation: Operation) -> Operation:
-    service = _service_config(deps, operation)
+    service = deps.managed_service(operation.service)
     settings = deps.config.rollback
     started = deps.clock.now()
     deps.store.start_step(operation.id, "verify", started)
