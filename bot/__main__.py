@@ -12,6 +12,8 @@ import threading
 
 from bot.config import ConfigError, load_config
 
+WARM_UP_AFTER_S = 2.0
+
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")  # gRPC core logs INFO lines on shutdown
@@ -65,6 +67,11 @@ def serve(config: object) -> int:
     server = create_server(runtime.wsgi, host=host, port=settings.port, threads=16)
     runtime.engine.start()
     threading.Thread(target=runtime.engine.tick, daemon=True).start()  # resume unfinished work
+    # Load Google's libraries once the first ack is out of the way, so that the first
+    # rollback or alert after a cold start does not pay for them.
+    warm_up = threading.Timer(WARM_UP_AFTER_S, runtime.warm_up)
+    warm_up.daemon = True
+    warm_up.start()
     if settings.slack_app_token:
         from slack_bolt.adapter.socket_mode import SocketModeHandler
 

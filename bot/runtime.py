@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Callable, Mapping
@@ -17,6 +18,7 @@ from bot.slack.render import Renderer
 from bot.store import Store
 
 T = TypeVar("T")
+log = logging.getLogger("runback.runtime")
 
 
 class Lazy(Generic[T]):
@@ -34,6 +36,10 @@ class Lazy(Generic[T]):
                 if self._object is None:
                     self._object = self._factory()
         return self._object
+
+    @property
+    def ready(self) -> bool:
+        return self._object is not None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.resolve(), name)
@@ -91,6 +97,20 @@ class Runtime:
     engine: Engine
     wsgi: Any
     bolt_app: Any
+
+    def warm_up(self) -> None:
+        """Build the Google clients and compile the templates and the first queries now, rather
+        than on the first command that needs them."""
+        self.deps.renderer.warm_up()
+        self.deps.store.lock_holder("")
+        for port in (self.deps.cloudrun, self.deps.probe, self.deps.metrics, self.deps.audit_sink):
+            if isinstance(port, Lazy):
+                try:
+                    adapter = port.resolve()
+                    if hasattr(adapter, "warm_up"):
+                        adapter.warm_up()
+                except Exception:  # a warm-up is best effort; the first real call retries
+                    log.warning("could not prepare %s ahead of time", type(port).__name__)
 
 
 def _cloudrun(settings: Settings) -> Any:

@@ -68,3 +68,14 @@ def test_healthz_and_unknown_routes(sandbox: Sandbox) -> None:
     assert health.status_code == 200 and health.json() == {"status": "ok"}
     assert sandbox.http.get(f"{base}/nope", timeout=5).status_code == 404
     assert sandbox.http.get(sandbox.bot_url, timeout=5).status_code == 405
+
+
+def test_warm_up_prepares_every_google_client_before_the_first_command(sandbox: Sandbox) -> None:
+    from bot.runtime import Lazy
+
+    deps = sandbox.runtime.deps
+    ports = [deps.cloudrun, deps.probe, deps.metrics, deps.audit_sink]
+    assert all(isinstance(port, Lazy) and not port.ready for port in ports)
+    sandbox.runtime.warm_up()
+    assert all(port.ready for port in ports)  # type: ignore[attr-defined]
+    assert sandbox.emulator.router.calls.list("run.services.patch") == [], "no side effect"

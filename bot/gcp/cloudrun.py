@@ -152,6 +152,10 @@ class CloudRunAdmin:
         )
         return str(operation.operation.name)
 
+    def warm_up(self) -> None:
+        """Import the library and build the client now, off the first request's path."""
+        self._get_clients()
+
     def _get_clients(self) -> tuple[run_v2.ServicesClient, run_v2.RevisionsClient]:
         with self._lock:
             if self._clients is None:

@@ -101,6 +101,10 @@ class CloudLoggingAudit:
                 time.sleep(self._backoff_s * 2**attempt)
         raise AssertionError("unreachable")
 
+    def warm_up(self) -> None:
+        """Import the library and build the client now, off the first request's path."""
+        self._get_client()
+
     def _get_client(self) -> Client:
         with self._lock:
             if self._client is None:

@@ -104,6 +104,10 @@ class CloudMonitoring:
         options = {"retry": self._retry(), "timeout": self._attempt_timeout_s}
         return self._call(lambda: list(client.list_time_series(request=request, **options)))
 
+    def warm_up(self) -> None:
+        """Import the library and build the client now, off the first request's path."""
+        self._get_client()
+
     def _get_client(self) -> monitoring_v3.MetricServiceClient:
         with self._lock:
             if self._client is None:

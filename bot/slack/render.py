@@ -234,6 +234,14 @@ class Renderer:
         template = self.env.get_template(f"{locale}/{name}.md.j2")
         return template.render(locale=locale, **context).rstrip("\n") + "\n"
 
+    def warm_up(self) -> None:
+        """Compile every layout and every string now (a first message would otherwise pay)."""
+        for template in sorted((TEMPLATES_DIR / "blocks").glob("*.json.j2")):
+            self.env.get_template(f"blocks/{template.name}")
+        for locale, catalog in self.catalogs.items():
+            for key in catalog:
+                self._string(locale, key)
+
     def _string(self, locale: str, key: str) -> Template:
         return _compiled(self, locale, key)
 
