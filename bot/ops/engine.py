@@ -72,8 +72,8 @@ class Engine:
     def _run(self, operation_id: str) -> None:
         try:
             if self._claim(operation_id):
-                workflow = self._workflow(operation_id)
                 before = self.deps.store.operation(operation_id)
+                workflow = WORKFLOWS[before.kind if before else "rollback"]
                 was_running = before is not None and before.state not in TERMINAL_STATES
                 try:
                     operation = workflow.execute(self.deps, operation_id)
@@ -89,10 +89,6 @@ class Engine:
             with self._lock:
                 self._running.discard(operation_id)
                 self._lock.notify_all()
-
-    def _workflow(self, operation_id: str) -> Any:
-        operation = self.deps.store.operation(operation_id)
-        return WORKFLOWS[operation.kind if operation else "rollback"]
 
     def _claim(self, operation_id: str) -> bool:
         now = self.deps.clock.now()

@@ -25,7 +25,7 @@ from bot.config import Action, ServiceConfig
 from bot.ops.cards import approval_view, show
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.errors import UserError
-from bot.ops.rollback import claim_decision
+from bot.ops.rollback import claim_decision, request_approval
 from bot.policy.approvals import decide_request
 from bot.policy.gates import Judgement, Observation, Verdict, after_observation, judge
 from bot.policy.targets import current_revision
@@ -297,18 +297,20 @@ def _step_deploy(deps: Deps, operation: Operation) -> Operation:
         state = deps.cloudrun.get_service(ref)
     except CloudRunError as error:
         return _cloud_failure(deps, operation, "deploy", error)
-    targets = [TrafficTarget(r, p) for r, p in sorted(state.serving().items())]
-    targets += _other_tags(state, exclude=GREEN_TAG)
+    targets = _as_it_is_without_green(state)
     targets.append(TrafficTarget(operation.to_revision, 0, GREEN_TAG))
     return _patch(deps, operation, targets, then="deployed", purpose="deploy", deploy=True)
 
 
-def _other_tags(state: ServiceState, exclude: str) -> list[TrafficTarget]:
-    return [
+def _as_it_is_without_green(state: ServiceState) -> list[TrafficTarget]:
+    """Every serving target pinned by revision name, every other tag kept at 0%."""
+    targets = [TrafficTarget(r, p) for r, p in sorted(state.serving().items())]
+    targets += [
         TrafficTarget(s.revision, 0, s.tag)
         for s in state.traffic
-        if s.tag and s.tag != exclude and not s.percent
+        if s.tag and s.tag != GREEN_TAG and not s.percent
     ]
+    return targets
 
 
 def _after_deploy(deps: Deps, operation: Operation, state: ServiceState) -> Operation:
@@ -355,9 +357,7 @@ def _untag(deps: Deps, operation: Operation, outcome: dict[str, Any]) -> Operati
         state = deps.cloudrun.get_service(deps.service_ref(deps.managed_service(operation.service)))
     except CloudRunError as error:
         return _cloud_failure(deps, operation, "untag", error)
-    targets = [TrafficTarget(r, p) for r, p in sorted(state.serving().items())]
-    targets += _other_tags(state, exclude=GREEN_TAG)
-    return _patch(deps, operation, targets, then="untagged", purpose="untag")
+    return _patch(deps, operation, _as_it_is_without_green(state), then="untagged", purpose="untag")
 
 
 def _after_untag(deps: Deps, operation: Operation, state: ServiceState) -> Operation:
@@ -572,15 +572,7 @@ def _moved_out_of_band(deps: Deps, operation: Operation) -> Operation | None:
 
 
 def _ask_for_full_traffic(deps: Deps, operation: Operation, index: int) -> Operation:
-    now = deps.clock.now()
-    ttl = timedelta(minutes=deps.config.approvals.approval_ttl_minutes)
-    deps.store.create_approval(
-        now,
-        operation_id=operation.id,
-        action=Action.FULL_TRAFFIC.value,
-        requested_by=operation.requested_by,
-        expires_at=now + ttl,
-    )
+    request_approval(deps, operation.id, Action.FULL_TRAFFIC, operation.requested_by)
     return _set(deps, operation, "awaiting_approval", step=index - 1, next_step=index, due_at=None)
 
 

@@ -240,14 +240,7 @@ def _create_operation(
         reason=request.reason,
     )
     if not emergency:
-        ttl = timedelta(minutes=deps.config.approvals.approval_ttl_minutes)
-        deps.store.create_approval(
-            now,
-            operation_id=operation.id,
-            action=Action.SCHEDULED_ROLLBACK.value,
-            requested_by=request.user,
-            expires_at=now + ttl,
-        )
+        request_approval(deps, operation.id, Action.SCHEDULED_ROLLBACK, request.user)
     return operation
 
 
@@ -285,6 +278,19 @@ def _supersede(deps: Deps, pending_id: str, emergency: Operation) -> None:
 
 
 # -- approvals --------------------------------------------------------------------------------
+
+
+def request_approval(deps: Deps, operation_id: str, action: Action, requested_by: str) -> None:
+    """A pending approval for ``action``, expiring after the configured time."""
+    now = deps.clock.now()
+    ttl = timedelta(minutes=deps.config.approvals.approval_ttl_minutes)
+    deps.store.create_approval(
+        now,
+        operation_id=operation_id,
+        action=action.value,
+        requested_by=requested_by,
+        expires_at=now + ttl,
+    )
 
 
 def claim_decision(deps: Deps, approval_id: str, user: str, approve: bool) -> Operation:
