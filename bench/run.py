@@ -315,7 +315,7 @@ IMPORTS = {
     "slack_bolt + slack_sdk + waitress": "import slack_bolt, slack_bolt.adapter.wsgi, waitress",
     "bot.config (pydantic models)": "import bot.config",
     "sqlalchemy (bot.store)": "import sqlalchemy, sqlalchemy.orm",
-    "jinja2 + yaml (bot.slack.render)": "import bot.slack.render",
+    "jinja2 + yaml (bot.render)": "import bot.render",
     "everything serve imports": (
         "import bot.__main__, bot.runtime, bot.slack.app, bot.slack.chat, bot.web, waitress"
     ),
@@ -769,13 +769,13 @@ class JudgementRun:
 
 
 def one_judgement(box: Any, operation: Any) -> JudgementRun:
-    """Call ``release._judge_green`` on the live operation, as its judging step does; what it
-    sent is read from the emulator's request log."""
+    """Call ``release.judging.judge_green`` on the live operation, as its judging step does; what
+    it sent is read from the emulator's request log."""
     from bot.ops import release as release_ops
 
     since = time.time()
     started = time.perf_counter()
-    judgement = release_ops._judge_green(box.runtime.deps, operation)
+    judgement = release_ops.judging.judge_green(box.runtime.deps, operation)
     wall = time.perf_counter() - started
     calls = calls_between(box, since)
     return JudgementRun(
@@ -1163,7 +1163,7 @@ def rows_for(results: dict[str, Any]) -> list[Row]:
         )
         rows += [
             Row(
-                f"release judgement (_judge_green), median of {judge['runs']}",
+                f"release judgement (judging.judge_green), median of {judge['runs']}",
                 f"{ms(judge['wall_s'])} ms",
             ),
             Row(

@@ -14,7 +14,7 @@ from bot.config import Config
 from bot.ops.context import Deps
 from bot.ops.engine import Engine
 from bot.ports import Clock
-from bot.slack.render import Renderer
+from bot.render import Renderer
 from bot.store import Store
 
 T = TypeVar("T")

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from bot.ops.postmortem import normalize_message, sample_context, top_errors
-from bot.slack.render import LOCALES, Renderer, md_cell, md_code, md_url, pct, when
+from bot.render import LOCALES, Renderer, md_cell, md_code, md_url, pct, when
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 UNKNOWN = {"en": "_unknown_", "es": "_desconocido_"}

@@ -14,8 +14,8 @@ from slack_sdk.models.blocks import Block
 from bot.config import Role, load_config
 from bot.policy.approvals import allowed_actions
 from bot.ports import Message
+from bot.render import LOCALES, TEMPLATES_DIR, Renderer
 from bot.sandbox.emulator.slack_api import check_blocks
-from bot.slack.render import LOCALES, TEMPLATES_DIR, Renderer
 from bot.store import LockHolder
 
 NOW = datetime(2025, 11, 27, 14, 0, tzinfo=UTC)

@@ -20,7 +20,7 @@ from bot.ports import (
     Probe,
     ServiceRef,
 )
-from bot.slack.render import Renderer
+from bot.render import Renderer
 from bot.store import AuditRecord, Store
 
 log = logging.getLogger("runback.ops")

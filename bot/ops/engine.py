@@ -19,13 +19,14 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
-from bot.ops import incidents, release, rollback
+from bot.ops import approvals, incidents, release, rollback
 from bot.ops.context import Deps
 from bot.store import TERMINAL_STATES
 
 log = logging.getLogger("runback.engine")
 
 WORKFLOWS = {"rollback": rollback, "release": release}  # operation kind -> its state machine
+ON_EXPIRED = {kind: workflow.on_expired for kind, workflow in WORKFLOWS.items()}
 
 
 class Engine:
@@ -98,7 +99,7 @@ class Engine:
     def tick(self) -> None:
         """Expire due approvals and resume operations nobody is running (crash, restart)."""
         with self.track():
-            rollback.expire_due(self.deps)
+            approvals.expire_due(self.deps, ON_EXPIRED)
             for operation in self.deps.store.unfinished_operations():
                 if operation.state in WORKFLOWS[operation.kind].RUNNING_STATES:
                     self.submit(operation.id)

@@ -17,7 +17,8 @@ from bot.gcp.alerts import Incident
 from bot.ops.cards import show
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.errors import UserError
-from bot.ops.rollback import RollbackRequest, request_rollback
+from bot.ops.preemption import request_rollback
+from bot.ops.rollback import RollbackRequest
 from bot.policy.gates import Judgement, Observation, Verdict, after_observation, judge
 from bot.policy.targets import current_revision
 from bot.ports import CloudRunError, MetricsError, ServiceRef

@@ -12,14 +12,15 @@ finds: ``approved`` re-reads the service (and skips the PATCH if traffic is alre
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from bot.config import Action, ServiceConfig
+from bot.ops.approvals import claim_decision, request_approval
 from bot.ops.cards import card_view, refresh_card
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.errors import UserError
-from bot.policy.approvals import Decision, Verdict, decide_approval, decide_rollback
+from bot.policy.approvals import Decision, Verdict, decide_rollback
 from bot.policy.targets import choose_target, current_revision
 from bot.ports import CloudRunError, EtagConflict, Revision, ServiceState, TrafficTarget
 from bot.store import Operation
@@ -40,18 +41,23 @@ class RollbackRequest:
 # -- request ----------------------------------------------------------------------------------
 
 
-def request_rollback(deps: Deps, request: RollbackRequest) -> Operation:
-    """Validate, authorize and record a rollback; returns the operation (approved or pending).
+def authorize_request(deps: Deps, request: RollbackRequest) -> tuple[ServiceConfig, bool]:
+    """The service asked for, and whether the request is an emergency (runs at once).
 
-    Raises UserError, with nothing changed, on bad input or a refusal (audited).
+    Raises UserError, with nothing changed, on an unknown service or a refusal (audited).
     """
     service = _known_service(deps, request)
     emergency = request.automatic or _authorize(deps, request, service).verdict is Verdict.RUN
-    holder = deps.store.lock_holder(service.name)
-    if emergency and holder is not None and holder.kind == "release":
-        from bot.ops import release  # an on-call engineer can always get to safety
+    return service, emergency
 
-        return release.roll_back(deps, holder.operation_id, request.user)
+
+def create_rollback(
+    deps: Deps, request: RollbackRequest, service: ServiceConfig, emergency: bool
+) -> Operation:
+    """Choose the target and record the rollback; returns the operation (approved or pending).
+
+    Raises UserError, with nothing changed, on bad input or a busy service (audited).
+    """
     _check_not_busy(deps, service.name, request.user, emergency)
     state, revisions = _read_service(deps, service, request.user)
     target, current = _choose_target(deps, request, service, state, revisions)
@@ -280,64 +286,6 @@ def _supersede(deps: Deps, pending_id: str, emergency: Operation) -> None:
 # -- approvals --------------------------------------------------------------------------------
 
 
-def request_approval(deps: Deps, operation_id: str, action: Action, requested_by: str) -> None:
-    """A pending approval for ``action``, expiring after the configured time."""
-    now = deps.clock.now()
-    ttl = timedelta(minutes=deps.config.approvals.approval_ttl_minutes)
-    deps.store.create_approval(
-        now,
-        operation_id=operation_id,
-        action=action.value,
-        requested_by=requested_by,
-        expires_at=now + ttl,
-    )
-
-
-def claim_decision(deps: Deps, approval_id: str, user: str, approve: bool) -> Operation:
-    """Record the first valid Approve/Reject click on a pending request and return its
-    operation. Every other click (stale, expired, unauthorized, second) raises UserError and
-    changes nothing; the clicker's roles come from their user id, never from the button."""
-    store, now = deps.store, deps.clock.now()
-    approval = store.approval(approval_id)
-    if approval is None:
-        raise UserError("notice.unknown_request")
-    _check_still_pending(deps, approval_id)
-    operation = store.operation(approval.operation_id)
-    assert operation is not None
-    decision = decide_approval(
-        deps.config.approvals,
-        Action(approval.action),
-        user,
-        deps.roles(user),
-        approval.requested_by,
-    )
-    if not decision.allowed:
-        deps.audit(
-            user,
-            f"{operation.kind}.approval_refused",
-            "refused",
-            service=operation.service,
-            operation_id=operation.id,
-            why=str(decision.refusal),
-        )
-        raise UserError(f"error.approval.{decision.refusal}", role=str(decision.required_role))
-    status = "approved" if approve else "rejected"
-    if not store.decide_approval(approval_id, status, user, now):
-        _check_still_pending(deps, approval_id)
-        raise UserError("notice.already_decided", status="pending", by="", at=None)
-    store.add_event(operation.id, now, status, actor=user)
-    deps.audit(
-        user,
-        f"{operation.kind}.{status}",
-        "ok",
-        service=operation.service,
-        revision=operation.to_revision,
-        operation_id=operation.id,
-        approval_action=approval.action,
-    )
-    return operation
-
-
 def decide(deps: Deps, approval_id: str, user: str, approve: bool) -> Operation:
     """Approve or reject a pending rollback (see claim_decision for who may, and when)."""
     operation = claim_decision(deps, approval_id, user, approve)
@@ -349,46 +297,16 @@ def decide(deps: Deps, approval_id: str, user: str, approve: bool) -> Operation:
     return deps.store.operation(operation.id) or operation
 
 
-def _check_still_pending(deps: Deps, approval_id: str) -> None:
-    approval = deps.store.approval(approval_id)
-    assert approval is not None
-    now = deps.clock.now()
-    if approval.status == "pending" and approval.expires_at <= now:
-        expire_due(deps)
-        approval = deps.store.approval(approval_id)
-        assert approval is not None
-    if approval.status != "pending":
-        raise UserError(
-            "notice.already_decided",
-            status=approval.status,
-            by=approval.decided_by,
-            at=approval.decided_at,
-        )
-
-
-def expire_due(deps: Deps) -> list[str]:
-    """Expire every approval past its deadline; returns the operations that ended."""
-    ended = []
-    for approval in deps.store.expire_approvals(deps.clock.now()):
-        operation = deps.store.operation(approval.operation_id)
-        if operation is None or operation.state != "awaiting_approval":
-            continue
-        if operation.kind == "release":
-            from bot.ops import release  # the release's own rules: an expired 100% rolls back
-
-            release.on_expired(deps, operation)
-            ended.append(operation.id)
-            continue
-        _finish(deps, operation.id, "expired")
-        deps.audit(
-            BOT_ACTOR,
-            "rollback.expired",
-            "expired",
-            service=operation.service,
-            operation_id=operation.id,
-        )
-        ended.append(operation.id)
-    return ended
+def on_expired(deps: Deps, operation: Operation) -> None:
+    """Nobody decided in time: the request ends and the service is free again."""
+    _finish(deps, operation.id, "expired")
+    deps.audit(
+        BOT_ACTOR,
+        "rollback.expired",
+        "expired",
+        service=operation.service,
+        operation_id=operation.id,
+    )
 
 
 # -- execution --------------------------------------------------------------------------------

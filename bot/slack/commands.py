@@ -14,7 +14,8 @@ from bot.ops.context import Deps
 from bot.ops.engine import Engine
 from bot.ops.errors import UserError
 from bot.ops.incidents import open_incidents_message
-from bot.ops.rollback import RollbackRequest, request_rollback
+from bot.ops.preemption import request_rollback
+from bot.ops.rollback import RollbackRequest
 from bot.policy.approvals import allowed_actions
 from bot.ports import CloudRunError, Message
 

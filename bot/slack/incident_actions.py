@@ -12,7 +12,8 @@ from bot.ops import incidents
 from bot.ops.context import Deps
 from bot.ops.engine import Engine
 from bot.ops.errors import UserError
-from bot.ops.rollback import RollbackRequest, request_rollback
+from bot.ops.preemption import request_rollback
+from bot.ops.rollback import RollbackRequest
 
 RESPONDERS = frozenset({Role.ON_CALL, Role.TECH_LEAD})  # may observe or resolve an incident
 

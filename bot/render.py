@@ -25,7 +25,7 @@ from markupsafe import Markup
 
 from bot.ports import Message
 
-TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
+TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "templates"
 LOCALES = ("en", "es")
 
 SECTION_TEXT_LIMIT = 3000

@@ -1,0 +1,116 @@
+"""Phase 3: the canary steps (10% -> 50% -> 100%), and the tech lead's approval for 100%."""
+
+from __future__ import annotations
+
+from bot.config import Action
+from bot.ops.approvals import claim_decision, request_approval
+from bot.ops.context import BOT_ACTOR, Deps
+from bot.ops.release.cloud import patch
+from bot.ops.release.record import commit, due_in, event
+from bot.ops.release.states import GREEN_TAG
+from bot.ports import CloudRunError, ServiceState, TrafficTarget
+from bot.store import Operation
+
+
+def next_step(deps: Deps, operation: Operation) -> Operation:
+    index = operation.data["step"] + 1
+    percent = operation.data["steps"][index]
+    needs_approval = percent == 100 and not operation.data["staging"]
+    if needs_approval and not operation.data.get("full_traffic_approved"):
+        return _ask_for_full_traffic(deps, operation, index)
+    return commit(deps, operation, "shifting", step=index, due_at=None)
+
+
+def step_shift(deps: Deps, operation: Operation) -> Operation:
+    paused = moved_out_of_band(deps, operation)
+    if paused is not None:
+        return paused
+    percent = operation.data["steps"][operation.data["step"]]
+    blue, green = operation.from_revision, operation.to_revision
+    targets = [TrafficTarget(green, percent, GREEN_TAG)]
+    if percent < 100:
+        targets.insert(0, TrafficTarget(blue, 100 - percent))
+    return patch(deps, operation, targets, then="shifted", purpose="shift")
+
+
+def after_shift(deps: Deps, operation: Operation, state: ServiceState) -> Operation:
+    percent = operation.data["steps"][operation.data["step"]]
+    now = deps.clock.now()
+    history = [*operation.data["history"], {"at": now.isoformat(), "percent": percent}]
+    event(deps, operation, "traffic_shifted", percent=percent)
+    if operation.data["staging"]:
+        return commit(deps, operation, "finalizing", history=history)
+    release = deps.config.release
+    return commit(
+        deps,
+        operation,
+        "judging",
+        history=history,
+        step_started=now.isoformat(),
+        observing_since=None,
+        due_at=due_in(deps, release.warmup_s + release.judge_interval_s),
+    )
+
+
+def moved_out_of_band(deps: Deps, operation: Operation) -> Operation | None:
+    """Someone changed the traffic in the console: stop and say so rather than fight them.
+    Returns the paused operation, or None when the traffic is as Runback left it."""
+    expected = operation.data.get("expected")
+    if not expected:
+        return None
+    try:
+        state = deps.cloudrun.get_service(deps.service_ref(deps.managed_service(operation.service)))
+    except CloudRunError:
+        return None  # judged again at the next tick
+    if state.serving() == expected:
+        return None
+    event(deps, operation, "out_of_band", serving=state.serving(), expected=expected)
+    return commit(
+        deps,
+        operation,
+        "paused",
+        paused_from=operation.state,
+        due_at=None,
+        pause_reason="out_of_band",
+        seen=state.serving(),
+    )
+
+
+def _ask_for_full_traffic(deps: Deps, operation: Operation, index: int) -> Operation:
+    request_approval(deps, operation.id, Action.FULL_TRAFFIC, operation.requested_by)
+    return commit(
+        deps, operation, "awaiting_approval", step=index - 1, next_step=index, due_at=None
+    )
+
+
+def decide_full_traffic(deps: Deps, approval_id: str, user: str, approve: bool) -> Operation:
+    operation = claim_decision(deps, approval_id, user, approve)
+    if not approve:
+        return commit(deps, operation, "rolling_back", outcome={"code": "rejected", "by": user})
+    return commit(
+        deps,
+        operation,
+        "shifting",
+        step=operation.data["next_step"],
+        full_traffic_approved=True,
+        approved_by=user,
+        due_at=None,
+    )
+
+
+def on_expired(deps: Deps, operation: Operation) -> None:
+    deps.audit(
+        BOT_ACTOR,
+        "release.expired",
+        "expired",
+        service=operation.service,
+        operation_id=operation.id,
+    )
+    commit(deps, operation, "rolling_back", outcome={"code": "approval_expired"})
+
+
+def proceed_now(deps: Deps, operation: Operation) -> Operation:
+    percent = operation.data["steps"][operation.data["step"]]
+    if percent < 100:
+        return next_step(deps, operation)
+    return commit(deps, operation, "finalizing", due_at=None)

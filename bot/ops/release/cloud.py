@@ -1,0 +1,72 @@
+"""Cloud Run changes: one PATCH each, its operation name committed before it is awaited."""
+
+from __future__ import annotations
+
+from bot.ops.context import BOT_ACTOR, Deps
+from bot.ops.release.record import commit, end
+from bot.ports import CloudRunError, TrafficTarget
+from bot.store import Operation
+
+
+def patch(
+    deps: Deps,
+    operation: Operation,
+    targets: list[TrafficTarget],
+    then: str,
+    purpose: str,
+    deploy: bool = False,
+) -> Operation:
+    """Send one traffic (or deploy) PATCH and commit its operation name before waiting."""
+    ref = deps.service_ref(deps.managed_service(operation.service))
+    try:
+        state = deps.cloudrun.get_service(ref)
+        if deploy:
+            name = deps.cloudrun.start_deploy(
+                ref, operation.data["image"], operation.to_revision, targets, state.etag
+            )
+        else:
+            name = deps.cloudrun.start_traffic_update(ref, targets, state.etag)
+    except CloudRunError as error:
+        return cloud_failure(deps, operation, purpose, error)
+    expected = {t.revision: t.percent for t in targets if t.percent}
+    deps.audit(
+        BOT_ACTOR,
+        f"cloudrun.{purpose}",
+        "ok",
+        service=operation.service,
+        revision=operation.to_revision,
+        operation_id=operation.id,
+        cloud_operation=name,
+        traffic=expected,
+    )
+    return commit(
+        deps,
+        operation,
+        "applying",
+        due_at=None,
+        pending={"op": name, "then": then, "purpose": purpose, "expect": expected},
+    )
+
+
+def cloud_failure(
+    deps: Deps, operation: Operation, purpose: str, error: CloudRunError
+) -> Operation:
+    """A Cloud Run change failed: get to safety if green may have traffic, and say so."""
+    detail = error.detail or error.reason
+    deps.audit(
+        BOT_ACTOR,
+        f"cloudrun.{purpose}",
+        "failed",
+        service=operation.service,
+        operation_id=operation.id,
+        detail=detail,
+    )
+    if purpose in ("shift", "finalize") and operation.state != "rolling_back":
+        return commit(
+            deps,
+            operation,
+            "rolling_back",
+            due_at=None,
+            outcome={"code": f"{purpose}_failed", "detail": detail},
+        )
+    return end(deps, operation, "failed", {"code": f"{purpose}_failed", "detail": detail})

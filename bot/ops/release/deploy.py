@@ -1,0 +1,86 @@
+"""Phases 1 and 2: deploy green at 0% with a tag, then smoke-test the tag URL."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from bot.ops.context import Deps
+from bot.ops.release.canary import next_step
+from bot.ops.release.cloud import cloud_failure, patch
+from bot.ops.release.record import commit, end, event
+from bot.ops.release.states import GREEN_TAG
+from bot.ports import CloudRunError, ServiceState, TrafficTarget
+from bot.store import Operation
+
+PROMETHEUS_LINE = re.compile(r"^(# (HELP|TYPE) |[a-zA-Z_:][a-zA-Z0-9_:]*(\{[^}]*\})? )", re.M)
+
+
+def step_deploy(deps: Deps, operation: Operation) -> Operation:
+    ref = deps.service_ref(deps.managed_service(operation.service))
+    try:
+        state = deps.cloudrun.get_service(ref)
+    except CloudRunError as error:
+        return cloud_failure(deps, operation, "deploy", error)
+    targets = _as_it_is_without_green(state)
+    targets.append(TrafficTarget(operation.to_revision, 0, GREEN_TAG))
+    return patch(deps, operation, targets, then="deployed", purpose="deploy", deploy=True)
+
+
+def _as_it_is_without_green(state: ServiceState) -> list[TrafficTarget]:
+    """Every serving target pinned by revision name, every other tag kept at 0%."""
+    targets = [TrafficTarget(r, p) for r, p in sorted(state.serving().items())]
+    targets += [
+        TrafficTarget(s.revision, 0, s.tag)
+        for s in state.traffic
+        if s.tag and s.tag != GREEN_TAG and not s.percent
+    ]
+    return targets
+
+
+def after_deploy(deps: Deps, operation: Operation, state: ServiceState) -> Operation:
+    tag = next((s for s in state.traffic if s.tag == GREEN_TAG), None)
+    if tag is None or not tag.uri:
+        return _untag(deps, operation, {"code": "no_tag_url"})
+    event(deps, operation, "deployed", revision=operation.to_revision, uri=tag.uri)
+    return commit(deps, operation, "smoke", green_uri=tag.uri)
+
+
+def step_smoke(deps: Deps, operation: Operation) -> Operation:
+    if operation.data.get("stop_requested"):
+        return _untag(deps, operation, operation.data.get("outcome") or {"code": "stopped"})
+    uri = operation.data["green_uri"].rstrip("/")
+    health_path = deps.managed_service(operation.service).health_path
+    timeout = deps.config.rollback.health_check_timeout_s
+    for _ in range(deps.config.release.smoke_checks):
+        result = deps.probe.get(uri + health_path, timeout)
+        if not result.ok:
+            return _smoke_failed(deps, operation, health_path, result.status, result.detail)
+    metrics = deps.probe.get(uri + "/metrics", timeout)
+    if not metrics.ok or not PROMETHEUS_LINE.search(metrics.detail):
+        return _smoke_failed(deps, operation, "/metrics", metrics.status, metrics.detail)
+    event(deps, operation, "smoke_passed")
+    return next_step(deps, operation)
+
+
+def _smoke_failed(
+    deps: Deps, operation: Operation, check: str, status: int | None, seen: str
+) -> Operation:
+    """Green stays at 0% and loses its tag: no user ever saw it."""
+    event(deps, operation, "smoke_failed", check=check, status=status)
+    outcome = {"code": "smoke_failed", "check": check, "status": status, "seen": seen[:200]}
+    return _untag(deps, operation, outcome)
+
+
+def _untag(deps: Deps, operation: Operation, outcome: dict[str, Any]) -> Operation:
+    """Remove green's tag, leaving every other target as it is, then end as failed."""
+    operation = commit(deps, operation, outcome=outcome)
+    try:
+        state = deps.cloudrun.get_service(deps.service_ref(deps.managed_service(operation.service)))
+    except CloudRunError as error:
+        return cloud_failure(deps, operation, "untag", error)
+    return patch(deps, operation, _as_it_is_without_green(state), then="untagged", purpose="untag")
+
+
+def after_untag(deps: Deps, operation: Operation, state: ServiceState) -> Operation:
+    return end(deps, operation, "failed", operation.data.get("outcome") or {})

@@ -1,0 +1,58 @@
+"""Phase 5: green becomes blue, or 100% goes back to blue."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from bot.ops.context import Deps
+from bot.ops.release.cloud import patch
+from bot.ops.release.record import commit, end
+from bot.ops.release.states import FINAL_STATES
+from bot.ports import ServiceState, TrafficTarget
+from bot.store import Operation
+
+
+def fail_unexpectedly(deps: Deps, operation_id: str) -> None:
+    """A bug must not leave green with traffic nobody watches: go back to blue, loudly."""
+    operation = deps.store.operation(operation_id)
+    if operation is None or operation.state in FINAL_STATES:
+        return
+    if operation.state == "rolling_back":
+        end(deps, operation, "failed", {"code": "internal"})
+    else:
+        commit(deps, operation, "rolling_back", due_at=None, outcome={"code": "internal"})
+
+
+def step_finalize(deps: Deps, operation: Operation) -> Operation:
+    targets = [TrafficTarget(operation.to_revision, 100)]
+    return patch(deps, operation, targets, then="finalized", purpose="finalize")
+
+
+def after_finalize(deps: Deps, operation: Operation, state: ServiceState) -> Operation:
+    now = deps.clock.now()
+    deps.store.record_serving(
+        operation.service,
+        operation.from_revision,
+        "served",
+        now - timedelta(microseconds=1),
+        operation.id,
+    )
+    deps.store.record_serving(operation.service, operation.to_revision, "served", now, operation.id)
+    return end(deps, operation, "succeeded", {"code": "released"})
+
+
+def step_roll_back(deps: Deps, operation: Operation) -> Operation:
+    targets = [TrafficTarget(operation.from_revision, 100)]
+    return patch(deps, operation, targets, then="rolled_back", purpose="rollback")
+
+
+def after_roll_back(deps: Deps, operation: Operation, state: ServiceState) -> Operation:
+    deps.store.record_serving(
+        operation.service, operation.to_revision, "rolled_back_from", deps.clock.now(), operation.id
+    )
+    history = [
+        *operation.data["history"],
+        {"at": deps.clock.now().isoformat(), "percent": 0, "event": "rollback"},
+    ]
+    operation = commit(deps, operation, history=history)
+    return end(deps, operation, "rolled_back", operation.data.get("outcome") or {})

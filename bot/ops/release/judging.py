@@ -1,0 +1,152 @@
+"""Phase 3, judged: green against the decision table after each step's warm-up."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from bot.ops.context import BOT_ACTOR, Deps
+from bot.ops.release.canary import moved_out_of_band, next_step
+from bot.ops.release.record import commit, due_in
+from bot.ops.release.view import post_in_thread
+from bot.policy.gates import Judgement, Observation, Verdict, after_observation, judge
+from bot.store import Operation
+
+log = logging.getLogger("runback.release")
+
+
+def step_judge(deps: Deps, operation: Operation) -> Operation:
+    paused = moved_out_of_band(deps, operation)
+    if paused is not None:
+        return paused
+    judgement = judge_green(deps, operation)
+    verdict = _verdict(deps, operation, judgement)
+    operation = _record_judgement(deps, operation, judgement, verdict)
+    if verdict is Verdict.ROLLBACK:
+        return commit(
+            deps,
+            operation,
+            "rolling_back",
+            due_at=None,
+            outcome={"code": "judged_bad", "reasons": [str(r) for r in judgement.reasons]},
+        )
+    if verdict is Verdict.PROCEED:
+        return _proceed(deps, operation)
+    if verdict is Verdict.INCONCLUSIVE and _inconclusive_too_long(deps, operation):
+        return commit(deps, operation, "needs_human", due_at=None)
+    return commit(deps, operation, due_at=due_in(deps, deps.config.release.judge_interval_s))
+
+
+def judge_green(deps: Deps, operation: Operation) -> Judgement:
+    service = deps.managed_service(operation.service)
+    ref = deps.service_ref(service)
+    start = datetime.fromisoformat(operation.data["step_started"]) + timedelta(
+        seconds=deps.config.release.warmup_s
+    )
+    end = deps.clock.now()
+    try:
+        metrics = deps.metrics.revision_metrics(ref, operation.to_revision, start, end)
+        numbers = (metrics.requests, metrics.errors, metrics.p95_ms)
+    except Exception as error:  # Monitoring faults are never a pass
+        log.warning("Monitoring unreadable for %s: %s", operation.to_revision, error)
+        numbers = (None, None, None)
+    probe = deps.probe.get(
+        operation.data["green_uri"].rstrip("/") + service.health_path,
+        deps.config.rollback.health_check_timeout_s,
+    )
+    return judge(deps.config.thresholds, Observation(probe.ok, *numbers))
+
+
+def _verdict(deps: Deps, operation: Operation, judgement: Judgement) -> Verdict:
+    """The decision table, with the observation window kept across judgements."""
+    if judgement.verdict is not Verdict.OBSERVE and not operation.data.get("observing_since"):
+        return judgement.verdict
+    since = operation.data.get("observing_since") or deps.clock.now().isoformat()
+    verdict = after_observation(
+        deps.config.thresholds, judgement, datetime.fromisoformat(since), deps.clock.now()
+    )
+    if judgement.verdict is Verdict.INCONCLUSIVE and verdict is Verdict.OBSERVE:
+        return Verdict.OBSERVE
+    return verdict
+
+
+def _record_judgement(
+    deps: Deps, operation: Operation, judgement: Judgement, verdict: Verdict
+) -> Operation:
+    seen = judgement.observation
+    now = deps.clock.now()
+    percent = operation.data["steps"][operation.data["step"]]
+    start = datetime.fromisoformat(operation.data["step_started"]) + timedelta(
+        seconds=deps.config.release.warmup_s
+    )
+    numbers = {
+        "at": now.isoformat(),
+        "percent": percent,
+        "verdict": str(verdict),
+        "reasons": [str(r) for r in judgement.reasons],
+        "requests": seen.requests,
+        "errors": seen.errors,
+        "error_rate": seen.error_rate,
+        "p95_ms": seen.p95_ms,
+        "healthz_ok": seen.healthz_ok,
+        "window_start": start.isoformat(),
+        "window_s": max((now - start).total_seconds(), 0.0),
+    }
+    observing = operation.data.get("observing_since")
+    if verdict is Verdict.OBSERVE and not observing:
+        observing = now.isoformat()
+    elif verdict is not Verdict.OBSERVE:
+        observing = None
+    inconclusive = operation.data.get("inconclusive_since")
+    if judgement.verdict is Verdict.INCONCLUSIVE:
+        inconclusive = inconclusive or now.isoformat()
+    else:
+        inconclusive = None
+    judgements = [*operation.data["judgements"], numbers][-200:]
+    deps.audit(
+        BOT_ACTOR,
+        "release.judged",
+        str(verdict),
+        service=operation.service,
+        revision=operation.to_revision,
+        operation_id=operation.id,
+        **numbers,
+    )
+    post_in_thread(
+        deps,
+        operation,
+        deps.renderer.message(
+            "release_judgement",
+            j=numbers,
+            thresholds=deps.config.thresholds.model_dump(),
+            revision=operation.to_revision,
+        ),
+    )
+    return commit(
+        deps,
+        operation,
+        judgements=judgements,
+        observing_since=observing,
+        inconclusive_since=inconclusive,
+    )
+
+
+def _inconclusive_too_long(deps: Deps, operation: Operation) -> bool:
+    since = operation.data.get("inconclusive_since")
+    if not since:
+        return False
+    waited = (deps.clock.now() - datetime.fromisoformat(since)).total_seconds()
+    return waited >= deps.config.release.inconclusive_limit_s
+
+
+def _proceed(deps: Deps, operation: Operation) -> Operation:
+    percent = operation.data["steps"][operation.data["step"]]
+    if percent < 100:
+        return next_step(deps, operation)
+    started = datetime.fromisoformat(operation.data["step_started"])
+    validated = (deps.clock.now() - started).total_seconds() >= (
+        deps.config.release.warmup_s + deps.config.release.validation_s
+    )
+    if validated:
+        return commit(deps, operation, "finalizing", due_at=None)
+    return commit(deps, operation, due_at=due_in(deps, deps.config.release.judge_interval_s))

@@ -1,0 +1,72 @@
+"""The state machine: which step runs in which state, and the loop that advances it."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from bot.ops.context import Deps
+from bot.ops.release.canary import after_shift, step_shift
+from bot.ops.release.cloud import cloud_failure
+from bot.ops.release.deploy import after_deploy, after_untag, step_deploy, step_smoke
+from bot.ops.release.finish import after_finalize, after_roll_back, step_finalize, step_roll_back
+from bot.ops.release.judging import step_judge
+from bot.ops.release.record import commit
+from bot.ops.release.states import MAX_STEPS_PER_RUN, RUNNING_STATES
+from bot.ports import CloudRunError
+from bot.store import Operation
+
+log = logging.getLogger("runback.release")
+
+
+def execute(deps: Deps, operation_id: str) -> Operation:
+    """Advance the release until it ends, waits for a person, or waits for its next due time."""
+    operation = deps.store.operation(operation_id)
+    assert operation is not None
+    for _ in range(MAX_STEPS_PER_RUN):
+        if operation.state not in RUNNING_STATES:
+            break
+        due = operation.data.get("due_at")
+        if due and datetime.fromisoformat(due) > deps.clock.now():
+            break
+        operation = STEPS[operation.state](deps, operation)
+    else:  # a bug would otherwise spin here; the next tick carries on from the store
+        log.error("release %s did not settle in %d steps", operation_id, MAX_STEPS_PER_RUN)
+    return operation
+
+
+def _step_applying(deps: Deps, operation: Operation) -> Operation:
+    pending = operation.data["pending"]
+    try:
+        state = deps.cloudrun.wait_operation(pending["op"], deps.config.release.operation_timeout_s)
+    except CloudRunError as error:
+        return cloud_failure(deps, operation, pending["purpose"], error)
+    if state.serving() != pending["expect"]:
+        return cloud_failure(
+            deps,
+            operation,
+            pending["purpose"],
+            CloudRunError("traffic_mismatch", str(state.serving())),
+        )
+    operation = commit(deps, operation, pending=None, expected=state.serving())
+    return AFTER_APPLY[pending["then"]](deps, operation, state)
+
+
+STEPS = {
+    "deploying": step_deploy,
+    "applying": _step_applying,
+    "smoke": step_smoke,
+    "shifting": step_shift,
+    "judging": step_judge,
+    "finalizing": step_finalize,
+    "rolling_back": step_roll_back,
+}
+
+
+AFTER_APPLY = {
+    "deployed": after_deploy,
+    "untagged": after_untag,
+    "shifted": after_shift,
+    "finalized": after_finalize,
+    "rolled_back": after_roll_back,
+}
