@@ -12,6 +12,7 @@ import pytest
 from slack_sdk.models.blocks import Block
 
 from bot.config import Role, load_config
+from bot.ops.cards import step_marks
 from bot.policy.approvals import allowed_actions
 from bot.ports import Message
 from bot.render import LOCALES, TEMPLATES_DIR, Renderer
@@ -103,6 +104,7 @@ def make_op(state: str, **over: Any) -> dict[str, Any]:
         },
         "health_path": "/healthz",
     }
+    op["marks"] = step_marks(timings, None)
     if state == "failed":
         op["traffic_now"] = {"wa-backend-00003": 90, "wa-backend-00002": 10}
     op.update(over)
@@ -199,6 +201,7 @@ EPHEMERAL_CASES: list[tuple[str, dict[str, Any]]] = [
     ("notice.incident_not_open", {"state": "mitigated"}),
     ("notice.incident_not_open", {"state": "?"}),
     ("error.incident.responder_only", {}),
+    ("error.incident.emergency_needs_on_call", {"channel": "incidents"}),
     ("error.usage.deploy", {}),
     ("error.release.bad_image", {"image": "not an image"}),
     ("error.release.roles", {}),
@@ -404,16 +407,25 @@ def make_inc(**over: Any) -> dict[str, Any]:
         "action": "rollback_auto",
         "buttons": ["roll_back", "observe", "acknowledge"],
         "blocked": "other",
+        "measured": "error_rate",
+        "ratio": True,
+        "resolved_by": "",
+        "resolved_how": "",
     }
     return {**inc, **over}
 
 
 RUNNING_OP = {
     "id": "op-9",
+    "kind": "rollback",
     "state": "shifting",
     "to_revision": "wa-backend-00002",
     "requested_by": "runback",
+    "automatic": True,
+    "finished_at": None,
+    "succeeded": False,
 }
+DONE_OP = {**RUNNING_OP, "state": "succeeded", "finished_at": NOW, "succeeded": True}
 INCIDENT_CASES = [
     pytest.param(make_inc(verdict="", last=None, action="judging"), id="judging"),
     pytest.param(make_inc(), id="rollback-auto"),
@@ -427,6 +439,18 @@ INCIDENT_CASES = [
         id="rollback-running-acked",
     ),
     pytest.param(make_inc(action="rollback_manual", auto_rollback=False), id="rollback-manual"),
+    pytest.param(
+        make_inc(
+            action="rollback_pending",
+            operation={**RUNNING_OP, "state": "awaiting_approval", "requested_by": "U0LUIS"},
+        ),
+        id="rollback-pending",
+    ),
+    pytest.param(make_inc(measured="latency", ratio=False), id="latency-alert"),
+    pytest.param(
+        make_inc(measured="other", ratio=False, alert={**make_inc()["alert"], "metric_type": ""}),
+        id="other-alert",
+    ),
     *[
         pytest.param(make_inc(action="rollback_blocked", blocked=b), id=f"blocked-{b}")
         for b in (
@@ -494,13 +518,33 @@ INCIDENT_CASES = [
             state="mitigated",
             action="mitigated",
             mitigated_at=NOW,
-            operation={**RUNNING_OP, "state": "succeeded"},
+            operation=DONE_OP,
             buttons=["resolve"],
         ),
         id="mitigated",
     ),
     pytest.param(
-        make_inc(state="resolved", action="resolved", resolved_at=NOW, buttons=[]), id="resolved"
+        make_inc(
+            state="resolved",
+            action="resolved",
+            resolved_at=NOW,
+            buttons=[],
+            operation={**DONE_OP, "automatic": False, "requested_by": "U0ANA"},
+            resolved_by="U0LUIS",
+            resolved_how="resolved",
+        ),
+        id="resolved-by-person",
+    ),
+    pytest.param(
+        make_inc(
+            state="resolved",
+            action="resolved",
+            resolved_at=NOW,
+            buttons=[],
+            resolved_by="cloud-monitoring",
+            resolved_how="alert_closed",
+        ),
+        id="resolved-by-alert",
     ),
     pytest.param(
         make_inc(
