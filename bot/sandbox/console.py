@@ -453,6 +453,9 @@ def run_console(
         if lines is not None:
             return _run_script(sandbox, script or "", lines, out)
         return _interactive(sandbox, stdin or sys.stdin, out)
+    except KeyboardInterrupt:  # Ctrl-C while a line runs: stop like Ctrl-D, no traceback
+        print(file=out)
+        return 130
     finally:
         sandbox.close()
 

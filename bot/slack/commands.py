@@ -138,8 +138,9 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
 
 def register_unknown_command(app: App, deps: Deps) -> None:
     """Answer a command no other listener took, so a typo gets a clear note instead of Bolt's
-    404 and developer hint. Register it last: Bolt runs the first listener that matches, in
-    registration order (slack_bolt App.dispatch; `raise_error_for_unhandled_request` docs)."""
+    default for unhandled requests, which "prints warning logs and returns 404 to Slack" (the
+    `raise_error_for_unhandled_request` option of slack_bolt.App). Register it last:
+    App.dispatch runs the first listener that matches, in registration order."""
 
     @app.command(re.compile(r"^/"))
     def unknown_command(ack: Ack, command: dict[str, Any]) -> None:
