@@ -25,6 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command")
     sandbox = sub.add_parser("sandbox", help="the console on local emulators (the default)")
     sandbox.add_argument("--script", help="run console lines from FILE and exit")
+    # SUPPRESS: not given here, `python -m bot --speed N sandbox` still sets it.
+    sandbox.add_argument("--speed", type=float, default=argparse.SUPPRESS, help="as above")
     sub.add_parser("serve", help="production HTTP server on $PORT")
     emulators = sub.add_parser("emulators", help="the emulators alone")
     emulators.add_argument("--port", type=int, default=int(os.environ.get("EMULATOR_PORT", 8480)))

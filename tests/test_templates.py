@@ -166,6 +166,11 @@ EPHEMERAL_CASES: list[tuple[str, dict[str, Any]]] = [
     ("error.usage.rollback", {}),
     ("error.usage.traffic", {}),
     ("error.usage.ops", {"sub": "deploy"}),
+    (
+        "error.usage.unknown_command",
+        {"command": "/rollbak", "suggestion": "/rollback", "known": ["/rollback", "/ops"]},
+    ),
+    ("error.usage.unknown_command", {"command": "/x", "suggestion": "", "known": ["/ops"]}),
     ("error.unknown_service", {"service": "wa-frontend", "known": CONFIG.service_names}),
     (
         "error.refused.role_required",
@@ -733,6 +738,7 @@ HOSTILE_MESSAGES = [
         pytest.param("ephemeral", {**ctx, "key": key, field: HUGE}, id=f"{key}-{field}")
         for key, ctx, field in [
             ("error.usage.ops", {}, "sub"),
+            ("error.usage.unknown_command", {"known": ["/ops"], "suggestion": ""}, "command"),
             ("error.unknown_service", {"known": ["wa-backend"]}, "service"),
             ("error.cloudrun_unavailable", {"service": "wa-backend"}, "detail"),
             ("error.target.unknown_revision", TARGET, "revision"),

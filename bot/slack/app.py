@@ -25,4 +25,5 @@ def build_app(deps: Deps, engine: Engine, client: WebClient, signing_secret: str
     actions.register(app, deps, engine)
     incident_actions.register(app, deps, engine)
     release_actions.register(app, deps, engine)
+    commands.register_unknown_command(app, deps)  # last: it takes every command left over
     return app
