@@ -154,7 +154,8 @@ def _postgres_chunks(sql: str) -> Iterator[tuple[int, str]]:
     try:
         tokens = parser.scan(sql)
     except parser.ParseError as error:
-        raise _Untokenizable(max(error.location or 0, 0)) from None
+        location = error.args[1] if len(error.args) > 1 else 0
+        raise _Untokenizable(max(int(location or 0), 0)) from None
     return _chunks(
         sql,
         (
