@@ -116,9 +116,7 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
 
     @app.command("/ops")
     @engine.tracked
-    def ops_command(
-        ack: Ack, command: dict[str, Any], respond: Respond, client: WebClient
-    ) -> None:
+    def ops_command(ack: Ack, command: dict[str, Any], respond: Respond, client: WebClient) -> None:
         words = (command.get("text") or "").split()
         sub = words[0].lower() if words else "help"
         if sub == "help":
