@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `python bench/run.py` puts bench/, not the root, on the path
     sys.path.insert(0, str(ROOT))
 
+from bench import migrations  # noqa: E402
 from bot.config import Config, load_config  # noqa: E402
 from bot.sandbox.emulator.http import RecordedCall  # noqa: E402
 from bot.sandbox.emulator.server import Emulator  # noqa: E402
@@ -1327,6 +1328,7 @@ def main(argv: list[str] | None = None) -> int:
         print_timeline(
             "the median alert (ms after it was sent)", results["alerts"]["median_timeline"]
         )
+    migrations.main([])  # check-migration throughput (bench/migrations.py)
     results["table"] = [
         {"metric": r.metric.strip(), "value": r.value, "target": r.target, "verdict": r.verdict}
         for r in rows

@@ -41,8 +41,7 @@ def run(
     renderer = Renderer(locale or team_locale())
     reports = [_check_file(name, dialect, stdin) for name in files]
     if output == "json":
-        json.dump(as_json(renderer, reports), stdout, ensure_ascii=False, indent=2)
-        stdout.write("\n")
+        stdout.write(json.dumps(as_json(renderer, reports), ensure_ascii=False, indent=2) + "\n")
     else:
         stdout.write(as_text(renderer, reports))
     codes = [UNREADABLE if r.error else exit_code(r.findings) for r in reports]

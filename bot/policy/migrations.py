@@ -95,9 +95,10 @@ def check_migration(sql: str, dialect: Dialect = "postgres") -> list[Finding]:
     except _Untokenizable as error:
         line = sql.count("\n", 0, error.offset) + 1
         return [Finding(line, sql.strip(), Verdict.UNKNOWN, "unparsable", {}, ())]
+    line, counted = 1, 0
     for start, text in chunks:
         action = classify(text, created)
-        line = sql.count("\n", 0, start) + 1
+        line, counted = line + sql.count("\n", counted, start), start
         findings.append(
             Finding(line, text, action.verdict, action.rule, action.data, action.warnings)
         )

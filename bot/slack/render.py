@@ -270,7 +270,9 @@ def _compiled(renderer: Renderer, locale: str, key: str) -> Template:
 
 
 def _load_catalog(templates_dir: Path, locale: str) -> dict[str, str]:
-    data = yaml.safe_load((templates_dir / locale / "messages.yaml").read_text(encoding="utf-8"))
+    text = (templates_dir / locale / "messages.yaml").read_text(encoding="utf-8")
+    # libyaml's loader when PyYAML has it: ~10x faster, and every process reads both catalogues.
+    data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     return _flatten(data)
 
 
