@@ -205,7 +205,9 @@ MYSQL = [
     ("TRUNCATE TABLE t", D, "truncate"),
     ("DELETE FROM t", D, "delete_without_where"),
     ("UPDATE t SET a = 1", D, "update_without_where"),
-    ("RENAME TABLE a TO b", U, "unrecognised"),
+    ("RENAME TABLE a TO b", D, "rename_table"),
+    ("RENAME TABLE a TO b, c TO d", D, "rename_table"),
+    ("RENAME USER a TO b", U, "unrecognised"),
     ("CREATE INDEX i ON t (a) ALGORITHM=INPLACE LOCK=NONE", U, "unrecognised"),
     ("CREATE TRIGGER tr BEFORE INSERT ON t FOR EACH ROW SET NEW.a = 1", U, "unrecognised"),
     ("ALTER TABLE t ADD COLUMN", U, "unrecognised"),  # sqlglot gives up: a Command
@@ -228,6 +230,21 @@ def test_mysql_rules(sql: str, verdict: Verdict, rule: str) -> None:
     [finding] = check_migration(sql + ";", "mysql")
     assert (finding.verdict, finding.rule) == (verdict, rule)
     assert finding.statement == sql
+
+
+@pytest.mark.parametrize(
+    ("sql", "warnings"),
+    [
+        ("ALTER TABLE t MODIFY COLUMN c BIGINT", ("table_copy",)),
+        ("ALTER TABLE t ALTER COLUMN c SET DATA TYPE BIGINT", ("table_copy",)),
+        ("ALTER TABLE t ADD CONSTRAINT fk FOREIGN KEY (a) REFERENCES u(id)", ("table_copy",)),
+        ("ALTER TABLE t ADD INDEX i (a)", ()),  # InnoDB builds secondary indexes online
+        ("CREATE INDEX i ON t (a)", ()),
+    ],
+)
+def test_mysql_lock_warnings(sql: str, warnings: tuple[str, ...]) -> None:
+    [finding] = check_migration(sql, "mysql")
+    assert finding.warnings == warnings
 
 
 def test_the_runbooks_examples() -> None:

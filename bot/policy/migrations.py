@@ -16,8 +16,9 @@ Parsers, chosen by the evidence (sqlglot 30.30 and pglast 8.7, both wheels on Py
   opaque ``Command`` for ``ALTER TYPE ... ADD VALUE`` and ``ALTER TABLE ... VALIDATE
   CONSTRAINT``; pglast parses every form we classify, ``CONCURRENTLY`` and ``NOT VALID``
   included.
-- MySQL: sqlglot (pglast is PostgreSQL only). What it cannot model (``RENAME TABLE``,
-  ``CREATE INDEX ... ALGORITHM=``) comes back as a ``Command`` and is ``unknown``.
+- MySQL: sqlglot (pglast is PostgreSQL only). What it cannot model comes back as an opaque
+  ``Command``: ``RENAME TABLE a TO b`` is then read from MySQL's tokens, anything else (``CREATE
+  INDEX ... ALGORITHM=``) is ``unknown``.
 
 Statements are split on the dialect's own tokens (so ``;`` in strings, comments and
 dollar quotes is not a split), then parsed one by one, so one bad statement is ``unknown``
@@ -477,11 +478,29 @@ def _mysql_statement(text: str, created: set[str]) -> Action:
     except sqlglot.errors.SqlglotError:
         return unknown("unparsable")
     if isinstance(node, exp.Command):
-        return unknown("unrecognised", kind=str(node.this).upper())
+        return _my_command(text, node)
     for kind, handler in _mysql_handlers():
         if isinstance(node, kind):
             return handler(node, created)
     return unknown("unrecognised", kind=node.key.upper())
+
+
+def _my_command(text: str, node: Any) -> Action:
+    """What sqlglot leaves as an opaque Command, read from MySQL's own tokens where the shape
+    is certain: ``RENAME TABLE old TO new[, ...]``. Anything else stays unknown."""
+    from sqlglot.dialects.mysql import MySQL
+
+    dialect = MySQL()
+    head = dialect.tokenize(text)
+    if len(head) != 2 or head[0].text.upper() != "RENAME":
+        return unknown("unrecognised", kind=str(node.this).upper())
+    # The tokenizer keeps a command's arguments as one string: tokenize them in turn.
+    tokens = dialect.tokenize(head[1].text)
+    words = [t.text.upper() for t in tokens]
+    if words[:1] == ["TABLE"] and len(tokens) >= 4 and words[2] == "TO":
+        old, new = tokens[1].text, tokens[3].text
+        return destructive("rename_table", table=old, old=old, new=new)
+    return unknown("unrecognised", kind=str(node.this).upper())
 
 
 def _mysql_handlers() -> list[tuple[type, Any]]:
@@ -562,7 +581,7 @@ def _my_alter_action(action: Any, table: str) -> Action:
             if renamed is not None and renamed.name != column:
                 old = renamed.name
                 return destructive("rename_column", table=table, column=old, old=old, new=column)
-            return destructive("change_column_type", table=table, column=column)
+            return destructive("change_column_type", ["table_copy"], table=table, column=column)
         case exp.AlterColumn():
             return _my_alter_column(action, table)
         case exp.AddConstraint():
@@ -606,7 +625,7 @@ def _my_alter_column(action: Any, table: str) -> Action:
     column = action.name
     args = action.args
     if args.get("dtype") is not None:
-        return destructive("change_column_type", table=table, column=column)
+        return destructive("change_column_type", ["table_copy"], table=table, column=column)
     if args.get("allow_null") is False:
         return destructive("set_not_null", table=table, column=column)
     if args.get("allow_null") is True:
@@ -626,8 +645,10 @@ def _my_constraint(constraint: Any, table: str) -> Action:
     for part in parts or [constraint]:
         name = name or (part.this.name if isinstance(part.this, exp.Expression) else "")
         match part:
+            # InnoDB adds a foreign key with ALGORITHM=COPY unless foreign_key_checks=0, and
+            # changes a column's type only by COPY: MySQL 8.0 manual, "Online DDL Operations".
             case exp.ForeignKey():
-                return destructive("add_foreign_key", table=table, constraint=name)
+                return destructive("add_foreign_key", ["table_copy"], table=table, constraint=name)
             case exp.CheckColumnConstraint():
                 return destructive("add_check_constraint", table=table, constraint=name)
             case exp.UniqueColumnConstraint():
