@@ -204,10 +204,9 @@ def _pg_alter_table(node: Any, created: set[str]) -> Action:
     table = _relname(node.relation)
     if node.objtype not in (ObjectType.OBJECT_TABLE, ObjectType.OBJECT_FOREIGN_TABLE):
         return unknown("unrecognised", kind=f"ALTER {node.objtype.name.removeprefix('OBJECT_')}")
-    actions = [_pg_alter_table_cmd(cmd, table) for cmd in node.cmds or ()]
     if table in created:
         return additive("new_table_change", table=table)
-    return _combine(actions)
+    return _combine([_pg_alter_table_cmd(cmd, table) for cmd in node.cmds or ()])
 
 
 def _pg_alter_table_cmd(cmd: Any, table: str) -> Action:
@@ -555,10 +554,9 @@ def _my_alter(node: Any, created: set[str]) -> Action:
     if str(node.args.get("kind") or "").upper() != "TABLE":
         return unknown("unrecognised", kind=f"ALTER {node.args.get('kind')}")
     table = node.this.name
-    actions = [_my_alter_action(action, table) for action in node.args.get("actions") or ()]
     if table in created:
         return additive("new_table_change", table=table)
-    return _combine(actions)
+    return _combine([_my_alter_action(a, table) for a in node.args.get("actions") or ()])
 
 
 def _my_alter_action(action: Any, table: str) -> Action:
