@@ -16,7 +16,7 @@ from bot.ops.cards import step_marks
 from bot.policy.approvals import allowed_actions
 from bot.ports import Message
 from bot.render import LOCALES, TEMPLATES_DIR, Renderer
-from bot.sandbox.emulator.slack_api import check_blocks
+from bot.sandbox.emulator.slack_api import check_blocks, check_view
 from bot.store import LockHolder
 
 NOW = datetime(2025, 11, 27, 14, 0, tzinfo=UTC)
@@ -610,6 +610,47 @@ def whoami_context(held: set[Role], in_incidents: bool, user: str = "U0SOFIA") -
 
 
 LEAD = {Role.TECH_LEAD, Role.SENIOR_DEVELOPER, Role.DEVELOPER}
+MIGRATIONS = [
+    ("migration-additive", "ALTER TABLE t ADD c int; CREATE INDEX i ON t (c);", "postgres"),
+    ("migration-destructive", "ALTER TABLE t DROP COLUMN `<!here>`;", "mysql"),
+    ("migration-unknown", "SELEC 1; ALTER TABLE t ALTER c TYPE text;", "postgres"),
+    ("migration-empty", "-- nothing", "postgres"),
+    (
+        "migration-long",
+        "".join(
+            f"ALTER TABLE t{i} ADD CONSTRAINT fk FOREIGN KEY (a) REFERENCES u (id);"
+            for i in range(40)
+        ),
+        "postgres",
+    ),
+]
+
+
+def migration_report_context(sql: str, dialect: str) -> dict[str, Any]:
+    from bot.policy.migrations import check_migration, worst
+
+    findings = check_migration(sql, dialect)  # type: ignore[arg-type]
+    rows = [
+        {
+            "line": f.line,
+            "statement": f.statement,
+            "verdict": str(f.verdict),
+            "rule": f.rule,
+            "data": dict(f.data),
+            "warnings": list(f.warnings),
+        }
+        for f in findings
+    ]
+    verdict = str(worst(f.verdict for f in findings))
+    return {
+        "verdict": verdict,
+        "dialect": dialect,
+        "findings": rows,
+        "shown": rows[:20],
+        "hidden": max(len(rows) - 20, 0),
+    }
+
+
 MESSAGES: list[Any] = [
     *[pytest.param("rollback_card", {"op": op.values[0]}, id=f"card-{op.id}") for op in CARD_CASES],
     *[
@@ -658,7 +699,12 @@ MESSAGES: list[Any] = [
     pytest.param("whoami", whoami_context({Role.ON_CALL}, True), id="whoami-oncall-incidents"),
     pytest.param("whoami", whoami_context({Role.ON_CALL}, False), id="whoami-oncall-elsewhere"),
     pytest.param("whoami", whoami_context(LEAD | {Role.ON_CALL}, True), id="whoami-lead"),
+    *[
+        pytest.param("migration_report", migration_report_context(sql, dialect), id=case)
+        for case, sql, dialect in MIGRATIONS
+    ],
 ]
+VIEWS = {"migration_modal": {"metadata": json.dumps({"channel": "C0INCIDENTS"})}}
 
 
 def texts(node: Any) -> list[str]:
@@ -707,7 +753,15 @@ def test_every_error_and_notice_key_has_a_case() -> None:
 
 def test_every_layout_is_rendered() -> None:
     layouts = {p.name.removesuffix(".json.j2") for p in (TEMPLATES_DIR / "blocks").glob("*.j2")}
-    assert layouts == {case.values[0] for case in MESSAGES}
+    assert layouts == {case.values[0] for case in MESSAGES} | set(VIEWS)
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+@pytest.mark.parametrize("name", sorted(VIEWS))
+def test_view_is_a_valid_modal(renderer: Renderer, locale: str, name: str) -> None:
+    view = renderer.view(name, locale, **VIEWS[name])
+    assert check_view(view) == []
+    assert len(view["title"]["text"]) <= 24 and len(view["private_metadata"]) <= 3000
 
 
 @pytest.mark.parametrize("locale", LOCALES)

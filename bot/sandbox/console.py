@@ -27,7 +27,14 @@ from bot.config import Config
 from bot.runtime import Runtime, Settings, build_runtime
 from bot.sandbox.emulator.server import Emulator
 from bot.sandbox.seed import alert_payload, seed
-from bot.sandbox.slack_payloads import button_click, find_button, signed_headers, slash_command
+from bot.sandbox.slack_payloads import (
+    button_click,
+    find_button,
+    input_values,
+    signed_headers,
+    slash_command,
+    view_submission,
+)
 
 log = logging.getLogger("runback.console")
 
@@ -46,6 +53,7 @@ HELP = """\
   as NAME                act as another sandbox user ({users})
   in #CHANNEL            speak in another channel ({channels})
   click LABEL            click the button LABEL on the newest message that has one
+  submit [mysql] TEXT    submit the newest form opened for you, TEXT in its text box
   set REVISION k=v ...   emulator behaviour: healthz=500 error_rate=0.07 p95_ms=2500 rps=50
   traffic SERVICE        the emulator's ground truth: revision and percent per line
   fault API STATUS [N]   the next N calls of an emulator API fail: fault run.services.patch 503 2
@@ -155,13 +163,15 @@ class Sandbox:
         if not line or line.startswith("#"):
             return []
         if line.startswith("/"):
+            opened = len(self.emulator.slack.views())
             self._slash(line)
-            return self._collect()
+            return self._collect() + self._opened_forms(opened)
         word, _, rest = line.partition(" ")
         handler = {
             "as": self._as,
             "in": self._in,
             "click": self._click,
+            "submit": self._submit,
             "set": self._set,
             "traffic": self._traffic,
             "fault": self._fault,
@@ -308,8 +318,16 @@ class Sandbox:
         command, _, text = line.partition(" ")
         user_id, channel_id = self.users[self.user], self.channels[self.channel]
         response_url = self.emulator.slack.new_response_url(channel_id, user_id)
+        trigger_id = self.emulator.slack.issue_trigger_id(user_id)
         return slash_command(
-            command, text.strip(), user_id, self.user, channel_id, self.channel, response_url
+            command,
+            text.strip(),
+            user_id,
+            self.user,
+            channel_id,
+            self.channel,
+            response_url,
+            trigger_id,
         )
 
     def _slash(self, line: str) -> None:
@@ -342,6 +360,35 @@ class Sandbox:
                 f" → {confirm['confirm']['text']})"
             )
         return body, lines
+
+    def _opened_forms(self, before: int) -> list[str]:
+        """A modal the bot opened is shown by its title; ``submit`` fills and sends it."""
+        lines = []
+        for record in self.emulator.slack.views()[before:]:
+            title = record["view"].get("title", {}).get("text", "")
+            lines.append(f"── form opened: {title} (type `submit TEXT` to send it) ──")
+        self.last_output = self.last_output + lines
+        return lines
+
+    def submit_body(self, text: str) -> str:
+        """The signed-to-be view_submission of the newest modal opened for the current user,
+        with ``text`` typed into its text input (``mysql`` first picks that option)."""
+        user_id = self.users[self.user]
+        views = [v for v in self.emulator.slack.views() if v.get("user") == user_id]
+        if not views:
+            raise ConsoleError("no form is open for you; e.g. /ops migration-check")
+        record = views[-1]
+        view = {**record["view"], "id": record["id"], "hash": record["hash"]}
+        first, _, rest = text.partition(" ")
+        typed = {"dialect": first, "sql": rest} if first in ("postgres", "mysql") else {}
+        typed = typed or {"sql": text}
+        values = input_values(view, typed)
+        trigger_id = self.emulator.slack.issue_trigger_id(user_id)
+        return view_submission(view, values, user_id, self.user, trigger_id)
+
+    def _submit(self, text: str) -> list[str]:
+        self._post(self.submit_body(text))
+        return self._collect()
 
     def _click(self, label: str) -> list[str]:
         body, lines = self.click_body(label)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
+from slack_sdk import WebClient
 
 from bot.ops.context import Deps
 from bot.ops.engine import Engine
@@ -20,6 +21,7 @@ from bot.ops.preemption import request_rollback
 from bot.ops.rollback import RollbackRequest
 from bot.policy.approvals import allowed_actions
 from bot.ports import CloudRunError, Message
+from bot.slack.migration_check import open_modal
 
 log = logging.getLogger("runback.slack")
 
@@ -120,7 +122,7 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
 
     @app.command("/ops")
     @engine.tracked
-    def ops_command(ack: Ack, command: dict[str, Any], respond: Respond) -> None:
+    def ops_command(ack: Ack, command: dict[str, Any], respond: Respond, client: WebClient) -> None:
         words = (command.get("text") or "").split()
         sub = words[0].lower() if words else "help"
         if sub == "help":
@@ -133,6 +135,9 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
         elif sub == "incidents":
             ack()
             answer_later(engine, deps, respond, lambda: open_incidents_message(deps))
+        elif sub == "migration-check":
+            ack()
+            open_modal(deps, client, command, respond)  # now: the trigger_id lives 3 s
         else:
             ack_with(ack, ephemeral(deps, "error.usage.ops", sub=sub))
 
