@@ -166,5 +166,22 @@ def build_runtime(config: Config, settings: Settings, clock: Clock | None = None
         tick=engine.tick,
         alert_token=settings.alert_token,
         tick_token=settings.tick_token,
+        first_sighting=deps.store.first_sighting,
+        health=lambda: database_problem(deps.store),
     )
-    return Runtime(settings, config, deps, engine, make_wsgi_app(bolt_app, hooks), bolt_app)
+    wsgi = make_wsgi_app(bolt_app, hooks, settings.slack_signing_secret)
+    return Runtime(settings, config, deps, engine, wsgi, bolt_app)
+
+
+def database_problem(store: Store) -> str | None:
+    """What /healthz reports when the database stopped taking writes (None when it takes them)."""
+    from datetime import UTC, datetime
+
+    from bot.web import UNAVAILABLE
+
+    try:
+        store.check_writable(datetime.now(UTC))
+    except UNAVAILABLE as error:
+        log.error("the database refuses writes: %s", error)
+        return "the database refuses writes (read-only or unreachable); see the logs"
+    return None
