@@ -122,7 +122,8 @@ def test_a_fresh_signature_on_the_same_command_still_acts(sandbox: Sandbox) -> N
 def test_a_body_larger_than_slack_sends_is_refused_before_it_is_read(
     serving: BoundedServer,
 ) -> None:
-    with closing(socket.create_connection(("127.0.0.1", serving.effective_port), timeout=5)) as sock:
+    address = ("127.0.0.1", serving.effective_port)
+    with closing(socket.create_connection(address, timeout=5)) as sock:
         sock.sendall(
             b"POST /slack/events HTTP/1.1\r\nHost: x\r\n"
             + f"Content-Length: {MAX_SLACK_BODY + 1}\r\n".encode()
