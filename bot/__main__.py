@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def serve(config: object) -> int:
-    from bot.runtime import Settings, build_runtime
+    from bot.runtime import Settings, StartupError, build_runtime
     from bot.web import make_http_server
 
     settings = Settings.from_env()
@@ -61,7 +61,11 @@ def serve(config: object) -> int:
             file=sys.stderr,
         )
         return 2
-    runtime = build_runtime(config, settings)  # type: ignore[arg-type]
+    try:
+        runtime = build_runtime(config, settings)  # type: ignore[arg-type]
+    except StartupError as error:
+        print(f"runback: {error}", file=sys.stderr)
+        return 2
     host = os.environ.get("HOST", "0.0.0.0")
     server = make_http_server(runtime.wsgi, host, settings.port)
     runtime.engine.start()
