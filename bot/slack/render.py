@@ -23,6 +23,7 @@ import yaml
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template
 from markupsafe import Markup
 
+from bot.policy.redact import without_addresses
 from bot.ports import Message
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
@@ -183,6 +184,7 @@ class Renderer:
             keep_trailing_newline=False,
         )
         self.env.filters.update(clip=clip, duration=duration, bar=text_bar, upfirst=upfirst)
+        self.env.filters.update(no_addresses=without_addresses)
         self.env.globals.update(mention=mention, date=slack_date)
         # Markdown documents (``document``): plain UTC times, numbers and Markdown-safe text.
         self.env.filters.update(
