@@ -173,7 +173,12 @@ def slack_guard(
             expires = datetime.fromtimestamp(
                 int(environ["HTTP_X_SLACK_REQUEST_TIMESTAMP"]) + 2 * SLACK_WINDOW_S, UTC
             )
-            if not first_sighting(key, expires):
+            try:
+                first = first_sighting(key, expires)
+            except UNAVAILABLE:
+                log.exception("the database refused a Slack request's replay key")
+                return _json(start_response, 503, {"error": "database unavailable"})
+            if not first:
                 log.warning("a signed Slack request was replayed; ignored")
                 start_response("200 OK", [("Content-Length", "0")])
                 return [b""]
@@ -209,7 +214,11 @@ def make_wsgi_app(bolt_app: App, hooks: Hooks | None = None, signing_secret: str
         given = _bearer(environ) or _query_token(environ)
         if hooks is None or not token_matches(given, hooks.tick_token):
             return _json(start_response, 401, {"error": "missing or wrong token"})
-        hooks.tick()
+        try:
+            hooks.tick()
+        except UNAVAILABLE:
+            log.exception("the database refused a tick")
+            return _json(start_response, 503, {"error": "database unavailable; retry later"})
         return _json(start_response, 200, {"status": "ticked"})
 
     def healthz(start_response: StartResponse) -> Iterable[bytes]:

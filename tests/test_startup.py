@@ -20,6 +20,7 @@ from bot.config import ConfigError, load_config, parse_config
 from bot.sandbox.console import Sandbox
 from bot.sandbox.emulator.server import Emulator
 from bot.sandbox.seed import alert_payload
+from bot.sandbox.slack_payloads import signed_headers
 from bot.store import Store, make_engine
 from tests.conftest import sandbox_config
 from tests.db import postgres_url
@@ -222,6 +223,11 @@ def test_a_database_that_turns_read_only_shows_in_healthz_and_alerts_get_503(
         refused = box.post_alert(body)
         assert refused.status_code == 503, refused.text
         assert refused.headers.get("Retry-After")
+        box.run_line("as ana")
+        command = box.slash_body("/ops whoami")
+        headers = signed_headers(box.signing_secret, command)
+        slack = box.http.post(box.bot_url, data=command.encode(), headers=headers, timeout=10)
+        assert slack.status_code == 503, "not a 500 and a traceback"
 
         set_read_only(name, False)  # Cloud Monitoring retries; this time it goes through
         assert box.http.get(health, timeout=10).status_code == 200
