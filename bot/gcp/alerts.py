@@ -5,8 +5,11 @@ length-limited, and anything unexpected is a clear 400, never a crash and never 
 Display strings (summary, policy, condition and metric names) are cut to length instead: a real
 alert with a long summary is never lost to a 400. NUL characters are dropped everywhere.
 
-Payload reference (version 1.2):
-https://cloud.google.com/monitoring/support/notification-options#schema-webhook
+Payload reference (version 1.2, "Webhooks" schema):
+https://cloud.google.com/monitoring/support/notification-options ; the resource labels of a
+Cloud Run alert are those of the ``cloud_run_revision`` monitored resource (project_id,
+service_name, revision_name, location, configuration_name):
+https://cloud.google.com/monitoring/api/resources#tag_cloud_run_revision
 """
 
 from __future__ import annotations
