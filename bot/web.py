@@ -249,20 +249,26 @@ def make_wsgi_app(bolt_app: App, hooks: Hooks | None = None, signing_secret: str
 
 class BoundedServer(TcpWSGIServer):
     """waitress, where a client that trickles a request in byte by byte is dropped once
-    ``request_deadline_s`` has passed (waitress itself only drops connections that go quiet)."""
+    ``request_deadline_s`` has passed (waitress itself only drops connections that go quiet),
+    and where, once connections run short, those idle for ``crowded_idle_s`` make room."""
 
     request_deadline_s = 10.0
+    crowded_idle_s = 2.0
 
     def maintenance(self, now: float) -> None:
         super().maintenance(now)
+        crowded = len(self.active_channels) >= 0.8 * self.adj.connection_limit
         for channel in list(self.active_channels.values()):
-            receiving = channel.request is not None and not channel.requests
-            started = getattr(channel, "request_started", None) if receiving else None
-            if receiving and started is None:
-                channel.request_started = now
-            elif not receiving:
+            if channel.requests:  # being answered: never cut
                 channel.request_started = None
-            elif now - started > self.request_deadline_s:
+                continue
+            if crowded and now - channel.last_activity > self.crowded_idle_s:
+                channel.will_close = True
+            if channel.request is None:
+                channel.request_started = None
+            elif getattr(channel, "request_started", None) is None:
+                channel.request_started = now
+            elif now - channel.request_started > self.request_deadline_s:
                 channel.will_close = True
 
 
@@ -271,9 +277,9 @@ def make_http_server(
 ) -> BoundedServer:
     """The HTTP server for ``serve``: idle or slow clients cannot starve /healthz and Slack.
 
-    Idle connections are closed after 30 s, a request must arrive whole within the deadline,
-    up to 1,000 connections are accepted (waitress's default of 100 is easy to exhaust), and no
-    body larger than Slack's is buffered."""
+    Idle connections are closed after 30 s (after 2 s once 80% of the 1,000 allowed are open;
+    waitress's default limit of 100 is easy to exhaust), a request must arrive whole within the
+    deadline, and no body larger than Slack's is buffered."""
     adjustments = Adjustments(
         host=host,
         port=port,
@@ -281,6 +287,7 @@ def make_http_server(
         connection_limit=1000,
         channel_timeout=30,
         cleanup_interval=1,
+        asyncore_use_poll=True,  # select() cannot watch file descriptors above 1023
         max_request_body_size=MAX_SLACK_BODY,
     )
     server = BoundedServer(app, adj=adjustments)

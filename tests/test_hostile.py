@@ -224,6 +224,22 @@ def test_many_idle_connections_do_not_stop_healthz_or_commands(
         assert answer.status_code == 200
 
 
+def test_more_idle_connections_than_allowed_only_delay_healthz_briefly(
+    serving: BoundedServer,
+) -> None:
+    """Past the connection limit waitress stops accepting; idle connections then make room
+    within seconds instead of the 30 s idle timeout."""
+    limit = serving.adj.connection_limit
+    with ExitStack() as stack:
+        for _ in range(limit + 50):
+            sock = socket.create_connection(("127.0.0.1", serving.effective_port), timeout=5)
+            stack.enter_context(closing(sock))
+        started = time.monotonic()
+        health = requests.get(f"{base_url(serving)}/healthz", timeout=15)
+        assert health.status_code == 200
+        assert time.monotonic() - started < 10
+
+
 def test_a_request_trickled_in_slowly_is_dropped_after_the_deadline(
     serving: BoundedServer,
 ) -> None:
