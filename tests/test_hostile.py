@@ -20,6 +20,7 @@ from bot.runtime import build_runtime
 from bot.sandbox.console import Sandbox
 from bot.sandbox.slack_payloads import FORM, signed_headers
 from bot.web import MAX_SLACK_BODY, BoundedServer, make_http_server
+from tests.test_processes import send_command, world  # noqa: F401  (`world` is a fixture)
 
 
 def wait_until(predicate, timeout_s: float = 20.0, what: str = "condition") -> None:
@@ -262,3 +263,18 @@ def test_a_request_trickled_in_slowly_is_dropped_after_the_deadline(
                 break
         assert closed_at is not None, "the server kept a request open that never finished"
         assert closed_at - started < 5
+
+
+def test_python_m_bot_serve_keeps_serving_with_many_idle_connections(
+    request: pytest.FixtureRequest,
+) -> None:
+    """The same, against the real `python -m bot serve` process."""
+    emulator, bot = request.getfixturevalue("world")
+    bot.start()
+    with ExitStack() as stack:
+        for _ in range(300):
+            sock = socket.create_connection(("127.0.0.1", bot.port), timeout=5)
+            stack.enter_context(closing(sock))
+        assert requests.get(f"http://127.0.0.1:{bot.port}/healthz", timeout=5).ok
+        send_command(emulator, bot.port, "/ops", "whoami")
+        wait_until(lambda: emulator.slack.messages(), what="the answer to /ops whoami")
