@@ -121,6 +121,8 @@ def test_an_alert_without_a_service_label_goes_to_a_person(sandbox: Sandbox) -> 
     assert "cannot tell which service" in text and "service_name" in text
     assert '"actions"' not in text, "no button acts on an unknown service"
     assert sandbox.emulator.router.calls.list("run.services.patch") == []
+    listed = "\n".join(sandbox.run_line("/ops incidents"))
+    assert "`?`" in listed, "listed as open, its service unknown"
 
 
 def test_an_alert_without_a_service_label_is_said_in_spanish(sandbox: Sandbox) -> None:
