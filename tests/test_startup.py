@@ -116,6 +116,20 @@ def read_only_sqlite(tmp_path: Path) -> str:
     return f"sqlite:///file:{path}?mode=ro&uri=true"
 
 
+def test_a_read_only_sqlite_file_is_one_clear_line(tmp_path: Path) -> None:
+    """A file that may not be written, whoever runs the bot (root ignores mode bits, so the
+    file is made immutable)."""
+    path = tmp_path / "runback.db"
+    Store(f"sqlite:///{path}").close()
+    if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not available here")
+    try:
+        line = one_clear_line(serve(tmp_path, DATABASE_URL=f"sqlite:///{path}"))
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+    assert "DATABASE_URL" in line and "read-only" in line
+
+
 @pytest.mark.parametrize(
     ("database_url", "says"),
     [
