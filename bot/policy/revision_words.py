@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 SIMILAR = 0.8  # difflib ratio from which a word reads as a mistyped revision name
-SUGGEST = 0.6  # ... and from which a revision is worth offering as "did you mean"
+SUGGEST = 0.7  # ... and from which a revision is worth offering as "did you mean"
 MAX_SUGGESTIONS = 3
 TIE = 0.02  # suggestions this close to the best one are offered too
 
