@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 from bot.sandbox.console import Sandbox
+from bot.sandbox.emulator.http import Fault
 from bot.sandbox.seed import alert_payload
 from tests.test_rollback_flow import (
     INCIDENTS,
@@ -124,6 +125,15 @@ def test_only_the_asker_can_confirm_and_a_stale_question_is_refused(sandbox: San
     sandbox.runtime.engine.wait_idle()
     assert "out of date" in ephemerals(sandbox)[-1]
     assert serving(sandbox) == {"wa-backend-00003": 100} and len(patches(sandbox)) == 2
+
+
+def test_retrying_a_rollback_that_never_moved_traffic_does_not_ask(sandbox: Sandbox) -> None:
+    sandbox.emulator.router.faults.add(Fault("run.services.patch", 503, times=None))
+    run(sandbox, "as ana", "/rollback wa-backend")
+    assert last_operation(sandbox).state == "failed" and serving(sandbox) == UNCHANGED
+    sandbox.emulator.router.faults.clear()
+    run(sandbox, "/rollback wa-backend")
+    assert serving(sandbox) == {"wa-backend-00002": 100}
 
 
 def test_after_the_window_a_rollback_runs_without_asking(sandbox: Sandbox) -> None:

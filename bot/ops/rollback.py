@@ -82,7 +82,7 @@ def create_rollback(
     request = _read_revision_word(deps, request, service, revisions)
     choice, current = _choose_target(deps, request, service, state, revisions)
     if request.from_command and request.revision is None:
-        _ask_if_repeated(deps, request, service, choice, revisions)
+        _ask_if_repeated(deps, request, service, choice)
     operation = _create_operation(
         deps, request, service, emergency, state, revisions, choice, current
     )
@@ -265,16 +265,18 @@ def _ask_if_repeated(
     request: RollbackRequest,
     service: ServiceConfig,
     choice: TargetChoice,
-    revisions: list[Revision],
 ) -> None:
-    """Another rollback without a revision would go one more revision back: ask first."""
+    """Another rollback without a revision would go one more revision back: ask first. (A
+    retry of one that failed before moving traffic picks the same target: no question.)"""
     previous = deps.store.latest_operation(service.name, "rollback")
     window = deps.config.rollback.repeat_window_minutes
+    assert choice.revision is not None
     if previous is None or previous.state not in ("succeeded", "failed"):
         return
     if not within_repeat_window(previous.finished_at, deps.clock.now(), window):
         return
-    assert choice.revision is not None
+    if choice.revision.name == previous.to_revision:
+        return
     deps.audit(
         request.user,
         "rollback.confirmation_requested",
