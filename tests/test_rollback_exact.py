@@ -176,6 +176,10 @@ def test_an_automatic_rollback_skips_a_not_ready_target_and_says_so(sandbox: San
     card = next(m for m in channel_messages(sandbox) if m["text"].startswith("Rollback of"))
     text = json.dumps(card["blocks"], ensure_ascii=False)
     assert "Skipped `wa-backend-00002` (Container failed to start): not ready" in text
+    requested = next(
+        a for a in sandbox.runtime.deps.store.audit() if a.action == "rollback.requested"
+    )
+    assert requested.detail["skipped_not_ready"] == ["wa-backend-00002"]
 
 
 def test_a_failed_health_check_offers_the_previous_and_the_next_revision(sandbox: Sandbox) -> None:

@@ -409,6 +409,7 @@ def _create_operation(
         operation_id=operation.id,
         emergency=emergency,
         reason=request.reason,
+        **({"skipped_not_ready": list(choice.skipped)} if choice.skipped else {}),
     )
     if not emergency:
         request_approval(deps, operation.id, Action.SCHEDULED_ROLLBACK, request.user)
