@@ -28,6 +28,7 @@ class Revision:
     image: str
     created: datetime
     ready: bool
+    ready_message: str = ""  # the Ready condition's message when not ready (why, per Cloud Run)
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,10 @@ class CloudRun(Protocol):
 
     def list_revisions(self, ref: ServiceRef) -> list[Revision]:
         """Every revision of the service, newest first."""
+        ...
+
+    def get_revision(self, ref: ServiceRef, name: str) -> Revision:
+        """One revision of the service, read now (its Ready condition as Cloud Run reports it)."""
         ...
 
     def start_traffic_update(self, ref: ServiceRef, targets: list[TrafficTarget], etag: str) -> str:

@@ -298,6 +298,12 @@ class Store:
             operation.updated_at = now
         return operation
 
+    def latest_operation(self, service: str, kind: str) -> Operation | None:
+        """The newest operation of ``kind`` on ``service``, whatever its state."""
+        with self.session() as session:
+            query = select(Operation).where(Operation.service == service, Operation.kind == kind)
+            return session.scalars(query.order_by(Operation.created_at.desc()).limit(1)).first()
+
     def unfinished_operations(self) -> list[Operation]:
         with self.session() as session:
             query = select(Operation).where(Operation.state.not_in(TERMINAL_STATES))

@@ -525,8 +525,17 @@ def pick(
             ["r3"],
             {"r3"},
             None,
+            (None, TargetProblem.ALL_ROLLED_BACK, ""),
+            id="the-only-ready-one-was-rolled-back-from",
+        ),
+        pytest.param(
+            revisions(1, 2, 3, not_ready=(1,)),
+            {"r2": 100},
+            [],
+            set(),
+            None,
             (None, TargetProblem.NO_PREVIOUS, ""),
-            id="older-ones-unusable",
+            id="older-ones-not-ready",
         ),
         pytest.param(
             [],

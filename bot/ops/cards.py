@@ -33,6 +33,8 @@ def card_view(deps: Deps, operation: Operation) -> dict[str, Any]:
         "uri": data.get("uri", ""),
         "health": data.get("health"),
         "superseded_by": data.get("superseded_by", ""),
+        "skipped": data.get("skipped") or [],
+        "offers": data.get("offers") or {},
         "total_s": _total_seconds(operation),
         "marks": step_marks(data.get("timings") or {}, (data.get("error") or {}).get("step")),
         "approval": approval_view(approval) if approval else None,

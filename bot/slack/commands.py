@@ -18,9 +18,10 @@ from bot.ops.engine import Engine
 from bot.ops.errors import UserError
 from bot.ops.incidents import open_incidents_message
 from bot.ops.preemption import request_rollback
-from bot.ops.rollback import RollbackRequest
+from bot.ops.rollback import RepeatNeedsConfirmation, RollbackRequest
 from bot.policy.approvals import allowed_actions
 from bot.ports import CloudRunError, Message
+from bot.slack.actions import repeat_button_value
 from bot.slack.migration_check import open_modal
 
 log = logging.getLogger("runback.slack")
@@ -32,22 +33,16 @@ COMMANDS = ("/rollback", "/deploy", "/traffic", "/ops")
 @dataclass(frozen=True)
 class ParsedRollback:
     service: str
-    revision: str | None
-    reason: str
+    rest: str  # ``[REVISION] [reason...]``: read against the real revisions by bot.ops.rollback
 
 
 def parse_rollback(text: str) -> ParsedRollback | None:
-    """``SERVICE [REVISION] [reason...]``. The second word is a revision when it starts with the
-    service's name and a dash (Cloud Run names revisions that way); otherwise it begins the
-    reason. None when the text is empty."""
+    """``SERVICE [REVISION] [reason...]``; None when the text is empty. Whether the second word
+    is a revision needs the service's real revision list, so bot.ops decides that."""
     words = text.split()
     if not words:
         return None
-    service, rest = words[0], words[1:]
-    revision = None
-    if rest and rest[0].startswith(f"{service}-"):
-        revision, rest = rest[0], rest[1:]
-    return ParsedRollback(service, revision, " ".join(rest))
+    return ParsedRollback(words[0], " ".join(words[1:]))
 
 
 def ephemeral(deps: Deps, key: str, **context: Any) -> Message:
@@ -94,15 +89,21 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
         ack()
         request = RollbackRequest(
             service=parsed.service,
-            revision=parsed.revision,
-            reason=parsed.reason,
+            revision=None,
+            reason=parsed.rest,
             user=command["user_id"],
             channel=command["channel_id"],
+            from_command=True,
         )
 
-        def work() -> None:
-            operation = request_rollback(deps, request)
+        def work() -> Message | None:
+            try:
+                operation = request_rollback(deps, request)
+            except RepeatNeedsConfirmation as question:
+                value = repeat_button_value(question.context)
+                return deps.renderer.message("rollback_repeat", value=value, **question.context)
             engine.submit(operation.id)  # runs only what is runnable (not a pending approval)
+            return None
 
         answer_later(engine, deps, respond, work)
 
