@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot.gcp.alerts import Incident
-from bot.ops.cards import show
+from bot.ops.cards import incident_card, show
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.errors import UserError
 from bot.ops.rollback import RollbackRequest, request_rollback
@@ -437,9 +437,7 @@ def refresh_incident_card(deps: Deps, incident_id: str) -> None:
     if record is None:
         return
     message = deps.renderer.message("incident", inc=incident_view(deps, record))
-    posted = show(deps, record.channel, record.message_ts, message, f"incident {incident_id}")
-    if posted:
-        deps.store.update_incident(record.id, deps.clock.now(), message_ts=posted)
+    show(deps, incident_card(record.id), record.channel, message)
 
 
 def post_postmortem(deps: Deps, incident_id: str) -> bool:

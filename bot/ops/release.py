@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot.config import Action, ServiceConfig
-from bot.ops.cards import approval_view, show
+from bot.ops.cards import announce, approval_view, operation_card, show
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.errors import UserError
 from bot.ops.rollback import claim_decision, request_approval
@@ -666,10 +666,7 @@ def _end(deps: Deps, operation: Operation, state: str, outcome: dict[str, Any]) 
     _event(deps, operation, state, **outcome)
     if state == "failed":  # a card update notifies nobody: say it again, as a new message
         message = deps.renderer.message("release_card", rel=release_view(deps, operation))
-        try:
-            deps.chat.post(operation.channel, message)
-        except Exception:
-            log.exception("could not announce the failure of release %s", operation.id)
+        announce(deps, operation.channel, message)
     _post_chart(deps, operation)
     return operation
 
@@ -808,19 +805,11 @@ def refresh(deps: Deps, operation_id: str) -> None:
     if operation is None:
         return
     message = deps.renderer.message("release_card", rel=release_view(deps, operation))
-    posted = show(deps, operation.channel, operation.message_ts, message, operation_id)
-    if posted:
-        deps.store.update_operation(operation.id, deps.clock.now(), message_ts=posted)
+    show(deps, operation_card(operation.id), operation.channel, message)
 
 
 def _post_in_thread(deps: Deps, operation: Operation, message: Message) -> None:
-    current = deps.store.operation(operation.id)
-    try:
-        deps.chat.post(
-            operation.channel, message, thread_ts=(current.message_ts if current else "") or None
-        )
-    except Exception:
-        log.exception("could not post in the thread of release %s", operation.id)
+    announce(deps, operation.channel, message, thread_of=operation_card(operation.id))
 
 
 def _event(deps: Deps, operation: Operation, kind: str, **data: Any) -> None:
