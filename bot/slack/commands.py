@@ -10,6 +10,7 @@ from typing import Any
 
 from slack_bolt import Ack, App, Respond
 
+from bot.ops.cards import operation_card, tell_requester_if_unseen
 from bot.ops.context import Deps
 from bot.ops.engine import Engine
 from bot.ops.errors import UserError
@@ -95,6 +96,7 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
         def work() -> None:
             operation = request_rollback(deps, request)
             engine.submit(operation.id)  # runs only what is runnable (not a pending approval)
+            tell_requester_if_unseen(deps, operation_card(operation.id), command["response_url"])
 
         answer_later(engine, deps, respond, work)
 
