@@ -272,6 +272,10 @@ class Directory(Protocol):
         """Members (user ids) of each user group named by handle."""
         ...
 
+    def problem(self) -> str:
+        """Slack's error when user groups could not be read at the last try; "" when they were."""
+        ...
+
 
 class Clock(Protocol):
     def now(self) -> datetime: ...

@@ -103,6 +103,7 @@ class Runtime:
         than on the first command that needs them."""
         self.deps.renderer.warm_up()
         self.deps.store.lock_holder("")
+        self.check_user_groups()
         for port in (self.deps.cloudrun, self.deps.probe, self.deps.metrics, self.deps.audit_sink):
             if isinstance(port, Lazy):
                 try:
@@ -111,6 +112,23 @@ class Runtime:
                         adapter.warm_up()
                 except Exception:  # a warm-up is best effort; the first real call retries
                     log.warning("could not prepare %s ahead of time", type(port).__name__)
+
+    def check_user_groups(self) -> str:
+        """Say loudly at start when roles held through Slack user groups cannot be counted."""
+        handles = self.deps.group_handles()
+        check = getattr(self.deps.directory, "check", None)
+        if not handles or check is None:
+            return ""
+        problem: str = check()
+        if problem:
+            log.error(
+                "Slack user groups cannot be read (%s; a free Slack plan has none): members of "
+                "%s hold no role through them. Roles come only from the user ids in app.yaml; "
+                "list the on-call engineers under roles.on_call.users.",
+                problem,
+                ", ".join(f"@{h}" for h in handles),
+            )
+        return problem
 
 
 def _cloudrun(settings: Settings) -> Any:

@@ -24,9 +24,11 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    case,
     create_engine,
     delete,
     event,
+    literal,
     select,
     update,
 )
@@ -547,14 +549,23 @@ class Store:
             self._restage_card(card, message, now)
 
     def _restage_card(self, card: str, message: dict[str, Any], now: datetime) -> bool:
+        """One UPDATE, so that a delivery's outcome committed meanwhile is never overwritten."""
         with self.session() as session:
-            row = session.scalars(select(OutboxMessage).where(OutboxMessage.card == card)).first()
-            if row is None:
-                return False
-            row.message, row.version, row.updated_at = message, row.version + 1, now
-            if not row.attempts:  # a card in backoff (429, outage) keeps its wait
-                row.due_at = now
-            return True
+            result = session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.card == card)
+                .values(
+                    message=message,
+                    version=OutboxMessage.version + 1,
+                    updated_at=now,
+                    # a card in backoff (429, outage) keeps its wait
+                    due_at=case(
+                        (OutboxMessage.attempts == 0, literal(now, UTCDateTime)),
+                        else_=OutboxMessage.due_at,
+                    ),
+                )
+            )
+            return result.rowcount == 1
 
     def stage_post(
         self, channel: str, message: dict[str, Any], now: datetime, thread_of: str = ""

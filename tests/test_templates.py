@@ -196,6 +196,19 @@ EPHEMERAL_CASES: list[tuple[str, dict[str, Any]]] = [
     ("notice.already_decided", {"status": "expired", "by": "", "at": None}),
     ("notice.already_decided", {"status": "pending", "by": "", "at": None}),
     ("notice.unknown_request", {}),
+    ("notice.card_not_posted.not_in_channel", {"channel": "C0RANDOM"}),
+    ("notice.card_not_posted.channel_not_found", {"channel": "C0SECRET"}),
+    ("notice.card_not_posted.is_archived", {"channel": "C0OLD"}),
+    (
+        "error.refused.role_required",
+        {
+            "action": "emergency_rollback",
+            "role": "on_call",
+            "channel": "incidents",
+            "groups_problem": "paid_teams_only",
+            "groups": ("oncall",),
+        },
+    ),
     ("notice.incident_not_open", {"state": "mitigated"}),
     ("notice.incident_not_open", {"state": "?"}),
     ("error.incident.responder_only", {}),
@@ -609,6 +622,11 @@ MESSAGES: list[Any] = [
     pytest.param("whoami", whoami_context({Role.ON_CALL}, True), id="whoami-oncall-incidents"),
     pytest.param("whoami", whoami_context({Role.ON_CALL}, False), id="whoami-oncall-elsewhere"),
     pytest.param("whoami", whoami_context(LEAD | {Role.ON_CALL}, True), id="whoami-lead"),
+    pytest.param(
+        "whoami",
+        {**whoami_context(set(), True), "groups_problem": "other", "groups": ("oncall",)},
+        id="whoami-groups-unreadable",
+    ),
 ]
 
 

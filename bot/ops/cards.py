@@ -69,6 +69,7 @@ def _total_seconds(operation: Operation) -> float | None:
 
 BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0)
 UPDATES_BEFORE_NEW_MESSAGE = 3  # then the final state goes out as a new message
+LOST_ANSWER_WAIT_S = 15.0  # a post whose answer was lost may still land: look for it after this
 CLAIM_S = 60.0  # a courier that dies mid-delivery gives the row back after this
 MAX_TEXT_CHARS = 39_000  # Slack refuses longer text with msg_too_long (limit 40,000)
 # The card's message is gone or not ours to edit: post the state anew.
@@ -223,6 +224,7 @@ def _failed(deps: Deps, row: OutboxMessage, error: ChatError) -> None:
     fields: dict[str, Any] = {"attempts": attempts, "error": error.code[:64], "ts": row.ts}
     if error.maybe_sent and not row.ts:
         fields["uncertain_since"] = now.isoformat()
+        delay = max(delay, LOST_ANSWER_WAIT_S)
     if row.ts and error.code != "ratelimited" and attempts >= UPDATES_BEFORE_NEW_MESSAGE:
         fields["ts"] = ""  # the final state goes out as a new message
     if error.code in NO_ACCESS:
@@ -246,7 +248,7 @@ def _tell_requester(deps: Deps, card: str, channel: str, code: str) -> None:
     if not url:
         return
     message = deps.renderer.message(
-        "ephemeral", key=f"error.card_not_posted.{code}", channel=channel
+        "ephemeral", key=f"notice.card_not_posted.{code}", channel=channel
     )
     try:
         deps.chat.reply(url, message)

@@ -169,6 +169,7 @@ class SlackDirectory:
         self._lock = threading.Lock()
         self._cache: dict[str, set[str]] = {}
         self._loaded_at = float("-inf")
+        self._problem = ""
 
     def group_members(self, handles: tuple[str, ...]) -> dict[str, set[str]]:
         with self._lock:
@@ -177,12 +178,33 @@ class SlackDirectory:
                 self._loaded_at = time.monotonic()
             return {handle: set(self._cache.get(handle, ())) for handle in handles}
 
+    def problem(self) -> str:
+        """Slack's reason for not showing user groups at the last read ("" when it did)."""
+        with self._lock:
+            return self._problem
+
+    def check(self) -> str:
+        """Read the groups now (at start) and return the problem, if any."""
+        with self._lock:
+            self._cache = self._load()
+            self._loaded_at = time.monotonic()
+            return self._problem
+
     def _load(self) -> dict[str, set[str]]:
         try:
             response = self.client.usergroups_list(include_users=True)
-        except SlackApiError as error:  # keep the last known groups rather than lose roles
-            log.warning("could not read Slack user groups: %s", error.response.get("error"))
+        except Exception as error:  # keep the last known groups rather than lose roles
+            # Free workspaces answer paid_teams_only (grafana/oncall#4793).
+            problem = (
+                str(error.response.get("error") or "")
+                if isinstance(error, SlackApiError)
+                else "unreachable"
+            )
+            if problem != self._problem:
+                log.error("could not read Slack user groups: %s", problem)
+            self._problem = problem or "unknown"
             return self._cache
+        self._problem = ""
         return {
             str(group["handle"]): set(group.get("users") or ())
             for group in response.get("usergroups", [])

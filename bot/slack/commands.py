@@ -43,6 +43,12 @@ def parse_rollback(text: str) -> ParsedRollback | None:
     return ParsedRollback(service, revision, " ".join(rest))
 
 
+def groups_context(deps: Deps) -> dict[str, Any]:
+    """For refusals and /ops whoami: say when user groups could not be read, rather than
+    silently counting a role as missing."""
+    return {"groups_problem": deps.groups_problem(), "groups": deps.group_handles()}
+
+
 def ephemeral(deps: Deps, key: str, **context: Any) -> Message:
     return deps.renderer.message("ephemeral", key=key, **context)
 
@@ -65,7 +71,7 @@ def answer_later(
         try:
             message = work()
         except UserError as error:
-            message = ephemeral(deps, error.key, **error.context)
+            message = ephemeral(deps, error.key, **error.context, **groups_context(deps))
         except Exception:
             ref = uuid.uuid4().hex[:8]
             log.exception("unexpected error, reference %s", ref)
@@ -179,4 +185,5 @@ def whoami_message(deps: Deps, user: str, channel: str) -> Message:
         roles=sorted(str(r) for r in held),
         decisions=rows,
         channel=incidents.name,
+        **groups_context(deps),
     )
