@@ -228,3 +228,17 @@ def test_on_a_free_plan_roles_come_from_app_yaml_and_runback_says_so(
 
     run(sandbox, "as ana", "/rollback wa-backend")  # on-call by her id in app.yaml
     assert serving(sandbox) == {"wa-backend-00002": 100}
+
+
+def test_a_rate_limited_user_group_lookup_never_delays_an_emergency_rollback(
+    sandbox: Sandbox,
+) -> None:
+    sandbox.emulator.router.faults.add(
+        Fault("slack.usergroups.list", 429, message="30", times=None)
+    )
+    started = time.monotonic()
+    run(sandbox, "as ana", "/rollback wa-backend")
+
+    assert serving(sandbox) == {"wa-backend-00002": 100}
+    assert time.monotonic() - started < 10, "the roles lookup slept on Retry-After"
+    assert len(calls(sandbox, "slack.usergroups.list")) == 1

@@ -172,7 +172,7 @@ def _post(deps: Deps, row: OutboxMessage, message: Message, now: datetime) -> No
             return
         channel, thread_ts = parent.channel, parent.ts
     if row.uncertain_since:  # the last post's answer was lost: did Slack post it?
-        found = deps.chat.find_card(channel, _key(row), "")
+        found = _find_lost_post(deps, channel, row)
         if found:
             log.info("card %s: a post whose answer was lost did arrive", _key(row))
             row.ts, row.channel = found, channel
@@ -183,6 +183,18 @@ def _post(deps: Deps, row: OutboxMessage, message: Message, now: datetime) -> No
     posted = deps.chat.post_card(channel, message, _key(row), thread_ts)
     row.ts, row.channel = posted.ts, posted.channel
     _succeeded(deps, row, now)
+
+
+def _find_lost_post(deps: Deps, channel: str, row: OutboxMessage) -> str | None:
+    try:
+        return deps.chat.find_card(channel, _key(row), "")
+    except ChatError as error:
+        if error.code in ("ratelimited", "timeout", "unreachable") or error.maybe_sent:
+            raise  # look again later
+        # without channels:history the lookup is impossible: post (a rare duplicate beats
+        # a channel that never learns the state)
+        log.warning("cannot look for the lost post of %s: %s", _key(row), error.code)
+        return None
 
 
 def _succeeded(deps: Deps, row: OutboxMessage, now: datetime) -> None:

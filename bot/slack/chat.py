@@ -104,7 +104,11 @@ class SlackChat:
     def find_card(self, channel: str, card: str, oldest: str) -> str | None:
         try:
             response = self.cards.conversations_history(
-                channel=channel, oldest=oldest, include_all_metadata=True, limit=100
+                # 15: Slack's cap for apps outside the Marketplace (2025 rate-limit change)
+                channel=channel,
+                oldest=oldest or None,
+                include_all_metadata=True,
+                limit=15,
             )
         except Exception as error:
             raise _chat_error(error) from None
@@ -164,7 +168,9 @@ class SlackDirectory:
     minute is better than an extra API call on every click)."""
 
     def __init__(self, client: WebClient, ttl_s: float = 60.0) -> None:
-        self.client = client
+        # No sleeping retries: roles are read before an emergency PATCH, and a 429 must not
+        # delay it (the last known groups are kept instead).
+        self.client = _card_client(client)
         self.ttl_s = ttl_s
         self._lock = threading.Lock()
         self._cache: dict[str, set[str]] = {}
