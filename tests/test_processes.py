@@ -134,9 +134,9 @@ def test_bot_killed_mid_rollback_finishes_it_after_restart(world) -> None:
     bot.start()
     send_rollback(emulator, bot.port)
     wait_until(lambda: emulator.router.calls.list("run.services.patch"), what="the PATCH")
-    time.sleep(0.3)  # the operation name is committed right after the PATCH returns
+    # the card says "shifting" only after the operation name is committed (told off-thread)
+    wait_until(lambda: "shifting" in card_text(emulator), what="the card to show the shift")
     bot.kill()
-    assert "shifting" in card_text(emulator)
 
     bot.start()
     wait_until(lambda: "done" in card_text(emulator), timeout_s=30, what="the rollback to finish")
