@@ -104,6 +104,7 @@ class Runtime:
         self.deps.renderer.warm_up()
         self.deps.store.lock_holder("")
         self.check_user_groups()
+        self.check_incidents_channel()
         for port in (self.deps.cloudrun, self.deps.probe, self.deps.metrics, self.deps.audit_sink):
             if isinstance(port, Lazy):
                 try:
@@ -112,6 +113,26 @@ class Runtime:
                         adapter.warm_up()
                 except Exception:  # a warm-up is best effort; the first real call retries
                     log.warning("could not prepare %s ahead of time", type(port).__name__)
+
+    def check_incidents_channel(self) -> bool | None:
+        """Say loudly at start when Runback cannot post in the incidents channel."""
+        channel = self.config.channels.incidents
+        is_member = getattr(self.deps.chat, "is_member", None)
+        if is_member is None:
+            return None
+        try:
+            member: bool = is_member(channel.id)
+        except Exception as error:  # ChatError: Slack's code says what to fix
+            log.error("could not check #%s (%s): %s", channel.name, channel.id, error)
+            return None
+        if not member:
+            log.error(
+                "Runback is not a member of #%s (%s): type /invite @Runback there, or incident "
+                "cards and alerts cannot be posted.",
+                channel.name,
+                channel.id,
+            )
+        return member
 
     def check_user_groups(self) -> str:
         """Say loudly at start when roles held through Slack user groups cannot be counted."""

@@ -242,3 +242,29 @@ def test_a_rate_limited_user_group_lookup_never_delays_an_emergency_rollback(
     assert serving(sandbox) == {"wa-backend-00002": 100}
     assert time.monotonic() - started < 10, "the roles lookup slept on Retry-After"
     assert len(calls(sandbox, "slack.usergroups.list")) == 1
+
+
+def test_the_owed_final_state_survives_a_restart(sandbox: Sandbox) -> None:
+    faults = sandbox.emulator.router.faults
+    for api in ("slack.chat.postMessage", "slack.chat.update"):
+        faults.add(Fault(api, 503, times=None))
+    run(sandbox, "as ana", "/rollback wa-backend")
+    operation = last_operation(sandbox)
+    assert operation.state == "succeeded" and bot_messages(sandbox) == []
+
+    sandbox.restart_bot()  # what the channel is owed is in the database, not in memory
+    faults.clear()
+
+    [card] = until(lambda: cards_of(sandbox, operation), sandbox, advance_s=15)
+    assert "done" in card["text"]
+    assert len(bot_messages(sandbox)) == 1
+
+
+def test_start_up_says_when_the_bot_is_not_in_the_incidents_channel(
+    sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert sandbox.runtime.check_incidents_channel() is True
+    sandbox.emulator.slack.kick(INCIDENTS)
+    with caplog.at_level(logging.ERROR, logger="runback.runtime"):
+        assert sandbox.runtime.check_incidents_channel() is False
+    assert any("/invite @Runback" in r.getMessage() for r in caplog.records)

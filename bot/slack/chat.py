@@ -119,6 +119,14 @@ class SlackChat:
                 return str(found["ts"])
         return None
 
+    def is_member(self, channel: str) -> bool:
+        """Whether the bot is in the channel (conversations.info; needs channels:read)."""
+        try:
+            response = self.cards.conversations_info(channel=channel)
+        except Exception as error:
+            raise _chat_error(error) from None
+        return bool((response.get("channel") or {}).get("is_member"))
+
     def reply(self, response_url: str, message: Message) -> None:
         try:
             answer = WebhookClient(response_url, timeout=CARD_TIMEOUT_S).send(
