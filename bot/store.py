@@ -612,14 +612,18 @@ class Store:
                 return None
             return session.get(OutboxMessage, row_id)
 
-    def settle_outbox(self, row_id: int, now: datetime, **fields: Any) -> None:
-        """Record a delivery attempt's outcome and give up the claim."""
+    def settle_outbox(
+        self, row_id: int, now: datetime, keep_claim: bool = False, **fields: Any
+    ) -> None:
+        """Record a delivery attempt's outcome and give up the claim (unless ``keep_claim``)."""
         with self.session() as session:
             row = session.get(OutboxMessage, row_id)
             if row is not None:
                 for name, value in fields.items():
                     setattr(row, name, value)
-                row.claimed_until, row.updated_at = None, now
+                row.updated_at = now
+                if not keep_claim:
+                    row.claimed_until = None
 
     def claim_telling_requester(self, card: str) -> str:
         """The requester's response_url, exactly once per card (empty if none or already told)."""

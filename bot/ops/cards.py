@@ -70,7 +70,8 @@ def _total_seconds(operation: Operation) -> float | None:
 BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0)
 UPDATES_BEFORE_NEW_MESSAGE = 3  # then the final state goes out as a new message
 LOST_ANSWER_WAIT_S = 15.0  # a post whose answer was lost may still land: look for it after this
-CLAIM_S = 60.0  # a courier that dies mid-delivery gives the row back after this
+CLAIM_S = 20.0  # a courier that dies mid-delivery gives the row back after this
+PARENT_WAIT_S = 5.0  # a reply waits this long for its card to be in Slack
 MAX_TEXT_CHARS = 39_000  # Slack refuses longer text with msg_too_long (limit 40,000)
 # The card's message is gone or not ours to edit: post the state anew.
 # https://api.slack.com/methods/chat.update#errors
@@ -168,7 +169,7 @@ def _post(deps: Deps, row: OutboxMessage, message: Message, now: datetime) -> No
     if row.thread_of:
         parent = deps.store.outbox_row(row.thread_of)
         if parent is None or not parent.ts:  # its card is not in Slack yet: reply after it is
-            deps.store.settle_outbox(row.id, now, due_at=now + timedelta(seconds=BACKOFF_S[0]))
+            deps.store.settle_outbox(row.id, now, due_at=now + timedelta(seconds=PARENT_WAIT_S))
             return
         channel, thread_ts = parent.channel, parent.ts
     if row.uncertain_since:  # the last post's answer was lost: did Slack post it?
@@ -180,6 +181,8 @@ def _post(deps: Deps, row: OutboxMessage, message: Message, now: datetime) -> No
                 deps.chat.update_card(channel, found, message)
             _succeeded(deps, row, now)
             return
+    if not row.uncertain_since:  # write-ahead: a crash during the post is a lost answer too
+        deps.store.settle_outbox(row.id, now, keep_claim=True, uncertain_since=now.isoformat())
     posted = deps.chat.post_card(channel, message, _key(row), thread_ts)
     row.ts, row.channel = posted.ts, posted.channel
     _succeeded(deps, row, now)
@@ -233,7 +236,12 @@ def _failed(deps: Deps, row: OutboxMessage, error: ChatError) -> None:
     now = deps.clock.now()
     attempts = row.attempts + 1
     delay = error.retry_after_s or BACKOFF_S[min(attempts, len(BACKOFF_S)) - 1]
-    fields: dict[str, Any] = {"attempts": attempts, "error": error.code[:64], "ts": row.ts}
+    fields: dict[str, Any] = {
+        "attempts": attempts,
+        "error": error.code[:64],
+        "ts": row.ts,
+        "uncertain_since": row.uncertain_since,  # as before this attempt's write-ahead
+    }
     if error.maybe_sent and not row.ts:
         fields["uncertain_since"] = now.isoformat()
         delay = max(delay, LOST_ANSWER_WAIT_S)
