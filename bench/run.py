@@ -482,9 +482,18 @@ def _card_text(call: RecordedCall) -> str:
     return str(body.get("text", ""))
 
 
+# The card is told to Slack off the workflow's thread, newest state first: a fast rollback's
+# card may skip intermediate states, or be posted already final.
+CARD_APIS = ("slack.chat.update", "slack.chat.postMessage")
+
+
 def _is_final(call: RecordedCall) -> bool:
     text = _card_text(call)
-    return text.startswith(f"Rollback of {SERVICE}") and text.endswith((": done", ": failed"))
+    return (
+        call.api in CARD_APIS
+        and text.startswith(f"Rollback of {SERVICE}")
+        and text.endswith((": done", ": failed"))
+    )
 
 
 @dataclass
@@ -510,13 +519,13 @@ def one_rollback(world: World, sender: SlackSender) -> RollbackRun:
     if response.status_code != 200:
         raise BenchError(f"/rollback answered HTTP {response.status_code}")
     wait_until(
-        lambda: any(_is_final(c) for c in world.calls("slack.chat.update", sent)),
+        lambda: any(_is_final(c) for c in world.calls(since=sent)),
         30,
         "the rollback's final card",
     )
     calls = world.calls(since=sent)
     run.timeline = [(c.at - sent, c.api) for c in calls]
-    final = next(c for c in calls if c.api == "slack.chat.update" and _is_final(c))
+    final = next(c for c in calls if _is_final(c))
     run.outcome = _card_text(final).rsplit(": ", 1)[-1]
     if run.outcome != "done":
         raise BenchError(f"rollback ended {run.outcome!r}; card: {_card_text(final)}")
@@ -529,7 +538,7 @@ def one_rollback(world: World, sender: SlackSender) -> RollbackRun:
     shifted = next(
         c
         for c in calls
-        if c.api == "slack.chat.update" and c.at > done.at and "verifying" in _card_text(c)
+        if c.api in CARD_APIS and c.at > done.at and ("verifying" in _card_text(c) or _is_final(c))
     )
     run.done_to_update_s = shifted.at - done.at
     probe = [c for c in calls if c.api == "service.healthz" and c.at < final.at][-1]
@@ -624,7 +633,7 @@ def one_alert(world: World, process: Process, incident_id: str) -> AlertRun:
     # done when the rollback card is final and the postmortem draft (posted after it) is up
     wait_until(
         lambda: (
-            any(_is_final(c) for c in world.calls("slack.chat.update", sent))
+            any(_is_final(c) for c in world.calls(since=sent))
             and len(world.emulator.slack.files()) > files
         ),
         30,
@@ -633,7 +642,7 @@ def one_alert(world: World, process: Process, incident_id: str) -> AlertRun:
     time.sleep(0.05)  # the bot records the postmortem after its upload; let it finish
     calls = world.calls(since=sent)
     run.timeline = [(c.at - sent, c.api) for c in calls]
-    final = next(c for c in calls if c.api == "slack.chat.update" and _is_final(c))
+    final = next(c for c in calls if _is_final(c))
     if not _card_text(final).endswith(": done"):
         raise BenchError(f"the alert's rollback did not end done: {_card_text(final)}")
     for api, _ in ALERT_MARKS:
