@@ -45,7 +45,7 @@ if str(ROOT) not in sys.path:  # `python bench/run.py` puts bench/, not the root
     sys.path.insert(0, str(ROOT))
 
 from bot.config import Config, load_config  # noqa: E402
-from bot.sandbox.emulator.http import RecordedCall  # noqa: E402
+from bot.sandbox.emulator.http import Fault, RecordedCall  # noqa: E402
 from bot.sandbox.emulator.server import Emulator  # noqa: E402
 from bot.sandbox.seed import SAMPLE_REVISIONS, alert_payload, seed  # noqa: E402
 from bot.sandbox.slack_payloads import find_button  # noqa: E402
@@ -585,6 +585,32 @@ def bench_rollbacks(world: World, sender: SlackSender, runs: int) -> dict[str, A
     }
 
 
+def bench_rollback_slack_rate_limited(world: World, sender: SlackSender) -> dict[str, Any]:
+    """Slack answers every card update with 429 (Retry-After 2 s) during a rollback: the PATCH
+    and the health verification must not wait for Slack; the card catches up afterwards."""
+    reseed_service(world)
+    faults = world.emulator.router.faults
+    faults.add(Fault("slack.chat.update", 429, message="2", times=None))
+    sent = time.time()
+    try:
+        if sender.command("/rollback", f"{SERVICE} bench").status_code != 200:
+            raise BenchError("/rollback was not acknowledged")
+        wait_until(lambda: world.calls("service.healthz", sent), 30, "the health check")
+        calls = world.calls(since=sent)
+    finally:
+        faults.clear()
+    wait_until(lambda: any(_is_final(c) for c in world.calls(since=sent)), 30, "the final card")
+    patch = next(c for c in calls if c.api == "run.services.patch")
+    probe = next(c for c in calls if c.api == "service.healthz")
+    final = next(c for c in world.calls(since=sent) if _is_final(c))
+    return {
+        "to_patch_s": patch.at - sent,
+        "to_probe_s": probe.at - sent,
+        "to_final_card_s": final.at - sent,
+        "updates_refused": sum(1 for c in calls if c.api == "slack.chat.update"),
+    }
+
+
 # -- 4. incident alert -> rollback --------------------------------------------------------------
 
 
@@ -1106,6 +1132,20 @@ def rows_for(results: dict[str, Any]) -> list[Row]:
             ),
             Row("  command sent -> final card, end to end (median)", f"{ms(roll['total_s'])} ms"),
         ]
+    limited = results.get("rollback_429")
+    if limited:
+        rows += [
+            Row(
+                "rollback, Slack answering 429 to card updates: command -> PATCH",
+                f"{ms(limited['to_patch_s'])} ms",
+                "< 150 ms",
+                limited["to_patch_s"] < 0.15,
+            ),
+            Row(
+                "  -> health check / -> final card (after Retry-After 2 s)",
+                f"{ms(limited['to_probe_s'])} / {ms(limited['to_final_card_s'])} ms",
+            ),
+        ]
     fresh = results.get("fresh_bot_rollback")
     if fresh:
         rows.append(
@@ -1359,6 +1399,7 @@ def run_phases(world: World, args: argparse.Namespace, results: dict[str, Any]) 
         results["first_traffic"] = bench_first_traffic(world, sender)
         results["ack_latency"] = bench_ack_latency(world, process, args.requests, args.threads)
         results["rollback"] = bench_rollbacks(world, sender, args.rollbacks)
+        results["rollback_429"] = bench_rollback_slack_rate_limited(world, sender)
     with world.running(config_path=world.bench_config) as (process, _):
         first = one_rollback(world, world.sender(process))
         results["fresh_bot_rollback"] = {"to_patch_s": first.to_patch_s, "total_s": first.total_s}
