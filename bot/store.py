@@ -190,6 +190,7 @@ class OutboxMessage(Base):
     channel: Mapped[str] = mapped_column(String(32))
     thread_of: Mapped[str] = mapped_column(String(64), default="")  # a card key to reply under
     ts: Mapped[str] = mapped_column(String(32), default="")  # the card's message, once posted
+    stale_ts: Mapped[str] = mapped_column(String(32), default="")  # a replaced card to correct
     message: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"text", "blocks"}
     version: Mapped[int] = mapped_column(Integer, default=1)
     shown: Mapped[int] = mapped_column(Integer, default=0)  # the version Slack has
@@ -592,7 +593,10 @@ class Store:
         with self.session() as session:
             query = (
                 select(OutboxMessage)
-                .where(OutboxMessage.shown < OutboxMessage.version, OutboxMessage.due_at <= now)
+                .where(
+                    (OutboxMessage.shown < OutboxMessage.version) | (OutboxMessage.stale_ts != ""),
+                    OutboxMessage.due_at <= now,
+                )
                 .where(OutboxMessage.claimed_until.is_(None) | (OutboxMessage.claimed_until < now))
                 .order_by(OutboxMessage.id)
                 .limit(limit)

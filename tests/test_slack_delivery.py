@@ -156,6 +156,10 @@ def test_a_card_that_cannot_be_updated_goes_out_as_a_new_message(sandbox: Sandbo
     assert len(calls(sandbox, "slack.chat.update")) == cards.UPDATES_BEFORE_NEW_MESSAGE
     assert last_operation(sandbox).message_ts == final["ts"], "threads follow the new card"
 
+    sandbox.emulator.router.faults.clear()  # chat.update works again: the old card is corrected
+    until(lambda: "done" in cards_of(sandbox, operation)[0]["text"], sandbox, advance_s=15)
+    assert len(cards_of(sandbox, operation)) == 2
+
 
 def test_text_too_long_for_slack_is_clipped_not_lost(sandbox: Sandbox) -> None:
     deps = sandbox.runtime.deps

@@ -69,6 +69,7 @@ def _total_seconds(operation: Operation) -> float | None:
 
 BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0)
 UPDATES_BEFORE_NEW_MESSAGE = 3  # then the final state goes out as a new message
+STALE_TRIES = 10  # tries to correct the card that new message replaced
 LOST_ANSWER_WAIT_S = 15.0  # a post whose answer was lost may still land: look for it after this
 CLAIM_S = 20.0  # a courier that dies mid-delivery gives the row back after this
 PARENT_WAIT_S = 5.0  # a reply waits this long for its card to be in Slack
@@ -150,6 +151,9 @@ def _deliver(deps: Deps, row: OutboxMessage) -> None:
 
 def _send(deps: Deps, row: OutboxMessage, message: Message) -> None:
     now = deps.clock.now()
+    if row.shown >= row.version and row.stale_ts:  # only the replaced card is left to correct
+        _correct_stale(deps, row, message, now)
+        return
     if row.card and row.ts:
         try:
             deps.chat.update_card(row.channel, row.ts, message)
@@ -186,6 +190,17 @@ def _post(deps: Deps, row: OutboxMessage, message: Message, now: datetime) -> No
     posted = deps.chat.post_card(channel, message, _key(row), thread_ts)
     row.ts, row.channel = posted.ts, posted.channel
     _succeeded(deps, row, now)
+
+
+def _correct_stale(deps: Deps, row: OutboxMessage, message: Message, now: datetime) -> None:
+    """The card that could not be updated still shows an old state: give it the newest one, so
+    the channel never shows "starting" for an operation that has finished."""
+    try:
+        deps.chat.update_card(row.channel, row.stale_ts, message)
+    except ChatError as error:
+        if error.code not in GONE:
+            raise
+    deps.store.settle_outbox(row.id, now, stale_ts="", attempts=0, error="")
 
 
 def _find_lost_post(deps: Deps, channel: str, row: OutboxMessage) -> str | None:
@@ -245,8 +260,17 @@ def _failed(deps: Deps, row: OutboxMessage, error: ChatError) -> None:
     if error.maybe_sent and not row.ts:
         fields["uncertain_since"] = now.isoformat()
         delay = max(delay, LOST_ANSWER_WAIT_S)
-    if row.ts and error.code != "ratelimited" and attempts >= UPDATES_BEFORE_NEW_MESSAGE:
+    correcting = row.shown >= row.version  # only the replaced card was being corrected
+    if correcting and attempts >= STALE_TRIES:
+        fields["stale_ts"] = ""  # give up on the old card; the new one tells the truth
+    elif (
+        not correcting
+        and row.ts
+        and error.code != "ratelimited"
+        and attempts >= UPDATES_BEFORE_NEW_MESSAGE
+    ):
         fields["ts"] = ""  # the final state goes out as a new message
+        fields["stale_ts"] = row.ts  # and the old card is corrected when Slack lets us
     if error.code in NO_ACCESS:
         delay = BACKOFF_S[-1]
     fields["due_at"] = now + timedelta(seconds=delay)

@@ -34,6 +34,9 @@ def make_client(token: str, base_url: str | None) -> WebClient:
     return client
 
 
+# The outbox logs one line per failure itself; slack_sdk would add its own on a timeout.
+_SDK_LOG = logging.getLogger("runback.slack.sdk")
+_SDK_LOG.setLevel(logging.CRITICAL)
 CARD_EVENT = "runback_card"  # message metadata that names the card a message shows
 CARD_TIMEOUT_S = 8
 
@@ -43,7 +46,11 @@ def _card_client(client: WebClient) -> WebClient:
     outbox's (durable, with Retry-After honoured off the critical path), and a post retried
     blindly after a lost answer could show a second card."""
     return WebClient(
-        token=client.token, base_url=client.base_url, timeout=CARD_TIMEOUT_S, retry_handlers=[]
+        token=client.token,
+        base_url=client.base_url,
+        timeout=CARD_TIMEOUT_S,
+        retry_handlers=[],
+        logger=_SDK_LOG,
     )
 
 
