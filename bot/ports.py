@@ -257,7 +257,7 @@ class Chat(Protocol):
         title: str,
         comment: str,
     ) -> None:
-        """Share a text file in the channel (or its thread) with a comment."""
+        """Share a file in the channel (or its thread) with a comment. Raises ChatError."""
         ...
 
 

@@ -272,3 +272,29 @@ def test_start_up_says_when_the_bot_is_not_in_the_incidents_channel(
     with caplog.at_level(logging.ERROR, logger="runback.runtime"):
         assert sandbox.runtime.check_incidents_channel() is False
     assert any("/invite @Runback" in r.getMessage() for r in caplog.records)
+
+
+def test_the_postmortem_of_an_incident_during_a_slack_outage_is_posted_when_slack_is_back(
+    sandbox: Sandbox,
+) -> None:
+    import json
+
+    from bot.sandbox.seed import alert_payload
+
+    faults = sandbox.emulator.router.faults
+    for api in ("slack.chat.postMessage", "slack.chat.update", "slack.files.getUploadURLExternal"):
+        faults.add(Fault(api, 503, times=None))
+    sandbox.emulator.cloudrun.set_behaviour("wa-backend-00003", error_rate=0.07)
+    sandbox.run_line("wait 6m")
+    answer = sandbox.post_alert(alert_payload(sandbox.emulator, "wa-backend", "open", "0.a-1"))
+    assert answer.status_code == 200
+    sandbox.runtime.engine.wait_idle()
+    assert serving(sandbox) == {"wa-backend-00002": 100}, "Slack down must not stop the rollback"
+    assert sandbox.emulator.slack.files() == []
+
+    faults.clear()
+    [postmortem] = until(lambda: sandbox.emulator.slack.files(), sandbox, advance_s=15)
+    assert postmortem["name"].startswith("postmortem-wa-backend-")
+    record = sandbox.runtime.deps.store.incident(json.loads(answer.text)["incident"])
+    [shared] = [m for m in sandbox.emulator.slack.messages(INCIDENTS) if m["files"]]
+    assert shared["thread_ts"] == record.message_ts, "the draft goes in the incident's thread"

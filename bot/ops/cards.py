@@ -3,6 +3,7 @@ and the outbox that tells Slack: durable, retried with backoff, never on the cri
 
 from __future__ import annotations
 
+import base64
 import logging
 import threading
 from collections.abc import Callable
@@ -106,6 +107,26 @@ def announce(deps: Deps, channel: str, message: Message, thread_of: str = "") ->
     _kick(deps)
 
 
+def share_file(
+    deps: Deps,
+    channel: str,
+    filename: str,
+    content: str | bytes,
+    title: str,
+    comment: str,
+    thread_of: str = "",
+) -> None:
+    """A file (postmortem, chart) in the channel, or in card ``thread_of``'s thread, delivered
+    like a message: it survives a Slack outage and a restart."""
+    upload: dict[str, str] = {"filename": filename, "title": title, "comment": comment}
+    if isinstance(content, bytes):
+        upload["content_b64"] = base64.b64encode(content).decode("ascii")
+    else:
+        upload["content"] = content
+    deps.store.stage_post(channel, {"upload": upload}, deps.clock.now(), thread_of=thread_of)
+    _kick(deps)
+
+
 def tell_requester_if_unseen(deps: Deps, card: str, response_url: str) -> None:
     """Remember where to tell the requester privately if the card cannot be posted; tell them
     now if Slack already refused it."""
@@ -137,6 +158,12 @@ def _key(row: OutboxMessage) -> str:
 
 
 def _deliver(deps: Deps, row: OutboxMessage) -> None:
+    if "upload" in row.message:
+        try:
+            _upload(deps, row, row.message["upload"])
+        except ChatError as error:
+            _failed(deps, row, error)
+        return
     message = Message(**row.message)
     try:
         try:
@@ -168,14 +195,38 @@ def _send(deps: Deps, row: OutboxMessage, message: Message) -> None:
     _post(deps, row, message, now)
 
 
+def _where(deps: Deps, row: OutboxMessage, now: datetime) -> tuple[str, str | None] | None:
+    """The channel and thread to post in; None (and a later try) while the card whose thread
+    it belongs to is not in Slack yet."""
+    if not row.thread_of:
+        return row.channel, None
+    parent = deps.store.outbox_row(row.thread_of)
+    if parent is None or not parent.ts:
+        deps.store.settle_outbox(row.id, now, due_at=now + timedelta(seconds=PARENT_WAIT_S))
+        return None
+    return parent.channel, parent.ts
+
+
+def _upload(deps: Deps, row: OutboxMessage, upload: dict[str, str]) -> None:
+    now = deps.clock.now()
+    where = _where(deps, row, now)
+    if where is None:
+        return
+    content: str | bytes = upload.get("content", "")
+    if "content_b64" in upload:
+        content = base64.b64decode(upload["content_b64"])
+    channel, thread_ts = where
+    deps.chat.upload(
+        channel, thread_ts, upload["filename"], content, upload["title"], upload["comment"]
+    )
+    _succeeded(deps, row, now)
+
+
 def _post(deps: Deps, row: OutboxMessage, message: Message, now: datetime) -> None:
-    channel, thread_ts = row.channel, None
-    if row.thread_of:
-        parent = deps.store.outbox_row(row.thread_of)
-        if parent is None or not parent.ts:  # its card is not in Slack yet: reply after it is
-            deps.store.settle_outbox(row.id, now, due_at=now + timedelta(seconds=PARENT_WAIT_S))
-            return
-        channel, thread_ts = parent.channel, parent.ts
+    where = _where(deps, row, now)
+    if where is None:
+        return
+    channel, thread_ts = where
     if row.uncertain_since:  # the last post's answer was lost: did Slack post it?
         found = _find_lost_post(deps, channel, row)
         if found:

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot.gcp.alerts import Incident
-from bot.ops.cards import incident_card, show
+from bot.ops.cards import incident_card, share_file, show
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.errors import UserError
 from bot.ops.rollback import RollbackRequest, request_rollback
@@ -450,13 +450,14 @@ def post_postmortem(deps: Deps, incident_id: str) -> bool:
     assert record is not None
     document = deps.renderer.document("postmortem", **build_postmortem(deps, record))
     title = deps.renderer.text("incident.postmortem_title", service=record.service, id=record.id)
-    deps.chat.upload(
+    share_file(
+        deps,
         record.channel,
-        record.message_ts or None,
         f"postmortem-{record.service}-{record.id}.md",
         document,
         title,
         deps.renderer.text("incident.postmortem_posted"),
+        thread_of=incident_card(record.id),
     )
     deps.store.update_incident(record.id, deps.clock.now(), postmortem="posted")
     deps.store.add_event(record.id, deps.clock.now(), "postmortem_posted", actor=BOT_ACTOR)

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot.config import Action, ServiceConfig
-from bot.ops.cards import announce, approval_view, operation_card, show
+from bot.ops.cards import announce, approval_view, operation_card, share_file, show
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.errors import UserError
 from bot.ops.rollback import claim_decision, request_approval
@@ -836,14 +836,14 @@ def _post_chart(deps: Deps, operation: Operation) -> None:
         png = render_release_chart(
             points, steps, deps.config.thresholds.model_dump(), title, labels
         )
-        current = deps.store.operation(operation.id)
-        deps.chat.upload(
+        share_file(
+            deps,
             operation.channel,
-            (current.message_ts if current else "") or None,
             f"release-{operation.service}-{operation.id}.png",
             png,
             title,
             deps.renderer.text("release.chart.comment"),
+            thread_of=operation_card(operation.id),
         )
     except Exception:
         log.exception("could not post the chart of release %s", operation.id)

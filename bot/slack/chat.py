@@ -168,14 +168,17 @@ class SlackChat:
         comment: str,
     ) -> None:
         body = {"file": content} if isinstance(content, bytes) else {"content": content}
-        self.client.files_upload_v2(
-            channel=channel,
-            thread_ts=thread_ts,
-            filename=filename,
-            title=title,
-            initial_comment=comment,
-            **body,
-        )
+        try:
+            self.cards.files_upload_v2(
+                channel=channel,
+                thread_ts=thread_ts,
+                filename=filename,
+                title=title,
+                initial_comment=comment,
+                **body,
+            )
+        except Exception as error:
+            raise _chat_error(error) from None
 
 
 class SlackDirectory:
