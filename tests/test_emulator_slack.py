@@ -375,10 +375,17 @@ def test_files_upload_v2_posts_into_the_thread(client: WebClient, slack: SlackEm
 
 def test_binary_uploads_keep_their_bytes(client: WebClient, slack: SlackEmulator) -> None:
     data = bytes(range(256))
-    file_id = client.files_upload_v2(channel="#deploys", filename="dump.bin", file=data)["file"][
+    file_id = client.files_upload_v2(channel="C0DEPLOYS", filename="dump.bin", file=data)["file"][
         "id"
     ]
     assert slack.file_content(file_id) == data
+
+
+def test_uploads_are_shared_by_channel_id_only(client: WebClient) -> None:
+    failure = error_of(client.files_upload_v2, channel="#deploys", filename="a.md", content="x")
+    assert failure.response["error"] == "channel_not_found"
+    failure = error_of(client.files_upload_v2, channel="C0OUTSIDE", filename="a.md", content="x")
+    assert failure.response["error"] == "not_in_channel"
 
 
 def test_complete_upload_of_an_unknown_file(client: WebClient) -> None:

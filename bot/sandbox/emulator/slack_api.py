@@ -902,7 +902,7 @@ class SlackEmulator:
     def _share_targets(self, args: Args) -> list[str]:
         names = [args["channel_id"]] if not _is_empty(args.get("channel_id")) else []
         names += [c for c in str(args.get("channels") or "").split(",") if c]
-        return [self._channel_id(name) for name in names]
+        return [self._channel_by_id(name) for name in names]  # ids, like channel_id says
 
     def _file_wire(self, record: dict[str, Any]) -> dict[str, Any]:
         keys = ("id", "name", "title", "mimetype", "size", "user", "created", "channels")
