@@ -604,11 +604,15 @@ class Store:
             return list(session.scalars(query))
 
     def claim_outbox(self, row_id: int, now: datetime, until: datetime) -> OutboxMessage | None:
-        """The row, if this caller won the right to deliver it until ``until``."""
+        """The row, if this caller won the right to deliver it until ``until`` (and it is still
+        owed: another instance may have delivered it since the caller listed it)."""
         with self.session() as session:
             result = session.execute(
                 update(OutboxMessage)
-                .where(OutboxMessage.id == row_id)
+                .where(OutboxMessage.id == row_id, OutboxMessage.due_at <= now)
+                .where(
+                    (OutboxMessage.shown < OutboxMessage.version) | (OutboxMessage.stale_ts != "")
+                )
                 .where(OutboxMessage.claimed_until.is_(None) | (OutboxMessage.claimed_until < now))
                 .values(claimed_until=until)
             )

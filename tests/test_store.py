@@ -501,6 +501,8 @@ def test_outbox_card_keeps_its_backoff_and_newest_content(store: Store) -> None:
     assert (due.version, due.shown, due.message["text"]) == (2, 0, "v2")
     store.settle_outbox(due.id, later, shown=due.version, attempts=0, ts="1.000100")
     assert store.due_outbox(later + timedelta(hours=1)) == []
+    stale_list = due  # another instance listed it before it was delivered: it must not win
+    assert store.claim_outbox(stale_list.id, later, later + timedelta(seconds=60)) is None
 
 
 def test_outbox_tells_the_requester_once(store: Store) -> None:
