@@ -298,3 +298,24 @@ def test_the_postmortem_of_an_incident_during_a_slack_outage_is_posted_when_slac
     record = sandbox.runtime.deps.store.incident(json.loads(answer.text)["incident"])
     [shared] = [m for m in sandbox.emulator.slack.messages(INCIDENTS) if m["files"]]
     assert shared["thread_ts"] == record.message_ts, "the draft goes in the incident's thread"
+
+
+def test_concurrent_couriers_post_a_card_once(sandbox: Sandbox) -> None:
+    """Several bot instances share one database: each card version goes to Slack once."""
+    import threading
+
+    deps = sandbox.runtime.deps
+    sandbox.emulator.router.faults.add(Fault("slack.chat.postMessage", None, delay_ms=300))
+    section = [{"type": "section", "text": {"type": "mrkdwn", "text": "card"}}]
+    deps.store.stage_card(
+        "test:shared", INCIDENTS, {"text": "card", "blocks": section}, deps.clock.now()
+    )
+    couriers = [threading.Thread(target=cards.deliver_due, args=(deps,)) for _ in range(6)]
+    for courier in couriers:
+        courier.start()
+    for courier in couriers:
+        courier.join(timeout=30)
+
+    until(lambda: bot_messages(sandbox), sandbox)
+    assert len(calls(sandbox, "slack.chat.postMessage")) == 1
+    assert len(bot_messages(sandbox)) == 1
