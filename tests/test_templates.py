@@ -270,6 +270,19 @@ EPHEMERAL_CASES: list[tuple[str, dict[str, Any]]] = [
     ("notice.already_decided", {"status": "expired", "by": "", "at": None}),
     ("notice.already_decided", {"status": "pending", "by": "", "at": None}),
     ("notice.unknown_request", {}),
+    ("notice.card_not_posted.not_in_channel", {"channel": "C0RANDOM"}),
+    ("notice.card_not_posted.channel_not_found", {"channel": "C0SECRET"}),
+    ("notice.card_not_posted.is_archived", {"channel": "C0OLD"}),
+    (
+        "error.refused.role_required",
+        {
+            "action": "emergency_rollback",
+            "role": "on_call",
+            "channel": "incidents",
+            "groups_problem": "paid_teams_only",
+            "groups": ("oncall",),
+        },
+    ),
     ("notice.incident_not_open", {"state": "mitigated"}),
     ("notice.incident_not_open", {"state": "?"}),
     ("error.incident.responder_only", {}),
@@ -803,6 +816,11 @@ MESSAGES: list[Any] = [
         pytest.param("migration_report", migration_report_context(sql, dialect), id=case)
         for case, sql, dialect in MIGRATIONS
     ],
+    pytest.param(
+        "whoami",
+        {**whoami_context(set(), True), "groups_problem": "other", "groups": ("oncall",)},
+        id="whoami-groups-unreadable",
+    ),
 ]
 VIEWS = {"migration_modal": {"metadata": json.dumps({"channel": "C0INCIDENTS"})}}
 

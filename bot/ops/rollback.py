@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 
 from bot.config import Action, ServiceConfig
 from bot.ops.approvals import claim_decision, request_approval
-from bot.ops.cards import card_view, refresh_card
+from bot.ops.cards import announce, card_view, refresh_card
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.errors import UserError
 from bot.policy.approvals import Decision, Verdict, decide_rollback
@@ -729,7 +729,7 @@ def _finish(deps: Deps, operation_id: str, state: str, **data: Any) -> Operation
 def _post_failure_alert(deps: Deps, operation: Operation) -> None:
     """A new message, not only the card's update: a failure must notify the channel."""
     message = deps.renderer.message("rollback_failed", op=card_view(deps, operation))
-    deps.chat.post(operation.channel, message)
+    announce(deps, operation.channel, message)
 
 
 def fail_unexpectedly(deps: Deps, operation_id: str) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
+from bot.ops.cards import operation_card, tell_requester_if_unseen
 from bot.ops.context import Deps
 from bot.ops.engine import Engine
 from bot.ops.errors import UserError
@@ -45,6 +46,12 @@ def parse_rollback(text: str) -> ParsedRollback | None:
     return ParsedRollback(words[0], " ".join(words[1:]))
 
 
+def groups_context(deps: Deps) -> dict[str, Any]:
+    """For refusals and /ops whoami: say when user groups could not be read, rather than
+    silently counting a role as missing."""
+    return {"groups_problem": deps.groups_problem(), "groups": deps.group_handles()}
+
+
 def ephemeral(deps: Deps, key: str, **context: Any) -> Message:
     return deps.renderer.message("ephemeral", key=key, **context)
 
@@ -67,7 +74,7 @@ def answer_later(
         try:
             message = work()
         except UserError as error:
-            message = ephemeral(deps, error.key, **error.context)
+            message = ephemeral(deps, error.key, **error.context, **groups_context(deps))
         except Exception:
             ref = uuid.uuid4().hex[:8]
             log.exception("unexpected error, reference %s", ref)
@@ -103,6 +110,7 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
                 value = repeat_button_value(question.context)
                 return deps.renderer.message("rollback_repeat", value=value, **question.context)
             engine.submit(operation.id)  # runs only what is runnable (not a pending approval)
+            tell_requester_if_unseen(deps, operation_card(operation.id), command["response_url"])
             return None
 
         answer_later(engine, deps, respond, work)
@@ -209,4 +217,5 @@ def whoami_message(deps: Deps, user: str, channel: str) -> Message:
         roles=sorted(str(r) for r in held),
         decisions=rows,
         channel=incidents.name,
+        **groups_context(deps),
     )

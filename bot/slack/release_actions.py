@@ -9,6 +9,7 @@ from slack_bolt import Ack, App, Respond
 
 from bot.config import Role
 from bot.ops import release
+from bot.ops.cards import operation_card, tell_requester_if_unseen
 from bot.ops.context import Deps
 from bot.ops.engine import Engine
 from bot.ops.errors import UserError
@@ -34,6 +35,7 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
         def work() -> None:
             operation = release.request_release(deps, request)
             engine.submit(operation.id)
+            tell_requester_if_unseen(deps, operation_card(operation.id), command["response_url"])
 
         answer_later(engine, deps, respond, work)
 
