@@ -27,6 +27,7 @@ log = logging.getLogger("runback.engine")
 
 WORKFLOWS = {"rollback": rollback, "release": release}  # operation kind -> its state machine
 ON_EXPIRED = {kind: workflow.on_expired for kind, workflow in WORKFLOWS.items()}
+ON_DECIDED = {kind: workflow.on_decided for kind, workflow in WORKFLOWS.items()}
 
 
 class Engine:
@@ -37,6 +38,9 @@ class Engine:
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="runback-op")
         # Few threads on purpose: work after an ack must not starve the acks of the GIL.
         self._work = ThreadPoolExecutor(2, thread_name_prefix="runback-work")
+        # Emergencies (rollbacks, incident judgements) get a lane of their own: they must never
+        # queue behind read-only commands, however many of those anyone sends.
+        self._urgent = ThreadPoolExecutor(2, thread_name_prefix="runback-urgent")
         self._lock = threading.Condition()
         self._running: set[str] = set()
         self._active = 0
@@ -52,9 +56,10 @@ class Engine:
             self._running.add(operation_id)
         self._pool.submit(self._run, operation_id)
 
-    def background(self, work: Callable[[], None]) -> None:
+    def background(self, work: Callable[[], None], urgent: bool = False) -> None:
         """Run a handler's work after its ack, off Bolt's listener threads, so that acks never
-        queue behind slow work (Slack wants its answer within 3 s)."""
+        queue behind slow work (Slack wants its answer within 3 s). ``urgent`` work (on-call
+        rollbacks, incident judgements) runs in its own lane, ahead of everything else."""
         with self._lock:
             self._active += 1
 
@@ -68,7 +73,7 @@ class Engine:
                     self._active -= 1
                     self._lock.notify_all()
 
-        self._work.submit(run)
+        (self._urgent if urgent else self._work).submit(run)
 
     def _run(self, operation_id: str) -> None:
         try:
@@ -97,9 +102,14 @@ class Engine:
         return self.deps.store.claim_lease(operation_id, self.owner, now, until)
 
     def tick(self) -> None:
-        """Expire due approvals and resume operations nobody is running (crash, restart)."""
+        """The recovery pass, at start and on every tick: expire due approvals, finish decisions
+        a crash left half-applied, free locks of ended operations, and resume operations nobody
+        is running (crash, restart)."""
         with self.track():
             approvals.expire_due(self.deps, ON_EXPIRED)
+            approvals.recover_decided(self.deps, ON_DECIDED, ON_EXPIRED)
+            for service in self.deps.store.release_stale_locks():
+                log.warning("freed the lock of %s, held by an operation that had ended", service)
             for operation in self.deps.store.unfinished_operations():
                 if operation.state in WORKFLOWS[operation.kind].RUNNING_STATES:
                     self.submit(operation.id)
@@ -114,7 +124,7 @@ class Engine:
             if operation_id:
                 self.submit(operation_id)
 
-        self.background(work)
+        self.background(work, urgent=True)
 
     # -- background threads ------------------------------------------------------------------
 
@@ -144,6 +154,7 @@ class Engine:
         self._stop.set()
         self._pool.shutdown(wait=wait, cancel_futures=not wait)
         self._work.shutdown(wait=wait, cancel_futures=not wait)
+        self._urgent.shutdown(wait=wait, cancel_futures=not wait)
 
     # -- activity, so the console and tests can wait for quiet --------------------------------
 
