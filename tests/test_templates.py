@@ -196,6 +196,7 @@ EPHEMERAL_CASES: list[tuple[str, dict[str, Any]]] = [
     ("notice.already_decided", {"status": "expired", "by": "", "at": None}),
     ("notice.already_decided", {"status": "pending", "by": "", "at": None}),
     ("notice.unknown_request", {}),
+    ("notice.wrong_button", {}),
     ("notice.incident_not_open", {"state": "mitigated"}),
     ("notice.incident_not_open", {"state": "?"}),
     ("error.incident.responder_only", {}),
