@@ -333,3 +333,22 @@ def test_smoke_failure_on_metrics(box: Sandbox) -> None:
     operation = release(box)
     assert operation.state == "failed" and operation.data["outcome"]["check"] == "/metrics"
     assert serving(box) == {BLUE: 100} and tags(box) == {}
+
+
+def test_a_change_slower_than_the_timeout_is_followed_not_failed() -> None:
+    config = sandbox_config()
+    config = config.model_copy(
+        update={"release": config.release.model_copy(update={"operation_timeout_s": 0.3})}
+    )
+    box = Sandbox(config, retry_deadline_s=1.5)
+    try:
+        box.emulator.cloudrun.operation_delay_s = 1.5
+        green = deploy(box)
+        operation = release(box)
+        assert operation.state == "judging", operation.data.get("outcome")
+        assert serving(box) == {BLUE: 90, green: 10}
+        events = [e.kind for e in box.runtime.deps.store.timeline(operation.id)]
+        assert "operation_slow" in events and "failed" not in events
+        assert patches(box) == 2, "the deploy and the 10% shift, each sent once"
+    finally:
+        box.close()

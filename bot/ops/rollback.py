@@ -20,6 +20,7 @@ from bot.ops.approvals import claim_decision, request_approval
 from bot.ops.cards import card_view, refresh_card
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.errors import UserError
+from bot.ops.slow import still_applying
 from bot.policy.approvals import Decision, Verdict, decide_rollback
 from bot.policy.targets import choose_target, current_revision
 from bot.ports import CloudRunError, EtagConflict, Revision, ServiceState, TrafficTarget
@@ -421,6 +422,8 @@ def _step_wait(deps: Deps, operation: Operation) -> Operation:
             operation.cloud_operation, deps.config.rollback.operation_timeout_s
         )
     except CloudRunError as error:
+        if error.reason == "operation_timeout":
+            return still_applying(deps, operation, "rollback", error)
         return _fail(
             deps, operation, "operation_failed", "wait", detail=error.detail or error.reason
         )
