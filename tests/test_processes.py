@@ -172,7 +172,7 @@ def test_bot_killed_mid_rollback_finishes_it_after_restart(world) -> None:
 
 def test_bot_killed_before_any_patch_resumes_from_the_start(world) -> None:
     emulator, bot = world
-    emulator.router.faults.add(Fault("run.services.get", None, delay_ms=1500, times=2))
+    emulator.router.faults.add(Fault("run.services.get", None, delay_ms=3000, times=2))
     bot.start()
     send_rollback(emulator, bot.port)
 

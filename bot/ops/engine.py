@@ -21,7 +21,7 @@ from typing import Any
 
 from bot.ops import approvals, incidents, release, rollback
 from bot.ops.context import Deps
-from bot.store import TERMINAL_STATES
+from bot.store import TERMINAL_STATES, Operation
 
 log = logging.getLogger("runback.engine")
 
@@ -85,8 +85,7 @@ class Engine:
                     operation = workflow.execute(self.deps, operation_id)
                 except Exception:
                     log.exception("operation %s crashed", operation_id)
-                    workflow.fail_unexpectedly(self.deps, operation_id)
-                    operation = self.deps.store.operation(operation_id)
+                    operation = self._after_crash(workflow, operation_id)
                 finally:
                     self.deps.store.release_lease(operation_id, self.owner)
                 if was_running and operation is not None and operation.state in TERMINAL_STATES:
@@ -95,6 +94,20 @@ class Engine:
             with self._lock:
                 self._running.discard(operation_id)
                 self._lock.notify_all()
+
+    def _after_crash(self, workflow: Any, operation_id: str) -> Operation | None:
+        """End a crashed operation loudly; when that means getting to safety (a release goes
+        back to blue), start it now rather than at the next tick."""
+        workflow.fail_unexpectedly(self.deps, operation_id)
+        operation = self.deps.store.operation(operation_id)
+        if operation is None or operation.state not in workflow.RUNNING_STATES:
+            return operation
+        try:
+            return workflow.execute(self.deps, operation_id)
+        except Exception:
+            log.exception("operation %s crashed again while getting to safety", operation_id)
+            workflow.fail_unexpectedly(self.deps, operation_id)
+            return self.deps.store.operation(operation_id)
 
     def _claim(self, operation_id: str) -> bool:
         now = self.deps.clock.now()
