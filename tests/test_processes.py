@@ -288,6 +288,61 @@ def test_bot_killed_while_an_approval_click_is_handled_leaves_nothing_stuck(worl
     assert operation is not None and operation.state == "succeeded"
 
 
+def test_release_killed_during_approve_100_carries_on_after_restart(world) -> None:
+    emulator, bot = world
+    config_path = Path(bot.env["RUNBACK_CONFIG"])
+    data = yaml.safe_load(config_path.read_text())
+    data["release"]["steps"] = [100]  # straight from the smoke test to the Approve 100% step
+    config_path.write_text(yaml.safe_dump(data))
+    bot.start()
+    send_command(
+        emulator, bot.port, "/deploy", "wa-backend us-docker.pkg.dev/p/apps/wa:2.0", user="U0MARTA"
+    )
+
+    def awaiting() -> bool:
+        operation = bot.last_operation()
+        return bool(operation and operation.state == "awaiting_approval")
+
+    wait_until(awaiting, timeout_s=30, what="the release to ask for Approve 100%")
+    wait_until(
+        lambda: find_button(emulator.slack.messages("C0INCIDENTS"), "Approve 100%"),
+        what="the Approve 100% button",
+    )
+    release = bot.last_operation()
+    assert release is not None
+    writes = len(emulator.router.calls.list("logging.entries.write"))
+    emulator.router.faults.add(Fault("logging.entries.write", None, delay_ms=10_000, times=1))
+    click(emulator, bot.port, "Approve 100%", "U0LUIS")
+
+    def decision_stored() -> bool:
+        approval = bot.store.approval_for(release.id)
+        return approval is not None and approval.status == "approved"
+
+    wait_until(decision_stored, what="the decision in the store")
+    wait_until(
+        lambda: len(emulator.router.calls.list("logging.entries.write")) > writes,
+        what="the audit write that hangs",
+    )
+    bot.kill()
+    operation = bot.store.operation(release.id)
+    assert operation is not None and operation.state == "shifting", "decided with its next state"
+    assert operation.data["approved_by"] == "U0LUIS"
+    assert len(emulator.router.calls.list("run.services.patch")) == 1, "only the deploy so far"
+
+    bot.start()
+
+    def green_at_100() -> bool:
+        shares = {r["revision"]: r["percent"] for r in emulator.cloudrun.traffic("wa-backend")}
+        return shares.get(release.to_revision) == 100
+
+    wait_until(green_at_100, timeout_s=30, what="the approved 100% step after the restart")
+    assert len(emulator.router.calls.list("run.services.patch")) == 2, "one deploy, one shift"
+    wait_until(
+        lambda: bot.store.operation(release.id).state == "judging",  # type: ignore[union-attr]
+        what="the validation window at 100%",
+    )
+
+
 @pytest.mark.parametrize(
     ("script", "shown"),
     [
