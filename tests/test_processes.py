@@ -44,10 +44,11 @@ def wait_until(predicate, timeout_s: float = 20.0, what: str = "condition") -> N
 
 
 class BotProcess:
-    def __init__(self, env: dict[str, str], port: int) -> None:
-        self.env, self.port = env, port
+    def __init__(self, env: dict[str, str], port: int, log_dir: Path) -> None:
+        self.env, self.port, self.log_dir = env, port, log_dir
         self.process: subprocess.Popen[bytes] | None = None
         self._store: Store | None = None
+        self._starts = 0
 
     @property
     def store(self) -> Store:
@@ -64,14 +65,21 @@ class BotProcess:
             return session.scalars(query).first()
 
     def start(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "bot", "serve"],
-            cwd=REPO,
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
+        # Output goes to a file: an unread pipe fills up and blocks a bot that logs a lot.
+        self._starts += 1
+        self.log = self.log_dir / f"bot-{self._starts}.log"
+        with self.log.open("wb") as output:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "bot", "serve"],
+                cwd=REPO,
+                env=self.env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
         wait_until(self._healthy, what="bot to start")
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return self.log.read_text(errors="replace")[-chars:]
 
     def _healthy(self) -> bool:
         try:
@@ -115,7 +123,7 @@ def world(tmp_path: Path) -> Iterator[tuple[Emulator, BotProcess]]:
         "RUNBACK_CONFIG": str(config_path),
         "RUNBACK_LEASE_S": "1",
     }
-    bot = BotProcess(env, port)
+    bot = BotProcess(env, port, tmp_path)
     try:
         yield emulator, bot
     finally:
@@ -161,7 +169,12 @@ def test_bot_killed_mid_rollback_finishes_it_after_restart(world) -> None:
     bot.kill()
 
     bot.start()
-    wait_until(lambda: "done" in card_text(emulator), timeout_s=30, what="the rollback to finish")
+    try:
+        wait_until(lambda: "done" in card_text(emulator), timeout_s=30, what="the rollback")
+    except AssertionError:
+        operation = bot.last_operation()
+        state = (operation.state, operation.data) if operation else None
+        raise AssertionError(f"{card_text(emulator)!r} {state}\n{bot.log_tail()}") from None
     assert len(emulator.router.calls.list("run.services.patch")) == 1, "nothing applied twice"
     assert emulator.cloudrun.traffic("wa-backend")[0] == {
         "revision": "wa-backend-00002",
