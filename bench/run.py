@@ -137,6 +137,9 @@ def run_phases(world: World, args: argparse.Namespace, results: dict[str, Any]) 
     results["release_judgement"] = bench_release_judgement(world, args.judgements)
     progress(f"7/7 a whole release in a Sandbox at speed {args.release_speed:g}")
     results["sandbox_release"] = bench_sandbox_release(world, args.release_speed)
+    from bench.emergency_lane import measure as emergency_lane  # after the 7 phases: own faults
+
+    results["emergency_lane"] = emergency_lane(world)  # emergency PATCH under 40 /traffic reads
 
 
 if __name__ == "__main__":

@@ -241,6 +241,51 @@ class LockHolder:
     state: str
     requested_by: str
     to_revision: str
+    lease_until: datetime | None = None  # a live lease: an instance is running it right now
+
+
+@dataclass(frozen=True)
+class Decided:
+    status: str  # approved | rejected | cancelled
+    by: str
+
+
+@dataclass(frozen=True)
+class Move:
+    """An operation's conditional step: from ``from_state`` to ``state``, with its data."""
+
+    operation_id: str
+    from_state: str
+    state: str
+    data: dict[str, Any] | None = None  # the operation's whole data, when it changes
+    release_lock_of: str = ""  # the service whose lock the operation gives back
+
+
+class _Lost(Exception):
+    """A conditional update in a multi-statement transaction lost its race: roll back."""
+
+
+def _move(session: Session, move: Move, now: datetime, idle_only: bool = False) -> bool:
+    values: dict[str, Any] = {"state": move.state, "updated_at": now}
+    if move.data is not None:
+        values["data"] = move.data
+    if move.state in TERMINAL_STATES:
+        values["finished_at"] = now
+    query = update(Operation).where(
+        Operation.id == move.operation_id, Operation.state == move.from_state
+    )
+    if idle_only:
+        query = query.where((Operation.lease_until.is_(None)) | (Operation.lease_until < now))
+    if session.execute(query.values(**values)).rowcount != 1:
+        return False
+    if move.release_lock_of:
+        session.execute(
+            delete(ServiceLock).where(
+                ServiceLock.service == move.release_lock_of,
+                ServiceLock.operation_id == move.operation_id,
+            )
+        )
+    return True
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -407,6 +452,23 @@ class Store:
                 )
             )
 
+    def release_stale_locks(self) -> list[str]:
+        """Give back every lock whose operation has ended (or is gone): a crash between an
+        operation's last state and its unlock must not keep the service busy forever."""
+        with self.session() as session:
+            live = select(Operation.id).where(Operation.state.not_in(TERMINAL_STATES))
+            stale = list(
+                session.scalars(select(ServiceLock).where(ServiceLock.operation_id.not_in(live)))
+            )
+            for lock in stale:
+                session.execute(
+                    delete(ServiceLock).where(
+                        ServiceLock.service == lock.service,
+                        ServiceLock.operation_id == lock.operation_id,
+                    )
+                )
+            return [lock.service for lock in stale]
+
     def lock_holder(self, service: str) -> LockHolder | None:
         with self.session() as session:
             lock = session.get(ServiceLock, service)
@@ -415,7 +477,9 @@ class Store:
             op = session.get(Operation, lock.operation_id)
             if op is None:
                 return None
-            return LockHolder(op.id, op.kind, op.state, op.requested_by, op.to_revision)
+            return LockHolder(
+                op.id, op.kind, op.state, op.requested_by, op.to_revision, op.lease_until
+            )
 
     # -- approvals ---------------------------------------------------------------------------
 
@@ -449,6 +513,39 @@ class Store:
                 .values(status=status, decided_by=decided_by, decided_at=now)
             )
             return result.rowcount == 1
+
+    def decide_and_move(
+        self,
+        approval_id: str,
+        decision: Decided,
+        now: datetime,
+        move: Move,
+    ) -> bool:
+        """Record a decision and its operation's next state in one transaction: a crash leaves
+        either both (the workflow carries on) or neither (the request is still pending and
+        expires as promised). True for the one winner; False, changing nothing, otherwise."""
+        try:
+            with self.session() as session:
+                won = session.execute(
+                    update(ApprovalRequest)
+                    .where(
+                        ApprovalRequest.id == approval_id,
+                        ApprovalRequest.status == "pending",
+                        ApprovalRequest.expires_at > now,
+                    )
+                    .values(status=decision.status, decided_by=decision.by, decided_at=now)
+                )
+                if won.rowcount != 1 or not _move(session, move, now):
+                    raise _Lost
+        except _Lost:
+            return False
+        return True
+
+    def move_operation(self, move: Move, now: datetime) -> bool:
+        """Move an operation from one state to the next only if it is still in the state the
+        caller saw and nobody holds a live lease on it (one conditional UPDATE)."""
+        with self.session() as session:
+            return _move(session, move, now, idle_only=True)
 
     def expire_approvals(self, now: datetime) -> list[ApprovalRequest]:
         """Mark every pending approval past its deadline expired; returns those it changed."""

@@ -285,8 +285,10 @@ def test_healthz_and_metrics_follow_behaviour(emu: Emulator) -> None:
     assert healthy.status_code == 200 and healthy.json()["revision"] == CURRENT
     emu.cloudrun.set_behaviour(CURRENT, error_rate=0.5, rps=1000)
     first = _counter(requests.get(f"{base}/metrics", timeout=5).text, "500")
-    time.sleep(0.05)
+    deadline = time.monotonic() + 5  # the counters grow with time: wait for it, not a fixed time
     metrics = requests.get(f"{base}/metrics", timeout=5)
+    while _counter(metrics.text, "500") <= first and time.monotonic() < deadline:
+        metrics = requests.get(f"{base}/metrics", timeout=5)
     assert metrics.status_code == 200
     assert _counter(metrics.text, "500") > first
     assert 'quantile="0.95"} 0.1200' in metrics.text

@@ -4,6 +4,7 @@ the Monitoring emulator (over gRPC), the automatic rollback, the lifecycle and t
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -314,3 +315,71 @@ def test_non_https_alert_link_is_dropped(box: Sandbox) -> None:
     answer = alert(box, url="javascript:alert(1)")
     record = box.runtime.deps.store.incident(answer["incident"])
     assert "javascript" not in card_text(box, record.message_ts)
+
+
+# -- when the automatic rollback cannot run, or fails ---------------------------------------------
+
+
+def test_automatic_rollback_blocked_by_a_rollback_moving_traffic(box: Sandbox) -> None:
+    bad_for(box, error_rate=0.09)
+    box.emulator.cloudrun.operation_delay_s = 2.0
+    box.run_line("as ana")
+    box.post(box.slash_body("/rollback wa-backend manual, before the alert"))
+    store = box.runtime.deps.store
+
+    def shifting() -> bool:
+        holder = store.lock_holder(SERVICE)
+        return holder is not None and holder.state == "shifting"
+
+    deadline = time.monotonic() + 20
+    while not shifting():
+        assert time.monotonic() < deadline, "the manual rollback never started shifting"
+        time.sleep(0.02)
+    manual = store.lock_holder(SERVICE)
+    answer = alert(box)  # waits until everything is idle: the manual rollback is over too
+    record = store.incident(answer["incident"])
+    assert patches(box) == 1, "the automatic rollback did not start a second operation"
+    events = [e.kind for e in store.timeline(record.id)]
+    assert "rollback_blocked" in events
+    assert record.data["rollback_blocked"] == "error.busy"
+    assert record.operation_id == manual.operation_id
+    assert record.state == "mitigated", "the rollback that held the lock mitigated it"
+    assert serving(box) == {"wa-backend-00002": 100}
+
+
+def test_incident_whose_rollback_fails_stays_open_and_can_be_retried(box: Sandbox) -> None:
+    bad_for(box, error_rate=0.09)
+    box.emulator.router.faults.add(Fault("run.services.patch", 503, times=None))
+    answer = alert(box)
+    store = box.runtime.deps.store
+    record = store.incident(answer["incident"])
+    operation = store.operation(record.operation_id)
+    assert operation.state == "failed" and serving(box) == {BAD: 100}
+    assert record.state == "open"
+    assert "rollback_failed" in [e.kind for e in store.timeline(record.id)]
+    assert store.lock_holder(SERVICE) is None
+    assert any("FAILED" in m["text"] for m in box.emulator.slack.messages("C0INCIDENTS"))
+
+    box.emulator.router.faults.clear()
+    box.run_line("as ana")
+    box.run_line("click Roll back")  # the incident card still offers the on-call their button
+    assert serving(box) == {"wa-backend-00002": 100}
+    assert store.incident(record.id).state == "mitigated"
+
+
+def test_observe_click_starts_the_observation_window(box: Sandbox) -> None:
+    answer = alert(box)  # healthy numbers: no action, an Observe button
+    store = box.runtime.deps.store
+    assert store.incident(answer["incident"]).observe_until is None
+    box.run_line("as ana")
+    box.run_line("click Observe")
+    record = store.incident(answer["incident"])
+    assert record.verdict == "observe" and record.observe_until is not None
+    minutes = (record.observe_until - box.clock.now()).total_seconds() / 60
+    assert 4.9 < minutes <= 5
+    started = [e for e in store.timeline(record.id) if e.kind == "observe_started"]
+    assert started and started[-1].actor == "U0ANA"
+    assert "Observing until" in card_text(box, record.message_ts)
+    assert patches(box) == 0
+    audit = store.audit()[-1]
+    assert (audit.action, audit.actor) == ("incident.observe", "U0ANA")

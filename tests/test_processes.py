@@ -20,7 +20,8 @@ from bot.config import load_config
 from bot.sandbox.emulator.http import Fault
 from bot.sandbox.emulator.server import Emulator
 from bot.sandbox.seed import seed
-from bot.sandbox.slack_payloads import signed_headers, slash_command
+from bot.sandbox.slack_payloads import button_click, find_button, signed_headers, slash_command
+from bot.store import Operation, Store
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "test-signing-secret"
@@ -43,19 +44,42 @@ def wait_until(predicate, timeout_s: float = 20.0, what: str = "condition") -> N
 
 
 class BotProcess:
-    def __init__(self, env: dict[str, str], port: int) -> None:
-        self.env, self.port = env, port
+    def __init__(self, env: dict[str, str], port: int, log_dir: Path) -> None:
+        self.env, self.port, self.log_dir = env, port, log_dir
         self.process: subprocess.Popen[bytes] | None = None
+        self._store: Store | None = None
+        self._starts = 0
+
+    @property
+    def store(self) -> Store:
+        """The bot's own database, read by the test: what it committed is what it did."""
+        if self._store is None:
+            self._store = Store(self.env["DATABASE_URL"])
+        return self._store
+
+    def last_operation(self) -> Operation | None:
+        from sqlalchemy import select
+
+        with self.store.session() as session:
+            query = select(Operation).order_by(Operation.created_at.desc())
+            return session.scalars(query).first()
 
     def start(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "bot", "serve"],
-            cwd=REPO,
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
+        # Output goes to a file: an unread pipe fills up and blocks a bot that logs a lot.
+        self._starts += 1
+        self.log = self.log_dir / f"bot-{self._starts}.log"
+        with self.log.open("wb") as output:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "bot", "serve"],
+                cwd=REPO,
+                env=self.env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
         wait_until(self._healthy, what="bot to start")
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return self.log.read_text(errors="replace")[-chars:]
 
     def _healthy(self) -> bool:
         try:
@@ -69,6 +93,8 @@ class BotProcess:
         self.process.wait(timeout=10)
 
     def stop(self) -> None:
+        if self._store is not None:
+            self._store.close()
         if self.process and self.process.poll() is None:
             self.process.terminate()
             try:
@@ -97,7 +123,7 @@ def world(tmp_path: Path) -> Iterator[tuple[Emulator, BotProcess]]:
         "RUNBACK_CONFIG": str(config_path),
         "RUNBACK_LEASE_S": "1",
     }
-    bot = BotProcess(env, port)
+    bot = BotProcess(env, port, tmp_path)
     try:
         yield emulator, bot
     finally:
@@ -133,13 +159,22 @@ def test_bot_killed_mid_rollback_finishes_it_after_restart(world) -> None:
     emulator.cloudrun.operation_delay_s = 3.0  # the traffic update takes a while to apply
     bot.start()
     send_rollback(emulator, bot.port)
-    wait_until(lambda: emulator.router.calls.list("run.services.patch"), what="the PATCH")
-    # the card says "shifting" only after the operation name is committed (told off-thread)
-    wait_until(lambda: "shifting" in card_text(emulator), what="the card to show the shift")
+
+    def operation_name_committed() -> bool:
+        operation = bot.last_operation()
+        return bool(operation and operation.cloud_operation and operation.state == "shifting")
+
+    wait_until(operation_name_committed, what="the PATCH's operation name in the store")
+    wait_until(lambda: "shifting" in card_text(emulator), what="the card to say so")
     bot.kill()
 
     bot.start()
-    wait_until(lambda: "done" in card_text(emulator), timeout_s=30, what="the rollback to finish")
+    try:
+        wait_until(lambda: "done" in card_text(emulator), timeout_s=30, what="the rollback")
+    except AssertionError:
+        operation = bot.last_operation()
+        state = (operation.state, operation.data) if operation else None
+        raise AssertionError(f"{card_text(emulator)!r} {state}\n{bot.log_tail()}") from None
     assert len(emulator.router.calls.list("run.services.patch")) == 1, "nothing applied twice"
     assert emulator.cloudrun.traffic("wa-backend")[0] == {
         "revision": "wa-backend-00002",
@@ -150,24 +185,37 @@ def test_bot_killed_mid_rollback_finishes_it_after_restart(world) -> None:
 
 def test_bot_killed_before_any_patch_resumes_from_the_start(world) -> None:
     emulator, bot = world
-    emulator.router.faults.add(Fault("run.services.get", None, delay_ms=1500, times=2))
+    emulator.router.faults.add(Fault("run.services.get", None, delay_ms=3000, times=2))
     bot.start()
     send_rollback(emulator, bot.port)
-    wait_until(
-        lambda: len(emulator.router.calls.list("run.services.get")) >= 2,
-        what="the bot to be reading the service",
-    )
-    time.sleep(0.2)
+
+    def shift_started() -> bool:
+        operation = bot.last_operation()
+        return bool(operation and [s.name for s in bot.store.steps(operation.id)] == ["shift"])
+
+    wait_until(shift_started, what="the shift step to start (reading the service, no PATCH)")
     bot.kill()
-    patches_before = len(emulator.router.calls.list("run.services.patch"))
+    assert emulator.router.calls.list("run.services.patch") == []
+    operation = bot.last_operation()
+    assert operation is not None and operation.state == "approved" and not operation.cloud_operation
+
     bot.start()
     wait_until(
         lambda: any(word in card_text(emulator) for word in ("done", "failed")),
         timeout_s=30,
         what="the rollback to end",
     )
-    patches = len(emulator.router.calls.list("run.services.patch"))
-    assert patches - patches_before <= 1 and "done" in card_text(emulator)
+    assert "done" in card_text(emulator)
+    assert len(emulator.router.calls.list("run.services.patch")) == 1
+    steps = [(s.name, s.status) for s in bot.store.steps(operation.id)]
+    assert steps == [
+        ("shift", "started"),  # the killed run: it never got to its PATCH
+        ("shift", "done"),  # the restart began again from the shift, and sent the one PATCH
+        ("wait", "done"),
+        ("verify", "done"),
+    ]
+    events = [e.kind for e in bot.store.timeline(operation.id)]
+    assert events.count("requested") == 1 and "etag_conflict_retry" not in events
 
 
 def test_release_killed_during_its_deploy_continues_without_deploying_twice(world) -> None:
@@ -177,8 +225,12 @@ def test_release_killed_during_its_deploy_continues_without_deploying_twice(worl
     send_command(
         emulator, bot.port, "/deploy", "wa-backend us-docker.pkg.dev/p/apps/wa:2.0", user="U0MARTA"
     )
-    wait_until(lambda: emulator.router.calls.list("run.services.patch"), what="the deploy")
-    time.sleep(0.3)  # the operation name is committed right after the PATCH returns
+
+    def deploy_committed() -> bool:
+        operation = bot.last_operation()
+        return bool(operation and operation.state == "applying")
+
+    wait_until(deploy_committed, what="the deploy's operation name in the store")
     bot.kill()
     bot.start()
 
@@ -193,6 +245,115 @@ def test_release_killed_during_its_deploy_continues_without_deploying_twice(worl
     assert len(patches) == 2, "one deploy and one shift to 10%, nothing twice"
     rows = emulator.cloudrun.traffic("wa-backend")
     assert [r["tag"] for r in rows if r["tag"]] == ["green"]
+
+
+def click(emulator: Emulator, port: int, label: str, user: str, value: str | None = None) -> None:
+    """Click the newest button labelled ``label`` as ``user`` (optionally with a forged value)."""
+    found = find_button(emulator.slack.messages("C0INCIDENTS"), label)
+    assert found is not None, f"no {label!r} button"
+    message, button, block_id = found
+    if value is not None:
+        button = {**button, "value": value}
+    url = emulator.slack.new_response_url("C0INCIDENTS", user)
+    body = button_click(message, button, block_id, user, user.lower(), "incidents", url)
+    response = requests.post(
+        f"http://127.0.0.1:{port}/slack/events",
+        data=body.encode(),
+        headers=signed_headers(SECRET, body),
+        timeout=5,
+    )
+    assert response.status_code == 200
+
+
+def test_bot_killed_while_an_approval_click_is_handled_leaves_nothing_stuck(world) -> None:
+    emulator, bot = world
+    bot.start()
+    send_command(emulator, bot.port, "/rollback", "wa-backend planned", user="U0LUIS")
+    wait_until(lambda: find_button(emulator.slack.messages("C0INCIDENTS"), "Approve"), what="card")
+    request = bot.last_operation()
+    assert request is not None and request.state == "awaiting_approval"
+    # Cloud Logging hangs on the decision's audit entry: the bot is killed right after the
+    # database has the decision, before anything else is done about it.
+    writes = len(emulator.router.calls.list("logging.entries.write"))
+    emulator.router.faults.add(Fault("logging.entries.write", None, delay_ms=10_000, times=1))
+    click(emulator, bot.port, "Approve", "U0SOFIA")
+
+    def decision_stored() -> bool:
+        approval = bot.store.approval_for(request.id)
+        return approval is not None and approval.status == "approved"
+
+    wait_until(decision_stored, what="the decision in the store")
+    wait_until(
+        lambda: len(emulator.router.calls.list("logging.entries.write")) > writes,
+        what="the audit write that hangs",
+    )
+    bot.kill()
+    operation = bot.store.operation(request.id)
+    assert operation is not None and operation.state == "approved", "decided with its next state"
+    assert bot.store.lock_holder("wa-backend") is not None
+    assert emulator.router.calls.list("run.services.patch") == []
+
+    bot.start()  # the recovery pass resumes the approved rollback
+    wait_until(lambda: "done" in card_text(emulator), timeout_s=30, what="the rollback to finish")
+    assert len(emulator.router.calls.list("run.services.patch")) == 1
+    assert bot.store.lock_holder("wa-backend") is None
+    operation = bot.store.operation(request.id)
+    assert operation is not None and operation.state == "succeeded"
+
+
+def test_release_killed_during_approve_100_carries_on_after_restart(world) -> None:
+    emulator, bot = world
+    config_path = Path(bot.env["RUNBACK_CONFIG"])
+    data = yaml.safe_load(config_path.read_text())
+    data["release"]["steps"] = [100]  # straight from the smoke test to the Approve 100% step
+    config_path.write_text(yaml.safe_dump(data))
+    bot.start()
+    send_command(
+        emulator, bot.port, "/deploy", "wa-backend us-docker.pkg.dev/p/apps/wa:2.0", user="U0MARTA"
+    )
+
+    def awaiting() -> bool:
+        operation = bot.last_operation()
+        return bool(operation and operation.state == "awaiting_approval")
+
+    wait_until(awaiting, timeout_s=30, what="the release to ask for Approve 100%")
+    wait_until(
+        lambda: find_button(emulator.slack.messages("C0INCIDENTS"), "Approve 100%"),
+        what="the Approve 100% button",
+    )
+    release = bot.last_operation()
+    assert release is not None
+    writes = len(emulator.router.calls.list("logging.entries.write"))
+    emulator.router.faults.add(Fault("logging.entries.write", None, delay_ms=10_000, times=1))
+    click(emulator, bot.port, "Approve 100%", "U0LUIS")
+
+    def decision_stored() -> bool:
+        approval = bot.store.approval_for(release.id)
+        return approval is not None and approval.status == "approved"
+
+    wait_until(decision_stored, what="the decision in the store")
+    wait_until(
+        lambda: len(emulator.router.calls.list("logging.entries.write")) > writes,
+        what="the audit write that hangs",
+    )
+    bot.kill()
+    operation = bot.store.operation(release.id)
+    assert operation is not None and operation.state == "shifting", "decided with its next state"
+    assert operation.data["approved_by"] == "U0LUIS"
+    assert len(emulator.router.calls.list("run.services.patch")) == 1, "only the deploy so far"
+
+    bot.start()
+
+    def green_at_100() -> bool:
+        shares = {r["revision"]: r["percent"] for r in emulator.cloudrun.traffic("wa-backend")}
+        return shares.get(release.to_revision) == 100
+
+    wait_until(green_at_100, timeout_s=30, what="the approved 100% step after the restart")
+    assert len(emulator.router.calls.list("run.services.patch")) == 2, "one deploy, one shift"
+    wait_until(
+        lambda: bot.store.operation(release.id).state == "judging",  # type: ignore[union-attr]
+        what="the validation window at 100%",
+    )
 
 
 @pytest.mark.parametrize(

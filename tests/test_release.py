@@ -333,3 +333,86 @@ def test_smoke_failure_on_metrics(box: Sandbox) -> None:
     operation = release(box)
     assert operation.state == "failed" and operation.data["outcome"]["check"] == "/metrics"
     assert serving(box) == {BLUE: 100} and tags(box) == {}
+
+
+def test_a_change_slower_than_the_timeout_is_followed_not_failed() -> None:
+    config = sandbox_config()
+    config = config.model_copy(
+        update={"release": config.release.model_copy(update={"operation_timeout_s": 0.3})}
+    )
+    box = Sandbox(config, retry_deadline_s=1.5)
+    try:
+        box.emulator.cloudrun.operation_delay_s = 1.5
+        green = deploy(box)
+        operation = release(box)
+        assert operation.state == "judging", operation.data.get("outcome")
+        assert serving(box) == {BLUE: 90, green: 10}
+        events = [e.kind for e in box.runtime.deps.store.timeline(operation.id)]
+        assert "operation_slow" in events and "failed" not in events
+        assert patches(box) == 2, "the deploy and the 10% shift, each sent once"
+    finally:
+        box.close()
+
+
+# -- Cloud Run operations that fail, and bugs ------------------------------------------------------
+
+
+def top_level_messages(box: Sandbox) -> list[dict]:
+    return [
+        m
+        for m in box.emulator.slack.messages("C0INCIDENTS")
+        if not m.get("thread_ts") and not m.get("ephemeral_to")
+    ]
+
+
+def test_failed_deploy_operation_ends_the_release_and_leaves_blue_alone(box: Sandbox) -> None:
+    box.emulator.cloudrun.fail_next_operations("quota exceeded for revisions")
+    deploy(box)
+    operation = release(box)
+    assert operation.state == "failed"
+    assert operation.data["outcome"]["code"] == "deploy_failed"
+    assert "quota exceeded" in operation.data["outcome"]["detail"]
+    assert serving(box) == {BLUE: 100} and patches(box) == 1, "nothing else was tried"
+    assert box.runtime.deps.store.lock_holder(SERVICE) is None
+    assert len(top_level_messages(box)) == 2, "the failure is announced, not only on the card"
+
+
+def test_failed_shift_operation_goes_back_to_blue(box: Sandbox) -> None:
+    green = deploy(box)
+    assert serving(box) == {BLUE: 90, green: 10}
+    box.emulator.cloudrun.fail_next_operations("the 50% shift was refused")
+    run(box, "wait 3m")  # healthy at 10%: the shift to 50% is sent, and its operation fails
+    operation = release(box)
+    assert operation.state == "rolled_back"
+    assert operation.data["outcome"]["code"] == "shift_failed"
+    assert "refused" in operation.data["outcome"]["detail"]
+    assert serving(box) == {BLUE: 100}
+    assert box.runtime.deps.store.lock_holder(SERVICE) is None
+
+
+def test_failed_finalize_operation_goes_back_to_blue(box: Sandbox) -> None:
+    green = deploy(box)
+    run(box, "wait 3m", "wait 3m", "as luis", "click Approve 100%")
+    assert serving(box) == {green: 100} and release(box).state == "judging"
+    box.emulator.cloudrun.fail_next_operations("could not untag green")
+    run(box, "wait 7m")  # validated at 100%: the finalizing PATCH's operation fails
+    operation = release(box)
+    assert operation.state == "rolled_back"
+    assert operation.data["outcome"]["code"] == "finalize_failed"
+    assert serving(box) == {BLUE: 100}
+    assert green in box.runtime.deps.store.rolled_back_from(SERVICE)
+
+
+def test_an_unexpected_error_in_a_release_goes_back_to_blue_loudly(box: Sandbox) -> None:
+    green = deploy(box)
+    store = box.runtime.deps.store
+    operation = release(box)
+    # A bug's worth of bad data: the next canary step does not exist.
+    store.merge_data(operation.id, box.clock.now(), steps=[10])
+    run(box, "wait 3m")
+    operation = release(box)
+    assert operation.state == "rolled_back"
+    assert operation.data["outcome"]["code"] == "internal"
+    assert serving(box) == {BLUE: 100} and green not in serving(box)
+    assert store.lock_holder(SERVICE) is None
+    assert "Rolled back" in card(box)

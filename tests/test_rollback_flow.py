@@ -336,3 +336,28 @@ def test_whoami_lists_roles_and_permissions(sandbox: Sandbox) -> None:
     assert "on-call engineer" in output and "Emergency rollback — you may" in output
     output = "\n".join(run(sandbox, "as marta", "/ops whoami"))
     assert "senior developer" in output and "Production canary (10%) — you may" in output
+
+
+# -- a Cloud Run operation slower than operation_timeout_s ------------------------------------
+
+
+def test_operation_slower_than_the_timeout_is_followed_to_the_end_not_failed() -> None:
+    from tests.conftest import sandbox_config
+
+    box = Sandbox(sandbox_config(operation_timeout_s=0.3), retry_deadline_s=1.5)
+    try:
+        box.emulator.cloudrun.operation_delay_s = 1.5  # five timeouts' worth of waiting
+        run(box, "as ana", "/rollback wa-backend")
+        operation = last_operation(box)
+        assert operation.state == "succeeded", operation.data.get("error")
+        assert serving(box) == {"wa-backend-00002": 100}
+        events = [e.kind for e in box.runtime.deps.store.timeline(operation.id)]
+        assert "operation_slow" in events and events.index("operation_slow") < events.index(
+            "healthz_verified"
+        ), "the health check ran after the slow operation ended"
+        assert "failed" not in events
+        cards = channel_messages(box)
+        assert len(cards) == 1 and "done" in cards[0]["text"], "no failure alert, card corrected"
+        assert len(patches(box)) == 1
+    finally:
+        box.close()

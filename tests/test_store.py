@@ -12,7 +12,7 @@ from typing import TypeVar
 import pytest
 from sqlalchemy.exc import StatementError
 
-from bot.store import AuditRecord, LockHolder, Store
+from bot.store import AuditRecord, Decided, LockHolder, Move, Store
 from tests.db import BACKENDS, open_store
 
 T = TypeVar("T")
@@ -514,3 +514,76 @@ def test_outbox_tells_the_requester_once(store: Store) -> None:
             pool.map(lambda _: store.claim_telling_requester("operation:2"), range(THREADS))
         )
     assert [u for u in urls if u] == ["https://hooks.slack.com/commands/T0/1/x"]
+
+
+# -- a decision and its operation's next state, in one transaction --------------------------------
+
+
+def awaiting(store: Store) -> tuple[str, str]:
+    op_id = new_operation(store, state="awaiting_approval", data={"step": 1})
+    assert store.acquire_lock("wa-backend", op_id, T0)
+    approval = store.create_approval(
+        T0,
+        operation_id=op_id,
+        action="scheduled_rollback",
+        requested_by="U0LUIS",
+        expires_at=T0 + timedelta(minutes=30),
+    )
+    return op_id, approval.id
+
+
+def test_decision_and_next_state_commit_together(store: Store) -> None:
+    op_id, approval_id = awaiting(store)
+    t1 = T0 + timedelta(minutes=1)
+    move = Move(op_id, "awaiting_approval", "shifting", {"step": 2})
+    assert store.decide_and_move(approval_id, Decided("approved", "U0SOFIA"), t1, move)
+    operation, approval = store.operation(op_id), store.approval(approval_id)
+    assert operation is not None and approval is not None
+    assert (operation.state, operation.data, approval.status) == (
+        "shifting",
+        {"step": 2},
+        "approved",
+    )
+    assert not store.decide_and_move(approval_id, Decided("rejected", "U0LUIS"), t1, move)
+
+
+def test_decision_is_rolled_back_when_the_operation_has_moved_on(store: Store) -> None:
+    op_id, approval_id = awaiting(store)
+    store.update_operation(op_id, T0, state="cancelled")  # superseded meanwhile
+    move = Move(op_id, "awaiting_approval", "approved")
+    t1 = T0 + timedelta(minutes=1)
+    assert not store.decide_and_move(approval_id, Decided("approved", "U0SOFIA"), t1, move)
+    approval = store.approval(approval_id)
+    assert approval is not None and approval.status == "pending", "nothing half-written"
+    assert store.operation(op_id).state == "cancelled"  # type: ignore[union-attr]
+
+
+def test_reject_releases_the_lock_in_the_same_transaction(store: Store) -> None:
+    op_id, approval_id = awaiting(store)
+    move = Move(op_id, "awaiting_approval", "rejected", release_lock_of="wa-backend")
+    t1 = T0 + timedelta(minutes=1)
+    assert store.decide_and_move(approval_id, Decided("rejected", "U0SOFIA"), t1, move)
+    assert store.lock_holder("wa-backend") is None
+    operation = store.operation(op_id)
+    assert operation is not None and operation.finished_at is not None
+
+
+def test_move_operation_only_when_nobody_holds_a_live_lease(store: Store) -> None:
+    op_id, _ = awaiting(store)
+    now = T0 + timedelta(minutes=1)
+    assert store.claim_lease(op_id, "instance-a", now, now + timedelta(seconds=15))
+    move = Move(op_id, "awaiting_approval", "cancelled", release_lock_of="wa-backend")
+    assert not store.move_operation(move, now)
+    holder = store.lock_holder("wa-backend")
+    assert holder is not None and holder.lease_until == now + timedelta(seconds=15)
+    assert store.move_operation(move, now + timedelta(seconds=16))
+    assert store.lock_holder("wa-backend") is None
+
+
+def test_stale_locks_of_ended_operations_are_freed(store: Store) -> None:
+    ended = new_operation(store, state="succeeded")
+    live = new_operation(store, service="other", state="shifting")
+    assert store.acquire_lock("wa-backend", ended, T0)
+    assert store.acquire_lock("other", live, T0)
+    assert store.release_stale_locks() == ["wa-backend"]
+    assert store.lock_holder("wa-backend") is None and store.lock_holder("other") is not None

@@ -283,6 +283,7 @@ EPHEMERAL_CASES: list[tuple[str, dict[str, Any]]] = [
             "groups": ("oncall",),
         },
     ),
+    ("notice.wrong_button", {}),
     ("notice.incident_not_open", {"state": "mitigated"}),
     ("notice.incident_not_open", {"state": "?"}),
     ("error.incident.responder_only", {}),

@@ -14,7 +14,7 @@ from bot.config import Action
 from bot.ops.context import Deps
 from bot.ops.errors import UserError
 from bot.policy.approvals import decide_approval
-from bot.store import Operation
+from bot.store import Decided, Move, Operation
 
 OnExpired = Callable[[Deps, Operation], None]
 
@@ -32,17 +32,26 @@ def request_approval(deps: Deps, operation_id: str, action: Action, requested_by
     )
 
 
-def claim_decision(deps: Deps, approval_id: str, user: str, approve: bool) -> Operation:
-    """Record the first valid Approve/Reject click on a pending request and return its
-    operation. Every other click (stale, expired, unauthorized, second) raises UserError and
-    changes nothing; the clicker's roles come from their user id, never from the button."""
+Transition = Callable[[Operation, bool], Move]  # (operation, approved?) -> its next state
+
+
+def claim_decision(
+    deps: Deps, approval_id: str, user: str, approve: bool, kind: str, transition: Transition
+) -> Operation:
+    """Record the first valid Approve/Reject click on a pending request together with its
+    operation's next state (``transition``, one transaction), and return the operation. Every
+    other click (stale, expired, unauthorized, second, or a button of another kind of
+    operation) raises UserError and changes nothing; the clicker's roles come from their user
+    id, never from the button."""
     store, now = deps.store, deps.clock.now()
     approval = store.approval(approval_id)
     if approval is None:
         raise UserError("notice.unknown_request")
-    _check_still_pending(deps, approval_id)
     operation = store.operation(approval.operation_id)
     assert operation is not None
+    if operation.kind != kind:
+        _refuse_wrong_kind(deps, user, operation, kind)
+    _check_still_pending(deps, approval_id)
     decision = decide_approval(
         deps.config.approvals,
         Action(approval.action),
@@ -61,7 +70,8 @@ def claim_decision(deps: Deps, approval_id: str, user: str, approve: bool) -> Op
         )
         raise UserError(f"error.approval.{decision.refusal}", role=str(decision.required_role))
     status = "approved" if approve else "rejected"
-    if not store.decide_approval(approval_id, status, user, now):
+    move = transition(operation, approve)
+    if not store.decide_and_move(approval_id, Decided(status, user), now, move):
         _check_still_pending(deps, approval_id)
         raise UserError("notice.already_decided", status="pending", by="", at=None)
     store.add_event(operation.id, now, status, actor=user)
@@ -74,7 +84,21 @@ def claim_decision(deps: Deps, approval_id: str, user: str, approve: bool) -> Op
         operation_id=operation.id,
         approval_action=approval.action,
     )
-    return operation
+    return store.operation(operation.id) or operation
+
+
+def _refuse_wrong_kind(deps: Deps, user: str, operation: Operation, kind: str) -> None:
+    """A button of one kind of operation carrying another's approval id is forged or stale."""
+    deps.audit(
+        user,
+        f"{kind}.approval_refused",
+        "refused",
+        service=operation.service,
+        operation_id=operation.id,
+        why="wrong_kind",
+        approval_kind=operation.kind,
+    )
+    raise UserError("notice.wrong_button")
 
 
 def _check_still_pending(deps: Deps, approval_id: str) -> None:
@@ -104,3 +128,28 @@ def expire_due(deps: Deps, on_expired: Mapping[str, OnExpired]) -> list[str]:
         on_expired[operation.kind](deps, operation)
         ended.append(operation.id)
     return ended
+
+
+OnDecided = Callable[[Deps, Operation, bool, str], None]
+
+
+def recover_decided(
+    deps: Deps, on_decided: Mapping[str, OnDecided], on_expired: Mapping[str, OnExpired]
+) -> list[str]:
+    """Operations still waiting for a person whose request was already decided, expired or
+    cancelled (left so by a crash in an older bot): finish the decision or end them, so that
+    nothing stays locked until someone edits the database. Returns the operations moved."""
+    moved = []
+    for operation in deps.store.unfinished_operations():
+        if operation.state != "awaiting_approval" or operation.kind not in on_decided:
+            continue
+        approval = deps.store.approval_for(operation.id)
+        if approval is None or approval.status == "pending":
+            continue
+        if approval.status in ("approved", "rejected"):
+            approve = approval.status == "approved"
+            on_decided[operation.kind](deps, operation, approve, approval.decided_by)
+        else:
+            on_expired[operation.kind](deps, operation)
+        moved.append(operation.id)
+    return moved

@@ -21,12 +21,13 @@ from typing import Any
 
 from bot.ops import approvals, cards, incidents, release, rollback
 from bot.ops.context import Deps
-from bot.store import TERMINAL_STATES
+from bot.store import TERMINAL_STATES, Operation
 
 log = logging.getLogger("runback.engine")
 
 WORKFLOWS = {"rollback": rollback, "release": release}  # operation kind -> its state machine
 ON_EXPIRED = {kind: workflow.on_expired for kind, workflow in WORKFLOWS.items()}
+ON_DECIDED = {kind: workflow.on_decided for kind, workflow in WORKFLOWS.items()}
 
 
 class Engine:
@@ -37,6 +38,9 @@ class Engine:
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="runback-op")
         # Few threads on purpose: work after an ack must not starve the acks of the GIL.
         self._work = ThreadPoolExecutor(2, thread_name_prefix="runback-work")
+        # Emergencies (rollbacks, incident judgements) get a lane of their own: they must never
+        # queue behind read-only commands, however many of those anyone sends.
+        self._urgent = ThreadPoolExecutor(2, thread_name_prefix="runback-urgent")
         self._lock = threading.Condition()
         self._running: set[str] = set()
         self._active = 0
@@ -54,9 +58,10 @@ class Engine:
             self._running.add(operation_id)
         self._pool.submit(self._run, operation_id)
 
-    def background(self, work: Callable[[], None]) -> None:
+    def background(self, work: Callable[[], None], urgent: bool = False) -> None:
         """Run a handler's work after its ack, off Bolt's listener threads, so that acks never
-        queue behind slow work (Slack wants its answer within 3 s)."""
+        queue behind slow work (Slack wants its answer within 3 s). ``urgent`` work (on-call
+        rollbacks, incident judgements) runs in its own lane, ahead of everything else."""
         with self._lock:
             self._active += 1
 
@@ -70,7 +75,7 @@ class Engine:
                     self._active -= 1
                     self._lock.notify_all()
 
-        self._work.submit(run)
+        (self._urgent if urgent else self._work).submit(run)
 
     def _run(self, operation_id: str) -> None:
         try:
@@ -82,8 +87,7 @@ class Engine:
                     operation = workflow.execute(self.deps, operation_id)
                 except Exception:
                     log.exception("operation %s crashed", operation_id)
-                    workflow.fail_unexpectedly(self.deps, operation_id)
-                    operation = self.deps.store.operation(operation_id)
+                    operation = self._after_crash(workflow, operation_id)
                 finally:
                     self.deps.store.release_lease(operation_id, self.owner)
                 if was_running and operation is not None and operation.state in TERMINAL_STATES:
@@ -93,15 +97,34 @@ class Engine:
                 self._running.discard(operation_id)
                 self._lock.notify_all()
 
+    def _after_crash(self, workflow: Any, operation_id: str) -> Operation | None:
+        """End a crashed operation loudly; when that means getting to safety (a release goes
+        back to blue), start it now rather than at the next tick."""
+        workflow.fail_unexpectedly(self.deps, operation_id)
+        operation = self.deps.store.operation(operation_id)
+        if operation is None or operation.state not in workflow.RUNNING_STATES:
+            return operation
+        try:
+            return workflow.execute(self.deps, operation_id)
+        except Exception:
+            log.exception("operation %s crashed again while getting to safety", operation_id)
+            workflow.fail_unexpectedly(self.deps, operation_id)
+            return self.deps.store.operation(operation_id)
+
     def _claim(self, operation_id: str) -> bool:
         now = self.deps.clock.now()
         until = now + timedelta(seconds=self.lease_s)
         return self.deps.store.claim_lease(operation_id, self.owner, now, until)
 
     def tick(self) -> None:
-        """Expire due approvals and resume operations nobody is running (crash, restart)."""
+        """The recovery pass, at start and on every tick: expire due approvals, finish decisions
+        a crash left half-applied, free locks of ended operations, and resume operations nobody
+        is running (crash, restart)."""
         with self.track():
             approvals.expire_due(self.deps, ON_EXPIRED)
+            approvals.recover_decided(self.deps, ON_DECIDED, ON_EXPIRED)
+            for service in self.deps.store.release_stale_locks():
+                log.warning("freed the lock of %s, held by an operation that had ended", service)
             for operation in self.deps.store.unfinished_operations():
                 if operation.state in WORKFLOWS[operation.kind].RUNNING_STATES:
                     self.submit(operation.id)
@@ -120,7 +143,7 @@ class Engine:
             if operation_id:
                 self.submit(operation_id)
 
-        self.background(work)
+        self.background(work, urgent=True)
 
     # -- background threads ------------------------------------------------------------------
 
@@ -152,6 +175,7 @@ class Engine:
         self.courier.stop()
         self._pool.shutdown(wait=wait, cancel_futures=not wait)
         self._work.shutdown(wait=wait, cancel_futures=not wait)
+        self._urgent.shutdown(wait=wait, cancel_futures=not wait)
 
     # -- activity, so the console and tests can wait for quiet --------------------------------
 

@@ -2,15 +2,22 @@
 
 The rollback and release workflows know nothing of each other; this module is where they meet.
 An emergency rollback of a service with a release in progress stops that release (100% back to
-blue, by the release's own rules) instead of starting a second operation on the service.
+blue, by the release's own rules) instead of starting a second operation on the service. A
+rollback that holds the service's lock without moving traffic (waiting for a person, or left
+by a crashed instance whose lease ran out) yields to the emergency; only an operation that an
+instance is running right now in a traffic-changing state makes the service busy.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from bot.ops import release, rollback
 from bot.ops.context import Deps
 from bot.ops.rollback import RollbackRequest
-from bot.store import Operation
+from bot.store import TERMINAL_STATES, LockHolder, Operation
+
+TRAFFIC_STATES = {"rollback": rollback.RUNNING_STATES, "release": release.RUNNING_STATES}
 
 
 def request_rollback(deps: Deps, request: RollbackRequest) -> Operation:
@@ -18,6 +25,17 @@ def request_rollback(deps: Deps, request: RollbackRequest) -> Operation:
     emergency on a service whose release is running, roll that release back to blue."""
     service, emergency = rollback.authorize_request(deps, request)
     holder = deps.store.lock_holder(service.name)
-    if emergency and holder is not None and holder.kind == "release":
-        return release.roll_back(deps, holder.operation_id, request.user)
+    if emergency and holder is not None:
+        if holder.state in TERMINAL_STATES:  # a crash between its end and its unlock
+            deps.store.release_stale_locks()
+        elif holder.kind == "release":
+            return release.roll_back(deps, holder.operation_id, request.user)
+        elif not moving_traffic(holder, deps.clock.now()):
+            rollback.yield_to(deps, holder.operation_id, request.user)
     return rollback.create_rollback(deps, request, service, emergency)
+
+
+def moving_traffic(holder: LockHolder, now: datetime) -> bool:
+    """An instance runs this operation right now (live lease) in a traffic-changing state."""
+    live = holder.lease_until is not None and holder.lease_until > now
+    return live and holder.state in TRAFFIC_STATES.get(holder.kind, ())

@@ -20,6 +20,7 @@ from bot.ops.approvals import claim_decision, request_approval
 from bot.ops.cards import announce, card_view, refresh_card
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.errors import UserError
+from bot.ops.slow import still_applying
 from bot.policy.approvals import Decision, Verdict, decide_rollback
 from bot.policy.revision_words import WordKind, read_revision_word
 from bot.policy.targets import (
@@ -29,7 +30,7 @@ from bot.policy.targets import (
     within_repeat_window,
 )
 from bot.ports import CloudRunError, EtagConflict, Revision, ServiceState, TrafficTarget
-from bot.store import Operation
+from bot.store import Move, Operation
 
 RUNNING_STATES = ("approved", "shifting", "verifying")
 
@@ -453,14 +454,54 @@ def _supersede(deps: Deps, pending_id: str, emergency: Operation) -> None:
 
 
 def decide(deps: Deps, approval_id: str, user: str, approve: bool) -> Operation:
-    """Approve or reject a pending rollback (see claim_decision for who may, and when)."""
-    operation = claim_decision(deps, approval_id, user, approve)
+    """Approve or reject a pending rollback (see claim_decision for who may, and when). The
+    decision and the operation's next state are committed together."""
+    operation = claim_decision(deps, approval_id, user, approve, "rollback", _decided)
+    return _after_decision(deps, operation)
+
+
+def _decided(operation: Operation, approve: bool) -> Move:
     if approve:
-        deps.store.update_operation(operation.id, deps.clock.now(), state="approved")
-        refresh_card(deps, operation.id)
-    else:
-        _finish(deps, operation.id, "rejected")
+        return Move(operation.id, "awaiting_approval", "approved")
+    return Move(operation.id, "awaiting_approval", "rejected", release_lock_of=operation.service)
+
+
+def _after_decision(deps: Deps, operation: Operation) -> Operation:
+    refresh_card(deps, operation.id)
     return deps.store.operation(operation.id) or operation
+
+
+def on_decided(deps: Deps, operation: Operation, approve: bool, user: str) -> None:
+    """Recovery: a decision recorded by an older bot without its operation's next state."""
+    if deps.store.move_operation(_decided(operation, approve), deps.clock.now()):
+        _after_decision(deps, operation)
+
+
+def yield_to(deps: Deps, holder_id: str, emergency_user: str) -> bool:
+    """An on-call engineer must always get to safety: a rollback that holds the service's lock
+    but is not moving traffic (waiting for a person, or left by a crashed instance) is
+    cancelled. False when it is running after all (then the service is busy)."""
+    operation = deps.store.operation(holder_id)
+    if operation is None or operation.kind != "rollback":
+        return False
+    now = deps.clock.now()
+    move = Move(operation.id, operation.state, "cancelled", release_lock_of=operation.service)
+    if not deps.store.move_operation(move, now):
+        return False
+    approval = deps.store.approval_for(operation.id)
+    if approval is not None:
+        deps.store.decide_approval(approval.id, "cancelled", emergency_user, now)
+    deps.store.add_event(operation.id, now, "superseded", actor=emergency_user)
+    deps.audit(
+        emergency_user,
+        "rollback.superseded",
+        "ok",
+        service=operation.service,
+        operation_id=operation.id,
+        was=operation.state,
+    )
+    refresh_card(deps, operation.id)
+    return True
 
 
 def on_expired(deps: Deps, operation: Operation) -> None:
@@ -551,6 +592,8 @@ def _step_wait(deps: Deps, operation: Operation) -> Operation:
             operation.cloud_operation, deps.config.rollback.operation_timeout_s
         )
     except CloudRunError as error:
+        if error.reason == "operation_timeout":
+            return still_applying(deps, operation, "rollback", error)
         return _fail(
             deps, operation, "operation_failed", "wait", detail=error.detail or error.reason
         )

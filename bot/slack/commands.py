@@ -65,7 +65,11 @@ def ack_with(ack: Ack, message: Message) -> None:
 
 
 def answer_later(
-    engine: Engine, deps: Deps, respond: Respond, work: Callable[[], Message | None]
+    engine: Engine,
+    deps: Deps,
+    respond: Respond,
+    work: Callable[[], Message | None],
+    urgent: bool = False,
 ) -> None:
     """After the ack: run ``work`` on Runback's own pool and answer only the user who asked.
     A UserError becomes its ephemeral message; anything unexpected, a reference to the logs."""
@@ -82,7 +86,7 @@ def answer_later(
         if message is not None:
             _respond(respond, message)
 
-    engine.background(run)
+    engine.background(run, urgent=urgent)
 
 
 def register(app: App, deps: Deps, engine: Engine) -> None:
@@ -113,7 +117,7 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
             tell_requester_if_unseen(deps, operation_card(operation.id), command["response_url"])
             return None
 
-        answer_later(engine, deps, respond, work)
+        answer_later(engine, deps, respond, work, urgent=True)
 
     @app.command("/traffic")
     @engine.tracked

@@ -17,7 +17,7 @@ RESPONDERS = frozenset({Role.ON_CALL, Role.TECH_LEAD})  # may observe or resolve
 
 
 def register(app: App, deps: Deps, engine: Engine) -> None:
-    def handle(work: Callable[[str, str], None]) -> Callable[..., None]:
+    def handle(work: Callable[[str, str], None], urgent: bool = False) -> Callable[..., None]:
         @engine.tracked
         def handler(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
             ack()
@@ -32,7 +32,7 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
                     message = deps.renderer.message("ephemeral", key=error.key, **error.context)
                     deps.chat.ephemeral(channel, user, message)
 
-            engine.background(run)
+            engine.background(run, urgent=urgent)
 
         return handler
 
@@ -55,7 +55,7 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
             raise UserError("notice.incident_not_open", state="resolved")
         incidents.resolve(deps, incident_id, user)
 
-    app.action("incident_roll_back")(handle(roll_back))
+    app.action("incident_roll_back")(handle(roll_back, urgent=True))
     app.action("incident_observe")(
         handle(responder_only(lambda i, u: incidents.start_observing(deps, i, u)))
     )

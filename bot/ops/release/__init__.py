@@ -11,7 +11,7 @@ operation instead of applying anything twice. Timed states keep their ``due_at``
 judgement that fell due while the bot was down is made as soon as it is back.
 """
 
-from bot.ops.release.canary import decide_full_traffic, on_expired
+from bot.ops.release.canary import decide_full_traffic, on_decided, on_expired
 from bot.ops.release.finish import fail_unexpectedly
 from bot.ops.release.machine import execute
 from bot.ops.release.people import pause, resume, roll_back
@@ -29,6 +29,7 @@ __all__ = [
     "execute",
     "fail_unexpectedly",
     "next_revision_name",
+    "on_decided",
     "on_expired",
     "pause",
     "refresh",

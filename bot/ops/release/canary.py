@@ -8,8 +8,9 @@ from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.release.cloud import patch
 from bot.ops.release.record import commit, due_in, event
 from bot.ops.release.states import GREEN_TAG
+from bot.ops.release.view import refresh
 from bot.ports import CloudRunError, ServiceState, TrafficTarget
-from bot.store import Operation
+from bot.store import Move, Operation
 
 
 def next_step(deps: Deps, operation: Operation) -> Operation:
@@ -84,18 +85,35 @@ def _ask_for_full_traffic(deps: Deps, operation: Operation, index: int) -> Opera
 
 
 def decide_full_traffic(deps: Deps, approval_id: str, user: str, approve: bool) -> Operation:
-    operation = claim_decision(deps, approval_id, user, approve)
+    """Approve 100% (or reject it): the decision and the release's next state are committed
+    together, so a crash cannot leave an approved request on a release still waiting for it."""
+
+    def transition(operation: Operation, approved: bool) -> Move:
+        return _decided(operation, approved, user)
+
+    operation = claim_decision(deps, approval_id, user, approve, "release", transition)
+    refresh(deps, operation.id)
+    return operation
+
+
+def _decided(operation: Operation, approve: bool, user: str) -> Move:
     if not approve:
-        return commit(deps, operation, "rolling_back", outcome={"code": "rejected", "by": user})
-    return commit(
-        deps,
-        operation,
-        "shifting",
-        step=operation.data["next_step"],
-        full_traffic_approved=True,
-        approved_by=user,
-        due_at=None,
-    )
+        data = {**operation.data, "outcome": {"code": "rejected", "by": user}}
+        return Move(operation.id, "awaiting_approval", "rolling_back", data)
+    data = {
+        **operation.data,
+        "step": operation.data["next_step"],
+        "full_traffic_approved": True,
+        "approved_by": user,
+        "due_at": None,
+    }
+    return Move(operation.id, "awaiting_approval", "shifting", data)
+
+
+def on_decided(deps: Deps, operation: Operation, approve: bool, user: str) -> None:
+    """Recovery: a decision recorded by an older bot without the release's next state."""
+    if deps.store.move_operation(_decided(operation, approve, user), deps.clock.now()):
+        refresh(deps, operation.id)
 
 
 def on_expired(deps: Deps, operation: Operation) -> None:

@@ -13,6 +13,7 @@ from bot.ops.release.finish import after_finalize, after_roll_back, step_finaliz
 from bot.ops.release.judging import step_judge
 from bot.ops.release.record import commit
 from bot.ops.release.states import MAX_STEPS_PER_RUN, RUNNING_STATES
+from bot.ops.slow import still_applying
 from bot.ports import CloudRunError
 from bot.store import Operation
 
@@ -40,6 +41,8 @@ def _step_applying(deps: Deps, operation: Operation) -> Operation:
     try:
         state = deps.cloudrun.wait_operation(pending["op"], deps.config.release.operation_timeout_s)
     except CloudRunError as error:
+        if error.reason == "operation_timeout":
+            return still_applying(deps, operation, "release", error)
         return cloud_failure(deps, operation, pending["purpose"], error)
     if state.serving() != pending["expect"]:
         return cloud_failure(
