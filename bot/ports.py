@@ -131,10 +131,15 @@ class ProbeResult:
     status: int | None  # HTTP status, None when the request failed outright
     detail: str = ""  # e.g. "timeout", "connection refused", first bytes of the body
     elapsed_ms: float = 0.0
+    # A configuration problem rather than a health answer: "reserved_path" (Google's front end
+    # answered the path itself) or "invoker_denied" (403: Runback may not invoke the service).
+    problem: str = ""
 
 
 class Probe(Protocol):
-    def get(self, url: str, timeout_s: float) -> ProbeResult: ...
+    def get(self, url: str, timeout_s: float, audience: str | None = None) -> ProbeResult:
+        """GET ``url``; with ``audience``, carry a Google ID token for it (IAM-protected)."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -117,7 +117,7 @@ def test_smoke_failure_leaves_green_at_zero_and_untagged(box: Sandbox) -> None:
     assert operation.state == "failed"
     assert operation.data["outcome"]["code"] == "smoke_failed"
     assert serving(box) == {BLUE: 100} and tags(box) == {}
-    assert "/healthz" in card(box) and "500" in card(box) and "no user saw it" in card(box)
+    assert "/health`" in card(box) and "500" in card(box) and "no user saw it" in card(box)
     top_level = [
         m
         for m in box.emulator.slack.messages("C0INCIDENTS")

@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from bot.config import ServiceConfig
 from bot.gcp.alerts import Incident
 from bot.ops.cards import show
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.errors import UserError
+from bot.ops.health import health_observation, probe_health
 from bot.ops.rollback import RollbackRequest, request_rollback
 from bot.policy.gates import Judgement, Observation, Verdict, after_observation, judge
 from bot.policy.targets import current_revision
@@ -115,7 +117,7 @@ def judge_incident(deps: Deps, incident_id: str) -> str | None:
     assert service is not None
     ref = ServiceRef(service.project, service.region, service.name)
     now = deps.clock.now()
-    judgement, revision = _observe(deps, ref, service.health_path)
+    judgement, revision = _observe(deps, ref, service)
     verdict = judgement.verdict
     if record.observe_until is not None:
         since = record.observe_until - timedelta(minutes=deps.config.thresholds.observe_minutes)
@@ -126,7 +128,7 @@ def judge_incident(deps: Deps, incident_id: str) -> str | None:
     return operation_id
 
 
-def _observe(deps: Deps, ref: ServiceRef, health_path: str) -> tuple[Judgement, str]:
+def _observe(deps: Deps, ref: ServiceRef, service: ServiceConfig) -> tuple[Judgement, str]:
     thresholds = deps.config.thresholds
     try:
         state = deps.cloudrun.get_service(ref)
@@ -141,10 +143,8 @@ def _observe(deps: Deps, ref: ServiceRef, health_path: str) -> tuple[Judgement, 
     except MetricsError as error:
         log.warning("Monitoring unreadable for %s: %s", ref.name, error)
         requests = errors = p95 = None
-    probe = deps.probe.get(
-        state.uri.rstrip("/") + health_path, deps.config.rollback.health_check_timeout_s
-    )
-    return judge(thresholds, Observation(probe.ok, requests, errors, p95)), revision
+    _, probe = probe_health(deps, service, state.uri)
+    return judge(thresholds, health_observation(probe, requests, errors, p95)), revision
 
 
 def _record_judgement(

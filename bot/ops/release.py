@@ -25,11 +25,19 @@ from bot.config import Action, ServiceConfig
 from bot.ops.cards import approval_view, show
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.errors import UserError
+from bot.ops.health import config_problem, health_observation, probe_health
 from bot.ops.rollback import claim_decision, request_approval
 from bot.policy.approvals import decide_request
-from bot.policy.gates import Judgement, Observation, Verdict, after_observation, judge
+from bot.policy.gates import Judgement, Verdict, after_observation, judge
 from bot.policy.targets import current_revision
-from bot.ports import CloudRunError, Message, Revision, ServiceState, TrafficTarget
+from bot.ports import (
+    CloudRunError,
+    Message,
+    ProbeResult,
+    Revision,
+    ServiceState,
+    TrafficTarget,
+)
 from bot.store import Operation
 
 log = logging.getLogger("runback.release")
@@ -318,7 +326,7 @@ def _after_deploy(deps: Deps, operation: Operation, state: ServiceState) -> Oper
     if tag is None or not tag.uri:
         return _untag(deps, operation, {"code": "no_tag_url"})
     _event(deps, operation, "deployed", revision=operation.to_revision, uri=tag.uri)
-    return _set(deps, operation, "smoke", green_uri=tag.uri)
+    return _set(deps, operation, "smoke", green_uri=tag.uri, service_uri=state.uri)
 
 
 # -- 2. smoke tests on the green tag URL -------------------------------------------------------
@@ -328,13 +336,15 @@ def _step_smoke(deps: Deps, operation: Operation) -> Operation:
     if operation.data.get("stop_requested"):
         return _untag(deps, operation, operation.data.get("outcome") or {"code": "stopped"})
     uri = operation.data["green_uri"].rstrip("/")
-    health_path = deps.managed_service(operation.service).health_path
+    service = deps.managed_service(operation.service)
     timeout = deps.config.rollback.health_check_timeout_s
     for _ in range(deps.config.release.smoke_checks):
-        result = deps.probe.get(uri + health_path, timeout)
+        _, result = _probe_green(deps, operation)
+        if config_problem(result):  # a configuration error: green is not known to be bad
+            return _untag(deps, operation, {"code": result.problem, "check": service.health_path})
         if not result.ok:
-            return _smoke_failed(deps, operation, health_path, result.status, result.detail)
-    metrics = deps.probe.get(uri + "/metrics", timeout)
+            return _smoke_failed(deps, operation, service.health_path, result.status, result.detail)
+    metrics = deps.probe.get(uri + "/metrics", timeout, audience=_audience(deps, operation))
     if not metrics.ok or not PROMETHEUS_LINE.search(metrics.detail):
         return _smoke_failed(deps, operation, "/metrics", metrics.status, metrics.detail)
     _event(deps, operation, "smoke_passed")
@@ -442,11 +452,27 @@ def _judge_green(deps: Deps, operation: Operation) -> Judgement:
     except Exception as error:  # Monitoring faults are never a pass
         log.warning("Monitoring unreadable for %s: %s", operation.to_revision, error)
         numbers = (None, None, None)
-    probe = deps.probe.get(
-        operation.data["green_uri"].rstrip("/") + service.health_path,
-        deps.config.rollback.health_check_timeout_s,
+    _, probe = _probe_green(deps, operation)
+    return judge(deps.config.thresholds, health_observation(probe, *numbers))
+
+
+def _probe_green(deps: Deps, operation: Operation) -> tuple[str, ProbeResult]:
+    """Green's health path on its tag URL (a run.app URL: no custom domain reaches a tag)."""
+    service = deps.managed_service(operation.service)
+    green_uri = operation.data["green_uri"]
+    return probe_health(
+        deps,
+        service,
+        green_uri,
+        service_url=operation.data.get("service_uri") or green_uri,
+        custom_domain=False,
     )
-    return judge(deps.config.thresholds, Observation(probe.ok, *numbers))
+
+
+def _audience(deps: Deps, operation: Operation) -> str | None:
+    if not deps.managed_service(operation.service).requires_auth:
+        return None
+    return (operation.data.get("service_uri") or operation.data["green_uri"]).rstrip("/")
 
 
 def _verdict(deps: Deps, operation: Operation, judgement: Judgement) -> Verdict:

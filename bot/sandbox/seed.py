@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from urllib.parse import urlsplit
 
 from bot.config import Config
 from bot.sandbox.emulator.server import Emulator
@@ -42,6 +43,10 @@ def seed(emulator: Emulator, config: Config) -> None:
             revisions=revisions,
             traffic={revisions[-1]["name"]: 100},
         )
+        if service.url:
+            emulator.cloudrun.map_domain(urlsplit(service.url).netloc, service.name)
+        if service.requires_auth:
+            emulator.cloudrun.require_auth(service.name)
 
 
 def alert_payload(emulator: Emulator, service: str, state: str, incident_id: str) -> str:

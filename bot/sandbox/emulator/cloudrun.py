@@ -61,6 +61,7 @@ from bot.sandbox.emulator.http import (
     json_response,
     text_response,
 )
+from bot.sandbox.emulator.identity import IdentityEmulator
 
 LATEST = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST
 REVISION = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION
@@ -88,6 +89,24 @@ MUTABLE_FIELDS = frozenset(
 )
 NOT_FOUND = 5
 DEFAULT_PAGE_SIZE = 100
+HEALTH_PATHS = r"/(?:healthz/|health)"  # the container's own health endpoints
+
+# RESERVED_PATH_NOTE: Cloud Run's front end serves some paths itself: "/eventlog", paths under
+# "/_ah/", and "some paths ending in z" (https://cloud.google.com/run/docs/known-issues,
+# "Reserved URL paths"). In practice exactly ``/healthz`` is answered with Google's own HTML 404
+# and never reaches the container, while ``/healthz/``, ``/health``, ``/readyz`` do
+# (funkyhq/funky#30, checkmarble/marble-backend#977, kkdai/linebot-file#5). Custom domains
+# (domain mappings) do not reserve it.
+GOOGLE_404_HTML = """<!DOCTYPE html>
+<html lang=en>
+  <meta charset=utf-8>
+  <meta name=viewport content="initial-scale=1, minimum-scale=1, width=device-width">
+  <title>Error 404 (Not Found)!!1</title>
+  <a href=//www.google.com/><span id=logo aria-label=Google></span></a>
+  <p><b>404.</b> <ins>That’s an error.</ins>
+  <p>The requested URL <code>{path}</code> was not found on this server.
+  <ins>That’s all we know.</ins>
+"""
 METRICS_HISTORY_S = 600.0  # /metrics counters start with this much synthetic history
 
 _LOCATION = r"projects/[^/]+/locations/[^/]+"
@@ -178,8 +197,11 @@ class _Operation:
 
 
 class CloudRunEmulator:
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.time, identity: IdentityEmulator | None = None
+    ) -> None:
         self.base_url = "http://127.0.0.1"
+        self.identity = identity or IdentityEmulator()
         self.clock = clock  # epoch seconds; stamps the snapshots sent to listeners
         self._listeners: list[SnapshotListener] = []
         self._lock = threading.RLock()
@@ -201,6 +223,8 @@ class CloudRunEmulator:
             self._operations: dict[str, _Operation] = {}
             self._wrr: dict[str, dict[str, int]] = {}  # service -> revision -> current weight
             self._failures: list[tuple[int, str]] = []  # (code, message) for the next operations
+            self._domains: dict[str, str] = {}  # custom domain host -> short service name
+            self._auth_required: set[str] = set()  # short names of IAM-protected services
             for listener in self._listeners:
                 listener(ServiceSnapshot(self.clock(), "", {}, {}, replaced=True))
 
@@ -259,6 +283,19 @@ class CloudRunEmulator:
         """Call ``listener`` (under this emulator's lock) whenever what a service serves changes."""
         with self._lock:
             self._listeners.append(listener)
+
+    def map_domain(self, host: str, service: str) -> str:
+        """Serve ``service`` on custom domain ``host`` too; returns the domain's emulated URL."""
+        with self._lock:
+            self._find_by_short(service)
+            self._domains[host] = service
+        return f"{self.base_url}/_domain/{host}"
+
+    def require_auth(self, service: str, required: bool = True) -> None:
+        """Make ``service`` answer 403 unless the request carries an ID token for its URL."""
+        with self._lock:
+            self._find_by_short(service)
+            (self._auth_required.add if required else self._auth_required.discard)(service)
 
     def settle(self) -> None:
         """Complete the operations that are due (reads do this anyway)."""
@@ -320,8 +357,15 @@ class CloudRunEmulator:
             self._get_operation,
         )
         own = r"/_svc/(?P<service>[^/]+)(?:/_tag/(?P<tag>[^/]+))?"
-        add("GET", own + "/healthz", "service.healthz", self._healthz, _plain_error)
+        # Google's front end answers exactly ``/healthz`` on *.run.app URLs itself (see
+        # RESERVED_PATH_NOTE); ``/healthz/`` and ``/health`` reach the container.
+        add("GET", own + "/healthz", "service.frontend", self._front_end_404, _plain_error)
+        add("GET", own + HEALTH_PATHS, "service.healthz", self._healthz, _plain_error)
         add("GET", own + "/metrics", "service.metrics", self._metrics, _plain_error)
+        domain = r"/_domain/(?P<host>[^/]+)"  # a custom domain: nothing is reserved there
+        health = domain + r"/(?:healthz/?|health)"
+        add("GET", health, "service.healthz", self._healthz, _plain_error)
+        add("GET", domain + "/metrics", "service.metrics", self._metrics, _plain_error)
         self._register_control(router)
 
     def _register_control(self, router: Router) -> None:
@@ -337,6 +381,13 @@ class CloudRunEmulator:
         add("POST", behaviour, "_emulator.cloudrun.behaviour.set", self._control_set_behaviour)
         add("GET", behaviour, "_emulator.cloudrun.behaviour.get", self._control_get_behaviour)
         add("POST", "/_emulator/config", "_emulator.cloudrun.config", self._control_config)
+        add("POST", "/_emulator/domains", "_emulator.cloudrun.domains", self._control_domain)
+        add(
+            "POST",
+            r"/_emulator/services/(?P<service>[^/]+)/auth",
+            "_emulator.cloudrun.auth",
+            self._control_auth,
+        )
         add(
             "POST",
             "/_emulator/operations/fail",
@@ -574,13 +625,18 @@ class CloudRunEmulator:
     # -- the services' own endpoints ----------------------------------------------------------
 
     def _healthz(self, request: Request) -> Response:
-        revision, behaviour = self._serve(request.params)
+        revision, behaviour = self._serve(request)
         status = behaviour.healthz_status
         body = {"status": "ok" if status < 400 else "unhealthy", "revision": revision}
         return Response(status, json.dumps(body).encode(), headers={"X-Serving-Revision": revision})
 
+    def _front_end_404(self, request: Request) -> Response:
+        """What Google's front end answers for a reserved path: the container never sees it."""
+        page = GOOGLE_404_HTML.format(path="/healthz")
+        return text_response(page, 404, "text/html; charset=UTF-8")
+
     def _metrics(self, request: Request) -> Response:
-        revision, behaviour = self._serve(request.params)
+        revision, behaviour = self._serve(request)
         with self._lock:
             ok, errors = self._counts(revision)
         status = 500 if behaviour.healthz_status >= 500 else 200
@@ -590,11 +646,18 @@ class CloudRunEmulator:
         response.headers["X-Serving-Revision"] = revision
         return response
 
-    def _serve(self, params: dict[str, str]) -> tuple[str, Behaviour]:
+    def _serve(self, request: Request) -> tuple[str, Behaviour]:
         """The revision that answers this request, and a copy of its behaviour."""
+        params = request.params
         with self._lock:
             self._settle()
+            if params.get("host"):
+                short = self._domains.get(params["host"])
+                if short is None:
+                    raise HttpError(404, f"no domain mapping for {params['host']}")
+                params = {"service": short}
             service = self._find_by_short(params["service"])
+            self._check_invoker(params["service"], request)
             tag = params.get("tag")
             if tag:
                 tagged = [s.revision for s in service.traffic_statuses if s.tag == tag]
@@ -604,6 +667,18 @@ class CloudRunEmulator:
             else:
                 revision = self._pick_weighted(service)
             return revision, Behaviour(**asdict(self._require_behaviour(revision)))
+
+    def _check_invoker(self, short: str, request: Request) -> None:
+        """IAM: a protected service needs an ID token whose audience is the service URL."""
+        if short not in self._auth_required:
+            return
+        audience = f"{self.base_url}/_svc/{short}"
+        if not self.identity.verify(request.headers.get("authorization", ""), audience):
+            raise HttpError(
+                403,
+                "Error: Forbidden. Your client does not have permission to get URL "
+                f"{request.path} from this server.",
+            )
 
     def _pick_weighted(self, service: run_v2.Service) -> str:
         """Smooth weighted round-robin over the actual traffic split (deterministic)."""
@@ -649,6 +724,21 @@ class CloudRunEmulator:
         except (TypeError, ValueError) as error:
             raise HttpError(400, str(error)) from error
         return json_response({"name": name, "traffic": self.traffic(str(body["name"]))})
+
+    def _control_domain(self, request: Request) -> Response:
+        """``{"host": "api.example.com", "service": "wa-backend"}``: a domain mapping."""
+        body = _json_object(request)
+        try:
+            url = self.map_domain(str(body["host"]), str(body["service"]))
+        except KeyError as error:
+            raise HttpError(400, f"missing field {error}") from error
+        return json_response({"url": url})
+
+    def _control_auth(self, request: Request) -> Response:
+        """``{"required": true}``: the service answers 403 without an ID token for its URL."""
+        required = bool(_json_object(request).get("required", True))
+        self.require_auth(request.params["service"], required)
+        return json_response({"service": request.params["service"], "required": required})
 
     def _control_traffic(self, request: Request) -> Response:
         return json_response(self.traffic(request.params["service"]))

@@ -1,0 +1,222 @@
+"""Behaviours of the real Google Cloud that the emulators model, and what Runback does about them
+(README, "What differs on real Google Cloud"). Real clients, real sockets, the emulators."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from bot.config import Config
+from bot.gcp.probe import HttpProbe
+from bot.policy.gates import Reason, Verdict
+from bot.runtime import Settings, build_runtime
+from bot.sandbox.console import Sandbox
+from bot.sandbox.emulator.server import Emulator
+from bot.sandbox.seed import alert_payload, seed
+from tests.conftest import sandbox_config
+
+SERVICE = "wa-backend"
+CURRENT, PREVIOUS = "wa-backend-00003", "wa-backend-00002"
+IMAGE = "us-docker.pkg.dev/runback-sandbox/apps/wa-backend:v1.3.0"
+DOMAIN = "api.wa.example.com"
+
+
+def with_services(config: Config, **changes: object) -> Config:
+    services = tuple(s.model_copy(update=changes) for s in config.services)
+    return config.model_copy(update={"services": services})
+
+
+@pytest.fixture
+def seeded(emulator: Emulator) -> Emulator:
+    seed(emulator, sandbox_config())
+    return emulator
+
+
+@pytest.fixture
+def healthz_box() -> Iterator[Sandbox]:
+    """The sandbox with the runbook's /healthz as the health path, as a team would first try."""
+    box = Sandbox(with_services(sandbox_config(), health_path="/healthz"), retry_deadline_s=1.5)
+    try:
+        yield box
+    finally:
+        box.close()
+
+
+def serving(box: Sandbox) -> dict[str, int]:
+    rows = box.emulator.cloudrun.traffic(SERVICE)
+    return {r["revision"]: r["percent"] for r in rows if r["percent"]}
+
+
+def last_operation(box: Sandbox, kind: str):
+    from sqlalchemy import select
+
+    from bot.store import Operation
+
+    with box.runtime.deps.store.session() as session:
+        query = select(Operation).where(Operation.kind == kind)
+        return session.scalars(query.order_by(Operation.created_at.desc())).first()
+
+
+def card(box: Sandbox, operation) -> str:
+    message = box.emulator.slack.message(operation.channel, operation.message_ts)
+    return json.dumps(message["blocks"], ensure_ascii=False)
+
+
+def alert(box: Sandbox) -> dict:
+    response = box.post_alert(alert_payload(box.emulator, SERVICE, "open", "0.platform-1"))
+    box.runtime.engine.wait_idle()
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+# -- reserved paths -------------------------------------------------------------------------------
+
+
+def test_front_end_answers_healthz_itself_and_the_container_the_rest(seeded: Emulator) -> None:
+    emulator = seeded
+    base = f"{emulator.url}/_svc/{SERVICE}"
+    for url in (f"{base}/healthz", f"{base}/_tag/any/healthz"):
+        answer = requests.get(url, timeout=5)
+        assert answer.status_code == 404 and answer.headers["Content-Type"].startswith("text/html")
+        assert (
+            "Error 404 (Not Found)!!1" in answer.text and "X-Serving-Revision" not in answer.headers
+        )
+    for path in ("/healthz/", "/health"):
+        answer = requests.get(base + path, timeout=5)
+        assert answer.status_code == 200 and answer.headers["X-Serving-Revision"]
+    assert emulator.router.calls.list("service.frontend"), "the front end's answers are logged"
+
+
+def test_a_custom_domain_reaches_the_container_even_on_healthz(seeded: Emulator) -> None:
+    url = seeded.cloudrun.map_domain(DOMAIN, SERVICE)
+    answer = requests.get(f"{url}/healthz", timeout=5)
+    assert answer.status_code == 200 and answer.json()["status"] == "ok"
+
+
+def test_probe_tells_the_front_ends_404_from_the_services_own(seeded: Emulator) -> None:
+    probe, emulator = HttpProbe(), seeded
+    reserved = probe.get(f"{emulator.url}/_svc/{SERVICE}/healthz", timeout_s=2)
+    assert not reserved.ok and reserved.status == 404 and reserved.problem == "reserved_path"
+    missing_tag = probe.get(f"{emulator.url}/_svc/{SERVICE}/_tag/nope/health", timeout_s=2)
+    assert missing_tag.status == 404 and missing_tag.problem == ""
+
+
+def test_rollback_verification_ends_with_a_configuration_error(healthz_box: Sandbox) -> None:
+    healthz_box.run_line("as ana")
+    healthz_box.run_line("/rollback wa-backend")
+    operation = last_operation(healthz_box, "rollback")
+    assert operation.state == "failed" and operation.data["error"]["code"] == "reserved_path"
+    assert serving(healthz_box) == {PREVIOUS: 100}, "the traffic moved; only the check failed"
+    text = card(healthz_box, operation)
+    assert "health path reserved by Cloud Run" in text and "configuration problem" in text
+    assert "does not answer 200" not in text
+
+
+def test_release_smoke_test_ends_with_a_configuration_error(healthz_box: Sandbox) -> None:
+    healthz_box.run_line("as marta")
+    healthz_box.run_line(f"/deploy {SERVICE} {IMAGE}")
+    operation = last_operation(healthz_box, "release")
+    assert operation.state == "failed" and operation.data["outcome"]["code"] == "reserved_path"
+    assert serving(healthz_box) == {CURRENT: 100}
+    assert "Configuration problem: health path reserved by Cloud Run" in card(
+        healthz_box, operation
+    )
+
+
+def test_incident_with_a_reserved_health_path_is_inconclusive_not_a_rollback(
+    healthz_box: Sandbox,
+) -> None:
+    healthz_box.run_line("wait 6m")
+    answer = alert(healthz_box)
+    record = healthz_box.runtime.deps.store.incident(answer["incident"])
+    assert record.verdict == Verdict.INCONCLUSIVE and not record.operation_id
+    assert serving(healthz_box) == {CURRENT: 100}
+    text = json.dumps(healthz_box.emulator.slack.message("C0INCIDENTS", record.message_ts))
+    assert "health path reserved by Cloud Run" in text
+
+
+def test_with_a_custom_domain_the_rollback_verifies_healthz_there() -> None:
+    config = with_services(sandbox_config(), health_path="/healthz")
+    services = (config.services[0].model_copy(update={"url": f"https://{DOMAIN}"}),)
+    box = Sandbox(config.model_copy(update={"services": services + config.services[1:]}))
+    try:
+        box.run_line("as ana")
+        box.run_line("/rollback wa-backend")
+        assert last_operation(box, "rollback").state == "succeeded"
+        paths = [c.path for c in box.emulator.router.calls.list("service.healthz")]
+        assert paths and all(p == f"/_domain/{DOMAIN}/healthz" for p in paths)
+    finally:
+        box.close()
+
+
+def test_startup_warns_about_a_reserved_health_path(emulator: Emulator) -> None:
+    env = {
+        "SLACK_BOT_TOKEN": "xoxb-sandbox",
+        "SLACK_SIGNING_SECRET": "s",
+        "DATABASE_URL": "sqlite://",
+    }
+    settings = Settings.from_env({**emulator.env(), **env})
+    config = with_services(sandbox_config(), health_path="/healthz")
+    warnings = build_runtime(config, settings).warnings
+    assert len(warnings) == 2 and "services[0] (wa-backend): health_path /healthz" in warnings[0]
+    assert build_runtime(sandbox_config(), settings).warnings == []
+
+
+def test_gates_never_roll_back_on_a_health_check_that_could_not_be_made() -> None:
+    from bot.policy.gates import Observation, judge
+
+    thresholds = sandbox_config().thresholds
+    healthy = Observation(None, 1000, 0, 100.0, health_problem=Reason.HEALTH_PATH_RESERVED)
+    assert judge(thresholds, healthy).verdict is Verdict.INCONCLUSIVE
+    bad = Observation(None, 1000, 100, 100.0, health_problem=Reason.HEALTH_PATH_RESERVED)
+    assert judge(thresholds, bad).verdict is Verdict.ROLLBACK, "the numbers still decide"
+
+
+# -- authenticated services -----------------------------------------------------------------------
+
+
+def test_a_protected_service_wants_an_id_token_for_its_own_url(seeded: Emulator) -> None:
+    from bot.sandbox.emulator.identity import emulator_id_tokens
+
+    seeded.cloudrun.require_auth(SERVICE)
+    base = f"{seeded.url}/_svc/{SERVICE}"
+    probe = HttpProbe(id_token_source=emulator_id_tokens(seeded.host))
+    denied = probe.get(f"{base}/health", timeout_s=2)
+    assert denied.status == 403 and denied.problem == "invoker_denied"
+    wrong_audience = probe.get(f"{base}/health", timeout_s=2, audience="https://other.run.app")
+    assert wrong_audience.status == 403
+    assert probe.get(f"{base}/health", timeout_s=2, audience=base).ok
+    forged = seeded.identity.mint(base).rsplit(".", 1)[0] + ".c2lnbmF0dXJl"
+    headers = {"Authorization": f"Bearer {forged}"}
+    assert requests.get(f"{base}/health", headers=headers, timeout=5).status_code == 403
+
+
+def test_rollback_of_a_protected_service_sends_an_id_token() -> None:
+    config = sandbox_config()
+    services = (config.services[0].model_copy(update={"requires_auth": True}),)
+    box = Sandbox(config.model_copy(update={"services": services + config.services[1:]}))
+    try:
+        box.run_line("as ana")
+        box.run_line("/rollback wa-backend")
+        # the seed made the service IAM-protected: without a valid ID token it answers 403
+        denied = requests.get(f"{box.emulator.url}/_svc/{SERVICE}/health", timeout=5)
+        assert denied.status_code == 403
+        assert last_operation(box, "rollback").state == "succeeded"
+    finally:
+        box.close()
+
+
+def test_a_403_says_which_role_to_grant() -> None:
+    box = Sandbox(sandbox_config())
+    try:
+        box.emulator.cloudrun.require_auth(SERVICE)  # protected, but app.yaml does not say so
+        box.run_line("as ana")
+        box.run_line("/rollback wa-backend")
+        operation = last_operation(box, "rollback")
+        assert operation.state == "failed" and operation.data["error"]["code"] == "invoker_denied"
+        assert "grant roles/run.invoker to Runback's service account" in card(box, operation)
+    finally:
+        box.close()
