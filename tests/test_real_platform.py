@@ -220,3 +220,29 @@ def test_a_403_says_which_role_to_grant() -> None:
         assert "grant roles/run.invoker to Runback's service account" in card(box, operation)
     finally:
         box.close()
+
+
+# -- failed deploys -------------------------------------------------------------------------------
+
+
+def test_a_revision_that_fails_to_start_is_not_ready_and_traffic_stays_on_blue() -> None:
+    from bot.gcp.cloudrun import CloudRunAdmin
+    from bot.ports import ServiceRef
+
+    box = Sandbox(sandbox_config(), retry_deadline_s=1.5)
+    try:
+        box.emulator.cloudrun.fail_next_revisions()
+        box.run_line("as marta")
+        box.run_line(f"/deploy {SERVICE} {IMAGE}")
+        operation = last_operation(box, "release")
+        assert operation.state == "failed" and operation.data["outcome"]["code"] == "deploy_failed"
+        assert serving(box) == {CURRENT: 100}
+        text = card(box, operation)
+        assert "failed to start" in text and "Traffic did not move" in text
+        admin = CloudRunAdmin(box.emulator.host, retry_deadline_s=2)
+        ref = ServiceRef("runback-sandbox", "us-central1", SERVICE)
+        green = next(r for r in admin.list_revisions(ref) if r.name == operation.to_revision)
+        assert not green.ready
+        assert admin.get_service(ref).latest_ready_revision == CURRENT
+    finally:
+        box.close()

@@ -89,7 +89,13 @@ MUTABLE_FIELDS = frozenset(
 )
 NOT_FOUND = 5
 DEFAULT_PAGE_SIZE = 100
-HEALTH_PATHS = r"/(?:healthz/|health)"  # the container's own health endpoints
+HEALTH_PATHS = r"/(?:healthz/|health)"
+# What Cloud Run says when a new revision's container does not start (its Ready condition).
+REVISION_START_FAILED = (
+    "Revision '{revision}' is not ready and cannot serve traffic. The user-provided container "
+    "failed to start and listen on the port defined provided by the PORT=8080 environment "
+    "variable within the allocated timeout."
+)  # the container's own health endpoints
 
 # RESERVED_PATH_NOTE: Cloud Run's front end serves some paths itself: "/eventlog", paths under
 # "/_ah/", and "some paths ending in z" (https://cloud.google.com/run/docs/known-issues,
@@ -223,6 +229,7 @@ class CloudRunEmulator:
             self._operations: dict[str, _Operation] = {}
             self._wrr: dict[str, dict[str, int]] = {}  # service -> revision -> current weight
             self._failures: list[tuple[int, str]] = []  # (code, message) for the next operations
+            self._revision_failures: list[tuple[int, str]] = []  # the same, for new revisions
             self._domains: dict[str, str] = {}  # custom domain host -> short service name
             self._auth_required: set[str] = set()  # short names of IAM-protected services
             for listener in self._listeners:
@@ -312,6 +319,17 @@ class CloudRunEmulator:
         with self._lock:
             self._failures.extend([(int(code), message)] * max(0, times))
 
+    def fail_next_revisions(self, message: str = REVISION_START_FAILED, times: int = 1) -> None:
+        """Make the next ``times`` revisions created by an update fail to start.
+
+        As on Cloud Run, the revision is created but never Ready (its Ready condition is
+        FAILED with ``message``), it does not become the latest ready revision, the update's
+        operation fails (code 9) and the traffic actually served does not change.
+        ``{revision}`` in the message is replaced by the revision's name.
+        """
+        with self._lock:
+            self._revision_failures.extend([(9, message)] * max(0, times))
+
     def behaviour(self, revision: str) -> dict[str, Any]:
         with self._lock:
             return asdict(self._require_behaviour(revision))
@@ -387,6 +405,12 @@ class CloudRunEmulator:
             r"/_emulator/services/(?P<service>[^/]+)/auth",
             "_emulator.cloudrun.auth",
             self._control_auth,
+        )
+        add(
+            "POST",
+            "/_emulator/revisions/fail",
+            "_emulator.cloudrun.fail_revisions",
+            self._control_fail_revisions,
         )
         add(
             "POST",
@@ -559,6 +583,9 @@ class CloudRunEmulator:
         code = NOT_FOUND
         if not error and self._failures:
             code, error = self._failures.pop(0)
+        if not error and new_revision and self._revision_failures:
+            code, error = self._revision_failures.pop(0)
+            error = error.format(revision=_short(new_revision))
         operation = _Operation(
             name=f"{_location(current.name)}/operations/{uuid.uuid4()}",
             service=current.name,
@@ -585,9 +612,14 @@ class CloudRunEmulator:
         now = _now()
         if operation.new_revision:
             revision = self._revisions[operation.new_revision]
-            if revision.reconciling:
+            if operation.error and revision.reconciling:
+                # the revision never became Ready, so it is not the latest ready one either
+                revision.reconciling = False
+                revision.conditions = [_condition(State.CONDITION_FAILED, now, operation.error)]
+            elif revision.reconciling:
                 _mark_ready(revision, now)
-            service.latest_ready_revision = operation.new_revision
+            if not operation.error:
+                service.latest_ready_revision = operation.new_revision
         if operation.generation >= service.observed_generation:
             service.observed_generation = operation.generation
             if operation.error:
@@ -752,6 +784,16 @@ class CloudRunEmulator:
 
     def _control_get_behaviour(self, request: Request) -> Response:
         return json_response(self.behaviour(request.params["revision"]))
+
+    def _control_fail_revisions(self, request: Request) -> Response:
+        """``{"times": N, "message": "..."}`` (both optional): new revisions fail to start."""
+        body = _json_object(request)
+        try:
+            times = int(body.get("times", 1))
+        except (TypeError, ValueError) as error:
+            raise HttpError(400, "times must be an integer") from error
+        self.fail_next_revisions(str(body.get("message") or REVISION_START_FAILED), times)
+        return json_response({"pending_revision_failures": len(self._revision_failures)})
 
     def _control_fail_operations(self, request: Request) -> Response:
         body = _json_object(request)
