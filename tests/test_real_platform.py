@@ -14,6 +14,7 @@ from bot.gcp.probe import HttpProbe
 from bot.policy.gates import Reason, Verdict
 from bot.runtime import Settings, build_runtime
 from bot.sandbox.console import Sandbox
+from bot.sandbox.emulator.http import Fault
 from bot.sandbox.emulator.server import Emulator
 from bot.sandbox.seed import alert_payload, seed
 from tests.conftest import sandbox_config
@@ -244,5 +245,89 @@ def test_a_revision_that_fails_to_start_is_not_ready_and_traffic_stays_on_blue()
         green = next(r for r in admin.list_revisions(ref) if r.name == operation.to_revision)
         assert not green.ready
         assert admin.get_service(ref).latest_ready_revision == CURRENT
+    finally:
+        box.close()
+
+
+# -- conflicts and retried PATCHes ----------------------------------------------------------------
+
+
+@pytest.fixture
+def demo(emulator: Emulator) -> Emulator:
+    emulator.cloudrun.seed_service(
+        "demo",
+        "europe-west1",
+        SERVICE,
+        [
+            {"name": "wa-backend-00001", "image": "wa:1.0"},
+            {"name": "wa-backend-00002", "image": "wa:1.1"},
+        ],
+        {"wa-backend-00002": 100},
+    )
+    return emulator
+
+
+def demo_admin(emulator: Emulator, **options: float):
+    from bot.gcp.cloudrun import CloudRunAdmin
+
+    return CloudRunAdmin(
+        emulator.host, **{"retry_deadline_s": 3, "initial_backoff_s": 0.05, **options}
+    )
+
+
+def test_failed_precondition_is_a_stale_etag_too(demo: Emulator) -> None:
+    from bot.ports import EtagConflict, ServiceRef, TrafficTarget
+
+    demo.cloudrun.etag_error = "FAILED_PRECONDITION"
+    ref = ServiceRef("demo", "europe-west1", SERVICE)
+    with pytest.raises(EtagConflict):
+        demo_admin(demo).start_traffic_update(
+            ref, [TrafficTarget("wa-backend-00001", 100)], "stale"
+        )
+    assert len(demo.router.calls.list("run.services.patch")) == 1, "never retried as such"
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault(api="run.services.patch", status=503, after=True),  # applied, answer lost
+        Fault(api="run.services.patch", status=None, delay_ms=800, after=True),  # too late
+    ],
+    ids=["lost-answer", "timeout"],
+)
+def test_a_retried_patch_that_was_applied_is_accepted(demo: Emulator, fault: Fault) -> None:
+    from bot.ports import ServiceRef, TrafficTarget
+
+    ref = ServiceRef("demo", "europe-west1", SERVICE)
+    cloudrun = demo_admin(demo, attempt_timeout_s=0.4)
+    demo.router.faults.add(fault)
+    etag = cloudrun.get_service(ref).etag
+    name = cloudrun.start_traffic_update(ref, [TrafficTarget("wa-backend-00001", 100)], etag)
+    assert len(demo.router.calls.list("run.services.patch")) == 2, "the retry met a stale etag"
+    assert cloudrun.wait_operation(name, 5).serving() == {"wa-backend-00001": 100}
+
+
+def test_a_conflict_after_a_retry_with_other_traffic_is_still_a_conflict(demo: Emulator) -> None:
+    from bot.ports import EtagConflict, ServiceRef, TrafficTarget
+
+    ref = ServiceRef("demo", "europe-west1", SERVICE)
+    cloudrun = demo_admin(demo)
+    etag = cloudrun.get_service(ref).etag
+    # someone else moves traffic; then our PATCH, with the etag read before, meets a 503 first
+    cloudrun.start_traffic_update(ref, [TrafficTarget("wa-backend-00001", 100)], etag)
+    demo.router.faults.add(Fault(api="run.services.patch", status=503))
+    with pytest.raises(EtagConflict):
+        cloudrun.start_traffic_update(ref, [TrafficTarget("wa-backend-00002", 100)], etag)
+
+
+def test_a_rollback_whose_patch_answer_was_lost_succeeds() -> None:
+    box = Sandbox(sandbox_config(), retry_deadline_s=3)
+    try:
+        box.emulator.router.faults.add(Fault(api="run.services.patch", status=503, after=True))
+        box.run_line("as ana")
+        box.run_line("/rollback wa-backend")
+        operation = last_operation(box, "rollback")
+        assert operation.state == "succeeded" and serving(box) == {PREVIOUS: 100}
+        assert len(box.emulator.router.calls.list("run.services.patch")) == 2
     finally:
         box.close()

@@ -149,6 +149,19 @@ class AlreadyExists(HttpError):
         return json_response(body, 409)
 
 
+class StatusError(HttpError):
+    """An error whose google.rpc status is not the one its HTTP code implies."""
+
+    def __init__(self, status: int, rpc_status: str, message: str) -> None:
+        super().__init__(status, message)
+        self.rpc_status = rpc_status
+
+    def response(self) -> Response:
+        body = json.loads(google_error(self.status, self.message).body)
+        body["error"]["status"] = self.rpc_status
+        return json_response(body, self.status)
+
+
 @dataclass
 class Behaviour:
     """How a revision's own endpoints answer."""
@@ -219,6 +232,7 @@ class CloudRunEmulator:
     def reset(self) -> None:
         with self._lock:
             self.operation_delay_s = 0.0
+            self.etag_error = "ABORTED"  # or "FAILED_PRECONDITION": how a stale etag is refused
             self._services: dict[str, run_v2.Service] = {}
             self._revisions: dict[str, run_v2.Revision] = {}  # full name -> revision
             self._behaviours: dict[str, Behaviour] = {}  # short revision name -> behaviour
@@ -472,7 +486,7 @@ class CloudRunEmulator:
             current = self._require_service(name)
             try:
                 updated, new_revision, error = self._prepare_update(current, request)
-            except AlreadyExists as conflict:
+            except (AlreadyExists, StatusError) as conflict:
                 return conflict.response()
             if request.arg("validateOnly") == "true":
                 preview = _Operation(
@@ -501,7 +515,12 @@ class CloudRunEmulator:
         patch, keys = _parse_service_body(request.body, current.name)
         paths = _mask_paths(request.arg("updateMask"), keys)
         if patch.etag and patch.etag != current.etag:
-            raise HttpError(409, f"etag mismatch: the service is at etag {current.etag}")
+            # AIP-154 now says ABORTED (409); older Google APIs answer FAILED_PRECONDITION,
+            # which maps to HTTP 400 (aip-dev/google.aip.dev#705). Either can be configured.
+            message = f"etag mismatch: the service is at etag {current.etag}"
+            if self.etag_error == "FAILED_PRECONDITION":
+                raise StatusError(400, "FAILED_PRECONDITION", message)
+            raise HttpError(409, message)
         updated = run_v2.Service(current)
         field_mask_pb2.FieldMask(paths=paths).MergeMessage(
             run_v2.Service.pb(patch),
@@ -824,6 +843,10 @@ class CloudRunEmulator:
                 self.new_revision_behaviour(**wanted)
             except (TypeError, ValueError) as error:
                 raise HttpError(400, str(error)) from error
+        if "etag_error" in body:
+            if body["etag_error"] not in ("ABORTED", "FAILED_PRECONDITION"):
+                raise HttpError(400, "etag_error is ABORTED or FAILED_PRECONDITION")
+            self.etag_error = body["etag_error"]
         self.operation_delay_s = delay_s
         with self._lock:
             behaviour = asdict(Behaviour(**self._new_behaviour))
@@ -831,6 +854,7 @@ class CloudRunEmulator:
             {
                 "operation_delay_ms": self.operation_delay_s * 1000,
                 "new_revision_behaviour": behaviour,
+                "etag_error": self.etag_error,
             }
         )
 

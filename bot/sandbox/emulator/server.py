@@ -92,6 +92,7 @@ class Emulator:
             delay_ms=int(body.get("delay_ms", 0)),
             times=body.get("times", 1),
             message=str(body.get("message", "injected fault")),
+            after=bool(body.get("after", False)),
         )
         self.router.faults.add(fault)
         return json_response(asdict(fault))
