@@ -220,6 +220,7 @@ def test_new_revision_behaviour_through_the_control_api(emu: Emulator) -> None:
             "p95_ms": 120.0,
             "rps": 20.0,
         },
+        "etag_error": "ABORTED",
     }
     deploy(services_client(emu)).result(timeout=5)
     assert emu.cloudrun.behaviour(GREEN)["error_rate"] == 0.07

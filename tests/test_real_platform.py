@@ -331,3 +331,53 @@ def test_a_rollback_whose_patch_answer_was_lost_succeeds() -> None:
         assert len(box.emulator.router.calls.list("run.services.patch")) == 2
     finally:
         box.close()
+
+
+# -- sidecars --------------------------------------------------------------------------------------
+
+
+def revisions_client(emulator: Emulator):
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import run_v2
+
+    return run_v2.RevisionsClient(
+        transport="rest",
+        credentials=AnonymousCredentials(),
+        client_options=ClientOptions(api_endpoint=emulator.url),
+    )
+
+
+def test_a_release_changes_the_ingress_container_and_keeps_the_sidecar() -> None:
+    from bot.sandbox.seed import SIDECAR_IMAGE
+
+    box = Sandbox(sandbox_config(), retry_deadline_s=1.5)
+    try:
+        box.run_line("as marta")
+        box.run_line(f"/deploy {SERVICE} {IMAGE}")
+        green = last_operation(box, "release").to_revision
+        name = (
+            f"projects/runback-sandbox/locations/us-central1/services/{SERVICE}/revisions/{green}"
+        )
+        containers = revisions_client(box.emulator).get_revision(name=name).containers
+        assert [(c.image, bool(c.ports)) for c in containers] == [
+            (SIDECAR_IMAGE, False),
+            (IMAGE, True),
+        ]
+    finally:
+        box.close()
+
+
+def test_several_containers_need_exactly_one_ingress_container(emulator: Emulator) -> None:
+    from bot.gcp.cloudrun import ingress_container
+
+    seed(emulator, sandbox_config())
+    client = revisions_client(emulator)
+    parent = f"projects/runback-sandbox/locations/us-central1/services/{SERVICE}"
+    seeded = client.get_revision(name=f"{parent}/revisions/{CURRENT}").containers
+    assert len(seeded) == 2 and ingress_container(seeded) == 1
+    body = {"template": {"containers": [{"image": "a:1"}, {"image": "b:1"}]}}
+    answer = requests.patch(
+        f"{emulator.url}/v2/{parent}", params={"updateMask": "template"}, json=body, timeout=5
+    )
+    assert answer.status_code == 400 and "exactly one container" in answer.text

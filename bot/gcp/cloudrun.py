@@ -11,7 +11,8 @@ EtagConflict (ABORTED) or a RevisionExists (ALREADY_EXISTS) and is never retried
 FAILED_PRECONDITION is a stale etag too. A conflict that follows a retried attempt may mean the
 first attempt was applied: see ``_update``.
 
-``start_deploy`` is a read-modify-write: it GETs the service, changes ``containers[0].image`` and
+``start_deploy`` is a read-modify-write: it GETs the service, changes the ingress container's
+image (the one container with a port; sidecars have none) and
 ``revision`` in a copy of its template, and PATCHes that template with the new traffic under the
 update mask ``template.containers,template.revision,traffic``. The narrow mask keeps every other
 template field (service account, scaling, timeout, ...) server-side as it is; ``containers`` is
@@ -111,10 +112,13 @@ class CloudRunAdmin:
             raise CloudRunError("invalid_argument", "a deploy needs an explicit revision name")
         services, _ = self._get_clients()
         current = self._call(lambda: services.get_service(name=ref.path, **self._call_options()))
-        if not current.template.containers:
-            raise CloudRunError("bad_response", f"{ref.path} has no container in its template")
         template = run_v2.RevisionTemplate(current.template)  # a copy: the rest is kept
-        template.containers[0].image = image
+        ingress = ingress_container(template.containers)
+        if ingress is None:
+            raise CloudRunError(
+                "bad_response", f"{ref.path} has no ingress container (one with a port)"
+            )
+        template.containers[ingress].image = image
         template.revision = revision_name
         service = run_v2.Service(
             name=ref.path, etag=etag, template=template, traffic=_traffic(targets)
@@ -308,8 +312,21 @@ def to_revision(revision: run_v2.Revision) -> Revision:
     ready = any(c.type_ == "Ready" and c.state == succeeded for c in revision.conditions)
     stamp = revision.create_time.timestamp() if revision.create_time else 0.0
     created = datetime.fromtimestamp(stamp, UTC)
-    image = revision.containers[0].image if revision.containers else ""
+    ingress = ingress_container(revision.containers)
+    image = revision.containers[ingress].image if ingress is not None else ""
     return Revision(name=_short(revision.name), image=image, created=created, ready=ready)
+
+
+def ingress_container(containers: Any) -> int | None:
+    """The index of the container that receives requests: the only one, or the one with a port.
+
+    With sidecars, exactly one container declares a port and it is the ingress container
+    (https://cloud.google.com/run/docs/deploying#sidecars); ``containers[0]`` may be a sidecar.
+    """
+    if len(containers) == 1:
+        return 0
+    with_port = [i for i, container in enumerate(containers) if container.ports]
+    return with_port[0] if len(with_port) == 1 else None
 
 
 def ref_from_name(name: str) -> ServiceRef:

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from bot.config import Config
 from bot.sandbox.emulator.server import Emulator
 
+SIDECAR_IMAGE = "us-docker.pkg.dev/cloud-ops-agents-artifacts/otel/otelcol:0.100.0"
 SAMPLE_REVISIONS = (
     ("00001", "v1.0.0", 3 * 86400),
     ("00002", "v1.1.0", 86400),
@@ -36,6 +37,9 @@ def seed(emulator: Emulator, config: Config) -> None:
             }
             for number, version, age in SAMPLE_REVISIONS
         ]
+        if service.environment == "production":  # a sidecar before the ingress container
+            for revision in revisions:
+                revision["sidecars"] = [{"name": "otel-collector", "image": SIDECAR_IMAGE}]
         emulator.cloudrun.seed_service(
             service.project,
             service.region,

@@ -260,7 +260,8 @@ class CloudRunEmulator:
     ) -> str:
         """Create (or replace) a service with its revisions, oldest first; returns its full name.
 
-        ``revisions``: ``{"name", "image", "age_s"}`` each. ``traffic``: revision -> percent
+        ``revisions``: ``{"name", "image", "age_s", "sidecars"}`` each (``sidecars``: optional
+        ``[{"name", "image"}]``, put before the ingress container). ``traffic``: revision -> percent
         (default: 100% on the newest). ``tags``: tag -> revision (0% tagged targets).
         """
         full = f"projects/{project}/locations/{region}/services/{name}"
@@ -952,9 +953,7 @@ class CloudRunEmulator:
     ) -> run_v2.Revision:
         full = f"{service}/revisions/{spec['name']}"
         age_s = float(spec.get("age_s", (count - index) * 3600))
-        template = run_v2.RevisionTemplate(
-            containers=[run_v2.Container(image=str(spec.get("image", "")))]
-        )
+        template = run_v2.RevisionTemplate(containers=_seed_containers(spec))
         self._add_revision(full, template, _now() - timedelta(seconds=age_s), ready=True)
         return self._revisions[full]
 
@@ -974,7 +973,7 @@ class CloudRunEmulator:
             last_modifier="runback-sandbox@example.com",
             ingress=run_v2.IngressTraffic.INGRESS_TRAFFIC_ALL,
             template=run_v2.RevisionTemplate(
-                containers=[run_v2.Container(image=newest.containers[0].image)]
+                containers=[run_v2.Container(c) for c in newest.containers]
             ),
             traffic=targets,
             traffic_statuses=_statuses(targets, _short(newest.name)),
@@ -1137,10 +1136,31 @@ def _config_of(template: run_v2.RevisionTemplate) -> run_v2.RevisionTemplate:
     return config
 
 
+def _seed_containers(spec: dict[str, Any]) -> list[run_v2.Container]:
+    """One container, or (with ``sidecars``) the sidecars first and the ingress container, the
+    only one with a port, last: so ``containers[0]`` is not the one a deploy must change."""
+    image = str(spec.get("image", ""))
+    sidecars = list(spec.get("sidecars") or [])
+    if not sidecars:
+        return [run_v2.Container(image=image)]
+    containers = [
+        run_v2.Container(name=str(sidecar["name"]), image=str(sidecar["image"]))
+        for sidecar in sidecars
+    ]
+    port = run_v2.ContainerPort(name="http1", container_port=8080)
+    return [*containers, run_v2.Container(name="app", image=image, ports=[port])]
+
+
 def _validate_template(template: run_v2.RevisionTemplate) -> None:
-    """What Cloud Run refuses in a new template: no container, or an image that is no image."""
+    """What Cloud Run refuses in a new template: no container, an image that is no image, or
+    several containers without exactly one ingress container (the one with a port)."""
     if not template.containers:
         raise HttpError(400, "template.containers: at least one container is required.")
+    with_port = [c for c in template.containers if c.ports]
+    if len(template.containers) > 1 and len(with_port) != 1:
+        raise HttpError(
+            400, "template.containers: exactly one container must specify a port (ingress)."
+        )
     for i, container in enumerate(template.containers):
         if not _IMAGE.fullmatch(container.image):
             raise HttpError(
