@@ -177,6 +177,16 @@ class Metrics(Protocol):
         """
         ...
 
+    def visible_until(
+        self, ref: ServiceRef, revision: str, start: datetime, end: datetime
+    ) -> datetime | None:
+        """The end of the newest point Monitoring shows for ``revision`` in ``[start, end]``
+        (Cloud Run's points become visible minutes late); None when there is none yet.
+
+        Raises MetricsError when Monitoring cannot answer.
+        """
+        ...
+
 
 @dataclass(frozen=True)
 class AuditEvent:
@@ -227,8 +237,11 @@ class Chat(Protocol):
 
 
 class LogReader(Protocol):
-    def list_entries(self, filter_: str = "", max_results: int = 50) -> list[dict[str, Any]]:
-        """Log entries matching a Cloud Logging filter, newest first."""
+    def list_entries(
+        self, filter_: str = "", max_results: int = 50, project: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Log entries matching a Cloud Logging filter, newest first, from ``project`` (default
+        Runback's own)."""
         ...
 
 

@@ -422,6 +422,7 @@ class FakeClock:
 def timed() -> Iterator[tuple[Emulator, FakeClock]]:
     clock = FakeClock()
     emulator = Emulator(clock=clock).start()
+    emulator.monitoring.delay_s = 0  # exact numbers; the delay has tests of its own
     seed(emulator)
     try:
         yield emulator, clock

@@ -381,3 +381,118 @@ def test_several_containers_need_exactly_one_ingress_container(emulator: Emulato
         f"{emulator.url}/v2/{parent}", params={"updateMask": "template"}, json=body, timeout=5
     )
     assert answer.status_code == 400 and "exactly one container" in answer.text
+
+
+# -- metrics arrive late ---------------------------------------------------------------------------
+
+
+def test_monitoring_shows_cloud_runs_points_only_minutes_later(seeded: Emulator) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from bot.gcp.monitoring import CloudMonitoring
+    from bot.ports import ServiceRef
+
+    ref = ServiceRef("runback-sandbox", "us-central1", SERVICE)
+    metrics = CloudMonitoring(seeded.monitoring.host, retry_deadline_s=2)
+    try:
+        now = datetime.now(UTC)
+        newest = metrics.visible_until(ref, CURRENT, now - timedelta(minutes=10), now)
+        assert newest is not None
+        assert timedelta(minutes=3) <= now - newest < timedelta(minutes=4)
+        late = metrics.revision_metrics(ref, CURRENT, now - timedelta(minutes=5), now)
+        seeded.monitoring.delay_s = 0
+        fresh = metrics.revision_metrics(ref, CURRENT, now - timedelta(minutes=5), now)
+        assert late.requests < fresh.requests * 0.5, "the last ~3 minutes are not there yet"
+    finally:
+        metrics.close()
+
+
+def test_a_judgement_window_ends_at_the_newest_visible_data() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from bot.policy.windows import judgement_window
+
+    now = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    visible = now - timedelta(minutes=3)
+    five = timedelta(minutes=5)
+    assert judgement_window(now, visible, lookback=five) == (visible - five, visible)
+    step = now - timedelta(minutes=4)
+    assert judgement_window(now, visible, lookback=five, not_before=step) == (step, visible)
+    assert judgement_window(now, visible, not_before=now - timedelta(minutes=2)) is None
+    assert judgement_window(now, None, lookback=five) is None
+    assert judgement_window(now, now + five, lookback=five) == (now - five, now)
+
+
+def test_a_healthy_release_reaches_approval_without_a_person_despite_the_delay() -> None:
+    box = Sandbox(sandbox_config(), retry_deadline_s=1.5)
+    try:
+        assert box.emulator.monitoring.delay_s == 180
+        box.run_line("as marta")
+        box.run_line(f"/deploy {SERVICE} {IMAGE}")
+        for _ in range(12):
+            box.run_line("wait 1m")
+        operation = last_operation(box, "release")
+        assert operation.state == "awaiting_approval"
+        verdicts = [j["verdict"] for j in operation.data["judgements"]]
+        assert verdicts.count("proceed") == 2 and "observe" not in verdicts
+    finally:
+        box.close()
+
+
+# -- Cloud Logging: what an error looks like -----------------------------------------------------
+
+
+def test_top_errors_find_plain_lines_failed_requests_and_structured_errors() -> None:
+    from bot.ops.postmortem import is_error_entry, top_errors
+
+    plain = {"textPayload": "KeyError: 'slots_v2'"}  # stderr: no severity at all
+    chatter = {"textPayload": "GET /health 200 in 3ms"}
+    request = {
+        "severity": "WARNING",
+        "httpRequest": {
+            "requestMethod": "POST",
+            "requestUrl": "https://x.run.app/pay?id=1",
+            "status": 503,
+        },
+    }
+    structured = {"severity": "ERROR", "jsonPayload": {"message": "checkout failed: upstream 503"}}
+    entries = [plain, plain, chatter, request, request, request, structured]
+    assert [is_error_entry(e) for e in (plain, chatter, request, structured)] == [
+        True,
+        False,
+        True,
+        True,
+    ]
+    found = top_errors([e for e in entries if is_error_entry(e)])
+    assert [(e["example"], e["count"]) for e in found] == [
+        ("503 POST /pay", 3),
+        ("KeyError: 'slots_v2'", 2),
+        ("checkout failed: upstream 503", 1),
+    ]
+
+
+def test_the_postmortem_reads_cloud_runs_own_logs_in_the_services_project() -> None:
+    config = sandbox_config()
+    backend = config.services[0].model_copy(update={"project": "team-b-prod"})
+    # Runback's own project (its audit log) is the first service's: another one
+    config = config.model_copy(update={"services": (config.services[1], backend)})
+    box = Sandbox(config, retry_deadline_s=1.5)
+    try:
+        box.emulator.cloudrun.set_behaviour(CURRENT, error_rate=0.07)  # Cloud Run writes its logs
+        kinds = {e["logName"].rsplit("%2F", 1)[-1] for e in box.emulator.logging.entries()}
+        assert kinds == {"requests", "stderr", "stdout"}
+        box.run_line("wait 9m")
+        payload = alert_payload(box.emulator, SERVICE, "open", "0.logs-1")
+        payload = payload.replace('"runback-sandbox"', '"team-b-prod"')
+        assert box.post_alert(payload).status_code == 200
+        box.runtime.engine.wait_idle()
+        files = box.emulator.slack.files()
+        assert files, "the postmortem draft was posted"
+        draft = files[-1]["content"]
+        assert "500 GET /_svc/wa-backend/api/checkout" in draft, "failed requests (request logs)"
+        assert "KeyError: 'slots_v2'" in draft, "plain stderr lines, which have no severity"
+        assert "checkout failed for order N: upstream N" in draft, "structured ERROR entries"
+        lists = box.emulator.router.calls.list("logging.entries.list")
+        assert lists and all(c.body["resourceNames"] == ["projects/team-b-prod"] for c in lists)
+    finally:
+        box.close()

@@ -26,6 +26,7 @@ from bot.ops.cards import approval_view, show
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.errors import UserError
 from bot.ops.health import config_problem, health_observation, probe_health
+from bot.ops.metrics_window import visible_numbers
 from bot.ops.rollback import claim_decision, request_approval
 from bot.policy.approvals import decide_request
 from bot.policy.gates import Judgement, Verdict, after_observation, judge
@@ -445,10 +446,14 @@ def _judge_green(deps: Deps, operation: Operation) -> Judgement:
     start = datetime.fromisoformat(operation.data["step_started"]) + timedelta(
         seconds=deps.config.release.warmup_s
     )
-    end = deps.clock.now()
     try:
-        metrics = deps.metrics.revision_metrics(ref, operation.to_revision, start, end)
-        numbers = (metrics.requests, metrics.errors, metrics.p95_ms)
+        lookback = timedelta(minutes=deps.config.thresholds.window_minutes)
+        observing = operation.data.get("observing_since")
+        if observing:  # "still above?" is asked of the minutes since observing began
+            start = max(start, datetime.fromisoformat(observing))
+        numbers = visible_numbers(
+            deps, ref, operation.to_revision, lookback=lookback, not_before=start
+        )
     except Exception as error:  # Monitoring faults are never a pass
         log.warning("Monitoring unreadable for %s: %s", operation.to_revision, error)
         numbers = (None, None, None)

@@ -223,6 +223,7 @@ class CloudRunEmulator:
         self.identity = identity or IdentityEmulator()
         self.clock = clock  # epoch seconds; stamps the snapshots sent to listeners
         self._listeners: list[SnapshotListener] = []
+        self._log_listeners: list[Callable[[dict[str, Any]], Any]] = []
         self._lock = threading.RLock()
         self._rng = random.Random()
         self.reset()
@@ -287,7 +288,9 @@ class CloudRunEmulator:
             self._fold_counters(revision)
             for key, value in converted.items():
                 setattr(current, key, value)
-            self._emit(self._service_of(revision))
+            service = self._service_of(revision)
+            self._emit(service)
+            self._write_logs(service, revision, current)
             return asdict(current)
 
     def new_revision_behaviour(self, **changes: Any) -> dict[str, Any]:
@@ -300,6 +303,11 @@ class CloudRunEmulator:
         with self._lock:
             self._new_behaviour = converted
             return asdict(Behaviour(**converted))
+
+    def add_log_listener(self, listener: Callable[[dict[str, Any]], Any]) -> None:
+        """Call ``listener`` with each log entry Cloud Run itself would write (REST LogEntry)."""
+        with self._lock:
+            self._log_listeners.append(listener)
 
     def add_listener(self, listener: SnapshotListener) -> None:
         """Call ``listener`` (under this emulator's lock) whenever what a service serves changes."""
@@ -861,6 +869,16 @@ class CloudRunEmulator:
 
     # -- state helpers ------------------------------------------------------------------------
 
+    def _write_logs(self, service: str, revision: str, behaviour: Behaviour) -> None:
+        """What a revision that fails writes to Cloud Logging over its next minute."""
+        if not self._log_listeners or not (behaviour.error_rate or behaviour.healthz_status >= 500):
+            return
+        uri = f"{self.base_url}/_svc/{_short(service)}"
+        at = datetime.fromtimestamp(self.clock(), UTC)
+        for entry in cloud_run_logs(service, revision, uri, behaviour, at):
+            for listener in self._log_listeners:
+                listener(entry)
+
     def _require_service(self, name: str) -> run_v2.Service:
         service = self._services.get(name)
         if service is None:
@@ -1134,6 +1152,69 @@ def _config_of(template: run_v2.RevisionTemplate) -> run_v2.RevisionTemplate:
     config = run_v2.RevisionTemplate(template)
     config.revision = ""
     return config
+
+
+FAILED_REQUEST_PATHS = ("/api/checkout", "/api/cart?id=8812", "/api/cart?id=17")
+MAX_LOGGED_ERRORS = 12  # per kind and behaviour change: enough to rank, never a flood
+
+
+def cloud_run_logs(
+    service: str, revision: str, uri: str, behaviour: Behaviour, at: datetime
+) -> list[dict[str, Any]]:
+    """A minute of a failing revision's logs as Cloud Run writes them
+    (https://cloud.google.com/run/docs/logging): request logs of failed requests (with
+    ``httpRequest.status`` 5xx), plain stderr lines (no severity: Cloud Run cannot know one)
+    and structured JSON lines from stdout (their ``severity`` is parsed into the entry)."""
+    project, region = service.split("/")[1], service.split("/")[3]
+    resource = {
+        "type": "cloud_run_revision",
+        "labels": {
+            "project_id": project,
+            "location": region,
+            "service_name": _short(service),
+            "revision_name": revision,
+            "configuration_name": _short(service),
+        },
+    }
+    log = f"projects/{project}/logs/run.googleapis.com%2F"
+    failed = min(MAX_LOGGED_ERRORS, max(1, round(behaviour.rps * 60 * behaviour.error_rate)))
+    entries: list[dict[str, Any]] = []
+    for i in range(failed):
+        stamp = (at + timedelta(seconds=i * 60 / failed)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        path = FAILED_REQUEST_PATHS[i % len(FAILED_REQUEST_PATHS)]
+        entries.append(
+            {
+                "logName": log + "requests",
+                "resource": resource,
+                "timestamp": stamp,
+                "severity": "ERROR",
+                "httpRequest": {
+                    "requestMethod": "GET",
+                    "requestUrl": uri + path,
+                    "status": 500 if behaviour.error_rate else behaviour.healthz_status,
+                    "latency": f"{behaviour.p95_ms / 1000:.3f}s",
+                },
+            }
+        )
+        plain = "KeyError: 'slots_v2'" if i % 2 else f"ERROR payment call failed after {3000 + i}ms"
+        entries.append(
+            {
+                "logName": log + "stderr",
+                "resource": resource,
+                "timestamp": stamp,
+                "textPayload": plain,
+            }
+        )
+        entries.append(
+            {
+                "logName": log + "stdout",
+                "resource": resource,
+                "timestamp": stamp,
+                "severity": "ERROR",
+                "jsonPayload": {"message": f"checkout failed for order {8000 + i}: upstream 503"},
+            }
+        )
+    return entries
 
 
 def _seed_containers(spec: dict[str, Any]) -> list[run_v2.Container]:

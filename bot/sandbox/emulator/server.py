@@ -34,6 +34,7 @@ class Emulator:
         self.cloudrun = CloudRunEmulator(clock=clock, identity=self.identity)
         self.monitoring = MonitoringEmulator(self.cloudrun, self.router, clock)
         self.logging = LoggingEmulator()
+        self.cloudrun.add_log_listener(self.logging.add_entry)  # Cloud Run's own logs
         self.slack = SlackEmulator(token=slack_token)
         for part in (self.cloudrun, self.monitoring, self.logging, self.slack, self.identity):
             part.register(self.router)
