@@ -496,3 +496,47 @@ def test_the_postmortem_reads_cloud_runs_own_logs_in_the_services_project() -> N
         assert lists and all(c.body["resourceNames"] == ["projects/team-b-prod"] for c in lists)
     finally:
         box.close()
+
+
+# -- other tags survive a release --------------------------------------------------------------
+
+
+def tags_of(box: Sandbox) -> dict[str, str]:
+    return {r["tag"]: r["revision"] for r in box.emulator.cloudrun.traffic(SERVICE) if r["tag"]}
+
+
+@pytest.mark.parametrize("ending", ["released", "rolled_back"])
+def test_a_release_keeps_every_other_tag(ending: str) -> None:
+    from bot.sandbox.seed import SAMPLE_REVISIONS
+
+    box = Sandbox(sandbox_config(), retry_deadline_s=1.5)
+    try:
+        revisions = [
+            {"name": f"{SERVICE}-{number}", "image": f"us-docker.pkg.dev/p/apps/wa:{version}"}
+            for number, version, _ in SAMPLE_REVISIONS
+        ]
+        box.emulator.cloudrun.seed_service(
+            "runback-sandbox",
+            "us-central1",
+            SERVICE,
+            revisions,
+            {CURRENT: 100},
+            tags={"qa": "wa-backend-00001", "stable": PREVIOUS},
+        )
+        box.run_line("as marta")
+        box.run_line(f"/deploy {SERVICE} {IMAGE}")
+        for _ in range(12):
+            box.run_line("wait 1m")
+        assert tags_of(box)["qa"] == "wa-backend-00001", "kept through the shifts"
+        if ending == "released":
+            box.run_line("as luis")
+            box.run_line("click Approve 100%")
+            box.run_line("wait 7m")
+        else:
+            box.run_line("as ana")
+            box.run_line("click Roll back")
+        operation = last_operation(box, "release")
+        assert operation.state == ("succeeded" if ending == "released" else "rolled_back")
+        assert tags_of(box) == {"qa": "wa-backend-00001", "stable": PREVIOUS}
+    finally:
+        box.close()

@@ -228,6 +228,7 @@ def _patch(
     ref = deps.service_ref(deps.managed_service(operation.service))
     try:
         state = deps.cloudrun.get_service(ref)
+        targets = _keeping_other_tags(targets, state)
         if deploy:
             name = deps.cloudrun.start_deploy(
                 ref, operation.data["image"], operation.to_revision, targets, state.etag
@@ -254,6 +255,14 @@ def _patch(
         due_at=None,
         pending={"op": name, "then": then, "purpose": purpose, "expect": expected},
     )
+
+
+def _keeping_other_tags(targets: list[TrafficTarget], state: ServiceState) -> list[TrafficTarget]:
+    """``targets`` plus every other tag of the service at 0% on its revision: a PATCH's
+    traffic replaces the whole list, and a tag left out would be deleted."""
+    named = {t.tag for t in targets if t.tag} | {GREEN_TAG}
+    kept = {s.tag: s.revision for s in state.traffic if s.tag and s.tag not in named}
+    return [*targets, *(TrafficTarget(rev, 0, tag) for tag, rev in sorted(kept.items()))]
 
 
 def _step_applying(deps: Deps, operation: Operation) -> Operation:
