@@ -26,7 +26,7 @@ from bot.ops.cards import approval_view, show
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.errors import UserError
 from bot.ops.health import config_problem, health_observation, probe_health
-from bot.ops.metrics_window import visible_numbers
+from bot.ops.metrics_window import Window, visible_window_numbers
 from bot.ops.rollback import claim_decision, request_approval
 from bot.policy.approvals import decide_request
 from bot.policy.gates import Judgement, Verdict, after_observation, judge
@@ -431,9 +431,9 @@ def _step_judge(deps: Deps, operation: Operation) -> Operation:
     paused = _moved_out_of_band(deps, operation)
     if paused is not None:
         return paused
-    judgement = _judge_green(deps, operation)
+    judgement, window = _judge_green_in_window(deps, operation)
     verdict = _verdict(deps, operation, judgement)
-    operation = _record_judgement(deps, operation, judgement, verdict)
+    operation = _record_judgement(deps, operation, judgement, verdict, window)
     if verdict is Verdict.ROLLBACK:
         return _set(
             deps,
@@ -450,6 +450,12 @@ def _step_judge(deps: Deps, operation: Operation) -> Operation:
 
 
 def _judge_green(deps: Deps, operation: Operation) -> Judgement:
+    return _judge_green_in_window(deps, operation)[0]
+
+
+def _judge_green_in_window(deps: Deps, operation: Operation) -> tuple[Judgement, Window | None]:
+    """The decision table on green, and the window of Monitoring data it was judged on."""
+    window = None
     service = deps.managed_service(operation.service)
     ref = deps.service_ref(service)
     start = datetime.fromisoformat(operation.data["step_started"]) + timedelta(
@@ -460,14 +466,14 @@ def _judge_green(deps: Deps, operation: Operation) -> Judgement:
         observing = operation.data.get("observing_since")
         if observing:  # "still above?" is asked of the minutes since observing began
             start = max(start, datetime.fromisoformat(observing))
-        numbers = visible_numbers(
+        numbers, window = visible_window_numbers(
             deps, ref, operation.to_revision, lookback=lookback, not_before=start
         )
     except Exception as error:  # Monitoring faults are never a pass
         log.warning("Monitoring unreadable for %s: %s", operation.to_revision, error)
         numbers = (None, None, None)
     _, probe = _probe_green(deps, operation)
-    return judge(deps.config.thresholds, health_observation(probe, *numbers))
+    return judge(deps.config.thresholds, health_observation(probe, *numbers)), window
 
 
 def _probe_green(deps: Deps, operation: Operation) -> tuple[str, ProbeResult]:
@@ -503,14 +509,16 @@ def _verdict(deps: Deps, operation: Operation, judgement: Judgement) -> Verdict:
 
 
 def _record_judgement(
-    deps: Deps, operation: Operation, judgement: Judgement, verdict: Verdict
+    deps: Deps,
+    operation: Operation,
+    judgement: Judgement,
+    verdict: Verdict,
+    window: Window | None = None,
 ) -> Operation:
     seen = judgement.observation
     now = deps.clock.now()
     percent = operation.data["steps"][operation.data["step"]]
-    start = datetime.fromisoformat(operation.data["step_started"]) + timedelta(
-        seconds=deps.config.release.warmup_s
-    )
+    start, end = window or (now, now)  # the minutes Monitoring showed (none yet: empty)
     numbers = {
         "at": now.isoformat(),
         "percent": percent,
@@ -522,7 +530,7 @@ def _record_judgement(
         "p95_ms": seen.p95_ms,
         "healthz_ok": seen.healthz_ok,
         "window_start": start.isoformat(),
-        "window_s": max((now - start).total_seconds(), 0.0),
+        "window_s": max((end - start).total_seconds(), 0.0),
     }
     observing = operation.data.get("observing_since")
     if verdict is Verdict.OBSERVE and not observing:
