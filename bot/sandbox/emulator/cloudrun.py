@@ -29,6 +29,17 @@ Semantics worth knowing:
 - ``fail_next_operations`` makes the next updates' operations fail (e.g. quota errors).
 - A service answers at ``{base_url}/_svc/{service}`` (picking a revision by its actual traffic
   share, smooth weighted round-robin) and each tag at ``{base_url}/_svc/{service}/_tag/{tag}``.
+- Exactly ``/healthz`` on a service or tag URL is answered by "Google's front end" with its HTML
+  404 (see RESERVED_PATH_NOTE); the container answers ``/health`` and ``/healthz/``. A custom
+  domain (``map_domain``) answers at ``{base_url}/_domain/{host}``, where nothing is reserved.
+- ``require_auth`` makes a service answer 403 unless the request carries an ID token minted by
+  ``identity`` whose audience is the service URL.
+- ``fail_next_revisions``: the next created revisions never become Ready (Ready condition
+  FAILED), nor the latest ready revision; their update's operation fails.
+- Several containers need exactly one ingress container (the one with a port), else 400.
+- ``etag_error`` ("ABORTED" or "FAILED_PRECONDITION") is how a stale etag is refused.
+- A revision made to fail (error rate, failing health) writes Cloud Run's own logs through
+  ``add_log_listener``: request logs, plain stderr lines, structured ERROR entries.
 - Listeners (``add_listener``) get a ServiceSnapshot, stamped by ``clock``, whenever what a
   service serves changes: seeded (backdated by METRICS_HISTORY_S), traffic settled, behaviour
   set. The Monitoring emulator builds its time series from them.
