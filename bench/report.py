@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bench.alerts import ALERT_MARKS
+from bench.alerts import ALERT_MARKS, MONITORING_CALLS
 from bench.common import SERVICE, ms
 from bench.releases import HEALTHZ, MONITORING, SHORT
 
@@ -209,7 +209,7 @@ def rows_for(results: dict[str, Any]) -> list[Row]:
             Row(
                 "release judgement: requests per judgement",
                 ", ".join(judge["calls"]),
-                "2 Monitoring + 1 probe",
+                f"{MONITORING_CALLS} (or 1, no point yet) Monitoring + 1 probe",
                 judge["exact"],
             ),
             Row(

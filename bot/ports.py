@@ -136,10 +136,15 @@ class ProbeResult:
     status: int | None  # HTTP status, None when the request failed outright
     detail: str = ""  # e.g. "timeout", "connection refused", first bytes of the body
     elapsed_ms: float = 0.0
+    # A configuration problem rather than a health answer: "reserved_path" (Google's front end
+    # answered the path itself) or "invoker_denied" (403: Runback may not invoke the service).
+    problem: str = ""
 
 
 class Probe(Protocol):
-    def get(self, url: str, timeout_s: float) -> ProbeResult: ...
+    def get(self, url: str, timeout_s: float, audience: str | None = None) -> ProbeResult:
+        """GET ``url``; with ``audience``, carry a Google ID token for it (IAM-protected)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -172,6 +177,16 @@ class Metrics(Protocol):
         self, ref: ServiceRef, revision: str, start: datetime, end: datetime
     ) -> RevisionMetrics:
         """Requests, 5xx errors and P95 latency of ``revision`` between ``start`` and ``end``.
+
+        Raises MetricsError when Monitoring cannot answer.
+        """
+        ...
+
+    def visible_until(
+        self, ref: ServiceRef, revision: str, start: datetime, end: datetime
+    ) -> datetime | None:
+        """The end of the newest point Monitoring shows for ``revision`` in ``[start, end]``
+        (Cloud Run's points become visible minutes late); None when there is none yet.
 
         Raises MetricsError when Monitoring cannot answer.
         """
@@ -267,8 +282,11 @@ class Chat(Protocol):
 
 
 class LogReader(Protocol):
-    def list_entries(self, filter_: str = "", max_results: int = 50) -> list[dict[str, Any]]:
-        """Log entries matching a Cloud Logging filter, newest first."""
+    def list_entries(
+        self, filter_: str = "", max_results: int = 50, project: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Log entries matching a Cloud Logging filter, newest first, from ``project`` (default
+        Runback's own)."""
         ...
 
 

@@ -6,7 +6,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from bot.clock import SystemClock
@@ -101,6 +101,7 @@ class Runtime:
     engine: Engine
     wsgi: Any
     bolt_app: Any
+    warnings: list[str] = field(default_factory=list)  # app.yaml facts that fail on real GCP
 
     def warm_up(self) -> None:
         """Build the Google clients and compile the templates and the first queries now, rather
@@ -175,10 +176,34 @@ def _metrics(settings: Settings) -> Any:
     return CloudMonitoring(settings.emulator_grpc_host, retry_deadline_s=settings.retry_deadline_s)
 
 
-def _probe() -> Any:
+def _probe(settings: Settings) -> Any:
     from bot.gcp.probe import HttpProbe
 
-    return HttpProbe()
+    if not settings.emulator_host:
+        return HttpProbe()  # ID tokens from google.oauth2.id_token.fetch_id_token
+    from bot.sandbox.emulator.identity import emulator_id_tokens, emulator_url_rewrite
+
+    return HttpProbe(
+        id_token_source=emulator_id_tokens(settings.emulator_host),
+        rewrite_url=emulator_url_rewrite(settings.emulator_host),
+    )
+
+
+def config_warnings(config: Config, renderer: Renderer) -> list[str]:
+    """What in app.yaml will not work on real Cloud Run, said at start."""
+    from bot.policy.platform import health_path_reserved
+
+    return [
+        renderer.text(
+            "startup.health_path_reserved",
+            index=index,
+            service=service.name,
+            path=service.health_path,
+            has_url=bool(service.url),
+        )
+        for index, service in enumerate(config.services)
+        if health_path_reserved(service.health_path)
+    ]
 
 
 def build_runtime(config: Config, settings: Settings, clock: Clock | None = None) -> Runtime:
@@ -193,7 +218,7 @@ def build_runtime(config: Config, settings: Settings, clock: Clock | None = None
         config=config,
         store=open_store(settings.database_url),
         cloudrun=Lazy(lambda: _cloudrun(settings)),  # type: ignore[arg-type]
-        probe=Lazy(_probe),  # type: ignore[arg-type]
+        probe=Lazy(lambda: _probe(settings)),  # type: ignore[arg-type]
         chat=SlackChat(client),
         directory=SlackDirectory(client),
         audit_sink=audit_sink,  # type: ignore[arg-type]
@@ -202,6 +227,9 @@ def build_runtime(config: Config, settings: Settings, clock: Clock | None = None
         metrics=Lazy(lambda: _metrics(settings)),  # type: ignore[arg-type]
         logs=audit_sink,  # type: ignore[arg-type]  # the same Cloud Logging client reads
     )
+    warnings = config_warnings(config, deps.renderer)
+    for warning in warnings:
+        log.warning("%s", warning)
     engine = Engine(deps, lease_s=settings.lease_s)
     try:
         bolt_app = build_app(deps, engine, client, settings.slack_signing_secret)
@@ -217,7 +245,7 @@ def build_runtime(config: Config, settings: Settings, clock: Clock | None = None
         health=lambda: database_problem(deps.store),
     )
     wsgi = make_wsgi_app(bolt_app, hooks, settings.slack_signing_secret)
-    return Runtime(settings, config, deps, engine, wsgi, bolt_app)
+    return Runtime(settings, config, deps, engine, wsgi, bolt_app, warnings)
 
 
 def open_store(url: str) -> Store:

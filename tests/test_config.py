@@ -59,7 +59,7 @@ def test_shipped_app_yaml_loads() -> None:
         "runback-sandbox",
         "us-central1",
         "production",
-        "/healthz",
+        "/health",
     )
     assert config.service("nope") is None
 
@@ -115,7 +115,7 @@ def test_defaults_and_normalisation() -> None:
 
     config = parse_config(broken(change))
     assert config.locale == "en"
-    assert config.services[0].health_path == "/healthz"
+    assert config.services[0].health_path == "/health"  # /healthz is reserved on *.run.app
     assert config.approvals.approval_ttl_minutes == 30
     assert config.thresholds.error_rate_rollback == 0.05
     assert config.channels.incidents.name == "incidents"

@@ -273,15 +273,15 @@ def serving(url: str, times: int) -> Counter[str]:
 def test_service_url_follows_the_actual_traffic_split(emulator: Emulator) -> None:
     seed(emulator, {OLD: 80, CURRENT: 20}, tags={"blue": OLD})
     base = f"{emulator.url}/_svc/wa-backend"
-    assert serving(f"{base}/healthz", 10) == Counter({OLD: 8, CURRENT: 2})
-    assert serving(f"{base}/_tag/blue/healthz", 3) == Counter({OLD: 3})
-    assert requests.get(f"{base}/_tag/nope/healthz", timeout=5).status_code == 404
+    assert serving(f"{base}/health", 10) == Counter({OLD: 8, CURRENT: 2})
+    assert serving(f"{base}/_tag/blue/health", 3) == Counter({OLD: 3})
+    assert requests.get(f"{base}/_tag/nope/health", timeout=5).status_code == 404
     assert len(emulator.router.calls.list("service.healthz")) == 14
 
 
 def test_healthz_and_metrics_follow_behaviour(emu: Emulator) -> None:
     base = f"{emu.url}/_svc/wa-backend"
-    healthy = requests.get(f"{base}/healthz", timeout=5)
+    healthy = requests.get(f"{base}/health", timeout=5)
     assert healthy.status_code == 200 and healthy.json()["revision"] == CURRENT
     emu.cloudrun.set_behaviour(CURRENT, error_rate=0.5, rps=1000)
     first = _counter(requests.get(f"{base}/metrics", timeout=5).text, "500")
@@ -293,7 +293,7 @@ def test_healthz_and_metrics_follow_behaviour(emu: Emulator) -> None:
     assert _counter(metrics.text, "500") > first
     assert 'quantile="0.95"} 0.1200' in metrics.text
     emu.cloudrun.set_behaviour(CURRENT, healthz_status=503)
-    assert requests.get(f"{base}/healthz", timeout=5).status_code == 503
+    assert requests.get(f"{base}/health", timeout=5).status_code == 503
     assert requests.get(f"{base}/metrics", timeout=5).status_code == 500
 
 

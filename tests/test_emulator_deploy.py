@@ -159,15 +159,15 @@ def test_deploy_green_in_one_patch(emu: Emulator, paths: tuple[str, ...] | None)
         {"revision": GREEN, "percent": 0, "tag": "green"},
     ]
     # the tag URL is served by green, the service URL by blue only
-    assert served_by(f"{tag_uri}/healthz", 3) == Counter({GREEN: 3})
-    assert served_by(f"{emu.url}/_svc/wa-backend/healthz", 5) == Counter({BLUE: 5})
+    assert served_by(f"{tag_uri}/health", 3) == Counter({GREEN: 3})
+    assert served_by(f"{emu.url}/_svc/wa-backend/health", 5) == Counter({BLUE: 5})
     metrics = requests.get(f"{tag_uri}/metrics", timeout=5)
     assert metrics.status_code == 200 and f'revision="{GREEN}"' in metrics.text
     # green's behaviour is its own
     emu.cloudrun.set_behaviour(GREEN, healthz_status=503)
-    assert requests.get(f"{tag_uri}/healthz", timeout=5).status_code == 503
+    assert requests.get(f"{tag_uri}/health", timeout=5).status_code == 503
     assert requests.get(f"{tag_uri}/metrics", timeout=5).status_code == 500
-    assert requests.get(f"{emu.url}/_svc/wa-backend/healthz", timeout=5).status_code == 200
+    assert requests.get(f"{emu.url}/_svc/wa-backend/health", timeout=5).status_code == 200
 
 
 def test_behaviour_of_the_new_revision_can_be_set_before_its_operation_completes(
@@ -182,7 +182,7 @@ def test_behaviour_of_the_new_revision_can_be_set_before_its_operation_completes
     assert during.reconciling and during.latest_created_revision.endswith(GREEN)
     assert during.latest_ready_revision.endswith(BLUE)
     assert statuses(during) == [(BLUE, 100, "")]  # the tag is not routed yet
-    tag_url = f"{emu.url}/_svc/wa-backend/_tag/green/healthz"
+    tag_url = f"{emu.url}/_svc/wa-backend/_tag/green/health"
     assert requests.get(tag_url, timeout=5).status_code == 404
     operation.result(polling=FAST_POLL)
     assert served_by(tag_url) == Counter({GREEN: 1})
@@ -196,7 +196,7 @@ def test_new_revision_behaviour_makes_the_next_deploys_bad(emu: Emulator) -> Non
     deploy(services).result(timeout=5)
     assert emu.cloudrun.behaviour(GREEN) == made
     assert emu.cloudrun.behaviour(BLUE)["healthz_status"] == 200  # existing ones untouched
-    tag_url = f"{emu.url}/_svc/wa-backend/_tag/green/healthz"
+    tag_url = f"{emu.url}/_svc/wa-backend/_tag/green/health"
     assert requests.get(tag_url, timeout=5).status_code == 503
     # it stays the default until changed; no fields restores the healthy one
     deploy(services, "wa-backend-00005-two", "eu.gcr.io/demo/wa:1.5").result(timeout=5)
@@ -220,6 +220,7 @@ def test_new_revision_behaviour_through_the_control_api(emu: Emulator) -> None:
             "p95_ms": 120.0,
             "rps": 20.0,
         },
+        "etag_error": "ABORTED",
     }
     deploy(services_client(emu)).result(timeout=5)
     assert emu.cloudrun.behaviour(GREEN)["error_rate"] == 0.07
@@ -283,25 +284,25 @@ def test_traffic_shifts_keep_the_tag_until_it_is_dropped(emu: Emulator) -> None:
     ten = shift(services, (BLUE, 90), (GREEN, 10, "green"))
     assert statuses(ten) == [(BLUE, 90, ""), (GREEN, 10, "green")]
     assert [s.uri for s in ten.traffic_statuses] == ["", tag_uri]
-    assert served_by(f"{base}/healthz", 20) == Counter({BLUE: 18, GREEN: 2})
-    assert served_by(f"{tag_uri}/healthz", 2) == Counter({GREEN: 2})
+    assert served_by(f"{base}/health", 20) == Counter({BLUE: 18, GREEN: 2})
+    assert served_by(f"{tag_uri}/health", 2) == Counter({GREEN: 2})
 
     half = shift(services, (BLUE, 50), (GREEN, 50, "green"))
     assert statuses(half) == [(BLUE, 50, ""), (GREEN, 50, "green")]
     assert [s.tag for s in half.traffic_statuses].count("green") == 1
-    assert served_by(f"{base}/healthz", 10) == Counter({BLUE: 5, GREEN: 5})
+    assert served_by(f"{base}/health", 10) == Counter({BLUE: 5, GREEN: 5})
 
     # blue keeps a tag at 0%: still addressable
     tagged = shift(services, (BLUE, 0, "blue"), (GREEN, 100, "green"))
     assert statuses(tagged) == [(BLUE, 0, "blue"), (GREEN, 100, "green")]
-    assert served_by(f"{base}/_tag/blue/healthz", 2) == Counter({BLUE: 2})
-    assert served_by(f"{base}/healthz", 4) == Counter({GREEN: 4})
+    assert served_by(f"{base}/_tag/blue/health", 2) == Counter({BLUE: 2})
+    assert served_by(f"{base}/health", 4) == Counter({GREEN: 4})
 
     done = shift(services, (GREEN, 100))
     assert statuses(done) == [(GREEN, 100, "")]
     assert all(not s.uri for s in done.traffic_statuses)
-    assert requests.get(f"{tag_uri}/healthz", timeout=5).status_code == 404
-    assert requests.get(f"{base}/_tag/blue/healthz", timeout=5).status_code == 404
+    assert requests.get(f"{tag_uri}/health", timeout=5).status_code == 404
+    assert requests.get(f"{base}/_tag/blue/health", timeout=5).status_code == 404
     assert emu.cloudrun.traffic("wa-backend") == [{"revision": GREEN, "percent": 100, "tag": ""}]
 
 
@@ -421,6 +422,7 @@ class FakeClock:
 def timed() -> Iterator[tuple[Emulator, FakeClock]]:
     clock = FakeClock()
     emulator = Emulator(clock=clock).start()
+    emulator.monitoring.delay_s = 0  # exact numbers; the delay has tests of its own
     seed(emulator)
     try:
         yield emulator, clock
@@ -523,7 +525,7 @@ def test_start_deploy_creates_green_at_zero_percent_and_keeps_the_template(emu: 
     assert container.ports[0].container_port == 8080
     green = revisions_client(emu).get_revision(name=f"{SERVICE}/revisions/{GREEN5}")
     assert [e.name for e in green.containers[0].env] == ["MODE", "DB_HOST"]
-    assert served_by(f"{tagged.uri}/healthz") == Counter({GREEN5: 1})
+    assert served_by(f"{tagged.uri}/health") == Counter({GREEN5: 1})
 
 
 def test_start_deploy_with_a_taken_name_is_revision_exists(emu: Emulator) -> None:

@@ -48,6 +48,7 @@ def clock() -> FakeClock:
 @pytest.fixture
 def emu(clock: FakeClock) -> Iterator[Emulator]:
     emulator = Emulator(clock=clock).start()
+    emulator.monitoring.delay_s = 0  # these tests are about the numbers; the delay has its own
     emulator.cloudrun.seed_service(
         "demo",
         "europe-west1",

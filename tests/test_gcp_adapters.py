@@ -221,7 +221,7 @@ def closed_port() -> int:
 
 
 def test_probe_reports_a_healthy_revision(emu: Emulator) -> None:
-    result = HttpProbe().get(f"{emu.url}/_svc/wa-backend/healthz", timeout_s=2)
+    result = HttpProbe().get(f"{emu.url}/_svc/wa-backend/health", timeout_s=2)
     assert result.ok and result.status == 200
     assert CURRENT in result.detail and result.elapsed_ms > 0
 
@@ -229,21 +229,21 @@ def test_probe_reports_a_healthy_revision(emu: Emulator) -> None:
 def test_probe_follows_behaviour_and_tags(emu: Emulator) -> None:
     emu.cloudrun.set_behaviour(OLD, healthz_status=500)
     probe = HttpProbe()
-    result = probe.get(f"{emu.url}/_svc/wa-backend/_tag/blue/healthz", timeout_s=2)
+    result = probe.get(f"{emu.url}/_svc/wa-backend/_tag/blue/health", timeout_s=2)
     assert (result.ok, result.status) == (False, 500)
     assert "unhealthy" in result.detail
-    missing = probe.get(f"{emu.url}/_svc/wa-backend/_tag/green/healthz", timeout_s=2)
+    missing = probe.get(f"{emu.url}/_svc/wa-backend/_tag/green/health", timeout_s=2)
     assert (missing.ok, missing.status) == (False, 404)
 
 
 def test_probe_connection_refused() -> None:
-    result = HttpProbe().get(f"http://127.0.0.1:{closed_port()}/healthz", timeout_s=2)
+    result = HttpProbe().get(f"http://127.0.0.1:{closed_port()}/health", timeout_s=2)
     assert (result.ok, result.status, result.detail) == (False, None, "connection refused")
 
 
 def test_probe_timeout(emu: Emulator) -> None:
     emu.router.faults.add(Fault(api="service.healthz", status=None, delay_ms=1000))
-    result = HttpProbe().get(f"{emu.url}/_svc/wa-backend/healthz", timeout_s=0.2)
+    result = HttpProbe().get(f"{emu.url}/_svc/wa-backend/health", timeout_s=0.2)
     assert (result.ok, result.status, result.detail) == (False, None, "timeout")
     assert result.elapsed_ms < 900
 

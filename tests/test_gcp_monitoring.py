@@ -55,6 +55,7 @@ def clock() -> FakeClock:
 @pytest.fixture
 def emu(clock: FakeClock) -> Iterator[Emulator]:
     emulator = Emulator(clock=clock).start()
+    emulator.monitoring.delay_s = 0  # these tests are about the numbers; the delay has its own
     seed(emulator)
     try:
         yield emulator
@@ -104,6 +105,7 @@ def test_no_traffic_is_no_data_not_a_pass(metrics: CloudMonitoring, clock: FakeC
 
 def test_history_is_there_right_after_seeding(emulator: Emulator) -> None:
     seed(emulator)  # the shared fixture: wall-clock time
+    emulator.monitoring.delay_s = 0
     adapter = monitoring(emulator)
     try:
         end = datetime.now(UTC)

@@ -31,7 +31,8 @@ def alert(box: Sandbox, state: str = "open", incident_id: str = "0.alert-1", **c
     return response.json()
 
 
-def bad_for(box: Sandbox, minutes: str = "6m", **behaviour: float) -> None:
+def bad_for(box: Sandbox, minutes: str = "9m", **behaviour: float) -> None:
+    """Bad for long enough that Monitoring (~3 minutes late) shows a whole bad window."""
     box.emulator.cloudrun.set_behaviour(BAD, **behaviour)
     box.run_line(f"wait {minutes}")
 
@@ -76,12 +77,13 @@ def test_error_rate_spike_rolls_back_and_posts_the_postmortem_once(box: Sandbox)
 
 
 def test_postmortem_counts_the_bad_revisions_error_logs(box: Sandbox) -> None:
+    bad_for(box, error_rate=0.07)
+    box.emulator.logging.reset()  # only the entries below (Cloud Run's own have their test)
     for order in (8812, 17, 4521):
         box.emulator.logging.add_entry(_error_log(f"timeout after {order}ms calling payments"))
     box.emulator.logging.add_entry(_error_log("KeyError: 'slots_v2'"))
     box.emulator.logging.add_entry(_error_log("fine", severity="INFO"))
     box.emulator.logging.add_entry(_error_log("other revision", revision="wa-backend-00002"))
-    bad_for(box, error_rate=0.07)
     alert(box)
     content = box.emulator.slack.files()[0]["content"]
     section = content.split("Top error messages")[1].split("\n---\n")[0]

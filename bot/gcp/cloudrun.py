@@ -7,9 +7,12 @@ Every call is retried with exponential backoff on transient failures (503, 429, 
 request timeouts and connection errors) for at most ``retry_deadline_s``; after that it raises
 CloudRunError("unavailable"). Each HTTP attempt waits at most ``attempt_timeout_s``, so the
 worst case is about ``retry_deadline_s + attempt_timeout_s``. A 409 on update is an
-EtagConflict (ABORTED) or a RevisionExists (ALREADY_EXISTS) and is never retried.
+EtagConflict (ABORTED) or a RevisionExists (ALREADY_EXISTS) and is never retried;
+FAILED_PRECONDITION is a stale etag too. A conflict that follows a retried attempt may mean the
+first attempt was applied: see ``_update``.
 
-``start_deploy`` is a read-modify-write: it GETs the service, changes ``containers[0].image`` and
+``start_deploy`` is a read-modify-write: it GETs the service, changes the ingress container's
+image (the one container with a port; sidecars have none) and
 ``revision`` in a copy of its template, and PATCHes that template with the new traffic under the
 update mask ``template.containers,template.revision,traffic``. The narrow mask keeps every other
 template field (service account, scaling, timeout, ...) server-side as it is; ``containers`` is
@@ -49,6 +52,7 @@ MAX_BACKOFF_S = 2.0
 POLL_INITIAL_S = 0.1
 POLL_MAX_S = 2.0
 DEPLOY_MASK = ("template.containers", "template.revision", "traffic")
+APPLIED = "applied:"  # prefix of the "operation" of a change found already in place
 
 
 class CloudRunAdmin:
@@ -115,10 +119,13 @@ class CloudRunAdmin:
             raise CloudRunError("invalid_argument", "a deploy needs an explicit revision name")
         services, _ = self._get_clients()
         current = self._call(lambda: services.get_service(name=ref.path, **self._call_options()))
-        if not current.template.containers:
-            raise CloudRunError("bad_response", f"{ref.path} has no container in its template")
         template = run_v2.RevisionTemplate(current.template)  # a copy: the rest is kept
-        template.containers[0].image = image
+        ingress = ingress_container(template.containers)
+        if ingress is None:
+            raise CloudRunError(
+                "bad_response", f"{ref.path} has no ingress container (one with a port)"
+            )
+        template.containers[ingress].image = image
         template.revision = revision_name
         service = run_v2.Service(
             name=ref.path, etag=etag, template=template, traffic=_traffic(targets)
@@ -127,6 +134,8 @@ class CloudRunAdmin:
 
     def wait_operation(self, operation_name: str, timeout_s: float) -> ServiceState:
         """Poll the operation until done; raises CloudRunError if it failed or timed out."""
+        if operation_name.startswith(APPLIED):
+            return self._wait_reconciled(ref_from_name(operation_name[len(APPLIED) :]), timeout_s)
         services, _ = self._get_clients()
         deadline = time.monotonic() + timeout_s
         delay = POLL_INITIAL_S
@@ -145,19 +154,59 @@ class CloudRunAdmin:
 
     # -- plumbing -----------------------------------------------------------------------------
 
+    def _wait_reconciled(self, ref: ServiceRef, timeout_s: float) -> ServiceState:
+        """Wait for a change whose operation name was lost (see ``_update``) to settle."""
+        deadline = time.monotonic() + timeout_s
+        delay = POLL_INITIAL_S
+        while True:
+            state = self.get_service(ref)
+            if not state.reconciling:
+                return state
+            if time.monotonic() + delay > deadline:
+                raise CloudRunError("operation_timeout", f"{ref.path} still reconciling")
+            time.sleep(delay)
+            delay = min(delay * 1.5, POLL_MAX_S)
+
     def _update(self, service: run_v2.Service, paths: list[str]) -> str:
-        """PATCH ``service`` under the update mask ``paths``; returns the operation name."""
+        """PATCH ``service`` under the update mask ``paths``; returns the operation name.
+
+        An attempt may be applied by Cloud Run and still fail on the way back (a timeout, a
+        503): the retry then carries a stale etag and is refused. When that happens after a
+        retry, the service is read again and, if it already holds what was asked, the change
+        is accepted: the operation name returned is then ``APPLIED + service name``, which
+        ``wait_operation`` follows by reading the service.
+        """
         from google.protobuf import field_mask_pb2
 
         services, _ = self._get_clients()
         mask = field_mask_pb2.FieldMask(paths=paths)
-        operation = self._call(
-            lambda: services.update_service(
-                service=service, update_mask=mask, **self._call_options()
-            ),
-            conflict_is_etag=True,
-        )
+        retried: list[Exception] = []
+        options = {
+            "retry": self._retry(on_error=retried.append),
+            "timeout": self._attempt_timeout_s,
+        }
+        try:
+            operation = self._call(
+                lambda: services.update_service(service=service, update_mask=mask, **options),
+                conflict_is_etag=True,
+            )
+        except EtagConflict:
+            if retried and self._already_applied(service, paths):
+                return APPLIED + service.name
+            raise
         return str(operation.operation.name)
+
+    def _already_applied(self, wanted: run_v2.Service, paths: list[str]) -> bool:
+        services, _ = self._get_clients()
+        current = self._call(lambda: services.get_service(name=wanted.name, **self._call_options()))
+        if _targets(current.traffic) != _targets(wanted.traffic):
+            return False
+        if "template.revision" in paths and current.template.revision != wanted.template.revision:
+            return False
+        images = [c.image for c in current.template.containers]
+        return "template.containers" not in paths or images == [
+            c.image for c in wanted.template.containers
+        ]
 
     def warm_up(self) -> None:
         """Import the library and build the client now, off the first request's path."""
@@ -187,7 +236,7 @@ class CloudRunAdmin:
             "timeout": self._attempt_timeout_s,
         }
 
-    def _retry(self) -> Retry:
+    def _retry(self, on_error: Callable[[Exception], None] | None = None) -> Retry:
         import requests
         from google.api_core import exceptions
         from google.api_core.retry import Retry, if_exception_type
@@ -207,6 +256,7 @@ class CloudRunAdmin:
             maximum=MAX_BACKOFF_S,
             multiplier=2.0,
             timeout=self._deadline_s,
+            on_error=on_error,
         )
 
     def _call(self, fn: Callable[[], T], conflict_is_etag: bool = False) -> T:
@@ -226,6 +276,8 @@ class CloudRunAdmin:
                 raise EtagConflict(error.message) from error
             raise CloudRunError("conflict", error.message) from error
         except exceptions.GoogleAPICallError as error:
+            if conflict_is_etag and _stale_etag(error):
+                raise EtagConflict(error.message) from error
             raise CloudRunError(api_error_reason(error), describe(error)) from error
         except requests.exceptions.RequestException as error:
             raise CloudRunError("unavailable", describe(error)) from error
@@ -271,10 +323,23 @@ def to_revision(revision: run_v2.Revision) -> Revision:
     why = "" if ready else next((c.message for c in conditions if c.message), "")
     stamp = revision.create_time.timestamp() if revision.create_time else 0.0
     created = datetime.fromtimestamp(stamp, UTC)
-    image = revision.containers[0].image if revision.containers else ""
+    ingress = ingress_container(revision.containers)
+    image = revision.containers[ingress].image if ingress is not None else ""
     return Revision(
         name=_short(revision.name), image=image, created=created, ready=ready, ready_message=why
     )
+
+
+def ingress_container(containers: Any) -> int | None:
+    """The index of the container that receives requests: the only one, or the one with a port.
+
+    With sidecars, exactly one container declares a port and it is the ingress container
+    (https://cloud.google.com/run/docs/deploying#sidecars); ``containers[0]`` may be a sidecar.
+    """
+    if len(containers) == 1:
+        return 0
+    with_port = [i for i, container in enumerate(containers) if container.ports]
+    return with_port[0] if len(with_port) == 1 else None
 
 
 def ref_from_name(name: str) -> ServiceRef:
@@ -309,6 +374,20 @@ def _traffic(targets: list[TrafficTarget]) -> list[run_v2.TrafficTarget]:
         run_v2.TrafficTarget(type_=revision_type, revision=t.revision, percent=t.percent, tag=t.tag)
         for t in targets
     ]
+
+
+def _stale_etag(error: Any) -> bool:
+    """FAILED_PRECONDITION is how AIP-154 first said "stale etag" (it maps to HTTP 400, or 412);
+    it now says ABORTED (409), and Google APIs answer either (aip-dev/google.aip.dev#705)."""
+    from google.api_core import exceptions
+
+    if isinstance(error, exceptions.FailedPrecondition | exceptions.PreconditionFailed):
+        return True
+    return _rpc_status(error) == "FAILED_PRECONDITION"
+
+
+def _targets(traffic: Any) -> list[tuple[str, int, str]]:
+    return sorted((t.revision, t.percent, t.tag) for t in traffic)
 
 
 def _rpc_status(error: Any) -> str:

@@ -70,17 +70,25 @@ class CloudLoggingAudit:
                 event.service,
             )
 
-    def list_entries(self, filter_: str = "", max_results: int = 50) -> list[dict[str, Any]]:
-        """Entries of this project matching ``filter_`` (Logging query language), newest first.
+    def list_entries(
+        self, filter_: str = "", max_results: int = 50, project: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Entries of ``project`` (default: this client's) matching ``filter_`` (Logging query
+        language), newest first. A service's logs live in the service's own project.
 
         Without a ``timestamp`` term the library restricts the query to the last 24 hours.
         Raises LogsUnavailable when Cloud Logging cannot be read.
         """
         from google.cloud.logging import DESCENDING
 
+        resources = [f"projects/{project or self._project}"]
+
         def fetch() -> list[dict[str, Any]]:
             found = self._get_client().list_entries(
-                filter_=filter_ or None, order_by=DESCENDING, max_results=max_results
+                resource_names=resources,
+                filter_=filter_ or None,
+                order_by=DESCENDING,
+                max_results=max_results,
             )
             return [entry.to_api_repr() for entry in found]
 

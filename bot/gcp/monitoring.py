@@ -1,5 +1,7 @@
 """The Metrics port over Cloud Monitoring (``google-cloud-monitoring``, gRPC).
 
+``visible_until`` finds the newest point Monitoring shows (Cloud Run's points are visible up to
+~3 minutes after the minute they describe), so a judgement's window can end there.
 ``revision_metrics`` judges one Cloud Run revision over a window with exactly two
 ListTimeSeries calls (the runbook's decision table needs nothing more):
 
@@ -76,6 +78,23 @@ class CloudMonitoring:
         )
         return RevisionMetrics(requests, errors, newest_double(latencies), start, end)
 
+    def visible_until(
+        self, ref: ServiceRef, revision: str, start: datetime, end: datetime
+    ) -> datetime | None:
+        """The end of the newest raw request_count point of ``revision`` in ``[start, end]``.
+
+        Cloud Run writes one point a minute and it shows up to ~3 minutes later: a window that
+        ends at ``end`` would miss those minutes, so judgements end here instead.
+        """
+        series = self._list(ref, REQUEST_COUNT, revision, _aware(start), _aware(end), None)
+        ends = [
+            point.interval.end_time
+            for one in series
+            for point in one.points
+            if point.interval.end_time
+        ]
+        return max(ends) if ends else None
+
     def close(self) -> None:
         with self._lock:
             if self._client is not None:
@@ -91,16 +110,17 @@ class CloudMonitoring:
         revision: str,
         start: datetime,
         end: datetime,
-        aggregation: dict[str, Any],
+        aggregation: dict[str, Any] | None,
     ) -> list[Any]:
         client = self._get_client()
         request = {
             "name": f"projects/{ref.project}",
             "filter": revision_filter(metric_type, ref, revision),
             "interval": {"start_time": start, "end_time": end},
-            "aggregation": aggregation,
             "view": "FULL",
         }
+        if aggregation is not None:
+            request["aggregation"] = aggregation
         options = {"retry": self._retry(), "timeout": self._attempt_timeout_s}
         return self._call(lambda: list(client.list_time_series(request=request, **options)))
 

@@ -1,8 +1,24 @@
-"""The Probe port: one HTTP GET (e.g. a revision's /healthz) that never raises."""
+"""The Probe port: one HTTP GET (e.g. a revision's health path) that never raises.
+
+Two answers are configuration problems, not health answers:
+- Google's front end answers some paths itself on ``*.run.app`` URLs, exactly ``/healthz`` among
+  them, with its own HTML 404 ("Error 404 (Not Found)!!1"), before the container sees the
+  request (https://cloud.google.com/run/docs/known-issues, "Reserved URL paths";
+  funkyhq/funky#30, checkmarble/marble-backend#977). That is ``problem="reserved_path"``.
+- A 403 from a service that requires authentication means Runback's identity lacks
+  ``roles/run.invoker``: ``problem="invoker_denied"``.
+
+For a service that requires authentication the probe sends ``Authorization: Bearer ID_TOKEN``
+with the service URL as audience. The token comes from ``id_token_source``: by default
+``google.oauth2.id_token.fetch_id_token`` (the metadata server on Cloud Run, a service account
+key elsewhere); the sandbox passes the emulator's token endpoint instead.
+"""
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from bot.ports import ProbeResult
@@ -12,11 +28,28 @@ if TYPE_CHECKING:
 
 MAX_BODY_BYTES = 4096  # read at most this much of any answer
 DETAIL_CHARS = 200  # and keep this much of it as the result's detail
+TOKEN_REUSE_S = 45 * 60  # Google ID tokens live one hour; fetch a new one well before that
+# Markers of Google's own error page (its <title>); a container's 404 does not carry them.
+GOOGLE_404_MARKERS = ("Error 404 (Not Found)!!1",)
+
+IdTokenSource = Callable[[str], str]  # audience -> ID token
+
+
+def fetch_google_id_token(audience: str) -> str:
+    """An ID token for ``audience`` from Application Default Credentials."""
+    import google.auth.transport.requests
+    from google.oauth2 import id_token
+
+    return str(id_token.fetch_id_token(google.auth.transport.requests.Request(), audience))
 
 
 class HttpProbe:
     def __init__(
-        self, session: requests.Session | None = None, user_agent: str = "runback-probe"
+        self,
+        session: requests.Session | None = None,
+        user_agent: str = "runback-probe",
+        id_token_source: IdTokenSource | None = None,
+        rewrite_url: Callable[[str], str] | None = None,
     ) -> None:
         if session is None:
             import requests
@@ -24,15 +57,30 @@ class HttpProbe:
             session = requests.Session()
         session.headers["User-Agent"] = user_agent
         self._session = session
+        self._id_token_source = id_token_source or fetch_google_id_token
+        self._rewrite_url = rewrite_url or (lambda url: url)
+        self._tokens: dict[str, tuple[str, float]] = {}
+        self._lock = threading.Lock()
 
-    def get(self, url: str, timeout_s: float) -> ProbeResult:
+    def get(self, url: str, timeout_s: float, audience: str | None = None) -> ProbeResult:
         """GET ``url``; ok means a 2xx answer. Failures come back as ok=False, status=None."""
         import requests
 
         started = time.monotonic()
+        headers = {}
+        if audience:
+            try:
+                headers["Authorization"] = f"Bearer {self._token(audience)}"
+            except Exception as error:  # no credentials, metadata server unreachable, ...
+                detail = f"no ID token for {audience}: {type(error).__name__}: {error}"
+                return _failed(detail[:DETAIL_CHARS], started, problem="no_id_token")
         try:
             with self._session.get(
-                url, timeout=timeout_s, stream=True, allow_redirects=False
+                self._rewrite_url(url),
+                timeout=timeout_s,
+                stream=True,
+                allow_redirects=False,
+                headers=headers,
             ) as response:
                 body = _read_head(response)
                 status = response.status_code
@@ -42,10 +90,37 @@ class HttpProbe:
             return _failed(_connection_detail(error), started)
         except Exception as error:  # a probe reports, it never raises
             return _failed(f"error: {type(error).__name__}: {error}"[:DETAIL_CHARS], started)
-        detail = body.decode("utf-8", errors="replace")[:DETAIL_CHARS]
+        text = body.decode("utf-8", errors="replace")
         return ProbeResult(
-            ok=200 <= status < 300, status=status, detail=detail, elapsed_ms=_elapsed_ms(started)
+            ok=200 <= status < 300,
+            status=status,
+            detail=text[:DETAIL_CHARS],
+            elapsed_ms=_elapsed_ms(started),
+            problem=_problem(status, text),
         )
+
+    def _token(self, audience: str) -> str:
+        with self._lock:
+            cached = self._tokens.get(audience)
+            if cached and time.monotonic() - cached[1] < TOKEN_REUSE_S:
+                return cached[0]
+        token = self._id_token_source(audience)
+        with self._lock:
+            self._tokens[audience] = (token, time.monotonic())
+        return token
+
+
+def is_front_end_404(status: int | None, body: str) -> bool:
+    """Google's front end answered (its HTML 404 page), not the container."""
+    return status == 404 and any(marker in body for marker in GOOGLE_404_MARKERS)
+
+
+def _problem(status: int, body: str) -> str:
+    if is_front_end_404(status, body):
+        return "reserved_path"
+    if status == 403:
+        return "invoker_denied"
+    return ""
 
 
 def _read_head(response: requests.Response) -> bytes:
@@ -57,8 +132,10 @@ def _read_head(response: requests.Response) -> bytes:
     return body[:MAX_BODY_BYTES]
 
 
-def _failed(detail: str, started: float) -> ProbeResult:
-    return ProbeResult(ok=False, status=None, detail=detail, elapsed_ms=_elapsed_ms(started))
+def _failed(detail: str, started: float, problem: str = "") -> ProbeResult:
+    return ProbeResult(
+        ok=False, status=None, detail=detail, elapsed_ms=_elapsed_ms(started), problem=problem
+    )
 
 
 def _connection_detail(error: Exception) -> str:

@@ -18,6 +18,8 @@ from bot.gcp.alerts import Incident
 from bot.ops.cards import incident_card, share_file, show
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.errors import UserError
+from bot.ops.health import health_observation, probe_health
+from bot.ops.metrics_window import visible_numbers
 from bot.ops.preemption import request_rollback
 from bot.ops.rollback import RollbackRequest, authorize_request
 from bot.policy.gates import Judgement, Observation, Verdict, after_observation, judge
@@ -134,10 +136,12 @@ def judge_incident(deps: Deps, incident_id: str) -> str | None:
     assert service is not None
     ref = ServiceRef(service.project, service.region, service.name)
     now = deps.clock.now()
-    judgement, revision = _observe(deps, ref, service.health_path)
-    verdict = judgement.verdict
+    since = None
     if record.observe_until is not None:
         since = record.observe_until - timedelta(minutes=deps.config.thresholds.observe_minutes)
+    judgement, revision = _observe(deps, ref, service, since)
+    verdict = judgement.verdict
+    if since is not None:
         verdict = after_observation(deps.config.thresholds, judgement, since, now)
     _record_judgement(deps, record, judgement, verdict, revision)
     operation_id = _act(deps, record, verdict, revision, service.auto_rollback)
@@ -145,25 +149,27 @@ def judge_incident(deps: Deps, incident_id: str) -> str | None:
     return operation_id
 
 
-def _observe(deps: Deps, ref: ServiceRef, health_path: str) -> tuple[Judgement, str]:
+def _observe(
+    deps: Deps, ref: ServiceRef, service: ServiceConfig, since: datetime | None = None
+) -> tuple[Judgement, str]:
+    """Judge the serving revision on the newest visible minutes (while observing: only those
+    since the observation began, the question being "is it still above?")."""
     thresholds = deps.config.thresholds
     try:
         state = deps.cloudrun.get_service(ref)
     except CloudRunError:
         return judge(thresholds, Observation(None, None, None, None)), ""
     revision = current_revision(state.serving()) or ""
-    end = deps.clock.now()
-    start = end - timedelta(minutes=thresholds.window_minutes)
+    lookback = timedelta(minutes=thresholds.window_minutes)
     try:
-        metrics = deps.metrics.revision_metrics(ref, revision, start, end)
-        requests, errors, p95 = metrics.requests, metrics.errors, metrics.p95_ms
+        requests, errors, p95 = visible_numbers(
+            deps, ref, revision, lookback=lookback, not_before=since
+        )
     except MetricsError as error:
         log.warning("Monitoring unreadable for %s: %s", ref.name, error)
         requests = errors = p95 = None
-    probe = deps.probe.get(
-        state.uri.rstrip("/") + health_path, deps.config.rollback.health_check_timeout_s
-    )
-    return judge(thresholds, Observation(probe.ok, requests, errors, p95)), revision
+    _, probe = probe_health(deps, service, state.uri)
+    return judge(thresholds, health_observation(probe, requests, errors, p95)), revision
 
 
 def _record_judgement(

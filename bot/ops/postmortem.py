@@ -75,8 +75,15 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
-__all__ = ["SEVERITY_ORDER", "normalize_message", "sample_context", "top_errors"]
+__all__ = [
+    "SEVERITY_ORDER",
+    "is_error_entry",
+    "normalize_message",
+    "sample_context",
+    "top_errors",
+]
 
 # Cloud Logging's LogSeverity, least to most severe.
 SEVERITY_ORDER = (
@@ -117,10 +124,11 @@ def top_errors(entries: list[dict[str, Any]], limit: int = 5) -> list[dict[str, 
         return []
     groups: dict[str, dict[str, Any]] = {}
     for entry in entries:
-        line = _first_line(_entry_text(entry))
+        request = _request_line(entry)
+        line = request[1] if request else _first_line(_entry_text(entry))
         if not line:
             continue
-        key = normalize_message(line)
+        key = request[0] if request else normalize_message(line)
         severity = str(entry.get("severity") or "DEFAULT").upper()
         group = groups.get(key)
         if group is None:
@@ -131,6 +139,50 @@ def top_errors(entries: list[dict[str, Any]], limit: int = 5) -> list[dict[str, 
             group["severity"] = severity
     ranked = sorted(groups.values(), key=lambda g: (-g["count"], g["message"]))
     return ranked[:limit]
+
+
+# Words of a plain stdout/stderr line that say it reports an error: such lines carry no
+# severity on Cloud Run (https://cloud.google.com/run/docs/logging, container logs).
+_ERROR_WORDS = re.compile(
+    r"\b(error|exception|traceback|fatal|panic|critical|failed|failure)\b|^\w*(Error|Exception):",
+    re.IGNORECASE,
+)
+
+
+def is_error_entry(entry: dict[str, Any]) -> bool:
+    """An entry that reports a failure in one of the three ways Cloud Run logs show it: a
+    structured entry at ERROR or above, a request log with a 5xx status, or a plain
+    stdout/stderr line (no severity) whose text says error."""
+    severity = str(entry.get("severity") or "DEFAULT").upper()
+    if _SEVERITY_RANK.get(severity, 0) >= _SEVERITY_RANK["ERROR"]:
+        return True
+    if _request_status(entry) >= 500:
+        return True
+    if severity != "DEFAULT":
+        return False
+    return bool(_ERROR_WORDS.search(_first_line(_entry_text(entry))))
+
+
+def _request_status(entry: dict[str, Any]) -> int:
+    request = entry.get("httpRequest")
+    status = request.get("status") if isinstance(request, dict) else None
+    try:
+        return int(status or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _request_line(entry: dict[str, Any]) -> tuple[str, str] | None:
+    """A failed request's (group key, example): "503 GET /checkout"; None for other entries.
+    The status stays as it is in the key (it is the message); the path is normalised."""
+    status = _request_status(entry)
+    if status < 500 or _entry_text(entry):
+        return None
+    request = entry["httpRequest"]
+    method = str(request.get("requestMethod") or "")
+    url = str(request.get("requestUrl") or "")
+    path = urlsplit(url).path or url
+    return f"{status} {method} {normalize_message(path)}", f"{status} {method} {path}".strip()
 
 
 def normalize_message(line: str) -> str:

@@ -7,8 +7,9 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
+from bot.config import ServiceConfig
 from bot.ops.context import Deps
-from bot.ops.postmortem import top_errors
+from bot.ops.postmortem import is_error_entry, top_errors
 from bot.ports import MetricsError, ServiceRef
 from bot.render import is_user_id
 from bot.store import IncidentRecord, Operation
@@ -42,7 +43,7 @@ def build_postmortem(deps: Deps, record: IncidentRecord) -> dict[str, Any]:
         "people": _people(deps, timeline, rollback),
         "metrics_at_trigger": _metrics_from_judgement(judgements[0] if judgements else None),
         "metrics_after": _metrics_after(deps, record, operation),
-        "top_errors": _top_errors(deps, record.service, bad_revision),
+        "top_errors": _top_errors(deps, service, bad_revision),
         "thresholds": {
             "error_rate_rollback": thresholds.error_rate_rollback,
             "error_rate_observe": thresholds.error_rate_observe,
@@ -205,9 +206,33 @@ def _metrics_after(
     }
 
 
-def _top_errors(deps: Deps, service: str, revision: str) -> list[dict[str, Any]]:
-    if not revision:
+# Cloud Run shows a failure in three ways (https://cloud.google.com/run/docs/logging): a
+# structured entry with a severity, a request log whose httpRequest.status is 5xx, and a plain
+# stdout/stderr line, which has no severity at all. One query each, merged.
+ERROR_QUERIES = ("severity>=ERROR", "httpRequest.status>=500", "severity=DEFAULT")
+LOG_READ_LIMIT = 500
+
+
+def _top_errors(deps: Deps, service: ServiceConfig | None, revision: str) -> list[dict[str, Any]]:
+    if not revision or service is None:
         return []
+    base = (
+        f'resource.type="cloud_run_revision" AND resource.labels.service_name="{service.name}"'
+        f' AND resource.labels.revision_name="{revision}"'
+    )
+    seen: dict[str, dict[str, Any]] = {}
+    try:
+        for query in ERROR_QUERIES:
+            # the service's own project, which need not be Runback's
+            found = deps.logs.list_entries(
+                f"{base} AND {query}", max_results=LOG_READ_LIMIT, project=service.project
+            )
+            for entry in found:
+                seen.setdefault(str(entry.get("insertId") or id(entry)), entry)
+    except Exception as error:  # the draft still helps without the log excerpt
+        log.warning("could not read the error logs of %s: %s", revision, error)
+        return []
+    return top_errors([entry for entry in seen.values() if is_error_entry(entry)])
     query = (
         f'resource.type="cloud_run_revision" AND resource.labels.service_name="{service}"'
         f' AND resource.labels.revision_name="{revision}" AND severity>=ERROR'

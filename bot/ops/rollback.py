@@ -20,6 +20,7 @@ from bot.ops.approvals import claim_decision, request_approval
 from bot.ops.cards import announce, card_view, refresh_card
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.errors import UserError
+from bot.ops.health import config_problem, probe_health
 from bot.ops.slow import still_applying
 from bot.policy.approvals import Decision, Verdict, decide_rollback
 from bot.policy.revision_words import WordKind, read_revision_word
@@ -610,13 +611,15 @@ def _step_verify(deps: Deps, operation: Operation) -> Operation:
     settings = deps.config.rollback
     started = deps.clock.now()
     deps.store.start_step(operation.id, "verify", started)
-    url = operation.data.get("uri", "").rstrip("/") + service.health_path
     checks: list[dict[str, Any]] = []
     in_a_row = 0
+    url = ""
     for attempt in range(settings.health_checks + 2):
         if attempt:
             deps.clock.sleep(settings.health_check_interval_s)
-        result = deps.probe.get(url, settings.health_check_timeout_s)
+        url, result = probe_health(deps, service, operation.data.get("uri", ""))
+        if config_problem(result):  # a configuration error, not an unhealthy revision
+            return _fail(deps, operation, result.problem, "verify", url=url, status=result.status)
         checks.append(
             {
                 "status": result.status,

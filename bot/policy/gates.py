@@ -9,6 +9,10 @@
 | 800 ms <= P95 <= 2 s             | observe, then roll back if not recovered        |
 | error rate < 1% and P95 < 800 ms | proceed                                         |
 | too few requests, or no data     | inconclusive (never a pass)                     |
+
+A health check that cannot be made (the path is reserved by Cloud Run's front end, or Runback
+may not invoke the service) is a configuration problem: never "roll back now" by itself; the
+numbers still decide a rollback or an observation, but never a pass (inconclusive instead).
 """
 
 from __future__ import annotations
@@ -36,6 +40,17 @@ class Reason(StrEnum):
     TOO_FEW_REQUESTS = "too_few_requests"
     NO_DATA = "no_data"  # Monitoring failed or returned nothing
     HEALTHY = "healthy"
+    # the health check could not be made (configuration problems, see the module docstring)
+    HEALTH_PATH_RESERVED = "health_path_reserved"
+    INVOKER_DENIED = "invoker_denied"
+    NO_ID_TOKEN = "no_id_token"
+
+
+HEALTH_PROBLEMS = {
+    "reserved_path": Reason.HEALTH_PATH_RESERVED,
+    "invoker_denied": Reason.INVOKER_DENIED,
+    "no_id_token": Reason.NO_ID_TOKEN,
+}
 
 
 @dataclass(frozen=True)
@@ -46,6 +61,7 @@ class Observation:
     requests: int | None  # None: Monitoring could not be read
     errors: int | None
     p95_ms: float | None
+    health_problem: Reason | None = None  # the health check could not be made; healthz_ok None
 
     @property
     def error_rate(self) -> float | None:
@@ -66,15 +82,18 @@ def judge(thresholds: Thresholds, observation: Observation) -> Judgement:
     rollback = _rollback_reasons(thresholds, observation)
     if rollback:
         return Judgement(Verdict.ROLLBACK, rollback, observation)
+    health = (observation.health_problem,) if observation.health_problem else ()
     if observation.requests is None:
-        return Judgement(Verdict.INCONCLUSIVE, (Reason.NO_DATA,), observation)
+        return Judgement(Verdict.INCONCLUSIVE, (*health, Reason.NO_DATA), observation)
     if observation.requests < thresholds.min_requests:
-        return Judgement(Verdict.INCONCLUSIVE, (Reason.TOO_FEW_REQUESTS,), observation)
+        return Judgement(Verdict.INCONCLUSIVE, (*health, Reason.TOO_FEW_REQUESTS), observation)
     observe = _observe_reasons(thresholds, observation)
     if observe:
         return Judgement(Verdict.OBSERVE, observe, observation)
     if observation.p95_ms is None:
-        return Judgement(Verdict.INCONCLUSIVE, (Reason.NO_DATA,), observation)
+        return Judgement(Verdict.INCONCLUSIVE, (*health, Reason.NO_DATA), observation)
+    if health:
+        return Judgement(Verdict.INCONCLUSIVE, health, observation)
     return Judgement(Verdict.PROCEED, (Reason.HEALTHY,), observation)
 
 

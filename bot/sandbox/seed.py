@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from urllib.parse import urlsplit
 
 from bot.config import Config
 from bot.sandbox.emulator.server import Emulator
@@ -12,6 +13,7 @@ from bot.sandbox.emulator.slack_api import BOT_USER_ID
 
 UNINVITED_CHANNEL = "C0RANDOM"
 
+SIDECAR_IMAGE = "us-docker.pkg.dev/cloud-ops-agents-artifacts/otel/otelcol:0.100.0"
 SAMPLE_REVISIONS = (
     ("00001", "v1.0.0", 3 * 86400),
     ("00002", "v1.1.0", 86400),
@@ -40,6 +42,9 @@ def seed(emulator: Emulator, config: Config) -> None:
             }
             for number, version, age in SAMPLE_REVISIONS
         ]
+        if service.environment == "production":  # a sidecar before the ingress container
+            for revision in revisions:
+                revision["sidecars"] = [{"name": "otel-collector", "image": SIDECAR_IMAGE}]
         emulator.cloudrun.seed_service(
             service.project,
             service.region,
@@ -47,6 +52,10 @@ def seed(emulator: Emulator, config: Config) -> None:
             revisions=revisions,
             traffic={revisions[-1]["name"]: 100},
         )
+        if service.url:
+            emulator.cloudrun.map_domain(urlsplit(service.url).netloc, service.name)
+        if service.requires_auth:
+            emulator.cloudrun.require_auth(service.name)
 
 
 def alert_payload(emulator: Emulator, service: str, state: str, incident_id: str) -> str:

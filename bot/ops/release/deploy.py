@@ -6,8 +6,10 @@ import re
 from typing import Any
 
 from bot.ops.context import Deps
+from bot.ops.health import config_problem
 from bot.ops.release.canary import next_step
 from bot.ops.release.cloud import cloud_failure, patch
+from bot.ops.release.green import green_audience, probe_green
 from bot.ops.release.record import commit, end, event
 from bot.ops.release.states import GREEN_TAG
 from bot.ports import CloudRunError, ServiceState, TrafficTarget
@@ -43,20 +45,23 @@ def after_deploy(deps: Deps, operation: Operation, state: ServiceState) -> Opera
     if tag is None or not tag.uri:
         return _untag(deps, operation, {"code": "no_tag_url"})
     event(deps, operation, "deployed", revision=operation.to_revision, uri=tag.uri)
-    return commit(deps, operation, "smoke", green_uri=tag.uri)
+    return commit(deps, operation, "smoke", green_uri=tag.uri, service_uri=state.uri)
 
 
 def step_smoke(deps: Deps, operation: Operation) -> Operation:
     if operation.data.get("stop_requested"):
         return _untag(deps, operation, operation.data.get("outcome") or {"code": "stopped"})
     uri = operation.data["green_uri"].rstrip("/")
-    health_path = deps.managed_service(operation.service).health_path
+    service = deps.managed_service(operation.service)
     timeout = deps.config.rollback.health_check_timeout_s
     for _ in range(deps.config.release.smoke_checks):
-        result = deps.probe.get(uri + health_path, timeout)
+        _, result = probe_green(deps, operation)
+        if config_problem(result):  # a configuration error: green is not known to be bad
+            return _untag(deps, operation, {"code": result.problem, "check": service.health_path})
         if not result.ok:
-            return _smoke_failed(deps, operation, health_path, result.status, result.detail)
-    metrics = deps.probe.get(uri + "/metrics", timeout)
+            return _smoke_failed(deps, operation, service.health_path, result.status, result.detail)
+    audience = green_audience(deps, operation)
+    metrics = deps.probe.get(uri + "/metrics", timeout, audience=audience)
     if not metrics.ok or not PROMETHEUS_LINE.search(metrics.detail):
         return _smoke_failed(deps, operation, "/metrics", metrics.status, metrics.detail)
     event(deps, operation, "smoke_passed")

@@ -6,10 +6,13 @@ import logging
 from datetime import datetime, timedelta
 
 from bot.ops.context import BOT_ACTOR, Deps
+from bot.ops.health import health_observation
+from bot.ops.metrics_window import Window, visible_window_numbers
 from bot.ops.release.canary import moved_out_of_band, next_step
+from bot.ops.release.green import probe_green
 from bot.ops.release.record import commit, due_in
 from bot.ops.release.view import post_in_thread
-from bot.policy.gates import Judgement, Observation, Verdict, after_observation, judge
+from bot.policy.gates import Judgement, Verdict, after_observation, judge
 from bot.store import Operation
 
 log = logging.getLogger("runback.release")
@@ -19,9 +22,9 @@ def step_judge(deps: Deps, operation: Operation) -> Operation:
     paused = moved_out_of_band(deps, operation)
     if paused is not None:
         return paused
-    judgement = judge_green(deps, operation)
+    judgement, window = judge_green_in_window(deps, operation)
     verdict = _verdict(deps, operation, judgement)
-    operation = _record_judgement(deps, operation, judgement, verdict)
+    operation = _record_judgement(deps, operation, judgement, verdict, window)
     if verdict is Verdict.ROLLBACK:
         return commit(
             deps,
@@ -38,23 +41,30 @@ def step_judge(deps: Deps, operation: Operation) -> Operation:
 
 
 def judge_green(deps: Deps, operation: Operation) -> Judgement:
+    return judge_green_in_window(deps, operation)[0]
+
+
+def judge_green_in_window(deps: Deps, operation: Operation) -> tuple[Judgement, Window | None]:
+    """The decision table on green, and the window of Monitoring data it was judged on."""
+    window = None
     service = deps.managed_service(operation.service)
     ref = deps.service_ref(service)
     start = datetime.fromisoformat(operation.data["step_started"]) + timedelta(
         seconds=deps.config.release.warmup_s
     )
-    end = deps.clock.now()
     try:
-        metrics = deps.metrics.revision_metrics(ref, operation.to_revision, start, end)
-        numbers = (metrics.requests, metrics.errors, metrics.p95_ms)
+        lookback = timedelta(minutes=deps.config.thresholds.window_minutes)
+        observing = operation.data.get("observing_since")
+        if observing:  # "still above?" is asked of the minutes since observing began
+            start = max(start, datetime.fromisoformat(observing))
+        numbers, window = visible_window_numbers(
+            deps, ref, operation.to_revision, lookback=lookback, not_before=start
+        )
     except Exception as error:  # Monitoring faults are never a pass
         log.warning("Monitoring unreadable for %s: %s", operation.to_revision, error)
         numbers = (None, None, None)
-    probe = deps.probe.get(
-        operation.data["green_uri"].rstrip("/") + service.health_path,
-        deps.config.rollback.health_check_timeout_s,
-    )
-    return judge(deps.config.thresholds, Observation(probe.ok, *numbers))
+    _, probe = probe_green(deps, operation)
+    return judge(deps.config.thresholds, health_observation(probe, *numbers)), window
 
 
 def _verdict(deps: Deps, operation: Operation, judgement: Judgement) -> Verdict:
@@ -71,14 +81,16 @@ def _verdict(deps: Deps, operation: Operation, judgement: Judgement) -> Verdict:
 
 
 def _record_judgement(
-    deps: Deps, operation: Operation, judgement: Judgement, verdict: Verdict
+    deps: Deps,
+    operation: Operation,
+    judgement: Judgement,
+    verdict: Verdict,
+    window: Window | None = None,
 ) -> Operation:
     seen = judgement.observation
     now = deps.clock.now()
     percent = operation.data["steps"][operation.data["step"]]
-    start = datetime.fromisoformat(operation.data["step_started"]) + timedelta(
-        seconds=deps.config.release.warmup_s
-    )
+    start, end = window or (now, now)  # the minutes Monitoring showed (none yet: empty)
     numbers = {
         "at": now.isoformat(),
         "percent": percent,
@@ -90,7 +102,7 @@ def _record_judgement(
         "p95_ms": seen.p95_ms,
         "healthz_ok": seen.healthz_ok,
         "window_start": start.isoformat(),
-        "window_s": max((now - start).total_seconds(), 0.0),
+        "window_s": max((end - start).total_seconds(), 0.0),
     }
     observing = operation.data.get("observing_since")
     if verdict is Verdict.OBSERVE and not observing:

@@ -29,6 +29,17 @@ Semantics worth knowing:
 - ``fail_next_operations`` makes the next updates' operations fail (e.g. quota errors).
 - A service answers at ``{base_url}/_svc/{service}`` (picking a revision by its actual traffic
   share, smooth weighted round-robin) and each tag at ``{base_url}/_svc/{service}/_tag/{tag}``.
+- Exactly ``/healthz`` on a service or tag URL is answered by "Google's front end" with its HTML
+  404 (see RESERVED_PATH_NOTE); the container answers ``/health`` and ``/healthz/``. A custom
+  domain (``map_domain``) answers at ``{base_url}/_domain/{host}``, where nothing is reserved.
+- ``require_auth`` makes a service answer 403 unless the request carries an ID token minted by
+  ``identity`` whose audience is the service URL.
+- ``fail_next_revisions``: the next created revisions never become Ready (Ready condition
+  FAILED), nor the latest ready revision; their update's operation fails.
+- Several containers need exactly one ingress container (the one with a port), else 400.
+- ``etag_error`` ("ABORTED" or "FAILED_PRECONDITION") is how a stale etag is refused.
+- A revision made to fail (error rate, failing health) writes Cloud Run's own logs through
+  ``add_log_listener``: request logs, plain stderr lines, structured ERROR entries.
 - Listeners (``add_listener``) get a ServiceSnapshot, stamped by ``clock``, whenever what a
   service serves changes: seeded (backdated by METRICS_HISTORY_S), traffic settled, behaviour
   set. The Monitoring emulator builds its time series from them.
@@ -61,6 +72,7 @@ from bot.sandbox.emulator.http import (
     json_response,
     text_response,
 )
+from bot.sandbox.emulator.identity import IdentityEmulator
 
 LATEST = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST
 REVISION = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION
@@ -88,6 +100,30 @@ MUTABLE_FIELDS = frozenset(
 )
 NOT_FOUND = 5
 DEFAULT_PAGE_SIZE = 100
+HEALTH_PATHS = r"/(?:healthz/|health)"
+# What Cloud Run says when a new revision's container does not start (its Ready condition).
+REVISION_START_FAILED = (
+    "Revision '{revision}' is not ready and cannot serve traffic. The user-provided container "
+    "failed to start and listen on the port defined provided by the PORT=8080 environment "
+    "variable within the allocated timeout."
+)  # the container's own health endpoints
+
+# RESERVED_PATH_NOTE: Cloud Run's front end serves some paths itself: "/eventlog", paths under
+# "/_ah/", and "some paths ending in z" (https://cloud.google.com/run/docs/known-issues,
+# "Reserved URL paths"). In practice exactly ``/healthz`` is answered with Google's own HTML 404
+# and never reaches the container, while ``/healthz/``, ``/health``, ``/readyz`` do
+# (funkyhq/funky#30, checkmarble/marble-backend#977, kkdai/linebot-file#5). Custom domains
+# (domain mappings) do not reserve it.
+GOOGLE_404_HTML = """<!DOCTYPE html>
+<html lang=en>
+  <meta charset=utf-8>
+  <meta name=viewport content="initial-scale=1, minimum-scale=1, width=device-width">
+  <title>Error 404 (Not Found)!!1</title>
+  <a href=//www.google.com/><span id=logo aria-label=Google></span></a>
+  <p><b>404.</b> <ins>That’s an error.</ins>
+  <p>The requested URL <code>{path}</code> was not found on this server.
+  <ins>That’s all we know.</ins>
+"""
 METRICS_HISTORY_S = 600.0  # /metrics counters start with this much synthetic history
 
 _LOCATION = r"projects/[^/]+/locations/[^/]+"
@@ -122,6 +158,19 @@ class AlreadyExists(HttpError):
         body = json.loads(answer.body)
         body["error"]["status"] = "ALREADY_EXISTS"
         return json_response(body, 409)
+
+
+class StatusError(HttpError):
+    """An error whose google.rpc status is not the one its HTTP code implies."""
+
+    def __init__(self, status: int, rpc_status: str, message: str) -> None:
+        super().__init__(status, message)
+        self.rpc_status = rpc_status
+
+    def response(self) -> Response:
+        body = json.loads(google_error(self.status, self.message).body)
+        body["error"]["status"] = self.rpc_status
+        return json_response(body, self.status)
 
 
 @dataclass
@@ -178,10 +227,14 @@ class _Operation:
 
 
 class CloudRunEmulator:
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.time, identity: IdentityEmulator | None = None
+    ) -> None:
         self.base_url = "http://127.0.0.1"
+        self.identity = identity or IdentityEmulator()
         self.clock = clock  # epoch seconds; stamps the snapshots sent to listeners
         self._listeners: list[SnapshotListener] = []
+        self._log_listeners: list[Callable[[dict[str, Any]], Any]] = []
         self._lock = threading.RLock()
         self._rng = random.Random()
         self.reset()
@@ -191,6 +244,7 @@ class CloudRunEmulator:
     def reset(self) -> None:
         with self._lock:
             self.operation_delay_s = 0.0
+            self.etag_error = "ABORTED"  # or "FAILED_PRECONDITION": how a stale etag is refused
             self._services: dict[str, run_v2.Service] = {}
             self._revisions: dict[str, run_v2.Revision] = {}  # full name -> revision
             self._behaviours: dict[str, Behaviour] = {}  # short revision name -> behaviour
@@ -201,6 +255,9 @@ class CloudRunEmulator:
             self._operations: dict[str, _Operation] = {}
             self._wrr: dict[str, dict[str, int]] = {}  # service -> revision -> current weight
             self._failures: list[tuple[int, str]] = []  # (code, message) for the next operations
+            self._revision_failures: list[tuple[int, str]] = []  # the same, for new revisions
+            self._domains: dict[str, str] = {}  # custom domain host -> short service name
+            self._auth_required: set[str] = set()  # short names of IAM-protected services
             for listener in self._listeners:
                 listener(ServiceSnapshot(self.clock(), "", {}, {}, replaced=True))
 
@@ -215,7 +272,8 @@ class CloudRunEmulator:
     ) -> str:
         """Create (or replace) a service with its revisions, oldest first; returns its full name.
 
-        ``revisions``: ``{"name", "image", "age_s"}`` each. ``traffic``: revision -> percent
+        ``revisions``: ``{"name", "image", "age_s", "sidecars"}`` each (``sidecars``: optional
+        ``[{"name", "image"}]``, put before the ingress container). ``traffic``: revision -> percent
         (default: 100% on the newest). ``tags``: tag -> revision (0% tagged targets).
         """
         full = f"projects/{project}/locations/{region}/services/{name}"
@@ -241,7 +299,9 @@ class CloudRunEmulator:
             self._fold_counters(revision)
             for key, value in converted.items():
                 setattr(current, key, value)
-            self._emit(self._service_of(revision))
+            service = self._service_of(revision)
+            self._emit(service)
+            self._write_logs(service, revision, current)
             return asdict(current)
 
     def set_ready(self, revision: str, ready: bool, message: str = "") -> None:
@@ -265,10 +325,28 @@ class CloudRunEmulator:
             self._new_behaviour = converted
             return asdict(Behaviour(**converted))
 
+    def add_log_listener(self, listener: Callable[[dict[str, Any]], Any]) -> None:
+        """Call ``listener`` with each log entry Cloud Run itself would write (REST LogEntry)."""
+        with self._lock:
+            self._log_listeners.append(listener)
+
     def add_listener(self, listener: SnapshotListener) -> None:
         """Call ``listener`` (under this emulator's lock) whenever what a service serves changes."""
         with self._lock:
             self._listeners.append(listener)
+
+    def map_domain(self, host: str, service: str) -> str:
+        """Serve ``service`` on custom domain ``host`` too; returns the domain's emulated URL."""
+        with self._lock:
+            self._find_by_short(service)
+            self._domains[host] = service
+        return f"{self.base_url}/_domain/{host}"
+
+    def require_auth(self, service: str, required: bool = True) -> None:
+        """Make ``service`` answer 403 unless the request carries an ID token for its URL."""
+        with self._lock:
+            self._find_by_short(service)
+            (self._auth_required.add if required else self._auth_required.discard)(service)
 
     def settle(self) -> None:
         """Complete the operations that are due (reads do this anyway)."""
@@ -284,6 +362,17 @@ class CloudRunEmulator:
         """
         with self._lock:
             self._failures.extend([(int(code), message)] * max(0, times))
+
+    def fail_next_revisions(self, message: str = REVISION_START_FAILED, times: int = 1) -> None:
+        """Make the next ``times`` revisions created by an update fail to start.
+
+        As on Cloud Run, the revision is created but never Ready (its Ready condition is
+        FAILED with ``message``), it does not become the latest ready revision, the update's
+        operation fails (code 9) and the traffic actually served does not change.
+        ``{revision}`` in the message is replaced by the revision's name.
+        """
+        with self._lock:
+            self._revision_failures.extend([(9, message)] * max(0, times))
 
     def behaviour(self, revision: str) -> dict[str, Any]:
         with self._lock:
@@ -330,8 +419,15 @@ class CloudRunEmulator:
             self._get_operation,
         )
         own = r"/_svc/(?P<service>[^/]+)(?:/_tag/(?P<tag>[^/]+))?"
-        add("GET", own + "/healthz", "service.healthz", self._healthz, _plain_error)
+        # Google's front end answers exactly ``/healthz`` on *.run.app URLs itself (see
+        # RESERVED_PATH_NOTE); ``/healthz/`` and ``/health`` reach the container.
+        add("GET", own + "/healthz", "service.frontend", self._front_end_404, _plain_error)
+        add("GET", own + HEALTH_PATHS, "service.healthz", self._healthz, _plain_error)
         add("GET", own + "/metrics", "service.metrics", self._metrics, _plain_error)
+        domain = r"/_domain/(?P<host>[^/]+)"  # a custom domain: nothing is reserved there
+        health = domain + r"/(?:healthz/?|health)"
+        add("GET", health, "service.healthz", self._healthz, _plain_error)
+        add("GET", domain + "/metrics", "service.metrics", self._metrics, _plain_error)
         self._register_control(router)
 
     def _register_control(self, router: Router) -> None:
@@ -349,6 +445,19 @@ class CloudRunEmulator:
         ready = r"/_emulator/revisions/(?P<revision>[^/]+)/ready"
         add("POST", ready, "_emulator.cloudrun.ready.set", self._control_set_ready)
         add("POST", "/_emulator/config", "_emulator.cloudrun.config", self._control_config)
+        add("POST", "/_emulator/domains", "_emulator.cloudrun.domains", self._control_domain)
+        add(
+            "POST",
+            r"/_emulator/services/(?P<service>[^/]+)/auth",
+            "_emulator.cloudrun.auth",
+            self._control_auth,
+        )
+        add(
+            "POST",
+            "/_emulator/revisions/fail",
+            "_emulator.cloudrun.fail_revisions",
+            self._control_fail_revisions,
+        )
         add(
             "POST",
             "/_emulator/operations/fail",
@@ -409,7 +518,7 @@ class CloudRunEmulator:
             current = self._require_service(name)
             try:
                 updated, new_revision, error = self._prepare_update(current, request)
-            except AlreadyExists as conflict:
+            except (AlreadyExists, StatusError) as conflict:
                 return conflict.response()
             if request.arg("validateOnly") == "true":
                 preview = _Operation(
@@ -438,7 +547,12 @@ class CloudRunEmulator:
         patch, keys = _parse_service_body(request.body, current.name)
         paths = _mask_paths(request.arg("updateMask"), keys)
         if patch.etag and patch.etag != current.etag:
-            raise HttpError(409, f"etag mismatch: the service is at etag {current.etag}")
+            # AIP-154 now says ABORTED (409); older Google APIs answer FAILED_PRECONDITION,
+            # which maps to HTTP 400 (aip-dev/google.aip.dev#705). Either can be configured.
+            message = f"etag mismatch: the service is at etag {current.etag}"
+            if self.etag_error == "FAILED_PRECONDITION":
+                raise StatusError(400, "FAILED_PRECONDITION", message)
+            raise HttpError(409, message)
         updated = run_v2.Service(current)
         field_mask_pb2.FieldMask(paths=paths).MergeMessage(
             run_v2.Service.pb(patch),
@@ -520,6 +634,9 @@ class CloudRunEmulator:
         code = NOT_FOUND
         if not error and self._failures:
             code, error = self._failures.pop(0)
+        if not error and new_revision and self._revision_failures:
+            code, error = self._revision_failures.pop(0)
+            error = error.format(revision=_short(new_revision))
         operation = _Operation(
             name=f"{_location(current.name)}/operations/{uuid.uuid4()}",
             service=current.name,
@@ -546,9 +663,14 @@ class CloudRunEmulator:
         now = _now()
         if operation.new_revision:
             revision = self._revisions[operation.new_revision]
-            if revision.reconciling:
+            if operation.error and revision.reconciling:
+                # the revision never became Ready, so it is not the latest ready one either
+                revision.reconciling = False
+                revision.conditions = [_condition(State.CONDITION_FAILED, now, operation.error)]
+            elif revision.reconciling:
                 _mark_ready(revision, now)
-            service.latest_ready_revision = operation.new_revision
+            if not operation.error:
+                service.latest_ready_revision = operation.new_revision
         if operation.generation >= service.observed_generation:
             service.observed_generation = operation.generation
             if operation.error:
@@ -586,13 +708,18 @@ class CloudRunEmulator:
     # -- the services' own endpoints ----------------------------------------------------------
 
     def _healthz(self, request: Request) -> Response:
-        revision, behaviour = self._serve(request.params)
+        revision, behaviour = self._serve(request)
         status = behaviour.healthz_status
         body = {"status": "ok" if status < 400 else "unhealthy", "revision": revision}
         return Response(status, json.dumps(body).encode(), headers={"X-Serving-Revision": revision})
 
+    def _front_end_404(self, request: Request) -> Response:
+        """What Google's front end answers for a reserved path: the container never sees it."""
+        page = GOOGLE_404_HTML.format(path="/healthz")
+        return text_response(page, 404, "text/html; charset=UTF-8")
+
     def _metrics(self, request: Request) -> Response:
-        revision, behaviour = self._serve(request.params)
+        revision, behaviour = self._serve(request)
         with self._lock:
             ok, errors = self._counts(revision)
         status = 500 if behaviour.healthz_status >= 500 else 200
@@ -602,11 +729,18 @@ class CloudRunEmulator:
         response.headers["X-Serving-Revision"] = revision
         return response
 
-    def _serve(self, params: dict[str, str]) -> tuple[str, Behaviour]:
+    def _serve(self, request: Request) -> tuple[str, Behaviour]:
         """The revision that answers this request, and a copy of its behaviour."""
+        params = request.params
         with self._lock:
             self._settle()
+            if params.get("host"):
+                short = self._domains.get(params["host"])
+                if short is None:
+                    raise HttpError(404, f"no domain mapping for {params['host']}")
+                params = {"service": short}
             service = self._find_by_short(params["service"])
+            self._check_invoker(params["service"], request)
             tag = params.get("tag")
             if tag:
                 tagged = [s.revision for s in service.traffic_statuses if s.tag == tag]
@@ -616,6 +750,18 @@ class CloudRunEmulator:
             else:
                 revision = self._pick_weighted(service)
             return revision, Behaviour(**asdict(self._require_behaviour(revision)))
+
+    def _check_invoker(self, short: str, request: Request) -> None:
+        """IAM: a protected service needs an ID token whose audience is the service URL."""
+        if short not in self._auth_required:
+            return
+        audience = f"{self.base_url}/_svc/{short}"
+        if not self.identity.verify(request.headers.get("authorization", ""), audience):
+            raise HttpError(
+                403,
+                "Error: Forbidden. Your client does not have permission to get URL "
+                f"{request.path} from this server.",
+            )
 
     def _pick_weighted(self, service: run_v2.Service) -> str:
         """Smooth weighted round-robin over the actual traffic split (deterministic)."""
@@ -662,6 +808,21 @@ class CloudRunEmulator:
             raise HttpError(400, str(error)) from error
         return json_response({"name": name, "traffic": self.traffic(str(body["name"]))})
 
+    def _control_domain(self, request: Request) -> Response:
+        """``{"host": "api.example.com", "service": "wa-backend"}``: a domain mapping."""
+        body = _json_object(request)
+        try:
+            url = self.map_domain(str(body["host"]), str(body["service"]))
+        except KeyError as error:
+            raise HttpError(400, f"missing field {error}") from error
+        return json_response({"url": url})
+
+    def _control_auth(self, request: Request) -> Response:
+        """``{"required": true}``: the service answers 403 without an ID token for its URL."""
+        required = bool(_json_object(request).get("required", True))
+        self.require_auth(request.params["service"], required)
+        return json_response({"service": request.params["service"], "required": required})
+
     def _control_traffic(self, request: Request) -> Response:
         return json_response(self.traffic(request.params["service"]))
 
@@ -681,6 +842,16 @@ class CloudRunEmulator:
 
     def _control_get_behaviour(self, request: Request) -> Response:
         return json_response(self.behaviour(request.params["revision"]))
+
+    def _control_fail_revisions(self, request: Request) -> Response:
+        """``{"times": N, "message": "..."}`` (both optional): new revisions fail to start."""
+        body = _json_object(request)
+        try:
+            times = int(body.get("times", 1))
+        except (TypeError, ValueError) as error:
+            raise HttpError(400, "times must be an integer") from error
+        self.fail_next_revisions(str(body.get("message") or REVISION_START_FAILED), times)
+        return json_response({"pending_revision_failures": len(self._revision_failures)})
 
     def _control_fail_operations(self, request: Request) -> Response:
         body = _json_object(request)
@@ -711,6 +882,10 @@ class CloudRunEmulator:
                 self.new_revision_behaviour(**wanted)
             except (TypeError, ValueError) as error:
                 raise HttpError(400, str(error)) from error
+        if "etag_error" in body:
+            if body["etag_error"] not in ("ABORTED", "FAILED_PRECONDITION"):
+                raise HttpError(400, "etag_error is ABORTED or FAILED_PRECONDITION")
+            self.etag_error = body["etag_error"]
         self.operation_delay_s = delay_s
         with self._lock:
             behaviour = asdict(Behaviour(**self._new_behaviour))
@@ -718,10 +893,21 @@ class CloudRunEmulator:
             {
                 "operation_delay_ms": self.operation_delay_s * 1000,
                 "new_revision_behaviour": behaviour,
+                "etag_error": self.etag_error,
             }
         )
 
     # -- state helpers ------------------------------------------------------------------------
+
+    def _write_logs(self, service: str, revision: str, behaviour: Behaviour) -> None:
+        """What a revision that fails writes to Cloud Logging over its next minute."""
+        if not self._log_listeners or not (behaviour.error_rate or behaviour.healthz_status >= 500):
+            return
+        uri = f"{self.base_url}/_svc/{_short(service)}"
+        at = datetime.fromtimestamp(self.clock(), UTC)
+        for entry in cloud_run_logs(service, revision, uri, behaviour, at):
+            for listener in self._log_listeners:
+                listener(entry)
 
     def _require_service(self, name: str) -> run_v2.Service:
         service = self._services.get(name)
@@ -815,9 +1001,7 @@ class CloudRunEmulator:
     ) -> run_v2.Revision:
         full = f"{service}/revisions/{spec['name']}"
         age_s = float(spec.get("age_s", (count - index) * 3600))
-        template = run_v2.RevisionTemplate(
-            containers=[run_v2.Container(image=str(spec.get("image", "")))]
-        )
+        template = run_v2.RevisionTemplate(containers=_seed_containers(spec))
         self._add_revision(full, template, _now() - timedelta(seconds=age_s), ready=True)
         return self._revisions[full]
 
@@ -837,7 +1021,7 @@ class CloudRunEmulator:
             last_modifier="runback-sandbox@example.com",
             ingress=run_v2.IngressTraffic.INGRESS_TRAFFIC_ALL,
             template=run_v2.RevisionTemplate(
-                containers=[run_v2.Container(image=newest.containers[0].image)]
+                containers=[run_v2.Container(c) for c in newest.containers]
             ),
             traffic=targets,
             traffic_statuses=_statuses(targets, _short(newest.name)),
@@ -1000,10 +1184,94 @@ def _config_of(template: run_v2.RevisionTemplate) -> run_v2.RevisionTemplate:
     return config
 
 
+FAILED_REQUEST_PATHS = ("/api/checkout", "/api/cart?id=8812", "/api/cart?id=17")
+MAX_LOGGED_ERRORS = 12  # per kind and behaviour change: enough to rank, never a flood
+
+
+def cloud_run_logs(
+    service: str, revision: str, uri: str, behaviour: Behaviour, at: datetime
+) -> list[dict[str, Any]]:
+    """A minute of a failing revision's logs as Cloud Run writes them
+    (https://cloud.google.com/run/docs/logging): request logs of failed requests (with
+    ``httpRequest.status`` 5xx), plain stderr lines (no severity: Cloud Run cannot know one)
+    and structured JSON lines from stdout (their ``severity`` is parsed into the entry)."""
+    project, region = service.split("/")[1], service.split("/")[3]
+    resource = {
+        "type": "cloud_run_revision",
+        "labels": {
+            "project_id": project,
+            "location": region,
+            "service_name": _short(service),
+            "revision_name": revision,
+            "configuration_name": _short(service),
+        },
+    }
+    log = f"projects/{project}/logs/run.googleapis.com%2F"
+    failed = min(MAX_LOGGED_ERRORS, max(1, round(behaviour.rps * 60 * behaviour.error_rate)))
+    entries: list[dict[str, Any]] = []
+    for i in range(failed):
+        stamp = (at + timedelta(seconds=i * 60 / failed)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        path = FAILED_REQUEST_PATHS[i % len(FAILED_REQUEST_PATHS)]
+        entries.append(
+            {
+                "logName": log + "requests",
+                "resource": resource,
+                "timestamp": stamp,
+                "severity": "ERROR",
+                "httpRequest": {
+                    "requestMethod": "GET",
+                    "requestUrl": uri + path,
+                    "status": 500 if behaviour.error_rate else behaviour.healthz_status,
+                    "latency": f"{behaviour.p95_ms / 1000:.3f}s",
+                },
+            }
+        )
+        plain = "KeyError: 'slots_v2'" if i % 2 else f"ERROR payment call failed after {3000 + i}ms"
+        entries.append(
+            {
+                "logName": log + "stderr",
+                "resource": resource,
+                "timestamp": stamp,
+                "textPayload": plain,
+            }
+        )
+        entries.append(
+            {
+                "logName": log + "stdout",
+                "resource": resource,
+                "timestamp": stamp,
+                "severity": "ERROR",
+                "jsonPayload": {"message": f"checkout failed for order {8000 + i}: upstream 503"},
+            }
+        )
+    return entries
+
+
+def _seed_containers(spec: dict[str, Any]) -> list[run_v2.Container]:
+    """One container, or (with ``sidecars``) the sidecars first and the ingress container, the
+    only one with a port, last: so ``containers[0]`` is not the one a deploy must change."""
+    image = str(spec.get("image", ""))
+    sidecars = list(spec.get("sidecars") or [])
+    if not sidecars:
+        return [run_v2.Container(image=image)]
+    containers = [
+        run_v2.Container(name=str(sidecar["name"]), image=str(sidecar["image"]))
+        for sidecar in sidecars
+    ]
+    port = run_v2.ContainerPort(name="http1", container_port=8080)
+    return [*containers, run_v2.Container(name="app", image=image, ports=[port])]
+
+
 def _validate_template(template: run_v2.RevisionTemplate) -> None:
-    """What Cloud Run refuses in a new template: no container, or an image that is no image."""
+    """What Cloud Run refuses in a new template: no container, an image that is no image, or
+    several containers without exactly one ingress container (the one with a port)."""
     if not template.containers:
         raise HttpError(400, "template.containers: at least one container is required.")
+    with_port = [c for c in template.containers if c.ports]
+    if len(template.containers) > 1 and len(with_port) != 1:
+        raise HttpError(
+            400, "template.containers: exactly one container must specify a port (ingress)."
+        )
     for i, container in enumerate(template.containers):
         if not _IMAGE.fullmatch(container.image):
             raise HttpError(

@@ -92,6 +92,9 @@ class Fault:
     delay_ms: int = 0
     times: int | None = 1  # None: every call until cleared
     message: str = "injected fault"
+    # True: the call is carried out first, then its answer is delayed and/or replaced by the
+    # error (the server applied it but the client never heard: a lost or late response)
+    after: bool = False
 
 
 @dataclass
@@ -197,6 +200,8 @@ class Router:
                 )
             )
             fault = self.faults.take(route.api)
+            if fault is not None and fault.after:
+                return self._then_fault(route, request, fault)
             if fault is not None:
                 if fault.delay_ms:
                     time.sleep(fault.delay_ms / 1000)
@@ -206,6 +211,17 @@ class Router:
             return route.handler(request)
         except HttpError as error:
             return route.error_format(error.status, error.message)
+
+    def _then_fault(self, route: Route, request: Request, fault: Fault) -> Response:
+        try:
+            response = route.handler(request)
+        except HttpError as error:
+            response = route.error_format(error.status, error.message)
+        if fault.delay_ms:
+            time.sleep(fault.delay_ms / 1000)
+        if fault.status is not None:
+            return route.error_format(fault.status, fault.message)
+        return response
 
 
 class HttpError(Exception):

@@ -6,7 +6,8 @@ requests are parsed with ``monitoring_v3.ListTimeSeriesRequest.deserialize`` and
 
 The series are Cloud Run's ``run.googleapis.com/request_count`` and ``request_latencies`` for
 resource type ``cloud_run_revision``, synthesised from the Cloud Run emulator's history (see
-``monitoring_data``): a revision receives ``rps x its actual traffic share``, ``error_rate`` of
+``monitoring_data``), visible only ``delay_s`` (default 180 s, like Cloud Run) after the
+fact: a revision receives ``rps x its actual traffic share``, ``error_rate`` of
 it answered 5xx, with latencies whose 95th percentile is ``p95_ms``. A revision without traffic
 has no points. Seeding a service backdates its history by ten minutes.
 
@@ -61,6 +62,11 @@ from bot.sandbox.emulator.monitoring_query import (
 )
 
 API = "monitoring.timeSeries.list"
+# Cloud Run's metrics are "sampled every 60 seconds. After sampling, data is not visible for up
+# to 180 seconds" (https://cloud.google.com/monitoring/api/v3/latency-n-retention and the
+# run.googleapis.com entries of Google Cloud's metrics list). The emulator answers as if the
+# newest data were that old; 0 turns the delay off.
+DEFAULT_DELAY_S = 180.0
 SERVICE = "google.monitoring.v3.MetricService"
 METHOD_PATH = f"/{SERVICE}/ListTimeSeries"
 
@@ -96,6 +102,7 @@ class MonitoringEmulator:
         self.router = router or Router()
         self.clock = clock or cloudrun.clock
         self.latency_buckets = latency_buckets  # "exponential" or "explicit"
+        self.delay_s = DEFAULT_DELAY_S
         self._lock = threading.Lock()
         self._snapshots: dict[str, list[ServiceSnapshot]] = {}
         self._server: grpc.Server | None = None
@@ -144,9 +151,9 @@ class MonitoringEmulator:
     ) -> monitoring_v3.ListTimeSeriesResponse:
         """Answer a request as the RPC does; raises RpcError for what the API refuses."""
         plan = plan_request(request)
-        now = self.clock()
-        found = self._histories(now)
-        series, token = page(query(plan, found, now, self._buckets()), plan)
+        visible = self.clock() - self.delay_s  # points younger than this are not written yet
+        found = self._histories(visible)
+        series, token = page(query(plan, found, visible, self._buckets()), plan)
         return to_response(series, token, plan.headers_only)
 
     def series(self, revision: str, minutes: int = 10) -> dict[str, Any]:
@@ -222,6 +229,21 @@ class MonitoringEmulator:
         router.add(
             "GET", "/_emulator/monitoring/series", "_emulator.monitoring.series", self._control
         )
+        router.add(
+            "POST", "/_emulator/monitoring/config", "_emulator.monitoring.config", self._configure
+        )
+
+    def _configure(self, request: Request) -> Response:
+        """``{"delay_s": N}``: how old the newest visible point is (default 180)."""
+        body = request.json()
+        try:
+            delay = float(body["delay_s"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise HttpError(400, "delay_s must be a number of seconds") from error
+        if not 0 <= delay <= 3600:
+            raise HttpError(400, "delay_s must be between 0 and 3600")
+        self.delay_s = delay
+        return json_response({"delay_s": self.delay_s})
 
     def _control(self, request: Request) -> Response:
         revision = request.arg("revision")

@@ -19,6 +19,7 @@ from bot.sandbox.emulator.http import (
     json_response,
     serve_in_thread,
 )
+from bot.sandbox.emulator.identity import IdentityEmulator
 from bot.sandbox.emulator.logging_api import LoggingEmulator
 from bot.sandbox.emulator.monitoring import MonitoringEmulator
 from bot.sandbox.emulator.slack_api import SlackEmulator
@@ -29,11 +30,13 @@ class Emulator:
         self, slack_token: str = "xoxb-sandbox", clock: Callable[[], float] = time.time
     ) -> None:
         self.router = Router()
-        self.cloudrun = CloudRunEmulator(clock=clock)
+        self.identity = IdentityEmulator()
+        self.cloudrun = CloudRunEmulator(clock=clock, identity=self.identity)
         self.monitoring = MonitoringEmulator(self.cloudrun, self.router, clock)
         self.logging = LoggingEmulator()
+        self.cloudrun.add_log_listener(self.logging.add_entry)  # Cloud Run's own logs
         self.slack = SlackEmulator(token=slack_token)
-        for part in (self.cloudrun, self.monitoring, self.logging, self.slack):
+        for part in (self.cloudrun, self.monitoring, self.logging, self.slack, self.identity):
             part.register(self.router)
         self._register_control()
         self._server: EmulatorHTTPServer | None = None
@@ -90,6 +93,7 @@ class Emulator:
             delay_ms=int(body.get("delay_ms", 0)),
             times=body.get("times", 1),
             message=str(body.get("message", "injected fault")),
+            after=bool(body.get("after", False)),
         )
         self.router.faults.add(fault)
         return json_response(asdict(fault))

@@ -1,0 +1,123 @@
+"""Google ID tokens for the sandbox, and what a probe needs to reach the emulated services.
+
+Cloud Run services that require authentication accept ``Authorization: Bearer ID_TOKEN`` where
+the token is an RS256 JWT signed by Google whose ``aud`` is the service URL
+(https://cloud.google.com/run/docs/authenticating/service-to-service). On Cloud Run, Runback
+gets one from ``google.oauth2.id_token.fetch_id_token``; in the sandbox the emulator mints them
+at ``GET /_emulator/idtoken?audience=URL`` with its own RSA key, and the Cloud Run emulator
+verifies them the way Google's front end does (signature, issuer, audience, expiry).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from bot.sandbox.emulator.http import HttpError, Request, Response, Router, json_response
+
+ISSUER = "https://accounts.google.com"
+TOKEN_LIFETIME_S = 3600
+SANDBOX_IDENTITY = "runback@runback-sandbox.iam.gserviceaccount.com"
+
+
+class IdentityEmulator:
+    """Mints and checks ID tokens; its RSA key is made on first use (emulators start often)."""
+
+    def __init__(self) -> None:
+        self.key_id = uuid.uuid4().hex
+        self._keys: tuple[Any, bytes] | None = None
+        self._lock = threading.Lock()
+
+    def _key(self) -> tuple[Any, bytes]:
+        """(signer, public key PEM)."""
+        with self._lock:
+            if self._keys is None:
+                from cryptography.hazmat.primitives import serialization
+                from cryptography.hazmat.primitives.asymmetric import rsa
+                from google.auth import crypt
+
+                key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+                private_pem = key.private_bytes(
+                    serialization.Encoding.PEM,
+                    serialization.PrivateFormat.PKCS8,
+                    serialization.NoEncryption(),
+                )
+                public_pem = key.public_key().public_bytes(
+                    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+                )
+                self._keys = (crypt.RSASigner.from_string(private_pem, self.key_id), public_pem)
+            return self._keys
+
+    def register(self, router: Router) -> None:
+        router.add("GET", "/_emulator/idtoken", "_emulator.idtoken", self._mint_route)
+
+    def mint(self, audience: str, email: str = SANDBOX_IDENTITY) -> str:
+        from google.auth import jwt
+
+        now = int(time.time())
+        claims = {
+            "iss": ISSUER,
+            "aud": audience,
+            "sub": "1" + str(abs(hash(email)))[:20],
+            "email": email,
+            "email_verified": True,
+            "iat": now,
+            "exp": now + TOKEN_LIFETIME_S,
+        }
+        return jwt.encode(self._key()[0], claims).decode()
+
+    def verify(self, authorization: str, audience: str) -> bool:
+        """Whether the ``Authorization`` header carries a valid ID token for ``audience``."""
+        from google.auth import exceptions, jwt
+
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return False
+        try:
+            claims = jwt.decode(token, certs={self.key_id: self._key()[1]}, audience=audience)
+        except (exceptions.GoogleAuthError, ValueError):
+            return False
+        return claims.get("iss") == ISSUER
+
+    def _mint_route(self, request: Request) -> Response:
+        audience = request.arg("audience")
+        if not audience:
+            raise HttpError(400, "audience is required")
+        return json_response({"id_token": self.mint(audience)})
+
+
+# -- the bot's side, in emulator mode ---------------------------------------------------------
+
+
+def emulator_id_tokens(emulator_host: str) -> Callable[[str], str]:
+    """An ID token source (audience -> token) backed by the emulator's token endpoint."""
+
+    def fetch(audience: str) -> str:
+        import requests
+
+        answer = requests.get(
+            f"http://{emulator_host}/_emulator/idtoken",
+            params={"audience": audience},
+            timeout=5,
+        )
+        answer.raise_for_status()
+        return str(answer.json()["id_token"])
+
+    return fetch
+
+
+def emulator_url_rewrite(emulator_host: str) -> Callable[[str], str]:
+    """Custom domains (``url:`` in app.yaml) reach the emulator's domain mapping route."""
+
+    def rewrite(url: str) -> str:
+        parts = urlsplit(url)
+        if parts.netloc == emulator_host or not parts.netloc:
+            return url
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        return f"http://{emulator_host}/_domain/{quote(parts.netloc)}{path}"
+
+    return rewrite
