@@ -71,7 +71,7 @@ def ephemerals(box: Sandbox) -> str:
 def test_a_tech_leads_click_never_demotes_an_emergency(box: Sandbox) -> None:
     manual_rollbacks_only(box)
     box.emulator.cloudrun.set_behaviour(BAD, error_rate=0.09)
-    box.run_line("wait 6m")
+    box.run_line("wait 9m")  # a whole bad window, Monitoring being ~3 min late
     incident = open_alert(box)
     assert "incident_roll_back" in buttons(box, incident)
     box.run_line("as luis")  # a tech lead, not on call: only a scheduled request could follow
@@ -90,7 +90,7 @@ def test_a_tech_leads_click_never_demotes_an_emergency(box: Sandbox) -> None:
 
 def test_a_pending_scheduled_rollback_keeps_the_on_call_button(box: Sandbox) -> None:
     box.emulator.cloudrun.set_behaviour(BAD, error_rate=0.03)  # observe: no emergency yet
-    box.run_line("wait 6m")
+    box.run_line("wait 9m")  # a whole bad window, Monitoring being ~3 min late
     incident = open_alert(box)
     box.run_line("as luis")
     box.run_line("click Roll back")  # a scheduled rollback, waiting for a second tech lead
@@ -111,7 +111,7 @@ def test_a_pending_scheduled_rollback_keeps_the_on_call_button(box: Sandbox) -> 
 
 def test_a_resolved_incident_keeps_its_facts(box: Sandbox) -> None:
     box.emulator.cloudrun.set_behaviour(BAD, error_rate=0.07)
-    box.run_line("wait 6m")
+    box.run_line("wait 9m")  # a whole bad window, Monitoring being ~3 min late
     incident = open_alert(box)
     assert serving(box) == {GOOD: 100}
     listing = "\n".join(box.run_line("/ops incidents"))
@@ -125,7 +125,7 @@ def test_a_resolved_incident_keeps_its_facts(box: Sandbox) -> None:
 
 def test_resolved_names_the_person_who_resolved_it(box: Sandbox) -> None:
     box.emulator.cloudrun.set_behaviour(BAD, error_rate=0.07)
-    box.run_line("wait 6m")
+    box.run_line("wait 9m")  # a whole bad window, Monitoring being ~3 min late
     incident = open_alert(box)
     box.run_line("as luis")
     box.run_line("click Resolve")
@@ -136,7 +136,7 @@ def test_resolved_names_the_person_who_resolved_it(box: Sandbox) -> None:
 
 def test_a_recovered_incident_in_observation_can_be_resolved(box: Sandbox) -> None:
     box.emulator.cloudrun.set_behaviour(BAD, error_rate=0.03)
-    box.run_line("wait 6m")
+    box.run_line("wait 9m")  # a whole bad window, Monitoring being ~3 min late
     incident = open_alert(box)
     assert "incident_resolve" not in buttons(box, incident)
     box.emulator.cloudrun.set_behaviour(BAD, error_rate=0.0)
@@ -150,7 +150,7 @@ def test_a_recovered_incident_in_observation_can_be_resolved(box: Sandbox) -> No
 
 def test_the_card_names_what_an_error_rate_alert_measured(box: Sandbox) -> None:
     box.emulator.cloudrun.set_behaviour(BAD, error_rate=0.07)
-    box.run_line("wait 6m")
+    box.run_line("wait 9m")  # a whole bad window, Monitoring being ~3 min late
     text = card(box, open_alert(box))
     assert "error rate (5xx responses ÷ all requests)" in text and "Request Count" not in text
     assert "*Threshold:* 1%" in text and "*Current (alert):* 7%" in text
@@ -168,7 +168,7 @@ def test_a_failed_patch_is_never_ticked(box: Sandbox) -> None:
 def test_the_postmortem_names_people_and_is_plain_markdown(box: Sandbox) -> None:
     manual_rollbacks_only(box)
     box.emulator.cloudrun.set_behaviour(BAD, error_rate=0.09)
-    box.run_line("wait 6m")
+    box.run_line("wait 9m")  # a whole bad window, Monitoring being ~3 min late
     open_alert(box)
     box.run_line("as ana")
     box.run_line("click Roll back")

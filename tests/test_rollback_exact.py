@@ -168,7 +168,7 @@ def test_an_approved_rollback_checks_readiness_again_before_the_patch(sandbox: S
 def test_an_automatic_rollback_skips_a_not_ready_target_and_says_so(sandbox: Sandbox) -> None:
     sandbox.emulator.cloudrun.set_behaviour("wa-backend-00003", error_rate=0.07)
     not_ready(sandbox, "wa-backend-00002")
-    run(sandbox, "wait 6m")
+    run(sandbox, "wait 9m")  # a whole bad window, Monitoring being ~3 min late
     payload = alert_payload(sandbox.emulator, SERVICE, "open", "0.alert-ready")
     assert sandbox.post_alert(payload).status_code == 200
     sandbox.runtime.engine.wait_idle()

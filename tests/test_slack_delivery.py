@@ -285,7 +285,7 @@ def test_the_postmortem_of_an_incident_during_a_slack_outage_is_posted_when_slac
     for api in ("slack.chat.postMessage", "slack.chat.update", "slack.files.getUploadURLExternal"):
         faults.add(Fault(api, 503, times=None))
     sandbox.emulator.cloudrun.set_behaviour("wa-backend-00003", error_rate=0.07)
-    sandbox.run_line("wait 6m")
+    sandbox.run_line("wait 9m")  # a whole bad window, Monitoring ~3 min late
     answer = sandbox.post_alert(alert_payload(sandbox.emulator, "wa-backend", "open", "0.a-1"))
     assert answer.status_code == 200
     sandbox.runtime.engine.wait_idle()
