@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal
@@ -50,6 +51,21 @@ class Channels(Strict):
     incidents: ChannelConfig
 
 
+REGISTRY_PREFIX = r"^[a-z0-9][a-z0-9.-]*(:[0-9]+)?(/[a-z0-9._-]+)*/?$"
+
+
+def _registry_prefixes(prefixes: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    """``host/`` or ``host/path/`` prefixes of image names, each ending in one slash."""
+    if prefixes is None:
+        return None
+    for prefix in prefixes:
+        if not re.fullmatch(REGISTRY_PREFIX, prefix):
+            raise ValueError(
+                f"{prefix!r} is not a registry prefix (like us-docker.pkg.dev/PROJECT/)"
+            )
+    return tuple(prefix.rstrip("/") + "/" for prefix in prefixes)
+
+
 class ServiceConfig(Strict):
     name: str = Field(pattern=r"^[a-z]([-a-z0-9]{0,47}[a-z0-9])?$")
     project: str = Field(min_length=1)
@@ -57,6 +73,13 @@ class ServiceConfig(Strict):
     environment: Literal["production", "staging"]
     health_path: str = Field(default="/healthz", pattern=r"^/")
     auto_rollback: bool = True  # an incident whose numbers say "roll back now" rolls back
+    # images /deploy may release to production; None: release.registries, else its own registry
+    registries: tuple[str, ...] | None = None
+
+    @field_validator("registries")
+    @classmethod
+    def _prefixes(cls, prefixes: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        return _registry_prefixes(prefixes)
 
 
 class RoleMembers(Strict):
@@ -139,6 +162,14 @@ class ReleaseSettings(Strict):
     inconclusive_limit_s: float = Field(default=600, gt=0)  # then a person decides
     validation_s: float = Field(default=300, ge=0)  # judged once more at 100%
     operation_timeout_s: float = Field(default=300, gt=0)
+    # image prefixes /deploy may release to production (a service's own list wins); empty: each
+    # service's own Artifact Registry (REGION-docker.pkg.dev/PROJECT/ and its multi-region)
+    registries: tuple[str, ...] = ()
+
+    @field_validator("registries")
+    @classmethod
+    def _prefixes(cls, prefixes: tuple[str, ...]) -> tuple[str, ...]:
+        return _registry_prefixes(prefixes) or ()
 
     @field_validator("steps")
     @classmethod

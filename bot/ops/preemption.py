@@ -19,5 +19,5 @@ def request_rollback(deps: Deps, request: RollbackRequest) -> Operation:
     service, emergency = rollback.authorize_request(deps, request)
     holder = deps.store.lock_holder(service.name)
     if emergency and holder is not None and holder.kind == "release":
-        return release.roll_back(deps, holder.operation_id, request.user)
+        return release.roll_back(deps, holder.operation_id, request.user, request.reason)
     return rollback.create_rollback(deps, request, service, emergency)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -12,6 +13,7 @@ from bot.ops import release
 from bot.ops.context import Deps
 from bot.ops.engine import Engine
 from bot.ops.errors import UserError
+from bot.ports import Message
 from bot.slack.commands import ack_with, answer_later, ephemeral
 
 ROLLERS = frozenset({Role.SENIOR_DEVELOPER, Role.TECH_LEAD, Role.ON_CALL})  # may roll back
@@ -31,11 +33,46 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
             service=words[0], image=words[1], user=command["user_id"], channel=command["channel_id"]
         )
 
-        def work() -> None:
-            operation = release.request_release(deps, request)
-            engine.submit(operation.id)
+        answer_later(engine, deps, respond, lambda: start(request))
 
-        answer_later(engine, deps, respond, work)
+    def start(request: release.ReleaseRequest) -> Message | None:
+        """Start the release; answer the requester with its image's warnings, or with a
+        confirm button when the image needs their explicit go-ahead."""
+        try:
+            operation = release.request_release(deps, request)
+        except release.NeedsConfirmation as needed:
+            return deps.renderer.message(
+                "deploy_confirm", service=request.service, image=request.image, ws=needed.warnings
+            )
+        engine.submit(operation.id)
+        warnings = operation.data.get("warnings")
+        if not warnings:
+            return None
+        return ephemeral(
+            deps,
+            "notice.release.warned",
+            service=operation.service,
+            ws=warnings,
+            blue=operation.from_revision,
+        )
+
+    @app.action("release_confirm_deploy")
+    @engine.tracked
+    def confirm_deploy(
+        ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond
+    ) -> None:
+        ack()
+        try:
+            asked = json.loads(str(action.get("value", "")))
+            service, image = str(asked["service"]), str(asked["image"])
+        except (ValueError, KeyError, TypeError):
+            answer_later(engine, deps, respond, lambda: ephemeral(deps, "notice.unknown_request"))
+            return
+        channel = (body.get("channel") or {}).get("id") or body["container"]["channel_id"]
+        request = release.ReleaseRequest(
+            service=service, image=image, user=body["user"]["id"], channel=channel, confirmed=True
+        )
+        answer_later(engine, deps, respond, lambda: start(request))
 
     def button(work: Callable[[str, str], Any], allowed: frozenset[Role] | None) -> Any:
         @engine.tracked
@@ -63,6 +100,9 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
     def approve(approval_id: str, user: str) -> Any:
         return release.decide_full_traffic(deps, approval_id, user, approve=True)
 
+    def reject(approval_id: str, user: str) -> Any:
+        return release.decide_full_traffic(deps, approval_id, user, approve=False)
+
     def roll_back(operation_id: str, user: str) -> Any:
         return release.roll_back(deps, operation_id, user)
 
@@ -73,6 +113,7 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
         return release.resume(deps, operation_id, user)
 
     app.action("release_approve_full")(button(approve, None))  # the matrix decides
+    app.action("release_reject")(button(reject, None))
     app.action("release_roll_back")(button(roll_back, ROLLERS))
     app.action("release_pause")(button(pause, STEERERS))
     app.action("release_resume")(button(resume, STEERERS))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.release.record import commit, end
-from bot.ports import CloudRunError, TrafficTarget
+from bot.ops.release.states import GREEN_TAG
+from bot.ports import CloudRunError, ServiceState, TrafficTarget
 from bot.store import Operation
 
 
@@ -20,6 +21,7 @@ def patch(
     ref = deps.service_ref(deps.managed_service(operation.service))
     try:
         state = deps.cloudrun.get_service(ref)
+        targets = with_other_tags(targets, state)
         if deploy:
             name = deps.cloudrun.start_deploy(
                 ref, operation.data["image"], operation.to_revision, targets, state.etag
@@ -46,6 +48,19 @@ def patch(
         due_at=None,
         pending={"op": name, "then": then, "purpose": purpose, "expect": expected},
     )
+
+
+def with_other_tags(targets: list[TrafficTarget], state: ServiceState) -> list[TrafficTarget]:
+    """``targets`` plus every other tag on the service, kept on its revision at 0%: a traffic
+    PATCH replaces the whole list, so a tag left out (``preview``, say) would be deleted.
+    Green's tag is the release's own: kept only where the targets name it."""
+    named = {t.tag for t in targets if t.tag}
+    kept = [
+        TrafficTarget(s.revision, 0, s.tag)
+        for s in state.traffic
+        if s.tag and s.tag not in named and s.tag != GREEN_TAG and s.revision
+    ]
+    return [*targets, *kept]
 
 
 def cloud_failure(
