@@ -719,7 +719,7 @@ def bench_memory(world: World, process: Process, total: int, threads: int) -> di
 # Phases 6 and 7 run the bot in this process: a console Sandbox (bot/sandbox/console.py) with
 # its own emulators, health checks that do not sleep, and a release started with `/deploy`.
 
-RELEASE_IMAGE = f"us-docker.pkg.dev/p/apps/{SERVICE}:9.9.9"
+RELEASE_IMAGE = f"us-docker.pkg.dev/runback-sandbox/apps/{SERVICE}:9.9.9"
 MONITORING = "monitoring.timeSeries.list"
 HEALTHZ = "service.healthz"
 RELEASE_FINAL = ("succeeded", "rolled_back", "failed", "cancelled")

@@ -174,9 +174,8 @@ def test_release_killed_during_its_deploy_continues_without_deploying_twice(worl
     emulator, bot = world
     emulator.cloudrun.operation_delay_s = 2.0
     bot.start()
-    send_command(
-        emulator, bot.port, "/deploy", "wa-backend us-docker.pkg.dev/p/apps/wa:2.0", user="U0MARTA"
-    )
+    image = "us-docker.pkg.dev/runback-sandbox/apps/wa:2.0"
+    send_command(emulator, bot.port, "/deploy", f"wa-backend {image}", user="U0MARTA")
     wait_until(lambda: emulator.router.calls.list("run.services.patch"), what="the deploy")
     time.sleep(0.3)  # the operation name is committed right after the PATCH returns
     bot.kill()

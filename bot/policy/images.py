@@ -92,9 +92,8 @@ def allowed_registries(
 
 def in_registries(image: ImageRef, registries: Sequence[str]) -> bool:
     """Is the image under one of the prefixes (``host/`` or ``host/path/``)? Whole components
-    only: ``…/proj/`` does not admit ``…/proj-evil/…``."""
-    name = image.name + "/"
-    return any(name.startswith(prefix.rstrip("/") + "/") for prefix in registries)
+    only: ``…/proj/`` admits ``…/proj/repo/app`` but neither ``…/proj-evil/…`` nor ``…/proj``."""
+    return any(image.name.startswith(prefix.rstrip("/") + "/") for prefix in registries)
 
 
 class ImageWarning(StrEnum):
