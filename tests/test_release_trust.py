@@ -12,6 +12,8 @@ from collections.abc import Iterator
 import pytest
 
 from bot.config import load_config
+from bot.ops.release.cloud import with_other_tags
+from bot.ports import ServiceRef, ServiceState, TrafficStatus, TrafficTarget
 from bot.sandbox.console import Sandbox
 from bot.sandbox.seed import SAMPLE_REVISIONS
 from tests.conftest import REPO, sandbox_config
@@ -304,3 +306,21 @@ def test_other_tags_survive_a_rollback(tagged: Sandbox) -> None:
     run(box, "wait 3m", "as marta", "click Roll back")
     assert release(box).state == "rolled_back"
     assert tags(box) == KEPT and serving(box) == {BLUE: 100}
+
+
+def test_a_kept_tag_rides_on_its_revisions_target() -> None:
+    state = ServiceState(
+        ref=ServiceRef(PROJECT, REGION, SERVICE),
+        etag="e",
+        uri="",
+        traffic=(
+            TrafficStatus(BLUE, 50, "stable"),
+            TrafficStatus("wa-backend-00004-abc", 50, "green"),
+            TrafficStatus("wa-backend-00001", 0, "preview"),
+        ),
+        latest_ready_revision=BLUE,
+    )
+    assert with_other_tags([TrafficTarget(BLUE, 100)], state) == [
+        TrafficTarget(BLUE, 100, "stable"),
+        TrafficTarget("wa-backend-00001", 0, "preview"),
+    ], "green's tag goes at the end of a release; the others stay"

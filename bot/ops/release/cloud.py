@@ -51,16 +51,25 @@ def patch(
 
 
 def with_other_tags(targets: list[TrafficTarget], state: ServiceState) -> list[TrafficTarget]:
-    """``targets`` plus every other tag on the service, kept on its revision at 0%: a traffic
-    PATCH replaces the whole list, so a tag left out (``preview``, say) would be deleted.
-    Green's tag is the release's own: kept only where the targets name it."""
+    """``targets`` plus every other tag on the service, kept on its own revision: a traffic
+    PATCH replaces the whole list, so a tag left out (``preview``, say) would be deleted. A tag
+    rides on an untagged target of its revision when there is one (as the rollback workflow
+    pins them), else on a 0% target. Green's tag is the release's own: kept only where the
+    targets name it."""
+    result = list(targets)
     named = {t.tag for t in targets if t.tag}
-    kept = [
-        TrafficTarget(s.revision, 0, s.tag)
-        for s in state.traffic
-        if s.tag and s.tag not in named and s.tag != GREEN_TAG and s.revision
-    ]
-    return [*targets, *kept]
+    for status in state.traffic:
+        if not status.tag or status.tag in named or status.tag == GREEN_TAG or not status.revision:
+            continue
+        spare = next(
+            (i for i, t in enumerate(result) if t.revision == status.revision and not t.tag), None
+        )
+        if spare is None:
+            result.append(TrafficTarget(status.revision, 0, status.tag))
+        else:
+            result[spare] = TrafficTarget(status.revision, result[spare].percent, status.tag)
+        named.add(status.tag)
+    return result
 
 
 def cloud_failure(
