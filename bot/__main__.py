@@ -1,4 +1,4 @@
-"""python -m bot [sandbox|serve|emulators] — see README.md."""
+"""python -m bot [sandbox|serve|emulators|check-migration] — see README.md."""
 
 from __future__ import annotations
 
@@ -25,10 +25,21 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command")
     sandbox = sub.add_parser("sandbox", help="the console on local emulators (the default)")
     sandbox.add_argument("--script", help="run console lines from FILE and exit")
+    # SUPPRESS: not given here, `python -m bot --speed N sandbox` still sets it.
+    sandbox.add_argument("--speed", type=float, default=argparse.SUPPRESS, help="as above")
     sub.add_parser("serve", help="production HTTP server on $PORT")
     emulators = sub.add_parser("emulators", help="the emulators alone")
     emulators.add_argument("--port", type=int, default=int(os.environ.get("EMULATOR_PORT", 8480)))
+    check = sub.add_parser("check-migration", help="would old code survive this SQL migration?")
+    check.add_argument("--dialect", choices=("postgres", "mysql"), default="postgres")
+    check.add_argument("--format", choices=("text", "json"), default="text")
+    check.add_argument("--locale", choices=("en", "es"), help="default: app.yaml's, else en")
+    check.add_argument("files", nargs="+", metavar="FILE", help="SQL files; - reads stdin")
     args = parser.parse_args(argv)
+    if args.command == "check-migration":  # no app.yaml, no Slack, no Google: a CI step
+        from bot.check_migration import run
+
+        return run(args.files, args.dialect, args.format, args.locale)
 
     logging.basicConfig(
         level=os.environ.get("LOG_LEVEL", "WARNING"),

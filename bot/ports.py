@@ -232,6 +232,10 @@ class Directory(Protocol):
         """Members (user ids) of each user group named by handle."""
         ...
 
+    def display_name(self, user_id: str) -> str | None:
+        """How people know this user (Slack's display name, else real name); None if unknown."""
+        ...
+
 
 class Clock(Protocol):
     def now(self) -> datetime: ...

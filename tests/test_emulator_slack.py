@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -293,8 +294,10 @@ MODAL = {
 
 
 def test_views_open_and_update(client: WebClient, slack: SlackEmulator) -> None:
-    opened = client.views_open(trigger_id="1.2.abc", view=MODAL)["view"]
+    trigger = slack.issue_trigger_id("U0ALICE")
+    opened = client.views_open(trigger_id=trigger, view=MODAL)["view"]
     assert opened["id"].startswith("V")
+    assert slack.views()[0]["user"] == "U0ALICE"
     title = {"type": "plain_text", "text": "Rolling back"}
     client.views_update(view_id=opened["id"], hash=opened["hash"], view={**MODAL, "title": title})
     [record] = slack.views()
@@ -316,7 +319,8 @@ def test_views_open_validates_the_view(
     client: WebClient, slack: SlackEmulator, change: dict[str, Any], complaint: str
 ) -> None:
     view = {k: v for k, v in {**MODAL, **change}.items() if v is not None}
-    failure = error_of(client.views_open, trigger_id="1.2.abc", view=view)
+    trigger = slack.issue_trigger_id("U0ALICE")
+    failure = error_of(client.views_open, trigger_id=trigger, view=view)
     assert failure.response["error"] == "invalid_arguments"
     assert complaint in " ".join(failure.response["response_metadata"]["messages"])
     assert slack.views() == []
@@ -325,6 +329,25 @@ def test_views_open_validates_the_view(
 def test_views_open_needs_a_trigger_id(client: WebClient) -> None:
     failure = error_of(client.views_open, trigger_id="", view=MODAL)
     assert failure.response["error"] == "invalid_arguments"
+
+
+def test_a_trigger_id_is_exchanged_once_within_three_seconds(
+    client: WebClient, slack: SlackEmulator, emulator: Emulator
+) -> None:
+    trigger = slack.issue_trigger_id("U0ALICE")
+    client.views_open(trigger_id=trigger, view=MODAL)
+    again = error_of(client.views_open, trigger_id=trigger, view=MODAL)
+    assert again.response["error"] == "exchanged_trigger_id"
+    stale = slack.issue_trigger_id("U0ALICE", issued_at=time.time() - 3.5)
+    assert error_of(client.views_open, trigger_id=stale, view=MODAL).response["error"] == (
+        "expired_trigger_id"
+    )
+    made_up = error_of(client.views_open, trigger_id="12345.98765.abcd2358fdea", view=MODAL)
+    assert made_up.response["error"] == "invalid_trigger_id"
+    assert len(slack.views()) == 1
+    issued = requests.post(f"{emulator.url}/_emulator/slack/triggers", json={"user": "U0BOB"})
+    opened = client.views_open(trigger_id=issued.json()["trigger_id"], view=MODAL)["view"]
+    assert slack.views()[-1]["id"] == opened["id"] and slack.views()[-1]["user"] == "U0BOB"
 
 
 # -- files ---------------------------------------------------------------------------------------

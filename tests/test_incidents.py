@@ -251,7 +251,7 @@ def test_acknowledge_and_resolve_buttons(box: Sandbox) -> None:
 def test_open_incidents_are_listed(box: Sandbox) -> None:
     alert(box)
     output = "\n".join(box.run_line("/ops incidents"))
-    assert "wa-backend" in output and "open" in output
+    assert "`wa-backend` — *Open*:" in output
 
 
 # -- bad input -------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from bot.ops.postmortem import normalize_message, sample_context, top_errors
-from bot.render import LOCALES, Renderer, md_cell, md_code, md_url, pct, when
+from bot.render import LOCALES, Renderer, md_cell, md_code, md_escape, md_url, pct, when
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 UNKNOWN = {"en": "_unknown_", "es": "_desconocido_"}
@@ -270,9 +270,10 @@ def hostile_context() -> dict[str, Any]:
 @pytest.mark.parametrize("locale", LOCALES)
 def test_hostile_text_is_escaped_and_keeps_tables(renderer: Renderer, locale: str) -> None:
     text = render(renderer, locale, hostile_context())
-    for raw in RAW_MARKUP:
-        assert raw not in text
-    assert "&lt;!channel&gt;" in text
+    prose = re.sub(r"(?<!\\)(`+).*?\1(?!`)", "", text)  # code spans: text as is, inert
+    for raw in RAW_MARKUP:  # never unescaped outside a code span
+        assert not re.search(r"(?<!\\)" + re.escape(raw), prose)
+    assert "\\<!channel\\>" in text and "&lt;" not in text  # Markdown escapes, not Slack's
     assert "javascript:" not in text.replace("`javascript:alert(1)\\|x`", "")  # never a link
     assert "](javascript" not in text
     assert_tables_intact(text)
@@ -344,8 +345,15 @@ def test_formatters() -> None:
         "0.001%",
         "",
     ]
-    assert md_cell("a|b\nc\r\nd") == "a\\|b c d"
+    assert md_cell("a|b\nc\r\nd") == "a|b c d"
+    assert md_escape("a|b <!x> *y* _z_ [l](u) & &amp; \\") == (
+        "a\\|b \\<!x\\> \\*y\\* \\_z\\_ \\[l\\](u) & \\&amp; \\\\"
+    )
+    assert (
+        md_escape("# title\n> quote\n- item\n10.5 ok") == "\\# title\n\\> quote\n\\- item\n10.5 ok"
+    )
     assert md_code("x") == "`x`" and md_code("a`b") == "``a`b``" and md_code("`a") == "`` `a ``"
+    assert md_code("a|b") == "`a\\|b`"
     assert md_code("") == "" and md_code(None) == ""
     assert md_url("https://x.example/a b(c)|d?e=1&f=2") == (
         "https://x.example/a%20b%28c%29%7Cd?e=1&f=2"

@@ -200,6 +200,7 @@ def test_release_killed_during_its_deploy_continues_without_deploying_twice(worl
         ("demo.txt", "wa-backend-00002 100%"),
         ("release.txt", "Released"),
         ("incident.txt", "Rollback triggered"),
+        ("migration-check.txt", "feature flag"),
     ],
 )
 def test_sandbox_example_scripts_run(script: str, shown: str) -> None:

@@ -12,10 +12,11 @@ import pytest
 from slack_sdk.models.blocks import Block
 
 from bot.config import Role, load_config
+from bot.ops.cards import step_marks
 from bot.policy.approvals import allowed_actions
 from bot.ports import Message
 from bot.render import LOCALES, TEMPLATES_DIR, Renderer
-from bot.sandbox.emulator.slack_api import check_blocks
+from bot.sandbox.emulator.slack_api import check_blocks, check_view
 from bot.store import LockHolder
 
 NOW = datetime(2025, 11, 27, 14, 0, tzinfo=UTC)
@@ -105,6 +106,7 @@ def make_op(state: str, **over: Any) -> dict[str, Any]:
         "health_path": "/healthz",
         "approver": {"role": "tech_lead", "not_the_requester": True},
     }
+    op["marks"] = step_marks(timings, None)
     if state == "failed":
         op["traffic_now"] = {"wa-backend-00003": 90, "wa-backend-00002": 10}
     op.update(over)
@@ -166,6 +168,11 @@ EPHEMERAL_CASES: list[tuple[str, dict[str, Any]]] = [
     ("error.usage.rollback", {}),
     ("error.usage.traffic", {}),
     ("error.usage.ops", {"sub": "deploy"}),
+    (
+        "error.usage.unknown_command",
+        {"command": "/rollbak", "suggestion": "/rollback", "known": ["/rollback", "/ops"]},
+    ),
+    ("error.usage.unknown_command", {"command": "/x", "suggestion": "", "known": ["/ops"]}),
     ("error.unknown_service", {"service": "wa-frontend", "known": CONFIG.service_names}),
     (
         "error.refused.role_required",
@@ -202,6 +209,7 @@ EPHEMERAL_CASES: list[tuple[str, dict[str, Any]]] = [
     ("notice.incident_not_open", {"state": "mitigated"}),
     ("notice.incident_not_open", {"state": "?"}),
     ("error.incident.responder_only", {}),
+    ("error.incident.emergency_needs_on_call", {"channel": "incidents"}),
     ("error.usage.deploy", {}),
     ("error.release.bad_image", {"image": "not an image"}),
     ("error.release.roles", {}),
@@ -431,16 +439,25 @@ def make_inc(**over: Any) -> dict[str, Any]:
         "action": "rollback_auto",
         "buttons": ["roll_back", "observe", "acknowledge"],
         "blocked": "other",
+        "measured": "error_rate",
+        "ratio": True,
+        "resolved_by": "",
+        "resolved_how": "",
     }
     return {**inc, **over}
 
 
 RUNNING_OP = {
     "id": "op-9",
+    "kind": "rollback",
     "state": "shifting",
     "to_revision": "wa-backend-00002",
     "requested_by": "runback",
+    "automatic": True,
+    "finished_at": None,
+    "succeeded": False,
 }
+DONE_OP = {**RUNNING_OP, "state": "succeeded", "finished_at": NOW, "succeeded": True}
 INCIDENT_CASES = [
     pytest.param(make_inc(verdict="", last=None, action="judging"), id="judging"),
     pytest.param(make_inc(), id="rollback-auto"),
@@ -454,6 +471,18 @@ INCIDENT_CASES = [
         id="rollback-running-acked",
     ),
     pytest.param(make_inc(action="rollback_manual", auto_rollback=False), id="rollback-manual"),
+    pytest.param(
+        make_inc(
+            action="rollback_pending",
+            operation={**RUNNING_OP, "state": "awaiting_approval", "requested_by": "U0LUIS"},
+        ),
+        id="rollback-pending",
+    ),
+    pytest.param(make_inc(measured="latency", ratio=False), id="latency-alert"),
+    pytest.param(
+        make_inc(measured="other", ratio=False, alert={**make_inc()["alert"], "metric_type": ""}),
+        id="other-alert",
+    ),
     *[
         pytest.param(make_inc(action="rollback_blocked", blocked=b), id=f"blocked-{b}")
         for b in (
@@ -521,13 +550,33 @@ INCIDENT_CASES = [
             state="mitigated",
             action="mitigated",
             mitigated_at=NOW,
-            operation={**RUNNING_OP, "state": "succeeded"},
+            operation=DONE_OP,
             buttons=["resolve"],
         ),
         id="mitigated",
     ),
     pytest.param(
-        make_inc(state="resolved", action="resolved", resolved_at=NOW, buttons=[]), id="resolved"
+        make_inc(
+            state="resolved",
+            action="resolved",
+            resolved_at=NOW,
+            buttons=[],
+            operation={**DONE_OP, "automatic": False, "requested_by": "U0ANA"},
+            resolved_by="U0LUIS",
+            resolved_how="resolved",
+        ),
+        id="resolved-by-person",
+    ),
+    pytest.param(
+        make_inc(
+            state="resolved",
+            action="resolved",
+            resolved_at=NOW,
+            buttons=[],
+            resolved_by="cloud-monitoring",
+            resolved_how="alert_closed",
+        ),
+        id="resolved-by-alert",
     ),
     pytest.param(
         make_inc(
@@ -588,6 +637,47 @@ def whoami_context(held: set[Role], in_incidents: bool, user: str = "U0SOFIA") -
 
 
 LEAD = {Role.TECH_LEAD, Role.SENIOR_DEVELOPER, Role.DEVELOPER}
+MIGRATIONS = [
+    ("migration-additive", "ALTER TABLE t ADD c int; CREATE INDEX i ON t (c);", "postgres"),
+    ("migration-destructive", "ALTER TABLE t DROP COLUMN `<!here>`;", "mysql"),
+    ("migration-unknown", "SELEC 1; ALTER TABLE t ALTER c TYPE text;", "postgres"),
+    ("migration-empty", "-- nothing", "postgres"),
+    (
+        "migration-long",
+        "".join(
+            f"ALTER TABLE t{i} ADD CONSTRAINT fk FOREIGN KEY (a) REFERENCES u (id);"
+            for i in range(40)
+        ),
+        "postgres",
+    ),
+]
+
+
+def migration_report_context(sql: str, dialect: str) -> dict[str, Any]:
+    from bot.policy.migrations import check_migration, worst
+
+    findings = check_migration(sql, dialect)  # type: ignore[arg-type]
+    rows = [
+        {
+            "line": f.line,
+            "statement": f.statement,
+            "verdict": str(f.verdict),
+            "rule": f.rule,
+            "data": dict(f.data),
+            "warnings": list(f.warnings),
+        }
+        for f in findings
+    ]
+    verdict = str(worst(f.verdict for f in findings))
+    return {
+        "verdict": verdict,
+        "dialect": dialect,
+        "findings": rows,
+        "shown": rows[:20],
+        "hidden": max(len(rows) - 20, 0),
+    }
+
+
 MESSAGES: list[Any] = [
     *[pytest.param("rollback_card", {"op": op.values[0]}, id=f"card-{op.id}") for op in CARD_CASES],
     *[
@@ -641,7 +731,12 @@ MESSAGES: list[Any] = [
     pytest.param("whoami", whoami_context({Role.ON_CALL}, True), id="whoami-oncall-incidents"),
     pytest.param("whoami", whoami_context({Role.ON_CALL}, False), id="whoami-oncall-elsewhere"),
     pytest.param("whoami", whoami_context(LEAD | {Role.ON_CALL}, True), id="whoami-lead"),
+    *[
+        pytest.param("migration_report", migration_report_context(sql, dialect), id=case)
+        for case, sql, dialect in MIGRATIONS
+    ],
 ]
+VIEWS = {"migration_modal": {"metadata": json.dumps({"channel": "C0INCIDENTS"})}}
 
 
 def texts(node: Any) -> list[str]:
@@ -690,7 +785,15 @@ def test_every_error_and_notice_key_has_a_case() -> None:
 
 def test_every_layout_is_rendered() -> None:
     layouts = {p.name.removesuffix(".json.j2") for p in (TEMPLATES_DIR / "blocks").glob("*.j2")}
-    assert layouts == {case.values[0] for case in MESSAGES}
+    assert layouts == {case.values[0] for case in MESSAGES} | set(VIEWS)
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+@pytest.mark.parametrize("name", sorted(VIEWS))
+def test_view_is_a_valid_modal(renderer: Renderer, locale: str, name: str) -> None:
+    view = renderer.view(name, locale, **VIEWS[name])
+    assert check_view(view) == []
+    assert len(view["title"]["text"]) <= 24 and len(view["private_metadata"]) <= 3000
 
 
 @pytest.mark.parametrize("locale", LOCALES)
@@ -721,6 +824,7 @@ HOSTILE_MESSAGES = [
         pytest.param("ephemeral", {**ctx, "key": key, field: HUGE}, id=f"{key}-{field}")
         for key, ctx, field in [
             ("error.usage.ops", {}, "sub"),
+            ("error.usage.unknown_command", {"known": ["/ops"], "suggestion": ""}, "command"),
             ("error.unknown_service", {"known": ["wa-backend"]}, "service"),
             ("error.cloudrun_unavailable", {"service": "wa-backend"}, "detail"),
             ("error.target.unknown_revision", TARGET, "revision"),

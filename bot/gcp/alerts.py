@@ -8,9 +8,16 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 MAX_PAYLOAD_BYTES = 64 * 1024
 SHORT = 256
@@ -25,23 +32,26 @@ class _Loose(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
+def _string_labels(labels: Any) -> dict[str, str]:
+    if labels is None:
+        return {}
+    if not isinstance(labels, dict) or len(labels) > 64:
+        raise ValueError("must be an object of at most 64 labels")
+    return {str(k)[:SHORT]: str(v)[:SHORT] for k, v in labels.items()}
+
+
+Labels = Annotated[dict[str, str], BeforeValidator(_string_labels)]
+
+
 class AlertResource(_Loose):
     type: str = Field(default="", max_length=SHORT)
-    labels: dict[str, str] = {}
-
-    @field_validator("labels", mode="before")
-    @classmethod
-    def _string_labels(cls, labels: Any) -> dict[str, str]:
-        if labels is None:
-            return {}
-        if not isinstance(labels, dict) or len(labels) > 64:
-            raise ValueError("must be an object of at most 64 labels")
-        return {str(k)[:SHORT]: str(v)[:SHORT] for k, v in labels.items()}
+    labels: Labels = {}
 
 
 class AlertMetric(_Loose):
     type: str = Field(default="", max_length=SHORT)
     display_name: str = Field(default="", max_length=SHORT, alias="displayName")
+    labels: Labels = {}
 
 
 class Incident(_Loose):

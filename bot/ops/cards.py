@@ -37,10 +37,28 @@ def card_view(deps: Deps, operation: Operation) -> dict[str, Any]:
         "health": data.get("health"),
         "superseded_by": data.get("superseded_by", ""),
         "total_s": _total_seconds(operation),
+        "marks": step_marks(data.get("timings") or {}, (data.get("error") or {}).get("step")),
         "approval": approval_view(approval) if approval else None,
         "health_path": _health_path(deps, operation),
         "approver": _approver(deps, approval),
     }
+
+
+ROLLBACK_STEPS = ("shift", "wait", "verify")
+
+
+def step_marks(timings: dict[str, float], failed_step: str | None) -> dict[str, str]:
+    """done / failed / pending for each step of a rollback: a step is done when it, or a later
+    one, finished; the step that failed is never shown as done."""
+    marks: dict[str, str] = {}
+    for index, step in enumerate(ROLLBACK_STEPS):
+        if step == failed_step:
+            marks[step] = "failed"
+        elif any(later in timings for later in ROLLBACK_STEPS[index:]):
+            marks[step] = "done"
+        else:
+            marks[step] = "pending"
+    return marks
 
 
 def approval_view(approval: Any) -> dict[str, Any]:

@@ -18,11 +18,11 @@ from bot.ops.cards import show
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.errors import UserError
 from bot.ops.preemption import request_rollback
-from bot.ops.rollback import RollbackRequest
+from bot.ops.rollback import RollbackRequest, authorize_request
 from bot.policy.gates import Judgement, Observation, Verdict, after_observation, judge
 from bot.policy.targets import current_revision
 from bot.ports import CloudRunError, MetricsError, ServiceRef
-from bot.store import TERMINAL_STATES, IncidentRecord, Operation
+from bot.store import IncidentRecord, Operation
 
 log = logging.getLogger("runback.incidents")
 
@@ -87,6 +87,7 @@ def _alert_facts(alert: Incident) -> dict[str, Any]:
         "condition_name": alert.condition_name,
         "metric_type": alert.metric.type,
         "metric_name": alert.metric.display_name,
+        "metric_labels": dict(alert.metric.labels),
         "observed_value": alert.observed_value,
         "threshold_value": alert.threshold_value,
         "url": alert.url,
@@ -237,6 +238,53 @@ def _automatic_rollback(deps: Deps, record: IncidentRecord, revision: str) -> st
     return operation.id if operation.state == "approved" else None
 
 
+ROLL_BACK_NOW = (str(Verdict.ROLLBACK), "observe_expired")
+
+
+def request_rollback_from_card(deps: Deps, incident_id: str, user: str) -> Operation:
+    """The incident card's Roll back, clicked by ``user`` (the approval matrix applies to them).
+
+    When the runbook says "roll back now", only an emergency rollback will do: a click that
+    would merely ask for a scheduled rollback (30 minutes of waiting for a second tech lead)
+    is refused, so the emergency is never demoted and the on-call engineer's button stays.
+    """
+    record = deps.store.incident(incident_id)
+    if record is None or record.state != "open":
+        raise UserError("notice.incident_not_open", state=record.state if record else "?")
+    reason = deps.renderer.text("incident.rollback_reason", id=record.id, revision=record.revision)
+    request = RollbackRequest(
+        service=record.service, revision=None, reason=reason, user=user, channel=record.channel
+    )
+    if record.verdict in ROLL_BACK_NOW:
+        _service, emergency = authorize_request(deps, request)
+        if not emergency:
+            deps.audit(
+                user,
+                "rollback.refused",
+                "refused",
+                service=record.service,
+                incident=record.id,
+                why="emergency_needs_on_call",
+            )
+            raise UserError(
+                "error.incident.emergency_needs_on_call",
+                channel=deps.config.channels.incidents.name,
+            )
+    operation = request_rollback(deps, request)
+    now = deps.clock.now()
+    deps.store.update_incident(record.id, now, operation_id=operation.id)
+    deps.store.add_event(
+        record.id,
+        now,
+        "rollback_requested",
+        actor=user,
+        target=operation.to_revision,
+        operation=operation.id,
+    )
+    refresh_incident_card(deps, record.id)
+    return operation
+
+
 def tick(deps: Deps) -> list[str]:
     """Re-judge incidents under observation when due; returns rollbacks to run."""
     started = []
@@ -303,8 +351,15 @@ def on_operation_finished(deps: Deps, operation: Operation) -> None:
 
 def resolve(deps: Deps, incident_id: str, actor: str, how: str = "resolved") -> IncidentRecord:
     now = deps.clock.now()
+    record = deps.store.incident(incident_id)
+    assert record is not None
     record = deps.store.update_incident(
-        incident_id, now, state="resolved", resolved_at=now, observe_until=None
+        incident_id,
+        now,
+        state="resolved",
+        resolved_at=now,
+        observe_until=None,
+        data={**record.data, "resolved_by": actor, "resolved_how": how},
     )
     deps.store.add_event(incident_id, now, how, actor=actor)
     deps.audit(actor, f"incident.{how}", "ok", service=record.service, incident=incident_id)
@@ -374,16 +429,37 @@ def incident_view(deps: Deps, record: IncidentRecord) -> dict[str, Any]:
         "last": judgements[-1] if judgements else None,
         "auto_rollback": bool(service and service.auto_rollback),
         "acknowledged_by": record.data.get("acknowledged_by", []),
-        "operation": {
-            "id": operation.id,
-            "state": operation.state,
-            "to_revision": operation.to_revision,
-            "requested_by": operation.requested_by,
-        }
-        if operation
-        else None,
+        "operation": _operation_view(operation),
+        "resolved_by": record.data.get("resolved_by", ""),
+        "resolved_how": record.data.get("resolved_how", ""),
         "thresholds": deps.config.thresholds.model_dump(),
+        "measured": measured(record.alert or {}),
+        "ratio": _is_ratio(record.alert or {}),
     } | _action_and_buttons(record, operation, bool(service and service.auto_rollback))
+
+
+def measured(alert: dict[str, Any]) -> str:
+    """What the alert measured, named for people: an error-rate policy is built on Cloud Run's
+    ``request_count`` (5xx over all), whose display name "Request Count" says nothing of errors."""
+    metric = str(alert.get("metric_type", ""))
+    if "request_latencies" in metric:
+        return "latency"
+    names = f"{alert.get('policy_name', '')} {alert.get('condition_name', '')}".lower()
+    five_xx = (alert.get("metric_labels") or {}).get("response_code_class") == "5xx"
+    if "request_count" in metric and (five_xx or "error" in names or "5xx" in names):
+        return "error_rate"
+    return "other"
+
+
+def _is_ratio(alert: dict[str, Any]) -> bool:
+    """An error-rate threshold at or below 1 is a ratio (0.01 = 1%), shown as a percentage."""
+    if measured(alert) != "error_rate":
+        return False
+    try:
+        threshold = float(alert.get("threshold_value", ""))
+    except ValueError:
+        return False
+    return math.isfinite(threshold) and 0 < threshold <= 1
 
 
 def _minutes_left(deps: Deps, until: datetime | None) -> int | None:
@@ -393,28 +469,51 @@ def _minutes_left(deps: Deps, until: datetime | None) -> int | None:
     return max(math.ceil((until - deps.clock.now()).total_seconds() / 60), 0)
 
 
+def _operation_view(operation: Operation | None) -> dict[str, Any] | None:
+    """The rollback that answered this incident, as the card keeps showing it once resolved."""
+    if operation is None:
+        return None
+    released = operation.kind == "release"  # a release rolled back goes to blue, not green
+    return {
+        "id": operation.id,
+        "kind": operation.kind,
+        "state": operation.state,
+        "to_revision": operation.from_revision if released else operation.to_revision,
+        "requested_by": operation.requested_by,
+        "automatic": bool((operation.data or {}).get("automatic")),
+        "finished_at": operation.finished_at,
+        "succeeded": operation.state in ("succeeded", "rolled_back"),
+    }
+
+
 BLOCKED_KEYS = (
     "error.busy",
     "error.cloudrun_unavailable",
     "error.target.no_previous",
     "error.target.not_serving",
 )
+MOVING_TRAFFIC = ("approved", "shifting", "verifying", "rolling_back", "applying")
 
 
 def _action_and_buttons(
     record: IncidentRecord, operation: Operation | None, automatic: bool
 ) -> dict[str, Any]:
-    """Which "Action:" line the message shows, and which buttons make sense now."""
+    """Which "Action:" line the message shows, and which buttons make sense now.
+
+    The Roll back button stays until a rollback is actually moving traffic: a scheduled request
+    waiting for approval never hides it (an on-call click supersedes that request)."""
     blocked = record.data.get("rollback_blocked", "")
-    running = operation is not None and operation.state not in TERMINAL_STATES
+    moving = operation is not None and operation.state in MOVING_TRAFFIC
     if not record.managed:
         return {"action": "unmanaged", "buttons": [], "blocked": ""}
     if record.state in ("mitigated", "resolved"):
         buttons = ["resolve"] if record.state == "mitigated" else []
         return {"action": record.state, "buttons": buttons, "blocked": ""}
-    if operation is not None:
+    if operation is not None and operation.state == "awaiting_approval":
+        action = "rollback_pending"
+    elif operation is not None and moving:
         action = "rollback_running"
-    elif record.verdict == "rollback":
+    elif record.verdict in ROLL_BACK_NOW:
         action = (
             ("rollback_blocked" if blocked else "rollback_auto")
             if automatic
@@ -422,9 +521,11 @@ def _action_and_buttons(
         )
     else:
         action = record.verdict or "judging"
-    buttons = [] if running else ["roll_back"]
-    if record.observe_until is None and not running:
+    buttons = [] if moving else ["roll_back"]
+    if record.observe_until is None and not moving:
         buttons.append("observe")
+    if record.verdict == str(Verdict.PROCEED):  # recovered: a person may close it
+        buttons.append("resolve")
     buttons.append("acknowledge")
     return {
         "action": action,

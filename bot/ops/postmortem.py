@@ -63,6 +63,7 @@ timezone-aware, shown in UTC)::
       "top_errors": list[dict],         # top_errors() below, for the bad revision
       "thresholds": {"error_rate_rollback": 0.05, "error_rate_observe": 0.01,
                      "p95_rollback_ms": 2000, "p95_proceed_ms": 800},
+      "people": {str: str},             # Slack user id -> display name (a missing one: the id)
       "generated_at": datetime,
     }
 
@@ -270,6 +271,7 @@ def sample_context() -> dict[str, Any]:
     ]
 
     return {
+        "people": {"U0ANA": "Ana García"},
         "incident": {
             "id": "inc-20261127-0042",
             "external_id": "0.nk3f9x2a1b7q",

@@ -10,6 +10,7 @@ from typing import Any
 from bot.ops.context import Deps
 from bot.ops.postmortem import top_errors
 from bot.ports import MetricsError, ServiceRef
+from bot.render import is_user_id
 from bot.store import IncidentRecord, Operation
 
 log = logging.getLogger("runback.postmortem")
@@ -31,12 +32,14 @@ def build_postmortem(deps: Deps, record: IncidentRecord) -> dict[str, Any]:
     judgements = record.data.get("judgements") or []
     rollback = _rollback(deps, operation)
     bad_revision = rollback["from"]["revision"] if rollback else record.revision
+    timeline = _timeline(deps, record, operation)
     return {
         "incident": _incident(record, service.environment if service else ""),
         "rollback": rollback,
         "time_to_detect_s": _seconds(_created(operation, "from"), record.started_at),
         "time_to_mitigate_s": _seconds(record.started_at, record.mitigated_at),
-        "timeline": _timeline(deps, record, operation),
+        "timeline": timeline,
+        "people": _people(deps, timeline, rollback),
         "metrics_at_trigger": _metrics_from_judgement(judgements[0] if judgements else None),
         "metrics_after": _metrics_after(deps, record, operation),
         "top_errors": _top_errors(deps, record.service, bad_revision),
@@ -48,6 +51,18 @@ def build_postmortem(deps: Deps, record: IncidentRecord) -> dict[str, Any]:
         },
         "generated_at": deps.clock.now(),
     }
+
+
+def _people(
+    deps: Deps, timeline: list[dict[str, Any]], rollback: dict[str, Any] | None
+) -> dict[str, str]:
+    """The display name of everyone the draft names: it is read outside Slack, where a bare
+    user id means nothing. A name Slack will not give is left out (the id is shown)."""
+    ids = {row["actor"] for row in timeline}
+    if rollback:
+        ids |= {rollback["requested_by"], rollback["approved_by"]}
+    names = {user: deps.directory.display_name(user) for user in sorted(ids) if is_user_id(user)}
+    return {user: name for user, name in names.items() if name}
 
 
 def _incident(record: IncidentRecord, environment: str) -> dict[str, Any]:

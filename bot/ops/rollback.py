@@ -442,6 +442,7 @@ def _succeed(
 
 
 STEPS = {"approved": _step_shift, "shifting": _step_wait, "verifying": _step_verify}
+STEP_OF_STATE = {"approved": "shift", "shifting": "wait", "verifying": "verify"}
 
 
 def _advance(
@@ -479,9 +480,8 @@ def _fail(deps: Deps, operation: Operation, code: str, step: str, **detail: Any)
         code=code,
         **detail,
     )
-    failed = _finish(
-        deps, operation.id, "failed", error={"code": code, **detail}, traffic_now=traffic_now
-    )
+    error = {"code": code, "step": STEP_OF_STATE.get(step, step), **detail}
+    failed = _finish(deps, operation.id, "failed", error=error, traffic_now=traffic_now)
     _post_failure_alert(deps, failed)
     return failed
 

@@ -8,10 +8,11 @@ messages come back rendered as text. See ``help`` for every line it understands.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import json
+import logging
 import re
 import secrets
-import shlex
 import sys
 import tempfile
 import threading
@@ -26,9 +27,20 @@ from bot.config import Config
 from bot.runtime import Runtime, Settings, build_runtime
 from bot.sandbox.emulator.server import Emulator
 from bot.sandbox.seed import alert_payload, seed
-from bot.sandbox.slack_payloads import button_click, find_button, signed_headers, slash_command
+from bot.sandbox.slack_payloads import (
+    button_click,
+    find_button,
+    input_values,
+    signed_headers,
+    slash_command,
+    view_submission,
+)
+
+log = logging.getLogger("runback.console")
 
 BOT_TOKEN = "xoxb-sandbox-not-a-secret"
+QUIT_WORDS = ("quit", "exit")
+BACKGROUND_POLL_S = 0.25
 BEHAVIOUR_KEYS = {
     "healthz": "healthz_status",
     "error_rate": "error_rate",
@@ -41,6 +53,7 @@ HELP = """\
   as NAME                act as another sandbox user ({users})
   in #CHANNEL            speak in another channel ({channels})
   click LABEL            click the button LABEL on the newest message that has one
+  submit [mysql] TEXT    submit the newest form opened for you, TEXT in its text box
   set REVISION k=v ...   emulator behaviour: healthz=500 error_rate=0.07 p95_ms=2500 rps=50
   traffic SERVICE        the emulator's ground truth: revision and percent per line
   fault API STATUS [N]   the next N calls of an emulator API fail: fault run.services.patch 503 2
@@ -48,6 +61,7 @@ HELP = """\
   expect TEXT            fail (in scripts) unless TEXT appeared in the last output
   wait 5m                let sandbox time pass at once (30s, 5m, 1h), then do what fell due
   help, quit"""
+SET_USAGE = "use: set REVISION KEY=VALUE ... with KEY in " + ", ".join(BEHAVIOUR_KEYS)
 
 
 class ConsoleError(Exception):
@@ -100,6 +114,12 @@ class Sandbox:
         self._ack_lines: list[str] = []
         self.last_output: list[str] = []
         self.http = requests.Session()
+        # Held while a line runs, so that background updates are never shown in its middle.
+        self.busy = threading.Lock()
+
+    @property
+    def prompt(self) -> str:
+        return f"{self.user}@#{self.channel}> "
 
     def _start_bot_server(self) -> None:
         from waitress import create_server
@@ -143,13 +163,15 @@ class Sandbox:
         if not line or line.startswith("#"):
             return []
         if line.startswith("/"):
+            opened = len(self.emulator.slack.views())
             self._slash(line)
-            return self._collect()
+            return self._collect() + self._opened_forms(opened)
         word, _, rest = line.partition(" ")
         handler = {
             "as": self._as,
             "in": self._in,
             "click": self._click,
+            "submit": self._submit,
             "set": self._set,
             "traffic": self._traffic,
             "fault": self._fault,
@@ -184,24 +206,31 @@ class Sandbox:
         return [f"(you are now in #{channel})"]
 
     def _set(self, rest: str) -> list[str]:
-        revision, *pairs = rest.split()
+        revision, *pairs = rest.split() or [""]
+        if not pairs or "=" in revision:
+            raise ConsoleError(SET_USAGE)
         changes: dict[str, Any] = {}
         for pair in pairs:
             key, _, value = pair.partition("=")
             if key not in BEHAVIOUR_KEYS or not value:
-                raise ConsoleError(f"use KEY=VALUE with KEY in {', '.join(BEHAVIOUR_KEYS)}")
-            changes[BEHAVIOUR_KEYS[key]] = float(value)
+                raise ConsoleError(f"{pair!r}: {SET_USAGE}")
+            try:
+                changes[BEHAVIOUR_KEYS[key]] = float(value)
+            except ValueError:
+                raise ConsoleError(f"{pair!r}: {key} must be a number") from None
         try:
             behaviour = self.emulator.cloudrun.set_behaviour(revision, **changes)
         except (KeyError, ValueError) as error:
-            raise ConsoleError(str(error)) from None
+            raise ConsoleError(getattr(error, "message", str(error))) from None
         return [f"({revision}: {behaviour})"]
 
     def _traffic(self, service: str) -> list[str]:
+        if not service:
+            raise ConsoleError("use: traffic SERVICE")
         try:
             rows = self.emulator.cloudrun.traffic(service)
         except (KeyError, ValueError) as error:
-            raise ConsoleError(str(error)) from None
+            raise ConsoleError(getattr(error, "message", str(error))) from None
         return [
             f"{row['revision']} {row['percent']}%" + (f" (tag {row['tag']})" if row["tag"] else "")
             for row in rows
@@ -211,11 +240,28 @@ class Sandbox:
         from bot.sandbox.emulator.http import Fault
 
         words = rest.split()
-        if len(words) not in (2, 3) or not words[1].isdigit():
-            raise ConsoleError("use: fault API STATUS [TIMES]")
+        usage = "use: fault API STATUS [TIMES], e.g. fault run.services.patch 503 2"
+        if len(words) not in (2, 3) or not all(word.isdigit() for word in words[1:]):
+            raise ConsoleError(usage)
+        api, status = words[0], int(words[1])
         times = int(words[2]) if len(words) == 3 else 1
-        self.emulator.router.faults.add(Fault(api=words[0], status=int(words[1]), times=times))
-        return [f"(the next {times} call(s) of {words[0]} answer {words[1]})"]
+        if not 100 <= status <= 599 or times < 1:
+            raise ConsoleError(usage)
+        known = self.fault_apis()
+        if api not in known:
+            close = difflib.get_close_matches(api, known, n=1)
+            families = sorted({name.split(".")[0] + ".*" for name in known})
+            hint = f"did you mean {close[0]}?" if close else f"known: {', '.join(families)}"
+            raise ConsoleError(f"no emulator API {api!r}; {hint}")
+        self.emulator.router.faults.add(Fault(api=api, status=status, times=times))
+        return [f"(the next {times} call(s) of {api} answer {status})"]
+
+    def fault_apis(self) -> list[str]:
+        """Every API name a fault can be put on: the emulators' routes, and Monitoring's gRPC."""
+        from bot.sandbox.emulator.monitoring import API as MONITORING_API
+
+        routes = {r.api for r in self.emulator.router.routes if not r.api.startswith("_")}
+        return sorted(routes | {MONITORING_API})
 
     def _expect(self, text: str) -> list[str]:
         wanted = text.strip().strip('"')
@@ -272,8 +318,16 @@ class Sandbox:
         command, _, text = line.partition(" ")
         user_id, channel_id = self.users[self.user], self.channels[self.channel]
         response_url = self.emulator.slack.new_response_url(channel_id, user_id)
+        trigger_id = self.emulator.slack.issue_trigger_id(user_id)
         return slash_command(
-            command, text.strip(), user_id, self.user, channel_id, self.channel, response_url
+            command,
+            text.strip(),
+            user_id,
+            self.user,
+            channel_id,
+            self.channel,
+            response_url,
+            trigger_id,
         )
 
     def _slash(self, line: str) -> None:
@@ -307,6 +361,35 @@ class Sandbox:
             )
         return body, lines
 
+    def _opened_forms(self, before: int) -> list[str]:
+        """A modal the bot opened is shown by its title; ``submit`` fills and sends it."""
+        lines = []
+        for record in self.emulator.slack.views()[before:]:
+            title = record["view"].get("title", {}).get("text", "")
+            lines.append(f"── form opened: {title} (type `submit TEXT` to send it) ──")
+        self.last_output = self.last_output + lines
+        return lines
+
+    def submit_body(self, text: str) -> str:
+        """The signed-to-be view_submission of the newest modal opened for the current user,
+        with ``text`` typed into its text input (``mysql`` first picks that option)."""
+        user_id = self.users[self.user]
+        views = [v for v in self.emulator.slack.views() if v.get("user") == user_id]
+        if not views:
+            raise ConsoleError("no form is open for you; e.g. /ops migration-check")
+        record = views[-1]
+        view = {**record["view"], "id": record["id"], "hash": record["hash"]}
+        first, _, rest = text.partition(" ")
+        typed = {"dialect": first, "sql": rest} if first in ("postgres", "mysql") else {}
+        typed = typed or {"sql": text}
+        values = input_values(view, typed)
+        trigger_id = self.emulator.slack.issue_trigger_id(user_id)
+        return view_submission(view, values, user_id, self.user, trigger_id)
+
+    def _submit(self, text: str) -> list[str]:
+        self._post(self.submit_body(text))
+        return self._collect()
+
     def _click(self, label: str) -> list[str]:
         body, lines = self.click_body(label)
         self._post(body)
@@ -318,6 +401,19 @@ class Sandbox:
         self.runtime.engine.wait_idle(timeout_s=60)
         lines: list[str] = list(self._ack_lines)
         self._ack_lines = []
+        lines.extend(self._new_messages())
+        self.last_output = lines
+        return lines
+
+    def background_updates(self) -> list[str]:
+        """What the bot posted or updated since the last line (call while holding ``busy``); it
+        counts as output of that line for ``expect``."""
+        lines = self._new_messages()
+        self.last_output = self.last_output + lines
+        return lines
+
+    def _new_messages(self) -> list[str]:
+        lines: list[str] = []
         me = self.users[self.user]
         for message in self.emulator.slack.messages():
             key = f"{message['channel']}:{message['ts']}"
@@ -328,7 +424,6 @@ class Sandbox:
             if message.get("ephemeral_to") not in (None, me):
                 continue
             lines.extend(self._describe(message, updated))
-        self.last_output = lines
         return lines
 
     def _describe(self, message: dict[str, Any], updated: bool) -> list[str]:
@@ -336,6 +431,8 @@ class Sandbox:
             (n for n, i in self.channels.items() if i == message["channel"]), message["channel"]
         )
         tags = [f"#{channel}"]
+        if message.get("thread_ts") not in (None, message["ts"]):
+            tags.append("in thread")
         if updated:
             tags.append("updated")
         if message.get("ephemeral_to"):
@@ -384,47 +481,147 @@ def render_message(message: dict[str, Any], names: dict[str, str]) -> list[str]:
 
 
 def run_console(
-    config: Config, script: str | None = None, out: TextIO = sys.stdout, speed: float = 1.0
+    config: Config,
+    script: str | None = None,
+    out: TextIO = sys.stdout,
+    speed: float = 1.0,
+    stdin: TextIO | None = None,
 ) -> int:
+    lines: list[str] | None = None
+    if script:
+        try:
+            lines = Path(script).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as error:
+            reason = getattr(error, "strerror", None) or str(error)
+            print(f"runback: cannot read the script {script}: {reason}", file=sys.stderr)
+            return 2
     sandbox = Sandbox(config, speed=speed)
     try:
-        if script:
-            return _run_script(sandbox, Path(script), out)
-        return _interactive(sandbox, out)
+        if lines is not None:
+            return _run_script(sandbox, script or "", lines, out)
+        return _interactive(sandbox, stdin or sys.stdin, out)
+    except KeyboardInterrupt:  # Ctrl-C while a line runs: stop like Ctrl-D, no traceback
+        print(file=out)
+        return 130
     finally:
         sandbox.close()
 
 
-def _run_script(sandbox: Sandbox, path: Path, out: TextIO) -> int:
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+def is_quit(line: str) -> bool:
+    return line.strip().lower() in QUIT_WORDS
+
+
+def _emit(out: TextIO, lines: list[str]) -> None:
+    for line in lines:
+        print(line, file=out)
+    out.flush()
+
+
+def _run_script(sandbox: Sandbox, name: str, lines: list[str], out: TextIO) -> int:
+    for number, line in enumerate(lines, start=1):
         if line.strip() and not line.strip().startswith("#"):
-            print(f"{sandbox.user}@#{sandbox.channel}> {line.strip()}", file=out)
+            _emit(out, [sandbox.prompt + line.strip()])
+        if is_quit(line):
+            return 0
         try:
-            for output in sandbox.run_line(line):
-                print(output, file=out)
-        except ConsoleError as error:
-            print(f"{path}:{number}: {error}", file=out)
+            _emit(out, sandbox.run_line(line))
+        except Exception as error:
+            _emit(out, [f"{name}:{number}: {describe_error(error)}"])
             return 1
     return 0
 
 
-def _interactive(sandbox: Sandbox, out: TextIO) -> int:
-    print("Runback sandbox: the real bot on local emulators. Type help; Ctrl-D quits.", file=out)
-    print("Sample: as ana · in #incidents · /rollback wa-backend · traffic wa-backend", file=out)
-    while True:
-        try:
-            line = input(f"{sandbox.user}@#{sandbox.channel}> ")
-        except (EOFError, KeyboardInterrupt):
-            print(file=out)
-            return 0
-        if line.strip() in ("quit", "exit"):
-            return 0
-        try:
-            for output in sandbox.run_line(line):
-                print(output, file=out)
-        except ConsoleError as error:
-            print(f"! {error}", file=out)
-        except Exception as error:  # keep the console alive; show what broke
-            print(f"! {type(error).__name__}: {error}", file=out)
-        if shlex.split(line or " ")[:1] == ["quit"]:
-            return 0
+def describe_error(error: Exception) -> str:
+    """One line for a line that failed; a traceback only in the debug log."""
+    if isinstance(error, ConsoleError):
+        return str(error)
+    log.debug("console line failed", exc_info=error)
+    return f"{type(error).__name__}: {error}"
+
+
+def _interactive(sandbox: Sandbox, stdin: TextIO, out: TextIO) -> int:
+    """Lines from a terminal, or piped in. Piped lines are echoed after their prompt, so the
+    output reads like a terminal session; what the bot does meanwhile is shown as it happens."""
+    tty = stdin.isatty()
+    if tty:
+        with contextlib.suppress(ImportError):
+            import readline  # noqa: F401  (line editing and history for input())
+    _emit(
+        out,
+        [
+            "Runback sandbox: the real bot on local emulators. Type help; Ctrl-D quits.",
+            "Sample: as ana · in #incidents · /rollback wa-backend · traffic wa-backend",
+        ],
+    )
+    watcher = BackgroundUpdates(sandbox, out, tty)
+    watcher.start()
+    try:
+        while (line := _read_line(sandbox, stdin, tty)) is not None:
+            with sandbox.busy:
+                if not tty:
+                    _emit(out, [sandbox.prompt + line])
+                if is_quit(line):
+                    break
+                try:
+                    _emit(out, sandbox.run_line(line))
+                except Exception as error:  # keep the console alive; one line says what broke
+                    _emit(out, [f"! {describe_error(error)}"])
+    finally:
+        watcher.stop()
+    return 0
+
+
+def _read_line(sandbox: Sandbox, stdin: TextIO, tty: bool) -> str | None:
+    """The next line without its newline; None at the end of input (or Ctrl-C, Ctrl-D)."""
+    try:
+        if tty:
+            return input(sandbox.prompt)
+        line = stdin.readline()
+    except (EOFError, KeyboardInterrupt):
+        print()
+        return None
+    return line.rstrip("\r\n") if line else None
+
+
+class BackgroundUpdates:
+    """Shows what the bot posts while the console waits for a line: a card a scheduler tick
+    moved on, a thread reply, a judgement. On a terminal the prompt is drawn again after it."""
+
+    def __init__(self, sandbox: Sandbox, out: TextIO, tty: bool) -> None:
+        self.sandbox, self.out, self.tty = sandbox, out, tty
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="console-updates", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(BACKGROUND_POLL_S):
+            try:
+                self._show_new()
+            except Exception:  # a sandbox being closed, say; the next line shows the state
+                log.debug("background update failed", exc_info=True)
+
+    def _show_new(self) -> None:
+        # Only once the bot is quiet, so that a card is shown as it ends up, not mid-update.
+        if not self.sandbox.runtime.engine.wait_idle(timeout_s=BACKGROUND_POLL_S):
+            return
+        with self.sandbox.busy:
+            lines = self.sandbox.background_updates()
+            if not lines:
+                return
+            if self.tty:
+                self.out.write("\r\033[K")  # the prompt line the user may be typing on
+            _emit(self.out, lines)
+            if self.tty:
+                self.out.write(self.sandbox.prompt + _typed_so_far())
+                self.out.flush()
+
+
+def _typed_so_far() -> str:
+    readline = sys.modules.get("readline")
+    return readline.get_line_buffer() if readline is not None else ""

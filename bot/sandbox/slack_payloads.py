@@ -35,7 +35,9 @@ def slash_command(
     channel_id: str,
     channel_name: str,
     response_url: str,
+    trigger_id: str | None = None,
 ) -> str:
+    """``trigger_id``: one the Slack emulator issued, when the bot may open a modal with it."""
     return urlencode(
         {
             "token": "sandbox",
@@ -48,7 +50,7 @@ def slash_command(
             "command": command,
             "text": text,
             "api_app_id": APP_ID,
-            "trigger_id": secrets.token_hex(8),
+            "trigger_id": trigger_id or secrets.token_hex(8),
             "response_url": response_url,
         }
     )
@@ -109,3 +111,45 @@ def find_button(
                 if element.get("type") == "button" and text.lower() == label.lower():
                     return message, element, block.get("block_id", "")
     return None
+
+
+def view_submission(
+    view: dict[str, Any], values: dict[str, Any], user_id: str, user_name: str, trigger_id: str
+) -> str:
+    """Slack's ``view_submission`` interaction: the open ``view`` (as views.open answered it,
+    with its private_metadata) and what the user typed, as ``state.values``."""
+    payload = {
+        "type": "view_submission",
+        "team": {"id": TEAM_ID, "domain": "runback-sandbox"},
+        "user": {"id": user_id, "username": user_name, "name": user_name, "team_id": TEAM_ID},
+        "api_app_id": APP_ID,
+        "token": "sandbox",
+        "trigger_id": trigger_id,
+        "view": {**view, "state": {"values": values}},
+        "response_urls": [],
+        "is_enterprise_install": False,
+        "enterprise": None,
+    }
+    return urlencode({"payload": json.dumps(payload)})
+
+
+def input_values(view: dict[str, Any], typed: dict[str, str]) -> dict[str, Any]:
+    """``state.values`` of ``view`` with ``typed`` (action_id -> text or option value) filled
+    in; other inputs keep their initial value, as Slack sends them."""
+    values: dict[str, Any] = {}
+    for block in view.get("blocks") or []:
+        element = block.get("element") or {}
+        action_id = element.get("action_id")
+        if block.get("type") != "input" or not action_id:
+            continue
+        kind = element.get("type")
+        if kind == "plain_text_input":
+            value = typed.get(action_id, element.get("initial_value"))
+            state: dict[str, Any] = {"type": kind, "value": value}
+        else:
+            chosen = typed.get(action_id)
+            options = element.get("options") or []
+            option = next((o for o in options if o.get("value") == chosen), None)
+            state = {"type": kind, "selected_option": option or element.get("initial_option")}
+        values[block.get("block_id", action_id)] = {action_id: state}
+    return values

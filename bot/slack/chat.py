@@ -76,7 +76,25 @@ class SlackDirectory:
         self.ttl_s = ttl_s
         self._lock = threading.Lock()
         self._cache: dict[str, set[str]] = {}
+        self._names: dict[str, str | None] = {}
         self._loaded_at = float("-inf")
+
+    def display_name(self, user_id: str) -> str | None:
+        """From ``users.info``: the profile's display name, else the real name (Slack lets the
+        display name be empty). Cached: names are shown, never used to decide anything."""
+        with self._lock:
+            if user_id in self._names:
+                return self._names[user_id]
+        try:
+            user = self.client.users_info(user=user_id)["user"]
+        except SlackApiError as error:
+            log.warning("could not read Slack user %s: %s", user_id, error.response.get("error"))
+            return None
+        profile = user.get("profile") or {}
+        name = profile.get("display_name") or profile.get("real_name") or user.get("real_name")
+        with self._lock:
+            self._names[user_id] = str(name) if name else None
+            return self._names[user_id]
 
     def group_members(self, handles: tuple[str, ...]) -> dict[str, set[str]]:
         with self._lock:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
+from slack_sdk import WebClient
 
 from bot.ops.context import Deps
 from bot.ops.engine import Engine
@@ -18,8 +21,12 @@ from bot.ops.preemption import request_rollback
 from bot.ops.rollback import RollbackRequest
 from bot.policy.approvals import allowed_actions
 from bot.ports import CloudRunError, Message
+from bot.slack.migration_check import open_modal
 
 log = logging.getLogger("runback.slack")
+
+# Every slash command Runback answers (slack-manifest.yaml lists the same ones).
+COMMANDS = ("/rollback", "/deploy", "/traffic", "/ops")
 
 
 @dataclass(frozen=True)
@@ -115,7 +122,7 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
 
     @app.command("/ops")
     @engine.tracked
-    def ops_command(ack: Ack, command: dict[str, Any], respond: Respond) -> None:
+    def ops_command(ack: Ack, command: dict[str, Any], respond: Respond, client: WebClient) -> None:
         words = (command.get("text") or "").split()
         sub = words[0].lower() if words else "help"
         if sub == "help":
@@ -128,8 +135,31 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
         elif sub == "incidents":
             ack()
             answer_later(engine, deps, respond, lambda: open_incidents_message(deps))
+        elif sub == "migration-check":
+            ack()
+            open_modal(deps, client, command, respond)  # now: the trigger_id lives 3 s
         else:
             ack_with(ack, ephemeral(deps, "error.usage.ops", sub=sub))
+
+
+def register_unknown_command(app: App, deps: Deps) -> None:
+    """Answer a command no other listener took, so a typo gets a clear note instead of Bolt's
+    default for unhandled requests, which "prints warning logs and returns 404 to Slack" (the
+    `raise_error_for_unhandled_request` option of slack_bolt.App). Register it last:
+    App.dispatch runs the first listener that matches, in registration order."""
+
+    @app.command(re.compile(r"^/"))
+    def unknown_command(ack: Ack, command: dict[str, Any]) -> None:
+        name = str(command.get("command") or "")
+        close = difflib.get_close_matches(name.lower(), COMMANDS, n=1)
+        message = ephemeral(
+            deps,
+            "error.usage.unknown_command",
+            command=name,
+            suggestion=close[0] if close else "",
+            known=COMMANDS,
+        )
+        ack_with(ack, message)
 
 
 def traffic_message(deps: Deps, name: str) -> Message:

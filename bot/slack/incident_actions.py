@@ -12,8 +12,6 @@ from bot.ops import incidents
 from bot.ops.context import Deps
 from bot.ops.engine import Engine
 from bot.ops.errors import UserError
-from bot.ops.preemption import request_rollback
-from bot.ops.rollback import RollbackRequest
 
 RESPONDERS = frozenset({Role.ON_CALL, Role.TECH_LEAD})  # may observe or resolve an incident
 
@@ -39,26 +37,7 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
         return handler
 
     def roll_back(incident_id: str, user: str) -> None:
-        record = deps.store.incident(incident_id)
-        if record is None or record.state != "open":
-            raise UserError("notice.incident_not_open", state=record.state if record else "?")
-        reason = deps.renderer.text(
-            "incident.rollback_reason", id=record.id, revision=record.revision
-        )
-        request = RollbackRequest(
-            service=record.service, revision=None, reason=reason, user=user, channel=record.channel
-        )
-        operation = request_rollback(deps, request)  # the matrix applies to the clicker
-        deps.store.update_incident(record.id, deps.clock.now(), operation_id=operation.id)
-        deps.store.add_event(
-            record.id,
-            deps.clock.now(),
-            "rollback_requested",
-            actor=user,
-            target=operation.to_revision,
-            operation=operation.id,
-        )
-        incidents.refresh_incident_card(deps, record.id)
+        operation = incidents.request_rollback_from_card(deps, incident_id, user)
         if operation.state == "approved":
             engine.submit(operation.id)
 

@@ -205,6 +205,19 @@ def _required(args: Args, *names: str) -> None:
         )
 
 
+# "Triggers expire in three seconds", and each is exchanged once:
+# https://docs.slack.dev/interactivity/handling-user-interaction (trigger_id), and the errors of
+# https://docs.slack.dev/reference/methods/views.open (expired_/exchanged_/invalid_trigger_id).
+TRIGGER_TTL_S = 3.0
+
+
+@dataclass
+class _Trigger:
+    user: str
+    created: float
+    used: bool = False
+
+
 @dataclass
 class _ResponseUrl:
     channel: str
@@ -231,6 +244,7 @@ class SlackEmulator:
         self._files: dict[str, dict[str, Any]] = {}
         self._file_bytes: dict[str, bytes] = {}
         self._response_urls: dict[str, _ResponseUrl] = {}
+        self._triggers: dict[str, _Trigger] = {}
         self.add_user(BOT_USER_ID, BOT_NAME, "Runback", is_bot=True)
 
     # -- seeding and reading (Python API) -----------------------------------------------------
@@ -314,6 +328,16 @@ class SlackEmulator:
             channel_id = self._find_channel(channel)
             found = self._find_message(channel_id, ts, ephemeral=True) if channel_id else None
             return copy.deepcopy(found)
+
+    def issue_trigger_id(self, user_id: str, issued_at: float | None = None) -> str:
+        """A trigger_id as Slack puts in a slash command or interaction payload, for ``user_id``:
+        views.open accepts it once, within TRIGGER_TTL_S of ``issued_at`` (default now)."""
+        with self._lock:
+            self._seq += 1
+            created = self._clock() if issued_at is None else issued_at
+            trigger_id = f"{int(created)}.{self._seq}.{secrets.token_hex(16)}"
+            self._triggers[trigger_id] = _Trigger(user_id, created)
+            return trigger_id
 
     def views(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -705,6 +729,17 @@ class SlackEmulator:
             "external_id": record["external_id"] or "",
         }
 
+    def _exchange_trigger(self, trigger_id: Any) -> _Trigger:
+        trigger = self._triggers.get(str(trigger_id))
+        if trigger is None:
+            raise SlackError("invalid_trigger_id")
+        if trigger.used:
+            raise SlackError("exchanged_trigger_id")
+        if self._clock() - trigger.created > TRIGGER_TTL_S:
+            raise SlackError("expired_trigger_id")
+        trigger.used = True
+        return trigger
+
     def _views_open(self, args: Args) -> Args:
         if _is_empty(args.get("trigger_id")) and _is_empty(args.get("interactivity_pointer")):
             _required(args, "trigger_id")
@@ -713,9 +748,12 @@ class SlackEmulator:
         external_id = view.get("external_id")
         if external_id and any(v["external_id"] == external_id for v in self._views.values()):
             raise SlackError("duplicate_external_id")
+        pointer = args.get("trigger_id") or args.get("interactivity_pointer")
+        trigger = self._exchange_trigger(pointer)
         self._seq += 1
         record = {
             "id": f"V{self._seq:010d}",
+            "user": trigger.user,
             "trigger_id": args.get("trigger_id"),
             "external_id": external_id,
             "hash": secrets.token_hex(8),
@@ -887,6 +925,7 @@ class SlackEmulator:
             ("POST", "/response_urls", "response_urls.add", self._ctl_response_url),
             ("GET", "/views", "views.list", lambda r: json_response(self.views())),
             ("GET", "/files", "files.list", lambda r: json_response(self.files())),
+            ("POST", "/triggers", "triggers.add", self._ctl_trigger),
         ]
         for verb, path, api, handler in routes:
             router.add(verb, base + path, f"_emulator.slack.{api}", handler)
@@ -938,6 +977,10 @@ class SlackEmulator:
         body = _control_body(request, "id", "handle")
         users = body.get("users", body.get("user_ids", []))
         return json_response(self.add_usergroup(body["id"], body["handle"], list(users)))
+
+    def _ctl_trigger(self, request: Request) -> Response:
+        body = _control_body(request, "user")
+        return json_response({"trigger_id": self.issue_trigger_id(body["user"])})
 
     def _ctl_response_url(self, request: Request) -> Response:
         body = _control_body(request, "channel", "user")

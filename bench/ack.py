@@ -1,0 +1,109 @@
+"""Scenario 2: ack latency of slash commands under concurrency."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import requests
+
+from bench.common import (
+    SERVICE,
+    BenchError,
+    Process,
+    SlackSender,
+    World,
+    ms,
+    percentile,
+    progress,
+    wait_until,
+)
+
+
+def fire(
+    sender: SlackSender, commands: Sequence[tuple[str, str]], threads: int
+) -> tuple[list[float], float]:
+    """Send ``commands`` from ``threads`` closed-loop workers; (ack latencies, wall seconds)."""
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(threads)
+
+    def worker(index: int) -> None:
+        mine = commands[index::threads]
+        local: list[float] = []
+        with requests.Session() as session:
+            barrier.wait()
+            for command, text in mine:
+                started = time.perf_counter()
+                response = sender.command(command, text, session=session)
+                local.append(time.perf_counter() - started)
+                if response.status_code != 200:
+                    with lock:
+                        errors.append(f"{command} {text}: HTTP {response.status_code}")
+        with lock:
+            latencies.extend(local)
+
+    workers = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+    started = time.perf_counter()
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join()
+    wall = time.perf_counter() - started
+    if errors:
+        raise BenchError(f"{len(errors)} request(s) not acked with 200, e.g. {errors[0]}")
+    return latencies, wall
+
+
+def wait_responses(world: World, expected: int, since: float, timeout_s: float = 60.0) -> float:
+    """Wait until ``expected`` response_url posts arrived since ``since``; returns the last .at."""
+    wait_until(
+        lambda: len(world.calls("slack.response_url", since)) >= expected,
+        timeout_s,
+        f"{expected} delayed responses",
+    )
+    return max(c.at for c in world.calls("slack.response_url", since))
+
+
+def bench_first_traffic(world: World, sender: SlackSender) -> dict[str, float]:
+    """The first /traffic of a fresh bot: it pays for importing the Google client libraries."""
+    since = time.time()
+    started = time.perf_counter()
+    response = sender.command("/traffic", SERVICE)
+    ack = time.perf_counter() - started
+    if response.status_code != 200:
+        raise BenchError(f"/traffic answered HTTP {response.status_code}")
+    answered = wait_responses(world, 1, since)
+    return {"ack_s": ack, "response_s": answered - since}
+
+
+def bench_ack_latency(world: World, process: Process, total: int, threads: int) -> dict[str, Any]:
+    sender = world.sender(process)
+    result: dict[str, Any] = {"threads": threads, "requests": total}
+    for key, command, text in (("ops_help", "/ops", "help"), ("traffic", "/traffic", SERVICE)):
+        warm_since = time.time()
+        fire(sender, [(command, text)] * threads, threads)  # warm-up: one round
+        if command == "/traffic":
+            wait_responses(world, threads, warm_since)
+        since, cpu = time.time(), process.cpu_s()
+        latencies, wall = fire(sender, [(command, text)] * total, threads)
+        entry: dict[str, Any] = {
+            "p50_s": percentile(latencies, 50),
+            "p99_s": percentile(latencies, 99),
+            "max_s": max(latencies),
+            "throughput_rps": total / wall,
+        }
+        if command == "/traffic":
+            last = wait_responses(world, total, since)
+            entry["all_responses_s"] = last - since
+        time.sleep(0.1)  # the last handlers finish after their last response
+        entry["bot_cpu_per_command_s"] = (process.cpu_s() - cpu) / total
+        result[key] = entry
+        progress(
+            f"ack latency {command} {text}: p50 {ms(entry['p50_s'])} ms, "
+            f"p99 {ms(entry['p99_s'])} ms"
+        )
+    return result

@@ -1,0 +1,106 @@
+"""``/ops migration-check``: a modal takes the SQL, the report comes back only to the asker.
+
+The modal is opened at once with the command's trigger_id (Slack lets it live 3 s); the channel
+the command came from travels in the view's private_metadata, because a view_submission carries
+no channel and chat.postEphemeral needs one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from typing import Any
+
+from slack_bolt import Ack, App, Respond
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.ops.context import Deps
+from bot.ops.engine import Engine
+from bot.ports import Message
+
+log = logging.getLogger("runback.slack")
+
+CALLBACK_ID = "migration_check"
+DIALECTS = ("postgres", "mysql")
+MAX_SHOWN = 20  # two blocks each, within Slack's 50 blocks per message
+
+
+def open_modal(deps: Deps, client: WebClient, command: dict[str, Any], respond: Respond) -> None:
+    metadata = json.dumps({"channel": command["channel_id"]})
+    view = deps.renderer.view("migration_modal", metadata=metadata)
+    try:
+        client.views_open(trigger_id=command["trigger_id"], view=view)
+    except SlackApiError as error:
+        log.warning("views.open failed: %s", error.response.get("error"))
+        message = deps.renderer.message("ephemeral", key="migration.modal_failed")
+        respond(text=message.text, blocks=message.blocks, response_type="ephemeral")
+
+
+def report(deps: Deps, sql: str, dialect: str) -> Message:
+    from bot.policy.migrations import check_migration, worst
+
+    findings = check_migration(sql, dialect)  # type: ignore[arg-type]
+    rows = [
+        {
+            "index": index,
+            "line": f.line,
+            "statement": f.statement,
+            "verdict": str(f.verdict),
+            "rule": f.rule,
+            "data": dict(f.data),
+            "warnings": list(f.warnings),
+        }
+        for index, f in enumerate(findings)
+    ]
+    # The statements that decide come first when there are too many to show.
+    order = {"unknown": 0, "destructive": 1, "additive": 2}
+    shown = sorted(sorted(rows, key=lambda r: order[r["verdict"]])[:MAX_SHOWN], key=_index)
+    return deps.renderer.message(
+        "migration_report",
+        verdict=str(worst(f.verdict for f in findings)),
+        dialect=dialect,
+        findings=rows,
+        shown=shown,
+        hidden=len(rows) - len(shown),
+    )
+
+
+def _index(row: dict[str, Any]) -> int:
+    return int(row["index"])
+
+
+def _submitted(view: dict[str, Any]) -> tuple[str, str, str | None]:
+    values = (view.get("state") or {}).get("values") or {}
+    sql = ((values.get("sql") or {}).get("sql") or {}).get("value") or ""
+    option = ((values.get("dialect") or {}).get("dialect") or {}).get("selected_option") or {}
+    dialect = option.get("value") if option.get("value") in DIALECTS else "postgres"
+    try:
+        channel = json.loads(view.get("private_metadata") or "{}").get("channel")
+    except (ValueError, AttributeError):
+        channel = None
+    return sql, dialect, channel
+
+
+def register(app: App, deps: Deps, engine: Engine) -> None:
+    @app.view(CALLBACK_ID)
+    @engine.tracked
+    def submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        ack()  # closes the modal; the report follows as an ephemeral message
+        user = body["user"]["id"]
+        sql, dialect, channel = _submitted(view)
+        if not channel:
+            log.warning("migration check submitted without a channel in private_metadata")
+            return
+
+        def work() -> None:
+            try:
+                message = report(deps, sql, dialect)
+            except Exception:
+                ref = uuid.uuid4().hex[:8]
+                log.exception("migration check failed, reference %s", ref)
+                message = deps.renderer.message("ephemeral", key="error.internal", ref=ref)
+            deps.chat.ephemeral(channel, user, message)
+
+        engine.background(work)
