@@ -22,10 +22,10 @@ _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
 _HOST = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*(?::[0-9]+)?"
 _TAG = r"[a-z0-9_][a-z0-9_.-]{0,127}"
 _DIGEST = r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-f0-9]{32,}"
-_REFERENCE = re.compile(
+_REFERENCE = (
     rf"(?:(?P<host>{_HOST})/)?(?P<path>{_COMPONENT}(?:/{_COMPONENT})*)"
     rf"(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?"
-)
+)  # compiled at the first /deploy (re caches it), not at import: the first ack doesn't pay
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ def parse_image(reference: str) -> ImageRef | None:
     """A container image reference split into its parts; None when it is not one. The first
     component is a registry host only when it looks like one (a dot, a port or ``localhost``),
     as Docker reads it; otherwise the image is on Docker Hub."""
-    match = _REFERENCE.fullmatch(reference)
+    match = re.fullmatch(_REFERENCE, reference)
     if match is None:
         return None
     host, path = match.group("host"), match.group("path")
