@@ -136,6 +136,12 @@ def test_a_moving_image_in_production_needs_the_requesters_confirmation(
     assert warning in output, "the request's answer repeats the warning"
     requested = audit(box, "release.requested")[-1]
     assert requested.detail["confirmed"] is True
+    prompts = [
+        m
+        for m in box.emulator.slack.messages()
+        if "release_confirm_deploy" in json.dumps(m["blocks"])
+    ]
+    assert prompts == [], "the prompt is replaced by what happened: it cannot start twice"
 
 
 def warning_code(text: str) -> str:

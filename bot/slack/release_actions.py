@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +17,8 @@ from bot.ops.engine import Engine
 from bot.ops.errors import UserError
 from bot.ports import Message
 from bot.slack.commands import ack_with, answer_later, ephemeral
+
+log = logging.getLogger("runback.slack")
 
 ROLLERS = frozenset({Role.SENIOR_DEVELOPER, Role.TECH_LEAD, Role.ON_CALL})  # may roll back
 STEERERS = frozenset({Role.SENIOR_DEVELOPER, Role.TECH_LEAD})  # may pause, resume, proceed
@@ -72,7 +76,25 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
         request = release.ReleaseRequest(
             service=service, image=image, user=body["user"]["id"], channel=channel, confirmed=True
         )
-        answer_later(engine, deps, respond, lambda: start(request))
+
+        # The prompt is replaced by what happened, so it cannot start a release twice. A
+        # response_url may replace the original message even when it is ephemeral
+        # (https://docs.slack.dev/messaging/modifying-messages).
+        def run() -> None:
+            try:
+                message = start(request)
+            except UserError as error:
+                message = ephemeral(deps, error.key, **error.context)
+            except Exception:
+                ref = uuid.uuid4().hex[:8]
+                log.exception("unexpected error, reference %s", ref)
+                message = ephemeral(deps, "error.internal", ref=ref)
+            if message is None:
+                respond(delete_original=True)
+            else:
+                respond(text=message.text, blocks=message.blocks, replace_original=True)
+
+        engine.background(run)
 
     def button(work: Callable[[str, str], Any], allowed: frozenset[Role] | None) -> Any:
         @engine.tracked
