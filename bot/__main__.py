@@ -61,9 +61,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def serve(config: object) -> int:
-    from waitress import create_server
-
-    from bot.runtime import Settings, build_runtime
+    from bot.runtime import Settings, StartupError, build_runtime
+    from bot.web import make_http_server
 
     settings = Settings.from_env()
     missing = settings.missing()
@@ -73,9 +72,13 @@ def serve(config: object) -> int:
             file=sys.stderr,
         )
         return 2
-    runtime = build_runtime(config, settings)  # type: ignore[arg-type]
+    try:
+        runtime = build_runtime(config, settings)  # type: ignore[arg-type]
+    except StartupError as error:
+        print(f"runback: {error}", file=sys.stderr)
+        return 2
     host = os.environ.get("HOST", "0.0.0.0")
-    server = create_server(runtime.wsgi, host=host, port=settings.port, threads=16)
+    server = make_http_server(runtime.wsgi, host, settings.port)
     runtime.engine.start()
     threading.Thread(target=runtime.engine.tick, daemon=True).start()  # resume unfinished work
     # Load Google's libraries once the first ack is out of the way, so that the first

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Hashable
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -34,7 +35,12 @@ class Action(StrEnum):
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # .inf and .nan are YAML numbers; no setting means them
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+DAY_S = 24 * 3600
+DAY_MIN = 24 * 60
 
 
 class ChannelConfig(Strict):
@@ -131,12 +137,14 @@ class Approvals(Strict):
 class Thresholds(Strict):
     error_rate_rollback: float = Field(default=0.05, gt=0, le=1)
     error_rate_observe: float = Field(default=0.01, ge=0, le=1)
-    p95_rollback_ms: float = Field(default=2000, gt=0)
-    p95_proceed_ms: float = Field(default=800, gt=0)
-    observe_minutes: float = Field(default=5, gt=0)
-    min_requests: int = Field(default=50, ge=1)
-    window_minutes: float = Field(default=5, gt=0)  # how far back a judgement looks
-    observe_check_s: float = Field(default=30, gt=0)  # re-judge this often while observing
+    p95_rollback_ms: float = Field(default=2000, gt=0, le=DAY_S * 1000)
+    p95_proceed_ms: float = Field(default=800, gt=0, le=DAY_S * 1000)
+    observe_minutes: float = Field(default=5, gt=0, le=DAY_MIN)
+    min_requests: int = Field(default=50, ge=1, le=10**9)
+    window_minutes: float = Field(default=5, gt=0, le=DAY_MIN)  # how far back a judgement looks
+    observe_check_s: float = Field(
+        default=30, gt=0, le=DAY_S
+    )  # re-judge this often while observing
 
     @model_validator(mode="after")
     def _ordered(self) -> Thresholds:
@@ -149,19 +157,19 @@ class Thresholds(Strict):
 
 class RollbackSettings(Strict):
     health_checks: int = Field(default=3, ge=1, le=20)
-    health_check_interval_s: float = Field(default=1.0, ge=0)
-    health_check_timeout_s: float = Field(default=3.0, gt=0)
-    operation_timeout_s: float = Field(default=120, gt=0)
+    health_check_interval_s: float = Field(default=1.0, ge=0, le=600)
+    health_check_timeout_s: float = Field(default=3.0, gt=0, le=600)
+    operation_timeout_s: float = Field(default=120, gt=0, le=DAY_S)
 
 
 class ReleaseSettings(Strict):
     steps: tuple[int, ...] = (10, 50, 100)  # percent of traffic on green, in order
     smoke_checks: int = Field(default=3, ge=1, le=20)  # consecutive /healthz 200s on green
-    warmup_s: float = Field(default=60, ge=0)  # after a shift, before the first judgement
-    judge_interval_s: float = Field(default=60, gt=0)
-    inconclusive_limit_s: float = Field(default=600, gt=0)  # then a person decides
-    validation_s: float = Field(default=300, ge=0)  # judged once more at 100%
-    operation_timeout_s: float = Field(default=300, gt=0)
+    warmup_s: float = Field(default=60, ge=0, le=DAY_S)  # after a shift, before the first judgement
+    judge_interval_s: float = Field(default=60, gt=0, le=DAY_S)
+    inconclusive_limit_s: float = Field(default=600, gt=0, le=7 * DAY_S)  # then a person decides
+    validation_s: float = Field(default=300, ge=0, le=DAY_S)  # judged once more at 100%
+    operation_timeout_s: float = Field(default=300, gt=0, le=7 * DAY_S)
     # image prefixes /deploy may release to production (a service's own list wins); empty: each
     # service's own Artifact Registry (REGION-docker.pkg.dev/PROJECT/ and its multi-region)
     registries: tuple[str, ...] = ()
@@ -253,9 +261,29 @@ def format_errors(error: ValidationError) -> str:
     return "\n".join(lines)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load, except that a key given twice in one mapping is an error: YAML would keep
+    the last one silently (a second ``roles:`` block replaced the first)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Node] = {}
+        for key_node, _value in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if isinstance(key, Hashable) and key in seen:
+                first = seen[key].start_mark.line + 1
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"duplicate key {key!r} (first given on line {first})",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node
+        return super().construct_mapping(node, deep=deep)
+
+
 def parse_config(text: str, source: str = "app.yaml") -> Config:
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no Python objects
     except yaml.YAMLError as error:
         raise ConfigError(f"{source} is not valid YAML: {error}") from None
     if not isinstance(data, dict):
@@ -272,4 +300,9 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise ConfigError(f"cannot read {path}: {error.strerror}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"{path} is not UTF-8 text (byte {error.object[error.start]:#04x} at offset "
+            f"{error.start}); save it as UTF-8"
+        ) from None
     return parse_config(text, str(path))

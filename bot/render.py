@@ -24,6 +24,7 @@ import yaml
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template
 from markupsafe import Markup
 
+from bot.policy.redact import without_addresses
 from bot.ports import Message
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "templates"
@@ -217,6 +218,7 @@ class Renderer:
         self.env = _environment(templates_dir, _finalize)
         self.env.filters.update(clip=clip, duration=duration, bar=text_bar, upfirst=upfirst)
         self.env.filters.update(when=when, pct=pct, num=number, plain=plain)
+        self.env.filters.update(no_addresses=without_addresses)
         self.env.globals.update(mention=mention, date=slack_date, when=when, pct=pct)
         # Markdown documents are read outside Slack: their values are escaped for Markdown.
         self.docs = _environment(templates_dir, _md_finalize)

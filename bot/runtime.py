@@ -45,6 +45,10 @@ class Lazy(Generic[T]):
         return getattr(self.resolve(), name)
 
 
+class StartupError(Exception):
+    """Runback cannot start as configured; the message is one line that says what to fix."""
+
+
 @dataclass(frozen=True)
 class Settings:
     slack_bot_token: str
@@ -148,7 +152,7 @@ def build_runtime(config: Config, settings: Settings, clock: Clock | None = None
     audit_sink = Lazy(lambda: _audit_sink(settings, config))
     deps = Deps(
         config=config,
-        store=Store(settings.database_url),
+        store=open_store(settings.database_url),
         cloudrun=Lazy(lambda: _cloudrun(settings)),  # type: ignore[arg-type]
         probe=Lazy(_probe),  # type: ignore[arg-type]
         chat=SlackChat(client),
@@ -160,11 +164,84 @@ def build_runtime(config: Config, settings: Settings, clock: Clock | None = None
         logs=audit_sink,  # type: ignore[arg-type]  # the same Cloud Logging client reads
     )
     engine = Engine(deps, lease_s=settings.lease_s)
-    bolt_app = build_app(deps, engine, client, settings.slack_signing_secret)
+    try:
+        bolt_app = build_app(deps, engine, client, settings.slack_signing_secret)
+    except Exception as error:  # Bolt checks the token with Slack (auth.test) as it starts
+        deps.store.close()
+        raise StartupError(_slack_problem(error, settings.slack_api_url)) from None
     hooks = Hooks(
         alert=lambda body: handle_alert(deps, engine, body),
         tick=engine.tick,
         alert_token=settings.alert_token,
         tick_token=settings.tick_token,
+        first_sighting=deps.store.first_sighting,
+        health=lambda: database_problem(deps.store),
     )
-    return Runtime(settings, config, deps, engine, make_wsgi_app(bolt_app, hooks), bolt_app)
+    wsgi = make_wsgi_app(bolt_app, hooks, settings.slack_signing_secret)
+    return Runtime(settings, config, deps, engine, wsgi, bolt_app)
+
+
+def open_store(url: str) -> Store:
+    """The store, ready for writes, or a StartupError naming what is wrong with DATABASE_URL."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+
+    usage = "use sqlite:///PATH or postgresql://USER:PASSWORD@HOST/DATABASE"
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StartupError(f"DATABASE_URL is not a database URL; {usage}") from None
+    shown = url if parsed.password is None else parsed.render_as_string(hide_password=True)
+    if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
+        raise StartupError(
+            f"DATABASE_URL={shown} is an empty in-memory database that forgets everything; {usage}"
+        )
+    try:
+        store = Store(url)
+    except (NoSuchModuleError, ImportError):
+        unsupported = f"DATABASE_URL={shown}: that kind of database is unsupported; {usage}"
+        raise StartupError(unsupported) from None
+    except SQLAlchemyError as error:
+        raise StartupError(f"DATABASE_URL={shown}: {_database_problem(error)}") from None
+    try:
+        store.check_writable(datetime.now(UTC))
+    except SQLAlchemyError as error:
+        store.close()
+        raise StartupError(f"DATABASE_URL={shown}: {_database_problem(error)}") from None
+    return store
+
+
+def _database_problem(error: Exception) -> str:
+    cause = str(getattr(error, "orig", error)).strip()
+    if "readonly" in cause or "read-only" in cause:
+        return "the database is read-only; Runback must write to it"
+    if "unable to open database file" in cause:
+        return "cannot open the SQLite file (does its directory exist? may Runback write there?)"
+    # psycopg says what failed (password, unknown role or database, no server) on one line
+    lines = [line.strip() for line in cause.splitlines() if line.strip()]
+    reason = next((line for line in lines if "FATAL" in line), lines[0] if lines else "")
+    return f"cannot use the database: {reason}"
+
+
+def _slack_problem(error: Exception, api_url: str | None) -> str:
+    where = api_url or "https://slack.com/api/"
+    reason = str(getattr(error, "reason", "") or error).strip().splitlines()[0][:200]
+    if "invalid_auth" in reason or "not_authed" in reason or "token_revoked" in reason:
+        return f"Slack refused SLACK_BOT_TOKEN ({reason}); check the token"
+    return f"cannot reach Slack at {where} ({reason}); check the network or SLACK_API_URL"
+
+
+def database_problem(store: Store) -> str | None:
+    """What /healthz reports when the database stopped taking writes (None when it takes them)."""
+    from datetime import UTC, datetime
+
+    from bot.web import UNAVAILABLE
+
+    try:
+        store.check_writable(datetime.now(UTC))
+    except UNAVAILABLE as error:
+        log.error("the database refuses writes: %s", error)
+        return "the database refuses writes (read-only or unreachable); see the logs"
+    return None

@@ -32,7 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, Mapper, Session, mapped_column, sessionmaker
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -177,6 +177,30 @@ class IncidentRecord(Base):
     updated_at: Mapped[datetime]
 
 
+class SeenRequest(Base):
+    """A signed Slack request already acted on (by any instance), kept until it could no longer
+    pass the signature's 5-minute window: a replay finds its key here."""
+
+    __tablename__ = "seen_requests"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+@event.listens_for(Base, "before_insert", propagate=True)
+@event.listens_for(Base, "before_update", propagate=True)
+def _fit_text_columns(_mapper: Mapper[Any], _connection: Any, row: Base) -> None:
+    """Text that reaches a row fits it on every backend: PostgreSQL refuses NUL characters and
+    strings longer than a VARCHAR, where SQLite would take both. Long values are cut."""
+    for column in row.__table__.columns:
+        value = getattr(row, column.key, None)
+        if isinstance(value, str) and isinstance(column.type, String):
+            fitted = value.replace("\x00", "")
+            if column.type.length is not None:
+                fitted = fitted[: column.type.length]
+            if fitted != value:
+                setattr(row, column.key, fitted)
+
+
 TERMINAL_STATES = frozenset(
     {"succeeded", "failed", "rejected", "expired", "cancelled", "rolled_back"}
 )
@@ -222,6 +246,24 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    # -- seen requests and the health check --------------------------------------------------
+
+    def first_sighting(self, key: str, expires_at: datetime) -> bool:
+        """Remember a request's key; True only for the first caller, on any instance."""
+        try:
+            with self.session() as session:
+                session.add(SeenRequest(key=key, expires_at=expires_at))
+        except IntegrityError:
+            return False
+        return True
+
+    def check_writable(self, now: datetime) -> None:
+        """Forget expired request keys and write one short-lived row: raises (OperationalError,
+        InternalError) when the database refuses writes."""
+        with self.session() as session:
+            session.execute(delete(SeenRequest).where(SeenRequest.expires_at < now))
+            session.add(SeenRequest(key=f"health:{new_id()}{new_id()}", expires_at=now))
 
     # -- operations --------------------------------------------------------------------------
 

@@ -4,26 +4,46 @@ POST /slack/events        Slack (Bolt verifies the signature)
 GET  /healthz             liveness
 POST /alerts/monitoring   Cloud Monitoring webhook (?token=RUNBACK_ALERT_TOKEN)
 POST /tasks/tick          advance due work (Cloud Scheduler; ?token= or Bearer RUNBACK_TICK_TOKEN)
+
+In front of Bolt, /slack/events checks what Bolt would trip over: size (413 before reading),
+signature and timestamp (401), a body that is not UTF-8 or not Slack's shape (400), and a
+signed request seen before (a replay: an empty 200, and nothing happens).
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import io
 import json
 import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
 from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
+from slack_sdk.signature import SignatureVerifier
+from sqlalchemy.exc import InternalError, OperationalError
+from waitress.adjustments import Adjustments
+from waitress.server import TcpWSGIServer
 
 log = logging.getLogger("runback.web")
 
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 MAX_BODY = 64 * 1024
+# The largest thing Slack posts is an interaction payload that carries a whole message or modal
+# (at most 50 or 100 blocks of at most 3,000 characters, URL-encoded JSON): well under 1 MiB.
+MAX_SLACK_BODY = 1024 * 1024
+# Slack refuses requests whose timestamp is more than 5 minutes off; so do Bolt and this guard:
+# https://docs.slack.dev/authentication/verifying-requests-from-slack/
+SLACK_WINDOW_S = 5 * 60
+# Database faults that pass (a read-only or unreachable database): Cloud Monitoring retries a 503.
+UNAVAILABLE = (OperationalError, InternalError)
 
 
 @dataclass(frozen=True)
@@ -34,6 +54,10 @@ class Hooks:
     tick: Callable[[], None]
     alert_token: str | None
     tick_token: str | None
+    # True the first time a signed Slack request (by its key) is seen before ``expires``.
+    first_sighting: Callable[[str, datetime], bool] | None = None
+    # None when the bot can do its work, else what is wrong (``/healthz`` says it, non-200).
+    health: Callable[[], str | None] | None = None
 
 
 def _json(start_response: StartResponse, status: int, body: dict[str, Any]) -> list[bytes]:
@@ -45,11 +69,12 @@ def _json(start_response: StartResponse, status: int, body: dict[str, Any]) -> l
         404: "Not Found",
         405: "Method Not Allowed",
         413: "Payload Too Large",
+        503: "Service Unavailable",
     }.get(status, "Error")
-    start_response(
-        f"{status} {reason}",
-        [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))],
-    )
+    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))]
+    if status == 503:
+        headers.append(("Retry-After", "30"))
+    start_response(f"{status} {reason}", headers)
     return [payload]
 
 
@@ -70,19 +95,105 @@ def _bearer(environ: dict[str, Any]) -> str | None:
     return header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else None
 
 
-def _read_body(environ: dict[str, Any]) -> bytes | None:
-    """The request body, or None when it is larger than the limit."""
+def _read_body(environ: dict[str, Any], limit: int = MAX_BODY) -> bytes | None:
+    """The request body, or None when it is larger than the limit: refused on its declared
+    length before reading, and never read past the limit whatever the length says."""
     try:
         length = int(environ.get("CONTENT_LENGTH") or 0)
     except ValueError:
         length = 0
-    if length > MAX_BODY:
+    if length > limit:
         return None
-    return environ["wsgi.input"].read(length) if length else b""
+    body = environ["wsgi.input"].read(min(length, limit + 1)) if length > 0 else b""
+    return None if len(body) > limit else body
 
 
-def make_wsgi_app(bolt_app: App, hooks: Hooks | None = None) -> WSGIApp:
-    slack = SlackRequestHandler(bolt_app)
+def _signed_request_key(environ: dict[str, Any], body: bytes, verifier: SignatureVerifier) -> str:
+    """A replay key for a request Slack signed now, or "" when it is unsigned, stale or forged."""
+    stamp = environ.get("HTTP_X_SLACK_REQUEST_TIMESTAMP", "")
+    signature = environ.get("HTTP_X_SLACK_SIGNATURE", "")
+    if not stamp.isdigit() or not signature or len(stamp) > 12:
+        return ""
+    if abs(time.time() - int(stamp)) > SLACK_WINDOW_S:
+        return ""
+    expected = verifier.generate_signature(timestamp=stamp, body=body) or ""
+    if not hmac.compare_digest(expected.encode(), signature.encode()):
+        return ""
+    return hashlib.sha256(f"{signature}:{stamp}".encode()).hexdigest()
+
+
+def _interaction_is_usable(payload: Any) -> bool:
+    if not isinstance(payload, dict) or not isinstance(payload.get("type"), str):
+        return False
+    if payload["type"] != "block_actions":
+        return True
+    actions = payload.get("actions")
+    return isinstance(actions, list) and bool(actions) and all(isinstance(a, dict) for a in actions)
+
+
+def _slack_shape_problem(environ: dict[str, Any], text: str) -> str:
+    """What makes a signed body unusable for Bolt ("" when nothing does)."""
+    content_type = environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
+    try:
+        if content_type == "application/json":
+            return "" if isinstance(json.loads(text), dict) else "a JSON object is expected"
+        if content_type != "application/x-www-form-urlencoded":
+            return "unsupported content type"
+        form = parse_qs(text)
+        if "payload" in form and not _interaction_is_usable(json.loads(form["payload"][0])):
+            return "the interaction payload is not usable"
+    except (ValueError, RecursionError):
+        return "the body is malformed"
+    return ""
+
+
+def slack_guard(
+    slack: WSGIApp,
+    signing_secret: str,
+    first_sighting: Callable[[str, datetime], bool] | None,
+) -> WSGIApp:
+    """Everything Bolt should never see: oversized, unsigned, malformed or replayed requests."""
+    verifier = SignatureVerifier(signing_secret or "unset")
+
+    def guarded(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        body = _read_body(environ, MAX_SLACK_BODY)
+        if body is None:
+            return _json(start_response, 413, {"error": "payload too large"})
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            return _json(start_response, 400, {"error": "the body is not UTF-8"})
+        key = _signed_request_key(environ, body, verifier) if signing_secret else ""
+        if not key:
+            return _json(start_response, 401, {"error": "invalid request"})
+        problem = _slack_shape_problem(environ, text)
+        if problem:
+            return _json(start_response, 400, {"error": problem})
+        if first_sighting is not None:
+            expires = datetime.fromtimestamp(
+                int(environ["HTTP_X_SLACK_REQUEST_TIMESTAMP"]) + 2 * SLACK_WINDOW_S, UTC
+            )
+            try:
+                first = first_sighting(key, expires)
+            except UNAVAILABLE:
+                log.exception("the database refused a Slack request's replay key")
+                return _json(start_response, 503, {"error": "database unavailable"})
+            if not first:
+                log.warning("a signed Slack request was replayed; ignored")
+                start_response("200 OK", [("Content-Length", "0")])
+                return [b""]
+        environ = {**environ, "wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body))}
+        return slack(environ, start_response)
+
+    return guarded
+
+
+def make_wsgi_app(bolt_app: App, hooks: Hooks | None = None, signing_secret: str = "") -> WSGIApp:
+    slack = slack_guard(
+        SlackRequestHandler(bolt_app),
+        signing_secret,
+        hooks.first_sighting if hooks is not None else None,
+    )
 
     def alerts(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         if hooks is None or not token_matches(_query_token(environ), hooks.alert_token):
@@ -92,15 +203,29 @@ def make_wsgi_app(bolt_app: App, hooks: Hooks | None = None) -> WSGIApp:
             return _json(
                 start_response, 400, {"error": f"payload too large (over {MAX_BODY} bytes)"}
             )
-        status, answer = hooks.alert(body)
+        try:
+            status, answer = hooks.alert(body)
+        except UNAVAILABLE:
+            log.exception("the database refused an alert; Cloud Monitoring will retry")
+            return _json(start_response, 503, {"error": "database unavailable; retry later"})
         return _json(start_response, status, answer)
 
     def tick(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         given = _bearer(environ) or _query_token(environ)
         if hooks is None or not token_matches(given, hooks.tick_token):
             return _json(start_response, 401, {"error": "missing or wrong token"})
-        hooks.tick()
+        try:
+            hooks.tick()
+        except UNAVAILABLE:
+            log.exception("the database refused a tick")
+            return _json(start_response, 503, {"error": "database unavailable; retry later"})
         return _json(start_response, 200, {"status": "ticked"})
+
+    def healthz(start_response: StartResponse) -> Iterable[bytes]:
+        problem = hooks.health() if hooks is not None and hooks.health is not None else None
+        if problem:
+            return _json(start_response, 503, {"status": "unavailable", "problem": problem})
+        return _json(start_response, 200, {"status": "ok"})
 
     routes: dict[str, tuple[str, WSGIApp]] = {
         "/slack/events": ("POST", slack),
@@ -111,7 +236,7 @@ def make_wsgi_app(bolt_app: App, hooks: Hooks | None = None) -> WSGIApp:
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "GET")
         if path == "/healthz":
-            return _json(start_response, 200, {"status": "ok"})
+            return healthz(start_response)
         if path not in routes:
             return _json(start_response, 404, {"error": f"no route for {path}"})
         allowed, handler = routes[path]
@@ -120,3 +245,51 @@ def make_wsgi_app(bolt_app: App, hooks: Hooks | None = None) -> WSGIApp:
         return handler(environ, start_response)
 
     return app
+
+
+class BoundedServer(TcpWSGIServer):
+    """waitress, where a client that trickles a request in byte by byte is dropped once
+    ``request_deadline_s`` has passed (waitress itself only drops connections that go quiet),
+    and where, once connections run short, those idle for ``crowded_idle_s`` make room."""
+
+    request_deadline_s = 10.0
+    crowded_idle_s = 2.0
+
+    def maintenance(self, now: float) -> None:
+        super().maintenance(now)
+        crowded = len(self.active_channels) >= 0.8 * self.adj.connection_limit
+        for channel in list(self.active_channels.values()):
+            if channel.requests:  # being answered: never cut
+                channel.request_started = None
+                continue
+            if crowded and now - channel.last_activity > self.crowded_idle_s:
+                channel.will_close = True
+            if channel.request is None:
+                channel.request_started = None
+            elif getattr(channel, "request_started", None) is None:
+                channel.request_started = now
+            elif now - channel.request_started > self.request_deadline_s:
+                channel.will_close = True
+
+
+def make_http_server(
+    app: WSGIApp, host: str, port: int, threads: int = 16, request_deadline_s: float = 10.0
+) -> BoundedServer:
+    """The HTTP server for ``serve``: idle or slow clients cannot starve /healthz and Slack.
+
+    Idle connections are closed after 30 s (after 2 s once 80% of the 1,000 allowed are open;
+    waitress's default limit of 100 is easy to exhaust), a request must arrive whole within the
+    deadline, and no body larger than Slack's is buffered."""
+    adjustments = Adjustments(
+        host=host,
+        port=port,
+        threads=threads,
+        connection_limit=1000,
+        channel_timeout=30,
+        cleanup_interval=1,
+        asyncore_use_poll=True,  # select() cannot watch file descriptors above 1023
+        max_request_body_size=MAX_SLACK_BODY,
+    )
+    server = BoundedServer(app, adj=adjustments)
+    server.request_deadline_s = request_deadline_s
+    return server

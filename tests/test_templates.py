@@ -873,7 +873,8 @@ def test_hostile_user_text_is_shown_never_executed(
     message = renderer.message(name, locale, **context)
     payload = assert_valid(message)
     assert "&lt;!channel&gt;" in payload
-    assert "&lt;https://evil.example|click me&gt;" in payload
+    # shown escaped, or hidden where it is a fault's detail (no addresses there)
+    assert "&lt;https://evil.example|click me&gt;" in payload or "&lt;… me&gt;" in payload
     for raw in RAW_MARKUP:
         assert raw not in payload
     if name != "traffic":

@@ -1,14 +1,24 @@
 """Cloud Monitoring's webhook payload (version 1.2), parsed strictly and defensively.
 
-The endpoint is reachable from the internet: the payload is size-limited, every string is
+The endpoint is reachable from the internet: the payload is size-limited, identifiers are
 length-limited, and anything unexpected is a clear 400, never a crash and never a message.
+Display strings (summary, policy, condition and metric names) are cut to length instead: a real
+alert with a long summary is never lost to a 400. NUL characters are dropped everywhere.
+
+Payload reference (version 1.2, "Webhooks" schema):
+https://cloud.google.com/monitoring/support/notification-options ; the resource labels of a
+Cloud Run alert are those of the ``cloud_run_revision`` monitored resource (project_id,
+service_name, revision_name, location, configuration_name):
+https://cloud.google.com/monitoring/api/resources#tag_cloud_run_revision
 """
 
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, datetime
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -22,6 +32,20 @@ from pydantic import (
 MAX_PAYLOAD_BYTES = 64 * 1024
 SHORT = 256
 LONG = 4000
+# Alert times are seconds since the epoch; anything past the year 9999 is not a time.
+LATEST_EPOCH_S = 253_402_300_799
+CONSOLE_HOST = "console.cloud.google.com"
+
+
+def _clipped(limit: int) -> BeforeValidator:
+    def clip(value: Any) -> Any:
+        return value[:limit] if isinstance(value, str) else value
+
+    return BeforeValidator(clip)
+
+
+ShortText = Annotated[str, _clipped(SHORT)]
+LongText = Annotated[str, _clipped(LONG)]
 
 
 class AlertError(Exception):
@@ -47,26 +71,34 @@ class AlertResource(_Loose):
     type: str = Field(default="", max_length=SHORT)
     labels: Labels = {}
 
+    @property
+    def project_id(self) -> str:
+        return self.labels.get("project_id", "")
+
+    @property
+    def location(self) -> str:
+        return self.labels.get("location", "")
+
 
 class AlertMetric(_Loose):
-    type: str = Field(default="", max_length=SHORT)
-    display_name: str = Field(default="", max_length=SHORT, alias="displayName")
+    type: ShortText = ""
+    display_name: ShortText = Field(default="", alias="displayName")
     labels: Labels = {}
 
 
 class Incident(_Loose):
     incident_id: str = Field(min_length=1, max_length=SHORT)
     state: str
-    policy_name: str = Field(default="", max_length=SHORT)
-    condition_name: str = Field(default="", max_length=SHORT)
+    policy_name: ShortText = ""
+    condition_name: ShortText = ""
     resource: AlertResource = AlertResource()
     metric: AlertMetric = AlertMetric()
     observed_value: str = Field(default="", max_length=64)
     threshold_value: str = Field(default="", max_length=64)
     started_at: datetime | None = None
     ended_at: datetime | None = None
-    url: str = Field(default="", max_length=LONG)
-    summary: str = Field(default="", max_length=LONG)
+    url: str = ""
+    summary: LongText = ""
     documentation: str = ""
 
     @field_validator("state")
@@ -89,14 +121,25 @@ class Incident(_Loose):
             return None
         if isinstance(value, str) and value.isdigit():
             value = int(value)
-        if isinstance(value, int | float):
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            if not (math.isfinite(value) and 0 < value <= LATEST_EPOCH_S):
+                raise ValueError("must be seconds since the epoch (out of range)")
             return datetime.fromtimestamp(value, UTC)
         raise ValueError("must be seconds since the epoch")
 
-    @field_validator("url")
+    @field_validator("url", mode="before")
     @classmethod
-    def _https_only(cls, url: str) -> str:
-        return url if url.startswith("https://") else ""
+    def _console_only(cls, url: Any) -> str:
+        """Shown as "Open in Cloud Monitoring": only a link into the Cloud Console is one."""
+        if not isinstance(url, str) or len(url) > LONG:
+            return ""
+        try:
+            parts = urlsplit(url)
+            exact_host = parts.hostname == CONSOLE_HOST and parts.port is None
+        except ValueError:
+            return ""
+        plain = parts.username is None and parts.password is None
+        return url if parts.scheme == "https" and exact_host and plain else ""
 
     @field_validator("documentation", mode="before")
     @classmethod
@@ -120,17 +163,45 @@ class AlertPayload(_Loose):
     incident: Incident
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"{text[:20]} is out of range")
+    return number
+
+
+def _without_nul(value: Any) -> Any:
+    """PostgreSQL refuses NUL in text; no real alert has one."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, list):
+        return [_without_nul(item) for item in value]
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    return value
+
+
 def parse_alert(body: bytes) -> Incident:
     if len(body) > MAX_PAYLOAD_BYTES:
         raise AlertError(f"payload too large ({len(body)} bytes; the limit is {MAX_PAYLOAD_BYTES})")
     try:
-        data = json.loads(body)
+        data = _without_nul(
+            json.loads(body, parse_constant=_refuse_constant, parse_float=_finite_float)
+        )
     except (ValueError, UnicodeDecodeError) as error:
         raise AlertError(f"payload is not JSON: {error}") from None
+    except RecursionError:
+        raise AlertError("payload is nested too deeply") from None
     if not isinstance(data, dict):
         raise AlertError("payload must be a JSON object with an 'incident'")
     try:
         return AlertPayload.model_validate(data).incident
+    except RecursionError:
+        raise AlertError("payload is nested too deeply") from None
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"])

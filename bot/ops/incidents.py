@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from bot.config import ServiceConfig
 from bot.gcp.alerts import Incident
 from bot.ops.cards import show
 from bot.ops.context import BOT_ACTOR, Deps
@@ -32,7 +33,7 @@ MONITORING = "cloud-monitoring"
 @dataclass(frozen=True)
 class AlertOutcome:
     incident_id: str
-    status: str  # created | duplicate | closed | unknown | unmanaged
+    status: str  # created | duplicate | closed | unknown | unmanaged | unidentified
     judge: bool  # a judgement should follow (run it off the request thread)
 
 
@@ -43,11 +44,11 @@ def receive_alert(deps: Deps, alert: Incident) -> AlertOutcome:
     if alert.state == "closed":
         return _close_from_alert(deps, alert)
     now = deps.clock.now()
-    service = deps.config.service(alert.service_name)
+    service = managed_service_of(deps, alert)
     record, created = deps.store.create_incident(
         now,
         external_id=alert.incident_id,
-        service=alert.service_name or "unknown",
+        service=alert.service_name,
         revision=alert.revision_name,
         managed=service is not None,
         state="open",
@@ -76,9 +77,23 @@ def receive_alert(deps: Deps, alert: Incident) -> AlertOutcome:
         managed=record.managed,
     )
     refresh_incident_card(deps, record.id)
+    if not record.service:
+        return AlertOutcome(record.id, "unidentified", judge=False)
     if not record.managed:
         return AlertOutcome(record.id, "unmanaged", judge=False)
     return AlertOutcome(record.id, "created", judge=True)
+
+
+def managed_service_of(deps: Deps, alert: Incident) -> ServiceConfig | None:
+    """The app.yaml service the alert is about: same name, project and region. A service of the
+    same name in another project or region is somebody else's."""
+    service = deps.config.service(alert.service_name)
+    if service is None:
+        return None
+    labels = alert.resource
+    if (service.project, service.region) != (labels.project_id, labels.location):
+        return None
+    return service
 
 
 def _alert_facts(alert: Incident) -> dict[str, Any]:
@@ -93,6 +108,8 @@ def _alert_facts(alert: Incident) -> dict[str, Any]:
         "url": alert.url,
         "summary": alert.summary,
         "documentation": alert.documentation,
+        "project_id": alert.resource.project_id,
+        "location": alert.resource.location,
     }
 
 
@@ -313,7 +330,7 @@ def on_operation_finished(deps: Deps, operation: Operation) -> None:
         ("release", "rolled_back"),
     )
     for record in deps.store.open_incidents(operation.service):
-        if record.state != "open":
+        if record.state != "open" or not record.managed:
             continue
         now = deps.clock.now()
         if safe:
@@ -408,7 +425,7 @@ def _open_incident(deps: Deps, incident_id: str) -> IncidentRecord:
 
 
 def incident_view(deps: Deps, record: IncidentRecord) -> dict[str, Any]:
-    service = deps.config.service(record.service)
+    service = deps.config.service(record.service) if record.managed else None
     judgements = record.data.get("judgements") or []
     operation = deps.store.operation(record.operation_id) if record.operation_id else None
     return {
@@ -504,6 +521,8 @@ def _action_and_buttons(
     waiting for approval never hides it (an on-call click supersedes that request)."""
     blocked = record.data.get("rollback_blocked", "")
     moving = operation is not None and operation.state in MOVING_TRAFFIC
+    if not record.service:
+        return {"action": "unidentified", "buttons": [], "blocked": ""}
     if not record.managed:
         return {"action": "unmanaged", "buttons": [], "blocked": ""}
     if record.state in ("mitigated", "resolved"):

@@ -1,0 +1,156 @@
+"""The Monitoring webhook against hostile and real-world payloads: numbers out of range, deep
+nesting, long display strings, alerts about another project's service and alerts whose policy
+aggregated the service label away."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bot.sandbox.console import Sandbox
+from bot.sandbox.seed import alert_payload
+
+SERVICE = "wa-backend"
+
+
+def payload(box: Sandbox, incident_id: str = "0.intake-1") -> dict:
+    return json.loads(alert_payload(box.emulator, SERVICE, "open", incident_id))
+
+
+def nothing_happened(box: Sandbox) -> None:
+    box.runtime.engine.wait_idle()
+    assert box.runtime.deps.store.open_incidents() == []
+    assert box.emulator.slack.messages() == []
+    assert box.emulator.router.calls.list("run.services.patch") == []
+
+
+def incident_text(box: Sandbox) -> str:
+    box.runtime.engine.wait_idle()
+    messages = box.emulator.slack.messages("C0INCIDENTS")
+    assert len(messages) == 1, "one message in #incidents, for a person"
+    return json.dumps(messages[0]["blocks"], ensure_ascii=False)
+
+
+@pytest.mark.parametrize(
+    "number", ["1e20", "-1e20", "1e400", "Infinity", "-Infinity", "NaN", "true"]
+)
+@pytest.mark.parametrize("field", ["started_at", "ended_at", "observed_value"])
+def test_out_of_range_numbers_are_a_400(sandbox: Sandbox, field: str, number: str) -> None:
+    data = payload(sandbox)
+    data["incident"][field] = "__number__"
+    body = json.dumps(data).replace('"__number__"', number)
+    response = sandbox.post_alert(body)
+    if field == "observed_value" and number in ("1e20", "-1e20", "true"):
+        assert response.status_code == 200, "a big but finite value is just a value"
+        return
+    assert response.status_code == 400, response.text
+    assert field in response.text or "out of range" in response.text or "number" in response.text
+    nothing_happened(sandbox)
+
+
+@pytest.mark.parametrize("where", ["top", "documentation", "labels", "summary"])
+def test_deeply_nested_json_is_a_400(sandbox: Sandbox, where: str) -> None:
+    deep = "[" * 5000 + "]" * 5000 if where == "top" else "[" * 900 + "]" * 900
+    body = json.dumps(payload(sandbox))
+    if where == "documentation":
+        body = body.replace('"documentation": {', f'"documentation": {{"content": {deep}, "x": ', 1)
+    elif where == "labels":
+        body = body.replace('"labels": {"service_name"', f'"labels": {{"deep": {deep}, "s"', 1)
+    elif where == "summary":
+        body = body.replace('"summary": ', f'"summary": {deep}, "was": ', 1)
+    else:
+        body = deep
+    response = sandbox.post_alert(body)
+    assert response.status_code == 400, response.text
+    nothing_happened(sandbox)
+
+
+def test_long_display_strings_are_cut_not_refused(sandbox: Sandbox) -> None:
+    data = payload(sandbox)
+    data["incident"]["summary"] = "S" * 20_000
+    data["incident"]["policy_name"] = "P" * 2_000
+    data["incident"]["condition_name"] = "C" * 2_000
+    data["incident"]["metric"]["displayName"] = "M" * 2_000
+    response = sandbox.post_alert(json.dumps(data))
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "created"
+    record = sandbox.runtime.deps.store.incident(response.json()["incident"])
+    assert record.alert["summary"] == "S" * 4000
+    assert record.alert["policy_name"] == "P" * 256
+    assert "SSSS" in incident_text(sandbox)
+
+
+def test_nul_characters_are_dropped(sandbox: Sandbox) -> None:
+    data = payload(sandbox, "0.nul\u0000id")
+    data["incident"]["summary"] = "bad\u0000summary"
+    response = sandbox.post_alert(json.dumps(data))
+    assert response.status_code == 200, response.text
+    record = sandbox.runtime.deps.store.incident(response.json()["incident"])
+    assert record.external_id == "0.nulid" and record.alert["summary"] == "badsummary"
+
+
+@pytest.mark.parametrize(
+    ("label", "value"), [("project_id", "someone-elses-project"), ("location", "europe-west1")]
+)
+def test_a_service_of_the_same_name_elsewhere_is_not_managed(
+    sandbox: Sandbox, label: str, value: str
+) -> None:
+    sandbox.emulator.cloudrun.set_behaviour("wa-backend-00003", error_rate=0.5)
+    data = payload(sandbox)
+    data["incident"]["resource"]["labels"][label] = value
+    response = sandbox.post_alert(json.dumps(data))
+    assert response.status_code == 200 and response.json()["status"] == "unmanaged"
+    text = incident_text(sandbox)
+    assert "is not managed by Runback" in text and value in text
+    assert sandbox.emulator.router.calls.list("run.services.patch") == [], "no rollback"
+
+
+def test_the_same_project_and_location_is_managed(sandbox: Sandbox) -> None:
+    response = sandbox.post_alert(json.dumps(payload(sandbox)))
+    assert response.json()["status"] == "created"
+
+
+def test_an_alert_without_a_service_label_goes_to_a_person(sandbox: Sandbox) -> None:
+    data = payload(sandbox)
+    data["incident"]["resource"]["labels"] = {"project_id": "runback-sandbox"}
+    response = sandbox.post_alert(json.dumps(data))
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "unidentified"
+    text = incident_text(sandbox)
+    assert "cannot tell which service" in text and "service_name" in text
+    assert '"actions"' not in text, "no button acts on an unknown service"
+    assert sandbox.emulator.router.calls.list("run.services.patch") == []
+    listed = "\n".join(sandbox.run_line("/ops incidents"))
+    assert "`?`" in listed, "listed as open, its service unknown"
+
+
+def test_an_alert_without_a_service_label_is_said_in_spanish(sandbox: Sandbox) -> None:
+    from bot.render import Renderer
+
+    sandbox.runtime.deps.renderer = Renderer("es")
+    data = payload(sandbox)
+    data["incident"]["resource"]["labels"] = {}
+    assert sandbox.post_alert(json.dumps(data)).json()["status"] == "unidentified"
+    assert "no se sabe a qué servicio" in incident_text(sandbox)
+
+
+@pytest.mark.parametrize(
+    ("url", "linked"),
+    [
+        ("https://console.cloud.google.com/monitoring/alerting/incidents/0.x", True),
+        ("https://console.cloud.google.com.evil.example/monitoring", False),
+        ("https://console.cloud.google.com@evil.example/monitoring", False),
+        ("https://evil.example/console.cloud.google.com/", False),
+        ("http://console.cloud.google.com/monitoring", False),
+    ],
+)
+def test_only_a_cloud_console_link_is_shown_as_one(
+    sandbox: Sandbox, url: str, linked: bool
+) -> None:
+    data = payload(sandbox)
+    data["incident"]["url"] = url
+    assert sandbox.post_alert(json.dumps(data)).status_code == 200
+    text = incident_text(sandbox)
+    assert ("Open the incident in Cloud Monitoring" in text) is linked
+    assert ("evil.example" in text) is False

@@ -1,0 +1,128 @@
+"""Text that passed validation fits the columns on PostgreSQL exactly as on SQLite: NUL
+characters are dropped and over-long values cut, never a database error ("Something went
+wrong"). Also: replayed Slack requests are remembered across instances sharing a database."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from sqlalchemy import text
+
+from bot.sandbox.console import Sandbox
+from bot.store import AuditRecord, Store, make_engine
+from tests.conftest import sandbox_config
+from tests.db import BACKENDS, open_store, postgres_url
+
+T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    with open_store(request.param, tmp_path) as opened:
+        yield opened
+
+
+def test_long_and_nul_text_fits_every_column(store: Store) -> None:
+    operation = store.create_operation(
+        T0,
+        kind="rollback",
+        service="s" * 300,
+        state="pending",
+        requested_by="U" * 100,
+        channel="C" * 100,
+        reason="because\x00 of " + "x" * 10_000,
+        from_revision="r\x00" * 300,
+        data={"note": "nul \x00 inside"},
+    )
+    stored = store.operation(operation.id)
+    assert stored is not None
+    assert stored.service == "s" * 64 and stored.requested_by == "U" * 32
+    assert stored.reason.startswith("because of ") and len(stored.reason) == 10_011
+    assert stored.from_revision == "r" * 128
+    assert stored.data == {"note": "nul \x00 inside"}, "JSON keeps it, escaped"
+    store.update_operation(operation.id, T0, to_revision="t\x00" * 500)
+    assert store.operation(operation.id).to_revision == "t" * 128  # type: ignore[union-attr]
+
+
+def test_long_and_nul_text_fits_incidents_and_audit(store: Store) -> None:
+    record, created = store.create_incident(
+        T0,
+        external_id="i" * 400,
+        service="svc\x00" * 40,
+        revision="rev" * 100,
+        state="open",
+        alert={"summary": "a\x00b"},
+    )
+    assert created and store.incident(record.id).service == "svc" * 21 + "s"  # type: ignore[union-attr]
+    store.add_audit(
+        AuditRecord(
+            at=T0,
+            actor="a" * 100,
+            action="x" * 100,
+            outcome="o\x00k",
+            service="s" * 100,
+            revision="r" * 200,
+            detail={"why": "nul\x00"},
+        )
+    )
+    audit = store.audit()[-1]
+    assert audit.actor == "a" * 32 and audit.outcome == "ok" and audit.revision == "r" * 128
+
+
+def test_a_replayed_key_is_refused_by_every_instance(store: Store) -> None:
+    expires = datetime.now(UTC) + timedelta(minutes=10)
+    other = Store(str(store.engine.url.render_as_string(hide_password=False)))
+    try:
+        assert store.first_sighting("k1", expires) is True
+        assert other.first_sighting("k1", expires) is False
+        assert store.first_sighting("k1", expires) is False
+        assert other.first_sighting("k2", expires) is True
+    finally:
+        other.close()
+
+
+def test_expired_keys_are_forgotten_by_the_health_check(store: Store) -> None:
+    now = datetime.now(UTC)
+    assert store.first_sighting("old", now - timedelta(seconds=1))
+    store.check_writable(now)
+    assert store.first_sighting("old", now + timedelta(minutes=10)) is True
+
+
+# -- end to end on PostgreSQL: a command whose text holds a NUL --------------------------------
+
+
+@pytest.fixture
+def pg_sandbox() -> Iterator[Sandbox]:
+    url = postgres_url()
+    schema = f"runback_fit_{uuid.uuid4().hex[:12]}"
+    admin = make_engine(url)
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    separator = "&" if "?" in url else "?"
+    box = Sandbox(
+        sandbox_config(),
+        retry_deadline_s=1.5,
+        database_url=f"{url}{separator}options={quote(f'-csearch_path={schema}')}",
+    )
+    try:
+        yield box
+    finally:
+        box.close()
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.mark.postgres
+def test_a_reason_with_a_nul_character_rolls_back_on_postgresql(pg_sandbox: Sandbox) -> None:
+    pg_sandbox.run_line("as ana")
+    output = "\n".join(pg_sandbox.run_line("/rollback wa-backend disk\x00full " + "z" * 3000))
+    assert "Something went wrong" not in output
+    pg_sandbox.runtime.engine.wait_idle()
+    rows = pg_sandbox.emulator.cloudrun.traffic("wa-backend")
+    assert {r["revision"]: r["percent"] for r in rows if r["percent"]} == {"wa-backend-00002": 100}
