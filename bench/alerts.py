@@ -69,7 +69,7 @@ def one_alert(world: World, process: Process, incident_id: str) -> AlertRun:
     # done when the rollback card is final and the postmortem draft (posted after it) is up
     wait_until(
         lambda: (
-            any(is_final(c) for c in world.calls("slack.chat.update", sent))
+            any(is_final(c) for c in world.calls(since=sent))
             and len(world.emulator.slack.files()) > files
         ),
         30,
@@ -78,7 +78,7 @@ def one_alert(world: World, process: Process, incident_id: str) -> AlertRun:
     time.sleep(0.05)  # the bot records the postmortem after its upload; let it finish
     calls = world.calls(since=sent)
     run.timeline = [(c.at - sent, c.api) for c in calls]
-    final = next(c for c in calls if c.api == "slack.chat.update" and is_final(c))
+    final = next(c for c in calls if is_final(c))
     if not card_text(final).endswith(": done"):
         raise BenchError(f"the alert's rollback did not end done: {card_text(final)}")
     for api, _ in ALERT_MARKS:

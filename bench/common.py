@@ -318,6 +318,15 @@ def card_text(call: RecordedCall) -> str:
     return str(body.get("text", ""))
 
 
+# The card is told to Slack off the workflow's thread, newest state first: a fast rollback's
+# card may skip intermediate states, or be posted already final.
+CARD_APIS = ("slack.chat.update", "slack.chat.postMessage")
+
+
 def is_final(call: RecordedCall) -> bool:
     text = card_text(call)
-    return text.startswith(f"Rollback of {SERVICE}") and text.endswith((": done", ": failed"))
+    return (
+        call.api in CARD_APIS
+        and text.startswith(f"Rollback of {SERVICE}")
+        and text.endswith((": done", ": failed"))
+    )

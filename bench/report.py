@@ -106,6 +106,20 @@ def rows_for(results: dict[str, Any]) -> list[Row]:
             ),
             Row("  command sent -> final card, end to end (median)", f"{ms(roll['total_s'])} ms"),
         ]
+    limited = results.get("rollback_429")
+    if limited:
+        rows += [
+            Row(
+                "rollback, Slack answering 429 to card updates: command -> PATCH",
+                f"{ms(limited['to_patch_s'])} ms",
+                "< 150 ms",
+                limited["to_patch_s"] < 0.15,
+            ),
+            Row(
+                "  -> health check / -> final card (after Retry-After 2 s)",
+                f"{ms(limited['to_probe_s'])} / {ms(limited['to_final_card_s'])} ms",
+            ),
+        ]
     fresh = results.get("fresh_bot_rollback")
     if fresh:
         rows.append(

@@ -34,7 +34,11 @@ from bench.common import RESULTS, World, make_world, progress  # noqa: E402
 from bench.memory import bench_memory  # noqa: E402
 from bench.releases import bench_release_judgement, bench_sandbox_release  # noqa: E402
 from bench.report import print_table, print_timeline, rows_for  # noqa: E402
-from bench.rollbacks import bench_rollbacks, one_rollback  # noqa: E402
+from bench.rollbacks import (  # noqa: E402
+    bench_rollback_slack_rate_limited,
+    bench_rollbacks,
+    one_rollback,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,6 +123,7 @@ def run_phases(world: World, args: argparse.Namespace, results: dict[str, Any]) 
         results["first_traffic"] = bench_first_traffic(world, sender)
         results["ack_latency"] = bench_ack_latency(world, process, args.requests, args.threads)
         results["rollback"] = bench_rollbacks(world, sender, args.rollbacks)
+        results["rollback_429"] = bench_rollback_slack_rate_limited(world, sender)
     with world.running(config_path=world.bench_config) as (process, _):
         first = one_rollback(world, world.sender(process))
         results["fresh_bot_rollback"] = {"to_patch_s": first.to_patch_s, "total_s": first.total_s}

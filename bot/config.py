@@ -160,6 +160,8 @@ class RollbackSettings(Strict):
     health_check_interval_s: float = Field(default=1.0, ge=0, le=600)
     health_check_timeout_s: float = Field(default=3.0, gt=0, le=600)
     operation_timeout_s: float = Field(default=120, gt=0, le=DAY_S)
+    # a second `/rollback SERVICE` (no revision) this soon after a rollback asks first; 0: never
+    repeat_window_minutes: float = Field(default=15, ge=0, le=DAY_S / 60)
 
 
 class ReleaseSettings(Strict):

@@ -28,6 +28,7 @@ class Revision:
     image: str
     created: datetime
     ready: bool
+    ready_message: str = ""  # the Ready condition's message when not ready (why, per Cloud Run)
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,10 @@ class CloudRun(Protocol):
 
     def list_revisions(self, ref: ServiceRef) -> list[Revision]:
         """Every revision of the service, newest first."""
+        ...
+
+    def get_revision(self, ref: ServiceRef, name: str) -> Revision:
+        """One revision of the service, read now (its Ready condition as Cloud Run reports it)."""
         ...
 
     def start_traffic_update(self, ref: ServiceRef, targets: list[TrafficTarget], etag: str) -> str:
@@ -199,12 +204,52 @@ class Message:
     blocks: list[dict[str, Any]]
 
 
+class ChatError(Exception):
+    """Slack did not take a message. ``code`` is Slack's error (``ratelimited``,
+    ``not_in_channel``...) or ``unreachable``/``timeout``; ``retry_after_s`` is Slack's
+    Retry-After; ``maybe_sent`` is True when Slack may have acted before the answer was lost."""
+
+    def __init__(
+        self, code: str, retry_after_s: float | None = None, maybe_sent: bool = False
+    ) -> None:
+        super().__init__(code)
+        self.code = code
+        self.retry_after_s = retry_after_s
+        self.maybe_sent = maybe_sent
+
+
+@dataclass(frozen=True)
+class Posted:
+    channel: str  # Slack's channel id (chat.update and threads need the id, not a name)
+    ts: str
+
+
 class Chat(Protocol):
     def post(self, channel: str, message: Message, thread_ts: str | None = None) -> str:
         """Post a message; returns its ts."""
         ...
 
     def update(self, channel: str, ts: str, message: Message) -> None: ...
+
+    def post_card(
+        self, channel: str, message: Message, card: str, thread_ts: str | None = None
+    ) -> Posted:
+        """Post without retrying, tagged with ``card`` so that a lost answer can be looked up.
+        Raises ChatError."""
+        ...
+
+    def update_card(self, channel: str, ts: str, message: Message) -> None:
+        """Edit a posted message, without retrying. Raises ChatError."""
+        ...
+
+    def find_card(self, channel: str, card: str, oldest: str) -> str | None:
+        """The ts of a message tagged ``card`` posted after ``oldest``, if Slack has one."""
+        ...
+
+    def reply(self, response_url: str, message: Message) -> None:
+        """Answer a command privately through its response_url (works where the bot is not a
+        member). Raises ChatError."""
+        ...
 
     def ephemeral(self, channel: str, user: str, message: Message) -> None: ...
 
@@ -217,7 +262,7 @@ class Chat(Protocol):
         title: str,
         comment: str,
     ) -> None:
-        """Share a text file in the channel (or its thread) with a comment."""
+        """Share a file in the channel (or its thread) with a comment. Raises ChatError."""
         ...
 
 
@@ -230,6 +275,10 @@ class LogReader(Protocol):
 class Directory(Protocol):
     def group_members(self, handles: tuple[str, ...]) -> dict[str, set[str]]:
         """Members (user ids) of each user group named by handle."""
+        ...
+
+    def problem(self) -> str:
+        """Slack's error when user groups could not be read at the last try; "" when they were."""
         ...
 
     def display_name(self, user_id: str) -> str | None:

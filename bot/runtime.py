@@ -107,6 +107,8 @@ class Runtime:
         than on the first command that needs them."""
         self.deps.renderer.warm_up()
         self.deps.store.lock_holder("")
+        self.check_user_groups()
+        self.check_incidents_channel()
         for port in (self.deps.cloudrun, self.deps.probe, self.deps.metrics, self.deps.audit_sink):
             if isinstance(port, Lazy):
                 try:
@@ -115,6 +117,43 @@ class Runtime:
                         adapter.warm_up()
                 except Exception:  # a warm-up is best effort; the first real call retries
                     log.warning("could not prepare %s ahead of time", type(port).__name__)
+
+    def check_incidents_channel(self) -> bool | None:
+        """Say loudly at start when Runback cannot post in the incidents channel."""
+        channel = self.config.channels.incidents
+        is_member = getattr(self.deps.chat, "is_member", None)
+        if is_member is None:
+            return None
+        try:
+            member: bool = is_member(channel.id)
+        except Exception as error:  # ChatError: Slack's code says what to fix
+            log.error("could not check #%s (%s): %s", channel.name, channel.id, error)
+            return None
+        if not member:
+            log.error(
+                "Runback is not a member of #%s (%s): type /invite @Runback there, or incident "
+                "cards and alerts cannot be posted.",
+                channel.name,
+                channel.id,
+            )
+        return member
+
+    def check_user_groups(self) -> str:
+        """Say loudly at start when roles held through Slack user groups cannot be counted."""
+        handles = self.deps.group_handles()
+        check = getattr(self.deps.directory, "check", None)
+        if not handles or check is None:
+            return ""
+        problem: str = check()
+        if problem:
+            log.error(
+                "Slack user groups cannot be read (%s; a free Slack plan has none): members of "
+                "%s hold no role through them. Roles come only from the user ids in app.yaml; "
+                "list the on-call engineers under roles.on_call.users.",
+                problem,
+                ", ".join(f"@{h}" for h in handles),
+            )
+        return problem
 
 
 def _cloudrun(settings: Settings) -> Any:

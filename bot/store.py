@@ -24,9 +24,11 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    case,
     create_engine,
     delete,
     event,
+    literal,
     select,
     update,
 )
@@ -201,6 +203,32 @@ def _fit_text_columns(_mapper: Mapper[Any], _connection: Any, row: Base) -> None
                 setattr(row, column.key, fitted)
 
 
+class OutboxMessage(Base):
+    """A Slack message Runback owes the channel: an operation's or incident's card (``card`` is
+    its key; one row per card, re-rendered in place) or a one-off post (``card`` empty). Slack
+    is told off the critical path and retried with backoff until it has seen ``version``."""
+
+    __tablename__ = "slack_outbox"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    card: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    thread_of: Mapped[str] = mapped_column(String(64), default="")  # a card key to reply under
+    ts: Mapped[str] = mapped_column(String(32), default="")  # the card's message, once posted
+    stale_ts: Mapped[str] = mapped_column(String(32), default="")  # a replaced card to correct
+    message: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"text", "blocks"}
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    shown: Mapped[int] = mapped_column(Integer, default=0)  # the version Slack has
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # failed tries since last success
+    due_at: Mapped[datetime] = mapped_column(index=True)
+    claimed_until: Mapped[datetime | None] = mapped_column(nullable=True)
+    uncertain_since: Mapped[str] = mapped_column(String(32), default="")  # a post without answer
+    error: Mapped[str] = mapped_column(String(64), default="")  # Slack's last error code
+    reply_url: Mapped[str] = mapped_column(Text, default="")  # the requester's response_url
+    told_requester: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
 TERMINAL_STATES = frozenset(
     {"succeeded", "failed", "rejected", "expired", "cancelled", "rolled_back"}
 )
@@ -297,6 +325,12 @@ class Store:
             operation.data = {**(operation.data or {}), **values}
             operation.updated_at = now
         return operation
+
+    def latest_operation(self, service: str, kind: str) -> Operation | None:
+        """The newest operation of ``kind`` on ``service``, whatever its state."""
+        with self.session() as session:
+            query = select(Operation).where(Operation.service == service, Operation.kind == kind)
+            return session.scalars(query.order_by(Operation.created_at.desc()).limit(1)).first()
 
     def unfinished_operations(self) -> list[Operation]:
         with self.session() as session:
@@ -538,3 +572,131 @@ class Store:
                 .values(postmortem="claimed")
             )
             return result.rowcount == 1
+
+    # -- the Slack outbox ----------------------------------------------------------------------
+
+    def stage_card(
+        self, card: str, channel: str, message: dict[str, Any], now: datetime, thread_of: str = ""
+    ) -> None:
+        """Record the card's newest content; the courier shows it (a new version wins)."""
+        if self._restage_card(card, message, now):
+            return
+        try:
+            with self.session() as session:
+                session.add(
+                    OutboxMessage(
+                        card=card,
+                        channel=channel,
+                        thread_of=thread_of,
+                        message=message,
+                        due_at=now,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+        except IntegrityError:  # another instance staged this new card first
+            self._restage_card(card, message, now)
+
+    def _restage_card(self, card: str, message: dict[str, Any], now: datetime) -> bool:
+        """One UPDATE, so that a delivery's outcome committed meanwhile is never overwritten."""
+        with self.session() as session:
+            result = session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.card == card)
+                .values(
+                    message=message,
+                    version=OutboxMessage.version + 1,
+                    updated_at=now,
+                    # a card in backoff (429, outage) keeps its wait
+                    due_at=case(
+                        (OutboxMessage.attempts == 0, literal(now, UTCDateTime)),
+                        else_=OutboxMessage.due_at,
+                    ),
+                )
+            )
+            return result.rowcount == 1
+
+    def stage_post(
+        self, channel: str, message: dict[str, Any], now: datetime, thread_of: str = ""
+    ) -> None:
+        with self.session() as session:
+            session.add(
+                OutboxMessage(
+                    card=None,
+                    channel=channel,
+                    thread_of=thread_of,
+                    message=message,
+                    due_at=now,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+
+    def outbox_row(self, card: str) -> OutboxMessage | None:
+        with self.session() as session:
+            return session.scalars(select(OutboxMessage).where(OutboxMessage.card == card)).first()
+
+    def due_outbox(self, now: datetime, limit: int = 50) -> list[OutboxMessage]:
+        """Messages Slack has not seen in their newest version, due now, oldest first."""
+        with self.session() as session:
+            query = (
+                select(OutboxMessage)
+                .where(
+                    (OutboxMessage.shown < OutboxMessage.version) | (OutboxMessage.stale_ts != ""),
+                    OutboxMessage.due_at <= now,
+                )
+                .where(OutboxMessage.claimed_until.is_(None) | (OutboxMessage.claimed_until < now))
+                .order_by(OutboxMessage.id)
+                .limit(limit)
+            )
+            return list(session.scalars(query))
+
+    def claim_outbox(self, row_id: int, now: datetime, until: datetime) -> OutboxMessage | None:
+        """The row, if this caller won the right to deliver it until ``until`` (and it is still
+        owed: another instance may have delivered it since the caller listed it)."""
+        with self.session() as session:
+            result = session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id == row_id, OutboxMessage.due_at <= now)
+                .where(
+                    (OutboxMessage.shown < OutboxMessage.version) | (OutboxMessage.stale_ts != "")
+                )
+                .where(OutboxMessage.claimed_until.is_(None) | (OutboxMessage.claimed_until < now))
+                .values(claimed_until=until)
+            )
+            if result.rowcount != 1:
+                return None
+            return session.get(OutboxMessage, row_id)
+
+    def settle_outbox(
+        self, row_id: int, now: datetime, keep_claim: bool = False, **fields: Any
+    ) -> None:
+        """Record a delivery attempt's outcome and give up the claim (unless ``keep_claim``)."""
+        with self.session() as session:
+            row = session.get(OutboxMessage, row_id)
+            if row is not None:
+                for name, value in fields.items():
+                    setattr(row, name, value)
+                row.updated_at = now
+                if not keep_claim:
+                    row.claimed_until = None
+
+    def claim_telling_requester(self, card: str) -> str:
+        """The requester's response_url, exactly once per card (empty if none or already told)."""
+        with self.session() as session:
+            result = session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.card == card, OutboxMessage.told_requester.is_(False))
+                .where(OutboxMessage.reply_url != "")
+                .values(told_requester=True)
+            )
+            if result.rowcount != 1:
+                return ""
+            row = session.scalars(select(OutboxMessage).where(OutboxMessage.card == card)).first()
+            return row.reply_url if row else ""
+
+    def set_reply_url(self, card: str, url: str) -> None:
+        with self.session() as session:
+            session.execute(
+                update(OutboxMessage).where(OutboxMessage.card == card).values(reply_url=url)
+            )

@@ -12,6 +12,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
+from bot.sandbox.emulator.http import Fault
 from bot.sandbox.emulator.server import Emulator
 from bot.sandbox.emulator.slack_api import BOT_USER_ID, SlackEmulator
 
@@ -36,8 +37,9 @@ APPROVE = {
 
 @pytest.fixture
 def slack(emulator: Emulator) -> SlackEmulator:
-    emulator.slack.add_channel("C0INCIDENTS", "incidents")
-    emulator.slack.add_channel("C0DEPLOYS", "deploys")
+    emulator.slack.add_channel("C0INCIDENTS", "incidents", members=[BOT_USER_ID])
+    emulator.slack.add_channel("C0DEPLOYS", "deploys", members=[BOT_USER_ID])
+    emulator.slack.add_channel("C0OUTSIDE", "outside")  # Runback was never invited here
     emulator.slack.add_user("U0ALICE", "alice", "Alice Lead", locale="es-ES")
     emulator.slack.add_user("U0BOB", "bob")
     emulator.slack.add_usergroup("S0LEADS", "tech-leads", ["U0ALICE"])
@@ -136,7 +138,7 @@ def test_threads_and_ephemeral_messages(client: WebClient, slack: SlackEmulator)
     assert len(slack.messages("incidents", include_ephemeral=False)) == 3
     assert (
         error_of(
-            client.chat_update, channel="#incidents", ts=note["message_ts"], text="x"
+            client.chat_update, channel="C0INCIDENTS", ts=note["message_ts"], text="x"
         ).response["error"]
         == "message_not_found"
     )
@@ -167,9 +169,23 @@ def test_messages_to_a_user_id_go_to_their_dm(client: WebClient, slack: SlackEmu
         ),
         (
             "chat_update",
-            {"channel": "#incidents", "ts": "1.000001", "text": "x"},
+            {"channel": "C0INCIDENTS", "ts": "1.000001", "text": "x"},
             "message_not_found",
         ),
+        # chat.update takes channel ids only (slackapi/python-slack-sdk#1495)
+        (
+            "chat_update",
+            {"channel": "#incidents", "ts": "1.000001", "text": "x"},
+            "channel_not_found",
+        ),
+        ("chat_postMessage", {"channel": "#outside", "text": "x"}, "not_in_channel"),
+        (
+            "chat_postEphemeral",
+            {"channel": "#outside", "user": "U0BOB", "text": "x"},
+            "not_in_channel",
+        ),
+        ("conversations_history", {"channel": "C0OUTSIDE"}, "not_in_channel"),
+        ("conversations_history", {"channel": "#incidents"}, "channel_not_found"),
         (
             "chat_getPermalink",
             {"channel": "#incidents", "message_ts": "1.000001"},
@@ -382,10 +398,17 @@ def test_files_upload_v2_posts_into_the_thread(client: WebClient, slack: SlackEm
 
 def test_binary_uploads_keep_their_bytes(client: WebClient, slack: SlackEmulator) -> None:
     data = bytes(range(256))
-    file_id = client.files_upload_v2(channel="#deploys", filename="dump.bin", file=data)["file"][
+    file_id = client.files_upload_v2(channel="C0DEPLOYS", filename="dump.bin", file=data)["file"][
         "id"
     ]
     assert slack.file_content(file_id) == data
+
+
+def test_uploads_are_shared_by_channel_id_only(client: WebClient) -> None:
+    failure = error_of(client.files_upload_v2, channel="#deploys", filename="a.md", content="x")
+    assert failure.response["error"] == "channel_not_found"
+    failure = error_of(client.files_upload_v2, channel="C0OUTSIDE", filename="a.md", content="x")
+    assert failure.response["error"] == "not_in_channel"
 
 
 def test_complete_upload_of_an_unknown_file(client: WebClient) -> None:
@@ -469,7 +492,11 @@ def test_server_errors_look_like_slacks(client: WebClient, emulator: Emulator) -
 
 def test_control_api_seeds_and_reads(emulator: Emulator, client: WebClient) -> None:
     base = f"{emulator.url}/_emulator/slack"
-    requests.post(f"{base}/channels", json={"id": "C0OPS", "name": "#ops"}, timeout=5)
+    requests.post(
+        f"{base}/channels",
+        json={"id": "C0OPS", "name": "#ops", "members": [BOT_USER_ID]},
+        timeout=5,
+    )
     requests.post(
         f"{base}/users", json={"id": "U0CAROL", "name": "carol", "locale": "es-ES"}, timeout=5
     )
@@ -496,3 +523,52 @@ def test_control_api_seeds_and_reads(emulator: Emulator, client: WebClient) -> N
     assert requests.get(f"{base}/views", timeout=5).json() == []
     assert requests.get(f"{base}/files", timeout=5).json() == []
     assert emulator.router.calls.list("_emulator.slack.messages.list") == []
+
+
+# -- what a real workspace refuses ----------------------------------------------------------------
+
+
+def test_the_bot_posts_only_where_it_was_invited(client: WebClient, slack: SlackEmulator) -> None:
+    assert client.conversations_info(channel="C0OUTSIDE")["channel"]["is_member"] is False
+    failure = error_of(client.chat_postMessage, channel="C0OUTSIDE", text="card")
+    assert failure.response["error"] == "not_in_channel"
+    assert slack.messages("C0OUTSIDE") == []
+
+    slack.invite("C0OUTSIDE")  # /invite @Runback
+
+    assert client.conversations_info(channel="C0OUTSIDE")["channel"]["is_member"] is True
+    assert client.chat_postMessage(channel="C0OUTSIDE", text="card")["channel"] == "C0OUTSIDE"
+
+
+def test_user_groups_need_a_paid_plan(emulator: Emulator, client: WebClient) -> None:
+    assert client.usergroups_list(include_users=True)["usergroups"]
+    requests.post(f"{emulator.url}/_emulator/slack/plan", json={"plan": "free"}, timeout=5)
+    for call, kwargs in (
+        (client.usergroups_list, {"include_users": True}),
+        (client.usergroups_users_list, {"usergroup": "S0LEADS"}),
+    ):
+        assert error_of(call, **kwargs).response["error"] == "paid_teams_only"
+
+
+def test_history_returns_message_metadata_when_asked(client: WebClient) -> None:
+    tag = {"event_type": "runback_card", "event_payload": {"card": "operation:1"}}
+    ts = client.chat_postMessage(channel="C0INCIDENTS", text="card", metadata=tag)["ts"]
+    client.chat_postMessage(channel="C0INCIDENTS", text="reply", thread_ts=ts)
+
+    plain = client.conversations_history(channel="C0INCIDENTS")["messages"]
+    tagged = client.conversations_history(channel="C0INCIDENTS", include_all_metadata=True)
+
+    assert [m["text"] for m in plain] == ["card"], "replies are not in the channel's history"
+    assert "metadata" not in plain[0]
+    assert tagged["messages"][0]["metadata"] == tag
+
+
+def test_rate_limit_answers_with_the_injected_retry_after(
+    emulator: Emulator, client: WebClient
+) -> None:
+    emulator.router.faults.add(Fault(api="slack.chat.update", status=429, message="7", times=1))
+    ts = client.chat_postMessage(channel="C0INCIDENTS", text="card")["ts"]
+    failure = error_of(client.chat_update, channel="C0INCIDENTS", ts=ts, text="x")
+    assert failure.response.status_code == 429
+    assert failure.response["error"] == "ratelimited"
+    assert failure.response.headers["Retry-After"] in ("7", ["7"])

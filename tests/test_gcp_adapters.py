@@ -73,6 +73,28 @@ def test_list_revisions_newest_first(emu: Emulator) -> None:
     assert revisions[0].created > revisions[1].created
 
 
+def test_get_revision_reads_the_ready_condition(emu: Emulator) -> None:
+    cloudrun = admin(emu)
+    assert cloudrun.get_revision(REF, OLD).ready
+    answer = requests.post(
+        f"{emu.url}/_emulator/revisions/{OLD}/ready",
+        json={"ready": False, "message": "Container failed to start and listen on PORT=8080"},
+        timeout=5,
+    )
+    assert answer.status_code == 200
+    revision = cloudrun.get_revision(REF, OLD)
+    assert (revision.name, revision.image, revision.ready) == (OLD, "wa:1.0", False)
+    assert revision.ready_message == "Container failed to start and listen on PORT=8080"
+    listed = {r.name: r for r in cloudrun.list_revisions(REF)}
+    assert not listed[OLD].ready and listed[CURRENT].ready and listed[CURRENT].ready_message == ""
+    assert emu.router.calls.list("run.revisions.get")
+    with pytest.raises(CloudRunError) as missing:
+        cloudrun.get_revision(REF, "wa-backend-09999")
+    assert missing.value.reason == "not_found"
+    bad = requests.post(f"{emu.url}/_emulator/revisions/{OLD}/ready", json={}, timeout=5)
+    assert bad.status_code == 400
+
+
 def test_traffic_update_and_wait(emu: Emulator) -> None:
     cloudrun = admin(emu)
     operation = rollback(cloudrun, cloudrun.get_service(REF).etag)

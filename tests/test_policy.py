@@ -128,10 +128,16 @@ SHIPPED_GROUPS = {"oncall": {"U0ANA"}}
         pytest.param("U0SOFIA", NO_GROUPS, {LEAD, SENIOR, DEV}, id="second-tech-lead"),
         pytest.param("U0MARTA", NO_GROUPS, {SENIOR, DEV}, id="senior-by-id"),
         pytest.param("U0PABLO", NO_GROUPS, {DEV}, id="developer-by-id"),
-        pytest.param("U0ANA", SHIPPED_GROUPS, {ONCALL}, id="on-call-by-group"),
-        pytest.param("U0ANA", NO_GROUPS, set(), id="group-members-unknown"),
-        pytest.param("U0ANA", {"oncall": set()}, set(), id="group-empty"),
-        pytest.param("U0ANA", {"other": {"U0ANA"}}, set(), id="other-group-grants-nothing"),
+        pytest.param(
+            "U0MARTA", {"oncall": {"U0MARTA"}}, {SENIOR, DEV, ONCALL}, id="on-call-by-group"
+        ),
+        # U0ANA is also listed by id: on-call even when user groups cannot be read (free plans)
+        pytest.param("U0ANA", NO_GROUPS, {ONCALL}, id="on-call-by-id-without-groups"),
+        pytest.param("U0MARTA", NO_GROUPS, {SENIOR, DEV}, id="group-members-unknown"),
+        pytest.param("U0MARTA", {"oncall": set()}, {SENIOR, DEV}, id="group-empty"),
+        pytest.param(
+            "U0MARTA", {"other": {"U0MARTA"}}, {SENIOR, DEV}, id="other-group-grants-nothing"
+        ),
         pytest.param(
             "U0LUIS", {"oncall": {"U0LUIS"}}, {LEAD, SENIOR, DEV, ONCALL}, id="tech-lead-on-call"
         ),
@@ -525,8 +531,17 @@ def pick(
             ["r3"],
             {"r3"},
             None,
+            (None, TargetProblem.ALL_ROLLED_BACK, ""),
+            id="the-only-ready-one-was-rolled-back-from",
+        ),
+        pytest.param(
+            revisions(1, 2, 3, not_ready=(1,)),
+            {"r2": 100},
+            [],
+            set(),
+            None,
             (None, TargetProblem.NO_PREVIOUS, ""),
-            id="older-ones-unusable",
+            id="older-ones-not-ready",
         ),
         pytest.param(
             [],

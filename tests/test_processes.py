@@ -134,9 +134,9 @@ def test_bot_killed_mid_rollback_finishes_it_after_restart(world) -> None:
     bot.start()
     send_rollback(emulator, bot.port)
     wait_until(lambda: emulator.router.calls.list("run.services.patch"), what="the PATCH")
-    time.sleep(0.3)  # the operation name is committed right after the PATCH returns
+    # the card says "shifting" only after the operation name is committed (told off-thread)
+    wait_until(lambda: "shifting" in card_text(emulator), what="the card to show the shift")
     bot.kill()
-    assert "shifting" in card_text(emulator)
 
     bot.start()
     wait_until(lambda: "done" in card_text(emulator), timeout_s=30, what="the rollback to finish")
@@ -243,3 +243,21 @@ def test_broken_app_yaml_fails_at_start_with_the_key_path(tmp_path: Path) -> Non
     )
     assert result.returncode == 2
     assert "services[1].region: field required" in result.stderr
+
+
+def test_bot_killed_while_its_card_is_being_posted_does_not_post_it_twice(world) -> None:
+    emulator, bot = world
+    # Slack takes the post, but answers only after the bot is gone.
+    emulator.router.faults.add(Fault("slack.chat.postMessage", None, delay_ms=1500, times=1))
+    bot.start()
+    send_rollback(emulator, bot.port)
+    wait_until(lambda: emulator.router.calls.list("slack.chat.postMessage"), what="the post")
+    bot.kill()
+    wait_until(lambda: card_text(emulator), what="Slack to show the card the bot never saw")
+
+    bot.start()
+    wait_until(lambda: "done" in card_text(emulator), timeout_s=60, what="the card's final state")
+    cards = [m for m in emulator.slack.messages("C0INCIDENTS") if not m.get("ephemeral_to")]
+    assert len(cards) == 1, "one operation, one card"
+    assert len(emulator.router.calls.list("slack.chat.postMessage")) == 1
+    assert emulator.router.calls.list("slack.conversations.history"), "it looked before posting"

@@ -90,7 +90,7 @@ def test_every_step_is_audited_in_database_and_cloud_logging(sandbox: Sandbox) -
 
 def test_a_second_rollback_does_not_go_back_to_the_bad_revision(sandbox: Sandbox) -> None:
     run(sandbox, "as ana", "/rollback wa-backend")
-    run(sandbox, "/rollback wa-backend")
+    run(sandbox, "/rollback wa-backend", "click Roll back to wa-backend-00001")  # asks first
     assert serving(sandbox) == {"wa-backend-00001": 100}
 
 

@@ -479,3 +479,38 @@ def test_serving_history_newest_first_without_duplicates(store: Store) -> None:
     assert store.served_revisions("wa-backend-staging") == ["s9"]
     assert store.rolled_back_from("wa-backend") == {"r3", "r4"}
     assert store.rolled_back_from("wa-backend-staging") == set()
+
+
+# -- the Slack outbox ------------------------------------------------------------------------------
+
+
+def test_outbox_card_keeps_its_backoff_and_newest_content(store: Store) -> None:
+    store.stage_card("operation:1", "C0INCIDENTS", {"text": "v1", "blocks": []}, T0)
+    [row] = store.due_outbox(T0)
+    claimed = store.claim_outbox(row.id, T0, T0 + timedelta(seconds=60))
+    assert claimed is not None
+    assert store.claim_outbox(row.id, T0, T0 + timedelta(seconds=60)) is None, "one courier"
+    assert store.due_outbox(T0) == [], "a claimed row is not offered twice"
+    later = T0 + timedelta(seconds=30)
+    store.settle_outbox(row.id, T0, attempts=1, error="ratelimited", due_at=later)
+
+    store.stage_card("operation:1", "C0INCIDENTS", {"text": "v2", "blocks": []}, T0)
+
+    assert store.due_outbox(T0) == [], "a new version does not jump a rate limit's wait"
+    [due] = store.due_outbox(later)
+    assert (due.version, due.shown, due.message["text"]) == (2, 0, "v2")
+    store.settle_outbox(due.id, later, shown=due.version, attempts=0, ts="1.000100")
+    assert store.due_outbox(later + timedelta(hours=1)) == []
+    stale_list = due  # another instance listed it before it was delivered: it must not win
+    assert store.claim_outbox(stale_list.id, later, later + timedelta(seconds=60)) is None
+
+
+def test_outbox_tells_the_requester_once(store: Store) -> None:
+    store.stage_card("operation:2", "C0RANDOM", {"text": "v1", "blocks": []}, T0)
+    assert store.claim_telling_requester("operation:2") == "", "no response_url yet"
+    store.set_reply_url("operation:2", "https://hooks.slack.com/commands/T0/1/x")
+    with ThreadPoolExecutor(THREADS) as pool:
+        urls = list(
+            pool.map(lambda _: store.claim_telling_requester("operation:2"), range(THREADS))
+        )
+    assert [u for u in urls if u] == ["https://hooks.slack.com/commands/T0/1/x"]

@@ -94,6 +94,8 @@ def make_op(state: str, **over: Any) -> dict[str, Any]:
         "uri": "",
         "health": None,
         "superseded_by": "",
+        "skipped": [],
+        "offers": {},
         "total_s": 16.0 if state in FINAL else None,
         "approval": {
             "id": "ap-1",
@@ -139,6 +141,14 @@ CARD_CASES = [
         id="succeeded-nothing-serving",
     ),
     *[pytest.param(failed_op(code), id=f"failed-{code}") for code in FAILURE_CODES],
+    pytest.param(
+        make_op(
+            "succeeded",
+            automatic=True,
+            skipped=[{"revision": "wa-backend-00002", "why": "Container failed to start"}],
+        ),
+        id="succeeded-skipped-not-ready",
+    ),
     pytest.param(
         failed_op("healthz_failed", traffic_now={"wa-backend-00002": 100}), id="failed-traffic-read"
     ),
@@ -198,6 +208,63 @@ EPHEMERAL_CASES: list[tuple[str, dict[str, Any]]] = [
     ("error.target.already_serving", {**TARGET, "revision": "wa-backend-00003"}),
     ("error.target.no_previous", {**TARGET, "revision": ""}),
     ("error.target.not_serving", {**TARGET, "revision": ""}),
+    (
+        "error.target.unknown_revision",
+        {**TARGET, "revision": "wa-backnd-00002", "suggestions": ["wa-backend-00002"]},
+    ),
+    ("error.target.unknown_revision", {**TARGET, "revision": "500", "digits": True}),
+    (
+        "error.target.ambiguous_revision",
+        {
+            **TARGET,
+            "revision": "00004",
+            "suggestions": ["wa-backend-00004-abc", "wa-backend-00004"],
+        },
+    ),
+    (
+        "error.target.other_service",
+        {**TARGET, "revision": "wa-backend-staging-00001", "owner": "wa-backend-staging"},
+    ),
+    (
+        "error.target.not_ready",
+        {**TARGET, "why": "Container failed to start", "alternative": "wa-backend-00001"},
+    ),
+    ("error.target.all_rolled_back", {**TARGET, "rolled_back": ["wa-backend-00002"]}),
+    ("notice.repeat_not_yours", {"user": "U0ANA"}),
+    (
+        "notice.repeat_stale",
+        {
+            "service": "wa-backend",
+            "revision": "wa-backend-00001",
+            "now_pick": "wa-backend-00002",
+            "latest": {
+                "id": "op-1",
+                "state": "succeeded",
+                "requested_by": "U0ANA",
+                "automatic": False,
+                "finished_at": NOW,
+                "from_revision": "wa-backend-00001",
+                "to_revision": "wa-backend-00003",
+            },
+        },
+    ),
+    (
+        "notice.repeat_stale",
+        {"service": "wa-backend", "revision": "wa-backend-00001", "now_pick": "", "latest": None},
+    ),
+    ("notice.recovery_stale", {"service": "wa-backend", "holder": HOLDER, "latest": None}),
+    (
+        "notice.recovery_stale",
+        {
+            "service": "wa-backend",
+            "holder": None,
+            "latest": {
+                "requested_by": "U0ANA",
+                "to_revision": "wa-backend-00001",
+                "state": "failed",
+            },
+        },
+    ),
     ("error.internal", {"ref": "a1b2c3d4"}),
     ("notice.already_decided", {"status": "approved", "by": "U0ANA", "at": NOW}),
     ("notice.already_decided", {"status": "rejected", "by": "U0ANA", "at": NOW}),
@@ -206,6 +273,19 @@ EPHEMERAL_CASES: list[tuple[str, dict[str, Any]]] = [
     ("notice.already_decided", {"status": "expired", "by": "", "at": None}),
     ("notice.already_decided", {"status": "pending", "by": "", "at": None}),
     ("notice.unknown_request", {}),
+    ("notice.card_not_posted.not_in_channel", {"channel": "C0RANDOM"}),
+    ("notice.card_not_posted.channel_not_found", {"channel": "C0SECRET"}),
+    ("notice.card_not_posted.is_archived", {"channel": "C0OLD"}),
+    (
+        "error.refused.role_required",
+        {
+            "action": "emergency_rollback",
+            "role": "on_call",
+            "channel": "incidents",
+            "groups_problem": "paid_teams_only",
+            "groups": ("oncall",),
+        },
+    ),
     ("notice.incident_not_open", {"state": "mitigated"}),
     ("notice.incident_not_open", {"state": "?"}),
     ("error.incident.responder_only", {}),
@@ -636,6 +716,27 @@ def whoami_context(held: set[Role], in_incidents: bool, user: str = "U0SOFIA") -
     }
 
 
+OFFERS = {"previous": "wa-backend-00003", "next": "wa-backend-00001"}
+REPEAT_PREVIOUS = {
+    "id": "op-7f3a",
+    "state": "succeeded",
+    "requested_by": "U0ANA",
+    "automatic": False,
+    "finished_at": NOW,
+    "from_revision": "wa-backend-00003",
+    "to_revision": "wa-backend-00002",
+}
+REPEAT_AUTOMATIC = {**REPEAT_PREVIOUS, "automatic": True, "requested_by": "runback"}
+REPEAT = {
+    "service": "wa-backend",
+    "user": "U0ANA",
+    "reason": HOSTILE,
+    "previous": REPEAT_PREVIOUS,
+    "target": revision("wa-backend-00001", 400_000.0),
+    "window_minutes": 15.0,
+    "value": '{"service": "wa-backend"}',
+}
+
 LEAD = {Role.TECH_LEAD, Role.SENIOR_DEVELOPER, Role.DEVELOPER}
 MIGRATIONS = [
     ("migration-additive", "ALTER TABLE t ADD c int; CREATE INDEX i ON t (c);", "postgres"),
@@ -689,6 +790,18 @@ MESSAGES: list[Any] = [
         for i, (key, ctx) in enumerate(EPHEMERAL_CASES)
     ],
     pytest.param(
+        "rollback_failed",
+        {"op": failed_op("healthz_failed", offers=OFFERS)},
+        id="failed-healthz-offers",
+    ),
+    pytest.param(
+        "rollback_failed",
+        {"op": failed_op("healthz_failed", offers={"previous": "", "next": ""})},
+        id="failed-healthz-nothing-to-offer",
+    ),
+    pytest.param("rollback_repeat", REPEAT, id="repeat"),
+    pytest.param("rollback_repeat", {**REPEAT, "previous": REPEAT_AUTOMATIC}, id="repeat-auto"),
+    pytest.param(
         "traffic",
         {**TRAFFIC_BASE, "lines": LINES, "reconciling": False, "holder": None},
         id="traffic-idle",
@@ -735,6 +848,11 @@ MESSAGES: list[Any] = [
         pytest.param("migration_report", migration_report_context(sql, dialect), id=case)
         for case, sql, dialect in MIGRATIONS
     ],
+    pytest.param(
+        "whoami",
+        {**whoami_context(set(), True), "groups_problem": "other", "groups": ("oncall",)},
+        id="whoami-groups-unreadable",
+    ),
 ]
 VIEWS = {"migration_modal": {"metadata": json.dumps({"channel": "C0INCIDENTS"})}}
 

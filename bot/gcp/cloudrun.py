@@ -84,6 +84,13 @@ class CloudRunAdmin:
         converted = [to_revision(r) for r in found]
         return sorted(converted, key=lambda r: r.created, reverse=True)
 
+    def get_revision(self, ref: ServiceRef, name: str) -> Revision:
+        _, revisions = self._get_clients()
+        path = f"{ref.path}/revisions/{name}"
+        return to_revision(
+            self._call(lambda: revisions.get_revision(name=path, **self._call_options()))
+        )
+
     def start_traffic_update(self, ref: ServiceRef, targets: list[TrafficTarget], etag: str) -> str:
         from google.cloud import run_v2
 
@@ -257,11 +264,17 @@ def to_revision(revision: run_v2.Revision) -> Revision:
     from google.cloud import run_v2
 
     succeeded = run_v2.Condition.State.CONDITION_SUCCEEDED
-    ready = any(c.type_ == "Ready" and c.state == succeeded for c in revision.conditions)
+    # The Revision's "Ready" condition says whether it can serve; its message says why not.
+    # https://cloud.google.com/run/docs/reference/rest/v2/Condition
+    conditions = [c for c in revision.conditions if c.type_ == "Ready"]
+    ready = any(c.state == succeeded for c in conditions)
+    why = "" if ready else next((c.message for c in conditions if c.message), "")
     stamp = revision.create_time.timestamp() if revision.create_time else 0.0
     created = datetime.fromtimestamp(stamp, UTC)
     image = revision.containers[0].image if revision.containers else ""
-    return Revision(name=_short(revision.name), image=image, created=created, ready=ready)
+    return Revision(
+        name=_short(revision.name), image=image, created=created, ready=ready, ready_message=why
+    )
 
 
 def ref_from_name(name: str) -> ServiceRef:

@@ -51,6 +51,21 @@ class Deps:
         groups = self.directory.group_members(handles) if handles else {}
         return roles_of(user_id, self.config.roles, groups)
 
+    def group_handles(self) -> tuple[str, ...]:
+        return tuple(
+            sorted({handle for role in Role for handle in self.config.roles.members(role).groups})
+        )
+
+    def groups_problem(self) -> str:
+        """Why roles held through user groups are not counted now ("" when they are): a key
+        of the ``groups_problem`` texts."""
+        if not self.group_handles():
+            return ""
+        problem = self.directory.problem()
+        if not problem:
+            return ""
+        return problem if problem in ("paid_teams_only", "missing_scope") else "other"
+
     def managed_service(self, name: str) -> ServiceConfig:
         """The configuration of a service an operation is running on (it must still exist)."""
         service = self.config.service(name)

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
-from bot.ops import approvals, incidents, release, rollback
+from bot.ops import approvals, cards, incidents, release, rollback
 from bot.ops.context import Deps
 from bot.store import TERMINAL_STATES
 
@@ -42,6 +42,8 @@ class Engine:
         self._active = 0
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self.courier = cards.Courier(deps, self.hold)
+        deps.extra["courier"] = self.courier
 
     # -- running operations ------------------------------------------------------------------
 
@@ -105,6 +107,10 @@ class Engine:
                     self.submit(operation.id)
             for operation_id in incidents.tick(self.deps):
                 self.submit(operation_id)
+            if self.courier.running:  # Slack retries due now (or all of them, without a courier)
+                self.courier.kick()
+            else:
+                cards.deliver_due(self.deps)
 
     def judge_incident(self, incident_id: str) -> None:
         """Judge a new incident off the request thread; start the rollback it calls for."""
@@ -119,6 +125,7 @@ class Engine:
     # -- background threads ------------------------------------------------------------------
 
     def start(self, tick_interval_s: float = 1.0) -> None:
+        self.courier.start()
         self._spawn("runback-ticker", self._every, tick_interval_s, self.tick)
         self._spawn("runback-lease", self._every, self.lease_s / 3, self._renew_leases)
 
@@ -142,6 +149,7 @@ class Engine:
 
     def shutdown(self, wait: bool = True) -> None:
         self._stop.set()
+        self.courier.stop()
         self._pool.shutdown(wait=wait, cancel_futures=not wait)
         self._work.shutdown(wait=wait, cancel_futures=not wait)
 
@@ -157,6 +165,19 @@ class Engine:
                 handler(*args, **kwargs)
 
         return wrapper
+
+    def hold(self) -> Callable[[], None]:
+        """Count as activity until the returned release is called (the Slack courier's
+        deliveries, so that wait_idle also waits for the channel to be told)."""
+        with self._lock:
+            self._active += 1
+
+        def release() -> None:
+            with self._lock:
+                self._active -= 1
+                self._lock.notify_all()
+
+        return release
 
     @contextmanager
     def track(self) -> Iterator[None]:

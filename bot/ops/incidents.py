@@ -15,7 +15,7 @@ from typing import Any
 
 from bot.config import ServiceConfig
 from bot.gcp.alerts import Incident
-from bot.ops.cards import show
+from bot.ops.cards import incident_card, share_file, show
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.errors import UserError
 from bot.ops.preemption import request_rollback
@@ -558,9 +558,7 @@ def refresh_incident_card(deps: Deps, incident_id: str) -> None:
     if record is None:
         return
     message = deps.renderer.message("incident", inc=incident_view(deps, record))
-    posted = show(deps, record.channel, record.message_ts, message, f"incident {incident_id}")
-    if posted:
-        deps.store.update_incident(record.id, deps.clock.now(), message_ts=posted)
+    show(deps, incident_card(record.id), record.channel, message)
 
 
 def post_postmortem(deps: Deps, incident_id: str) -> bool:
@@ -573,13 +571,14 @@ def post_postmortem(deps: Deps, incident_id: str) -> bool:
     assert record is not None
     document = deps.renderer.document("postmortem", **build_postmortem(deps, record))
     title = deps.renderer.text("incident.postmortem_title", service=record.service, id=record.id)
-    deps.chat.upload(
+    share_file(
+        deps,
         record.channel,
-        record.message_ts or None,
         f"postmortem-{record.service}-{record.id}.md",
         document,
         title,
         deps.renderer.text("incident.postmortem_posted"),
+        thread_of=incident_card(record.id),
     )
     deps.store.update_incident(record.id, deps.clock.now(), postmortem="posted")
     deps.store.add_event(record.id, deps.clock.now(), "postmortem_posted", actor=BOT_ACTOR)

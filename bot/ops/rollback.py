@@ -11,17 +11,23 @@ finds: ``approved`` re-reads the service (and skips the PATCH if traffic is alre
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from bot.config import Action, ServiceConfig
 from bot.ops.approvals import claim_decision, request_approval
-from bot.ops.cards import card_view, refresh_card
+from bot.ops.cards import announce, card_view, refresh_card
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.errors import UserError
 from bot.policy.approvals import Decision, Verdict, decide_rollback
-from bot.policy.targets import choose_target, current_revision
+from bot.policy.revision_words import WordKind, read_revision_word
+from bot.policy.targets import (
+    TargetChoice,
+    choose_target,
+    current_revision,
+    within_repeat_window,
+)
 from bot.ports import CloudRunError, EtagConflict, Revision, ServiceState, TrafficTarget
 from bot.store import Operation
 
@@ -36,6 +42,19 @@ class RollbackRequest:
     user: str
     channel: str
     automatic: bool = False  # Runback itself, for an incident, on behalf of the on-call policy
+    # Typed as `/rollback SERVICE [WORD] ...`: the reason's first word may name a revision (read
+    # against the real revision list), and a repeat soon after a rollback asks first.
+    from_command: bool = False
+
+
+class RepeatNeedsConfirmation(Exception):
+    """A `/rollback SERVICE` soon after a rollback of that service: nothing was changed, the
+    user is asked to confirm the revision it would now pick. ``context`` is the plain data of
+    that question (see ``rollback_repeat.json.j2``)."""
+
+    def __init__(self, **context: Any) -> None:
+        super().__init__("repeat_needs_confirmation")
+        self.context = context
 
 
 # -- request ----------------------------------------------------------------------------------
@@ -60,9 +79,12 @@ def create_rollback(
     """
     _check_not_busy(deps, service.name, request.user, emergency)
     state, revisions = _read_service(deps, service, request.user)
-    target, current = _choose_target(deps, request, service, state, revisions)
+    request = _read_revision_word(deps, request, service, revisions)
+    choice, current = _choose_target(deps, request, service, state, revisions)
+    if request.from_command and request.revision is None:
+        _ask_if_repeated(deps, request, service, choice)
     operation = _create_operation(
-        deps, request, service, emergency, state, revisions, target, current
+        deps, request, service, emergency, state, revisions, choice, current
     )
     if emergency:
         deps.audit(
@@ -70,7 +92,7 @@ def create_rollback(
             "rollback.approved",
             "ok",
             service=service.name,
-            revision=target.name,
+            revision=operation.to_revision,
             operation_id=operation.id,
             approval="incident_policy" if request.automatic else "self",
         )
@@ -149,37 +171,175 @@ def _read_service(
         raise UserError("error.cloudrun_unavailable", service=service.name, detail=detail) from None
 
 
+def _read_revision_word(
+    deps: Deps, request: RollbackRequest, service: ServiceConfig, revisions: list[Revision]
+) -> RollbackRequest:
+    """A typed command's first reason word, read against the real revisions: the revision it
+    names exactly (then the reason is the rest), the start of the reason, or bad input."""
+    words = request.reason.split(maxsplit=1)
+    if not request.from_command or request.revision or not words:
+        return request
+    names = [r.name for r in revisions]
+    reading = read_revision_word(words[0], service.name, names, deps.config.service_names)
+    if reading.kind is WordKind.REASON:
+        return request
+    if reading.kind is WordKind.REVISION:
+        rest = words[1] if len(words) > 1 else ""
+        return replace(request, revision=reading.revision, reason=rest)
+    deps.audit(
+        request.user,
+        "rollback.refused",
+        "refused",
+        service=service.name,
+        revision=words[0],
+        why=str(reading.kind),
+        suggestions=list(reading.suggestions),
+    )
+    raise UserError(
+        f"error.target.{reading.kind}",
+        service=service.name,
+        revision=words[0],
+        owner=reading.owner,
+        suggestions=list(reading.suggestions),
+        digits=words[0].isdigit(),
+        recent=_recent(deps, revisions, {}),
+    )
+
+
 def _choose_target(
     deps: Deps,
     request: RollbackRequest,
     service: ServiceConfig,
     state: ServiceState,
     revisions: list[Revision],
-) -> tuple[Revision, str | None]:
+) -> tuple[TargetChoice, str | None]:
     serving = state.serving()
-    choice = choose_target(
-        revisions,
-        serving,
-        deps.store.served_revisions(service.name),
-        deps.store.rolled_back_from(service.name),
-        request.revision,
-    )
+    choice = _choice(deps, service.name, revisions, serving, request.revision, request.automatic)
     if choice.revision is None or choice.problem is not None:
         deps.audit(
             request.user,
             "rollback.refused",
             "refused",
             service=service.name,
-            revision=request.revision or "",
+            revision=request.revision or (choice.revision.name if choice.revision else ""),
             why=str(choice.problem),
         )
         raise UserError(
             f"error.target.{choice.problem}",
             service=service.name,
-            revision=request.revision or "",
+            revision=request.revision or (choice.revision.name if choice.revision else ""),
+            why=choice.revision.ready_message if choice.revision else "",
+            alternative=choice.alternative.name if choice.alternative else "",
+            rolled_back=list(choice.rolled_back),
             recent=_recent(deps, revisions, serving),
         )
-    return choice.revision, current_revision(serving)
+    return choice, current_revision(serving)
+
+
+def _choice(
+    deps: Deps,
+    service: str,
+    revisions: list[Revision],
+    serving: dict[str, int],
+    named: str | None,
+    automatic: bool,
+    also_bad: frozenset[str] = frozenset(),
+) -> TargetChoice:
+    """A person is told when the revision to go back to is not ready; Runback acting alone
+    for an incident goes on to the next ready one (and the card says so)."""
+    return choose_target(
+        revisions,
+        serving,
+        deps.store.served_revisions(service),
+        deps.store.rolled_back_from(service) | also_bad,
+        named,
+        skip_not_ready=automatic,
+    )
+
+
+# -- a second `/rollback SERVICE` soon after one --------------------------------------------------
+
+
+def _ask_if_repeated(
+    deps: Deps,
+    request: RollbackRequest,
+    service: ServiceConfig,
+    choice: TargetChoice,
+) -> None:
+    """Another rollback without a revision would go one more revision back: ask first. (A
+    retry of one that failed before moving traffic picks the same target: no question.)"""
+    previous = deps.store.latest_operation(service.name, "rollback")
+    window = deps.config.rollback.repeat_window_minutes
+    assert choice.revision is not None
+    if previous is None or previous.state not in ("succeeded", "failed"):
+        return
+    if not within_repeat_window(previous.finished_at, deps.clock.now(), window):
+        return
+    if choice.revision.name == previous.to_revision:
+        return
+    deps.audit(
+        request.user,
+        "rollback.confirmation_requested",
+        "pending",
+        service=service.name,
+        revision=choice.revision.name,
+        after_operation=previous.id,
+    )
+    raise RepeatNeedsConfirmation(
+        service=service.name,
+        user=request.user,
+        reason=request.reason,
+        previous=_previous_view(previous),
+        target=_revision_view(deps, choice.revision),
+        window_minutes=window,
+    )
+
+
+def _previous_view(operation: Operation) -> dict[str, Any]:
+    return {
+        "id": operation.id,
+        "state": operation.state,
+        "requested_by": operation.requested_by,
+        "automatic": bool((operation.data or {}).get("automatic")),
+        "finished_at": operation.finished_at,
+        "from_revision": operation.from_revision,
+        "to_revision": operation.to_revision,
+    }
+
+
+def check_repeat_still_current(
+    deps: Deps, service_name: str, revision: str, after_operation: str, user: str
+) -> None:
+    """At the confirm click: the revision asked about must still be the one a rollback would
+    pick, and no other rollback may have run since. Raises UserError (audited) otherwise."""
+    service = deps.config.service(service_name)
+    latest = deps.store.latest_operation(service_name, "rollback")
+    if service is None or latest is None or latest.id != after_operation:
+        _stale_confirmation(deps, user, service_name, revision, latest)
+    assert service is not None
+    state, revisions = _read_service(deps, service, user)
+    choice = _choice(deps, service_name, revisions, state.serving(), None, automatic=False)
+    if choice.problem is not None or choice.revision is None or choice.revision.name != revision:
+        _stale_confirmation(deps, user, service_name, revision, latest, choice)
+
+
+def _stale_confirmation(
+    deps: Deps,
+    user: str,
+    service: str,
+    revision: str,
+    latest: Operation | None,
+    choice: TargetChoice | None = None,
+) -> NoReturn:
+    deps.audit(user, "rollback.refused", "refused", service=service, revision=revision, why="stale")
+    now_pick = choice.revision.name if choice and choice.revision and not choice.problem else ""
+    raise UserError(
+        "notice.repeat_stale",
+        service=service,
+        revision=revision,
+        latest=_previous_view(latest) if latest else None,
+        now_pick=now_pick,
+    )
 
 
 def _recent(deps: Deps, revisions: list[Revision], serving: dict[str, int]) -> list[dict[str, Any]]:
@@ -206,11 +366,13 @@ def _create_operation(
     emergency: bool,
     state: ServiceState,
     revisions: list[Revision],
-    target: Revision,
+    choice: TargetChoice,
     current: str | None,
 ) -> Operation:
     now = deps.clock.now()
     by_name = {r.name: r for r in revisions}
+    target = choice.revision
+    assert target is not None
     operation = deps.store.create_operation(
         now,
         kind="rollback",
@@ -229,6 +391,9 @@ def _create_operation(
             "uri": state.uri,
             "requested_at": now.isoformat(),
             "automatic": request.automatic,
+            "skipped": [
+                {"revision": name, "why": by_name[name].ready_message} for name in choice.skipped
+            ],
         },
     )
     _take_lock(deps, operation, emergency)
@@ -244,6 +409,7 @@ def _create_operation(
         operation_id=operation.id,
         emergency=emergency,
         reason=request.reason,
+        **({"skipped_not_ready": list(choice.skipped)} if choice.skipped else {}),
     )
     if not emergency:
         request_approval(deps, operation.id, Action.SCHEDULED_ROLLBACK, request.user)
@@ -330,6 +496,10 @@ def _step_shift(deps: Deps, operation: Operation) -> Operation:
         state = deps.cloudrun.get_service(ref)
         if state.serving() == {operation.to_revision: 100} and not state.reconciling:
             return _advance(deps, operation, "verifying", "shift", started, already=True)
+        if not operation.emergency:  # approved later: the target may have changed since
+            target = deps.cloudrun.get_revision(ref, operation.to_revision)
+            if not target.ready:
+                return _fail(deps, operation, "not_ready", "shift", detail=target.ready_message)
         name = _patch_with_one_conflict_retry(deps, operation, state)
     except EtagConflict as error:
         return _fail(deps, operation, "conflict", "shift", detail=error.detail)
@@ -480,10 +650,60 @@ def _fail(deps: Deps, operation: Operation, code: str, step: str, **detail: Any)
         code=code,
         **detail,
     )
+    offers = _recovery_offers(deps, operation) if code == "healthz_failed" else {}
     error = {"code": code, "step": STEP_OF_STATE.get(step, step), **detail}
-    failed = _finish(deps, operation.id, "failed", error=error, traffic_now=traffic_now)
+    failed = _finish(
+        deps, operation.id, "failed", error=error, traffic_now=traffic_now, offers=offers
+    )
     _post_failure_alert(deps, failed)
     return failed
+
+
+def _recovery_offers(deps: Deps, operation: Operation) -> dict[str, str]:
+    """After a failed health check on the target: the revision that served before, and the
+    next candidate back (what a rollback without a revision would now pick, skipping both)."""
+    offers = {"previous": operation.from_revision, "next": ""}
+    service = deps.config.service(operation.service)
+    if service is None:
+        return offers
+    try:
+        revisions = deps.cloudrun.list_revisions(deps.service_ref(service))
+    except CloudRunError:
+        return offers
+    tried = frozenset({operation.to_revision, operation.from_revision})
+    serving = {operation.to_revision: 100}
+    choice = _choice(deps, operation.service, revisions, serving, None, True, also_bad=tried)
+    offers["next"] = choice.revision.name if choice.revision and not choice.problem else ""
+    return offers
+
+
+def check_recovery_offer(deps: Deps, operation_id: str, revision: str, user: str) -> Operation:
+    """A click on a failed rollback's "back to ..." button: still the newest rollback of its
+    service, and ``revision`` one it offered. Returns the failed operation; UserError if stale."""
+    operation = deps.store.operation(operation_id)
+    offers = ((operation.data or {}).get("offers") or {}) if operation else {}
+    if operation is None or not revision or revision not in offers.values():
+        raise UserError("notice.unknown_request")
+    latest = deps.store.latest_operation(operation.service, "rollback")
+    holder = deps.store.lock_holder(operation.service)
+    if (latest is not None and latest.id != operation.id) or holder is not None:
+        deps.audit(
+            user,
+            "rollback.refused",
+            "refused",
+            service=operation.service,
+            revision=revision,
+            why="stale",
+            operation_id=operation.id,
+        )
+        newer = latest if latest is not None and latest.id != operation.id else None
+        raise UserError(
+            "notice.recovery_stale",
+            service=operation.service,
+            latest=_previous_view(newer) if newer else None,
+            holder=holder,
+        )
+    return operation
 
 
 def _traffic_now(deps: Deps, operation: Operation) -> dict[str, int] | None:
@@ -509,7 +729,7 @@ def _finish(deps: Deps, operation_id: str, state: str, **data: Any) -> Operation
 def _post_failure_alert(deps: Deps, operation: Operation) -> None:
     """A new message, not only the card's update: a failure must notify the channel."""
     message = deps.renderer.message("rollback_failed", op=card_view(deps, operation))
-    deps.chat.post(operation.channel, message)
+    announce(deps, operation.channel, message)
 
 
 def fail_unexpectedly(deps: Deps, operation_id: str) -> None:

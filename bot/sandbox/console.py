@@ -137,12 +137,17 @@ class Sandbox:
         """Drop the bot and start a new one on the same database and emulators, as after a
         crash: whatever it finds unfinished, it resumes (once the old leases run out)."""
         self.runtime.engine.shutdown(wait=False)
-        self._server.close()
+        self._stop_bot_server()
         self.runtime = build_runtime(self.config, self._settings, clock=self.clock)
         self._start_bot_server()
         self.runtime.engine.start(tick_interval_s=self.tick_interval_s)
         self.runtime.engine.tick()
         self.runtime.engine.wait_idle(timeout_s=30)
+
+    def _stop_bot_server(self) -> None:
+        """Close the socket and end waitress's worker threads (``close`` alone leaves them)."""
+        self._server.close()
+        self._server.task_dispatcher.shutdown(cancel_pending=True, timeout=2)
 
     def _serve(self) -> None:
         with contextlib.suppress(OSError):  # closing the server ends run() with EBADF
@@ -151,7 +156,8 @@ class Sandbox:
     def close(self) -> None:
         self.runtime.engine.wait_idle(timeout_s=10)
         self.runtime.engine.shutdown(wait=True)
-        self._server.close()
+        self._stop_bot_server()
+        self.http.close()
         self.emulator.stop()
         self.runtime.deps.store.close()
         self._tmp.cleanup()

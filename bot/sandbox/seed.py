@@ -8,6 +8,9 @@ import time
 
 from bot.config import Config
 from bot.sandbox.emulator.server import Emulator
+from bot.sandbox.emulator.slack_api import BOT_USER_ID
+
+UNINVITED_CHANNEL = "C0RANDOM"
 
 SAMPLE_REVISIONS = (
     ("00001", "v1.0.0", 3 * 86400),
@@ -20,10 +23,12 @@ def seed(emulator: Emulator, config: Config) -> None:
     slack = emulator.slack
     for name, user in config.sandbox.users.items():
         slack.add_user(user.id, name, real_name=user.real_name or name)
+    # Runback posts only where it was invited (/invite @Runback), as in a real workspace
     for name, channel_id in config.sandbox.channels.items():
-        slack.add_channel(channel_id, name)
+        slack.add_channel(channel_id, name, members=[BOT_USER_ID])
     incidents = config.channels.incidents
-    slack.add_channel(incidents.id, incidents.name)
+    slack.add_channel(incidents.id, incidents.name, members=[BOT_USER_ID])
+    slack.add_channel(UNINVITED_CHANNEL, "random")  # try a command where Runback is not
     for handle, group in config.sandbox.usergroups.items():
         slack.add_usergroup(group.id, handle, list(group.users))
     for service in config.services:

@@ -13,14 +13,16 @@ from typing import Any
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
+from bot.ops.cards import operation_card, tell_requester_if_unseen
 from bot.ops.context import Deps
 from bot.ops.engine import Engine
 from bot.ops.errors import UserError
 from bot.ops.incidents import open_incidents_message
 from bot.ops.preemption import request_rollback
-from bot.ops.rollback import RollbackRequest
+from bot.ops.rollback import RepeatNeedsConfirmation, RollbackRequest
 from bot.policy.approvals import allowed_actions
 from bot.ports import CloudRunError, Message
+from bot.slack.actions import repeat_button_value
 from bot.slack.migration_check import open_modal
 
 log = logging.getLogger("runback.slack")
@@ -32,22 +34,22 @@ COMMANDS = ("/rollback", "/deploy", "/traffic", "/ops")
 @dataclass(frozen=True)
 class ParsedRollback:
     service: str
-    revision: str | None
-    reason: str
+    rest: str  # ``[REVISION] [reason...]``: read against the real revisions by bot.ops.rollback
 
 
 def parse_rollback(text: str) -> ParsedRollback | None:
-    """``SERVICE [REVISION] [reason...]``. The second word is a revision when it starts with the
-    service's name and a dash (Cloud Run names revisions that way); otherwise it begins the
-    reason. None when the text is empty."""
+    """``SERVICE [REVISION] [reason...]``; None when the text is empty. Whether the second word
+    is a revision needs the service's real revision list, so bot.ops decides that."""
     words = text.split()
     if not words:
         return None
-    service, rest = words[0], words[1:]
-    revision = None
-    if rest and rest[0].startswith(f"{service}-"):
-        revision, rest = rest[0], rest[1:]
-    return ParsedRollback(service, revision, " ".join(rest))
+    return ParsedRollback(words[0], " ".join(words[1:]))
+
+
+def groups_context(deps: Deps) -> dict[str, Any]:
+    """For refusals and /ops whoami: say when user groups could not be read, rather than
+    silently counting a role as missing."""
+    return {"groups_problem": deps.groups_problem(), "groups": deps.group_handles()}
 
 
 def ephemeral(deps: Deps, key: str, **context: Any) -> Message:
@@ -72,7 +74,7 @@ def answer_later(
         try:
             message = work()
         except UserError as error:
-            message = ephemeral(deps, error.key, **error.context)
+            message = ephemeral(deps, error.key, **error.context, **groups_context(deps))
         except Exception:
             ref = uuid.uuid4().hex[:8]
             log.exception("unexpected error, reference %s", ref)
@@ -94,15 +96,22 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
         ack()
         request = RollbackRequest(
             service=parsed.service,
-            revision=parsed.revision,
-            reason=parsed.reason,
+            revision=None,
+            reason=parsed.rest,
             user=command["user_id"],
             channel=command["channel_id"],
+            from_command=True,
         )
 
-        def work() -> None:
-            operation = request_rollback(deps, request)
+        def work() -> Message | None:
+            try:
+                operation = request_rollback(deps, request)
+            except RepeatNeedsConfirmation as question:
+                value = repeat_button_value(question.context)
+                return deps.renderer.message("rollback_repeat", value=value, **question.context)
             engine.submit(operation.id)  # runs only what is runnable (not a pending approval)
+            tell_requester_if_unseen(deps, operation_card(operation.id), command["response_url"])
+            return None
 
         answer_later(engine, deps, respond, work)
 
@@ -208,4 +217,5 @@ def whoami_message(deps: Deps, user: str, channel: str) -> Message:
         roles=sorted(str(r) for r in held),
         decisions=rows,
         channel=incidents.name,
+        **groups_context(deps),
     )

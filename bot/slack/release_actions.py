@@ -12,6 +12,7 @@ from slack_bolt import Ack, App, Respond
 
 from bot.config import Role
 from bot.ops import release
+from bot.ops.cards import operation_card, tell_requester_if_unseen
 from bot.ops.context import Deps
 from bot.ops.engine import Engine
 from bot.ops.errors import UserError
@@ -37,9 +38,9 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
             service=words[0], image=words[1], user=command["user_id"], channel=command["channel_id"]
         )
 
-        answer_later(engine, deps, respond, lambda: start(request))
+        answer_later(engine, deps, respond, lambda: start(request, command["response_url"]))
 
-    def start(request: release.ReleaseRequest) -> Message | None:
+    def start(request: release.ReleaseRequest, response_url: str) -> Message | None:
         """Start the release; answer the requester with its image's warnings, or with a
         confirm button when the image needs their explicit go-ahead."""
         try:
@@ -49,6 +50,7 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
                 "deploy_confirm", service=request.service, image=request.image, ws=needed.warnings
             )
         engine.submit(operation.id)
+        tell_requester_if_unseen(deps, operation_card(operation.id), response_url)
         warnings = operation.data.get("warnings")
         if not warnings:
             return None
@@ -82,7 +84,7 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
         # (https://docs.slack.dev/messaging/modifying-messages).
         def run() -> None:
             try:
-                message = start(request)
+                message = start(request, body["response_url"])
             except UserError as error:
                 message = ephemeral(deps, error.key, **error.context)
             except Exception:

@@ -6,6 +6,7 @@ import logging
 from datetime import timedelta
 from typing import Any
 
+from bot.ops.cards import announce
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.release.states import FINAL_STATES
 from bot.ops.release.view import post_chart, refresh, release_view
@@ -51,9 +52,6 @@ def end(deps: Deps, operation: Operation, state: str, outcome: dict[str, Any]) -
     event(deps, operation, state, **outcome)
     if state == "failed":  # a card update notifies nobody: say it again, as a new message
         message = deps.renderer.message("release_card", rel=release_view(deps, operation))
-        try:
-            deps.chat.post(operation.channel, message)
-        except Exception:
-            log.exception("could not announce the failure of release %s", operation.id)
+        announce(deps, operation.channel, message)
     post_chart(deps, operation)
     return operation

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.config import Action
-from bot.ops.cards import approval_view, show
+from bot.ops.cards import announce, approval_view, operation_card, share_file, show
 from bot.ops.context import Deps
 from bot.ops.release.states import FINAL_STATES
 from bot.policy.approvals import who_may_approve
@@ -73,19 +73,11 @@ def refresh(deps: Deps, operation_id: str) -> None:
     if operation is None:
         return
     message = deps.renderer.message("release_card", rel=release_view(deps, operation))
-    posted = show(deps, operation.channel, operation.message_ts, message, operation_id)
-    if posted:
-        deps.store.update_operation(operation.id, deps.clock.now(), message_ts=posted)
+    show(deps, operation_card(operation.id), operation.channel, message)
 
 
 def post_in_thread(deps: Deps, operation: Operation, message: Message) -> None:
-    current = deps.store.operation(operation.id)
-    try:
-        deps.chat.post(
-            operation.channel, message, thread_ts=(current.message_ts if current else "") or None
-        )
-    except Exception:
-        log.exception("could not post in the thread of release %s", operation.id)
+    announce(deps, operation.channel, message, thread_of=operation_card(operation.id))
 
 
 def post_chart(deps: Deps, operation: Operation) -> None:
@@ -108,14 +100,14 @@ def post_chart(deps: Deps, operation: Operation) -> None:
         png = render_release_chart(
             points, steps, deps.config.thresholds.model_dump(), title, labels
         )
-        current = deps.store.operation(operation.id)
-        deps.chat.upload(
+        share_file(
+            deps,
             operation.channel,
-            (current.message_ts if current else "") or None,
             f"release-{operation.service}-{operation.id}.png",
             png,
             title,
             deps.renderer.text("release.chart.comment"),
+            thread_of=operation_card(operation.id),
         )
     except Exception:
         log.exception("could not post the chart of release %s", operation.id)

@@ -244,6 +244,16 @@ class CloudRunEmulator:
             self._emit(self._service_of(revision))
             return asdict(current)
 
+    def set_ready(self, revision: str, ready: bool, message: str = "") -> None:
+        """Set a revision's ``Ready`` condition: True, or False with ``message`` (as Cloud Run
+        reports a revision whose container failed to start)."""
+        with self._lock:
+            full = f"{self._service_of(revision)}/revisions/{revision}"
+            state = State.CONDITION_SUCCEEDED if ready else State.CONDITION_FAILED
+            condition = _condition(state, _now(), message if not ready else "")
+            self._revisions[full].conditions = [condition]
+            self._revisions[full].reconciling = False
+
     def new_revision_behaviour(self, **changes: Any) -> dict[str, Any]:
         """Set the behaviour every revision created by an update from now on starts with.
 
@@ -336,6 +346,8 @@ class CloudRunEmulator:
         behaviour = r"/_emulator/revisions/(?P<revision>[^/]+)/behaviour"
         add("POST", behaviour, "_emulator.cloudrun.behaviour.set", self._control_set_behaviour)
         add("GET", behaviour, "_emulator.cloudrun.behaviour.get", self._control_get_behaviour)
+        ready = r"/_emulator/revisions/(?P<revision>[^/]+)/ready"
+        add("POST", ready, "_emulator.cloudrun.ready.set", self._control_set_ready)
         add("POST", "/_emulator/config", "_emulator.cloudrun.config", self._control_config)
         add(
             "POST",
@@ -659,6 +671,13 @@ class CloudRunEmulator:
             return json_response(self.set_behaviour(request.params["revision"], **body))
         except (TypeError, ValueError) as error:
             raise HttpError(400, str(error)) from error
+
+    def _control_set_ready(self, request: Request) -> Response:
+        body = _json_object(request)
+        if not isinstance(body.get("ready"), bool):
+            raise HttpError(400, "ready must be true or false")
+        self.set_ready(request.params["revision"], body["ready"], str(body.get("message", "")))
+        return json_response({"revision": request.params["revision"], "ready": body["ready"]})
 
     def _control_get_behaviour(self, request: Request) -> Response:
         return json_response(self.behaviour(request.params["revision"]))

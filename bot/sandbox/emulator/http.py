@@ -7,8 +7,10 @@ is recorded so tests can count what the bot actually sent.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -268,12 +270,35 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class EmulatorHTTPServer(ThreadingHTTPServer):
+    """One thread per connection, as http.server does; ``server_close`` also ends the
+    connections clients keep alive, whose threads would otherwise outlive the emulator."""
+
     daemon_threads = True
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], router: Router) -> None:
         self.router = router
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
         super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def server_close(self) -> None:
+        super().server_close()
+        with self._open_lock:
+            still_open, self._open = list(self._open), set()
+        for connection in still_open:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
 
 
 def serve_in_thread(router: Router, host: str = "127.0.0.1", port: int = 0) -> EmulatorHTTPServer:

@@ -6,7 +6,14 @@ through slack_sdk's own Block Kit models, so the bot's rendering bugs fail the t
 would fail in a real workspace. Router api names are ``slack.<method>``
 (``slack.chat.postMessage``), ``slack.files.upload`` for upload URLs and ``slack.response_url``
 for response URLs; injected faults answer like Slack does (429 ``ratelimited`` with
-``Retry-After: 1``, 5xx ``fatal_error``).
+``Retry-After: 1``, or the fault's message when it is a number of seconds; 5xx
+``fatal_error``).
+
+Like a real workspace: the bot posts, edits and reads history only in channels it is a member
+of (``not_in_channel`` otherwise; ``add_channel(..., members=[BOT_USER_ID])`` or ``invite``);
+``chat.update`` and ``conversations.*`` take channel ids only (names: ``channel_not_found``);
+on a free plan (``set_plan("free")``) user groups answer ``paid_teams_only``; messages keep
+their ``metadata``, which ``conversations.history`` returns with ``include_all_metadata``.
 """
 
 from __future__ import annotations
@@ -65,7 +72,7 @@ def slack_error(status: int, message: str) -> Response:
     """Error format for injected faults: what Slack's edge answers with."""
     if status == 429:
         response = json_response({"ok": False, "error": "ratelimited"}, 429)
-        response.headers["Retry-After"] = "1"
+        response.headers["Retry-After"] = message if message.isdigit() else "1"
         return response
     if status >= 500:
         return json_response({"ok": False, "error": "fatal_error"}, status)
@@ -245,6 +252,7 @@ class SlackEmulator:
         self._file_bytes: dict[str, bytes] = {}
         self._response_urls: dict[str, _ResponseUrl] = {}
         self._triggers: dict[str, _Trigger] = {}
+        self.plan = "standard"  # "free": user groups are a paid feature
         self.add_user(BOT_USER_ID, BOT_NAME, "Runback", is_bot=True)
 
     # -- seeding and reading (Python API) -----------------------------------------------------
@@ -263,17 +271,37 @@ class SlackEmulator:
             self._users[id] = user
         return dict(user)
 
-    def add_channel(self, id: str, name: str) -> dict[str, Any]:
+    def add_channel(self, id: str, name: str, members: list[str] | None = None) -> dict[str, Any]:
+        """A channel; the bot is in it only if ``members`` names it (or after ``invite``)."""
         channel = {
             "id": id,
             "name": name.lstrip("#"),
             "is_im": False,
             "user": None,
             "created": int(self._clock()),
+            "members": list(members or []),
         }
         with self._lock:
             self._channels[id] = channel
-        return dict(channel)
+        return copy.deepcopy(channel)
+
+    def invite(self, channel: str, user: str = BOT_USER_ID) -> None:
+        """``/invite @Runback`` in a channel."""
+        with self._lock:
+            members = self._channels[self._channel_id(channel)]["members"]
+            if user not in members:
+                members.append(user)
+
+    def kick(self, channel: str, user: str = BOT_USER_ID) -> None:
+        with self._lock:
+            members = self._channels[self._channel_id(channel)]["members"]
+            if user in members:
+                members.remove(user)
+
+    def set_plan(self, plan: str) -> None:
+        """``free`` or ``standard``: free workspaces have no user groups."""
+        with self._lock:
+            self.plan = plan
 
     def add_usergroup(self, id: str, handle: str, user_ids: list[str]) -> dict[str, Any]:
         group = {
@@ -410,6 +438,7 @@ class SlackEmulator:
             "views.open": self._views_open,
             "views.update": self._views_update,
             "conversations.info": self._conversations_info,
+            "conversations.history": self._conversations_history,
             "files.getUploadURLExternal": self._files_get_upload_url,
             "files.completeUploadExternal": self._files_complete_upload,
         }
@@ -466,6 +495,7 @@ class SlackEmulator:
                 "is_im": True,
                 "user": user_id,
                 "created": int(self._clock()),
+                "members": [user_id, BOT_USER_ID],
             }
         return channel_id
 
@@ -473,6 +503,19 @@ class SlackEmulator:
         channel_id = self._find_channel(str(value or ""))
         if channel_id is None:
             raise SlackError("channel_not_found")
+        return channel_id
+
+    def _channel_by_id(self, value: Any) -> str:
+        """Newer methods take ids only: a name is ``channel_not_found``.
+        https://github.com/slackapi/python-slack-sdk/issues/1495"""
+        if str(value or "") not in self._channels:
+            raise SlackError("channel_not_found")
+        return str(value)
+
+    def _bot_channel(self, channel_id: str) -> str:
+        """The bot acts only where it is a member: https://api.slack.com/methods/chat.postMessage#errors"""
+        if BOT_USER_ID not in self._channels[channel_id]["members"]:
+            raise SlackError("not_in_channel")
         return channel_id
 
     def _user(self, user_id: Any) -> dict[str, Any]:
@@ -536,6 +579,7 @@ class SlackEmulator:
         user: str = BOT_USER_ID,
         ephemeral_to: str | None = None,
         files: list[dict[str, Any]] | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         message = {
             "channel": channel,
@@ -551,6 +595,7 @@ class SlackEmulator:
             "version": 1,
             "history": [],
             "files": files or [],
+            "metadata": metadata,
         }
         self._messages.append(message)
         return message
@@ -565,7 +610,7 @@ class SlackEmulator:
                 message[key] = content[key]
 
     @staticmethod
-    def _wire(message: dict[str, Any]) -> dict[str, Any]:
+    def _wire(message: dict[str, Any], with_metadata: bool = False) -> dict[str, Any]:
         wire = {
             "type": "message",
             "text": message["text"],
@@ -582,6 +627,8 @@ class SlackEmulator:
             wire["attachments"] = message["attachments"]
         if message["files"]:
             wire["files"] = message["files"]
+        if with_metadata and message.get("metadata"):
+            wire["metadata"] = message["metadata"]
         return wire
 
     # -- Web API methods (called with the lock held) -------------------------------------------
@@ -598,13 +645,52 @@ class SlackEmulator:
         }
 
     def _chat_post_message(self, args: Args) -> Args:
-        channel = self._channel_id(args.get("channel"))
+        channel = self._bot_channel(self._channel_id(args.get("channel")))
         thread_ts = self._thread_root(channel, args.get("thread_ts"))
-        message = self._store(channel, self._content(args), thread_ts, "chat.postMessage")
+        content = self._content(args)
+        metadata = self._metadata(args.get("metadata"))
+        message = self._store(channel, content, thread_ts, "chat.postMessage", metadata=metadata)
         return {"channel": channel, "ts": message["ts"], "message": self._wire(message)}
 
+    @staticmethod
+    def _metadata(raw: Any) -> dict[str, Any] | None:
+        """https://api.slack.com/metadata/using: an event_type and an event_payload object."""
+        if _is_empty(raw):
+            return None
+        metadata = _load_json(raw, "invalid_metadata_format")
+        if not isinstance(metadata, dict) or not isinstance(metadata.get("event_type"), str):
+            raise SlackError("invalid_metadata_format")
+        if not isinstance(metadata.get("event_payload", {}), dict):
+            raise SlackError("invalid_metadata_format")
+        return {
+            "event_type": metadata["event_type"],
+            "event_payload": metadata.get("event_payload", {}),
+        }
+
+    def _conversations_history(self, args: Args) -> Args:
+        """Newest first, top-level messages only (replies live in conversations.replies)."""
+        channel = self._bot_channel(self._channel_by_id(args.get("channel")))
+        oldest = float(args.get("oldest") or 0)
+        latest = float(args.get("latest") or "inf")
+        limit = min(int(args.get("limit") or 100), 999)
+        metadata = _truthy(args.get("include_all_metadata"))
+        found = [
+            m
+            for m in reversed(self._messages)
+            if m["channel"] == channel
+            and m["ephemeral_to"] is None
+            and m["thread_ts"] in (None, m["ts"])
+            and oldest < float(m["ts"]) < latest
+        ]
+        return {
+            "messages": [self._wire(m, metadata) for m in found[:limit]],
+            "has_more": len(found) > limit,
+            "pin_count": 0,
+            "response_metadata": {"next_cursor": ""},
+        }
+
     def _chat_post_ephemeral(self, args: Args) -> Args:
-        channel = self._channel_id(args.get("channel"))
+        channel = self._bot_channel(self._channel_id(args.get("channel")))
         user = self._user(args.get("user"))["id"]
         thread_ts = self._thread_root(channel, args.get("thread_ts"))
         message = self._store(
@@ -613,7 +699,7 @@ class SlackEmulator:
         return {"message_ts": message["ts"]}
 
     def _chat_update(self, args: Args) -> Args:
-        channel = self._channel_id(args.get("channel"))
+        channel = self._bot_channel(self._channel_by_id(args.get("channel")))
         message = self._find_message(channel, str(args.get("ts") or ""))
         if message is None:
             raise SlackError("message_not_found")
@@ -676,21 +762,27 @@ class SlackEmulator:
             wire["users"] = list(group["users"])
         return wire
 
+    def _free_plan_check(self) -> None:
+        """User groups are a paid feature; a free workspace answers ``paid_teams_only``
+        (seen from the real API: grafana/oncall#4793)."""
+        if self.plan == "free":
+            raise SlackError("paid_teams_only")
+
     def _usergroups_list(self, args: Args) -> Args:
+        self._free_plan_check()
         include_users = _truthy(args.get("include_users"))
         groups = [self._usergroup_wire(g, include_users) for g in self._usergroups.values()]
         return {"usergroups": groups}
 
     def _usergroups_users_list(self, args: Args) -> Args:
+        self._free_plan_check()
         group = self._usergroups.get(str(args.get("usergroup") or ""))
         if group is None:
             raise SlackError("no_such_subteam")
         return {"users": list(group["users"])}
 
     def _conversations_info(self, args: Args) -> Args:
-        channel = self._channels.get(str(args.get("channel") or ""))  # ids only, like Slack
-        if channel is None:
-            raise SlackError("channel_not_found")
+        channel = self._channels[self._channel_by_id(args.get("channel"))]
         info = {
             "id": channel["id"],
             "name": channel["name"],
@@ -699,7 +791,7 @@ class SlackEmulator:
             "is_im": channel["is_im"],
             "is_private": False,
             "is_archived": False,
-            "is_member": True,
+            "is_member": BOT_USER_ID in channel["members"],
             "created": channel["created"],
         }
         if channel["is_im"]:
@@ -826,7 +918,7 @@ class SlackEmulator:
         if not isinstance(wanted, list) or not wanted:
             raise SlackError("invalid_arguments", ["[ERROR] files must be a non-empty array"])
         records = [self._uploaded_file(item) for item in wanted]
-        channels = self._share_targets(args)
+        channels = [self._bot_channel(c) for c in self._share_targets(args)]
         thread_ts = self._thread_root(channels[0], args.get("thread_ts")) if channels else None
         for record in records:
             record["channels"] += [c for c in channels if c not in record["channels"]]
@@ -848,7 +940,7 @@ class SlackEmulator:
     def _share_targets(self, args: Args) -> list[str]:
         names = [args["channel_id"]] if not _is_empty(args.get("channel_id")) else []
         names += [c for c in str(args.get("channels") or "").split(",") if c]
-        return [self._channel_id(name) for name in names]
+        return [self._channel_by_id(name) for name in names]  # ids, like channel_id says
 
     def _file_wire(self, record: dict[str, Any]) -> dict[str, Any]:
         keys = ("id", "name", "title", "mimetype", "size", "user", "created", "channels")
@@ -921,6 +1013,8 @@ class SlackEmulator:
             ("DELETE", "/messages", "messages.clear", self._ctl_clear_messages),
             ("POST", "/users", "users.add", self._ctl_add_user),
             ("POST", "/channels", "channels.add", self._ctl_add_channel),
+            ("POST", "/members", "members.set", self._ctl_members),
+            ("POST", "/plan", "plan.set", self._ctl_plan),
             ("POST", "/usergroups", "usergroups.add", self._ctl_add_usergroup),
             ("POST", "/response_urls", "response_urls.add", self._ctl_response_url),
             ("GET", "/views", "views.list", lambda r: json_response(self.views())),
@@ -971,7 +1065,27 @@ class SlackEmulator:
 
     def _ctl_add_channel(self, request: Request) -> Response:
         body = _control_body(request, "id", "name")
-        return json_response(self.add_channel(body["id"], body["name"]))
+        members = body.get("members") or []
+        if not isinstance(members, list):
+            raise HttpError(400, "members must be a list of user ids")
+        return json_response(self.add_channel(body["id"], body["name"], members))
+
+    def _ctl_members(self, request: Request) -> Response:
+        """``{"channel", "user" (default the bot), "member": true|false}``: invite or remove."""
+        body = _control_body(request, "channel")
+        user = str(body.get("user") or BOT_USER_ID)
+        try:
+            (self.invite if body.get("member", True) else self.kick)(body["channel"], user)
+        except SlackError as error:
+            raise HttpError(404, error.error) from error
+        return json_response({"channel": body["channel"], "user": user})
+
+    def _ctl_plan(self, request: Request) -> Response:
+        body = _control_body(request, "plan")
+        if body["plan"] not in ("free", "standard"):
+            raise HttpError(400, "plan must be free or standard")
+        self.set_plan(body["plan"])
+        return json_response({"plan": self.plan})
 
     def _ctl_add_usergroup(self, request: Request) -> Response:
         body = _control_body(request, "id", "handle")
