@@ -17,7 +17,7 @@ from bot.config import Config
 from bot.sandbox.emulator.http import RecordedCall
 from bot.sandbox.slack_payloads import find_button
 
-RELEASE_IMAGE = f"us-docker.pkg.dev/p/apps/{SERVICE}:9.9.9"
+RELEASE_IMAGE = f"us-docker.pkg.dev/runback-sandbox/apps/{SERVICE}:9.9.9"
 
 
 MONITORING = "monitoring.timeSeries.list"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Hashable
 from enum import StrEnum
 from pathlib import Path
@@ -56,6 +57,21 @@ class Channels(Strict):
     incidents: ChannelConfig
 
 
+REGISTRY_PREFIX = r"^[a-z0-9][a-z0-9.-]*(:[0-9]+)?(/[a-z0-9._-]+)*/?$"
+
+
+def _registry_prefixes(prefixes: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    """``host/`` or ``host/path/`` prefixes of image names, each ending in one slash."""
+    if prefixes is None:
+        return None
+    for prefix in prefixes:
+        if not re.fullmatch(REGISTRY_PREFIX, prefix):
+            raise ValueError(
+                f"{prefix!r} is not a registry prefix (like us-docker.pkg.dev/PROJECT/)"
+            )
+    return tuple(prefix.rstrip("/") + "/" for prefix in prefixes)
+
+
 class ServiceConfig(Strict):
     name: str = Field(pattern=r"^[a-z]([-a-z0-9]{0,47}[a-z0-9])?$")
     project: str = Field(min_length=1)
@@ -65,6 +81,13 @@ class ServiceConfig(Strict):
     auto_rollback: bool = True  # an incident whose numbers say "roll back now" rolls back
     url: str | None = Field(default=None, pattern=r"^https?://[^/\s?#]+$")  # a custom domain
     requires_auth: bool = False  # IAM-protected: probes carry an ID token
+    # images /deploy may release to production; None: release.registries, else its own registry
+    registries: tuple[str, ...] | None = None
+
+    @field_validator("registries")
+    @classmethod
+    def _prefixes(cls, prefixes: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        return _registry_prefixes(prefixes)
 
 
 class RoleMembers(Strict):
@@ -151,6 +174,14 @@ class ReleaseSettings(Strict):
     inconclusive_limit_s: float = Field(default=600, gt=0, le=7 * DAY_S)  # then a person decides
     validation_s: float = Field(default=300, ge=0, le=DAY_S)  # judged once more at 100%
     operation_timeout_s: float = Field(default=300, gt=0, le=7 * DAY_S)
+    # image prefixes /deploy may release to production (a service's own list wins); empty: each
+    # service's own Artifact Registry (REGION-docker.pkg.dev/PROJECT/ and its multi-region)
+    registries: tuple[str, ...] = ()
+
+    @field_validator("registries")
+    @classmethod
+    def _prefixes(cls, prefixes: tuple[str, ...]) -> tuple[str, ...]:
+        return _registry_prefixes(prefixes) or ()
 
     @field_validator("steps")
     @classmethod

@@ -222,9 +222,8 @@ def test_release_killed_during_its_deploy_continues_without_deploying_twice(worl
     emulator, bot = world
     emulator.cloudrun.operation_delay_s = 2.0
     bot.start()
-    send_command(
-        emulator, bot.port, "/deploy", "wa-backend us-docker.pkg.dev/p/apps/wa:2.0", user="U0MARTA"
-    )
+    image = "us-docker.pkg.dev/runback-sandbox/apps/wa:2.0"
+    send_command(emulator, bot.port, "/deploy", f"wa-backend {image}", user="U0MARTA")
 
     def deploy_committed() -> bool:
         operation = bot.last_operation()
@@ -308,9 +307,8 @@ def test_release_killed_during_approve_100_carries_on_after_restart(world) -> No
     data["release"]["steps"] = [100]  # straight from the smoke test to the Approve 100% step
     config_path.write_text(yaml.safe_dump(data))
     bot.start()
-    send_command(
-        emulator, bot.port, "/deploy", "wa-backend us-docker.pkg.dev/p/apps/wa:2.0", user="U0MARTA"
-    )
+    image = "us-docker.pkg.dev/runback-sandbox/apps/wa:2.0"
+    send_command(emulator, bot.port, "/deploy", f"wa-backend {image}", user="U0MARTA")
 
     def awaiting() -> bool:
         operation = bot.last_operation()

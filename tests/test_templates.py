@@ -103,8 +103,10 @@ def make_op(state: str, **over: Any) -> dict[str, Any]:
             "decided_by": "U0ANA",
             "decided_at": NOW,
             "expires_at": NOW + timedelta(minutes=30),
+            "action": "scheduled_rollback",
         },
         "health_path": "/healthz",
+        "approver": {"role": "tech_lead", "not_the_requester": True},
     }
     op["marks"] = step_marks(timings, None)
     if state == "failed":
@@ -195,7 +197,8 @@ EPHEMERAL_CASES: list[tuple[str, dict[str, Any]]] = [
         {"action": "emergency_rollback", "role": "on_call", "channel": "incidents"},
     ),
     ("error.approval.role_required", {"role": "tech_lead"}),
-    ("error.approval.own_request", {"role": "tech_lead"}),
+    ("error.approval.own_request", {"role": "tech_lead", "kind": "rollback"}),
+    ("error.approval.own_request", {"role": "tech_lead", "kind": "release"}),
     ("error.busy", {"service": "wa-backend", "holder": HOLDER}),
     ("error.busy", {"service": "wa-backend", "holder": None}),
     ("error.cloudrun_unavailable", {"service": "wa-backend", "detail": "503 UNAVAILABLE"}),
@@ -291,6 +294,18 @@ EPHEMERAL_CASES: list[tuple[str, dict[str, Any]]] = [
     ("error.usage.deploy", {}),
     ("error.release.bad_image", {"image": "not an image"}),
     ("error.release.roles", {}),
+    (
+        "error.release.registry",
+        {
+            "image": "docker.io/evil/wa:1",
+            "service": "wa-backend",
+            "allowed": ["us-central1-docker.pkg.dev/p/", "us-docker.pkg.dev/p/"],
+        },
+    ),
+    (
+        "notice.release.warned",
+        {"service": "wa-backend", "ws": ["latest", "already_serving"], "blue": "wa-backend-3"},
+    ),
     ("notice.release.cannot_pause", {"state": "awaiting_approval"}),
     ("notice.release.not_paused", {"state": "judging"}),
     ("notice.release.over", {"state": "rolled_back"}),
@@ -343,6 +358,9 @@ def make_rel(state: str, **over: Any) -> dict[str, Any]:
         "thresholds": CONFIG.thresholds.model_dump(),
         "window_minutes": 5.0,
         "buttons": ["pause", "roll_back"],
+        "warnings": [],
+        "confirmed": False,
+        "approver": {"role": "tech_lead", "not_the_requester": True},
     }
     return {**rel, **over}
 
@@ -351,7 +369,7 @@ OUTCOMES = {
     "judged_bad": {"reasons": ["error_rate_high", "p95_high"]},
     "rejected": {"by": "U0LUIS"},
     "approval_expired": {},
-    "rolled_back_by": {"by": "U0ANA"},
+    "rolled_back_by": {"by": "U0ANA", "reason": "checkout <!channel> down"},
     "stopped": {"by": "U0ANA"},
     "internal": {},
     "released": {},
@@ -386,10 +404,19 @@ RELEASE_CASES = [
     pytest.param(
         make_rel(
             "awaiting_approval",
-            buttons=["approve_full", "roll_back"],
+            buttons=["approve_full", "reject", "roll_back"],
             approval={"id": "ap-9", "status": "pending", "decided_by": "", "expires_at": NOW},
         ),
         id="release-awaiting",
+    ),
+    pytest.param(
+        make_rel(
+            "judging",
+            warnings=["latest", "untagged", "already_serving"],
+            confirmed=True,
+            approver={"role": "senior_developer", "not_the_requester": False},
+        ),
+        id="release-warnings",
     ),
     pytest.param(
         make_rel(
@@ -807,6 +834,11 @@ MESSAGES: list[Any] = [
             "thresholds": CONFIG.thresholds.model_dump(),
         },
         id="release-judgement",
+    ),
+    pytest.param(
+        "deploy_confirm",
+        {"service": "wa-backend", "image": "us-docker.pkg.dev/p/a/wa:latest", "ws": ["latest"]},
+        id="deploy-confirm",
     ),
     pytest.param("help", {"channel": "incidents"}, id="help"),
     pytest.param("whoami", whoami_context(set(), False, "U0NOBODY"), id="whoami-nobody"),

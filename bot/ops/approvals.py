@@ -68,7 +68,11 @@ def claim_decision(
             operation_id=operation.id,
             why=str(decision.refusal),
         )
-        raise UserError(f"error.approval.{decision.refusal}", role=str(decision.required_role))
+        raise UserError(
+            f"error.approval.{decision.refusal}",
+            role=str(decision.required_role),
+            kind=operation.kind,
+        )
     status = "approved" if approve else "rejected"
     move = transition(operation, approve)
     if not store.decide_and_move(approval_id, Decided(status, user), now, move):
@@ -109,11 +113,10 @@ def _check_still_pending(deps: Deps, approval_id: str) -> None:
     if approval.status == "pending" and approval.expires_at <= deps.clock.now():
         raise UserError("notice.already_decided", status="expired", by="", at=approval.expires_at)
     if approval.status != "pending":
+        # an expired request says the deadline the card showed, not when a tick expired it
+        at = approval.expires_at if approval.status == "expired" else approval.decided_at
         raise UserError(
-            "notice.already_decided",
-            status=approval.status,
-            by=approval.decided_by,
-            at=approval.decided_at,
+            "notice.already_decided", status=approval.status, by=approval.decided_by, at=at
         )
 
 

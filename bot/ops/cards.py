@@ -11,7 +11,9 @@ from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
 
+from bot.config import Action
 from bot.ops.context import Deps
+from bot.policy.approvals import who_may_approve
 from bot.ports import ChatError, Message
 from bot.store import Operation, OutboxMessage
 
@@ -45,6 +47,7 @@ def card_view(deps: Deps, operation: Operation) -> dict[str, Any]:
         "marks": step_marks(data.get("timings") or {}, (data.get("error") or {}).get("step")),
         "approval": approval_view(approval) if approval else None,
         "health_path": _health_path(deps, operation),
+        "approver": _approver(deps, approval),
     }
 
 
@@ -72,7 +75,15 @@ def approval_view(approval: Any) -> dict[str, Any]:
         "decided_by": approval.decided_by,
         "decided_at": approval.decided_at,
         "expires_at": approval.expires_at,
+        "action": approval.action,
     }
+
+
+def _approver(deps: Deps, approval: Any) -> dict[str, Any] | None:
+    """Who may approve the request, from the approval matrix (said on the card)."""
+    if approval is None:
+        return None
+    return asdict(who_may_approve(deps.config.approvals, Action(approval.action)))
 
 
 def _health_path(deps: Deps, operation: Operation) -> str:

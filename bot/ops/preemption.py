@@ -29,7 +29,7 @@ def request_rollback(deps: Deps, request: RollbackRequest) -> Operation:
         if holder.state in TERMINAL_STATES:  # a crash between its end and its unlock
             deps.store.release_stale_locks()
         elif holder.kind == "release":
-            return release.roll_back(deps, holder.operation_id, request.user)
+            return release.roll_back(deps, holder.operation_id, request.user, request.reason)
         elif not moving_traffic(holder, deps.clock.now()):
             rollback.yield_to(deps, holder.operation_id, request.user)
     return rollback.create_rollback(deps, request, service, emergency)

@@ -109,3 +109,19 @@ def allowed_actions(
 ) -> dict[Action, Decision]:
     """What ``/ops whoami`` shows: every action of the matrix and how it would go."""
     return {a: decide_request(matrix, a, held, in_incidents_channel) for a in Action}
+
+
+@dataclass(frozen=True)
+class Approver:
+    """Who may approve a request for an action: a role, and whether the requester is excluded.
+    The same rule as ``decide_approval``, said in advance on the card."""
+
+    role: Role
+    not_the_requester: bool
+
+
+def who_may_approve(matrix: Approvals, action: Action) -> Approver:
+    row = matrix.row(action)
+    if row.approval is Approval.ONE_OTHER_TECH_LEAD:
+        return Approver(Role.TECH_LEAD, not_the_requester=True)
+    return Approver(row.requester, not_the_requester=False)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -13,7 +16,10 @@ from bot.ops.cards import operation_card, tell_requester_if_unseen
 from bot.ops.context import Deps
 from bot.ops.engine import Engine
 from bot.ops.errors import UserError
+from bot.ports import Message
 from bot.slack.commands import ack_with, answer_later, ephemeral
+
+log = logging.getLogger("runback.slack")
 
 ROLLERS = frozenset({Role.SENIOR_DEVELOPER, Role.TECH_LEAD, Role.ON_CALL})  # may roll back
 STEERERS = frozenset({Role.SENIOR_DEVELOPER, Role.TECH_LEAD})  # may pause, resume, proceed
@@ -32,12 +38,65 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
             service=words[0], image=words[1], user=command["user_id"], channel=command["channel_id"]
         )
 
-        def work() -> None:
-            operation = release.request_release(deps, request)
-            engine.submit(operation.id)
-            tell_requester_if_unseen(deps, operation_card(operation.id), command["response_url"])
+        answer_later(engine, deps, respond, lambda: start(request, command["response_url"]))
 
-        answer_later(engine, deps, respond, work)
+    def start(request: release.ReleaseRequest, response_url: str) -> Message | None:
+        """Start the release; answer the requester with its image's warnings, or with a
+        confirm button when the image needs their explicit go-ahead."""
+        try:
+            operation = release.request_release(deps, request)
+        except release.NeedsConfirmation as needed:
+            return deps.renderer.message(
+                "deploy_confirm", service=request.service, image=request.image, ws=needed.warnings
+            )
+        engine.submit(operation.id)
+        tell_requester_if_unseen(deps, operation_card(operation.id), response_url)
+        warnings = operation.data.get("warnings")
+        if not warnings:
+            return None
+        return ephemeral(
+            deps,
+            "notice.release.warned",
+            service=operation.service,
+            ws=warnings,
+            blue=operation.from_revision,
+        )
+
+    @app.action("release_confirm_deploy")
+    @engine.tracked
+    def confirm_deploy(
+        ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond
+    ) -> None:
+        ack()
+        try:
+            asked = json.loads(str(action.get("value", "")))
+            service, image = str(asked["service"]), str(asked["image"])
+        except (ValueError, KeyError, TypeError):
+            answer_later(engine, deps, respond, lambda: ephemeral(deps, "notice.unknown_request"))
+            return
+        channel = (body.get("channel") or {}).get("id") or body["container"]["channel_id"]
+        request = release.ReleaseRequest(
+            service=service, image=image, user=body["user"]["id"], channel=channel, confirmed=True
+        )
+
+        # The prompt is replaced by what happened, so it cannot start a release twice. A
+        # response_url may replace the original message even when it is ephemeral
+        # (https://docs.slack.dev/messaging/modifying-messages).
+        def run() -> None:
+            try:
+                message = start(request, body["response_url"])
+            except UserError as error:
+                message = ephemeral(deps, error.key, **error.context)
+            except Exception:
+                ref = uuid.uuid4().hex[:8]
+                log.exception("unexpected error, reference %s", ref)
+                message = ephemeral(deps, "error.internal", ref=ref)
+            if message is None:
+                respond(delete_original=True)
+            else:
+                respond(text=message.text, blocks=message.blocks, replace_original=True)
+
+        engine.background(run)
 
     def button(work: Callable[[str, str], Any], allowed: frozenset[Role] | None) -> Any:
         @engine.tracked
@@ -65,6 +124,9 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
     def approve(approval_id: str, user: str) -> Any:
         return release.decide_full_traffic(deps, approval_id, user, approve=True)
 
+    def reject(approval_id: str, user: str) -> Any:
+        return release.decide_full_traffic(deps, approval_id, user, approve=False)
+
     def roll_back(operation_id: str, user: str) -> Any:
         return release.roll_back(deps, operation_id, user)
 
@@ -75,6 +137,7 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
         return release.resume(deps, operation_id, user)
 
     app.action("release_approve_full")(button(approve, None))  # the matrix decides
+    app.action("release_reject")(button(reject, None))
     app.action("release_roll_back")(button(roll_back, ROLLERS))
     app.action("release_pause")(button(pause, STEERERS))
     app.action("release_resume")(button(resume, STEERERS))

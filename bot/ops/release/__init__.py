@@ -15,7 +15,12 @@ from bot.ops.release.canary import decide_full_traffic, on_decided, on_expired
 from bot.ops.release.finish import fail_unexpectedly
 from bot.ops.release.machine import execute
 from bot.ops.release.people import pause, resume, roll_back
-from bot.ops.release.request import ReleaseRequest, next_revision_name, request_release
+from bot.ops.release.request import (
+    NeedsConfirmation,
+    ReleaseRequest,
+    next_revision_name,
+    request_release,
+)
 from bot.ops.release.states import FINAL_STATES, GREEN_TAG, PEOPLE_STATES, RUNNING_STATES
 from bot.ops.release.view import refresh, release_view
 
@@ -24,6 +29,7 @@ __all__ = [
     "GREEN_TAG",
     "PEOPLE_STATES",
     "RUNNING_STATES",
+    "NeedsConfirmation",
     "ReleaseRequest",
     "decide_full_traffic",
     "execute",

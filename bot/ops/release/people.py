@@ -10,8 +10,9 @@ from bot.ops.release.states import FINAL_STATES
 from bot.store import Operation
 
 
-def roll_back(deps: Deps, operation_id: str, user: str) -> Operation:
-    """The card's Roll back (or an on-call engineer's /rollback): 100% to blue at once."""
+def roll_back(deps: Deps, operation_id: str, user: str, reason: str = "") -> Operation:
+    """The card's Roll back (or an on-call engineer's /rollback, with its reason): 100% to
+    blue at once."""
     operation = _live(deps, operation_id)
     deps.audit(
         user,
@@ -19,14 +20,16 @@ def roll_back(deps: Deps, operation_id: str, user: str) -> Operation:
         "ok",
         service=operation.service,
         operation_id=operation.id,
+        reason=reason,
     )
+    said = {"reason": reason} if reason else {}
     if operation.state in ("deploying", "smoke") or (
         operation.state == "applying" and operation.data["pending"]["purpose"] == "deploy"
     ):
-        return commit(deps, operation, outcome={"code": "stopped", "by": user}, stop_requested=True)
-    return commit(
-        deps, operation, "rolling_back", due_at=None, outcome={"code": "rolled_back_by", "by": user}
-    )
+        outcome = {"code": "stopped", "by": user, **said}
+        return commit(deps, operation, outcome=outcome, stop_requested=True)
+    outcome = {"code": "rolled_back_by", "by": user, **said}
+    return commit(deps, operation, "rolling_back", due_at=None, outcome=outcome)
 
 
 def pause(deps: Deps, operation_id: str, user: str) -> Operation:

@@ -12,6 +12,7 @@ from bot.ops.context import Deps
 from bot.ops.errors import UserError
 from bot.ops.release.view import refresh
 from bot.policy.approvals import decide_request
+from bot.policy.images import ImageRef, allowed_registries, check_image, in_registries, parse_image
 from bot.policy.targets import current_revision
 from bot.ports import CloudRunError, Revision
 from bot.store import Operation
@@ -25,6 +26,17 @@ class ReleaseRequest:
     image: str
     user: str
     channel: str
+    confirmed: bool = False  # the requester saw the image's warnings and clicked to go on
+
+
+class NeedsConfirmation(Exception):
+    """The image needs the requester's explicit go-ahead (``:latest`` in production, say).
+    Nothing was started; ``warnings`` say why."""
+
+    def __init__(self, request: ReleaseRequest, warnings: tuple[str, ...]) -> None:
+        super().__init__(request.image)
+        self.request = request
+        self.warnings = warnings
 
 
 def request_release(deps: Deps, request: ReleaseRequest) -> Operation:
@@ -35,9 +47,11 @@ def request_release(deps: Deps, request: ReleaseRequest) -> Operation:
         raise UserError(
             "error.unknown_service", service=request.service, known=deps.config.service_names
         )
-    if not IMAGE.fullmatch(request.image) or ".." in request.image:
+    image = parse_image(request.image) if IMAGE.fullmatch(request.image) else None
+    if image is None or ".." in request.image:
         _refuse(deps, request, "bad_image")
         raise UserError("error.release.bad_image", image=request.image)
+    _check_registry(deps, request, service, image)
     action = Action.CANARY if service.environment == "production" else Action.DEPLOY_STAGING
     in_incidents = request.channel == deps.config.channels.incidents.id
     decision = decide_request(deps.config.approvals, action, deps.roles(request.user), in_incidents)
@@ -53,7 +67,23 @@ def request_release(deps: Deps, request: ReleaseRequest) -> Operation:
     if holder is not None:
         _refuse(deps, request, "busy")
         raise UserError("error.busy", service=service.name, holder=holder)
-    return _create(deps, request, service)
+    return _create(deps, request, service, image)
+
+
+def _check_registry(
+    deps: Deps, request: ReleaseRequest, service: ServiceConfig, image: ImageRef
+) -> None:
+    """Production releases only images from the registries app.yaml allows."""
+    if service.environment != "production":
+        return
+    allowed = allowed_registries(
+        service.registries, deps.config.release.registries, service.project, service.region
+    )
+    if not in_registries(image, allowed):
+        _refuse(deps, request, "registry")
+        raise UserError(
+            "error.release.registry", image=request.image, service=service.name, allowed=allowed
+        )
 
 
 def _refuse(deps: Deps, request: ReleaseRequest, why: str) -> None:
@@ -67,7 +97,9 @@ def _refuse(deps: Deps, request: ReleaseRequest, why: str) -> None:
     )
 
 
-def _create(deps: Deps, request: ReleaseRequest, service: ServiceConfig) -> Operation:
+def _create(
+    deps: Deps, request: ReleaseRequest, service: ServiceConfig, image: ImageRef
+) -> Operation:
     ref = deps.service_ref(service)
     try:
         state, revisions = deps.cloudrun.get_service(ref), deps.cloudrun.list_revisions(ref)
@@ -81,6 +113,19 @@ def _create(deps: Deps, request: ReleaseRequest, service: ServiceConfig) -> Oper
     green = next_revision_name(service.name, revisions)
     now = deps.clock.now()
     staging = service.environment == "staging"
+    blue_image = next((r.image for r in revisions if r.name == blue), "")
+    check = check_image(image, blue_image, production=not staging)
+    warnings = tuple(str(w) for w in check.warnings)
+    if check.needs_confirmation and not request.confirmed:
+        deps.audit(
+            request.user,
+            "release.confirmation_asked",
+            "pending",
+            service=service.name,
+            image=request.image,
+            warnings=list(warnings),
+        )
+        raise NeedsConfirmation(request, warnings)
     operation = deps.store.create_operation(
         now,
         kind="release",
@@ -100,8 +145,10 @@ def _create(deps: Deps, request: ReleaseRequest, service: ServiceConfig) -> Oper
             "step": -1,
             "history": [],
             "judgements": [],
-            "blue_image": next((r.image for r in revisions if r.name == blue), ""),
+            "blue_image": blue_image,
             "requested_at": now.isoformat(),
+            "warnings": list(warnings),
+            "confirmed": request.confirmed and check.needs_confirmation,
         },
     )
     if not deps.store.acquire_lock(service.name, operation.id, now):
@@ -118,6 +165,8 @@ def _create(deps: Deps, request: ReleaseRequest, service: ServiceConfig) -> Oper
         operation_id=operation.id,
         image=request.image,
         approval="auto" if staging else "self",
+        warnings=list(warnings),
+        confirmed=request.confirmed,
     )
     deps.store.add_event(operation.id, now, "requested", actor=request.user, image=request.image)
     refresh(deps, operation.id)

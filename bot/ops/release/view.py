@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
+from bot.config import Action
 from bot.ops.cards import announce, approval_view, operation_card, share_file, show
 from bot.ops.context import Deps
 from bot.ops.release.states import FINAL_STATES
+from bot.policy.approvals import who_may_approve
 from bot.ports import Message
 from bot.store import Operation
 
@@ -43,6 +46,9 @@ def release_view(deps: Deps, operation: Operation) -> dict[str, Any]:
         "thresholds": deps.config.thresholds.model_dump(),
         "window_minutes": deps.config.thresholds.observe_minutes,
         "buttons": _buttons(operation),
+        "warnings": data.get("warnings") or [],
+        "confirmed": bool(data.get("confirmed")),
+        "approver": asdict(who_may_approve(deps.config.approvals, Action.FULL_TRAFFIC)),
     }
 
 
@@ -52,7 +58,7 @@ def _buttons(operation: Operation) -> list[str]:
         return []
     buttons = []
     if state == "awaiting_approval":
-        buttons.append("approve_full")
+        buttons += ["approve_full", "reject"]
     if state == "needs_human":
         buttons.append("proceed")
     if state in ("judging", "shifting"):
