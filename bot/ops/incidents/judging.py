@@ -70,17 +70,11 @@ def _record_judgement(
     deps: Deps, record: IncidentRecord, judgement: Judgement, verdict: Verdict, revision: str
 ) -> None:
     now = deps.clock.now()
-    seen = judgement.observation
     numbers = {
         "at": now.isoformat(),
         "revision": revision,
         "verdict": "observe_expired" if verdict != judgement.verdict else str(verdict),
-        "reasons": [str(r) for r in judgement.reasons],
-        "requests": seen.requests,
-        "errors": seen.errors,
-        "error_rate": seen.error_rate,
-        "p95_ms": seen.p95_ms,
-        "healthz_ok": seen.healthz_ok,
+        **judgement.numbers(),
         "window_minutes": deps.config.thresholds.window_minutes,
     }
     judgements = [*record.data.get("judgements", []), numbers][-50:]
