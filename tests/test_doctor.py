@@ -12,11 +12,14 @@ from typing import Any
 
 import pytest
 import yaml
+from sqlalchemy import text
 
 from bot.config import load_config
+from bot.doctor import check_database
 from bot.sandbox.emulator.server import Emulator
 from bot.sandbox.seed import seed
 from bot.store import Store
+from tests.db import BACKENDS, open_store
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "t" * 40
@@ -171,3 +174,18 @@ def test_spanish_and_sqlite_on_cloud_run(world: tuple[Emulator, Path]) -> None:
     assert code == 0, "\n".join(lines)
     assert line(lines, "SQLite sirve a una sola instancia").startswith("⚠️ ")
     assert line(lines, "token de Slack válido").startswith("✅ ")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_database_check_writes_and_keeps_nothing(backend: str, tmp_path: Path) -> None:
+    with open_store(backend, tmp_path) as store:
+        url = store.engine.url.render_as_string(hide_password=False)
+        before = seen_rows(store)
+        findings = list(check_database(url, on_cloud_run=False))
+        assert [(f.status, f.key) for f in findings] == [("ok", "database_ok")]
+        assert seen_rows(store) == before
+
+
+def seen_rows(store: Store) -> int:
+    with store.engine.connect() as connection:
+        return int(connection.execute(text("SELECT count(*) FROM seen_requests")).scalar_one())
