@@ -16,6 +16,7 @@ from sqlalchemy import text
 
 from bot.config import load_config
 from bot.doctor import check_database
+from bot.sandbox.emulator.http import Fault
 from bot.sandbox.emulator.server import Emulator
 from bot.sandbox.seed import seed
 from bot.store import Store
@@ -189,3 +190,24 @@ def test_the_database_check_writes_and_keeps_nothing(backend: str, tmp_path: Pat
 def seen_rows(store: Store) -> int:
     with store.engine.connect() as connection:
         return int(connection.execute(text("SELECT count(*) FROM seen_requests")).scalar_one())
+
+
+def test_permissions_name_the_role_to_grant(world: tuple[Emulator, Path]) -> None:
+    emulator, folder = world
+    # wa-backend's services.get is refused once; every Monitoring query is refused.
+    emulator.router.faults.add(Fault(api="run.services.get", status=403, times=1))
+    emulator.router.faults.add(Fault(api="monitoring.timeSeries.list", status=403, times=None))
+    emulator.cloudrun.require_auth("wa-backend-staging")
+
+    def authenticated(raw: dict[str, Any]) -> None:
+        raw["services"][1]["requires_auth"] = True
+
+    code, lines = doctor(emulator, folder, app_yaml(folder, authenticated))
+    assert code == 1
+    denied = line(lines, "wa-backend: Cloud Run refused")
+    assert denied.startswith("❌ ") and "roles/run.developer" in denied
+    monitoring = line(lines, "wa-backend-staging: Cloud Monitoring refused")
+    assert monitoring.startswith("❌ ") and "roles/monitoring.viewer" in monitoring
+    # The ID token reached the authenticated service: its health path answered.
+    assert line(lines, "wa-backend-staging: health check", "answered 200").startswith("✅ ")
+    assert writes(emulator) == []
