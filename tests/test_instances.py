@@ -137,6 +137,14 @@ def pair(tmp_path: Path) -> Iterator[Pair]:
         admin.dispose()
 
 
+def wait_logged(pair: Pair, predicate: Callable[[], Any], timeout_s: float, what: str) -> None:
+    """wait_until, with both instances' logs when it times out."""
+    try:
+        wait_until(predicate, timeout_s=timeout_s, what=what)
+    except AssertionError as error:
+        raise AssertionError(f"{error}\n{pair.logs()}") from None
+
+
 # -- sending what Slack and Cloud Monitoring send -----------------------------------------------
 
 
@@ -188,10 +196,11 @@ def test_twenty_concurrent_rollbacks_on_two_instances_patch_once(pair: Pair) -> 
         [lambda port=port: command(pair, port, "/rollback", SERVICE, "U0ANA") for port in ports]
     )
 
-    wait_until(
+    wait_logged(
+        pair,
         lambda: any(card["text"].endswith(": done") for card in pair.cards()),
         timeout_s=40,
-        what=f"the rollback card to say done\n{pair.logs()}",
+        what="the rollback card to say done",
     )
 
     def told_busy() -> list[str]:
@@ -224,10 +233,11 @@ def test_ten_concurrent_approve_clicks_on_two_instances_decide_once(pair: Pair) 
         return url
 
     concurrently([lambda i=i: approve(pair.bots[i % 2].port) for i in range(10)])
-    wait_until(
+    wait_logged(
+        pair,
         lambda: pair.store.operation(request.id).state == "succeeded",  # type: ignore[union-attr]
         timeout_s=40,
-        what=f"the approved rollback to finish\n{pair.logs()}",
+        what="the approved rollback to finish",
     )
     polite = "Nothing more to do."  # "already approved by ..." or "someone else is deciding"
 
@@ -271,10 +281,11 @@ def test_an_alert_delivered_to_both_instances_makes_one_incident(pair: Pair) -> 
 
     responses = concurrently([lambda bot=bot: deliver(bot.port) for bot in pair.bots])
     assert [r.status_code for r in responses] == [200, 200], [r.text for r in responses]
-    wait_until(
+    wait_logged(
+        pair,
         lambda: any(card["text"].endswith(": done") for card in pair.cards()),
         timeout_s=40,
-        what=f"the incident's rollback to finish\n{pair.logs()}",
+        what="the incident's rollback to finish",
     )
     assert len(incidents(pair)) == 1
     assert len([o for o in pair.operations() if o.kind == "rollback"]) == 1
@@ -314,10 +325,11 @@ def test_both_schedulers_ticking_judge_each_due_time_once(pair: Pair) -> None:
         for bot in (pair.a, pair.b, pair.a, pair.b):
             pool.submit(hammer, bot.port)
         try:
-            wait_until(
+            wait_logged(
+                pair,
                 lambda: len(judgements()) >= judged,
                 timeout_s=45,
-                what=f"{judged} judgements of green\n{pair.logs()}",
+                what=f"{judged} judgements of green",
             )
         finally:
             stop.set()
@@ -348,7 +360,7 @@ def holder_once_sent(pair: Pair, state: str) -> BotProcess:
         found[:] = [bot for bot in pair.bots if pid_mark(bot) in newest.lease_owner]
         return bool(cloud_operation and found)
 
-    wait_until(sent, timeout_s=40, what=f"an instance to be {state}\n{pair.logs()}")
+    wait_logged(pair, sent, timeout_s=40, what=f"an instance to be {state}")
     return found[0]
 
 
@@ -376,14 +388,15 @@ def test_instance_killed_mid_rollback_the_other_finishes_it(pair: Pair) -> None:
     survivor = other(pair, killed)
 
     operation_id = pair.only_operation().id
-    wait_until(
+    wait_logged(
+        pair,
         lambda: any(card["text"].endswith(": done") for card in pair.cards()),
         timeout_s=40,
-        what=f"the survivor to finish the rollback\n{pair.logs()}",
+        what="the survivor to finish the rollback",
     )
     operation = pair.store.operation(operation_id)
     assert operation is not None and operation.state == "succeeded"
-    assert len(pair.patches()) == 1, "the PATCH a sent is waited for, not sent again"
+    assert len(pair.patches()) == 1, "the killed instance's PATCH is waited for, not sent again"
     assert taken_over_by(pair, operation_id, survivor), [
         (e.kind, e.data) for e in pair.store.timeline(operation_id)
     ]
@@ -404,13 +417,13 @@ def test_instance_killed_mid_release_the_other_carries_on(pair: Pair) -> None:
         shares = {r["revision"]: r["percent"] for r in pair.emulator.cloudrun.traffic(SERVICE)}
         return sorted(shares.values()) == [10, 90]
 
-    wait_until(green_at_ten, timeout_s=40, what=f"the survivor to shift 10%\n{pair.logs()}")
+    wait_logged(pair, green_at_ten, timeout_s=40, what="the survivor to shift 10%")
     deploys = [p for p in pair.patches() if "template" in (p.body or {})]
     assert len(deploys) == 1, "green was deployed once"
     assert len(pair.patches()) == 2, "one deploy and one shift to 10%, nothing twice"
     assert taken_over_by(pair, release.id, survivor)
-    # the card says where the release is now (a delivery the killed instance had claimed is
-    # given back after cards.CLAIM_S)
+    # the card says where the release is now (a delivery the killed instance may have claimed
+    # is given back after cards.CLAIM_S)
     wait_until(
         lambda: any(c["text"].endswith(": judging green") for c in pair.cards()),
         timeout_s=40,
