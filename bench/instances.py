@@ -6,8 +6,8 @@
 Each round of the rollback race sends 20 concurrent `/rollback wa-backend` from the on-call
 user, split across both instances: the figure is the time from sending them to the one PATCH
 Cloud Run receives. Each round of the approval race sends 10 concurrent Approve clicks on one
-scheduled rollback, split across both. Duplicate work (a second PATCH, a second card, a second
-decision) must be 0.
+scheduled rollback, split across both; each round of the alert race delivers one Cloud Monitoring
+alert to both at once. Duplicate work (a second PATCH, card, decision or incident) must be 0.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from sqlalchemy import text
 
 from bench.common import (
     BOT_ARGV,
+    NEWEST,
     ROOT,
     SERVICE,
     BenchError,
@@ -47,6 +48,7 @@ from bench.common import (
     reseed_service,
     wait_until,
 )
+from bot.sandbox.seed import alert_payload
 from bot.sandbox.slack_payloads import button_click, find_button, signed_headers
 from bot.store import Store, make_engine
 
@@ -211,6 +213,41 @@ def approval_race(world: World, processes: list[Process]) -> dict[str, float]:
     }
 
 
+def alert_race(world: World, processes: list[Process]) -> dict[str, float]:
+    """One Cloud Monitoring alert delivered to both instances at once (a retried webhook)."""
+    reseed_service(world)
+    world.emulator.cloudrun.set_behaviour(NEWEST, healthz_status=503)  # roll back, whatever else
+    cards = len(rollback_cards(world))
+    body = alert_payload(world.emulator, SERVICE, "open", f"0.bench-{uuid.uuid4().hex[:8]}")
+
+    def deliver(process: Process) -> str:
+        answer = requests.post(
+            process.alerts_url,
+            params={"token": world.alert_token},
+            data=body,
+            headers={"Content-Type": "application/json"},
+            timeout=10,
+        )
+        return str(answer.json().get("status"))
+
+    sent = time.time()
+    statuses = at_once([lambda p=p: deliver(p) for p in processes])
+    try:
+        wait_until(lambda: world.calls("run.services.patch", sent), 60, "the alert's PATCH")
+        to_patch = world.calls("run.services.patch", sent)[0].at - sent
+        wait_quiet(world, cards)
+    finally:
+        world.emulator.cloudrun.set_behaviour(NEWEST, healthz_status=200)
+    return {
+        "to_patch_s": to_patch,
+        "created": statuses.count("created"),
+        "duplicates": len(world.calls("run.services.patch", sent))
+        - 1
+        + statuses.count("created")
+        - 1,
+    }
+
+
 def polite_notes(world: World) -> int:
     """The "already decided" notes the tech lead has been shown."""
     return sum(
@@ -228,6 +265,7 @@ def measure(world: World, database_url: str, rounds: int) -> dict[str, Any]:
             started = time.time()
             races = [rollback_race(world, processes) for _ in range(rounds)]
             approvals = [approval_race(world, processes) for _ in range(rounds)]
+            alerts = [alert_race(world, processes) for _ in range(rounds)]
             # every round is over: a straggler's late PATCH would show here
             patches = len(world.calls("run.services.patch", started))
     finally:
@@ -239,13 +277,16 @@ def measure(world: World, database_url: str, rounds: int) -> dict[str, Any]:
         "rollback_duplicates": sum(r["duplicates"] for r in races),
         "approval_to_patch_s": statistics.median(r["to_patch_s"] for r in approvals),
         "approval_duplicates": sum(r["duplicates"] for r in approvals),
-        "patches_beyond_one_per_round": patches - 2 * rounds,
-        "samples": {"rollback": races, "approval": approvals},
+        "alert_to_patch_s": statistics.median(r["to_patch_s"] for r in alerts),
+        "alert_duplicates": sum(r["duplicates"] for r in alerts),
+        "patches_beyond_one_per_round": patches - 3 * rounds,
+        "samples": {"rollback": races, "approval": approvals, "alert": alerts},
     }
     progress(
         f"two instances: {SENDERS} concurrent /rollback -> one PATCH in "
         f"{ms(result['rollback_to_patch_s']):.0f} ms, {CLICKS} Approve clicks -> one PATCH in "
-        f"{ms(result['approval_to_patch_s']):.0f} ms; duplicate work "
+        f"{ms(result['approval_to_patch_s']):.0f} ms, one alert twice -> one PATCH in "
+        f"{ms(result['alert_to_patch_s']):.0f} ms; duplicate work "
         f"{duplicate_work(result)}"
     )
     return result
@@ -253,7 +294,7 @@ def measure(world: World, database_url: str, rounds: int) -> dict[str, Any]:
 
 def duplicate_work(result: dict[str, Any]) -> int:
     return max(
-        result["rollback_duplicates"] + result["approval_duplicates"],
+        result["rollback_duplicates"] + result["approval_duplicates"] + result["alert_duplicates"],
         result["patches_beyond_one_per_round"],
     )
 
@@ -283,6 +324,11 @@ def main(argv: list[str] | None = None) -> int:
         f"  {CLICKS} concurrent Approve clicks -> the one PATCH: "
         f"{ms(result['approval_to_patch_s']):8.1f} ms   duplicate work: "
         f"{result['approval_duplicates']}"
+    )
+    print(
+        "  one alert delivered to both -> the one PATCH: "
+        f"{ms(result['alert_to_patch_s']):8.1f} ms   duplicate work: "
+        f"{result['alert_duplicates']}"
     )
     print(
         "  PATCHes beyond one per round, counted at the end: "

@@ -32,7 +32,7 @@ pytestmark = pytest.mark.postgres
 
 ALERT_TOKEN = "alert-token-for-tests"
 TICK_TOKEN = "tick-token-for-tests"
-LEASE_S = 2
+LEASE_S = 3  # short, so a killed instance's work moves on soon; renewed every second
 SERVICE = "wa-backend"
 CHANNEL = "C0INCIDENTS"
 IMAGE = "us-docker.pkg.dev/runback-sandbox/apps/wa:2.0"
