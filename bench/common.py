@@ -271,12 +271,23 @@ class World:
     ) -> Iterator[tuple[Process, float]]:
         process = self.launch(argv, config_path)
         try:
-            yield process, self.first_ack(process)
+            acked_s = self.first_ack(process)
+            if argv is BOT_ARGV:  # serve acks before the bot is loaded; measure the loaded bot
+                wait_until(lambda: _healthy(process), START_TIMEOUT_S, "the bot to load")
+            yield process, acked_s
         finally:
             process.stop()
 
     def calls(self, api: str | None = None, since: float = 0.0) -> list[RecordedCall]:
         return [c for c in self.emulator.router.calls.list(api) if c.at >= since]
+
+
+def _healthy(process: Process) -> bool:
+    try:
+        url = f"http://127.0.0.1:{process.port}/healthz"
+        return requests.get(url, timeout=START_TIMEOUT_S).status_code == 200
+    except requests.ConnectionError:
+        return False
 
 
 def make_world(tmp: Path) -> World:

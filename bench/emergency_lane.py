@@ -17,14 +17,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.run import (
+from bench.ack import wait_responses
+from bench.common import (
     SERVICE,
     World,
     make_world,
     ms,
     progress,
     reseed_service,
-    wait_responses,
     wait_until,
 )
 from bot.sandbox.emulator.http import Fault

@@ -33,6 +33,10 @@ def rows_for(results: dict[str, Any]) -> list[Row]:
                 "< 1000 ms",
                 cold["bot_s"] < 1.0,
             ),
+            Row(
+                "  bot, launch -> /ops help answered (median)",
+                f"{ms(cold['bot_answer_s'])} ms" if "bot_answer_s" in cold else "-",
+            ),
             Row("cold start: minimal Bolt app (median)", f"{ms(cold['minimal_s'])} ms"),
             Row(
                 "cold start: bot / minimal",

@@ -10,10 +10,6 @@ import signal
 import sys
 import threading
 
-from bot.config import ConfigError, load_config
-
-WARM_UP_AFTER_S = 2.0
-
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")  # gRPC core logs INFO lines on shutdown
@@ -50,14 +46,16 @@ def main(argv: list[str] | None = None) -> int:
         level=os.environ.get("LOG_LEVEL", "WARNING"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    command = args.command or ("serve" if os.environ.get("SLACK_BOT_TOKEN") else "sandbox")
+    if command == "serve":
+        return serve(args.config)
+    from bot.config import ConfigError, load_config  # pydantic: after serve has branched off
+
     try:
         config = load_config(args.config)
     except ConfigError as error:
         print(f"runback: {error}", file=sys.stderr)
         return 2
-    command = args.command or ("serve" if os.environ.get("SLACK_BOT_TOKEN") else "sandbox")
-    if command == "serve":
-        return serve(config)
     if command == "emulators":
         return run_emulators(config, args.port)
     from bot.sandbox.console import run_console
@@ -65,45 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     return run_console(config, script=getattr(args, "script", None), speed=args.speed)
 
 
-def serve(config: object) -> int:
-    from bot.runtime import Settings, StartupError, build_runtime
-    from bot.web import make_http_server
+def serve(config_path: str | None) -> int:
+    from bot.serving import serve as listen_then_load  # listens before app.yaml is loaded
 
-    settings = Settings.from_env()
-    missing = settings.missing()
-    if missing:
-        print(
-            f"runback: set {', '.join(missing)} (or run `python -m bot` for the sandbox)",
-            file=sys.stderr,
-        )
-        return 2
-    try:
-        runtime = build_runtime(config, settings)  # type: ignore[arg-type]
-    except StartupError as error:
-        print(f"runback: {error}", file=sys.stderr)
-        return 2
-    host = os.environ.get("HOST", "0.0.0.0")
-    server = make_http_server(runtime.wsgi, host, settings.port)
-    runtime.engine.start()
-    threading.Thread(target=runtime.engine.tick, daemon=True).start()  # resume unfinished work
-    # Load Google's libraries once the first ack is out of the way, so that the first
-    # rollback or alert after a cold start does not pay for them.
-    warm_up = threading.Timer(WARM_UP_AFTER_S, runtime.warm_up)
-    warm_up.daemon = True
-    warm_up.start()
-    if settings.slack_app_token:
-        from slack_bolt.adapter.socket_mode import SocketModeHandler
-
-        SocketModeHandler(runtime.bolt_app, settings.slack_app_token).connect()
-    signal.signal(signal.SIGTERM, lambda *_: server.close())
-    print(f"runback: listening on http://{host}:{server.effective_port}", flush=True)
-    try:
-        server.run()
-    except (KeyboardInterrupt, OSError):
-        pass
-    finally:
-        runtime.engine.shutdown(wait=False)
-    return 0
+    return listen_then_load(config_path)
 
 
 def run_emulators(config: object, port: int) -> int:

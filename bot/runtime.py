@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -15,10 +14,12 @@ from bot.ops.context import Deps
 from bot.ops.engine import Engine
 from bot.ports import Clock
 from bot.render import Renderer
+from bot.settings import Settings
 from bot.store import Store
 
 T = TypeVar("T")
 log = logging.getLogger("runback.runtime")
+__all__ = ["Lazy", "Runtime", "Settings", "StartupError", "build_runtime"]
 
 
 class Lazy(Generic[T]):
@@ -47,50 +48,6 @@ class Lazy(Generic[T]):
 
 class StartupError(Exception):
     """Runback cannot start as configured; the message is one line that says what to fix."""
-
-
-@dataclass(frozen=True)
-class Settings:
-    slack_bot_token: str
-    slack_signing_secret: str
-    slack_api_url: str | None
-    slack_app_token: str | None
-    database_url: str
-    emulator_host: str | None
-    emulator_grpc_host: str | None
-    alert_token: str | None
-    tick_token: str | None
-    port: int
-    google_project: str | None
-    lease_s: float
-    retry_deadline_s: float
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if env is None else env
-        return cls(
-            slack_bot_token=env.get("SLACK_BOT_TOKEN", ""),
-            slack_signing_secret=env.get("SLACK_SIGNING_SECRET", ""),
-            slack_api_url=env.get("SLACK_API_URL") or None,
-            slack_app_token=env.get("SLACK_APP_TOKEN") or None,
-            database_url=env.get("DATABASE_URL") or "sqlite:///runback.db",
-            emulator_host=env.get("RUNBACK_EMULATOR_HOST") or None,
-            emulator_grpc_host=env.get("RUNBACK_EMULATOR_GRPC_HOST") or None,
-            alert_token=env.get("RUNBACK_ALERT_TOKEN") or None,
-            tick_token=env.get("RUNBACK_TICK_TOKEN") or None,
-            port=int(env.get("PORT") or 3000),
-            google_project=env.get("GOOGLE_CLOUD_PROJECT") or None,
-            lease_s=float(env.get("RUNBACK_LEASE_S") or 15),
-            retry_deadline_s=float(env.get("RUNBACK_RETRY_DEADLINE_S") or 20),
-        )
-
-    def missing(self) -> list[str]:
-        """The environment variables ``serve`` cannot run without."""
-        required = {
-            "SLACK_BOT_TOKEN": self.slack_bot_token,
-            "SLACK_SIGNING_SECRET": self.slack_signing_secret,
-        }
-        return [name for name, value in required.items() if not value]
 
 
 @dataclass

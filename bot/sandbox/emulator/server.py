@@ -50,6 +50,7 @@ class Emulator:
 
     def stop(self) -> None:
         self.monitoring.stop()
+        self.slack.socket_mode.stop()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()

@@ -33,7 +33,15 @@ from urllib.parse import parse_qs
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
-from bot.sandbox.emulator.http import HttpError, Request, Response, Router, json_response
+from bot.sandbox.emulator.http import (
+    HttpError,
+    Request,
+    RequestLog,
+    Response,
+    Router,
+    json_response,
+)
+from bot.sandbox.emulator.socket_mode import SocketModeEmulator
 
 BOT_USER_ID = "U0RUNBACK"
 BOT_ID = "B0RUNBACK"
@@ -237,8 +245,14 @@ class _ResponseUrl:
 class SlackEmulator:
     """Users, channels, user groups, messages, views and files of one sandbox workspace."""
 
-    def __init__(self, token: str = "xoxb-sandbox", clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        token: str = "xoxb-sandbox",
+        clock: Callable[[], float] = time.time,
+        app_token: str = "xapp-1-sandbox",
+    ) -> None:
         self.token = token
+        self.socket_mode = SocketModeEmulator(app_token, APP_ID, RequestLog())
         self.base_url = ""
         self._clock = clock
         self._lock = threading.RLock()
@@ -396,6 +410,15 @@ class SlackEmulator:
     # -- wiring ------------------------------------------------------------------------------
 
     def register(self, router: Router) -> None:
+        self.socket_mode.calls = router.calls
+        for verb in ("GET", "POST"):
+            router.add(
+                verb,
+                r"/api/apps\.connections\.open",
+                "slack.apps.connections.open",
+                self._apps_connections_open,
+                slack_error,
+            )
         for name, method in self._methods().items():
             for verb in ("GET", "POST"):  # Slack takes both; slack_sdk always POSTs
                 router.add(
@@ -465,6 +488,24 @@ class SlackEmulator:
             raise SlackError("not_authed")
         if not secrets.compare_digest(token, self.token):
             raise SlackError("invalid_auth")
+
+    def _apps_connections_open(self, request: Request) -> Response:
+        """Takes the app-level token only (Socket Mode); see socket_mode.py."""
+        try:
+            args = _parse_args(request)
+            header = request.headers.get("authorization", "")
+            token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
+            token = token or str(args.pop("token", "") or "")
+            if not token:
+                raise SlackError("not_authed")
+            if not token.startswith("xapp-"):
+                raise SlackError("not_allowed_token_type")
+            if not secrets.compare_digest(token, self.socket_mode.app_token):
+                raise SlackError("invalid_auth")
+        except SlackError as error:
+            return error.response()
+        host = request.base_url.removeprefix("http://").rsplit(":", 1)[0]
+        return json_response({"ok": True, "url": self.socket_mode.open_url(host)})
 
     def _unknown_method(self, request: Request) -> Response:
         return json_response(
