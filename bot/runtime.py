@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from bot.clock import SystemClock
 from bot.config import Config
@@ -17,33 +15,8 @@ from bot.render import Renderer
 from bot.settings import Settings
 from bot.store import Store
 
-T = TypeVar("T")
 log = logging.getLogger("runback.runtime")
-__all__ = ["Lazy", "Runtime", "Settings", "StartupError", "build_runtime"]
-
-
-class Lazy(Generic[T]):
-    """Builds the real object on first use. Google's libraries take seconds to import; Slack
-    wants its ack within 3 s of a cold start, and most commands never touch them."""
-
-    def __init__(self, factory: Callable[[], T]) -> None:
-        self._factory = factory
-        self._object: T | None = None
-        self._lock = threading.Lock()
-
-    def resolve(self) -> T:
-        if self._object is None:
-            with self._lock:
-                if self._object is None:
-                    self._object = self._factory()
-        return self._object
-
-    @property
-    def ready(self) -> bool:
-        return self._object is not None
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.resolve(), name)
+__all__ = ["Runtime", "Settings", "StartupError", "build_runtime"]
 
 
 class StartupError(Exception):
@@ -67,14 +40,17 @@ class Runtime:
         self.deps.store.lock_holder("")
         self.check_user_groups()
         self.check_incidents_channel()
-        for port in (self.deps.cloudrun, self.deps.probe, self.deps.metrics, self.deps.audit_sink):
-            if isinstance(port, Lazy):
-                try:
-                    adapter = port.resolve()
-                    if hasattr(adapter, "warm_up"):
-                        adapter.warm_up()
-                except Exception:  # a warm-up is best effort; the first real call retries
-                    log.warning("could not prepare %s ahead of time", type(port).__name__)
+        for adapter in (
+            self.deps.cloudrun,
+            self.deps.probe,
+            self.deps.metrics,
+            self.deps.audit_sink,
+        ):
+            try:
+                if hasattr(adapter, "warm_up"):
+                    adapter.warm_up()
+            except Exception:  # a warm-up is best effort; the first real call retries
+                log.warning("could not prepare %s ahead of time", type(adapter).__name__)
 
     def check_incidents_channel(self) -> bool | None:
         """Say loudly at start when Runback cannot post in the incidents channel."""
@@ -170,19 +146,21 @@ def build_runtime(config: Config, settings: Settings, clock: Clock | None = None
     from bot.web import Hooks, make_wsgi_app
 
     client = make_client(settings.slack_bot_token, settings.slack_api_url)
-    audit_sink = Lazy(lambda: _audit_sink(settings, config))
+    # The Google adapters are cheap to build: each imports its client library and connects
+    # on first use, so a cold start's first ack never waits for them.
+    audit_sink = _audit_sink(settings, config)
     deps = Deps(
         config=config,
         store=open_store(settings.database_url),
-        cloudrun=Lazy(lambda: _cloudrun(settings)),  # type: ignore[arg-type]
-        probe=Lazy(lambda: _probe(settings)),  # type: ignore[arg-type]
+        cloudrun=_cloudrun(settings),
+        probe=_probe(settings),
         chat=SlackChat(client),
         directory=SlackDirectory(client),
-        audit_sink=audit_sink,  # type: ignore[arg-type]
+        audit_sink=audit_sink,
         renderer=Renderer(config.locale),
         clock=clock or SystemClock(),
-        metrics=Lazy(lambda: _metrics(settings)),  # type: ignore[arg-type]
-        logs=audit_sink,  # type: ignore[arg-type]  # the same Cloud Logging client reads
+        metrics=_metrics(settings),
+        logs=audit_sink,  # the same Cloud Logging client reads
     )
     warnings = config_warnings(config, deps.renderer)
     for warning in warnings:
