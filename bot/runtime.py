@@ -64,6 +64,7 @@ class Settings:
     google_project: str | None
     lease_s: float
     retry_deadline_s: float
+    db_upgrade: bool = False  # upgrade an older schema at start (under a database lock)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -82,6 +83,7 @@ class Settings:
             google_project=env.get("GOOGLE_CLOUD_PROJECT") or None,
             lease_s=float(env.get("RUNBACK_LEASE_S") or 15),
             retry_deadline_s=float(env.get("RUNBACK_RETRY_DEADLINE_S") or 20),
+            db_upgrade=env.get("RUNBACK_DB_UPGRADE", "").lower() in ("1", "true", "yes"),
         )
 
     def missing(self) -> list[str]:
@@ -216,7 +218,7 @@ def build_runtime(config: Config, settings: Settings, clock: Clock | None = None
     audit_sink = Lazy(lambda: _audit_sink(settings, config))
     deps = Deps(
         config=config,
-        store=open_store(settings.database_url),
+        store=open_store(settings.database_url, upgrade=settings.db_upgrade),
         cloudrun=Lazy(lambda: _cloudrun(settings)),  # type: ignore[arg-type]
         probe=Lazy(lambda: _probe(settings)),  # type: ignore[arg-type]
         chat=SlackChat(client),
@@ -248,12 +250,15 @@ def build_runtime(config: Config, settings: Settings, clock: Clock | None = None
     return Runtime(settings, config, deps, engine, wsgi, bolt_app, warnings)
 
 
-def open_store(url: str) -> Store:
-    """The store, ready for writes, or a StartupError naming what is wrong with DATABASE_URL."""
+def open_store(url: str, upgrade: bool = False) -> Store:
+    """The store, ready for writes, or a StartupError naming what is wrong with DATABASE_URL
+    (an older schema among them, unless ``upgrade``: see bot/schema.py)."""
     from datetime import UTC, datetime
 
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+
+    from bot.schema import SchemaError
 
     usage = "use sqlite:///PATH or postgresql://USER:PASSWORD@HOST/DATABASE"
     try:
@@ -266,7 +271,9 @@ def open_store(url: str) -> Store:
             f"DATABASE_URL={shown} is an empty in-memory database that forgets everything; {usage}"
         )
     try:
-        store = Store(url)
+        store = Store(url, upgrade=upgrade)
+    except SchemaError as error:
+        raise StartupError(f"DATABASE_URL={shown}: {error}") from None
     except (NoSuchModuleError, ImportError):
         unsupported = f"DATABASE_URL={shown}: that kind of database is unsupported; {usage}"
         raise StartupError(unsupported) from None
