@@ -28,8 +28,9 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-# The files in bot/migrations/versions, oldest first (tests/test_schema.py keeps them in step).
-REVISIONS = ("0001", "0002")
+# Read from the files' names, NNNN_what.py, without importing Alembic: NNNN is the revision, and
+# each revises the one before (tests/test_schema.py checks both).
+REVISIONS = tuple(sorted(p.name[:4] for p in (MIGRATIONS / "versions").glob("[0-9]*.py")))
 HEAD = REVISIONS[-1]
 VERSION_TABLE = "alembic_version"
 # The tables each revision added, to recognise what `create_all` made before migrations. Frozen:

@@ -144,9 +144,11 @@ def check_new_tables_work(store: Store) -> None:
 # -- the migrations ------------------------------------------------------------------------------
 
 
-def test_the_revisions_listed_in_code_are_the_migration_files() -> None:
+def test_the_migration_files_are_named_after_their_revisions_in_order() -> None:
     script = ScriptDirectory(str(schema.MIGRATIONS))
-    assert [r.revision for r in reversed(list(script.walk_revisions()))] == list(REVISIONS)
+    chain = list(reversed(list(script.walk_revisions())))
+    assert [Path(r.path).name[:5] for r in chain] == [f"{r.revision}_" for r in chain]
+    assert [r.revision for r in chain] == list(REVISIONS) and REVISIONS[0] == "0001"
     assert script.get_heads() == [HEAD]
 
 
