@@ -204,7 +204,7 @@ def run_db_command(action: str, url: str) -> int:
         print(f"runback: the database {done} revision {HEAD}")
         return 0
     try:
-        found = _peek(url)
+        found = database_revision(url)
     except SchemaError as error:
         print(f"runback: {error}", file=sys.stderr)
         return 2
@@ -215,8 +215,10 @@ def run_db_command(action: str, url: str) -> int:
     return 1
 
 
-def _peek(url: str) -> Found:
-    """The database's revision, changing nothing; SchemaError when it cannot be read."""
+def database_revision(url: str) -> Found:
+    """The database's revision, changing nothing (not even creating a missing SQLite file);
+    SchemaError when it cannot be read."""
+    from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
     from bot.runtime import _database_problem
@@ -226,6 +228,10 @@ def _peek(url: str) -> Found:
         engine = make_engine(url)
     except ArgumentError:
         raise SchemaError("DATABASE_URL is not a database URL") from None
+    path = make_url(url).database if engine.dialect.name == "sqlite" else None
+    if path and not path.startswith("file:") and not Path(path).exists():
+        engine.dispose()
+        return Found(None, recorded=False)
     try:
         with engine.connect() as connection:
             return found_revision(connection)
