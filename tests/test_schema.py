@@ -375,3 +375,14 @@ def test_serve_upgrades_an_older_schema_when_asked(
         assert [a.action for a in store.audit()][:2] == ["rollback.requested", "approval.requested"]
     finally:
         store.close()
+
+
+def test_db_current_changes_nothing_not_even_a_missing_sqlite_file(tmp_path: Path) -> None:
+    path = tmp_path / "not-yet.db"
+    result = run_bot(tmp_path, "db", "current", DATABASE_URL=f"sqlite:///{path}")
+    assert result.returncode == 1
+    assert (
+        result.stdout.strip()
+        == f"runback: the database is empty; this Runback needs revision {HEAD}"
+    )
+    assert not path.exists()
