@@ -1,4 +1,4 @@
-"""python -m bot [sandbox|serve|emulators|check-migration|db] — see README.md."""
+"""python -m bot [sandbox|serve|emulators|check-migration|doctor|db] — see README.md."""
 
 from __future__ import annotations
 
@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--format", choices=("text", "json"), default="text")
     check.add_argument("--locale", choices=("en", "es"), help="default: app.yaml's, else en")
     check.add_argument("files", nargs="+", metavar="FILE", help="SQL files; - reads stdin")
+    sub.add_parser("doctor", help="check a real configuration without changing anything")
     db = sub.add_parser("db", help="Runback's own database schema ($DATABASE_URL)")
     db.add_argument("action", choices=("upgrade", "current"))
     args = parser.parse_args(argv)
@@ -49,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
         from bot.check_migration import run
 
         return run(args.files, args.dialect, args.format, args.locale)
+    if args.command == "doctor":  # reports a bad app.yaml as one of its lines
+        from bot import doctor
+
+        return doctor.run(args.config)
 
     logging.basicConfig(
         level=os.environ.get("LOG_LEVEL", "WARNING"),

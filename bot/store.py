@@ -390,19 +390,30 @@ class Store:
             query = select(Operation).where(Operation.state.not_in(TERMINAL_STATES))
             return list(session.scalars(query.order_by(Operation.created_at)))
 
-    def claim_lease(self, operation_id: str, owner: str, now: datetime, until: datetime) -> bool:
-        """Take (or renew) the right to run this operation; False if another runner holds it."""
-        with self.session() as session:
-            result = session.execute(
-                update(Operation)
-                .where(Operation.id == operation_id)
-                .where(
-                    (Operation.lease_owner == owner)
-                    | (Operation.lease_until.is_(None))
-                    | (Operation.lease_until < now)
-                )
-                .values(lease_owner=owner, lease_until=until)
+    def claim_lease(
+        self,
+        operation_id: str,
+        owner: str,
+        now: datetime,
+        until: datetime,
+        seen_owner: str | None = None,
+    ) -> bool:
+        """Take (or renew) the right to run this operation; False if another runner holds it.
+        With ``seen_owner``, only while the lease is still that runner's (or nobody's, given
+        ""): a takeover from a crashed instance is then told apart from an ordinary claim."""
+        query = (
+            update(Operation)
+            .where(Operation.id == operation_id)
+            .where(
+                (Operation.lease_owner == owner)
+                | (Operation.lease_until.is_(None))
+                | (Operation.lease_until < now)
             )
+        )
+        if seen_owner is not None:
+            query = query.where(Operation.lease_owner == seen_owner)
+        with self.session() as session:
+            result = session.execute(query.values(lease_owner=owner, lease_until=until))
             return result.rowcount == 1
 
     def release_lease(self, operation_id: str, owner: str) -> None:

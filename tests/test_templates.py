@@ -334,7 +334,7 @@ JUDGEMENT = {
 
 
 def make_rel(state: str, **over: Any) -> dict[str, Any]:
-    """The ``rel`` of bot/ops/release.py release_view."""
+    """The ``rel`` of bot/ops/release/view.py release_view."""
     rel: dict[str, Any] = {
         "id": "op-r1",
         "service": "wa-backend",
@@ -476,7 +476,7 @@ RELEASE_CASES = [
 
 
 def make_inc(**over: Any) -> dict[str, Any]:
-    """An incident view as bot/ops/incidents.py incident_view builds it."""
+    """An incident view as bot/ops/incidents/view.py incident_view builds it."""
     inc: dict[str, Any] = {
         "id": "inc-1a2b",
         "service": "wa-backend",

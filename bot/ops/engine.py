@@ -20,7 +20,7 @@ from datetime import timedelta
 from typing import Any
 
 from bot.ops import approvals, cards, incidents, release, rollback
-from bot.ops.context import Deps
+from bot.ops.context import BOT_ACTOR, Deps
 from bot.store import TERMINAL_STATES, Operation
 
 log = logging.getLogger("runback.engine")
@@ -79,7 +79,7 @@ class Engine:
 
     def _run(self, operation_id: str) -> None:
         try:
-            if self._claim(operation_id):
+            if self._take(operation_id):
                 before = self.deps.store.operation(operation_id)
                 workflow = WORKFLOWS[before.kind if before else "rollback"]
                 was_running = before is not None and before.state not in TERMINAL_STATES
@@ -111,10 +111,29 @@ class Engine:
             workflow.fail_unexpectedly(self.deps, operation_id)
             return self.deps.store.operation(operation_id)
 
-    def _claim(self, operation_id: str) -> bool:
+    def _take(self, operation_id: str) -> bool:
+        """Claim an operation to run it. Taking over from an instance that died holding it
+        (its lease ran out, never given back) goes into the operation's timeline."""
+        seen = self.deps.store.operation(operation_id)
+        previous = seen.lease_owner if seen is not None else ""
+        if not self._claim(operation_id, seen_owner=previous or ""):
+            return False
+        if previous and previous != self.owner:
+            log.warning("took over operation %s from %s (lease ran out)", operation_id, previous)
+            self.deps.store.add_event(
+                operation_id,
+                self.deps.clock.now(),
+                "taken_over",
+                actor=BOT_ACTOR,
+                previous=previous,
+                instance=self.owner,
+            )
+        return True
+
+    def _claim(self, operation_id: str, seen_owner: str | None = None) -> bool:
         now = self.deps.clock.now()
         until = now + timedelta(seconds=self.lease_s)
-        return self.deps.store.claim_lease(operation_id, self.owner, now, until)
+        return self.deps.store.claim_lease(operation_id, self.owner, now, until, seen_owner)
 
     def tick(self) -> None:
         """The recovery pass, at start and on every tick: expire due approvals, finish decisions

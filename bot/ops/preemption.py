@@ -36,6 +36,10 @@ def request_rollback(deps: Deps, request: RollbackRequest) -> Operation:
 
 
 def moving_traffic(holder: LockHolder, now: datetime) -> bool:
-    """An instance runs this operation right now (live lease) in a traffic-changing state."""
+    """An instance runs this operation right now (live lease) in a traffic-changing state, or
+    it was approved a moment ago and no instance has picked it up yet (never leased: the
+    request's own instance submits it now, and every instance's tick runs it). Taking that for
+    a crash's leftover let two concurrent on-call rollbacks cancel each other."""
     live = holder.lease_until is not None and holder.lease_until > now
-    return live and holder.state in TRAFFIC_STATES.get(holder.kind, ())
+    unclaimed = holder.lease_until is None and holder.state == "approved"
+    return (live or unclaimed) and holder.state in TRAFFIC_STATES.get(holder.kind, ())

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from bot.config import Thresholds
 
@@ -75,6 +76,18 @@ class Judgement:
     verdict: Verdict
     reasons: tuple[Reason, ...]
     observation: Observation
+
+    def numbers(self) -> dict[str, Any]:
+        """What was seen and why, as plain data for the record (timeline, audit, cards)."""
+        seen = self.observation
+        return {
+            "reasons": [str(r) for r in self.reasons],
+            "requests": seen.requests,
+            "errors": seen.errors,
+            "error_rate": seen.error_rate,
+            "p95_ms": seen.p95_ms,
+            "healthz_ok": seen.healthz_ok,
+        }
 
 
 def judge(thresholds: Thresholds, observation: Observation) -> Judgement:

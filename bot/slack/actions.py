@@ -20,7 +20,7 @@ from bot.ops.rollback import (
     check_repeat_still_current,
     decide,
 )
-from bot.ports import Message
+from bot.slack.buttons import button
 
 log = logging.getLogger("runback.slack")
 
@@ -80,29 +80,6 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
     def reject(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
         on_decision(False, ack, body, action)
 
-    def button(work: Any) -> Any:
-        @engine.tracked
-        def handler(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
-            ack()
-            user = body["user"]["id"]
-            channel = (body.get("channel") or {}).get("id") or body["container"]["channel_id"]
-            value = str(action.get("value", ""))
-
-            def run() -> None:
-                try:
-                    operation = work(value, user, channel)
-                except UserError as error:
-                    note: Message = deps.renderer.message(
-                        "ephemeral", key=error.key, **error.context
-                    )
-                    deps.chat.ephemeral(channel, user, note)
-                    return
-                engine.submit(operation.id)
-
-            engine.background(run)
-
-        return handler
-
     def confirm_repeat(value: str, user: str, channel: str) -> Any:
         """The same user, still authorized, and still the same target: re-checked now."""
         asked = _decoded(value, "service", "revision", "after", "user", "reason")
@@ -134,5 +111,9 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
         )
         return request_rollback(deps, request)
 
-    app.action("rollback_repeat_confirm")(button(confirm_repeat))
-    app.action(re.compile(r"^rollback_recover_[0-9]+$"))(button(recover))
+    app.action("rollback_repeat_confirm")(
+        button(deps, engine, lambda c: confirm_repeat(c.value, c.user, c.channel))
+    )
+    app.action(re.compile(r"^rollback_recover_[0-9]+$"))(
+        button(deps, engine, lambda c: recover(c.value, c.user, c.channel))
+    )

@@ -5,41 +5,28 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from slack_bolt import Ack, App
+from slack_bolt import App
 
 from bot.config import Role
 from bot.ops import incidents
 from bot.ops.context import Deps
 from bot.ops.engine import Engine
 from bot.ops.errors import UserError
+from bot.slack.buttons import Click, button
+from bot.store import Operation
 
 RESPONDERS = frozenset({Role.ON_CALL, Role.TECH_LEAD})  # may observe or resolve an incident
 
 
 def register(app: App, deps: Deps, engine: Engine) -> None:
-    def handle(work: Callable[[str, str], None], urgent: bool = False) -> Callable[..., None]:
-        @engine.tracked
-        def handler(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
-            ack()
-            user = body["user"]["id"]
-            channel = (body.get("channel") or {}).get("id") or body["container"]["channel_id"]
-            incident_id = str(action.get("value", ""))
+    def handle(work: Callable[[str, str], Any]) -> Callable[..., None]:
+        def on_incident(click: Click) -> None:
+            work(click.value, click.user)
 
-            def run() -> None:
-                try:
-                    work(incident_id, user)
-                except UserError as error:
-                    message = deps.renderer.message("ephemeral", key=error.key, **error.context)
-                    deps.chat.ephemeral(channel, user, message)
+        return button(deps, engine, on_incident)
 
-            engine.background(run, urgent=urgent)
-
-        return handler
-
-    def roll_back(incident_id: str, user: str) -> None:
-        operation = incidents.request_rollback_from_card(deps, incident_id, user)
-        if operation.state == "approved":
-            engine.submit(operation.id)
+    def roll_back(click: Click) -> Operation:  # the engine runs it at once when it may
+        return incidents.request_rollback_from_card(deps, click.value, click.user)
 
     def responder_only(work: Callable[[str, str], Any]) -> Callable[[str, str], None]:
         def checked(incident_id: str, user: str) -> None:
@@ -55,7 +42,7 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
             raise UserError("notice.incident_not_open", state="resolved")
         incidents.resolve(deps, incident_id, user)
 
-    app.action("incident_roll_back")(handle(roll_back, urgent=True))
+    app.action("incident_roll_back")(button(deps, engine, roll_back, urgent=True))
     app.action("incident_observe")(
         handle(responder_only(lambda i, u: incidents.start_observing(deps, i, u)))
     )

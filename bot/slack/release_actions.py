@@ -17,6 +17,7 @@ from bot.ops.context import Deps
 from bot.ops.engine import Engine
 from bot.ops.errors import UserError
 from bot.ports import Message
+from bot.slack.buttons import Click, button
 from bot.slack.commands import ack_with, answer_later, ephemeral
 
 log = logging.getLogger("runback.slack")
@@ -98,28 +99,15 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
 
         engine.background(run)
 
-    def button(work: Callable[[str, str], Any], allowed: frozenset[Role] | None) -> Any:
-        @engine.tracked
-        def handler(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
-            ack()
-            user = body["user"]["id"]
-            channel = (body.get("channel") or {}).get("id") or body["container"]["channel_id"]
-            value = str(action.get("value", ""))
+    def for_roles(work: Callable[[str, str], Any], allowed: frozenset[Role] | None) -> Any:
+        """The release's buttons: the approval matrix (Approve, Reject) or a role decides."""
 
-            def run() -> None:
-                try:
-                    if allowed is not None and not allowed & deps.roles(user):
-                        raise UserError("error.release.roles")
-                    operation = work(value, user)
-                except UserError as error:
-                    message = deps.renderer.message("ephemeral", key=error.key, **error.context)
-                    deps.chat.ephemeral(channel, user, message)
-                    return
-                engine.submit(operation.id)
+        def checked(click: Click) -> Any:
+            if allowed is not None and not allowed & deps.roles(click.user):
+                raise UserError("error.release.roles")
+            return work(click.value, click.user)
 
-            engine.background(run)
-
-        return handler
+        return button(deps, engine, checked)
 
     def approve(approval_id: str, user: str) -> Any:
         return release.decide_full_traffic(deps, approval_id, user, approve=True)
@@ -136,9 +124,9 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
     def resume(operation_id: str, user: str) -> Any:
         return release.resume(deps, operation_id, user)
 
-    app.action("release_approve_full")(button(approve, None))  # the matrix decides
-    app.action("release_reject")(button(reject, None))
-    app.action("release_roll_back")(button(roll_back, ROLLERS))
-    app.action("release_pause")(button(pause, STEERERS))
-    app.action("release_resume")(button(resume, STEERERS))
-    app.action("release_proceed")(button(resume, STEERERS))
+    app.action("release_approve_full")(for_roles(approve, None))  # the matrix decides
+    app.action("release_reject")(for_roles(reject, None))
+    app.action("release_roll_back")(for_roles(roll_back, ROLLERS))
+    app.action("release_pause")(for_roles(pause, STEERERS))
+    app.action("release_resume")(for_roles(resume, STEERERS))
+    app.action("release_proceed")(for_roles(resume, STEERERS))

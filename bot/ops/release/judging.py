@@ -87,7 +87,6 @@ def _record_judgement(
     verdict: Verdict,
     window: Window | None = None,
 ) -> Operation:
-    seen = judgement.observation
     now = deps.clock.now()
     percent = operation.data["steps"][operation.data["step"]]
     start, end = window or (now, now)  # the minutes Monitoring showed (none yet: empty)
@@ -95,12 +94,7 @@ def _record_judgement(
         "at": now.isoformat(),
         "percent": percent,
         "verdict": str(verdict),
-        "reasons": [str(r) for r in judgement.reasons],
-        "requests": seen.requests,
-        "errors": seen.errors,
-        "error_rate": seen.error_rate,
-        "p95_ms": seen.p95_ms,
-        "healthz_ok": seen.healthz_ok,
+        **judgement.numbers(),
         "window_start": start.isoformat(),
         "window_s": max((end - start).total_seconds(), 0.0),
     }

@@ -1,0 +1,179 @@
+"""An incident's life after the alert: mitigation, people's buttons, resolution, the postmortem."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from bot.ops.cards import incident_card, share_file
+from bot.ops.context import BOT_ACTOR, Deps
+from bot.ops.errors import UserError
+from bot.ops.incidents.view import ROLL_BACK_NOW, refresh_incident_card
+from bot.ops.preemption import request_rollback
+from bot.ops.rollback import RollbackRequest, authorize_request
+from bot.store import IncidentRecord, Operation
+
+
+def request_rollback_from_card(deps: Deps, incident_id: str, user: str) -> Operation:
+    """The incident card's Roll back, clicked by ``user`` (the approval matrix applies to them).
+
+    When the runbook says "roll back now", only an emergency rollback will do: a click that
+    would merely ask for a scheduled rollback (30 minutes of waiting for a second tech lead)
+    is refused, so the emergency is never demoted and the on-call engineer's button stays.
+    """
+    record = deps.store.incident(incident_id)
+    if record is None or record.state != "open":
+        raise UserError("notice.incident_not_open", state=record.state if record else "?")
+    reason = deps.renderer.text("incident.rollback_reason", id=record.id, revision=record.revision)
+    request = RollbackRequest(
+        service=record.service, revision=None, reason=reason, user=user, channel=record.channel
+    )
+    if record.verdict in ROLL_BACK_NOW:
+        _service, emergency = authorize_request(deps, request)
+        if not emergency:
+            deps.audit(
+                user,
+                "rollback.refused",
+                "refused",
+                service=record.service,
+                incident=record.id,
+                why="emergency_needs_on_call",
+            )
+            raise UserError(
+                "error.incident.emergency_needs_on_call",
+                channel=deps.config.channels.incidents.name,
+            )
+    operation = request_rollback(deps, request)
+    now = deps.clock.now()
+    deps.store.update_incident(record.id, now, operation_id=operation.id)
+    deps.store.add_event(
+        record.id,
+        now,
+        "rollback_requested",
+        actor=user,
+        target=operation.to_revision,
+        operation=operation.id,
+    )
+    refresh_incident_card(deps, record.id)
+    return operation
+
+
+def on_operation_finished(deps: Deps, operation: Operation) -> None:
+    """A rollback of a service with an open incident mitigates it (whoever started it)."""
+    safe = (operation.kind, operation.state) in (
+        ("rollback", "succeeded"),
+        ("release", "rolled_back"),
+    )
+    for record in deps.store.open_incidents(operation.service):
+        if record.state != "open" or not record.managed:
+            continue
+        now = deps.clock.now()
+        if safe:
+            deps.store.update_incident(
+                record.id,
+                now,
+                state="mitigated",
+                mitigated_at=now,
+                operation_id=record.operation_id or operation.id,
+                observe_until=None,
+            )
+            deps.store.add_event(
+                record.id, now, "mitigated", actor=operation.requested_by, operation=operation.id
+            )
+            deps.audit(
+                BOT_ACTOR,
+                "incident.mitigated",
+                "ok",
+                service=record.service,
+                incident=record.id,
+                operation_id=operation.id,
+            )
+            refresh_incident_card(deps, record.id)
+            post_postmortem(deps, record.id)
+        elif operation.state == "failed" and record.operation_id == operation.id:
+            deps.store.add_event(
+                record.id,
+                now,
+                "rollback_failed",
+                actor=BOT_ACTOR,
+                code=(operation.data.get("error") or {}).get("code", ""),
+            )
+            refresh_incident_card(deps, record.id)
+
+
+def resolve(deps: Deps, incident_id: str, actor: str, how: str = "resolved") -> IncidentRecord:
+    now = deps.clock.now()
+    record = deps.store.incident(incident_id)
+    assert record is not None
+    record = deps.store.update_incident(
+        incident_id,
+        now,
+        state="resolved",
+        resolved_at=now,
+        observe_until=None,
+        data={**record.data, "resolved_by": actor, "resolved_how": how},
+    )
+    deps.store.add_event(incident_id, now, how, actor=actor)
+    deps.audit(actor, f"incident.{how}", "ok", service=record.service, incident=incident_id)
+    refresh_incident_card(deps, incident_id)
+    return record
+
+
+def acknowledge(deps: Deps, incident_id: str, user: str) -> IncidentRecord:
+    record = _open_incident(deps, incident_id)
+    now = deps.clock.now()
+    acked = [*record.data.get("acknowledged_by", [])]
+    if user not in acked:
+        acked.append(user)
+    record = deps.store.update_incident(
+        record.id, now, data={**record.data, "acknowledged_by": acked}
+    )
+    deps.store.add_event(record.id, now, "acknowledged", actor=user)
+    deps.audit(user, "incident.acknowledged", "ok", service=record.service, incident=record.id)
+    refresh_incident_card(deps, record.id)
+    return record
+
+
+def start_observing(deps: Deps, incident_id: str, user: str) -> IncidentRecord:
+    record = _open_incident(deps, incident_id)
+    if record.state != "open":
+        raise UserError("notice.incident_not_open", state=record.state)
+    now = deps.clock.now()
+    until = now + timedelta(minutes=deps.config.thresholds.observe_minutes)
+    record = deps.store.update_incident(record.id, now, observe_until=until, verdict="observe")
+    deps.store.add_event(record.id, now, "observe_started", actor=user, until=until.isoformat())
+    deps.audit(user, "incident.observe", "ok", service=record.service, incident=record.id)
+    refresh_incident_card(deps, record.id)
+    return record
+
+
+def _open_incident(deps: Deps, incident_id: str) -> IncidentRecord:
+    record = deps.store.incident(incident_id)
+    if record is None:
+        raise UserError("notice.unknown_request")
+    if record.state == "resolved":
+        raise UserError("notice.incident_not_open", state=record.state)
+    return record
+
+
+def post_postmortem(deps: Deps, incident_id: str) -> bool:
+    """Post the postmortem draft in the incident's thread, exactly once per incident."""
+    if not deps.store.claim_postmortem(incident_id):
+        return False
+    from bot.ops.postmortem_context import build_postmortem
+
+    record = deps.store.incident(incident_id)
+    assert record is not None
+    document = deps.renderer.document("postmortem", **build_postmortem(deps, record))
+    title = deps.renderer.text("incident.postmortem_title", service=record.service, id=record.id)
+    share_file(
+        deps,
+        record.channel,
+        f"postmortem-{record.service}-{record.id}.md",
+        document,
+        title,
+        deps.renderer.text("incident.postmortem_posted"),
+        thread_of=incident_card(record.id),
+    )
+    deps.store.update_incident(record.id, deps.clock.now(), postmortem="posted")
+    deps.store.add_event(record.id, deps.clock.now(), "postmortem_posted", actor=BOT_ACTOR)
+    return True

@@ -1,0 +1,34 @@
+"""The rollback workflow, as a durable state machine.
+
+States: awaiting_approval -> approved -> shifting -> verifying -> succeeded
+        (or failed / rejected / expired / cancelled).
+
+Each step commits its result before the next starts. A restarted bot resumes from the state it
+finds: ``approved`` re-reads the service (and skips the PATCH if traffic is already there),
+``shifting`` polls the long-running operation it recorded rather than sending a second PATCH,
+``verifying`` probes again.
+"""
+
+from bot.ops.rollback.approval import decide, on_decided, on_expired, yield_to
+from bot.ops.rollback.finish import check_recovery_offer, fail_unexpectedly
+from bot.ops.rollback.model import RUNNING_STATES, RepeatNeedsConfirmation, RollbackRequest
+from bot.ops.rollback.repeat import check_repeat_still_current
+from bot.ops.rollback.request import authorize_request, create_rollback
+from bot.ops.rollback.steps import execute, pinned_targets
+
+__all__ = [
+    "RUNNING_STATES",
+    "RepeatNeedsConfirmation",
+    "RollbackRequest",
+    "authorize_request",
+    "check_recovery_offer",
+    "check_repeat_still_current",
+    "create_rollback",
+    "decide",
+    "execute",
+    "fail_unexpectedly",
+    "on_decided",
+    "on_expired",
+    "pinned_targets",
+    "yield_to",
+]

@@ -1,0 +1,119 @@
+"""Ending a rollback: success, or a loud failure that offers the next steps."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.ops.cards import announce, card_view, refresh_card
+from bot.ops.context import BOT_ACTOR, Deps
+from bot.ops.errors import UserError
+from bot.ops.rollback.model import RUNNING_STATES, STEP_OF_STATE
+from bot.ops.rollback.repeat import previous_view
+from bot.ops.rollback.target import target_choice
+from bot.ports import CloudRunError
+from bot.store import Operation
+
+
+def fail(deps: Deps, operation: Operation, code: str, step: str, **detail: Any) -> Operation:
+    """End loudly, naming the traffic as it is now (read fresh, best effort)."""
+    now = deps.clock.now()
+    deps.store.finish_step(operation.id, step, now, "failed", {"code": code, **detail})
+    traffic_now = _traffic_now(deps, operation)
+    deps.store.add_event(operation.id, now, "failed", code=code, **detail)
+    deps.audit(
+        BOT_ACTOR,
+        "rollback.failed",
+        "failed",
+        service=operation.service,
+        revision=operation.to_revision,
+        operation_id=operation.id,
+        code=code,
+        **detail,
+    )
+    offers = _recovery_offers(deps, operation) if code == "healthz_failed" else {}
+    error = {"code": code, "step": STEP_OF_STATE.get(step, step), **detail}
+    failed = finish(
+        deps, operation.id, "failed", error=error, traffic_now=traffic_now, offers=offers
+    )
+    _post_failure_alert(deps, failed)
+    return failed
+
+
+def _recovery_offers(deps: Deps, operation: Operation) -> dict[str, str]:
+    """After a failed health check on the target: the revision that served before, and the
+    next candidate back (what a rollback without a revision would now pick, skipping both)."""
+    offers = {"previous": operation.from_revision, "next": ""}
+    service = deps.config.service(operation.service)
+    if service is None:
+        return offers
+    try:
+        revisions = deps.cloudrun.list_revisions(deps.service_ref(service))
+    except CloudRunError:
+        return offers
+    tried = frozenset({operation.to_revision, operation.from_revision})
+    serving = {operation.to_revision: 100}
+    choice = target_choice(deps, operation.service, revisions, serving, None, True, also_bad=tried)
+    offers["next"] = choice.revision.name if choice.revision and not choice.problem else ""
+    return offers
+
+
+def check_recovery_offer(deps: Deps, operation_id: str, revision: str, user: str) -> Operation:
+    """A click on a failed rollback's "back to ..." button: still the newest rollback of its
+    service, and ``revision`` one it offered. Returns the failed operation; UserError if stale."""
+    operation = deps.store.operation(operation_id)
+    offers = ((operation.data or {}).get("offers") or {}) if operation else {}
+    if operation is None or not revision or revision not in offers.values():
+        raise UserError("notice.unknown_request")
+    latest = deps.store.latest_operation(operation.service, "rollback")
+    holder = deps.store.lock_holder(operation.service)
+    if (latest is not None and latest.id != operation.id) or holder is not None:
+        deps.audit(
+            user,
+            "rollback.refused",
+            "refused",
+            service=operation.service,
+            revision=revision,
+            why="stale",
+            operation_id=operation.id,
+        )
+        newer = latest if latest is not None and latest.id != operation.id else None
+        raise UserError(
+            "notice.recovery_stale",
+            service=operation.service,
+            latest=previous_view(newer) if newer else None,
+            holder=holder,
+        )
+    return operation
+
+
+def _traffic_now(deps: Deps, operation: Operation) -> dict[str, int] | None:
+    service = deps.config.service(operation.service)
+    if service is None:
+        return None
+    try:
+        return deps.cloudrun.get_service(deps.service_ref(service)).serving()
+    except CloudRunError:
+        return None
+
+
+def finish(deps: Deps, operation_id: str, state: str, **data: Any) -> Operation:
+    now = deps.clock.now()
+    if data:
+        deps.store.merge_data(operation_id, now, **data)
+    operation = deps.store.update_operation(operation_id, now, state=state)
+    deps.store.release_lock(operation.service, operation_id)
+    refresh_card(deps, operation_id)
+    return operation
+
+
+def _post_failure_alert(deps: Deps, operation: Operation) -> None:
+    """A new message, not only the card's update: a failure must notify the channel."""
+    message = deps.renderer.message("rollback_failed", op=card_view(deps, operation))
+    announce(deps, operation.channel, message)
+
+
+def fail_unexpectedly(deps: Deps, operation_id: str) -> None:
+    """A bug must not leave an operation silently half-done: end it loudly."""
+    operation = deps.store.operation(operation_id)
+    if operation is not None and operation.state in RUNNING_STATES:
+        fail(deps, operation, "internal", operation.state)

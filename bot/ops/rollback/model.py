@@ -1,0 +1,34 @@
+"""A rollback request, and the states and steps of a rollback operation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+RUNNING_STATES = ("approved", "shifting", "verifying")
+
+
+STEP_OF_STATE = {"approved": "shift", "shifting": "wait", "verifying": "verify"}
+
+
+@dataclass(frozen=True)
+class RollbackRequest:
+    service: str
+    revision: str | None
+    reason: str
+    user: str
+    channel: str
+    automatic: bool = False  # Runback itself, for an incident, on behalf of the on-call policy
+    # Typed as `/rollback SERVICE [WORD] ...`: the reason's first word may name a revision (read
+    # against the real revision list), and a repeat soon after a rollback asks first.
+    from_command: bool = False
+
+
+class RepeatNeedsConfirmation(Exception):
+    """A `/rollback SERVICE` soon after a rollback of that service: nothing was changed, the
+    user is asked to confirm the revision it would now pick. ``context`` is the plain data of
+    that question (see ``rollback_repeat.json.j2``)."""
+
+    def __init__(self, **context: Any) -> None:
+        super().__init__("repeat_needs_confirmation")
+        self.context = context

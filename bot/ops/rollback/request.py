@@ -1,0 +1,201 @@
+"""/rollback: authorize, choose the target and record the operation (approved or pending)."""
+
+from __future__ import annotations
+
+from bot.config import Action, ServiceConfig
+from bot.ops.approvals import request_approval
+from bot.ops.cards import refresh_card
+from bot.ops.context import Deps
+from bot.ops.errors import UserError
+from bot.ops.rollback.finish import finish
+from bot.ops.rollback.model import RollbackRequest
+from bot.ops.rollback.repeat import ask_if_repeated
+from bot.ops.rollback.target import pick_target, read_service, resolve_revision_word, revision_view
+from bot.policy.approvals import Decision, Verdict, decide_rollback
+from bot.policy.targets import (
+    TargetChoice,
+)
+from bot.ports import Revision, ServiceState
+from bot.store import Operation
+
+
+def authorize_request(deps: Deps, request: RollbackRequest) -> tuple[ServiceConfig, bool]:
+    """The service asked for, and whether the request is an emergency (runs at once).
+
+    Raises UserError, with nothing changed, on an unknown service or a refusal (audited).
+    """
+    service = _known_service(deps, request)
+    emergency = request.automatic or _authorize(deps, request, service).verdict is Verdict.RUN
+    return service, emergency
+
+
+def create_rollback(
+    deps: Deps, request: RollbackRequest, service: ServiceConfig, emergency: bool
+) -> Operation:
+    """Choose the target and record the rollback; returns the operation (approved or pending).
+
+    Raises UserError, with nothing changed, on bad input or a busy service (audited).
+    """
+    _check_not_busy(deps, service.name, request.user, emergency)
+    state, revisions = read_service(deps, service, request.user)
+    request = resolve_revision_word(deps, request, service, revisions)
+    choice, current = pick_target(deps, request, service, state, revisions)
+    if request.from_command and request.revision is None:
+        ask_if_repeated(deps, request, service, choice)
+    operation = _create_operation(
+        deps, request, service, emergency, state, revisions, choice, current
+    )
+    if emergency:
+        deps.audit(
+            request.user,
+            "rollback.approved",
+            "ok",
+            service=service.name,
+            revision=operation.to_revision,
+            operation_id=operation.id,
+            approval="incident_policy" if request.automatic else "self",
+        )
+    refresh_card(deps, operation.id)
+    return deps.store.operation(operation.id) or operation
+
+
+def _known_service(deps: Deps, request: RollbackRequest) -> ServiceConfig:
+    service = deps.config.service(request.service)
+    if service is None:
+        deps.audit(
+            request.user,
+            "rollback.refused",
+            "refused",
+            service=request.service,
+            why="unknown_service",
+        )
+        raise UserError(
+            "error.unknown_service", service=request.service, known=deps.config.service_names
+        )
+    return service
+
+
+def _authorize(deps: Deps, request: RollbackRequest, service: ServiceConfig) -> Decision:
+    in_incidents = request.channel == deps.config.channels.incidents.id
+    decision = decide_rollback(deps.config.approvals, deps.roles(request.user), in_incidents)
+    if not decision.allowed:
+        deps.audit(
+            request.user,
+            "rollback.refused",
+            "refused",
+            service=service.name,
+            why=str(decision.refusal),
+            required_role=str(decision.required_role),
+        )
+        raise UserError(
+            f"error.refused.{decision.refusal}",
+            action=str(decision.action),
+            role=str(decision.required_role),
+            channel=deps.config.channels.incidents.name,
+        )
+    return decision
+
+
+def _check_not_busy(deps: Deps, service: str, user: str, emergency: bool) -> None:
+    holder = deps.store.lock_holder(service)
+    if holder is None or (emergency and holder.state == "awaiting_approval"):
+        return
+    deps.audit(
+        user,
+        "rollback.refused",
+        "refused",
+        service=service,
+        why="busy",
+        operation_id=holder.operation_id,
+    )
+    raise UserError("error.busy", service=service, holder=holder)
+
+
+def _create_operation(
+    deps: Deps,
+    request: RollbackRequest,
+    service: ServiceConfig,
+    emergency: bool,
+    state: ServiceState,
+    revisions: list[Revision],
+    choice: TargetChoice,
+    current: str | None,
+) -> Operation:
+    now = deps.clock.now()
+    by_name = {r.name: r for r in revisions}
+    target = choice.revision
+    assert target is not None
+    operation = deps.store.create_operation(
+        now,
+        kind="rollback",
+        service=service.name,
+        requested_by=request.user,
+        channel=request.channel,
+        reason=request.reason,
+        emergency=emergency,
+        state="approved" if emergency else "awaiting_approval",
+        from_revision=current or "",
+        to_revision=target.name,
+        data={
+            "from": revision_view(deps, by_name.get(current or "")),
+            "to": revision_view(deps, target),
+            "serving_before": state.serving(),
+            "uri": state.uri,
+            "requested_at": now.isoformat(),
+            "automatic": request.automatic,
+            "skipped": [
+                {"revision": name, "why": by_name[name].ready_message} for name in choice.skipped
+            ],
+        },
+    )
+    _take_lock(deps, operation, emergency)
+    deps.store.add_event(
+        operation.id, now, "requested", actor=request.user, target=target.name, emergency=emergency
+    )
+    deps.audit(
+        request.user,
+        "rollback.requested",
+        "ok",
+        service=service.name,
+        revision=target.name,
+        operation_id=operation.id,
+        emergency=emergency,
+        reason=request.reason,
+        **({"skipped_not_ready": list(choice.skipped)} if choice.skipped else {}),
+    )
+    if not emergency:
+        request_approval(deps, operation.id, Action.SCHEDULED_ROLLBACK, request.user)
+    return operation
+
+
+def _take_lock(deps: Deps, operation: Operation, emergency: bool) -> None:
+    store, now = deps.store, deps.clock.now()
+    if store.acquire_lock(operation.service, operation.id, now):
+        return
+    holder = store.lock_holder(operation.service)
+    if emergency and holder and holder.state == "awaiting_approval":
+        _supersede(deps, holder.operation_id, operation)
+        if store.acquire_lock(operation.service, operation.id, now):
+            return
+        holder = store.lock_holder(operation.service)
+    store.update_operation(operation.id, now, state="cancelled")
+    raise UserError("error.busy", service=operation.service, holder=holder)
+
+
+def _supersede(deps: Deps, pending_id: str, emergency: Operation) -> None:
+    """An on-call engineer must always get to safety: a pending request yields to them."""
+    approval = deps.store.approval_for(pending_id)
+    now = deps.clock.now()
+    if approval is None or not deps.store.decide_approval(
+        approval.id, "cancelled", emergency.requested_by, now
+    ):
+        return
+    finish(deps, pending_id, "cancelled", superseded_by=emergency.id)
+    deps.audit(
+        emergency.requested_by,
+        "rollback.superseded",
+        "ok",
+        service=emergency.service,
+        operation_id=pending_id,
+        by_operation=emergency.id,
+    )

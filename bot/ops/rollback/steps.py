@@ -1,0 +1,174 @@
+"""Running a rollback: shift 100% to the target, wait for Cloud Run, verify health."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from bot.ops.cards import refresh_card
+from bot.ops.context import BOT_ACTOR, Deps
+from bot.ops.health import config_problem, probe_health
+from bot.ops.rollback.finish import fail, finish
+from bot.ops.rollback.model import RUNNING_STATES
+from bot.ops.slow import still_applying
+from bot.ports import CloudRunError, EtagConflict, ServiceState, TrafficTarget
+from bot.store import Operation
+
+
+def execute(deps: Deps, operation_id: str) -> Operation:
+    """Run the operation from whatever state it is in until it ends or waits for a person."""
+    operation = deps.store.operation(operation_id)
+    assert operation is not None
+    while operation.state in RUNNING_STATES:
+        operation = STEPS[operation.state](deps, operation)
+    return operation
+
+
+def _step_shift(deps: Deps, operation: Operation) -> Operation:
+    service = deps.managed_service(operation.service)
+    ref = deps.service_ref(service)
+    started = deps.clock.now()
+    deps.store.start_step(operation.id, "shift", started)
+    try:
+        state = deps.cloudrun.get_service(ref)
+        if state.serving() == {operation.to_revision: 100} and not state.reconciling:
+            return _advance(deps, operation, "verifying", "shift", started, already=True)
+        if not operation.emergency:  # approved later: the target may have changed since
+            target = deps.cloudrun.get_revision(ref, operation.to_revision)
+            if not target.ready:
+                return fail(deps, operation, "not_ready", "shift", detail=target.ready_message)
+        name = _patch_with_one_conflict_retry(deps, operation, state)
+    except EtagConflict as error:
+        return fail(deps, operation, "conflict", "shift", detail=error.detail)
+    except CloudRunError as error:
+        return fail(deps, operation, "patch_failed", "shift", detail=error.detail or error.reason)
+    deps.store.update_operation(operation.id, deps.clock.now(), cloud_operation=name)
+    deps.audit(
+        BOT_ACTOR,
+        "cloudrun.traffic_update",
+        "ok",
+        service=operation.service,
+        revision=operation.to_revision,
+        operation_id=operation.id,
+        cloud_operation=name,
+    )
+    return _advance(deps, operation, "shifting", "shift", started, cloud_operation=name)
+
+
+def _patch_with_one_conflict_retry(deps: Deps, operation: Operation, state: ServiceState) -> str:
+    ref = state.ref
+    try:
+        return deps.cloudrun.start_traffic_update(
+            ref, pinned_targets(state, operation.to_revision), state.etag
+        )
+    except EtagConflict:
+        deps.store.add_event(operation.id, deps.clock.now(), "etag_conflict_retry")
+        fresh = deps.cloudrun.get_service(ref)
+        return deps.cloudrun.start_traffic_update(
+            ref, pinned_targets(fresh, operation.to_revision), fresh.etag
+        )
+
+
+def pinned_targets(state: ServiceState, target: str) -> list[TrafficTarget]:
+    """100% on ``target``, pinned by name; every existing tag kept at 0% on its own revision."""
+    tags = {s.tag: s.revision for s in state.traffic if s.tag}
+    target_tags = [tag for tag, revision in tags.items() if revision == target]
+    targets = [TrafficTarget(target, 100, target_tags[0] if target_tags else "")]
+    for tag, revision in sorted(tags.items()):
+        if tag not in target_tags[:1]:
+            targets.append(TrafficTarget(revision, 0, tag))
+    return targets
+
+
+def _step_wait(deps: Deps, operation: Operation) -> Operation:
+    started = deps.clock.now()
+    deps.store.start_step(operation.id, "wait", started)
+    try:
+        state = deps.cloudrun.wait_operation(
+            operation.cloud_operation, deps.config.rollback.operation_timeout_s
+        )
+    except CloudRunError as error:
+        if error.reason == "operation_timeout":
+            return still_applying(deps, operation, "rollback", error)
+        return fail(
+            deps, operation, "operation_failed", "wait", detail=error.detail or error.reason
+        )
+    if state.serving() != {operation.to_revision: 100}:
+        return fail(deps, operation, "traffic_mismatch", "wait", serving=state.serving())
+    deps.store.add_event(
+        operation.id, deps.clock.now(), "traffic_shifted", actor=BOT_ACTOR, serving=state.serving()
+    )
+    return _advance(deps, operation, "verifying", "wait", started, serving=state.serving())
+
+
+def _step_verify(deps: Deps, operation: Operation) -> Operation:
+    service = deps.managed_service(operation.service)
+    settings = deps.config.rollback
+    started = deps.clock.now()
+    deps.store.start_step(operation.id, "verify", started)
+    checks: list[dict[str, Any]] = []
+    in_a_row = 0
+    url = ""
+    for attempt in range(settings.health_checks + 2):
+        if attempt:
+            deps.clock.sleep(settings.health_check_interval_s)
+        url, result = probe_health(deps, service, operation.data.get("uri", ""))
+        if config_problem(result):  # a configuration error, not an unhealthy revision
+            return fail(deps, operation, result.problem, "verify", url=url, status=result.status)
+        checks.append(
+            {
+                "status": result.status,
+                "ok": result.ok,
+                "detail": result.detail,
+                "ms": round(result.elapsed_ms),
+            }
+        )
+        in_a_row = in_a_row + 1 if result.ok else 0
+        if in_a_row >= settings.health_checks:
+            return _succeed(deps, operation, started, url, checks)
+    return fail(deps, operation, "healthz_failed", "verify", url=url, checks=checks[-3:])
+
+
+def _succeed(
+    deps: Deps, operation: Operation, started: datetime, url: str, checks: list[dict[str, Any]]
+) -> Operation:
+    now = deps.clock.now()
+    deps.store.finish_step(operation.id, "verify", now, "done", {"url": url, "checks": checks})
+    _record_timing(deps, operation, "verify", started)
+    deps.store.add_event(operation.id, now, "healthz_verified", actor=BOT_ACTOR, url=url)
+    deps.store.record_serving(operation.service, operation.to_revision, "served", now, operation.id)
+    if operation.from_revision:
+        deps.store.record_serving(
+            operation.service, operation.from_revision, "rolled_back_from", now, operation.id
+        )
+    deps.audit(
+        BOT_ACTOR,
+        "rollback.succeeded",
+        "ok",
+        service=operation.service,
+        revision=operation.to_revision,
+        operation_id=operation.id,
+    )
+    return finish(deps, operation.id, "succeeded", health={"url": url, "checks": len(checks)})
+
+
+STEPS = {"approved": _step_shift, "shifting": _step_wait, "verifying": _step_verify}
+
+
+def _advance(
+    deps: Deps, operation: Operation, state: str, step: str, started: datetime, **result: Any
+) -> Operation:
+    now = deps.clock.now()
+    deps.store.finish_step(operation.id, step, now, "done", result)
+    _record_timing(deps, operation, step, started)
+    updated = deps.store.update_operation(operation.id, now, state=state)
+    refresh_card(deps, operation.id)
+    return updated
+
+
+def _record_timing(deps: Deps, operation: Operation, step: str, started: datetime) -> None:
+    current = deps.store.operation(operation.id)
+    assert current is not None
+    timings = dict(current.data.get("timings", {}))
+    timings[step] = (deps.clock.now() - started).total_seconds()
+    deps.store.merge_data(operation.id, deps.clock.now(), timings=timings)

@@ -1,0 +1,142 @@
+"""Which revision a rollback goes to: the word typed, or the runbook's choice."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from bot.config import ServiceConfig
+from bot.ops.context import Deps
+from bot.ops.errors import UserError
+from bot.ops.rollback.model import RollbackRequest
+from bot.policy.revision_words import WordKind, read_revision_word
+from bot.policy.targets import (
+    TargetChoice,
+    choose_target,
+    current_revision,
+)
+from bot.ports import CloudRunError, Revision, ServiceState
+
+
+def read_service(
+    deps: Deps, service: ServiceConfig, user: str
+) -> tuple[ServiceState, list[Revision]]:
+    ref = deps.service_ref(service)
+    try:
+        return deps.cloudrun.get_service(ref), deps.cloudrun.list_revisions(ref)
+    except CloudRunError as error:
+        detail = error.detail or error.reason
+        deps.audit(
+            user,
+            "rollback.refused",
+            "refused",
+            service=service.name,
+            why="cloudrun_unavailable",
+            detail=detail,
+        )
+        raise UserError("error.cloudrun_unavailable", service=service.name, detail=detail) from None
+
+
+def resolve_revision_word(
+    deps: Deps, request: RollbackRequest, service: ServiceConfig, revisions: list[Revision]
+) -> RollbackRequest:
+    """A typed command's first reason word, read against the real revisions: the revision it
+    names exactly (then the reason is the rest), the start of the reason, or bad input."""
+    words = request.reason.split(maxsplit=1)
+    if not request.from_command or request.revision or not words:
+        return request
+    names = [r.name for r in revisions]
+    reading = read_revision_word(words[0], service.name, names, deps.config.service_names)
+    if reading.kind is WordKind.REASON:
+        return request
+    if reading.kind is WordKind.REVISION:
+        rest = words[1] if len(words) > 1 else ""
+        return replace(request, revision=reading.revision, reason=rest)
+    deps.audit(
+        request.user,
+        "rollback.refused",
+        "refused",
+        service=service.name,
+        revision=words[0],
+        why=str(reading.kind),
+        suggestions=list(reading.suggestions),
+    )
+    raise UserError(
+        f"error.target.{reading.kind}",
+        service=service.name,
+        revision=words[0],
+        owner=reading.owner,
+        suggestions=list(reading.suggestions),
+        digits=words[0].isdigit(),
+        recent=_recent(deps, revisions, {}),
+    )
+
+
+def pick_target(
+    deps: Deps,
+    request: RollbackRequest,
+    service: ServiceConfig,
+    state: ServiceState,
+    revisions: list[Revision],
+) -> tuple[TargetChoice, str | None]:
+    serving = state.serving()
+    choice = target_choice(
+        deps, service.name, revisions, serving, request.revision, request.automatic
+    )
+    if choice.revision is None or choice.problem is not None:
+        deps.audit(
+            request.user,
+            "rollback.refused",
+            "refused",
+            service=service.name,
+            revision=request.revision or (choice.revision.name if choice.revision else ""),
+            why=str(choice.problem),
+        )
+        raise UserError(
+            f"error.target.{choice.problem}",
+            service=service.name,
+            revision=request.revision or (choice.revision.name if choice.revision else ""),
+            why=choice.revision.ready_message if choice.revision else "",
+            alternative=choice.alternative.name if choice.alternative else "",
+            rolled_back=list(choice.rolled_back),
+            recent=_recent(deps, revisions, serving),
+        )
+    return choice, current_revision(serving)
+
+
+def target_choice(
+    deps: Deps,
+    service: str,
+    revisions: list[Revision],
+    serving: dict[str, int],
+    named: str | None,
+    automatic: bool,
+    also_bad: frozenset[str] = frozenset(),
+) -> TargetChoice:
+    """A person is told when the revision to go back to is not ready; Runback acting alone
+    for an incident goes on to the next ready one (and the card says so)."""
+    return choose_target(
+        revisions,
+        serving,
+        deps.store.served_revisions(service),
+        deps.store.rolled_back_from(service) | also_bad,
+        named,
+        skip_not_ready=automatic,
+    )
+
+
+def _recent(deps: Deps, revisions: list[Revision], serving: dict[str, int]) -> list[dict[str, Any]]:
+    return [revision_view(deps, r, serving.get(r.name, 0)) for r in revisions[:6]]
+
+
+def revision_view(deps: Deps, revision: Revision | None, percent: int = 0) -> dict[str, Any]:
+    if revision is None:
+        return {"revision": "", "image": "", "age_s": None, "ready": False, "percent": 0}
+    age = (deps.clock.now() - revision.created).total_seconds()
+    return {
+        "revision": revision.name,
+        "image": revision.image,
+        "age_s": age,
+        "ready": revision.ready,
+        "percent": percent,
+    }

@@ -1,0 +1,213 @@
+"""`python -m bot doctor` as a process against the emulators: every line, the exit code, and
+the emulators' request logs show that it only read (no post, no PATCH, no log entry)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from sqlalchemy import text
+
+from bot.config import load_config
+from bot.doctor import check_database
+from bot.sandbox.emulator.http import Fault
+from bot.sandbox.emulator.server import Emulator
+from bot.sandbox.seed import seed
+from bot.store import Store
+from tests.db import BACKENDS, open_store
+
+REPO = Path(__file__).resolve().parents[1]
+TOKEN = "t" * 40
+# What the doctor may call: reads only. Anything else in a request log is a write.
+READS = {
+    "slack.auth.test",
+    "slack.conversations.info",
+    "slack.usergroups.list",
+    "run.services.get",
+    "service.healthz",
+    "service.frontend",
+    "monitoring.timeSeries.list",
+    "_emulator.idtoken",
+}
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[tuple[Emulator, Path]]:
+    emulator = Emulator().start()
+    try:
+        seed(emulator, load_config(REPO / "app.yaml"))
+        database = tmp_path / "runback.db"
+        Store(f"sqlite:///{database}").close()
+        yield emulator, tmp_path
+    finally:
+        emulator.stop()
+
+
+def app_yaml(folder: Path, change: Any = None) -> Path:
+    raw = yaml.safe_load((REPO / "app.yaml").read_text())
+    if change:
+        change(raw)
+    path = folder / "app.yaml"
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True))
+    return path
+
+
+def doctor(emulator: Emulator, folder: Path, config: Path, **env: str) -> tuple[int, list[str]]:
+    environment = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("RUNBACK_", "SLACK_"))},
+        **emulator.env(),
+        "SLACK_BOT_TOKEN": "xoxb-sandbox",
+        "SLACK_SIGNING_SECRET": "sandbox-signing-secret",
+        "DATABASE_URL": f"sqlite:///{folder / 'runback.db'}",
+        "RUNBACK_ALERT_TOKEN": TOKEN,
+        "RUNBACK_TICK_TOKEN": TOKEN,
+        **env,
+    }
+    environment.pop("K_SERVICE", None)
+    environment.update({k: v for k, v in env.items()})
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "--config", str(config), "doctor"],
+        cwd=REPO,
+        env={k: v for k, v in environment.items() if v},
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert not done.stderr.strip(), done.stderr
+    return done.returncode, done.stdout.splitlines()
+
+
+def line(lines: list[str], *words: str) -> str:
+    found = [text for text in lines if all(word in text for word in words)]
+    assert len(found) == 1, f"{words} in:\n" + "\n".join(lines)
+    return found[0]
+
+
+def writes(emulator: Emulator) -> list[str]:
+    return [call.api for call in emulator.router.calls.list() if call.api not in READS]
+
+
+def test_a_good_configuration_is_all_green(world: tuple[Emulator, Path]) -> None:
+    emulator, folder = world
+    code, lines = doctor(emulator, folder, app_yaml(folder))
+    assert code == 0, "\n".join(lines)
+    checks, summary = lines[:-1], lines[-1]
+    assert all(text.startswith("✅ ") for text in checks), "\n".join(lines)
+    line(checks, "Slack token valid", "@runback")
+    line(checks, "#incidents (C0INCIDENTS): Runback is a member")
+    line(checks, "user groups readable: @oncall")
+    for service in ("wa-backend", "wa-backend-staging"):
+        line(checks, f"{service}: found in Cloud Run", f"{service}-00003 100%")
+        line(checks, f"{service}: health check", "/health answered 200")
+        line(checks, f"{service}: Cloud Monitoring readable")
+    line(checks, "reachable and writable")
+    line(checks, "RUNBACK_ALERT_TOKEN is set")
+    line(checks, "RUNBACK_TICK_TOKEN is set")
+    assert "0 warning(s)" in summary
+    called = {call.api for call in emulator.router.calls.list()}
+    assert {"slack.auth.test", "run.services.get", "monitoring.timeSeries.list"} <= called
+    assert writes(emulator) == []
+
+
+def test_faults_are_named_with_what_to_fix_and_nothing_is_written(
+    world: tuple[Emulator, Path],
+) -> None:
+    emulator, folder = world
+    emulator.slack.kick("C0INCIDENTS")
+    emulator.slack.set_plan("free")
+
+    def break_it(raw: dict[str, Any]) -> None:
+        raw["services"][1]["health_path"] = "/healthz"
+        ghost = {**raw["services"][0], "name": "wa-ghost"}
+        raw["services"].append(ghost)
+
+    code, lines = doctor(emulator, folder, app_yaml(folder, break_it), RUNBACK_TICK_TOKEN="")
+    assert code == 1, "\n".join(lines)
+    assert line(lines, "Runback is not a member").startswith("❌ ")
+    assert "/invite @Runback in #incidents" in line(lines, "Runback is not a member")
+    assert line(lines, "paid_teams_only", "a free Slack plan").startswith("⚠️ ")
+    missing = line(lines, "wa-ghost: no such Cloud Run service")
+    assert missing.startswith("❌ ") and "project runback-sandbox, region us-central1" in missing
+    reserved = line(lines, "wa-backend-staging:", "/healthz", "Google's front end")
+    assert reserved.startswith("❌ ")
+    assert line(lines, "wa-backend: health check", "answered 200").startswith("✅ ")
+    assert line(lines, "RUNBACK_TICK_TOKEN is not set").startswith("⚠️ ")
+    assert lines[-1].startswith("3 problem(s)"), lines[-1]
+    assert "service.frontend" in {call.api for call in emulator.router.calls.list()}
+    assert writes(emulator) == []
+
+
+def test_a_bad_slack_token_is_named_and_the_slack_checks_wait(
+    world: tuple[Emulator, Path],
+) -> None:
+    emulator, folder = world
+    code, lines = doctor(emulator, folder, app_yaml(folder), SLACK_BOT_TOKEN="xoxb-revoked")
+    assert code == 1
+    assert line(lines, "Slack refused SLACK_BOT_TOKEN (invalid_auth)").startswith("❌ ")
+    assert line(lines, "need a valid Slack token").startswith("⚠️ ")
+    assert not [text for text in lines if "#incidents" in text and "member" in text]
+    assert line(lines, "wa-backend: found in Cloud Run").startswith("✅ ")
+    assert writes(emulator) == []
+
+
+def test_a_read_only_database_and_an_unreadable_app_yaml(world: tuple[Emulator, Path]) -> None:
+    emulator, folder = world
+    read_only = f"sqlite:///file:{folder / 'runback.db'}?mode=ro&uri=true"
+    code, lines = doctor(emulator, folder, app_yaml(folder), DATABASE_URL=read_only)
+    assert code == 1
+    assert line(lines, "runback.db", "readonly").startswith("❌ ")
+    broken = folder / "broken.yaml"
+    broken.write_text("services: []\n")
+    code, lines = doctor(emulator, folder, broken)
+    assert code == 1 and lines[0].startswith("❌ app.yaml:")
+
+
+def test_spanish_and_sqlite_on_cloud_run(world: tuple[Emulator, Path]) -> None:
+    emulator, folder = world
+    config = app_yaml(folder, lambda raw: raw.update(locale="es"))
+    code, lines = doctor(emulator, folder, config, K_SERVICE="runback")
+    assert code == 0, "\n".join(lines)
+    assert line(lines, "SQLite sirve a una sola instancia").startswith("⚠️ ")
+    assert line(lines, "token de Slack válido").startswith("✅ ")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_database_check_writes_and_keeps_nothing(backend: str, tmp_path: Path) -> None:
+    with open_store(backend, tmp_path) as store:
+        url = store.engine.url.render_as_string(hide_password=False)
+        before = seen_rows(store)
+        findings = list(check_database(url, on_cloud_run=False))
+        assert [(f.status, f.key) for f in findings] == [("ok", "database_ok")]
+        assert seen_rows(store) == before
+
+
+def seen_rows(store: Store) -> int:
+    with store.engine.connect() as connection:
+        return int(connection.execute(text("SELECT count(*) FROM seen_requests")).scalar_one())
+
+
+def test_permissions_name_the_role_to_grant(world: tuple[Emulator, Path]) -> None:
+    emulator, folder = world
+    # wa-backend's services.get is refused once; every Monitoring query is refused.
+    emulator.router.faults.add(Fault(api="run.services.get", status=403, times=1))
+    emulator.router.faults.add(Fault(api="monitoring.timeSeries.list", status=403, times=None))
+    emulator.cloudrun.require_auth("wa-backend-staging")
+
+    def authenticated(raw: dict[str, Any]) -> None:
+        raw["services"][1]["requires_auth"] = True
+
+    code, lines = doctor(emulator, folder, app_yaml(folder, authenticated))
+    assert code == 1
+    denied = line(lines, "wa-backend: Cloud Run refused")
+    assert denied.startswith("❌ ") and "roles/run.developer" in denied
+    monitoring = line(lines, "wa-backend-staging: Cloud Monitoring refused")
+    assert monitoring.startswith("❌ ") and "roles/monitoring.viewer" in monitoring
+    # The ID token reached the authenticated service: its health path answered.
+    assert line(lines, "wa-backend-staging: health check", "answered 200").startswith("✅ ")
+    assert writes(emulator) == []
