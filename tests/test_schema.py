@@ -390,3 +390,21 @@ def test_db_current_changes_nothing_not_even_a_missing_sqlite_file(tmp_path: Pat
         == f"runback: the database is empty; this Runback needs revision {HEAD}"
     )
     assert not path.exists()
+
+
+def test_doctor_says_an_older_schema_needs_db_upgrade_and_changes_nothing(
+    engine: Engine, database: str
+) -> None:
+    import html
+
+    from bot.doctor import check_database
+    from bot.render import Renderer
+
+    schema.migrate(engine, to="0001")
+    findings = list(check_database(database, on_cloud_run=False))
+    assert [(f.status, f.key, f.facts.get("revision")) for f in findings] == [
+        ("fail", "database_behind", "0001")
+    ]
+    assert revision_of(engine) == Found("0001", recorded=True)
+    line = html.unescape(Renderer("en").text(f"doctor.{findings[0].key}", **findings[0].facts))
+    assert "python -m bot db upgrade" in line
