@@ -1,4 +1,4 @@
-"""python -m bot [sandbox|serve|emulators|check-migration|doctor] — see README.md."""
+"""python -m bot [sandbox|serve|emulators|check-migration|doctor|db] — see README.md."""
 
 from __future__ import annotations
 
@@ -23,7 +23,10 @@ def main(argv: list[str] | None = None) -> int:
     sandbox.add_argument("--script", help="run console lines from FILE and exit")
     # SUPPRESS: not given here, `python -m bot --speed N sandbox` still sets it.
     sandbox.add_argument("--speed", type=float, default=argparse.SUPPRESS, help="as above")
-    sub.add_parser("serve", help="production HTTP server on $PORT")
+    serve_parser = sub.add_parser("serve", help="production HTTP server on $PORT")
+    serve_parser.add_argument(
+        "--upgrade", action="store_true", help="upgrade an older database schema first"
+    )
     emulators = sub.add_parser("emulators", help="the emulators alone")
     emulators.add_argument("--port", type=int, default=int(os.environ.get("EMULATOR_PORT", 8480)))
     check = sub.add_parser("check-migration", help="would old code survive this SQL migration?")
@@ -32,7 +35,13 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--locale", choices=("en", "es"), help="default: app.yaml's, else en")
     check.add_argument("files", nargs="+", metavar="FILE", help="SQL files; - reads stdin")
     sub.add_parser("doctor", help="check a real configuration without changing anything")
+    db = sub.add_parser("db", help="Runback's own database schema ($DATABASE_URL)")
+    db.add_argument("action", choices=("upgrade", "current"))
     args = parser.parse_args(argv)
+    if args.command == "db":  # no app.yaml, no Slack: a deploy step
+        from bot.schema import run_db_command
+
+        return run_db_command(args.action, os.environ.get("DATABASE_URL") or "sqlite:///runback.db")
     if args.command == "check-migration":  # no app.yaml, no Slack, no Google: a CI step
         from bot.check_migration import run
 
@@ -48,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     command = args.command or ("serve" if os.environ.get("SLACK_BOT_TOKEN") else "sandbox")
     if command == "serve":
-        return serve(args.config)
+        return serve(args.config, upgrade=getattr(args, "upgrade", False))
     from bot.config import ConfigError, load_config  # pydantic: after serve has branched off
 
     try:
@@ -63,10 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     return run_console(config, script=getattr(args, "script", None), speed=args.speed)
 
 
-def serve(config_path: str | None) -> int:
+def serve(config_path: str | None, upgrade: bool = False) -> int:
     from bot.serving import serve as listen_then_load  # listens before app.yaml is loaded
 
-    return listen_then_load(config_path)
+    return listen_then_load(config_path, upgrade=upgrade)
 
 
 def run_emulators(config: object, port: int) -> int:

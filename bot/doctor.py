@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 import os
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -111,7 +111,6 @@ def check_all(config: Config, path: str, env: Mapping[str, str]) -> Iterator[Fin
 
 def check_database(url: str, on_cloud_run: bool) -> Iterator[Finding]:
     """``on_cloud_run``: K_SERVICE is set (Cloud Run sets it), where SQLite is a mistake."""
-    from sqlalchemy import inspect
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
@@ -137,24 +136,33 @@ def check_database(url: str, on_cloud_run: bool) -> Iterator[Finding]:
             yield fail("database_bad", url=shown, problem=f"cannot create a file in {folder}")
         return
     try:
-        yield _database_writable(url, shown, inspect)
+        yield _database_writable(url, shown)
     except (SQLAlchemyError, ImportError) as error:
         yield fail("database_bad", url=shown, problem=_first_line(error))
     if sqlite and on_cloud_run:
         yield warn("database_sqlite", url=shown)
 
 
-def _database_writable(url: str, shown: str, inspect: Callable[[Any], Any]) -> Finding:
+def _database_writable(url: str, shown: str) -> Finding:
     """Insert one row and roll it back: proves writes are accepted and keeps nothing."""
     from sqlalchemy.orm import Session
 
+    from bot.schema import HEAD, REVISIONS, SchemaError, found_revision
     from bot.store import SeenRequest, make_engine
 
     engine = make_engine(url)
     try:
         with engine.connect() as connection:
-            if not inspect(connection).has_table(SeenRequest.__tablename__):
+            try:
+                found = found_revision(connection)
+            except SchemaError as error:
+                return fail("database_bad", url=shown, problem=str(error))
+            if found.revision is None:
                 return warn("database_new", url=shown)
+            if found.revision not in REVISIONS:
+                return fail("database_newer", url=shown, revision=found.revision, head=HEAD)
+            if found.revision != HEAD:
+                return fail("database_behind", url=shown, revision=found.revision, head=HEAD)
             with Session(connection) as session, session.begin() as transaction:
                 session.add(SeenRequest(key="doctor:write-check", expires_at=datetime.now(UTC)))
                 session.flush()

@@ -151,7 +151,7 @@ def build_runtime(config: Config, settings: Settings, clock: Clock | None = None
     audit_sink = _audit_sink(settings, config)
     deps = Deps(
         config=config,
-        store=open_store(settings.database_url),
+        store=open_store(settings.database_url, upgrade=settings.db_upgrade),
         cloudrun=_cloudrun(settings),
         probe=_probe(settings),
         chat=SlackChat(client),
@@ -183,12 +183,15 @@ def build_runtime(config: Config, settings: Settings, clock: Clock | None = None
     return Runtime(settings, config, deps, engine, wsgi, bolt_app, warnings)
 
 
-def open_store(url: str) -> Store:
-    """The store, ready for writes, or a StartupError naming what is wrong with DATABASE_URL."""
+def open_store(url: str, upgrade: bool = False) -> Store:
+    """The store, ready for writes, or a StartupError naming what is wrong with DATABASE_URL
+    (an older schema among them, unless ``upgrade``: see bot/schema.py)."""
     from datetime import UTC, datetime
 
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+
+    from bot.schema import SchemaError
 
     usage = "use sqlite:///PATH or postgresql://USER:PASSWORD@HOST/DATABASE"
     try:
@@ -201,7 +204,9 @@ def open_store(url: str) -> Store:
             f"DATABASE_URL={shown} is an empty in-memory database that forgets everything; {usage}"
         )
     try:
-        store = Store(url)
+        store = Store(url, upgrade=upgrade)
+    except SchemaError as error:
+        raise StartupError(f"DATABASE_URL={shown}: {error}") from None
     except (NoSuchModuleError, ImportError):
         unsupported = f"DATABASE_URL={shown}: that kind of database is unsupported; {usage}"
         raise StartupError(unsupported) from None

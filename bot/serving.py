@@ -21,6 +21,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -143,8 +144,10 @@ def _replay(app: WSGIApp, environ: dict[str, Any], body: bytes) -> None:
         WebhookClient(response_url, timeout=10).send_dict(json.loads(answer))
 
 
-def serve(config_path: str | None) -> int:
+def serve(config_path: str | None, upgrade: bool = False) -> int:
     settings = Settings.from_env()
+    if upgrade:
+        settings = replace(settings, db_upgrade=True)
     missing = settings.missing()
     if missing:
         if _load_config(config_path) is None:  # a broken app.yaml is said first, as before

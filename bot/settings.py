@@ -22,6 +22,7 @@ class Settings:
     google_project: str | None
     lease_s: float
     retry_deadline_s: float
+    db_upgrade: bool = False  # upgrade an older schema at start (under a database lock)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -40,6 +41,7 @@ class Settings:
             google_project=env.get("GOOGLE_CLOUD_PROJECT") or None,
             lease_s=float(env.get("RUNBACK_LEASE_S") or 15),
             retry_deadline_s=float(env.get("RUNBACK_RETRY_DEADLINE_S") or 20),
+            db_upgrade=env.get("RUNBACK_DB_UPGRADE", "").lower() in ("1", "true", "yes"),
         )
 
     def missing(self) -> list[str]:

@@ -307,9 +307,17 @@ def make_engine(url: str) -> Engine:
 
 
 class Store:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, upgrade: bool = False) -> None:
+        """Open the database: an empty one gets its tables, an older one is upgraded only when
+        ``upgrade`` (else bot.schema.SchemaError says what to run)."""
+        from bot.schema import ensure_schema
+
         self.engine = make_engine(url)
-        Base.metadata.create_all(self.engine)
+        try:
+            self.schema_was = ensure_schema(self.engine, upgrade=upgrade)
+        except BaseException:
+            self.engine.dispose()
+            raise
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager

@@ -44,22 +44,31 @@ def _with_search_path(url: str, schema: str) -> str:
 
 
 @contextmanager
-def postgres_store() -> Iterator[Store]:
+def postgres_schema() -> Iterator[str]:
+    """The URL of a new, empty PostgreSQL schema, dropped afterwards."""
     url = postgres_url()
     schema = f"runback_test_{uuid.uuid4().hex[:12]}"
     admin = make_engine(url)
     try:
         with admin.begin() as connection:
             connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-        store = Store(_with_search_path(url, schema))
         try:
-            yield store
+            yield _with_search_path(url, schema)
         finally:
-            store.close()
             with admin.begin() as connection:
                 connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
     finally:
         admin.dispose()
+
+
+@contextmanager
+def postgres_store() -> Iterator[Store]:
+    with postgres_schema() as url:
+        store = Store(url)
+        try:
+            yield store
+        finally:
+            store.close()
 
 
 @contextmanager
@@ -79,3 +88,13 @@ def open_store(backend: str, directory: Path) -> Iterator[Store]:
     else:
         with sqlite_store(directory) as store:
             yield store
+
+
+@contextmanager
+def empty_database(backend: str, directory: Path) -> Iterator[str]:
+    """The URL of an empty database on ``backend``."""
+    if backend == "postgresql":
+        with postgres_schema() as url:
+            yield url
+    else:
+        yield f"sqlite:///{directory / 'runback.db'}"
