@@ -234,6 +234,14 @@ def test_on_a_free_plan_roles_come_from_app_yaml_and_runback_says_so(
     assert serving(sandbox) == {"wa-backend-00002": 100}
 
 
+def test_on_a_free_plan_an_approval_refusal_says_groups_cannot_be_read(sandbox: Sandbox) -> None:
+    sandbox.emulator.slack.set_plan("free")
+    run(sandbox, "as luis", "in #general", "/rollback wa-backend")  # waits for a tech lead
+    refused = "\n".join(run(sandbox, "as eve", "click Approve"))
+    assert "cannot tell whether you hold that role" in refused and "@oncall" in refused
+    assert serving(sandbox) == {"wa-backend-00003": 100}
+
+
 def test_a_rate_limited_user_group_lookup_never_delays_an_emergency_rollback(
     sandbox: Sandbox,
 ) -> None:

@@ -72,6 +72,8 @@ def claim_decision(
             f"error.approval.{decision.refusal}",
             role=str(decision.required_role),
             kind=operation.kind,
+            groups_problem=deps.groups_problem(),
+            groups=deps.group_handles(),
         )
     status = "approved" if approve else "rejected"
     move = transition(operation, approve)
