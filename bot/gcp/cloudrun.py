@@ -208,6 +208,11 @@ class CloudRunAdmin:
             c.image for c in wanted.template.containers
         ]
 
+    @property
+    def ready(self) -> bool:
+        """Whether the client library is loaded and its client built (``warm_up`` does it)."""
+        return self._clients is not None
+
     def warm_up(self) -> None:
         """Import the library and build the client now, off the first request's path."""
         self._get_clients()

@@ -109,6 +109,11 @@ class CloudLoggingAudit:
                 time.sleep(self._backoff_s * 2**attempt)
         raise AssertionError("unreachable")
 
+    @property
+    def ready(self) -> bool:
+        """Whether the client library is loaded and its client built (``warm_up`` does it)."""
+        return self._client is not None
+
     def warm_up(self) -> None:
         """Import the library and build the client now, off the first request's path."""
         self._get_client()

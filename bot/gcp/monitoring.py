@@ -124,6 +124,11 @@ class CloudMonitoring:
         options = {"retry": self._retry(), "timeout": self._attempt_timeout_s}
         return self._call(lambda: list(client.list_time_series(request=request, **options)))
 
+    @property
+    def ready(self) -> bool:
+        """Whether the client library is loaded and its client built (``warm_up`` does it)."""
+        return self._client is not None
+
     def warm_up(self) -> None:
         """Import the library and build the client now, off the first request's path."""
         self._get_client()
