@@ -8,6 +8,7 @@ conditional UPDATE or a primary-key INSERT, never a read-then-write.
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -291,6 +292,7 @@ def _move(session: Session, move: Move, now: datetime, idle_only: bool = False) 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
@@ -319,6 +321,13 @@ class Store:
             self.engine.dispose()
             raise
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite serves one process, and makes concurrent writers sleep and retry (1, 2, 5 …
+        # 100 ms): a write per Slack request put hundreds of ms on acks. There, request keys are
+        # remembered in the process; PostgreSQL, shared by instances, remembers them for all.
+        self._seen_here: dict[str, datetime] | None = (
+            {} if self.engine.dialect.name == "sqlite" else None
+        )
+        self._seen_lock = threading.Lock()
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -332,12 +341,25 @@ class Store:
 
     def first_sighting(self, key: str, expires_at: datetime) -> bool:
         """Remember a request's key; True only for the first caller, on any instance."""
+        if self._seen_here is not None:
+            return self._first_sighting_here(key, expires_at)
         try:
             with self.session() as session:
                 session.add(SeenRequest(key=key, expires_at=expires_at))
         except IntegrityError:
             return False
         return True
+
+    def _first_sighting_here(self, key: str, expires_at: datetime) -> bool:
+        assert self._seen_here is not None
+        with self._seen_lock:
+            if key in self._seen_here:
+                return False
+            if len(self._seen_here) > 10_000:  # forget what can no longer be replayed
+                now = datetime.now(UTC)
+                self._seen_here = {k: v for k, v in self._seen_here.items() if v > now}
+            self._seen_here[key] = expires_at
+            return True
 
     def check_writable(self, now: datetime) -> None:
         """Forget expired request keys and write one short-lived row: raises (OperationalError,

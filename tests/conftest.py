@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
+from sqlalchemy import text
 
 from bot.config import Config, load_config
 from bot.sandbox.console import Sandbox
 from bot.sandbox.emulator.server import Emulator
+from bot.store import make_engine
+from tests.db import postgres_url
 
 
 @pytest.fixture
@@ -39,3 +44,26 @@ def sandbox() -> Iterator[Sandbox]:
         yield box
     finally:
         box.close()
+
+
+@pytest.fixture
+def pg_sandbox() -> Iterator[Sandbox]:
+    """The sandbox on a PostgreSQL schema of its own (dropped afterwards), as instances share it."""
+    url = postgres_url()
+    schema = f"runback_fit_{uuid.uuid4().hex[:12]}"
+    admin = make_engine(url)
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    separator = "&" if "?" in url else "?"
+    box = Sandbox(
+        sandbox_config(),
+        retry_deadline_s=1.5,
+        database_url=f"{url}{separator}options={quote(f'-csearch_path={schema}')}",
+    )
+    try:
+        yield box
+    finally:
+        box.close()
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()

@@ -11,7 +11,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, closing
+from contextlib import ExitStack, closing, contextmanager
 
 import pytest
 import requests
@@ -54,6 +54,12 @@ def footprint(box: Sandbox) -> tuple[int, int, int]:
 
 @pytest.fixture
 def serving(sandbox: Sandbox) -> Iterator[BoundedServer]:
+    with second_instance(sandbox) as server:
+        yield server
+
+
+@contextmanager
+def second_instance(sandbox: Sandbox) -> Iterator[BoundedServer]:
     """A second bot instance on the same database, emulators and signing secret, served the way
     `python -m bot serve` serves (make_http_server)."""
     runtime = build_runtime(sandbox.config, sandbox._settings, clock=sandbox.clock)
@@ -89,9 +95,14 @@ def test_an_exact_replay_does_not_act_twice(sandbox: Sandbox) -> None:
     assert footprint(sandbox) == before
 
 
-def test_a_replay_to_another_instance_does_not_act(
-    sandbox: Sandbox, serving: BoundedServer
-) -> None:
+@pytest.mark.postgres
+def test_a_replay_to_another_instance_does_not_act(pg_sandbox: Sandbox) -> None:
+    """Instances share PostgreSQL; the replay reaches a second instance on it."""
+    with second_instance(pg_sandbox) as serving:
+        replay_to_another_instance(pg_sandbox, serving)
+
+
+def replay_to_another_instance(sandbox: Sandbox, serving: BoundedServer) -> None:
     sandbox.run_line("as ana")
     body = sandbox.slash_body("/rollback wa-backend")
     headers = signed_headers(sandbox.signing_secret, body)

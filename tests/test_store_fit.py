@@ -4,19 +4,15 @@ wrong"). Also: replayed Slack requests are remembered across instances sharing a
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
-from sqlalchemy import text
 
 from bot.sandbox.console import Sandbox
-from bot.store import AuditRecord, Store, make_engine
-from tests.conftest import sandbox_config
-from tests.db import BACKENDS, open_store, postgres_url
+from bot.store import AuditRecord, Store
+from tests.db import BACKENDS, open_store, postgres_store
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -74,48 +70,38 @@ def test_long_and_nul_text_fits_incidents_and_audit(store: Store) -> None:
     assert audit.actor == "a" * 32 and audit.outcome == "ok" and audit.revision == "r" * 128
 
 
-def test_a_replayed_key_is_refused_by_every_instance(store: Store) -> None:
+def test_a_replayed_key_is_refused(store: Store) -> None:
     expires = datetime.now(UTC) + timedelta(minutes=10)
-    other = Store(str(store.engine.url.render_as_string(hide_password=False)))
-    try:
-        assert store.first_sighting("k1", expires) is True
-        assert other.first_sighting("k1", expires) is False
-        assert store.first_sighting("k1", expires) is False
-        assert other.first_sighting("k2", expires) is True
-    finally:
-        other.close()
+    assert store.first_sighting("k1", expires) is True
+    assert store.first_sighting("k1", expires) is False
+    assert store.first_sighting("k2", expires) is True
 
 
-def test_expired_keys_are_forgotten_by_the_health_check(store: Store) -> None:
+@pytest.mark.postgres
+def test_a_replayed_key_is_refused_by_every_instance_sharing_postgresql() -> None:
+    """Instances share PostgreSQL (SQLite serves one process, which remembers keys itself)."""
+    expires = datetime.now(UTC) + timedelta(minutes=10)
+    with postgres_store() as store:
+        other = Store(str(store.engine.url.render_as_string(hide_password=False)))
+        try:
+            assert store.first_sighting("k1", expires) is True
+            assert other.first_sighting("k1", expires) is False
+            assert store.first_sighting("k1", expires) is False
+            assert other.first_sighting("k2", expires) is True
+        finally:
+            other.close()
+
+
+@pytest.mark.postgres
+def test_expired_keys_are_forgotten_by_the_health_check() -> None:
     now = datetime.now(UTC)
-    assert store.first_sighting("old", now - timedelta(seconds=1))
-    store.check_writable(now)
-    assert store.first_sighting("old", now + timedelta(minutes=10)) is True
+    with postgres_store() as store:
+        assert store.first_sighting("old", now - timedelta(seconds=1))
+        store.check_writable(now)
+        assert store.first_sighting("old", now + timedelta(minutes=10)) is True
 
 
 # -- end to end on PostgreSQL: a command whose text holds a NUL --------------------------------
-
-
-@pytest.fixture
-def pg_sandbox() -> Iterator[Sandbox]:
-    url = postgres_url()
-    schema = f"runback_fit_{uuid.uuid4().hex[:12]}"
-    admin = make_engine(url)
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    separator = "&" if "?" in url else "?"
-    box = Sandbox(
-        sandbox_config(),
-        retry_deadline_s=1.5,
-        database_url=f"{url}{separator}options={quote(f'-csearch_path={schema}')}",
-    )
-    try:
-        yield box
-    finally:
-        box.close()
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 @pytest.mark.postgres
