@@ -721,17 +721,7 @@ class Store:
             return
         try:
             with self.session() as session:
-                session.add(
-                    OutboxMessage(
-                        card=card,
-                        channel=channel,
-                        thread_of=thread_of,
-                        message=message,
-                        due_at=now,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
+                session.add(_outbox_row(card, channel, message, now, thread_of))
         except IntegrityError:  # another instance staged this new card first
             self._restage_card(card, message, now)
 
@@ -758,17 +748,7 @@ class Store:
         self, channel: str, message: dict[str, Any], now: datetime, thread_of: str = ""
     ) -> None:
         with self.session() as session:
-            session.add(
-                OutboxMessage(
-                    card=None,
-                    channel=channel,
-                    thread_of=thread_of,
-                    message=message,
-                    due_at=now,
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
+            session.add(_outbox_row(None, channel, message, now, thread_of))
 
     def outbox_row(self, card: str) -> OutboxMessage | None:
         with self.session() as session:
@@ -838,3 +818,18 @@ class Store:
             session.execute(
                 update(OutboxMessage).where(OutboxMessage.card == card).values(reply_url=url)
             )
+
+
+def _outbox_row(
+    card: str | None, channel: str, message: dict[str, Any], now: datetime, thread_of: str
+) -> OutboxMessage:
+    """A message the channel is owed, due now: a card (re-rendered in place) or a one-off post."""
+    return OutboxMessage(
+        card=card,
+        channel=channel,
+        thread_of=thread_of,
+        message=message,
+        due_at=now,
+        created_at=now,
+        updated_at=now,
+    )
