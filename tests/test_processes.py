@@ -264,21 +264,18 @@ def click(emulator: Emulator, port: int, label: str, user: str, value: str | Non
     assert response.status_code == 200
 
 
-def test_bot_killed_while_an_approval_click_is_handled_leaves_nothing_stuck(world) -> None:
-    emulator, bot = world
-    bot.start()
-    send_command(emulator, bot.port, "/rollback", "wa-backend planned", user="U0LUIS")
-    wait_until(lambda: find_button(emulator.slack.messages("C0INCIDENTS"), "Approve"), what="card")
-    request = bot.last_operation()
-    assert request is not None and request.state == "awaiting_approval"
-    # Cloud Logging hangs on the decision's audit entry: the bot is killed right after the
-    # database has the decision, before anything else is done about it.
+def kill_right_after_the_decision(
+    emulator: Emulator, bot: BotProcess, operation_id: str, button: str, user: str
+) -> None:
+    """Click ``button`` as ``user`` while Cloud Logging hangs on the decision's audit entry,
+    and kill the bot right after the database has the decision, before anything else is done
+    about it."""
     writes = len(emulator.router.calls.list("logging.entries.write"))
     emulator.router.faults.add(Fault("logging.entries.write", None, delay_ms=10_000, times=1))
-    click(emulator, bot.port, "Approve", "U0SOFIA")
+    click(emulator, bot.port, button, user)
 
     def decision_stored() -> bool:
-        approval = bot.store.approval_for(request.id)
+        approval = bot.store.approval_for(operation_id)
         return approval is not None and approval.status == "approved"
 
     wait_until(decision_stored, what="the decision in the store")
@@ -287,6 +284,16 @@ def test_bot_killed_while_an_approval_click_is_handled_leaves_nothing_stuck(worl
         what="the audit write that hangs",
     )
     bot.kill()
+
+
+def test_bot_killed_while_an_approval_click_is_handled_leaves_nothing_stuck(world) -> None:
+    emulator, bot = world
+    bot.start()
+    send_command(emulator, bot.port, "/rollback", "wa-backend planned", user="U0LUIS")
+    wait_until(lambda: find_button(emulator.slack.messages("C0INCIDENTS"), "Approve"), what="card")
+    request = bot.last_operation()
+    assert request is not None and request.state == "awaiting_approval"
+    kill_right_after_the_decision(emulator, bot, request.id, "Approve", "U0SOFIA")
     operation = bot.store.operation(request.id)
     assert operation is not None and operation.state == "approved", "decided with its next state"
     assert bot.store.lock_holder("wa-backend") is not None
@@ -321,20 +328,7 @@ def test_release_killed_during_approve_100_carries_on_after_restart(world) -> No
     )
     release = bot.last_operation()
     assert release is not None
-    writes = len(emulator.router.calls.list("logging.entries.write"))
-    emulator.router.faults.add(Fault("logging.entries.write", None, delay_ms=10_000, times=1))
-    click(emulator, bot.port, "Approve 100%", "U0LUIS")
-
-    def decision_stored() -> bool:
-        approval = bot.store.approval_for(release.id)
-        return approval is not None and approval.status == "approved"
-
-    wait_until(decision_stored, what="the decision in the store")
-    wait_until(
-        lambda: len(emulator.router.calls.list("logging.entries.write")) > writes,
-        what="the audit write that hangs",
-    )
-    bot.kill()
+    kill_right_after_the_decision(emulator, bot, release.id, "Approve 100%", "U0LUIS")
     operation = bot.store.operation(release.id)
     assert operation is not None and operation.state == "shifting", "decided with its next state"
     assert operation.data["approved_by"] == "U0LUIS"
