@@ -23,12 +23,38 @@ class ServiceRef:
 
 
 @dataclass(frozen=True)
+class EnvVar:
+    """One environment variable of a revision's ingress container.
+
+    A plain variable has ``value``; one read from Secret Manager (``valueSource.secretKeyRef``)
+    has ``secret`` (the secret's name or full resource name) and ``secret_version`` instead.
+    """
+
+    name: str
+    value: str = ""
+    secret: str = ""
+    secret_version: str = ""
+
+    @property
+    def from_secret(self) -> bool:
+        return bool(self.secret)
+
+
+@dataclass(frozen=True)
 class Revision:
     name: str  # short name, e.g. "wa-backend-00002"
     image: str
     created: datetime
     ready: bool
     ready_message: str = ""  # the Ready condition's message when not ready (why, per Cloud Run)
+    env: tuple[EnvVar, ...] = ()  # the ingress container's environment, in order
+
+    def env_value(self, name: str) -> str | None:
+        """The plain value of variable ``name``, or None when unset or read from a secret."""
+        for var in self.env:
+            if var.name == name and not var.from_secret:
+                return var.value
+        return None
 
 
 @dataclass(frozen=True)

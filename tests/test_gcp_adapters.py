@@ -15,7 +15,14 @@ import requests
 from bot.gcp.cloudrun import CloudRunAdmin
 from bot.gcp.logs import CloudLoggingAudit, LogsUnavailable
 from bot.gcp.probe import HttpProbe
-from bot.ports import AuditEvent, CloudRunError, EtagConflict, ServiceRef, TrafficTarget
+from bot.ports import (
+    AuditEvent,
+    CloudRunError,
+    EnvVar,
+    EtagConflict,
+    ServiceRef,
+    TrafficTarget,
+)
 from bot.sandbox.emulator.http import Fault
 from bot.sandbox.emulator.server import Emulator
 
@@ -31,7 +38,15 @@ def emu(emulator: Emulator) -> Emulator:
         "wa-backend",
         [
             {"name": OLD, "image": "wa:1.0", "age_s": 7200},
-            {"name": CURRENT, "image": "wa:1.1", "age_s": 600},
+            {
+                "name": CURRENT,
+                "image": "wa:1.1",
+                "age_s": 600,
+                "env": {
+                    "FEATURE_FLAG_NEW_CHECKOUT": "false",
+                    "DATABASE_URL": {"secret": "wa-db-url", "version": "3"},
+                },
+            },
         ],
         {CURRENT: 100},
         tags={"blue": OLD},
@@ -71,6 +86,17 @@ def test_list_revisions_newest_first(emu: Emulator) -> None:
     ]
     assert revisions[0].created.tzinfo is not None
     assert revisions[0].created > revisions[1].created
+
+
+def test_revisions_carry_their_environment_plain_and_from_secrets(emu: Emulator) -> None:
+    current = admin(emu).get_revision(REF, CURRENT)
+    assert current.env == (
+        EnvVar("FEATURE_FLAG_NEW_CHECKOUT", value="false"),
+        EnvVar("DATABASE_URL", secret="wa-db-url", secret_version="3"),
+    )
+    assert current.env_value("FEATURE_FLAG_NEW_CHECKOUT") == "false"
+    assert current.env_value("DATABASE_URL") is None  # a secret's value is never read here
+    assert admin(emu).get_revision(REF, OLD).env == ()
 
 
 def test_get_revision_reads_the_ready_condition(emu: Emulator) -> None:

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from bot.gcp.errors import api_error_reason, describe
 from bot.ports import (
     CloudRunError,
+    EnvVar,
     EtagConflict,
     Revision,
     RevisionExists,
@@ -329,10 +330,23 @@ def to_revision(revision: run_v2.Revision) -> Revision:
     stamp = revision.create_time.timestamp() if revision.create_time else 0.0
     created = datetime.fromtimestamp(stamp, UTC)
     ingress = ingress_container(revision.containers)
-    image = revision.containers[ingress].image if ingress is not None else ""
+    container = revision.containers[ingress] if ingress is not None else None
     return Revision(
-        name=_short(revision.name), image=image, created=created, ready=ready, ready_message=why
+        name=_short(revision.name),
+        image=container.image if container else "",
+        created=created,
+        ready=ready,
+        ready_message=why,
+        env=tuple(_env_var(var) for var in container.env) if container else (),
     )
+
+
+def _env_var(var: Any) -> EnvVar:
+    # https://cloud.google.com/run/docs/reference/rest/v2/Container#EnvVar: value or valueSource
+    ref = var.value_source.secret_key_ref if "value_source" in var else None
+    if ref and ref.secret:
+        return EnvVar(name=var.name, secret=ref.secret, secret_version=ref.version)
+    return EnvVar(name=var.name, value=var.value)
 
 
 def ingress_container(containers: Any) -> int | None:

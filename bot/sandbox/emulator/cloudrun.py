@@ -272,9 +272,11 @@ class CloudRunEmulator:
     ) -> str:
         """Create (or replace) a service with its revisions, oldest first; returns its full name.
 
-        ``revisions``: ``{"name", "image", "age_s", "sidecars"}`` each (``sidecars``: optional
-        ``[{"name", "image"}]``, put before the ingress container). ``traffic``: revision -> percent
-        (default: 100% on the newest). ``tags``: tag -> revision (0% tagged targets).
+        ``revisions``: ``{"name", "image", "age_s", "sidecars", "env"}`` each (``sidecars``:
+        optional ``[{"name", "image"}]``, put before the ingress container; ``env``: optional
+        ``{NAME: value}`` of the ingress container, or ``{NAME: {"secret", "version"}}``).
+        ``traffic``: revision -> percent (default: 100% on the newest). ``tags``: tag -> revision
+        (0% tagged targets).
         """
         full = f"projects/{project}/locations/{region}/services/{name}"
         with self._lock:
@@ -1251,15 +1253,25 @@ def _seed_containers(spec: dict[str, Any]) -> list[run_v2.Container]:
     """One container, or (with ``sidecars``) the sidecars first and the ingress container, the
     only one with a port, last: so ``containers[0]`` is not the one a deploy must change."""
     image = str(spec.get("image", ""))
+    env = [_seed_env_var(name, value) for name, value in dict(spec.get("env") or {}).items()]
     sidecars = list(spec.get("sidecars") or [])
     if not sidecars:
-        return [run_v2.Container(image=image)]
+        return [run_v2.Container(image=image, env=env)]
     containers = [
         run_v2.Container(name=str(sidecar["name"]), image=str(sidecar["image"]))
         for sidecar in sidecars
     ]
     port = run_v2.ContainerPort(name="http1", container_port=8080)
-    return [*containers, run_v2.Container(name="app", image=image, ports=[port])]
+    return [*containers, run_v2.Container(name="app", image=image, ports=[port], env=env)]
+
+
+def _seed_env_var(name: str, value: Any) -> run_v2.EnvVar:
+    if isinstance(value, dict):
+        ref = run_v2.SecretKeySelector(
+            secret=str(value["secret"]), version=str(value.get("version", "latest"))
+        )
+        return run_v2.EnvVar(name=name, value_source=run_v2.EnvVarSource(secret_key_ref=ref))
+    return run_v2.EnvVar(name=name, value=str(value))
 
 
 def _validate_template(template: run_v2.RevisionTemplate) -> None:
