@@ -1,9 +1,11 @@
 """python -m bot doctor: check a real configuration, change nothing, say what to fix.
 
 Every check only reads: Slack ``auth.test``, ``conversations.info`` and ``usergroups.list``;
-Cloud Run ``services.get``; one GET of each health path; Cloud Monitoring ``ListTimeSeries``;
-and the database in a transaction that is rolled back. One line per check (✅ fine, ⚠️ works
-but needs attention, ❌ must be fixed); exit 1 when any line is ❌.
+Cloud Run ``services.get``; one GET of each health path; Cloud Monitoring ``ListTimeSeries``,
+``ListAlertPolicies`` and ``ListNotificationChannels`` (once per project); Cloud Logging
+``entries.list`` (one entry per service); and the database in a transaction that is rolled
+back. One line per check (✅ fine, ⚠️ works but needs attention, ❌ must be fixed); exit 1 when
+any line is ❌.
 """
 
 from __future__ import annotations
@@ -255,6 +257,9 @@ class Google:
         self._cloudrun: Any = None
         self._metrics: Any = None
         self._probe: Any = None
+        self._logs: Any = None
+        self._alerts: Any = None
+        self._by_project: dict[tuple[str, str], Any] = {}
 
     @property
     def cloudrun(self) -> Any:
@@ -273,6 +278,43 @@ class Google:
                 self.emulator_grpc_host, retry_deadline_s=RETRY_DEADLINE_S
             )
         return self._metrics
+
+    def alert_policies(self, project: str) -> list[Any]:
+        """The project's alert policies, read once. Raises MetricsError."""
+        return self._once("policies", project, lambda: self._alert_reader.policies(project))
+
+    def notification_channels(self, project: str) -> dict[str, Any]:
+        """The project's notification channels by name, read once. Raises MetricsError."""
+        return self._once("channels", project, lambda: self._alert_reader.channels(project))
+
+    def _once(self, what: str, project: str, read: Any) -> Any:
+        key = (what, project)
+        if key not in self._by_project:
+            try:
+                self._by_project[key] = read()
+            except Exception as error:  # remembered: the next service of the project says it too
+                self._by_project[key] = error
+        found = self._by_project[key]
+        if isinstance(found, Exception):
+            raise found
+        return found
+
+    @property
+    def _alert_reader(self) -> Any:
+        if self._alerts is None:
+            from bot.gcp.alert_policies import CloudAlertPolicies
+
+            self._alerts = CloudAlertPolicies(
+                self.emulator_grpc_host, retry_deadline_s=RETRY_DEADLINE_S
+            )
+        return self._alerts
+
+    def logs(self, project: str) -> Any:
+        if self._logs is None:
+            from bot.gcp.logs import CloudLoggingAudit
+
+            self._logs = CloudLoggingAudit(project, self.emulator_host)
+        return self._logs
 
     @property
     def probe(self) -> Any:
@@ -331,6 +373,8 @@ def check_service(config: Config, service: ServiceConfig, google: Google) -> Ite
     yield check_health(config, service, state, google)
     if serving:
         yield check_monitoring(ref, max(serving, key=lambda name: serving[name]), google)
+    yield check_alert_policies(ref, google)
+    yield check_logging(ref, google)
 
 
 def check_health(
@@ -379,6 +423,50 @@ def check_monitoring(ref: ServiceRef, revision: str, google: Google) -> Finding:
         minutes=METRICS_MINUTES,
         **facts,
     )
+
+
+def check_alert_policies(ref: ServiceRef, google: Google) -> Finding:
+    """Enabled policies naming the service, and whether one of them notifies Runback."""
+    from bot.gcp.alert_policies import watches, webhook_problem
+    from bot.ports import MetricsError
+
+    facts = {"service": ref.name, "project": ref.project}
+    try:
+        mine = [p for p in google.alert_policies(ref.project) if watches(p, ref.name)]
+        enabled = [p for p in mine if p.enabled]
+        if not enabled:
+            return warn("alerts_none", disabled=len(mine), **facts)
+        channels = google.notification_channels(ref.project)
+    except MetricsError as error:
+        if error.reason == "permission_denied":
+            return fail("alerts_denied", **facts)
+        return fail("alerts_bad", error=str(error)[:300], **facts)
+    names = ", ".join(sorted(p.display_name for p in enabled))
+    problems = {
+        webhook_problem(channels[name]) if name in channels else "not_runback"
+        for policy in enabled
+        for name in policy.notification_channels
+    }
+    if None in problems:
+        return ok("alerts_ok", count=len(enabled), names=names, **facts)
+    if "no_token" in problems:
+        return warn("alerts_webhook_no_token", names=names, **facts)
+    return warn("alerts_no_webhook", count=len(enabled), names=names, **facts)
+
+
+def check_logging(ref: ServiceRef, google: Google) -> Finding:
+    """One entry of the service's own logs: the postmortem reads them there."""
+    from bot.gcp.logs import LogsUnavailable
+
+    facts = {"service": ref.name, "project": ref.project}
+    query = f'resource.type="cloud_run_revision" AND resource.labels.service_name="{ref.name}"'
+    try:
+        google.logs(ref.project).list_entries(query, max_results=1, project=ref.project)
+    except LogsUnavailable as error:
+        if error.reason == "permission_denied":
+            return fail("logging_denied", **facts)
+        return fail("logging_bad", error=str(error)[:300], **facts)
+    return ok("logging_ok", **facts)
 
 
 # -- the endpoints' tokens ---------------------------------------------------------------------

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
+from google.cloud import monitoring_v3
 from sqlalchemy import text
 
 from bot.config import load_config
@@ -33,6 +34,9 @@ READS = {
     "service.healthz",
     "service.frontend",
     "monitoring.timeSeries.list",
+    "monitoring.alertPolicies.list",
+    "monitoring.notificationChannels.list",
+    "logging.entries.list",
     "_emulator.idtoken",
 }
 
@@ -106,6 +110,8 @@ def test_a_good_configuration_is_all_green(world: tuple[Emulator, Path]) -> None
         line(checks, f"{service}: found in Cloud Run", f"{service}-00003 100%")
         line(checks, f"{service}: health check", "/health answered 200")
         line(checks, f"{service}: Cloud Monitoring readable")
+        line(checks, f"{service}: 2 alert policies notify Runback")
+        line(checks, f"{service}: Cloud Logging readable")
     line(checks, "reachable and writable")
     line(checks, "RUNBACK_ALERT_TOKEN is set")
     line(checks, "RUNBACK_TICK_TOKEN is set")
@@ -211,3 +217,113 @@ def test_permissions_name_the_role_to_grant(world: tuple[Emulator, Path]) -> Non
     # The ID token reached the authenticated service: its health path answered.
     assert line(lines, "wa-backend-staging: health check", "answered 200").startswith("✅ ")
     assert writes(emulator) == []
+
+
+# -- alert policies and Cloud Logging ------------------------------------------------------------
+
+
+def calls(emulator: Emulator, api: str) -> list[Any]:
+    return emulator.router.calls.list(api)
+
+
+def test_alert_policies_and_logs_are_read_once_and_named(world: tuple[Emulator, Path]) -> None:
+    emulator, folder = world
+    code, lines = doctor(emulator, folder, app_yaml(folder))
+    assert code == 0, "\n".join(lines)
+    for service in ("wa-backend", "wa-backend-staging"):
+        policies = line(lines, f"{service}: 2 alert policies notify Runback")
+        assert f"{service} error rate > 1%" in policies and f"{service} P95 > 2000 ms" in policies
+        assert line(lines, f"{service}: Cloud Logging readable").startswith("✅ ")
+    # Both services live in one project: its policies and channels are listed once.
+    assert [c.body["name"] for c in calls(emulator, "monitoring.alertPolicies.list")] == [
+        "projects/runback-sandbox"
+    ]
+    assert len(calls(emulator, "monitoring.notificationChannels.list")) == 1
+    reads = calls(emulator, "logging.entries.list")
+    assert len(reads) == 2 and all(
+        r.body["resourceNames"] == ["projects/runback-sandbox"] for r in reads
+    )
+    assert 'resource.labels.service_name="wa-backend-staging"' in reads[1].body["filter"]
+    assert writes(emulator) == []
+
+
+def test_a_service_without_policies_or_without_runback_s_webhook_is_a_warning(
+    world: tuple[Emulator, Path],
+) -> None:
+    emulator, folder = world
+    alerts = emulator.monitoring.alerts
+    project = "runback-sandbox"
+    assert alerts.remove_policies(project, "wa-backend-staging") == 2
+    email = alerts.add_channel(
+        project, monitoring_v3.NotificationChannel(type_="email", labels={"email_address": "a@b.c"})
+    )
+    for policy in alerts.policies(project):  # wa-backend's now notify an e-mail address only
+        policy.notification_channels = [email.name]
+        alerts.add_policy(project, policy)
+    code, lines = doctor(emulator, folder, app_yaml(folder))
+    assert code == 0, "\n".join(lines)  # incidents can still be opened by hand: not a failure
+    none = line(lines, "wa-backend-staging: no alert policy in project runback-sandbox")
+    assert none.startswith("⚠️ ") and "incidents will not open automatically" in none
+    silent = line(lines, "wa-backend: 2 alert policies", "none notifies Runback")
+    assert silent.startswith("⚠️ ") and "/alerts/monitoring?token=" in silent
+    assert "2 warning(s)" in lines[-1]
+
+
+def test_a_disabled_policy_and_a_webhook_without_its_token(world: tuple[Emulator, Path]) -> None:
+    emulator, folder = world
+    alerts = emulator.monitoring.alerts
+    project = "runback-sandbox"
+    [channel] = alerts.channels(project)
+    channel.labels["url"] = "https://runback.example.com/alerts/monitoring"
+    alerts.add_channel(project, channel)
+    for policy in alerts.policies(project):
+        if "wa-backend-staging" in policy.display_name:
+            policy.enabled = False
+            alerts.add_policy(project, policy)
+    code, lines = doctor(emulator, folder, app_yaml(folder))
+    assert code == 0, "\n".join(lines)
+    disabled = line(lines, "wa-backend-staging: no enabled alert policy", "2 disabled")
+    assert disabled.startswith("⚠️ ")
+    untokened = line(lines, "wa-backend: the webhook of", "has no ?token=")
+    assert untokened.startswith("⚠️ ") and "401" in untokened
+
+
+def test_permission_denied_names_the_roles_and_outages_are_retried_then_named(
+    world: tuple[Emulator, Path],
+) -> None:
+    emulator, folder = world
+    add = emulator.router.faults.add
+    add(Fault(api="monitoring.alertPolicies.list", status=403, times=None))
+    add(Fault(api="logging.entries.list", status=403, times=1))  # wa-backend's read
+    add(Fault(api="logging.entries.list", status=503, times=None))  # then Logging is down
+    code, lines = doctor(emulator, folder, app_yaml(folder))
+    assert code == 1
+    for service in ("wa-backend", "wa-backend-staging"):
+        denied = line(lines, f"{service}: Cloud Monitoring refused the alert policies")
+        assert (
+            denied.startswith("❌ ")
+            and "roles/monitoring.viewer on project runback-sandbox" in denied
+        )
+    logging = line(lines, "wa-backend: Cloud Logging refused")
+    assert (
+        logging.startswith("❌ ") and "roles/logging.viewer on project runback-sandbox" in logging
+    )
+    down = line(lines, "wa-backend-staging: cannot read Cloud Logging", "ServiceUnavailable")
+    assert down.startswith("❌ ")
+    assert len(calls(emulator, "monitoring.alertPolicies.list")) == 1  # not retried: a 403 stays
+    assert len(calls(emulator, "logging.entries.list")) == 1 + 3  # the outage: three attempts
+    assert lines[-1].startswith("4 problem(s)"), lines[-1]
+    assert writes(emulator) == []
+
+
+def test_a_brief_monitoring_outage_is_retried(world: tuple[Emulator, Path]) -> None:
+    emulator, folder = world
+    emulator.router.faults.add(Fault(api="monitoring.alertPolicies.list", status=503, times=2))
+    emulator.router.faults.add(
+        Fault(api="monitoring.notificationChannels.list", status=503, times=1)
+    )
+    code, lines = doctor(emulator, folder, app_yaml(folder))
+    assert code == 0, "\n".join(lines)
+    assert line(lines, "wa-backend: 2 alert policies notify Runback").startswith("✅ ")
+    assert len(calls(emulator, "monitoring.alertPolicies.list")) == 3
+    assert len(calls(emulator, "monitoring.notificationChannels.list")) == 2

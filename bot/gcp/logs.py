@@ -30,7 +30,12 @@ DEFAULT_SEVERITY = "INFO"
 
 
 class LogsUnavailable(Exception):
-    """Reading Cloud Logging failed after bounded retries."""
+    """Reading Cloud Logging failed after bounded retries; ``reason`` as bot.gcp.errors names it
+    (``permission_denied``, ``unavailable``, ...)."""
+
+    def __init__(self, message: str, reason: str = "api_error") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class CloudLoggingAudit:
@@ -95,7 +100,10 @@ class CloudLoggingAudit:
         try:
             return self._with_retries(fetch)
         except Exception as error:
-            raise LogsUnavailable(f"{type(error).__name__}: {error}") from error
+            from bot.gcp.errors import api_error_reason
+
+            reason = "unavailable" if _is_transient(error) else api_error_reason(error)
+            raise LogsUnavailable(f"{type(error).__name__}: {error}", reason) from error
 
     # -- plumbing -----------------------------------------------------------------------------
 

@@ -1,5 +1,6 @@
 """The sample world of the sandbox: app.yaml's sandbox users, groups and channels in the Slack
-emulator, and three revisions of every service in the Cloud Run emulator."""
+emulator, three revisions of every service in the Cloud Run emulator, and an error-rate and a P95
+alert policy per service in the Monitoring emulator, notifying Runback's webhook."""
 
 from __future__ import annotations
 
@@ -7,11 +8,15 @@ import json
 import time
 from urllib.parse import urlsplit
 
-from bot.config import Config
+from google.cloud import monitoring_v3
+
+from bot.config import Config, ServiceConfig
 from bot.sandbox.emulator.server import Emulator
 from bot.sandbox.emulator.slack_api import BOT_USER_ID
 
 UNINVITED_CHANNEL = "C0RANDOM"
+# Where the sandbox's alert policies send their incidents (README, Deploying: step 7).
+ALERT_WEBHOOK = "https://runback-sandbox.a.run.app/alerts/monitoring?token=RUNBACK_ALERT_TOKEN"
 
 SIDECAR_IMAGE = "us-docker.pkg.dev/cloud-ops-agents-artifacts/otel/otelcol:0.100.0"
 SAMPLE_REVISIONS = (
@@ -56,6 +61,81 @@ def seed(emulator: Emulator, config: Config) -> None:
             emulator.cloudrun.map_domain(urlsplit(service.url).netloc, service.name)
         if service.requires_auth:
             emulator.cloudrun.require_auth(service.name)
+    seed_alert_policies(emulator, config)
+
+
+def seed_alert_policies(emulator: Emulator, config: Config) -> None:
+    """Per service, the runbook's two alerts (error rate, P95), each notifying a webhook channel
+    at Runback's /alerts/monitoring, grouped by service_name as the intake needs."""
+    alerts = emulator.monitoring.alerts
+    channels: dict[str, str] = {}
+    for service in config.services:
+        if service.project not in channels:
+            webhook = monitoring_v3.NotificationChannel(
+                type_="webhook_tokenauth",
+                display_name="Runback",
+                labels={"url": ALERT_WEBHOOK},
+                enabled=True,
+            )
+            channels[service.project] = alerts.add_channel(service.project, webhook).name
+        for policy in service_policies(service, config, channels[service.project]):
+            alerts.add_policy(service.project, policy)
+
+
+def service_policies(
+    service: ServiceConfig, config: Config, channel: str
+) -> list[monitoring_v3.AlertPolicy]:
+    scope = (
+        f'resource.type = "cloud_run_revision" AND resource.labels.service_name = "{service.name}"'
+    )
+    count = f'metric.type = "run.googleapis.com/request_count" AND {scope}'
+    latency = f'metric.type = "run.googleapis.com/request_latencies" AND {scope}'
+    minute = {"seconds": 60}
+    by_revision = ["resource.label.service_name", "resource.label.revision_name"]
+    rate = monitoring_v3.Aggregation(
+        alignment_period=minute,
+        per_series_aligner=monitoring_v3.Aggregation.Aligner.ALIGN_RATE,
+        cross_series_reducer=monitoring_v3.Aggregation.Reducer.REDUCE_SUM,
+        group_by_fields=by_revision,
+    )
+    p95 = monitoring_v3.Aggregation(
+        alignment_period=minute,
+        per_series_aligner=monitoring_v3.Aggregation.Aligner.ALIGN_DELTA,
+        cross_series_reducer=monitoring_v3.Aggregation.Reducer.REDUCE_PERCENTILE_95,
+        group_by_fields=by_revision,
+    )
+    above = monitoring_v3.ComparisonType.COMPARISON_GT
+    thresholds = config.thresholds
+    error_rate = monitoring_v3.AlertPolicy.Condition.MetricThreshold(
+        filter=f'{count} AND metric.labels.response_code_class = "5xx"',
+        aggregations=[rate],
+        denominator_filter=count,
+        denominator_aggregations=[rate],
+        comparison=above,
+        threshold_value=thresholds.error_rate_observe,
+        duration=minute,
+    )
+    slow = monitoring_v3.AlertPolicy.Condition.MetricThreshold(
+        filter=latency,
+        aggregations=[p95],
+        comparison=above,
+        threshold_value=thresholds.p95_rollback_ms,
+        duration=minute,
+    )
+    conditions = (
+        (f"{service.name} error rate > {thresholds.error_rate_observe:.0%}", error_rate),
+        (f"{service.name} P95 > {thresholds.p95_rollback_ms:g} ms", slow),
+    )
+    return [
+        monitoring_v3.AlertPolicy(
+            display_name=name,
+            combiner=monitoring_v3.AlertPolicy.ConditionCombinerType.OR,
+            conditions=[{"display_name": name, "condition_threshold": threshold}],
+            notification_channels=[channel],
+            enabled=True,
+        )
+        for name, threshold in conditions
+    ]
 
 
 def alert_payload(emulator: Emulator, service: str, state: str, incident_id: str) -> str:

@@ -22,14 +22,21 @@ Aligned points end at ``interval.end_time``, ``end_time - alignment_period``, ..
 than ``start_time``) and each covers the ``alignment_period`` before its end. Malformed input is
 INVALID_ARGUMENT; valid but unsupported features (OR, NOT, other aligners) are UNIMPLEMENTED.
 
-Faults injected on api ``monitoring.timeSeries.list`` (the REST emulator's control API) apply
-here: status 503 -> UNAVAILABLE, 429 -> RESOURCE_EXHAUSTED, 400 -> INVALID_ARGUMENT,
+The same server answers ``AlertPolicyService/ListAlertPolicies`` and
+``NotificationChannelService/ListNotificationChannels`` from the policies and channels in
+``alerts`` (see ``monitoring_alerts``); the sandbox's seed gives each service an error-rate and a
+P95 policy that notify a webhook channel pointing at Runback's ``/alerts/monitoring``.
+
+Faults injected on api ``monitoring.timeSeries.list``, ``monitoring.alertPolicies.list`` or
+``monitoring.notificationChannels.list`` (the REST emulator's control API) apply here: status
+503 -> UNAVAILABLE, 403 -> PERMISSION_DENIED, 429 -> RESOURCE_EXHAUSTED, 400 -> INVALID_ARGUMENT,
 500 -> INTERNAL, 504 -> DEADLINE_EXCEEDED; a delay longer than the call's deadline ends in
-DEADLINE_EXCEEDED. Every call is recorded in the router's request log under that api name.
+DEADLINE_EXCEEDED. Every call is recorded in the router's request log under its api name.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -40,6 +47,7 @@ from typing import Any
 
 import grpc
 from google.cloud import monitoring_v3
+from google.protobuf import json_format
 
 from bot.sandbox.emulator import monitoring_data as data
 from bot.sandbox.emulator.cloudrun import CloudRunEmulator, ServiceSnapshot
@@ -51,6 +59,7 @@ from bot.sandbox.emulator.http import (
     Router,
     json_response,
 )
+from bot.sandbox.emulator.monitoring_alerts import AlertPolicyStore
 from bot.sandbox.emulator.monitoring_query import (
     RevisionHistory,
     RpcError,
@@ -62,6 +71,8 @@ from bot.sandbox.emulator.monitoring_query import (
 )
 
 API = "monitoring.timeSeries.list"
+POLICIES_API = "monitoring.alertPolicies.list"
+CHANNELS_API = "monitoring.notificationChannels.list"
 # Cloud Run's metrics are "sampled every 60 seconds. After sampling, data is not visible for up
 # to 180 seconds" (https://cloud.google.com/monitoring/api/v3/latency-n-retention and the
 # run.googleapis.com entries of Google Cloud's metrics list). The emulator answers as if the
@@ -69,6 +80,13 @@ API = "monitoring.timeSeries.list"
 DEFAULT_DELAY_S = 180.0
 SERVICE = "google.monitoring.v3.MetricService"
 METHOD_PATH = f"/{SERVICE}/ListTimeSeries"
+POLICY_SERVICE = "google.monitoring.v3.AlertPolicyService"
+CHANNEL_SERVICE = "google.monitoring.v3.NotificationChannelService"
+METHOD_PATHS = {
+    API: METHOD_PATH,
+    POLICIES_API: f"/{POLICY_SERVICE}/ListAlertPolicies",
+    CHANNELS_API: f"/{CHANNEL_SERVICE}/ListNotificationChannels",
+}
 
 Code = grpc.StatusCode
 FAULT_CODES = {
@@ -103,6 +121,7 @@ class MonitoringEmulator:
         self.clock = clock or cloudrun.clock
         self.latency_buckets = latency_buckets  # "exponential" or "explicit"
         self.delay_s = DEFAULT_DELAY_S
+        self.alerts = AlertPolicyStore()
         self._lock = threading.Lock()
         self._snapshots: dict[str, list[ServiceSnapshot]] = {}
         self._server: grpc.Server | None = None
@@ -116,7 +135,7 @@ class MonitoringEmulator:
     def start(self, host: str = "127.0.0.1", port: int = 0) -> MonitoringEmulator:
         self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="emulator-grpc")
         server = grpc.server(self._executor)
-        server.add_generic_rpc_handlers((self._handler(),))
+        server.add_generic_rpc_handlers(self._handlers())
         self._port = server.add_insecure_port(f"{host}:{port}")
         self._host = host
         server.start()
@@ -136,13 +155,34 @@ class MonitoringEmulator:
         assert self._server is not None, "monitoring emulator not started"
         return f"{self._host}:{self._port}"
 
-    def _handler(self) -> grpc.GenericRpcHandler:
-        method = grpc.unary_unary_rpc_method_handler(
-            self._serve_list_time_series,
-            request_deserializer=monitoring_v3.ListTimeSeriesRequest.deserialize,
-            response_serializer=monitoring_v3.ListTimeSeriesResponse.serialize,
+    def _handlers(self) -> tuple[grpc.GenericRpcHandler, ...]:
+        def unary(serve: Callable[..., Any], request: Any, response: Any) -> Any:
+            return grpc.unary_unary_rpc_method_handler(
+                serve,
+                request_deserializer=request.deserialize,
+                response_serializer=response.serialize,
+            )
+
+        m = monitoring_v3
+        time_series = unary(
+            self._serve_list_time_series, m.ListTimeSeriesRequest, m.ListTimeSeriesResponse
         )
-        return grpc.method_handlers_generic_handler(SERVICE, {"ListTimeSeries": method})
+        policies = unary(
+            self._serve(POLICIES_API, self.alerts.list_alert_policies),
+            m.ListAlertPoliciesRequest,
+            m.ListAlertPoliciesResponse,
+        )
+        channels = unary(
+            self._serve(CHANNELS_API, self.alerts.list_notification_channels),
+            m.ListNotificationChannelsRequest,
+            m.ListNotificationChannelsResponse,
+        )
+        generic = grpc.method_handlers_generic_handler
+        return (
+            generic(SERVICE, {"ListTimeSeries": time_series}),
+            generic(POLICY_SERVICE, {"ListAlertPolicies": policies}),
+            generic(CHANNEL_SERVICE, {"ListNotificationChannels": channels}),
+        )
 
     # -- Python API ---------------------------------------------------------------------------
 
@@ -195,22 +235,33 @@ class MonitoringEmulator:
     def _serve_list_time_series(
         self, request: monitoring_v3.ListTimeSeriesRequest, context: grpc.ServicerContext
     ) -> monitoring_v3.ListTimeSeriesResponse:
-        self._record(request)
-        try:
-            self._apply_fault(context)
-            return self.list_time_series(request)
-        except RpcError as error:
-            context.abort(error.code, error.message)
-        except Exception as error:  # an emulator bug must show up as INTERNAL, not a hang
-            context.abort(Code.INTERNAL, f"emulator error: {error!r}")
-        raise AssertionError("unreachable")  # context.abort always raises
+        return self._serve(API, self.list_time_series)(request, context)
 
-    def _record(self, request: monitoring_v3.ListTimeSeriesRequest) -> None:
-        body = monitoring_v3.ListTimeSeriesRequest.to_dict(request, use_integers_for_enums=False)
-        self.router.calls.append(RecordedCall(API, "POST", METHOD_PATH, {}, body, time.time()))
+    def _serve(
+        self, api: str, answer: Callable[[Any], Any]
+    ) -> Callable[[Any, grpc.ServicerContext], Any]:
+        """One RPC: recorded under ``api``, its injected faults applied, then answered."""
 
-    def _apply_fault(self, context: grpc.ServicerContext) -> None:
-        fault = self.router.faults.take(API)
+        def serve(request: Any, context: grpc.ServicerContext) -> Any:
+            self._record(api, request)
+            try:
+                self._apply_fault(api, context)
+                return answer(request)
+            except RpcError as error:
+                context.abort(error.code, error.message)
+            except Exception as error:  # an emulator bug must show up as INTERNAL, not a hang
+                context.abort(Code.INTERNAL, f"emulator error: {error!r}")
+            raise AssertionError("unreachable")  # context.abort always raises
+
+        return serve
+
+    def _record(self, api: str, request: Any) -> None:
+        body = type(request).to_dict(request, use_integers_for_enums=False)
+        call = RecordedCall(api, "POST", METHOD_PATHS[api], {}, body, time.time())
+        self.router.calls.append(call)
+
+    def _apply_fault(self, api: str, context: grpc.ServicerContext) -> None:
+        fault = self.router.faults.take(api)
         if fault is None:
             return
         if fault.delay_ms:
@@ -232,6 +283,32 @@ class MonitoringEmulator:
         router.add(
             "POST", "/_emulator/monitoring/config", "_emulator.monitoring.config", self._configure
         )
+        path, api = "/_emulator/monitoring/alertPolicies", "_emulator.monitoring.alertPolicies"
+        router.add("GET", path, api + ".list", self._control_policies)
+        router.add("POST", path, api + ".add", self._control_add_policy)
+        router.add("DELETE", path, api + ".delete", self._control_remove_policies)
+
+    def _control_policies(self, request: Request) -> Response:
+        project = _required(request.arg("project"), "?project=P is required")
+        policies = self.alerts.policies(project)
+        return json_response([json.loads(monitoring_v3.AlertPolicy.to_json(p)) for p in policies])
+
+    def _control_add_policy(self, request: Request) -> Response:
+        """``{"project": P, "policy": AlertPolicy JSON}`` (camelCase, as the REST API takes it)."""
+        body = request.json()
+        project = _required(str(body.get("project") or ""), "project is required")
+        try:
+            policy = monitoring_v3.AlertPolicy.from_json(json.dumps(body.get("policy") or {}))
+            stored = self.alerts.add_policy(project, policy)
+        except (ValueError, json_format.ParseError) as error:
+            raise HttpError(400, f"not an AlertPolicy: {error}") from error
+        return json_response(json.loads(monitoring_v3.AlertPolicy.to_json(stored)))
+
+    def _control_remove_policies(self, request: Request) -> Response:
+        """``?project=P[&service=S]``: delete the project's policies (those naming S)."""
+        project = _required(request.arg("project"), "?project=P is required")
+        removed = self.alerts.remove_policies(project, request.arg("service") or None)
+        return json_response({"removed": removed})
 
     def _configure(self, request: Request) -> Response:
         """``{"delay_s": N}``: how old the newest visible point is (default 180)."""
@@ -257,6 +334,12 @@ class MonitoringEmulator:
             return json_response(self.series(revision, max(1, min(minutes, 1440))))
         except KeyError as error:
             raise HttpError(404, f"no history for revision '{revision}'") from error
+
+
+def _required(value: str, message: str) -> str:
+    if not value:
+        raise HttpError(400, message)
+    return value
 
 
 def _minute(segments: Sequence[data.Segment], end: float, buckets: data.Buckets) -> dict[str, Any]:
