@@ -33,6 +33,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -177,9 +178,11 @@ class Runner:
     """Runs ``python -m bot ...`` with exactly the given environment (plus PATH)."""
 
     def __init__(self, folder: Path) -> None:
-        self.folder = folder
+        self.folder = folder  # where the SQLite database lives
         self.container = ""
-        if IMAGE:
+        if IMAGE:  # the image runs as an unprivileged user: it needs a folder it may write in
+            self.folder = Path(tempfile.mkdtemp(prefix="runback-walkthrough-"))
+            self.folder.chmod(0o777)
             made = subprocess.run(
                 [*BUILDAH, "from", "--pull-never", IMAGE], capture_output=True, text=True
             )
@@ -212,6 +215,7 @@ class Runner:
     def close(self) -> None:
         if self.container:
             subprocess.run([*BUILDAH, "rm", self.container], capture_output=True)
+            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 @contextmanager
@@ -272,7 +276,10 @@ def test_the_deploy_section_followed_against_the_emulators(
 ) -> None:
     deploy = read_deploy()
     emulator_port, port = free_port(), free_port()
-    with emulators(emulator_port) as emulator_env, empty_database(backend, tmp_path) as database:
+    with (
+        emulators(emulator_port) as emulator_env,
+        empty_database(backend, runner.folder) as database,
+    ):
         control = f"http://{emulator_env['RUNBACK_EMULATOR_HOST']}/_emulator"
         # Step 2, the secrets (Secret Manager's values; the bot token is the emulator's).
         tokens = {"alert": secrets.token_hex(32), "tick": secrets.token_hex(32)}
@@ -415,3 +422,23 @@ def _alert(service: str) -> str:
         "threshold_value": "0.01",
     }
     return json.dumps({"version": "1.2", "incident": incident})
+
+
+# -- the built image (opt-in: RUNBACK_TEST_IMAGE) -------------------------------------------------
+
+
+@pytest.mark.skipif(not IMAGE, reason="set RUNBACK_TEST_IMAGE (scripts/container-walkthrough.sh)")
+def test_the_image_runs_unprivileged_without_build_tools(runner: Runner) -> None:
+    probe = (
+        "import os, shutil, importlib, pkgutil, bot;"
+        "print(os.getuid(), os.getcwd());"
+        "print([t for t in ('gcc', 'cc', 'g++', 'make', 'clang') if shutil.which(t)]);"
+        "print(os.path.exists('/wheels'));"
+        "[importlib.import_module(m.name) for m in pkgutil.walk_packages(bot.__path__, 'bot.')];"
+        "print('imported')"
+    )
+    done = runner.run(["python", "-c", probe], {})
+    assert done.returncode == 0, done.stdout + done.stderr
+    uid_cwd, tools, wheels, imported = done.stdout.splitlines()
+    assert uid_cwd == "10001 /app"
+    assert tools == "[]" and wheels == "False" and imported == "imported"
