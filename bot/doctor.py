@@ -13,7 +13,7 @@ from __future__ import annotations
 import html
 import os
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -287,7 +287,7 @@ class Google:
         """The project's notification channels by name, read once. Raises MetricsError."""
         return self._once("channels", project, lambda: self._alert_reader.channels(project))
 
-    def _once(self, what: str, project: str, read: Any) -> Any:
+    def _once(self, what: str, project: str, read: Callable[[], Any]) -> Any:
         key = (what, project)
         if key not in self._by_project:
             try:
@@ -310,6 +310,7 @@ class Google:
         return self._alerts
 
     def logs(self, project: str) -> Any:
+        """A Cloud Logging reader (its calls name the project they read)."""
         if self._logs is None:
             from bot.gcp.logs import CloudLoggingAudit
 
@@ -441,15 +442,19 @@ def check_alert_policies(ref: ServiceRef, google: Google) -> Finding:
         if error.reason == "permission_denied":
             return fail("alerts_denied", **facts)
         return fail("alerts_bad", error=str(error)[:300], **facts)
+
+    def reaches_runback(policy: Any) -> bool:
+        return any(problem(name) is None for name in policy.notification_channels)
+
+    def problem(name: str) -> str | None:
+        return webhook_problem(channels[name]) if name in channels else "not_runback"
+
+    reaching = [p for p in enabled if reaches_runback(p)]
+    if reaching:
+        names = ", ".join(sorted(p.display_name for p in reaching))
+        return ok("alerts_ok", count=len(reaching), names=names, **facts)
     names = ", ".join(sorted(p.display_name for p in enabled))
-    problems = {
-        webhook_problem(channels[name]) if name in channels else "not_runback"
-        for policy in enabled
-        for name in policy.notification_channels
-    }
-    if None in problems:
-        return ok("alerts_ok", count=len(enabled), names=names, **facts)
-    if "no_token" in problems:
+    if any(problem(c) == "no_token" for p in enabled for c in p.notification_channels):
         return warn("alerts_webhook_no_token", names=names, **facts)
     return warn("alerts_no_webhook", count=len(enabled), names=names, **facts)
 

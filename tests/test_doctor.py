@@ -25,6 +25,7 @@ from tests.db import BACKENDS, open_store
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "t" * 40
+PROJECT = "runback-sandbox"
 # What the doctor may call: reads only. Anything else in a request log is a write.
 READS = {
     "slack.auth.test",
@@ -247,39 +248,55 @@ def test_alert_policies_and_logs_are_read_once_and_named(world: tuple[Emulator, 
     assert writes(emulator) == []
 
 
-def test_a_service_without_policies_or_without_runback_s_webhook_is_a_warning(
+def test_a_service_without_policies_is_a_warning_and_only_runback_s_webhook_counts(
     world: tuple[Emulator, Path],
 ) -> None:
     emulator, folder = world
     alerts = emulator.monitoring.alerts
-    project = "runback-sandbox"
-    assert alerts.remove_policies(project, "wa-backend-staging") == 2
-    email = alerts.add_channel(
-        project, monitoring_v3.NotificationChannel(type_="email", labels={"email_address": "a@b.c"})
-    )
-    for policy in alerts.policies(project):  # wa-backend's now notify an e-mail address only
-        policy.notification_channels = [email.name]
-        alerts.add_policy(project, policy)
+    assert alerts.remove_policies(PROJECT, "wa-backend-staging") == 2
+    email = email_channel(emulator)
+    for policy in alerts.policies(PROJECT):  # wa-backend's error-rate policy e-mails only
+        if "error rate" in policy.display_name:
+            policy.notification_channels = [email]
+            alerts.add_policy(PROJECT, policy)
     code, lines = doctor(emulator, folder, app_yaml(folder))
     assert code == 0, "\n".join(lines)  # incidents can still be opened by hand: not a failure
     none = line(lines, "wa-backend-staging: no alert policy in project runback-sandbox")
     assert none.startswith("⚠️ ") and "incidents will not open automatically" in none
-    silent = line(lines, "wa-backend: 2 alert policies", "none notifies Runback")
-    assert silent.startswith("⚠️ ") and "/alerts/monitoring?token=" in silent
-    assert "2 warning(s)" in lines[-1]
+    one = line(lines, "wa-backend: 1 alert policy notifies Runback (wa-backend P95 > 2000 ms)")
+    assert one.startswith("✅ ")
+    assert "1 warning(s)" in lines[-1]
+
+
+def test_policies_that_never_reach_runback_are_a_warning(world: tuple[Emulator, Path]) -> None:
+    emulator, folder = world
+    alerts = emulator.monitoring.alerts
+    email = email_channel(emulator)
+    for policy in alerts.policies(PROJECT):
+        policy.notification_channels = [email]
+        alerts.add_policy(PROJECT, policy)
+    code, lines = doctor(emulator, folder, app_yaml(folder))
+    assert code == 0, "\n".join(lines)
+    for service in ("wa-backend", "wa-backend-staging"):
+        silent = line(lines, f"{service}: 2 alert policies", "none notifies Runback")
+        assert silent.startswith("⚠️ ") and "/alerts/monitoring?token=" in silent
+
+
+def email_channel(emulator: Emulator) -> str:
+    channel = monitoring_v3.NotificationChannel(type_="email", labels={"email_address": "a@b.c"})
+    return emulator.monitoring.alerts.add_channel(PROJECT, channel).name
 
 
 def test_a_disabled_policy_and_a_webhook_without_its_token(world: tuple[Emulator, Path]) -> None:
     emulator, folder = world
     alerts = emulator.monitoring.alerts
-    project = "runback-sandbox"
-    [channel] = alerts.channels(project)
+    [channel] = alerts.channels(PROJECT)
     channel.labels["url"] = "https://runback.example.com/alerts/monitoring"
-    alerts.add_channel(project, channel)
-    for policy in alerts.policies(project):
+    alerts.add_channel(PROJECT, channel)
+    for policy in alerts.policies(PROJECT):
         if "wa-backend-staging" in policy.display_name:
             policy.enabled = False
-            alerts.add_policy(project, policy)
+            alerts.add_policy(PROJECT, policy)
     code, lines = doctor(emulator, folder, app_yaml(folder))
     assert code == 0, "\n".join(lines)
     disabled = line(lines, "wa-backend-staging: no enabled alert policy", "2 disabled")
