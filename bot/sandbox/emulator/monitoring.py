@@ -295,7 +295,12 @@ class MonitoringEmulator:
 
     def _control_add_policy(self, request: Request) -> Response:
         """``{"project": P, "policy": AlertPolicy JSON}`` (camelCase, as the REST API takes it)."""
-        body = request.json()
+        try:
+            body = request.json()
+        except ValueError as error:
+            raise HttpError(400, "the body must be JSON") from error
+        if not isinstance(body, dict):
+            raise HttpError(400, 'the body must be {"project": P, "policy": {...}}')
         project = _required(str(body.get("project") or ""), "project is required")
         try:
             policy = monitoring_v3.AlertPolicy.from_json(json.dumps(body.get("policy") or {}))
