@@ -14,7 +14,7 @@ drift apart from what the code does:
 - step 1: one signed slash command to the manifest's URL, answered through Slack.
 
 What cannot run offline (gcloud, IAM, Secret Manager, Cloud Scheduler, Cloud SQL's socket) is
-listed at the end of the README's deploy section by what it needs, not tested here.
+named in the README's deploy section and not tested here.
 
 With ``RUNBACK_TEST_IMAGE`` set to a built image (e.g. ``localhost/runback:walkthrough``) and
 buildah installed, the job, serve and doctor run inside that image instead (opt-in:
