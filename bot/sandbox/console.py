@@ -96,6 +96,7 @@ class Sandbox:
             "RUNBACK_RETRY_DEADLINE_S": str(self.retry_deadline_s),
             "RUNBACK_ALERT_TOKEN": self.alert_token,
             "RUNBACK_TICK_TOKEN": self.alert_token,
+            "RUNBACK_CI_TOKEN": self.alert_token,
             **self.emulator.env(),
         }
         self._settings = Settings.from_env(env)

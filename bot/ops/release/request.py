@@ -126,16 +126,26 @@ def _check_registry(
     deps: Deps, request: ReleaseRequest, service: ServiceConfig, image: ImageRef
 ) -> None:
     """Production releases only images from the registries app.yaml allows."""
-    if service.environment != "production":
-        return
-    allowed = allowed_registries(
-        service.registries, deps.config.release.registries, service.project, service.region
-    )
-    if not in_registries(image, allowed):
+    allowed = registry_problem(deps, service, request.image, image)
+    if allowed is not None:
         _refuse(deps, request, "registry")
         raise UserError(
             "error.release.registry", image=request.image, service=service.name, allowed=allowed
         )
+
+
+def registry_problem(
+    deps: Deps, service: ServiceConfig, name: str, image: ImageRef | None = None
+) -> tuple[str, ...] | None:
+    """The registries a production image must come from, when ``name`` is not from one of
+    them (None when it may be released)."""
+    if service.environment != "production":
+        return None
+    allowed = allowed_registries(
+        service.registries, deps.config.release.registries, service.project, service.region
+    )
+    parsed = image or parse_image(name)
+    return None if parsed is not None and in_registries(parsed, allowed) else tuple(allowed)
 
 
 def _refuse(deps: Deps, request: ReleaseRequest, why: str) -> None:
