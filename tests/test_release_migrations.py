@@ -425,3 +425,12 @@ def test_ci_destructive_staging_release_waits_for_its_approval(box: Sandbox) -> 
     operation = box.runtime.deps.store.operation(answer.json()["release"]["operation"])
     assert operation.state == "awaiting_approval"
     assert serving(box, "wa-backend-staging") == {"wa-backend-staging-00003": 100}
+
+
+def test_a_candidate_without_sql_is_a_release_without_migration(box: Sandbox) -> None:
+    payload = {"service": SERVICE, "image": IMAGE, "commit": COMMIT, "migration_sql": "-- none\n"}
+    assert ci(box, payload).json()["verdict"] == "none"
+    run(box, "as marta", f"/deploy {SERVICE} {IMAGE}")
+    green = latest(box, "release").to_revision
+    assert serving(box) == {BLUE: 90, green: 10}
+    assert revision_migration(box.runtime.deps.store, SERVICE, green).verdict == "none"

@@ -83,7 +83,7 @@ def register_candidate(
 def migration_of(deps: Deps, service: str, image: str) -> dict[str, Any] | None:
     """The migration the newest candidate of this image carries, as a release keeps it."""
     candidate = latest_candidate(deps.store, service, image)
-    if candidate is None:
+    if candidate is None or candidate.verdict == NO_MIGRATION:  # registered without SQL
         return None
     return {
         "verdict": candidate.verdict,

@@ -45,9 +45,9 @@ class MigrationSummary:
 
 def summarize(findings: Sequence[Finding]) -> MigrationSummary:
     """The verdict that decides and each statement as plain data (for the store and cards).
-    SQL with no statement at all is unknown: something was attached that says nothing."""
+    SQL with no statement at all (empty, or only comments) is no migration: ``none``."""
     if not findings:
-        return MigrationSummary(str(Verdict.UNKNOWN), ({"rule": "empty", "verdict": "unknown"},))
+        return MigrationSummary(NO_MIGRATION, ())
     statements = tuple(
         {
             "line": f.line,

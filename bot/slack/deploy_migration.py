@@ -122,7 +122,7 @@ def form_errors(deps: Deps, form: Submitted) -> dict[str, str]:
     from bot.policy.release_migrations import flag_problem, is_guarded
 
     summary = assess(form.sql, form.dialect)  # type: ignore[arg-type]
-    if summary.statements and summary.statements[0].get("rule") == "empty":
+    if not summary.statements:
         return {"sql": deps.renderer.text("deploy_migration.sql_empty")}
     problem = flag_problem(form.flag) if is_guarded(summary.verdict) or form.flag else None
     if problem is None:
