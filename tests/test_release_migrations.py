@@ -434,3 +434,11 @@ def test_a_candidate_without_sql_is_a_release_without_migration(box: Sandbox) ->
     green = latest(box, "release").to_revision
     assert serving(box) == {BLUE: 90, green: 10}
     assert revision_migration(box.runtime.deps.store, SERVICE, green).verdict == "none"
+
+
+def test_a_flag_without_a_migration_is_bad_input(box: Sandbox) -> None:
+    run(box, "as marta", f"/deploy {SERVICE} {IMAGE} --flag {FLAG}")
+    assert latest(box, "release") is None and patch_bodies(box) == []
+    assert any("no migration is registered" in n for n in ephemerals(box))
+    run(box, f"/deploy {SERVICE} {IMAGE} --flag feature_flag_lower")
+    assert any("--migration" in n for n in ephemerals(box)) and patch_bodies(box) == []

@@ -954,6 +954,10 @@ EPHEMERAL_CASES += [
         },
     ),
     ("error.release.flag_invalid", {"flag": "feature_flag_lower"}),
+    (
+        "error.release.flag_without_migration",
+        {"service": "wa-backend", "image": "us-docker.pkg.dev/p/a/wa:1.3.0"},
+    ),
 ]
 
 

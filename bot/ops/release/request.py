@@ -104,10 +104,17 @@ def _migration(
             flag=request.flag,
         )
     migration = migration_of(deps, service.name, request.image)
-    if migration is None or not is_guarded(migration["verdict"]):
-        return migration
+    if migration is None and request.flag:
+        _refuse(deps, request, "flag_without_migration")
+        raise UserError(
+            "error.release.flag_without_migration", service=service.name, image=request.image
+        )
+    if migration is None:
+        return None
     flag = request.flag or migration["flag"]
     problem = flag_problem(flag)
+    if problem == "missing" and not is_guarded(migration["verdict"]):
+        return migration  # an additive migration needs no flag
     if problem is not None:
         _refuse(deps, request, f"flag_{problem}")
         raise UserError(
