@@ -442,3 +442,17 @@ def test_a_flag_without_a_migration_is_bad_input(box: Sandbox) -> None:
     assert any("no migration is registered" in n for n in ephemerals(box))
     run(box, f"/deploy {SERVICE} {IMAGE} --flag feature_flag_lower")
     assert any("--migration" in n for n in ephemerals(box)) and patch_bodies(box) == []
+
+
+def test_the_form_is_not_opened_for_an_unknown_service(box: Sandbox) -> None:
+    output = run(box, "as marta", f"/deploy wa-nope {IMAGE} --migration")
+    assert "wa-backend-staging" in output and box.emulator.slack.views() == []
+
+
+def test_sql_names_on_the_card_are_escaped(box: Sandbox) -> None:
+    sql = 'ALTER TABLE "<!channel>" DROP COLUMN "<@U0LUIS>";'
+    payload = {"service": SERVICE, "image": IMAGE, "commit": COMMIT, "migration_sql": sql}
+    assert ci(box, payload).json()["verdict"] == "destructive"
+    run(box, "as marta", f"/deploy {SERVICE} {IMAGE} --flag {FLAG}")
+    text = card(box)
+    assert "&lt;!channel&gt;" in text and "<!channel>" not in text and "<@U0LUIS>" not in text

@@ -39,6 +39,12 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
         if options is None:
             ack_with(ack, ephemeral(deps, "error.usage.deploy"))
             return
+        if options.migration and deps.config.service(options.service) is None:
+            known = deps.config.service_names
+            ack_with(
+                ack, ephemeral(deps, "error.unknown_service", service=options.service, known=known)
+            )
+            return
         ack()
         if options.migration:  # now: the trigger_id lives 3 s
             open_form(deps, client, command, options, respond)
