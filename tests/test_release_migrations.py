@@ -456,3 +456,42 @@ def test_sql_names_on_the_card_are_escaped(box: Sandbox) -> None:
     run(box, "as marta", f"/deploy {SERVICE} {IMAGE} --flag {FLAG}")
     text = card(box)
     assert "&lt;!channel&gt;" in text and "<!channel>" not in text and "<@U0LUIS>" not in text
+
+
+def test_an_incident_whose_rollback_past_it_is_rejected_says_nothing_moved(box: Sandbox) -> None:
+    shipped(box, BLUE)
+    box.emulator.cloudrun.set_behaviour(BLUE, error_rate=0.07)
+    run(box, "wait 9m")
+    assert box.post_alert(alert_payload(box.emulator, SERVICE, "open", "0.m2")).status_code == 200
+    box.runtime.engine.wait_idle(timeout_s=60)
+    run(box, "as luis", "click Reject")
+    record = box.runtime.deps.store.open_incidents()[0]
+    text = json.dumps(box.emulator.slack.message(record.channel, record.message_ts)["blocks"])
+    assert "traffic did not move" in text and "Rollback triggered" not in text
+    assert serving(box) == {BLUE: 100}
+
+
+def test_green_turns_an_existing_flag_off_and_keeps_every_other_variable(box: Sandbox) -> None:
+    env = {FLAG: "true", "LOG_LEVEL": "info", "DATABASE_URL": {"secret": "db-url", "version": "3"}}
+    box.emulator.cloudrun.seed_service(
+        "runback-sandbox",
+        "us-central1",
+        SERVICE,
+        revisions=[
+            {"name": "wa-backend-00002", "image": IMAGE.replace("v1.3.0", "v1.1.0"), "age_s": 9e4},
+            {"name": BLUE, "image": IMAGE.replace("v1.3.0", "v1.2.0"), "age_s": 3600, "env": env},
+        ],
+    )
+    run(box, "as marta", f"/deploy {SERVICE} {IMAGE} --migration")
+    submit_form(box, DROP, flag=FLAG)
+    green = latest(box, "release").to_revision
+    assert green_env(box, green) == {FLAG: "false", "LOG_LEVEL": "info", "DATABASE_URL": ""}
+    ref = ServiceRef("runback-sandbox", "us-central1", SERVICE)
+    [secret] = [
+        v
+        for r in box.runtime.deps.cloudrun.list_revisions(ref)
+        if r.name == green
+        for v in r.env
+        if v.name == "DATABASE_URL"
+    ]
+    assert secret.secret.endswith("db-url") and secret.secret_version == "3"

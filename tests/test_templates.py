@@ -929,6 +929,24 @@ INCIDENT_CASES += [
         ),
         id="rollback-migration-guard",
     ),
+    pytest.param(
+        make_inc(
+            operation={
+                "id": "op-7f3a",
+                "kind": "rollback",
+                "state": "rejected",
+                "to_revision": "wa-backend-00002",
+                "requested_by": "runback",
+                "automatic": True,
+                "finished_at": NOW,
+                "succeeded": False,
+                "migration_guard": GUARD,
+            },
+            action="rollback_migration_declined",
+            buttons=["roll_back", "observe", "acknowledge"],
+        ),
+        id="rollback-migration-declined",
+    ),
 ]
 EPHEMERAL_CASES += [
     (

@@ -126,6 +126,9 @@ def rollback_crossing(
     """What a rollback to ``target`` would go back past: each shipped revision with a guarded
     migration newer than the target, with its flag and the statements that decide (their
     whys are the template's ``migration.rule.*``)."""
+    records = {r.revision: r for r in revision_migrations(deps.store, service)}
+    if not records:
+        return []
     created = {r.name: r.created for r in revisions}
     served = set(deps.store.served_revisions(service)) | {r for r, p in serving.items() if p}
     shipped = [
@@ -136,9 +139,8 @@ def rollback_crossing(
             recorded_at=record.recorded_at,
             shipped=record.revision in served,
         )
-        for record in revision_migrations(deps.store, service)
+        for record in records.values()
     ]
-    records = {r.revision: r for r in revision_migrations(deps.store, service)}
     return [
         {
             "revision": m.revision,

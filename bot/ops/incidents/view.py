@@ -126,6 +126,8 @@ def _action_and_buttons(
         action = "rollback_migration_guard"  # asked, not rolled back: the card says why
     elif operation is not None and operation.state == "awaiting_approval":
         action = "rollback_pending"
+    elif guarded and operation is not None and operation.state in ("rejected", "expired"):
+        action = "rollback_migration_declined"  # never "Rollback triggered": nothing moved
     elif operation is not None and moving:
         action = "rollback_running"
     elif record.verdict in ROLL_BACK_NOW:
