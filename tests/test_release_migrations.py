@@ -495,3 +495,31 @@ def test_green_turns_an_existing_flag_off_and_keeps_every_other_variable(box: Sa
         if v.name == "DATABASE_URL"
     ]
     assert secret.secret.endswith("db-url") and secret.secret_version == "3"
+
+
+def test_an_expired_request_to_roll_back_past_it_is_said_on_the_incident(box: Sandbox) -> None:
+    shipped(box, BLUE)
+    box.emulator.cloudrun.set_behaviour(BLUE, error_rate=0.07)
+    run(box, "wait 9m")
+    assert box.post_alert(alert_payload(box.emulator, SERVICE, "open", "0.m3")).status_code == 200
+    box.runtime.engine.wait_idle(timeout_s=60)
+    run(box, "wait 31m")
+    record = box.runtime.deps.store.open_incidents()[0]
+    assert box.runtime.deps.store.operation(record.operation_id).state == "expired"
+    text = json.dumps(box.emulator.slack.message(record.channel, record.message_ts)["blocks"])
+    assert "traffic did not move" in text and "expired" in text
+    assert "rollback_expired" in [e.kind for e in box.runtime.deps.store.timeline(record.id)]
+
+
+def test_the_records_work_on_postgresql(pg_sandbox: Sandbox) -> None:
+    box = pg_sandbox
+    payload = {"service": SERVICE, "image": IMAGE, "commit": COMMIT, "migration_sql": DROP}
+    assert ci(box, payload).status_code == 201
+    run(box, "as marta", f"/deploy {SERVICE} {IMAGE} --flag {FLAG}")
+    green = latest(box, "release").to_revision
+    recorded = revision_migration(box.runtime.deps.store, SERVICE, green)
+    assert recorded is not None and recorded.statements[0]["data"]["column"] == "fecha"
+    shipped(box, BLUE)
+    run(box, "as ana", "click Roll back")  # the release goes back to blue: unaffected
+    run(box, f"/rollback {SERVICE}")
+    assert latest(box, "rollback").state == "awaiting_approval"
