@@ -363,6 +363,7 @@ def make_rel(state: str, **over: Any) -> dict[str, Any]:
         "confirmed": False,
         "approver": {"role": "tech_lead", "not_the_requester": True},
         "awaiting": "",
+        "approval_action": "full_traffic",
         "migration": None,
         "backup": None,
     }
@@ -839,6 +840,7 @@ RELEASE_CASES += [
             percent=0,
             last=None,
             awaiting="migration",
+            approval_action="destructive_migration",
             migration=MIGRATION,
             backup={"status": "not_taken_by_runback"},
             approval=PENDING,

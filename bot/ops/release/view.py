@@ -12,6 +12,7 @@ from bot.ops.cards import announce, approval_view, operation_card, share_file, s
 from bot.ops.context import Deps
 from bot.ops.release.states import FINAL_STATES
 from bot.policy.approvals import who_may_approve
+from bot.policy.release_migrations import is_guarded
 from bot.ports import Message
 from bot.store import Operation
 
@@ -50,6 +51,7 @@ def release_view(deps: Deps, operation: Operation) -> dict[str, Any]:
         "warnings": data.get("warnings") or [],
         "confirmed": bool(data.get("confirmed")),
         "approver": asdict(who_may_approve(deps.config.approvals, _awaited(data))),
+        "approval_action": str(_awaited(data)),
         "awaiting": data.get("awaiting") or "",
         "migration": _migration_view(data),
         "backup": data.get("backup"),
@@ -58,7 +60,8 @@ def release_view(deps: Deps, operation: Operation) -> dict[str, Any]:
 
 def _awaited(data: dict[str, Any]) -> Action:
     """The approval the release asks (or will ask) for next."""
-    if data.get("awaiting") == "migration":
+    migration = data.get("migration") or {}
+    if is_guarded(migration.get("verdict", "")) and not data.get("migration_approved"):
         return Action.DESTRUCTIVE_MIGRATION
     return Action.FULL_TRAFFIC
 
