@@ -32,6 +32,14 @@ class Action(StrEnum):
     FULL_TRAFFIC = "full_traffic"
     EMERGENCY_ROLLBACK = "emergency_rollback"
     SCHEDULED_ROLLBACK = "scheduled_rollback"
+    # Approval-only rows (who asks is decided by canary / the rollback rows): a release that
+    # carries a destructive (or unknown) migration, before green gets any traffic, and a
+    # rollback to a revision older than one that shipped such a migration.
+    DESTRUCTIVE_MIGRATION = "destructive_migration"
+    ROLLBACK_PAST_MIGRATION = "rollback_past_migration"
+
+
+APPROVAL_ONLY_ACTIONS = frozenset({Action.DESTRUCTIVE_MIGRATION, Action.ROLLBACK_PAST_MIGRATION})
 
 
 class Strict(BaseModel):
@@ -55,6 +63,12 @@ class ChannelConfig(Strict):
 
 class Channels(Strict):
     incidents: ChannelConfig
+    # where releases started by CI (POST /ci/releases) post their card; default: incidents
+    releases: ChannelConfig | None = None
+
+    @property
+    def team(self) -> ChannelConfig:
+        return self.releases or self.incidents
 
 
 REGISTRY_PREFIX = r"^[a-z0-9][a-z0-9.-]*(:[0-9]+)?(/[a-z0-9._-]+)*/?$"
@@ -130,6 +144,14 @@ class Approvals(Strict):
     full_traffic: MatrixRow
     emergency_rollback: MatrixRow
     scheduled_rollback: MatrixRow
+    # The runbook: destructive migrations are "no permitidas sin aprobación". An approval is a
+    # second person's judgement, so by default a tech lead other than the requester gives it.
+    destructive_migration: MatrixRow = MatrixRow(
+        requester=Role.SENIOR_DEVELOPER, approval=Approval.ONE_OTHER_TECH_LEAD
+    )
+    rollback_past_migration: MatrixRow = MatrixRow(
+        requester=Role.ON_CALL, approval=Approval.ONE_OTHER_TECH_LEAD
+    )
     approval_ttl_minutes: int = Field(default=30, gt=0, le=24 * 60)
 
     def row(self, action: Action) -> MatrixRow:

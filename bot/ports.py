@@ -6,6 +6,7 @@ real implementation of each Protocol.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -145,8 +146,10 @@ class CloudRun(Protocol):
         revision_name: str,
         targets: list[TrafficTarget],
         etag: str,
+        env: Mapping[str, str] | None = None,
     ) -> str:
         """Create revision ``revision_name`` running ``image`` and set ``targets``, in one PATCH.
+        ``env`` sets plain environment variables of the ingress container (others are kept).
 
         The rest of the template (env vars, resources, ...) is kept. ``targets`` may name the
         new revision (e.g. at 0% with tag "green"). Returns the operation name. Raises

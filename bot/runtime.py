@@ -141,6 +141,7 @@ def config_warnings(config: Config, renderer: Renderer) -> list[str]:
 
 def build_runtime(config: Config, settings: Settings, clock: Clock | None = None) -> Runtime:
     from bot.ops.alerts_endpoint import handle_alert
+    from bot.ops.ci_releases import MAX_CI_BODY, handle_ci_release
     from bot.slack.app import build_app
     from bot.slack.chat import SlackChat, SlackDirectory, make_client
     from bot.web import Hooks, make_wsgi_app
@@ -178,6 +179,9 @@ def build_runtime(config: Config, settings: Settings, clock: Clock | None = None
         tick_token=settings.tick_token,
         first_sighting=deps.store.first_sighting,
         health=lambda: database_problem(deps.store),
+        ci_release=lambda body: handle_ci_release(deps, engine, body),
+        ci_token=settings.ci_token,
+        ci_max_body=MAX_CI_BODY,
     )
     wsgi = make_wsgi_app(bolt_app, hooks, settings.slack_signing_secret)
     return Runtime(settings, config, deps, engine, wsgi, bolt_app, warnings)

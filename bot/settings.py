@@ -23,6 +23,7 @@ class Settings:
     lease_s: float
     retry_deadline_s: float
     db_upgrade: bool = False  # upgrade an older schema at start (under a database lock)
+    ci_token: str | None = None  # POST /ci/releases (Authorization: Bearer); unset: 401
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -42,6 +43,7 @@ class Settings:
             lease_s=float(env.get("RUNBACK_LEASE_S") or 15),
             retry_deadline_s=float(env.get("RUNBACK_RETRY_DEADLINE_S") or 20),
             db_upgrade=env.get("RUNBACK_DB_UPGRADE", "").lower() in ("1", "true", "yes"),
+            ci_token=env.get("RUNBACK_CI_TOKEN") or None,
         )
 
     def missing(self) -> list[str]:

@@ -833,3 +833,7 @@ def _outbox_row(
         created_at=now,
         updated_at=now,
     )
+
+
+# The migration records' tables live beside the store, on the same Base (bot/store_migrations.py).
+import bot.store_migrations  # noqa: E402,F401

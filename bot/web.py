@@ -4,6 +4,7 @@ POST /slack/events        Slack (Bolt verifies the signature)
 GET  /healthz             liveness
 POST /alerts/monitoring   Cloud Monitoring webhook (?token=RUNBACK_ALERT_TOKEN)
 POST /tasks/tick          advance due work (Cloud Scheduler; ?token= or Bearer RUNBACK_TICK_TOKEN)
+POST /ci/releases         CI registers a release candidate (Bearer RUNBACK_CI_TOKEN)
 
 In front of Bolt, /slack/events checks what Bolt would trip over: size (413 before reading),
 signature and timestamp (401), a body that is not UTF-8 or not Slack's shape (400), and a
@@ -56,6 +57,9 @@ class Hooks:
     first_sighting: Callable[[str, datetime], bool] | None = None
     # None when the bot can do its work, else what is wrong (``/healthz`` says it, non-200).
     health: Callable[[], str | None] | None = None
+    ci_release: Callable[[bytes], tuple[int, dict[str, Any]]] | None = None  # body -> answer
+    ci_token: str | None = None
+    ci_max_body: int = MAX_BODY
 
 
 def _json(start_response: StartResponse, status: int, body: dict[str, Any]) -> list[bytes]:
@@ -64,9 +68,12 @@ def _json(start_response: StartResponse, status: int, body: dict[str, Any]) -> l
         200: "OK",
         400: "Bad Request",
         401: "Unauthorized",
+        201: "Created",
         404: "Not Found",
         405: "Method Not Allowed",
         413: "Payload Too Large",
+        415: "Unsupported Media Type",
+        422: "Unprocessable Entity",
         503: "Service Unavailable",
     }.get(status, "Error")
     headers = [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))]
@@ -219,6 +226,26 @@ def make_wsgi_app(bolt_app: App, hooks: Hooks | None = None, signing_secret: str
             return _json(start_response, 503, {"error": "database unavailable; retry later"})
         return _json(start_response, 200, {"status": "ticked"})
 
+    def ci_releases(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        """Bearer token only: a query-string token would end up in request logs."""
+        if hooks is None or hooks.ci_release is None:
+            return _json(start_response, 401, {"error": "missing or wrong token"})
+        if not token_matches(_bearer(environ), hooks.ci_token):
+            return _json(start_response, 401, {"error": "missing or wrong token"})
+        content_type = environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
+        if content_type != "application/json":
+            return _json(start_response, 415, {"error": "Content-Type must be application/json"})
+        body = _read_body(environ, hooks.ci_max_body)
+        if body is None:
+            error = f"payload too large (over {hooks.ci_max_body} bytes)"
+            return _json(start_response, 413, {"error": error})
+        try:
+            status, answer = hooks.ci_release(body)
+        except UNAVAILABLE:
+            log.exception("the database refused a CI release")
+            return _json(start_response, 503, {"error": "database unavailable; retry later"})
+        return _json(start_response, status, answer)
+
     def healthz(start_response: StartResponse) -> Iterable[bytes]:
         problem = hooks.health() if hooks is not None and hooks.health is not None else None
         if problem:
@@ -229,6 +256,7 @@ def make_wsgi_app(bolt_app: App, hooks: Hooks | None = None, signing_secret: str
         "/slack/events": ("POST", slack),
         "/alerts/monitoring": ("POST", alerts),
         "/tasks/tick": ("POST", tick),
+        "/ci/releases": ("POST", ci_releases),
     }
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:

@@ -78,6 +78,9 @@ def test_shipped_matrix_is_the_runbooks() -> None:
         Action.FULL_TRAFFIC: (Role.TECH_LEAD, Approval.ONE_OTHER_TECH_LEAD, False),
         Action.EMERGENCY_ROLLBACK: (Role.ON_CALL, Approval.SELF, True),
         Action.SCHEDULED_ROLLBACK: (Role.TECH_LEAD, Approval.ONE_OTHER_TECH_LEAD, False),
+        # "Migraciones destructivas: no permitidas sin aprobación" (approval-only rows)
+        Action.DESTRUCTIVE_MIGRATION: (Role.SENIOR_DEVELOPER, Approval.ONE_OTHER_TECH_LEAD, False),
+        Action.ROLLBACK_PAST_MIGRATION: (Role.ON_CALL, Approval.ONE_OTHER_TECH_LEAD, False),
     }
     assert set(expected) == set(Action)
     for action, row in expected.items():

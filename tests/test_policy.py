@@ -53,8 +53,16 @@ EXPECTED_MATRIX: dict[Action, tuple[Role, Verdict, bool]] = {
     Action.FULL_TRAFFIC: (LEAD, Verdict.NEEDS_APPROVAL, False),  # another tech lead approves
     Action.EMERGENCY_ROLLBACK: (ONCALL, Verdict.RUN, True),  # self-approval, incidents only
     Action.SCHEDULED_ROLLBACK: (LEAD, Verdict.NEEDS_APPROVAL, False),  # another tech lead
+    # approval-only rows: a destructive migration, before any traffic / rolled back past
+    Action.DESTRUCTIVE_MIGRATION: (SENIOR, Verdict.NEEDS_APPROVAL, False),
+    Action.ROLLBACK_PAST_MIGRATION: (ONCALL, Verdict.NEEDS_APPROVAL, False),
 }
-NEEDS_ANOTHER_TECH_LEAD = {Action.FULL_TRAFFIC, Action.SCHEDULED_ROLLBACK}
+NEEDS_ANOTHER_TECH_LEAD = {
+    Action.FULL_TRAFFIC,
+    Action.SCHEDULED_ROLLBACK,
+    Action.DESTRUCTIVE_MIGRATION,
+    Action.ROLLBACK_PAST_MIGRATION,
+}
 
 ALL_ROLES = (DEV, SENIOR, LEAD, ONCALL)
 DIRECT_SETS: list[frozenset[Role]] = [

@@ -264,8 +264,8 @@ def test_traffic_moved_in_the_console_pauses_the_release(box: Sandbox) -> None:
 @pytest.mark.parametrize(
     ("line", "expected"),
     [
-        ("/deploy", "Usage: `/deploy SERVICE IMAGE`"),
-        ("/deploy wa-backend", "Usage: `/deploy SERVICE IMAGE`"),
+        ("/deploy", "Usage: `/deploy SERVICE IMAGE"),
+        ("/deploy wa-backend", "Usage: `/deploy SERVICE IMAGE"),
         ("/deploy wa-frontend " + IMAGE, "wa-backend-staging"),
         ("/deploy wa-backend not an image", "Usage"),
         ("/deploy wa-backend <!channel>", "not a container image"),

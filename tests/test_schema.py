@@ -147,7 +147,7 @@ def check_new_tables_work(store: Store) -> None:
 def test_the_migration_files_are_named_after_their_revisions_in_order() -> None:
     script = ScriptDirectory(str(schema.MIGRATIONS))
     chain = list(reversed(list(script.walk_revisions())))
-    assert [Path(r.path).name[:5] for r in chain] == [f"{r.revision}_" for r in chain]
+    assert all(Path(r.path).name.startswith((f"{r.revision}_", f"{r.revision}.")) for r in chain)
     assert [r.revision for r in chain] == list(REVISIONS) and REVISIONS[0] == "0001"
     assert script.get_heads() == [HEAD]
 
@@ -227,7 +227,9 @@ def test_a_database_with_half_of_a_revisions_tables_is_refused(
     with engine.begin() as connection:
         connection.execute(text("DROP TABLE alembic_version"))
         connection.execute(text("DROP TABLE slack_outbox"))
-    with pytest.raises(SchemaError, match=r"some of Runback's tables \(seen_requests\)"):
+    with pytest.raises(
+        SchemaError, match=r"some of Runback's tables \([a-z_, ]*seen_requests[a-z_, ]*\)"
+    ):
         Store(database, upgrade=True)
 
 

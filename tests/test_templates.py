@@ -107,6 +107,7 @@ def make_op(state: str, **over: Any) -> dict[str, Any]:
         },
         "health_path": "/healthz",
         "approver": {"role": "tech_lead", "not_the_requester": True},
+        "migration_guard": [],
     }
     op["marks"] = step_marks(timings, None)
     if state == "failed":
@@ -361,6 +362,10 @@ def make_rel(state: str, **over: Any) -> dict[str, Any]:
         "warnings": [],
         "confirmed": False,
         "approver": {"role": "tech_lead", "not_the_requester": True},
+        "awaiting": "",
+        "approval_action": "full_traffic",
+        "migration": None,
+        "backup": None,
     }
     return {**rel, **over}
 
@@ -780,6 +785,202 @@ def migration_report_context(sql: str, dialect: str) -> dict[str, Any]:
     }
 
 
+# -- migrel: releases and rollbacks that know their migrations ----------------------------------
+
+DROP = {
+    "line": 3,
+    "statement": "ALTER TABLE reservas DROP COLUMN fecha",
+    "verdict": "destructive",
+    "rule": "drop_column",
+    "data": {"table": "reservas", "column": "fecha"},
+    "warnings": [],
+}
+ADD = {
+    **DROP,
+    "line": 1,
+    "verdict": "additive",
+    "rule": "add_column_nullable",
+    "data": {"table": "reservas", "column": "notes"},
+}
+MIGRATION = {
+    "verdict": "destructive",
+    "statements": [ADD, DROP],
+    "shown": [ADD, DROP],
+    "hidden": 0,
+    "dialect": "postgres",
+    "source": "ci",
+    "commit": "9fceb02d0ae598e95dc970b74767f19372d61af8",
+    "registered_by": "ci",
+    "flag": "FEATURE_FLAG_NEW_SCHEMA",
+    "candidate": 1,
+    "approved_by": "",
+}
+PENDING = {"id": "ap-9", "status": "pending", "decided_by": "", "expires_at": NOW}
+GUARD = [
+    {
+        "revision": "wa-backend-00003",
+        "verdict": "destructive",
+        "flag": "FEATURE_FLAG_NEW_SCHEMA",
+        "statements": [DROP],
+    },
+    {
+        "revision": "wa-backend-00002",
+        "verdict": "unknown",
+        "flag": "",
+        "statements": [
+            {**DROP, "verdict": "unknown", "rule": "unrecognised", "data": {"kind": "DoStmt"}}
+        ],
+    },
+]
+RELEASE_CASES += [
+    pytest.param(
+        make_rel(
+            "awaiting_approval",
+            step=-1,
+            percent=0,
+            last=None,
+            awaiting="migration",
+            approval_action="destructive_migration",
+            migration=MIGRATION,
+            backup={"status": "not_taken_by_runback"},
+            approval=PENDING,
+            buttons=["approve_migration", "reject", "roll_back"],
+        ),
+        id="release-awaiting-migration",
+    ),
+    pytest.param(
+        make_rel(
+            "judging",
+            migration={
+                **MIGRATION,
+                "approved_by": "U0LUIS",
+                "source": "slack",
+                "registered_by": "U0MARTA",
+                "hidden": 40,
+            },
+        ),
+        id="release-migration-approved",
+    ),
+    pytest.param(
+        make_rel(
+            "judging",
+            migration={
+                **MIGRATION,
+                "verdict": "additive",
+                "statements": [ADD],
+                "shown": [ADD],
+                "flag": "",
+            },
+        ),
+        id="release-migration-additive",
+    ),
+    pytest.param(
+        make_rel(
+            "rolled_back",
+            buttons=[],
+            migration=MIGRATION,
+            outcome={"code": "migration_rejected", "by": "U0LUIS"},
+        ),
+        id="release-migration-rejected",
+    ),
+    pytest.param(
+        make_rel("rolled_back", buttons=[], outcome={"code": "migration_approval_expired"}),
+        id="release-migration-expired",
+    ),
+]
+GUARDED_APPROVAL = {**make_op("awaiting_approval")["approval"], "action": "rollback_past_migration"}
+CARD_CASES += [
+    pytest.param(
+        make_op(
+            "awaiting_approval",
+            migration_guard=GUARD,
+            approval=GUARDED_APPROVAL,
+            requested_by="U0ANA",
+        ),
+        id="guarded",
+    ),
+    pytest.param(
+        make_op(
+            "awaiting_approval",
+            migration_guard=GUARD[1:],
+            approval=GUARDED_APPROVAL,
+            automatic=True,
+            requested_by="runback",
+            approver={"role": "tech_lead", "not_the_requester": False},
+        ),
+        id="guarded-automatic-no-flag",
+    ),
+    pytest.param(make_op("succeeded", migration_guard=GUARD), id="guarded-done"),
+]
+INCIDENT_CASES += [
+    pytest.param(
+        make_inc(
+            operation={
+                "id": "op-7f3a",
+                "kind": "rollback",
+                "state": "awaiting_approval",
+                "to_revision": "wa-backend-00002",
+                "requested_by": "runback",
+                "automatic": True,
+                "finished_at": None,
+                "succeeded": False,
+                "migration_guard": GUARD,
+            },
+            action="rollback_migration_guard",
+            buttons=["observe", "acknowledge"],
+        ),
+        id="rollback-migration-guard",
+    ),
+    pytest.param(
+        make_inc(
+            operation={
+                "id": "op-7f3a",
+                "kind": "rollback",
+                "state": "rejected",
+                "to_revision": "wa-backend-00002",
+                "requested_by": "runback",
+                "automatic": True,
+                "finished_at": NOW,
+                "succeeded": False,
+                "migration_guard": GUARD,
+            },
+            action="rollback_migration_declined",
+            buttons=["roll_back", "observe", "acknowledge"],
+        ),
+        id="rollback-migration-declined",
+    ),
+]
+EPHEMERAL_CASES += [
+    (
+        "error.release.flag_missing",
+        {
+            "service": "wa-backend",
+            "image": "us-docker.pkg.dev/p/a/wa:1.3.0",
+            "flag": "",
+            "verdict": "destructive",
+            "source": "ci",
+            "commit": "9fceb02",
+        },
+    ),
+    (
+        "error.release.flag_missing",
+        {
+            "service": "wa-backend",
+            "image": "us-docker.pkg.dev/p/a/wa:1.3.0",
+            "flag": "",
+            "verdict": "unknown",
+            "source": "slack",
+            "commit": "",
+        },
+    ),
+    ("error.release.flag_invalid", {"flag": "feature_flag_lower"}),
+    (
+        "error.release.flag_without_migration",
+        {"service": "wa-backend", "image": "us-docker.pkg.dev/p/a/wa:1.3.0"},
+    ),
+]
+
+
 MESSAGES: list[Any] = [
     *[pytest.param("rollback_card", {"op": op.values[0]}, id=f"card-{op.id}") for op in CARD_CASES],
     *[
@@ -855,7 +1056,17 @@ MESSAGES: list[Any] = [
         id="whoami-groups-unreadable",
     ),
 ]
-VIEWS = {"migration_modal": {"metadata": json.dumps({"channel": "C0INCIDENTS"})}}
+VIEWS = {
+    "migration_modal": {"metadata": json.dumps({"channel": "C0INCIDENTS"})},
+    "deploy_migration_modal": {
+        "metadata": json.dumps(
+            {"channel": "C0INCIDENTS", "service": "wa-backend", "image": "us-docker.pkg.dev/a:1"}
+        ),
+        "service": "wa-backend",
+        "image": "us-docker.pkg.dev/p/a/wa:1.3.0",
+        "flag": "FEATURE_FLAG_NEW_SCHEMA",
+    },
+}
 
 
 def texts(node: Any) -> list[str]:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -109,8 +109,11 @@ class CloudRunAdmin:
         revision_name: str,
         targets: list[TrafficTarget],
         etag: str,
+        env: Mapping[str, str] | None = None,
     ) -> str:
-        """New revision ``revision_name`` with ``image`` plus ``targets``, in one PATCH.
+        """New revision ``revision_name`` with ``image`` plus ``targets``, in one PATCH; ``env``
+        sets plain variables of the ingress container (a feature flag that starts off), the
+        others kept as they are.
 
         See the module docstring for the read-modify-write and the update mask.
         """
@@ -127,6 +130,7 @@ class CloudRunAdmin:
                 "bad_response", f"{ref.path} has no ingress container (one with a port)"
             )
         template.containers[ingress].image = image
+        _set_env(template.containers[ingress], env or {})
         template.revision = revision_name
         service = run_v2.Service(
             name=ref.path, etag=etag, template=template, traffic=_traffic(targets)
@@ -420,3 +424,17 @@ def _rpc_status(error: Any) -> str:
 
 def _short(name: str) -> str:
     return name.rsplit("/", 1)[-1] if name else ""
+
+
+def _set_env(container: Any, values: Mapping[str, str]) -> None:
+    """Set plain variables on a run_v2 Container: an existing one (plain or from a secret) is
+    replaced in place, a new one appended; every other variable is kept in order."""
+    from google.cloud import run_v2
+
+    for name, value in values.items():
+        fresh = run_v2.EnvVar(name=name, value=value)
+        index = next((i for i, var in enumerate(container.env) if var.name == name), None)
+        if index is None:
+            container.env.append(fresh)
+        else:
+            container.env[index] = fresh

@@ -48,6 +48,7 @@ def card_view(deps: Deps, operation: Operation) -> dict[str, Any]:
         "approval": approval_view(approval) if approval else None,
         "health_path": _health_path(deps, operation),
         "approver": _approver(deps, approval),
+        "migration_guard": data.get("migration_guard") or [],
     }
 
 

@@ -140,7 +140,8 @@ class Engine:
         a crash left half-applied, free locks of ended operations, and resume operations nobody
         is running (crash, restart)."""
         with self.track():
-            approvals.expire_due(self.deps, ON_EXPIRED)
+            for operation_id in approvals.expire_due(self.deps, ON_EXPIRED):
+                self._tell_incidents(operation_id)  # an incident's rollback request expired
             approvals.recover_decided(self.deps, ON_DECIDED, ON_EXPIRED)
             for service in self.deps.store.release_stale_locks():
                 log.warning("freed the lock of %s, held by an operation that had ended", service)
@@ -153,6 +154,11 @@ class Engine:
                 self.courier.kick()
             else:
                 cards.deliver_due(self.deps)
+
+    def _tell_incidents(self, operation_id: str) -> None:
+        operation = self.deps.store.operation(operation_id)
+        if operation is not None and operation.state in TERMINAL_STATES:
+            incidents.on_operation_finished(self.deps, operation)
 
     def judge_incident(self, incident_id: str) -> None:
         """Judge a new incident off the request thread; start the rollback it calls for."""

@@ -53,7 +53,8 @@ HELP = """\
   as NAME                act as another sandbox user ({users})
   in #CHANNEL            speak in another channel ({channels})
   click LABEL            click the button LABEL on the newest message that has one
-  submit [mysql] TEXT    submit the newest form opened for you, TEXT in its text box
+  submit [k=v] [mysql] TEXT  submit the newest form opened for you, TEXT in its text box
+                         (k=v fills another field, e.g. flag=FEATURE_FLAG_NEW_SCHEMA)
   set REVISION k=v ...   emulator behaviour: healthz=500 error_rate=0.07 p95_ms=2500 rps=50
   traffic SERVICE        the emulator's ground truth: revision and percent per line
   fault API STATUS [N]   the next N calls of an emulator API fail: fault run.services.patch 503 2
@@ -95,6 +96,7 @@ class Sandbox:
             "RUNBACK_RETRY_DEADLINE_S": str(self.retry_deadline_s),
             "RUNBACK_ALERT_TOKEN": self.alert_token,
             "RUNBACK_TICK_TOKEN": self.alert_token,
+            "RUNBACK_CI_TOKEN": self.alert_token,
             **self.emulator.env(),
         }
         self._settings = Settings.from_env(env)
@@ -385,15 +387,25 @@ class Sandbox:
             raise ConsoleError("no form is open for you; e.g. /ops migration-check")
         record = views[-1]
         view = {**record["view"], "id": record["id"], "hash": record["hash"]}
+        typed: dict[str, str] = {}
+        fields = _input_ids(view)
+        while (word := text.partition(" ")[0]).partition("=")[0] in fields - {"sql"}:
+            typed[word.partition("=")[0]] = word.partition("=")[2]  # e.g. flag=FEATURE_FLAG_X
+            text = text.partition(" ")[2]
         first, _, rest = text.partition(" ")
-        typed = {"dialect": first, "sql": rest} if first in ("postgres", "mysql") else {}
-        typed = typed or {"sql": text}
+        if first in ("postgres", "mysql"):
+            typed.update(dialect=first, sql=rest)
+        else:
+            typed["sql"] = text
         values = input_values(view, typed)
         trigger_id = self.emulator.slack.issue_trigger_id(user_id)
         return view_submission(view, values, user_id, self.user, trigger_id)
 
     def _submit(self, text: str) -> list[str]:
-        self._post(self.submit_body(text))
+        response = self._post(self.submit_body(text))
+        answer = json.loads(response.content) if response.content else {}
+        if answer.get("response_action") == "errors":  # the form stays open, errors beside
+            return [f"! {field}: {error}" for field, error in answer["errors"].items()]
         return self._collect()
 
     def _click(self, label: str) -> list[str]:
@@ -445,6 +457,15 @@ class Sandbox:
             tags.append("only visible to you")
         head = f"── runback ({', '.join(tags)}) " + "─" * 20
         return [head, *render_message(message, self.names)]
+
+
+def _input_ids(view: dict[str, Any]) -> set[str]:
+    """The action ids of a form's inputs (what ``submit name=value`` may fill)."""
+    return {
+        str((block.get("element") or {}).get("action_id"))
+        for block in view.get("blocks") or []
+        if block.get("type") == "input"
+    }
 
 
 def plain(text: str, names: dict[str, str]) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 
 from slack_bolt import Ack, App
 
+from bot.ops import incidents
 from bot.ops.context import Deps
 from bot.ops.engine import Engine
 from bot.ops.errors import UserError
@@ -67,6 +68,8 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
                 return
             if operation.state == "approved":
                 engine.submit(operation.id)
+            elif operation.state == "rejected":  # an incident waiting for it says so now
+                incidents.on_operation_finished(deps, operation)
 
         engine.background(work)
 

@@ -13,6 +13,7 @@ from typing import Any
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
+from bot.config import APPROVAL_ONLY_ACTIONS
 from bot.ops.cards import operation_card, tell_requester_if_unseen
 from bot.ops.context import Deps
 from bot.ops.engine import Engine
@@ -214,6 +215,7 @@ def whoami_message(deps: Deps, user: str, channel: str) -> Message:
             {"verdict": str(d.verdict), "role": str(d.required_role), "why": str(d.refusal or "")},
         )
         for action, d in decisions.items()
+        if action not in APPROVAL_ONLY_ACTIONS  # nobody requests these; the card says who approves
     ]
     return deps.renderer.message(
         "whoami",

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
+from slack_sdk import WebClient
 
 from bot.config import Role
 from bot.ops import release
@@ -17,8 +18,10 @@ from bot.ops.context import Deps
 from bot.ops.engine import Engine
 from bot.ops.errors import UserError
 from bot.ports import Message
+from bot.slack import deploy_migration
 from bot.slack.buttons import Click, button
 from bot.slack.commands import ack_with, answer_later, ephemeral
+from bot.slack.deploy_migration import open_form, parse_deploy
 
 log = logging.getLogger("runback.slack")
 
@@ -29,29 +32,49 @@ STEERERS = frozenset({Role.SENIOR_DEVELOPER, Role.TECH_LEAD})  # may pause, resu
 def register(app: App, deps: Deps, engine: Engine) -> None:
     @app.command("/deploy")
     @engine.tracked
-    def deploy_command(ack: Ack, command: dict[str, Any], respond: Respond) -> None:
-        words = (command.get("text") or "").split()
-        if len(words) != 2:
+    def deploy_command(
+        ack: Ack, command: dict[str, Any], respond: Respond, client: WebClient
+    ) -> None:
+        options = parse_deploy(command.get("text") or "")
+        if options is None:
             ack_with(ack, ephemeral(deps, "error.usage.deploy"))
             return
+        if options.migration and deps.config.service(options.service) is None:
+            known = deps.config.service_names
+            ack_with(
+                ack, ephemeral(deps, "error.unknown_service", service=options.service, known=known)
+            )
+            return
         ack()
+        if options.migration:  # now: the trigger_id lives 3 s
+            open_form(deps, client, command, options, respond)
+            return
         request = release.ReleaseRequest(
-            service=words[0], image=words[1], user=command["user_id"], channel=command["channel_id"]
+            service=options.service,
+            image=options.image,
+            user=command["user_id"],
+            channel=command["channel_id"],
+            flag=options.flag,
         )
 
         answer_later(engine, deps, respond, lambda: start(request, command["response_url"]))
 
-    def start(request: release.ReleaseRequest, response_url: str) -> Message | None:
+    def start(request: release.ReleaseRequest, response_url: str = "") -> Message | None:
         """Start the release; answer the requester with its image's warnings, or with a
         confirm button when the image needs their explicit go-ahead."""
         try:
             operation = release.request_release(deps, request)
         except release.NeedsConfirmation as needed:
             return deps.renderer.message(
-                "deploy_confirm", service=request.service, image=request.image, ws=needed.warnings
+                "deploy_confirm",
+                service=request.service,
+                image=request.image,
+                flag=request.flag,
+                ws=needed.warnings,
             )
         engine.submit(operation.id)
-        tell_requester_if_unseen(deps, operation_card(operation.id), response_url)
+        if response_url:
+            tell_requester_if_unseen(deps, operation_card(operation.id), response_url)
         warnings = operation.data.get("warnings")
         if not warnings:
             return None
@@ -72,12 +95,18 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
         try:
             asked = json.loads(str(action.get("value", "")))
             service, image = str(asked["service"]), str(asked["image"])
-        except (ValueError, KeyError, TypeError):
+            flag = str(asked.get("flag") or "")
+        except (ValueError, KeyError, TypeError, AttributeError):
             answer_later(engine, deps, respond, lambda: ephemeral(deps, "notice.unknown_request"))
             return
         channel = (body.get("channel") or {}).get("id") or body["container"]["channel_id"]
         request = release.ReleaseRequest(
-            service=service, image=image, user=body["user"]["id"], channel=channel, confirmed=True
+            service=service,
+            image=image,
+            user=body["user"]["id"],
+            channel=channel,
+            confirmed=True,
+            flag=flag,
         )
 
         # The prompt is replaced by what happened, so it cannot start a release twice. A
@@ -125,8 +154,10 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
         return release.resume(deps, operation_id, user)
 
     app.action("release_approve_full")(for_roles(approve, None))  # the matrix decides
+    app.action("release_approve_migration")(for_roles(approve, None))
     app.action("release_reject")(for_roles(reject, None))
     app.action("release_roll_back")(for_roles(roll_back, ROLLERS))
     app.action("release_pause")(for_roles(pause, STEERERS))
     app.action("release_resume")(for_roles(resume, STEERERS))
     app.action("release_proceed")(for_roles(resume, STEERERS))
+    deploy_migration.register(app, deps, engine, start)

@@ -138,13 +138,16 @@ def _automatic_rollback(deps: Deps, record: IncidentRecord, revision: str) -> st
         deps.store.add_event(record.id, now, "rollback_blocked", actor=BOT_ACTOR, why=error.key)
         return None
     deps.store.update_incident(record.id, now, operation_id=operation.id)
+    guard = (operation.data or {}).get("migration_guard") or []
     deps.store.add_event(
         record.id,
         now,
-        "rollback_requested",
+        # never silently past a destructive migration: asked, and the card says so
+        "rollback_asked_past_migration" if guard else "rollback_requested",
         actor=BOT_ACTOR,
         target=operation.to_revision,
         operation=operation.id,
+        **({"past": [c["revision"] for c in guard]} if guard else {}),
     )
     return operation.id if operation.state == "approved" else None
 

@@ -98,6 +98,11 @@ def on_operation_finished(deps: Deps, operation: Operation) -> None:
                 code=(operation.data.get("error") or {}).get("code", ""),
             )
             refresh_incident_card(deps, record.id)
+        elif operation.state in ("rejected", "expired") and record.operation_id == operation.id:
+            # the incident's rollback request was declined (one past a destructive migration,
+            # say): the card must not go on saying it waits, nor that a rollback was triggered
+            deps.store.add_event(record.id, now, f"rollback_{operation.state}", actor=BOT_ACTOR)
+            refresh_incident_card(deps, record.id)
 
 
 def resolve(deps: Deps, incident_id: str, actor: str, how: str = "resolved") -> IncidentRecord:

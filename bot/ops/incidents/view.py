@@ -90,6 +90,7 @@ def _operation_view(operation: Operation | None) -> dict[str, Any] | None:
         "automatic": bool((operation.data or {}).get("automatic")),
         "finished_at": operation.finished_at,
         "succeeded": operation.state in ("succeeded", "rolled_back"),
+        "migration_guard": (operation.data or {}).get("migration_guard") or [],
     }
 
 
@@ -120,8 +121,13 @@ def _action_and_buttons(
     if record.state in ("mitigated", "resolved"):
         buttons = ["resolve"] if record.state == "mitigated" else []
         return {"action": record.state, "buttons": buttons, "blocked": ""}
-    if operation is not None and operation.state == "awaiting_approval":
+    guarded = operation is not None and bool((operation.data or {}).get("migration_guard"))
+    if operation is not None and operation.state == "awaiting_approval" and guarded:
+        action = "rollback_migration_guard"  # asked, not rolled back: the card says why
+    elif operation is not None and operation.state == "awaiting_approval":
         action = "rollback_pending"
+    elif guarded and operation is not None and operation.state in ("rejected", "expired"):
+        action = "rollback_migration_declined"  # never "Rollback triggered": nothing moved
     elif operation is not None and moving:
         action = "rollback_running"
     elif record.verdict in ROLL_BACK_NOW:
@@ -132,7 +138,10 @@ def _action_and_buttons(
         )
     else:
         action = record.verdict or "judging"
-    buttons = [] if moving else ["roll_back"]
+    # A rollback past a destructive migration waits for a tech lead on its own card: a Roll
+    # back click here would only ask the same question again.
+    waiting_for_guard = guarded and operation is not None and operation.state == "awaiting_approval"
+    buttons = [] if moving or waiting_for_guard else ["roll_back"]
     if record.observe_until is None and not moving:
         buttons.append("observe")
     if record.verdict == str(Verdict.PROCEED):  # recovered: a person may close it

@@ -9,12 +9,15 @@ from bot.ops.release.cloud import patch
 from bot.ops.release.record import commit, due_in, event
 from bot.ops.release.states import GREEN_TAG
 from bot.ops.release.view import refresh
+from bot.ops.release_migrations import release_guarded
 from bot.ports import CloudRunError, ServiceState, TrafficTarget
 from bot.store import Move, Operation
 
 
 def next_step(deps: Deps, operation: Operation) -> Operation:
     index = operation.data["step"] + 1
+    if index == 0 and release_guarded(operation) and not operation.data.get("migration_approved"):
+        return _ask_for_migration(deps, operation)
     percent = operation.data["steps"][index]
     needs_approval = percent == 100 and not operation.data["staging"]
     if needs_approval and not operation.data.get("full_traffic_approved"):
@@ -84,9 +87,30 @@ def _ask_for_full_traffic(deps: Deps, operation: Operation, index: int) -> Opera
     )
 
 
+def _ask_for_migration(deps: Deps, operation: Operation) -> Operation:
+    """A destructive (or unknown) migration: a tech lead approves before green gets any
+    traffic (the runbook: "no permitidas sin aprobación"). Green waits at 0%, smoke-tested."""
+    request_approval(deps, operation.id, Action.DESTRUCTIVE_MIGRATION, operation.requested_by)
+    deps.audit(
+        BOT_ACTOR,
+        "release.migration_approval_asked",
+        "pending",
+        service=operation.service,
+        revision=operation.to_revision,
+        operation_id=operation.id,
+        verdict=operation.data["migration"]["verdict"],
+        feature_flag=operation.data["migration"]["flag"],
+    )
+    return commit(
+        deps, operation, "awaiting_approval", awaiting="migration", next_step=0, due_at=None
+    )
+
+
 def decide_full_traffic(deps: Deps, approval_id: str, user: str, approve: bool) -> Operation:
-    """Approve 100% (or reject it): the decision and the release's next state are committed
-    together, so a crash cannot leave an approved request on a release still waiting for it."""
+    """Approve the step the release waits for (100%, or the first step of a release with a
+    destructive migration), or reject it: the decision and the release's next state are
+    committed together, so a crash cannot leave an approved request on a release still
+    waiting for it."""
 
     def transition(operation: Operation, approved: bool) -> Move:
         return _decided(operation, approved, user)
@@ -97,14 +121,21 @@ def decide_full_traffic(deps: Deps, approval_id: str, user: str, approve: bool) 
 
 
 def _decided(operation: Operation, approve: bool, user: str) -> Move:
+    migration = operation.data.get("awaiting") == "migration"
     if not approve:
-        data = {**operation.data, "outcome": {"code": "rejected", "by": user}}
+        code = "migration_rejected" if migration else "rejected"
+        data = {**operation.data, "awaiting": None, "outcome": {"code": code, "by": user}}
         return Move(operation.id, "awaiting_approval", "rolling_back", data)
+    approved = (
+        {"migration_approved": True, "migration_approved_by": user}
+        if migration
+        else {"full_traffic_approved": True, "approved_by": user}
+    )
     data = {
         **operation.data,
+        **approved,
+        "awaiting": None,
         "step": operation.data["next_step"],
-        "full_traffic_approved": True,
-        "approved_by": user,
         "due_at": None,
     }
     return Move(operation.id, "awaiting_approval", "shifting", data)
@@ -124,7 +155,9 @@ def on_expired(deps: Deps, operation: Operation) -> None:
         service=operation.service,
         operation_id=operation.id,
     )
-    commit(deps, operation, "rolling_back", outcome={"code": "approval_expired"})
+    migration = operation.data.get("awaiting") == "migration"
+    code = "migration_approval_expired" if migration else "approval_expired"
+    commit(deps, operation, "rolling_back", awaiting=None, outcome={"code": code})
 
 
 def proceed_now(deps: Deps, operation: Operation) -> Operation:

@@ -23,8 +23,14 @@ def patch(
         state = deps.cloudrun.get_service(ref)
         targets = with_other_tags(targets, state)
         if deploy:
+            flag = ((operation.data.get("migration") or {}).get("flag")) or ""
             name = deps.cloudrun.start_deploy(
-                ref, operation.data["image"], operation.to_revision, targets, state.etag
+                ref,
+                operation.data["image"],
+                operation.to_revision,
+                targets,
+                state.etag,
+                env={flag: "false"} if flag else None,  # the flag starts off
             )
         else:
             name = deps.cloudrun.start_traffic_update(ref, targets, state.etag)

@@ -7,11 +7,13 @@ from typing import Any
 
 from bot.ops.context import Deps
 from bot.ops.health import config_problem
+from bot.ops.release.backup import before_green
 from bot.ops.release.canary import next_step
 from bot.ops.release.cloud import cloud_failure, patch
 from bot.ops.release.green import green_audience, probe_green
 from bot.ops.release.record import commit, end, event
 from bot.ops.release.states import GREEN_TAG
+from bot.ops.release_migrations import record_green
 from bot.ports import CloudRunError, ServiceState, TrafficTarget
 from bot.store import Operation
 
@@ -19,6 +21,10 @@ PROMETHEUS_LINE = re.compile(r"^(# (HELP|TYPE) |[a-zA-Z_:][a-zA-Z0-9_:]*(\{[^}]*
 
 
 def step_deploy(deps: Deps, operation: Operation) -> Operation:
+    if "backup" not in operation.data:  # once, even when the deploy is tried again
+        backup = before_green(deps, operation)
+        if backup is not None:
+            operation = commit(deps, operation, backup=backup)
     ref = deps.service_ref(deps.managed_service(operation.service))
     try:
         state = deps.cloudrun.get_service(ref)
@@ -45,6 +51,7 @@ def after_deploy(deps: Deps, operation: Operation, state: ServiceState) -> Opera
     if tag is None or not tag.uri:
         return _untag(deps, operation, {"code": "no_tag_url"})
     event(deps, operation, "deployed", revision=operation.to_revision, uri=tag.uri)
+    record_green(deps, operation)
     return commit(deps, operation, "smoke", green_uri=tag.uri, service_uri=state.uri)
 
 

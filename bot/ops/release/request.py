@@ -5,14 +5,17 @@ from __future__ import annotations
 import random
 import re
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
-from bot.config import Action, ServiceConfig
+from bot.config import Action, Approval, ServiceConfig
 from bot.ops.context import Deps
 from bot.ops.errors import UserError
 from bot.ops.release.view import refresh
-from bot.policy.approvals import decide_request
+from bot.ops.release_migrations import migration_of, register_candidate
+from bot.policy.approvals import Verdict, decide_request
 from bot.policy.images import ImageRef, allowed_registries, check_image, in_registries, parse_image
+from bot.policy.release_migrations import flag_problem, is_guarded
 from bot.policy.targets import current_revision
 from bot.ports import CloudRunError, Revision
 from bot.store import Operation
@@ -27,6 +30,10 @@ class ReleaseRequest:
     user: str
     channel: str
     confirmed: bool = False  # the requester saw the image's warnings and clicked to go on
+    flag: str = ""  # the feature flag a destructive migration hides behind (FEATURE_FLAG_...)
+    from_ci: bool = False  # POST /ci/releases: staging's "automatic when CI passes"
+    migration_sql: str | None = None  # attached with the /deploy --migration form
+    dialect: str = "postgres"
 
 
 class NeedsConfirmation(Exception):
@@ -55,6 +62,8 @@ def request_release(deps: Deps, request: ReleaseRequest) -> Operation:
     action = Action.CANARY if service.environment == "production" else Action.DEPLOY_STAGING
     in_incidents = request.channel == deps.config.channels.incidents.id
     decision = decide_request(deps.config.approvals, action, deps.roles(request.user), in_incidents)
+    if request.from_ci and ci_may_start(deps, service):
+        decision = replace(decision, verdict=Verdict.RUN, refusal=None)
     if not decision.allowed:
         _refuse(deps, request, str(decision.refusal))
         raise UserError(
@@ -63,27 +72,87 @@ def request_release(deps: Deps, request: ReleaseRequest) -> Operation:
             role=str(decision.required_role),
             channel=deps.config.channels.incidents.name,
         )
+    migration = _migration(deps, request, service)
     holder = deps.store.lock_holder(service.name)
     if holder is not None:
         _refuse(deps, request, "busy")
         raise UserError("error.busy", service=service.name, holder=holder)
-    return _create(deps, request, service, image)
+    return _create(deps, request, service, image, migration)
+
+
+def ci_may_start(deps: Deps, service: ServiceConfig) -> bool:
+    """The matrix's deploy to staging "automatic when CI passes": CI starts staging releases
+    itself when the row is automatic; production is only ever registered."""
+    row = deps.config.approvals.row(Action.DEPLOY_STAGING)
+    return service.environment == "staging" and row.approval is Approval.AUTO
+
+
+def _migration(
+    deps: Deps, request: ReleaseRequest, service: ServiceConfig
+) -> dict[str, Any] | None:
+    """The migration registered for exactly this image, with the flag it hides behind. A
+    destructive (or unknown) one needs a valid ``FEATURE_FLAG_...`` name, or nothing starts."""
+    if request.migration_sql is not None:  # the form's SQL becomes this image's candidate
+        register_candidate(
+            deps,
+            service=service.name,
+            image=request.image,
+            sql=request.migration_sql,
+            dialect="mysql" if request.dialect == "mysql" else "postgres",
+            source="slack",
+            by=request.user,
+            flag=request.flag,
+        )
+    migration = migration_of(deps, service.name, request.image)
+    if migration is None and request.flag:
+        _refuse(deps, request, "flag_without_migration")
+        raise UserError(
+            "error.release.flag_without_migration", service=service.name, image=request.image
+        )
+    if migration is None:
+        return None
+    flag = request.flag or migration["flag"]
+    problem = flag_problem(flag)
+    if problem == "missing" and not is_guarded(migration["verdict"]):
+        return migration  # an additive migration needs no flag
+    if problem is not None:
+        _refuse(deps, request, f"flag_{problem}")
+        raise UserError(
+            f"error.release.flag_{problem}",
+            service=service.name,
+            image=request.image,
+            flag=flag,
+            verdict=migration["verdict"],
+            source=migration["source"],
+            commit=migration["commit"],
+        )
+    return {**migration, "flag": flag}
 
 
 def _check_registry(
     deps: Deps, request: ReleaseRequest, service: ServiceConfig, image: ImageRef
 ) -> None:
     """Production releases only images from the registries app.yaml allows."""
-    if service.environment != "production":
-        return
-    allowed = allowed_registries(
-        service.registries, deps.config.release.registries, service.project, service.region
-    )
-    if not in_registries(image, allowed):
+    allowed = registry_problem(deps, service, request.image, image)
+    if allowed is not None:
         _refuse(deps, request, "registry")
         raise UserError(
             "error.release.registry", image=request.image, service=service.name, allowed=allowed
         )
+
+
+def registry_problem(
+    deps: Deps, service: ServiceConfig, name: str, image: ImageRef | None = None
+) -> tuple[str, ...] | None:
+    """The registries a production image must come from, when ``name`` is not from one of
+    them (None when it may be released)."""
+    if service.environment != "production":
+        return None
+    allowed = allowed_registries(
+        service.registries, deps.config.release.registries, service.project, service.region
+    )
+    parsed = image or parse_image(name)
+    return None if parsed is not None and in_registries(parsed, allowed) else tuple(allowed)
 
 
 def _refuse(deps: Deps, request: ReleaseRequest, why: str) -> None:
@@ -98,7 +167,11 @@ def _refuse(deps: Deps, request: ReleaseRequest, why: str) -> None:
 
 
 def _create(
-    deps: Deps, request: ReleaseRequest, service: ServiceConfig, image: ImageRef
+    deps: Deps,
+    request: ReleaseRequest,
+    service: ServiceConfig,
+    image: ImageRef,
+    migration: dict[str, Any] | None,
 ) -> Operation:
     ref = deps.service_ref(service)
     try:
@@ -149,6 +222,8 @@ def _create(
             "requested_at": now.isoformat(),
             "warnings": list(warnings),
             "confirmed": request.confirmed and check.needs_confirmation,
+            "migration": migration,
+            "ci": request.from_ci,
         },
     )
     if not deps.store.acquire_lock(service.name, operation.id, now):
@@ -167,6 +242,9 @@ def _create(
         approval="auto" if staging else "self",
         warnings=list(warnings),
         confirmed=request.confirmed,
+        migration=(migration or {}).get("verdict", "none"),
+        feature_flag=(migration or {}).get("flag", ""),
+        from_ci=request.from_ci,
     )
     deps.store.add_event(operation.id, now, "requested", actor=request.user, image=request.image)
     refresh(deps, operation.id)

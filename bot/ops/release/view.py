@@ -12,10 +12,12 @@ from bot.ops.cards import announce, approval_view, operation_card, share_file, s
 from bot.ops.context import Deps
 from bot.ops.release.states import FINAL_STATES
 from bot.policy.approvals import who_may_approve
+from bot.policy.release_migrations import is_guarded
 from bot.ports import Message
 from bot.store import Operation
 
 log = logging.getLogger("runback.release")
+MAX_SHOWN = 8  # statements of a migration on the card (the deciding ones first)
 
 
 def release_view(deps: Deps, operation: Operation) -> dict[str, Any]:
@@ -48,7 +50,35 @@ def release_view(deps: Deps, operation: Operation) -> dict[str, Any]:
         "buttons": _buttons(operation),
         "warnings": data.get("warnings") or [],
         "confirmed": bool(data.get("confirmed")),
-        "approver": asdict(who_may_approve(deps.config.approvals, Action.FULL_TRAFFIC)),
+        "approver": asdict(who_may_approve(deps.config.approvals, _awaited(data))),
+        "approval_action": str(_awaited(data)),
+        "awaiting": data.get("awaiting") or "",
+        "migration": _migration_view(data),
+        "backup": data.get("backup"),
+    }
+
+
+def _awaited(data: dict[str, Any]) -> Action:
+    """The approval the release asks (or will ask) for next."""
+    migration = data.get("migration") or {}
+    if is_guarded(migration.get("verdict", "")) and not data.get("migration_approved"):
+        return Action.DESTRUCTIVE_MIGRATION
+    return Action.FULL_TRAFFIC
+
+
+def _migration_view(data: dict[str, Any]) -> dict[str, Any] | None:
+    """The migration the release carries, with the statements that decide first."""
+    migration = data.get("migration")
+    if not migration:
+        return None
+    statements = migration.get("statements") or []
+    order = {"unknown": 0, "destructive": 1, "additive": 2}
+    shown = sorted(statements, key=lambda s: order.get(s.get("verdict", ""), 3))[:MAX_SHOWN]
+    return {
+        **migration,
+        "shown": sorted(shown, key=lambda s: s.get("line") or 0),
+        "hidden": max(len(statements) - MAX_SHOWN, 0),
+        "approved_by": data.get("migration_approved_by", ""),
     }
 
 
@@ -57,7 +87,9 @@ def _buttons(operation: Operation) -> list[str]:
     if state in FINAL_STATES or state == "rolling_back":
         return []
     buttons = []
-    if state == "awaiting_approval":
+    if state == "awaiting_approval" and (operation.data or {}).get("awaiting") == "migration":
+        buttons += ["approve_migration", "reject"]
+    elif state == "awaiting_approval":
         buttons += ["approve_full", "reject"]
     if state == "needs_human":
         buttons.append("proceed")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from bot.config import Action, ServiceConfig
 from bot.ops.approvals import request_approval
 from bot.ops.cards import refresh_card
 from bot.ops.context import Deps
 from bot.ops.errors import UserError
+from bot.ops.release_migrations import rollback_crossing
 from bot.ops.rollback.finish import finish
 from bot.ops.rollback.model import RollbackRequest
 from bot.ops.rollback.repeat import ask_if_repeated
@@ -42,8 +45,12 @@ def create_rollback(
     choice, current = pick_target(deps, request, service, state, revisions)
     if request.from_command and request.revision is None:
         ask_if_repeated(deps, request, service, choice)
+    assert choice.revision is not None
+    guard = rollback_crossing(deps, service.name, choice.revision, revisions, state.serving())
+    if guard:  # not an emergency: the old code would fail on the schema (see _guarded)
+        emergency = False
     operation = _create_operation(
-        deps, request, service, emergency, state, revisions, choice, current
+        deps, request, service, emergency, state, revisions, choice, current, guard
     )
     if emergency:
         deps.audit(
@@ -120,6 +127,7 @@ def _create_operation(
     revisions: list[Revision],
     choice: TargetChoice,
     current: str | None,
+    guard: list[dict[str, Any]],
 ) -> Operation:
     now = deps.clock.now()
     by_name = {r.name: r for r in revisions}
@@ -146,6 +154,7 @@ def _create_operation(
             "skipped": [
                 {"revision": name, "why": by_name[name].ready_message} for name in choice.skipped
             ],
+            "migration_guard": guard,
         },
     )
     _take_lock(deps, operation, emergency)
@@ -163,9 +172,34 @@ def _create_operation(
         reason=request.reason,
         **({"skipped_not_ready": list(choice.skipped)} if choice.skipped else {}),
     )
-    if not emergency:
+    if guard:
+        _guarded(deps, request, operation, guard)
+    elif not emergency:
         request_approval(deps, operation.id, Action.SCHEDULED_ROLLBACK, request.user)
     return operation
+
+
+def _guarded(
+    deps: Deps, request: RollbackRequest, operation: Operation, guard: list[dict[str, Any]]
+) -> None:
+    """Going back past a revision that shipped a destructive migration is refused as an
+    emergency: the old code would fail on today's schema (the runbook's remedy is turning the
+    feature flag off). It waits for the approval of ``rollback_past_migration``: by default a
+    tech lead other than the requester, since "no permitidas sin aprobación" asks for a second
+    person's judgement, which an on-call tech lead's own click would not be."""
+    deps.audit(
+        request.user,
+        "rollback.refused_as_emergency",
+        "refused",
+        service=operation.service,
+        revision=operation.to_revision,
+        operation_id=operation.id,
+        why="past_destructive_migration",
+        past=[c["revision"] for c in guard],
+        flags=[c["flag"] for c in guard if c["flag"]],
+        automatic=request.automatic,
+    )
+    request_approval(deps, operation.id, Action.ROLLBACK_PAST_MIGRATION, request.user)
 
 
 def _take_lock(deps: Deps, operation: Operation, emergency: bool) -> None:

@@ -1,0 +1,152 @@
+"""Releases and rollbacks that know their migrations: the workflows' side of it.
+
+A migration reaches a release as a *candidate* (an image and its SQL, registered by CI through
+``POST /ci/releases`` or attached with the ``/deploy --migration`` form); ``/deploy`` finds the
+newest candidate of exactly that service and image. When green is deployed, its verdict is
+recorded for the revision; a rollback reads those records to see what it would go back past.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.ops.context import Deps
+from bot.policy.migrations import Dialect, check_migration
+from bot.policy.release_migrations import (
+    NO_MIGRATION,
+    MigrationSummary,
+    ShippedMigration,
+    crossed,
+    deciding,
+    is_guarded,
+    summarize,
+)
+from bot.ports import Revision
+from bot.store import Operation
+from bot.store_migrations import (
+    ReleaseCandidate,
+    add_candidate,
+    latest_candidate,
+    record_revision_migration,
+    revision_migrations,
+)
+
+MAX_SQL_CHARS = 200_000  # a CI payload is refused above this; the form holds 3,000
+
+
+def assess(sql: str, dialect: Dialect) -> MigrationSummary:
+    return summarize(check_migration(sql, dialect))
+
+
+def register_candidate(
+    deps: Deps,
+    *,
+    service: str,
+    image: str,
+    sql: str,
+    dialect: Dialect,
+    source: str,
+    by: str,
+    commit: str = "",
+    flag: str = "",
+) -> ReleaseCandidate:
+    """Judge the SQL and record the candidate (audited); nothing is deployed."""
+    summary = assess(sql, dialect)
+    candidate = add_candidate(
+        deps.store,
+        deps.clock.now(),
+        service=service,
+        image=image,
+        commit=commit,
+        source=source,
+        registered_by=by,
+        dialect=dialect,
+        migration_sql=sql,
+        feature_flag=flag,
+        verdict=summary.verdict,
+        statements=list(summary.statements),
+    )
+    deps.audit(
+        by,
+        "release.candidate_registered",
+        "ok",
+        service=service,
+        image=image[:300],
+        commit=commit,
+        source=source,
+        verdict=summary.verdict,
+        feature_flag=flag,
+    )
+    return candidate
+
+
+def migration_of(deps: Deps, service: str, image: str) -> dict[str, Any] | None:
+    """The migration the newest candidate of this image carries, as a release keeps it."""
+    candidate = latest_candidate(deps.store, service, image)
+    if candidate is None or candidate.verdict == NO_MIGRATION:  # registered without SQL
+        return None
+    return {
+        "verdict": candidate.verdict,
+        "statements": list(candidate.statements or []),
+        "dialect": candidate.dialect,
+        "source": candidate.source,
+        "commit": candidate.commit,
+        "registered_by": candidate.registered_by,
+        "flag": candidate.feature_flag,
+        "candidate": candidate.id,
+    }
+
+
+def release_guarded(operation: Operation) -> bool:
+    migration = (operation.data or {}).get("migration") or {}
+    return is_guarded(migration.get("verdict", NO_MIGRATION))
+
+
+def record_green(deps: Deps, operation: Operation) -> None:
+    """Green exists now: record the migration it ships with (``none`` without one)."""
+    migration = (operation.data or {}).get("migration") or {}
+    record_revision_migration(
+        deps.store,
+        deps.clock.now(),
+        service=operation.service,
+        revision=operation.to_revision,
+        verdict=migration.get("verdict", NO_MIGRATION),
+        feature_flag=migration.get("flag", ""),
+        dialect=migration.get("dialect", ""),
+        source=migration.get("source", ""),
+        commit=migration.get("commit", ""),
+        statements=migration.get("statements", []),
+        operation_id=operation.id,
+    )
+
+
+def rollback_crossing(
+    deps: Deps, service: str, target: Revision, revisions: list[Revision], serving: dict[str, int]
+) -> list[dict[str, Any]]:
+    """What a rollback to ``target`` would go back past: each shipped revision with a guarded
+    migration newer than the target, with its flag and the statements that decide (their
+    whys are the template's ``migration.rule.*``)."""
+    records = {r.revision: r for r in revision_migrations(deps.store, service)}
+    if not records:
+        return []
+    created = {r.name: r.created for r in revisions}
+    served = set(deps.store.served_revisions(service)) | {r for r, p in serving.items() if p}
+    shipped = [
+        ShippedMigration(
+            revision=record.revision,
+            verdict=record.verdict,
+            created=created.get(record.revision),
+            recorded_at=record.recorded_at,
+            shipped=record.revision in served,
+        )
+        for record in records.values()
+    ]
+    return [
+        {
+            "revision": m.revision,
+            "verdict": m.verdict,
+            "flag": records[m.revision].feature_flag,
+            "statements": deciding(records[m.revision].statements)[:5],
+        }
+        for m in crossed(target.created, target.name, shipped)
+    ]

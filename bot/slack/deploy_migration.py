@@ -1,0 +1,174 @@
+"""``/deploy SERVICE IMAGE --migration``: a form takes the release's SQL (and the feature flag a
+destructive migration hides behind), then the release starts with it.
+
+Without ``--migration`` nothing changes for the on-call engineer: ``/deploy`` starts at once,
+with the migration CI registered for that image if there is one. The form is opened at once
+with the command's trigger_id (Slack lets it live 3 s); what the command said travels in the
+view's private_metadata. A destructive or unknown migration without a valid flag name keeps the
+form open with the error beside the field (``response_action: errors``,
+https://api.slack.com/surfaces/modals#displaying_errors), so nothing is lost and nothing starts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from slack_bolt import Ack, App, Respond
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.ops.context import Deps
+from bot.ops.engine import Engine
+from bot.ops.errors import UserError
+from bot.ports import Message
+
+log = logging.getLogger("runback.slack")
+
+CALLBACK_ID = "deploy_migration"
+DIALECTS = ("postgres", "mysql")
+
+
+@dataclass(frozen=True)
+class DeployOptions:
+    service: str
+    image: str
+    migration: bool = False  # --migration: open the form
+    flag: str = ""  # --flag FEATURE_FLAG_NAME
+
+
+def parse_deploy(text: str) -> DeployOptions | None:
+    """``SERVICE IMAGE [--migration] [--flag NAME]`` (``--flag=NAME`` too); None when it is not."""
+    words = text.split()
+    if len(words) < 2 or words[0].startswith("--") or words[1].startswith("--"):
+        return None
+    migration, flag, rest = False, "", words[2:]
+    while rest:
+        word = rest.pop(0)
+        if word == "--migration" and not migration:
+            migration = True
+        elif word == "--flag" and rest and not flag:
+            flag = rest.pop(0)
+        elif word.startswith("--flag=") and not flag:
+            flag = word.removeprefix("--flag=")
+        else:
+            return None
+    return DeployOptions(words[0], words[1], migration, flag)
+
+
+def open_form(
+    deps: Deps, client: WebClient, command: dict[str, Any], options: DeployOptions, respond: Respond
+) -> None:
+    metadata = json.dumps(
+        {
+            "channel": command["channel_id"],
+            "service": options.service,
+            "image": options.image,
+        }
+    )
+    view = deps.renderer.view(
+        "deploy_migration_modal",
+        metadata=metadata,
+        service=options.service,
+        image=options.image,
+        flag=options.flag,
+    )
+    try:
+        client.views_open(trigger_id=command["trigger_id"], view=view)
+    except SlackApiError as error:
+        log.warning("views.open failed: %s", error.response.get("error"))
+        message = deps.renderer.message("ephemeral", key="migration.modal_failed")
+        respond(text=message.text, blocks=message.blocks, response_type="ephemeral")
+
+
+@dataclass(frozen=True)
+class Submitted:
+    sql: str
+    dialect: str
+    flag: str
+    channel: str
+    service: str
+    image: str
+
+
+def _submitted(view: dict[str, Any]) -> Submitted | None:
+    values = (view.get("state") or {}).get("values") or {}
+
+    def typed(block: str) -> str:
+        return str(((values.get(block) or {}).get(block) or {}).get("value") or "")
+
+    option = ((values.get("dialect") or {}).get("dialect") or {}).get("selected_option") or {}
+    dialect = option.get("value") if option.get("value") in DIALECTS else "postgres"
+    try:
+        meta = json.loads(view.get("private_metadata") or "{}")
+    except ValueError:
+        return None
+    if not isinstance(meta, dict) or not all(
+        isinstance(meta.get(k), str) and meta.get(k) for k in ("channel", "service", "image")
+    ):
+        return None
+    flag = typed("flag").strip()
+    return Submitted(typed("sql"), dialect, flag, meta["channel"], meta["service"], meta["image"])
+
+
+def form_errors(deps: Deps, form: Submitted) -> dict[str, str]:
+    """What keeps the form open: no statement, or a destructive/unknown migration without a
+    valid flag name. Judged now (pglast and sqlglot take milliseconds), inside the 3 s ack."""
+    from bot.ops.release_migrations import assess
+    from bot.policy.release_migrations import flag_problem, is_guarded
+
+    summary = assess(form.sql, form.dialect)  # type: ignore[arg-type]
+    if not summary.statements:
+        return {"sql": deps.renderer.text("deploy_migration.sql_empty")}
+    problem = flag_problem(form.flag) if is_guarded(summary.verdict) or form.flag else None
+    if problem is None:
+        return {}
+    return {"flag": deps.renderer.text(f"deploy_migration.flag_{problem}", verdict=summary.verdict)}
+
+
+def register(app: App, deps: Deps, engine: Engine, start: Callable[..., Message | None]) -> None:
+    """``start(request)`` starts a release and returns what to tell the requester (as /deploy)."""
+
+    @app.view(CALLBACK_ID)
+    @engine.tracked
+    def submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        from bot.ops.release import ReleaseRequest
+
+        user = body["user"]["id"]
+        form = _submitted(view)
+        if form is None:
+            log.warning("a deploy form came back without its private_metadata")
+            ack()
+            return
+        errors = form_errors(deps, form)
+        if errors:
+            ack(response_action="errors", errors=errors)
+            return
+        ack()  # closes the form; the release's card follows
+        request = ReleaseRequest(
+            service=form.service,
+            image=form.image,
+            user=user,
+            channel=form.channel,
+            flag=form.flag,
+            migration_sql=form.sql,
+            dialect=form.dialect,
+        )
+
+        def work() -> None:
+            try:
+                message = start(request)
+            except UserError as error:
+                message = deps.renderer.message("ephemeral", key=error.key, **error.context)
+            except Exception:
+                ref = uuid.uuid4().hex[:8]
+                log.exception("unexpected error, reference %s", ref)
+                message = deps.renderer.message("ephemeral", key="error.internal", ref=ref)
+            if message is not None:
+                deps.chat.ephemeral(form.channel, user, message)
+
+        engine.background(work)
