@@ -32,6 +32,8 @@ class Action(StrEnum):
     FULL_TRAFFIC = "full_traffic"
     EMERGENCY_ROLLBACK = "emergency_rollback"
     SCHEDULED_ROLLBACK = "scheduled_rollback"
+    FEATURE_FLAG = "feature_flag"  # a flag flip on a production service
+    FEATURE_FLAG_STAGING = "feature_flag_staging"  # a flag flip on a staging service
 
 
 class Strict(BaseModel):
@@ -124,15 +126,34 @@ class MatrixRow(Strict):
     incidents_channel_only: bool = False
 
 
+class FlagRows(Strict):
+    """Who may flip a feature flag (``/flag``), per environment of the service."""
+
+    production: MatrixRow = MatrixRow(requester=Role.SENIOR_DEVELOPER, approval=Approval.SELF)
+    staging: MatrixRow = MatrixRow(requester=Role.DEVELOPER, approval=Approval.AUTO)
+
+    @field_validator("production", "staging")
+    @classmethod
+    def _runs_at_once(cls, row: MatrixRow) -> MatrixRow:
+        if row.approval is Approval.ONE_OTHER_TECH_LEAD:
+            raise ValueError("a flag flip runs at once: approval must be auto or self")
+        return row
+
+
 class Approvals(Strict):
     deploy_staging: MatrixRow
     canary: MatrixRow
     full_traffic: MatrixRow
     emergency_rollback: MatrixRow
     scheduled_rollback: MatrixRow
+    feature_flag: FlagRows = FlagRows()  # optional: older app.yaml files have no such row
     approval_ttl_minutes: int = Field(default=30, gt=0, le=24 * 60)
 
     def row(self, action: Action) -> MatrixRow:
+        if action is Action.FEATURE_FLAG:
+            return self.feature_flag.production
+        if action is Action.FEATURE_FLAG_STAGING:
+            return self.feature_flag.staging
         return getattr(self, action.value)
 
 

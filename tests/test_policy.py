@@ -53,6 +53,8 @@ EXPECTED_MATRIX: dict[Action, tuple[Role, Verdict, bool]] = {
     Action.FULL_TRAFFIC: (LEAD, Verdict.NEEDS_APPROVAL, False),  # another tech lead approves
     Action.EMERGENCY_ROLLBACK: (ONCALL, Verdict.RUN, True),  # self-approval, incidents only
     Action.SCHEDULED_ROLLBACK: (LEAD, Verdict.NEEDS_APPROVAL, False),  # another tech lead
+    Action.FEATURE_FLAG: (SENIOR, Verdict.RUN, False),  # a production flag flip: self-approval
+    Action.FEATURE_FLAG_STAGING: (DEV, Verdict.RUN, False),  # a staging flag flip: automatic
 }
 NEEDS_ANOTHER_TECH_LEAD = {Action.FULL_TRAFFIC, Action.SCHEDULED_ROLLBACK}
 
