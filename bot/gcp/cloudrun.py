@@ -247,6 +247,7 @@ class CloudRunAdmin:
             return False
         if "template.revision" in paths and current.template.revision != wanted.template.revision:
             return False
+
         def containers(service: run_v2.Service) -> list[tuple[str, list[tuple[str, str]]]]:
             return [
                 (c.image, [(e.name, e.value) for e in c.env]) for c in service.template.containers

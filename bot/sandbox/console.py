@@ -55,7 +55,7 @@ HELP = """\
   click LABEL            click the button LABEL on the newest message that has one
   submit [mysql] TEXT    submit the newest form opened for you, TEXT in its text box
   set REVISION k=v ...   emulator behaviour: healthz=500 error_rate=0.07 p95_ms=2500 rps=50
-  traffic SERVICE        the emulator's ground truth: revision and percent per line
+  traffic SERVICE        the emulator's ground truth: revision, percent and feature flags
   fault API STATUS [N]   the next N calls of an emulator API fail: fault run.services.patch 503 2
   alert SERVICE [closed] [ID]  Cloud Monitoring's webhook: an error-rate alert opens (or closes)
   expect TEXT            fail (in scripts) unless TEXT appeared in the last output
@@ -238,9 +238,20 @@ class Sandbox:
         except (KeyError, ValueError) as error:
             raise ConsoleError(getattr(error, "message", str(error))) from None
         return [
-            f"{row['revision']} {row['percent']}%" + (f" (tag {row['tag']})" if row["tag"] else "")
+            f"{row['revision']} {row['percent']}%"
+            + (f" (tag {row['tag']})" if row["tag"] else "")
+            + self._flags_of(str(row["revision"]))
             for row in rows
         ]
+
+    def _flags_of(self, revision: str) -> str:
+        """`` · flags NEW_CHECKOUT=true ...``: the revision's FEATURE_FLAG_* as set."""
+        try:
+            flags = self.emulator.cloudrun.revision_flags(revision)
+        except KeyError:
+            return ""
+        shown = " ".join(f"{name}={value}" for name, value in sorted(flags.items()))
+        return f" · flags {shown}" if shown else ""
 
     def _fault(self, rest: str) -> list[str]:
         from bot.sandbox.emulator.http import Fault
