@@ -29,7 +29,10 @@ def execute(deps: Deps, operation_id: str) -> Operation:
         due = operation.data.get("due_at")
         if due and datetime.fromisoformat(due) > deps.clock.now():
             break
+        before = (operation.state, operation.data.get("pending"))
         operation = STEPS[operation.state](deps, operation)
+        if before[0] == "applying" and (operation.state, operation.data.get("pending")) == before:
+            break  # Cloud Run is still applying it: the next tick looks again
     else:  # a bug would otherwise spin here; the next tick carries on from the store
         log.error("flag flip %s did not settle in %d steps", operation_id, MAX_STEPS_PER_RUN)
     return operation
