@@ -311,6 +311,22 @@ def test_an_on_call_rollback_during_a_flip_takes_it_back(box: Sandbox) -> None:
     assert serving(box) == {BEFORE: 100}
 
 
+def test_an_on_call_rollback_while_cloud_run_applies_the_100_step_is_never_lost(
+    box: Sandbox,
+) -> None:
+    box.emulator.cloudrun.operation_delay_s = 1.0  # the flip waits for Cloud Run meanwhile
+    run(box, "as marta")
+    box.post(box.slash_body("/flag wa-backend NEW_CHECKOUT on"))  # acked; the flip runs on
+    wait_until(lambda: len(patches(box)) == 2, what="the 100% PATCH")
+    assert flip(box).state == "applying"
+    run(box, "as ana", "/rollback wa-backend carts break")
+    box.runtime.engine.wait_idle(timeout_s=30)
+    operation = flip(box)
+    assert operation.state == "rolled_back", operation.state
+    assert serving(box) == {BEFORE: 100}
+    assert targets(patches(box)[-1]) == {(BEFORE, 100, "")}
+
+
 # -- durable: a restart mid-flip resumes without sending anything twice ---------------------------
 
 

@@ -8,7 +8,15 @@ from typing import Any
 
 from bot.ops.context import Deps
 from bot.ops.flags.cloud import cloud_failure, patch, traffic_now
-from bot.ops.flags.record import commit, due_in, end, event, step_ended, step_started
+from bot.ops.flags.record import (
+    Superseded,
+    commit,
+    due_in,
+    end,
+    event,
+    step_ended,
+    step_started,
+)
 from bot.ops.flags.states import FLAG_TAG, MAX_STEPS_PER_RUN, RUNNING_STATES
 from bot.ops.flags.verify import verify_tag
 from bot.ops.flags.watch import step_watch
@@ -30,7 +38,11 @@ def execute(deps: Deps, operation_id: str) -> Operation:
         if due and datetime.fromisoformat(due) > deps.clock.now():
             break
         before = (operation.state, operation.data.get("pending"))
-        operation = STEPS[operation.state](deps, operation)
+        try:
+            operation = STEPS[operation.state](deps, operation)
+        except Superseded:
+            operation = deps.store.operation(operation_id) or operation
+            continue
         if before[0] == "applying" and (operation.state, operation.data.get("pending")) == before:
             break  # Cloud Run is still applying it: the next tick looks again
     else:  # a bug would otherwise spin here; the next tick carries on from the store
@@ -59,9 +71,6 @@ def _step_applying(deps: Deps, operation: Operation) -> Operation:
         if error.reason == "operation_timeout":
             return still_applying(deps, operation, "flag", error)
         return _failed_change(deps, operation, pending["purpose"], error)
-    fresh = deps.store.operation(operation.id)
-    if fresh is not None and fresh.state != "applying":  # a person rolled back meanwhile
-        return fresh
     if state.serving() != pending["expect"]:
         mismatch = CloudRunError("traffic_mismatch", str(state.serving()))
         return _failed_change(deps, operation, pending["purpose"], mismatch)
@@ -93,8 +102,6 @@ def _after_deploy(deps: Deps, operation: Operation, state: ServiceState) -> Oper
 
 
 def _step_verify(deps: Deps, operation: Operation) -> Operation:
-    if operation.data.get("stop_requested"):
-        return _untag(deps, operation, operation.data.get("outcome") or {"code": "stopped"})
     problem = verify_tag(deps, operation)
     now = deps.clock.now()
     if problem is not None:
@@ -131,7 +138,8 @@ def _after_shift(deps: Deps, operation: Operation, state: ServiceState) -> Opera
 
 def _untag(deps: Deps, operation: Operation, outcome: dict[str, Any]) -> Operation:
     """The new revision never had traffic: remove its tag, leave every target as it is."""
-    operation = commit(deps, operation, "untagging", outcome=outcome)
+    if operation.state != "untagging":
+        operation = commit(deps, operation, "untagging", outcome=outcome)
     try:
         state = deps.cloudrun.get_service(deps.service_ref(deps.managed_service(operation.service)))
     except CloudRunError as error:
@@ -175,11 +183,14 @@ def fail_unexpectedly(deps: Deps, operation_id: str) -> None:
     if operation is None or operation.state not in RUNNING_STATES:
         return
     outcome = {"code": "internal"}
-    if operation.state == "rolling_back" or not _may_have_traffic(operation):
-        operation = commit(deps, operation, traffic_now=traffic_now(deps, operation))
-        end(deps, operation, "failed", outcome)
-    else:
-        commit(deps, operation, "rolling_back", due_at=None, pending=None, outcome=outcome)
+    try:
+        if operation.state == "rolling_back" or not _may_have_traffic(operation):
+            operation = commit(deps, operation, traffic_now=traffic_now(deps, operation))
+            end(deps, operation, "failed", outcome)
+        else:
+            commit(deps, operation, "rolling_back", due_at=None, pending=None, outcome=outcome)
+    except Superseded:  # a person moved it meanwhile: their move stands
+        log.warning("flag flip %s was moved on while it was being failed", operation_id)
 
 
 def _may_have_traffic(operation: Operation) -> bool:

@@ -8,20 +8,23 @@ from typing import Any
 
 from bot.ops.cards import announce
 from bot.ops.context import BOT_ACTOR, Deps
-from bot.ops.flags.states import FINAL_STATES
 from bot.ops.flags.view import flag_message, refresh
-from bot.store import Operation
+from bot.store import Move, Operation
+
+
+class Superseded(Exception):
+    """Someone moved the flip on since this step read it (a person's Roll back now, an on-call
+    engineer's /rollback): the step's result is dropped and the flip goes on from the store."""
 
 
 def commit(deps: Deps, operation: Operation, state: str | None = None, **data: Any) -> Operation:
-    """Commit the next state and data together, then show it on the card."""
-    now = deps.clock.now()
-    fields: dict[str, Any] = {"data": {**operation.data, **data}}
-    if state is not None:
-        fields["state"] = state
-        if state in FINAL_STATES:
-            fields["finished_at"] = now
-    updated = deps.store.update_operation(operation.id, now, **fields)
+    """Commit the next state and data together, only if the flip is still in the state this
+    step saw (else Superseded), then show it on the card."""
+    move = Move(operation.id, operation.state, state or operation.state, {**operation.data, **data})
+    if not deps.store.advance_operation(move, deps.clock.now()):
+        raise Superseded(operation.id)
+    updated = deps.store.operation(operation.id)
+    assert updated is not None
     refresh(deps, operation.id)
     return updated
 

@@ -64,8 +64,6 @@ def _total_seconds(operation: Operation) -> float | None:
 def _buttons(operation: Operation) -> list[str]:
     if operation.state in FINAL_STATES or operation.state in ("rolling_back", "untagging"):
         return []
-    if operation.data.get("stop_requested"):
-        return []
     return ["roll_back"]
 
 
