@@ -55,6 +55,7 @@ HELP = """\
   click LABEL            click the button LABEL on the newest message that has one
   submit [mysql] TEXT    submit the newest form opened for you, TEXT in its text box
   set REVISION k=v ...   emulator behaviour: healthz=500 error_rate=0.07 p95_ms=2500 rps=50
+                         (REVISION `new`: every revision created from now on)
   traffic SERVICE        the emulator's ground truth: revision, percent and feature flags
   fault API STATUS [N]   the next N calls of an emulator API fail: fault run.services.patch 503 2
   alert SERVICE [closed] [ID]  Cloud Monitoring's webhook: an error-rate alert opens (or closes)
@@ -62,6 +63,7 @@ HELP = """\
   wait 5m                let sandbox time pass at once (30s, 5m, 1h), then do what fell due
   help, quit"""
 SET_USAGE = "use: set REVISION KEY=VALUE ... with KEY in " + ", ".join(BEHAVIOUR_KEYS)
+NEW_REVISIONS = "new"  # `set new ...`: the behaviour of the revisions created from now on
 
 
 class ConsoleError(Exception):
@@ -225,7 +227,10 @@ class Sandbox:
             except ValueError:
                 raise ConsoleError(f"{pair!r}: {key} must be a number") from None
         try:
-            behaviour = self.emulator.cloudrun.set_behaviour(revision, **changes)
+            if revision == NEW_REVISIONS:
+                behaviour = self.emulator.cloudrun.new_revision_behaviour(**changes)
+            else:
+                behaviour = self.emulator.cloudrun.set_behaviour(revision, **changes)
         except (KeyError, ValueError) as error:
             raise ConsoleError(getattr(error, "message", str(error))) from None
         return [f"({revision}: {behaviour})"]
