@@ -318,13 +318,49 @@ def test_an_on_call_rollback_while_cloud_run_applies_the_100_step_is_never_lost(
     run(box, "as marta")
     box.post(box.slash_body("/flag wa-backend NEW_CHECKOUT on"))  # acked; the flip runs on
     wait_until(lambda: len(patches(box)) == 2, what="the 100% PATCH")
-    assert flip(box).state == "applying"
+    wait_until(lambda: flip(box).state == "applying", what="the flip to wait for Cloud Run")
     run(box, "as ana", "/rollback wa-backend carts break")
     box.runtime.engine.wait_idle(timeout_s=30)
     operation = flip(box)
     assert operation.state == "rolled_back", operation.state
     assert serving(box) == {BEFORE: 100}
     assert targets(patches(box)[-1]) == {(BEFORE, 100, "")}
+
+
+def test_roll_back_now_before_traffic_moved_only_removes_the_tag(box: Sandbox) -> None:
+    box.emulator.cloudrun.operation_delay_s = 1.0  # Cloud Run is still creating the revision
+    run(box, "as marta")
+    box.post(box.slash_body("/flag wa-backend NEW_CHECKOUT on"))
+    wait_until(lambda: len(patches(box)) == 1, what="the env PATCH")
+    wait_until(lambda: "Roll back now" in json.dumps(box.emulator.slack.messages()), what="card")
+    run(box, "click Roll back now")
+    box.runtime.engine.wait_idle(timeout_s=30)
+    operation = flip(box)
+    assert operation.state == "cancelled", operation.state
+    assert operation.data["outcome"]["code"] == "stopped"
+    assert serving(box) == {BEFORE: 100} and tags(box) == {}
+    assert all("template" not in body for body in patches(box)[1:]), "no second env change"
+    assert "flag" not in {t[2] for body in patches(box)[1:] for t in targets(body)}
+
+
+def test_a_rollback_after_a_kept_flip_goes_back_to_the_revision_before_it(box: Sandbox) -> None:
+    run(box, "as marta", "/flag wa-backend NEW_CHECKOUT on", "wait 9m")
+    assert flip(box).state == "succeeded"
+    run(box, "as ana", "/rollback wa-backend")
+    assert serving(box) == {BEFORE: 100}, "the flag as it was, not an older revision"
+
+
+def test_an_unexpected_error_in_a_flip_goes_back_loudly(box: Sandbox) -> None:
+    run(box, "as marta", "/flag wa-backend NEW_CHECKOUT on")
+    operation = flip(box)
+    # A bug's worth of bad data: the watch does not know when traffic moved.
+    box.runtime.deps.store.merge_data(operation.id, box.clock.now(), shifted_at="not a time")
+    run(box, "wait 6m")
+    operation = flip(box)
+    assert operation.state == "rolled_back"
+    assert operation.data["outcome"]["code"] == "internal"
+    assert serving(box) == {BEFORE: 100}
+    assert box.runtime.deps.store.lock_holder(SERVICE) is None
 
 
 # -- durable: a restart mid-flip resumes without sending anything twice ---------------------------

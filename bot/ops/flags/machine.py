@@ -178,17 +178,20 @@ def _after_roll_back(deps: Deps, operation: Operation, state: ServiceState) -> O
 
 
 def fail_unexpectedly(deps: Deps, operation_id: str) -> None:
-    """A bug must not leave traffic nobody watches: back to the previous revision, loudly."""
+    """A bug must not leave traffic nobody watches: back to the previous revision (or, before
+    any traffic moved, the tag removed), loudly."""
     operation = deps.store.operation(operation_id)
     if operation is None or operation.state not in RUNNING_STATES:
         return
     outcome = {"code": "internal"}
     try:
-        if operation.state == "rolling_back" or not _may_have_traffic(operation):
+        if operation.state in ("rolling_back", "untagging"):
             operation = commit(deps, operation, traffic_now=traffic_now(deps, operation))
             end(deps, operation, "failed", outcome)
-        else:
+        elif _may_have_traffic(operation):
             commit(deps, operation, "rolling_back", due_at=None, pending=None, outcome=outcome)
+        else:  # the new revision may wear its tag: remove it, then end
+            commit(deps, operation, "untagging", due_at=None, pending=None, outcome=outcome)
     except Superseded:  # a person moved it meanwhile: their move stands
         log.warning("flag flip %s was moved on while it was being failed", operation_id)
 

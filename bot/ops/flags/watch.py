@@ -36,9 +36,20 @@ def step_watch(deps: Deps, operation: Operation) -> Operation:
     if _watch_over(deps, operation, window) and verdict is not Verdict.OBSERVE:
         now = deps.clock.now()
         operation = commit(deps, operation, **step_ended(operation, "watch", now, "done"))
+        _record_serving(deps, operation, now)
         code = "kept" if verdict is Verdict.PROCEED else "kept_inconclusive"
         return end(deps, operation, "succeeded", {"code": code})
     return commit(deps, operation, due_at=due_in(deps, deps.config.release.judge_interval_s))
+
+
+def _record_serving(deps: Deps, operation: Operation, now: datetime) -> None:
+    """The flag revision is the one serving now, the one before it the way back: what a later
+    `/rollback` of the service goes to (the flag as it was), as after a release."""
+    before = now - timedelta(microseconds=1)
+    deps.store.record_serving(
+        operation.service, operation.from_revision, "served", before, operation.id
+    )
+    deps.store.record_serving(operation.service, operation.to_revision, "served", now, operation.id)
 
 
 def _judge(deps: Deps, operation: Operation) -> tuple[Judgement, Window | None]:
