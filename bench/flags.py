@@ -76,7 +76,9 @@ def one_flip(world: World, sender: SlackSender) -> dict[str, float]:
     if "template" not in (deploy.body or {}):
         raise BenchError("the flip's first PATCH did not change the template")
     back = time.time()
-    sender.command("/rollback", f"{SERVICE} bench over")  # on call, in #incidents
+    answer = sender.command("/rollback", f"{SERVICE} bench over")  # on call, in #incidents
+    if answer.status_code != 200:
+        raise BenchError(f"/rollback answered HTTP {answer.status_code}: {answer.text[:200]}")
     wait_until(
         lambda: any(_flag_card(c, ": rolled back") for c in world.calls(since=back)),
         30,
