@@ -289,7 +289,7 @@ def test_patch_503s_are_retried_then_said_clearly(box: Sandbox) -> None:
     assert operation.data["traffic_now"] == serving(box), "the traffic as it is, read fresh"
     alert = top_level(box)[-1]["text"]
     assert "failed" in alert
-    assert "did not take the new revision after retries" in card(box)
+    assert "did not take the new revision" in card(box) and "were retried first" in card(box)
     assert box.runtime.deps.store.lock_holder(SERVICE) is None
 
 
@@ -300,6 +300,22 @@ def test_a_revision_that_fails_to_start_leaves_traffic_alone(box: Sandbox) -> No
     assert operation.state == "failed" and operation.data["outcome"]["code"] == "deploy_failed"
     assert "failed to start" in operation.data["outcome"]["detail"]
     assert serving(box) == {BEFORE: 100} and operation.data["traffic_now"] == {BEFORE: 100}
+
+
+def test_a_100_percent_step_that_fails_goes_back_to_the_previous_revision(box: Sandbox) -> None:
+    box.emulator.cloudrun.operation_delay_s = 1.0
+    run(box, "as marta")
+    box.post(box.slash_body("/flag wa-backend NEW_CHECKOUT on"))
+    wait_until(lambda: len(patches(box)) == 1, what="the env PATCH")
+    box.emulator.cloudrun.fail_next_operations("RESOURCE_EXHAUSTED: quota", times=1)  # the 100%
+    wait_until(lambda: flip(box).state in ("rolled_back", "failed"), what="the flip to end")
+    box.runtime.engine.wait_idle(timeout_s=30)
+    operation = flip(box)
+    assert operation.state == "rolled_back"
+    assert operation.data["outcome"]["code"] == "shift_failed"
+    assert serving(box) == {BEFORE: 100} and operation.data["traffic_now"] == {BEFORE: 100}
+    assert "Moving traffic to the new revision failed" in card(box)
+    assert ("cloudrun.flag_shift", "failed") in audit(box)
 
 
 def test_an_on_call_rollback_during_a_flip_takes_it_back(box: Sandbox) -> None:
