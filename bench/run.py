@@ -1,5 +1,6 @@
 """Runback performance bench: cold start, ack latency, rollback overhead, the incident alert's
-way to a rollback, memory, one release judgement, and a whole release at sandbox speed.
+way to a rollback, memory, one release judgement, a whole release at sandbox speed, and a
+feature flag flip's own time (command -> PATCH).
 
     python -m bench.run            (from the repository root; or: python bench/run.py)
 
@@ -26,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `python bench/run.py` puts bench/, not the root, on the path
     sys.path.insert(0, str(ROOT))
 
-from bench import emergency_lane, instances, migrations  # noqa: E402
+from bench import emergency_lane, flags, instances, migrations  # noqa: E402
 from bench.ack import bench_ack_latency, bench_first_traffic  # noqa: E402
 from bench.alerts import bench_alerts  # noqa: E402
 from bench.cold_start import bench_cold_start  # noqa: E402
@@ -68,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         default=60.0,
         help="sandbox clock speed of the whole release (60: a minute of release per second)",
     )
+    parser.add_argument("--flag-flips", type=int, default=8, help="measured flag flips (8)")
     parser.add_argument(
         "--no-timeline",
         action="store_true",
@@ -88,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             world.emulator.stop()
     results["bench_wall_s"] = time.perf_counter() - started
 
-    rows = rows_for(results)
+    rows = rows_for(results) + flags.rows(results)
     print()
     print_table(rows)
     if not args.no_timeline:
@@ -140,6 +142,8 @@ def run_phases(world: World, args: argparse.Namespace, results: dict[str, Any]) 
     results["sandbox_release"] = bench_sandbox_release(world, args.release_speed)
     progress("then: the emergency PATCH under 40 concurrent /traffic reads")
     results["emergency_lane"] = emergency_lane.measure(world)
+    progress(f"then: {args.flag_flips} feature flag flips, /flag -> PATCH (bench/flags.py)")
+    results["flag_flip"] = flags.bench_flag_flips(world, args.flag_flips)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,8 @@ class Action(StrEnum):
     # rollback to a revision older than one that shipped such a migration.
     DESTRUCTIVE_MIGRATION = "destructive_migration"
     ROLLBACK_PAST_MIGRATION = "rollback_past_migration"
+    FEATURE_FLAG = "feature_flag"  # a flag flip on a production service
+    FEATURE_FLAG_STAGING = "feature_flag_staging"  # a flag flip on a staging service
 
 
 APPROVAL_ONLY_ACTIONS = frozenset({Action.DESTRUCTIVE_MIGRATION, Action.ROLLBACK_PAST_MIGRATION})
@@ -138,6 +140,20 @@ class MatrixRow(Strict):
     incidents_channel_only: bool = False
 
 
+class FlagRows(Strict):
+    """Who may flip a feature flag (``/flag``), per environment of the service."""
+
+    production: MatrixRow = MatrixRow(requester=Role.SENIOR_DEVELOPER, approval=Approval.SELF)
+    staging: MatrixRow = MatrixRow(requester=Role.DEVELOPER, approval=Approval.AUTO)
+
+    @field_validator("production", "staging")
+    @classmethod
+    def _runs_at_once(cls, row: MatrixRow) -> MatrixRow:
+        if row.approval is Approval.ONE_OTHER_TECH_LEAD:
+            raise ValueError("a flag flip runs at once: approval must be auto or self")
+        return row
+
+
 class Approvals(Strict):
     deploy_staging: MatrixRow
     canary: MatrixRow
@@ -152,9 +168,14 @@ class Approvals(Strict):
     rollback_past_migration: MatrixRow = MatrixRow(
         requester=Role.ON_CALL, approval=Approval.ONE_OTHER_TECH_LEAD
     )
+    feature_flag: FlagRows = FlagRows()  # optional: older app.yaml files have no such row
     approval_ttl_minutes: int = Field(default=30, gt=0, le=24 * 60)
 
     def row(self, action: Action) -> MatrixRow:
+        if action is Action.FEATURE_FLAG:
+            return self.feature_flag.production
+        if action is Action.FEATURE_FLAG_STAGING:
+            return self.feature_flag.staging
         return getattr(self, action.value)
 
 

@@ -158,6 +158,21 @@ class CloudRun(Protocol):
         """
         ...
 
+    def start_env_update(
+        self,
+        ref: ServiceRef,
+        base_revision: str,
+        env: EnvVar,
+        revision_name: str,
+        targets: list[TrafficTarget],
+        etag: str,
+    ) -> str:
+        """Create revision ``revision_name`` from ``base_revision``'s containers (same image,
+        same environment) with one variable of the ingress container set to ``env``, and set
+        ``targets``, in one PATCH. Returns the operation name; raises like ``start_deploy``.
+        """
+        ...
+
 
 @dataclass(frozen=True)
 class ProbeResult:
@@ -173,6 +188,27 @@ class ProbeResult:
 class Probe(Protocol):
     def get(self, url: str, timeout_s: float, audience: str | None = None) -> ProbeResult:
         """GET ``url``; with ``audience``, carry a Google ID token for it (IAM-protected)."""
+        ...
+
+
+@dataclass(frozen=True)
+class FlagsAnswer:
+    """What a service's own ``GET /config/flags`` said (shape: see bot/policy/flags.py)."""
+
+    flags: dict[str, bool] | None  # None: no usable answer (see ``problem``)
+    status: int | None = None  # HTTP status, None when the request failed outright
+    problem: str = ""  # "", "unreachable", "http_status", "not_json", "bad_shape", or a
+    # configuration problem as in ProbeResult ("reserved_path", "invoker_denied", "no_id_token")
+    detail: str = ""
+
+
+class ServiceConfigReader(Protocol):
+    """A service's own view of its configuration, read over HTTP (the readiness check of
+    ``/ops check`` reuses it)."""
+
+    def flags(self, url: str, timeout_s: float, audience: str | None = None) -> FlagsAnswer:
+        """GET ``{url}/config/flags``; with ``audience``, carry a Google ID token for it.
+        Never raises: a failure is an answer with ``flags=None`` and its ``problem``."""
         ...
 
 

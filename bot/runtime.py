@@ -122,6 +122,19 @@ def _probe(settings: Settings) -> Any:
     )
 
 
+def _service_config(settings: Settings) -> Any:
+    from bot.gcp.service_config import HttpServiceConfig
+
+    if not settings.emulator_host:
+        return HttpServiceConfig()
+    from bot.sandbox.emulator.identity import emulator_id_tokens, emulator_url_rewrite
+
+    return HttpServiceConfig(
+        id_token_source=emulator_id_tokens(settings.emulator_host),
+        rewrite_url=emulator_url_rewrite(settings.emulator_host),
+    )
+
+
 def config_warnings(config: Config, renderer: Renderer) -> list[str]:
     """What in app.yaml will not work on real Cloud Run, said at start."""
     from bot.policy.platform import health_path_reserved
@@ -162,6 +175,7 @@ def build_runtime(config: Config, settings: Settings, clock: Clock | None = None
         clock=clock or SystemClock(),
         metrics=_metrics(settings),
         logs=audit_sink,  # the same Cloud Logging client reads
+        service_config=_service_config(settings),
     )
     warnings = config_warnings(config, deps.renderer)
     for warning in warnings:

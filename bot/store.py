@@ -588,6 +588,13 @@ class Store:
         with self.session() as session:
             return _move(session, move, now, idle_only=True)
 
+    def advance_operation(self, move: Move, now: datetime) -> bool:
+        """``move_operation`` for the instance running the operation (it holds the lease): only
+        if the operation is still in the state that instance saw, so that a person's move made
+        meanwhile (a rollback button, say) is never overwritten."""
+        with self.session() as session:
+            return _move(session, move, now)
+
     def expire_approvals(self, now: datetime) -> list[ApprovalRequest]:
         """Mark every pending approval past its deadline expired; returns those it changed."""
         with self.session() as session:

@@ -81,6 +81,8 @@ def test_shipped_matrix_is_the_runbooks() -> None:
         # "Migraciones destructivas: no permitidas sin aprobación" (approval-only rows)
         Action.DESTRUCTIVE_MIGRATION: (Role.SENIOR_DEVELOPER, Approval.ONE_OTHER_TECH_LEAD, False),
         Action.ROLLBACK_PAST_MIGRATION: (Role.ON_CALL, Approval.ONE_OTHER_TECH_LEAD, False),
+        Action.FEATURE_FLAG: (Role.SENIOR_DEVELOPER, Approval.SELF, False),
+        Action.FEATURE_FLAG_STAGING: (Role.DEVELOPER, Approval.AUTO, False),
     }
     assert set(expected) == set(Action)
     for action, row in expected.items():

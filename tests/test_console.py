@@ -77,7 +77,9 @@ def test_an_apostrophe_goes_to_slack_verbatim_and_the_console_goes_on(piped) -> 
     shown = answer(piped.stdout, "/rollback wa-backend it's broken")
     assert "*Reason:* it's broken" in shown
     assert any("Done in" in line for line in shown)
-    assert answer(piped.stdout, "traffic wa-backend") == ["wa-backend-00002 100%"]
+    assert answer(piped.stdout, "traffic wa-backend") == [
+        "wa-backend-00002 100% · flags BETA_SEARCH=false NEW_CHECKOUT=false"
+    ]
     assert "Traceback" not in piped.stdout + piped.stderr
 
 
@@ -112,7 +114,7 @@ def test_an_unknown_slash_command_names_the_known_ones_not_a_bolt_hint(piped) ->
     shown = answer(piped.stdout, "/rollbak wa-backend")
     assert shown[0] == (
         "I don't know `/rollbak`. Did you mean `/rollback`? My commands: `/rollback`, `/deploy`,"
-        " `/traffic`, `/ops`. `/ops help` explains them."
+        " `/traffic`, `/flag`, `/ops`. `/ops help` explains them."
     )
     assert shown[1:] == ["  (only visible to you)"]
     assert "Unhandled request" not in piped.stderr

@@ -56,6 +56,8 @@ EXPECTED_MATRIX: dict[Action, tuple[Role, Verdict, bool]] = {
     # approval-only rows: a destructive migration, before any traffic / rolled back past
     Action.DESTRUCTIVE_MIGRATION: (SENIOR, Verdict.NEEDS_APPROVAL, False),
     Action.ROLLBACK_PAST_MIGRATION: (ONCALL, Verdict.NEEDS_APPROVAL, False),
+    Action.FEATURE_FLAG: (SENIOR, Verdict.RUN, False),  # a production flag flip: self-approval
+    Action.FEATURE_FLAG_STAGING: (DEV, Verdict.RUN, False),  # a staging flag flip: automatic
 }
 NEEDS_ANOTHER_TECH_LEAD = {
     Action.FULL_TRAFFIC,

@@ -356,6 +356,7 @@ def test_release_killed_during_approve_100_carries_on_after_restart(world) -> No
         ("incident.txt", "Rollback triggered"),
         ("migration-check.txt", "feature flag"),
         ("migration-release.txt", "Not an emergency rollback"),
+        ("flag.txt", "Traffic is back on"),
     ],
 )
 def test_sandbox_example_scripts_run(script: str, shown: str) -> None:

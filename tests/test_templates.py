@@ -18,6 +18,7 @@ from bot.ports import Message
 from bot.render import LOCALES, TEMPLATES_DIR, Renderer
 from bot.sandbox.emulator.slack_api import check_blocks, check_view
 from bot.store import LockHolder
+from tests.flag_template_cases import FLAG_EPHEMERAL_CASES, FLAG_MESSAGES, make_flag
 
 NOW = datetime(2025, 11, 27, 14, 0, tzinfo=UTC)
 CONFIG = load_config(Path(__file__).resolve().parents[1] / "app.yaml")
@@ -980,6 +981,7 @@ EPHEMERAL_CASES += [
     ),
 ]
 
+EPHEMERAL_CASES += FLAG_EPHEMERAL_CASES  # the flags' own cases (tests/flag_template_cases.py)
 
 MESSAGES: list[Any] = [
     *[pytest.param("rollback_card", {"op": op.values[0]}, id=f"card-{op.id}") for op in CARD_CASES],
@@ -1056,6 +1058,7 @@ MESSAGES: list[Any] = [
         id="whoami-groups-unreadable",
     ),
 ]
+MESSAGES += FLAG_MESSAGES
 VIEWS = {
     "migration_modal": {"metadata": json.dumps({"channel": "C0INCIDENTS"})},
     "deploy_migration_modal": {
@@ -1192,6 +1195,11 @@ HOSTILE_MESSAGES = [
         },
         id="traffic",
     ),
+]
+
+
+HOSTILE_MESSAGES += [
+    pytest.param("flag_card", {"f": make_flag("watching", reason=HUGE), "alert": True}, id="flag")
 ]
 
 

@@ -20,6 +20,11 @@ sent whole (a mask cannot reach into a repeated field), echoed from the GET, so 
 resources, ports and probes are kept too. Had the server treated the mask as ``template``, or
 ignored it, the echoed template would still leave everything but the image and name unchanged.
 The caller's ``etag`` goes in the body, so a service changed since the caller read it is a 409.
+
+``start_env_update`` (a feature flag flip) is the same PATCH under the same mask, with the
+containers of the revision it starts from and one environment variable of its ingress container
+changed (https://cloud.google.com/run/docs/configuring/services/environment-variables: changing
+a variable creates a new revision).
 """
 
 from __future__ import annotations
@@ -124,18 +129,58 @@ class CloudRunAdmin:
         services, _ = self._get_clients()
         current = self._call(lambda: services.get_service(name=ref.path, **self._call_options()))
         template = run_v2.RevisionTemplate(current.template)  # a copy: the rest is kept
-        ingress = ingress_container(template.containers)
-        if ingress is None:
-            raise CloudRunError(
-                "bad_response", f"{ref.path} has no ingress container (one with a port)"
-            )
-        template.containers[ingress].image = image
-        _set_env(template.containers[ingress], env or {})
+        ingress = template.containers[self._ingress(ref, template.containers)]
+        ingress.image = image
+        for name, value in (env or {}).items():
+            ingress.env = with_env(ingress.env, name, value)
         template.revision = revision_name
         service = run_v2.Service(
             name=ref.path, etag=etag, template=template, traffic=_traffic(targets)
         )
         return self._update(service, list(DEPLOY_MASK))
+
+    def start_env_update(
+        self,
+        ref: ServiceRef,
+        base_revision: str,
+        env: EnvVar,
+        revision_name: str,
+        targets: list[TrafficTarget],
+        etag: str,
+    ) -> str:
+        """New revision ``revision_name``: ``base_revision``'s containers with one variable of
+        the ingress container set to ``env``, plus ``targets``, in one PATCH.
+
+        The containers come from the base revision, not from the service's template: after a
+        rollback the template still names the newer image that was rolled back from, and a flag
+        flip must not bring it back. The rest of the template is kept as in ``start_deploy``.
+        """
+        from google.cloud import run_v2
+
+        if not revision_name or env.from_secret:
+            raise CloudRunError("invalid_argument", "an env update needs a name and a plain value")
+        services, revisions = self._get_clients()
+        current = self._call(lambda: services.get_service(name=ref.path, **self._call_options()))
+        path = f"{ref.path}/revisions/{base_revision}"
+        base = self._call(lambda: revisions.get_revision(name=path, **self._call_options()))
+        template = run_v2.RevisionTemplate(current.template)
+        template.containers = [run_v2.Container(c) for c in base.containers]
+        ingress = template.containers[self._ingress(ref, template.containers)]
+        ingress.env = with_env(ingress.env, env.name, env.value)
+        template.revision = revision_name
+        service = run_v2.Service(
+            name=ref.path, etag=etag, template=template, traffic=_traffic(targets)
+        )
+        return self._update(service, list(DEPLOY_MASK))
+
+    @staticmethod
+    def _ingress(ref: ServiceRef, containers: Any) -> int:
+        ingress = ingress_container(containers)
+        if ingress is None:
+            raise CloudRunError(
+                "bad_response", f"{ref.path} has no ingress container (one with a port)"
+            )
+        return ingress
 
     def wait_operation(self, operation_name: str, timeout_s: float) -> ServiceState:
         """Poll the operation until done; raises CloudRunError if it failed or timed out."""
@@ -208,10 +253,13 @@ class CloudRunAdmin:
             return False
         if "template.revision" in paths and current.template.revision != wanted.template.revision:
             return False
-        images = [c.image for c in current.template.containers]
-        return "template.containers" not in paths or images == [
-            c.image for c in wanted.template.containers
-        ]
+
+        def containers(service: run_v2.Service) -> list[tuple[str, list[tuple[str, str]]]]:
+            return [
+                (c.image, [(e.name, e.value) for e in c.env]) for c in service.template.containers
+            ]
+
+        return "template.containers" not in paths or containers(current) == containers(wanted)
 
     @property
     def ready(self) -> bool:
@@ -353,6 +401,17 @@ def _env_var(var: Any) -> EnvVar:
     return EnvVar(name=var.name, value=var.value)
 
 
+def with_env(env: Any, name: str, value: str) -> list[Any]:
+    """A container's environment with ``name`` set to ``value``: changed in place where it is
+    (every other variable as it was, in order), appended when it was not there."""
+    from google.cloud import run_v2
+
+    result = [run_v2.EnvVar(var) for var in env if var.name != name]
+    position = next((i for i, var in enumerate(env) if var.name == name), len(result))
+    result.insert(position, run_v2.EnvVar(name=name, value=value))
+    return result
+
+
 def ingress_container(containers: Any) -> int | None:
     """The index of the container that receives requests: the only one, or the one with a port.
 
@@ -424,17 +483,3 @@ def _rpc_status(error: Any) -> str:
 
 def _short(name: str) -> str:
     return name.rsplit("/", 1)[-1] if name else ""
-
-
-def _set_env(container: Any, values: Mapping[str, str]) -> None:
-    """Set plain variables on a run_v2 Container: an existing one (plain or from a secret) is
-    replaced in place, a new one appended; every other variable is kept in order."""
-    from google.cloud import run_v2
-
-    for name, value in values.items():
-        fresh = run_v2.EnvVar(name=name, value=value)
-        index = next((i for i, var in enumerate(container.env) if var.name == name), None)
-        if index is None:
-            container.env.append(fresh)
-        else:
-            container.env[index] = fresh

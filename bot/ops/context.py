@@ -18,6 +18,7 @@ from bot.ports import (
     LogReader,
     Metrics,
     Probe,
+    ServiceConfigReader,
     ServiceRef,
 )
 from bot.render import Renderer
@@ -41,6 +42,7 @@ class Deps:
     clock: Clock
     metrics: Metrics
     logs: LogReader
+    service_config: ServiceConfigReader  # the services' own GET /config/flags
     extra: dict[str, Any] = field(default_factory=dict)
 
     def roles(self, user_id: str) -> frozenset[Role]:

@@ -1,8 +1,9 @@
 """Who goes first on a service: an on-call engineer can always get to safety.
 
-The rollback and release workflows know nothing of each other; this module is where they meet.
-An emergency rollback of a service with a release in progress stops that release (100% back to
-blue, by the release's own rules) instead of starting a second operation on the service. A
+The rollback, release and flag workflows know nothing of each other; this module is where they
+meet. An emergency rollback of a service with a release (or a flag flip) in progress stops it
+(100% back to blue, or to the revision before the flip, by its own rules) instead of starting a
+second operation on the service. A
 rollback that holds the service's lock without moving traffic (waiting for a person, or left
 by a crashed instance whose lease ran out) yields to the emergency; only an operation that an
 instance is running right now in a traffic-changing state makes the service busy.
@@ -12,12 +13,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from bot.ops import release, rollback
+from bot.ops import flags, release, rollback
 from bot.ops.context import Deps
 from bot.ops.rollback import RollbackRequest
 from bot.store import TERMINAL_STATES, LockHolder, Operation
 
-TRAFFIC_STATES = {"rollback": rollback.RUNNING_STATES, "release": release.RUNNING_STATES}
+TRAFFIC_STATES = {
+    "rollback": rollback.RUNNING_STATES,
+    "release": release.RUNNING_STATES,
+    "flag": flags.RUNNING_STATES,
+}
 
 
 def request_rollback(deps: Deps, request: RollbackRequest) -> Operation:
@@ -30,6 +35,8 @@ def request_rollback(deps: Deps, request: RollbackRequest) -> Operation:
             deps.store.release_stale_locks()
         elif holder.kind == "release":
             return release.roll_back(deps, holder.operation_id, request.user, request.reason)
+        elif holder.kind == "flag":  # back to the revision before the flip, by its own rules
+            return flags.roll_back(deps, holder.operation_id, request.user, request.reason)
         elif not moving_traffic(holder, deps.clock.now()):
             rollback.yield_to(deps, holder.operation_id, request.user)
     return rollback.create_rollback(deps, request, service, emergency)

@@ -56,13 +56,15 @@ HELP = """\
   submit [k=v] [mysql] TEXT  submit the newest form opened for you, TEXT in its text box
                          (k=v fills another field, e.g. flag=FEATURE_FLAG_NEW_SCHEMA)
   set REVISION k=v ...   emulator behaviour: healthz=500 error_rate=0.07 p95_ms=2500 rps=50
-  traffic SERVICE        the emulator's ground truth: revision and percent per line
+                         (REVISION `new`: every revision created from now on)
+  traffic SERVICE        the emulator's ground truth: revision, percent and feature flags
   fault API STATUS [N]   the next N calls of an emulator API fail: fault run.services.patch 503 2
   alert SERVICE [closed] [ID]  Cloud Monitoring's webhook: an error-rate alert opens (or closes)
   expect TEXT            fail (in scripts) unless TEXT appeared in the last output
   wait 5m                let sandbox time pass at once (30s, 5m, 1h), then do what fell due
   help, quit"""
 SET_USAGE = "use: set REVISION KEY=VALUE ... with KEY in " + ", ".join(BEHAVIOUR_KEYS)
+NEW_REVISIONS = "new"  # `set new ...`: the behaviour of the revisions created from now on
 
 
 class ConsoleError(Exception):
@@ -227,7 +229,10 @@ class Sandbox:
             except ValueError:
                 raise ConsoleError(f"{pair!r}: {key} must be a number") from None
         try:
-            behaviour = self.emulator.cloudrun.set_behaviour(revision, **changes)
+            if revision == NEW_REVISIONS:
+                behaviour = self.emulator.cloudrun.new_revision_behaviour(**changes)
+            else:
+                behaviour = self.emulator.cloudrun.set_behaviour(revision, **changes)
         except (KeyError, ValueError) as error:
             raise ConsoleError(getattr(error, "message", str(error))) from None
         return [f"({revision}: {behaviour})"]
@@ -240,9 +245,20 @@ class Sandbox:
         except (KeyError, ValueError) as error:
             raise ConsoleError(getattr(error, "message", str(error))) from None
         return [
-            f"{row['revision']} {row['percent']}%" + (f" (tag {row['tag']})" if row["tag"] else "")
+            f"{row['revision']} {row['percent']}%"
+            + (f" (tag {row['tag']})" if row["tag"] else "")
+            + self._flags_of(str(row["revision"]))
             for row in rows
         ]
+
+    def _flags_of(self, revision: str) -> str:
+        """`` · flags NEW_CHECKOUT=true ...``: the revision's FEATURE_FLAG_* as set."""
+        try:
+            flags = self.emulator.cloudrun.revision_flags(revision)
+        except KeyError:
+            return ""
+        shown = " ".join(f"{name}={value}" for name, value in sorted(flags.items()))
+        return f" · flags {shown}" if shown else ""
 
     def _fault(self, rest: str) -> list[str]:
         from bot.sandbox.emulator.http import Fault

@@ -24,6 +24,12 @@ SAMPLE_REVISIONS = (
     ("00002", "v1.1.0", 86400),
     ("00003", "v1.2.0", 3600),
 )
+# The feature flags each sample revision was deployed with (`/flag SERVICE` lists them).
+SAMPLE_FLAGS = {
+    "00001": {"FEATURE_FLAG_NEW_CHECKOUT": "false"},
+    "00002": {"FEATURE_FLAG_NEW_CHECKOUT": "false", "FEATURE_FLAG_BETA_SEARCH": "false"},
+    "00003": {"FEATURE_FLAG_NEW_CHECKOUT": "false", "FEATURE_FLAG_BETA_SEARCH": "true"},
+}
 
 
 def seed(emulator: Emulator, config: Config) -> None:
@@ -44,6 +50,7 @@ def seed(emulator: Emulator, config: Config) -> None:
                 "name": f"{service.name}-{number}",
                 "image": f"us-docker.pkg.dev/{service.project}/apps/{service.name}:{version}",
                 "age_s": age,
+                "env": {"APP_ENV": service.environment, **SAMPLE_FLAGS[number]},
             }
             for number, version, age in SAMPLE_REVISIONS
         ]

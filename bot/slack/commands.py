@@ -29,7 +29,7 @@ from bot.slack.migration_check import open_modal
 log = logging.getLogger("runback.slack")
 
 # Every slash command Runback answers (slack-manifest.yaml lists the same ones).
-COMMANDS = ("/rollback", "/deploy", "/traffic", "/ops")
+COMMANDS = ("/rollback", "/deploy", "/traffic", "/flag", "/ops")
 
 
 @dataclass(frozen=True)

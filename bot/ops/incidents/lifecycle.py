@@ -62,6 +62,7 @@ def on_operation_finished(deps: Deps, operation: Operation) -> None:
     safe = (operation.kind, operation.state) in (
         ("rollback", "succeeded"),
         ("release", "rolled_back"),
+        ("flag", "rolled_back"),
     )
     for record in deps.store.open_incidents(operation.service):
         if record.state != "open" or not record.managed:

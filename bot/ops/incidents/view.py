@@ -80,7 +80,8 @@ def _operation_view(operation: Operation | None) -> dict[str, Any] | None:
     """The rollback that answered this incident, as the card keeps showing it once resolved."""
     if operation is None:
         return None
-    released = operation.kind == "release"  # a release rolled back goes to blue, not green
+    # a release rolled back goes to blue, a flag flip to the revision before it
+    released = operation.kind in ("release", "flag")
     return {
         "id": operation.id,
         "kind": operation.kind,

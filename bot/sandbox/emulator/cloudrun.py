@@ -36,6 +36,10 @@ Semantics worth knowing:
   ``identity`` whose audience is the service URL.
 - ``fail_next_revisions``: the next created revisions never become Ready (Ready condition
   FAILED), nor the latest ready revision; their update's operation fails.
+- ``GET /config/flags`` on a service, tag or domain URL is the app's own view of its feature
+  flags, ``{"flags": {"NEW_CHECKOUT": true}}``: the answering revision's ``FEATURE_FLAG_*``
+  variables (ingress container), ``true/1/on/yes`` read as true. ``set_config_flags`` makes a
+  revision answer something else (a stale cache, a failing endpoint) to show a mismatch.
 - Several containers need exactly one ingress container (the one with a port), else 400.
 - ``etag_error`` ("ABORTED" or "FAILED_PRECONDITION") is how a stale etag is refused.
 - A revision made to fail (error rate, failing health) writes Cloud Run's own logs through
@@ -258,6 +262,8 @@ class CloudRunEmulator:
             self._revision_failures: list[tuple[int, str]] = []  # the same, for new revisions
             self._domains: dict[str, str] = {}  # custom domain host -> short service name
             self._auth_required: set[str] = set()  # short names of IAM-protected services
+            # short revision name -> what its /config/flags answers instead of its env
+            self._config_answers: dict[str, tuple[int, dict[str, bool] | None]] = {}
             for listener in self._listeners:
                 listener(ServiceSnapshot(self.clock(), "", {}, {}, replaced=True))
 
@@ -376,6 +382,25 @@ class CloudRunEmulator:
         with self._lock:
             self._revision_failures.extend([(9, message)] * max(0, times))
 
+    def set_config_flags(
+        self, revision: str, flags: dict[str, bool] | None = None, status: int = 200
+    ) -> None:
+        """Make ``revision``'s ``GET /config/flags`` answer ``flags`` with ``status`` rather
+        than its environment; no flags and status 200 restores the environment's answer."""
+        with self._lock:
+            self._require_behaviour(revision)
+            if flags is None and status == 200:
+                self._config_answers.pop(revision, None)
+            else:
+                self._config_answers[revision] = (int(status), flags)
+
+    def revision_flags(self, revision: str) -> dict[str, str]:
+        """The ``FEATURE_FLAG_*`` variables of a revision's ingress container, as set (a
+        Secret Manager reference shows as ``secret:NAME``)."""
+        with self._lock:
+            full = f"{self._service_of(revision)}/revisions/{revision}"
+            return _feature_flags(self._revisions[full].containers)
+
     def behaviour(self, revision: str) -> dict[str, Any]:
         with self._lock:
             return asdict(self._require_behaviour(revision))
@@ -426,10 +451,13 @@ class CloudRunEmulator:
         add("GET", own + "/healthz", "service.frontend", self._front_end_404, _plain_error)
         add("GET", own + HEALTH_PATHS, "service.healthz", self._healthz, _plain_error)
         add("GET", own + "/metrics", "service.metrics", self._metrics, _plain_error)
+        flags = "/config/flags"
+        add("GET", own + flags, "service.config_flags", self._config_flags, _plain_error)
         domain = r"/_domain/(?P<host>[^/]+)"  # a custom domain: nothing is reserved there
         health = domain + r"/(?:healthz/?|health)"
         add("GET", health, "service.healthz", self._healthz, _plain_error)
         add("GET", domain + "/metrics", "service.metrics", self._metrics, _plain_error)
+        add("GET", domain + flags, "service.config_flags", self._config_flags, _plain_error)
         self._register_control(router)
 
     def _register_control(self, router: Router) -> None:
@@ -453,6 +481,12 @@ class CloudRunEmulator:
             r"/_emulator/services/(?P<service>[^/]+)/auth",
             "_emulator.cloudrun.auth",
             self._control_auth,
+        )
+        add(
+            "POST",
+            r"/_emulator/revisions/(?P<revision>[^/]+)/config-flags",
+            "_emulator.cloudrun.config_flags",
+            self._control_config_flags,
         )
         add(
             "POST",
@@ -731,6 +765,22 @@ class CloudRunEmulator:
         response.headers["X-Serving-Revision"] = revision
         return response
 
+    def _config_flags(self, request: Request) -> Response:
+        """The app's own ``GET /config/flags``, from the answering revision's environment."""
+        revision, behaviour = self._serve(request)
+        with self._lock:
+            status, flags = self._config_answers.get(revision, (200, None))
+            if flags is None:
+                full = f"{self._service_of(revision)}/revisions/{revision}"
+                env = _feature_flags(self._revisions[full].containers)
+                flags = {name: _truthy(value) for name, value in env.items()}
+        if behaviour.healthz_status >= 500:
+            status = behaviour.healthz_status
+        body = {"flags": flags} if status < 400 else {"error": "flags unavailable"}
+        response = json_response(body, status)
+        response.headers["X-Serving-Revision"] = revision
+        return response
+
     def _serve(self, request: Request) -> tuple[str, Behaviour]:
         """The revision that answers this request, and a copy of its behaviour."""
         params = request.params
@@ -854,6 +904,22 @@ class CloudRunEmulator:
             raise HttpError(400, "times must be an integer") from error
         self.fail_next_revisions(str(body.get("message") or REVISION_START_FAILED), times)
         return json_response({"pending_revision_failures": len(self._revision_failures)})
+
+    def _control_config_flags(self, request: Request) -> Response:
+        """``{"flags": {"NAME": true}, "status": 200}`` (both optional): what the revision's
+        ``/config/flags`` answers instead of its environment; ``{}`` restores it."""
+        body = _json_object(request)
+        flags = body.get("flags")
+        if flags is not None and (
+            not isinstance(flags, dict) or not all(isinstance(v, bool) for v in flags.values())
+        ):
+            raise HttpError(400, "flags must be an object of booleans")
+        try:
+            status = int(body.get("status", 200))
+        except (TypeError, ValueError) as error:
+            raise HttpError(400, "status must be an integer") from error
+        self.set_config_flags(request.params["revision"], flags, status)
+        return json_response({"revision": request.params["revision"], "status": status})
 
     def _control_fail_operations(self, request: Request) -> Response:
         body = _json_object(request)
@@ -1247,6 +1313,29 @@ def cloud_run_logs(
             }
         )
     return entries
+
+
+FLAG_PREFIX = "FEATURE_FLAG_"
+
+
+def _feature_flags(containers: Any) -> dict[str, str]:
+    """``FEATURE_FLAG_*`` of the ingress container (the only one, or the one with a port),
+    by name without the prefix."""
+    with_port = [c for c in containers if c.ports]
+    ingress = containers[0] if len(containers) == 1 else (with_port or [None])[0]
+    if ingress is None:
+        return {}
+    flags = {}
+    for var in ingress.env:
+        if var.name.startswith(FLAG_PREFIX) and len(var.name) > len(FLAG_PREFIX):
+            secret = var.value_source.secret_key_ref.secret if "value_source" in var else ""
+            flags[var.name[len(FLAG_PREFIX) :]] = f"secret:{secret}" if secret else var.value
+    return flags
+
+
+def _truthy(value: str) -> bool:
+    """How the sample app reads a flag variable."""
+    return value.strip().lower() in ("true", "1", "on", "yes")
 
 
 def _seed_containers(spec: dict[str, Any]) -> list[run_v2.Container]:

@@ -1,0 +1,110 @@
+"""The flip's Cloud Run changes: one PATCH each, its operation name committed before it is
+awaited, so a restarted bot follows the operation instead of sending the change twice.
+
+A stale etag is retried once with a fresh read (someone else changed the service in between);
+5xx, 429 and timeouts are retried by the adapter within its deadline. Whatever still fails is
+said on the card with the traffic as it is now, read fresh."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.ops.context import BOT_ACTOR, Deps
+from bot.ops.flags.record import commit, end
+from bot.ops.flags.states import FLAG_TAG
+from bot.ports import CloudRunError, EnvVar, EtagConflict, ServiceState, TrafficTarget
+from bot.store import Operation
+
+
+def pinned(state: ServiceState, targets: list[TrafficTarget]) -> list[TrafficTarget]:
+    """``targets`` plus every other tag of the service kept on its own revision at 0% (a
+    traffic PATCH replaces the whole list); the flip's own ``flag`` tag only where named."""
+    result = list(targets)
+    named = {t.tag for t in targets if t.tag}
+    for status in state.traffic:
+        if status.tag and status.tag not in named and status.tag != FLAG_TAG and status.revision:
+            result.append(TrafficTarget(status.revision, 0, status.tag))
+            named.add(status.tag)
+    return result
+
+
+def patch(
+    deps: Deps,
+    operation: Operation,
+    targets: list[TrafficTarget],
+    then: str,
+    purpose: str,
+    deploy: bool = False,
+) -> Operation:
+    """Send one PATCH (the env change with ``deploy``, else traffic) and commit its operation
+    name before waiting for it (state ``applying``)."""
+    try:
+        name, sent = _send(deps, operation, targets, deploy)
+    except EtagConflict:
+        try:
+            name, sent = _send(deps, operation, targets, deploy)
+        except CloudRunError as error:
+            return cloud_failure(deps, operation, purpose, error)
+    except CloudRunError as error:
+        return cloud_failure(deps, operation, purpose, error)
+    expected = {t.revision: t.percent for t in sent if t.percent}
+    deps.audit(
+        BOT_ACTOR,
+        f"cloudrun.flag_{purpose}",
+        "ok",
+        service=operation.service,
+        revision=operation.to_revision,
+        operation_id=operation.id,
+        cloud_operation=name,
+        traffic=expected,
+    )
+    pending = {"op": name, "then": then, "purpose": purpose, "expect": expected}
+    return commit(deps, operation, "applying", due_at=None, pending=pending)
+
+
+def _send(
+    deps: Deps, operation: Operation, targets: list[TrafficTarget], deploy: bool
+) -> tuple[str, list[TrafficTarget]]:
+    ref = deps.service_ref(deps.managed_service(operation.service))
+    state = deps.cloudrun.get_service(ref)
+    sent = pinned(state, targets)
+    if deploy:
+        env = EnvVar(operation.data["env"], operation.data["text"])
+        base = operation.from_revision
+        name = deps.cloudrun.start_env_update(
+            ref, base, env, operation.to_revision, sent, state.etag
+        )
+    else:
+        name = deps.cloudrun.start_traffic_update(ref, sent, state.etag)
+    return name, sent
+
+
+def traffic_now(deps: Deps, operation: Operation) -> dict[str, int] | None:
+    """What serves now, read fresh; None when Cloud Run cannot say."""
+    try:
+        ref = deps.service_ref(deps.managed_service(operation.service))
+        return deps.cloudrun.get_service(ref).serving()
+    except CloudRunError:
+        return None
+
+
+def cloud_failure(
+    deps: Deps, operation: Operation, purpose: str, error: CloudRunError
+) -> Operation:
+    """A change failed after the adapter's retries. If the flag revision may have traffic,
+    go back to the previous revision; otherwise end, saying where traffic is now."""
+    detail = (error.detail or error.reason)[:500]
+    deps.audit(
+        BOT_ACTOR,
+        f"cloudrun.flag_{purpose}",
+        "failed",
+        service=operation.service,
+        operation_id=operation.id,
+        reason=error.reason,
+        detail=detail,
+    )
+    outcome: dict[str, Any] = {"code": f"{purpose}_failed", "detail": detail}
+    if purpose == "shift":
+        return commit(deps, operation, "rolling_back", due_at=None, pending=None, outcome=outcome)
+    operation = commit(deps, operation, traffic_now=traffic_now(deps, operation))
+    return end(deps, operation, "failed", outcome)
