@@ -91,7 +91,7 @@ def mention(user_id: str) -> Markup:
     own) is shown as escaped text, never as markup."""
     if is_user_id(user_id):
         return Markup(f"<@{user_id}>")
-    return Markup(slack_escape(user_id.capitalize()))
+    return Markup(slack_escape(user_id[:1].upper() + user_id[1:]))
 
 
 def duration(seconds: float | None) -> str:

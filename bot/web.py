@@ -1,7 +1,8 @@
 """The bot's HTTP surface: a small WSGI router in front of Bolt.
 
 POST /slack/events        Slack (Bolt verifies the signature)
-GET  /healthz             liveness
+GET  /health, /healthz    liveness (/health for checks from outside: Google reserves /healthz on
+                          *.run.app URLs; Cloud Run's own probes reach either)
 POST /alerts/monitoring   Cloud Monitoring webhook (?token=RUNBACK_ALERT_TOKEN)
 POST /tasks/tick          advance due work (Cloud Scheduler; ?token= or Bearer RUNBACK_TICK_TOKEN)
 POST /ci/releases         CI registers a release candidate (Bearer RUNBACK_CI_TOKEN)
@@ -261,7 +262,7 @@ def make_wsgi_app(bolt_app: App, hooks: Hooks | None = None, signing_secret: str
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "GET")
-        if path == "/healthz":
+        if path in ("/health", "/healthz"):
             return healthz(start_response)
         if path not in routes:
             return _json(start_response, 404, {"error": f"no route for {path}"})

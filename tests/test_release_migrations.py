@@ -404,11 +404,12 @@ def test_ci_starts_the_staging_release_at_once(box: Sandbox) -> None:
     started = answer.json()["release"]
     assert started["started"] is True
     operation = box.runtime.deps.store.operation(started["operation"])
-    assert operation.state == "succeeded" and operation.requested_by == "ci"
+    assert operation.state == "succeeded" and operation.requested_by == "CI"
     assert operation.channel == box.runtime.deps.config.channels.team.id
     assert serving(box, "wa-backend-staging") == {operation.to_revision: 100}
     assert operation.data["migration"]["source"] == "ci"
     assert operation.data["migration"]["commit"] == COMMIT
+    assert "requested by CI" in card(box)
 
 
 def test_ci_destructive_staging_release_waits_for_its_approval(box: Sandbox) -> None:

@@ -24,7 +24,7 @@ from bot.ops.release_migrations import MAX_SQL_CHARS, register_candidate
 from bot.policy.images import parse_image
 from bot.policy.release_migrations import flag_problem
 
-CI_ACTOR = "ci"
+CI_ACTOR = "CI"  # shown as is on cards ("requested by CI")
 MAX_CI_BODY = 256 * 1024  # bytes; a migration is text, and MAX_SQL_CHARS of it fit
 
 
