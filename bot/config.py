@@ -156,9 +156,7 @@ class Approvals(Strict):
     scheduled_rollback: MatrixRow
     # rows added after the first app.yaml files: older files load with the runbook's defaults
     backup: MatrixRow = MatrixRow(requester=Role.SENIOR_DEVELOPER, approval=Approval.SELF)
-    restore: MatrixRow = MatrixRow(
-        requester=Role.TECH_LEAD, approval=Approval.ONE_OTHER_TECH_LEAD
-    )
+    restore: MatrixRow = MatrixRow(requester=Role.TECH_LEAD, approval=Approval.ONE_OTHER_TECH_LEAD)
     approval_ttl_minutes: int = Field(default=30, gt=0, le=24 * 60)
 
     def row(self, action: Action) -> MatrixRow:

@@ -96,7 +96,7 @@ class SecretManagerEmulator:
         if not SECRET_ID.fullmatch(secret_id):
             raise HttpError(400, "secretId must match [a-zA-Z_0-9-]{1,255}.")
         body = _parse(sm.Secret, request)
-        if not body.replication:
+        if "replication" not in body:  # automatic replication is an empty message
             raise HttpError(400, "Secret.replication is required.")
         with self._lock:
             name = f"projects/{request.params['project']}/secrets/{secret_id}"

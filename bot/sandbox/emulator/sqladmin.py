@@ -311,7 +311,6 @@ class SqlAdminEmulator:
                     )
 
             op = self._start(project, name, "BACKUP_VOLUME", finished, run=run)
-            op.backup_context = sql.BackupContext(kind="sql#backupContext", backup_id=run.id)
             return _message_response(op, request)
 
     def _get_op(self, request: Request) -> Response:
@@ -390,6 +389,8 @@ class SqlAdminEmulator:
             target_link=f"https://sqladmin.googleapis.com/sql/v1beta4/projects/{project}/instances/{instance}",
             self_link=f"https://sqladmin.googleapis.com/sql/v1beta4/projects/{project}/operations/{name}",
         )
+        if run is not None:  # a backup's operation names its run
+            message.backup_context = sql.BackupContext(kind="sql#backupContext", backup_id=run.id)
         duration = self.durations.get(kind, 60.0)
         op = _Op(message, now + min(PENDING_S, duration), now + duration, error, then)
         if run is not None:
