@@ -18,6 +18,7 @@ from bot.ports import Message
 from bot.render import LOCALES, TEMPLATES_DIR, Renderer
 from bot.sandbox.emulator.slack_api import check_blocks, check_view
 from bot.store import LockHolder
+from tests.templates_cloudsql import DB_EPHEMERAL_CASES, DB_MESSAGES
 
 NOW = datetime(2025, 11, 27, 14, 0, tzinfo=UTC)
 CONFIG = load_config(Path(__file__).resolve().parents[1] / "app.yaml")
@@ -316,6 +317,7 @@ EPHEMERAL_CASES: list[tuple[str, dict[str, Any]]] = [
             "holder": LockHolder("op-r", "release", "judging", "U0MARTA", "wa-backend-4"),
         },
     ),
+    *DB_EPHEMERAL_CASES,
 ]
 
 JUDGEMENT = {
@@ -854,6 +856,7 @@ MESSAGES: list[Any] = [
         {**whoami_context(set(), True), "groups_problem": "other", "groups": ("oncall",)},
         id="whoami-groups-unreadable",
     ),
+    *DB_MESSAGES,
 ]
 VIEWS = {"migration_modal": {"metadata": json.dumps({"channel": "C0INCIDENTS"})}}
 
