@@ -294,7 +294,7 @@ def _step_shift(deps: Deps, operation: Operation) -> Operation:
         operation = _begin(deps, operation, "shift")
         try:
             state = deps.cloudrun.get_service(ref)
-            targets = pinned_targets(state, operation.to_revision)
+            targets = _without_restore_tag(pinned_targets(state, operation.to_revision))
             op = deps.cloudrun.start_traffic_update(ref, targets, state.etag)
         except CloudRunError as error:
             return _fail(deps, operation, "shift", error.detail or error.reason)
@@ -317,6 +317,16 @@ def _step_shift(deps: Deps, operation: Operation) -> Operation:
     operation = _begin(deps, operation, "verify")
     release = deps.config.release
     return _commit(deps, operation, "judging", due_at=_due(deps, release.warmup_s))
+
+
+def _without_restore_tag(targets: list[TrafficTarget]) -> list[TrafficTarget]:
+    """The new revision takes the traffic; its temporary tag goes (a 0% target without a tag
+    would mean nothing, so it goes too)."""
+    kept = [
+        TrafficTarget(t.revision, t.percent, "" if t.tag == RESTORE_TAG else t.tag)
+        for t in targets
+    ]
+    return [t for t in kept if t.percent or t.tag]
 
 
 def _step_judge(deps: Deps, operation: Operation) -> Operation:

@@ -51,6 +51,7 @@ OpType = sql.Operation.SqlOperationType
 RunStatus = sql.SqlBackupRunStatus
 RunType = sql.SqlBackupRunType
 
+FIRST_RUN_ID = 1_700_000_000_000  # backup run ids look like Cloud SQL's (epoch milliseconds)
 PENDING_S = 2.0  # an operation is PENDING this long (emulator seconds) before RUNNING
 DEFAULT_DURATIONS = {"CREATE": 300.0, "RESTORE_VOLUME": 600.0, "BACKUP_VOLUME": 120.0}
 DEFAULT_PAGE_SIZE = 100
@@ -95,7 +96,7 @@ class SqlAdminEmulator:
             self._world = _World()
             self.durations = dict(DEFAULT_DURATIONS)
             self._failures: dict[str, list[str]] = {}
-            self._next_run_id = int(self.clock() * 1000)
+            self._next_run_id = FIRST_RUN_ID  # deterministic ids, so scripts can name them
 
     def seed_instance(
         self,
