@@ -16,8 +16,8 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import secretmanager_v1 as sm
 from google.cloud import sqladmin_v1beta4 as sql
 
-from bot.gcp.cloudsql import CloudSqlAdmin
 from bot.gcp.cloudrun import CloudRunAdmin
+from bot.gcp.cloudsql import CloudSqlAdmin
 from bot.gcp.secrets import SecretManager
 from bot.ports import CloudSqlError, EnvVar, SecretsError, ServiceRef, TrafficTarget
 from bot.sandbox.emulator.http import Fault

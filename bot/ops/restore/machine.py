@@ -90,7 +90,7 @@ def _step_create(deps: Deps, operation: Operation) -> Operation:
         except CloudSqlError as error:
             if error.reason in ("already_exists", "conflict") and _clone_exists(deps, data):
                 return _commit(deps, _done(deps, operation, "create"), "restoring")
-            return _fail(deps, operation, "create", error.detail or error.reason)
+            return _fail(deps, operation, "create", _why(error))
         return _following(deps, operation, started, "create")
     return _follow(deps, operation, "create", then="restoring")
 
@@ -104,7 +104,7 @@ def _step_restore(deps: Deps, operation: Operation) -> Operation:
                 data["project"], data["clone"], data["backup"]["id"], data["instance"]
             )
         except CloudSqlError as error:
-            return _fail(deps, operation, "restore", error.detail or error.reason)
+            return _fail(deps, operation, "restore", _why(error))
         return _following(deps, operation, started, "restore")
     return _follow(deps, operation, "restore", then="checking")
 
@@ -187,7 +187,7 @@ def _step_point(deps: Deps, operation: Operation) -> Operation:
     except UrlError as error:
         return _fail(deps, operation, "secret", f"url:{error.problem}")
     except (CloudSqlError, SecretsError) as error:
-        return _fail(deps, operation, "secret", error.detail or error.reason)
+        return _fail(deps, operation, "secret", _why(error))
     deps.audit(
         BOT_ACTOR,
         "secretmanager.version_added",
@@ -323,8 +323,7 @@ def _without_restore_tag(targets: list[TrafficTarget]) -> list[TrafficTarget]:
     """The new revision takes the traffic; its temporary tag goes (a 0% target without a tag
     would mean nothing, so it goes too)."""
     kept = [
-        TrafficTarget(t.revision, t.percent, "" if t.tag == RESTORE_TAG else t.tag)
-        for t in targets
+        TrafficTarget(t.revision, t.percent, "" if t.tag == RESTORE_TAG else t.tag) for t in targets
     ]
     return [t for t in kept if t.percent or t.tag]
 
@@ -477,7 +476,10 @@ def go_back_now(deps: Deps, operation: Operation, user: str) -> bool:
     if not deps.store.move_operation(move, deps.clock.now()):
         return False
     deps.store.merge_data(
-        operation.id, deps.clock.now(), outcome={"step": "verify", "why": "asked", "by": user}
+        operation.id,
+        deps.clock.now(),
+        outcome={"step": "verify", "why": "asked", "by": user},
+        due_at=None,
     )
     deps.audit(user, "restore.go_back", "ok", service=operation.service, operation_id=operation.id)
     refresh(deps, operation.id)
@@ -485,6 +487,11 @@ def go_back_now(deps: Deps, operation: Operation, user: str) -> bool:
 
 
 # -- bookkeeping -------------------------------------------------------------------------------
+
+
+def _why(error: CloudSqlError | SecretsError) -> str:
+    """``reason (detail)``: the reason says what to fix (``permission_denied``...)."""
+    return f"{error.reason} ({error.detail})" if error.detail else error.reason
 
 
 def _database(deps: Deps, operation: Operation) -> Database:
