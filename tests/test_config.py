@@ -78,6 +78,8 @@ def test_shipped_matrix_is_the_runbooks() -> None:
         Action.FULL_TRAFFIC: (Role.TECH_LEAD, Approval.ONE_OTHER_TECH_LEAD, False),
         Action.EMERGENCY_ROLLBACK: (Role.ON_CALL, Approval.SELF, True),
         Action.SCHEDULED_ROLLBACK: (Role.TECH_LEAD, Approval.ONE_OTHER_TECH_LEAD, False),
+        Action.BACKUP: (Role.SENIOR_DEVELOPER, Approval.SELF, False),
+        Action.RESTORE: (Role.TECH_LEAD, Approval.ONE_OTHER_TECH_LEAD, False),
     }
     assert set(expected) == set(Action)
     for action, row in expected.items():

@@ -53,8 +53,10 @@ EXPECTED_MATRIX: dict[Action, tuple[Role, Verdict, bool]] = {
     Action.FULL_TRAFFIC: (LEAD, Verdict.NEEDS_APPROVAL, False),  # another tech lead approves
     Action.EMERGENCY_ROLLBACK: (ONCALL, Verdict.RUN, True),  # self-approval, incidents only
     Action.SCHEDULED_ROLLBACK: (LEAD, Verdict.NEEDS_APPROVAL, False),  # another tech lead
+    Action.BACKUP: (SENIOR, Verdict.RUN, False),  # self-approval
+    Action.RESTORE: (LEAD, Verdict.NEEDS_APPROVAL, False),  # another tech lead approves
 }
-NEEDS_ANOTHER_TECH_LEAD = {Action.FULL_TRAFFIC, Action.SCHEDULED_ROLLBACK}
+NEEDS_ANOTHER_TECH_LEAD = {Action.FULL_TRAFFIC, Action.SCHEDULED_ROLLBACK, Action.RESTORE}
 
 ALL_ROLES = (DEV, SENIOR, LEAD, ONCALL)
 DIRECT_SETS: list[frozenset[Role]] = [
