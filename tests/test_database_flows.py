@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import select
 
-from bot.ops.backups import default_description, take_backup
+from bot.ops.backups import default_description, newest_backup_age, take_backup
 from bot.sandbox.console import Sandbox
 from bot.sandbox.emulator.sqladmin import FIRST_RUN_ID
 from bot.sandbox.seed import SAMPLE_PASSWORD
@@ -163,6 +163,8 @@ def test_recent_backups_and_a_warning_when_the_newest_good_one_is_old(box: Sandb
             {"age_s": 3600, "type": "ON_DEMAND", "status": "FAILED", "description": "x"},
         ],
     )
+    age = newest_backup_age(box.runtime.deps, SERVICE)
+    assert age is not None and 29.9 * 3600 <= age.total_seconds() < 30.1 * 3600  # from its end
     out = run(box, "/ops backups wa-backend-db")
     assert "⚠️ The newest successful backup is *30h old*, older than 24 hours" in out
     assert "on demand · failed · " in out and "m ago · x" in out

@@ -1,7 +1,7 @@
 """Cloud SQL backups: ``/ops backup`` (a durable operation with one live card), ``/ops backups``
 (the recent ones), and ``take_backup`` for other workflows (the release's pre-green backup)."""
 
-from bot.ops.backups.listing import backups_message
+from bot.ops.backups.listing import backups_message, newest_backup_age, recent_backups
 from bot.ops.backups.take import BackupFailed, default_description, take_backup
 from bot.ops.backups.workflow import (
     FINAL_STATES,
@@ -26,8 +26,10 @@ __all__ = [
     "default_description",
     "execute",
     "fail_unexpectedly",
+    "newest_backup_age",
     "on_decided",
     "on_expired",
+    "recent_backups",
     "refresh",
     "request_backup",
     "take_backup",

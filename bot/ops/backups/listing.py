@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from bot.ops.backups.target import cloudsql, resolve_database
@@ -11,12 +12,14 @@ from bot.policy.databases import backup_age, newest_successful, stale
 from bot.ports import Backup, CloudSqlError, Message
 
 
-def backups_message(deps: Deps, target: str) -> Message:
+def recent_backups(deps: Deps, target: str, limit: int | None = None) -> list[Backup]:
+    """The newest backups of SERVICE's (or INSTANCE's) database, newest first: id, automated
+    or on demand, status, enqueue/start/end times, description. Raises UserError (unknown
+    target, no database, Cloud SQL unavailable after its retries)."""
     database = resolve_database(deps, target)
-    settings = deps.config.backups
     try:
-        backups = cloudsql(deps).list_backups(
-            database.project, database.instance, settings.list_limit
+        return cloudsql(deps).list_backups(
+            database.project, database.instance, limit or deps.config.backups.list_limit
         )
     except CloudSqlError as error:
         raise UserError(
@@ -25,6 +28,19 @@ def backups_message(deps: Deps, target: str) -> Message:
             reason=error.reason,
             detail=error.detail or error.reason,
         ) from None
+
+
+def newest_backup_age(deps: Deps, target: str) -> timedelta | None:
+    """How old the newest successful backup is; None when there is none among the recent ones
+    (for readiness checks: compare with ``backups.max_age_hours``)."""
+    newest = newest_successful(recent_backups(deps, target))
+    return backup_age(newest, deps.clock.now()) if newest else None
+
+
+def backups_message(deps: Deps, target: str) -> Message:
+    database = resolve_database(deps, target)
+    settings = deps.config.backups
+    backups = recent_backups(deps, target)
     now = deps.clock.now()
     newest = newest_successful(backups)
     return deps.renderer.message(
