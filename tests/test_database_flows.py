@@ -207,6 +207,8 @@ def test_restore_to_a_clone_end_to_end(box: Sandbox, caplog: pytest.LogCaptureFi
     assert "*This will:*" in out and "create a new Cloud SQL instance `wa-backend-db-r" in out
     assert "Another tech lead must approve" in out
     assert calls(box, "sql.instances.insert") == 0, "nothing happens before the confirmation"
+    shown_clone = out.split("create a new Cloud SQL instance `")[1].split("`")[0]
+    box.clock.advance(120)  # the requester reads for two minutes: the clone keeps its name
     out = run(box, "click Ask to restore")
     assert "(Restore to a clone?" in out, "the confirm dialog says what will happen"
     assert latest(box, "restore").state == "awaiting_approval"
@@ -215,7 +217,7 @@ def test_restore_to_a_clone_end_to_end(box: Sandbox, caplog: pytest.LogCaptureFi
     run(box, "as sofia", "click Approve")
     operation = latest(box, "restore")
     clone = operation.data["clone"]
-    assert clone.startswith("wa-backend-db-r") and operation.state == "creating"
+    assert clone == shown_clone and operation.state == "creating"
     assert "Cloud SQL: PENDING" in card(box, "restore") or "RUNNING" in card(box, "restore")
 
     run(box, "wait 1m")
@@ -365,3 +367,23 @@ def test_concurrent_approvals_decide_once(box: Sandbox) -> None:
         thread.join()
     box.runtime.engine.wait_idle()
     assert audit(box).count("restore.approved") == 1
+
+
+def test_a_clone_name_someone_else_took_is_never_restored_over(box: Sandbox) -> None:
+    run(box, "as luis", f"/ops restore {SERVICE} {NEWEST}", "click Ask to restore")
+    taken = latest(box, "restore").data["clone"]
+    box.emulator.sqladmin.seed_instance(PROJECT, taken)  # made by hand, in the same minute
+    run(box, "as sofia", "click Approve")
+    operation = latest(box, "restore")
+    assert operation.state == "failed" and operation.data["outcome"]["step"] == "create"
+    assert calls(box, "sql.instances.restoreBackup") == 0 and serving(box) == {BLUE: 100}
+
+
+def test_a_create_whose_answer_was_lost_stops_and_says_the_clone_may_exist(box: Sandbox) -> None:
+    run(box, "fault sql.instances.insert 504 1")  # applied by Cloud SQL, the answer lost
+    box.emulator.router.faults.list()[0].after = True
+    ask_and_approve(box)
+    operation = latest(box, "restore")
+    assert operation.state == "failed" and calls(box, "sql.instances.insert") == 1, "not retried"
+    assert f"The clone `{operation.data['clone']}` may exist" in card(box, "restore")
+    assert serving(box) == {BLUE: 100}

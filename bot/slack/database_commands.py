@@ -84,7 +84,11 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
             try:
                 asked = json.loads(str(action.get("value", "")))
                 request = restore.RestoreRequest(
-                    str(asked["service"]), str(asked["backup"]), user, channel
+                    str(asked["service"]),
+                    str(asked["backup"]),
+                    user,
+                    channel,
+                    clone=str(asked.get("clone", "")),
                 )
             except (ValueError, KeyError, TypeError):
                 message = ephemeral(deps, "notice.unknown_request")

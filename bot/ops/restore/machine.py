@@ -84,11 +84,18 @@ def _step_create(deps: Deps, operation: Operation) -> Operation:
     data = operation.data
     sql = cloudsql(deps)
     if not data.get("sql_op"):
+        retry = bool(data.get("create_sent"))  # an earlier attempt's answer may have been lost
+        operation = _commit(deps, operation, create_sent=True)
         try:
             source = sql.get_instance(data["project"], data["instance"])
             started = sql.start_create_instance(source, data["clone"])
         except CloudSqlError as error:
-            if error.reason in ("already_exists", "conflict") and _clone_exists(deps, data):
+            state = (
+                _clone_state(deps, data) if error.reason in ("already_exists", "conflict") else ""
+            )
+            if state and retry:  # ours, from before the restart: follow it by its state
+                if state != "RUNNABLE":
+                    return _later(deps, operation, "create", instance_state=state)
                 return _commit(deps, _done(deps, operation, "create"), "restoring")
             return _fail(deps, operation, "create", _why(error))
         return _following(deps, operation, started, "create")
@@ -154,12 +161,12 @@ def _follow(deps: Deps, operation: Operation, step: str, then: str) -> Operation
     return _commit(deps, _done(deps, operation, step), then)
 
 
-def _clone_exists(deps: Deps, data: dict[str, Any]) -> bool:
+def _clone_state(deps: Deps, data: dict[str, Any]) -> str:
+    """The clone's state; "" when it cannot be read."""
     try:
-        cloudsql(deps).get_instance(data["project"], data["clone"])
+        return cloudsql(deps).get_instance(data["project"], data["clone"]).state
     except CloudSqlError:
-        return False
-    return True
+        return ""
 
 
 # -- Secret Manager: the clone's URL, never shown -----------------------------------------------

@@ -18,7 +18,7 @@ from bot.ops.context import Deps
 from bot.ops.errors import UserError
 from bot.ops.restore.view import refresh
 from bot.policy.approvals import decide_request
-from bot.policy.databases import clone_name, secret_target
+from bot.policy.databases import MAX_INSTANCE_ID, clone_name, secret_target
 from bot.policy.targets import current_revision
 from bot.ports import Backup, CloudRunError, CloudSqlError, EnvVar
 from bot.store import Operation
@@ -34,6 +34,7 @@ class RestoreRequest:
     backup_id: str
     user: str
     channel: str
+    clone: str = ""  # the clone's name the confirm dialog showed (kept if it is one of ours)
 
 
 def preview_restore(deps: Deps, request: RestoreRequest) -> dict[str, Any]:
@@ -65,6 +66,8 @@ def request_restore(deps: Deps, request: RestoreRequest) -> Operation:
     """Record the confirmed request, waiting for another tech lead's approval."""
     preview = preview_restore(deps, request)
     database = resolve_database(deps, request.target)
+    if is_clone_name(request.clone, database.instance):
+        preview["clone"] = request.clone  # what the requester was shown and confirmed
     service = database.service.name
     now = deps.clock.now()
     operation = deps.store.create_operation(
@@ -188,6 +191,14 @@ def _serving_database_var(deps: Deps, database: Database) -> tuple[str, EnvVar]:
             plain=var is not None,
         )
     return revision.name, var
+
+
+def is_clone_name(name: str, instance: str) -> bool:
+    """A name ``clone_name`` makes for ``instance`` (at some minute)."""
+    base = instance[: MAX_INSTANCE_ID - len("-r20261130-0915")].rstrip("-")
+    return len(name) <= MAX_INSTANCE_ID and bool(
+        re.fullmatch(rf"{re.escape(base)}-r\d{{8}}-\d{{4}}", name)
+    )
 
 
 def _short_secret(secret: str) -> str:
