@@ -241,6 +241,14 @@ DB_MESSAGES: list[Any] = [
         {"r": restore_card("failed", 1, outcome={"step": "restore", "why": "boom"})},
         id="restore-failed",
     ),
+    *[
+        pytest.param(
+            "db_restore_card",
+            {"r": restore_card("failed", 3, outcome={"step": "secret", "why": f"url:{problem}"})},
+            id=f"restore-failed-url-{problem}",
+        )
+        for problem in ("not_a_url", "old_instance_not_found", "no_address")
+    ],
     pytest.param(
         "db_restore_card",
         {

@@ -387,3 +387,18 @@ def test_a_create_whose_answer_was_lost_stops_and_says_the_clone_may_exist(box: 
     assert operation.state == "failed" and calls(box, "sql.instances.insert") == 1, "not retried"
     assert f"The clone `{operation.data['clone']}` may exist" in card(box, "restore")
     assert serving(box) == {BLUE: 100}
+
+
+def test_a_url_that_names_another_database_is_never_shown(
+    box: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    box.emulator.secrets.seed_secret(
+        PROJECT, "wa-backend-database-url", f"postgresql://app:{SAMPLE_PASSWORD}@db.example.com/app"
+    )
+    ask_and_approve(box)
+    run(box, "wait 6m", "wait 11m")
+    operation = latest(box, "restore")
+    assert operation.state == "failed" and operation.data["outcome"]["step"] == "secret"
+    assert "names neither the instance's connection name nor its IP address" in card(box, "restore")
+    assert serving(box) == {BLUE: 100}
+    assert_no_credentials(box, caplog)
