@@ -402,3 +402,21 @@ def test_a_url_that_names_another_database_is_never_shown(
     assert "names neither the instance's connection name nor its IP address" in card(box, "restore")
     assert serving(box) == {BLUE: 100}
     assert_no_credentials(box, caplog)
+
+
+def test_a_restore_on_postgresql_survives_a_restart(pg_sandbox: Sandbox) -> None:
+    """The store several Runback instances share: the same restore, taken over after a restart."""
+    box = pg_sandbox
+    ask_and_approve(box)
+    run(box, "wait 1m")
+    box.runtime.engine.shutdown(wait=False)
+    box.clock.advance(6 * 60)  # Cloud SQL creates the clone meanwhile
+    box.restart_bot()
+    assert latest(box, "restore").state == "restoring"
+    run(box, "wait 11m")
+    operation = latest(box, "restore")
+    assert operation.state in ("judging", "succeeded")
+    assert serving(box) == {operation.to_revision: 100}
+    assert (
+        calls(box, "sql.instances.insert") == 1 and calls(box, "sql.instances.restoreBackup") == 1
+    )
