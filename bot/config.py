@@ -39,6 +39,8 @@ class Action(StrEnum):
     ROLLBACK_PAST_MIGRATION = "rollback_past_migration"
     FEATURE_FLAG = "feature_flag"  # a flag flip on a production service
     FEATURE_FLAG_STAGING = "feature_flag_staging"  # a flag flip on a staging service
+    BACKUP = "backup"  # an on-demand Cloud SQL backup
+    RESTORE = "restore"  # a backup restored to a new instance, the service moved onto it
 
 
 APPROVAL_ONLY_ACTIONS = frozenset({Action.DESTRUCTIVE_MIGRATION, Action.ROLLBACK_PAST_MIGRATION})
@@ -88,6 +90,23 @@ def _registry_prefixes(prefixes: tuple[str, ...] | None) -> tuple[str, ...] | No
     return tuple(prefix.rstrip("/") + "/" for prefix in prefixes)
 
 
+SECRET_ID = r"^[A-Za-z0-9_-]{1,255}$"  # Secret Manager's secret ids
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+# Cloud SQL instance ids: lower-case letters, digits and hyphens, a letter first, at most 98
+# characters with the project (https://cloud.google.com/sql/docs/postgres/create-instance)
+INSTANCE_ID = r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$"
+
+
+class DatabaseConfig(Strict):
+    """The service's Cloud SQL instance and the Secret Manager secret its DATABASE_URL is read
+    from (the Cloud Run service reads ``env`` from ``secret`` through ``secretKeyRef``)."""
+
+    instance: str = Field(pattern=INSTANCE_ID)
+    project: str | None = Field(default=None, min_length=1)  # default: the service's project
+    secret: str = Field(pattern=SECRET_ID)
+    env: str = Field(default="DATABASE_URL", pattern=ENV_NAME)
+
+
 class ServiceConfig(Strict):
     name: str = Field(pattern=r"^[a-z]([-a-z0-9]{0,47}[a-z0-9])?$")
     project: str = Field(min_length=1)
@@ -99,11 +118,16 @@ class ServiceConfig(Strict):
     requires_auth: bool = False  # IAM-protected: probes carry an ID token
     # images /deploy may release to production; None: release.registries, else its own registry
     registries: tuple[str, ...] | None = None
+    database: DatabaseConfig | None = None  # its Cloud SQL instance and DATABASE_URL secret
 
     @field_validator("registries")
     @classmethod
     def _prefixes(cls, prefixes: tuple[str, ...] | None) -> tuple[str, ...] | None:
         return _registry_prefixes(prefixes)
+
+    @property
+    def database_project(self) -> str:
+        return (self.database.project if self.database else None) or self.project
 
 
 class RoleMembers(Strict):
@@ -169,6 +193,9 @@ class Approvals(Strict):
         requester=Role.ON_CALL, approval=Approval.ONE_OTHER_TECH_LEAD
     )
     feature_flag: FlagRows = FlagRows()  # optional: older app.yaml files have no such row
+    # rows added after the first app.yaml files: older files load with the runbook's defaults
+    backup: MatrixRow = MatrixRow(requester=Role.SENIOR_DEVELOPER, approval=Approval.SELF)
+    restore: MatrixRow = MatrixRow(requester=Role.TECH_LEAD, approval=Approval.ONE_OTHER_TECH_LEAD)
     approval_ttl_minutes: int = Field(default=30, gt=0, le=24 * 60)
 
     def row(self, action: Action) -> MatrixRow:
@@ -236,6 +263,17 @@ class ReleaseSettings(Strict):
         return steps
 
 
+class BackupSettings(Strict):
+    """Cloud SQL backups and restores ("Backup Strategy" of the runbook)."""
+
+    max_age_hours: float = Field(default=24, gt=0, le=24 * 365)  # newest good backup older: warn
+    list_limit: int = Field(default=10, ge=1, le=100)  # backups /ops backups shows
+    poll_interval_s: float = Field(default=10, gt=0, le=600)  # Cloud SQL operations, polled
+    backup_timeout_s: float = Field(default=3600, gt=0, le=7 * DAY_S)
+    restore_timeout_s: float = Field(default=4 * 3600, gt=0, le=7 * DAY_S)  # create + restore
+    description: str = Field(default="Pre-deployment", min_length=1, max_length=200)
+
+
 class SandboxUser(Strict):
     id: str
     real_name: str = ""
@@ -261,6 +299,7 @@ class Config(Strict):
     thresholds: Thresholds = Thresholds()
     rollback: RollbackSettings = RollbackSettings()
     release: ReleaseSettings = ReleaseSettings()
+    backups: BackupSettings = BackupSettings()
     sandbox: Sandbox = Sandbox()
 
     @field_validator("services")
@@ -274,6 +313,12 @@ class Config(Strict):
 
     def service(self, name: str) -> ServiceConfig | None:
         return next((s for s in self.services if s.name == name), None)
+
+    def service_of_instance(self, instance: str) -> ServiceConfig | None:
+        """The (first) service whose database is Cloud SQL instance ``instance``."""
+        return next(
+            (s for s in self.services if s.database and s.database.instance == instance), None
+        )
 
     @property
     def service_names(self) -> list[str]:

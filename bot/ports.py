@@ -166,10 +166,13 @@ class CloudRun(Protocol):
         revision_name: str,
         targets: list[TrafficTarget],
         etag: str,
+        cloudsql_swap: tuple[str, str] | None = None,
     ) -> str:
         """Create revision ``revision_name`` from ``base_revision``'s containers (same image,
-        same environment) with one variable of the ingress container set to ``env``, and set
-        ``targets``, in one PATCH. Returns the operation name; raises like ``start_deploy``.
+        same environment) with one variable of the ingress container set to ``env`` (a plain
+        value or a Secret Manager reference), and set ``targets``, in one PATCH;
+        ``cloudsql_swap`` (old, new) moves the Cloud SQL connection too. Returns the operation
+        name; raises like ``start_deploy``.
         """
         ...
 
@@ -373,3 +376,118 @@ class Clock(Protocol):
     def now(self) -> datetime: ...
 
     def sleep(self, seconds: float) -> None: ...
+
+
+# -- Cloud SQL and Secret Manager (backups, restores) -----------------------------------------
+
+
+@dataclass(frozen=True)
+class SqlInstance:
+    project: str
+    name: str
+    state: str  # Cloud SQL's SqlInstanceState name: RUNNABLE, PENDING_CREATE, MAINTENANCE, ...
+    database_version: str  # e.g. POSTGRES_15
+    region: str
+    tier: str
+    connection_name: str  # project:region:name, what /cloudsql/ sockets are named after
+    ip_addresses: tuple[str, ...] = ()
+
+    @property
+    def runnable(self) -> bool:
+        return self.state == "RUNNABLE"
+
+
+@dataclass(frozen=True)
+class Backup:
+    """One backup run of an instance."""
+
+    id: str
+    automated: bool  # AUTOMATED, else ON_DEMAND
+    status: str  # SqlBackupRunStatus name: SUCCESSFUL, RUNNING, ENQUEUED, FAILED, ...
+    enqueued: datetime | None
+    started: datetime | None
+    ended: datetime | None
+    description: str = ""
+    error: str = ""
+
+    @property
+    def successful(self) -> bool:
+        return self.status == "SUCCESSFUL"
+
+
+@dataclass(frozen=True)
+class SqlOperation:
+    """A Cloud SQL operation (``sql#operation``): PENDING, RUNNING or DONE, with its error."""
+
+    name: str
+    project: str
+    status: str  # PENDING | RUNNING | DONE
+    operation_type: str  # CREATE, RESTORE_VOLUME, BACKUP_VOLUME, ...
+    error: str = ""  # set when it ended badly
+    backup_id: str = ""  # a backup's operation names its backup run
+    started: datetime | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.status == "DONE"
+
+
+class CloudSqlError(Exception):
+    """A Cloud SQL Admin call failed after bounded retries; ``reason`` is a short machine code
+    (``not_found``, ``permission_denied``, ``conflict``, ``invalid_argument``,
+    ``unavailable``...)."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+class CloudSql(Protocol):
+    def get_instance(self, project: str, instance: str) -> SqlInstance: ...
+
+    def list_backups(self, project: str, instance: str, limit: int) -> list[Backup]:
+        """The instance's newest ``limit`` backup runs, newest first."""
+        ...
+
+    def start_backup(self, project: str, instance: str, description: str) -> SqlOperation:
+        """An on-demand backup (``backupRuns.insert``); its operation names the backup."""
+        ...
+
+    def start_create_instance(self, like: SqlInstance, name: str) -> SqlOperation:
+        """A new, empty instance ``name`` with ``like``'s region, version and tier."""
+        ...
+
+    def start_restore(self, project: str, target: str, backup_id: str, source: str) -> SqlOperation:
+        """Restore backup run ``backup_id`` of instance ``source`` into the existing instance
+        ``target``, overwriting it (``instances.restoreBackup``)."""
+        ...
+
+    def get_operation(self, project: str, name: str) -> SqlOperation: ...
+
+
+class SecretsError(Exception):
+    """A Secret Manager call failed after bounded retries. Never carries a secret's value."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+class Secrets(Protocol):
+    def access(self, project: str, secret: str, version: str) -> str:
+        """The value of a version ("latest" or a number). Callers never show or log it."""
+        ...
+
+    def add_version(self, project: str, secret: str, value: str) -> str:
+        """Add a version holding ``value``; returns its number."""
+        ...
+
+    def create_secret(self, project: str, secret: str) -> None:
+        """A new secret (automatic replication); raises SecretsError("already_exists")."""
+        ...
+
+    def version_of(self, project: str, secret: str, version: str) -> str:
+        """The number a version reference ("latest" or a number) stands for now."""
+        ...

@@ -96,6 +96,18 @@ def _cloudrun(settings: Settings) -> Any:
     return CloudRunAdmin(settings.emulator_host, retry_deadline_s=settings.retry_deadline_s)
 
 
+def _cloudsql(settings: Settings) -> Any:
+    from bot.gcp.cloudsql import CloudSqlAdmin
+
+    return CloudSqlAdmin(settings.emulator_host, retry_deadline_s=settings.retry_deadline_s)
+
+
+def _secrets(settings: Settings) -> Any:
+    from bot.gcp.secrets import SecretManager
+
+    return SecretManager(settings.emulator_host, retry_deadline_s=settings.retry_deadline_s)
+
+
 def _audit_sink(settings: Settings, config: Config) -> Any:
     from bot.gcp.logs import CloudLoggingAudit
 
@@ -176,6 +188,8 @@ def build_runtime(config: Config, settings: Settings, clock: Clock | None = None
         metrics=_metrics(settings),
         logs=audit_sink,  # the same Cloud Logging client reads
         service_config=_service_config(settings),
+        cloudsql=_cloudsql(settings),
+        secrets=_secrets(settings),
     )
     warnings = config_warnings(config, deps.renderer)
     for warning in warnings:

@@ -83,6 +83,8 @@ def test_shipped_matrix_is_the_runbooks() -> None:
         Action.ROLLBACK_PAST_MIGRATION: (Role.ON_CALL, Approval.ONE_OTHER_TECH_LEAD, False),
         Action.FEATURE_FLAG: (Role.SENIOR_DEVELOPER, Approval.SELF, False),
         Action.FEATURE_FLAG_STAGING: (Role.DEVELOPER, Approval.AUTO, False),
+        Action.BACKUP: (Role.SENIOR_DEVELOPER, Approval.SELF, False),
+        Action.RESTORE: (Role.TECH_LEAD, Approval.ONE_OTHER_TECH_LEAD, False),
     }
     assert set(expected) == set(Action)
     for action, row in expected.items():

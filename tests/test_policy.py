@@ -58,12 +58,15 @@ EXPECTED_MATRIX: dict[Action, tuple[Role, Verdict, bool]] = {
     Action.ROLLBACK_PAST_MIGRATION: (ONCALL, Verdict.NEEDS_APPROVAL, False),
     Action.FEATURE_FLAG: (SENIOR, Verdict.RUN, False),  # a production flag flip: self-approval
     Action.FEATURE_FLAG_STAGING: (DEV, Verdict.RUN, False),  # a staging flag flip: automatic
+    Action.BACKUP: (SENIOR, Verdict.RUN, False),  # self-approval
+    Action.RESTORE: (LEAD, Verdict.NEEDS_APPROVAL, False),  # another tech lead approves
 }
 NEEDS_ANOTHER_TECH_LEAD = {
     Action.FULL_TRAFFIC,
     Action.SCHEDULED_ROLLBACK,
     Action.DESTRUCTIVE_MIGRATION,
     Action.ROLLBACK_PAST_MIGRATION,
+    Action.RESTORE,
 }
 
 ALL_ROLES = (DEV, SENIOR, LEAD, ONCALL)

@@ -357,6 +357,8 @@ def test_release_killed_during_approve_100_carries_on_after_restart(world) -> No
         ("migration-check.txt", "feature flag"),
         ("migration-release.txt", "Not an emergency rollback"),
         ("flag.txt", "Traffic is back on"),
+        ("backup.txt", "on demand · successful"),
+        ("restore.txt", "wa-backend-00003 100%"),
     ],
 )
 def test_sandbox_example_scripts_run(script: str, shown: str) -> None:

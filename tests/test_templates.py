@@ -19,6 +19,7 @@ from bot.render import LOCALES, TEMPLATES_DIR, Renderer
 from bot.sandbox.emulator.slack_api import check_blocks, check_view
 from bot.store import LockHolder
 from tests.flag_template_cases import FLAG_EPHEMERAL_CASES, FLAG_MESSAGES, make_flag
+from tests.templates_cloudsql import DB_EPHEMERAL_CASES, DB_MESSAGES
 
 NOW = datetime(2025, 11, 27, 14, 0, tzinfo=UTC)
 CONFIG = load_config(Path(__file__).resolve().parents[1] / "app.yaml")
@@ -318,6 +319,7 @@ EPHEMERAL_CASES: list[tuple[str, dict[str, Any]]] = [
             "holder": LockHolder("op-r", "release", "judging", "U0MARTA", "wa-backend-4"),
         },
     ),
+    *DB_EPHEMERAL_CASES,
 ]
 
 JUDGEMENT = {
@@ -1057,6 +1059,7 @@ MESSAGES: list[Any] = [
         {**whoami_context(set(), True), "groups_problem": "other", "groups": ("oncall",)},
         id="whoami-groups-unreadable",
     ),
+    *DB_MESSAGES,
 ]
 MESSAGES += FLAG_MESSAGES
 VIEWS = {

@@ -132,7 +132,7 @@ class CloudRunAdmin:
         ingress = template.containers[self._ingress(ref, template.containers)]
         ingress.image = image
         for name, value in (env or {}).items():
-            ingress.env = with_env(ingress.env, name, value)
+            ingress.env = with_env(ingress.env, EnvVar(name, value))
         template.revision = revision_name
         service = run_v2.Service(
             name=ref.path, etag=etag, template=template, traffic=_traffic(targets)
@@ -147,18 +147,23 @@ class CloudRunAdmin:
         revision_name: str,
         targets: list[TrafficTarget],
         etag: str,
+        cloudsql_swap: tuple[str, str] | None = None,
     ) -> str:
         """New revision ``revision_name``: ``base_revision``'s containers with one variable of
-        the ingress container set to ``env``, plus ``targets``, in one PATCH.
+        the ingress container set to ``env`` (a plain value or a ``valueSource.secretKeyRef``),
+        plus ``targets``, in one PATCH. ``cloudsql_swap`` (old, new connection name) also moves
+        the base revision's Cloud SQL volume to the new instance, so ``/cloudsql/NEW`` exists in
+        the container (https://cloud.google.com/run/docs/configuring/services/cloud-sql-connect).
 
         The containers come from the base revision, not from the service's template: after a
         rollback the template still names the newer image that was rolled back from, and a flag
-        flip must not bring it back. The rest of the template is kept as in ``start_deploy``.
+        flip or a restore must not bring it back. The rest of the template is kept as in
+        ``start_deploy``.
         """
         from google.cloud import run_v2
 
-        if not revision_name or env.from_secret:
-            raise CloudRunError("invalid_argument", "an env update needs a name and a plain value")
+        if not revision_name:
+            raise CloudRunError("invalid_argument", "an env update needs a revision name")
         services, revisions = self._get_clients()
         current = self._call(lambda: services.get_service(name=ref.path, **self._call_options()))
         path = f"{ref.path}/revisions/{base_revision}"
@@ -166,12 +171,17 @@ class CloudRunAdmin:
         template = run_v2.RevisionTemplate(current.template)
         template.containers = [run_v2.Container(c) for c in base.containers]
         ingress = template.containers[self._ingress(ref, template.containers)]
-        ingress.env = with_env(ingress.env, env.name, env.value)
+        ingress.env = with_env(ingress.env, env)
         template.revision = revision_name
+        paths = list(DEPLOY_MASK)
+        if cloudsql_swap:
+            template.volumes = [run_v2.Volume(v) for v in base.volumes]
+            if _swap_cloudsql(template, *cloudsql_swap):
+                paths.append("template.volumes")
         service = run_v2.Service(
             name=ref.path, etag=etag, template=template, traffic=_traffic(targets)
         )
-        return self._update(service, list(DEPLOY_MASK))
+        return self._update(service, paths)
 
     @staticmethod
     def _ingress(ref: ServiceRef, containers: Any) -> int:
@@ -401,15 +411,32 @@ def _env_var(var: Any) -> EnvVar:
     return EnvVar(name=var.name, value=var.value)
 
 
-def with_env(env: Any, name: str, value: str) -> list[Any]:
-    """A container's environment with ``name`` set to ``value``: changed in place where it is
-    (every other variable as it was, in order), appended when it was not there."""
+def with_env(env: Any, var: EnvVar) -> list[Any]:
+    """A container's environment with ``var`` set (a plain value or a Secret Manager
+    reference): changed in place where it is (every other variable as it was, in order),
+    appended when it was not there."""
     from google.cloud import run_v2
 
-    result = [run_v2.EnvVar(var) for var in env if var.name != name]
-    position = next((i for i, var in enumerate(env) if var.name == name), len(result))
-    result.insert(position, run_v2.EnvVar(name=name, value=value))
+    result = [run_v2.EnvVar(old) for old in env if old.name != var.name]
+    position = next((i for i, old in enumerate(env) if old.name == var.name), len(result))
+    if var.from_secret:
+        ref = run_v2.SecretKeySelector(secret=var.secret, version=var.secret_version or "latest")
+        fresh = run_v2.EnvVar(name=var.name, value_source=run_v2.EnvVarSource(secret_key_ref=ref))
+    else:
+        fresh = run_v2.EnvVar(name=var.name, value=var.value)
+    result.insert(position, fresh)
     return result
+
+
+def _swap_cloudsql(template: Any, old: str, new: str) -> bool:
+    """Replace connection ``old`` by ``new`` in the template's Cloud SQL volumes."""
+    swapped = False
+    for volume in template.volumes:
+        if "cloud_sql_instance" in volume and old in volume.cloud_sql_instance.instances:
+            instances = list(volume.cloud_sql_instance.instances)
+            volume.cloud_sql_instance.instances = [new if i == old else i for i in instances]
+            swapped = True
+    return swapped
 
 
 def ingress_container(containers: Any) -> int | None:

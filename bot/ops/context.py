@@ -14,10 +14,12 @@ from bot.ports import (
     Chat,
     Clock,
     CloudRun,
+    CloudSql,
     Directory,
     LogReader,
     Metrics,
     Probe,
+    Secrets,
     ServiceConfigReader,
     ServiceRef,
 )
@@ -44,6 +46,8 @@ class Deps:
     logs: LogReader
     service_config: ServiceConfigReader  # the services' own GET /config/flags
     extra: dict[str, Any] = field(default_factory=dict)
+    cloudsql: CloudSql | None = None  # None: no service names a database (or a test without)
+    secrets: Secrets | None = None
 
     def roles(self, user_id: str) -> frozenset[Role]:
         """The user's roles, from their Slack id and the user groups that contain it."""

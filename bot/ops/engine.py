@@ -19,14 +19,20 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
-from bot.ops import approvals, cards, flags, incidents, release, rollback
+from bot.ops import approvals, backups, cards, flags, incidents, release, restore, rollback
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.store import TERMINAL_STATES, Operation
 
 log = logging.getLogger("runback.engine")
 
 # operation kind -> its state machine
-WORKFLOWS = {"rollback": rollback, "release": release, "flag": flags}
+WORKFLOWS = {
+    "rollback": rollback,
+    "release": release,
+    "flag": flags,
+    "backup": backups,
+    "restore": restore,
+}
 ON_EXPIRED = {kind: workflow.on_expired for kind, workflow in WORKFLOWS.items()}
 ON_DECIDED = {kind: workflow.on_decided for kind, workflow in WORKFLOWS.items()}
 

@@ -45,12 +45,13 @@ def seed(emulator: Emulator, config: Config) -> None:
     for handle, group in config.sandbox.usergroups.items():
         slack.add_usergroup(group.id, handle, list(group.users))
     for service in config.services:
+        env = seed_database(emulator, service)
         revisions = [
             {
                 "name": f"{service.name}-{number}",
                 "image": f"us-docker.pkg.dev/{service.project}/apps/{service.name}:{version}",
                 "age_s": age,
-                "env": {"APP_ENV": service.environment, **SAMPLE_FLAGS[number]},
+                "env": {"APP_ENV": service.environment, **SAMPLE_FLAGS[number], **env},
             }
             for number, version, age in SAMPLE_REVISIONS
         ]
@@ -143,6 +144,25 @@ def service_policies(
         )
         for name, threshold in conditions
     ]
+
+
+# A sample DATABASE_URL: its password is a credential Runback must never show or log.
+SAMPLE_PASSWORD = "sandbox-Pa55word-never-shown"
+
+
+def seed_database(emulator: Emulator, service: ServiceConfig) -> dict[str, object]:
+    """The service's Cloud SQL instance (automated daily backups) and its DATABASE_URL secret;
+    returns the revisions' environment, which reads the URL from the secret. Production pins
+    version 1; staging reads "latest" (a restore then needs a secret of its own)."""
+    database = service.database
+    if database is None:
+        return {}
+    project = service.database_project
+    instance = emulator.sqladmin.seed_instance(project, database.instance, region=service.region)
+    url = f"postgresql://app:{SAMPLE_PASSWORD}@/app?host=/cloudsql/{instance['connection_name']}"
+    emulator.secrets.seed_secret(project, database.secret, url)
+    version = "1" if service.environment == "production" else "latest"
+    return {database.env: {"secret": database.secret, "version": version}}
 
 
 def alert_payload(emulator: Emulator, service: str, state: str, incident_id: str) -> str:

@@ -12,6 +12,7 @@ from bot.ops.engine import Engine
 from bot.slack import (
     actions,
     commands,
+    database_commands,
     flag_command,
     incident_actions,
     migration_check,
@@ -34,5 +35,6 @@ def build_app(deps: Deps, engine: Engine, client: WebClient, signing_secret: str
     release_actions.register(app, deps, engine)
     migration_check.register(app, deps, engine)
     flag_command.register(app, deps, engine)
+    database_commands.register(app, deps, engine)
     commands.register_unknown_command(app, deps)  # last: it takes every command left over
     return app

@@ -149,6 +149,10 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
         elif sub == "incidents":
             ack()
             answer_later(engine, deps, respond, lambda: open_incidents_message(deps))
+        elif sub in ("backup", "backups", "restore"):
+            from bot.slack.database_commands import ops_database
+
+            ops_database(deps, engine, sub, words[1:], command, ack, respond)
         elif sub == "migration-check":
             ack()
             open_modal(deps, client, command, respond)  # now: the trigger_id lives 3 s

@@ -1048,6 +1048,7 @@ class CloudRunEmulator:
             update_time=created,
             service=_short(service),
             containers=[run_v2.Container(c) for c in template.containers],
+            volumes=[run_v2.Volume(v) for v in template.volumes],  # a revision keeps its volumes
             labels={
                 "cloud.googleapis.com/location": service.split("/")[3],
                 "serving.knative.dev/service": _short(service),

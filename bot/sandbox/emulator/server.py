@@ -1,6 +1,6 @@
 """All REST emulators on one local port: Cloud Run Admin v2, the services' own URLs, Cloud
-Logging, the Slack Web API, and the control API under ``/_emulator/``; plus the Cloud
-Monitoring gRPC emulator on a port of its own."""
+Logging, Cloud SQL Admin, Secret Manager, the Slack Web API, and the control API under
+``/_emulator/``; plus the Cloud Monitoring gRPC emulator on a port of its own."""
 
 from __future__ import annotations
 
@@ -22,7 +22,9 @@ from bot.sandbox.emulator.http import (
 from bot.sandbox.emulator.identity import IdentityEmulator
 from bot.sandbox.emulator.logging_api import LoggingEmulator
 from bot.sandbox.emulator.monitoring import MonitoringEmulator
+from bot.sandbox.emulator.secretmanager import SecretManagerEmulator
 from bot.sandbox.emulator.slack_api import SlackEmulator
+from bot.sandbox.emulator.sqladmin import SqlAdminEmulator
 
 
 class Emulator:
@@ -36,7 +38,10 @@ class Emulator:
         self.logging = LoggingEmulator()
         self.cloudrun.add_log_listener(self.logging.add_entry)  # Cloud Run's own logs
         self.slack = SlackEmulator(token=slack_token)
-        for part in (self.cloudrun, self.monitoring, self.logging, self.slack, self.identity):
+        self.sqladmin = SqlAdminEmulator(clock=clock)
+        self.secrets = SecretManagerEmulator(clock=clock)
+        parts = (self.cloudrun, self.monitoring, self.logging, self.slack, self.identity)
+        for part in (*parts, self.sqladmin, self.secrets):
             part.register(self.router)
         self._register_control()
         self._server: EmulatorHTTPServer | None = None

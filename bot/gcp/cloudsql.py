@@ -1,0 +1,191 @@
+"""The CloudSql port over the Cloud SQL Admin API (``google-cloud-sql``, REST transport).
+
+``google-cloud-sql`` ships REST transports for ``sqladmin_v1beta4`` only (its ``sqladmin_v1``
+speaks gRPC alone); v1beta4 is the version ``gcloud sql`` uses and serves the same resources
+(https://cloud.google.com/sql/docs/mysql/admin-api/rest). Google libraries are imported on
+first use, never at module import (cold start).
+
+Calls are retried on transient failures for at most ``retry_deadline_s`` (see bot/gcp/retrying),
+then raise CloudSqlError("unavailable"). Creating calls (insert, restore, backup) are retried
+only when Google said it did not act (503, 429).
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from bot.gcp.retrying import call_google, emulator_options, transient_retry
+from bot.ports import Backup, CloudSqlError, SqlInstance, SqlOperation
+
+if TYPE_CHECKING:
+    from google.cloud import sqladmin_v1beta4
+
+
+class CloudSqlAdmin:
+    """CloudSql (bot.ports) backed by sqladmin_v1beta4's REST clients."""
+
+    def __init__(
+        self,
+        emulator_host: str | None,
+        retry_deadline_s: float = 20.0,
+        initial_backoff_s: float = 0.2,
+        attempt_timeout_s: float = 10.0,
+    ) -> None:
+        self._emulator_host = emulator_host
+        self._deadline_s = retry_deadline_s
+        self._initial_s = initial_backoff_s
+        self._timeout_s = min(attempt_timeout_s, retry_deadline_s)
+        self._lock = threading.Lock()
+        self._clients: dict[str, Any] | None = None
+
+    # -- the CloudSql port --------------------------------------------------------------------
+
+    def get_instance(self, project: str, instance: str) -> SqlInstance:
+        found = self._run(
+            "instances", lambda c, o: c.get(request={"project": project, "instance": instance}, **o)
+        )
+        return to_instance(found)
+
+    def list_backups(self, project: str, instance: str, limit: int) -> list[Backup]:
+        def page(client: Any, options: dict[str, Any]) -> list[Any]:
+            request = {"project": project, "instance": instance, "max_results": limit}
+            runs = []
+            for run in client.list(request=request, **options):
+                runs.append(run)
+                if len(runs) >= limit:
+                    break
+            return runs
+
+        return [to_backup(run) for run in self._run("backup_runs", page)]
+
+    def start_backup(self, project: str, instance: str, description: str) -> SqlOperation:
+        from google.cloud import sqladmin_v1beta4 as sql
+
+        body = sql.BackupRun(description=description)
+        request = {"project": project, "instance": instance, "body": body}
+        operation = self._run(
+            "backup_runs", lambda c, o: c.insert(request=request, **o), creates=True
+        )
+        return to_operation(operation)
+
+    def start_create_instance(self, like: SqlInstance, name: str) -> SqlOperation:
+        from google.cloud import sqladmin_v1beta4 as sql
+
+        body = sql.DatabaseInstance(
+            name=name,
+            region=like.region,
+            database_version=sql.SqlDatabaseVersion[like.database_version],
+            settings=sql.Settings(tier=like.tier),
+        )
+        request = {"project": like.project, "body": body}
+        operation = self._run(
+            "instances", lambda c, o: c.insert(request=request, **o), creates=True
+        )
+        return to_operation(operation)
+
+    def start_restore(self, project: str, target: str, backup_id: str, source: str) -> SqlOperation:
+        from google.cloud import sqladmin_v1beta4 as sql
+
+        # restoreBackupContext: the backup run's id and the instance it belongs to
+        # (https://cloud.google.com/sql/docs/mysql/admin-api/rest/v1beta4/instances/restoreBackup)
+        context = sql.RestoreBackupContext(
+            backup_run_id=int(backup_id), instance_id=source, project=project
+        )
+        body = sql.InstancesRestoreBackupRequest(restore_backup_context=context)
+        request = {"project": project, "instance": target, "body": body}
+        operation = self._run(
+            "instances", lambda c, o: c.restore_backup(request=request, **o), creates=True
+        )
+        return to_operation(operation)
+
+    def get_operation(self, project: str, name: str) -> SqlOperation:
+        request = {"project": project, "operation": name}
+        return to_operation(self._run("operations", lambda c, o: c.get(request=request, **o)))
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        return self._clients is not None
+
+    def warm_up(self) -> None:
+        self._get_clients()
+
+    def _run(self, client: str, fn: Any, creates: bool = False) -> Any:
+        clients = self._get_clients()
+        options = {
+            "retry": transient_retry(self._initial_s, self._deadline_s, creates=creates),
+            "timeout": self._timeout_s,
+        }
+        return call_google(lambda: fn(clients[client], options), CloudSqlError)
+
+    def _get_clients(self) -> dict[str, Any]:
+        with self._lock:
+            if self._clients is None:
+                from google.cloud import sqladmin_v1beta4 as sql
+
+                options = emulator_options(self._emulator_host)
+                self._clients = {
+                    "instances": sql.SqlInstancesServiceClient(**options),
+                    "backup_runs": sql.SqlBackupRunsServiceClient(**options),
+                    "operations": sql.SqlOperationsServiceClient(**options),
+                }
+            return self._clients
+
+
+# -- conversions (pure, no I/O) ---------------------------------------------------------------
+
+
+def to_instance(instance: sqladmin_v1beta4.DatabaseInstance) -> SqlInstance:
+    from google.cloud import sqladmin_v1beta4 as sql
+
+    return SqlInstance(
+        project=instance.project,
+        name=instance.name,
+        state=sql.DatabaseInstance.SqlInstanceState(instance.state).name,
+        database_version=sql.SqlDatabaseVersion(instance.database_version).name,
+        region=instance.region,
+        tier=instance.settings.tier,
+        connection_name=instance.connection_name,
+        ip_addresses=tuple(ip.ip_address for ip in instance.ip_addresses),
+    )
+
+
+def to_backup(run: sqladmin_v1beta4.BackupRun) -> Backup:
+    from google.cloud import sqladmin_v1beta4 as sql
+
+    return Backup(
+        id=str(run.id),
+        automated=run.type_ == sql.SqlBackupRunType.AUTOMATED,
+        status=sql.SqlBackupRunStatus(run.status).name,
+        enqueued=_time(run, "enqueued_time"),
+        started=_time(run, "start_time"),
+        ended=_time(run, "end_time"),
+        description=run.description,
+        error=run.error.message if "error" in run else "",
+    )
+
+
+def to_operation(operation: sqladmin_v1beta4.Operation) -> SqlOperation:
+    from google.cloud import sqladmin_v1beta4 as sql
+
+    errors = [e.message or e.code for e in operation.error.errors] if "error" in operation else []
+    backup = operation.backup_context.backup_id if "backup_context" in operation else 0
+    return SqlOperation(
+        name=operation.name,
+        project=operation.target_project,
+        status=sql.Operation.SqlOperationStatus(operation.status).name,
+        operation_type=sql.Operation.SqlOperationType(operation.operation_type).name,
+        error="; ".join(errors),
+        backup_id=str(backup) if backup else "",
+        started=_time(operation, "start_time"),
+    )
+
+
+def _time(message: Any, field: str) -> datetime | None:
+    if field not in message:
+        return None
+    value = getattr(message, field)
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)

@@ -1,0 +1,89 @@
+"""The Secrets port over Secret Manager v1 (``google-cloud-secret-manager``, REST transport).
+
+A value read or written here is a credential: it is never logged, never put in an exception,
+and the errors raised say which secret and why, never what it holds. Versions are added with
+their CRC32C, which Secret Manager checks (https://cloud.google.com/secret-manager/docs/
+reference/rest/v1/SecretPayload). Google libraries are imported on first use.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from bot.gcp.retrying import call_google, emulator_options, transient_retry
+from bot.ports import SecretsError
+
+
+class SecretManager:
+    """Secrets (bot.ports) backed by secretmanager_v1.SecretManagerServiceClient."""
+
+    def __init__(
+        self,
+        emulator_host: str | None,
+        retry_deadline_s: float = 20.0,
+        initial_backoff_s: float = 0.2,
+        attempt_timeout_s: float = 10.0,
+    ) -> None:
+        self._emulator_host = emulator_host
+        self._deadline_s = retry_deadline_s
+        self._initial_s = initial_backoff_s
+        self._timeout_s = min(attempt_timeout_s, retry_deadline_s)
+        self._lock = threading.Lock()
+        self._client: Any = None
+
+    def access(self, project: str, secret: str, version: str) -> str:
+        name = f"projects/{project}/secrets/{secret}/versions/{version}"
+        answer = self._run(lambda c, o: c.access_secret_version(request={"name": name}, **o))
+        try:
+            return str(answer.payload.data.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise SecretsError("bad_value", f"{name} is not UTF-8 text") from None
+
+    def add_version(self, project: str, secret: str, value: str) -> str:
+        import google_crc32c
+
+        data = value.encode("utf-8")
+        request = {
+            "parent": f"projects/{project}/secrets/{secret}",
+            "payload": {"data": data, "data_crc32c": int(google_crc32c.value(data))},
+        }
+        version = self._run(lambda c, o: c.add_secret_version(request=request, **o), creates=True)
+        return str(version.name.rsplit("/", 1)[-1])
+
+    def create_secret(self, project: str, secret: str) -> None:
+        request = {
+            "parent": f"projects/{project}",
+            "secret_id": secret,
+            "secret": {"replication": {"automatic": {}}},
+        }
+        self._run(lambda c, o: c.create_secret(request=request, **o), creates=True)
+
+    def version_of(self, project: str, secret: str, version: str) -> str:
+        name = f"projects/{project}/secrets/{secret}/versions/{version}"
+        found = self._run(lambda c, o: c.get_secret_version(request={"name": name}, **o))
+        return str(found.name.rsplit("/", 1)[-1])
+
+    @property
+    def ready(self) -> bool:
+        return self._client is not None
+
+    def warm_up(self) -> None:
+        self._get_client()
+
+    def _run(self, fn: Any, creates: bool = False) -> Any:
+        client = self._get_client()
+        options = {
+            "retry": transient_retry(self._initial_s, self._deadline_s, creates=creates),
+            "timeout": self._timeout_s,
+        }
+        return call_google(lambda: fn(client, options), SecretsError)
+
+    def _get_client(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                from google.cloud import secretmanager_v1
+
+                options = emulator_options(self._emulator_host)
+                self._client = secretmanager_v1.SecretManagerServiceClient(**options)
+            return self._client

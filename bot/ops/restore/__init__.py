@@ -1,0 +1,32 @@
+"""Restoring a Cloud SQL backup to a new instance and moving the service onto it, as a durable
+workflow (see machine.py). Going back is a traffic move to the revision that used the old
+database."""
+
+from bot.ops.restore.machine import (
+    FINAL_STATES,
+    RUNNING_STATES,
+    decided,
+    execute,
+    fail_unexpectedly,
+    go_back_now,
+    on_decided,
+    on_expired,
+)
+from bot.ops.restore.request import RestoreRequest, preview_restore, request_restore
+from bot.ops.restore.view import refresh, restore_view
+
+__all__ = [
+    "FINAL_STATES",
+    "RUNNING_STATES",
+    "RestoreRequest",
+    "decided",
+    "execute",
+    "fail_unexpectedly",
+    "go_back_now",
+    "on_decided",
+    "on_expired",
+    "preview_restore",
+    "refresh",
+    "request_restore",
+    "restore_view",
+]

@@ -1,0 +1,110 @@
+"""Database facts as pure functions: backup freshness, the clone's name, the clone's URL.
+
+A DATABASE_URL holds a password. Nothing here puts a URL, or any part of it, into an error or
+a return value meant for people: errors say only *why* a URL cannot be pointed at the clone.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from urllib.parse import SplitResult, urlsplit, urlunsplit
+
+from bot.ports import Backup
+
+MAX_INSTANCE_ID = 63  # Cloud SQL instance ids: at most 63 characters (with no project prefix)
+
+
+def newest_successful(backups: Sequence[Backup]) -> Backup | None:
+    done = [b for b in backups if b.successful and (b.ended or b.started or b.enqueued)]
+    return max(done, key=_finished_at, default=None)
+
+
+def backup_age(backup: Backup, now: datetime) -> timedelta:
+    return now - _finished_at(backup)
+
+
+def stale(backups: Sequence[Backup], now: datetime, max_age_hours: float) -> bool:
+    """No successful backup, or the newest is older than ``max_age_hours``."""
+    newest = newest_successful(backups)
+    return newest is None or backup_age(newest, now) > timedelta(hours=max_age_hours)
+
+
+def _finished_at(backup: Backup) -> datetime:
+    moment = backup.ended or backup.started or backup.enqueued
+    assert moment is not None
+    return moment
+
+
+def clone_name(instance: str, now: datetime) -> str:
+    """``{instance}-r{YYYYMMDD-HHMM}``: named after the original and the time, within Cloud
+    SQL's 63 characters, ending in a digit (ids end in a letter or digit)."""
+    suffix = f"-r{now:%Y%m%d-%H%M}"
+    base = instance[: MAX_INSTANCE_ID - len(suffix)].rstrip("-")
+    return base + suffix
+
+
+class UrlProblem(StrEnum):
+    NOT_A_URL = "not_a_url"  # no scheme or nothing that names a host or socket
+    OLD_INSTANCE_NOT_FOUND = "old_instance_not_found"  # it names neither the connection nor IP
+    NO_ADDRESS = "no_address"  # it uses an IP, and the clone has none
+
+
+class UrlError(Exception):
+    """The URL cannot be pointed at the clone; ``problem`` says why (never the URL)."""
+
+    def __init__(self, problem: UrlProblem) -> None:
+        super().__init__(str(problem))
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    connection_name: str  # project:region:instance
+    ip_addresses: tuple[str, ...]
+
+
+def point_at_clone(url: str, old: Endpoint, new: Endpoint) -> str:
+    """The same URL (user, password, database, options) pointed at the clone: a Cloud SQL
+    connection name (``/cloudsql/project:region:instance`` sockets, or a connector's
+    ``instance=`` option) is replaced by the clone's; else a host that is one of the old
+    instance's IP addresses is replaced by the clone's first one."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise UrlError(UrlProblem.NOT_A_URL) from None
+    if not parts.scheme or not (parts.netloc or parts.query):
+        raise UrlError(UrlProblem.NOT_A_URL)
+    named = re.compile(rf"(?<![\w.:-]){re.escape(old.connection_name)}(?![\w.:-])")
+    if named.search(parts.query) or named.search(parts.path) or named.search(parts.netloc):
+        return urlunsplit(
+            SplitResult(
+                parts.scheme,
+                named.sub(new.connection_name, parts.netloc),
+                named.sub(new.connection_name, parts.path),
+                named.sub(new.connection_name, parts.query),
+                parts.fragment,
+            )
+        )
+    if parts.hostname and parts.hostname in old.ip_addresses:
+        if not new.ip_addresses:
+            raise UrlError(UrlProblem.NO_ADDRESS)
+        return urlunsplit(parts._replace(netloc=_with_host(parts, new.ip_addresses[0])))
+    raise UrlError(UrlProblem.OLD_INSTANCE_NOT_FOUND)
+
+
+def _with_host(parts: SplitResult, host: str) -> str:
+    credentials, _, _ = parts.netloc.rpartition("@")
+    port = f":{parts.port}" if parts.port else ""
+    return f"{credentials}@{host}{port}" if credentials else f"{host}{port}"
+
+
+def secret_target(current_version: str) -> str:
+    """Where the clone's URL goes: ``new_version`` of the same secret when the serving revision
+    pins a version number (the old revision keeps reading its own), else ``new_secret``: a
+    revision that reads ``latest`` would read the clone's URL on its next cold start, and going
+    back must give back the old database."""
+    return "new_version" if current_version.isdigit() else "new_secret"
