@@ -85,6 +85,14 @@ def submit_form(box: Sandbox, sql: str, flag: str = "", user: str = "marta"):
     return response
 
 
+def backed_up(box: Sandbox) -> None:
+    """Let the pre-deployment backup of a destructive release finish (Cloud SQL's 2 minutes)."""
+    release = latest(box, "release")
+    assert release is not None and release.state == "backing_up", "the backup comes first"
+    run(box, "wait 3m")
+    assert latest(box, "release").data["backup"]["status"] == "succeeded"
+
+
 def ci(box: Sandbox, payload: Any, token: str | None = "", **headers: str):
     url = box.bot_url.replace("/slack/events", "/ci/releases")
     sent = {"Content-Type": "application/json", **headers}
@@ -166,7 +174,15 @@ def test_a_destructive_migration_waits_for_a_tech_lead_before_any_traffic(box: S
     assert submit_form(box, DROP, flag=FLAG).content == b""  # the ack closes the form
     operation = latest(box, "release")
     green = operation.to_revision
+    assert operation.state == "backing_up", "the pre-deployment backup comes before green"
+    assert patch_bodies(box) == [] and "Backing up `wa-backend-db`" in card(box)
+    [backup] = box.emulator.router.calls.list("sql.backupRuns.insert")
+    assert backup.body["description"] == f"Pre-deployment: release {green}"
+    run(box, "wait 3m")  # the emulator's Cloud SQL takes 2 minutes for a backup
+    operation = latest(box, "release")
     assert operation.state == "awaiting_approval" and operation.data["awaiting"] == "migration"
+    assert operation.data["backup"]["status"] == "succeeded"
+    assert f"/ops restore {SERVICE} {operation.data['backup']['backup_id']}" in card(box)
     assert serving(box) == {BLUE: 100}
     [deploy] = patch_bodies(box)
     assert green_percents(deploy, green) == [0], "green deployed at 0%, then nothing else"
@@ -191,12 +207,38 @@ def test_a_destructive_migration_waits_for_a_tech_lead_before_any_traffic(box: S
     assert recorded.feature_flag == FLAG and recorded.statements[0]["rule"] == "drop_column"
     actions = [a.action for a in box.runtime.deps.store.audit()]
     assert "release.migration_approval_asked" in actions
-    assert "release.pre_deployment_backup" in actions
+    assert {"backup.started", "backup.succeeded"} <= set(actions)
+
+
+def test_no_green_without_its_pre_deployment_backup(box: Sandbox) -> None:
+    box.emulator.sqladmin.fail_next_operations("BACKUP_VOLUME", "disk quota exceeded")
+    run(box, "as marta", f"/deploy {SERVICE} {IMAGE} --migration")
+    submit_form(box, DROP, flag=FLAG)
+    assert latest(box, "release").state == "backing_up"
+    run(box, "wait 3m")
+    operation = latest(box, "release")
+    assert operation.state == "failed" and operation.data["outcome"]["code"] == "backup_failed"
+    assert patch_bodies(box) == [] and serving(box) == {BLUE: 100}
+    text = card(box)
+    assert "green was never deployed" in text and "disk quota exceeded" in text
+    assert "backup.failed" in [a.action for a in box.runtime.deps.store.audit()]
+    assert run(box, f"/deploy {SERVICE} {IMAGE}")  # the service is free again
+
+
+def test_an_on_call_rollback_during_the_backup_stops_the_release(box: Sandbox) -> None:
+    run(box, "as marta", f"/deploy {SERVICE} {IMAGE} --migration")
+    submit_form(box, DROP, flag=FLAG)
+    assert latest(box, "release").state == "backing_up"
+    run(box, "as ana", "in incidents", f"/rollback {SERVICE} checkout errors", "wait 1m")
+    release = latest(box, "release")
+    assert release.state == "failed" and release.data["outcome"]["code"] == "stopped"
+    assert all(green_percents(b, release.to_revision) == [] for b in patch_bodies(box))
 
 
 def test_rejecting_the_migration_leaves_blue_alone(box: Sandbox) -> None:
     run(box, "as marta", f"/deploy {SERVICE} {IMAGE} --migration")
     submit_form(box, "DO $$ BEGIN PERFORM 1; END $$;", flag=FLAG)  # unknown is never a pass
+    backed_up(box)
     operation = latest(box, "release")
     assert operation.state == "awaiting_approval" and operation.data["migration"]["verdict"] == (
         "unknown"
@@ -215,6 +257,7 @@ def test_a_ci_destructive_migration_needs_the_flag_at_deploy(box: Sandbox) -> No
     assert latest(box, "release") is None and patch_bodies(box) == []
     assert any("--flag FEATURE_FLAG_NAME" in n for n in ephemerals(box))
     run(box, f"/deploy {SERVICE} {IMAGE} --flag {FLAG}")
+    backed_up(box)
     operation = latest(box, "release")
     assert operation.state == "awaiting_approval" and operation.data["migration"]["flag"] == FLAG
     assert serving(box) == {BLUE: 100}
@@ -226,6 +269,7 @@ def test_a_ci_destructive_migration_needs_the_flag_at_deploy(box: Sandbox) -> No
 def test_rollback_past_a_released_destructive_migration_needs_a_tech_lead(box: Sandbox) -> None:
     run(box, "as marta", f"/deploy {SERVICE} {IMAGE} --migration")
     submit_form(box, DROP, flag=FLAG)
+    backed_up(box)
     green = latest(box, "release").to_revision
     run(box, "as luis", "click Approve migration", "wait 6m", "wait 6m", "click Approve 100%")
     run(box, "wait 7m")
@@ -423,6 +467,7 @@ def test_ci_destructive_staging_release_waits_for_its_approval(box: Sandbox) -> 
     assert answer.json()["release"] == {"started": False, "why": "error.release.flag_missing"}
     assert latest(box, "release") is None
     answer = ci(box, {**payload, "feature_flag": FLAG})
+    backed_up(box)
     operation = box.runtime.deps.store.operation(answer.json()["release"]["operation"])
     assert operation.state == "awaiting_approval"
     assert serving(box, "wa-backend-staging") == {"wa-backend-staging-00003": 100}
@@ -485,6 +530,7 @@ def test_green_turns_an_existing_flag_off_and_keeps_every_other_variable(box: Sa
     )
     run(box, "as marta", f"/deploy {SERVICE} {IMAGE} --migration")
     submit_form(box, DROP, flag=FLAG)
+    backed_up(box)
     green = latest(box, "release").to_revision
     assert green_env(box, green) == {FLAG: "false", "LOG_LEVEL": "info", "DATABASE_URL": ""}
     ref = ServiceRef("runback-sandbox", "us-central1", SERVICE)

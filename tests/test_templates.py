@@ -845,11 +845,45 @@ RELEASE_CASES += [
             awaiting="migration",
             approval_action="destructive_migration",
             migration=MIGRATION,
-            backup={"status": "not_taken_by_runback"},
+            backup={"status": "succeeded", "backup_id": "1700000000004", "instance": "wa-db"},
             approval=PENDING,
             buttons=["approve_migration", "reject", "roll_back"],
         ),
         id="release-awaiting-migration",
+    ),
+    pytest.param(
+        make_rel(
+            "backing_up",
+            step=-1,
+            percent=0,
+            last=None,
+            migration=MIGRATION,
+            backup={
+                "status": "running",
+                "backup_id": "1700000000004",
+                "instance": "wa-db",
+                "cloudsql": "RUNNING",
+            },
+            buttons=["roll_back"],
+        ),
+        id="release-backing-up",
+    ),
+    pytest.param(
+        make_rel(
+            "failed",
+            step=-1,
+            percent=0,
+            last=None,
+            migration=MIGRATION,
+            backup={"status": "failed", "backup_id": "1700000000004", "instance": "wa-db"},
+            outcome={"code": "backup_failed", "detail": "backup run failed"},
+            buttons=[],
+        ),
+        id="release-backup-failed",
+    ),
+    pytest.param(
+        make_rel("judging", migration=MIGRATION, backup={"status": "no_database"}),
+        id="release-no-database-to-back-up",
     ),
     pytest.param(
         make_rel(

@@ -1,5 +1,6 @@
 """Blue/green releases ("Flujo de Deployment"), as a durable state machine.
 
+(backing_up, when the migration is destructive: the pre-deployment Cloud SQL backup) ->
 deploying -> applying -> smoke -> shifting -> applying -> judging -> ... -> awaiting_approval
 (100% in production) -> shifting -> applying -> judging (validation at 100%) -> finalizing ->
 applying -> succeeded. Off the happy path: rolling_back -> applying -> rolled_back; a failed

@@ -1,34 +1,119 @@
-"""The runbook's "Backups Pre-Deployment": before green of a release with a destructive (or
-unknown) migration is deployed, a Cloud SQL backup of the service's database is due.
+"""The runbook's "Backups Pre-Deployment": a release whose migration is destructive (or
+unknown) takes an on-demand Cloud SQL backup of its service's database before green is deployed,
+and waits for it in state ``backing_up``, followed durably like every other step (the Cloud SQL
+operation's name is stored, so a restarted Runback follows the same backup).
 
-THE HOOK: ``before_green`` is the one place a release calls for it, right before green's deploy
-PATCH. Runback does not take the backup yet: the Cloud SQL Admin adapter and the service's
-databases in app.yaml come with issue #11 (``/ops backup``). Until then this records, on the
-card and in the audit trail, that the backup was NOT taken by Runback, so nobody reads its
-silence as a backup taken.
+No backup, no green: a backup that cannot start, fails or outlasts ``backups.backup_timeout_s``
+ends the release before anything is deployed, and the card says why. A service that names no
+database in app.yaml gets no backup from Runback, and its card says so.
 """
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+from typing import Any
+
+from bot.ops.backups.take import (
+    BackupFailed,
+    PendingBackup,
+    check_backup,
+    default_description,
+    finish_backup,
+    start_backup,
+)
+from bot.ops.backups.target import resolve_database
 from bot.ops.context import BOT_ACTOR, Deps
+from bot.ops.errors import UserError
+from bot.ops.release.record import commit, due_in, end
 from bot.ops.release_migrations import release_guarded
+from bot.ports import CloudSqlError
 from bot.store import Operation
 
-NOT_TAKEN = "not_taken_by_runback"
 
-
-def before_green(deps: Deps, operation: Operation) -> dict[str, str] | None:
-    """Take the pre-deployment backup of a guarded release; returns what the card shows about
-    it (None when no backup is due). Not built yet: see the module docstring."""
+def before_green(deps: Deps, operation: Operation) -> Operation | None:
+    """Start the pre-deployment backup of a guarded release (state ``backing_up``); None when
+    no backup is due, so the deploy goes on at once."""
     if not release_guarded(operation):
         return None
+    if deps.managed_service(operation.service).database is None:
+        _audit_skipped(deps, operation, "no_database")
+        return commit(deps, operation, backup={"status": "no_database"})
+    description = default_description(deps, f"release {operation.to_revision}")
+    try:
+        database = resolve_database(deps, operation.service)
+        pending = start_backup(deps, database, description, BOT_ACTOR, operation.id)
+    except (BackupFailed, UserError) as error:
+        return _failed(deps, operation, getattr(error, "detail", "") or _why(error))
+    deadline = deps.clock.now() + timedelta(seconds=deps.config.backups.backup_timeout_s)
+    backup = {
+        "status": "running",
+        "backup_id": pending.backup_id,
+        "instance": pending.instance,
+        "cloudsql": "PENDING",
+        "pending": pending.to_data(),
+        "deadline": deadline.isoformat(),
+    }
+    return commit(deps, operation, "backing_up", backup=backup, due_at=_next_look(deps))
+
+
+def step_backup(deps: Deps, operation: Operation) -> Operation:
+    backup: dict[str, Any] = operation.data["backup"]
+    if operation.data.get("stop_requested"):  # nothing deployed yet: nothing to undo
+        return end(deps, operation, "failed", operation.data.get("outcome") or {"code": "stopped"})
+    pending = PendingBackup.from_data(backup["pending"])
+    try:
+        outcome = check_backup(deps, pending)
+    except CloudSqlError as error:  # Cloud SQL did not say (after retries): look again later
+        return _still_running(deps, operation, backup, f"unknown ({error.reason})")
+    if not outcome.done:
+        return _still_running(deps, operation, backup, outcome.status)
+    try:
+        backup_id = finish_backup(
+            deps,
+            resolve_database(deps, operation.service),
+            pending,
+            outcome,
+            BOT_ACTOR,
+            operation.id,
+        )
+    except BackupFailed as error:
+        return _failed(deps, operation, error.detail or error.reason, error.backup_id)
+    done = {"status": "succeeded", "backup_id": backup_id, "instance": pending.instance}
+    return commit(deps, operation, "deploying", backup=done, due_at=None)
+
+
+def _still_running(
+    deps: Deps, operation: Operation, backup: dict[str, Any], cloudsql_status: str
+) -> Operation:
+    if deps.clock.now() >= datetime.fromisoformat(backup["deadline"]):
+        _audit_skipped(deps, operation, "timeout", outcome="failed")
+        return _failed(deps, operation, "timeout", backup.get("backup_id", ""))
+    return commit(
+        deps, operation, backup={**backup, "cloudsql": cloudsql_status}, due_at=_next_look(deps)
+    )
+
+
+def _failed(deps: Deps, operation: Operation, detail: str, backup_id: str = "") -> Operation:
+    backup = {**operation.data.get("backup", {}), "status": "failed", "backup_id": backup_id}
+    operation = commit(deps, operation, backup=backup)
+    return end(deps, operation, "failed", {"code": "backup_failed", "detail": detail[:300]})
+
+
+def _next_look(deps: Deps) -> str:
+    return due_in(deps, deps.config.backups.poll_interval_s)
+
+
+def _why(error: Exception) -> str:
+    return getattr(error, "key", "") or type(error).__name__
+
+
+def _audit_skipped(deps: Deps, operation: Operation, why: str, outcome: str = "skipped") -> None:
     deps.audit(
         BOT_ACTOR,
         "release.pre_deployment_backup",
-        "skipped",
+        outcome,
         service=operation.service,
         revision=operation.to_revision,
         operation_id=operation.id,
-        why=NOT_TAKEN,
+        why=why,
     )
-    return {"status": NOT_TAKEN}

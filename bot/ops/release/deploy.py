@@ -22,9 +22,10 @@ PROMETHEUS_LINE = re.compile(r"^(# (HELP|TYPE) |[a-zA-Z_:][a-zA-Z0-9_:]*(\{[^}]*
 
 def step_deploy(deps: Deps, operation: Operation) -> Operation:
     if "backup" not in operation.data:  # once, even when the deploy is tried again
-        backup = before_green(deps, operation)
-        if backup is not None:
-            operation = commit(deps, operation, backup=backup)
+        backing_up = before_green(deps, operation)
+        if backing_up is not None and backing_up.state != "deploying":
+            return backing_up  # green waits for the pre-deployment backup
+        operation = backing_up or operation
     ref = deps.service_ref(deps.managed_service(operation.service))
     try:
         state = deps.cloudrun.get_service(ref)

@@ -6,6 +6,7 @@ import logging
 from datetime import datetime
 
 from bot.ops.context import Deps
+from bot.ops.release.backup import step_backup
 from bot.ops.release.canary import after_shift, step_shift
 from bot.ops.release.cloud import cloud_failure
 from bot.ops.release.deploy import after_deploy, after_untag, step_deploy, step_smoke
@@ -56,6 +57,7 @@ def _step_applying(deps: Deps, operation: Operation) -> Operation:
 
 
 STEPS = {
+    "backing_up": step_backup,
     "deploying": step_deploy,
     "applying": _step_applying,
     "smoke": step_smoke,

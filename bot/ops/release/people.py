@@ -23,7 +23,7 @@ def roll_back(deps: Deps, operation_id: str, user: str, reason: str = "") -> Ope
         reason=reason,
     )
     said = {"reason": reason} if reason else {}
-    if operation.state in ("deploying", "smoke") or (
+    if operation.state in ("backing_up", "deploying", "smoke") or (
         operation.state == "applying" and operation.data["pending"]["purpose"] == "deploy"
     ):
         outcome = {"code": "stopped", "by": user, **said}

@@ -9,6 +9,7 @@ MAX_STEPS_PER_RUN = 50
 
 
 RUNNING_STATES = (
+    "backing_up",
     "deploying",
     "applying",
     "smoke",
