@@ -167,9 +167,24 @@ class ProbeResult:
     problem: str = ""
 
 
+class FlagsUnreadable(Exception):
+    """A service's ``GET /config/flags`` gave no flags; ``detail`` says what it answered."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
 class Probe(Protocol):
     def get(self, url: str, timeout_s: float, audience: str | None = None) -> ProbeResult:
         """GET ``url``; with ``audience``, carry a Google ID token for it (IAM-protected)."""
+        ...
+
+    def read_flags(
+        self, url: str, timeout_s: float, audience: str | None = None
+    ) -> dict[str, object]:
+        """GET ``url`` (a service's ``/config/flags``): its feature flags, name -> value, from
+        ``{"flags": {...}}`` or a flat JSON object. Raises FlagsUnreadable."""
         ...
 
 

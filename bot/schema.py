@@ -15,6 +15,7 @@ commands work from any directory; it is imported only when something must change
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,9 +29,15 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-# Read from the files' names, NNNN_what.py, without importing Alembic: NNNN is the revision, and
+# Read from the files, NNNN_what.py in order, without importing Alembic: each names its
+# revision on a line `revision = "..."` (NNNN, or NNNN_branch until a merge renumbers it), and
 # each revises the one before (tests/test_schema.py checks both).
-REVISIONS = tuple(sorted(p.name[:4] for p in (MIGRATIONS / "versions").glob("[0-9]*.py")))
+_REVISION_LINE = re.compile(r'^revision = "([^"]+)"$', re.M)
+REVISIONS = tuple(
+    match.group(1)
+    for path in sorted((MIGRATIONS / "versions").glob("[0-9]*.py"))
+    if (match := _REVISION_LINE.search(path.read_text(encoding="utf-8")))
+)
 HEAD = REVISIONS[-1]
 VERSION_TABLE = "alembic_version"
 # The tables each revision added, to recognise what `create_all` made before migrations. Frozen:
@@ -52,6 +59,7 @@ CREATE_ALL_ERA = (
         ),
     ),
     ("0002", frozenset({"seen_requests", "slack_outbox"})),
+    ("0003_drill", frozenset({"drills", "procedure_posts", "procedure_acks"})),
 )
 ADVISORY_LOCK = 0x52554E42  # "RUNB"; paired with the schema's name, so schemas do not queue
 UPGRADE_HINT = "run `python -m bot db upgrade` (or serve with --upgrade or RUNBACK_DB_UPGRADE=1)"

@@ -16,17 +16,19 @@ key elsewhere); the sandbox passes the emulator's token endpoint instead.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from bot.ports import ProbeResult
+from bot.ports import FlagsUnreadable, ProbeResult
 
 if TYPE_CHECKING:
     import requests
 
 MAX_BODY_BYTES = 4096  # read at most this much of any answer
+MAX_FLAGS_BYTES = 64 * 1024  # a /config/flags answer larger than this is cut (then not JSON)
 DETAIL_CHARS = 200  # and keep this much of it as the result's detail
 TOKEN_REUSE_S = 45 * 60  # Google ID tokens live one hour; fetch a new one well before that
 # Markers of Google's own error page (its <title>); a container's 404 does not carry them.
@@ -99,6 +101,30 @@ class HttpProbe:
             problem=_problem(status, text),
         )
 
+    def read_flags(
+        self, url: str, timeout_s: float, audience: str | None = None
+    ) -> dict[str, object]:
+        """The service's feature flags from ``GET url``; raises FlagsUnreadable."""
+        import requests
+
+        headers = {"Accept": "application/json"}
+        if audience:
+            try:
+                headers["Authorization"] = f"Bearer {self._token(audience)}"
+            except Exception as error:
+                raise FlagsUnreadable(f"no ID token: {type(error).__name__}") from None
+        try:
+            with self._session.get(
+                self._rewrite_url(url), timeout=timeout_s, allow_redirects=False, headers=headers
+            ) as response:
+                body = response.content[:MAX_FLAGS_BYTES]
+                status = response.status_code
+        except requests.exceptions.RequestException as error:
+            raise FlagsUnreadable(_connection_detail(error)) from None
+        if status != 200:
+            raise FlagsUnreadable(f"HTTP {status}")
+        return _flags_of(body)
+
     def _token(self, audience: str) -> str:
         with self._lock:
             cached = self._tokens.get(audience)
@@ -108,6 +134,18 @@ class HttpProbe:
         with self._lock:
             self._tokens[audience] = (token, time.monotonic())
         return token
+
+
+def _flags_of(body: bytes) -> dict[str, object]:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise FlagsUnreadable("not JSON") from None
+    if isinstance(data, dict) and isinstance(data.get("flags"), dict):
+        data = data["flags"]
+    if not isinstance(data, dict):
+        raise FlagsUnreadable("not a JSON object of flags")
+    return {str(name): value for name, value in data.items()}
 
 
 def is_front_end_404(status: int | None, body: str) -> bool:

@@ -258,6 +258,8 @@ class CloudRunEmulator:
             self._revision_failures: list[tuple[int, str]] = []  # the same, for new revisions
             self._domains: dict[str, str] = {}  # custom domain host -> short service name
             self._auth_required: set[str] = set()  # short names of IAM-protected services
+            # short revision name -> what its /config/flags answers instead of its environment
+            self._flag_answers: dict[str, dict[str, Any]] = {}
             for listener in self._listeners:
                 listener(ServiceSnapshot(self.clock(), "", {}, {}, replaced=True))
 
@@ -426,6 +428,7 @@ class CloudRunEmulator:
         add("GET", own + "/healthz", "service.frontend", self._front_end_404, _plain_error)
         add("GET", own + HEALTH_PATHS, "service.healthz", self._healthz, _plain_error)
         add("GET", own + "/metrics", "service.metrics", self._metrics, _plain_error)
+        add("GET", own + "/config/flags", "service.flags", self._flags, _plain_error)
         domain = r"/_domain/(?P<host>[^/]+)"  # a custom domain: nothing is reserved there
         health = domain + r"/(?:healthz/?|health)"
         add("GET", health, "service.healthz", self._healthz, _plain_error)
@@ -444,6 +447,8 @@ class CloudRunEmulator:
         behaviour = r"/_emulator/revisions/(?P<revision>[^/]+)/behaviour"
         add("POST", behaviour, "_emulator.cloudrun.behaviour.set", self._control_set_behaviour)
         add("GET", behaviour, "_emulator.cloudrun.behaviour.get", self._control_get_behaviour)
+        flags = r"/_emulator/revisions/(?P<revision>[^/]+)/flags"
+        add("POST", flags, "_emulator.cloudrun.flags.set", self._control_set_flags)
         ready = r"/_emulator/revisions/(?P<revision>[^/]+)/ready"
         add("POST", ready, "_emulator.cloudrun.ready.set", self._control_set_ready)
         add("POST", "/_emulator/config", "_emulator.cloudrun.config", self._control_config)
@@ -715,6 +720,37 @@ class CloudRunEmulator:
         body = {"status": "ok" if status < 400 else "unhealthy", "revision": revision}
         return Response(status, json.dumps(body).encode(), headers={"X-Serving-Revision": revision})
 
+    def _flags(self, request: Request) -> Response:
+        """The app's own ``GET /config/flags``: ``{"flags": {name: bool}}`` from its
+        FEATURE_FLAG_* variables, unless the control API set another answer."""
+        revision, _ = self._serve(request)
+        with self._lock:
+            answer = self._flag_answers.get(revision)
+            if answer is None:
+                answer = {"flags": self._env_flags(revision)}
+        return json_response(answer)
+
+    def _env_flags(self, revision: str) -> dict[str, bool]:
+        full = next(name for name in self._revisions if _short(name) == revision)
+        template = self._templates.get(full) or run_v2.RevisionTemplate()
+        ingress = next((c for c in template.containers if c.ports), None)
+        container = ingress or (template.containers[0] if template.containers else None)
+        env = list(container.env) if container is not None else []
+        return {
+            var.name.removeprefix("FEATURE_FLAG_").lower(): var.value.lower() in ("1", "true", "on")
+            for var in env
+            if var.name.startswith("FEATURE_FLAG_") and not var.value_source.secret_key_ref.secret
+        }
+
+    def set_flag_answer(self, revision: str, answer: dict[str, Any] | None) -> None:
+        """What ``revision``'s /config/flags answers (None: its environment again)."""
+        with self._lock:
+            self._require_behaviour(revision)
+            if answer is None:
+                self._flag_answers.pop(revision, None)
+            else:
+                self._flag_answers[revision] = answer
+
     def _front_end_404(self, request: Request) -> Response:
         """What Google's front end answers for a reserved path: the container never sees it."""
         page = GOOGLE_404_HTML.format(path="/healthz")
@@ -841,6 +877,15 @@ class CloudRunEmulator:
             raise HttpError(400, "ready must be true or false")
         self.set_ready(request.params["revision"], body["ready"], str(body.get("message", "")))
         return json_response({"revision": request.params["revision"], "ready": body["ready"]})
+
+    def _control_set_flags(self, request: Request) -> Response:
+        """``{"answer": {...} | null}``: the JSON /config/flags answers (null: from the env)."""
+        body = _json_object(request)
+        answer = body.get("answer")
+        if answer is not None and not isinstance(answer, dict):
+            raise HttpError(400, "answer must be an object or null")
+        self.set_flag_answer(request.params["revision"], answer)
+        return json_response({"answer": answer})
 
     def _control_get_behaviour(self, request: Request) -> Response:
         return json_response(self.behaviour(request.params["revision"]))
