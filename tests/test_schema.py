@@ -228,7 +228,7 @@ def test_a_database_with_half_of_a_revisions_tables_is_refused(
     with engine.begin() as connection:
         connection.execute(text("DROP TABLE alembic_version"))
         connection.execute(text("DROP TABLE slack_outbox"))
-    with pytest.raises(SchemaError, match=r"some of Runback's tables \(seen_requests\)"):
+    with pytest.raises(SchemaError, match=r"some of Runback's tables \([^)]*seen_requests[^)]*\)"):
         Store(database, upgrade=True)
 
 
