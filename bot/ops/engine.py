@@ -19,13 +19,14 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
-from bot.ops import approvals, cards, incidents, release, rollback
+from bot.ops import approvals, cards, drill, incidents, release, rollback
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.store import TERMINAL_STATES, Operation
 
 log = logging.getLogger("runback.engine")
 
-WORKFLOWS = {"rollback": rollback, "release": release}  # operation kind -> its state machine
+# operation kind -> its state machine
+WORKFLOWS = {"rollback": rollback, "release": release, "drill": drill}
 ON_EXPIRED = {kind: workflow.on_expired for kind, workflow in WORKFLOWS.items()}
 ON_DECIDED = {kind: workflow.on_decided for kind, workflow in WORKFLOWS.items()}
 
@@ -48,6 +49,7 @@ class Engine:
         self._threads: list[threading.Thread] = []
         self.courier = cards.Courier(deps, self.hold)
         deps.extra["courier"] = self.courier
+        deps.extra["submit"] = self.submit  # a workflow hands the engine one it started
 
     # -- running operations ------------------------------------------------------------------
 
@@ -148,6 +150,8 @@ class Engine:
                 if operation.state in WORKFLOWS[operation.kind].RUNNING_STATES:
                     self.submit(operation.id)
             for operation_id in incidents.tick(self.deps):
+                self.submit(operation_id)
+            for operation_id in drill.tick(self.deps):
                 self.submit(operation_id)
             if self.courier.running:  # Slack retries due now (or all of them, without a courier)
                 self.courier.kick()

@@ -9,7 +9,14 @@ from slack_sdk import WebClient
 
 from bot.ops.context import Deps
 from bot.ops.engine import Engine
-from bot.slack import actions, commands, incident_actions, migration_check, release_actions
+from bot.slack import (
+    actions,
+    commands,
+    incident_actions,
+    migration_check,
+    readiness_actions,
+    release_actions,
+)
 
 log = logging.getLogger("runback.slack")
 
@@ -26,5 +33,6 @@ def build_app(deps: Deps, engine: Engine, client: WebClient, signing_secret: str
     incident_actions.register(app, deps, engine)
     release_actions.register(app, deps, engine)
     migration_check.register(app, deps, engine)
+    readiness_actions.register(app, deps, engine)
     commands.register_unknown_command(app, deps)  # last: it takes every command left over
     return app

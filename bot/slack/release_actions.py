@@ -50,6 +50,10 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
             return deps.renderer.message(
                 "deploy_confirm", service=request.service, image=request.image, ws=needed.warnings
             )
+        except release.ReadinessBlocked as blocked:
+            from bot.slack.readiness_actions import post_blocked
+
+            return post_blocked(deps, blocked)
         engine.submit(operation.id)
         tell_requester_if_unseen(deps, operation_card(operation.id), response_url)
         warnings = operation.data.get("warnings")

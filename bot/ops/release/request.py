@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from bot.config import Action, ServiceConfig
 from bot.ops.context import Deps
 from bot.ops.errors import UserError
+from bot.ops.release.readiness_gate import check_release
 from bot.ops.release.view import refresh
 from bot.policy.approvals import decide_request
 from bot.policy.images import ImageRef, allowed_registries, check_image, in_registries, parse_image
@@ -27,6 +28,7 @@ class ReleaseRequest:
     user: str
     channel: str
     confirmed: bool = False  # the requester saw the image's warnings and clicked to go on
+    override_by: str = ""  # a tech lead who released past a ❌ of the readiness checklist
 
 
 class NeedsConfirmation(Exception):
@@ -126,6 +128,7 @@ def _create(
             warnings=list(warnings),
         )
         raise NeedsConfirmation(request, warnings)
+    readiness = check_release(deps, request, service)  # raises ReadinessBlocked on a ❌
     operation = deps.store.create_operation(
         now,
         kind="release",
@@ -149,6 +152,7 @@ def _create(
             "requested_at": now.isoformat(),
             "warnings": list(warnings),
             "confirmed": request.confirmed and check.needs_confirmation,
+            "readiness": readiness,
         },
     )
     if not deps.store.acquire_lock(service.name, operation.id, now):

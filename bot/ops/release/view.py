@@ -48,6 +48,7 @@ def release_view(deps: Deps, operation: Operation) -> dict[str, Any]:
         "buttons": _buttons(operation),
         "warnings": data.get("warnings") or [],
         "confirmed": bool(data.get("confirmed")),
+        "readiness": data.get("readiness"),
         "approver": asdict(who_may_approve(deps.config.approvals, Action.FULL_TRAFFIC)),
     }
 
