@@ -18,6 +18,7 @@ from bot.ports import Message
 from bot.render import LOCALES, TEMPLATES_DIR, Renderer
 from bot.sandbox.emulator.slack_api import check_blocks, check_view
 from bot.store import LockHolder
+from tests.readiness_samples import READINESS_MESSAGES
 
 NOW = datetime(2025, 11, 27, 14, 0, tzinfo=UTC)
 CONFIG = load_config(Path(__file__).resolve().parents[1] / "app.yaml")
@@ -854,6 +855,7 @@ MESSAGES: list[Any] = [
         {**whoami_context(set(), True), "groups_problem": "other", "groups": ("oncall",)},
         id="whoami-groups-unreadable",
     ),
+    *READINESS_MESSAGES,
 ]
 VIEWS = {"migration_modal": {"metadata": json.dumps({"channel": "C0INCIDENTS"})}}
 

@@ -84,12 +84,12 @@ def post_procedure(deps: Deps, user: str, channel: str) -> None:
 def acknowledge(deps: Deps, user: str, version: str, channel: str) -> Message:
     """A click on "I've read it": counted once per person and version; the card shows it."""
     if version != procedure_version(deps):
-        raise UserError("notice.procedure_outdated")
+        raise UserError("procedure.notice.outdated")
     first = deps.store.acknowledge(version, user, deps.clock.now())
     if first:
         deps.audit(user, "procedure.acknowledged", "ok", version=version)
         show(deps, _card(version, channel), channel, procedure_message(deps, version))
     held = sorted(role for role, users in who_must_acknowledge(deps).items() if user in users)
     return deps.renderer.message(
-        "ephemeral", key="notice.procedure_acknowledged", first=first, roles=held
+        "ephemeral", key="procedure.notice.acknowledged", first=first, roles=held
     )

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import asdict
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from bot.config import ServiceConfig
@@ -22,6 +22,7 @@ from bot.policy import readiness
 from bot.policy.readiness import ITEMS, NO_DATABASE, Item, LastChange, LastDrill, NoDatabase
 from bot.policy.redact import without_addresses
 from bot.ports import CloudRunError, FlagsUnreadable, Message, Revision, ServiceState
+from bot.render import when
 
 log = logging.getLogger("runback.readiness")
 
@@ -42,10 +43,26 @@ def checklist_view(items: list[Item]) -> dict[str, Any]:
     of each mark."""
     marks = [item.mark.value for item in items]
     return {
-        "items": [asdict(item) | {"mark": item.mark.value} for item in items],
+        "items": [
+            asdict(item) | {"mark": item.mark.value, "facts": _json_safe(item.facts)}
+            for item in items
+        ],
         "failures": marks.count("fail"),
         "warnings": marks.count("warn"),
     }
+
+
+def _json_safe(value: Any) -> Any:
+    """Facts as they can be stored (an operation's data is JSON) and shown: times as text."""
+    if isinstance(value, datetime):
+        return when(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 def gather_checklist(deps: Deps, service: ServiceConfig) -> list[Item]:

@@ -175,10 +175,10 @@ def readiness_command(
     sub, args = words[0].lower(), words[1:]
     user, channel = command["user_id"], command["channel_id"]
     if (sub == "check" and len(args) != 1) or (sub == "drill" and len(args) > 1):
-        ack_with(ack, ephemeral(deps, f"error.usage.{sub}"))
+        ack_with(ack, ephemeral(deps, f"readiness.usage.{sub}"))
         return
     if sub in ("procedure", "drills") and args:
-        ack_with(ack, ephemeral(deps, f"error.usage.{sub}"))
+        ack_with(ack, ephemeral(deps, f"readiness.usage.{sub}"))
         return
     ack()
     if sub == "check":
@@ -187,7 +187,7 @@ def readiness_command(
 
         def post() -> Message:
             post_procedure(deps, user, channel)
-            return ephemeral(deps, "notice.procedure_posted")
+            return ephemeral(deps, "procedure.notice.posted")
 
         answer_later(engine, deps, respond, post)
     elif sub == "drill":
@@ -196,7 +196,7 @@ def readiness_command(
             operation = request_drill(deps, args[0] if args else None, user, channel)
             engine.submit(operation.id)
             team = operation.channel
-            return ephemeral(deps, "notice.drill_started", service=operation.service, channel=team)
+            return ephemeral(deps, "drill.notice.started", service=operation.service, channel=team)
 
         answer_later(engine, deps, respond, start)
     else:

@@ -44,7 +44,7 @@ def post_blocked(deps: Deps, blocked: release.ReadinessBlocked) -> Message:
     """The checklist goes to the channel, where a tech lead can override it; the requester is
     told why nothing started."""
     announce(deps, blocked.request.channel, blocked_message(deps, blocked))
-    return ephemeral(deps, "notice.release.blocked", service=blocked.request.service)
+    return ephemeral(deps, "readiness.override.blocked_notice", service=blocked.request.service)
 
 
 def register(app: App, deps: Deps, engine: Engine) -> None:
@@ -104,7 +104,7 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
             tell_requester_if_unseen(deps, operation_card(operation.id), body["response_url"])
             # the blocked message cannot start a second release: it now says who overrode it
             done = deps.renderer.message(
-                "ephemeral", key="notice.release.overridden", user=click.user, id=operation.id
+                "ephemeral", key="readiness.override.done", user=click.user, id=operation.id
             )
             respond(text=done.text, blocks=done.blocks, replace_original=True)
 

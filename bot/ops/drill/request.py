@@ -38,11 +38,11 @@ def _drill_service(deps: Deps, name: str, user: str) -> ServiceConfig:
     if service is None:
         _refuse(deps, user, name, "unknown_service")
         if not name:
-            raise UserError("error.drill.no_staging")
+            raise UserError("drill.error.no_staging")
         raise UserError("error.unknown_service", service=name, known=deps.config.service_names)
     if service.environment == "production":
         _refuse(deps, user, name, "production")
-        raise UserError("error.drill.production", service=name)
+        raise UserError("drill.error.production", service=name)
     return service
 
 
@@ -101,7 +101,7 @@ def _create(deps: Deps, service: ServiceConfig, user: str, slot: str | None) -> 
     if record is None:  # another instance started this scheduled drill first
         store.update_operation(operation.id, now, state="cancelled")
         store.release_lock(service.name, operation.id)
-        raise UserError("notice.drill_already_started", service=service.name)
+        raise UserError("drill.error.already_started", service=service.name)
     operation = store.merge_data(operation.id, now, drill_id=record.id)
     deps.audit(
         user,

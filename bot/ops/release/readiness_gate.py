@@ -82,5 +82,5 @@ def override(deps: Deps, request: ReleaseRequest, user: str) -> Operation:
             image=request.image[:300],
             why=str(decision.refusal),
         )
-        raise UserError("error.release.override_role", role=str(decision.required_role))
+        raise UserError("readiness.override.refused", role=str(decision.required_role))
     return request_release(deps, replace(request, override_by=user))
