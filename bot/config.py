@@ -204,6 +204,7 @@ class ReadinessSettings(Strict):
     """The runbook's pre-production checklist (/ops check, a production /deploy's card)."""
 
     deadline_s: float = Field(default=4.0, gt=0, le=60)  # evidence not in by then is ⚠️
+    block_production: bool = True  # a ❌ stops a production /deploy until a tech lead overrides
     backup_max_age_hours: float = Field(default=24, gt=0, le=24 * 365)
     dr_review_days: int = Field(default=90, gt=0, le=3650)
     drill_max_age_days: int = Field(default=31, gt=0, le=3650)

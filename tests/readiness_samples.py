@@ -30,7 +30,7 @@ EVERY_ITEM_REASON = [
     r.blue({"svc-00003": 100}, None),
     r.blue({"svc-00003": 90, "svc-00002": 10}, CHANGE),
     r.revisions(REVS, {"svc-00003": 100}),
-    r.revisions(REVS[:2] + [Revision("svc-00001", "i", OLD, False)], {"svc-00003": 100}),
+    r.revisions([*REVS[:2], Revision("svc-00001", "i", OLD, False)], {"svc-00003": 100}),
     r.revisions(REVS[:1], {"svc-00003": 100}),
     r.revisions(REVS[::-1][:1], {"svc-00009": 100}),
     r.revisions([REVS[0], REVS[2]], {"svc-00003": 100}),

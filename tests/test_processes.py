@@ -107,6 +107,7 @@ class BotProcess:
 def world(tmp_path: Path) -> Iterator[tuple[Emulator, BotProcess]]:
     config_data = yaml.safe_load((REPO / "app.yaml").read_text())
     config_data["rollback"]["health_check_interval_s"] = 0
+    config_data.setdefault("readiness", {})["block_production"] = False  # as sandbox_config
     config_path = tmp_path / "app.yaml"
     config_path.write_text(yaml.safe_dump(config_data))
     emulator = Emulator(slack_token=TOKEN).start()

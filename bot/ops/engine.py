@@ -94,6 +94,8 @@ class Engine:
                     self.deps.store.release_lease(operation_id, self.owner)
                 if was_running and operation is not None and operation.state in TERMINAL_STATES:
                     incidents.on_operation_finished(self.deps, operation)
+                    if (operation.data or {}).get("drill"):  # the drill waiting for it goes on
+                        self.submit(operation.data["drill"])
         finally:
             with self._lock:
                 self._running.discard(operation_id)

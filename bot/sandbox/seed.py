@@ -39,6 +39,11 @@ def seed(emulator: Emulator, config: Config) -> None:
                 "name": f"{service.name}-{number}",
                 "image": f"us-docker.pkg.dev/{service.project}/apps/{service.name}:{version}",
                 "age_s": age,
+                # a flag read by GET /config/flags, and the database URL from Secret Manager
+                "env": {
+                    "FEATURE_FLAG_NEW_CHECKOUT": "false",
+                    "DATABASE_URL": {"secret": f"{service.name}-database-url", "version": "latest"},
+                },
             }
             for number, version, age in SAMPLE_REVISIONS
         ]

@@ -40,10 +40,22 @@ def execute(deps: Deps, operation_id: str) -> Operation:
         if operation.state not in RUNNING_STATES:
             break
         due = operation.data.get("due_at")
-        if due and datetime.fromisoformat(due) > deps.clock.now():
+        if (
+            due
+            and datetime.fromisoformat(due) > deps.clock.now()
+            and not _rollback_ended(deps, operation)
+        ):
             break
         operation = STEPS[operation.state](deps, operation)
     return operation
+
+
+def _rollback_ended(deps: Deps, operation: Operation) -> bool:
+    """The rollback a waiting drill started has ended (the engine then runs the drill at once)."""
+    if operation.state != "waiting_rollback":
+        return False
+    child = deps.store.operation(operation.data.get("rollback_id", ""))
+    return child is not None and child.state in TERMINAL_STATES
 
 
 def on_expired(deps: Deps, operation: Operation) -> None:
@@ -251,7 +263,7 @@ def _step_wait_rollback(deps: Deps, operation: Operation) -> Operation:
         child.created_at,
         child.finished_at or now,
         to=child.to_revision,
-        operation=child.id,
+        rollback=child.id,
     )
     operation = _commit(deps, operation, due_at=None, time_to_safe_s=to_safe, log=entry)
     if not ok:

@@ -41,7 +41,7 @@ def check_release(
     items = gather_checklist(deps, service)
     checklist = checklist_view(items)
     failed = [item.key for item in failing(items)]
-    if failed and not request.override_by:
+    if failed and not request.override_by and deps.config.readiness.block_production:
         deps.audit(
             request.user,
             "release.blocked",
@@ -51,7 +51,7 @@ def check_release(
             failing=failed,
         )
         raise ReadinessBlocked(request, checklist)
-    if failed:
+    if failed and request.override_by:
         deps.audit(
             request.override_by,
             "release.readiness_override",
