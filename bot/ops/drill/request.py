@@ -71,6 +71,8 @@ def _create(deps: Deps, service: ServiceConfig, user: str, slot: str | None) -> 
     if holder is not None:
         _refuse(deps, user, service.name, "busy", operation_id=holder.operation_id)
         raise UserError("error.busy", service=service.name, holder=holder)
+    # "starting" is no running state: no tick runs the drill before it holds the service and
+    # its record; a crash in between leaves a "starting" drill that the schedule's tick ends
     operation = store.create_operation(
         now,
         kind="drill",
@@ -79,7 +81,7 @@ def _create(deps: Deps, service: ServiceConfig, user: str, slot: str | None) -> 
         channel=deps.config.team_channel,
         reason="",
         emergency=False,
-        state="deploying",
+        state="starting",
         to_revision=drill_revision_name(service.name, now),
         data={"requested_at": now.isoformat(), "trigger": "schedule" if slot else "command"},
     )
@@ -102,7 +104,8 @@ def _create(deps: Deps, service: ServiceConfig, user: str, slot: str | None) -> 
         store.update_operation(operation.id, now, state="cancelled")
         store.release_lock(service.name, operation.id)
         raise UserError("drill.error.already_started", service=service.name)
-    operation = store.merge_data(operation.id, now, drill_id=record.id)
+    data = {**operation.data, "drill_id": record.id}
+    operation = store.update_operation(operation.id, now, state="deploying", data=data)
     deps.audit(
         user,
         "drill.requested",

@@ -20,8 +20,12 @@ log = logging.getLogger("runback.drill")
 COUNTED = ("running", "passed", "failed", "scheduled")  # what resets the clock ("missed" does not)
 
 
+STARTING_LIMIT_S = 60  # a drill still "starting" after this was left by a crash
+
+
 def tick(deps: Deps) -> list[str]:
     """Start the scheduled drill when it is due; returns the operation to run, if any."""
+    _end_stuck_starts(deps)
     every, service = deps.config.drill.every_days, deps.config.drill_service
     if every <= 0 or not service:
         return []
@@ -37,6 +41,16 @@ def tick(deps: Deps) -> list[str]:
         log.info("scheduled drill of %s not started: %s", service, error.key)
         return []
     return [operation.id]
+
+
+def _end_stuck_starts(deps: Deps) -> None:
+    now = deps.clock.now()
+    for operation in deps.store.unfinished_operations():
+        stuck = now - operation.created_at > timedelta(seconds=STARTING_LIMIT_S)
+        if operation.kind == "drill" and operation.state == "starting" and stuck:
+            deps.store.update_operation(operation.id, now, state="cancelled")
+            deps.store.release_lock(operation.service, operation.id)
+            log.warning("cancelled drill %s, left starting by a crash", operation.id)
 
 
 def next_due(deps: Deps, service: str, now: datetime) -> datetime:
