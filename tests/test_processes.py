@@ -356,6 +356,8 @@ def test_release_killed_during_approve_100_carries_on_after_restart(world) -> No
         ("release.txt", "Released"),
         ("incident.txt", "Rollback triggered"),
         ("migration-check.txt", "feature flag"),
+        ("check.txt", "Released past the checklist by @luis"),
+        ("drill.txt", "passed · safe in"),
     ],
 )
 def test_sandbox_example_scripts_run(script: str, shown: str) -> None:
