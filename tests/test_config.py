@@ -78,6 +78,9 @@ def test_shipped_matrix_is_the_runbooks() -> None:
         Action.FULL_TRAFFIC: (Role.TECH_LEAD, Approval.ONE_OTHER_TECH_LEAD, False),
         Action.EMERGENCY_ROLLBACK: (Role.ON_CALL, Approval.SELF, True),
         Action.SCHEDULED_ROLLBACK: (Role.TECH_LEAD, Approval.ONE_OTHER_TECH_LEAD, False),
+        # Runback's additions: the staging drill, and releasing past a failing checklist
+        Action.DRILL: (Role.DEVELOPER, Approval.AUTO, False),
+        Action.READINESS_OVERRIDE: (Role.TECH_LEAD, Approval.SELF, False),
     }
     assert set(expected) == set(Action)
     for action, row in expected.items():

@@ -115,7 +115,7 @@ def test_plain_credentials_differing_flags_and_a_reserved_health_path_fail(box: 
     out = run(box, f"/ops check {SERVICE}")
     assert line_of(out, "Secrets in Secret Manager").startswith("❌")
     assert "`DB_PASSWORD`" in out and "hunter2" not in out
-    assert "`new_checkout` env True, service False" in line_of(out, "Feature flags answer")
+    assert "`new_checkout` env on, service off" in line_of(out, "Feature flags answer")
     assert line_of(out, "Feature flags answer").startswith("❌")
     health = line_of(out, "Health path reachable")
     assert health.startswith("❌") and "reserved by Cloud Run" in health
