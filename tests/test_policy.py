@@ -53,6 +53,8 @@ EXPECTED_MATRIX: dict[Action, tuple[Role, Verdict, bool]] = {
     Action.FULL_TRAFFIC: (LEAD, Verdict.NEEDS_APPROVAL, False),  # another tech lead approves
     Action.EMERGENCY_ROLLBACK: (ONCALL, Verdict.RUN, True),  # self-approval, incidents only
     Action.SCHEDULED_ROLLBACK: (LEAD, Verdict.NEEDS_APPROVAL, False),  # another tech lead
+    Action.DRILL: (DEV, Verdict.RUN, False),  # Runback's addition: a staging drill, automatic
+    Action.READINESS_OVERRIDE: (LEAD, Verdict.RUN, False),  # release past a ❌, audited
 }
 NEEDS_ANOTHER_TECH_LEAD = {Action.FULL_TRAFFIC, Action.SCHEDULED_ROLLBACK}
 
