@@ -14,7 +14,14 @@ from bot.ops.health import config_problem, probe_health
 from bot.ops.release.cloud import with_other_tags
 from bot.ops.release.deploy import PROMETHEUS_LINE
 from bot.ops.rollback import RollbackRequest
-from bot.ports import CloudRunError, EtagConflict, RevisionExists, ServiceState, TrafficTarget
+from bot.ports import (
+    CloudRunError,
+    EtagConflict,
+    RevisionExists,
+    ServiceRef,
+    ServiceState,
+    TrafficTarget,
+)
 from bot.store import TERMINAL_STATES, Operation
 
 log = logging.getLogger("runback.drill")
@@ -98,7 +105,7 @@ def _log(
     return [*operation.data.get("log", []), entry]
 
 
-def _ref(deps: Deps, operation: Operation) -> Any:
+def _ref(deps: Deps, operation: Operation) -> ServiceRef:
     return deps.service_ref(deps.managed_service(operation.service))
 
 
