@@ -297,6 +297,7 @@ def make_world(tmp: Path) -> World:
     emulator.cloudrun.operation_delay_s = 0.0
     raw = yaml.safe_load((ROOT / "app.yaml").read_text(encoding="utf-8"))
     raw.setdefault("rollback", {}).update(health_checks=1, health_check_interval_s=0)
+    raw.setdefault("readiness", {})["block_production"] = False  # the sandbox never drilled
     bench_config = tmp / "app.bench.yaml"
     bench_config.write_text(
         yaml.safe_dump(raw, sort_keys=False, allow_unicode=True), encoding="utf-8"

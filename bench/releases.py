@@ -45,7 +45,8 @@ def release_sandbox(config: Config, speed: float = 1.0, scheduler: bool = True) 
     from bot.sandbox.console import Sandbox
 
     rollback = config.rollback.model_copy(update={"health_check_interval_s": 0})
-    settings = config.model_copy(update={"rollback": rollback})
+    readiness = config.readiness.model_copy(update={"block_production": False})  # never drilled
+    settings = config.model_copy(update={"rollback": rollback, "readiness": readiness})
     box = Sandbox(settings, speed=speed, scheduler=scheduler)
     try:
         yield box

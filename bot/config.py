@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Hashable
+from datetime import date
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
@@ -41,6 +42,8 @@ class Action(StrEnum):
     FEATURE_FLAG_STAGING = "feature_flag_staging"  # a flag flip on a staging service
     BACKUP = "backup"  # an on-demand Cloud SQL backup
     RESTORE = "restore"  # a backup restored to a new instance, the service moved onto it
+    DRILL = "drill"
+    READINESS_OVERRIDE = "readiness_override"
 
 
 APPROVAL_ONLY_ACTIONS = frozenset({Action.DESTRUCTIVE_MIGRATION, Action.ROLLBACK_PAST_MIGRATION})
@@ -196,6 +199,10 @@ class Approvals(Strict):
     # rows added after the first app.yaml files: older files load with the runbook's defaults
     backup: MatrixRow = MatrixRow(requester=Role.SENIOR_DEVELOPER, approval=Approval.SELF)
     restore: MatrixRow = MatrixRow(requester=Role.TECH_LEAD, approval=Approval.ONE_OTHER_TECH_LEAD)
+    # the monthly rollback drill on a staging service (/ops drill); the scheduled one is Runback's
+    drill: MatrixRow = MatrixRow(requester=Role.DEVELOPER, approval=Approval.AUTO)
+    # releasing to production past a ❌ of the rollback-readiness checklist
+    readiness_override: MatrixRow = MatrixRow(requester=Role.TECH_LEAD, approval=Approval.SELF)
     approval_ttl_minutes: int = Field(default=30, gt=0, le=24 * 60)
 
     def row(self, action: Action) -> MatrixRow:
@@ -274,6 +281,49 @@ class BackupSettings(Strict):
     description: str = Field(default="Pre-deployment", min_length=1, max_length=200)
 
 
+class ReadinessSettings(Strict):
+    """The runbook's pre-production checklist (/ops check, a production /deploy's card)."""
+
+    deadline_s: float = Field(default=4.0, gt=0, le=60)  # evidence not in by then is ⚠️
+    block_production: bool = True  # a ❌ stops a production /deploy until a tech lead overrides
+    dr_review_days: int = Field(default=90, gt=0, le=3650)
+    drill_max_age_days: int = Field(default=31, gt=0, le=3650)
+    # who must click "I've read it" on the rollback procedure (/ops procedure): every member
+    acknowledge_roles: tuple[Role, ...] = (Role.ON_CALL, Role.TECH_LEAD)
+
+
+class DisasterRecovery(Strict):
+    """Where the disaster-recovery runbook lives and when it was last reviewed."""
+
+    url: str = Field(default="", pattern=r"^(https?://\S+)?$")
+    reviewed: str = ""  # YYYY-MM-DD
+
+    @field_validator("reviewed", mode="before")
+    @classmethod
+    def _iso_date(cls, value: object) -> object:
+        if isinstance(value, date):  # YAML reads 2026-11-02 as a date
+            return value.isoformat()
+        if isinstance(value, str) and value:
+            try:
+                date.fromisoformat(value)
+            except ValueError:
+                raise ValueError(f"{value!r} is not a date (YYYY-MM-DD)") from None
+        return value
+
+    @property
+    def reviewed_on(self) -> date | None:
+        return date.fromisoformat(self.reviewed) if self.reviewed else None
+
+
+class DrillSettings(Strict):
+    """The monthly rollback drill ("Test Rollback Mensual")."""
+
+    service: str = ""  # default: the first staging service
+    every_days: float = Field(default=30, ge=0, le=3650)  # 0: no schedule, /ops drill only
+    grace_hours: float = Field(default=24, ge=0, le=24 * 365)  # overdue by more: "missed"
+    channel: str = Field(default="", pattern=r"^([CG][A-Z0-9]+)?$")  # default: incidents
+
+
 class SandboxUser(Strict):
     id: str
     real_name: str = ""
@@ -300,6 +350,9 @@ class Config(Strict):
     rollback: RollbackSettings = RollbackSettings()
     release: ReleaseSettings = ReleaseSettings()
     backups: BackupSettings = BackupSettings()
+    readiness: ReadinessSettings = ReadinessSettings()
+    disaster_recovery: DisasterRecovery = DisasterRecovery()
+    drill: DrillSettings = DrillSettings()
     sandbox: Sandbox = Sandbox()
 
     @field_validator("services")
@@ -310,6 +363,24 @@ class Config(Strict):
         if duplicates:
             raise ValueError(f"service names must be unique; repeated: {', '.join(duplicates)}")
         return services
+
+    @model_validator(mode="after")
+    def _drill_service_is_staging(self) -> Config:
+        name = self.drill.service
+        service = self.service(name) if name else None
+        if name and (service is None or service.environment != "staging"):
+            raise ValueError(f"drill.service: {name!r} is not a staging service of services[]")
+        return self
+
+    @property
+    def drill_service(self) -> str:
+        """The service the scheduled drill runs on: drill.service, else the first staging one."""
+        staging = [s.name for s in self.services if s.environment == "staging"]
+        return self.drill.service or (staging[0] if staging else "")
+
+    @property
+    def team_channel(self) -> str:
+        return self.drill.channel or self.channels.incidents.id
 
     def service(self, name: str) -> ServiceConfig | None:
         return next((s for s in self.services if s.name == name), None)

@@ -63,6 +63,7 @@ CREATE_ALL_ERA = (
     ),
     ("0002", frozenset({"seen_requests", "slack_outbox"})),
     ("0003_migrel", frozenset({"revision_migrations", "release_candidates"})),
+    ("0004_drill", frozenset({"drills", "procedure_posts", "procedure_acks"})),
 )
 ADVISORY_LOCK = 0x52554E42  # "RUNB"; paired with the schema's name, so schemas do not queue
 UPGRADE_HINT = "run `python -m bot db upgrade` (or serve with --upgrade or RUNBACK_DB_UPGRADE=1)"

@@ -20,11 +20,13 @@ from sqlalchemy import (
     JSON,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Integer,
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
     case,
     create_engine,
     delete,
@@ -228,6 +230,46 @@ class OutboxMessage(Base):
     told_requester: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+
+
+class DrillRecord(Base):
+    """One rollback drill (or a scheduled one that was missed), kept as the drill history."""
+
+    __tablename__ = "drills"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    service: Mapped[str] = mapped_column(String(64), index=True)
+    # a scheduled drill's (or a missed one's) due slot: the unique key that lets one instance
+    # start it however many ticks race for it
+    slot: Mapped[str | None] = mapped_column(String(160), unique=True, nullable=True)
+    trigger: Mapped[str] = mapped_column(String(16))  # command | schedule
+    requested_by: Mapped[str] = mapped_column(String(32))
+    outcome: Mapped[str] = mapped_column(String(16), index=True)  # running|passed|failed|missed
+    operation_id: Mapped[str] = mapped_column(String(32), default="")
+    started_at: Mapped[datetime] = mapped_column(index=True)
+    finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    time_to_safe_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)  # revisions, steps, failure
+
+
+class ProcedurePost(Base):
+    """A version of the rollback procedure Runback posted for the team to acknowledge."""
+
+    __tablename__ = "procedure_posts"
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    posted_by: Mapped[str] = mapped_column(String(32))
+    channel: Mapped[str] = mapped_column(String(32))
+    posted_at: Mapped[datetime]
+
+
+class ProcedureAck(Base):
+    """Someone clicked "I've read it" on a version of the rollback procedure."""
+
+    __tablename__ = "procedure_acks"
+    __table_args__ = (UniqueConstraint("version", "user_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    version: Mapped[str] = mapped_column(String(64), index=True)
+    user_id: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime]
 
 
 TERMINAL_STATES = frozenset(
@@ -825,6 +867,104 @@ class Store:
             session.execute(
                 update(OutboxMessage).where(OutboxMessage.card == card).values(reply_url=url)
             )
+
+    # -- rollback readiness: drills, the procedure and who read it ------------------------------
+
+    def create_drill(self, now: datetime, **fields: Any) -> DrillRecord | None:
+        """Record a drill; None when its ``slot`` is taken (another instance started it)."""
+        record = DrillRecord(started_at=now, **fields)
+        try:
+            with self.session() as session:
+                session.add(record)
+        except IntegrityError:
+            return None
+        return record
+
+    def update_drill(self, drill_id: str, **fields: Any) -> DrillRecord:
+        with self.session() as session:
+            record = session.get(DrillRecord, drill_id)
+            if record is None:
+                raise KeyError(drill_id)
+            for name, value in fields.items():
+                setattr(record, name, value)
+        return record
+
+    def drill(self, drill_id: str) -> DrillRecord | None:
+        with self.session() as session:
+            return session.get(DrillRecord, drill_id)
+
+    def drill_of_operation(self, operation_id: str) -> DrillRecord | None:
+        with self.session() as session:
+            query = select(DrillRecord).where(DrillRecord.operation_id == operation_id)
+            return session.scalars(query).first()
+
+    def drills(
+        self, service: str | None = None, outcomes: tuple[str, ...] = (), limit: int = 20
+    ) -> list[DrillRecord]:
+        """Newest first."""
+        with self.session() as session:
+            query = select(DrillRecord)
+            if service:
+                query = query.where(DrillRecord.service == service)
+            if outcomes:
+                query = query.where(DrillRecord.outcome.in_(outcomes))
+            query = query.order_by(DrillRecord.started_at.desc(), DrillRecord.id).limit(limit)
+            return list(session.scalars(query))
+
+    def last_change(self, service: str) -> Operation | None:
+        """The newest release or rollback that put a revision at 100% of ``service``."""
+        with self.session() as session:
+            query = (
+                select(Operation)
+                .where(
+                    Operation.service == service,
+                    Operation.kind.in_(("release", "rollback")),
+                    Operation.state == "succeeded",
+                )
+                .order_by(Operation.finished_at.desc())
+                .limit(1)
+            )
+            return session.scalars(query).first()
+
+    def hand_over_lock(self, service: str, from_operation: str, to_operation: str) -> bool:
+        """Give the service's lock from one operation to another in one step (a drill hands
+        the service to the rollback it starts); False when ``from_operation`` does not hold it."""
+        with self.session() as session:
+            result = session.execute(
+                update(ServiceLock)
+                .where(ServiceLock.service == service, ServiceLock.operation_id == from_operation)
+                .values(operation_id=to_operation)
+            )
+            return result.rowcount == 1
+
+    def record_procedure(self, version: str, posted_by: str, channel: str, now: datetime) -> None:
+        try:
+            with self.session() as session:
+                session.add(
+                    ProcedurePost(
+                        version=version, posted_by=posted_by, channel=channel, posted_at=now
+                    )
+                )
+        except IntegrityError:
+            pass  # posted before: the acknowledgements of that version still count
+
+    def procedure_posted(self, version: str) -> bool:
+        with self.session() as session:
+            return session.get(ProcedurePost, version) is not None
+
+    def acknowledge(self, version: str, user: str, now: datetime) -> bool:
+        """True for the user's first click on this version."""
+        try:
+            with self.session() as session:
+                session.add(ProcedureAck(version=version, user_id=user, at=now))
+        except IntegrityError:
+            return False
+        return True
+
+    def acknowledgers(self, version: str) -> frozenset[str]:
+        with self.session() as session:
+            query = select(ProcedureAck.user_id).where(ProcedureAck.version == version)
+            return frozenset(session.scalars(query))
 
 
 def _outbox_row(

@@ -30,10 +30,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def sandbox_config(**rollback: object) -> Config:
-    """The shipped app.yaml, with health checks that do not sleep (tests wait on nothing)."""
+    """The shipped app.yaml, with health checks that do not sleep (tests wait on nothing).
+    The sandbox has no drill history nor acknowledged procedure, so its rollback-readiness
+    checklist fails: it does not block production releases here (tests/test_readiness.py
+    tests the block)."""
     config = load_config(REPO / "app.yaml")
     settings = config.rollback.model_copy(update={"health_check_interval_s": 0, **rollback})
-    return config.model_copy(update={"rollback": settings})
+    readiness = config.readiness.model_copy(update={"block_production": False})
+    return config.model_copy(update={"rollback": settings, "readiness": readiness})
 
 
 @pytest.fixture

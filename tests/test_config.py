@@ -85,6 +85,9 @@ def test_shipped_matrix_is_the_runbooks() -> None:
         Action.FEATURE_FLAG_STAGING: (Role.DEVELOPER, Approval.AUTO, False),
         Action.BACKUP: (Role.SENIOR_DEVELOPER, Approval.SELF, False),
         Action.RESTORE: (Role.TECH_LEAD, Approval.ONE_OTHER_TECH_LEAD, False),
+        # Runback's additions: the staging drill, and releasing past a failing checklist
+        Action.DRILL: (Role.DEVELOPER, Approval.AUTO, False),
+        Action.READINESS_OVERRIDE: (Role.TECH_LEAD, Approval.SELF, False),
     }
     assert set(expected) == set(Action)
     for action, row in expected.items():

@@ -231,13 +231,16 @@ def test_sandbox_speed_runs_a_release_on_and_shows_its_updates_without_another_l
     try:
         console.send("as marta")
         console.send(f"/deploy wa-backend {IMAGE}")
+        console.wait_for("Release anyway (tech lead)")  # the fresh sandbox never drilled
+        console.send("as luis")
+        console.send("click Release anyway (tech lead)")
         at_10 = console.wait_for("Green has 10% of traffic")
         lines_sent_so_far = sum(1 for line in console.lines if PROMPT.match(line))
         at_50 = console.wait_for("Green has 50% of traffic", after=at_10)
         between = console.lines[at_10:at_50]
         assert any(line.startswith("── runback (#incidents, updated)") for line in between)
         console.wait_for("── runback (#incidents, in thread)", after=at_10)
-        assert sum(1 for line in console.lines if PROMPT.match(line)) == lines_sent_so_far == 2
+        assert sum(1 for line in console.lines if PROMPT.match(line)) == lines_sent_so_far == 4
         assert console.quit() == 0
     finally:
         console.kill()

@@ -100,6 +100,7 @@ def pair(tmp_path: Path) -> Iterator[Pair]:
     store = Store(database_url)  # the tables exist before either instance starts
     config_data = yaml.safe_load((REPO / "app.yaml").read_text())
     config_data["rollback"]["health_check_interval_s"] = 0
+    config_data.setdefault("readiness", {})["block_production"] = False  # as sandbox_config
     config_path = tmp_path / "app.yaml"
     config_path.write_text(yaml.safe_dump(config_data))
     emulator = Emulator(slack_token=TOKEN).start()

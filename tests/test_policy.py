@@ -60,6 +60,8 @@ EXPECTED_MATRIX: dict[Action, tuple[Role, Verdict, bool]] = {
     Action.FEATURE_FLAG_STAGING: (DEV, Verdict.RUN, False),  # a staging flag flip: automatic
     Action.BACKUP: (SENIOR, Verdict.RUN, False),  # self-approval
     Action.RESTORE: (LEAD, Verdict.NEEDS_APPROVAL, False),  # another tech lead approves
+    Action.DRILL: (DEV, Verdict.RUN, False),  # Runback's addition: a staging drill, automatic
+    Action.READINESS_OVERRIDE: (LEAD, Verdict.RUN, False),  # release past a ❌, audited
 }
 NEEDS_ANOTHER_TECH_LEAD = {
     Action.FULL_TRAFFIC,

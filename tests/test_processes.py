@@ -107,6 +107,7 @@ class BotProcess:
 def world(tmp_path: Path) -> Iterator[tuple[Emulator, BotProcess]]:
     config_data = yaml.safe_load((REPO / "app.yaml").read_text())
     config_data["rollback"]["health_check_interval_s"] = 0
+    config_data.setdefault("readiness", {})["block_production"] = False  # as sandbox_config
     config_path = tmp_path / "app.yaml"
     config_path.write_text(yaml.safe_dump(config_data))
     emulator = Emulator(slack_token=TOKEN).start()
@@ -359,6 +360,8 @@ def test_release_killed_during_approve_100_carries_on_after_restart(world) -> No
         ("flag.txt", "Traffic is back on"),
         ("backup.txt", "on demand · successful"),
         ("restore.txt", "wa-backend-00003 100%"),
+        ("check.txt", "Released past the checklist by @luis"),
+        ("drill.txt", "passed · safe in"),
     ],
 )
 def test_sandbox_example_scripts_run(script: str, shown: str) -> None:

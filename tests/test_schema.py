@@ -147,7 +147,8 @@ def check_new_tables_work(store: Store) -> None:
 def test_the_migration_files_are_named_after_their_revisions_in_order() -> None:
     script = ScriptDirectory(str(schema.MIGRATIONS))
     chain = list(reversed(list(script.walk_revisions())))
-    assert all(Path(r.path).name.startswith((f"{r.revision}_", f"{r.revision}.")) for r in chain)
+    assert all(Path(r.path).name.startswith(f"{r.revision[:4]}_") for r in chain)
+    assert [r.revision[:4] for r in chain] == [f"{n:04d}" for n in range(1, len(chain) + 1)]
     assert [r.revision for r in chain] == list(REVISIONS) and REVISIONS[0] == "0001"
     assert script.get_heads() == [HEAD]
 

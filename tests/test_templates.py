@@ -19,6 +19,7 @@ from bot.render import LOCALES, TEMPLATES_DIR, Renderer
 from bot.sandbox.emulator.slack_api import check_blocks, check_view
 from bot.store import LockHolder
 from tests.flag_template_cases import FLAG_EPHEMERAL_CASES, FLAG_MESSAGES, make_flag
+from tests.readiness_samples import READINESS_MESSAGES
 from tests.templates_cloudsql import DB_EPHEMERAL_CASES, DB_MESSAGES
 
 NOW = datetime(2025, 11, 27, 14, 0, tzinfo=UTC)
@@ -1094,6 +1095,7 @@ MESSAGES: list[Any] = [
         id="whoami-groups-unreadable",
     ),
     *DB_MESSAGES,
+    *READINESS_MESSAGES,
 ]
 MESSAGES += FLAG_MESSAGES
 VIEWS = {

@@ -31,6 +31,7 @@ def card_view(deps: Deps, operation: Operation) -> dict[str, Any]:
         "state": operation.state,
         "emergency": operation.emergency,
         "automatic": bool(data.get("automatic")),
+        "drill": data.get("drill", ""),
         "requested_by": operation.requested_by,
         "reason": operation.reason,
         "from": data.get("from") or {},

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
-from bot.ops import approvals, backups, cards, flags, incidents, release, restore, rollback
+from bot.ops import approvals, backups, cards, drill, flags, incidents, release, restore, rollback
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.store import TERMINAL_STATES, Operation
 
@@ -32,6 +32,7 @@ WORKFLOWS = {
     "flag": flags,
     "backup": backups,
     "restore": restore,
+    "drill": drill,
 }
 ON_EXPIRED = {kind: workflow.on_expired for kind, workflow in WORKFLOWS.items()}
 ON_DECIDED = {kind: workflow.on_decided for kind, workflow in WORKFLOWS.items()}
@@ -55,6 +56,7 @@ class Engine:
         self._threads: list[threading.Thread] = []
         self.courier = cards.Courier(deps, self.hold)
         deps.extra["courier"] = self.courier
+        deps.extra["submit"] = self.submit  # a workflow hands the engine one it started
 
     # -- running operations ------------------------------------------------------------------
 
@@ -99,6 +101,8 @@ class Engine:
                     self.deps.store.release_lease(operation_id, self.owner)
                 if was_running and operation is not None and operation.state in TERMINAL_STATES:
                     incidents.on_operation_finished(self.deps, operation)
+                    if (operation.data or {}).get("drill"):  # the drill waiting for it goes on
+                        self.submit(operation.data["drill"])
         finally:
             with self._lock:
                 self._running.discard(operation_id)
@@ -156,6 +160,8 @@ class Engine:
                 if operation.state in WORKFLOWS[operation.kind].RUNNING_STATES:
                     self.submit(operation.id)
             for operation_id in incidents.tick(self.deps):
+                self.submit(operation_id)
+            for operation_id in drill.tick(self.deps):
                 self.submit(operation_id)
             if self.courier.running:  # Slack retries due now (or all of them, without a courier)
                 self.courier.kick()

@@ -20,11 +20,11 @@ MAX_INSTANCE_ID = 63  # Cloud SQL instance ids: at most 63 characters (with no p
 
 def newest_successful(backups: Sequence[Backup]) -> Backup | None:
     done = [b for b in backups if b.successful and (b.ended or b.started or b.enqueued)]
-    return max(done, key=_finished_at, default=None)
+    return max(done, key=finished_at, default=None)
 
 
 def backup_age(backup: Backup, now: datetime) -> timedelta:
-    return now - _finished_at(backup)
+    return now - finished_at(backup)
 
 
 def stale(backups: Sequence[Backup], now: datetime, max_age_hours: float) -> bool:
@@ -33,7 +33,7 @@ def stale(backups: Sequence[Backup], now: datetime, max_age_hours: float) -> boo
     return newest is None or backup_age(newest, now) > timedelta(hours=max_age_hours)
 
 
-def _finished_at(backup: Backup) -> datetime:
+def finished_at(backup: Backup) -> datetime:
     moment = backup.ended or backup.started or backup.enqueued
     assert moment is not None
     return moment

@@ -16,6 +16,7 @@ from bot.slack import (
     flag_command,
     incident_actions,
     migration_check,
+    readiness_actions,
     release_actions,
 )
 
@@ -36,5 +37,6 @@ def build_app(deps: Deps, engine: Engine, client: WebClient, signing_secret: str
     migration_check.register(app, deps, engine)
     flag_command.register(app, deps, engine)
     database_commands.register(app, deps, engine)
+    readiness_actions.register(app, deps, engine)
     commands.register_unknown_command(app, deps)  # last: it takes every command left over
     return app

@@ -16,10 +16,13 @@ from slack_sdk import WebClient
 from bot.config import APPROVAL_ONLY_ACTIONS
 from bot.ops.cards import operation_card, tell_requester_if_unseen
 from bot.ops.context import Deps
+from bot.ops.drill import drills_message, request_drill
 from bot.ops.engine import Engine
 from bot.ops.errors import UserError
 from bot.ops.incidents import open_incidents_message
 from bot.ops.preemption import request_rollback
+from bot.ops.procedure import post_procedure
+from bot.ops.readiness import check_message
 from bot.ops.rollback import RepeatNeedsConfirmation, RollbackRequest
 from bot.policy.approvals import allowed_actions
 from bot.ports import CloudRunError, Message
@@ -156,8 +159,53 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
         elif sub == "migration-check":
             ack()
             open_modal(deps, client, command, respond)  # now: the trigger_id lives 3 s
+        elif sub in READINESS_SUBCOMMANDS:
+            readiness_command(engine, deps, ack, command, respond, words)
         else:
             ack_with(ack, ephemeral(deps, "error.usage.ops", sub=sub))
+
+
+READINESS_SUBCOMMANDS = ("check", "procedure", "drill", "drills")
+
+
+def readiness_command(
+    engine: Engine,
+    deps: Deps,
+    ack: Ack,
+    command: dict[str, Any],
+    respond: Respond,
+    words: list[str],
+) -> None:
+    """``/ops check SERVICE``, ``/ops procedure``, ``/ops drill [SERVICE]``, ``/ops drills``."""
+    sub, args = words[0].lower(), words[1:]
+    user, channel = command["user_id"], command["channel_id"]
+    if (sub == "check" and len(args) != 1) or (sub == "drill" and len(args) > 1):
+        ack_with(ack, ephemeral(deps, f"readiness.usage.{sub}"))
+        return
+    if sub in ("procedure", "drills") and args:
+        ack_with(ack, ephemeral(deps, f"readiness.usage.{sub}"))
+        return
+    ack()
+    if sub == "check":
+        answer_later(engine, deps, respond, lambda: check_message(deps, args[0]))
+    elif sub == "procedure":
+
+        def post() -> Message:
+            post_procedure(deps, user, channel)
+            return ephemeral(deps, "procedure.notice.posted")
+
+        answer_later(engine, deps, respond, post)
+    elif sub == "drill":
+
+        def start() -> Message:
+            operation = request_drill(deps, args[0] if args else None, user, channel)
+            engine.submit(operation.id)
+            team = operation.channel
+            return ephemeral(deps, "drill.notice.started", service=operation.service, channel=team)
+
+        answer_later(engine, deps, respond, start)
+    else:
+        answer_later(engine, deps, respond, lambda: drills_message(deps, channel))
 
 
 def register_unknown_command(app: App, deps: Deps) -> None:

@@ -72,6 +72,10 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
                 flag=request.flag,
                 ws=needed.warnings,
             )
+        except release.ReadinessBlocked as blocked:
+            from bot.slack.readiness_actions import post_blocked
+
+            return post_blocked(deps, blocked)
         engine.submit(operation.id)
         if response_url:
             tell_requester_if_unseen(deps, operation_card(operation.id), response_url)

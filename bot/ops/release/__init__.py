@@ -16,6 +16,7 @@ from bot.ops.release.canary import decide_full_traffic, on_decided, on_expired
 from bot.ops.release.finish import fail_unexpectedly
 from bot.ops.release.machine import execute
 from bot.ops.release.people import pause, resume, roll_back
+from bot.ops.release.readiness_gate import ReadinessBlocked, override
 from bot.ops.release.request import (
     NeedsConfirmation,
     ReleaseRequest,
@@ -31,6 +32,7 @@ __all__ = [
     "PEOPLE_STATES",
     "RUNNING_STATES",
     "NeedsConfirmation",
+    "ReadinessBlocked",
     "ReleaseRequest",
     "decide_full_traffic",
     "execute",
@@ -38,6 +40,7 @@ __all__ = [
     "next_revision_name",
     "on_decided",
     "on_expired",
+    "override",
     "pause",
     "refresh",
     "release_view",

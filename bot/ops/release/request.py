@@ -11,6 +11,7 @@ from typing import Any
 from bot.config import Action, Approval, ServiceConfig
 from bot.ops.context import Deps
 from bot.ops.errors import UserError
+from bot.ops.release.readiness_gate import check_release
 from bot.ops.release.view import refresh
 from bot.ops.release_migrations import migration_of, register_candidate
 from bot.policy.approvals import Verdict, decide_request
@@ -34,6 +35,7 @@ class ReleaseRequest:
     from_ci: bool = False  # POST /ci/releases: staging's "automatic when CI passes"
     migration_sql: str | None = None  # attached with the /deploy --migration form
     dialect: str = "postgres"
+    override_by: str = ""  # a tech lead who released past a ❌ of the readiness checklist
 
 
 class NeedsConfirmation(Exception):
@@ -199,6 +201,7 @@ def _create(
             warnings=list(warnings),
         )
         raise NeedsConfirmation(request, warnings)
+    readiness = check_release(deps, request, service)  # raises ReadinessBlocked on a ❌
     operation = deps.store.create_operation(
         now,
         kind="release",
@@ -224,6 +227,7 @@ def _create(
             "confirmed": request.confirmed and check.needs_confirmation,
             "migration": migration,
             "ci": request.from_ci,
+            "readiness": readiness,
         },
     )
     if not deps.store.acquire_lock(service.name, operation.id, now):

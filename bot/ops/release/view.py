@@ -55,6 +55,7 @@ def release_view(deps: Deps, operation: Operation) -> dict[str, Any]:
         "awaiting": data.get("awaiting") or "",
         "migration": _migration_view(data),
         "backup": data.get("backup"),
+        "readiness": data.get("readiness"),
     }
 
 

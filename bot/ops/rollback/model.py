@@ -22,6 +22,8 @@ class RollbackRequest:
     # Typed as `/rollback SERVICE [WORD] ...`: the reason's first word may name a revision (read
     # against the real revision list), and a repeat soon after a rollback asks first.
     from_command: bool = False
+    # The operation (a rollback drill) that holds the service and hands it to this rollback.
+    parent: str = ""
 
 
 class RepeatNeedsConfirmation(Exception):

@@ -39,7 +39,7 @@ def create_rollback(
 
     Raises UserError, with nothing changed, on bad input or a busy service (audited).
     """
-    _check_not_busy(deps, service.name, request.user, emergency)
+    _check_not_busy(deps, service.name, request.user, emergency, request.parent)
     state, revisions = read_service(deps, service, request.user)
     request = resolve_revision_word(deps, request, service, revisions)
     choice, current = pick_target(deps, request, service, state, revisions)
@@ -103,9 +103,11 @@ def _authorize(deps: Deps, request: RollbackRequest, service: ServiceConfig) -> 
     return decision
 
 
-def _check_not_busy(deps: Deps, service: str, user: str, emergency: bool) -> None:
+def _check_not_busy(deps: Deps, service: str, user: str, emergency: bool, parent: str) -> None:
     holder = deps.store.lock_holder(service)
     if holder is None or (emergency and holder.state == "awaiting_approval"):
+        return
+    if parent and holder.operation_id == parent:
         return
     deps.audit(
         user,
@@ -151,13 +153,19 @@ def _create_operation(
             "uri": state.uri,
             "requested_at": now.isoformat(),
             "automatic": request.automatic,
+            "drill": request.parent,
             "skipped": [
                 {"revision": name, "why": by_name[name].ready_message} for name in choice.skipped
             ],
             "migration_guard": guard,
         },
     )
-    _take_lock(deps, operation, emergency)
+    if not request.parent:
+        _take_lock(deps, operation, emergency)
+    elif not deps.store.hand_over_lock(service.name, request.parent, operation.id):
+        deps.store.update_operation(operation.id, now, state="cancelled")
+        holder = deps.store.lock_holder(service.name)
+        raise UserError("error.busy", service=service.name, holder=holder)
     deps.store.add_event(
         operation.id, now, "requested", actor=request.user, target=target.name, emergency=emergency
     )

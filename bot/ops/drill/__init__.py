@@ -1,0 +1,29 @@
+"""The monthly rollback drill ("Test Rollback Mensual"), as a durable state machine.
+
+deploying -> deploy_applying -> verifying -> rolling_back -> waiting_rollback ->
+checking_metrics -> succeeded (the drill passed) or failed.
+
+A drill deploys a test revision of the staging service's current image (named
+``SERVICE-drill-…``, tagged ``drill``) at 100%, verifies its health, then rolls back to the
+revision that served before with the production rollback workflow (bot.ops.rollback: the drill
+hands the service's lock to that rollback), verifies ``/metrics``, and records the result with
+the measured time to safe traffic. A test revision that fails its health checks is still rolled
+back: the drill then fails, and the time to safe traffic is measured all the same.
+"""
+
+from bot.ops.drill.history import drills_message, log_text
+from bot.ops.drill.request import request_drill
+from bot.ops.drill.schedule import tick
+from bot.ops.drill.steps import RUNNING_STATES, execute, fail_unexpectedly, on_decided, on_expired
+
+__all__ = [
+    "RUNNING_STATES",
+    "drills_message",
+    "execute",
+    "fail_unexpectedly",
+    "log_text",
+    "on_decided",
+    "on_expired",
+    "request_drill",
+    "tick",
+]

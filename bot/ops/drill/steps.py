@@ -1,0 +1,368 @@
+"""Running a drill, one committed step at a time (see the package's docstring)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from bot.ops import rollback
+from bot.ops.context import BOT_ACTOR, Deps
+from bot.ops.drill.view import announce_result, refresh
+from bot.ops.errors import UserError
+from bot.ops.health import config_problem, probe_health
+from bot.ops.release.cloud import with_other_tags
+from bot.ops.release.deploy import PROMETHEUS_LINE
+from bot.ops.rollback import RollbackRequest
+from bot.ports import (
+    CloudRunError,
+    EtagConflict,
+    RevisionExists,
+    ServiceRef,
+    ServiceState,
+    TrafficTarget,
+)
+from bot.store import TERMINAL_STATES, Operation
+
+log = logging.getLogger("runback.drill")
+
+DRILL_TAG = "drill"
+RUNNING_STATES = (
+    "deploying",
+    "deploy_applying",
+    "verifying",
+    "rolling_back",
+    "waiting_rollback",
+    "checking_metrics",
+)
+MAX_STEPS_PER_RUN = 20
+ROLLBACK_POLL_S = 0.5  # how soon a drill looks again at the rollback it started
+
+
+def execute(deps: Deps, operation_id: str) -> Operation:
+    """Advance the drill until it ends or waits (for its rollback, on a due time)."""
+    operation = deps.store.operation(operation_id)
+    assert operation is not None
+    for _ in range(MAX_STEPS_PER_RUN):
+        if operation.state not in RUNNING_STATES:
+            break
+        due = operation.data.get("due_at")
+        if (
+            due
+            and datetime.fromisoformat(due) > deps.clock.now()
+            and not _rollback_ended(deps, operation)
+        ):
+            break
+        operation = STEPS[operation.state](deps, operation)
+    return operation
+
+
+def _rollback_ended(deps: Deps, operation: Operation) -> bool:
+    """The rollback a waiting drill started has ended (the engine then runs the drill at once)."""
+    if operation.state != "waiting_rollback":
+        return False
+    child = deps.store.operation(operation.data.get("rollback_id", ""))
+    return child is not None and child.state in TERMINAL_STATES
+
+
+def on_expired(deps: Deps, operation: Operation) -> None:
+    """A drill never waits for an approval."""
+
+
+def on_decided(deps: Deps, operation: Operation, approve: bool, user: str) -> None:
+    """A drill never waits for an approval."""
+
+
+def fail_unexpectedly(deps: Deps, operation_id: str) -> None:
+    operation = deps.store.operation(operation_id)
+    if operation is not None and operation.state in RUNNING_STATES:
+        _safety_then_end(deps, operation, {"code": "internal"})
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _commit(deps: Deps, operation: Operation, state: str | None = None, **data: Any) -> Operation:
+    now = deps.clock.now()
+    fields: dict[str, Any] = {"data": {**operation.data, **data}}
+    if state is not None:
+        fields["state"] = state
+    updated = deps.store.update_operation(operation.id, now, **fields)
+    refresh(deps, operation.id)
+    return updated
+
+
+def _log(
+    operation: Operation, step: str, ok: bool, started: datetime, now: datetime, **facts: Any
+) -> list[dict[str, Any]]:
+    entry = {
+        "at": now.isoformat(),
+        "step": step,
+        "ok": ok,
+        "s": round((now - started).total_seconds(), 2),
+        **facts,
+    }
+    return [*operation.data.get("log", []), entry]
+
+
+def _ref(deps: Deps, operation: Operation) -> ServiceRef:
+    return deps.service_ref(deps.managed_service(operation.service))
+
+
+# -- 1. deploy the test revision at 100%, tagged -------------------------------------------
+
+
+def _step_deploy(deps: Deps, operation: Operation) -> Operation:
+    started = deps.clock.now()
+    ref = _ref(deps, operation)
+    try:
+        state = deps.cloudrun.get_service(ref)
+        if operation.data.get("blue") and state.serving() == {operation.to_revision: 100}:
+            name = ""  # a restart after the PATCH was applied: follow it
+        else:
+            blue = operation.data.get("blue") or _steady_blue(state)
+            if blue is None:
+                outcome = {"code": "not_steady", "serving": state.serving()}
+                return _end(deps, operation, False, outcome)
+            revisions = deps.cloudrun.list_revisions(ref)
+            image = next((r.image for r in revisions if r.name == blue), "")
+            operation = _commit(deps, operation, blue=blue, image=image, uri=state.uri)
+            name = _deploy(deps, operation, state, image)
+    except RevisionExists:  # a restart after the PATCH: the revision is ours, follow it
+        name = ""
+    except CloudRunError as error:
+        return _end(
+            deps,
+            operation,
+            False,
+            {"code": "deploy_failed", "detail": error.detail or error.reason},
+        )
+    now = deps.clock.now()
+    deps.audit(
+        BOT_ACTOR,
+        "cloudrun.drill_deploy",
+        "ok",
+        service=operation.service,
+        revision=operation.to_revision,
+        operation_id=operation.id,
+        cloud_operation=name,
+    )
+    entry = _log(operation, "deploy", True, started, now, revision=operation.to_revision)
+    return _commit(
+        deps, operation, "deploy_applying", pending=name, log=entry, started_at=now.isoformat()
+    )
+
+
+def _steady_blue(state: ServiceState) -> str | None:
+    serving = state.serving()
+    return next((rev for rev, pct in serving.items() if pct == 100), None)
+
+
+def _deploy(deps: Deps, operation: Operation, state: ServiceState, image: str) -> str:
+    def send(current: ServiceState) -> str:
+        targets = [TrafficTarget(operation.to_revision, 100, DRILL_TAG)]
+        targets = with_other_tags(targets, current)
+        return deps.cloudrun.start_deploy(
+            current.ref, image, operation.to_revision, targets, current.etag
+        )
+
+    try:
+        return send(state)
+    except EtagConflict:
+        return send(deps.cloudrun.get_service(state.ref))
+
+
+def _step_wait_deploy(deps: Deps, operation: Operation) -> Operation:
+    started = deps.clock.now()
+    timeout = deps.config.release.operation_timeout_s
+    try:
+        if operation.data.get("pending"):
+            state = deps.cloudrun.wait_operation(operation.data["pending"], timeout)
+        else:
+            state = deps.cloudrun.get_service(_ref(deps, operation))
+    except CloudRunError as error:
+        outcome = {"code": "deploy_failed", "detail": error.detail or error.reason}
+        return _safety_then_end(deps, operation, outcome)
+    if state.serving() != {operation.to_revision: 100}:
+        outcome = {"code": "deploy_failed", "detail": str(state.serving())}
+        return _safety_then_end(deps, operation, outcome)
+    entry = _log(operation, "deployed", True, started, deps.clock.now(), uri=state.uri)
+    return _commit(deps, operation, "verifying", pending="", uri=state.uri, log=entry)
+
+
+# -- 2. verify the test revision's health ------------------------------------------------
+
+
+def _step_verify(deps: Deps, operation: Operation) -> Operation:
+    service = deps.managed_service(operation.service)
+    settings = deps.config.rollback
+    started = deps.clock.now()
+    in_a_row, result = 0, None
+    for attempt in range(settings.health_checks + 2):
+        if attempt:
+            deps.clock.sleep(settings.health_check_interval_s)
+        _, result = probe_health(deps, service, operation.data.get("uri", ""))
+        if config_problem(result):
+            break
+        in_a_row = in_a_row + 1 if result.ok else 0
+        if in_a_row >= settings.health_checks:
+            break
+    assert result is not None
+    healthy = in_a_row >= settings.health_checks
+    facts = {"status": result.status, "path": service.health_path}
+    entry = _log(operation, "verify", healthy, started, deps.clock.now(), **facts)
+    failure = {} if healthy else {"outcome": {"code": result.problem or "test_unhealthy", **facts}}
+    # Healthy or not, the drill now rolls back: that is what it practises.
+    return _commit(deps, operation, "rolling_back", log=entry, **failure)
+
+
+# -- 3. roll back with the production rollback workflow -----------------------------------
+
+
+def _step_roll_back(deps: Deps, operation: Operation) -> Operation:
+    child = _existing_rollback(deps, operation)
+    if child is None:
+        service = deps.managed_service(operation.service)
+        reason = deps.renderer.text("drill.rollback_reason", id=operation.id)
+        request = RollbackRequest(
+            service=operation.service,
+            revision=operation.data["blue"],
+            reason=reason,
+            user=BOT_ACTOR,
+            channel=operation.channel,
+            automatic=True,
+            parent=operation.id,
+        )
+        try:
+            child = rollback.create_rollback(deps, request, service, emergency=True)
+        except UserError as error:
+            outcome = {"code": "rollback_refused", "detail": error.key}
+            return _end(deps, operation, False, outcome)
+    submit = deps.extra.get("submit")
+    if callable(submit):
+        submit(child.id)
+    return _commit(deps, operation, "waiting_rollback", rollback_id=child.id, due_at=None)
+
+
+def _existing_rollback(deps: Deps, operation: Operation) -> Operation | None:
+    """The rollback this drill already started (a restart between its start and our commit)."""
+    if operation.data.get("rollback_id"):
+        return deps.store.operation(operation.data["rollback_id"])
+    latest = deps.store.latest_operation(operation.service, "rollback")
+    if latest is not None and (latest.data or {}).get("drill") == operation.id:
+        return latest
+    return None
+
+
+def _step_wait_rollback(deps: Deps, operation: Operation) -> Operation:
+    child = deps.store.operation(operation.data["rollback_id"])
+    assert child is not None
+    if child.state not in TERMINAL_STATES:
+        due = deps.clock.now() + timedelta(seconds=ROLLBACK_POLL_S)
+        return _commit(deps, operation, due_at=due.isoformat())
+    now = deps.clock.now()
+    to_safe = (child.finished_at - child.created_at).total_seconds() if child.finished_at else None
+    ok = child.state == "succeeded"
+    entry = _log(
+        operation,
+        "rollback",
+        ok,
+        child.created_at,
+        child.finished_at or now,
+        to=child.to_revision,
+        rollback=child.id,
+    )
+    operation = _commit(deps, operation, due_at=None, time_to_safe_s=to_safe, log=entry)
+    if not ok:
+        error = (child.data or {}).get("error") or {}
+        return _end(
+            deps,
+            operation,
+            False,
+            {"code": "rollback_failed", "detail": error.get("code", child.state)},
+        )
+    return _commit(deps, operation, "checking_metrics")
+
+
+# -- 4. verify /metrics, then record --------------------------------------------------------
+
+
+def _step_metrics(deps: Deps, operation: Operation) -> Operation:
+    service = deps.managed_service(operation.service)
+    started = deps.clock.now()
+    base = (service.url or operation.data.get("uri", "")).rstrip("/")
+    audience = operation.data.get("uri", "").rstrip("/") if service.requires_auth else None
+    timeout = deps.config.rollback.health_check_timeout_s
+    result = deps.probe.get(base + "/metrics", timeout, audience=audience)
+    ok = result.ok and bool(PROMETHEUS_LINE.search(result.detail))
+    entry = _log(operation, "metrics", ok, started, deps.clock.now(), status=result.status)
+    operation = _commit(deps, operation, log=entry)
+    if not ok:
+        return _end(deps, operation, False, {"code": "metrics_failed", "status": result.status})
+    earlier = operation.data.get("outcome")
+    return _end(deps, operation, not earlier, earlier or {"code": "passed"})
+
+
+STEPS = {
+    "deploying": _step_deploy,
+    "deploy_applying": _step_wait_deploy,
+    "verifying": _step_verify,
+    "rolling_back": _step_roll_back,
+    "waiting_rollback": _step_wait_rollback,
+    "checking_metrics": _step_metrics,
+}
+
+
+# -- the end ---------------------------------------------------------------------------------
+
+
+def _safety_then_end(deps: Deps, operation: Operation, outcome: dict[str, Any]) -> Operation:
+    """Something failed after the test revision may have taken traffic: roll back first (the
+    drill's own rollback) unless the revision that served before still serves all of it."""
+    try:
+        state = deps.cloudrun.get_service(_ref(deps, operation))
+        safe = operation.data.get("blue") and state.serving() == {operation.data["blue"]: 100}
+    except CloudRunError:
+        safe = False
+    if safe or not operation.data.get("blue"):
+        return _end(deps, operation, False, outcome)
+    return _commit(deps, operation, "rolling_back", outcome=outcome)
+
+
+def _end(deps: Deps, operation: Operation, passed: bool, outcome: dict[str, Any]) -> Operation:
+    now = deps.clock.now()
+    state = "succeeded" if passed else "failed"
+    operation = _commit(deps, operation, outcome=outcome, due_at=None)
+    operation = deps.store.update_operation(operation.id, now, state=state)
+    deps.store.release_lock(operation.service, operation.id)  # if it still holds it
+    data = operation.data
+    record_id = data.get("drill_id")
+    if record_id:
+        deps.store.update_drill(
+            record_id,
+            outcome="passed" if passed else "failed",
+            finished_at=now,
+            time_to_safe_s=data.get("time_to_safe_s"),
+            detail={
+                "log": data.get("log", []),
+                "outcome": outcome,
+                "blue": data.get("blue", ""),
+                "revision": operation.to_revision,
+                "image": data.get("image", ""),
+                "rollback_id": data.get("rollback_id", ""),
+            },
+        )
+    deps.audit(
+        BOT_ACTOR,
+        f"drill.{'passed' if passed else 'failed'}",
+        "ok" if passed else "failed",
+        service=operation.service,
+        revision=operation.to_revision,
+        operation_id=operation.id,
+        time_to_safe_s=data.get("time_to_safe_s"),
+        **{k: v for k, v in outcome.items() if k in ("code", "status")},
+    )
+    deps.store.add_event(operation.id, now, state, actor=BOT_ACTOR, **outcome)
+    refresh(deps, operation.id)
+    announce_result(deps, operation)
+    return operation

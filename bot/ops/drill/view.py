@@ -1,0 +1,54 @@
+"""What a drill shows: its live card in the team channel, and its result as a new message."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from bot.ops.cards import announce, operation_card, show
+from bot.ops.context import Deps
+from bot.store import Operation
+
+
+def drill_view(deps: Deps, operation: Operation) -> dict[str, Any]:
+    data = operation.data or {}
+    return {
+        "id": operation.id,
+        "service": operation.service,
+        "state": operation.state,
+        "requested_by": operation.requested_by,
+        "trigger": data.get("trigger", "command"),
+        "revision": operation.to_revision,
+        "blue": data.get("blue", ""),
+        "image": data.get("image", ""),
+        "log": data.get("log", []),
+        "outcome": data.get("outcome") or {},
+        "rollback_id": data.get("rollback_id", ""),
+        "time_to_safe_s": data.get("time_to_safe_s"),
+        "finished": operation.finished_at is not None,
+        "total_s": _total(operation),
+    }
+
+
+def _total(operation: Operation) -> float | None:
+    if operation.finished_at is None:
+        return None
+    return (operation.finished_at - operation.created_at).total_seconds()
+
+
+def refresh(deps: Deps, operation_id: str) -> None:
+    operation = deps.store.operation(operation_id)
+    if operation is None:
+        return
+    message = deps.renderer.message("drill_card", drill=drill_view(deps, operation))
+    show(deps, operation_card(operation.id), operation.channel, message)
+
+
+def announce_result(deps: Deps, operation: Operation) -> None:
+    """A card's update notifies nobody: the result is also a new message in the team channel."""
+    message = deps.renderer.message("drill_result", drill=drill_view(deps, operation))
+    announce(deps, operation.channel, message)
+
+
+def parse_time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
