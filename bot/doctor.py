@@ -322,18 +322,7 @@ class Google:
         if self._probe is None:
             from bot.gcp.probe import HttpProbe
 
-            if self.emulator_host:
-                from bot.sandbox.emulator.identity import (
-                    emulator_id_tokens,
-                    emulator_url_rewrite,
-                )
-
-                self._probe = HttpProbe(
-                    id_token_source=emulator_id_tokens(self.emulator_host),
-                    rewrite_url=emulator_url_rewrite(self.emulator_host),
-                )
-            else:
-                self._probe = HttpProbe()
+            self._probe = HttpProbe.for_emulator(self.emulator_host)
         return self._probe
 
 

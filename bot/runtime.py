@@ -124,27 +124,13 @@ def _metrics(settings: Settings) -> Any:
 def _probe(settings: Settings) -> Any:
     from bot.gcp.probe import HttpProbe
 
-    if not settings.emulator_host:
-        return HttpProbe()  # ID tokens from google.oauth2.id_token.fetch_id_token
-    from bot.sandbox.emulator.identity import emulator_id_tokens, emulator_url_rewrite
-
-    return HttpProbe(
-        id_token_source=emulator_id_tokens(settings.emulator_host),
-        rewrite_url=emulator_url_rewrite(settings.emulator_host),
-    )
+    return HttpProbe.for_emulator(settings.emulator_host)
 
 
 def _service_config(settings: Settings) -> Any:
     from bot.gcp.service_config import HttpServiceConfig
 
-    if not settings.emulator_host:
-        return HttpServiceConfig()
-    from bot.sandbox.emulator.identity import emulator_id_tokens, emulator_url_rewrite
-
-    return HttpServiceConfig(
-        id_token_source=emulator_id_tokens(settings.emulator_host),
-        rewrite_url=emulator_url_rewrite(settings.emulator_host),
-    )
+    return HttpServiceConfig.for_emulator(settings.emulator_host)
 
 
 def config_warnings(config: Config, renderer: Renderer) -> list[str]:

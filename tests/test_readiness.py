@@ -90,7 +90,8 @@ def test_check_shows_every_item_with_its_evidence(box: Sandbox) -> None:
     assert line_of(out, "Secrets in Secret Manager").startswith("✅")
     assert "from Secret Manager: `DATABASE_URL`" in out
     assert line_of(out, "Feature flags answer").startswith("✅")
-    assert line_of(out, "Recent backup").startswith("⚠️ *Recent backup* — not configured")
+    backup = line_of(out, "Recent backup")  # the seed's automated daily backup, 6 hours old
+    assert backup.startswith("✅ *Recent backup* — newest backup") and "6.0 h old" in backup
     assert line_of(out, "Disaster-recovery runbook").startswith("✅")
     assert line_of(out, "Team knows the procedure").startswith("❌")
     assert line_of(out, "Last rollback drill").startswith("❌")
@@ -238,6 +239,6 @@ def test_a_checklist_without_a_fail_lets_the_release_go_and_shows_on_its_card(
     run(box, "as marta", f"/deploy {SERVICE} {IMAGE}")
     (operation,) = releases(box)
     readiness = operation.data["readiness"]
-    assert (readiness["failures"], readiness["warnings"]) == (0, 3)  # blue, backup, sofia
+    assert (readiness["failures"], readiness["warnings"]) == (0, 2)  # blue, sofia
     card = box.emulator.slack.message(operation.channel, operation.message_ts)
-    assert "*Rollback readiness:* ⚠️ 3 to look at" in json.dumps(card["blocks"], ensure_ascii=False)
+    assert "*Rollback readiness:* ⚠️ 2 to look at" in json.dumps(card["blocks"], ensure_ascii=False)

@@ -563,6 +563,7 @@ def test_the_records_work_on_postgresql(pg_sandbox: Sandbox) -> None:
     payload = {"service": SERVICE, "image": IMAGE, "commit": COMMIT, "migration_sql": DROP}
     assert ci(box, payload).status_code == 201
     run(box, "as marta", f"/deploy {SERVICE} {IMAGE} --flag {FLAG}")
+    backed_up(box)
     green = latest(box, "release").to_revision
     recorded = revision_migration(box.runtime.deps.store, SERVICE, green)
     assert recorded is not None and recorded.statements[0]["data"]["column"] == "fecha"

@@ -12,32 +12,26 @@ only when Google said it did not act (503, 429).
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from bot.gcp.retrying import call_google, emulator_options, transient_retry
+from bot.gcp.retrying import (
+    RetryingAdapter,
+    call_google,
+    emulator_options,
+    transient_retry,
+)
 from bot.ports import Backup, CloudSqlError, SqlInstance, SqlOperation
 
 if TYPE_CHECKING:
     from google.cloud import sqladmin_v1beta4
 
 
-class CloudSqlAdmin:
+class CloudSqlAdmin(RetryingAdapter):
     """CloudSql (bot.ports) backed by sqladmin_v1beta4's REST clients."""
 
-    def __init__(
-        self,
-        emulator_host: str | None,
-        retry_deadline_s: float = 20.0,
-        initial_backoff_s: float = 0.2,
-        attempt_timeout_s: float = 10.0,
-    ) -> None:
-        self._emulator_host = emulator_host
-        self._deadline_s = retry_deadline_s
-        self._initial_s = initial_backoff_s
-        self._timeout_s = min(attempt_timeout_s, retry_deadline_s)
-        self._lock = threading.Lock()
+    def __init__(self, emulator_host: str | None, **retry_budget: float) -> None:
+        super().__init__(emulator_host, **retry_budget)
         self._clients: dict[str, Any] | None = None
 
     # -- the CloudSql port --------------------------------------------------------------------

@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
 
 from bot.ports import ProbeResult
 
@@ -43,11 +43,17 @@ def fetch_google_id_token(audience: str) -> str:
     return str(id_token.fetch_id_token(google.auth.transport.requests.Request(), audience))
 
 
-class HttpProbe:
+class IdTokenHttp:
+    """A ``requests`` session for Runback's calls to the services it manages: a Google ID token
+    for an audience when the service is IAM-protected (each token reused for TOKEN_REUSE_S), and
+    URLs rewritten in the sandbox."""
+
+    USER_AGENT = "runback"
+
     def __init__(
         self,
         session: requests.Session | None = None,
-        user_agent: str = "runback-probe",
+        user_agent: str | None = None,
         id_token_source: IdTokenSource | None = None,
         rewrite_url: Callable[[str], str] | None = None,
     ) -> None:
@@ -55,12 +61,39 @@ class HttpProbe:
             import requests
 
             session = requests.Session()
-        session.headers["User-Agent"] = user_agent
+        session.headers["User-Agent"] = user_agent or self.USER_AGENT
         self._session = session
         self._id_token_source = id_token_source or fetch_google_id_token
         self._rewrite_url = rewrite_url or (lambda url: url)
         self._tokens: dict[str, tuple[str, float]] = {}
         self._lock = threading.Lock()
+
+    @classmethod
+    def for_emulator(cls, emulator_host: str = "") -> Self:
+        """Google's ID tokens and real URLs; with ``emulator_host``, the emulator's tokens and
+        its URLs for the services."""
+        if not emulator_host:
+            return cls()  # ID tokens from google.oauth2.id_token.fetch_id_token
+        from bot.sandbox.emulator.identity import emulator_id_tokens, emulator_url_rewrite
+
+        return cls(
+            id_token_source=emulator_id_tokens(emulator_host),
+            rewrite_url=emulator_url_rewrite(emulator_host),
+        )
+
+    def _token(self, audience: str) -> str:
+        with self._lock:
+            cached = self._tokens.get(audience)
+            if cached and time.monotonic() - cached[1] < TOKEN_REUSE_S:
+                return cached[0]
+        token = self._id_token_source(audience)
+        with self._lock:
+            self._tokens[audience] = (token, time.monotonic())
+        return token
+
+
+class HttpProbe(IdTokenHttp):
+    USER_AGENT = "runback-probe"
 
     def get(self, url: str, timeout_s: float, audience: str | None = None) -> ProbeResult:
         """GET ``url``; ok means a 2xx answer. Failures come back as ok=False, status=None."""
@@ -98,16 +131,6 @@ class HttpProbe:
             elapsed_ms=_elapsed_ms(started),
             problem=_problem(status, text),
         )
-
-    def _token(self, audience: str) -> str:
-        with self._lock:
-            cached = self._tokens.get(audience)
-            if cached and time.monotonic() - cached[1] < TOKEN_REUSE_S:
-                return cached[0]
-        token = self._id_token_source(audience)
-        with self._lock:
-            self._tokens[audience] = (token, time.monotonic())
-        return token
 
 
 def is_front_end_404(status: int | None, body: str) -> bool:

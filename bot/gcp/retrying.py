@@ -8,6 +8,7 @@ have, and the caller looks before trying again.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -18,6 +19,24 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 MAX_BACKOFF_S = 2.0
+
+
+class RetryingAdapter:
+    """What every adapter over a Google client keeps: where to connect (the emulator, or
+    Google), its retry budget, and a lock for its lazily built clients."""
+
+    def __init__(
+        self,
+        emulator_host: str | None,
+        retry_deadline_s: float = 20.0,
+        initial_backoff_s: float = 0.2,
+        attempt_timeout_s: float = 10.0,
+    ) -> None:
+        self._emulator_host = emulator_host
+        self._deadline_s = retry_deadline_s
+        self._initial_s = initial_backoff_s
+        self._timeout_s = min(attempt_timeout_s, retry_deadline_s)
+        self._lock = threading.Lock()
 
 
 def transient_retry(initial_s: float, deadline_s: float, creates: bool = False) -> Retry:

@@ -8,28 +8,22 @@ reference/rest/v1/SecretPayload). Google libraries are imported on first use.
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
-from bot.gcp.retrying import call_google, emulator_options, transient_retry
+from bot.gcp.retrying import (
+    RetryingAdapter,
+    call_google,
+    emulator_options,
+    transient_retry,
+)
 from bot.ports import SecretsError
 
 
-class SecretManager:
+class SecretManager(RetryingAdapter):
     """Secrets (bot.ports) backed by secretmanager_v1.SecretManagerServiceClient."""
 
-    def __init__(
-        self,
-        emulator_host: str | None,
-        retry_deadline_s: float = 20.0,
-        initial_backoff_s: float = 0.2,
-        attempt_timeout_s: float = 10.0,
-    ) -> None:
-        self._emulator_host = emulator_host
-        self._deadline_s = retry_deadline_s
-        self._initial_s = initial_backoff_s
-        self._timeout_s = min(attempt_timeout_s, retry_deadline_s)
-        self._lock = threading.Lock()
+    def __init__(self, emulator_host: str | None, **retry_budget: float) -> None:
+        super().__init__(emulator_host, **retry_budget)
         self._client: Any = None
 
     def access(self, project: str, secret: str, version: str) -> str:

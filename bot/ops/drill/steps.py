@@ -14,6 +14,7 @@ from bot.ops.health import config_problem, probe_health
 from bot.ops.release.cloud import with_other_tags
 from bot.ops.release.deploy import PROMETHEUS_LINE
 from bot.ops.rollback import RollbackRequest
+from bot.ops.stepping import advance
 from bot.ports import (
     CloudRunError,
     EtagConflict,
@@ -41,20 +42,14 @@ ROLLBACK_POLL_S = 0.5  # how soon a drill looks again at the rollback it started
 
 def execute(deps: Deps, operation_id: str) -> Operation:
     """Advance the drill until it ends or waits (for its rollback, on a due time)."""
-    operation = deps.store.operation(operation_id)
-    assert operation is not None
-    for _ in range(MAX_STEPS_PER_RUN):
-        if operation.state not in RUNNING_STATES:
-            break
-        due = operation.data.get("due_at")
-        if (
-            due
-            and datetime.fromisoformat(due) > deps.clock.now()
-            and not _rollback_ended(deps, operation)
-        ):
-            break
-        operation = STEPS[operation.state](deps, operation)
-    return operation
+    return advance(
+        deps,
+        operation_id,
+        STEPS,
+        name="drill",
+        max_steps=MAX_STEPS_PER_RUN,
+        wakes_early=_rollback_ended,
+    )
 
 
 def _rollback_ended(deps: Deps, operation: Operation) -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 from typing import Any
 
 from bot.ops.context import Deps
@@ -21,6 +20,7 @@ from bot.ops.flags.states import FLAG_TAG, MAX_STEPS_PER_RUN, RUNNING_STATES
 from bot.ops.flags.verify import verify_tag
 from bot.ops.flags.watch import step_watch
 from bot.ops.slow import still_applying
+from bot.ops.stepping import advance
 from bot.ports import CloudRunError, ServiceState, TrafficTarget
 from bot.store import Operation
 
@@ -29,25 +29,14 @@ log = logging.getLogger("runback.flags")
 
 def execute(deps: Deps, operation_id: str) -> Operation:
     """Advance the flip until it ends or waits for its next due time."""
-    operation = deps.store.operation(operation_id)
-    assert operation is not None
-    for _ in range(MAX_STEPS_PER_RUN):
-        if operation.state not in RUNNING_STATES:
-            break
-        due = operation.data.get("due_at")
-        if due and datetime.fromisoformat(due) > deps.clock.now():
-            break
-        before = (operation.state, operation.data.get("pending"))
-        try:
-            operation = STEPS[operation.state](deps, operation)
-        except Superseded:
-            operation = deps.store.operation(operation_id) or operation
-            continue
-        if before[0] == "applying" and (operation.state, operation.data.get("pending")) == before:
-            break  # Cloud Run is still applying it: the next tick looks again
-    else:  # a bug would otherwise spin here; the next tick carries on from the store
-        log.error("flag flip %s did not settle in %d steps", operation_id, MAX_STEPS_PER_RUN)
-    return operation
+    return advance(
+        deps,
+        operation_id,
+        STEPS,
+        name="flag flip",
+        max_steps=MAX_STEPS_PER_RUN,
+        superseded=Superseded,
+    )
 
 
 def _step_deploy(deps: Deps, operation: Operation) -> Operation:

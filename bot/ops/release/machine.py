@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 
 from bot.ops.context import Deps
 from bot.ops.release.backup import step_backup
@@ -13,8 +12,9 @@ from bot.ops.release.deploy import after_deploy, after_untag, step_deploy, step_
 from bot.ops.release.finish import after_finalize, after_roll_back, step_finalize, step_roll_back
 from bot.ops.release.judging import step_judge
 from bot.ops.release.record import commit
-from bot.ops.release.states import MAX_STEPS_PER_RUN, RUNNING_STATES
+from bot.ops.release.states import MAX_STEPS_PER_RUN
 from bot.ops.slow import still_applying
+from bot.ops.stepping import advance
 from bot.ports import CloudRunError
 from bot.store import Operation
 
@@ -23,18 +23,7 @@ log = logging.getLogger("runback.release")
 
 def execute(deps: Deps, operation_id: str) -> Operation:
     """Advance the release until it ends, waits for a person, or waits for its next due time."""
-    operation = deps.store.operation(operation_id)
-    assert operation is not None
-    for _ in range(MAX_STEPS_PER_RUN):
-        if operation.state not in RUNNING_STATES:
-            break
-        due = operation.data.get("due_at")
-        if due and datetime.fromisoformat(due) > deps.clock.now():
-            break
-        operation = STEPS[operation.state](deps, operation)
-    else:  # a bug would otherwise spin here; the next tick carries on from the store
-        log.error("release %s did not settle in %d steps", operation_id, MAX_STEPS_PER_RUN)
-    return operation
+    return advance(deps, operation_id, STEPS, name="release", max_steps=MAX_STEPS_PER_RUN)
 
 
 def _step_applying(deps: Deps, operation: Operation) -> Operation:

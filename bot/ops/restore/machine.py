@@ -20,6 +20,7 @@ from bot.ops.health import config_problem, health_observation, probe_health
 from bot.ops.metrics_window import visible_window_numbers
 from bot.ops.restore.view import refresh
 from bot.ops.rollback.steps import pinned_targets
+from bot.ops.stepping import advance
 from bot.policy.databases import Endpoint, UrlError, point_at_clone, secret_target
 from bot.policy.gates import Verdict, after_observation, judge
 from bot.ports import (
@@ -53,16 +54,7 @@ MAX_STEPS_PER_RUN = 50
 
 
 def execute(deps: Deps, operation_id: str) -> Operation:
-    operation = deps.store.operation(operation_id)
-    assert operation is not None
-    for _ in range(MAX_STEPS_PER_RUN):
-        if operation.state not in RUNNING_STATES:
-            break
-        due = operation.data.get("due_at")
-        if due and datetime.fromisoformat(due) > deps.clock.now():
-            break
-        operation = STEPS[operation.state](deps, operation)
-    return operation
+    return advance(deps, operation_id, STEPS, name="restore", max_steps=MAX_STEPS_PER_RUN)
 
 
 # -- Cloud SQL: the clone, the restore ---------------------------------------------------------
