@@ -450,22 +450,25 @@ def on_call_request(reason: str = "carts break") -> RollbackRequest:
     return RollbackRequest(SERVICE, None, reason, ON_CALL, "C0INCIDENTS", from_command=True)
 
 
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
 def test_an_on_call_rollback_between_two_commits_of_the_flip_is_never_overwritten(
-    box: Sandbox,
+    database: str, request: pytest.FixtureRequest
 ) -> None:
     """The bench's lost rollback (bench/flags.py under CPU load): the flip saved "Cloud Run
     applied the 100% step" (`applying`, nothing pending), the on-call /rollback moved it to
     `rolling_back`, and the flip, having read itself back only after that, moved on from
     `rolling_back` to `watching`: the new revision kept 100%, nobody was told. Here the
     /rollback runs at exactly that moment: the store's own after-commit event of that save."""
+    box: Sandbox = request.getfixturevalue("box" if database == "sqlite" else "pg_sandbox")
     deps = box.runtime.deps
-    fired = threading.Event()
-    inside = threading.local()
+    fired, once = threading.Event(), threading.Lock()
 
     def on_call_rollback_right_after(_session: object) -> None:
-        if fired.is_set() or getattr(inside, "busy", False):
+        # only the flip's own commits (the engine's thread), and only once
+        if not threading.current_thread().name.startswith("runback-op") or fired.is_set():
             return
-        inside.busy = True
+        if not once.acquire(blocking=False):
+            return  # this thread's own reads below commit too
         try:
             current = flip(box) if flips(box) else None
             if current is None or current.state != "applying" or current.data.get("pending"):
@@ -475,7 +478,7 @@ def test_an_on_call_rollback_between_two_commits_of_the_flip_is_never_overwritte
             fired.set()
             roll_back(deps, current.id, ON_CALL, "carts break")
         finally:
-            inside.busy = False
+            once.release()
 
     sessions = deps.store._sessions
     event.listen(sessions, "after_commit", on_call_rollback_right_after)
