@@ -4,6 +4,7 @@ monitoring_v3 clients against the emulators, and sandbox time moved on with `wai
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -231,6 +232,32 @@ def test_on_call_rollback_during_a_release_aborts_it(box: Sandbox) -> None:
     operation = release(box)
     assert operation.state == "rolled_back" and serving(box) == {BLUE: 100}
     assert operation.data["outcome"] == {"code": "rolled_back_by", "by": "U0ANA"}
+
+
+def test_an_on_call_rollback_while_cloud_run_applies_a_step_is_never_overwritten(
+    box: Sandbox,
+) -> None:
+    """The step's result, committed once Cloud Run has applied the 10%, must not undo the
+    rollback recorded while it waited (it used to go on judging at 10%, the rollback lost)."""
+    box.emulator.cloudrun.operation_delay_s = 2.0
+    run(box, "as marta")
+    box.post(box.slash_body(f"/deploy {SERVICE} {IMAGE}"))
+
+    def applying_the_10_percent() -> bool:
+        operation = release(box)
+        pending = (operation.data.get("pending") or {}) if operation else {}
+        return pending.get("purpose") == "shift"
+
+    deadline = time.monotonic() + 30
+    while not applying_the_10_percent():
+        assert time.monotonic() < deadline, "the release never applied its first step"
+        time.sleep(0.05)
+    run(box, "as ana", "/rollback wa-backend carts break")
+    box.runtime.engine.wait_idle(timeout_s=30)
+    operation = release(box)
+    assert operation.state == "rolled_back", operation.state
+    assert operation.data["outcome"]["code"] == "rolled_back_by"
+    assert serving(box) == {BLUE: 100}
 
 
 def test_pause_holds_the_step_and_resume_continues(box: Sandbox) -> None:

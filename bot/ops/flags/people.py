@@ -23,7 +23,8 @@ def roll_back(deps: Deps, operation_id: str, user: str, reason: str = "") -> Ope
             return roll_back_from(deps, _live(deps, operation_id), user, reason)
         except Superseded:
             continue  # the engine wrote it just now: decide again on what it is now
-    raise UserError("notice.flag.moving", state=_live(deps, operation_id).state)
+    _live(deps, operation_id)  # over by now: say so
+    raise UserError("notice.moving")
 
 
 def roll_back_from(deps: Deps, operation: Operation, user: str, reason: str = "") -> Operation:

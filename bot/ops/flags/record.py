@@ -8,14 +8,11 @@ from typing import Any
 
 from bot.ops.cards import announce
 from bot.ops.context import BOT_ACTOR, Deps
+from bot.ops.errors import Superseded
 from bot.ops.flags.view import flag_message, refresh
 from bot.store import Move, Operation, data_seq
 
-
-class Superseded(Exception):
-    """Someone wrote the flip since this step (or person) read it: a person's Roll back now, an
-    on-call engineer's /rollback, or the engine's next step. This write is dropped; the engine
-    goes on from the store, a person's request decides again on what it now finds."""
+__all__ = ["Superseded", "commit", "due_in", "end", "event", "step_ended", "step_started"]
 
 
 def commit(deps: Deps, operation: Operation, state: str | None = None, **data: Any) -> Operation:

@@ -6,6 +6,7 @@ import logging
 from datetime import datetime
 
 from bot.ops.context import Deps
+from bot.ops.errors import Superseded
 from bot.ops.release.canary import after_shift, step_shift
 from bot.ops.release.cloud import cloud_failure
 from bot.ops.release.deploy import after_deploy, after_untag, step_deploy, step_smoke
@@ -30,7 +31,10 @@ def execute(deps: Deps, operation_id: str) -> Operation:
         due = operation.data.get("due_at")
         if due and datetime.fromisoformat(due) > deps.clock.now():
             break
-        operation = STEPS[operation.state](deps, operation)
+        try:
+            operation = STEPS[operation.state](deps, operation)
+        except Superseded:  # a person moved it meanwhile (a rollback): their move stands
+            operation = deps.store.operation(operation_id) or operation
     else:  # a bug would otherwise spin here; the next tick carries on from the store
         log.error("release %s did not settle in %d steps", operation_id, MAX_STEPS_PER_RUN)
     return operation
