@@ -35,8 +35,9 @@ def roll_back(deps: Deps, operation_id: str, user: str, reason: str = "") -> Ope
     said = {"reason": reason} if reason else {}
 
     def act(operation: Operation) -> Operation:
+        pending = operation.data.get("pending") or {}  # None once Cloud Run applied it
         if operation.state in ("deploying", "smoke") or (
-            operation.state == "applying" and operation.data["pending"]["purpose"] == "deploy"
+            operation.state == "applying" and pending.get("purpose") == "deploy"
         ):
             outcome = {"code": "stopped", "by": user, **said}
             return commit(deps, operation, outcome=outcome, stop_requested=True)
