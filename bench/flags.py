@@ -23,6 +23,7 @@ from typing import Any
 
 from bench.common import (
     CARD_APIS,
+    ON_CALL,
     SERVICE,
     BenchError,
     SlackSender,
@@ -75,16 +76,37 @@ def one_flip(world: World, sender: SlackSender) -> dict[str, float]:
     deploy, shift = world.calls(PATCH, since=sent)[:2]
     if "template" not in (deploy.body or {}):
         raise BenchError("the flip's first PATCH did not change the template")
-    back = time.time()
+    take_back(world, sender)
+    return {"ack_s": ack_s, "to_patch_s": deploy.at - sent, "to_shift_s": shift.at - sent}
+
+
+def take_back(world: World, sender: SlackSender) -> None:
+    """An on-call `/rollback` of the service; the flip's card must end "rolled back". A reply
+    to the on-call engineer alone (a refusal) or a card left in another state is said."""
+    back, replied = time.time(), len(_replies(world))
     answer = sender.command("/rollback", f"{SERVICE} bench over")  # on call, in #incidents
     if answer.status_code != 200:
         raise BenchError(f"/rollback answered HTTP {answer.status_code}: {answer.text[:200]}")
-    wait_until(
-        lambda: any(_flag_card(c, ": rolled back") for c in world.calls(since=back)),
-        30,
-        "the flip to be taken back",
-    )
-    return {"ack_s": ack_s, "to_patch_s": deploy.at - sent, "to_shift_s": shift.at - sent}
+
+    def taken_back() -> bool:
+        return any(_flag_card(c, ": rolled back") for c in world.calls(since=back))
+
+    try:
+        wait_until(lambda: taken_back() or len(_replies(world)) > replied, 30, "the flip back")
+    except BenchError:
+        cards = [card_text(c) for c in world.calls(since=back) if _flag_card(c, "")]
+        raise BenchError(f"the flip was not taken back in 30 s; its card: {cards[-1:]}") from None
+    if not taken_back():
+        raise BenchError(f"/rollback was refused: {_replies(world)[-1][:300]}")
+
+
+def _replies(world: World) -> list[str]:
+    """What Runback told the on-call engineer alone (response_url, ephemeral)."""
+    return [
+        str(m.get("text", ""))
+        for m in world.emulator.slack.messages(include_ephemeral=True)
+        if m.get("ephemeral_to") == ON_CALL
+    ]
 
 
 def bench_flag_flips(world: World, runs: int) -> dict[str, Any]:

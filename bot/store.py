@@ -31,6 +31,7 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
+    func,
     literal,
     select,
     update,
@@ -302,6 +303,17 @@ class Move:
     state: str
     data: dict[str, Any] | None = None  # the operation's whole data, when it changes
     release_lock_of: str = ""  # the service whose lock the operation gives back
+    # With ``data``: move only if the data is still the version the caller read (``data_seq``),
+    # and count one more. The state alone cannot tell a same-state save, nor A -> B -> A.
+    from_seq: int | None = None
+
+
+DATA_SEQ = "seq"  # the key in an operation's data that counts its conditional writes
+
+
+def data_seq(operation: Operation) -> int:
+    """How many conditional writes (``Move.from_seq``) an operation's data has seen."""
+    return int((operation.data or {}).get(DATA_SEQ) or 0)
 
 
 class _Lost(Exception):
@@ -317,6 +329,10 @@ def _move(session: Session, move: Move, now: datetime, idle_only: bool = False) 
     query = update(Operation).where(
         Operation.id == move.operation_id, Operation.state == move.from_state
     )
+    if move.from_seq is not None:
+        seq = func.coalesce(Operation.data[DATA_SEQ].as_integer(), 0)
+        query = query.where(seq == move.from_seq)
+        values["data"] = {**(move.data or {}), DATA_SEQ: move.from_seq + 1}
     if idle_only:
         query = query.where((Operation.lease_until.is_(None)) | (Operation.lease_until < now))
     if session.execute(query.values(**values)).rowcount != 1:
@@ -630,12 +646,15 @@ class Store:
         with self.session() as session:
             return _move(session, move, now, idle_only=True)
 
-    def advance_operation(self, move: Move, now: datetime) -> bool:
-        """``move_operation`` for the instance running the operation (it holds the lease): only
-        if the operation is still in the state that instance saw, so that a person's move made
-        meanwhile (a rollback button, say) is never overwritten."""
+    def advance_operation(self, move: Move, now: datetime) -> Operation | None:
+        """``move_operation`` for the instance running the operation (it holds the lease) and
+        for a person's move on it: only if the operation is still in the state (and, with
+        ``from_seq``, the data) the caller read, so that neither overwrites the other. Returns
+        the operation as this move left it (read in the same transaction), None if it lost."""
         with self.session() as session:
-            return _move(session, move, now)
+            if not _move(session, move, now):
+                return None
+            return session.get(Operation, move.operation_id)
 
     def expire_approvals(self, now: datetime) -> list[ApprovalRequest]:
         """Mark every pending approval past its deadline expired; returns those it changed."""

@@ -242,4 +242,5 @@ FLAG_EPHEMERAL_CASES: list[tuple[str, dict[str, Any]]] = [
     ),
     ("error.busy", {"service": "wa-backend", "holder": FLAG_HOLDER}),
     ("notice.flag.over", {"state": "rolled_back"}),
+    ("notice.moving", {}),
 ]

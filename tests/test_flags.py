@@ -4,11 +4,17 @@ clients against the emulators, the services' own /config/flags, sandbox time mov
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
+from bot.ops.flags import FINAL_STATES
+from bot.ops.flags.people import roll_back, roll_back_from
+from bot.ops.flags.record import Superseded
+from bot.ops.preemption import rollback_past
+from bot.ops.rollback import RollbackRequest, authorize_request
 from bot.ports import ServiceRef
 from bot.sandbox.console import Sandbox
 from bot.sandbox.emulator.http import Fault
@@ -423,3 +429,158 @@ def test_a_flip_during_an_incident_is_on_its_timeline_and_in_the_postmortem(box:
     assert posted, "the flag's rollback made traffic safe: the postmortem draft is posted"
     text = box.emulator.slack.file_content(posted[-1]["id"]).decode()
     assert "Feature flag flip requested" in text and "Flag flip rolled back" in text
+
+
+# -- races: a person's rollback against the flip's own steps --------------------------------------
+# Each test holds the flip at one moment (Cloud Run's operation delay, sandbox time) and makes the
+# person's write from what they read earlier, as a slow request would.
+
+ON_CALL = "U0ANA"
+
+
+def pending(box: Sandbox) -> str:
+    """What the flip waits for Cloud Run to apply ("" if nothing, or no flip yet)."""
+    if not flips(box):
+        return ""
+    operation = flip(box)
+    return (operation.data.get("pending") or {}).get("purpose", "")
+
+
+def on_call_request(reason: str = "carts break") -> RollbackRequest:
+    return RollbackRequest(SERVICE, None, reason, ON_CALL, "C0INCIDENTS", from_command=True)
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_an_on_call_rollback_between_two_commits_of_the_flip_is_never_overwritten(
+    database: str, request: pytest.FixtureRequest
+) -> None:
+    """The bench's lost rollback (bench/flags.py under CPU load): the flip saved "Cloud Run
+    applied the 100% step" (`applying`, nothing pending), the on-call /rollback moved it to
+    `rolling_back`, and the flip, having read itself back only after that, moved on from
+    `rolling_back` to `watching`: the new revision kept 100%, nobody was told. Here the
+    /rollback runs at exactly that moment: the store's own after-commit event of that save."""
+    box: Sandbox = request.getfixturevalue("box" if database == "sqlite" else "pg_sandbox")
+    deps = box.runtime.deps
+    fired, once = threading.Event(), threading.Lock()
+
+    def on_call_rollback_right_after(_session: object) -> None:
+        # only the flip's own commits (the engine's thread), and only once
+        if not threading.current_thread().name.startswith("runback-op") or fired.is_set():
+            return
+        if not once.acquire(blocking=False):
+            return  # this thread's own reads below commit too
+        try:
+            current = flip(box) if flips(box) else None
+            if current is None or current.state != "applying" or current.data.get("pending"):
+                return
+            if "shift" not in current.data["steps"]:
+                return  # the env change was applied: not yet the moment
+            fired.set()
+            roll_back(deps, current.id, ON_CALL, "carts break")
+        finally:
+            once.release()
+
+    sessions = deps.store._sessions
+    event.listen(sessions, "after_commit", on_call_rollback_right_after)
+    try:
+        run(box, "as marta")
+        box.post(box.slash_body("/flag wa-backend NEW_CHECKOUT on"))
+        wait_until(fired.is_set, what="the flip's save after Cloud Run applied the 100% step")
+        box.runtime.engine.wait_idle(timeout_s=30)
+    finally:
+        event.remove(sessions, "after_commit", on_call_rollback_right_after)
+    operation = flip(box)
+    assert operation.state == "rolled_back", operation.state
+    assert operation.data["outcome"]["code"] == "rolled_back_by"
+    assert serving(box) == {BEFORE: 100}
+
+
+def test_a_rollback_read_while_the_env_change_applied_is_decided_again_at_the_100_step(
+    box: Sandbox,
+) -> None:
+    """`applying` the env change, then `applying` the 100% step: the same state twice. Decided
+    on the first ("stop before any traffic moved") and written during the second, it would
+    end the flip "stopped" with the new revision serving 100%: a lost emergency rollback."""
+    box.emulator.cloudrun.operation_delay_s = 1.0
+    run(box, "as marta")
+    box.post(box.slash_body("/flag wa-backend NEW_CHECKOUT on"))
+    wait_until(lambda: pending(box) == "deploy", what="the flip to wait for its env change")
+    read_then = flip(box)
+    box.emulator.cloudrun.operation_delay_s = 3.0  # Cloud Run takes its time with the 100%
+    wait_until(lambda: pending(box) == "shift", what="the flip to wait for its 100% step")
+    with pytest.raises(Superseded):
+        roll_back_from(box.runtime.deps, read_then, ON_CALL, "carts break")
+    assert flip(box).state == "applying" and pending(box) == "shift", "nothing was written"
+
+    box.emulator.cloudrun.operation_delay_s = 0.0
+    run(box, "as ana", "/rollback wa-backend carts break")  # decided on what it is now
+    box.runtime.engine.wait_idle(timeout_s=30)
+    operation = flip(box)
+    assert operation.state == "rolled_back", operation.data.get("outcome")
+    assert operation.data["outcome"]["code"] == "rolled_back_by"
+    assert serving(box) == {BEFORE: 100} and tags(box) == {}
+
+
+def test_roll_back_now_from_an_older_read_never_erases_what_the_flip_saved_since(
+    box: Sandbox,
+) -> None:
+    run(box, "as marta", "/flag wa-backend NEW_CHECKOUT on")
+    read_then = flip(box)
+    assert read_then.state == "watching" and not read_then.data["judgements"]
+    run(box, "wait 1m")  # a judgement: the flip saves it and goes on watching
+    judged = flip(box).data["judgements"]
+    assert flip(box).state == "watching" and len(judged) == 1
+    with pytest.raises(Superseded):
+        roll_back_from(box.runtime.deps, read_then, ON_CALL)
+    assert flip(box).data["judgements"] == judged, "nothing was written"
+
+    run(box, "as ana", "click Roll back now")
+    operation = flip(box)
+    assert operation.state == "rolled_back"
+    assert operation.data["judgements"] == judged, "the flip's own save is kept"
+    assert operation.data["steps"]["watch"]["status"] == "failed"
+    assert serving(box) == {BEFORE: 100}
+
+
+def test_an_on_call_rollback_that_finds_the_flip_just_kept_takes_the_flag_back(
+    box: Sandbox,
+) -> None:
+    """/rollback read the lock (the flip, watching); the watch passed before it acted. "This
+    flip is already done, nothing was changed" would lose the emergency: it rolls back."""
+    run(box, "as marta", "/flag wa-backend NEW_CHECKOUT on")
+    new = flip(box).to_revision
+    seen = box.runtime.deps.store.lock_holder(SERVICE)
+    assert seen is not None and seen.kind == "flag" and seen.state == "watching"
+    run(box, "wait 9m")
+    assert flip(box).state == "succeeded" and serving(box) == {new: 100}
+
+    deps, request = box.runtime.deps, on_call_request()
+    service, emergency = authorize_request(deps, request)
+    assert emergency
+    operation = rollback_past(deps, request, service, emergency, seen)
+    assert operation.kind == "rollback" and operation.to_revision == BEFORE
+    box.runtime.engine.submit(operation.id)
+    wait_until(lambda: serving(box) == {BEFORE: 100}, what="the flag taken back")
+    box.runtime.engine.wait_idle(timeout_s=30)
+    assert deps.store.operation(operation.id).state == "succeeded"
+
+
+def test_an_on_call_rollback_that_finds_a_flip_started_since_takes_it_back(box: Sandbox) -> None:
+    """/rollback read no lock; a flip took the service before it recorded its rollback: the
+    emergency takes the flip back rather than being told the service is busy."""
+    deps, request = box.runtime.deps, on_call_request()
+    service, emergency = authorize_request(deps, request)
+    seen = deps.store.lock_holder(SERVICE)
+    assert seen is None
+    box.emulator.cloudrun.operation_delay_s = 1.0
+    run(box, "as marta")
+    box.post(box.slash_body("/flag wa-backend NEW_CHECKOUT on"))
+    wait_until(lambda: flips(box) == 1 and deps.store.lock_holder(SERVICE) is not None, what="flip")
+
+    operation = rollback_past(deps, request, service, emergency, seen)
+    assert operation.kind == "flag" and operation.state in ("untagging", "rolling_back")
+    box.runtime.engine.submit(operation.id)
+    wait_until(lambda: flip(box).state in FINAL_STATES, what="the flip to be taken back")
+    box.runtime.engine.wait_idle(timeout_s=30)
+    assert flip(box).state in ("cancelled", "rolled_back")
+    assert serving(box) == {BEFORE: 100} and tags(box) == {}

@@ -4,8 +4,11 @@ monitoring_v3 clients against the emulators, and sandbox time moved on with `wai
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import pytest
+from sqlalchemy import event
 
 from bot.ports import ServiceRef, TrafficTarget
 from bot.sandbox.console import Sandbox
@@ -231,6 +234,75 @@ def test_on_call_rollback_during_a_release_aborts_it(box: Sandbox) -> None:
     operation = release(box)
     assert operation.state == "rolled_back" and serving(box) == {BLUE: 100}
     assert operation.data["outcome"] == {"code": "rolled_back_by", "by": "U0ANA"}
+
+
+def test_an_on_call_rollback_while_cloud_run_applies_a_step_is_never_overwritten(
+    box: Sandbox,
+) -> None:
+    """The step's result, committed once Cloud Run has applied the 10%, must not undo the
+    rollback recorded while it waited (it used to go on judging at 10%, the rollback lost)."""
+    box.emulator.cloudrun.operation_delay_s = 2.0
+    run(box, "as marta")
+    box.post(box.slash_body(f"/deploy {SERVICE} {IMAGE}"))
+
+    def applying_the_10_percent() -> bool:
+        operation = release(box)
+        pending = (operation.data.get("pending") or {}) if operation else {}
+        return pending.get("purpose") == "shift"
+
+    deadline = time.monotonic() + 30
+    while not applying_the_10_percent():
+        assert time.monotonic() < deadline, "the release never applied its first step"
+        time.sleep(0.05)
+    run(box, "as ana", "/rollback wa-backend carts break")
+    box.runtime.engine.wait_idle(timeout_s=30)
+    operation = release(box)
+    assert operation.state == "rolled_back", operation.state
+    assert operation.data["outcome"]["code"] == "rolled_back_by"
+    assert serving(box) == {BLUE: 100}
+
+
+def test_an_on_call_rollback_right_after_cloud_run_applied_a_step_stands(box: Sandbox) -> None:
+    """At the release's own save of "Cloud Run applied the 10%" (nothing pending any more, the
+    next state not yet written): the rollback is decided on that and is not undone by the
+    step's next write. The store's after-commit event of that save places it exactly there."""
+    from bot.ops.release import roll_back
+
+    deps = box.runtime.deps
+    fired, once = threading.Event(), threading.Lock()
+
+    def on_call_rollback_right_after(_session: object) -> None:
+        if not threading.current_thread().name.startswith("runback-op") or fired.is_set():
+            return
+        if not once.acquire(blocking=False):
+            return  # this thread's own reads below commit too
+        try:
+            current = release(box)
+            if current is None or current.state != "applying" or current.data.get("pending"):
+                return
+            if current.data.get("step") != 0 or "expected" not in current.data:
+                return
+            fired.set()
+            roll_back(deps, current.id, "U0ANA", "carts break")
+        finally:
+            once.release()
+
+    sessions = deps.store._sessions
+    event.listen(sessions, "after_commit", on_call_rollback_right_after)
+    try:
+        run(box, "as marta")
+        box.post(box.slash_body(f"/deploy {SERVICE} {IMAGE}"))
+        deadline = time.monotonic() + 30
+        while not fired.is_set():
+            assert time.monotonic() < deadline, "the release never applied its first step"
+            time.sleep(0.05)
+        box.runtime.engine.wait_idle(timeout_s=30)
+    finally:
+        event.remove(sessions, "after_commit", on_call_rollback_right_after)
+    operation = release(box)
+    assert operation.state == "rolled_back", operation.state
+    assert operation.data["outcome"]["code"] == "rolled_back_by"
+    assert serving(box) == {BLUE: 100}
 
 
 def test_pause_holds_the_step_and_resume_continues(box: Sandbox) -> None:

@@ -12,7 +12,7 @@ from typing import TypeVar
 import pytest
 from sqlalchemy.exc import StatementError
 
-from bot.store import AuditRecord, Decided, LockHolder, Move, Store
+from bot.store import AuditRecord, Decided, LockHolder, Move, Store, data_seq
 from tests.db import BACKENDS, open_store
 
 T = TypeVar("T")
@@ -578,6 +578,41 @@ def test_move_operation_only_when_nobody_holds_a_live_lease(store: Store) -> Non
     assert holder is not None and holder.lease_until == now + timedelta(seconds=15)
     assert store.move_operation(move, now + timedelta(seconds=16))
     assert store.lock_holder("wa-backend") is None
+
+
+def test_advance_is_compare_and_set_on_the_data_and_returns_what_it_wrote(store: Store) -> None:
+    """The state alone cannot see a same-state save, nor a state left and come back to: a
+    person's move decided on an older read of either must lose."""
+    op_id = new_operation(store, kind="flag", state="applying", data={"pending": "deploy"})
+    read = store.operation(op_id)
+    assert read is not None and data_seq(read) == 0
+    save = Move(op_id, "applying", "applying", {"pending": None}, from_seq=0)
+    saved = store.advance_operation(save, T0)
+    assert saved is not None and saved.data == {"pending": None, "seq": 1}
+    stale = Move(op_id, "applying", "untagging", {"pending": None, "by": "U0ANA"}, from_seq=0)
+    assert store.advance_operation(stale, T0) is None, "a same-state save came in between"
+    away = store.advance_operation(Move(op_id, "applying", "shifting", {}, from_seq=1), T0)
+    come_back = Move(op_id, "shifting", "applying", {"pending": "shift"}, from_seq=2)
+    back = store.advance_operation(come_back, T0)
+    assert away is not None and back is not None and data_seq(back) == 3
+    decided_before = Move(op_id, "applying", "untagging", {}, from_seq=1)
+    assert store.advance_operation(decided_before, T0) is None, "applying, but not that one"
+    current = store.operation(op_id)
+    assert current is not None and current.state == "applying"
+    assert current.data == {"pending": "shift", "seq": 3}
+
+
+def test_of_two_writers_from_one_read_exactly_one_wins(store: Store) -> None:
+    op_id = new_operation(store, kind="flag", state="watching", data={"judgements": []})
+
+    def write(index: int) -> bool:
+        move = Move(op_id, "watching", "watching", {"judgements": [index]}, from_seq=0)
+        return store.advance_operation(move, T0) is not None
+
+    won = all_at_once(THREADS, write)
+    assert won.count(True) == 1
+    operation = store.operation(op_id)
+    assert operation is not None and operation.data["judgements"] == [won.index(True)]
 
 
 def test_stale_locks_of_ended_operations_are_freed(store: Store) -> None:

@@ -12,3 +12,9 @@ class UserError(Exception):
         super().__init__(key)
         self.key = key
         self.context = context
+
+
+class Superseded(Exception):
+    """Someone wrote the operation since this step (or person) read it: a person's rollback
+    button, an on-call engineer's /rollback, or the engine's next step. This write is dropped;
+    the engine goes on from the store, a person's request decides again on what it now finds."""

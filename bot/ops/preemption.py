@@ -13,10 +13,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from bot.config import ServiceConfig
 from bot.ops import flags, release, rollback
 from bot.ops.context import Deps
+from bot.ops.errors import UserError
 from bot.ops.rollback import RollbackRequest
 from bot.store import TERMINAL_STATES, LockHolder, Operation
+
+TAKE_BACK = {"release": release.roll_back, "flag": flags.roll_back}
 
 TRAFFIC_STATES = {
     "rollback": rollback.RUNNING_STATES,
@@ -30,16 +34,59 @@ def request_rollback(deps: Deps, request: RollbackRequest) -> Operation:
     emergency on a service whose release is running, roll that release back to blue."""
     service, emergency = rollback.authorize_request(deps, request)
     holder = deps.store.lock_holder(service.name)
+    return rollback_past(deps, request, service, emergency, holder)
+
+
+def rollback_past(
+    deps: Deps,
+    request: RollbackRequest,
+    service: ServiceConfig,
+    emergency: bool,
+    holder: LockHolder | None,
+) -> Operation:
+    """``request_rollback`` once authorized, ``holder`` being the service's lock holder as read
+    a moment ago (it may have moved on since). An emergency that finds the service taken since
+    by a release or a flip (it started in between) takes that back rather than being busy."""
     if emergency and holder is not None:
         if holder.state in TERMINAL_STATES:  # a crash between its end and its unlock
             deps.store.release_stale_locks()
-        elif holder.kind == "release":
-            return release.roll_back(deps, holder.operation_id, request.user, request.reason)
-        elif holder.kind == "flag":  # back to the revision before the flip, by its own rules
-            return flags.roll_back(deps, holder.operation_id, request.user, request.reason)
+        elif holder.kind in TAKE_BACK:
+            taken = _take_back(deps, holder, request)
+            if taken is not None:
+                return taken
         elif not moving_traffic(holder, deps.clock.now()):
             rollback.yield_to(deps, holder.operation_id, request.user)
-    return rollback.create_rollback(deps, request, service, emergency)
+    try:
+        return rollback.create_rollback(deps, request, service, emergency)
+    except UserError as error:
+        now_held = deps.store.lock_holder(service.name)
+        if not (emergency and error.key == "error.busy" and _started_since(holder, now_held)):
+            raise
+    assert now_held is not None
+    taken = _take_back(deps, now_held, request)
+    return taken or rollback.create_rollback(deps, request, service, emergency)
+
+
+def _started_since(seen: LockHolder | None, now_held: LockHolder | None) -> bool:
+    """A release or flip that took the service after ``seen`` was read."""
+    if now_held is None or now_held.kind not in TAKE_BACK:
+        return False
+    return seen is None or seen.operation_id != now_held.operation_id
+
+
+def _take_back(deps: Deps, holder: LockHolder, request: RollbackRequest) -> Operation | None:
+    """A release goes back to blue, a flag flip to the revision before it, by their own rules.
+    None when it ended with its change kept between the lock's read and now (the watch or the
+    last step passed): then an ordinary rollback takes the change back, rather than the
+    on-call engineer being told that nothing was changed."""
+    try:
+        return TAKE_BACK[holder.kind](deps, holder.operation_id, request.user, request.reason)
+    except UserError:
+        ended = deps.store.operation(holder.operation_id)
+        if ended is None or ended.state != "succeeded":
+            raise
+    deps.store.release_stale_locks()  # its unlock may not have followed its end yet
+    return None
 
 
 def moving_traffic(holder: LockHolder, now: datetime) -> bool:

@@ -9,36 +9,46 @@ from bot.ops.flags.record import Superseded, commit, event
 from bot.ops.flags.states import FINAL_STATES
 from bot.store import Operation
 
-MAX_TRIES = 5
+# Each try loses only to a write the engine made between this read and this write; the engine
+# writes a few times per step, each step waiting on Cloud Run or a probe in between.
+MAX_TRIES = 20
 
 
 def roll_back(deps: Deps, operation_id: str, user: str, reason: str = "") -> Operation:
     """Before any traffic moved: stop, and the new revision loses its tag. After: 100% back on
-    the previous revision at once. Conditional on the state read, so a step the engine commits
-    meanwhile never undoes it (the engine's own commit is dropped instead: see Superseded)."""
-    said = {"reason": reason[:500]} if reason else {}
+    the previous revision at once. See ``roll_back_from``; a write the engine made meanwhile
+    makes it decide again on what the flip is now."""
     for _ in range(MAX_TRIES):
-        operation = _live(deps, operation_id)
-        if _before_traffic(operation):
-            state, outcome = "untagging", {"code": "stopped", "by": user, **said}
-        else:
-            state, outcome = "rolling_back", {"code": "rolled_back_by", "by": user, **said}
         try:
-            moved = commit(deps, operation, state, due_at=None, pending=None, outcome=outcome)
+            return roll_back_from(deps, _live(deps, operation_id), user, reason)
         except Superseded:
-            continue  # the engine moved it a step on just now: decide again on the new state
-        deps.audit(
-            user,
-            "flag.rollback_requested",
-            "ok",
-            service=operation.service,
-            operation_id=operation.id,
-            was=operation.state,
-            **said,
-        )
-        event(deps, moved, "rollback_requested", actor=user, **said)
-        return moved
-    raise UserError("notice.flag.over", state=_live(deps, operation_id).state)
+            continue  # the engine wrote it just now: decide again on what it is now
+    _live(deps, operation_id)  # over by now: say so
+    raise UserError("notice.moving")
+
+
+def roll_back_from(deps: Deps, operation: Operation, user: str, reason: str = "") -> Operation:
+    """Decide on the flip as read and commit only if it is still exactly that (state and
+    data), else Superseded, changing nothing. The state alone is not enough: a flip read
+    ``applying`` its env change is ``applying`` again for its 100% step a moment later, and
+    "stop before any traffic moved" would then leave the new revision serving 100%."""
+    said = {"reason": reason[:500]} if reason else {}
+    if _before_traffic(operation):
+        state, outcome = "untagging", {"code": "stopped", "by": user, **said}
+    else:
+        state, outcome = "rolling_back", {"code": "rolled_back_by", "by": user, **said}
+    moved = commit(deps, operation, state, due_at=None, pending=None, outcome=outcome)
+    deps.audit(
+        user,
+        "flag.rollback_requested",
+        "ok",
+        service=operation.service,
+        operation_id=operation.id,
+        was=operation.state,
+        **said,
+    )
+    event(deps, moved, "rollback_requested", actor=user, **said)
+    return moved
 
 
 def _live(deps: Deps, operation_id: str) -> Operation:

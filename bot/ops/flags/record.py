@@ -8,23 +8,24 @@ from typing import Any
 
 from bot.ops.cards import announce
 from bot.ops.context import BOT_ACTOR, Deps
+from bot.ops.errors import Superseded
 from bot.ops.flags.view import flag_message, refresh
-from bot.store import Move, Operation
+from bot.store import Move, Operation, data_seq
 
-
-class Superseded(Exception):
-    """Someone moved the flip on since this step read it (a person's Roll back now, an on-call
-    engineer's /rollback): the step's result is dropped and the flip goes on from the store."""
+__all__ = ["Superseded", "commit", "due_in", "end", "event", "step_ended", "step_started"]
 
 
 def commit(deps: Deps, operation: Operation, state: str | None = None, **data: Any) -> Operation:
-    """Commit the next state and data together, only if the flip is still in the state this
-    step saw (else Superseded), then show it on the card."""
-    move = Move(operation.id, operation.state, state or operation.state, {**operation.data, **data})
-    if not deps.store.advance_operation(move, deps.clock.now()):
+    """Commit the next state and data together, only if the flip is still exactly as read
+    (state and data, compare-and-set on the data's sequence number), else Superseded; then show
+    it on the card. Returns the flip as this commit left it, so that the step's next commit
+    is conditional on it too."""
+    merged = {**operation.data, **data}
+    state = state or operation.state
+    move = Move(operation.id, operation.state, state, merged, from_seq=data_seq(operation))
+    updated = deps.store.advance_operation(move, deps.clock.now())
+    if updated is None:
         raise Superseded(operation.id)
-    updated = deps.store.operation(operation.id)
-    assert updated is not None
     refresh(deps, operation.id)
     return updated
 

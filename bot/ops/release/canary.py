@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from contextlib import suppress
+
 from bot.config import Action
 from bot.ops.approvals import claim_decision, request_approval
 from bot.ops.context import BOT_ACTOR, Deps
+from bot.ops.errors import Superseded
 from bot.ops.release.cloud import patch
 from bot.ops.release.record import commit, due_in, event
 from bot.ops.release.states import GREEN_TAG
@@ -157,7 +160,8 @@ def on_expired(deps: Deps, operation: Operation) -> None:
     )
     migration = operation.data.get("awaiting") == "migration"
     code = "migration_approval_expired" if migration else "approval_expired"
-    commit(deps, operation, "rolling_back", awaiting=None, outcome={"code": code})
+    with suppress(Superseded):  # someone moved it meanwhile (an on-call rollback): it stands
+        commit(deps, operation, "rolling_back", awaiting=None, outcome={"code": code})
 
 
 def proceed_now(deps: Deps, operation: Operation) -> Operation:

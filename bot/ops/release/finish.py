@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from contextlib import suppress
 from datetime import timedelta
 
 from bot.ops.context import Deps
+from bot.ops.errors import Superseded
 from bot.ops.release.cloud import patch
 from bot.ops.release.record import commit, end
 from bot.ops.release.states import FINAL_STATES
@@ -17,10 +19,11 @@ def fail_unexpectedly(deps: Deps, operation_id: str) -> None:
     operation = deps.store.operation(operation_id)
     if operation is None or operation.state in FINAL_STATES:
         return
-    if operation.state == "rolling_back":
-        end(deps, operation, "failed", {"code": "internal"})
-    else:
-        commit(deps, operation, "rolling_back", due_at=None, outcome={"code": "internal"})
+    with suppress(Superseded):  # a person moved it meanwhile: their move stands
+        if operation.state == "rolling_back":
+            end(deps, operation, "failed", {"code": "internal"})
+        else:
+            commit(deps, operation, "rolling_back", due_at=None, outcome={"code": "internal"})
 
 
 def step_finalize(deps: Deps, operation: Operation) -> Operation:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from bot.ops.context import Deps
+from bot.ops.errors import Superseded
 from bot.ops.release.backup import step_backup
 from bot.ops.release.canary import after_shift, step_shift
 from bot.ops.release.cloud import cloud_failure
@@ -23,7 +24,14 @@ log = logging.getLogger("runback.release")
 
 def execute(deps: Deps, operation_id: str) -> Operation:
     """Advance the release until it ends, waits for a person, or waits for its next due time."""
-    return advance(deps, operation_id, STEPS, name="release", max_steps=MAX_STEPS_PER_RUN)
+    return advance(
+        deps,
+        operation_id,
+        STEPS,
+        name="release",
+        max_steps=MAX_STEPS_PER_RUN,
+        superseded=Superseded,  # a person moved it meanwhile (a rollback): their move stands
+    )
 
 
 def _step_applying(deps: Deps, operation: Operation) -> Operation:

@@ -2,38 +2,65 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from bot.ops.context import Deps
-from bot.ops.errors import UserError
+from bot.ops.errors import Superseded, UserError
 from bot.ops.release.canary import proceed_now
 from bot.ops.release.record import commit, due_in
 from bot.ops.release.states import FINAL_STATES
 from bot.store import Operation
 
+# Each try loses only to a write the engine made between its read and its write (Superseded);
+# the engine writes a few times per step, each step waiting on Cloud Run or a probe in between.
+MAX_TRIES = 20
+
+
+def _decided_on_what_it_is(
+    deps: Deps, operation_id: str, act: Callable[[Operation], Operation]
+) -> Operation:
+    """``act`` on the release as read now; again, on what it then is, if the engine wrote it
+    in between (the write is conditional on the release being exactly as read)."""
+    for _ in range(MAX_TRIES):
+        try:
+            return act(_live(deps, operation_id))
+        except Superseded:
+            continue
+    raise UserError("notice.moving")
+
 
 def roll_back(deps: Deps, operation_id: str, user: str, reason: str = "") -> Operation:
     """The card's Roll back (or an on-call engineer's /rollback, with its reason): 100% to
     blue at once."""
-    operation = _live(deps, operation_id)
+    said = {"reason": reason} if reason else {}
+
+    def act(operation: Operation) -> Operation:
+        pending = operation.data.get("pending") or {}  # None once Cloud Run applied it
+        if operation.state in ("backing_up", "deploying", "smoke") or (
+            operation.state == "applying" and pending.get("purpose") == "deploy"
+        ):
+            outcome = {"code": "stopped", "by": user, **said}
+            return commit(deps, operation, outcome=outcome, stop_requested=True)
+        outcome = {"code": "rolled_back_by", "by": user, **said}
+        return commit(deps, operation, "rolling_back", due_at=None, outcome=outcome)
+
+    moved = _decided_on_what_it_is(deps, operation_id, act)
     deps.audit(
         user,
         "release.rollback_requested",
         "ok",
-        service=operation.service,
-        operation_id=operation.id,
+        service=moved.service,
+        operation_id=moved.id,
         reason=reason,
     )
-    said = {"reason": reason} if reason else {}
-    if operation.state in ("backing_up", "deploying", "smoke") or (
-        operation.state == "applying" and operation.data["pending"]["purpose"] == "deploy"
-    ):
-        outcome = {"code": "stopped", "by": user, **said}
-        return commit(deps, operation, outcome=outcome, stop_requested=True)
-    outcome = {"code": "rolled_back_by", "by": user, **said}
-    return commit(deps, operation, "rolling_back", due_at=None, outcome=outcome)
+    return moved
 
 
 def pause(deps: Deps, operation_id: str, user: str) -> Operation:
-    operation = _live(deps, operation_id)
+    return _decided_on_what_it_is(deps, operation_id, lambda op: _pause(deps, op, user))
+
+
+def _pause(deps: Deps, operation: Operation, user: str) -> Operation:
     if operation.state not in ("judging", "shifting", "needs_human"):
         raise UserError("notice.release.cannot_pause", state=operation.state)
     deps.audit(user, "release.paused", "ok", service=operation.service, operation_id=operation.id)
@@ -49,7 +76,10 @@ def pause(deps: Deps, operation_id: str, user: str) -> Operation:
 
 
 def resume(deps: Deps, operation_id: str, user: str) -> Operation:
-    operation = _live(deps, operation_id)
+    return _decided_on_what_it_is(deps, operation_id, lambda op: _resume(deps, op, user))
+
+
+def _resume(deps: Deps, operation: Operation, user: str) -> Operation:
     if operation.state not in ("paused", "needs_human"):
         raise UserError("notice.release.not_paused", state=operation.state)
     deps.audit(user, "release.resumed", "ok", service=operation.service, operation_id=operation.id)

@@ -8,23 +8,24 @@ from typing import Any
 
 from bot.ops.cards import announce
 from bot.ops.context import BOT_ACTOR, Deps
-from bot.ops.release.states import FINAL_STATES
+from bot.ops.errors import Superseded
 from bot.ops.release.view import post_chart, refresh, release_view
-from bot.store import Operation
+from bot.store import Move, Operation, data_seq
 
 log = logging.getLogger("runback.release")
 
 
 def commit(deps: Deps, operation: Operation, state: str | None = None, **data: Any) -> Operation:
-    """Commit the next state and data together, then show it."""
-    now = deps.clock.now()
+    """Commit the next state and data together, only if the release is still exactly as read
+    (state and data, compare-and-set on the data's sequence number), else Superseded: an
+    on-call /rollback made while a step waited for Cloud Run is never overwritten by that
+    step's result. Then show it; returns the release as this commit left it."""
     merged = {**operation.data, **data}
-    fields: dict[str, Any] = {"data": merged}
-    if state is not None:
-        fields["state"] = state
-        if state in FINAL_STATES:
-            fields["finished_at"] = now
-    updated = deps.store.update_operation(operation.id, now, **fields)
+    state = state or operation.state
+    move = Move(operation.id, operation.state, state, merged, from_seq=data_seq(operation))
+    updated = deps.store.advance_operation(move, deps.clock.now())
+    if updated is None:
+        raise Superseded(operation.id)
     refresh(deps, operation.id)
     return updated
 
