@@ -276,6 +276,8 @@ def test_a_drill_killed_during_its_deploy_carries_on_without_deploying_twice(
     assert (len(deploys), len(patches)) == (1, 2), "one deploy, one rollback, nothing twice"
     shares = {r["revision"]: r["percent"] for r in emulator.cloudrun.traffic(STAGING)}
     assert shares[BLUE] == 100
+    # the drill's own record is written right after its operation ends: wait on it too
+    wait_until(lambda: bot.store.drills(outcomes=("passed",)), "the drill's record")
     (record,) = bot.store.drills(outcomes=("passed",))
     assert record.time_to_safe_s is not None
     assert bot.store.lock_holder(STAGING) is None

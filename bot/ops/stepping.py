@@ -1,7 +1,7 @@
-"""The loop every durable workflow runs (releases, rollback-free flows like flag flips, restores,
-drills): take the step of the operation's state until it ends, waits for a person, waits for its
-next due time (``due_at``), or makes no progress; at most ``max_steps`` steps a run, since a bug
-would otherwise spin here (the next tick carries on from the store)."""
+"""The loop every durable workflow runs (releases, flag flips, restores, drills): take the step
+of the operation's state until it ends, waits for a person, or waits for its next due time
+(``due_at``); at most ``max_steps`` steps a run, since a bug would otherwise spin here (the next
+tick carries on from the store)."""
 
 from __future__ import annotations
 
@@ -26,12 +26,15 @@ def advance(
     max_steps: int = 50,
     superseded: type[Exception] | None = None,
     wakes_early: Callable[[Deps, Operation], bool] | None = None,
+    stop_when_stalled: bool = False,
 ) -> Operation:
     """Run ``steps[state]`` while the operation is in one of ``steps``' states and due.
 
     ``superseded``: a step raising it lost a race to a newer write (e.g. an on-call rollback);
     the operation is read again and the loop goes on from what is stored. ``wakes_early``: an
-    operation waiting for its due time that should run now anyway (what it waits for ended)."""
+    operation waiting for its due time that should run now anyway (what it waits for ended).
+    ``stop_when_stalled``: a step that changed nothing (Cloud Run still applying) ends this run
+    and the next tick looks again, rather than waiting here again at once."""
     operation = deps.store.operation(operation_id)
     assert operation is not None
     for _ in range(max_steps):
@@ -45,8 +48,8 @@ def advance(
                 raise
             operation = deps.store.operation(operation_id) or operation
             continue
-        if (operation.state, operation.data) == before:
-            return operation  # no progress (Cloud Run still applying, ...): the next tick looks
+        if stop_when_stalled and (operation.state, operation.data) == before:
+            return operation
     log.error("%s %s did not settle in %d steps", name, operation_id, max_steps)
     return operation
 

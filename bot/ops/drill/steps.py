@@ -328,10 +328,8 @@ def _end(deps: Deps, operation: Operation, passed: bool, outcome: dict[str, Any]
     now = deps.clock.now()
     state = "succeeded" if passed else "failed"
     operation = _commit(deps, operation, outcome=outcome, due_at=None)
-    operation = deps.store.update_operation(operation.id, now, state=state)
-    deps.store.release_lock(operation.service, operation.id)  # if it still holds it
     data = operation.data
-    record_id = data.get("drill_id")
+    record_id = data.get("drill_id")  # the record first: a crash before the state reruns this
     if record_id:
         deps.store.update_drill(
             record_id,
@@ -347,6 +345,8 @@ def _end(deps: Deps, operation: Operation, passed: bool, outcome: dict[str, Any]
                 "rollback_id": data.get("rollback_id", ""),
             },
         )
+    operation = deps.store.update_operation(operation.id, now, state=state)
+    deps.store.release_lock(operation.service, operation.id)  # if it still holds it
     deps.audit(
         BOT_ACTOR,
         f"drill.{'passed' if passed else 'failed'}",

@@ -36,6 +36,7 @@ def execute(deps: Deps, operation_id: str) -> Operation:
         name="flag flip",
         max_steps=MAX_STEPS_PER_RUN,
         superseded=Superseded,
+        stop_when_stalled=True,
     )
 
 
