@@ -147,9 +147,13 @@ class CloudRun(Protocol):
         targets: list[TrafficTarget],
         etag: str,
         env: Mapping[str, str] | None = None,
+        base_revision: str = "",
     ) -> str:
         """Create revision ``revision_name`` running ``image`` and set ``targets``, in one PATCH.
         ``env`` sets plain environment variables of the ingress container (others are kept).
+        ``base_revision``: take the containers (environment, resources, sidecars) from that
+        revision (blue) rather than from the service's template, which after a rollback still
+        holds what was rolled back from.
 
         The rest of the template (env vars, resources, ...) is kept. ``targets`` may name the
         new revision (e.g. at 0% with tag "green"). Returns the operation name. Raises

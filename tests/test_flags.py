@@ -261,6 +261,28 @@ def test_roll_back_now_on_the_card_returns_traffic_at_once(box: Sandbox) -> None
     assert serving(box) == {BEFORE: 100}
 
 
+def test_a_release_after_a_rolled_back_flip_keeps_the_flag_as_blue_has_it(box: Sandbox) -> None:
+    """The service's template still holds the flipped variable after Roll back now; green is
+    built from blue (the revision serving), so the next release does not switch it on again."""
+    run(box, "as marta", "/flag wa-backend NEW_CHECKOUT on", "as ana", "click Roll back now")
+    assert serving(box) == {BEFORE: 100}
+    run(
+        box,
+        "as marta",
+        "/deploy wa-backend us-docker.pkg.dev/runback-sandbox/apps/wa-backend:v1.3.0",
+    )
+    release = box.runtime.deps.store.operation(next(o.id for o in top_operations(box, "release")))
+    assert release is not None and release.to_revision in serving(box)
+    assert env_of(box, release.to_revision)["FEATURE_FLAG_NEW_CHECKOUT"] == "false"
+    assert env_of(box, release.to_revision)["FEATURE_FLAG_BETA_SEARCH"] == "true"
+
+
+def top_operations(box: Sandbox, kind: str) -> list[Operation]:
+    with box.runtime.deps.store.session() as session:
+        query = select(Operation).where(Operation.kind == kind)
+        return list(session.scalars(query.order_by(Operation.created_at.desc())))
+
+
 def test_an_unhealthy_flag_revision_never_gets_traffic(box: Sandbox) -> None:
     box.emulator.cloudrun.new_revision_behaviour(healthz_status=500)
     run(box, "as marta", "/flag wa-backend NEW_CHECKOUT on")

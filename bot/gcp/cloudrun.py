@@ -115,10 +115,12 @@ class CloudRunAdmin:
         targets: list[TrafficTarget],
         etag: str,
         env: Mapping[str, str] | None = None,
+        base_revision: str = "",
     ) -> str:
         """New revision ``revision_name`` with ``image`` plus ``targets``, in one PATCH; ``env``
         sets plain variables of the ingress container (a feature flag that starts off), the
-        others kept as they are.
+        others kept as they are; with ``base_revision``, its containers rather than the
+        template's (see ``_template``).
 
         See the module docstring for the read-modify-write and the update mask.
         """
@@ -126,9 +128,7 @@ class CloudRunAdmin:
 
         if not revision_name:
             raise CloudRunError("invalid_argument", "a deploy needs an explicit revision name")
-        services, _ = self._get_clients()
-        current = self._call(lambda: services.get_service(name=ref.path, **self._call_options()))
-        template = run_v2.RevisionTemplate(current.template)  # a copy: the rest is kept
+        template, _ = self._template(ref, base_revision)
         ingress = template.containers[self._ingress(ref, template.containers)]
         ingress.image = image
         for name, value in (env or {}).items():
@@ -138,6 +138,23 @@ class CloudRunAdmin:
             name=ref.path, etag=etag, template=template, traffic=_traffic(targets)
         )
         return self._update(service, list(DEPLOY_MASK))
+
+    def _template(self, ref: ServiceRef, base_revision: str) -> tuple[Any, Any]:
+        """A copy of the service's template (the rest is kept by the PATCH) and, with
+        ``base_revision``, that revision, whose containers the copy takes: after a rollback (or a
+        flag flip rolled back) the template still holds what was rolled back from, and a deploy
+        or a flip must not bring it back."""
+        from google.cloud import run_v2
+
+        services, revisions = self._get_clients()
+        current = self._call(lambda: services.get_service(name=ref.path, **self._call_options()))
+        template = run_v2.RevisionTemplate(current.template)
+        if not base_revision:
+            return template, None
+        path = f"{ref.path}/revisions/{base_revision}"
+        base = self._call(lambda: revisions.get_revision(name=path, **self._call_options()))
+        template.containers = [run_v2.Container(c) for c in base.containers]
+        return template, base
 
     def start_env_update(
         self,
@@ -162,14 +179,9 @@ class CloudRunAdmin:
         """
         from google.cloud import run_v2
 
-        if not revision_name:
-            raise CloudRunError("invalid_argument", "an env update needs a revision name")
-        services, revisions = self._get_clients()
-        current = self._call(lambda: services.get_service(name=ref.path, **self._call_options()))
-        path = f"{ref.path}/revisions/{base_revision}"
-        base = self._call(lambda: revisions.get_revision(name=path, **self._call_options()))
-        template = run_v2.RevisionTemplate(current.template)
-        template.containers = [run_v2.Container(c) for c in base.containers]
+        if not revision_name or not base_revision:
+            raise CloudRunError("invalid_argument", "an env update needs a base and a name")
+        template, base = self._template(ref, base_revision)
         ingress = template.containers[self._ingress(ref, template.containers)]
         ingress.env = with_env(ingress.env, env)
         template.revision = revision_name

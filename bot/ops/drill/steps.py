@@ -158,7 +158,12 @@ def _deploy(deps: Deps, operation: Operation, state: ServiceState, image: str) -
         targets = [TrafficTarget(operation.to_revision, 100, DRILL_TAG)]
         targets = with_other_tags(targets, current)
         return deps.cloudrun.start_deploy(
-            current.ref, image, operation.to_revision, targets, current.etag
+            current.ref,
+            image,
+            operation.to_revision,
+            targets,
+            current.etag,
+            base_revision=operation.data.get("blue", ""),  # the test revision is blue's own
         )
 
     try:

@@ -31,6 +31,7 @@ def patch(
                 targets,
                 state.etag,
                 env={flag: "false"} if flag else None,  # the flag starts off
+                base_revision=operation.from_revision,  # blue's settings, as it serves them
             )
         else:
             name = deps.cloudrun.start_traffic_update(ref, targets, state.etag)
