@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
 from bot.ops.context import Deps
-from bot.store import Operation
+from bot.ops.errors import Superseded
+from bot.store import Move, Operation, data_seq
 
 log = logging.getLogger("runback.ops")
 
@@ -61,3 +63,25 @@ def _waiting(
     if not due or datetime.fromisoformat(due) <= deps.clock.now():
         return False
     return not (wakes_early and wakes_early(deps, operation))
+
+
+def write_step(
+    deps: Deps, operation: Operation, state: str | None, data: dict[str, Any]
+) -> Operation:
+    """Commit the next state and data together, only if the operation is still exactly as read
+    (state and data: compare-and-set on the data's sequence number), else Superseded: an
+    on-call /rollback made while a step waited for Cloud Run is never overwritten by that
+    step's result. Returns the operation as this write left it, so that the step's next write
+    is conditional on it too."""
+    merged = {**operation.data, **data}
+    next_state = state or operation.state
+    move = Move(operation.id, operation.state, next_state, merged, from_seq=data_seq(operation))
+    updated = deps.store.advance_operation(move, deps.clock.now())
+    if updated is None:
+        raise Superseded(operation.id)
+    return updated
+
+
+def due_in(deps: Deps, seconds: float) -> str:
+    """When a timed state is due: ``seconds`` from now, as stored (``due_at``)."""
+    return (deps.clock.now() + timedelta(seconds=seconds)).isoformat()

@@ -3,29 +3,23 @@ timeline (its own, and the open incident's of the service), its end."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from bot.ops.cards import announce
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.errors import Superseded
 from bot.ops.flags.view import flag_message, refresh
-from bot.store import Move, Operation, data_seq
+from bot.ops.stepping import due_in, write_step
+from bot.store import Operation
 
 __all__ = ["Superseded", "commit", "due_in", "end", "event", "step_ended", "step_started"]
 
 
 def commit(deps: Deps, operation: Operation, state: str | None = None, **data: Any) -> Operation:
-    """Commit the next state and data together, only if the flip is still exactly as read
-    (state and data, compare-and-set on the data's sequence number), else Superseded; then show
-    it on the card. Returns the flip as this commit left it, so that the step's next commit
-    is conditional on it too."""
-    merged = {**operation.data, **data}
-    state = state or operation.state
-    move = Move(operation.id, operation.state, state, merged, from_seq=data_seq(operation))
-    updated = deps.store.advance_operation(move, deps.clock.now())
-    if updated is None:
-        raise Superseded(operation.id)
+    """Commit the next state and data together (``write_step``: compare-and-set, else
+    Superseded), then show the flip on its card; returns it as this commit left it."""
+    updated = write_step(deps, operation, state, data)
     refresh(deps, operation.id)
     return updated
 
@@ -46,10 +40,6 @@ def step_ended(operation: Operation, step: str, now: datetime, status: str) -> d
     steps[step] = {"status": status, "started": started.isoformat(), "at": now.isoformat()}
     steps[step]["s"] = seconds
     return {"steps": steps}
-
-
-def due_in(deps: Deps, seconds: float) -> str:
-    return (deps.clock.now() + timedelta(seconds=seconds)).isoformat()
 
 
 def event(deps: Deps, operation: Operation, kind: str, actor: str = BOT_ACTOR, **data: Any) -> None:

@@ -13,9 +13,10 @@ import logging
 from datetime import datetime, timedelta
 
 from bot.ops.context import BOT_ACTOR, Deps
-from bot.ops.flags.record import commit, due_in, end, step_ended
+from bot.ops.flags.record import commit, end, step_ended
 from bot.ops.health import health_observation, probe_health
 from bot.ops.metrics_window import Window, visible_window_numbers
+from bot.ops.stepping import due_in
 from bot.policy.gates import Judgement, Verdict, after_observation, judge
 from bot.store import Operation
 

@@ -24,8 +24,9 @@ from bot.ops.backups.take import (
 from bot.ops.backups.target import resolve_database
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.errors import UserError
-from bot.ops.release.record import commit, due_in, end
+from bot.ops.release.record import commit, end
 from bot.ops.release_migrations import release_guarded
+from bot.ops.stepping import due_in
 from bot.ports import CloudSqlError
 from bot.store import Operation
 

@@ -9,10 +9,11 @@ from bot.ops.approvals import claim_decision, request_approval
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.errors import Superseded
 from bot.ops.release.cloud import patch
-from bot.ops.release.record import commit, due_in, event
+from bot.ops.release.record import commit, event
 from bot.ops.release.states import GREEN_TAG
 from bot.ops.release.view import refresh
 from bot.ops.release_migrations import release_guarded
+from bot.ops.stepping import due_in
 from bot.ports import CloudRunError, ServiceState, TrafficTarget
 from bot.store import Move, Operation
 

@@ -10,8 +10,9 @@ from bot.ops.health import health_observation
 from bot.ops.metrics_window import Window, visible_window_numbers
 from bot.ops.release.canary import moved_out_of_band, next_step
 from bot.ops.release.green import probe_green
-from bot.ops.release.record import commit, due_in
+from bot.ops.release.record import commit
 from bot.ops.release.view import post_in_thread
+from bot.ops.stepping import due_in
 from bot.policy.gates import Judgement, Verdict, after_observation, judge
 from bot.store import Operation
 

@@ -7,8 +7,9 @@ from collections.abc import Callable
 from bot.ops.context import Deps
 from bot.ops.errors import Superseded, UserError
 from bot.ops.release.canary import proceed_now
-from bot.ops.release.record import commit, due_in
+from bot.ops.release.record import commit
 from bot.ops.release.states import FINAL_STATES
+from bot.ops.stepping import due_in
 from bot.store import Operation
 
 # Each try loses only to a write the engine made between its read and its write (Superseded);

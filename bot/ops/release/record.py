@@ -3,35 +3,23 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 from typing import Any
 
 from bot.ops.cards import announce
 from bot.ops.context import BOT_ACTOR, Deps
-from bot.ops.errors import Superseded
 from bot.ops.release.view import post_chart, refresh, release_view
-from bot.store import Move, Operation, data_seq
+from bot.ops.stepping import write_step
+from bot.store import Operation
 
 log = logging.getLogger("runback.release")
 
 
 def commit(deps: Deps, operation: Operation, state: str | None = None, **data: Any) -> Operation:
-    """Commit the next state and data together, only if the release is still exactly as read
-    (state and data, compare-and-set on the data's sequence number), else Superseded: an
-    on-call /rollback made while a step waited for Cloud Run is never overwritten by that
-    step's result. Then show it; returns the release as this commit left it."""
-    merged = {**operation.data, **data}
-    state = state or operation.state
-    move = Move(operation.id, operation.state, state, merged, from_seq=data_seq(operation))
-    updated = deps.store.advance_operation(move, deps.clock.now())
-    if updated is None:
-        raise Superseded(operation.id)
+    """Commit the next state and data together (``write_step``: compare-and-set, else
+    Superseded), then show the release on its card; returns it as this commit left it."""
+    updated = write_step(deps, operation, state, data)
     refresh(deps, operation.id)
     return updated
-
-
-def due_in(deps: Deps, seconds: float) -> str:
-    return (deps.clock.now() + timedelta(seconds=seconds)).isoformat()
 
 
 def event(deps: Deps, operation: Operation, kind: str, **data: Any) -> None:
