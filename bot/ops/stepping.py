@@ -26,14 +26,13 @@ def advance(
     *,
     name: str,
     max_steps: int = 50,
-    superseded: type[Exception] | None = None,
     wakes_early: Callable[[Deps, Operation], bool] | None = None,
     stop_when_stalled: bool = False,
 ) -> Operation:
     """Run ``steps[state]`` while the operation is in one of ``steps``' states and due.
 
-    ``superseded``: a step raising it lost a race to a newer write (e.g. an on-call rollback);
-    the operation is read again and the loop goes on from what is stored. ``wakes_early``: an
+    A step raising Superseded lost a race to a newer write (e.g. an on-call rollback): the
+    operation is read again and the loop goes on from what is stored. ``wakes_early``: an
     operation waiting for its due time that should run now anyway (what it waits for ended).
     ``stop_when_stalled``: a step that changed nothing (Cloud Run still applying) ends this run
     and the next tick looks again, rather than waiting here again at once."""
@@ -45,9 +44,7 @@ def advance(
         before = (operation.state, dict(operation.data))
         try:
             operation = steps[operation.state](deps, operation)
-        except Exception as error:
-            if superseded is None or not isinstance(error, superseded):
-                raise
+        except Superseded:
             operation = deps.store.operation(operation_id) or operation
             continue
         if stop_when_stalled and (operation.state, operation.data) == before:

@@ -35,7 +35,6 @@ def execute(deps: Deps, operation_id: str) -> Operation:
         STEPS,
         name="flag flip",
         max_steps=MAX_STEPS_PER_RUN,
-        superseded=Superseded,
         stop_when_stalled=True,
     )
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 
 from bot.ops.context import Deps
-from bot.ops.errors import Superseded
 from bot.ops.release.backup import step_backup
 from bot.ops.release.canary import after_shift, step_shift
 from bot.ops.release.cloud import cloud_failure
@@ -30,7 +29,6 @@ def execute(deps: Deps, operation_id: str) -> Operation:
         STEPS,
         name="release",
         max_steps=MAX_STEPS_PER_RUN,
-        superseded=Superseded,  # a person moved it meanwhile (a rollback): their move stands
     )
 
 
