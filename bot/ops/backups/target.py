@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from bot.config import ServiceConfig
+from bot.config import Action, ServiceConfig
 from bot.ops.context import Deps
 from bot.ops.errors import UserError
+from bot.policy.approvals import Decision, decide_request
 from bot.ports import CloudSql, Secrets
 
 
@@ -37,6 +39,35 @@ def resolve_database(deps: Deps, word: str) -> Database:
         secret=service.database.secret,
         env=service.database.env,
     )
+
+
+def authorize_database(
+    deps: Deps,
+    action: Action,
+    target: str,
+    user: str,
+    channel: str,
+    refuse: Callable[[str, str], None],
+) -> tuple[Database, Decision]:
+    """The database ``target`` names, and the approval matrix's decision for ``user`` asking
+    ``action`` of it; ``refuse(service, why)`` audits a refusal before its UserError is raised
+    (an unknown database or a role the matrix does not allow)."""
+    try:
+        database = resolve_database(deps, target)
+    except UserError:
+        refuse(target, "unknown_database")
+        raise
+    in_incidents = channel == deps.config.channels.incidents.id
+    decision = decide_request(deps.config.approvals, action, deps.roles(user), in_incidents)
+    if not decision.allowed:
+        refuse(database.service.name, str(decision.refusal))
+        raise UserError(
+            f"error.refused.{decision.refusal}",
+            action=str(action),
+            role=str(decision.required_role),
+            channel=deps.config.channels.incidents.name,
+        )
+    return database, decision
 
 
 def cloudsql(deps: Deps) -> CloudSql:

@@ -22,11 +22,11 @@ from bot.ops.backups.take import (
     finish_backup,
     start_backup,
 )
-from bot.ops.backups.target import Database, resolve_database
+from bot.ops.backups.target import Database, authorize_database, resolve_database
 from bot.ops.cards import approval_view, operation_card, show
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.errors import UserError
-from bot.policy.approvals import Verdict, decide_request, who_may_approve
+from bot.policy.approvals import Verdict, who_may_approve
 from bot.ports import CloudSqlError
 from bot.store import Move, Operation
 
@@ -46,23 +46,14 @@ class BackupRequest:
 
 def request_backup(deps: Deps, request: BackupRequest) -> Operation:
     """Authorize and record an on-demand backup (nothing is started before the record)."""
-    try:
-        database = resolve_database(deps, request.target)
-    except UserError:
-        _refuse(deps, request, request.target, "unknown_database")
-        raise
-    in_incidents = request.channel == deps.config.channels.incidents.id
-    decision = decide_request(
-        deps.config.approvals, Action.BACKUP, deps.roles(request.user), in_incidents
+    database, decision = authorize_database(
+        deps,
+        Action.BACKUP,
+        request.target,
+        request.user,
+        request.channel,
+        lambda service, why: _refuse(deps, request, service, why),
     )
-    if not decision.allowed:
-        _refuse(deps, request, database.service.name, str(decision.refusal))
-        raise UserError(
-            f"error.refused.{decision.refusal}",
-            action=str(Action.BACKUP),
-            role=str(decision.required_role),
-            channel=deps.config.channels.incidents.name,
-        )
     if _running_on(deps, database.service.name):
         raise UserError("error.db.backup_running", instance=database.instance)
     given = " ".join(request.description.split())[:MAX_DESCRIPTION]

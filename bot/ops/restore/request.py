@@ -13,11 +13,10 @@ from typing import Any
 
 from bot.config import Action
 from bot.ops.approvals import request_approval
-from bot.ops.backups.target import Database, cloudsql, resolve_database
+from bot.ops.backups.target import Database, authorize_database, cloudsql, resolve_database
 from bot.ops.context import Deps
 from bot.ops.errors import UserError
 from bot.ops.restore.view import refresh
-from bot.policy.approvals import decide_request
 from bot.policy.databases import MAX_INSTANCE_ID, clone_name, secret_target
 from bot.policy.targets import current_revision
 from bot.ports import Backup, CloudRunError, CloudSqlError, EnvVar
@@ -113,23 +112,14 @@ def request_restore(deps: Deps, request: RestoreRequest) -> Operation:
 
 
 def _authorized_database(deps: Deps, request: RestoreRequest) -> Database:
-    try:
-        database = resolve_database(deps, request.target)
-    except UserError:
-        _refuse(deps, request, request.target, "unknown_database")
-        raise
-    in_incidents = request.channel == deps.config.channels.incidents.id
-    decision = decide_request(
-        deps.config.approvals, Action.RESTORE, deps.roles(request.user), in_incidents
+    database, _ = authorize_database(
+        deps,
+        Action.RESTORE,
+        request.target,
+        request.user,
+        request.channel,
+        lambda service, why: _refuse(deps, request, service, why),
     )
-    if not decision.allowed:
-        _refuse(deps, request, database.service.name, str(decision.refusal))
-        raise UserError(
-            f"error.refused.{decision.refusal}",
-            action=str(Action.RESTORE),
-            role=str(decision.required_role),
-            channel=deps.config.channels.incidents.name,
-        )
     holder = deps.store.lock_holder(database.service.name)
     if holder is not None:
         _refuse(deps, request, database.service.name, "busy")
