@@ -7,7 +7,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bot.config import Thresholds
-from bot.policy.gates import Observation, Reason, Verdict, after_observation, judge
+from bot.policy.gates import (
+    Observation,
+    Reason,
+    Verdict,
+    after_observation,
+    judge,
+    observed_verdict,
+)
 
 T = Thresholds()  # the runbook's numbers: 5% / 1% errors, 2 s / 800 ms P95, 50 requests
 
@@ -101,3 +108,23 @@ def test_observation_window_with_an_injected_clock(
 ) -> None:
     now = START + timedelta(minutes=minutes_later)
     assert after_observation(T, judge(T, observation), START, now) is verdict
+
+
+@pytest.mark.parametrize(
+    ("observing", "minutes_later", "observation", "verdict"),
+    [
+        (False, 0, seen(rate=0.02), Verdict.OBSERVE),  # observation begins
+        (False, 0, seen(rate=0.0), Verdict.PROCEED),  # not observing: the table alone
+        (False, 0, seen(requests=3), Verdict.INCONCLUSIVE),
+        (True, 2, seen(requests=3), Verdict.OBSERVE),  # too little data keeps observing
+        (True, 6, seen(requests=3), Verdict.ROLLBACK),  # ...until the window is over
+        (True, 6, seen(rate=0.02), Verdict.ROLLBACK),  # still above after 5 minutes
+        (True, 2, seen(rate=0.0), Verdict.PROCEED),  # recovered
+    ],
+)
+def test_the_verdict_across_judgements_keeps_observing_until_the_window_ends(
+    observing: bool, minutes_later: float, observation: Observation, verdict: Verdict
+) -> None:
+    now = START + timedelta(minutes=minutes_later)
+    since = START if observing else None
+    assert observed_verdict(T, judge(T, observation), since, now) is verdict

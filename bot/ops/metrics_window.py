@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
+from typing import Any
 
 from bot.ops.context import Deps
 from bot.policy.windows import judgement_window
@@ -13,6 +15,8 @@ SEARCH_BACK = timedelta(minutes=15)
 
 Numbers = tuple[int | None, int | None, float | None]  # requests, errors, P95 ms
 Window = tuple[datetime, datetime]
+
+log = logging.getLogger("runback.metrics")
 
 
 def visible_numbers(
@@ -44,3 +48,25 @@ def visible_window_numbers(
         return (0, 0, None), None
     metrics = deps.metrics.revision_metrics(ref, revision, *window)
     return (metrics.requests, metrics.errors, metrics.p95_ms), (metrics.start, metrics.end)
+
+
+def observing_since(data: dict[str, Any]) -> datetime | None:
+    """When the decision table's "observe" began for an operation (its ``observing_since``)."""
+    since = data.get("observing_since")
+    return datetime.fromisoformat(since) if since else None
+
+
+def judged_numbers(
+    deps: Deps, ref: ServiceRef, revision: str, start: datetime, observing: datetime | None
+) -> tuple[Numbers, Window | None]:
+    """The numbers a judgement of ``revision`` uses: over the runbook's window, no earlier than
+    ``start``, nor than when observing began ("still above?" is asked of the minutes since).
+    Monitoring faults read as no data, which is never a pass."""
+    if observing:
+        start = max(start, observing)
+    lookback = timedelta(minutes=deps.config.thresholds.window_minutes)
+    try:
+        return visible_window_numbers(deps, ref, revision, lookback=lookback, not_before=start)
+    except Exception as error:
+        log.warning("Monitoring unreadable for %s: %s", revision, error)
+        return (None, None, None), None

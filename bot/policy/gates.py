@@ -142,3 +142,16 @@ def after_observation(
         return judgement.verdict
     window_over = now - observing_since >= timedelta(minutes=thresholds.observe_minutes)
     return Verdict.ROLLBACK if window_over else Verdict.OBSERVE
+
+
+def observed_verdict(
+    thresholds: Thresholds, judgement: Judgement, observing_since: datetime | None, now: datetime
+) -> Verdict:
+    """The decision table across judgements: once a revision is observed (``observing_since``),
+    ``after_observation`` decides; inconclusive data while observing keeps observing."""
+    if judgement.verdict is not Verdict.OBSERVE and observing_since is None:
+        return judgement.verdict
+    verdict = after_observation(thresholds, judgement, observing_since or now, now)
+    if judgement.verdict is Verdict.INCONCLUSIVE and verdict is Verdict.OBSERVE:
+        return Verdict.OBSERVE
+    return verdict

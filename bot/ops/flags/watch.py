@@ -9,18 +9,15 @@ verdict that is still inconclusive then keeps the flag, and the card says it was
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime, timedelta
 
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.flags.record import commit, end, step_ended
 from bot.ops.health import health_observation, probe_health
-from bot.ops.metrics_window import Window, visible_window_numbers
+from bot.ops.metrics_window import Window, judged_numbers, observing_since
 from bot.ops.stepping import due_in
-from bot.policy.gates import Judgement, Verdict, after_observation, judge
+from bot.policy.gates import Judgement, Verdict, judge, observed_verdict
 from bot.store import Operation
-
-log = logging.getLogger("runback.flags")
 
 # How long past the window to wait for Monitoring's minutes before ending inconclusive.
 MONITORING_LAG_LIMIT = timedelta(minutes=10)
@@ -28,7 +25,9 @@ MONITORING_LAG_LIMIT = timedelta(minutes=10)
 
 def step_watch(deps: Deps, operation: Operation) -> Operation:
     judgement, window = _judge(deps, operation)
-    verdict = _verdict(deps, operation, judgement)
+    verdict = observed_verdict(
+        deps.config.thresholds, judgement, observing_since(operation.data), deps.clock.now()
+    )
     operation = _record(deps, operation, judgement, verdict, window)
     if verdict is Verdict.ROLLBACK:
         reasons = [str(r) for r in judgement.reasons]
@@ -57,32 +56,11 @@ def _judge(deps: Deps, operation: Operation) -> tuple[Judgement, Window | None]:
     service = deps.managed_service(operation.service)
     ref = deps.service_ref(service)
     start = datetime.fromisoformat(operation.data["shifted_at"])
-    observing = operation.data.get("observing_since")
-    if observing:  # "still above?" is asked of the minutes since observing began
-        start = max(start, datetime.fromisoformat(observing))
-    window = None
-    try:
-        lookback = timedelta(minutes=deps.config.thresholds.window_minutes)
-        numbers, window = visible_window_numbers(
-            deps, ref, operation.to_revision, lookback=lookback, not_before=start
-        )
-    except Exception as error:  # Monitoring faults are never a pass
-        log.warning("Monitoring unreadable for %s: %s", operation.to_revision, error)
-        numbers = (None, None, None)
+    numbers, window = judged_numbers(
+        deps, ref, operation.to_revision, start, observing_since(operation.data)
+    )
     _, probe = probe_health(deps, service, operation.data.get("uri", ""))
     return judge(deps.config.thresholds, health_observation(probe, *numbers)), window
-
-
-def _verdict(deps: Deps, operation: Operation, judgement: Judgement) -> Verdict:
-    if judgement.verdict is not Verdict.OBSERVE and not operation.data.get("observing_since"):
-        return judgement.verdict
-    since = operation.data.get("observing_since") or deps.clock.now().isoformat()
-    verdict = after_observation(
-        deps.config.thresholds, judgement, datetime.fromisoformat(since), deps.clock.now()
-    )
-    if judgement.verdict is Verdict.INCONCLUSIVE and verdict is Verdict.OBSERVE:
-        return Verdict.OBSERVE
-    return verdict
 
 
 def _watch_over(deps: Deps, operation: Operation, window: Window | None) -> bool:

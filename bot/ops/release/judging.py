@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime, timedelta
 
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.health import health_observation
-from bot.ops.metrics_window import Window, visible_window_numbers
+from bot.ops.metrics_window import Window, judged_numbers, observing_since
 from bot.ops.release.canary import moved_out_of_band, next_step
 from bot.ops.release.green import probe_green
 from bot.ops.release.record import commit
 from bot.ops.release.view import post_in_thread
 from bot.ops.stepping import due_in
-from bot.policy.gates import Judgement, Verdict, after_observation, judge
+from bot.policy.gates import Judgement, Verdict, judge, observed_verdict
 from bot.store import Operation
-
-log = logging.getLogger("runback.release")
 
 
 def step_judge(deps: Deps, operation: Operation) -> Operation:
@@ -24,7 +21,9 @@ def step_judge(deps: Deps, operation: Operation) -> Operation:
     if paused is not None:
         return paused
     judgement, window = judge_green_in_window(deps, operation)
-    verdict = _verdict(deps, operation, judgement)
+    verdict = observed_verdict(
+        deps.config.thresholds, judgement, observing_since(operation.data), deps.clock.now()
+    )
     operation = _record_judgement(deps, operation, judgement, verdict, window)
     if verdict is Verdict.ROLLBACK:
         return commit(
@@ -47,38 +46,16 @@ def judge_green(deps: Deps, operation: Operation) -> Judgement:
 
 def judge_green_in_window(deps: Deps, operation: Operation) -> tuple[Judgement, Window | None]:
     """The decision table on green, and the window of Monitoring data it was judged on."""
-    window = None
     service = deps.managed_service(operation.service)
     ref = deps.service_ref(service)
     start = datetime.fromisoformat(operation.data["step_started"]) + timedelta(
         seconds=deps.config.release.warmup_s
     )
-    try:
-        lookback = timedelta(minutes=deps.config.thresholds.window_minutes)
-        observing = operation.data.get("observing_since")
-        if observing:  # "still above?" is asked of the minutes since observing began
-            start = max(start, datetime.fromisoformat(observing))
-        numbers, window = visible_window_numbers(
-            deps, ref, operation.to_revision, lookback=lookback, not_before=start
-        )
-    except Exception as error:  # Monitoring faults are never a pass
-        log.warning("Monitoring unreadable for %s: %s", operation.to_revision, error)
-        numbers = (None, None, None)
+    numbers, window = judged_numbers(
+        deps, ref, operation.to_revision, start, observing_since(operation.data)
+    )
     _, probe = probe_green(deps, operation)
     return judge(deps.config.thresholds, health_observation(probe, *numbers)), window
-
-
-def _verdict(deps: Deps, operation: Operation, judgement: Judgement) -> Verdict:
-    """The decision table, with the observation window kept across judgements."""
-    if judgement.verdict is not Verdict.OBSERVE and not operation.data.get("observing_since"):
-        return judgement.verdict
-    since = operation.data.get("observing_since") or deps.clock.now().isoformat()
-    verdict = after_observation(
-        deps.config.thresholds, judgement, datetime.fromisoformat(since), deps.clock.now()
-    )
-    if judgement.verdict is Verdict.INCONCLUSIVE and verdict is Verdict.OBSERVE:
-        return Verdict.OBSERVE
-    return verdict
 
 
 def _record_judgement(
