@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -320,6 +320,33 @@ class _Lost(Exception):
     """A conditional update in a multi-statement transaction lost its race: roll back."""
 
 
+class ServiceHeld(Exception):
+    """Another operation holds the service: nothing was written."""
+
+
+class NewerOperation(Exception):
+    """An operation its caller had not seen is now the newest: nothing was written."""
+
+
+@dataclass(frozen=True)
+class Newest:
+    """The newest operation of ``kind`` in one of ``states`` on a service, as a caller read it
+    (its id; None when there was none)."""
+
+    kind: str
+    states: tuple[str, ...]
+    operation_id: str | None
+
+
+def _newest(
+    session: Session, service: str, kind: str, states: Collection[str] | None
+) -> Operation | None:
+    query = select(Operation).where(Operation.service == service, Operation.kind == kind)
+    if states is not None:
+        query = query.where(Operation.state.in_(tuple(states)))
+    return session.scalars(query.order_by(Operation.created_at.desc()).limit(1)).first()
+
+
 def _move(session: Session, move: Move, now: datetime, idle_only: bool = False) -> bool:
     values: dict[str, Any] = {"state": move.state, "updated_at": now}
     if move.data is not None:
@@ -434,6 +461,52 @@ class Store:
             session.add(operation)
         return operation
 
+    def open_operation(
+        self,
+        now: datetime,
+        *,
+        take_over_from: str = "",
+        unchanged: Newest | None = None,
+        **fields: Any,
+    ) -> Operation:
+        """Record an operation that holds its service from its first moment, in one
+        transaction: no instance's tick can start an operation that may still lose the race
+        for its service (a loser would run, then be cancelled under its own feet). With
+        ``take_over_from``, the service's lock passes from that operation (a drill hands its
+        service to its rollback). With ``unchanged``, only if the newest operation it names is
+        still the one its caller read, once the service is held.
+
+        Raises ServiceHeld or NewerOperation, having written nothing."""
+        operation = Operation(created_at=now, updated_at=now, **fields)
+        try:
+            with self.session() as session:
+                session.add(operation)
+                session.flush()
+                if take_over_from:
+                    moved = session.execute(
+                        update(ServiceLock)
+                        .where(
+                            ServiceLock.service == operation.service,
+                            ServiceLock.operation_id == take_over_from,
+                        )
+                        .values(operation_id=operation.id)
+                    )
+                    if moved.rowcount != 1:
+                        raise ServiceHeld(operation.service)
+                else:
+                    lock = ServiceLock(
+                        service=operation.service, operation_id=operation.id, acquired_at=now
+                    )
+                    session.add(lock)
+                    session.flush()
+                if unchanged is not None:
+                    newest = _newest(session, operation.service, unchanged.kind, unchanged.states)
+                    if (newest.id if newest else None) != unchanged.operation_id:
+                        raise NewerOperation(operation.service)
+        except IntegrityError:
+            raise ServiceHeld(fields.get("service", "")) from None
+        return operation
+
     def operation(self, operation_id: str) -> Operation | None:
         with self.session() as session:
             return session.get(Operation, operation_id)
@@ -459,11 +532,13 @@ class Store:
             operation.updated_at = now
         return operation
 
-    def latest_operation(self, service: str, kind: str) -> Operation | None:
-        """The newest operation of ``kind`` on ``service``, whatever its state."""
+    def latest_operation(
+        self, service: str, kind: str, states: Collection[str] | None = None
+    ) -> Operation | None:
+        """The newest operation of ``kind`` on ``service``: in one of ``states``, or whatever
+        its state."""
         with self.session() as session:
-            query = select(Operation).where(Operation.service == service, Operation.kind == kind)
-            return session.scalars(query.order_by(Operation.created_at.desc()).limit(1)).first()
+            return _newest(session, service, kind, states)
 
     def unfinished_operations(self) -> list[Operation]:
         with self.session() as session:

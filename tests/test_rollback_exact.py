@@ -220,3 +220,29 @@ def test_all_earlier_ready_revisions_rolled_back_from_is_said(sandbox: Sandbox) 
     assert "no earlier ready revision" not in note and len(patches(sandbox)) == 2
     assert refusals(sandbox)[-1]["why"] == "all_rolled_back"
     assert INCIDENTS
+
+
+def test_a_refused_request_never_hides_the_rollback_that_ran(sandbox: Sandbox) -> None:
+    """Twenty on-call engineers at once: the losers of the race for the service leave their
+    request cancelled, newer than the rollback that ran. A later `/rollback` must still see
+    that rollback, and ask, rather than go one more revision back by itself (issue 23)."""
+    run(sandbox, "as ana", "/rollback wa-backend checkout errors")
+    assert serving(sandbox) == {"wa-backend-00002": 100}
+    store, now = sandbox.runtime.deps.store, sandbox.runtime.deps.clock.now()
+    store.create_operation(  # what a loser of the race used to leave behind
+        now,
+        kind="rollback",
+        service=SERVICE,
+        requested_by="U0ANA",
+        channel="C0INCIDENTS",
+        reason="checkout errors 7",
+        emergency=True,
+        state="cancelled",
+        from_revision="wa-backend-00003",
+        to_revision="wa-backend-00002",
+        data={},
+    )
+    run(sandbox, "/rollback wa-backend checkout errors 8")
+    assert serving(sandbox) == {"wa-backend-00002": 100} and len(patches(sandbox)) == 1
+    assert "already rolled back" in last_ephemeral(sandbox)
+

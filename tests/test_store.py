@@ -10,9 +10,21 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.exc import StatementError
 
-from bot.store import AuditRecord, Decided, LockHolder, Move, Store, data_seq
+from bot.store import (
+    AuditRecord,
+    Decided,
+    LockHolder,
+    Move,
+    NewerOperation,
+    Newest,
+    Operation,
+    ServiceHeld,
+    Store,
+    data_seq,
+)
 from tests.db import BACKENDS, open_store
 
 T = TypeVar("T")
@@ -622,3 +634,59 @@ def test_stale_locks_of_ended_operations_are_freed(store: Store) -> None:
     assert store.acquire_lock("other", live, T0)
     assert store.release_stale_locks() == ["wa-backend"]
     assert store.lock_holder("wa-backend") is None and store.lock_holder("other") is not None
+
+
+# -- an operation born holding its service -------------------------------------------------------
+
+OPENING = {
+    "kind": "rollback",
+    "service": "wa-backend",
+    "state": "approved",  # runnable: a tick may start it the moment its row is visible
+    "requested_by": "U0ANA",
+    "channel": "C0INCIDENTS",
+}
+
+
+def _operations(store: Store) -> list[tuple[str, str]]:
+    with store.session() as session:
+        return [(o.id, o.state) for o in session.scalars(select(Operation))]
+
+
+def test_ten_operations_opened_at_once_one_holds_the_service_the_others_leave_nothing(
+    store: Store,
+) -> None:
+    """The losers of the race for a service never write a runnable row (another instance's
+    tick would start it), nor any row at all."""
+
+    def open_one(index: int) -> str:
+        try:
+            return store.open_operation(T0, **OPENING, reason=f"r{index}").id
+        except ServiceHeld:
+            return ""
+
+    opened = [o for o in all_at_once(THREADS, open_one) if o]
+    assert len(opened) == 1
+    assert _operations(store) == [(opened[0], "approved")]
+    holder = store.lock_holder("wa-backend")
+    assert holder is not None and holder.operation_id == opened[0]
+
+
+def test_an_operation_opened_after_an_unseen_one_ended_writes_nothing(store: Store) -> None:
+    ran = new_operation(store, state="succeeded")
+    unseen = Newest("rollback", ("succeeded", "failed"), None)
+    with pytest.raises(NewerOperation):
+        store.open_operation(T0 + timedelta(seconds=1), unchanged=unseen, **OPENING)
+    assert _operations(store) == [(ran, "succeeded")] and store.lock_holder("wa-backend") is None
+    seen = Newest("rollback", ("succeeded", "failed"), ran)
+    opened = store.open_operation(T0 + timedelta(seconds=1), unchanged=seen, **OPENING)
+    assert store.lock_holder("wa-backend").operation_id == opened.id  # type: ignore[union-attr]
+
+
+def test_an_operation_takes_over_the_service_only_from_its_holder(store: Store) -> None:
+    drill = new_operation(store, state="waiting_rollback")
+    assert store.acquire_lock("wa-backend", drill, T0)
+    with pytest.raises(ServiceHeld):
+        store.open_operation(T0, take_over_from="someone-else", **OPENING)
+    child = store.open_operation(T0, take_over_from=drill, **OPENING)
+    assert store.lock_holder("wa-backend").operation_id == child.id  # type: ignore[union-attr]
+    assert len(_operations(store)) == 2

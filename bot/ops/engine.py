@@ -49,6 +49,10 @@ class Engine:
         # Emergencies (rollbacks, incident judgements) get a lane of their own: they must never
         # queue behind read-only commands, however many of those anyone sends.
         self._urgent = ThreadPoolExecutor(2, thread_name_prefix="runback-urgent")
+        # Answers to the person who asked (Slack's response_url) go out on a lane of their
+        # own: an answer that is slow, refused or retried by slack_sdk must never hold back
+        # (or reorder) the work of the commands queued behind it.
+        self._answers = ThreadPoolExecutor(2, thread_name_prefix="runback-answer")
         self._lock = threading.Condition()
         self._running: set[str] = set()
         self._active = 0
@@ -71,6 +75,13 @@ class Engine:
         """Run a handler's work after its ack, off Bolt's listener threads, so that acks never
         queue behind slow work (Slack wants its answer within 3 s). ``urgent`` work (on-call
         rollbacks, incident judgements) runs in its own lane, ahead of everything else."""
+        self._in_lane(self._urgent if urgent else self._work, work)
+
+    def answer(self, send: Callable[[], None]) -> None:
+        """Send a handler's answer to its requester, on the answers' own lane."""
+        self._in_lane(self._answers, send)
+
+    def _in_lane(self, lane: ThreadPoolExecutor, work: Callable[[], None]) -> None:
         with self._lock:
             self._active += 1
 
@@ -84,7 +95,7 @@ class Engine:
                     self._active -= 1
                     self._lock.notify_all()
 
-        (self._urgent if urgent else self._work).submit(run)
+        lane.submit(run)
 
     def _run(self, operation_id: str) -> None:
         try:
@@ -214,6 +225,7 @@ class Engine:
         self._pool.shutdown(wait=wait, cancel_futures=not wait)
         self._work.shutdown(wait=wait, cancel_futures=not wait)
         self._urgent.shutdown(wait=wait, cancel_futures=not wait)
+        self._answers.shutdown(wait=wait, cancel_futures=not wait)
 
     # -- activity, so the console and tests can wait for quiet --------------------------------
 

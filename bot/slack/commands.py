@@ -61,7 +61,15 @@ def ephemeral(deps: Deps, key: str, **context: Any) -> Message:
 
 
 def _respond(respond: Respond, message: Message) -> None:
-    respond(text=message.text, blocks=message.blocks, response_type="ephemeral")
+    """Answer the requester privately. An answer Slack does not take is logged in one line
+    (never the response_url: it lets anyone post) and changes nothing else."""
+    try:
+        response = respond(text=message.text, blocks=message.blocks, response_type="ephemeral")
+    except Exception as error:  # urllib's, slack_sdk's: all end the same way
+        log.warning("could not answer the requester: %s", type(error).__name__)
+        return
+    if response is not None and response.status_code >= 400:
+        log.warning("could not answer the requester: Slack answered %s", response.status_code)
 
 
 def ack_with(ack: Ack, message: Message) -> None:
@@ -88,7 +96,7 @@ def answer_later(
             log.exception("unexpected error, reference %s", ref)
             message = ephemeral(deps, "error.internal", ref=ref)
         if message is not None:
-            _respond(respond, message)
+            engine.answer(lambda: _respond(respond, message))
 
     engine.background(run, urgent=urgent)
 

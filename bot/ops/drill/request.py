@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from bot.config import Action, ServiceConfig
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.drill.view import refresh
 from bot.ops.errors import UserError
+from bot.ops.holding import open_holding
 from bot.policy.approvals import decide_request
 from bot.store import Operation
 
@@ -65,15 +67,25 @@ def drill_revision_name(service: str, now: datetime) -> str:
     return f"{service}-drill-{now:%Y%m%d-%H%M%S}"[:63]
 
 
+def _open(deps: Deps, user: str, now: datetime, **fields: Any) -> Operation:
+    try:
+        return open_holding(deps, now, **fields)
+    except UserError:
+        _refuse(deps, user, fields["service"], "busy")
+        raise
+
+
 def _create(deps: Deps, service: ServiceConfig, user: str, slot: str | None) -> Operation:
     store, now = deps.store, deps.clock.now()
     holder = store.lock_holder(service.name)
     if holder is not None:
         _refuse(deps, user, service.name, "busy", operation_id=holder.operation_id)
         raise UserError("error.busy", service=service.name, holder=holder)
-    # "starting" is no running state: no tick runs the drill before it holds the service and
-    # its record; a crash in between leaves a "starting" drill that the schedule's tick ends
-    operation = store.create_operation(
+    # "starting" is no running state: no tick runs the drill before it holds its record; a
+    # crash in between leaves a "starting" drill that the schedule's tick ends
+    operation = _open(
+        deps,
+        user,
         now,
         kind="drill",
         service=service.name,
@@ -85,11 +97,6 @@ def _create(deps: Deps, service: ServiceConfig, user: str, slot: str | None) -> 
         to_revision=drill_revision_name(service.name, now),
         data={"requested_at": now.isoformat(), "trigger": "schedule" if slot else "command"},
     )
-    if not store.acquire_lock(service.name, operation.id, now):
-        store.update_operation(operation.id, now, state="cancelled")
-        holder = store.lock_holder(service.name)
-        _refuse(deps, user, service.name, "busy")
-        raise UserError("error.busy", service=service.name, holder=holder)
     record = store.create_drill(
         now,
         service=service.name,

@@ -10,6 +10,7 @@ from bot.ops.context import Deps
 from bot.ops.errors import UserError
 from bot.ops.flags.record import event
 from bot.ops.flags.view import refresh
+from bot.ops.holding import open_holding
 from bot.ops.release import next_revision_name
 from bot.policy.flags import (
     FlagName,
@@ -149,7 +150,8 @@ def _create(
 ) -> Operation:
     now = deps.clock.now()
     current = flags_in_env(serving.env).get(flag.name)
-    operation = deps.store.create_operation(
+    operation = open_holding(
+        deps,
         now,
         kind="flag",
         service=service.name,
@@ -171,11 +173,6 @@ def _create(
             "judgements": [],
         },
     )
-    if not deps.store.acquire_lock(service.name, operation.id, now):
-        deps.store.update_operation(operation.id, now, state="cancelled", finished_at=now)
-        raise UserError(
-            "error.busy", service=service.name, holder=deps.store.lock_holder(service.name)
-        )
     deps.audit(
         request.user,
         "flag.requested",

@@ -11,6 +11,7 @@ from typing import Any
 from bot.config import Action, Approval, ServiceConfig
 from bot.ops.context import Deps
 from bot.ops.errors import UserError
+from bot.ops.holding import open_holding
 from bot.ops.release.readiness_gate import check_release
 from bot.ops.release.view import refresh
 from bot.ops.release_migrations import migration_of, register_candidate
@@ -202,7 +203,8 @@ def _create(
         )
         raise NeedsConfirmation(request, warnings)
     readiness = check_release(deps, request, service)  # raises ReadinessBlocked on a ❌
-    operation = deps.store.create_operation(
+    operation = open_holding(
+        deps,
         now,
         kind="release",
         service=service.name,
@@ -230,11 +232,6 @@ def _create(
             "readiness": readiness,
         },
     )
-    if not deps.store.acquire_lock(service.name, operation.id, now):
-        deps.store.update_operation(operation.id, now, state="cancelled")
-        raise UserError(
-            "error.busy", service=service.name, holder=deps.store.lock_holder(service.name)
-        )
     deps.audit(
         request.user,
         "release.requested",

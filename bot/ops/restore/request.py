@@ -16,6 +16,7 @@ from bot.ops.approvals import request_approval
 from bot.ops.backups.target import Database, authorize_database, cloudsql, resolve_database
 from bot.ops.context import Deps
 from bot.ops.errors import UserError
+from bot.ops.holding import open_holding
 from bot.ops.restore.view import refresh
 from bot.policy.databases import MAX_INSTANCE_ID, clone_name, secret_target
 from bot.policy.targets import current_revision
@@ -69,7 +70,8 @@ def request_restore(deps: Deps, request: RestoreRequest) -> Operation:
         preview["clone"] = request.clone  # what the requester was shown and confirmed
     service = database.service.name
     now = deps.clock.now()
-    operation = deps.store.create_operation(
+    operation = open_holding(
+        deps,
         now,
         kind=KIND,
         service=service,
@@ -92,9 +94,6 @@ def request_restore(deps: Deps, request: RestoreRequest) -> Operation:
             "steps": {},
         },
     )
-    if not deps.store.acquire_lock(service, operation.id, now):
-        deps.store.update_operation(operation.id, now, state="cancelled", finished_at=now)
-        raise UserError("error.busy", service=service, holder=deps.store.lock_holder(service))
     request_approval(deps, operation.id, Action.RESTORE, request.user)
     deps.audit(
         request.user,

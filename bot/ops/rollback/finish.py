@@ -8,7 +8,7 @@ from bot.ops.cards import announce, card_view, refresh_card
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.errors import UserError
 from bot.ops.rollback.model import RUNNING_STATES, STEP_OF_STATE
-from bot.ops.rollback.repeat import previous_view
+from bot.ops.rollback.repeat import latest_ran, previous_view
 from bot.ops.rollback.target import target_choice
 from bot.ports import CloudRunError
 from bot.store import Operation
@@ -64,7 +64,7 @@ def check_recovery_offer(deps: Deps, operation_id: str, revision: str, user: str
     offers = ((operation.data or {}).get("offers") or {}) if operation else {}
     if operation is None or not revision or revision not in offers.values():
         raise UserError("notice.unknown_request")
-    latest = deps.store.latest_operation(operation.service, "rollback")
+    latest = latest_ran(deps, operation.service)
     holder = deps.store.lock_holder(operation.service)
     if (latest is not None and latest.id != operation.id) or holder is not None:
         deps.audit(

@@ -6,6 +6,9 @@ from dataclasses import dataclass
 from typing import Any
 
 RUNNING_STATES = ("approved", "shifting", "verifying")
+# A rollback that ran: it moved traffic, or tried to. A request refused (busy, superseded,
+# rejected, expired) never ran, so it never hides the one that did from the repeat question.
+RAN_STATES = ("succeeded", "failed")
 
 
 STEP_OF_STATE = {"approved": "shift", "shifting": "wait", "verifying": "verify"}

@@ -7,7 +7,7 @@ from typing import Any, NoReturn
 from bot.config import ServiceConfig
 from bot.ops.context import Deps
 from bot.ops.errors import UserError
-from bot.ops.rollback.model import RepeatNeedsConfirmation, RollbackRequest
+from bot.ops.rollback.model import RAN_STATES, RepeatNeedsConfirmation, RollbackRequest
 from bot.ops.rollback.target import read_service, revision_view, target_choice
 from bot.policy.targets import (
     TargetChoice,
@@ -24,10 +24,10 @@ def ask_if_repeated(
 ) -> None:
     """Another rollback without a revision would go one more revision back: ask first. (A
     retry of one that failed before moving traffic picks the same target: no question.)"""
-    previous = deps.store.latest_operation(service.name, "rollback")
+    previous = latest_ran(deps, service.name)
     window = deps.config.rollback.repeat_window_minutes
     assert choice.revision is not None
-    if previous is None or previous.state not in ("succeeded", "failed"):
+    if previous is None:
         return
     if not within_repeat_window(previous.finished_at, deps.clock.now(), window):
         return
@@ -51,6 +51,11 @@ def ask_if_repeated(
     )
 
 
+def latest_ran(deps: Deps, service: str) -> Operation | None:
+    """The newest rollback of ``service`` that ran (see ``RAN_STATES``)."""
+    return deps.store.latest_operation(service, "rollback", RAN_STATES)
+
+
 def previous_view(operation: Operation) -> dict[str, Any]:
     return {
         "id": operation.id,
@@ -69,7 +74,7 @@ def check_repeat_still_current(
     """At the confirm click: the revision asked about must still be the one a rollback would
     pick, and no other rollback may have run since. Raises UserError (audited) otherwise."""
     service = deps.config.service(service_name)
-    latest = deps.store.latest_operation(service_name, "rollback")
+    latest = latest_ran(deps, service_name)
     if service is None or latest is None or latest.id != after_operation:
         _stale_confirmation(deps, user, service_name, revision, latest)
     assert service is not None

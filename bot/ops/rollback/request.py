@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 from bot.config import Action, ServiceConfig
 from bot.ops.approvals import request_approval
@@ -11,15 +11,15 @@ from bot.ops.context import Deps
 from bot.ops.errors import UserError
 from bot.ops.release_migrations import rollback_crossing
 from bot.ops.rollback.finish import finish
-from bot.ops.rollback.model import RollbackRequest
-from bot.ops.rollback.repeat import ask_if_repeated
+from bot.ops.rollback.model import RAN_STATES, RollbackRequest
+from bot.ops.rollback.repeat import ask_if_repeated, latest_ran
 from bot.ops.rollback.target import pick_target, read_service, resolve_revision_word, revision_view
 from bot.policy.approvals import Decision, Verdict, decide_rollback
 from bot.policy.targets import (
     TargetChoice,
 )
 from bot.ports import Revision, ServiceState
-from bot.store import Operation
+from bot.store import LockHolder, NewerOperation, Newest, Operation, ServiceHeld, new_id
 
 
 def authorize_request(deps: Deps, request: RollbackRequest) -> tuple[ServiceConfig, bool]:
@@ -33,25 +33,37 @@ def authorize_request(deps: Deps, request: RollbackRequest) -> tuple[ServiceConf
 
 
 def create_rollback(
-    deps: Deps, request: RollbackRequest, service: ServiceConfig, emergency: bool
+    deps: Deps,
+    request: RollbackRequest,
+    service: ServiceConfig,
+    emergency: bool,
+    _again: bool = True,
 ) -> Operation:
     """Choose the target and record the rollback; returns the operation (approved or pending).
 
     Raises UserError, with nothing changed, on bad input or a busy service (audited).
     """
     _check_not_busy(deps, service.name, request.user, emergency, request.parent)
+    seen = _newest_ran(deps, service.name)
     state, revisions = read_service(deps, service, request.user)
     request = resolve_revision_word(deps, request, service, revisions)
     choice, current = pick_target(deps, request, service, state, revisions)
-    if request.from_command and request.revision is None:
+    repeat_rule = request.from_command and request.revision is None
+    if repeat_rule:
         ask_if_repeated(deps, request, service, choice)
     assert choice.revision is not None
     guard = rollback_crossing(deps, service.name, choice.revision, revisions, state.serving())
     if guard:  # not an emergency: the old code would fail on the schema (see _guarded)
         emergency = False
-    operation = _create_operation(
-        deps, request, service, emergency, state, revisions, choice, current, guard
-    )
+    # An emergency asked without a revision must be decided on the rollbacks that ended
+    # before it holds the service (see _RanMeanwhile): checked once it holds the lock.
+    unchanged = seen if (_again and emergency and repeat_rule) else None
+    try:
+        operation = _create_operation(
+            deps, request, service, emergency, state, revisions, choice, current, guard, unchanged
+        )
+    except _RanMeanwhile:
+        return create_rollback(deps, request, service, emergency, _again=False)
     if emergency:
         deps.audit(
             request.user,
@@ -64,6 +76,17 @@ def create_rollback(
         )
     refresh_card(deps, operation.id)
     return deps.store.operation(operation.id) or operation
+
+
+class _RanMeanwhile(Exception):
+    """Another rollback of the service ended between this request's read and its lock (20
+    on-call engineers pressing at once, some of them answered late): its choice was made
+    without what that rollback did, so it is decided again (then it asks, as a repeat)."""
+
+
+def _newest_ran(deps: Deps, service: str) -> Newest:
+    latest = latest_ran(deps, service)
+    return Newest("rollback", RAN_STATES, latest.id if latest else None)
 
 
 def _known_service(deps: Deps, request: RollbackRequest) -> ServiceConfig:
@@ -109,15 +132,7 @@ def _check_not_busy(deps: Deps, service: str, user: str, emergency: bool, parent
         return
     if parent and holder.operation_id == parent:
         return
-    deps.audit(
-        user,
-        "rollback.refused",
-        "refused",
-        service=service,
-        why="busy",
-        operation_id=holder.operation_id,
-    )
-    raise UserError("error.busy", service=service, holder=holder)
+    _refuse_busy(deps, service, user, holder)
 
 
 def _create_operation(
@@ -130,13 +145,14 @@ def _create_operation(
     choice: TargetChoice,
     current: str | None,
     guard: list[dict[str, Any]],
+    unchanged: Newest | None = None,
 ) -> Operation:
     now = deps.clock.now()
     by_name = {r.name: r for r in revisions}
     target = choice.revision
     assert target is not None
-    operation = deps.store.create_operation(
-        now,
+    fields = dict(
+        id=new_id(),  # known before its row: a request it supersedes names it
         kind="rollback",
         service=service.name,
         requested_by=request.user,
@@ -160,12 +176,7 @@ def _create_operation(
             "migration_guard": guard,
         },
     )
-    if not request.parent:
-        _take_lock(deps, operation, emergency)
-    elif not deps.store.hand_over_lock(service.name, request.parent, operation.id):
-        deps.store.update_operation(operation.id, now, state="cancelled")
-        holder = deps.store.lock_holder(service.name)
-        raise UserError("error.busy", service=service.name, holder=holder)
+    operation = _open(deps, fields, emergency, request.parent, unchanged)
     deps.store.add_event(
         operation.id, now, "requested", actor=request.user, target=target.name, emergency=emergency
     )
@@ -210,34 +221,58 @@ def _guarded(
     request_approval(deps, operation.id, Action.ROLLBACK_PAST_MIGRATION, request.user)
 
 
-def _take_lock(deps: Deps, operation: Operation, emergency: bool) -> None:
-    store, now = deps.store, deps.clock.now()
-    if store.acquire_lock(operation.service, operation.id, now):
-        return
-    holder = store.lock_holder(operation.service)
-    if emergency and holder and holder.state == "awaiting_approval":
-        _supersede(deps, holder.operation_id, operation)
-        if store.acquire_lock(operation.service, operation.id, now):
-            return
-        holder = store.lock_holder(operation.service)
-    store.update_operation(operation.id, now, state="cancelled")
-    raise UserError("error.busy", service=operation.service, holder=holder)
+def _refuse_busy(deps: Deps, service: str, user: str, holder: LockHolder | None) -> NoReturn:
+    deps.audit(
+        user,
+        "rollback.refused",
+        "refused",
+        service=service,
+        why="busy",
+        operation_id=holder.operation_id if holder else "",
+    )
+    raise UserError("error.busy", service=service, holder=holder)
 
 
-def _supersede(deps: Deps, pending_id: str, emergency: Operation) -> None:
+def _open(
+    deps: Deps,
+    fields: dict[str, Any],
+    emergency: bool,
+    parent: str,
+    unchanged: Newest | None,
+) -> Operation:
+    """Record the rollback holding its service (see Store.open_operation). An emergency
+    finding a request that waits for a person supersedes it. Raises UserError when busy,
+    _RanMeanwhile when a rollback ended since the request's read."""
+    store, service, user = deps.store, fields["service"], fields["requested_by"]
+    for attempt in range(2):
+        try:
+            return store.open_operation(
+                deps.clock.now(), take_over_from=parent, unchanged=unchanged, **fields
+            )
+        except NewerOperation:
+            raise _RanMeanwhile from None
+        except ServiceHeld:
+            holder = store.lock_holder(service)
+            pending = holder is not None and holder.state == "awaiting_approval"
+            if parent or attempt or not (emergency and pending):
+                _refuse_busy(deps, service, user, holder)
+            assert holder is not None
+            _supersede(deps, holder.operation_id, user, service, fields["id"])
+    raise AssertionError("unreachable: the second attempt returns or raises")
+
+
+def _supersede(deps: Deps, pending_id: str, user: str, service: str, by_operation: str) -> None:
     """An on-call engineer must always get to safety: a pending request yields to them."""
     approval = deps.store.approval_for(pending_id)
     now = deps.clock.now()
-    if approval is None or not deps.store.decide_approval(
-        approval.id, "cancelled", emergency.requested_by, now
-    ):
+    if approval is None or not deps.store.decide_approval(approval.id, "cancelled", user, now):
         return
-    finish(deps, pending_id, "cancelled", superseded_by=emergency.id)
+    finish(deps, pending_id, "cancelled", superseded_by=by_operation)
     deps.audit(
-        emergency.requested_by,
+        user,
         "rollback.superseded",
         "ok",
-        service=emergency.service,
+        service=service,
         operation_id=pending_id,
-        by_operation=emergency.id,
+        by_operation=by_operation,
     )
