@@ -719,6 +719,16 @@ class Store:
     def rolled_back_from(self, service: str) -> set[str]:
         return set(self._history(service, "rolled_back_from"))
 
+    def serving_events(self, service: str) -> list[tuple[str, str]]:
+        """Every ``(revision, kind)`` of the serving record, newest first."""
+        with self.session() as session:
+            rows = session.execute(
+                select(ServingHistory.revision, ServingHistory.kind)
+                .where(ServingHistory.service == service)
+                .order_by(ServingHistory.id.desc())
+            )
+            return [(revision, kind) for revision, kind in rows]
+
     def _history(self, service: str, kind: str) -> list[str]:
         with self.session() as session:
             rows = session.scalars(

@@ -234,6 +234,10 @@ EPHEMERAL_CASES: list[tuple[str, dict[str, Any]]] = [
         {**TARGET, "why": "Container failed to start", "alternative": "wa-backend-00001"},
     ),
     ("error.target.all_rolled_back", {**TARGET, "rolled_back": ["wa-backend-00002"]}),
+    (
+        "error.target.all_rolled_back",
+        {**TARGET, "rolled_back": ["wa-backend-00002"], "suggestion": "wa-backend-00002"},
+    ),
     ("notice.repeat_not_yours", {"user": "U0ANA"}),
     (
         "notice.repeat_stale",
@@ -533,6 +537,7 @@ def make_inc(**over: Any) -> dict[str, Any]:
         "ratio": True,
         "resolved_by": "",
         "resolved_how": "",
+        "blocked_facts": {},
     }
     return {**inc, **over}
 
@@ -580,9 +585,18 @@ INCIDENT_CASES = [
             "error.cloudrun_unavailable",
             "error.target.no_previous",
             "error.target.not_serving",
+            "error.target.not_ready",
             "other",
         )
     ],
+    pytest.param(
+        make_inc(
+            action="rollback_blocked",
+            blocked="error.target.all_rolled_back",
+            blocked_facts={"rolled_back": ["wa-backend-00001"], "suggestion": "wa-backend-00001"},
+        ),
+        id="blocked-all-rolled-back",
+    ),
     pytest.param(
         make_inc(
             verdict="observe",

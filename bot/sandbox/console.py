@@ -232,6 +232,7 @@ class Sandbox:
             if revision == NEW_REVISIONS:
                 behaviour = self.emulator.cloudrun.new_revision_behaviour(**changes)
             else:
+                revision = self.emulator.cloudrun.complete_revision(revision)
                 behaviour = self.emulator.cloudrun.set_behaviour(revision, **changes)
         except (KeyError, ValueError) as error:
             raise ConsoleError(getattr(error, "message", str(error))) from None

@@ -129,11 +129,13 @@ def _automatic_rollback(deps: Deps, record: IncidentRecord, revision: str) -> st
         operation = request_rollback(deps, request)
     except UserError as error:
         holder = deps.store.lock_holder(record.service)
+        fresh = deps.store.incident(record.id) or record  # with the judgement just recorded
+        blocked = {"rollback_blocked": error.key, "rollback_blocked_facts": _facts(error)}
         deps.store.update_incident(
             record.id,
             now,
             operation_id=holder.operation_id if holder else "",
-            data={**record.data, "rollback_blocked": error.key},
+            data={**fresh.data, **blocked},
         )
         deps.store.add_event(record.id, now, "rollback_blocked", actor=BOT_ACTOR, why=error.key)
         return None
@@ -150,6 +152,15 @@ def _automatic_rollback(deps: Deps, record: IncidentRecord, revision: str) -> st
         **({"past": [c["revision"] for c in guard]} if guard else {}),
     )
     return operation.id if operation.state == "approved" else None
+
+
+def _facts(error: UserError) -> dict[str, object]:
+    """What the card needs to say why no rollback started, and what to type instead."""
+    context = error.context
+    return {
+        "rolled_back": list(context.get("rolled_back") or []),
+        "suggestion": str(context.get("suggestion") or context.get("alternative") or ""),
+    }
 
 
 def tick(deps: Deps) -> list[str]:

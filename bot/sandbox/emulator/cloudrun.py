@@ -312,6 +312,15 @@ class CloudRunEmulator:
             self._write_logs(service, revision, current)
             return asdict(current)
 
+    def complete_revision(self, word: str) -> str:
+        """``word`` itself when a revision has that name, else the one revision named
+        ``word-xyz`` (so a console line can say ``wa-backend-00004`` for a random suffix)."""
+        with self._lock:
+            if word in self._behaviours:
+                return word
+            fits = [name for name in self._behaviours if name.startswith(word + "-")]
+            return fits[0] if len(fits) == 1 else word
+
     def set_ready(self, revision: str, ready: bool, message: str = "") -> None:
         """Set a revision's ``Ready`` condition: True, or False with ``message`` (as Cloud Run
         reports a revision whose container failed to start)."""
