@@ -941,14 +941,17 @@ class Store:
             return list(session.scalars(query))
 
     def last_change(self, service: str) -> Operation | None:
-        """The newest release or rollback that put a revision at 100% of ``service``."""
+        """The newest operation that left a revision at 100% of ``service``: a release, a
+        rollback, a flag flip or a restore that succeeded, or one of them rolled back (a drill
+        moves traffic through its own rollback)."""
         with self.session() as session:
             query = (
                 select(Operation)
                 .where(
                     Operation.service == service,
-                    Operation.kind.in_(("release", "rollback")),
-                    Operation.state == "succeeded",
+                    Operation.kind.in_(("release", "rollback", "flag", "restore")),
+                    Operation.state.in_(("succeeded", "rolled_back")),
+                    Operation.finished_at.is_not(None),
                 )
                 .order_by(Operation.finished_at.desc())
                 .limit(1)

@@ -158,6 +158,9 @@ def _last_change(deps: Deps, service: str) -> LastChange | None:
     operation = deps.store.last_change(service)
     if operation is None or operation.finished_at is None:
         return None
+    if operation.state == "rolled_back":  # a release, flip or restore taken back: 100% before it
+        kind = f"{operation.kind}_rolled_back"
+        return LastChange(kind, operation.from_revision, operation.finished_at, operation.id)
     return LastChange(operation.kind, operation.to_revision, operation.finished_at, operation.id)
 
 

@@ -72,7 +72,7 @@ def failing(items: Sequence[Item]) -> list[Item]:
 class LastChange:
     """The newest operation by which Runback put a revision at 100% (store)."""
 
-    kind: str  # "release" | "rollback"
+    kind: str  # "release" | "rollback" | "flag" | "restore", or one of them + "_rolled_back"
     revision: str
     at: datetime
     operation_id: str
