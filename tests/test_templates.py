@@ -97,6 +97,8 @@ def make_op(state: str, **over: Any) -> dict[str, Any]:
         "uri": "",
         "health": None,
         "superseded_by": "",
+        "preempted_by": "",
+        "preempted_reason": "",
         "skipped": [],
         "offers": {},
         "total_s": 16.0 if state in FINAL else None,
@@ -160,6 +162,10 @@ CARD_CASES = [
     pytest.param(make_op("expired"), id="expired"),
     pytest.param(make_op("cancelled"), id="cancelled"),
     pytest.param(make_op("cancelled", superseded_by="op-9c1d"), id="cancelled-superseded"),
+    pytest.param(
+        make_op("cancelled", preempted_by="U0ANA", preempted_reason="<!channel> checkout down"),
+        id="cancelled-preempted",
+    ),
 ]
 
 HOLDER = LockHolder(

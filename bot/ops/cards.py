@@ -42,6 +42,8 @@ def card_view(deps: Deps, operation: Operation) -> dict[str, Any]:
         "uri": data.get("uri", ""),
         "health": data.get("health"),
         "superseded_by": data.get("superseded_by", ""),
+        "preempted_by": data.get("preempted_by", ""),
+        "preempted_reason": data.get("preempted_reason", ""),
         "skipped": data.get("skipped") or [],
         "offers": data.get("offers") or {},
         "total_s": _total_seconds(operation),

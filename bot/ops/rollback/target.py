@@ -38,6 +38,20 @@ def read_service(
         raise UserError("error.cloudrun_unavailable", service=service.name, detail=detail) from None
 
 
+def check_words(deps: Deps, request: RollbackRequest, service: ServiceConfig) -> RollbackRequest:
+    """A typed command read against the real revisions before anything else happens (before a
+    pending request is pre-empted, or a running release taken back): the revision it names
+    must exist and be one a rollback can go to. Returns the request as read (its revision, if
+    it names one); raises UserError (audited), with nothing changed, on bad input."""
+    if not request.from_command or request.revision or not request.reason.split():
+        return request
+    state, revisions = read_service(deps, service, request.user)
+    request = resolve_revision_word(deps, request, service, revisions)
+    if request.revision:
+        pick_target(deps, request, service, state, revisions)
+    return request
+
+
 def resolve_revision_word(
     deps: Deps, request: RollbackRequest, service: ServiceConfig, revisions: list[Revision]
 ) -> RollbackRequest:
