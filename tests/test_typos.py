@@ -65,3 +65,24 @@ def test_a_revision_like_word_during_a_release_is_bad_input_not_a_reason(sandbox
     assert serving(sandbox).get(green) == 10, "a typo rolled the release back"
     release = sandbox.runtime.deps.store.latest_operation(SERVICE, "release")
     assert release.state not in ("rolling_back", "rolled_back")
+
+
+def test_a_mistyped_flag_name_gets_did_you_mean_and_is_not_flipped(sandbox) -> None:
+    before = serving(sandbox)
+    answer = run(sandbox, "as marta", "/flag wa-backend NEW_CHEKOUT on the new checkout")
+    assert "Did you mean `NEW_CHECKOUT`?" in answer
+    assert "`/flag wa-backend NEW_CHEKOUT on --new the new checkout`" in answer
+    assert serving(sandbox) == before and sandbox.runtime.deps.store.lock_holder(SERVICE) is None
+    assert sandbox.runtime.deps.store.latest_operation(SERVICE, "flag") is None
+
+
+def test_a_new_flag_confirmed_as_new_is_flipped(sandbox) -> None:
+    run(sandbox, "as marta", "/flag wa-backend DARK_MODE on --new try it")
+    flip = sandbox.runtime.deps.store.latest_operation(SERVICE, "flag")
+    assert flip is not None and flip.reason == "try it"
+    assert "DARK_MODE=true" in run(sandbox, "traffic wa-backend")
+
+
+def test_a_mistyped_ops_subcommand_gets_did_you_mean(sandbox) -> None:
+    answer = run(sandbox, "as ana", "/ops chek wa-backend")
+    assert "Did you mean `/ops check wa-backend`?" in answer

@@ -162,10 +162,22 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
         elif sub in READINESS_SUBCOMMANDS:
             readiness_command(engine, deps, ack, command, respond, words)
         else:
-            ack_with(ack, ephemeral(deps, "error.usage.ops", sub=sub))
+            close = difflib.get_close_matches(sub, OPS_SUBCOMMANDS, n=1)
+            suggestion = " ".join([close[0], *words[1:]]) if close else ""
+            ack_with(ack, ephemeral(deps, "error.usage.ops", sub=sub, suggestion=suggestion))
 
 
 READINESS_SUBCOMMANDS = ("check", "procedure", "drill", "drills")
+OPS_SUBCOMMANDS = (
+    "help",
+    "whoami",
+    "incidents",
+    "backup",
+    "backups",
+    "restore",
+    "migration-check",
+    *READINESS_SUBCOMMANDS,
+)
 
 
 def readiness_command(
