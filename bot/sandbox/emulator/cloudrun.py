@@ -1138,7 +1138,6 @@ def _location(name: str) -> str:
     return "/".join(name.split("/")[:4])
 
 
-
 def _etag() -> str:
     return uuid.uuid4().hex[:16]
 
