@@ -175,7 +175,8 @@ class IncidentRecord(Base):
     message_ts: Mapped[str] = mapped_column(String(32), default="")
     operation_id: Mapped[str] = mapped_column(String(32), default="")
     observe_until: Mapped[datetime | None] = mapped_column(nullable=True)
-    postmortem: Mapped[str] = mapped_column(String(16), default="")  # "" | claimed | posted
+    # "" | claimed | posted, then updating | updated (numbers after mitigation) | no_after
+    postmortem: Mapped[str] = mapped_column(String(16), default="")
     started_at: Mapped[datetime | None] = mapped_column(nullable=True)
     received_at: Mapped[datetime]
     mitigated_at: Mapped[datetime | None] = mapped_column(nullable=True)
@@ -779,13 +780,16 @@ class Store:
                 query = query.where(IncidentRecord.service == service)
             return list(session.scalars(query.order_by(IncidentRecord.received_at)))
 
-    def claim_postmortem(self, incident_id: str) -> bool:
-        """True exactly once per incident: whoever wins posts the postmortem."""
+    def claim_postmortem(
+        self, incident_id: str, from_state: str = "", to_state: str = "claimed"
+    ) -> bool:
+        """True exactly once per incident: whoever wins posts the postmortem (from "" to
+        "claimed"), or its update with the numbers after mitigation (from "posted")."""
         with self.session() as session:
             result = session.execute(
                 update(IncidentRecord)
-                .where(IncidentRecord.id == incident_id, IncidentRecord.postmortem == "")
-                .values(postmortem="claimed")
+                .where(IncidentRecord.id == incident_id, IncidentRecord.postmortem == from_state)
+                .values(postmortem=to_state)
             )
             return result.rowcount == 1
 

@@ -9,6 +9,7 @@ from bot.config import ServiceConfig
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.errors import UserError
 from bot.ops.health import health_observation, probe_health
+from bot.ops.incidents.lifecycle import follow_up_postmortem
 from bot.ops.incidents.view import refresh_incident_card
 from bot.ops.metrics_window import visible_numbers
 from bot.ops.preemption import request_rollback
@@ -169,6 +170,8 @@ def tick(deps: Deps) -> list[str]:
     now = deps.clock.now()
     every = timedelta(seconds=deps.config.thresholds.observe_check_s)
     for record in deps.store.open_incidents():
+        if record.state == "mitigated" and record.postmortem == "posted":
+            follow_up_postmortem(deps, record.id)
         if record.state != "open" or record.observe_until is None:
             continue
         judgements = record.data.get("judgements") or [{}]
