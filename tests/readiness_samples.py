@@ -206,8 +206,10 @@ READINESS_MESSAGES = [
                 RECORD | {"outcome": "running", "time_to_safe_s": None},
             ],
             "total": 4,
+            "posted": False,
         },
         id="drills",
     ),
-    pytest.param("drills", {"drills": [], "total": 0}, id="drills-none"),
+    pytest.param("drills", {"drills": [RECORD], "total": 1, "posted": True}, id="drills-posted"),
+    pytest.param("drills", {"drills": [], "total": 0, "posted": False}, id="drills-none"),
 ]

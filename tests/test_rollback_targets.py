@@ -70,6 +70,7 @@ def test_repro_a_the_automatic_rollback_goes_where_the_card_and_the_check_said(b
     green, release = release_a_new_revision(box)
     assert green.startswith("wa-backend-00004")
     assert f"`/rollback {SERVICE}` would go back to `wa-backend-00003`" in release
+    assert "100% approved by @luis" in release  # the card names who approved 100%
     assert "a rollback would go to `wa-backend-00003`" in check_target_line(box)
 
     run(box, f"set {green} error_rate=0.07", "wait 9m", f"alert {SERVICE}")

@@ -194,7 +194,7 @@ def readiness_command(
     if (sub == "check" and len(args) != 1) or (sub == "drill" and len(args) > 1):
         ack_with(ack, ephemeral(deps, f"readiness.usage.{sub}"))
         return
-    if sub in ("procedure", "drills") and args:
+    if (sub == "procedure" and args) or (sub == "drills" and args not in ([], ["post"])):
         ack_with(ack, ephemeral(deps, f"readiness.usage.{sub}"))
         return
     ack()
@@ -217,7 +217,8 @@ def readiness_command(
 
         answer_later(engine, deps, respond, start)
     else:
-        answer_later(engine, deps, respond, lambda: drills_message(deps, channel))
+        post = args == ["post"]
+        answer_later(engine, deps, respond, lambda: drills_message(deps, channel, post=post))
 
 
 def register_unknown_command(app: App, deps: Deps) -> None:
