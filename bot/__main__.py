@@ -10,10 +10,13 @@ import signal
 import sys
 import threading
 
+from bot.version import version
+
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")  # gRPC core logs INFO lines on shutdown
     parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"runback {version()}")
     parser.add_argument("--config", help="path to app.yaml (default $RUNBACK_CONFIG or app.yaml)")
     parser.add_argument(
         "--speed", type=float, default=1.0, help="sandbox time runs N times faster (e.g. 60)"
@@ -95,5 +98,10 @@ def run_emulators(config: object, port: int) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """The ``runback`` command (pyproject.toml's entry point)."""
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()
