@@ -48,7 +48,11 @@ def test_every_package_of_bot_is_packaged() -> None:
 def test_the_installed_runback_command_works_from_any_directory(tmp_path: Path) -> None:
     wheels, site, source = tmp_path / "wheels", tmp_path / "site", tmp_path / "source"
     # a copy: a build leaves build/ and *.egg-info/ in the tree it builds
-    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(".*", "__pycache__", "*.db", "build", "*.egg-info"))
+    shutil.copytree(
+        REPO,
+        source,
+        ignore=shutil.ignore_patterns(".*", "__pycache__", "*.db", "build", "*.egg-info"),
+    )
     built = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(source)],
         capture_output=True,
