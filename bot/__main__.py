@@ -117,7 +117,8 @@ def run_emulators(config: object, port: int) -> int:
     seed(emulator, config)  # type: ignore[arg-type]
     for name, value in emulator.env().items():
         print(f"{name}={value}")
-    print(f"SLACK_BOT_TOKEN={emulator.slack.token}  # the only bot token the Slack emulator takes")
+    print("# the one bot token the Slack emulator takes:")
+    print(f"SLACK_BOT_TOKEN={emulator.slack.token}")
     print(f"# control API: {emulator.url}/_emulator/ (see README)", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
