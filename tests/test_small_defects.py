@@ -256,3 +256,16 @@ def test_url_private_is_served_to_the_bot_token_only(sandbox: Sandbox) -> None:
     assert requests.get(url, headers=wrong, timeout=10).status_code == 403
     missing = url.replace(record["id"], "F0000000000")
     assert requests.get(missing, headers={"Authorization": f"Bearer {token}"}).status_code == 404
+
+
+def test_the_readme_observe_band_recipe_opens_a_new_incident(sandbox: Sandbox) -> None:
+    run(sandbox, "set wa-backend-00003 error_rate=0.07", "wait 9m", "alert wa-backend")
+    first = sandbox.runtime.deps.store.open_incidents()[0]
+    closed = run(sandbox, "alert wa-backend closed")
+    assert closed[0] == "(alert sandbox-wa-backend closed: closed)"
+    run(sandbox, "set wa-backend-00002 error_rate=0.03", "wait 9m")
+    opened = run(sandbox, "alert wa-backend")
+    assert opened[0] == "(alert sandbox-wa-backend-2 open: created)"
+    (second,) = sandbox.runtime.deps.store.open_incidents()
+    assert second.id != first.id and second.observe_until is not None
+    assert any("Observing until" in line for line in opened)

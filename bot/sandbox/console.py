@@ -123,6 +123,7 @@ class Sandbox:
         self.channel = self.channel or self.config.channels.incidents.name
         self._seen: dict[str, int] = {}
         self.closed_views: set[str] = set()  # forms submitted without errors (Slack closes them)
+        self.closed_alerts: set[str] = set()  # incident ids `alert ... closed` closed
         self._ack_lines: list[str] = []
         self.last_output: list[str] = []
         self.http = requests.Session()
@@ -313,11 +314,23 @@ class Sandbox:
             raise ConsoleError("use: alert SERVICE [closed] [ID]")
         service, state = words[0], "closed" if "closed" in words[1:] else "open"
         ids = [w for w in words[1:] if w != "closed"]
-        incident_id = ids[0] if ids else f"sandbox-{service}"
+        incident_id = ids[0] if ids else self._alert_id(service)
+        if state == "closed":  # Cloud Monitoring never reopens a closed incident: a new id next
+            self.closed_alerts.add(incident_id)
         response = self.post_alert(alert_payload(self.emulator, service, state, incident_id))
         if response.status_code != 200:
             raise ConsoleError(f"the bot answered HTTP {response.status_code}: {response.text}")
         return [f"(alert {incident_id} {state}: {response.json()['status']})", *self._collect()]
+
+    def _alert_id(self, service: str) -> str:
+        """The incident id of ``alert SERVICE``: the service's open one, or a new one once
+        it was closed (``sandbox-wa-backend``, then ``sandbox-wa-backend-2``, ...)."""
+        number = 1
+        while (incident_id := f"sandbox-{service}" + (f"-{number}" if number > 1 else "")) in (
+            self.closed_alerts
+        ):
+            number += 1
+        return incident_id
 
     def post_alert(self, body: str, token: str | None = None) -> requests.Response:
         url = self.bot_url.replace("/slack/events", "/alerts/monitoring")
