@@ -5,24 +5,32 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import math
 import os
 import signal
 import sys
 import threading
 
+from bot.version import version
+
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")  # gRPC core logs INFO lines on shutdown
     parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"runback {version()}")
     parser.add_argument("--config", help="path to app.yaml (default $RUNBACK_CONFIG or app.yaml)")
     parser.add_argument(
-        "--speed", type=float, default=1.0, help="sandbox time runs N times faster (e.g. 60)"
+        "--speed",
+        type=speed,
+        default=1.0,
+        help=f"sandbox time runs N times faster (e.g. 60; above 0, at most {MAX_SPEED:g})",
     )
     sub = parser.add_subparsers(dest="command")
     sandbox = sub.add_parser("sandbox", help="the console on local emulators (the default)")
     sandbox.add_argument("--script", help="run console lines from FILE and exit")
     # SUPPRESS: not given here, `python -m bot --speed N sandbox` still sets it.
-    sandbox.add_argument("--speed", type=float, default=argparse.SUPPRESS, help="as above")
+    sandbox.add_argument("--speed", type=speed, default=argparse.SUPPRESS, help="as above")
+    sandbox.add_argument("--config", default=argparse.SUPPRESS, help="as above")
     serve_parser = sub.add_parser("serve", help="production HTTP server on $PORT")
     serve_parser.add_argument(
         "--upgrade", action="store_true", help="upgrade an older database schema first"
@@ -51,11 +59,18 @@ def main(argv: list[str] | None = None) -> int:
 
         return doctor.run(args.config)
 
-    logging.basicConfig(
-        level=os.environ.get("LOG_LEVEL", "WARNING"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     command = args.command or ("serve" if os.environ.get("SLACK_BOT_TOKEN") else "sandbox")
+    if command == "sandbox":
+        # The console shows what happens; a log line between its lines, stamped with the wall
+        # clock while the sandbox runs on its own, says nothing more. Errors still show.
+        logging.basicConfig(
+            level=os.environ.get("LOG_LEVEL", "ERROR"), format="(log) %(levelname)s: %(message)s"
+        )
+    else:
+        logging.basicConfig(
+            level=os.environ.get("LOG_LEVEL", "WARNING"),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
     if command == "serve":
         return serve(args.config, upgrade=getattr(args, "upgrade", False))
     from bot.config import ConfigError, load_config  # pydantic: after serve has branched off
@@ -67,9 +82,25 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if command == "emulators":
         return run_emulators(config, args.port)
-    from bot.sandbox.console import run_console
+    from bot.sandbox.console_run import run_console
 
     return run_console(config, script=getattr(args, "script", None), speed=args.speed)
+
+
+MAX_SPEED = 1000.0  # a 5-minute judgement window in 0.3 s: faster, the scheduler cannot keep up
+
+
+def speed(text: str) -> float:
+    """``--speed``: a finite number above 0 and at most MAX_SPEED."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (0 < value <= MAX_SPEED):  # also false for NaN
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: use a number above 0 and at most {MAX_SPEED:g} (1 is real time)"
+        )
+    return value
 
 
 def serve(config_path: str | None, upgrade: bool = False) -> int:
@@ -86,6 +117,8 @@ def run_emulators(config: object, port: int) -> int:
     seed(emulator, config)  # type: ignore[arg-type]
     for name, value in emulator.env().items():
         print(f"{name}={value}")
+    print("# the one bot token the Slack emulator takes:")
+    print(f"SLACK_BOT_TOKEN={emulator.slack.token}")
     print(f"# control API: {emulator.url}/_emulator/ (see README)", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -95,5 +128,10 @@ def run_emulators(config: object, port: int) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """The ``runback`` command (pyproject.toml's entry point)."""
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -32,6 +32,7 @@ MIN_TOKEN_LENGTH = 32
 TOKENS = (
     ("RUNBACK_ALERT_TOKEN", "POST /alerts/monitoring"),
     ("RUNBACK_TICK_TOKEN", "POST /tasks/tick"),
+    ("RUNBACK_CI_TOKEN", "POST /ci/releases"),
 )
 
 

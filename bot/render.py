@@ -27,7 +27,13 @@ from markupsafe import Markup
 from bot.policy.redact import without_addresses
 from bot.ports import Message
 
-TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "templates"
+# Beside bot/ in the checkout; bot/templates in an installed copy (see pyproject.toml).
+_CHECKOUT_TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
+TEMPLATES_DIR = (
+    _CHECKOUT_TEMPLATES
+    if _CHECKOUT_TEMPLATES.is_dir()
+    else Path(__file__).resolve().parent / "templates"
+)
 LOCALES = ("en", "es")
 
 SECTION_TEXT_LIMIT = 3000

@@ -231,15 +231,18 @@ def database_revision(url: str) -> Found:
     """The database's revision, changing nothing (not even creating a missing SQLite file);
     SchemaError when it cannot be read."""
     from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
     from bot.runtime import _database_problem
     from bot.store import make_engine
 
+    usage = "use sqlite:///PATH or postgresql://USER:PASSWORD@HOST/DATABASE"
     try:
         engine = make_engine(url)
     except ArgumentError:
-        raise SchemaError("DATABASE_URL is not a database URL") from None
+        raise SchemaError(f"DATABASE_URL is not a database URL; {usage}") from None
+    except (NoSuchModuleError, ImportError):
+        raise SchemaError(f"that kind of database is unsupported; {usage}") from None
     path = make_url(url).database if engine.dialect.name == "sqlite" else None
     if path and not path.startswith("file:") and not Path(path).exists():
         engine.dispose()

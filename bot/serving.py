@@ -159,7 +159,14 @@ def serve(config_path: str | None, upgrade: bool = False) -> int:
         return 2
     gate = Gate(settings.slack_signing_secret)
     host = os.environ.get("HOST", "0.0.0.0")
-    server = make_http_server(gate, host, settings.port)
+    try:
+        server = make_http_server(gate, host, settings.port)
+    except OSError as error:  # the port taken (EADDRINUSE), a host not on this machine, ...
+        reason = error.strerror or str(error)
+        print(
+            f"runback: cannot listen on {host}:{settings.port}: {reason}; set PORT", file=sys.stderr
+        )
+        return 2
     stop = threading.Event()
     listener = threading.Thread(target=server.run, name="http", daemon=True)
     listener.start()

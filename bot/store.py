@@ -175,7 +175,8 @@ class IncidentRecord(Base):
     message_ts: Mapped[str] = mapped_column(String(32), default="")
     operation_id: Mapped[str] = mapped_column(String(32), default="")
     observe_until: Mapped[datetime | None] = mapped_column(nullable=True)
-    postmortem: Mapped[str] = mapped_column(String(16), default="")  # "" | claimed | posted
+    # "" | claimed | posted, then updating | updated (numbers after mitigation) | no_after
+    postmortem: Mapped[str] = mapped_column(String(16), default="")
     started_at: Mapped[datetime | None] = mapped_column(nullable=True)
     received_at: Mapped[datetime]
     mitigated_at: Mapped[datetime | None] = mapped_column(nullable=True)
@@ -383,9 +384,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")  # the second, Heroku's, is common too
+
+
 def make_engine(url: str) -> Engine:
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    for scheme in POSTGRES_SCHEMES:
+        if url.startswith(scheme):
+            url = "postgresql+psycopg://" + url.removeprefix(scheme)
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 5})
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -794,6 +799,16 @@ class Store:
     def rolled_back_from(self, service: str) -> set[str]:
         return set(self._history(service, "rolled_back_from"))
 
+    def serving_events(self, service: str) -> list[tuple[str, str]]:
+        """Every ``(revision, kind)`` of the serving record, newest first."""
+        with self.session() as session:
+            rows = session.execute(
+                select(ServingHistory.revision, ServingHistory.kind)
+                .where(ServingHistory.service == service)
+                .order_by(ServingHistory.id.desc())
+            )
+            return [(revision, kind) for revision, kind in rows]
+
     def _history(self, service: str, kind: str) -> list[str]:
         with self.session() as session:
             rows = session.scalars(
@@ -844,13 +859,16 @@ class Store:
                 query = query.where(IncidentRecord.service == service)
             return list(session.scalars(query.order_by(IncidentRecord.received_at)))
 
-    def claim_postmortem(self, incident_id: str) -> bool:
-        """True exactly once per incident: whoever wins posts the postmortem."""
+    def claim_postmortem(
+        self, incident_id: str, from_state: str = "", to_state: str = "claimed"
+    ) -> bool:
+        """True exactly once per incident: whoever wins posts the postmortem (from "" to
+        "claimed"), or its update with the numbers after mitigation (from "posted")."""
         with self.session() as session:
             result = session.execute(
                 update(IncidentRecord)
-                .where(IncidentRecord.id == incident_id, IncidentRecord.postmortem == "")
-                .values(postmortem="claimed")
+                .where(IncidentRecord.id == incident_id, IncidentRecord.postmortem == from_state)
+                .values(postmortem=to_state)
             )
             return result.rowcount == 1
 
@@ -1006,14 +1024,17 @@ class Store:
             return list(session.scalars(query))
 
     def last_change(self, service: str) -> Operation | None:
-        """The newest release or rollback that put a revision at 100% of ``service``."""
+        """The newest operation that left a revision at 100% of ``service``: a release, a
+        rollback, a flag flip or a restore that succeeded, or one of them rolled back (a drill
+        moves traffic through its own rollback)."""
         with self.session() as session:
             query = (
                 select(Operation)
                 .where(
                     Operation.service == service,
-                    Operation.kind.in_(("release", "rollback")),
-                    Operation.state == "succeeded",
+                    Operation.kind.in_(("release", "rollback", "flag", "restore")),
+                    Operation.state.in_(("succeeded", "rolled_back")),
+                    Operation.finished_at.is_not(None),
                 )
                 .order_by(Operation.finished_at.desc())
                 .limit(1)

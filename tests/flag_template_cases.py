@@ -237,6 +237,19 @@ FLAG_EPHEMERAL_CASES: list[tuple[str, dict[str, Any]]] = [
         },
     ),
     (
+        "error.flag.new_name",
+        {
+            "service": "wa-backend",
+            "flag": "NEW_CHEKOUT",
+            "value": True,
+            "revision": "wa-backend-00003",
+            "env": "FEATURE_FLAG_NEW_CHEKOUT",
+            "similar": ["NEW_CHECKOUT"],
+            "switch": "on",
+            "reason": "<!channel> ready",
+        },
+    ),
+    (
         "error.flag.split",
         {"service": "wa-backend", "serving": {"wa-backend-00003": 90, "wa-backend-00004": 10}},
     ),

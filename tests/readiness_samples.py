@@ -10,6 +10,7 @@ import pytest
 
 from bot.ops.readiness import checklist_view
 from bot.policy import readiness as r
+from bot.policy.targets import TargetChoice, TargetProblem
 from bot.ports import EnvVar, ProbeResult, Revision
 
 NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
@@ -27,6 +28,16 @@ EVERY_ITEM_REASON = [
     r.blue({"svc-00003": 100}, CHANGE),
     r.blue({"svc-00003": 100}, r.LastChange("rollback", "svc-00003", NOW, "op2")),
     r.blue({"svc-00003": 100}, r.LastChange("release", "svc-00002", NOW, "op1")),
+    *[
+        r.blue({"svc-00003": 100}, r.LastChange(kind, "svc-00003", NOW, "op3"))
+        for kind in (
+            "flag",
+            "restore",
+            "release_rolled_back",
+            "flag_rolled_back",
+            "restore_rolled_back",
+        )
+    ],
     r.blue({"svc-00003": 100}, None),
     r.blue({"svc-00003": 90, "svc-00002": 10}, CHANGE),
     r.revisions(REVS, {"svc-00003": 100}),
@@ -34,6 +45,12 @@ EVERY_ITEM_REASON = [
     r.revisions(REVS[:1], {"svc-00003": 100}),
     r.revisions(REVS[::-1][:1], {"svc-00009": 100}),
     r.revisions([REVS[0], REVS[2]], {"svc-00003": 100}),
+    r.revisions(
+        REVS,
+        {"svc-00003": 100},
+        TargetChoice(None, TargetProblem.ALL_ROLLED_BACK, rolled_back=("svc-00001",)),
+        "svc",
+    ),
     r.secrets((EnvVar("DB_PASSWORD", "hunter2"), EnvVar("X", secret="s", secret_version="1"))),
     r.secrets((EnvVar("DATABASE_URL", secret="db-url", secret_version="latest"),)),
     r.flags((EnvVar("FEATURE_FLAG_A", "true"),), {"A": True}),
@@ -189,8 +206,10 @@ READINESS_MESSAGES = [
                 RECORD | {"outcome": "running", "time_to_safe_s": None},
             ],
             "total": 4,
+            "posted": False,
         },
         id="drills",
     ),
-    pytest.param("drills", {"drills": [], "total": 0}, id="drills-none"),
+    pytest.param("drills", {"drills": [RECORD], "total": 1, "posted": True}, id="drills-posted"),
+    pytest.param("drills", {"drills": [], "total": 0, "posted": False}, id="drills-none"),
 ]

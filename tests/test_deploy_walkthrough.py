@@ -146,6 +146,7 @@ def test_the_readme_says_what_this_walkthrough_follows() -> None:
         "SLACK_SIGNING_SECRET",
         "RUNBACK_ALERT_TOKEN",
         "RUNBACK_TICK_TOKEN",
+        "RUNBACK_CI_TOKEN",
         "DATABASE_URL",
     }
     assert deploy.env_vars == {"GOOGLE_CLOUD_PROJECT": "PROJECT"}
@@ -282,12 +283,13 @@ def test_the_deploy_section_followed_against_the_emulators(
     ):
         control = f"http://{emulator_env['RUNBACK_EMULATOR_HOST']}/_emulator"
         # Step 2, the secrets (Secret Manager's values; the bot token is the emulator's).
-        tokens = {"alert": secrets.token_hex(32), "tick": secrets.token_hex(32)}
+        tokens = {name: secrets.token_hex(32) for name in ("alert", "tick", "ci")}
         secret_values = {
             "SLACK_BOT_TOKEN": SLACK_TOKEN,
             "SLACK_SIGNING_SECRET": secrets.token_hex(16),
             "RUNBACK_ALERT_TOKEN": tokens["alert"],
             "RUNBACK_TICK_TOKEN": tokens["tick"],
+            "RUNBACK_CI_TOKEN": tokens["ci"],
             "DATABASE_URL": database,
         }
 

@@ -72,6 +72,7 @@ def doctor(emulator: Emulator, folder: Path, config: Path, **env: str) -> tuple[
         "DATABASE_URL": f"sqlite:///{folder / 'runback.db'}",
         "RUNBACK_ALERT_TOKEN": TOKEN,
         "RUNBACK_TICK_TOKEN": TOKEN,
+        "RUNBACK_CI_TOKEN": TOKEN,
         **env,
     }
     environment.pop("K_SERVICE", None)
@@ -116,6 +117,7 @@ def test_a_good_configuration_is_all_green(world: tuple[Emulator, Path]) -> None
     line(checks, "reachable and writable")
     line(checks, "RUNBACK_ALERT_TOKEN is set")
     line(checks, "RUNBACK_TICK_TOKEN is set")
+    line(checks, "RUNBACK_CI_TOKEN is set")
     assert "0 warning(s)" in summary
     called = {call.api for call in emulator.router.calls.list()}
     assert {"slack.auth.test", "run.services.get", "monitoring.timeSeries.list"} <= called

@@ -152,6 +152,9 @@ def test_drills_lists_the_history_and_attaches_the_log_as_a_text_file(box: Sandb
     finished(box)
     out = run(box, "/ops drills")
     assert "✅" in out and f"`{STAGING}` · passed · safe in" in out
+    assert "only visible to you" in out
+    assert not [f for f in box.emulator.slack.files() if f["name"] == "ROLLBACK_TEST_LOG.txt"]
+    run(box, "/ops drills post")  # asked to post: the log goes to the channel
     (log,) = [f for f in box.emulator.slack.files() if f["name"] == "ROLLBACK_TEST_LOG.txt"]
     text = box.emulator.slack.file_content(log["id"]).decode()
     assert text.startswith("✅ Rollback test passed - ")

@@ -21,6 +21,7 @@ from bot.policy.flags import (
     parse_answer,
     parse_flag_name,
     parse_switch,
+    similar_flags,
     suggested_name,
 )
 from bot.ports import EnvVar
@@ -135,8 +136,8 @@ def test_compare_marks_every_kind_of_disagreement() -> None:
 @pytest.mark.parametrize(
     ("current", "value", "problem"),
     [
-        (None, True, None),
-        (None, False, None),
+        (None, True, FlipProblem.NEW_NAME),  # a typo must not create a variable (issue 20)
+        (None, False, FlipProblem.NEW_NAME),
         (EnvFlag("A", "false", False), True, None),
         (EnvFlag("A", "true", True), True, FlipProblem.ALREADY),
         (EnvFlag("A", "0", False), False, FlipProblem.ALREADY),
@@ -146,6 +147,12 @@ def test_compare_marks_every_kind_of_disagreement() -> None:
 )
 def test_flip_problem(current: EnvFlag | None, value: bool, problem: FlipProblem | None) -> None:
     assert flip_problem(current, value) == problem
+
+
+def test_a_flag_confirmed_as_new_may_be_set() -> None:
+    assert flip_problem(None, True, confirmed_new=True) is None
+    assert similar_flags("NEW_CHEKOUT", {"NEW_CHECKOUT", "BETA_SEARCH"}) == ["NEW_CHECKOUT"]
+    assert similar_flags("DARK_MODE", {"NEW_CHECKOUT", "BETA_SEARCH"}) == []
 
 
 @pytest.mark.parametrize(

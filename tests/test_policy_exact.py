@@ -14,7 +14,12 @@ from bot.policy.revision_words import (
     looks_like_revision,
     read_revision_word,
 )
-from bot.policy.targets import TargetProblem, choose_target, within_repeat_window
+from bot.policy.targets import (
+    TargetProblem,
+    choose_target,
+    still_rolled_back,
+    within_repeat_window,
+)
 from bot.ports import Revision
 
 SERVICE = "wa-backend"
@@ -229,3 +234,30 @@ def test_choose_target_readiness(
 def test_all_rolled_back_lists_them_newest_first() -> None:
     choice = choose_target(revisions(1, 2, 3), {"r3": 100}, ["r2"], {"r2", "r1"}, None)
     assert (choice.problem, choice.rolled_back) == (TargetProblem.ALL_ROLLED_BACK, ("r2", "r1"))
+
+
+@pytest.mark.parametrize(
+    ("events", "expected"),
+    [
+        ([], []),
+        # rolled back from, then named back: good again
+        ([("r3", "served"), ("r2", "rolled_back_from"), ("r3", "rolled_back_from")], ["r2"]),
+        # a release kept r3 as its blue: good again
+        ([("r4", "served"), ("r3", "served"), ("r3", "rolled_back_from")], []),
+        # most recently rolled back from first
+        ([("r1", "rolled_back_from"), ("r2", "rolled_back_from"), ("r1", "served")], ["r1", "r2"]),
+    ],
+)
+def test_still_rolled_back_reads_the_record_newest_first(
+    events: list[tuple[str, str]], expected: list[str]
+) -> None:
+    assert still_rolled_back(events) == expected
+
+
+def test_all_rolled_back_never_suggests_the_revision_just_left() -> None:
+    choice = choose_target(
+        revisions(1, 2, 3), {"r3": 100}, ["r3", "r1", "r2"], {"r2", "r1"}, None, just_left="r1"
+    )
+    assert (choice.problem, choice.suggestion) == (TargetProblem.ALL_ROLLED_BACK, "r2")
+    alone = choose_target(revisions(1, 2), {"r2": 100}, ["r1"], {"r1"}, None, just_left="r1")
+    assert (alone.problem, alone.suggestion) == (TargetProblem.ALL_ROLLED_BACK, "")

@@ -284,7 +284,8 @@ def test_rollback_past_a_released_destructive_migration_needs_a_tech_lead(box: S
     text = card(box, "rollback")
     assert "Not an emergency rollback" in text
     assert f"`{green}`" in text and "Drops column `fecha`" in text, "why old code would fail"
-    assert f"/flag {SERVICE} {FLAG} off" in text, "the flag, the runbook's way back"
+    # the flag is still off (green shipped with it off): turning it off is no way back
+    assert f"/flag {SERVICE} {FLAG} off" not in text and "changes nothing" in text
     assert "Approve rolling back past the migration" in text
     refused = [a for a in box.runtime.deps.store.audit() if a.action.endswith("as_emergency")]
     assert refused and refused[-1].detail["past"] == [green]
@@ -337,7 +338,7 @@ def test_the_automatic_incident_rollback_asks_instead(box: Sandbox) -> None:
     assert serving(box) == {BLUE: 100}, "never silently past a destructive migration"
     incident = box.emulator.slack.message(record.channel, record.message_ts)
     text = json.dumps(incident["blocks"], ensure_ascii=False)
-    assert "Rollback NOT started by itself" in text and f"/flag {SERVICE} {FLAG} off" in text
+    assert "Rollback NOT started by itself" in text and "ways out that can be taken now" in text
     assert "Roll back" not in [
         e["text"]["text"]
         for b in incident["blocks"]

@@ -97,6 +97,8 @@ def make_op(state: str, **over: Any) -> dict[str, Any]:
         "uri": "",
         "health": None,
         "superseded_by": "",
+        "preempted_by": "",
+        "preempted_reason": "",
         "skipped": [],
         "offers": {},
         "total_s": 16.0 if state in FINAL else None,
@@ -160,6 +162,10 @@ CARD_CASES = [
     pytest.param(make_op("expired"), id="expired"),
     pytest.param(make_op("cancelled"), id="cancelled"),
     pytest.param(make_op("cancelled", superseded_by="op-9c1d"), id="cancelled-superseded"),
+    pytest.param(
+        make_op("cancelled", preempted_by="U0ANA", preempted_reason="<!channel> checkout down"),
+        id="cancelled-preempted",
+    ),
 ]
 
 HOLDER = LockHolder(
@@ -234,6 +240,10 @@ EPHEMERAL_CASES: list[tuple[str, dict[str, Any]]] = [
         {**TARGET, "why": "Container failed to start", "alternative": "wa-backend-00001"},
     ),
     ("error.target.all_rolled_back", {**TARGET, "rolled_back": ["wa-backend-00002"]}),
+    (
+        "error.target.all_rolled_back",
+        {**TARGET, "rolled_back": ["wa-backend-00002"], "suggestion": "wa-backend-00002"},
+    ),
     ("notice.repeat_not_yours", {"user": "U0ANA"}),
     (
         "notice.repeat_stale",
@@ -533,6 +543,7 @@ def make_inc(**over: Any) -> dict[str, Any]:
         "ratio": True,
         "resolved_by": "",
         "resolved_how": "",
+        "blocked_facts": {},
     }
     return {**inc, **over}
 
@@ -580,9 +591,18 @@ INCIDENT_CASES = [
             "error.cloudrun_unavailable",
             "error.target.no_previous",
             "error.target.not_serving",
+            "error.target.not_ready",
             "other",
         )
     ],
+    pytest.param(
+        make_inc(
+            action="rollback_blocked",
+            blocked="error.target.all_rolled_back",
+            blocked_facts={"rolled_back": ["wa-backend-00001"], "suggestion": "wa-backend-00001"},
+        ),
+        id="blocked-all-rolled-back",
+    ),
     pytest.param(
         make_inc(
             verdict="observe",

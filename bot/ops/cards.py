@@ -11,9 +11,10 @@ from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot.config import Action
+from bot.config import Action, Role
 from bot.ops.context import Deps
 from bot.policy.approvals import who_may_approve
+from bot.policy.flags import flag_action
 from bot.ports import ChatError, Message
 from bot.store import Operation, OutboxMessage
 
@@ -42,6 +43,8 @@ def card_view(deps: Deps, operation: Operation) -> dict[str, Any]:
         "uri": data.get("uri", ""),
         "health": data.get("health"),
         "superseded_by": data.get("superseded_by", ""),
+        "preempted_by": data.get("preempted_by", ""),
+        "preempted_reason": data.get("preempted_reason", ""),
         "skipped": data.get("skipped") or [],
         "offers": data.get("offers") or {},
         "total_s": _total_seconds(operation),
@@ -50,7 +53,15 @@ def card_view(deps: Deps, operation: Operation) -> dict[str, Any]:
         "health_path": _health_path(deps, operation),
         "approver": _approver(deps, approval),
         "migration_guard": data.get("migration_guard") or [],
+        "flag_role": str(_flag_role(deps, operation.service)),
     }
+
+
+def _flag_role(deps: Deps, service: str) -> Role:
+    """Who may flip a flag of ``service`` (a way out a card may offer)."""
+    config = deps.config.service(service)
+    environment = config.environment if config else "production"
+    return deps.config.approvals.row(flag_action(environment)).requester
 
 
 ROLLBACK_STEPS = ("shift", "wait", "verify")

@@ -42,7 +42,8 @@ def build_postmortem(deps: Deps, record: IncidentRecord) -> dict[str, Any]:
         "timeline": timeline,
         "people": _people(deps, timeline, rollback),
         "metrics_at_trigger": _metrics_from_judgement(judgements[0] if judgements else None),
-        "metrics_after": _metrics_after(deps, record, operation),
+        "metrics_after": record.data.get("metrics_after")
+        or _metrics_after(deps, record, operation),
         "top_errors": _top_errors(deps, service, bad_revision),
         "thresholds": {
             "error_rate_rollback": thresholds.error_rate_rollback,

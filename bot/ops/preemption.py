@@ -46,8 +46,11 @@ def rollback_past(
 ) -> Operation:
     """``request_rollback`` once authorized, ``holder`` being the service's lock holder as read
     a moment ago (it may have moved on since). An emergency that finds the service taken since
-    by a release or a flip (it started in between) takes that back rather than being busy."""
+    by a release or a flip (it started in between) takes that back rather than being busy.
+    Bad input (a word that looks like a revision but is none) is refused before anything is
+    pre-empted."""
     if emergency and holder is not None:
+        request = rollback.check_words(deps, request, service)
         if holder.state in TERMINAL_STATES:  # a crash between its end and its unlock
             deps.store.release_stale_locks()
         elif holder.kind in TAKE_BACK:
@@ -55,7 +58,7 @@ def rollback_past(
             if taken is not None:
                 return taken
         elif not moving_traffic(holder, deps.clock.now()):
-            rollback.yield_to(deps, holder.operation_id, request.user)
+            rollback.yield_to(deps, holder.operation_id, request.user, request.reason)
     try:
         return rollback.create_rollback(deps, request, service, emergency)
     except UserError as error:
@@ -63,6 +66,7 @@ def rollback_past(
         if not (emergency and error.key == "error.busy" and _started_since(holder, now_held)):
             raise
     assert now_held is not None
+    request = rollback.check_words(deps, request, service)
     taken = _take_back(deps, now_held, request)
     return taken or rollback.create_rollback(deps, request, service, emergency)
 

@@ -19,6 +19,7 @@ from bot.ops.backups import recent_backups
 from bot.ops.context import Deps
 from bot.ops.errors import UserError
 from bot.ops.procedure import acknowledgements
+from bot.ops.rollback.target import next_target
 from bot.policy import readiness
 from bot.policy.databases import finished_at, newest_successful
 from bot.policy.readiness import ITEMS, NO_DATABASE, Item, LastChange, LastDrill, NoDatabase
@@ -102,7 +103,12 @@ def _item_work(
 
     return {
         "blue": lambda: readiness.blue(serving(), _last_change(deps, service.name)),
-        "revisions": lambda: readiness.revisions(revisions.result(), serving()),
+        "revisions": lambda: readiness.revisions(
+            revisions.result(),
+            serving(),
+            next_target(deps, service.name, revisions.result(), serving()),
+            service.name,
+        ),
         "secrets": lambda: readiness.secrets(_serving_revision(serving(), revisions).env),
         "flags": lambda: _flags_item(deps, service, state, revisions),
         "backup": lambda: readiness.backup(
@@ -152,6 +158,9 @@ def _last_change(deps: Deps, service: str) -> LastChange | None:
     operation = deps.store.last_change(service)
     if operation is None or operation.finished_at is None:
         return None
+    if operation.state == "rolled_back":  # a release, flip or restore taken back: 100% before it
+        kind = f"{operation.kind}_rolled_back"
+        return LastChange(kind, operation.from_revision, operation.finished_at, operation.id)
     return LastChange(operation.kind, operation.to_revision, operation.finished_at, operation.id)
 
 

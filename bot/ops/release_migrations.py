@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot.ops.context import Deps
+from bot.policy.flags import FlagName, flags_in_env, parse_flag_name
 from bot.policy.migrations import Dialect, check_migration
 from bot.policy.release_migrations import (
     NO_MIGRATION,
@@ -21,7 +22,8 @@ from bot.policy.release_migrations import (
     is_guarded,
     summarize,
 )
-from bot.ports import Revision
+from bot.policy.targets import current_revision
+from bot.ports import EnvVar, Revision
 from bot.store import Operation
 from bot.store_migrations import (
     ReleaseCandidate,
@@ -141,12 +143,32 @@ def rollback_crossing(
         )
         for record in records.values()
     ]
+    env = _serving_env(revisions, serving)
     return [
         {
             "revision": m.revision,
             "verdict": m.verdict,
             "flag": records[m.revision].feature_flag,
+            # on, off, or None (unknown): the flag as the serving revision has it now; a way
+            # out that turns off a flag already off is no way out
+            "flag_on": _flag_value(env, records[m.revision].feature_flag),
             "statements": deciding(records[m.revision].statements)[:5],
         }
         for m in crossed(target.created, target.name, shipped)
     ]
+
+
+def _serving_env(revisions: list[Revision], serving: dict[str, int]) -> tuple[EnvVar, ...]:
+    current = current_revision(serving)
+    found = next((r for r in revisions if r.name == current), None)
+    return found.env if found else ()
+
+
+def _flag_value(env: tuple[EnvVar, ...], flag: str) -> bool | None:
+    if not flag:
+        return None
+    parsed = parse_flag_name(flag)
+    if not isinstance(parsed, FlagName):
+        return None
+    current = flags_in_env(env).get(parsed.name)
+    return current.value if current is not None and not current.from_secret else None

@@ -10,6 +10,7 @@ understood (any case), anything else is unreadable rather than guessed.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterable, Mapping, Set
 from dataclasses import dataclass
@@ -174,12 +175,24 @@ def decide_flip(
 class FlipProblem(StrEnum):
     FROM_SECRET = "from_secret"  # the variable is a Secret Manager reference: not ours
     ALREADY = "already"  # the serving revision already has that value
+    NEW_NAME = "new_name"  # the serving revision has no such variable: a typo, unless confirmed
 
 
-def flip_problem(current: EnvFlag | None, value: bool) -> FlipProblem | None:
-    """Why flipping to ``value`` makes no sense on a revision whose variable is ``current``."""
-    if current is not None and current.from_secret:
+def flip_problem(
+    current: EnvFlag | None, value: bool, confirmed_new: bool = False
+) -> FlipProblem | None:
+    """Why flipping to ``value`` makes no sense on a revision whose variable is ``current``. A
+    variable the revision does not have is only set when the person confirmed it as new: a
+    typo must not create a variable and move all the traffic to a revision that has it."""
+    if current is None:
+        return None if confirmed_new else FlipProblem.NEW_NAME
+    if current.from_secret:
         return FlipProblem.FROM_SECRET
-    if current is not None and current.value is value:
+    if current.value is value:
         return FlipProblem.ALREADY
-    return None  # an unset variable is set: what the service does without it is its own affair
+    return None
+
+
+def similar_flags(name: str, known: Iterable[str]) -> list[str]:
+    """The flags of ``known`` that ``name`` is probably a typo of, closest first."""
+    return difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.75)

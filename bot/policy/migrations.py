@@ -407,6 +407,10 @@ def _pg_update(node: Any, created: set[str]) -> Action:
     return additive("data_change", table=table)
 
 
+def _pg_insert(node: Any, created: set[str]) -> Action:
+    return additive("insert", table=_relname(node.relation))
+
+
 def _pg_set_schema(node: Any, created: set[str]) -> Action:
     table = _relname(node.relation) or _pg_object_name(node.object)
     return destructive(
@@ -443,7 +447,7 @@ _PG_HANDLERS = {
     "CreateDomainStmt": _const("create_type"),
     "CreateSchemaStmt": _const("create_schema"),
     "CreateExtensionStmt": _const("create_extension"),
-    "InsertStmt": _const("data_change"),
+    "InsertStmt": _pg_insert,
     "TransactionStmt": _const("no_schema_change"),
     "VariableSetStmt": _const("no_schema_change"),
     "VacuumStmt": _const("no_schema_change"),
@@ -512,7 +516,7 @@ def _mysql_handlers() -> list[tuple[type, Any]]:
         (exp.TruncateTable, _my_truncate),
         (exp.Delete, _my_delete),
         (exp.Update, _my_update),
-        (exp.Insert, lambda node, created: additive("data_change", table=_my_table(node))),
+        (exp.Insert, lambda node, created: additive("insert", table=_my_table(node))),
         (exp.Set, lambda node, created: additive("no_schema_change", kind="SET")),
         (exp.Transaction, lambda node, created: additive("no_schema_change", kind="BEGIN")),
         (exp.Commit, lambda node, created: additive("no_schema_change", kind="COMMIT")),

@@ -19,7 +19,7 @@ from typing import Any
 from bot.policy.credentials import looks_like_credential
 from bot.policy.flags import Agreement, compare, flags_in_env
 from bot.policy.platform import health_path_reserved
-from bot.policy.targets import current_revision
+from bot.policy.targets import TargetChoice, TargetProblem, choose_target, current_revision
 from bot.ports import EnvVar, ProbeResult, Revision
 
 
@@ -72,7 +72,7 @@ def failing(items: Sequence[Item]) -> list[Item]:
 class LastChange:
     """The newest operation by which Runback put a revision at 100% (store)."""
 
-    kind: str  # "release" | "rollback"
+    kind: str  # "release" | "rollback" | "flag" | "restore", or one of them + "_rolled_back"
     revision: str
     at: datetime
     operation_id: str
@@ -94,8 +94,15 @@ def blue(serving: Mapping[str, int], last: LastChange | None) -> Item:
 # -- earlier revisions are Ready and retained ----------------------------------------------
 
 
-def revisions(all_revisions: Sequence[Revision], serving: Mapping[str, int]) -> Item:
-    """``all_revisions`` newest first, as Cloud Run lists them."""
+def revisions(
+    all_revisions: Sequence[Revision],
+    serving: Mapping[str, int],
+    choice: TargetChoice | None = None,
+    service: str = "",
+) -> Item:
+    """``all_revisions`` newest first, as Cloud Run lists them; ``choice`` where the automatic
+    rollback would go (the one decision every rollback uses: bot.ops.rollback.target), by
+    default the newest older Ready revision."""
     current = current_revision(dict(serving))
     now_serving = next((r for r in all_revisions if r.name == current), None)
     if now_serving is None:
@@ -105,18 +112,29 @@ def revisions(all_revisions: Sequence[Revision], serving: Mapping[str, int]) -> 
     ]
     ready = [r for r in earlier if r.ready]
     facts: dict[str, Any] = {"retained": len(earlier), "ready": len(ready)}
-    if not earlier:
-        return Item("revisions", Mark.FAIL, "none_retained", facts)
-    if not ready:
+    if choice is None:
+        choice = choose_target(all_revisions, dict(serving), [], frozenset(), None)
+    if choice.problem is TargetProblem.ALL_ROLLED_BACK:
+        facts |= {
+            "rolled_back": list(choice.rolled_back),
+            "suggestion": choice.suggestion,
+            "service": service,
+        }
+        return Item("revisions", Mark.WARN, "all_rolled_back", facts)
+    if choice.revision is None or choice.problem is not None:
+        if not earlier:
+            return Item("revisions", Mark.FAIL, "none_retained", facts)
         return Item("revisions", Mark.FAIL, "none_ready", facts | {"previous": earlier[0].name})
-    facts["target"] = ready[0].name
-    if not earlier[0].ready:
-        message = earlier[0].ready_message
+    facts["target"] = choice.revision.name
+    if choice.skipped:
+        by_name = {r.name: r for r in all_revisions}
+        previous = choice.skipped[0]
+        message = by_name[previous].ready_message if previous in by_name else ""
         return Item(
             "revisions",
             Mark.WARN,
             "previous_not_ready",
-            facts | {"previous": earlier[0].name, "message": message},
+            facts | {"previous": previous, "message": message},
         )
     return Item("revisions", Mark.OK, "ready", facts)
 

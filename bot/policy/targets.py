@@ -27,6 +27,7 @@ class TargetChoice:
     skipped: tuple[str, ...] = ()  # not-ready candidates passed over to reach ``revision``
     alternative: Revision | None = None  # NOT_READY: the next ready candidate, if any
     rolled_back: tuple[str, ...] = ()  # ALL_ROLLED_BACK: those ready revisions, newest first
+    suggestion: str = ""  # ALL_ROLLED_BACK: the one to offer naming (never the one just left)
 
 
 def current_revision(serving: dict[str, int]) -> str | None:
@@ -34,6 +35,17 @@ def current_revision(serving: dict[str, int]) -> str | None:
     if not serving:
         return None
     return max(serving.items(), key=lambda item: (item[1], item[0]))[0]
+
+
+def still_rolled_back(events: Sequence[tuple[str, str]]) -> list[str]:
+    """Runback's serving record, ``(revision, "served" | "rolled_back_from")`` newest first,
+    read as the revisions a rollback must not pick by itself: those rolled back from and not
+    put back at 100% since (a person naming one in `/rollback`, or a finished release keeping it
+    as its blue, says it is good again). The most recently rolled back from comes first."""
+    newest: dict[str, str] = {}
+    for revision, kind in events:
+        newest.setdefault(revision, kind)
+    return [revision for revision, kind in newest.items() if kind == "rolled_back_from"]
 
 
 def within_repeat_window(
@@ -53,6 +65,7 @@ def choose_target(
     bad: Set[str],
     named: str | None,
     skip_not_ready: bool = True,
+    just_left: str = "",
 ) -> TargetChoice:
     """Pick the rollback target.
 
@@ -62,6 +75,7 @@ def choose_target(
     revision older than the current one, newest first. A candidate that is not ready is passed
     over when ``skip_not_ready`` (Runback acting alone, for an incident); otherwise it is
     NOT_READY, with the next ready candidate as the alternative a person may name.
+    ``just_left`` is the revision most recently rolled back from: never offered as a suggestion.
     """
     if named:
         return _named(revisions, serving, named)
@@ -71,7 +85,7 @@ def choose_target(
     candidates = _candidates(revisions, current, history, bad)
     ready = [(r, source) for r, source in candidates if r.ready]
     if not ready:
-        return _nothing_to_go_back_to(revisions, current, history, bad)
+        return _nothing_to_go_back_to(revisions, current, history, bad, just_left)
     revision, source = ready[0]
     skipped = tuple(r.name for r, _ in candidates[: candidates.index(ready[0])])
     if skipped and not skip_not_ready:
@@ -113,14 +127,20 @@ def _older_than(revisions: Sequence[Revision], current: str) -> list[Revision]:
 
 
 def _nothing_to_go_back_to(
-    revisions: Sequence[Revision], current: str, history: Sequence[str], bad: Set[str]
+    revisions: Sequence[Revision],
+    current: str,
+    history: Sequence[str],
+    bad: Set[str],
+    just_left: str,
 ) -> TargetChoice:
     """NO_PREVIOUS, unless ready revisions exist that were all rolled back from: say that."""
     by_name = {r.name: r for r in revisions}
     earlier = [by_name[n] for n in history if n in by_name] + _older_than(revisions, current)
     rolled_back = [r.name for r in earlier if r.ready and r.name != current and r.name in bad]
     if rolled_back:
+        listed = tuple(dict.fromkeys(rolled_back))
+        suggestion = next((name for name in listed if name != just_left), "")
         return TargetChoice(
-            None, TargetProblem.ALL_ROLLED_BACK, rolled_back=tuple(dict.fromkeys(rolled_back))
+            None, TargetProblem.ALL_ROLLED_BACK, rolled_back=listed, suggestion=suggestion
         )
     return TargetChoice(None, TargetProblem.NO_PREVIOUS)

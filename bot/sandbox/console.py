@@ -13,12 +13,12 @@ import json
 import logging
 import re
 import secrets
-import sys
 import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
+from urllib.parse import parse_qs
 
 import requests
 
@@ -40,7 +40,6 @@ log = logging.getLogger("runback.console")
 
 BOT_TOKEN = "xoxb-sandbox-not-a-secret"
 QUIT_WORDS = ("quit", "exit")
-BACKGROUND_POLL_S = 0.25
 BEHAVIOUR_KEYS = {
     "healthz": "healthz_status",
     "error_rate": "error_rate",
@@ -59,6 +58,9 @@ HELP = """\
                          (REVISION `new`: every revision created from now on)
   traffic SERVICE        the emulator's ground truth: revision, percent and feature flags
   fault API STATUS [N]   the next N calls of an emulator API fail: fault run.services.patch 503 2
+  fault clear            no injected fault is left (those not yet used up are dropped)
+  show FILE [PATH]       a file the bot posted (its name, or the start of it): text is printed,
+                         anything else saved to PATH
   alert SERVICE [closed] [ID]  Cloud Monitoring's webhook: an error-rate alert opens (or closes)
   expect TEXT            fail (in scripts) unless TEXT appeared in the last output
   wait 5m                let sandbox time pass at once (30s, 5m, 1h), then do what fell due
@@ -69,6 +71,10 @@ NEW_REVISIONS = "new"  # `set new ...`: the behaviour of the revisions created f
 
 class ConsoleError(Exception):
     """A console line that could not be carried out; a script stops on it."""
+
+
+class ExpectationFailed(ConsoleError):
+    """An ``expect`` line whose text was not in the last output: a run with one fails."""
 
 
 @dataclass
@@ -88,6 +94,7 @@ class Sandbox:
         self.signing_secret = secrets.token_hex(16)
         self.alert_token = secrets.token_hex(16)
         self.clock = SandboxClock(self.speed)
+        self.started_on = self.clock.now().date()  # `wait` names the date once it differs
         self.emulator = Emulator(slack_token=BOT_TOKEN, clock=self.clock.time).start()
         seed(self.emulator, self.config)
         self._tmp = tempfile.TemporaryDirectory(prefix="runback-sandbox-")
@@ -115,6 +122,8 @@ class Sandbox:
         self.user = self.user or next(iter(self.users), "")
         self.channel = self.channel or self.config.channels.incidents.name
         self._seen: dict[str, int] = {}
+        self.closed_views: set[str] = set()  # forms submitted without errors (Slack closes them)
+        self.closed_alerts: set[str] = set()  # incident ids `alert ... closed` closed
         self._ack_lines: list[str] = []
         self.last_output: list[str] = []
         self.http = requests.Session()
@@ -188,6 +197,7 @@ class Sandbox:
             "expect": self._expect,
             "wait": self._wait,
             "alert": self._alert,
+            "show": self._show,
             "help": self._help,
         }.get(word.lower())
         if handler is None:
@@ -232,6 +242,7 @@ class Sandbox:
             if revision == NEW_REVISIONS:
                 behaviour = self.emulator.cloudrun.new_revision_behaviour(**changes)
             else:
+                revision = self.emulator.cloudrun.complete_revision(revision)
                 behaviour = self.emulator.cloudrun.set_behaviour(revision, **changes)
         except (KeyError, ValueError) as error:
             raise ConsoleError(getattr(error, "message", str(error))) from None
@@ -264,7 +275,11 @@ class Sandbox:
         from bot.sandbox.emulator.http import Fault
 
         words = rest.split()
-        usage = "use: fault API STATUS [TIMES], e.g. fault run.services.patch 503 2"
+        if words == ["clear"]:
+            left = len(self.emulator.router.faults.list())
+            self.emulator.router.faults.clear()
+            return [f"(no injected fault left; {left} cleared)"]
+        usage = "use: fault API STATUS [TIMES], e.g. fault run.services.patch 503 2; or fault clear"
         if len(words) not in (2, 3) or not all(word.isdigit() for word in words[1:]):
             raise ConsoleError(usage)
         api, status = words[0], int(words[1])
@@ -290,7 +305,7 @@ class Sandbox:
     def _expect(self, text: str) -> list[str]:
         wanted = text.strip().strip('"')
         if not any(wanted in line for line in self.last_output):
-            raise ConsoleError(f"expected {wanted!r} in the last output")
+            raise ExpectationFailed(f"expected {wanted!r} in the last output")
         return []
 
     def _alert(self, rest: str) -> list[str]:
@@ -299,11 +314,23 @@ class Sandbox:
             raise ConsoleError("use: alert SERVICE [closed] [ID]")
         service, state = words[0], "closed" if "closed" in words[1:] else "open"
         ids = [w for w in words[1:] if w != "closed"]
-        incident_id = ids[0] if ids else f"sandbox-{service}"
+        incident_id = ids[0] if ids else self._alert_id(service)
+        if state == "closed":  # Cloud Monitoring never reopens a closed incident: a new id next
+            self.closed_alerts.add(incident_id)
         response = self.post_alert(alert_payload(self.emulator, service, state, incident_id))
         if response.status_code != 200:
             raise ConsoleError(f"the bot answered HTTP {response.status_code}: {response.text}")
         return [f"(alert {incident_id} {state}: {response.json()['status']})", *self._collect()]
+
+    def _alert_id(self, service: str) -> str:
+        """The incident id of ``alert SERVICE``: the service's open one, or a new one once
+        it was closed (``sandbox-wa-backend``, then ``sandbox-wa-backend-2``, ...)."""
+        number = 1
+        while (incident_id := f"sandbox-{service}" + (f"-{number}" if number > 1 else "")) in (
+            self.closed_alerts
+        ):
+            number += 1
+        return incident_id
 
     def post_alert(self, body: str, token: str | None = None) -> requests.Response:
         url = self.bot_url.replace("/slack/events", "/alerts/monitoring")
@@ -323,7 +350,9 @@ class Sandbox:
         unit = {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
         self.clock.advance(float(match.group(1)) * unit)
         self.runtime.engine.tick()
-        return [f"(sandbox time is now {self.clock.now():%H:%M:%S} UTC)", *self._collect()]
+        now = self.clock.now()
+        shown = f"{now:%H:%M:%S}" if now.date() == self.started_on else f"{now:%Y-%m-%d %H:%M:%S}"
+        return [f"(sandbox time is now {shown} UTC)", *self._collect()]
 
     # -- Slack requests -----------------------------------------------------------------------
 
@@ -398,9 +427,13 @@ class Sandbox:
         """The signed-to-be view_submission of the newest modal opened for the current user,
         with ``text`` typed into its text input (``mysql`` first picks that option)."""
         user_id = self.users[self.user]
-        views = [v for v in self.emulator.slack.views() if v.get("user") == user_id]
+        views = [
+            v
+            for v in self.emulator.slack.views()
+            if v.get("user") == user_id and v["id"] not in self.closed_views
+        ]
         if not views:
-            raise ConsoleError("no form is open for you; e.g. /ops migration-check")
+            raise ConsoleError("no form is open for you; e.g. /ops migration-check opens one")
         record = views[-1]
         view = {**record["view"], "id": record["id"], "hash": record["hash"]}
         typed: dict[str, str] = {}
@@ -418,11 +451,37 @@ class Sandbox:
         return view_submission(view, values, user_id, self.user, trigger_id)
 
     def _submit(self, text: str) -> list[str]:
-        response = self._post(self.submit_body(text))
+        body = self.submit_body(text)
+        response = self._post(body)
         answer = json.loads(response.content) if response.content else {}
         if answer.get("response_action") == "errors":  # the form stays open, errors beside
             return [f"! {field}: {error}" for field, error in answer["errors"].items()]
+        # Slack closes a modal whose submission is not answered with errors
+        self.closed_views.add(json.loads(parse_qs(body)["payload"][0])["view"]["id"])
         return self._collect()
+
+    def _show(self, rest: str) -> list[str]:
+        """A file the bot posted, fetched as Slack serves it: its url_private, with the token."""
+        name, _, path = rest.strip().partition(" ")
+        if not name:
+            raise ConsoleError("use: show FILE [PATH], e.g. show postmortem")
+        found = [f for f in self.emulator.slack.files() if f["name"].startswith(name)]
+        if not found:
+            posted = sorted({f["name"] for f in self.emulator.slack.files()})
+            known = ", ".join(posted) if posted else "none yet"
+            raise ConsoleError(f"no posted file named {name!r}; posted: {known}")
+        record = found[-1]  # the newest
+        url = f"{self.emulator.slack.base_url}/_slack/files/{record['id']}/{record['name']}"
+        response = self.http.get(url, headers={"Authorization": f"Bearer {BOT_TOKEN}"}, timeout=10)
+        if response.status_code != 200:
+            raise ConsoleError(f"Slack answered HTTP {response.status_code} for {record['name']}")
+        if path:
+            Path(path).write_bytes(response.content)
+            return [f"({record['name']}: {len(response.content)} bytes saved to {path})"]
+        if not record["mimetype"].startswith("text/") and not record["name"].endswith(".md"):
+            kind = f"{record['mimetype']}, {len(response.content)} bytes"
+            return [f"({record['name']} is {kind}: `show {name} PATH` saves it)"]
+        return [f"── {record['name']} " + "─" * 20, *response.text.splitlines()]
 
     def _click(self, label: str) -> list[str]:
         body, lines = self.click_body(label)
@@ -521,150 +580,3 @@ def render_message(message: dict[str, Any], names: dict[str, str]) -> list[str]:
                 )
             )
     return lines + files
-
-
-def run_console(
-    config: Config,
-    script: str | None = None,
-    out: TextIO = sys.stdout,
-    speed: float = 1.0,
-    stdin: TextIO | None = None,
-) -> int:
-    lines: list[str] | None = None
-    if script:
-        try:
-            lines = Path(script).read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as error:
-            reason = getattr(error, "strerror", None) or str(error)
-            print(f"runback: cannot read the script {script}: {reason}", file=sys.stderr)
-            return 2
-    sandbox = Sandbox(config, speed=speed)
-    try:
-        if lines is not None:
-            return _run_script(sandbox, script or "", lines, out)
-        return _interactive(sandbox, stdin or sys.stdin, out)
-    except KeyboardInterrupt:  # Ctrl-C while a line runs: stop like Ctrl-D, no traceback
-        print(file=out)
-        return 130
-    finally:
-        sandbox.close()
-
-
-def is_quit(line: str) -> bool:
-    return line.strip().lower() in QUIT_WORDS
-
-
-def _emit(out: TextIO, lines: list[str]) -> None:
-    for line in lines:
-        print(line, file=out)
-    out.flush()
-
-
-def _run_script(sandbox: Sandbox, name: str, lines: list[str], out: TextIO) -> int:
-    for number, line in enumerate(lines, start=1):
-        if line.strip() and not line.strip().startswith("#"):
-            _emit(out, [sandbox.prompt + line.strip()])
-        if is_quit(line):
-            return 0
-        try:
-            _emit(out, sandbox.run_line(line))
-        except Exception as error:
-            _emit(out, [f"{name}:{number}: {describe_error(error)}"])
-            return 1
-    return 0
-
-
-def describe_error(error: Exception) -> str:
-    """One line for a line that failed; a traceback only in the debug log."""
-    if isinstance(error, ConsoleError):
-        return str(error)
-    log.debug("console line failed", exc_info=error)
-    return f"{type(error).__name__}: {error}"
-
-
-def _interactive(sandbox: Sandbox, stdin: TextIO, out: TextIO) -> int:
-    """Lines from a terminal, or piped in. Piped lines are echoed after their prompt, so the
-    output reads like a terminal session; what the bot does meanwhile is shown as it happens."""
-    tty = stdin.isatty()
-    if tty:
-        with contextlib.suppress(ImportError):
-            import readline  # noqa: F401  (line editing and history for input())
-    _emit(
-        out,
-        [
-            "Runback sandbox: the real bot on local emulators. Type help; Ctrl-D quits.",
-            "Sample: as ana · in #incidents · /rollback wa-backend · traffic wa-backend",
-        ],
-    )
-    watcher = BackgroundUpdates(sandbox, out, tty)
-    watcher.start()
-    try:
-        while (line := _read_line(sandbox, stdin, tty)) is not None:
-            with sandbox.busy:
-                if not tty:
-                    _emit(out, [sandbox.prompt + line])
-                if is_quit(line):
-                    break
-                try:
-                    _emit(out, sandbox.run_line(line))
-                except Exception as error:  # keep the console alive; one line says what broke
-                    _emit(out, [f"! {describe_error(error)}"])
-    finally:
-        watcher.stop()
-    return 0
-
-
-def _read_line(sandbox: Sandbox, stdin: TextIO, tty: bool) -> str | None:
-    """The next line without its newline; None at the end of input (or Ctrl-C, Ctrl-D)."""
-    try:
-        if tty:
-            return input(sandbox.prompt)
-        line = stdin.readline()
-    except (EOFError, KeyboardInterrupt):
-        print()
-        return None
-    return line.rstrip("\r\n") if line else None
-
-
-class BackgroundUpdates:
-    """Shows what the bot posts while the console waits for a line: a card a scheduler tick
-    moved on, a thread reply, a judgement. On a terminal the prompt is drawn again after it."""
-
-    def __init__(self, sandbox: Sandbox, out: TextIO, tty: bool) -> None:
-        self.sandbox, self.out, self.tty = sandbox, out, tty
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="console-updates", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        while not self._stop.wait(BACKGROUND_POLL_S):
-            try:
-                self._show_new()
-            except Exception:  # a sandbox being closed, say; the next line shows the state
-                log.debug("background update failed", exc_info=True)
-
-    def _show_new(self) -> None:
-        # Only once the bot is quiet, so that a card is shown as it ends up, not mid-update.
-        if not self.sandbox.runtime.engine.wait_idle(timeout_s=BACKGROUND_POLL_S):
-            return
-        with self.sandbox.busy:
-            lines = self.sandbox.background_updates()
-            if not lines:
-                return
-            if self.tty:
-                self.out.write("\r\033[K")  # the prompt line the user may be typing on
-            _emit(self.out, lines)
-            if self.tty:
-                self.out.write(self.sandbox.prompt + _typed_so_far())
-                self.out.flush()
-
-
-def _typed_so_far() -> str:
-    readline = sys.modules.get("readline")
-    return readline.get_line_buffer() if readline is not None else ""

@@ -5,7 +5,6 @@ alert policy per service in the Monitoring emulator, notifying Runback's webhook
 from __future__ import annotations
 
 import json
-import time
 from urllib.parse import urlsplit
 
 from google.cloud import monitoring_v3
@@ -171,7 +170,7 @@ def alert_payload(emulator: Emulator, service: str, state: str, incident_id: str
     serving = [row for row in _traffic_or_empty(emulator, service) if row["percent"]]
     revision = max(serving, key=lambda row: row["percent"])["revision"] if serving else ""
     behaviour = emulator.cloudrun.behaviour(revision) if revision else {}
-    now = int(time.time())
+    now = int(emulator.cloudrun.clock())  # the sandbox's time, as the bot's
     incident = {
         "incident_id": incident_id,
         "scoping_project_id": "runback-sandbox",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from slack_bolt import App
+from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_sdk import WebClient
 
 from bot.ops.context import Deps
@@ -23,12 +24,24 @@ from bot.slack import (
 log = logging.getLogger("runback.slack")
 
 
+class _TokenFromEnvironment(logging.Filter):
+    """Bolt reads SLACK_BOT_TOKEN from the environment when no ``token`` is given, then warns
+    that the ``client`` Runback passes (built with that same token) wins over it: true, and
+    nothing to act on, so the warning is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != warning_client_prioritized_and_token_skipped()
+
+
 def build_app(deps: Deps, engine: Engine, client: WebClient, signing_secret: str) -> App:
+    bolt_log = logging.getLogger("runback.bolt")
+    if not any(isinstance(f, _TokenFromEnvironment) for f in bolt_log.filters):
+        bolt_log.addFilter(_TokenFromEnvironment())
     app = App(
         client=client,
         signing_secret=signing_secret,
         process_before_response=False,  # ack first, then work: Slack wants its answer in 3 s
-        logger=logging.getLogger("runback.bolt"),
+        logger=bolt_log,
     )
     commands.register(app, deps, engine)
     actions.register(app, deps, engine)

@@ -170,10 +170,22 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
         elif sub in READINESS_SUBCOMMANDS:
             readiness_command(engine, deps, ack, command, respond, words)
         else:
-            ack_with(ack, ephemeral(deps, "error.usage.ops", sub=sub))
+            close = difflib.get_close_matches(sub, OPS_SUBCOMMANDS, n=1)
+            suggestion = " ".join([close[0], *words[1:]]) if close else ""
+            ack_with(ack, ephemeral(deps, "error.usage.ops", sub=sub, suggestion=suggestion))
 
 
 READINESS_SUBCOMMANDS = ("check", "procedure", "drill", "drills")
+OPS_SUBCOMMANDS = (
+    "help",
+    "whoami",
+    "incidents",
+    "backup",
+    "backups",
+    "restore",
+    "migration-check",
+    *READINESS_SUBCOMMANDS,
+)
 
 
 def readiness_command(
@@ -190,7 +202,7 @@ def readiness_command(
     if (sub == "check" and len(args) != 1) or (sub == "drill" and len(args) > 1):
         ack_with(ack, ephemeral(deps, f"readiness.usage.{sub}"))
         return
-    if sub in ("procedure", "drills") and args:
+    if (sub == "procedure" and args) or (sub == "drills" and args not in ([], ["post"])):
         ack_with(ack, ephemeral(deps, f"readiness.usage.{sub}"))
         return
     ack()
@@ -213,7 +225,8 @@ def readiness_command(
 
         answer_later(engine, deps, respond, start)
     else:
-        answer_later(engine, deps, respond, lambda: drills_message(deps, channel))
+        post = args == ["post"]
+        answer_later(engine, deps, respond, lambda: drills_message(deps, channel, post=post))
 
 
 def register_unknown_command(app: App, deps: Deps) -> None:

@@ -21,22 +21,31 @@ from bot.slack.commands import ack_with, answer_later, ephemeral
 ROLLERS = frozenset({Role.SENIOR_DEVELOPER, Role.TECH_LEAD, Role.ON_CALL})
 
 
+NEW = "--new"  # the person confirms a flag no serving revision has yet
+
+
 @dataclass(frozen=True)
 class ParsedFlag:
     service: str
     name: str = ""  # "" : list the service's flags
     switch: str = ""
     reason: str = ""
+    new: bool = False
 
 
 def parse_flag(text: str) -> ParsedFlag | None:
-    """``SERVICE`` or ``SERVICE NAME on|off [reason...]``; None for anything else (usage)."""
+    """``SERVICE`` or ``SERVICE NAME on|off [--new] [reason...]`` (``--new`` also last); None
+    for anything else (usage)."""
     words = text.split()
     if len(words) == 1:
         return ParsedFlag(words[0])
     if len(words) < 3:
         return None
-    return ParsedFlag(words[0], words[1], words[2], " ".join(words[3:]))
+    rest = words[3:]
+    new = bool(rest) and NEW in (rest[0], rest[-1])
+    if new:
+        rest = rest[1:] if rest[0] == NEW else rest[:-1]
+    return ParsedFlag(words[0], words[1], words[2], " ".join(rest), new)
 
 
 def register(app: App, deps: Deps, engine: Engine) -> None:
@@ -58,6 +67,7 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
             reason=parsed.reason,
             user=command["user_id"],
             channel=command["channel_id"],
+            new=parsed.new,
         )
 
         def work() -> Message | None:

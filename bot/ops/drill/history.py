@@ -34,11 +34,12 @@ def record_view(record: DrillRecord) -> dict[str, Any]:
     }
 
 
-def drills_message(deps: Deps, channel: str, limit: int = 10) -> Message:
-    """The newest drills, answered to the asker; the log goes to ``channel`` as a file."""
+def drills_message(deps: Deps, channel: str, limit: int = 10, post: bool = False) -> Message:
+    """The newest drills, answered to the asker alone; with ``post`` the log also goes to
+    ``channel`` as a file, for everyone there."""
     records = deps.store.drills(outcomes=SHOWN, limit=max(limit, 100))
     views = [record_view(r) for r in records]
-    if views:
+    if views and post:
         share_file(
             deps,
             channel,
@@ -47,7 +48,7 @@ def drills_message(deps: Deps, channel: str, limit: int = 10) -> Message:
             deps.renderer.text("drill.log.title"),
             deps.renderer.text("drill.log.comment", count=len(views)),
         )
-    return deps.renderer.message("drills", drills=views[:limit], total=len(views))
+    return deps.renderer.message("drills", drills=views[:limit], total=len(views), posted=post)
 
 
 def log_text(deps: Deps, views: list[dict[str, Any]]) -> str:

@@ -20,6 +20,7 @@ from bot.policy.flags import (
     flip_problem,
     parse_flag_name,
     parse_switch,
+    similar_flags,
     suggested_name,
 )
 from bot.ports import CloudRunError, Revision, ServiceState
@@ -36,6 +37,7 @@ class FlagRequest:
     reason: str
     user: str
     channel: str
+    new: bool = False  # confirmed as a new flag (`--new`): no serving revision has it yet
 
 
 def request_flip(deps: Deps, request: FlagRequest) -> Operation:
@@ -60,8 +62,9 @@ def request_flip(deps: Deps, request: FlagRequest) -> Operation:
         raise UserError("error.busy", service=service.name, holder=holder)
     state, revisions = _read(deps, service)
     serving = _the_one_serving(deps, request, state, revisions)
-    current = flags_in_env(serving.env).get(flag.name)
-    problem = flip_problem(current, value)
+    known = flags_in_env(serving.env)
+    current = known.get(flag.name)
+    problem = flip_problem(current, value, confirmed_new=request.new)
     if problem is not None:
         _refuse(deps, request, str(problem))
         raise UserError(
@@ -71,6 +74,9 @@ def request_flip(deps: Deps, request: FlagRequest) -> Operation:
             value=value,
             revision=serving.name,
             env=flag.env,
+            similar=similar_flags(flag.name, known),
+            switch=request.switch.lower(),
+            reason=request.reason,
         )
     return _create(deps, request, service, flag, value, state, serving, revisions)
 

@@ -9,6 +9,7 @@ from bot.config import ServiceConfig
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.errors import UserError
 from bot.ops.health import health_observation, probe_health
+from bot.ops.incidents.lifecycle import follow_up_postmortem
 from bot.ops.incidents.view import refresh_incident_card
 from bot.ops.metrics_window import visible_numbers
 from bot.ops.preemption import request_rollback
@@ -129,11 +130,13 @@ def _automatic_rollback(deps: Deps, record: IncidentRecord, revision: str) -> st
         operation = request_rollback(deps, request)
     except UserError as error:
         holder = deps.store.lock_holder(record.service)
+        fresh = deps.store.incident(record.id) or record  # with the judgement just recorded
+        blocked = {"rollback_blocked": error.key, "rollback_blocked_facts": _facts(error)}
         deps.store.update_incident(
             record.id,
             now,
             operation_id=holder.operation_id if holder else "",
-            data={**record.data, "rollback_blocked": error.key},
+            data={**fresh.data, **blocked},
         )
         deps.store.add_event(record.id, now, "rollback_blocked", actor=BOT_ACTOR, why=error.key)
         return None
@@ -152,12 +155,23 @@ def _automatic_rollback(deps: Deps, record: IncidentRecord, revision: str) -> st
     return operation.id if operation.state == "approved" else None
 
 
+def _facts(error: UserError) -> dict[str, object]:
+    """What the card needs to say why no rollback started, and what to type instead."""
+    context = error.context
+    return {
+        "rolled_back": list(context.get("rolled_back") or []),
+        "suggestion": str(context.get("suggestion") or context.get("alternative") or ""),
+    }
+
+
 def tick(deps: Deps) -> list[str]:
     """Re-judge incidents under observation when due; returns rollbacks to run."""
     started = []
     now = deps.clock.now()
     every = timedelta(seconds=deps.config.thresholds.observe_check_s)
     for record in deps.store.open_incidents():
+        if record.state == "mitigated" and record.postmortem == "posted":
+            follow_up_postmortem(deps, record.id)
         if record.state != "open" or record.observe_until is None:
             continue
         judgements = record.data.get("judgements") or [{}]

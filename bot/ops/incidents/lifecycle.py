@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
+from typing import Any
 
 from bot.ops.cards import incident_card, share_file
 from bot.ops.context import BOT_ACTOR, Deps
@@ -10,7 +12,14 @@ from bot.ops.errors import UserError
 from bot.ops.incidents.view import ROLL_BACK_NOW, refresh_incident_card
 from bot.ops.preemption import request_rollback
 from bot.ops.rollback import RollbackRequest, authorize_request
+from bot.ports import MetricsError
 from bot.store import IncidentRecord, Operation
+
+log = logging.getLogger("runback.incidents")
+
+# How long after a whole window past mitigation the numbers may still show up (Cloud Run's are
+# visible up to ~3 minutes late); then the draft keeps its "After mitigation" unknown.
+AFTER_GIVE_UP = timedelta(minutes=15)
 
 
 def request_rollback_from_card(deps: Deps, incident_id: str, user: str) -> Operation:
@@ -165,10 +174,78 @@ def post_postmortem(deps: Deps, incident_id: str) -> bool:
     """Post the postmortem draft in the incident's thread, exactly once per incident."""
     if not deps.store.claim_postmortem(incident_id):
         return False
-    from bot.ops.postmortem_context import build_postmortem
-
     record = deps.store.incident(incident_id)
     assert record is not None
+    _share_postmortem(deps, record, "incident.postmortem_posted")
+    deps.store.update_incident(record.id, deps.clock.now(), postmortem="posted")
+    deps.store.add_event(record.id, deps.clock.now(), "postmortem_posted", actor=BOT_ACTOR)
+    return True
+
+
+def follow_up_postmortem(deps: Deps, incident_id: str) -> bool:
+    """The draft is posted at mitigation, before Monitoring shows a minute after it. Once it
+    shows a whole judgement window after mitigation, post the draft again with its "After
+    mitigation" column filled (exactly once); give up quietly when nothing shows in time."""
+    record = deps.store.incident(incident_id)
+    if record is None or record.postmortem != "posted" or record.mitigated_at is None:
+        return False
+    window = timedelta(minutes=deps.config.thresholds.window_minutes)
+    now = deps.clock.now()
+    if now < record.mitigated_at + window:
+        return False
+    after = metrics_after_mitigation(deps, record, window)
+    if after is None:
+        if now > record.mitigated_at + window + AFTER_GIVE_UP:
+            deps.store.claim_postmortem(record.id, "posted", "no_after")
+        return False
+    if not deps.store.claim_postmortem(record.id, "posted", "updating"):
+        return False
+    record = deps.store.update_incident(
+        record.id, now, data={**record.data, "metrics_after": after}
+    )
+    _share_postmortem(deps, record, "incident.postmortem_updated")
+    deps.store.update_incident(record.id, deps.clock.now(), postmortem="updated")
+    return True
+
+
+def metrics_after_mitigation(
+    deps: Deps, record: IncidentRecord, window: timedelta
+) -> dict[str, Any] | None:
+    """The safe revision's numbers over the first whole window after mitigation, once
+    Monitoring shows all of it; None before (or when it cannot be read)."""
+    operation = deps.store.operation(record.operation_id) if record.operation_id else None
+    service = deps.config.service(record.service)
+    if operation is None or service is None or record.mitigated_at is None:
+        return None
+    # a release or a flip taken back went to the revision before it
+    revision = (
+        operation.from_revision
+        if operation.kind in ("release", "flag")
+        else (operation.to_revision)
+    )
+    ref = deps.service_ref(service)
+    start = record.mitigated_at
+    try:
+        visible = deps.metrics.visible_until(ref, revision, start, deps.clock.now())
+        if visible is None or visible < start + window:
+            return None
+        metrics = deps.metrics.revision_metrics(ref, revision, start, start + window)
+    except MetricsError as error:
+        log.warning("no metrics after mitigation for %s: %s", record.id, error)
+        return None
+    return {
+        "revision": revision,
+        "requests": metrics.requests,
+        "errors": metrics.errors,
+        "error_rate": metrics.error_rate,
+        "p95_ms": metrics.p95_ms,
+        "window_minutes": window.total_seconds() / 60,
+    }
+
+
+def _share_postmortem(deps: Deps, record: IncidentRecord, comment: str) -> None:
+    from bot.ops.postmortem_context import build_postmortem
+
     document = deps.renderer.document("postmortem", **build_postmortem(deps, record))
     title = deps.renderer.text("incident.postmortem_title", service=record.service, id=record.id)
     share_file(
@@ -177,9 +254,6 @@ def post_postmortem(deps: Deps, incident_id: str) -> bool:
         f"postmortem-{record.service}-{record.id}.md",
         document,
         title,
-        deps.renderer.text("incident.postmortem_posted"),
+        deps.renderer.text(comment),
         thread_of=incident_card(record.id),
     )
-    deps.store.update_incident(record.id, deps.clock.now(), postmortem="posted")
-    deps.store.add_event(record.id, deps.clock.now(), "postmortem_posted", actor=BOT_ACTOR)
-    return True

@@ -42,6 +42,7 @@ def incident_view(deps: Deps, record: IncidentRecord) -> dict[str, Any]:
         "thresholds": deps.config.thresholds.model_dump(),
         "measured": measured(record.alert or {}),
         "ratio": _is_ratio(record.alert or {}),
+        "blocked_facts": record.data.get("rollback_blocked_facts") or {},
     } | _action_and_buttons(record, operation, bool(service and service.auto_rollback))
 
 
@@ -100,6 +101,8 @@ BLOCKED_KEYS = (
     "error.cloudrun_unavailable",
     "error.target.no_previous",
     "error.target.not_serving",
+    "error.target.all_rolled_back",
+    "error.target.not_ready",
 )
 
 

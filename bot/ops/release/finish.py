@@ -10,7 +10,8 @@ from bot.ops.errors import Superseded
 from bot.ops.release.cloud import patch
 from bot.ops.release.record import commit, end
 from bot.ops.release.states import FINAL_STATES
-from bot.ports import ServiceState, TrafficTarget
+from bot.ops.rollback.target import next_target
+from bot.ports import CloudRunError, ServiceState, TrafficTarget
 from bot.store import Operation
 
 
@@ -41,7 +42,21 @@ def after_finalize(deps: Deps, operation: Operation, state: ServiceState) -> Ope
         operation.id,
     )
     deps.store.record_serving(operation.service, operation.to_revision, "served", now, operation.id)
-    return end(deps, operation, "succeeded", {"code": "released"})
+    outcome = {"code": "released", "next_target": _next_target(deps, operation, state)}
+    return end(deps, operation, "succeeded", outcome)
+
+
+def _next_target(deps: Deps, operation: Operation, state: ServiceState) -> str:
+    """Where a rollback would go now, as every rollback decides it ("" when it cannot tell)."""
+    service = deps.config.service(operation.service)
+    if service is None:
+        return ""
+    try:
+        revisions = deps.cloudrun.list_revisions(deps.service_ref(service))
+    except CloudRunError:
+        return ""
+    choice = next_target(deps, operation.service, revisions, state.serving())
+    return choice.revision.name if choice.revision and not choice.problem else ""
 
 
 def step_roll_back(deps: Deps, operation: Operation) -> Operation:

@@ -15,6 +15,7 @@ from bot.ops.rollback.model import RUNNING_STATES, RepeatNeedsConfirmation, Roll
 from bot.ops.rollback.repeat import check_repeat_still_current
 from bot.ops.rollback.request import authorize_request, create_rollback
 from bot.ops.rollback.steps import execute, pinned_targets
+from bot.ops.rollback.target import check_words
 
 __all__ = [
     "RUNNING_STATES",
@@ -23,6 +24,7 @@ __all__ = [
     "authorize_request",
     "check_recovery_offer",
     "check_repeat_still_current",
+    "check_words",
     "create_rollback",
     "decide",
     "execute",

@@ -33,10 +33,11 @@ def on_decided(deps: Deps, operation: Operation, approve: bool, user: str) -> No
         _after_decision(deps, operation)
 
 
-def yield_to(deps: Deps, holder_id: str, emergency_user: str) -> bool:
+def yield_to(deps: Deps, holder_id: str, emergency_user: str, reason: str = "") -> bool:
     """An on-call engineer must always get to safety: a rollback that holds the service's lock
     but is not moving traffic (waiting for a person, or left by a crashed instance) is
-    cancelled. False when it is running after all (then the service is busy)."""
+    cancelled, its card naming who pre-empted it and why. False when it is running after all
+    (then the service is busy)."""
     operation = deps.store.operation(holder_id)
     if operation is None or operation.kind != "rollback":
         return False
@@ -44,6 +45,7 @@ def yield_to(deps: Deps, holder_id: str, emergency_user: str) -> bool:
     move = Move(operation.id, operation.state, "cancelled", release_lock_of=operation.service)
     if not deps.store.move_operation(move, now):
         return False
+    deps.store.merge_data(operation.id, now, preempted_by=emergency_user, preempted_reason=reason)
     approval = deps.store.approval_for(operation.id)
     if approval is not None:
         deps.store.decide_approval(approval.id, "cancelled", emergency_user, now)

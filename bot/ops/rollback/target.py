@@ -14,6 +14,7 @@ from bot.policy.targets import (
     TargetChoice,
     choose_target,
     current_revision,
+    still_rolled_back,
 )
 from bot.ports import CloudRunError, Revision, ServiceState
 
@@ -35,6 +36,20 @@ def read_service(
             detail=detail,
         )
         raise UserError("error.cloudrun_unavailable", service=service.name, detail=detail) from None
+
+
+def check_words(deps: Deps, request: RollbackRequest, service: ServiceConfig) -> RollbackRequest:
+    """A typed command read against the real revisions before anything else happens (before a
+    pending request is pre-empted, or a running release taken back): the revision it names
+    must exist and be one a rollback can go to. Returns the request as read (its revision, if
+    it names one); raises UserError (audited), with nothing changed, on bad input."""
+    if not request.from_command or request.revision or not request.reason.split():
+        return request
+    state, revisions = read_service(deps, service, request.user)
+    request = resolve_revision_word(deps, request, service, revisions)
+    if request.revision:
+        pick_target(deps, request, service, state, revisions)
+    return request
 
 
 def resolve_revision_word(
@@ -99,6 +114,7 @@ def pick_target(
             why=choice.revision.ready_message if choice.revision else "",
             alternative=choice.alternative.name if choice.alternative else "",
             rolled_back=list(choice.rolled_back),
+            suggestion=choice.suggestion,
             recent=_recent(deps, revisions, serving),
         )
     return choice, current_revision(serving)
@@ -113,16 +129,31 @@ def target_choice(
     automatic: bool,
     also_bad: frozenset[str] = frozenset(),
 ) -> TargetChoice:
-    """A person is told when the revision to go back to is not ready; Runback acting alone
-    for an incident goes on to the next ready one (and the card says so)."""
+    """The one place that decides where a rollback of ``service`` goes: every rollback, and
+    every card or check that says where one would go (``next_target``), asks it.
+
+    A person is told when the revision to go back to is not ready; Runback acting alone for an
+    incident goes on to the next ready one (and the card says so). A revision rolled back from
+    is not picked again until someone puts it back (names it, or a release keeps it as blue)."""
+    events = deps.store.serving_events(service)
+    served = list(dict.fromkeys(r for r, kind in events if kind == "served"))
+    rolled_back = still_rolled_back(events)
     return choose_target(
         revisions,
         serving,
-        deps.store.served_revisions(service),
-        deps.store.rolled_back_from(service) | also_bad,
+        served,
+        frozenset(rolled_back) | also_bad,
         named,
         skip_not_ready=automatic,
+        just_left=rolled_back[0] if rolled_back else "",
     )
+
+
+def next_target(
+    deps: Deps, service: str, revisions: list[Revision], serving: dict[str, int]
+) -> TargetChoice:
+    """Where the automatic rollback of ``service`` would go now: what cards and checks announce."""
+    return target_choice(deps, service, revisions, serving, None, automatic=True)
 
 
 def _recent(deps: Deps, revisions: list[Revision], serving: dict[str, int]) -> list[dict[str, Any]]:

@@ -312,13 +312,22 @@ class CloudRunEmulator:
             self._write_logs(service, revision, current)
             return asdict(current)
 
+    def complete_revision(self, word: str) -> str:
+        """``word`` itself when a revision has that name, else the one revision named
+        ``word-xyz`` (so a console line can say ``wa-backend-00004`` for a random suffix)."""
+        with self._lock:
+            if word in self._behaviours:
+                return word
+            fits = [name for name in self._behaviours if name.startswith(word + "-")]
+            return fits[0] if len(fits) == 1 else word
+
     def set_ready(self, revision: str, ready: bool, message: str = "") -> None:
         """Set a revision's ``Ready`` condition: True, or False with ``message`` (as Cloud Run
         reports a revision whose container failed to start)."""
         with self._lock:
             full = f"{self._service_of(revision)}/revisions/{revision}"
             state = State.CONDITION_SUCCEEDED if ready else State.CONDITION_FAILED
-            condition = _condition(state, _now(), message if not ready else "")
+            condition = _condition(state, self._now(), message if not ready else "")
             self._revisions[full].conditions = [condition]
             self._revisions[full].reconciling = False
 
@@ -649,7 +658,7 @@ class CloudRunEmulator:
     def _commit(
         self, current: run_v2.Service, updated: run_v2.Service, new_revision: str, error: str
     ) -> _Operation:
-        now = _now()
+        now = self._now()
         updated.generation = current.generation + 1
         updated.etag = _etag()
         updated.update_time = now
@@ -696,7 +705,7 @@ class CloudRunEmulator:
 
     def _complete(self, operation: _Operation) -> None:
         service = self._services[operation.service]
-        now = _now()
+        now = self._now()
         if operation.new_revision:
             revision = self._revisions[operation.new_revision]
             if operation.error and revision.reconciling:
@@ -977,6 +986,10 @@ class CloudRunEmulator:
             for listener in self._log_listeners:
                 listener(entry)
 
+    def _now(self) -> datetime:
+        """The emulator's time (the sandbox's clock), for every timestamp it writes."""
+        return datetime.fromtimestamp(self.clock(), UTC)
+
     def _require_service(self, name: str) -> run_v2.Service:
         service = self._services.get(name)
         if service is None:
@@ -1071,7 +1084,7 @@ class CloudRunEmulator:
         full = f"{service}/revisions/{spec['name']}"
         age_s = float(spec.get("age_s", (count - index) * 3600))
         template = run_v2.RevisionTemplate(containers=_seed_containers(spec))
-        self._add_revision(full, template, _now() - timedelta(seconds=age_s), ready=True)
+        self._add_revision(full, template, self._now() - timedelta(seconds=age_s), ready=True)
         return self._revisions[full]
 
     def _seed_service_message(
@@ -1123,10 +1136,6 @@ def _short(name: str) -> str:
 
 def _location(name: str) -> str:
     return "/".join(name.split("/")[:4])
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _etag() -> str:

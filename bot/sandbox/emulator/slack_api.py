@@ -440,6 +440,13 @@ class SlackEmulator:
             slack_error,
         )
         router.add(
+            "GET",
+            r"/_slack/files/(?P<file_id>F\w+)/(?P<name>[^/]+)",
+            "slack.files.download",
+            self._download,
+            slack_error,
+        )
+        router.add(
             "POST",
             r"/_slack/response/(?P<key>[\w-]+)",
             "slack.response_url",
@@ -952,6 +959,23 @@ class SlackEmulator:
                 content=request.body.decode("utf-8", errors="replace"),
             )
         return Response(200, f"OK - {len(request.body)}".encode(), "text/plain")
+
+    def _download(self, request: Request) -> Response:
+        """A file's ``url_private``, as Slack serves it: to a request that carries the token in
+        an ``Authorization: Bearer`` header. Slack answers others with its sign-in page rather
+        than the file (https://gist.github.com/ErikKalkoken/f3ab28617d5099531ded865d111dbac1,
+        its comments); here that is a 403 with a short HTML page, and an unknown file a 404."""
+        header = request.headers.get("authorization", "")
+        token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
+        with self._lock:
+            record = self._files.get(request.params["file_id"])
+            content = self._file_bytes.get(request.params["file_id"])
+            if record is None or content is None or record["name"] != request.params["name"]:
+                return Response(404, b"<html><body>Not found</body></html>", "text/html")
+            if not token or not secrets.compare_digest(token, self.token):
+                page = b"<html><body>Sign in to your workspace to see this file.</body></html>"
+                return Response(403, page, "text/html")
+            return Response(200, content, record["mimetype"])
 
     def _files_complete_upload(self, args: Args) -> Args:
         _required(args, "files")

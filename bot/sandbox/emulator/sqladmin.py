@@ -111,7 +111,7 @@ class SqlAdminEmulator:
         """A RUNNABLE instance with backup runs ``{"age_s", "type", "status", "description"}``
         (default: automated daily backups of the last three days, all SUCCESSFUL)."""
         with self._lock:
-            instance = _instance(project, name, region, database_version, tier, ip)
+            instance = _instance(project, name, region, database_version, tier, ip, self.clock())
             instance.state = State.RUNNABLE
             self._world.instances[(project, name)] = instance
             self._world.runs[(project, name)] = []
@@ -219,7 +219,9 @@ class SqlAdminEmulator:
                 raise HttpError(409, "The Cloud SQL instance already exists.")
             version = sql.SqlDatabaseVersion(body.database_version).name
             ip = f"10.20.{len(self._world.instances) % 250}.{uuid.uuid4().int % 250 + 2}"
-            instance = _instance(project, body.name, body.region, version, body.settings.tier, ip)
+            instance = _instance(
+                project, body.name, body.region, version, body.settings.tier, ip, self.clock()
+            )
             instance.state = State.PENDING_CREATE
             self._world.instances[(project, body.name)] = instance
             self._world.runs[(project, body.name)] = []
@@ -494,7 +496,7 @@ def _run_started(run: sql.BackupRun, now: float) -> None:
 
 
 def _instance(
-    project: str, name: str, region: str, version: str, tier: str, ip: str
+    project: str, name: str, region: str, version: str, tier: str, ip: str, created: float
 ) -> sql.DatabaseInstance:
     try:
         database_version = sql.SqlDatabaseVersion[version]
@@ -519,7 +521,7 @@ def _instance(
                 kind="sql#backupConfiguration", enabled=True, start_time="03:00"
             ),
         ),
-        create_time=datetime.now(UTC),
+        create_time=datetime.fromtimestamp(created, UTC),
         etag=uuid.uuid4().hex,
     )
 
