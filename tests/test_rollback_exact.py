@@ -245,4 +245,3 @@ def test_a_refused_request_never_hides_the_rollback_that_ran(sandbox: Sandbox) -
     run(sandbox, "/rollback wa-backend checkout errors 8")
     assert serving(sandbox) == {"wa-backend-00002": 100} and len(patches(sandbox)) == 1
     assert "already rolled back" in last_ephemeral(sandbox)
-
