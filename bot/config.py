@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Hashable
-from datetime import date
+from datetime import date, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
@@ -322,6 +322,17 @@ class DrillSettings(Strict):
     every_days: float = Field(default=30, ge=0, le=3650)  # 0: no schedule, /ops drill only
     grace_hours: float = Field(default=24, ge=0, le=24 * 365)  # overdue by more: "missed"
     channel: str = Field(default="", pattern=r"^([CG][A-Z0-9]+)?$")  # default: incidents
+    # When the schedule begins: a team that never drilled has its first drill due then (a
+    # working hour of its choosing). Unset: it begins at Runback's first tick, remembered in
+    # the database, and the first drill falls due every_days later.
+    start: datetime | None = None
+
+    @field_validator("start")
+    @classmethod
+    def _start_has_a_zone(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("give the time zone, e.g. 2026-12-07T10:00:00Z")
+        return value
 
 
 class SandboxUser(Strict):

@@ -227,6 +227,30 @@ def test_the_scheduled_drill_runs_once_however_many_ticks_race() -> None:
         box.close()
 
 
+def test_a_team_that_never_drilled_has_its_first_drill_when_its_schedule_says() -> None:
+    """drill.start anchors the schedule of a team that never drilled (not Runback's first
+    tick): due at that hour, not a period later."""
+    config = sandbox_config()
+    box = Sandbox(config, retry_deadline_s=1.5, scheduler=False)
+    try:
+        start = box.clock.now() + timedelta(hours=1)
+        drill = config.drill.model_copy(update={"start": start})
+        box.runtime.deps.config = config.model_copy(update={"drill": drill})
+        assert tick(box) == 200 and operations(box, "drill") == []
+        box.clock.advance(timedelta(hours=1, minutes=1).total_seconds())
+        assert tick(box) == 200
+        wait_until(
+            lambda: bool(drills(box, "passed", "failed")) or not tick(box),
+            "the drill",
+            describe=lambda: drill_progress(box),
+        )
+        (scheduled,) = started(box)
+        assert scheduled.data["trigger"] == "schedule"
+        assert not [t for t in team_texts(box) if "was due" in t], "on time, not missed"
+    finally:
+        box.close()
+
+
 def test_a_drill_overdue_past_its_grace_is_announced_as_missed_once_then_run() -> None:
     """Runback was down (no tick) for 31 days: the first tick says the drill was missed, once,
     and starts it."""

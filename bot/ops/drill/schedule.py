@@ -1,6 +1,6 @@
 """The drill's schedule (app.yaml ``drill.every_days``), driven by every tick (the in-process
 scheduler and ``POST /tasks/tick``): a drill falls due ``every_days`` after the last one began
-(or after the schedule began, for a team that never drilled). A due drill starts once, however
+(for a team that never drilled: at ``drill.start``, or one period after the first tick). A due drill starts once, however
 many instances tick: its due slot is a unique key. One overdue by more than ``grace_hours``
 (Runback was down, or the service stayed busy) is announced as missed, once, and still started.
 """
@@ -56,6 +56,9 @@ def _end_stuck_starts(deps: Deps) -> None:
 def next_due(deps: Deps, service: str, now: datetime) -> datetime:
     """When the next drill of ``service`` is due."""
     last = deps.store.drills(service, outcomes=COUNTED, limit=1)
+    start = deps.config.drill.start
+    if not last and start is not None:  # the team chose when its schedule begins
+        return start
     if not last:  # the schedule begins now: the first drill is due one period later
         deps.store.create_drill(
             now,
