@@ -10,6 +10,8 @@ import signal
 import sys
 import threading
 
+SANDBOX_WEB_PORT = 8470  # the sandbox's web page; when taken, any free port (its URL is printed)
+
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")  # gRPC core logs INFO lines on shutdown
@@ -23,6 +25,14 @@ def main(argv: list[str] | None = None) -> int:
     sandbox.add_argument("--script", help="run console lines from FILE and exit")
     # SUPPRESS: not given here, `python -m bot --speed N sandbox` still sets it.
     sandbox.add_argument("--speed", type=float, default=argparse.SUPPRESS, help="as above")
+    sandbox.add_argument("--web-only", action="store_true", help="the web page, no console")
+    sandbox.add_argument("--no-web", action="store_true", help="the console, no web page")
+    sandbox.add_argument(
+        "--web-port",
+        type=int,
+        default=SANDBOX_WEB_PORT,
+        help="the web page's port on 127.0.0.1 (0: any)",
+    )
     serve_parser = sub.add_parser("serve", help="production HTTP server on $PORT")
     serve_parser.add_argument(
         "--upgrade", action="store_true", help="upgrade an older database schema first"
@@ -67,9 +77,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if command == "emulators":
         return run_emulators(config, args.port)
+    if getattr(args, "web_only", False):
+        from bot.sandbox.web import run_web_only
+
+        return run_web_only(config, speed=args.speed, port=args.web_port)
     from bot.sandbox.console import run_console
 
-    return run_console(config, script=getattr(args, "script", None), speed=args.speed)
+    web_port = getattr(args, "web_port", SANDBOX_WEB_PORT)
+    return run_console(
+        config,
+        script=getattr(args, "script", None),
+        speed=args.speed,
+        web_port=None if getattr(args, "no_web", False) else web_port,
+    )
 
 
 def serve(config_path: str | None, upgrade: bool = False) -> int:

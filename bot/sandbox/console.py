@@ -16,6 +16,7 @@ import secrets
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -120,6 +121,9 @@ class Sandbox:
         self.http = requests.Session()
         # Held while a line runs, so that background updates are never shown in its middle.
         self.busy = threading.Lock()
+        # Called with (user id, channel id, body) for each answer a slash command's ack carries
+        # (Slack shows it to that user only and never stores it; the web page shows it too).
+        self.ack_listeners: list[Callable[[str, str, dict[str, Any]], None]] = []
 
     @property
     def prompt(self) -> str:
@@ -362,10 +366,16 @@ class Sandbox:
     def _show_ack(self, body: dict[str, Any]) -> None:
         """An immediate answer in the ack is shown like Slack shows it: only to you."""
         self._ack_lines = [*render_message(body, self.names), "  (only visible to you)"]
+        for listener in self.ack_listeners:
+            listener(self.users[self.user], self.channels[self.channel], body)
 
-    def click_body(self, label: str) -> tuple[str, list[str]]:
-        """The signed-to-be payload of clicking ``label``, and what the confirm dialog says."""
-        found = find_button(self.emulator.slack.messages(), label.strip().strip('"'))
+    def click_body(self, label: str, ts: str | None = None) -> tuple[str, list[str]]:
+        """The signed-to-be payload of clicking ``label`` (on the message ``ts`` when given),
+        and what the confirm dialog says."""
+        messages = self.emulator.slack.messages(with_history=False)
+        if ts is not None:
+            messages = [m for m in messages if m["ts"] == ts]
+        found = find_button(messages, label.strip().strip('"'))
         if found is None:
             raise ConsoleError(f"no button labelled {label!r} on any message")
         message, button, block_id = found
@@ -394,15 +404,27 @@ class Sandbox:
         self.last_output = self.last_output + lines
         return lines
 
-    def submit_body(self, text: str) -> str:
-        """The signed-to-be view_submission of the newest modal opened for the current user,
-        with ``text`` typed into its text input (``mysql`` first picks that option)."""
+    def open_form(self, view_id: str | None = None) -> dict[str, Any]:
+        """The newest modal opened for the current user (or the one ``view_id`` names), as
+        Slack sends it back in a view_submission."""
         user_id = self.users[self.user]
-        views = [v for v in self.emulator.slack.views() if v.get("user") == user_id]
+        views = [
+            v
+            for v in self.emulator.slack.views()
+            if v.get("user") == user_id and view_id in (None, v["id"])
+        ]
         if not views:
             raise ConsoleError("no form is open for you; e.g. /ops migration-check")
         record = views[-1]
-        view = {**record["view"], "id": record["id"], "hash": record["hash"]}
+        return {**record["view"], "id": record["id"], "hash": record["hash"]}
+
+    def submit_body(self, text: str) -> str:
+        """The signed-to-be view_submission of the newest modal opened for the current user,
+        with ``text`` typed into its text input (``mysql`` first picks that option)."""
+        view = self.open_form()
+        return self.form_body(view, self._typed(view, text))
+
+    def _typed(self, view: dict[str, Any], text: str) -> dict[str, str]:
         typed: dict[str, str] = {}
         fields = _input_ids(view)
         while (word := text.partition(" ")[0]).partition("=")[0] in fields - {"sql"}:
@@ -413,21 +435,40 @@ class Sandbox:
             typed.update(dialect=first, sql=rest)
         else:
             typed["sql"] = text
+        return typed
+
+    def form_body(self, view: dict[str, Any], typed: dict[str, str]) -> str:
+        """The signed-to-be view_submission of ``view`` with ``typed`` (action_id -> text or
+        option value) filled in."""
+        user_id = self.users[self.user]
         values = input_values(view, typed)
         trigger_id = self.emulator.slack.issue_trigger_id(user_id)
         return view_submission(view, values, user_id, self.user, trigger_id)
 
-    def _submit(self, text: str) -> list[str]:
-        response = self._post(self.submit_body(text))
+    def submit_form(
+        self, typed: dict[str, str], view_id: str | None = None
+    ) -> tuple[dict[str, str], list[str]]:
+        """Submit a form as Slack does: (the errors a ``response_action: errors`` answer puts
+        beside its fields, by block id, the form staying open; what the bot posted)."""
+        response = self._post(self.form_body(self.open_form(view_id), typed))
         answer = json.loads(response.content) if response.content else {}
-        if answer.get("response_action") == "errors":  # the form stays open, errors beside
-            return [f"! {field}: {error}" for field, error in answer["errors"].items()]
-        return self._collect()
+        if answer.get("response_action") == "errors":
+            return {str(k): str(v) for k, v in answer["errors"].items()}, []
+        return {}, self._collect()
 
-    def _click(self, label: str) -> list[str]:
-        body, lines = self.click_body(label)
+    def _submit(self, text: str) -> list[str]:
+        view = self.open_form()
+        errors, lines = self.submit_form(self._typed(view, text), view["id"])
+        return [f"! {field}: {error}" for field, error in errors.items()] or lines
+
+    def click(self, label: str, ts: str | None = None) -> list[str]:
+        """Click the button ``label`` (on the message ``ts`` when given) as the current user."""
+        body, lines = self.click_body(label, ts)
         self._post(body)
         return lines + self._collect()
+
+    def _click(self, label: str) -> list[str]:
+        return self.click(label)
 
     # -- output -------------------------------------------------------------------------------
 
@@ -529,7 +570,10 @@ def run_console(
     out: TextIO = sys.stdout,
     speed: float = 1.0,
     stdin: TextIO | None = None,
+    web_port: int | None = None,
 ) -> int:
+    """``web_port``: also serve the web page (bot.sandbox.web) there, or on any free port when
+    it is taken; None: the console alone."""
     lines: list[str] | None = None
     if script:
         try:
@@ -539,14 +583,21 @@ def run_console(
             print(f"runback: cannot read the script {script}: {reason}", file=sys.stderr)
             return 2
     sandbox = Sandbox(config, speed=speed)
+    page = None
     try:
         if lines is not None:
             return _run_script(sandbox, script or "", lines, out)
-        return _interactive(sandbox, stdin or sys.stdin, out)
+        if web_port is not None:
+            from bot.sandbox.web import WebPage  # it imports this module: not at the top
+
+            page = WebPage(sandbox).start(web_port)
+        return _interactive(sandbox, stdin or sys.stdin, out, page.url if page else "")
     except KeyboardInterrupt:  # Ctrl-C while a line runs: stop like Ctrl-D, no traceback
         print(file=out)
         return 130
     finally:
+        if page is not None:
+            page.stop()
         sandbox.close()
 
 
@@ -582,20 +633,20 @@ def describe_error(error: Exception) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def _interactive(sandbox: Sandbox, stdin: TextIO, out: TextIO) -> int:
+def _interactive(sandbox: Sandbox, stdin: TextIO, out: TextIO, page_url: str = "") -> int:
     """Lines from a terminal, or piped in. Piped lines are echoed after their prompt, so the
     output reads like a terminal session; what the bot does meanwhile is shown as it happens."""
     tty = stdin.isatty()
     if tty:
         with contextlib.suppress(ImportError):
             import readline  # noqa: F401  (line editing and history for input())
-    _emit(
-        out,
-        [
-            "Runback sandbox: the real bot on local emulators. Type help; Ctrl-D quits.",
-            "Sample: as ana · in #incidents · /rollback wa-backend · traffic wa-backend",
-        ],
-    )
+    intro = [
+        "Runback sandbox: the real bot on local emulators. Type help; Ctrl-D quits.",
+        "Sample: as ana · in #incidents · /rollback wa-backend · traffic wa-backend",
+    ]
+    if page_url:
+        intro.append(f"The same sandbox as Slack shows it, in your browser: {page_url}")
+    _emit(out, intro)
     watcher = BackgroundUpdates(sandbox, out, tty)
     watcher.start()
     try:
