@@ -133,6 +133,7 @@ def test_a_release_to_approve_100_clicked_by_a_tech_lead_not_by_a_developer(
         "the release chart PNG in the thread",
     )
     assert page.js("return arguments[0].naturalWidth", chart) == 900
+    page.js("arguments[0].scrollIntoView({block: 'end'})", chart)
     page.screenshot("release-chart")
 
 

@@ -150,7 +150,8 @@ class WebPage:
         if path.startswith("/static/"):
             return self._static(start_response, path.removeprefix("/static/"))
         if path == "/api/state":
-            return _send(start_response, 200, self._snapshot_json(), "application/json")
+            body = json.dumps(self.workspace.snapshot(), ensure_ascii=False).encode()
+            return _send(start_response, 200, body, "application/json")
         if path == "/api/events":
             return self._events(start_response)
         if path.startswith("/files/"):
@@ -186,7 +187,7 @@ class WebPage:
         return _send(start_response, 200, path.read_bytes(), CONTENT_TYPES[path.suffix])
 
     def _snapshot_json(self) -> bytes:
-        """The snapshot as JSON, built at most once per half poll for every stream together."""
+        """The snapshot as JSON for the streams, built at most once per half poll for all."""
         with self._cache_lock:
             built_at, payload = self._cached
             if time.monotonic() - built_at > POLL_S / 2 or not payload:

@@ -63,28 +63,30 @@
       row.dataset.revision = revision.revision;
       row.dataset.percent = String(revision.percent);
       const name = el("td", "revision-name");
-      name.appendChild(el("code", "", revision.revision.replace(service.name + "-", "…")));
-      name.title = `${revision.revision}\n${revision.image}${revision.ready ? "" : "\nnot Ready"}`;
-      if (!revision.ready) name.appendChild(el("span", "badge badge-bad", "not ready"));
-      revision.tags.forEach((tag) => name.appendChild(el("span", "badge badge-tag", tag)));
-      row.appendChild(name);
-      row.appendChild(el("td", "revision-percent", revision.percent + "%"));
+      const title = el("div", "revision-title");
+      title.appendChild(el("code", "", revision.revision.replace(service.name + "-", "…")));
+      title.title = `${revision.revision}\n${revision.image}${revision.ready ? "" : "\nnot Ready"}`;
+      if (!revision.ready) title.appendChild(el("span", "badge badge-bad", "not ready"));
+      revision.tags.forEach((tag) => title.appendChild(el("span", "badge badge-tag", tag)));
+      name.appendChild(title);
       const health = revision.behaviour;
       const sick = health.healthz_status >= 400 || health.error_rate > 0.01 || health.p95_ms > 800;
-      row.appendChild(
+      name.appendChild(
         el(
-          "td",
+          "div",
           "revision-health" + (sick ? " sick" : ""),
           `${health.healthz_status} · ${percentText(health.error_rate)} err · ` +
             `${Math.round(health.p95_ms)} ms · ${Math.round(health.rps)} rps`
         )
       );
-      const flags = el("td", "revision-flags");
+      const flags = el("div", "revision-flags");
       Object.entries(revision.flags).forEach(([flag, value]) => {
         const on = ["true", "1", "on", "yes"].includes(String(value).toLowerCase());
         flags.appendChild(el("span", "flag " + (on ? "flag-on" : "flag-off"), flag));
       });
-      row.appendChild(flags);
+      name.appendChild(flags);
+      row.appendChild(name);
+      row.appendChild(el("td", "revision-percent", revision.percent + "%"));
       table.appendChild(row);
     });
     card.appendChild(table);
