@@ -239,9 +239,63 @@ def test_a_hostile_reason_stays_text(page: PageUser) -> None:
 # -- the renderer: every template, no raw JSON ---------------------------------------------------
 
 
+# Block Kit that Slack draws and the templates may use one day: drawn too, never as raw JSON.
+BEYOND_THE_TEMPLATES = [
+    {
+        "type": "section",
+        "text": {"type": "mrkdwn", "text": "*Fields* and an accessory"},
+        "fields": [
+            {"type": "mrkdwn", "text": "*Service*\nwa-backend"},
+            {"type": "plain_text", "text": "Revision\nwa-backend-00002"},
+        ],
+        "accessory": {
+            "type": "button",
+            "action_id": "more",
+            "text": {"type": "plain_text", "text": "More"},
+        },
+    },
+    {
+        "type": "section",
+        "text": {"type": "mrkdwn", "text": "An image beside"},
+        "accessory": {"type": "image", "image_url": "/files/F0/x.png", "alt_text": "chart"},
+    },
+    {"type": "image", "image_url": "/files/F0/x.png", "alt_text": "release chart"},
+    {
+        "type": "context",
+        "elements": [
+            {"type": "image", "image_url": "/files/F0/x.png", "alt_text": "icon"},
+            {"type": "plain_text", "text": "plain", "emoji": True},
+        ],
+    },
+    {
+        "type": "rich_text",
+        "elements": [
+            {"type": "rich_text_section", "elements": [{"type": "text", "text": "rich"}]},
+            {"type": "rich_text_preformatted", "elements": [{"type": "text", "text": "code"}]},
+        ],
+    },
+    {
+        "type": "actions",
+        "elements": [
+            {
+                "type": "static_select",
+                "action_id": "pick",
+                "placeholder": {"type": "plain_text", "text": "Pick"},
+                "options": [{"text": {"type": "plain_text", "text": "One"}, "value": "1"}],
+            },
+            {
+                "type": "overflow",
+                "action_id": "menu",
+                "options": [{"text": {"type": "plain_text", "text": "Two"}, "value": "2"}],
+            },
+        ],
+    },
+]
+
+
 def rendered_templates() -> list[dict[str, Any]]:
     renderer = Renderer()
-    shown: list[dict[str, Any]] = []
+    shown: list[dict[str, Any]] = [{"name": "beyond-the-templates", "blocks": BEYOND_THE_TEMPLATES}]
     for locale in LOCALES:
         for case in MESSAGES:
             name, context = case.values
