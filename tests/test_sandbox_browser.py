@@ -85,6 +85,13 @@ def test_rollback_card_updates_in_place_until_done_and_the_panel_shows_the_truth
     assert len(page.messages_with("Rollback · wa-backend")) == 1
     assert "(edited)" in card.text
     assert page.still_same_document()
+    # #general is another channel: the card is not there, and commands go there from now on
+    page.driver.find_element("css selector", '.channel[data-channel="general"]').click()
+    page.until(lambda d: page.js("return document.body.dataset.channel") == "general", "#general")
+    assert page.messages_with("Rollback · wa-backend") == []
+    assert "#general" in str(
+        page.driver.find_element("id", "composer-input").get_attribute("placeholder")
+    )
 
 
 def test_a_release_to_approve_100_clicked_by_a_tech_lead_not_by_a_developer(

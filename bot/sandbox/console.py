@@ -184,7 +184,7 @@ class Sandbox:
         handler = {
             "as": self._as,
             "in": self._in,
-            "click": self._click,
+            "click": self.click,
             "submit": self._submit,
             "set": self._set,
             "traffic": self._traffic,
@@ -407,12 +407,8 @@ class Sandbox:
     def open_form(self, view_id: str | None = None) -> dict[str, Any]:
         """The newest modal opened for the current user (or the one ``view_id`` names), as
         Slack sends it back in a view_submission."""
-        user_id = self.users[self.user]
-        views = [
-            v
-            for v in self.emulator.slack.views()
-            if v.get("user") == user_id and view_id in (None, v["id"])
-        ]
+        mine = [v for v in self.emulator.slack.views() if v.get("user") == self.users[self.user]]
+        views = [v for v in mine if view_id in (None, v["id"])]
         if not views:
             raise ConsoleError("no form is open for you; e.g. /ops migration-check")
         record = views[-1]
@@ -438,8 +434,7 @@ class Sandbox:
         return typed
 
     def form_body(self, view: dict[str, Any], typed: dict[str, str]) -> str:
-        """The signed-to-be view_submission of ``view`` with ``typed`` (action_id -> text or
-        option value) filled in."""
+        """The signed-to-be view_submission of ``view``, ``typed`` (action_id -> value) in it."""
         user_id = self.users[self.user]
         values = input_values(view, typed)
         trigger_id = self.emulator.slack.issue_trigger_id(user_id)
@@ -466,9 +461,6 @@ class Sandbox:
         body, lines = self.click_body(label, ts)
         self._post(body)
         return lines + self._collect()
-
-    def _click(self, label: str) -> list[str]:
-        return self.click(label)
 
     # -- output -------------------------------------------------------------------------------
 
