@@ -13,6 +13,8 @@ import threading
 
 from bot.version import version
 
+SANDBOX_WEB_PORT = 8470  # the sandbox's web page; when taken, any free port (its URL is printed)
+
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")  # gRPC core logs INFO lines on shutdown
@@ -31,6 +33,14 @@ def main(argv: list[str] | None = None) -> int:
     # SUPPRESS: not given here, `python -m bot --speed N sandbox` still sets it.
     sandbox.add_argument("--speed", type=speed, default=argparse.SUPPRESS, help="as above")
     sandbox.add_argument("--config", default=argparse.SUPPRESS, help="as above")
+    sandbox.add_argument("--web-only", action="store_true", help="the web page, no console")
+    sandbox.add_argument("--no-web", action="store_true", help="the console, no web page")
+    sandbox.add_argument(
+        "--web-port",
+        type=int,
+        default=SANDBOX_WEB_PORT,
+        help="the web page's port on 127.0.0.1 (0: any)",
+    )
     serve_parser = sub.add_parser("serve", help="production HTTP server on $PORT")
     serve_parser.add_argument(
         "--upgrade", action="store_true", help="upgrade an older database schema first"
@@ -82,9 +92,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if command == "emulators":
         return run_emulators(config, args.port)
+    if getattr(args, "web_only", False):
+        from bot.sandbox.web import run_web_only
+
+        return run_web_only(config, speed=args.speed, port=args.web_port)
     from bot.sandbox.console_run import run_console
 
-    return run_console(config, script=getattr(args, "script", None), speed=args.speed)
+    web_port = getattr(args, "web_port", SANDBOX_WEB_PORT)
+    return run_console(
+        config,
+        script=getattr(args, "script", None),
+        speed=args.speed,
+        web_port=None if getattr(args, "no_web", False) else web_port,
+    )
 
 
 MAX_SPEED = 1000.0  # a 5-minute judgement window in 0.3 s: faster, the scheduler cannot keep up

@@ -15,10 +15,10 @@ import re
 import secrets
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
 
 import requests
 
@@ -129,6 +129,9 @@ class Sandbox:
         self.http = requests.Session()
         # Held while a line runs, so that background updates are never shown in its middle.
         self.busy = threading.Lock()
+        # Called with (user id, channel id, body) for each answer a slash command's ack carries
+        # (Slack shows it to that user only and never stores it; the web page shows it too).
+        self.ack_listeners: list[Callable[[str, str, dict[str, Any]], None]] = []
 
     @property
     def prompt(self) -> str:
@@ -189,7 +192,7 @@ class Sandbox:
         handler = {
             "as": self._as,
             "in": self._in,
-            "click": self._click,
+            "click": self.click,
             "submit": self._submit,
             "set": self._set,
             "traffic": self._traffic,
@@ -391,10 +394,16 @@ class Sandbox:
     def _show_ack(self, body: dict[str, Any]) -> None:
         """An immediate answer in the ack is shown like Slack shows it: only to you."""
         self._ack_lines = [*render_message(body, self.names), "  (only visible to you)"]
+        for listener in self.ack_listeners:
+            listener(self.users[self.user], self.channels[self.channel], body)
 
-    def click_body(self, label: str) -> tuple[str, list[str]]:
-        """The signed-to-be payload of clicking ``label``, and what the confirm dialog says."""
-        found = find_button(self.emulator.slack.messages(), label.strip().strip('"'))
+    def click_body(self, label: str, ts: str | None = None) -> tuple[str, list[str]]:
+        """The signed-to-be payload of clicking ``label`` (on the message ``ts`` when given),
+        and what the confirm dialog says."""
+        messages = self.emulator.slack.messages(with_history=False)
+        if ts is not None:
+            messages = [m for m in messages if m["ts"] == ts]
+        found = find_button(messages, label.strip().strip('"'))
         if found is None:
             raise ConsoleError(f"no button labelled {label!r} on any message")
         message, button, block_id = found
@@ -423,19 +432,27 @@ class Sandbox:
         self.last_output = self.last_output + lines
         return lines
 
-    def submit_body(self, text: str) -> str:
-        """The signed-to-be view_submission of the newest modal opened for the current user,
-        with ``text`` typed into its text input (``mysql`` first picks that option)."""
-        user_id = self.users[self.user]
-        views = [
+    def open_form(self, view_id: str | None = None) -> dict[str, Any]:
+        """The newest modal open for the current user (or the one ``view_id`` names), as
+        Slack sends it back in a view_submission."""
+        mine = [
             v
             for v in self.emulator.slack.views()
-            if v.get("user") == user_id and v["id"] not in self.closed_views
+            if v.get("user") == self.users[self.user] and v["id"] not in self.closed_views
         ]
+        views = [v for v in mine if view_id in (None, v["id"])]
         if not views:
             raise ConsoleError("no form is open for you; e.g. /ops migration-check opens one")
         record = views[-1]
-        view = {**record["view"], "id": record["id"], "hash": record["hash"]}
+        return {**record["view"], "id": record["id"], "hash": record["hash"]}
+
+    def submit_body(self, text: str) -> str:
+        """The signed-to-be view_submission of the newest modal opened for the current user,
+        with ``text`` typed into its text input (``mysql`` first picks that option)."""
+        view = self.open_form()
+        return self.form_body(view, self._typed(view, text))
+
+    def _typed(self, view: dict[str, Any], text: str) -> dict[str, str]:
         typed: dict[str, str] = {}
         fields = _input_ids(view)
         while (word := text.partition(" ")[0]).partition("=")[0] in fields - {"sql"}:
@@ -446,19 +463,33 @@ class Sandbox:
             typed.update(dialect=first, sql=rest)
         else:
             typed["sql"] = text
+        return typed
+
+    def form_body(self, view: dict[str, Any], typed: dict[str, str]) -> str:
+        """The signed-to-be view_submission of ``view``, ``typed`` (action_id -> value) in it."""
+        user_id = self.users[self.user]
         values = input_values(view, typed)
         trigger_id = self.emulator.slack.issue_trigger_id(user_id)
         return view_submission(view, values, user_id, self.user, trigger_id)
 
-    def _submit(self, text: str) -> list[str]:
-        body = self.submit_body(text)
-        response = self._post(body)
+    def submit_form(
+        self, typed: dict[str, str], view_id: str | None = None
+    ) -> tuple[dict[str, str], list[str]]:
+        """Submit a form as Slack does: (the errors a ``response_action: errors`` answer puts
+        beside its fields, by block id, the form staying open; what the bot posted)."""
+        view = self.open_form(view_id)
+        response = self._post(self.form_body(view, typed))
         answer = json.loads(response.content) if response.content else {}
         if answer.get("response_action") == "errors":  # the form stays open, errors beside
-            return [f"! {field}: {error}" for field, error in answer["errors"].items()]
+            return {str(k): str(v) for k, v in answer["errors"].items()}, []
         # Slack closes a modal whose submission is not answered with errors
-        self.closed_views.add(json.loads(parse_qs(body)["payload"][0])["view"]["id"])
-        return self._collect()
+        self.closed_views.add(view["id"])
+        return {}, self._collect()
+
+    def _submit(self, text: str) -> list[str]:
+        view = self.open_form()
+        errors, lines = self.submit_form(self._typed(view, text), view["id"])
+        return [f"! {field}: {error}" for field, error in errors.items()] or lines
 
     def _show(self, rest: str) -> list[str]:
         """A file the bot posted, fetched as Slack serves it: its url_private, with the token."""
@@ -483,8 +514,9 @@ class Sandbox:
             return [f"({record['name']} is {kind}: `show {name} PATH` saves it)"]
         return [f"── {record['name']} " + "─" * 20, *response.text.splitlines()]
 
-    def _click(self, label: str) -> list[str]:
-        body, lines = self.click_body(label)
+    def click(self, label: str, ts: str | None = None) -> list[str]:
+        """Click the button ``label`` (on the message ``ts`` when given) as the current user."""
+        body, lines = self.click_body(label, ts)
         self._post(body)
         return lines + self._collect()
 
@@ -580,3 +612,11 @@ def render_message(message: dict[str, Any], names: dict[str, str]) -> list[str]:
                 )
             )
     return lines + files
+
+
+def describe_error(error: Exception) -> str:
+    """One line for a line that failed; a traceback only in the debug log."""
+    if isinstance(error, ConsoleError):
+        return str(error)
+    log.debug("console line failed", exc_info=error)
+    return f"{type(error).__name__}: {error}"

@@ -12,7 +12,8 @@ from types import FrameType
 from typing import TextIO
 
 from bot.config import Config
-from bot.sandbox.console import QUIT_WORDS, ConsoleError, ExpectationFailed, Sandbox
+from bot.sandbox.console import QUIT_WORDS, ExpectationFailed, Sandbox, describe_error
+from bot.sandbox.web import WebPage
 
 log = logging.getLogger("runback.console")
 BACKGROUND_POLL_S = 0.25
@@ -24,7 +25,10 @@ def run_console(
     out: TextIO = sys.stdout,
     speed: float = 1.0,
     stdin: TextIO | None = None,
+    web_port: int | None = None,
 ) -> int:
+    """``web_port``: also serve the web page (bot.sandbox.web) there, or on any free port when
+    it is taken; None: the console alone."""
     lines: list[str] | None = None
     if script:
         try:
@@ -35,16 +39,21 @@ def run_console(
             return 2
     sandbox = Sandbox(config, speed=speed)
     previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    page = None
     try:
         if lines is not None:
             return _run_script(sandbox, script or "", lines, out)
-        return _interactive(sandbox, stdin or sys.stdin, out)
+        if web_port is not None:
+            page = WebPage(sandbox).start(web_port)
+        return _interactive(sandbox, stdin or sys.stdin, out, page.url if page else "")
     except KeyboardInterrupt:  # Ctrl-C while a line runs: stop like Ctrl-D, no traceback
         print(file=out)
         return 130
     except SystemExit as stop:  # SIGTERM: the same orderly end (no temp folder left behind)
         return int(stop.code or 0)
     finally:
+        if page is not None:
+            page.stop()
         sandbox.close()
         signal.signal(signal.SIGTERM, previous)
 
@@ -77,28 +86,20 @@ def _run_script(sandbox: Sandbox, name: str, lines: list[str], out: TextIO) -> i
     return 0
 
 
-def describe_error(error: Exception) -> str:
-    """One line for a line that failed; a traceback only in the debug log."""
-    if isinstance(error, ConsoleError):
-        return str(error)
-    log.debug("console line failed", exc_info=error)
-    return f"{type(error).__name__}: {error}"
-
-
-def _interactive(sandbox: Sandbox, stdin: TextIO, out: TextIO) -> int:
+def _interactive(sandbox: Sandbox, stdin: TextIO, out: TextIO, page_url: str = "") -> int:
     """Lines from a terminal, or piped in. Piped lines are echoed after their prompt, so the
     output reads like a terminal session; what the bot does meanwhile is shown as it happens."""
     tty = stdin.isatty()
     if tty:
         with contextlib.suppress(ImportError):
             import readline  # noqa: F401  (line editing and history for input())
-    _emit(
-        out,
-        [
-            "Runback sandbox: the real bot on local emulators. Type help; Ctrl-D quits.",
-            "Sample: as ana · in #incidents · /rollback wa-backend · traffic wa-backend",
-        ],
-    )
+    intro = [
+        "Runback sandbox: the real bot on local emulators. Type help; Ctrl-D quits.",
+        "Sample: as ana · in #incidents · /rollback wa-backend · traffic wa-backend",
+    ]
+    if page_url:
+        intro.append(f"The same sandbox as Slack shows it, in your browser: {page_url}")
+    _emit(out, intro)
     watcher = BackgroundUpdates(sandbox, out, tty)
     watcher.start()
     unmet = False  # piped lines are a script too: an unmet `expect` fails the run, at the end

@@ -1,8 +1,9 @@
 """The drill's schedule (app.yaml ``drill.every_days``), driven by every tick (the in-process
 scheduler and ``POST /tasks/tick``): a drill falls due ``every_days`` after the last one began
-(for a team that never drilled: at ``drill.start``, or one period after the first tick). A due drill starts once, however
-many instances tick: its due slot is a unique key. One overdue by more than ``grace_hours``
-(Runback was down, or the service stayed busy) is announced as missed, once, and still started.
+(for a team that never drilled: at ``drill.start``, or one period after the first tick). A
+due drill starts once, however many instances tick: its due slot is a unique key. One overdue
+by more than ``grace_hours`` (Runback was down, or the service stayed busy) is announced as
+missed, once, and still started.
 """
 
 from __future__ import annotations

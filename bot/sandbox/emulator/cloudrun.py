@@ -424,6 +424,28 @@ class CloudRunEmulator:
                 for s in service.traffic_statuses
             ]
 
+    def revisions(self, service_name: str) -> list[dict[str, Any]]:
+        """A service's revisions, newest first: name, image, whether Ready, its
+        ``FEATURE_FLAG_*`` and its behaviour (the sandbox's web page shows them)."""
+        with self._lock:
+            self._settle()
+            parent = self._find_by_short(service_name).name + "/revisions/"
+            owned = [r for r in self._revisions.values() if r.name.startswith(parent)]
+            owned.sort(key=lambda r: r.create_time, reverse=True)
+            return [
+                {
+                    "revision": _short(r.name),
+                    "image": _ingress_image(r.containers),
+                    "ready": any(
+                        c.type_ == "Ready" and c.state == State.CONDITION_SUCCEEDED
+                        for c in r.conditions
+                    ),
+                    "flags": _feature_flags(r.containers),
+                    "behaviour": asdict(self._behaviours[_short(r.name)]),
+                }
+                for r in owned
+            ]
+
     # -- routes -------------------------------------------------------------------------------
 
     def register(self, router: Router) -> None:
@@ -1341,6 +1363,13 @@ def _feature_flags(containers: Any) -> dict[str, str]:
             secret = var.value_source.secret_key_ref.secret if "value_source" in var else ""
             flags[var.name[len(FLAG_PREFIX) :]] = f"secret:{secret}" if secret else var.value
     return flags
+
+
+def _ingress_image(containers: Any) -> str:
+    """The image of the ingress container (the only one, or the one with a port)."""
+    with_port = [c for c in containers if c.ports]
+    ingress = (with_port or list(containers) or [None])[0]
+    return str(ingress.image) if ingress is not None else ""
 
 
 def _truthy(value: str) -> bool:

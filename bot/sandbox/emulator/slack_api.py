@@ -350,8 +350,10 @@ class SlackEmulator:
         channel: str | None = None,
         include_ephemeral: bool = True,
         thread_ts: str | None = None,
+        with_history: bool = True,
     ) -> list[dict[str, Any]]:
-        """Messages in post order; ``thread_ts`` keeps a thread's root and replies."""
+        """Messages in post order; ``thread_ts`` keeps a thread's root and replies;
+        ``with_history=False`` leaves out each message's earlier versions (cheaper to copy)."""
         with self._lock:
             channel_id = self._find_channel(channel) if channel else None
             if channel and channel_id is None:
@@ -363,6 +365,8 @@ class SlackEmulator:
                 and (include_ephemeral or m["ephemeral_to"] is None)
                 and (thread_ts is None or thread_ts in (m["ts"], m["thread_ts"]))
             ]
+            if not with_history:
+                found = [{k: v for k, v in m.items() if k != "history"} for m in found]
             return copy.deepcopy(found)
 
     def message(self, channel: str, ts: str) -> dict[str, Any] | None:
