@@ -380,8 +380,10 @@ class Store:
             raise
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         # SQLite serves one process, and makes concurrent writers sleep and retry (1, 2, 5 …
-        # 100 ms): a write per Slack request put hundreds of ms on acks. There, request keys are
-        # remembered in the process; PostgreSQL, shared by instances, remembers them for all.
+        # 100 ms): a write per Slack request put hundreds of ms on acks. There, the keys of
+        # reads are remembered in the process alone; those of requests that change something
+        # go to the table too, so that a restart never forgets them. PostgreSQL, shared by
+        # instances, remembers every key for all.
         self._seen_here: dict[str, datetime] | None = (
             {} if self.engine.dialect.name == "sqlite" else None
         )
@@ -397,10 +399,15 @@ class Store:
 
     # -- seen requests and the health check --------------------------------------------------
 
-    def first_sighting(self, key: str, expires_at: datetime) -> bool:
-        """Remember a request's key; True only for the first caller, on any instance."""
+    def first_sighting(self, key: str, expires_at: datetime, durable: bool = True) -> bool:
+        """Remember a request's key; True only for the first caller, on any instance and
+        across restarts. ``durable=False`` (a read, answered the same twice): on SQLite the
+        process alone remembers it."""
         if self._seen_here is not None:
-            return self._first_sighting_here(key, expires_at)
+            if not self._first_sighting_here(key, expires_at):
+                return False
+            if not durable:
+                return True
         try:
             with self.session() as session:
                 session.add(SeenRequest(key=key, expires_at=expires_at))
