@@ -231,8 +231,9 @@ def test_an_on_call_rollback_during_the_backup_stops_the_release(box: Sandbox) -
     assert latest(box, "release").state == "backing_up"
     run(box, "as ana", "in incidents", f"/rollback {SERVICE} checkout errors", "wait 1m")
     release = latest(box, "release")
-    assert release.state == "failed" and release.data["outcome"]["code"] == "stopped"
+    assert release.state == "cancelled" and release.data["outcome"]["code"] == "stood_aside"
     assert all(green_percents(b, release.to_revision) == [] for b in patch_bodies(box))
+    assert serving(box) == {"wa-backend-00002": 100}, "on-call left blue (tests/test_on_call_*)"
 
 
 def test_rejecting_the_migration_leaves_blue_alone(box: Sandbox) -> None:

@@ -39,7 +39,9 @@ def create_rollback(
 
     Raises UserError, with nothing changed, on bad input or a busy service (audited).
     """
-    _check_not_busy(deps, service.name, request.user, emergency, request.parent)
+    _check_not_busy(
+        deps, service.name, request.user, emergency, request.parent or request.takes_over
+    )
     state, revisions = read_service(deps, service, request.user)
     request = resolve_revision_word(deps, request, service, revisions)
     choice, current = pick_target(deps, request, service, state, revisions)
@@ -158,11 +160,13 @@ def _create_operation(
                 {"revision": name, "why": by_name[name].ready_message} for name in choice.skipped
             ],
             "migration_guard": guard,
+            **({"took_over": request.takes_over} if request.takes_over else {}),
+            **({"drop_tags": [request.drop_tag]} if request.drop_tag else {}),
         },
     )
-    if not request.parent:
+    if not (request.parent or request.takes_over):
         _take_lock(deps, operation, emergency)
-    elif not deps.store.hand_over_lock(service.name, request.parent, operation.id):
+    elif not _handed_over(deps, service.name, request, operation.id):
         deps.store.update_operation(operation.id, now, state="cancelled")
         holder = deps.store.lock_holder(service.name)
         raise UserError("error.busy", service=service.name, holder=holder)
@@ -185,6 +189,16 @@ def _create_operation(
     elif not emergency:
         request_approval(deps, operation.id, Action.SCHEDULED_ROLLBACK, request.user)
     return operation
+
+
+def _handed_over(deps: Deps, service: str, request: RollbackRequest, operation_id: str) -> bool:
+    """The lock of the operation handing the service over is now this rollback's. One that
+    stood aside has ended: a tick may have freed its lock in between, then it is taken."""
+    if deps.store.hand_over_lock(service, request.parent or request.takes_over, operation_id):
+        return True
+    return bool(request.takes_over) and deps.store.acquire_lock(
+        service, operation_id, deps.clock.now()
+    )
 
 
 def _guarded(
