@@ -699,9 +699,15 @@ class Store:
             query = select(TimelineEvent).where(TimelineEvent.operation_id == operation_id)
             return list(session.scalars(query.order_by(TimelineEvent.id)))
 
-    def add_audit(self, record: AuditRecord) -> None:
+    def add_audit(self, record: AuditRecord) -> int:
         with self.session() as session:
             session.add(record)
+            session.flush()
+            return record.id
+
+    def audit_record(self, record_id: int) -> AuditRecord | None:
+        with self.session() as session:
+            return session.get(AuditRecord, record_id)
 
     def audit(self, limit: int = 1000) -> list[AuditRecord]:
         with self.session() as session:

@@ -1,0 +1,88 @@
+"""A click or a form speaks only for the person who sent it (issue #21): who requested, approved
+or overrode comes from the signed payload's user or the stored request, never from a button's
+value or a form's private_metadata; a registered migration verdict is never made weaker by a
+later submission; a form that names another channel never starts a release nobody can see.
+
+Signed Slack requests into the real Bolt app over HTTP, the emulators behind it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from bot.sandbox.console import Sandbox
+from bot.sandbox.slack_payloads import button_click, find_button
+from bot.store import Operation
+from tests.test_readiness import OVERRIDE, gated_config
+
+SERVICE = "wa-backend"
+IMAGE = "us-docker.pkg.dev/runback-sandbox/apps/wa-backend:v1.3.0"
+
+
+@pytest.fixture
+def gated() -> Iterator[Sandbox]:
+    """The sandbox with the readiness gate on: production releases are blocked by the checklist."""
+    sandbox = Sandbox(gated_config(), retry_deadline_s=1.5)
+    try:
+        yield sandbox
+    finally:
+        sandbox.close()
+
+
+def run(box: Sandbox, *lines: str) -> str:
+    return "\n".join(out for line in lines for out in box.run_line(line))
+
+
+def operations(box: Sandbox, kind: str) -> list[Operation]:
+    with box.runtime.deps.store.session() as session:
+        query = select(Operation).where(Operation.kind == kind).order_by(Operation.created_at)
+        return list(session.scalars(query))
+
+
+def click_with_value(box: Sandbox, label: str, value: str) -> None:
+    """Click ``label`` as the console's current user, the button's value replaced by ``value``
+    (Slack signs whatever the button said; the value is only what the message carried)."""
+    found = find_button(box.emulator.slack.messages(), label)
+    assert found is not None, f"no {label!r} button"
+    message, button, block_id = found
+    user = box.users[box.user]
+    url = box.emulator.slack.new_response_url(message["channel"], user, message["ts"])
+    body = button_click(
+        message, {**button, "value": value}, block_id, user, box.user, box.channel, url
+    )
+    assert box.post(body).status_code == 200
+    box.runtime.engine.wait_idle(timeout_s=60)
+
+
+def ephemerals(box: Sandbox, user: str) -> list[str]:
+    return [
+        m["text"] for m in box.emulator.slack.messages() if m.get("ephemeral_to") == box.users[user]
+    ]
+
+
+# -- a forged requester ---------------------------------------------------------------------------
+
+
+def test_release_anyway_with_a_value_naming_someone_else_starts_nothing_for_them(
+    gated: Sandbox,
+) -> None:
+    run(gated, "as sofia", f"/deploy {SERVICE} {IMAGE}")  # blocked by the checklist
+    forged: dict[str, Any] = {"service": SERVICE, "image": IMAGE, "user": "U0MARTA"}
+    run(gated, "as luis")
+    click_with_value(gated, OVERRIDE, json.dumps({**forged, "confirmed": True}))
+    assert operations(gated, "release") == [], "marta never asked"
+    rows = gated.runtime.deps.store.audit()
+    other = next(r.id for r in rows if r.action != "release.blocked")
+    for value in ({"blocked": other}, {"blocked": rows[-1].id + 100}, {"blocked": "1"}):
+        click_with_value(gated, OVERRIDE, json.dumps(value))  # no blocked request
+    assert operations(gated, "release") == []
+    assert any("a request I don't know" in t for t in ephemerals(gated, "luis"))
+
+    run(gated, f"click {OVERRIDE}")  # the button as Runback wrote it
+    (release,) = operations(gated, "release")
+    assert release.requested_by == gated.users["sofia"], "who typed /deploy"
+    assert release.data["readiness"]["override_by"] == gated.users["luis"], "who clicked"
