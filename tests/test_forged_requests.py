@@ -18,6 +18,7 @@ from bot.sandbox.console import Sandbox
 from bot.sandbox.slack_payloads import button_click, find_button
 from bot.store import Operation
 from tests.test_readiness import OVERRIDE, gated_config
+from tests.test_release_migrations import ADD, COMMIT, DROP, FLAG, ci, submit_form
 
 SERVICE = "wa-backend"
 IMAGE = "us-docker.pkg.dev/runback-sandbox/apps/wa-backend:v1.3.0"
@@ -86,3 +87,27 @@ def test_release_anyway_with_a_value_naming_someone_else_starts_nothing_for_them
     (release,) = operations(gated, "release")
     assert release.requested_by == gated.users["sofia"], "who typed /deploy"
     assert release.data["readiness"]["override_by"] == gated.users["luis"], "who clicked"
+
+
+# -- a verdict made weaker ------------------------------------------------------------------------
+
+
+def test_harmless_sql_in_the_form_never_weakens_the_destructive_verdict_ci_registered(
+    sandbox: Sandbox,
+) -> None:
+    payload = {"service": SERVICE, "image": IMAGE, "commit": COMMIT, "migration_sql": DROP}
+    assert ci(sandbox, payload).status_code == 201
+    run(sandbox, "as marta", f"/deploy {SERVICE} {IMAGE} --migration")
+    refused = submit_form(sandbox, ADD)  # harmless, and no flag: destructive still needs one
+    assert refused.json()["response_action"] == "errors"
+    assert "destructive" in refused.json()["errors"]["flag"], "said beside the field"
+    assert operations(sandbox, "release") == []
+    assert sandbox.emulator.router.calls.list("run.services.patch") == []
+
+    submit_form(sandbox, ADD, flag=FLAG)
+    (release,) = operations(sandbox, "release")
+    assert release.data["migration"]["verdict"] == "destructive"
+    assert release.data["migration"]["source"] == "ci", "the statements CI judged"
+    assert release.state == "backing_up", "the backup, then a tech lead's approval"
+    kept = [a for a in sandbox.runtime.deps.store.audit() if a.action == "release.verdict_kept"]
+    assert kept and kept[-1].detail["submitted"] == "additive"

@@ -118,16 +118,18 @@ def _submitted(view: dict[str, Any]) -> Submitted | None:
 def form_errors(deps: Deps, form: Submitted) -> dict[str, str]:
     """What keeps the form open: no statement, or a destructive/unknown migration without a
     valid flag name. Judged now (pglast and sqlglot take milliseconds), inside the 3 s ack."""
-    from bot.ops.release_migrations import assess
-    from bot.policy.release_migrations import flag_problem, is_guarded
+    from bot.ops.release_migrations import assess, migration_of
+    from bot.policy.release_migrations import flag_problem, is_guarded, strictest
 
     summary = assess(form.sql, form.dialect)  # type: ignore[arg-type]
     if not summary.statements:
         return {"sql": deps.renderer.text("deploy_migration.sql_empty")}
-    problem = flag_problem(form.flag) if is_guarded(summary.verdict) or form.flag else None
+    registered = migration_of(deps, form.service, form.image)  # what CI found stands
+    verdict = strictest((summary.verdict, registered["verdict"] if registered else "none"))
+    problem = flag_problem(form.flag) if is_guarded(verdict) or form.flag else None
     if problem is None:
         return {}
-    return {"flag": deps.renderer.text(f"deploy_migration.flag_{problem}", verdict=summary.verdict)}
+    return {"flag": deps.renderer.text(f"deploy_migration.flag_{problem}", verdict=verdict)}
 
 
 def register(app: App, deps: Deps, engine: Engine, start: Callable[..., Message | None]) -> None:
