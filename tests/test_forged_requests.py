@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from bot.sandbox.console import Sandbox
-from bot.sandbox.slack_payloads import button_click, find_button
+from bot.sandbox.slack_payloads import button_click, find_button, input_values, view_submission
 from bot.store import Operation
 from tests.test_readiness import OVERRIDE, gated_config
 from tests.test_release_migrations import ADD, COMMIT, DROP, FLAG, ci, submit_form
@@ -111,3 +111,38 @@ def test_harmless_sql_in_the_form_never_weakens_the_destructive_verdict_ci_regis
     assert release.state == "backing_up", "the backup, then a tech lead's approval"
     kept = [a for a in sandbox.runtime.deps.store.audit() if a.action == "release.verdict_kept"]
     assert kept and kept[-1].detail["submitted"] == "additive"
+
+
+# -- tampered form metadata -----------------------------------------------------------------------
+
+
+def submit_tampered(box: Sandbox, user: str, sql: str, flag: str, **metadata: str) -> Any:
+    """The newest /deploy --migration form of ``user``, its private_metadata edited."""
+    user_id = box.users[user]
+    record = [v for v in box.emulator.slack.views() if v["user"] == user_id][-1]
+    view = {**record["view"], "id": record["id"], "hash": record["hash"]}
+    view["private_metadata"] = json.dumps(metadata)
+    typed = {"sql": sql, "flag": flag}
+    trigger = box.emulator.slack.issue_trigger_id(user_id)
+    body = view_submission(view, input_values(view, typed), user_id, user, trigger)
+    response = box.post(body)
+    box.runtime.engine.wait_idle(timeout_s=60)
+    return response
+
+
+def test_a_form_whose_metadata_names_another_channel_starts_nothing(sandbox: Sandbox) -> None:
+    run(sandbox, "as marta", "in incidents", f"/deploy {SERVICE} {IMAGE} --migration")
+    forged = {"channel": "C0ELSEWHERE", "service": SERVICE, "image": IMAGE}
+    response = submit_tampered(sandbox, "marta", ADD, "", **forged)
+    assert response.status_code == 200
+    answer = response.json()
+    assert answer["response_action"] == "errors", "said in the form, which stays open"
+    assert "/deploy" in answer["errors"]["sql"]
+    assert operations(sandbox, "release") == []
+    assert sandbox.emulator.router.calls.list("run.services.patch") == []
+    refused = [a for a in sandbox.runtime.deps.store.audit() if a.action == "release.refused"]
+    assert refused and refused[-1].detail["why"] == "form_tampered"
+
+    submit_form(sandbox, ADD)  # the form as Runback opened it
+    (release,) = operations(sandbox, "release")
+    assert release.channel == "C0INCIDENTS"

@@ -19,6 +19,7 @@ from bot.slack import (
     readiness_actions,
     release_actions,
 )
+from bot.slack.metadata import ViewSeal
 
 log = logging.getLogger("runback.slack")
 
@@ -33,7 +34,7 @@ def build_app(deps: Deps, engine: Engine, client: WebClient, signing_secret: str
     commands.register(app, deps, engine)
     actions.register(app, deps, engine)
     incident_actions.register(app, deps, engine)
-    release_actions.register(app, deps, engine)
+    release_actions.register(app, deps, engine, ViewSeal(signing_secret))
     migration_check.register(app, deps, engine)
     flag_command.register(app, deps, engine)
     database_commands.register(app, deps, engine)
