@@ -20,6 +20,7 @@ from bot.slack import (
     release_actions,
 )
 from bot.slack.metadata import ViewSeal
+from bot.slack.validation import RefuseMalformed
 
 log = logging.getLogger("runback.slack")
 
@@ -31,6 +32,7 @@ def build_app(deps: Deps, engine: Engine, client: WebClient, signing_secret: str
         process_before_response=False,  # ack first, then work: Slack wants its answer in 3 s
         logger=logging.getLogger("runback.bolt"),
     )
+    app.middleware(RefuseMalformed())  # before every listener: the fields they read are there
     commands.register(app, deps, engine)
     actions.register(app, deps, engine)
     incident_actions.register(app, deps, engine)
