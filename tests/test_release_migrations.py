@@ -411,6 +411,16 @@ def test_ci_needs_its_token(box: Sandbox) -> None:
         ),
         (
             {"service": SERVICE, "image": IMAGE, "commit": COMMIT, "migration_sql": "x" * 300_000},
+            400,
+            "at most 200000 characters",  # MAX_SQL_CHARS, the one limit (tests/test_migration_*)
+        ),
+        (
+            {
+                "service": SERVICE,
+                "image": IMAGE,
+                "commit": COMMIT,
+                "migration_sql": "x" * 1_400_000,
+            },
             413,
             "too large",
         ),
@@ -426,6 +436,7 @@ def test_ci_needs_its_token(box: Sandbox) -> None:
         "registry",
         "bad-flag",
         "oversize",
+        "oversize-body",
     ],
 )
 def test_bad_ci_payloads_change_nothing(box: Sandbox, payload: Any, status: int, says: str) -> None:

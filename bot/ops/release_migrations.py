@@ -32,8 +32,6 @@ from bot.store_migrations import (
     revision_migrations,
 )
 
-MAX_SQL_CHARS = 200_000  # a CI payload is refused above this; the form holds 3,000
-
 
 def assess(sql: str, dialect: Dialect) -> MigrationSummary:
     return summarize(check_migration(sql, dialect))

@@ -128,8 +128,11 @@ def form_errors(deps: Deps, form: Submitted) -> dict[str, str]:
     """What keeps the form open: no statement, or a destructive/unknown migration without a
     valid flag name. Judged now (pglast and sqlglot take milliseconds), inside the 3 s ack."""
     from bot.ops.release_migrations import assess, migration_of
+    from bot.policy.migrations import MAX_SQL_CHARS
     from bot.policy.release_migrations import flag_problem, is_guarded, strictest
 
+    if len(form.sql) > MAX_SQL_CHARS:  # Slack's own field holds 3,000: only a forged form
+        return {"sql": deps.renderer.text("migration.too_long", limit=f"{MAX_SQL_CHARS:,}")}
     summary = assess(form.sql, form.dialect)  # type: ignore[arg-type]
     if not summary.statements:
         return {"sql": deps.renderer.text("deploy_migration.sql_empty")}
