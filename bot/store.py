@@ -36,8 +36,8 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import IntegrityError, InternalError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Mapper, Session, mapped_column, sessionmaker
 
 
@@ -347,11 +347,19 @@ def _move(session: Session, move: Move, now: datetime, idle_only: bool = False) 
     return True
 
 
+# How long a statement waits for a database that another connection holds (a migration, a
+# dump, a writer) before it fails, the same on both backends. SQLite gave up after 5 s where
+# PostgreSQL waited for ever, so the same 12 s hold failed a release on SQLite only.
+DB_WAIT_S = 20
+# What a database that does not answer (locked past DB_WAIT_S, read-only, unreachable) raises.
+UNAVAILABLE = (OperationalError, InternalError)
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute(f"PRAGMA busy_timeout={DB_WAIT_S * 1000}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
@@ -360,10 +368,13 @@ def make_engine(url: str) -> Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 5})
+        arguments = {"check_same_thread": False, "timeout": DB_WAIT_S}
+        engine = create_engine(url, connect_args=arguments)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    parsed = make_url(url)  # a lock_timeout beside any options the URL has (search_path, say)
+    options = f"{parsed.query.get('options', '')} -c lock_timeout={DB_WAIT_S * 1000}".strip()
+    return create_engine(parsed.update_query_dict({"options": options}), pool_pre_ping=True)
 
 
 class Store:
