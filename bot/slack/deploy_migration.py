@@ -26,6 +26,7 @@ from slack_sdk.errors import SlackApiError
 from bot.ops.context import Deps
 from bot.ops.engine import Engine
 from bot.ops.errors import UserError
+from bot.policy.migrations import MAX_SQL_CHARS
 from bot.ports import Message
 from bot.slack.metadata import ViewSeal
 
@@ -128,7 +129,6 @@ def form_errors(deps: Deps, form: Submitted) -> dict[str, str]:
     """What keeps the form open: no statement, or a destructive/unknown migration without a
     valid flag name. Judged now (pglast and sqlglot take milliseconds), inside the 3 s ack."""
     from bot.ops.release_migrations import assess, migration_of
-    from bot.policy.migrations import MAX_SQL_CHARS
     from bot.policy.release_migrations import flag_problem, is_guarded, strictest
 
     if len(form.sql) > MAX_SQL_CHARS:  # Slack's own field holds 3,000: only a forged form

@@ -18,6 +18,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.ops.context import Deps
 from bot.ops.engine import Engine
+from bot.policy.migrations import MAX_SQL_CHARS
 from bot.ports import Message
 
 log = logging.getLogger("runback.slack")
@@ -87,8 +88,6 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
     @app.view(CALLBACK_ID)
     @engine.tracked
     def submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
-        from bot.policy.migrations import MAX_SQL_CHARS
-
         user = body["user"]["id"]
         sql, dialect, channel = _submitted(view)
         if len(sql) > MAX_SQL_CHARS:  # Slack's own field holds 3,000: only a forged form
