@@ -16,7 +16,14 @@ from typing import Any, TextIO
 
 import yaml
 
-from bot.policy.migrations import Dialect, Finding, Verdict, check_migration, exit_code
+from bot.policy.migrations import (
+    MAX_SQL_CHARS,
+    Dialect,
+    Finding,
+    Verdict,
+    check_migration,
+    exit_code,
+)
 from bot.render import LOCALES, Renderer
 
 UNREADABLE = 2
@@ -39,7 +46,7 @@ def run(
 ) -> int:
     stdin, stdout = stdin or sys.stdin, stdout or sys.stdout
     renderer = Renderer(locale or team_locale())
-    reports = [_check_file(name, dialect, stdin) for name in files]
+    reports = [_check_file(renderer, name, dialect, stdin) for name in files]
     if output == "json":
         stdout.write(json.dumps(as_json(renderer, reports), ensure_ascii=False, indent=2) + "\n")
     else:
@@ -59,11 +66,18 @@ def team_locale() -> str:
     return locale if locale in LOCALES else "en"
 
 
-def _check_file(name: str, dialect: Dialect, stdin: TextIO) -> FileReport:
+def _check_file(renderer: Renderer, name: str, dialect: Dialect, stdin: TextIO) -> FileReport:
     try:
-        sql = stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
+        if name == "-":
+            sql = stdin.read(MAX_SQL_CHARS + 1)
+        else:
+            with Path(name).open(encoding="utf-8") as file:
+                sql = file.read(MAX_SQL_CHARS + 1)
     except (OSError, UnicodeDecodeError) as error:
         return FileReport(name, [], getattr(error, "strerror", None) or str(error))
+    if len(sql) > MAX_SQL_CHARS:
+        too_long = renderer.text("migration.too_long", limit=f"{MAX_SQL_CHARS:,}")
+        return FileReport(name, [], plain(too_long))
     return FileReport(name, check_migration(sql, dialect))
 
 

@@ -169,6 +169,8 @@ def _locked(engine: Engine) -> Iterator[Connection]:
     with engine.connect() as connection:
         if connection.dialect.name == "postgresql":
             schema = "hashtext(coalesce(current_schema(), ''))"
+            # a migration waits as long as the instance upgrading first (not store.DB_WAIT_S)
+            connection.execute(text("SET LOCAL lock_timeout = 0"))
             connection.execute(
                 text(f"SELECT pg_advisory_xact_lock(:key, {schema})"), {"key": ADVISORY_LOCK}
             )

@@ -36,8 +36,8 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import IntegrityError, InternalError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Mapper, Session, mapped_column, sessionmaker
 
 
@@ -375,11 +375,19 @@ def _move(session: Session, move: Move, now: datetime, idle_only: bool = False) 
     return True
 
 
+# How long a statement waits for a database that another connection holds (a migration, a
+# dump, a writer) before it fails, the same on both backends. SQLite gave up after 5 s where
+# PostgreSQL waited for ever, so the same 12 s hold failed a release on SQLite only.
+DB_WAIT_S = 20
+# What a database that does not answer (locked past DB_WAIT_S, read-only, unreachable) raises.
+UNAVAILABLE = (OperationalError, InternalError)
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute(f"PRAGMA busy_timeout={DB_WAIT_S * 1000}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
@@ -392,10 +400,13 @@ def make_engine(url: str) -> Engine:
         if url.startswith(scheme):
             url = "postgresql+psycopg://" + url.removeprefix(scheme)
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 5})
+        arguments = {"check_same_thread": False, "timeout": DB_WAIT_S}
+        engine = create_engine(url, connect_args=arguments)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    parsed = make_url(url)  # a lock_timeout beside any options the URL has (search_path, say)
+    options = f"{parsed.query.get('options', '')} -c lock_timeout={DB_WAIT_S * 1000}".strip()
+    return create_engine(parsed.update_query_dict({"options": options}), pool_pre_ping=True)
 
 
 class Store:
@@ -412,8 +423,10 @@ class Store:
             raise
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         # SQLite serves one process, and makes concurrent writers sleep and retry (1, 2, 5 …
-        # 100 ms): a write per Slack request put hundreds of ms on acks. There, request keys are
-        # remembered in the process; PostgreSQL, shared by instances, remembers them for all.
+        # 100 ms): a write per Slack request put hundreds of ms on acks. There, the keys of
+        # reads are remembered in the process alone; those of requests that change something
+        # go to the table too, so that a restart never forgets them. PostgreSQL, shared by
+        # instances, remembers every key for all.
         self._seen_here: dict[str, datetime] | None = (
             {} if self.engine.dialect.name == "sqlite" else None
         )
@@ -429,10 +442,15 @@ class Store:
 
     # -- seen requests and the health check --------------------------------------------------
 
-    def first_sighting(self, key: str, expires_at: datetime) -> bool:
-        """Remember a request's key; True only for the first caller, on any instance."""
+    def first_sighting(self, key: str, expires_at: datetime, durable: bool = True) -> bool:
+        """Remember a request's key; True only for the first caller, on any instance and
+        across restarts. ``durable=False`` (a read, answered the same twice): on SQLite the
+        process alone remembers it."""
         if self._seen_here is not None:
-            return self._first_sighting_here(key, expires_at)
+            if not self._first_sighting_here(key, expires_at):
+                return False
+            if not durable:
+                return True
         try:
             with self.session() as session:
                 session.add(SeenRequest(key=key, expires_at=expires_at))
@@ -772,9 +790,15 @@ class Store:
             query = select(TimelineEvent).where(TimelineEvent.operation_id == operation_id)
             return list(session.scalars(query.order_by(TimelineEvent.id)))
 
-    def add_audit(self, record: AuditRecord) -> None:
+    def add_audit(self, record: AuditRecord) -> int:
         with self.session() as session:
             session.add(record)
+            session.flush()
+            return record.id
+
+    def audit_record(self, record_id: int) -> AuditRecord | None:
+        with self.session() as session:
+            return session.get(AuditRecord, record_id)
 
     def audit(self, limit: int = 1000) -> list[AuditRecord]:
         with self.session() as session:

@@ -115,13 +115,13 @@ def add_candidate(store: Store, now: datetime, **fields: Any) -> ReleaseCandidat
     return candidate
 
 
-def latest_candidate(store: Store, service: str, image: str) -> ReleaseCandidate | None:
-    """The newest registration of exactly this image for this service."""
+def image_candidates(store: Store, service: str, image: str) -> list[ReleaseCandidate]:
+    """Every registration of exactly this image for this service, newest first."""
     with store.session() as session:
         query = select(ReleaseCandidate).where(
             ReleaseCandidate.service == service, ReleaseCandidate.image == image
         )
-        return session.scalars(query.order_by(ReleaseCandidate.id.desc()).limit(1)).first()
+        return list(session.scalars(query.order_by(ReleaseCandidate.id.desc())))
 
 
 def candidates(store: Store) -> list[ReleaseCandidate]:

@@ -41,6 +41,9 @@ WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 MAX_BODY = 64 * 1024
 # Slack refuses requests whose timestamp is more than 5 minutes off; so do Bolt and this guard:
 # https://docs.slack.dev/authentication/verifying-requests-from-slack/
+# A second copy of one signature is always a replay: Slack retries only Events API deliveries
+# (X-Slack-Retry-Num, each signed anew: https://api.slack.com/apis/events-api#retries), and
+# Runback subscribes to no events; slash commands, clicks and forms are never retried.
 SLACK_WINDOW_S = 5 * 60
 # Database faults that pass (a read-only or unreachable database): Cloud Monitoring retries a 503.
 UNAVAILABLE = (OperationalError, InternalError)
@@ -54,8 +57,9 @@ class Hooks:
     tick: Callable[[], None]
     alert_token: str | None
     tick_token: str | None
-    # True the first time a signed Slack request (by its key) is seen before ``expires``.
-    first_sighting: Callable[[str, datetime], bool] | None = None
+    # True the first time a signed Slack request (by its key) is seen before ``expires``;
+    # the flag: the request may change something (its key must outlive a restart).
+    first_sighting: Callable[[str, datetime, bool], bool] | None = None
     # None when the bot can do its work, else what is wrong (``/healthz`` says it, non-200).
     health: Callable[[], str | None] | None = None
     ci_release: Callable[[bytes], tuple[int, dict[str, Any]]] | None = None  # body -> answer
@@ -137,6 +141,30 @@ def _interaction_is_usable(payload: Any) -> bool:
     return isinstance(actions, list) and bool(actions) and all(isinstance(a, dict) for a in actions)
 
 
+# ``/ops`` subcommands that only read: answering one twice changes nothing.
+READ_ONLY_OPS = frozenset(
+    {"", "help", "whoami", "incidents", "backups", "check", "drills", "migration-check"}
+)
+
+
+def changes_state(environ: dict[str, Any], text: str) -> bool:
+    """Whether a signed request may change something (start, decide, stop): every click and
+    form, and every command but the reads. Only these must be remembered across restarts."""
+    content_type = environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
+    if content_type != "application/x-www-form-urlencoded":
+        return True
+    form = parse_qs(text)
+    command = (form.get("command") or [""])[0]
+    words = (form.get("text") or [""])[0].split()
+    if command == "/traffic":
+        return False
+    if command == "/flag":
+        return len(words) > 1  # ``/flag SERVICE`` lists the flags
+    if command == "/ops":
+        return (words[0].lower() if words else "") not in READ_ONLY_OPS
+    return True
+
+
 def _slack_shape_problem(environ: dict[str, Any], text: str) -> str:
     """What makes a signed body unusable for Bolt ("" when nothing does)."""
     content_type = environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
@@ -156,7 +184,7 @@ def _slack_shape_problem(environ: dict[str, Any], text: str) -> str:
 def slack_guard(
     slack: WSGIApp,
     signing_secret: str,
-    first_sighting: Callable[[str, datetime], bool] | None,
+    first_sighting: Callable[[str, datetime, bool], bool] | None,
 ) -> WSGIApp:
     """Everything Bolt should never see: oversized, unsigned, malformed or replayed requests."""
     verifier = SignatureVerifier(signing_secret or "unset")
@@ -180,7 +208,7 @@ def slack_guard(
                 int(environ["HTTP_X_SLACK_REQUEST_TIMESTAMP"]) + 2 * SLACK_WINDOW_S, UTC
             )
             try:
-                first = first_sighting(key, expires)
+                first = first_sighting(key, expires, changes_state(environ, text))
             except UNAVAILABLE:
                 log.exception("the database refused a Slack request's replay key")
                 return _json(start_response, 503, {"error": "database unavailable"})

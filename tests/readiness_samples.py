@@ -170,7 +170,7 @@ BLOCKED = {
     "service": "wa-backend",
     "image": "us-docker.pkg.dev/p/apps/wa:1.3.0",
     "requester": "U0MARTA",
-    "value": {"service": "wa-backend", "image": "x", "user": "U0MARTA", "confirmed": False},
+    "value": {"blocked": 42},
     **CHECKLIST,
 }
 

@@ -289,3 +289,80 @@ def test_python_m_bot_serve_keeps_serving_with_many_idle_connections(
         assert requests.get(f"http://127.0.0.1:{bot.port}/healthz", timeout=5).ok
         send_command(emulator, bot.port, "/ops", "whoami")
         wait_until(lambda: emulator.slack.messages(), what="the answer to /ops whoami")
+
+
+# -- signed, but not what Slack sends -------------------------------------------------------------
+
+
+def _form(fields: dict[str, str]) -> bytes:
+    from urllib.parse import urlencode
+
+    return urlencode(fields).encode()
+
+
+COMMAND = {
+    "team_id": "T0SANDBOX",
+    "channel_id": "C0INCIDENTS",
+    "channel_name": "incidents",
+    "user_id": "U0ANA",
+    "user_name": "ana",
+    "command": "/rollback",
+    "text": "wa-backend",
+    "api_app_id": "A0RUNBACK",
+    "trigger_id": "1.2.3",
+    "response_url": "http://127.0.0.1:9/nowhere",
+}
+SUBMISSION = {
+    "type": "view_submission",
+    "team": {"id": "T0SANDBOX"},
+    "user": {"id": "U0MARTA", "username": "marta"},
+    "view": {
+        "id": "V1",
+        "callback_id": "deploy_migration",
+        "private_metadata": "{}",
+        "state": {"values": {}},
+    },
+}
+SIGNED_MALFORMED = {
+    "a command without user_id": _form({k: v for k, v in COMMAND.items() if k != "user_id"}),
+    "a command without channel_id": _form({k: v for k, v in COMMAND.items() if k != "channel_id"}),
+    "a command whose user_id is empty": _form({**COMMAND, "user_id": ""}),
+    "a view_submission without user": _interaction(
+        {k: v for k, v in SUBMISSION.items() if k != "user"}
+    ),
+    "a view_submission whose view is a string": _interaction({**SUBMISSION, "view": "V1"}),
+    "a view_submission whose state is a list": _interaction(
+        {**SUBMISSION, "view": {**SUBMISSION["view"], "state": [1]}}
+    ),
+    "a migration check whose view is a number": _interaction(
+        {**SUBMISSION, "view": 7, "callback_id": "migration_check"}
+    ),
+    "a click whose user is a string": _interaction(
+        {
+            "type": "block_actions",
+            "user": "U0LUIS",
+            "channel": {"id": "C0INCIDENTS"},
+            "actions": [{"action_id": "release_roll_back", "value": "x"}],
+        }
+    ),
+    "a click without a channel": _interaction(
+        {
+            "type": "block_actions",
+            "user": {"id": "U0LUIS"},
+            "actions": [{"action_id": "release_roll_back", "value": "x"}],
+        }
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(SIGNED_MALFORMED))
+def test_a_signed_payload_slack_would_never_send_gets_a_4xx_never_a_500(
+    sandbox: Sandbox, case: str
+) -> None:
+    body = SIGNED_MALFORMED[case]
+    response = sandbox.http.post(
+        sandbox.bot_url, data=body, headers=sign_bytes(sandbox.signing_secret, body), timeout=10
+    )
+    assert 400 <= response.status_code < 500, (response.status_code, response.text)
+    assert "Traceback" not in response.text
+    assert footprint(sandbox)[1:] == (0, 0), "no message, no PATCH"

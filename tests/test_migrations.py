@@ -213,6 +213,7 @@ MYSQL = [
     ("ALTER TABLE t ADD COLUMN", U, "unrecognised"),  # sqlglot gives up: a Command
     ("CREATE TABLE t (a INT", U, "unparsable"),
     ("INSERT INTO t VALUES (", U, "unparsable"),
+    ("SELECT " + "(" * 200 + "1" + ")" * 200, U, "too_nested"),  # past sqlglot's recursion
 ]
 
 

@@ -13,6 +13,7 @@ from bot.policy.release_migrations import (
     crossed,
     flag_problem,
     is_guarded,
+    strictest,
     summarize,
 )
 from bot.slack.deploy_migration import DeployOptions, parse_deploy
@@ -102,3 +103,17 @@ def test_a_revision_gone_from_cloud_run_is_placed_by_when_it_was_recorded() -> N
 )
 def test_deploy_words(text: str, options: DeployOptions | None) -> None:
     assert parse_deploy(text) == options
+
+
+@pytest.mark.parametrize(
+    ("verdicts", "expected"),
+    [
+        ((), "none"),
+        (("none", "additive"), "additive"),
+        (("additive", "unknown"), "unknown"),
+        (("destructive", "additive", "unknown"), "destructive"),
+        (("additive", "something new"), "something new"),  # counts as unknown: never a pass
+    ],
+)
+def test_the_strictest_verdict_stands(verdicts: tuple[str, ...], expected: str) -> None:
+    assert strictest(verdicts) == expected

@@ -231,8 +231,9 @@ def test_an_on_call_rollback_during_the_backup_stops_the_release(box: Sandbox) -
     assert latest(box, "release").state == "backing_up"
     run(box, "as ana", "in incidents", f"/rollback {SERVICE} checkout errors", "wait 1m")
     release = latest(box, "release")
-    assert release.state == "failed" and release.data["outcome"]["code"] == "stopped"
+    assert release.state == "cancelled" and release.data["outcome"]["code"] == "stood_aside"
     assert all(green_percents(b, release.to_revision) == [] for b in patch_bodies(box))
+    assert serving(box) == {"wa-backend-00002": 100}, "on-call left blue (tests/test_on_call_*)"
 
 
 def test_rejecting_the_migration_leaves_blue_alone(box: Sandbox) -> None:
@@ -411,6 +412,16 @@ def test_ci_needs_its_token(box: Sandbox) -> None:
         ),
         (
             {"service": SERVICE, "image": IMAGE, "commit": COMMIT, "migration_sql": "x" * 300_000},
+            400,
+            "at most 200000 characters",  # MAX_SQL_CHARS, the one limit (tests/test_migration_*)
+        ),
+        (
+            {
+                "service": SERVICE,
+                "image": IMAGE,
+                "commit": COMMIT,
+                "migration_sql": "x" * 1_400_000,
+            },
             413,
             "too large",
         ),
@@ -426,6 +437,7 @@ def test_ci_needs_its_token(box: Sandbox) -> None:
         "registry",
         "bad-flag",
         "oversize",
+        "oversize-body",
     ],
 )
 def test_bad_ci_payloads_change_nothing(box: Sandbox, payload: Any, status: int, says: str) -> None:

@@ -77,6 +77,23 @@ def test_a_replayed_key_is_refused(store: Store) -> None:
     assert store.first_sighting("k2", expires) is True
 
 
+def test_a_key_that_changes_state_outlives_a_restart_a_reads_key_stays_in_memory(
+    store: Store,
+) -> None:
+    """The store reopened on the same database is the process restarted (issue #22)."""
+    expires = datetime.now(UTC) + timedelta(minutes=10)
+    assert store.first_sighting("click", expires) is True
+    assert store.first_sighting("read", expires, durable=False) is True
+    assert store.first_sighting("read", expires, durable=False) is False
+    restarted = Store(store.engine.url.render_as_string(hide_password=False))
+    try:
+        assert restarted.first_sighting("click", expires) is False, "never acted on twice"
+        if restarted.engine.dialect.name == "sqlite":  # no write per read on SQLite
+            assert restarted.first_sighting("read", expires, durable=False) is True
+    finally:
+        restarted.close()
+
+
 @pytest.mark.postgres
 def test_a_replayed_key_is_refused_by_every_instance_sharing_postgresql() -> None:
     """Instances share PostgreSQL (SQLite serves one process, which remembers keys itself)."""

@@ -92,8 +92,9 @@ class Deps:
         revision: str = "",
         operation_id: str = "",
         **detail: Any,
-    ) -> None:
-        """Every action and every refusal: to the database, then to Cloud Logging."""
+    ) -> int:
+        """Every action and every refusal: to the database, then to Cloud Logging. Returns the
+        record's id (a refusal that a later click refers to, say)."""
         event = AuditEvent(
             at=self.clock.now(),
             actor=actor,
@@ -104,8 +105,9 @@ class Deps:
             operation_id=operation_id,
             detail=detail,
         )
-        self.store.add_audit(AuditRecord(**asdict(event)))
+        record_id = self.store.add_audit(AuditRecord(**asdict(event)))
         try:
             self.audit_sink.write(event)
         except Exception:  # the database copy is the record; the log copy must not break work
             log.exception("audit sink failed for %s", action)
+        return record_id

@@ -15,13 +15,13 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import timedelta
 from typing import Any
 
 from bot.ops import approvals, backups, cards, drill, flags, incidents, release, restore, rollback
 from bot.ops.context import BOT_ACTOR, Deps
-from bot.store import TERMINAL_STATES, Operation
+from bot.store import TERMINAL_STATES, UNAVAILABLE, Operation
 
 log = logging.getLogger("runback.engine")
 
@@ -105,11 +105,18 @@ class Engine:
                 was_running = before is not None and before.state not in TERMINAL_STATES
                 try:
                     operation = workflow.execute(self.deps, operation_id)
+                except UNAVAILABLE:
+                    # Not the workflow's failure: the database stopped answering (past its
+                    # bounded wait) and nothing more of this step was committed. A later tick
+                    # takes it up again from the store, as after a restart.
+                    log.exception("the database refused operation %s; it resumes", operation_id)
+                    operation = None
                 except Exception:
                     log.exception("operation %s crashed", operation_id)
                     operation = self._after_crash(workflow, operation_id)
                 finally:
-                    self.deps.store.release_lease(operation_id, self.owner)
+                    with suppress(*UNAVAILABLE):  # else its lease simply runs out
+                        self.deps.store.release_lease(operation_id, self.owner)
                 if was_running and operation is not None and operation.state in TERMINAL_STATES:
                     incidents.on_operation_finished(self.deps, operation)
                     if (operation.data or {}).get("drill"):  # the drill waiting for it goes on

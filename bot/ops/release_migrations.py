@@ -20,6 +20,7 @@ from bot.policy.release_migrations import (
     crossed,
     deciding,
     is_guarded,
+    strictest,
     summarize,
 )
 from bot.policy.targets import current_revision
@@ -28,12 +29,10 @@ from bot.store import Operation
 from bot.store_migrations import (
     ReleaseCandidate,
     add_candidate,
-    latest_candidate,
+    image_candidates,
     record_revision_migration,
     revision_migrations,
 )
-
-MAX_SQL_CHARS = 200_000  # a CI payload is refused above this; the form holds 3,000
 
 
 def assess(sql: str, dialect: Dialect) -> MigrationSummary:
@@ -52,8 +51,11 @@ def register_candidate(
     commit: str = "",
     flag: str = "",
 ) -> ReleaseCandidate:
-    """Judge the SQL and record the candidate (audited); nothing is deployed."""
+    """Judge the SQL and record the candidate (audited); nothing is deployed. A verdict weaker
+    than one registered before for this image is recorded, and audited as not standing (see
+    ``migration_of``)."""
     summary = assess(sql, dialect)
+    before = image_candidates(deps.store, service, image)
     candidate = add_candidate(
         deps.store,
         deps.clock.now(),
@@ -79,13 +81,33 @@ def register_candidate(
         verdict=summary.verdict,
         feature_flag=flag,
     )
+    kept = strictest(c.verdict for c in before)
+    if before and strictest((kept, summary.verdict)) != summary.verdict:
+        deps.audit(
+            by,
+            "release.verdict_kept",
+            "refused",
+            service=service,
+            image=image[:300],
+            source=source,
+            submitted=summary.verdict,
+            kept=kept,
+        )
     return candidate
 
 
 def migration_of(deps: Deps, service: str, image: str) -> dict[str, Any] | None:
-    """The migration the newest candidate of this image carries, as a release keeps it."""
-    candidate = latest_candidate(deps.store, service, image)
-    if candidate is None or candidate.verdict == NO_MIGRATION:  # registered without SQL
+    """The migration a release of this image carries: the newest candidate's, unless an earlier
+    one of the same image was judged stricter. A later submission makes a verdict stricter,
+    never weaker: harmless SQL pasted into the /deploy form cannot walk the destructive
+    migration CI found past the pre-deployment backup; a tech lead then approves it on the
+    release's card, as any guarded migration."""
+    registered = image_candidates(deps.store, service, image)
+    if not registered:
+        return None
+    verdict = strictest(c.verdict for c in registered)
+    candidate = next(c for c in registered if c.verdict == verdict)  # the newest such
+    if candidate.verdict == NO_MIGRATION:  # registered without SQL
         return None
     return {
         "verdict": candidate.verdict,

@@ -79,6 +79,14 @@ def write_step(
     return updated
 
 
+def ensure_current(deps: Deps, operation: Operation) -> None:
+    """Superseded unless the operation is still exactly as read (state and data): a step that
+    would send a change again (a stale etag's retry) sends nothing over a newer decision."""
+    stored = deps.store.operation(operation.id)
+    if stored is None or stored.state != operation.state or data_seq(stored) != data_seq(operation):
+        raise Superseded(operation.id)
+
+
 def due_in(deps: Deps, seconds: float) -> str:
     """When a timed state is due: ``seconds`` from now, as stored (``due_at``)."""
     return (deps.clock.now() + timedelta(seconds=seconds)).isoformat()

@@ -36,6 +36,8 @@ from typing import Any, Literal
 
 Dialect = Literal["postgres", "mysql"]
 DIALECTS: tuple[Dialect, ...] = ("postgres", "mysql")
+# The most SQL Runback checks at once, wherever it comes from (CI, the forms, the CLI).
+MAX_SQL_CHARS = 200_000
 
 
 class Verdict(StrEnum):
@@ -98,7 +100,10 @@ def check_migration(sql: str, dialect: Dialect = "postgres") -> list[Finding]:
         return [Finding(line, sql.strip(), Verdict.UNKNOWN, "unparsable", {}, ())]
     line, counted = 1, 0
     for start, text in chunks:
-        action = classify(text, created)
+        try:
+            action = classify(text, created)
+        except RecursionError:  # sqlglot recurses ~25 frames a level of MySQL's parentheses
+            action = unknown("too_nested")
         line, counted = line + sql.count("\n", counted, start), start
         findings.append(
             Finding(line, text, action.verdict, action.rule, action.data, action.warnings)

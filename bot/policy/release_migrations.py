@@ -37,6 +37,21 @@ def is_guarded(verdict: str) -> bool:
     return verdict in GUARDED
 
 
+# How much a verdict asks of a release: none < additive < unknown < destructive.
+STRICTNESS = {
+    NO_MIGRATION: 0,
+    str(Verdict.ADDITIVE): 1,
+    str(Verdict.UNKNOWN): 2,
+    str(Verdict.DESTRUCTIVE): 3,
+}
+
+
+def strictest(verdicts: Iterable[str]) -> str:
+    """The verdict that asks the most of a release (unknown values count as unknown)."""
+    unknown = STRICTNESS[str(Verdict.UNKNOWN)]
+    return max(verdicts, key=lambda v: STRICTNESS.get(v, unknown), default=NO_MIGRATION)
+
+
 @dataclass(frozen=True)
 class MigrationSummary:
     verdict: str  # additive | destructive | unknown

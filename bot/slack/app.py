@@ -20,6 +20,8 @@ from bot.slack import (
     readiness_actions,
     release_actions,
 )
+from bot.slack.metadata import ViewSeal
+from bot.slack.validation import RefuseMalformed
 
 log = logging.getLogger("runback.slack")
 
@@ -43,10 +45,11 @@ def build_app(deps: Deps, engine: Engine, client: WebClient, signing_secret: str
         process_before_response=False,  # ack first, then work: Slack wants its answer in 3 s
         logger=bolt_log,
     )
+    app.middleware(RefuseMalformed())  # before every listener: the fields they read are there
     commands.register(app, deps, engine)
     actions.register(app, deps, engine)
     incident_actions.register(app, deps, engine)
-    release_actions.register(app, deps, engine)
+    release_actions.register(app, deps, engine, ViewSeal(signing_secret))
     migration_check.register(app, deps, engine)
     flag_command.register(app, deps, engine)
     database_commands.register(app, deps, engine)

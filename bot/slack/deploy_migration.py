@@ -3,15 +3,16 @@ destructive migration hides behind), then the release starts with it.
 
 Without ``--migration`` nothing changes for the on-call engineer: ``/deploy`` starts at once,
 with the migration CI registered for that image if there is one. The form is opened at once
-with the command's trigger_id (Slack lets it live 3 s); what the command said travels in the
-view's private_metadata. A destructive or unknown migration without a valid flag name keeps the
-form open with the error beside the field (``response_action: errors``,
+with the command's trigger_id (Slack lets it live 3 s); what the command said (and who said it)
+travels in the view's private_metadata, sealed (bot/slack/metadata.py): a form whose metadata is
+not exactly what Runback opened it with starts nothing, and says so beside the SQL. A
+destructive or unknown migration without a valid flag name keeps the form open with the error
+beside the field (``response_action: errors``,
 https://api.slack.com/surfaces/modals#displaying_errors), so nothing is lost and nothing starts.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from collections.abc import Callable
@@ -25,7 +26,9 @@ from slack_sdk.errors import SlackApiError
 from bot.ops.context import Deps
 from bot.ops.engine import Engine
 from bot.ops.errors import UserError
+from bot.policy.migrations import MAX_SQL_CHARS
 from bot.ports import Message
+from bot.slack.metadata import ViewSeal
 
 log = logging.getLogger("runback.slack")
 
@@ -61,11 +64,17 @@ def parse_deploy(text: str) -> DeployOptions | None:
 
 
 def open_form(
-    deps: Deps, client: WebClient, command: dict[str, Any], options: DeployOptions, respond: Respond
+    deps: Deps,
+    client: WebClient,
+    command: dict[str, Any],
+    options: DeployOptions,
+    respond: Respond,
+    seal: ViewSeal,
 ) -> None:
-    metadata = json.dumps(
+    metadata = seal.seal(
         {
             "channel": command["channel_id"],
+            "user": command["user_id"],
             "service": options.service,
             "image": options.image,
         }
@@ -95,7 +104,9 @@ class Submitted:
     image: str
 
 
-def _submitted(view: dict[str, Any]) -> Submitted | None:
+def _submitted(view: dict[str, Any], user: str, seal: ViewSeal) -> Submitted | None:
+    """What was typed, and what Runback opened the form with; None when the metadata is not
+    Runback's own, sealed for this user."""
     values = (view.get("state") or {}).get("values") or {}
 
     def typed(block: str) -> str:
@@ -103,11 +114,10 @@ def _submitted(view: dict[str, Any]) -> Submitted | None:
 
     option = ((values.get("dialect") or {}).get("dialect") or {}).get("selected_option") or {}
     dialect = option.get("value") if option.get("value") in DIALECTS else "postgres"
-    try:
-        meta = json.loads(view.get("private_metadata") or "{}")
-    except ValueError:
+    meta = seal.open(str(view.get("private_metadata") or ""))
+    if meta is None or meta.get("user") != user:
         return None
-    if not isinstance(meta, dict) or not all(
+    if not all(
         isinstance(meta.get(k), str) and meta.get(k) for k in ("channel", "service", "image")
     ):
         return None
@@ -118,19 +128,25 @@ def _submitted(view: dict[str, Any]) -> Submitted | None:
 def form_errors(deps: Deps, form: Submitted) -> dict[str, str]:
     """What keeps the form open: no statement, or a destructive/unknown migration without a
     valid flag name. Judged now (pglast and sqlglot take milliseconds), inside the 3 s ack."""
-    from bot.ops.release_migrations import assess
-    from bot.policy.release_migrations import flag_problem, is_guarded
+    from bot.ops.release_migrations import assess, migration_of
+    from bot.policy.release_migrations import flag_problem, is_guarded, strictest
 
+    if len(form.sql) > MAX_SQL_CHARS:  # Slack's own field holds 3,000: only a forged form
+        return {"sql": deps.renderer.text("migration.too_long", limit=f"{MAX_SQL_CHARS:,}")}
     summary = assess(form.sql, form.dialect)  # type: ignore[arg-type]
     if not summary.statements:
         return {"sql": deps.renderer.text("deploy_migration.sql_empty")}
-    problem = flag_problem(form.flag) if is_guarded(summary.verdict) or form.flag else None
+    registered = migration_of(deps, form.service, form.image)  # what CI found stands
+    verdict = strictest((summary.verdict, registered["verdict"] if registered else "none"))
+    problem = flag_problem(form.flag) if is_guarded(verdict) or form.flag else None
     if problem is None:
         return {}
-    return {"flag": deps.renderer.text(f"deploy_migration.flag_{problem}", verdict=summary.verdict)}
+    return {"flag": deps.renderer.text(f"deploy_migration.flag_{problem}", verdict=verdict)}
 
 
-def register(app: App, deps: Deps, engine: Engine, start: Callable[..., Message | None]) -> None:
+def register(
+    app: App, deps: Deps, engine: Engine, start: Callable[..., Message | None], seal: ViewSeal
+) -> None:
     """``start(request)`` starts a release and returns what to tell the requester (as /deploy)."""
 
     @app.view(CALLBACK_ID)
@@ -139,10 +155,13 @@ def register(app: App, deps: Deps, engine: Engine, start: Callable[..., Message 
         from bot.ops.release import ReleaseRequest
 
         user = body["user"]["id"]
-        form = _submitted(view)
-        if form is None:
-            log.warning("a deploy form came back without its private_metadata")
-            ack()
+        form = _submitted(view, user, seal)
+        if form is None:  # a release nobody asked for here, or that nobody could see
+            deps.audit(user, "release.refused", "refused", why="form_tampered")
+            ack(
+                response_action="errors",
+                errors={"sql": deps.renderer.text("deploy_migration.form_not_ours")},
+            )
             return
         errors = form_errors(deps, form)
         if errors:

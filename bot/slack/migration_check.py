@@ -18,6 +18,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.ops.context import Deps
 from bot.ops.engine import Engine
+from bot.policy.migrations import MAX_SQL_CHARS
 from bot.ports import Message
 
 log = logging.getLogger("runback.slack")
@@ -87,9 +88,13 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
     @app.view(CALLBACK_ID)
     @engine.tracked
     def submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
-        ack()  # closes the modal; the report follows as an ephemeral message
         user = body["user"]["id"]
         sql, dialect, channel = _submitted(view)
+        if len(sql) > MAX_SQL_CHARS:  # Slack's own field holds 3,000: only a forged form
+            too_long = deps.renderer.text("migration.too_long", limit=f"{MAX_SQL_CHARS:,}")
+            ack(response_action="errors", errors={"sql": too_long})
+            return
+        ack()  # closes the modal; the report follows as an ephemeral message
         if not channel:
             log.warning("migration check submitted without a channel in private_metadata")
             return

@@ -24,12 +24,7 @@ log = logging.getLogger("runback.slack")
 
 def blocked_message(deps: Deps, blocked: release.ReadinessBlocked) -> Message:
     request = blocked.request
-    value = {
-        "service": request.service,
-        "image": request.image,
-        "user": request.user,
-        "confirmed": request.confirmed,
-    }
+    value = {"blocked": blocked.blocked_id}  # the stored request; the clicker is the overrider
     return deps.renderer.message(
         "release_blocked",
         service=request.service,
@@ -69,25 +64,15 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
         ack()
         click = click_of(body, action)
         try:
-            asked = json.loads(click.value)
-            request = release.ReleaseRequest(
-                service=str(asked["service"]),
-                image=str(asked["image"]),
-                user=str(asked["user"]),
-                channel=click.channel,
-                confirmed=bool(asked.get("confirmed")),
-            )
+            blocked_id = json.loads(click.value)["blocked"]
+            if not isinstance(blocked_id, int) or isinstance(blocked_id, bool):
+                raise TypeError(blocked_id)
         except (ValueError, KeyError, TypeError):
-            engine.background(
-                lambda: deps.chat.ephemeral(
-                    click.channel, click.user, ephemeral(deps, "notice.unknown_request")
-                )
-            )
-            return
+            blocked_id = -1  # names no stored request: refused (audited) like any unknown one
 
         def run() -> None:
             try:
-                operation = release.override(deps, request, click.user)
+                operation = release.override(deps, blocked_id, click.user)
             except release.ReadinessBlocked:  # the checklist changed: the matrix said no
                 return
             except UserError as error:

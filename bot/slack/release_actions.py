@@ -22,6 +22,7 @@ from bot.slack import deploy_migration
 from bot.slack.buttons import Click, button
 from bot.slack.commands import ack_with, answer_later, ephemeral
 from bot.slack.deploy_migration import open_form, parse_deploy
+from bot.slack.metadata import ViewSeal
 
 log = logging.getLogger("runback.slack")
 
@@ -29,7 +30,7 @@ ROLLERS = frozenset({Role.SENIOR_DEVELOPER, Role.TECH_LEAD, Role.ON_CALL})  # ma
 STEERERS = frozenset({Role.SENIOR_DEVELOPER, Role.TECH_LEAD})  # may pause, resume, proceed
 
 
-def register(app: App, deps: Deps, engine: Engine) -> None:
+def register(app: App, deps: Deps, engine: Engine, seal: ViewSeal) -> None:
     @app.command("/deploy")
     @engine.tracked
     def deploy_command(
@@ -47,7 +48,7 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
             return
         ack()
         if options.migration:  # now: the trigger_id lives 3 s
-            open_form(deps, client, command, options, respond)
+            open_form(deps, client, command, options, respond, seal)
             return
         request = release.ReleaseRequest(
             service=options.service,
@@ -164,4 +165,4 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
     app.action("release_pause")(for_roles(pause, STEERERS))
     app.action("release_resume")(for_roles(resume, STEERERS))
     app.action("release_proceed")(for_roles(resume, STEERERS))
-    deploy_migration.register(app, deps, engine, start)
+    deploy_migration.register(app, deps, engine, start, seal)

@@ -14,7 +14,15 @@ back: the drill then fails, and the time to safe traffic is measured all the sam
 from bot.ops.drill.history import drills_message, log_text
 from bot.ops.drill.request import request_drill
 from bot.ops.drill.schedule import tick
-from bot.ops.drill.steps import RUNNING_STATES, execute, fail_unexpectedly, on_decided, on_expired
+from bot.ops.drill.steps import (
+    RUNNING_STATES,
+    execute,
+    fail_unexpectedly,
+    on_decided,
+    on_expired,
+    stand_aside,
+    take_back,
+)
 
 __all__ = [
     "RUNNING_STATES",
@@ -25,5 +33,7 @@ __all__ = [
     "on_decided",
     "on_expired",
     "request_drill",
+    "stand_aside",
+    "take_back",
     "tick",
 ]

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import logging
+from contextlib import suppress
 from datetime import datetime, timedelta
 from typing import Any
 
 from bot.ops import rollback
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.drill.view import announce_result, refresh
-from bot.ops.errors import UserError
+from bot.ops.errors import Superseded, UserError
 from bot.ops.health import config_problem, probe_health
 from bot.ops.release.cloud import with_other_tags
 from bot.ops.release.deploy import PROMETHEUS_LINE
 from bot.ops.rollback import RollbackRequest
-from bot.ops.stepping import advance
+from bot.ops.stepping import advance, ensure_current, write_step
 from bot.ports import (
     CloudRunError,
     EtagConflict,
@@ -71,18 +72,17 @@ def on_decided(deps: Deps, operation: Operation, approve: bool, user: str) -> No
 def fail_unexpectedly(deps: Deps, operation_id: str) -> None:
     operation = deps.store.operation(operation_id)
     if operation is not None and operation.state in RUNNING_STATES:
-        _safety_then_end(deps, operation, {"code": "internal"})
+        with suppress(Superseded):  # an on-call engineer moved it meanwhile: their move stands
+            _safety_then_end(deps, operation, {"code": "internal"})
 
 
 # -- helpers ---------------------------------------------------------------------------------
 
 
 def _commit(deps: Deps, operation: Operation, state: str | None = None, **data: Any) -> Operation:
-    now = deps.clock.now()
-    fields: dict[str, Any] = {"data": {**operation.data, **data}}
-    if state is not None:
-        fields["state"] = state
-    updated = deps.store.update_operation(operation.id, now, **fields)
+    """Commit the next state and data together, only if the drill is still as read (else
+    Superseded: an on-call engineer's rollback that took the drill over is never undone)."""
+    updated = write_step(deps, operation, state, data)
     refresh(deps, operation.id)
     return updated
 
@@ -169,6 +169,7 @@ def _deploy(deps: Deps, operation: Operation, state: ServiceState, image: str) -
     try:
         return send(state)
     except EtagConflict:
+        ensure_current(deps, operation)  # not over an on-call rollback made meanwhile
         return send(deps.cloudrun.get_service(state.ref))
 
 
@@ -187,7 +188,8 @@ def _step_wait_deploy(deps: Deps, operation: Operation) -> Operation:
         outcome = {"code": "deploy_failed", "detail": str(state.serving())}
         return _safety_then_end(deps, operation, outcome)
     entry = _log(operation, "deployed", True, started, deps.clock.now(), uri=state.uri)
-    return _commit(deps, operation, "verifying", pending="", uri=state.uri, log=entry)
+    next_state = "rolling_back" if operation.data.get("stop_requested") else "verifying"
+    return _commit(deps, operation, next_state, pending="", uri=state.uri, log=entry)
 
 
 # -- 2. verify the test revision's health ------------------------------------------------
@@ -329,7 +331,15 @@ def _safety_then_end(deps: Deps, operation: Operation, outcome: dict[str, Any]) 
     return _commit(deps, operation, "rolling_back", outcome=outcome)
 
 
-def _end(deps: Deps, operation: Operation, passed: bool, outcome: dict[str, Any]) -> Operation:
+def _end(
+    deps: Deps,
+    operation: Operation,
+    passed: bool,
+    outcome: dict[str, Any],
+    keep_lock: bool = False,
+) -> Operation:
+    """The drill's record, then its last state; ``keep_lock`` for the on-call rollback that
+    takes the service over from it."""
     now = deps.clock.now()
     state = "succeeded" if passed else "failed"
     operation = _commit(deps, operation, outcome=outcome, due_at=None)
@@ -350,8 +360,9 @@ def _end(deps: Deps, operation: Operation, passed: bool, outcome: dict[str, Any]
                 "rollback_id": data.get("rollback_id", ""),
             },
         )
-    operation = deps.store.update_operation(operation.id, now, state=state)
-    deps.store.release_lock(operation.service, operation.id)  # if it still holds it
+    operation = _commit(deps, operation, state)
+    if not keep_lock:
+        deps.store.release_lock(operation.service, operation.id)  # if it still holds it
     deps.audit(
         BOT_ACTOR,
         f"drill.{'passed' if passed else 'failed'}",
@@ -366,3 +377,65 @@ def _end(deps: Deps, operation: Operation, passed: bool, outcome: dict[str, Any]
     refresh(deps, operation.id)
     announce_result(deps, operation)
     return operation
+
+
+# -- an on-call engineer's emergency rollback of the drilled service ------------------------
+
+# The drill holds the service's lock in these states (its rollback holds it while it runs).
+HOLDING_STATES = ("deploying", "deploy_applying", "verifying", "rolling_back")
+MAX_TRIES = 20  # each try loses only to a write the drill's own step made in between
+
+
+def stand_aside(deps: Deps, operation_id: str, user: str, reason: str = "") -> str | None:
+    """Before the drill sent its test revision to Cloud Run, the revision serving is the one
+    the on-call engineer asked to leave: the drill ends at once (failed, ``stood_aside``),
+    keeping the service's lock for the rollback that takes it over, and returns its tag. None
+    once the test revision may serve (``take_back``) or the drill no longer holds the service."""
+    outcome = {"code": "stood_aside", "by": user, **({"reason": reason[:500]} if reason else {})}
+    for _ in range(MAX_TRIES):
+        operation = deps.store.operation(operation_id)
+        if operation is None or operation.state != "deploying" or operation.data.get("blue"):
+            return None
+        try:
+            _end(deps, operation, False, outcome, keep_lock=True)
+        except Superseded:
+            continue
+        deps.audit(
+            user, "drill.stood_aside", "ok", service=operation.service, operation_id=operation.id
+        )
+        return DRILL_TAG
+    raise UserError("notice.moving")
+
+
+def take_back(deps: Deps, operation_id: str, user: str, reason: str = "") -> Operation:
+    """The test revision serves (or Cloud Run is applying it): the drill goes back to the
+    revision before it at once with its own rollback, as a release goes back to blue, skipping
+    what it had left to check, then ends failed (``stood_aside``). While its deploy is being
+    sent, its result is not known yet: the engineer is told to ask again in a moment."""
+    outcome = {"code": "stood_aside", "by": user, **({"reason": reason[:500]} if reason else {})}
+    for _ in range(MAX_TRIES):
+        operation = deps.store.operation(operation_id)
+        if operation is None or operation.state not in HOLDING_STATES[1:]:
+            holder = deps.store.lock_holder(operation.service) if operation else None
+            if operation is not None and operation.state == "deploying":
+                raise UserError("drill.error.deploying", service=operation.service)
+            raise UserError(
+                "error.busy", service=operation.service if operation else "?", holder=holder
+            )
+        try:
+            if operation.state == "deploy_applying":  # after the deploy: straight to it
+                moved = _commit(deps, operation, outcome=outcome, stop_requested=True)
+            else:
+                moved = _commit(deps, operation, "rolling_back", outcome=outcome)
+        except Superseded:
+            continue
+        deps.audit(
+            user,
+            "drill.rollback_requested",
+            "ok",
+            service=moved.service,
+            operation_id=moved.id,
+            was=operation.state,
+        )
+        return moved
+    raise UserError("notice.moving")

@@ -10,7 +10,7 @@ the tag URL, then it gets 100%, then it is watched with the runbook's decision t
 
 from bot.ops.flags.listing import list_flags
 from bot.ops.flags.machine import execute, fail_unexpectedly
-from bot.ops.flags.people import roll_back
+from bot.ops.flags.people import roll_back, stand_aside
 from bot.ops.flags.request import FlagRequest, request_flip
 from bot.ops.flags.states import FINAL_STATES, FLAG_TAG, RUNNING_STATES, TRAFFIC_STATES
 from bot.store import Operation
@@ -28,6 +28,7 @@ __all__ = [
     "on_expired",
     "request_flip",
     "roll_back",
+    "stand_aside",
 ]
 
 

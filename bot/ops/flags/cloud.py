@@ -12,6 +12,7 @@ from typing import Any
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.flags.record import commit, end
 from bot.ops.flags.states import FLAG_TAG
+from bot.ops.stepping import ensure_current
 from bot.ports import CloudRunError, EnvVar, EtagConflict, ServiceState, TrafficTarget
 from bot.store import Operation
 
@@ -41,6 +42,7 @@ def patch(
     try:
         name, sent = _send(deps, operation, targets, deploy)
     except EtagConflict:
+        ensure_current(deps, operation)  # not over an on-call rollback made meanwhile
         try:
             name, sent = _send(deps, operation, targets, deploy)
         except CloudRunError as error:

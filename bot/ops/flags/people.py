@@ -6,7 +6,7 @@ from __future__ import annotations
 from bot.ops.context import Deps
 from bot.ops.errors import UserError
 from bot.ops.flags.record import Superseded, commit, event
-from bot.ops.flags.states import FINAL_STATES
+from bot.ops.flags.states import FINAL_STATES, FLAG_TAG
 from bot.store import Operation
 
 # Each try loses only to a write the engine made between this read and this write; the engine
@@ -49,6 +49,46 @@ def roll_back_from(deps: Deps, operation: Operation, user: str, reason: str = ""
     )
     event(deps, moved, "rollback_requested", actor=user, **said)
     return moved
+
+
+def stand_aside(deps: Deps, operation_id: str, user: str, reason: str = "") -> str | None:
+    """An on-call engineer's emergency rollback while the new revision has no traffic (it is
+    being created, checked, or losing its tag): the revision serving 100% is the one they asked
+    to leave. The flip ends at once (``cancelled``, keeping the service's lock for the rollback
+    that takes it over) and returns its tag, which that rollback removes. None when the new
+    revision may have traffic (``roll_back`` takes it back) or the flip is over."""
+    said = {"reason": reason[:500]} if reason else {}
+    for _ in range(MAX_TRIES):
+        operation = deps.store.operation(operation_id)
+        if operation is None or operation.kind != "flag" or not _no_traffic_yet(operation):
+            return None
+        outcome = {"code": "stood_aside", "by": user, **said}
+        try:
+            stopped = commit(deps, operation, "cancelled", due_at=None, outcome=outcome)
+        except Superseded:
+            continue  # the engine wrote it just now: decide again on what it is now
+        deps.audit(
+            user,
+            "flag.stood_aside",
+            "ok",
+            service=stopped.service,
+            revision=stopped.to_revision,
+            operation_id=stopped.id,
+            was=operation.state,
+            **said,
+        )
+        event(deps, stopped, "cancelled", actor=user, **outcome)
+        return FLAG_TAG
+    raise UserError("notice.moving")
+
+
+def _no_traffic_yet(operation: Operation) -> bool:
+    pending = operation.data.get("pending") or {}
+    return (
+        _before_traffic(operation)
+        or operation.state == "untagging"
+        or (operation.state == "applying" and pending.get("purpose") == "untag")
+    )
 
 
 def _live(deps: Deps, operation_id: str) -> Operation:

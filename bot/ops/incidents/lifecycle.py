@@ -68,11 +68,7 @@ def request_rollback_from_card(deps: Deps, incident_id: str, user: str) -> Opera
 
 def on_operation_finished(deps: Deps, operation: Operation) -> None:
     """A rollback of a service with an open incident mitigates it (whoever started it)."""
-    safe = (operation.kind, operation.state) in (
-        ("rollback", "succeeded"),
-        ("release", "rolled_back"),
-        ("flag", "rolled_back"),
-    )
+    safe = moved_traffic_back(operation)
     for record in deps.store.open_incidents(operation.service):
         if record.state != "open" or not record.managed:
             continue
@@ -113,6 +109,20 @@ def on_operation_finished(deps: Deps, operation: Operation) -> None:
             # say): the card must not go on saying it waits, nor that a rollback was triggered
             deps.store.add_event(record.id, now, f"rollback_{operation.state}", actor=BOT_ACTOR)
             refresh_incident_card(deps, record.id)
+
+
+def moved_traffic_back(operation: Operation) -> bool:
+    """Traffic left a revision: a rollback that succeeded, or a release or flip taken back
+    once its new revision had traffic. One taken back before (a rejected migration, say) ends
+    ``rolled_back`` with traffic where it was: that mitigates nothing."""
+    data = operation.data or {}
+    if operation.kind == "rollback":
+        return operation.state == "succeeded"
+    if operation.state != "rolled_back":
+        return False
+    if operation.kind == "release":
+        return data.get("step", -1) >= 0  # a canary step was started
+    return operation.kind == "flag" and "shift" in (data.get("steps") or {})
 
 
 def resolve(deps: Deps, incident_id: str, actor: str, how: str = "resolved") -> IncidentRecord:

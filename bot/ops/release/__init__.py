@@ -15,7 +15,7 @@ judgement that fell due while the bot was down is made as soon as it is back.
 from bot.ops.release.canary import decide_full_traffic, on_decided, on_expired
 from bot.ops.release.finish import fail_unexpectedly
 from bot.ops.release.machine import execute
-from bot.ops.release.people import pause, resume, roll_back
+from bot.ops.release.people import pause, resume, roll_back, stand_aside
 from bot.ops.release.readiness_gate import ReadinessBlocked, override
 from bot.ops.release.request import (
     NeedsConfirmation,
@@ -47,4 +47,5 @@ __all__ = [
     "request_release",
     "resume",
     "roll_back",
+    "stand_aside",
 ]

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from bot.ops.context import Deps
 from bot.ops.errors import Superseded, UserError
 from bot.ops.release.canary import proceed_now
-from bot.ops.release.record import commit
-from bot.ops.release.states import FINAL_STATES
+from bot.ops.release.record import commit, event
+from bot.ops.release.states import FINAL_STATES, GREEN_TAG
 from bot.ops.stepping import due_in
 from bot.store import Operation
 
@@ -55,6 +55,55 @@ def roll_back(deps: Deps, operation_id: str, user: str, reason: str = "") -> Ope
         reason=reason,
     )
     return moved
+
+
+def stand_aside(deps: Deps, operation_id: str, user: str, reason: str = "") -> str | None:
+    """An on-call engineer's emergency rollback while green has no traffic yet (the backup,
+    the deploy, the smoke test, the migration's approval): blue serves 100%, and it is blue
+    they asked to leave. The release ends at once (``cancelled``, keeping the service's lock for
+    the rollback that takes it over) and returns green's tag, which that rollback removes. None
+    when green may have traffic (``roll_back`` takes it back to blue) or the release is over."""
+    said = {"reason": reason[:500]} if reason else {}
+    for _ in range(MAX_TRIES):
+        operation = deps.store.operation(operation_id)
+        if operation is None or operation.kind != "release" or not _before_traffic(operation):
+            return None
+        outcome = {"code": "stood_aside", "by": user, **said}
+        try:
+            stopped = commit(deps, operation, "cancelled", due_at=None, outcome=outcome)
+        except Superseded:
+            continue  # the engine wrote it just now: decide again on what it is now
+        _cancel_approval(deps, stopped, user)
+        deps.audit(
+            user,
+            "release.stood_aside",
+            "ok",
+            service=stopped.service,
+            revision=stopped.to_revision,
+            operation_id=stopped.id,
+            was=operation.state,
+            **said,
+        )
+        event(deps, stopped, "cancelled", **outcome)
+        return GREEN_TAG
+    raise UserError("notice.moving")
+
+
+def _before_traffic(operation: Operation) -> bool:
+    """Green has had no traffic, and no step of the release gives it any before its next
+    write (which this state's compare-and-set then refuses)."""
+    pending = operation.data.get("pending") or {}
+    if operation.state == "awaiting_approval":
+        return operation.data.get("awaiting") == "migration"
+    return operation.state in ("backing_up", "deploying", "smoke") or (
+        operation.state == "applying" and pending.get("purpose") in ("deploy", "untag")
+    )
+
+
+def _cancel_approval(deps: Deps, operation: Operation, user: str) -> None:
+    approval = deps.store.approval_for(operation.id)
+    if approval is not None:  # only a pending one changes
+        deps.store.decide_approval(approval.id, "cancelled", user, deps.clock.now())
 
 
 def pause(deps: Deps, operation_id: str, user: str) -> Operation:

@@ -27,6 +27,10 @@ class RollbackRequest:
     from_command: bool = False
     # The operation (a rollback drill) that holds the service and hands it to this rollback.
     parent: str = ""
+    # An emergency's: the release, flip or drill that stood aside for it (it ended, keeping the
+    # service's lock for this rollback), and the tag of its new revision, which this removes.
+    takes_over: str = ""
+    drop_tag: str = ""
 
 
 class RepeatNeedsConfirmation(Exception):

@@ -43,7 +43,9 @@ def create_rollback(
 
     Raises UserError, with nothing changed, on bad input or a busy service (audited).
     """
-    _check_not_busy(deps, service.name, request.user, emergency, request.parent)
+    _check_not_busy(
+        deps, service.name, request.user, emergency, request.parent or request.takes_over
+    )
     seen = _newest_ran(deps, service.name)
     state, revisions = read_service(deps, service, request.user)
     request = resolve_revision_word(deps, request, service, revisions)
@@ -174,9 +176,11 @@ def _create_operation(
                 {"revision": name, "why": by_name[name].ready_message} for name in choice.skipped
             ],
             "migration_guard": guard,
+            **({"took_over": request.takes_over} if request.takes_over else {}),
+            **({"drop_tags": [request.drop_tag]} if request.drop_tag else {}),
         },
     )
-    operation = _open(deps, fields, emergency, request.parent, unchanged)
+    operation = _open(deps, fields, emergency, request, unchanged)
     deps.store.add_event(
         operation.id, now, "requested", actor=request.user, target=target.name, emergency=emergency
     )
@@ -237,28 +241,34 @@ def _open(
     deps: Deps,
     fields: dict[str, Any],
     emergency: bool,
-    parent: str,
+    request: RollbackRequest,
     unchanged: Newest | None,
 ) -> Operation:
-    """Record the rollback holding its service (see Store.open_operation). An emergency
+    """Record the rollback holding its service (see Store.open_operation): handed over by the
+    drill that started it or the operation that stood aside for it, else taken. An emergency
     finding a request that waits for a person supersedes it. Raises UserError when busy,
     _RanMeanwhile when a rollback ended since the request's read."""
     store, service, user = deps.store, fields["service"], fields["requested_by"]
+    handing = request.parent or request.takes_over
     for attempt in range(2):
         try:
             return store.open_operation(
-                deps.clock.now(), take_over_from=parent, unchanged=unchanged, **fields
+                deps.clock.now(), take_over_from=handing, unchanged=unchanged, **fields
             )
         except NewerOperation:
             raise _RanMeanwhile from None
         except ServiceHeld:
+            if request.takes_over and handing:  # it stood aside and ended: a tick may have
+                handing = ""  # freed its lock in between; then the service is taken
+                continue
             holder = store.lock_holder(service)
             pending = holder is not None and holder.state == "awaiting_approval"
-            if parent or attempt or not (emergency and pending):
+            if handing or attempt or not (emergency and pending):
                 _refuse_busy(deps, service, user, holder)
             assert holder is not None
             _supersede(deps, holder.operation_id, user, service, fields["id"])
-    raise AssertionError("unreachable: the second attempt returns or raises")
+    holder = store.lock_holder(service)
+    _refuse_busy(deps, service, user, holder)
 
 
 def _supersede(deps: Deps, pending_id: str, user: str, service: str, by_operation: str) -> None:

@@ -57,21 +57,25 @@ def _step_shift(deps: Deps, operation: Operation) -> Operation:
 
 def _patch_with_one_conflict_retry(deps: Deps, operation: Operation, state: ServiceState) -> str:
     ref = state.ref
+    drop = frozenset(operation.data.get("drop_tags") or ())
     try:
         return deps.cloudrun.start_traffic_update(
-            ref, pinned_targets(state, operation.to_revision), state.etag
+            ref, pinned_targets(state, operation.to_revision, drop), state.etag
         )
     except EtagConflict:
         deps.store.add_event(operation.id, deps.clock.now(), "etag_conflict_retry")
         fresh = deps.cloudrun.get_service(ref)
         return deps.cloudrun.start_traffic_update(
-            ref, pinned_targets(fresh, operation.to_revision), fresh.etag
+            ref, pinned_targets(fresh, operation.to_revision, drop), fresh.etag
         )
 
 
-def pinned_targets(state: ServiceState, target: str) -> list[TrafficTarget]:
-    """100% on ``target``, pinned by name; every existing tag kept at 0% on its own revision."""
-    tags = {s.tag: s.revision for s in state.traffic if s.tag}
+def pinned_targets(
+    state: ServiceState, target: str, drop: frozenset[str] = frozenset()
+) -> list[TrafficTarget]:
+    """100% on ``target``, pinned by name; every existing tag kept at 0% on its own revision,
+    but those in ``drop`` (the new revision's tag of a release or flip that stood aside)."""
+    tags = {s.tag: s.revision for s in state.traffic if s.tag and s.tag not in drop}
     target_tags = [tag for tag, revision in tags.items() if revision == target]
     targets = [TrafficTarget(target, 100, target_tags[0] if target_tags else "")]
     for tag, revision in sorted(tags.items()):
