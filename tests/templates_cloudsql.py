@@ -21,6 +21,7 @@ APPROVAL = {
     "action": "restore",
 }
 APPROVER = {"role": "tech_lead", "not_the_requester": True}
+YIELDED = {"by": "U0ANA", "at": AT.isoformat(), "state": "creating", "reason": "bad deploy"}
 RESTORE_HOLDER = LockHolder(
     operation_id="op-9",
     kind="restore",
@@ -118,6 +119,9 @@ def restore_card(state: str, done: int, **changes: Any) -> dict[str, Any]:
         "verified": None,
         "outcome": {},
         "going_back_failed": "",
+        "yielded": {},
+        "waiting_for": {},
+        "rebuilt": {},
         "approval": None,
         "approver": APPROVER,
         "can_go_back": state in ("judging", "succeeded"),
@@ -257,5 +261,43 @@ DB_MESSAGES: list[Any] = [
             )
         },
         id="restore-failed-going-back",
+    ),
+    pytest.param(
+        "db_restore_card",
+        {"r": restore_card("cancelled", -1, outcome={"why": "superseded", "by": "U0ANA"})},
+        id="restore-superseded",
+    ),
+    pytest.param(
+        "db_restore_card",
+        {"r": restore_card("creating", 0, yielded=YIELDED)},
+        id="restore-stepped-aside",
+    ),
+    pytest.param(
+        "db_restore_card",
+        {
+            "r": restore_card(
+                "deploying",
+                4,
+                yielded=YIELDED,
+                waiting_for={"kind": "rollback", "id": "op-7", "by": "U0ANA"},
+            )
+        },
+        id="restore-waiting-for-the-service",
+    ),
+    pytest.param(
+        "db_restore_card",
+        {"r": restore_card("judging", 7, yielded=YIELDED, rebuilt={"was": "a-1", "on": "a-0"})},
+        id="restore-rebuilt",
+    ),
+    pytest.param(
+        "db_restore_card",
+        {
+            "r": restore_card(
+                "going_back",
+                7,
+                outcome={"step": "verify", "why": "on_call", "by": "U0ANA", "reason": "<!here>"},
+            )
+        },
+        id="restore-on-call-goes-back",
     ),
 ]

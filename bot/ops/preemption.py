@@ -14,13 +14,15 @@ from __future__ import annotations
 from datetime import datetime
 
 from bot.config import ServiceConfig
-from bot.ops import flags, release, rollback
+from bot.ops import flags, release, restore, rollback
 from bot.ops.context import Deps
 from bot.ops.errors import UserError
 from bot.ops.rollback import RollbackRequest
 from bot.store import TERMINAL_STATES, LockHolder, Operation
 
-TAKE_BACK = {"release": release.roll_back, "flag": flags.roll_back}
+# A restore steps aside before its revision serves (its clone takes hours, traffic untouched),
+# and goes back to the old revision once it serves (restore.take_back).
+TAKE_BACK = {"release": release.roll_back, "flag": flags.roll_back, "restore": restore.take_back}
 
 TRAFFIC_STATES = {
     "rollback": rollback.RUNNING_STATES,
