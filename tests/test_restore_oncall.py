@@ -7,6 +7,8 @@ is superseded: its card stops asking, and on-call is never told something went w
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -73,6 +75,50 @@ def test_on_call_rolls_back_while_the_restore_creates_its_clone(box: Sandbox) ->
     new = box.runtime.deps.cloudrun.get_revision(ref, restore.to_revision)
     previous = box.runtime.deps.cloudrun.get_revision(ref, PREVIOUS)
     assert new.image == previous.image, "built on the revision that serves, not the bad one"
+
+
+def test_on_call_during_the_restores_deploy_gets_through_and_the_restore_rebuilds(
+    box: Sandbox,
+) -> None:
+    """On-call rolls back while the restore's revision, built on the bad revision, is being
+    deployed at 0%: the rollback goes through; the restore then builds its revision again on
+    the revision that serves, rather than shifting onto the bad code."""
+    ask_and_approve(box)
+    run(box, "wait 6m")
+    assert latest(box, "restore").state == "restoring"
+    box.emulator.cloudrun.operation_delay_s = 1.5  # Cloud Run takes a moment to apply
+    run(box, "as ana", "in #incidents")
+    rollback = box.slash_body("/rollback wa-backend bad deploy")
+    answers: list[int] = []
+
+    def on_call_during_the_deploy() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not latest(box, "restore").data.get("run_op"):
+            time.sleep(0.02)
+        answers.append(box.post(rollback).status_code)
+
+    thread = threading.Thread(target=on_call_during_the_deploy)
+    thread.start()
+    run(box, "wait 11m")
+    thread.join(timeout=90)
+    settle(box)
+    assert answers == [200]
+    assert latest(box, "rollback").state == "succeeded"
+    first = latest(box, "restore").to_revision
+    for _ in range(6):
+        run(box, "wait 1m")
+        settle(box)
+    restore = latest(box, "restore")
+    assert restore.state in ("judging", "succeeded"), (restore.state, restore.data.get("outcome"))
+    assert restore.data["rebuilt"] == {"was": first, "on": PREVIOUS}
+    assert restore.to_revision != first and serving(box) == {restore.to_revision: 100}
+    assert restore.from_revision == PREVIOUS
+    ref = box.runtime.deps.service_ref(box.config.service(SERVICE))
+    new = box.runtime.deps.cloudrun.get_revision(ref, restore.to_revision)
+    assert new.image == box.runtime.deps.cloudrun.get_revision(ref, PREVIOUS).image
+    tags = [row["tag"] for row in box.emulator.cloudrun.traffic(SERVICE) if row["tag"]]
+    assert "restored" not in tags
+    assert "rebuilt on `wa-backend-00002`" in card(box, "restore")
 
 
 def test_a_restore_waiting_for_approval_is_superseded_and_stops_asking(box: Sandbox) -> None:

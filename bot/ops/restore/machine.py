@@ -309,8 +309,25 @@ def _step_smoke(deps: Deps, operation: Operation) -> Operation:
         if in_a_row >= settings.smoke_checks:
             return commit(deps, done(deps, operation, "smoke", url=url), "shifting")
     answer = (result.status or result.detail) if result is not None else ""
+    lost = _tag_lost(deps, operation)
+    if lost:  # an on-call rollback's traffic update took the tag: deploy again when it ends
+        return _rebuild(deps, operation, lost)
     untagged = _untag(deps, operation)
     return fail(deps, operation, "smoke", f"{url} answered {answer}{untagged}")
+
+
+def _tag_lost(deps: Deps, operation: Operation) -> str:
+    """The revision that serves most, when the restore's tag is no longer on its revision
+    (someone else's traffic update dropped it); "" when it is (or the service is unreadable)."""
+    ref = deps.service_ref(deps.managed_service(operation.service))
+    try:
+        state = deps.cloudrun.get_service(ref)
+    except CloudRunError:
+        return ""
+    tagged = any(
+        s.tag == RESTORE_TAG and s.revision == operation.to_revision for s in state.traffic
+    )
+    return "" if tagged or not state.serving() else _serving_most(state)
 
 
 def _untag(deps: Deps, operation: Operation) -> str:
