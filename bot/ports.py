@@ -469,6 +469,11 @@ class CloudSql(Protocol):
 
     def get_operation(self, project: str, name: str) -> SqlOperation: ...
 
+    def recent_operations(self, project: str, instance: str, limit: int = 20) -> list[SqlOperation]:
+        """The instance's newest operations, newest start first (``operations.list``): how a
+        bot that died before hearing an answer finds the operation it started."""
+        ...
+
 
 class SecretsError(Exception):
     """A Secret Manager call failed after bounded retries. Never carries a secret's value."""

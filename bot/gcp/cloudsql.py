@@ -94,6 +94,18 @@ class CloudSqlAdmin(RetryingAdapter):
         )
         return to_operation(operation)
 
+    def recent_operations(self, project: str, instance: str, limit: int = 20) -> list[SqlOperation]:
+        def page(client: Any, options: dict[str, Any]) -> list[Any]:
+            request = {"project": project, "instance": instance, "max_results": limit}
+            found = []
+            for operation in client.list(request=request, **options):
+                found.append(operation)
+                if len(found) >= limit:
+                    break
+            return found
+
+        return [to_operation(op) for op in self._run("operations", page)]
+
     def get_operation(self, project: str, name: str) -> SqlOperation:
         request = {"project": project, "operation": name}
         return to_operation(self._run("operations", lambda c, o: c.get(request=request, **o)))

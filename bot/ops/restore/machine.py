@@ -120,8 +120,21 @@ def _step_restore(deps: Deps, operation: Operation) -> Operation:
     data = operation.data
     if not data.get("sql_op"):
         operation = begin(deps, operation, "restore")
+        sql = cloudsql(deps)
+        if data.get("restore_sent"):  # an earlier run may have started it, then died unheard
+            try:
+                ours = [
+                    op
+                    for op in sql.recent_operations(data["project"], data["clone"])
+                    if op.operation_type == "RESTORE_VOLUME"
+                ]
+            except CloudSqlError as error:
+                return later(deps, operation, "restore", unreachable=error.reason)
+            if ours:  # the clone is this restore's own instance: its restore is ours
+                return _following(deps, operation, ours[0], "restore")
+        operation = commit(deps, operation, restore_sent=True)
         try:
-            started = cloudsql(deps).start_restore(
+            started = sql.start_restore(
                 data["project"], data["clone"], data["backup"]["id"], data["instance"]
             )
         except CloudSqlError as error:

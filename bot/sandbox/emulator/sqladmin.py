@@ -181,6 +181,7 @@ class SqlAdminEmulator:
         add("POST", INSTANCE + "/backupRuns", "sql.backupRuns.insert", self._insert_run)
         add("GET", INSTANCE + r"/backupRuns/(?P<id>[0-9]+)", "sql.backupRuns.get", self._get_run)
         add("GET", PREFIX + r"/operations/(?P<op>[^/]+)", "sql.operations.get", self._get_op)
+        add("GET", PREFIX + "/operations", "sql.operations.list", self._list_ops)
         add("POST", "/_emulator/sql/instances", "_emulator.sql.seed", self._control_seed)
         add("POST", "/_emulator/sql/config", "_emulator.sql.config", self._control_config)
         add("POST", "/_emulator/sql/operations/fail", "_emulator.sql.fail", self._control_fail)
@@ -321,6 +322,30 @@ class SqlAdminEmulator:
             if found is None or found.message.target_project != request.params["project"]:
                 raise HttpError(404, f"The operation {request.params['op']} does not exist.")
             return _message_response(found.message, request)
+
+    def _list_ops(self, request: Request) -> Response:
+        """The instance's operations, newest start first, paged by ``maxResults``
+        (https://cloud.google.com/sql/docs/admin-api/v1beta4/operations/list)."""
+        project, name = request.params["project"], request.arg("instance")
+        with self._lock:
+            self._settle()
+            self._require(project, name)
+            ops = [
+                op.message
+                for op in self._world.operations.values()
+                if op.message.target_project == project and op.message.target_id == name
+            ]
+            ops.sort(key=lambda message: message.insert_time, reverse=True)
+            try:
+                start = int(request.arg("pageToken") or 0)
+                size = int(request.arg("maxResults") or 0) or DEFAULT_PAGE_SIZE
+            except ValueError as error:
+                raise HttpError(400, "invalid pageToken or maxResults") from error
+            token = str(start + size) if start + size < len(ops) else ""
+            body = sql.OperationsListResponse(
+                kind="sql#operationsList", items=ops[start : start + size], next_page_token=token
+            )
+            return _message_response(body, request)
 
     # -- control API --------------------------------------------------------------------------
 
