@@ -450,6 +450,10 @@ class CloudSqlError(Exception):
 class CloudSql(Protocol):
     def get_instance(self, project: str, instance: str) -> SqlInstance: ...
 
+    def list_instances(self, project: str) -> list[SqlInstance]:
+        """Every instance of the project (``instances.list``)."""
+        ...
+
     def list_backups(self, project: str, instance: str, limit: int) -> list[Backup]:
         """The instance's newest ``limit`` backup runs, newest first."""
         ...

@@ -141,6 +141,8 @@ PREVIEW = {
     "new_secret": True,
     "revision": "wa-backend-00003",
     "approver_needed": True,
+    "uses": "wa-backend-db",
+    "secret_problem": "",
 }
 LAST = {"verdict": "proceed", "requests": 900, "error_rate": 0.001, "p95_ms": 120.0}
 ROWS = [
@@ -199,6 +201,14 @@ DB_MESSAGES: list[Any] = [
     pytest.param(
         "db_restore_confirm", {"p": {**PREVIEW, "new_secret": False}}, id="restore-confirm"
     ),
+    *[
+        pytest.param(
+            "db_restore_confirm",
+            {"p": {**PREVIEW, "uses": "wa-backend-db-r20261129-101010-ab12", "secret_problem": p}},
+            id=f"restore-confirm-chained-{p or 'ok'}",
+        )
+        for p in ("", "url:old_instance_not_found", "permission_denied", "unavailable")
+    ],
     pytest.param(
         "db_restore_card",
         {"r": restore_card("awaiting_approval", -1, approval=APPROVAL)},

@@ -42,6 +42,15 @@ class CloudSqlAdmin(RetryingAdapter):
         )
         return to_instance(found)
 
+    def list_instances(self, project: str) -> list[SqlInstance]:
+        def every(client: Any, options: dict[str, Any]) -> list[Any]:
+            # The generated pager of instances.list iterates the responses' ``warnings``, not
+            # their ``items``: read the pages.
+            pager = client.list(request={"project": project}, **options)
+            return [found for page in pager.pages for found in page.items]
+
+        return [to_instance(found) for found in self._run("instances", every)]
+
     def list_backups(self, project: str, instance: str, limit: int) -> list[Backup]:
         def page(client: Any, options: dict[str, Any]) -> list[Any]:
             request = {"project": project, "instance": instance, "max_results": limit}

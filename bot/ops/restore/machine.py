@@ -24,6 +24,7 @@ from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.health import config_problem, health_observation, probe_health
 from bot.ops.metrics_window import judged_numbers, observing_since
 from bot.ops.release import next_revision_name
+from bot.ops.restore.endpoints import old_endpoints, secret_location
 from bot.ops.restore.record import (
     FINAL_STATES,
     again,
@@ -40,7 +41,7 @@ from bot.ops.restore.record import (
 )
 from bot.ops.rollback.steps import pinned_targets
 from bot.ops.stepping import advance
-from bot.policy.databases import Endpoint, UrlError, point_at_clone, secret_target
+from bot.policy.databases import Endpoint, UrlError, point_at_clone_from, secret_target
 from bot.policy.gates import Verdict, judge, observed_verdict
 from bot.ports import (
     CloudRunError,
@@ -201,14 +202,13 @@ def _step_point(deps: Deps, operation: Operation) -> Operation:
     data = operation.data
     operation = begin(deps, operation, "secret")
     database = _database(deps, operation)
-    project, secret = _secret_location(data["secret"], database.project)
+    project, secret = secret_location(data["secret"], database.project)
     store = secrets(deps)
     try:
-        source = cloudsql(deps).get_instance(data["project"], data["instance"])
+        olds = old_endpoints(deps, database)
         current = store.access(project, secret, data["secret_version"])
-        old = Endpoint(source.connection_name, source.ip_addresses)
         new = Endpoint(data["clone_endpoint"][0], tuple(data["clone_endpoint"][1]))
-        url = point_at_clone(current, old, new)
+        url, old = point_at_clone_from(current, olds, new)
         del current
         target_secret = secret
         if secret_target(data["secret_version"]) == "new_secret":
@@ -233,7 +233,8 @@ def _step_point(deps: Deps, operation: Operation) -> Operation:
         deps,
         operation,
         new_var={"secret": target_secret, "version": version, "project": project},
-        swap=[source.connection_name, data["clone_endpoint"][0]],
+        swap=[old.connection_name, data["clone_endpoint"][0]],
+        replaces=old.connection_name.rsplit(":", 1)[-1],
     )
     return commit(deps, done(deps, operation, "secret"), "deploying")
 
@@ -244,13 +245,6 @@ def _create_secret(store: Any, project: str, secret: str) -> None:
     except SecretsError as error:
         if error.reason != "already_exists":  # made by this restore before a restart
             raise
-
-
-def _secret_location(secret: str, default_project: str) -> tuple[str, str]:
-    parts = secret.split("/")
-    if len(parts) == 4 and parts[0] == "projects" and parts[2] == "secrets":
-        return parts[1], parts[3]
-    return default_project, secret
 
 
 # -- Cloud Run: the new revision, the smoke test, the shift, the judgement ---------------------
