@@ -395,6 +395,9 @@ class SqlInstance:
     tier: str
     connection_name: str  # project:region:name, what /cloudsql/ sockets are named after
     ip_addresses: tuple[str, ...] = ()
+    # What a clone copies of the instance's settings (Cloud SQL REST JSON, camelCase): edition,
+    # tier, ipConfiguration, databaseFlags, availabilityType, disk, backupConfiguration...
+    settings: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def runnable(self) -> bool:
@@ -463,7 +466,9 @@ class CloudSql(Protocol):
         ...
 
     def start_create_instance(self, like: SqlInstance, name: str) -> SqlOperation:
-        """A new, empty instance ``name`` with ``like``'s region, version and tier."""
+        """A new, empty instance ``name`` with ``like``'s region, version and ``settings``
+        (edition, tier, network, flags, availability, disk, backups: a backup restores data,
+        not these)."""
         ...
 
     def start_restore(self, project: str, target: str, backup_id: str, source: str) -> SqlOperation:

@@ -21,6 +21,19 @@ APPROVAL = {
     "action": "restore",
 }
 APPROVER = {"role": "tech_lead", "not_the_requester": True}
+COPIED = {
+    "edition": "ENTERPRISE",
+    "tier": "db-custom-2-7680",
+    "network": "default",
+    "public_ip": False,
+    "ssl_mode": "ENCRYPTED_ONLY",
+    "flags": ["max_connections", "log_min_duration_statement"],
+    "availability": "REGIONAL",
+    "disk": "PD_SSD 100",
+    "backups": True,
+    "backups_at": "03:00",
+    "deletion_protection": True,
+}
 YIELDED = {"by": "U0ANA", "at": AT.isoformat(), "state": "creating", "reason": "bad deploy"}
 RESTORE_HOLDER = LockHolder(
     operation_id="op-9",
@@ -122,6 +135,7 @@ def restore_card(state: str, done: int, **changes: Any) -> dict[str, Any]:
         "yielded": {},
         "waiting_for": {},
         "rebuilt": {},
+        "copied": COPIED,
         "approval": None,
         "approver": APPROVER,
         "can_go_back": state in ("judging", "succeeded"),

@@ -105,14 +105,26 @@ def test_a_failed_smoke_test_leaves_no_restored_tag(box: Sandbox) -> None:
     assert "restored" not in tags(box), "the 0% revision keeps no tag"
 
 
-def test_bad_numbers_after_a_first_good_window_still_go_back(box: Sandbox) -> None:
+def test_bad_numbers_after_a_first_good_window_still_go_back() -> None:
+    """As a release's 100% step: judged for warm-up + ``validation_s`` (ten minutes here), not
+    ended by the first good window."""
+    config = sandbox_config()
+    release = config.release.model_copy(update={"validation_s": 600})
+    box = Sandbox(config.model_copy(update={"release": release}), scheduler=False)
+    try:
+        _bad_after_good(box)
+    finally:
+        box.close()
+
+
+def _bad_after_good(box: Sandbox) -> None:
     ask_and_approve(box)
     run(box, "wait 6m", "wait 11m")
     operation = latest(box, "restore")
     assert operation.state == "judging"
-    run(box, "wait 2m")
+    run(box, "wait 2m")  # the first windows Monitoring shows are good: a first "proceed"
     box.emulator.cloudrun.set_behaviour(operation.to_revision, error_rate=0.2)
-    for _ in range(10):
+    for _ in range(12):
         run(box, "wait 1m")
     operation = latest(box, "restore")
     assert operation.state == "rolled_back", (operation.state, operation.data.get("last"))

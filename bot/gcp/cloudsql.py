@@ -12,6 +12,7 @@ only when Google said it did not act (503, 429).
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -76,11 +77,15 @@ class CloudSqlAdmin(RetryingAdapter):
     def start_create_instance(self, like: SqlInstance, name: str) -> SqlOperation:
         from google.cloud import sqladmin_v1beta4 as sql
 
+        # Every copied setting, the edition first: without it Cloud SQL picks Enterprise Plus
+        # for PostgreSQL 16+, which refuses db-custom-* tiers; flags are not in a backup.
+        settings = sql.Settings.from_json(json.dumps(dict(like.settings)))
+        settings.tier = like.tier
         body = sql.DatabaseInstance(
             name=name,
             region=like.region,
             database_version=sql.SqlDatabaseVersion[like.database_version],
-            settings=sql.Settings(tier=like.tier),
+            settings=settings,
         )
         request = {"project": like.project, "body": body}
         operation = self._run(
@@ -165,7 +170,48 @@ def to_instance(instance: sqladmin_v1beta4.DatabaseInstance) -> SqlInstance:
         tier=instance.settings.tier,
         connection_name=instance.connection_name,
         ip_addresses=tuple(ip.ip_address for ip in instance.ip_addresses),
+        settings=copied_settings(instance.settings),
     )
+
+
+# The settings a restore's clone takes from its original: what the service needs to reach it
+# and what keeps it as safe as the original (https://cloud.google.com/sql/docs/postgres/
+# backup-recovery/restore: a restore to another instance does not change its settings, and
+# database flags are not restored).
+COPIED_SETTINGS = (
+    "edition",
+    "tier",
+    "ipConfiguration",
+    "databaseFlags",
+    "availabilityType",
+    "dataDiskType",
+    "dataDiskSizeGb",
+    "storageAutoResize",
+    "storageAutoResizeLimit",
+    "backupConfiguration",
+    "deletionProtectionEnabled",
+    "locationPreference",
+    "maintenanceWindow",
+    "connectorEnforcement",
+    "passwordValidationPolicy",
+    "insightsConfig",
+    "dataCacheConfig",
+    "timeZone",
+    "collation",
+    "userLabels",
+)
+OUTPUT_ONLY = {"backupConfiguration": ("transactionalLogStorageState", "backupTier")}
+
+
+def copied_settings(settings: sqladmin_v1beta4.Settings) -> dict[str, Any]:
+    from google.cloud import sqladmin_v1beta4 as sql
+
+    found = json.loads(sql.Settings.to_json(settings, use_integers_for_enums=False))
+    copied = {key: found[key] for key in COPIED_SETTINGS if key in found}
+    for key, fields in OUTPUT_ONLY.items():
+        if isinstance(copied.get(key), dict):
+            copied[key] = {k: v for k, v in copied[key].items() if k not in fields}
+    return copied
 
 
 def to_backup(run: sqladmin_v1beta4.BackupRun) -> Backup:

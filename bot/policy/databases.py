@@ -7,10 +7,11 @@ a return value meant for people: errors say only *why* a URL cannot be pointed a
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 from bot.ports import Backup
@@ -67,6 +68,30 @@ def is_clone_name(name: str, instance: str) -> bool:
         if re.fullmatch(re.escape(base) + pattern, name):
             return True
     return False
+
+
+def clone_settings_summary(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """What a clone copied of its original's settings (Cloud SQL REST JSON), for its card."""
+    ip = settings.get("ipConfiguration") or {}
+    backups = settings.get("backupConfiguration") or {}
+    network = str(ip.get("privateNetwork") or "")
+    return {
+        "edition": str(settings.get("edition") or ""),
+        "tier": str(settings.get("tier") or ""),
+        "network": network.rsplit("/", 1)[-1],
+        "public_ip": ip.get("ipv4Enabled", True) is not False,
+        "ssl_mode": str(ip.get("sslMode") or ""),
+        "flags": [str(flag.get("name", "")) for flag in settings.get("databaseFlags") or []],
+        "availability": str(settings.get("availabilityType") or ""),
+        "disk": " ".join(
+            str(part)
+            for part in (settings.get("dataDiskType"), settings.get("dataDiskSizeGb"))
+            if part
+        ),
+        "backups": bool(backups.get("enabled")),
+        "backups_at": str(backups.get("startTime") or ""),
+        "deletion_protection": bool(settings.get("deletionProtectionEnabled")),
+    }
 
 
 class UrlProblem(StrEnum):

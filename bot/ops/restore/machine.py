@@ -41,7 +41,13 @@ from bot.ops.restore.record import (
 )
 from bot.ops.rollback.steps import pinned_targets
 from bot.ops.stepping import advance
-from bot.policy.databases import Endpoint, UrlError, point_at_clone_from, secret_target
+from bot.policy.databases import (
+    Endpoint,
+    UrlError,
+    clone_settings_summary,
+    point_at_clone_from,
+    secret_target,
+)
 from bot.policy.gates import Verdict, judge, observed_verdict
 from bot.ports import (
     CloudRunError,
@@ -103,6 +109,7 @@ def _step_create(deps: Deps, operation: Operation) -> Operation:
         operation = commit(deps, operation, create_sent=True)
         try:
             source = sql.get_instance(data["project"], data["instance"])
+            operation = commit(deps, operation, copied=clone_settings_summary(source.settings))
             started = sql.start_create_instance(source, data["clone"])
         except CloudSqlError as error:
             state = (

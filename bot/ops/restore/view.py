@@ -51,6 +51,7 @@ def restore_view(deps: Deps, operation: Operation) -> dict[str, Any]:
         "yielded": data.get("yielded") or {},
         "waiting_for": data.get("waiting_for") or {},
         "rebuilt": data.get("rebuilt") or {},
+        "copied": data.get("copied") or {},
         "approval": approval_view(approval) if approval else None,
         "approver": asdict(who_may_approve(deps.config.approvals, Action.RESTORE)),
         "can_go_back": operation.state in ("judging", "succeeded") and bool(operation.to_revision),
