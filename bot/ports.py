@@ -49,6 +49,7 @@ class Revision:
     ready: bool
     ready_message: str = ""  # the Ready condition's message when not ready (why, per Cloud Run)
     env: tuple[EnvVar, ...] = ()  # the ingress container's environment, in order
+    service_account: str = ""  # the identity it runs as (what reads its secrets)
 
     def env_value(self, name: str) -> str | None:
         """The plain value of variable ``name``, or None when unset or read from a secret."""
@@ -508,4 +509,14 @@ class Secrets(Protocol):
 
     def version_of(self, project: str, secret: str, version: str) -> str:
         """The number a version reference ("latest" or a number) stands for now."""
+        ...
+
+    def grant_accessor(self, project: str, secret: str, member: str) -> None:
+        """Let ``member`` (``serviceAccount:EMAIL``) read this one secret's versions
+        (``roles/secretmanager.secretAccessor`` on the secret, read-modify-write of its IAM
+        policy); nothing wider."""
+        ...
+
+    def test_permissions(self, project: str, secret: str, permissions: list[str]) -> list[str]:
+        """Which of ``permissions`` Runback holds on the secret (``testIamPermissions``)."""
         ...

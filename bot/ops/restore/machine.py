@@ -55,6 +55,7 @@ from bot.ports import (
     EnvVar,
     EtagConflict,
     SecretsError,
+    ServiceRef,
     ServiceState,
     SqlOperation,
     TrafficTarget,
@@ -278,6 +279,9 @@ def _step_deploy(deps: Deps, operation: Operation) -> Operation:
                 secret = f"projects/{new['project']}/secrets/{secret}"
             var = EnvVar(database.env, secret=secret, secret_version=new["version"])
             base = _serving_most(state)
+            denied = _let_read(deps, operation, ref, base)
+            if denied:
+                return fail(deps, operation, "deploy", denied)
             op = deps.cloudrun.start_env_update(
                 ref, base, var, name, targets, state.etag, cloudsql_swap=tuple(data["swap"])
             )
@@ -328,6 +332,33 @@ def _step_smoke(deps: Deps, operation: Operation) -> Operation:
         return _rebuild(deps, operation, lost)
     untagged = _untag(deps, operation)
     return fail(deps, operation, "smoke", f"{url} answered {answer}{untagged}")
+
+
+def _let_read(deps: Deps, operation: Operation, ref: ServiceRef, base: str) -> str:
+    """A new secret is readable by nobody: let the service account of the revision the new
+    one is built on read it (that secret only), or Cloud Run never makes the revision Ready.
+    A new version of the secret the service reads needs nothing. "" when done, else why not."""
+    data = operation.data
+    if secret_target(data["secret_version"]) != "new_secret":
+        return ""
+    account = deps.cloudrun.get_revision(ref, base).service_account
+    if not account:  # the default compute account, whose email Runback cannot know
+        return ""
+    new = data["new_var"]
+    try:
+        secrets(deps).grant_accessor(new["project"], new["secret"], f"serviceAccount:{account}")
+    except SecretsError as error:
+        return f"secret_access: {why(error)}"
+    deps.audit(
+        BOT_ACTOR,
+        "secretmanager.accessor_granted",
+        "ok",
+        service=operation.service,
+        operation_id=operation.id,
+        secret=new["secret"],
+        member=f"serviceAccount:{account}",
+    )
+    return ""
 
 
 def _tag_lost(deps: Deps, operation: Operation) -> str:
