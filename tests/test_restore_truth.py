@@ -131,3 +131,14 @@ def _bad_after_good(box: Sandbox) -> None:
     assert serving(box) == {BLUE: 100}
     assert "restored" not in tags(box)
     assert "Back on `wa-backend-00003`" in card(box, "restore")
+
+
+def test_going_back_warns_that_writes_since_the_restore_stay_on_the_clone(box: Sandbox) -> None:
+    ask_and_approve(box)
+    run(box, "wait 6m", "wait 11m")
+    clone = latest(box, "restore").data["clone"]
+    shown = card(box, "restore")
+    assert "Go back to the old database" in shown
+    assert f"Writes made since the restore stay on `{clone}`" in shown, "in the confirm dialog"
+    run(box, "wait 10m")
+    assert f"writes made since the restore stay on `{clone}`" in card(box, "restore")
