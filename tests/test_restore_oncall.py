@@ -150,3 +150,20 @@ def test_on_call_while_the_restored_revision_is_judged_goes_back(box: Sandbox) -
     restore = latest(box, "restore")
     assert restore.state == "rolled_back"
     assert serving(box) == {BLUE: 100}
+
+
+def test_an_incident_on_the_restored_revision_is_mitigated_when_on_call_goes_back(
+    box: Sandbox,
+) -> None:
+    ask_and_approve(box)
+    run(box, "wait 6m", "wait 11m")
+    settle(box)
+    assert latest(box, "restore").state == "judging"
+    run(box, "alert wa-backend")
+    settle(box)
+    [incident] = box.runtime.deps.store.open_incidents(SERVICE)
+    run(box, "as ana", "in #incidents", "/rollback wa-backend")
+    settle(box)
+    assert latest(box, "restore").state == "rolled_back"
+    incident = box.runtime.deps.store.incident(incident.id)
+    assert incident is not None and incident.state == "mitigated"

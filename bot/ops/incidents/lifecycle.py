@@ -63,6 +63,7 @@ def on_operation_finished(deps: Deps, operation: Operation) -> None:
         ("rollback", "succeeded"),
         ("release", "rolled_back"),
         ("flag", "rolled_back"),
+        ("restore", "rolled_back"),  # back on the revision before the restore
     )
     for record in deps.store.open_incidents(operation.service):
         if record.state != "open" or not record.managed:
