@@ -122,6 +122,10 @@ class SecretManagerEmulator:
             policy = self._policies.get(secret_name) or policy_pb2.Policy()
             return any(b.role in READING_ROLES and member in b.members for b in policy.bindings)
 
+    def knows(self, secret_name: str) -> bool:
+        with self._lock:
+            return secret_name in self._secrets
+
     def has_version(self, secret_name: str, version: str) -> bool:
         with self._lock:
             try:
