@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal, TextIO
 
 from bot.config import Config, ConfigError, Role, ServiceConfig, load_config
+from bot.doctor_database import check_database_permissions
 from bot.policy.platform import health_path_reserved
 from bot.ports import ServiceRef, ServiceState
 from bot.render import Renderer
@@ -366,6 +367,7 @@ def check_service(config: Config, service: ServiceConfig, google: Google) -> Ite
         yield check_monitoring(ref, max(serving, key=lambda name: serving[name]), google)
     yield check_alert_policies(ref, google)
     yield check_logging(ref, google)
+    yield from check_database_permissions(service, google.emulator_host, ok, fail)
 
 
 def check_health(

@@ -49,6 +49,7 @@ class Revision:
     ready: bool
     ready_message: str = ""  # the Ready condition's message when not ready (why, per Cloud Run)
     env: tuple[EnvVar, ...] = ()  # the ingress container's environment, in order
+    service_account: str = ""  # the identity it runs as (what reads its secrets)
 
     def env_value(self, name: str) -> str | None:
         """The plain value of variable ``name``, or None when unset or read from a secret."""
@@ -395,6 +396,9 @@ class SqlInstance:
     tier: str
     connection_name: str  # project:region:name, what /cloudsql/ sockets are named after
     ip_addresses: tuple[str, ...] = ()
+    # What a clone copies of the instance's settings (Cloud SQL REST JSON, camelCase): edition,
+    # tier, ipConfiguration, databaseFlags, availabilityType, disk, backupConfiguration...
+    settings: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def runnable(self) -> bool:
@@ -450,6 +454,10 @@ class CloudSqlError(Exception):
 class CloudSql(Protocol):
     def get_instance(self, project: str, instance: str) -> SqlInstance: ...
 
+    def list_instances(self, project: str) -> list[SqlInstance]:
+        """Every instance of the project (``instances.list``)."""
+        ...
+
     def list_backups(self, project: str, instance: str, limit: int) -> list[Backup]:
         """The instance's newest ``limit`` backup runs, newest first."""
         ...
@@ -459,7 +467,9 @@ class CloudSql(Protocol):
         ...
 
     def start_create_instance(self, like: SqlInstance, name: str) -> SqlOperation:
-        """A new, empty instance ``name`` with ``like``'s region, version and tier."""
+        """A new, empty instance ``name`` with ``like``'s region, version and ``settings``
+        (edition, tier, network, flags, availability, disk, backups: a backup restores data,
+        not these)."""
         ...
 
     def start_restore(self, project: str, target: str, backup_id: str, source: str) -> SqlOperation:
@@ -468,6 +478,11 @@ class CloudSql(Protocol):
         ...
 
     def get_operation(self, project: str, name: str) -> SqlOperation: ...
+
+    def recent_operations(self, project: str, instance: str, limit: int = 20) -> list[SqlOperation]:
+        """The instance's newest operations, newest start first (``operations.list``): how a
+        bot that died before hearing an answer finds the operation it started."""
+        ...
 
 
 class SecretsError(Exception):
@@ -494,4 +509,14 @@ class Secrets(Protocol):
 
     def version_of(self, project: str, secret: str, version: str) -> str:
         """The number a version reference ("latest" or a number) stands for now."""
+        ...
+
+    def grant_accessor(self, project: str, secret: str, member: str) -> None:
+        """Let ``member`` (``serviceAccount:EMAIL``) read this one secret's versions
+        (``roles/secretmanager.secretAccessor`` on the secret, read-modify-write of its IAM
+        policy); nothing wider."""
+        ...
+
+    def test_permissions(self, project: str, secret: str, permissions: list[str]) -> list[str]:
+        """Which of ``permissions`` Runback holds on the secret (``testIamPermissions``)."""
         ...

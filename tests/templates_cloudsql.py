@@ -21,6 +21,20 @@ APPROVAL = {
     "action": "restore",
 }
 APPROVER = {"role": "tech_lead", "not_the_requester": True}
+COPIED = {
+    "edition": "ENTERPRISE",
+    "tier": "db-custom-2-7680",
+    "network": "default",
+    "public_ip": False,
+    "ssl_mode": "ENCRYPTED_ONLY",
+    "flags": ["max_connections", "log_min_duration_statement"],
+    "availability": "REGIONAL",
+    "disk": "PD_SSD 100",
+    "backups": True,
+    "backups_at": "03:00",
+    "deletion_protection": True,
+}
+YIELDED = {"by": "U0ANA", "at": AT.isoformat(), "state": "creating", "reason": "bad deploy"}
 RESTORE_HOLDER = LockHolder(
     operation_id="op-9",
     kind="restore",
@@ -118,6 +132,10 @@ def restore_card(state: str, done: int, **changes: Any) -> dict[str, Any]:
         "verified": None,
         "outcome": {},
         "going_back_failed": "",
+        "yielded": {},
+        "waiting_for": {},
+        "rebuilt": {},
+        "copied": COPIED,
         "approval": None,
         "approver": APPROVER,
         "can_go_back": state in ("judging", "succeeded"),
@@ -137,6 +155,8 @@ PREVIEW = {
     "new_secret": True,
     "revision": "wa-backend-00003",
     "approver_needed": True,
+    "uses": "wa-backend-db",
+    "secret_problem": "",
 }
 LAST = {"verdict": "proceed", "requests": 900, "error_rate": 0.001, "p95_ms": 120.0}
 ROWS = [
@@ -195,6 +215,14 @@ DB_MESSAGES: list[Any] = [
     pytest.param(
         "db_restore_confirm", {"p": {**PREVIEW, "new_secret": False}}, id="restore-confirm"
     ),
+    *[
+        pytest.param(
+            "db_restore_confirm",
+            {"p": {**PREVIEW, "uses": "wa-backend-db-r20261129-101010-ab12", "secret_problem": p}},
+            id=f"restore-confirm-chained-{p or 'ok'}",
+        )
+        for p in ("", "url:old_instance_not_found", "permission_denied", "unavailable")
+    ],
     pytest.param(
         "db_restore_card",
         {"r": restore_card("awaiting_approval", -1, approval=APPROVAL)},
@@ -257,5 +285,43 @@ DB_MESSAGES: list[Any] = [
             )
         },
         id="restore-failed-going-back",
+    ),
+    pytest.param(
+        "db_restore_card",
+        {"r": restore_card("cancelled", -1, outcome={"why": "superseded", "by": "U0ANA"})},
+        id="restore-superseded",
+    ),
+    pytest.param(
+        "db_restore_card",
+        {"r": restore_card("creating", 0, yielded=YIELDED)},
+        id="restore-stepped-aside",
+    ),
+    pytest.param(
+        "db_restore_card",
+        {
+            "r": restore_card(
+                "deploying",
+                4,
+                yielded=YIELDED,
+                waiting_for={"kind": "rollback", "id": "op-7", "by": "U0ANA"},
+            )
+        },
+        id="restore-waiting-for-the-service",
+    ),
+    pytest.param(
+        "db_restore_card",
+        {"r": restore_card("judging", 7, yielded=YIELDED, rebuilt={"was": "a-1", "on": "a-0"})},
+        id="restore-rebuilt",
+    ),
+    pytest.param(
+        "db_restore_card",
+        {
+            "r": restore_card(
+                "going_back",
+                7,
+                outcome={"step": "verify", "why": "on_call", "by": "U0ANA", "reason": "<!here>"},
+            )
+        },
+        id="restore-on-call-goes-back",
     ),
 ]

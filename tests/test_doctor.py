@@ -39,6 +39,8 @@ READS = {
     "monitoring.notificationChannels.list",
     "logging.entries.list",
     "_emulator.idtoken",
+    "resourcemanager.projects.testIamPermissions",
+    "secretmanager.secrets.testIamPermissions",
 }
 
 

@@ -20,7 +20,9 @@ from bot.gcp.cloudrun import CloudRunAdmin
 from bot.gcp.cloudsql import CloudSqlAdmin
 from bot.gcp.secrets import SecretManager
 from bot.ports import CloudSqlError, EnvVar, SecretsError, ServiceRef, TrafficTarget
+from bot.sandbox.emulator.cloudrun import DEFAULT_SERVICE_ACCOUNT
 from bot.sandbox.emulator.http import Fault
+from bot.sandbox.emulator.secretmanager import ACCESSOR
 from bot.sandbox.emulator.server import Emulator
 from bot.sandbox.emulator.sqladmin import FIRST_RUN_ID
 
@@ -333,6 +335,9 @@ def test_the_cloud_run_env_deploy_swaps_the_secret_and_the_cloud_sql_volume(
         service=run_v2.Service(name=full, template=template),
         update_mask={"paths": ["template.volumes"]},
     )
+    # Cloud Run reads the revision's secret as its service account (run_secrets.py)
+    secret = emu.secrets.seed_secret(P, "orders-url", "postgresql://old", "postgresql://new")
+    emu.secrets.grant(secret, ACCESSOR, f"serviceAccount:{DEFAULT_SERVICE_ACCOUNT}")
     run = CloudRunAdmin(emu.host, retry_deadline_s=1.5, initial_backoff_s=0.02)
     ref = ServiceRef(P, "us-central1", "orders")
     state = run.get_service(ref)

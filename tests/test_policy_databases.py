@@ -11,8 +11,10 @@ from bot.policy.databases import (
     UrlError,
     UrlProblem,
     clone_name,
+    is_clone_name,
     newest_successful,
     point_at_clone,
+    point_at_clone_from,
     secret_target,
     stale,
 )
@@ -72,10 +74,25 @@ def test_an_ip_url_needs_an_address_on_the_clone() -> None:
     assert raised.value.problem is UrlProblem.NO_ADDRESS
 
 
-def test_the_clone_is_named_after_the_original_and_the_time_within_63_characters() -> None:
-    assert clone_name("orders-db", NOW) == "orders-db-r20261130-0915"
-    long = clone_name("a" * 63, NOW)
-    assert len(long) == 63 and long.endswith("-r20261130-0915")
+def test_the_clone_is_named_after_the_original_the_second_and_a_nonce_within_63() -> None:
+    assert clone_name("orders-db", NOW, "k3x9") == "orders-db-r20261130-091500-k3x9"
+    long = clone_name("a" * 63, NOW, "0000")
+    assert len(long) == 63 and long.endswith("-r20261130-091500-0000")
+    assert clone_name("orders-db", NOW, "aaaa") != clone_name("orders-db", NOW, "aaab")
+    assert is_clone_name(long, "a" * 63) and is_clone_name("orders-db-r20261130-0915", "orders-db")
+    assert not is_clone_name("orders-db-r20261130-091500-K3X9", "orders-db")
+    assert not is_clone_name("other-db-r20261130-091500-k3x9", "orders-db")
+    with pytest.raises(ValueError):
+        clone_name("orders-db", NOW, "-x")
+
+
+def test_a_url_on_an_earlier_clone_is_pointed_at_the_new_one() -> None:
+    earlier = Endpoint("proj:us-central1:orders-db-r20261129-101010-aaaa", ("10.20.0.7",))
+    url = f"postgresql://app:pw@/o?host=/cloudsql/{earlier.connection_name}"
+    pointed, found = point_at_clone_from(url, [OLD, earlier], NEW)
+    assert found == earlier and pointed.endswith(f"/cloudsql/{NEW.connection_name}")
+    with pytest.raises(UrlError):
+        point_at_clone_from("postgresql://app:pw@db.example.com/o", [OLD, earlier], NEW)
 
 
 def backup(hours: float, status: str = "SUCCESSFUL", automated: bool = True) -> Backup:

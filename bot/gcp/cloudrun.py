@@ -412,6 +412,7 @@ def to_revision(revision: run_v2.Revision) -> Revision:
         ready=ready,
         ready_message=why,
         env=tuple(_env_var(var) for var in container.env) if container else (),
+        service_account=revision.service_account,
     )
 
 

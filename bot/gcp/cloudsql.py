@@ -12,6 +12,7 @@ only when Google said it did not act (503, 429).
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +43,15 @@ class CloudSqlAdmin(RetryingAdapter):
         )
         return to_instance(found)
 
+    def list_instances(self, project: str) -> list[SqlInstance]:
+        def every(client: Any, options: dict[str, Any]) -> list[Any]:
+            # The generated pager of instances.list iterates the responses' ``warnings``, not
+            # their ``items``: read the pages.
+            pager = client.list(request={"project": project}, **options)
+            return [found for page in pager.pages for found in page.items]
+
+        return [to_instance(found) for found in self._run("instances", every)]
+
     def list_backups(self, project: str, instance: str, limit: int) -> list[Backup]:
         def page(client: Any, options: dict[str, Any]) -> list[Any]:
             request = {"project": project, "instance": instance, "max_results": limit}
@@ -67,11 +77,15 @@ class CloudSqlAdmin(RetryingAdapter):
     def start_create_instance(self, like: SqlInstance, name: str) -> SqlOperation:
         from google.cloud import sqladmin_v1beta4 as sql
 
+        # Every copied setting, the edition first: without it Cloud SQL picks Enterprise Plus
+        # for PostgreSQL 16+, which refuses db-custom-* tiers; flags are not in a backup.
+        settings = sql.Settings.from_json(json.dumps(dict(like.settings)))
+        settings.tier = like.tier
         body = sql.DatabaseInstance(
             name=name,
             region=like.region,
             database_version=sql.SqlDatabaseVersion[like.database_version],
-            settings=sql.Settings(tier=like.tier),
+            settings=settings,
         )
         request = {"project": like.project, "body": body}
         operation = self._run(
@@ -93,6 +107,18 @@ class CloudSqlAdmin(RetryingAdapter):
             "instances", lambda c, o: c.restore_backup(request=request, **o), creates=True
         )
         return to_operation(operation)
+
+    def recent_operations(self, project: str, instance: str, limit: int = 20) -> list[SqlOperation]:
+        def page(client: Any, options: dict[str, Any]) -> list[Any]:
+            request = {"project": project, "instance": instance, "max_results": limit}
+            found = []
+            for operation in client.list(request=request, **options):
+                found.append(operation)
+                if len(found) >= limit:
+                    break
+            return found
+
+        return [to_operation(op) for op in self._run("operations", page)]
 
     def get_operation(self, project: str, name: str) -> SqlOperation:
         request = {"project": project, "operation": name}
@@ -144,7 +170,48 @@ def to_instance(instance: sqladmin_v1beta4.DatabaseInstance) -> SqlInstance:
         tier=instance.settings.tier,
         connection_name=instance.connection_name,
         ip_addresses=tuple(ip.ip_address for ip in instance.ip_addresses),
+        settings=copied_settings(instance.settings),
     )
+
+
+# The settings a restore's clone takes from its original: what the service needs to reach it
+# and what keeps it as safe as the original (https://cloud.google.com/sql/docs/postgres/
+# backup-recovery/restore: a restore to another instance does not change its settings, and
+# database flags are not restored).
+COPIED_SETTINGS = (
+    "edition",
+    "tier",
+    "ipConfiguration",
+    "databaseFlags",
+    "availabilityType",
+    "dataDiskType",
+    "dataDiskSizeGb",
+    "storageAutoResize",
+    "storageAutoResizeLimit",
+    "backupConfiguration",
+    "deletionProtectionEnabled",
+    "locationPreference",
+    "maintenanceWindow",
+    "connectorEnforcement",
+    "passwordValidationPolicy",
+    "insightsConfig",
+    "dataCacheConfig",
+    "timeZone",
+    "collation",
+    "userLabels",
+)
+OUTPUT_ONLY = {"backupConfiguration": ("transactionalLogStorageState", "backupTier")}
+
+
+def copied_settings(settings: sqladmin_v1beta4.Settings) -> dict[str, Any]:
+    from google.cloud import sqladmin_v1beta4 as sql
+
+    found = json.loads(sql.Settings.to_json(settings, use_integers_for_enums=False))
+    copied = {key: found[key] for key in COPIED_SETTINGS if key in found}
+    for key, fields in OUTPUT_ONLY.items():
+        if isinstance(copied.get(key), dict):
+            copied[key] = {k: v for k, v in copied[key].items() if k not in fields}
+    return copied
 
 
 def to_backup(run: sqladmin_v1beta4.BackupRun) -> Backup:

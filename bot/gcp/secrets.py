@@ -58,6 +58,35 @@ class SecretManager(RetryingAdapter):
         found = self._run(lambda c, o: c.get_secret_version(request={"name": name}, **o))
         return str(found.name.rsplit("/", 1)[-1])
 
+    def grant_accessor(self, project: str, secret: str, member: str) -> None:
+        from google.iam.v1 import policy_pb2
+
+        resource = f"projects/{project}/secrets/{secret}"
+        role = "roles/secretmanager.secretAccessor"
+        for _ in range(3):  # a concurrent change makes the etag stale (409): read again
+            policy = self._run(lambda c, o: c.get_iam_policy(request={"resource": resource}, **o))
+            updated = policy_pb2.Policy()
+            updated.CopyFrom(policy)
+            binding = next((b for b in updated.bindings if b.role == role), None)
+            if binding is None:
+                binding = updated.bindings.add(role=role)
+            if member in binding.members:
+                return
+            binding.members.append(member)
+            request = {"resource": resource, "policy": updated}
+            try:
+                self._run(lambda c, o, r=request: c.set_iam_policy(request=r, **o))
+                return
+            except SecretsError as error:
+                if error.reason not in ("aborted", "conflict"):
+                    raise
+        raise SecretsError("conflict", f"the IAM policy of {resource} kept changing")
+
+    def test_permissions(self, project: str, secret: str, permissions: list[str]) -> list[str]:
+        request = {"resource": f"projects/{project}/secrets/{secret}", "permissions": permissions}
+        answer = self._run(lambda c, o: c.test_iam_permissions(request=request, **o))
+        return list(answer.permissions)
+
     @property
     def ready(self) -> bool:
         return self._client is not None

@@ -21,7 +21,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from bot.config import ServiceConfig
-from bot.ops import drill, flags, release, rollback
+from bot.ops import drill, flags, release, restore, rollback
 from bot.ops.context import Deps
 from bot.ops.errors import UserError
 from bot.ops.rollback import RollbackRequest
@@ -33,8 +33,15 @@ STAND_ASIDE = {
     "flag": flags.stand_aside,
     "drill": drill.stand_aside,
 }
-# kind -> (deps, operation_id, user, reason) -> the operation, now going back by its own rules
-TAKE_BACK = {"release": release.roll_back, "flag": flags.roll_back, "drill": drill.take_back}
+# kind -> (deps, operation_id, user, reason) -> the operation, now going back by its own rules.
+# A restore steps aside by itself before its revision serves (its clone takes hours, traffic
+# untouched: restore.take_back hands the service over), and goes back once it serves.
+TAKE_BACK = {
+    "release": release.roll_back,
+    "flag": flags.roll_back,
+    "drill": drill.take_back,
+    "restore": restore.take_back,
+}
 
 TRAFFIC_STATES = {
     "rollback": rollback.RUNNING_STATES,
@@ -97,7 +104,8 @@ def _get_past(
 ) -> Operation | None:
     """Stand aside, else take back (see the module's docstring). None when the holder ended
     with its change kept between the lock's read and now: then an ordinary rollback will do."""
-    tag = STAND_ASIDE[holder.kind](deps, holder.operation_id, request.user, request.reason)
+    stand_aside = STAND_ASIDE.get(holder.kind)
+    tag = stand_aside(deps, holder.operation_id, request.user, request.reason) if stand_aside else None
     if tag is None:
         return _take_back(deps, holder, request)
     taking_over = replace(request, takes_over=holder.operation_id, drop_tag=tag)

@@ -7,15 +7,17 @@ a return value meant for people: errors say only *why* a URL cannot be pointed a
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 from bot.ports import Backup
 
 MAX_INSTANCE_ID = 63  # Cloud SQL instance ids: at most 63 characters (with no project prefix)
+CLONE_NONCE = re.compile(r"[a-z0-9]{4}")
 
 
 def newest_successful(backups: Sequence[Backup]) -> Backup | None:
@@ -39,12 +41,57 @@ def finished_at(backup: Backup) -> datetime:
     return moment
 
 
-def clone_name(instance: str, now: datetime) -> str:
-    """``{instance}-r{YYYYMMDD-HHMM}``: named after the original and the time, within Cloud
-    SQL's 63 characters, ending in a digit (ids end in a letter or digit)."""
-    suffix = f"-r{now:%Y%m%d-%H%M}"
+def clone_name(instance: str, now: datetime, nonce: str) -> str:
+    """``{instance}-r{YYYYMMDD-HHMMSS}-{nonce}``: named after the original and the second, with
+    a short random ``nonce`` (4 of [a-z0-9]) so that a restore retried at once never collides
+    with the clone of the attempt before. Within 63 characters (Cloud SQL allows 98 with the
+    project id; 63 keeps it a DNS label), lowercase letters, digits and hyphens, starting with
+    the original's letter and ending in a letter or digit (Cloud SQL's instance id rules:
+    https://cloud.google.com/sql/docs/postgres/create-instance)."""
+    if not CLONE_NONCE.fullmatch(nonce):
+        raise ValueError("the nonce is 4 of [a-z0-9]")
+    suffix = f"-r{now:%Y%m%d-%H%M%S}-{nonce}"
     base = instance[: MAX_INSTANCE_ID - len(suffix)].rstrip("-")
     return base + suffix
+
+
+def is_clone_name(name: str, instance: str) -> bool:
+    """A name ``clone_name`` makes for ``instance`` (or made before it had seconds and a
+    nonce: ``-rYYYYMMDD-HHMM``)."""
+    if len(name) > MAX_INSTANCE_ID:
+        return False
+    for suffix, pattern in (
+        ("-r20261130-091500-abcd", r"-r\d{8}-\d{6}-[a-z0-9]{4}"),
+        ("-r20261130-0915", r"-r\d{8}-\d{4}"),
+    ):
+        base = instance[: MAX_INSTANCE_ID - len(suffix)].rstrip("-")
+        if re.fullmatch(re.escape(base) + pattern, name):
+            return True
+    return False
+
+
+def clone_settings_summary(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """What a clone copied of its original's settings (Cloud SQL REST JSON), for its card."""
+    ip = settings.get("ipConfiguration") or {}
+    backups = settings.get("backupConfiguration") or {}
+    network = str(ip.get("privateNetwork") or "")
+    return {
+        "edition": str(settings.get("edition") or ""),
+        "tier": str(settings.get("tier") or ""),
+        "network": network.rsplit("/", 1)[-1],
+        "public_ip": ip.get("ipv4Enabled", True) is not False,
+        "ssl_mode": str(ip.get("sslMode") or ""),
+        "flags": [str(flag.get("name", "")) for flag in settings.get("databaseFlags") or []],
+        "availability": str(settings.get("availabilityType") or ""),
+        "disk": " ".join(
+            str(part)
+            for part in (settings.get("dataDiskType"), settings.get("dataDiskSizeGb"))
+            if part
+        ),
+        "backups": bool(backups.get("enabled")),
+        "backups_at": str(backups.get("startTime") or ""),
+        "deletion_protection": bool(settings.get("deletionProtectionEnabled")),
+    }
 
 
 class UrlProblem(StrEnum):
@@ -93,6 +140,18 @@ def point_at_clone(url: str, old: Endpoint, new: Endpoint) -> str:
         if not new.ip_addresses:
             raise UrlError(UrlProblem.NO_ADDRESS)
         return urlunsplit(parts._replace(netloc=_with_host(parts, new.ip_addresses[0])))
+    raise UrlError(UrlProblem.OLD_INSTANCE_NOT_FOUND)
+
+
+def point_at_clone_from(url: str, olds: Sequence[Endpoint], new: Endpoint) -> tuple[str, Endpoint]:
+    """``point_at_clone`` from the first of ``olds`` the URL names (the configured instance,
+    then the clones earlier restores moved the service to: restores chain), and that one."""
+    for old in olds:
+        try:
+            return point_at_clone(url, old, new), old
+        except UrlError as error:
+            if error.problem is not UrlProblem.OLD_INSTANCE_NOT_FOUND:
+                raise
     raise UrlError(UrlProblem.OLD_INSTANCE_NOT_FOUND)
 
 

@@ -10,6 +10,8 @@ from urllib.parse import urlsplit
 from google.cloud import monitoring_v3
 
 from bot.config import Config, ServiceConfig
+from bot.sandbox.emulator.cloudrun import DEFAULT_SERVICE_ACCOUNT
+from bot.sandbox.emulator.secretmanager import ACCESSOR
 from bot.sandbox.emulator.server import Emulator
 from bot.sandbox.emulator.slack_api import BOT_USER_ID
 
@@ -159,7 +161,10 @@ def seed_database(emulator: Emulator, service: ServiceConfig) -> dict[str, objec
     project = service.database_project
     instance = emulator.sqladmin.seed_instance(project, database.instance, region=service.region)
     url = f"postgresql://app:{SAMPLE_PASSWORD}@/app?host=/cloudsql/{instance['connection_name']}"
-    emulator.secrets.seed_secret(project, database.secret, url)
+    secret = emulator.secrets.seed_secret(project, database.secret, url)
+    # The revisions run as the default compute service account, which may read this secret
+    # (and no other: a restore's new secret needs a grant of its own).
+    emulator.secrets.grant(secret, ACCESSOR, f"serviceAccount:{DEFAULT_SERVICE_ACCOUNT}")
     version = "1" if service.environment == "production" else "latest"
     return {database.env: {"secret": database.secret, "version": version}}
 

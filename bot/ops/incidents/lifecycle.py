@@ -112,8 +112,8 @@ def on_operation_finished(deps: Deps, operation: Operation) -> None:
 
 
 def moved_traffic_back(operation: Operation) -> bool:
-    """Traffic left a revision: a rollback that succeeded, or a release or flip taken back
-    once its new revision had traffic. One taken back before (a rejected migration, say) ends
+    """Traffic left a revision: a rollback that succeeded, or a release, flip or restore taken
+    back (a restore: to the revision before it) once its new revision had traffic. One taken back before (a rejected migration, say) ends
     ``rolled_back`` with traffic where it was: that mitigates nothing."""
     data = operation.data or {}
     if operation.kind == "rollback":
@@ -122,7 +122,7 @@ def moved_traffic_back(operation: Operation) -> bool:
         return False
     if operation.kind == "release":
         return data.get("step", -1) >= 0  # a canary step was started
-    return operation.kind == "flag" and "shift" in (data.get("steps") or {})
+    return operation.kind in ("flag", "restore") and "shift" in (data.get("steps") or {})
 
 
 def resolve(deps: Deps, incident_id: str, actor: str, how: str = "resolved") -> IncidentRecord:

@@ -1,16 +1,15 @@
 """Restoring a Cloud SQL backup to a new instance and moving the service onto it, as a durable
 workflow (see machine.py). Going back is a traffic move to the revision that used the old
-database."""
+database; an on-call engineer's /rollback always gets through (people.take_back)."""
 
-from bot.ops.restore.machine import (
-    FINAL_STATES,
-    RUNNING_STATES,
+from bot.ops.restore.machine import FINAL_STATES, RUNNING_STATES, execute
+from bot.ops.restore.people import (
     decided,
-    execute,
     fail_unexpectedly,
     go_back_now,
     on_decided,
     on_expired,
+    take_back,
 )
 from bot.ops.restore.request import RestoreRequest, preview_restore, request_restore
 from bot.ops.restore.view import refresh, restore_view
@@ -29,4 +28,5 @@ __all__ = [
     "refresh",
     "request_restore",
     "restore_view",
+    "take_back",
 ]

@@ -6,6 +6,11 @@ started (the Cloud SQL or Cloud Run operation's name) before following it, and i
 every ``backups.poll_interval_s``, so a restarted bot follows the same operation and the card
 shows progress. Until traffic moves, a failure leaves the service as it was ("failed"); after,
 it goes back to the revision that used the old database.
+
+An on-call engineer's /rollback never waits for a restore (people.take_back): before its
+revision serves, the restore gives the service's lock to the rollback and goes on with its
+clone; the steps that touch Cloud Run (deploy, shift) take the lock back first, and build on
+whatever revision serves then.
 """
 
 from __future__ import annotations
@@ -17,21 +22,45 @@ from typing import Any
 from bot.ops.backups.target import Database, cloudsql, resolve_database, secrets
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.health import config_problem, health_observation, probe_health
-from bot.ops.metrics_window import visible_window_numbers
-from bot.ops.restore.view import refresh
+from bot.ops.metrics_window import judged_numbers, observing_since
+from bot.ops.release import next_revision_name
+from bot.ops.restore.endpoints import old_endpoints, secret_location
+from bot.ops.restore.record import (
+    FINAL_STATES,
+    again,
+    audit_run,
+    back,
+    begin,
+    commit,
+    done,
+    due,
+    end,
+    fail,
+    later,
+    why,
+)
 from bot.ops.rollback.steps import pinned_targets
 from bot.ops.stepping import advance
-from bot.policy.databases import Endpoint, UrlError, point_at_clone, secret_target
-from bot.policy.gates import Verdict, after_observation, judge
+from bot.policy.databases import (
+    Endpoint,
+    UrlError,
+    clone_settings_summary,
+    point_at_clone_from,
+    secret_target,
+)
+from bot.policy.gates import Verdict, judge, observed_verdict
 from bot.ports import (
     CloudRunError,
     CloudSqlError,
     EnvVar,
+    EtagConflict,
     SecretsError,
+    ServiceRef,
+    ServiceState,
     SqlOperation,
     TrafficTarget,
 )
-from bot.store import Move, Operation
+from bot.store import Operation
 
 log = logging.getLogger("runback.restore")
 
@@ -47,10 +76,11 @@ RUNNING_STATES = (
     "judging",
     "going_back",
 )
-FINAL_STATES = ("succeeded", "failed", "rolled_back", "rejected", "expired", "cancelled")
-STEP_NAMES = ("create", "restore", "runnable", "secret", "deploy", "smoke", "shift", "verify")
 RESTORE_TAG = "restored"
 MAX_STEPS_PER_RUN = 50
+YIELD_GRACE_S = 60  # after stepping aside, the longest an on-call rollback takes to begin
+
+__all__ = ["FINAL_STATES", "RUNNING_STATES", "execute"]
 
 
 def execute(deps: Deps, operation_id: str) -> Operation:
@@ -69,7 +99,7 @@ def _step_approved(deps: Deps, operation: Operation) -> Operation:
         operation_id=operation.id,
         clone=operation.data["clone"],
     )
-    return _commit(deps, _begin(deps, operation, "create"), "creating")
+    return commit(deps, begin(deps, operation, "create"), "creating")
 
 
 def _step_create(deps: Deps, operation: Operation) -> Operation:
@@ -77,9 +107,10 @@ def _step_create(deps: Deps, operation: Operation) -> Operation:
     sql = cloudsql(deps)
     if not data.get("sql_op"):
         retry = bool(data.get("create_sent"))  # an earlier attempt's answer may have been lost
-        operation = _commit(deps, operation, create_sent=True)
+        operation = commit(deps, operation, create_sent=True)
         try:
             source = sql.get_instance(data["project"], data["instance"])
+            operation = commit(deps, operation, copied=clone_settings_summary(source.settings))
             started = sql.start_create_instance(source, data["clone"])
         except CloudSqlError as error:
             state = (
@@ -87,9 +118,9 @@ def _step_create(deps: Deps, operation: Operation) -> Operation:
             )
             if state and retry:  # ours, from before the restart: follow it by its state
                 if state != "RUNNABLE":
-                    return _later(deps, operation, "create", instance_state=state)
-                return _commit(deps, _done(deps, operation, "create"), "restoring")
-            return _fail(deps, operation, "create", _why(error))
+                    return later(deps, operation, "create", instance_state=state)
+                return commit(deps, done(deps, operation, "create"), "restoring")
+            return fail(deps, operation, "create", why(error))
         return _following(deps, operation, started, "create")
     return _follow(deps, operation, "create", then="restoring")
 
@@ -97,13 +128,26 @@ def _step_create(deps: Deps, operation: Operation) -> Operation:
 def _step_restore(deps: Deps, operation: Operation) -> Operation:
     data = operation.data
     if not data.get("sql_op"):
-        operation = _begin(deps, operation, "restore")
+        operation = begin(deps, operation, "restore")
+        sql = cloudsql(deps)
+        if data.get("restore_sent"):  # an earlier run may have started it, then died unheard
+            try:
+                ours = [
+                    op
+                    for op in sql.recent_operations(data["project"], data["clone"])
+                    if op.operation_type == "RESTORE_VOLUME"
+                ]
+            except CloudSqlError as error:
+                return later(deps, operation, "restore", unreachable=error.reason)
+            if ours:  # the clone is this restore's own instance: its restore is ours
+                return _following(deps, operation, ours[0], "restore")
+        operation = commit(deps, operation, restore_sent=True)
         try:
-            started = cloudsql(deps).start_restore(
+            started = sql.start_restore(
                 data["project"], data["clone"], data["backup"]["id"], data["instance"]
             )
         except CloudSqlError as error:
-            return _fail(deps, operation, "restore", _why(error))
+            return fail(deps, operation, "restore", why(error))
         return _following(deps, operation, started, "restore")
     return _follow(deps, operation, "restore", then="checking")
 
@@ -111,17 +155,17 @@ def _step_restore(deps: Deps, operation: Operation) -> Operation:
 def _step_check(deps: Deps, operation: Operation) -> Operation:
     data = operation.data
     if "runnable" not in data["steps"]:
-        operation = _begin(deps, operation, "runnable")
+        operation = begin(deps, operation, "runnable")
     try:
         clone = cloudsql(deps).get_instance(data["project"], data["clone"])
     except CloudSqlError as error:
-        return _later(deps, operation, "runnable", unreachable=error.reason)
+        return later(deps, operation, "runnable", unreachable=error.reason)
     if clone.runnable:
-        operation = _commit(
+        operation = commit(
             deps, operation, clone_endpoint=[clone.connection_name, list(clone.ip_addresses)]
         )
-        return _commit(deps, _done(deps, operation, "runnable"), "pointing")
-    return _later(deps, operation, "runnable", instance_state=clone.state)
+        return commit(deps, done(deps, operation, "runnable"), "pointing")
+    return later(deps, operation, "runnable", instance_state=clone.state)
 
 
 def _following(deps: Deps, operation: Operation, started: SqlOperation, step: str) -> Operation:
@@ -134,9 +178,7 @@ def _following(deps: Deps, operation: Operation, started: SqlOperation, step: st
         cloud_operation=started.name,
         clone=operation.data["clone"],
     )
-    return _commit(
-        deps, operation, sql_op=started.name, sql_status=started.status, due_at=_due(deps)
-    )
+    return commit(deps, operation, sql_op=started.name, sql_status=started.status, due_at=due(deps))
 
 
 def _follow(deps: Deps, operation: Operation, step: str, then: str) -> Operation:
@@ -144,13 +186,13 @@ def _follow(deps: Deps, operation: Operation, step: str, then: str) -> Operation
     try:
         followed = cloudsql(deps).get_operation(data["project"], data["sql_op"])
     except CloudSqlError as error:
-        return _later(deps, operation, step, unreachable=error.reason)
+        return later(deps, operation, step, unreachable=error.reason)
     if not followed.done:
-        return _later(deps, operation, step, sql_status=followed.status, unreachable="")
+        return later(deps, operation, step, sql_status=followed.status, unreachable="")
     if followed.error:
-        return _fail(deps, operation, step, followed.error)
-    operation = _commit(deps, operation, sql_op="", sql_status="", unreachable="")
-    return _commit(deps, _done(deps, operation, step), then)
+        return fail(deps, operation, step, followed.error)
+    operation = commit(deps, operation, sql_op="", sql_status="", unreachable="")
+    return commit(deps, done(deps, operation, step), then)
 
 
 def _clone_state(deps: Deps, data: dict[str, Any]) -> str:
@@ -166,16 +208,15 @@ def _clone_state(deps: Deps, data: dict[str, Any]) -> str:
 
 def _step_point(deps: Deps, operation: Operation) -> Operation:
     data = operation.data
-    operation = _begin(deps, operation, "secret")
+    operation = begin(deps, operation, "secret")
     database = _database(deps, operation)
-    project, secret = _secret_location(data["secret"], database.project)
+    project, secret = secret_location(data["secret"], database.project)
     store = secrets(deps)
     try:
-        source = cloudsql(deps).get_instance(data["project"], data["instance"])
+        olds = old_endpoints(deps, database)
         current = store.access(project, secret, data["secret_version"])
-        old = Endpoint(source.connection_name, source.ip_addresses)
         new = Endpoint(data["clone_endpoint"][0], tuple(data["clone_endpoint"][1]))
-        url = point_at_clone(current, old, new)
+        url, old = point_at_clone_from(current, olds, new)
         del current
         target_secret = secret
         if secret_target(data["secret_version"]) == "new_secret":
@@ -184,9 +225,9 @@ def _step_point(deps: Deps, operation: Operation) -> Operation:
         version = store.add_version(project, target_secret, url)
         del url
     except UrlError as error:
-        return _fail(deps, operation, "secret", f"url:{error.problem}")
+        return fail(deps, operation, "secret", f"url:{error.problem}")
     except (CloudSqlError, SecretsError) as error:
-        return _fail(deps, operation, "secret", _why(error))
+        return fail(deps, operation, "secret", why(error))
     deps.audit(
         BOT_ACTOR,
         "secretmanager.version_added",
@@ -196,13 +237,14 @@ def _step_point(deps: Deps, operation: Operation) -> Operation:
         secret=target_secret,
         version=version,
     )
-    operation = _commit(
+    operation = commit(
         deps,
         operation,
         new_var={"secret": target_secret, "version": version, "project": project},
-        swap=[source.connection_name, data["clone_endpoint"][0]],
+        swap=[old.connection_name, data["clone_endpoint"][0]],
+        replaces=old.connection_name.rsplit(":", 1)[-1],
     )
-    return _commit(deps, _done(deps, operation, "secret"), "deploying")
+    return commit(deps, done(deps, operation, "secret"), "deploying")
 
 
 def _create_secret(store: Any, project: str, secret: str) -> None:
@@ -213,13 +255,6 @@ def _create_secret(store: Any, project: str, secret: str) -> None:
             raise
 
 
-def _secret_location(secret: str, default_project: str) -> tuple[str, str]:
-    parts = secret.split("/")
-    if len(parts) == 4 and parts[0] == "projects" and parts[2] == "secrets":
-        return parts[1], parts[3]
-    return default_project, secret
-
-
 # -- Cloud Run: the new revision, the smoke test, the shift, the judgement ---------------------
 
 
@@ -228,12 +263,12 @@ def _step_deploy(deps: Deps, operation: Operation) -> Operation:
     database = _database(deps, operation)
     ref = deps.service_ref(database.service)
     if not data.get("run_op"):
-        operation = _begin(deps, operation, "deploy")
+        if not _holds_service(deps, operation):
+            return _wait_for_service(deps, operation, "deploy")
+        operation = begin(deps, operation, "deploy")
         try:
             revisions = deps.cloudrun.list_revisions(ref)
             state = deps.cloudrun.get_service(ref)
-            from bot.ops.release import next_revision_name
-
             name = next_revision_name(operation.service, revisions)
             targets = [TrafficTarget(s.revision, s.percent, s.tag) for s in state.traffic]
             targets = [t for t in targets if t.tag != RESTORE_TAG]
@@ -243,30 +278,38 @@ def _step_deploy(deps: Deps, operation: Operation) -> Operation:
             if new["project"] != data["project"] or "/" in data["secret"]:
                 secret = f"projects/{new['project']}/secrets/{secret}"
             var = EnvVar(database.env, secret=secret, secret_version=new["version"])
-            base = max(state.serving().items(), key=lambda share: share[1])[0]
+            base = _serving_most(state)
+            denied = _let_read(deps, operation, ref, base)
+            if denied:
+                return fail(deps, operation, "deploy", denied)
             op = deps.cloudrun.start_env_update(
                 ref, base, var, name, targets, state.etag, cloudsql_swap=tuple(data["swap"])
             )
+        except EtagConflict:  # someone changed the service between the read and the PATCH
+            return later(deps, operation, "deploy")
         except CloudRunError as error:
-            return _fail(deps, operation, "deploy", error.detail or error.reason)
-        deps.store.update_operation(operation.id, deps.clock.now(), to_revision=name)
-        _audit_run(deps, operation, "deploy", op, name)
-        operation = _commit(deps, operation, run_op=op)
+            return fail(deps, operation, "deploy", error.detail or error.reason)
+        # Going back means the revision that serves now (an on-call rollback may have moved
+        # it since the restore was asked).
+        now = deps.clock.now()
+        deps.store.update_operation(operation.id, now, to_revision=name, from_revision=base)
+        audit_run(deps, operation, "deploy", op, name)
+        operation = commit(deps, operation, run_op=op, base=base, waiting_for=None)
     try:
         state = deps.cloudrun.wait_operation(
             operation.data["run_op"], deps.config.release.operation_timeout_s
         )
     except CloudRunError as error:
         if error.reason == "operation_timeout":
-            return _later(deps, operation, "deploy")
-        return _fail(deps, operation, "deploy", error.detail or error.reason)
+            return later(deps, operation, "deploy")
+        return fail(deps, operation, "deploy", error.detail or error.reason)
     tag_uri = next((s.uri for s in state.traffic if s.tag == RESTORE_TAG), "")
-    operation = _commit(deps, operation, run_op="", tag_uri=tag_uri, service_uri=state.uri)
-    return _commit(deps, _done(deps, operation, "deploy"), "smoke")
+    operation = commit(deps, operation, run_op="", tag_uri=tag_uri, service_uri=state.uri)
+    return commit(deps, done(deps, operation, "deploy"), "smoke")
 
 
 def _step_smoke(deps: Deps, operation: Operation) -> Operation:
-    operation = _begin(deps, operation, "smoke")
+    operation = begin(deps, operation, "smoke")
     service = deps.managed_service(operation.service)
     data = operation.data
     settings = deps.config.release
@@ -282,41 +325,162 @@ def _step_smoke(deps: Deps, operation: Operation) -> Operation:
             break
         in_a_row = in_a_row + 1 if result.ok else 0
         if in_a_row >= settings.smoke_checks:
-            return _commit(deps, _done(deps, operation, "smoke", url=url), "shifting")
+            return commit(deps, done(deps, operation, "smoke", url=url), "shifting")
     answer = (result.status or result.detail) if result is not None else ""
-    return _fail(deps, operation, "smoke", f"{url} answered {answer}")
+    lost = _tag_lost(deps, operation)
+    if lost:  # an on-call rollback's traffic update took the tag: deploy again when it ends
+        return _rebuild(deps, operation, lost)
+    untagged = _untag(deps, operation)
+    return fail(deps, operation, "smoke", f"{url} answered {answer}{untagged}")
+
+
+def _let_read(deps: Deps, operation: Operation, ref: ServiceRef, base: str) -> str:
+    """A new secret is readable by nobody: let the service account of the revision the new
+    one is built on read it (that secret only), or Cloud Run never makes the revision Ready.
+    A new version of the secret the service reads needs nothing. "" when done, else why not."""
+    data = operation.data
+    if secret_target(data["secret_version"]) != "new_secret":
+        return ""
+    account = deps.cloudrun.get_revision(ref, base).service_account
+    if not account:  # the default compute account, whose email Runback cannot know
+        return ""
+    new = data["new_var"]
+    try:
+        secrets(deps).grant_accessor(new["project"], new["secret"], f"serviceAccount:{account}")
+    except SecretsError as error:
+        return f"secret_access: {why(error)}"
+    deps.audit(
+        BOT_ACTOR,
+        "secretmanager.accessor_granted",
+        "ok",
+        service=operation.service,
+        operation_id=operation.id,
+        secret=new["secret"],
+        member=f"serviceAccount:{account}",
+    )
+    return ""
+
+
+def _tag_lost(deps: Deps, operation: Operation) -> str:
+    """The revision that serves most, when the restore's tag is no longer on its revision
+    (someone else's traffic update dropped it); "" when it is (or the service is unreadable)."""
+    ref = deps.service_ref(deps.managed_service(operation.service))
+    try:
+        state = deps.cloudrun.get_service(ref)
+    except CloudRunError:
+        return ""
+    tagged = any(
+        s.tag == RESTORE_TAG and s.revision == operation.to_revision for s in state.traffic
+    )
+    return "" if tagged or not state.serving() else _serving_most(state)
+
+
+def _untag(deps: Deps, operation: Operation) -> str:
+    """Take the restore's tag off its revision, which will never serve ("" when done, else
+    why not, for the card)."""
+    ref = deps.service_ref(deps.managed_service(operation.service))
+    for _ in range(3):
+        try:
+            state = deps.cloudrun.get_service(ref)
+            if not any(s.tag == RESTORE_TAG for s in state.traffic):
+                return ""
+            kept = [TrafficTarget(s.revision, s.percent, s.tag) for s in state.traffic]
+            kept = [t for t in kept if t.tag != RESTORE_TAG and (t.percent or t.tag)]
+            op = deps.cloudrun.start_traffic_update(ref, kept, state.etag)
+            deps.cloudrun.wait_operation(op, deps.config.release.operation_timeout_s)
+            audit_run(deps, operation, "untag", op, operation.to_revision)
+            return ""
+        except EtagConflict:
+            continue
+        except CloudRunError as error:
+            return f"; the tag `{RESTORE_TAG}` stays ({error.reason})"
+    return f"; the tag `{RESTORE_TAG}` stays (etag_conflict)"
 
 
 def _step_shift(deps: Deps, operation: Operation) -> Operation:
     data = operation.data
     ref = deps.service_ref(deps.managed_service(operation.service))
     if not data.get("run_op"):
-        operation = _begin(deps, operation, "shift")
+        if not _holds_service(deps, operation):
+            return _wait_for_service(deps, operation, "shift")
+        operation = begin(deps, operation, "shift")
         try:
             state = deps.cloudrun.get_service(ref)
+            if _serving_most(state) != data.get("base", operation.from_revision):
+                return _rebuild(deps, operation, _serving_most(state))
             targets = _without_restore_tag(pinned_targets(state, operation.to_revision))
             op = deps.cloudrun.start_traffic_update(ref, targets, state.etag)
+        except EtagConflict:
+            return later(deps, operation, "shift")
         except CloudRunError as error:
-            return _fail(deps, operation, "shift", error.detail or error.reason)
-        _audit_run(deps, operation, "shift", op, operation.to_revision)
-        operation = _commit(deps, operation, run_op=op)
+            return fail(deps, operation, "shift", error.detail or error.reason)
+        audit_run(deps, operation, "shift", op, operation.to_revision)
+        operation = commit(deps, operation, run_op=op, waiting_for=None)
     try:
         state = deps.cloudrun.wait_operation(
             operation.data["run_op"], deps.config.release.operation_timeout_s
         )
     except CloudRunError as error:
         if error.reason == "operation_timeout":
-            return _later(deps, operation, "shift")
-        return _back(deps, _commit(deps, operation, run_op=""), "shift", error.detail)
+            return later(deps, operation, "shift")
+        return back(deps, commit(deps, operation, run_op=""), "shift", error.detail)
     if state.serving() != {operation.to_revision: 100}:
-        return _back(deps, _commit(deps, operation, run_op=""), "shift", str(state.serving()))
+        return back(deps, commit(deps, operation, run_op=""), "shift", str(state.serving()))
     now = deps.clock.now()
     deps.store.record_serving(operation.service, operation.to_revision, "served", now, operation.id)
-    operation = _commit(deps, operation, run_op="", shifted_at=now.isoformat())
-    operation = _done(deps, operation, "shift")
-    operation = _begin(deps, operation, "verify")
+    operation = commit(deps, operation, run_op="", shifted_at=now.isoformat())
+    operation = done(deps, operation, "shift")
+    operation = begin(deps, operation, "verify")
     release = deps.config.release
-    return _commit(deps, operation, "judging", due_at=_due(deps, release.warmup_s))
+    return commit(deps, operation, "judging", due_at=due(deps, release.warmup_s))
+
+
+def _rebuild(deps: Deps, operation: Operation, serving: str) -> Operation:
+    """Another revision serves than the one the restore's revision was built on (an on-call
+    rollback moved it): build the restore's revision again, on that one."""
+    deps.store.add_event(
+        operation.id,
+        deps.clock.now(),
+        "rebuilt",
+        actor=BOT_ACTOR,
+        was=operation.to_revision,
+        base=serving,
+    )
+    operation = commit(deps, operation, rebuilt={"was": operation.to_revision, "on": serving})
+    operation = again(deps, again(deps, operation, "deploy"), "smoke")
+    return commit(deps, operation, "deploying", run_op="", tag_uri="")
+
+
+def _serving_most(state: ServiceState) -> str:
+    return max(state.serving().items(), key=lambda share: share[1])[0]
+
+
+def _holds_service(deps: Deps, operation: Operation) -> bool:
+    """The restore holds the service's lock, or takes it now. After it stepped aside for an
+    on-call rollback, it leaves the service to that rollback until the rollback has begun
+    (then the lock is the rollback's, or free once it ended): the restore never takes the
+    service back in the moment between its yielding and the rollback's start."""
+    holder = deps.store.lock_holder(operation.service)
+    if holder is not None:
+        return holder.operation_id == operation.id
+    yielded = operation.data.get("yielded")
+    if yielded:
+        at = datetime.fromisoformat(yielded["at"])
+        rollback = deps.store.latest_operation(operation.service, "rollback")
+        begun = rollback is not None and rollback.created_at >= at
+        if not begun and (deps.clock.now() - at).total_seconds() < YIELD_GRACE_S:
+            return False
+    return deps.store.acquire_lock(operation.service, operation.id, deps.clock.now())
+
+
+def _wait_for_service(deps: Deps, operation: Operation, step: str) -> Operation:
+    holder = deps.store.lock_holder(operation.service)
+    waiting = (
+        {"kind": holder.kind, "id": holder.operation_id, "by": holder.requested_by}
+        if holder is not None
+        else {"kind": "rollback", "id": "", "by": ""}
+    )
+    return later(deps, operation, step, waiting_for=waiting)
 
 
 def _without_restore_tag(targets: list[TrafficTarget]) -> list[TrafficTarget]:
@@ -329,28 +493,25 @@ def _without_restore_tag(targets: list[TrafficTarget]) -> list[TrafficTarget]:
 
 
 def _step_judge(deps: Deps, operation: Operation) -> Operation:
+    """The decision table on the restored revision, as a release's last step is judged: it
+    must pass for ``release.validation_s`` after the warm-up (one good window is not enough),
+    and a verdict of "roll back" at any judgement goes back to the old revision."""
     data = operation.data
     service = deps.managed_service(operation.service)
     ref = deps.service_ref(service)
     now = deps.clock.now()
     release = deps.config.release
-    not_before = datetime.fromisoformat(data["shifted_at"]) + timedelta(seconds=release.warmup_s)
-    try:
-        lookback = timedelta(minutes=deps.config.thresholds.window_minutes)
-        numbers, _ = visible_window_numbers(
-            deps, ref, operation.to_revision, lookback=lookback, not_before=not_before
-        )
-    except Exception as error:  # Monitoring faults are never a pass
-        log.warning("Monitoring unreadable for %s: %s", operation.to_revision, error)
-        numbers = (None, None, None)
+    shifted = datetime.fromisoformat(data["shifted_at"])
+    not_before = shifted + timedelta(seconds=release.warmup_s)
+    numbers, _ = judged_numbers(deps, ref, operation.to_revision, not_before, observing_since(data))
     _, probe = probe_health(deps, service, data.get("service_uri", ""))
     judgement = judge(deps.config.thresholds, health_observation(probe, *numbers))
-    verdict = judgement.verdict
+    verdict = observed_verdict(deps.config.thresholds, judgement, observing_since(data), now)
     observing = data.get("observing_since")
-    if verdict is Verdict.OBSERVE or (observing and verdict is not Verdict.PROCEED):
-        since = datetime.fromisoformat(observing) if observing else now
-        verdict = after_observation(deps.config.thresholds, judgement, since, now)
-        observing = observing or now.isoformat()
+    if verdict is Verdict.OBSERVE and not observing:
+        observing = now.isoformat()
+    elif verdict is not Verdict.OBSERVE:
+        observing = None
     seen = {"at": now.isoformat(), "verdict": str(verdict), **judgement.numbers()}
     deps.audit(
         BOT_ACTOR,
@@ -361,33 +522,43 @@ def _step_judge(deps: Deps, operation: Operation) -> Operation:
         operation_id=operation.id,
         **seen,
     )
-    operation = _commit(deps, operation, last=seen, observing_since=observing)
+    operation = commit(deps, operation, last=seen, observing_since=observing)
     if verdict is Verdict.ROLLBACK:
-        return _back(deps, operation, "verify", ", ".join(seen["reasons"]))
-    if verdict is Verdict.PROCEED:
+        return back(deps, operation, "verify", ", ".join(seen["reasons"]))
+    waited = (now - shifted).total_seconds()
+    validated = waited >= release.warmup_s + release.validation_s
+    if verdict is Verdict.PROCEED and validated:
         return _succeed(deps, operation, verified=True)
-    waited = (now - datetime.fromisoformat(data["shifted_at"])).total_seconds()
     if verdict is Verdict.INCONCLUSIVE and waited >= release.inconclusive_limit_s:
         return _succeed(deps, operation, verified=False)
-    return _commit(deps, operation, due_at=_due(deps, release.judge_interval_s))
+    return commit(deps, operation, due_at=due(deps, release.judge_interval_s))
 
 
 def _step_go_back(deps: Deps, operation: Operation) -> Operation:
     ref = deps.service_ref(deps.managed_service(operation.service))
     try:
         state = deps.cloudrun.get_service(ref)
-        if state.serving() != {operation.from_revision: 100}:
-            op = deps.cloudrun.start_traffic_update(
-                ref, pinned_targets(state, operation.from_revision), state.etag
-            )
-            _audit_run(deps, operation, "go_back", op, operation.from_revision)
+        tagged = any(s.tag == RESTORE_TAG for s in state.traffic)
+        if state.serving() != {operation.from_revision: 100} or tagged:
+            targets = _without_restore_tag(pinned_targets(state, operation.from_revision))
+            op = deps.cloudrun.start_traffic_update(ref, targets, state.etag)
+            audit_run(deps, operation, "go_back", op, operation.from_revision)
             state = deps.cloudrun.wait_operation(op, deps.config.rollback.operation_timeout_s)
     except CloudRunError as error:
-        return _end(deps, operation, "failed", going_back_failed=error.detail or error.reason)
+        return end(deps, operation, "failed", going_back_failed=error.detail or error.reason)
     deps.store.record_serving(
         operation.service, operation.to_revision, "rolled_back_from", deps.clock.now(), operation.id
     )
-    return _end(deps, operation, "rolled_back", serving=state.serving())
+    return end(deps, operation, "rolled_back", serving=state.serving())
+
+
+def _succeed(deps: Deps, operation: Operation, verified: bool) -> Operation:
+    operation = done(deps, operation, "verify", verified=verified)
+    return end(deps, operation, "succeeded", verified=verified)
+
+
+def _database(deps: Deps, operation: Operation) -> Database:
+    return resolve_database(deps, operation.service)
 
 
 STEPS = {
@@ -402,158 +573,3 @@ STEPS = {
     "judging": _step_judge,
     "going_back": _step_go_back,
 }
-
-
-# -- endings, approvals, buttons ---------------------------------------------------------------
-
-
-def _succeed(deps: Deps, operation: Operation, verified: bool) -> Operation:
-    operation = _done(deps, operation, "verify", verified=verified)
-    return _end(deps, operation, "succeeded", verified=verified)
-
-
-def _back(deps: Deps, operation: Operation, step: str, why: str) -> Operation:
-    """Traffic may be on the clone's revision and must not stay there: go back."""
-    operation = _mark(deps, operation, step, "failed", note=why)
-    return _commit(deps, operation, "going_back", due_at=None, outcome={"step": step, "why": why})
-
-
-def _fail(deps: Deps, operation: Operation, step: str, why: str) -> Operation:
-    """A step failed before any traffic moved: the service is as it was."""
-    operation = _mark(deps, operation, step, "failed", note=why)
-    return _end(deps, operation, "failed", outcome={"step": step, "why": why})
-
-
-def _end(deps: Deps, operation: Operation, state: str, **data: Any) -> Operation:
-    operation = _commit(deps, operation, state, due_at=None, **data)
-    deps.store.release_lock(operation.service, operation.id)
-    outcome = data.get("outcome") or {}
-    deps.audit(
-        BOT_ACTOR,
-        f"restore.{state}",
-        "ok" if state == "succeeded" else state,
-        service=operation.service,
-        revision=operation.to_revision,
-        operation_id=operation.id,
-        clone=operation.data.get("clone", ""),
-        **{k: v for k, v in outcome.items() if isinstance(v, str)},
-    )
-    deps.store.add_event(operation.id, deps.clock.now(), state, actor=BOT_ACTOR)
-    return operation
-
-
-def decided(operation: Operation, approve: bool) -> Move:
-    if approve:
-        return Move(operation.id, "awaiting_approval", "approved")
-    return Move(operation.id, "awaiting_approval", "rejected", release_lock_of=operation.service)
-
-
-def on_decided(deps: Deps, operation: Operation, approve: bool, user: str) -> None:
-    if deps.store.move_operation(decided(operation, approve), deps.clock.now()):
-        refresh(deps, operation.id)
-
-
-def on_expired(deps: Deps, operation: Operation) -> None:
-    move = Move(operation.id, "awaiting_approval", "expired", release_lock_of=operation.service)
-    if deps.store.move_operation(move, deps.clock.now()):
-        deps.audit(BOT_ACTOR, "restore.expired", "expired", service=operation.service)
-        refresh(deps, operation.id)
-
-
-def fail_unexpectedly(deps: Deps, operation_id: str) -> None:
-    operation = deps.store.operation(operation_id)
-    if operation is None or operation.state in FINAL_STATES:
-        return
-    if operation.data.get("shifted_at") and operation.state != "going_back":
-        _commit(deps, operation, "going_back", outcome={"step": "internal", "why": "internal"})
-    else:
-        _end(deps, operation, "failed", outcome={"step": operation.state, "why": "internal"})
-
-
-def go_back_now(deps: Deps, operation: Operation, user: str) -> bool:
-    """A person asked to go back while the restore is being judged; False if it is not."""
-    move = Move(operation.id, "judging", "going_back")
-    if not deps.store.move_operation(move, deps.clock.now()):
-        return False
-    deps.store.merge_data(
-        operation.id,
-        deps.clock.now(),
-        outcome={"step": "verify", "why": "asked", "by": user},
-        due_at=None,
-    )
-    deps.audit(user, "restore.go_back", "ok", service=operation.service, operation_id=operation.id)
-    refresh(deps, operation.id)
-    return True
-
-
-# -- bookkeeping -------------------------------------------------------------------------------
-
-
-def _why(error: CloudSqlError | SecretsError) -> str:
-    """``reason (detail)``: the reason says what to fix (``permission_denied``...)."""
-    return f"{error.reason} ({error.detail})" if error.detail else error.reason
-
-
-def _database(deps: Deps, operation: Operation) -> Database:
-    return resolve_database(deps, operation.service)
-
-
-def _due(deps: Deps, seconds: float | None = None) -> str:
-    wait = deps.config.backups.poll_interval_s if seconds is None else seconds
-    return (deps.clock.now() + timedelta(seconds=wait)).isoformat()
-
-
-def _later(deps: Deps, operation: Operation, step: str, **data: Any) -> Operation:
-    """Not done yet: look again at the next poll, unless the restore has taken too long."""
-    started = datetime.fromisoformat(operation.data["steps"][STEP_NAMES[0]]["started"])
-    if (deps.clock.now() - started).total_seconds() > deps.config.backups.restore_timeout_s:
-        if operation.data.get("shifted_at"):
-            return _back(deps, operation, step, "timeout")
-        return _fail(deps, operation, step, "timeout")
-    return _commit(deps, operation, due_at=_due(deps), **data)
-
-
-def _audit_run(deps: Deps, operation: Operation, what: str, op: str, revision: str) -> None:
-    deps.audit(
-        BOT_ACTOR,
-        f"cloudrun.restore_{what}",
-        "ok",
-        service=operation.service,
-        revision=revision,
-        operation_id=operation.id,
-        cloud_operation=op,
-    )
-
-
-def _begin(deps: Deps, operation: Operation, step: str) -> Operation:
-    if step in operation.data["steps"]:
-        return operation
-    return _mark(deps, operation, step, "running")
-
-
-def _done(deps: Deps, operation: Operation, step: str, **note: Any) -> Operation:
-    return _mark(deps, operation, step, "done", **note)
-
-
-def _mark(deps: Deps, operation: Operation, step: str, status: str, **note: Any) -> Operation:
-    now = deps.clock.now().isoformat()
-    steps = dict(operation.data["steps"])
-    mark = dict(steps.get(step) or {"started": now})
-    mark["status"] = status
-    if status != "running":
-        mark["ended"] = now
-    mark.update({k: v for k, v in note.items() if isinstance(v, str | bool)})
-    steps[step] = mark
-    return _commit(deps, operation, steps=steps)
-
-
-def _commit(deps: Deps, operation: Operation, state: str | None = None, **data: Any) -> Operation:
-    now = deps.clock.now()
-    fields: dict[str, Any] = {"data": {**operation.data, **data}}
-    if state is not None:
-        fields["state"] = state
-        if state in FINAL_STATES:
-            fields["finished_at"] = now
-    updated = deps.store.update_operation(operation.id, now, **fields)
-    refresh(deps, operation.id)
-    return updated

@@ -8,6 +8,7 @@ second records the operation, waiting for its approval, holding the service's lo
 from __future__ import annotations
 
 import re
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,11 +18,13 @@ from bot.ops.backups.target import Database, authorize_database, cloudsql, resol
 from bot.ops.context import Deps
 from bot.ops.errors import UserError
 from bot.ops.holding import open_holding
+from bot.ops.restore.endpoints import secret_check
+from bot.ops.restore.record import FINAL_STATES
 from bot.ops.restore.view import refresh
-from bot.policy.databases import MAX_INSTANCE_ID, clone_name, secret_target
+from bot.policy.databases import clone_name, is_clone_name, secret_target
 from bot.policy.targets import current_revision
 from bot.ports import Backup, CloudRunError, CloudSqlError, EnvVar
-from bot.store import Operation
+from bot.store import LockHolder, Operation
 
 KIND = "restore"
 BACKUP_ID = re.compile(r"^[0-9]{1,20}$")
@@ -43,6 +46,8 @@ def preview_restore(deps: Deps, request: RestoreRequest) -> dict[str, Any]:
     backup = _find_backup(deps, database, request)
     revision, var = _serving_database_var(deps, database)
     now = deps.clock.now()
+    version = var.secret_version or "latest"
+    uses, problem = secret_check(deps, database, var.secret, version)
     return {
         "service": database.service.name,
         "instance": database.instance,
@@ -52,11 +57,13 @@ def preview_restore(deps: Deps, request: RestoreRequest) -> dict[str, Any]:
             "at": backup.ended or backup.started or backup.enqueued,
             "description": backup.description,
         },
-        "clone": clone_name(database.instance, now),
+        "clone": clone_name(database.instance, now, secrets.token_hex(2)),
+        "uses": uses,  # the instance the service's URL names now (a clone, after a restore)
+        "secret_problem": problem,  # why the restore would stop at its secret step
         "env": database.env,
         "secret": _short_secret(var.secret),
-        "secret_version": var.secret_version or "latest",
-        "new_secret": secret_target(var.secret_version or "latest") == "new_secret",
+        "secret_version": version,
+        "new_secret": secret_target(version) == "new_secret",
         "revision": revision,
         "approver_needed": True,
     }
@@ -119,7 +126,7 @@ def _authorized_database(deps: Deps, request: RestoreRequest) -> Database:
         request.channel,
         lambda service, why: _refuse(deps, request, service, why),
     )
-    holder = deps.store.lock_holder(database.service.name)
+    holder = deps.store.lock_holder(database.service.name) or _unfinished_restore(deps, database)
     if holder is not None:
         _refuse(deps, request, database.service.name, "busy")
         raise UserError("error.busy", service=database.service.name, holder=holder)
@@ -127,6 +134,16 @@ def _authorized_database(deps: Deps, request: RestoreRequest) -> Database:
         _refuse(deps, request, database.service.name, "bad_backup_id")
         raise UserError("error.db.bad_backup_id", backup_id=request.backup_id)
     return database
+
+
+def _unfinished_restore(deps: Deps, database: Database) -> LockHolder | None:
+    """A restore that stepped aside for an on-call rollback holds no lock, and still runs."""
+    found = deps.store.latest_operation(database.service.name, KIND)
+    if found is None or found.state in FINAL_STATES or found.state == "awaiting_approval":
+        return None
+    return LockHolder(
+        found.id, found.kind, found.state, found.requested_by, found.to_revision, found.lease_until
+    )
 
 
 def _find_backup(deps: Deps, database: Database, request: RestoreRequest) -> Backup:
@@ -180,14 +197,6 @@ def _serving_database_var(deps: Deps, database: Database) -> tuple[str, EnvVar]:
             plain=var is not None,
         )
     return revision.name, var
-
-
-def is_clone_name(name: str, instance: str) -> bool:
-    """A name ``clone_name`` makes for ``instance`` (at some minute)."""
-    base = instance[: MAX_INSTANCE_ID - len("-r20261130-0915")].rstrip("-")
-    return len(name) <= MAX_INSTANCE_ID and bool(
-        re.fullmatch(rf"{re.escape(base)}-r\d{{8}}-\d{{4}}", name)
-    )
 
 
 def _short_secret(secret: str) -> str:

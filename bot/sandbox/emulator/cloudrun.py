@@ -103,6 +103,8 @@ MUTABLE_FIELDS = frozenset(
     }
 )
 NOT_FOUND = 5
+# A revision without one runs as the project's default compute service account (run_secrets.py).
+DEFAULT_SERVICE_ACCOUNT = "100000000001-compute@developer.gserviceaccount.com"
 DEFAULT_PAGE_SIZE = 100
 HEALTH_PATHS = r"/(?:healthz/|health)"
 # What Cloud Run says when a new revision's container does not start (its Ready condition).
@@ -236,6 +238,7 @@ class CloudRunEmulator:
     ) -> None:
         self.base_url = "http://127.0.0.1"
         self.identity = identity or IdentityEmulator()
+        self.revision_check: Callable[[str, run_v2.RevisionTemplate, str], str] | None = None
         self.clock = clock  # epoch seconds; stamps the snapshots sent to listeners
         self._listeners: list[SnapshotListener] = []
         self._log_listeners: list[Callable[[dict[str, Any]], Any]] = []
@@ -704,6 +707,9 @@ class CloudRunEmulator:
         if not error and new_revision and self._revision_failures:
             code, error = self._revision_failures.pop(0)
             error = error.format(revision=_short(new_revision))
+        if not error and new_revision and self.revision_check is not None:
+            denied = self.revision_check(current.name, updated.template, _short(new_revision))
+            code, error = (13, denied) if denied else (code, error)  # see run_secrets.py
         operation = _Operation(
             name=f"{_location(current.name)}/operations/{uuid.uuid4()}",
             service=current.name,
@@ -1083,6 +1089,7 @@ class CloudRunEmulator:
             update_time=created,
             service=_short(service),
             containers=[run_v2.Container(c) for c in template.containers],
+            service_account=template.service_account or DEFAULT_SERVICE_ACCOUNT,
             volumes=[run_v2.Volume(v) for v in template.volumes],  # a revision keeps its volumes
             labels={
                 "cloud.googleapis.com/location": service.split("/")[3],

@@ -10,6 +10,12 @@ Payloads are built from, and parsed into, the library's own message types
 - ``versions.access`` answers the payload with its CRC32C; ``latest`` is the newest ENABLED
   version. ``versions.get`` and ``versions.list`` (newest first) never show a payload.
 
+- Per-secret IAM (``:getIamPolicy``, ``:setIamPolicy``, ``:testIamPermissions``, the shapes
+  of ``google.iam.v1``): a policy of role bindings with an etag (a stale etag is a 409
+  ABORTED). Roles granted on the project (``grant_project``) apply to every secret. Cloud Run
+  reads a revision's secrets as its service account (see run_secrets.py). The caller (Runback)
+  holds ``caller_permissions`` (default: all of ``CALLER_DEFAULT``).
+
 The values stay inside the emulator: ``value`` is for tests that check what a service would
 read; the request log holds what the client sent, as Google would see it.
 """
@@ -19,11 +25,15 @@ from __future__ import annotations
 import re
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import google_crc32c
 from google.cloud import secretmanager_v1 as sm
+from google.iam.v1 import iam_policy_pb2, policy_pb2
+from google.protobuf import json_format
 
 from bot.sandbox.emulator.cloudrun import AlreadyExists, _message_response
 from bot.sandbox.emulator.http import HttpError, Request, Response, Router
@@ -32,6 +42,20 @@ SECRET = r"/v1/(?P<secret>projects/[^/]+/secrets/[^/:]+)"
 VERSION = SECRET + r"/versions/(?P<version>[^/:]+)"
 SECRET_ID = re.compile(r"[A-Za-z0-9_-]{1,255}")
 Enabled = sm.SecretVersion.State.ENABLED
+ACCESSOR = "roles/secretmanager.secretAccessor"
+# The roles that include secretmanager.versions.access (Secret Manager's predefined roles).
+READING_ROLES = frozenset({ACCESSOR, "roles/secretmanager.admin", "roles/owner"})
+CALLER_DEFAULT = frozenset(
+    {
+        "secretmanager.secrets.get",
+        "secretmanager.secrets.create",
+        "secretmanager.secrets.getIamPolicy",
+        "secretmanager.secrets.setIamPolicy",
+        "secretmanager.versions.access",
+        "secretmanager.versions.add",
+        "secretmanager.versions.get",
+    }
+)
 
 
 class SecretManagerEmulator:
@@ -44,6 +68,9 @@ class SecretManagerEmulator:
         with self._lock:
             self._secrets: dict[str, sm.Secret] = {}
             self._versions: dict[str, list[tuple[sm.SecretVersion, bytes]]] = {}
+            self._policies: dict[str, policy_pb2.Policy] = {}
+            self._project_roles: dict[str, dict[str, set[str]]] = {}
+            self.caller_permissions: frozenset[str] = CALLER_DEFAULT
 
     # -- Python API ---------------------------------------------------------------------------
 
@@ -66,6 +93,47 @@ class SecretManagerEmulator:
                 for v, _ in self._require(f"projects/{project}/secrets/{secret_id}")
             ]
 
+    def grant(self, secret_name: str, role: str, member: str) -> None:
+        """Add ``member`` (``serviceAccount:EMAIL``) to ``role`` on one secret."""
+        with self._lock:
+            self._require(secret_name)
+            policy = self._policies.setdefault(secret_name, policy_pb2.Policy(version=1))
+            _add_binding(policy, role, member)
+
+    def grant_project(self, project: str, role: str, member: str) -> None:
+        with self._lock:
+            self._project_roles.setdefault(project, {}).setdefault(role, set()).add(member)
+
+    def members(self, secret_name: str, role: str = ACCESSOR) -> list[str]:
+        with self._lock:
+            policy = self._policies.get(secret_name) or policy_pb2.Policy()
+            return sorted(m for b in policy.bindings if b.role == role for m in b.members)
+
+    def can_access(self, secret_name: str, member: str) -> bool:
+        """Whether ``member`` may read versions of ``secret_name`` (the secret's policy or the
+        project's roles); False for a secret that does not exist."""
+        with self._lock:
+            if secret_name not in self._secrets:
+                return False
+            project = secret_name.split("/")[1]
+            roles = self._project_roles.get(project, {})
+            if any(member in roles.get(role, ()) for role in READING_ROLES):
+                return True
+            policy = self._policies.get(secret_name) or policy_pb2.Policy()
+            return any(b.role in READING_ROLES and member in b.members for b in policy.bindings)
+
+    def knows(self, secret_name: str) -> bool:
+        with self._lock:
+            return secret_name in self._secrets
+
+    def has_version(self, secret_name: str, version: str) -> bool:
+        with self._lock:
+            try:
+                self._find(secret_name, version)
+            except HttpError:
+                return False
+            return True
+
     def secrets(self) -> list[str]:
         with self._lock:
             return sorted(self._secrets)
@@ -85,6 +153,45 @@ class SecretManagerEmulator:
         add("GET", VERSION + ":access", "secretmanager.versions.access", self._access)
         add("GET", VERSION, "secretmanager.versions.get", self._get_version)
         add("GET", SECRET + "/versions", "secretmanager.versions.list", self._list_versions)
+        add("GET", SECRET + ":getIamPolicy", "secretmanager.secrets.getIamPolicy", self._get_iam)
+        add("POST", SECRET + ":setIamPolicy", "secretmanager.secrets.setIamPolicy", self._set_iam)
+        test = SECRET + ":testIamPermissions"
+        add("POST", test, "secretmanager.secrets.testIamPermissions", self._test_iam)
+
+    def _get_iam(self, request: Request) -> Response:
+        with self._lock:
+            self._require(request.params["secret"])
+            policy = self._policies.setdefault(
+                request.params["secret"], policy_pb2.Policy(version=1, etag=_etag())
+            )
+            if not policy.etag:
+                policy.etag = _etag()
+            return _proto_response(policy)
+
+    def _set_iam(self, request: Request) -> Response:
+        body = _parse_proto(iam_policy_pb2.SetIamPolicyRequest(), request)
+        name = request.params["secret"]
+        with self._lock:
+            self._require(name)
+            current = self._policies.get(name)
+            if body.policy.etag and current is not None and body.policy.etag != current.etag:
+                raise HttpError(
+                    409,
+                    "There were concurrent policy changes. Please retry the "
+                    "whole read-modify-write with exponential backoff.",
+                )
+            policy = policy_pb2.Policy()
+            policy.CopyFrom(body.policy)
+            policy.etag = _etag()
+            self._policies[name] = policy
+            return _proto_response(policy)
+
+    def _test_iam(self, request: Request) -> Response:
+        body = _parse_proto(iam_policy_pb2.TestIamPermissionsRequest(), request)
+        with self._lock:
+            self._require(request.params["secret"])
+            granted = [p for p in body.permissions if p in self.caller_permissions]
+            return _proto_response(iam_policy_pb2.TestIamPermissionsResponse(permissions=granted))
 
     def _get_secret(self, request: Request) -> Response:
         with self._lock:
@@ -178,6 +285,30 @@ class SecretManagerEmulator:
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
+
+
+def _add_binding(policy: policy_pb2.Policy, role: str, member: str) -> None:
+    for binding in policy.bindings:
+        if binding.role == role:
+            if member not in binding.members:
+                binding.members.append(member)
+            return
+    policy.bindings.add(role=role, members=[member])
+
+
+def _etag() -> bytes:
+    return uuid.uuid4().bytes[:8]
+
+
+def _proto_response(message: object) -> Response:
+    return Response(200, json_format.MessageToJson(message, indent=None).encode())  # type: ignore[arg-type]
+
+
+def _parse_proto(message: Any, request: Request) -> Any:
+    try:
+        return json_format.Parse(request.body or b"{}", message)
+    except json_format.ParseError as error:
+        raise HttpError(400, f"Invalid JSON payload received. {error}") from error
 
 
 def _crc(data: bytes) -> int:

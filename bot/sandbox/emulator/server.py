@@ -22,6 +22,8 @@ from bot.sandbox.emulator.http import (
 from bot.sandbox.emulator.identity import IdentityEmulator
 from bot.sandbox.emulator.logging_api import LoggingEmulator
 from bot.sandbox.emulator.monitoring import MonitoringEmulator
+from bot.sandbox.emulator.resourcemanager import ResourceManagerEmulator
+from bot.sandbox.emulator.run_secrets import secret_access_check
 from bot.sandbox.emulator.secretmanager import SecretManagerEmulator
 from bot.sandbox.emulator.slack_api import SlackEmulator
 from bot.sandbox.emulator.sqladmin import SqlAdminEmulator
@@ -40,8 +42,10 @@ class Emulator:
         self.slack = SlackEmulator(token=slack_token)
         self.sqladmin = SqlAdminEmulator(clock=clock)
         self.secrets = SecretManagerEmulator(clock=clock)
+        self.cloudrun.revision_check = secret_access_check(self.secrets)
+        self.resourcemanager = ResourceManagerEmulator()
         parts = (self.cloudrun, self.monitoring, self.logging, self.slack, self.identity)
-        for part in (*parts, self.sqladmin, self.secrets):
+        for part in (*parts, self.sqladmin, self.secrets, self.resourcemanager):
             part.register(self.router)
         self._register_control()
         self._server: EmulatorHTTPServer | None = None

@@ -26,11 +26,22 @@ Semantics worth knowing (https://cloud.google.com/sql/docs/mysql/admin-api/rest)
 - ``backupRuns.insert`` starts an ON_DEMAND backup (type is ignored on insert); the run is
   ENQUEUED, RUNNING, then SUCCESSFUL (or FAILED) with its operation; ``backupContext.backupId``
   of the operation names it. ``backupRuns.list`` is newest first, paged by ``maxResults``.
+- ``instances.insert`` keeps the body's ``settings`` (flags, network, disk, backups...). An
+  omitted ``settings.edition`` is Enterprise Plus for PostgreSQL 16 and later, Enterprise
+  before (https://cloud.google.com/sql/docs/postgres/create-instance: "If the database version
+  for your instance is PostgreSQL 16 or later, the default edition is Cloud SQL Enterprise
+  Plus"); Enterprise Plus takes only ``db-perf-optimized-N-*`` tiers and refuses others with
+  Cloud SQL's own 400 ("Invalid Tier (db-custom-2-7680) for (ENTERPRISE_PLUS) Edition ...",
+  GoogleCloudPlatform/magic-modules#18014), and ``db-perf-optimized`` tiers need it.
+- An instance's IPs follow its ``ipConfiguration``: a PRIVATE address when it names a
+  ``privateNetwork``, a PRIMARY (public) one unless ``ipv4Enabled`` is false (public IP is on
+  by default).
 - ``fail_next_operations`` makes the next operations of a type end with an error.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -50,6 +61,7 @@ OpStatus = sql.Operation.SqlOperationStatus
 OpType = sql.Operation.SqlOperationType
 RunStatus = sql.SqlBackupRunStatus
 RunType = sql.SqlBackupRunType
+Edition = sql.Settings.Edition
 
 FIRST_RUN_ID = 1_700_000_000_000  # backup run ids look like Cloud SQL's (epoch milliseconds)
 PENDING_S = 2.0  # an operation is PENDING this long (emulator seconds) before RUNNING
@@ -107,11 +119,20 @@ class SqlAdminEmulator:
         tier: str = "db-custom-2-7680",
         ip: str = "10.20.0.3",
         backups: list[dict[str, Any]] | None = None,
+        settings: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """A RUNNABLE instance with backup runs ``{"age_s", "type", "status", "description"}``
-        (default: automated daily backups of the last three days, all SUCCESSFUL)."""
+        (default: automated daily backups of the last three days, all SUCCESSFUL). ``settings``
+        (REST JSON, camelCase) replace the defaults: Enterprise edition, private IP only,
+        zonal, daily backups at 03:00."""
         with self._lock:
-            instance = _instance(project, name, region, database_version, tier, ip, self.clock())
+            merged = _default_settings(project, tier)
+            if settings:
+                given = sql.Settings.from_json(json.dumps(settings))
+                sql.Settings.pb(merged).MergeFrom(sql.Settings.pb(given))
+            instance = _instance(
+                project, name, region, database_version, merged, ip, self.clock()
+            )
             instance.state = State.RUNNABLE
             self._world.instances[(project, name)] = instance
             self._world.runs[(project, name)] = []
@@ -129,6 +150,13 @@ class SqlAdminEmulator:
                 "state": State(found.state).name,
                 "connection_name": found.connection_name,
                 "database_version": sql.SqlDatabaseVersion(found.database_version).name,
+                "settings": json.loads(
+                    sql.Settings.to_json(found.settings, use_integers_for_enums=False)
+                ),
+                "ip_addresses": [
+                    (sql.SqlIpAddressType(ip.type_).name, ip.ip_address)
+                    for ip in found.ip_addresses
+                ],
             }
 
     def instances(self) -> list[str]:
@@ -181,6 +209,7 @@ class SqlAdminEmulator:
         add("POST", INSTANCE + "/backupRuns", "sql.backupRuns.insert", self._insert_run)
         add("GET", INSTANCE + r"/backupRuns/(?P<id>[0-9]+)", "sql.backupRuns.get", self._get_run)
         add("GET", PREFIX + r"/operations/(?P<op>[^/]+)", "sql.operations.get", self._get_op)
+        add("GET", PREFIX + "/operations", "sql.operations.list", self._list_ops)
         add("POST", "/_emulator/sql/instances", "_emulator.sql.seed", self._control_seed)
         add("POST", "/_emulator/sql/config", "_emulator.sql.config", self._control_config)
         add("POST", "/_emulator/sql/operations/fail", "_emulator.sql.fail", self._control_fail)
@@ -213,14 +242,20 @@ class SqlAdminEmulator:
             raise HttpError(400, "Missing parameter: region.")
         if not body.settings.tier:
             raise HttpError(400, "Missing parameter: settings.tier.")
+        settings = sql.Settings(body.settings)
+        if settings.edition == Edition.EDITION_UNSPECIFIED:
+            settings.edition = _default_edition(body.database_version)
+        _check_tier(settings)
+        if "ip_configuration" not in settings:
+            settings.ip_configuration = sql.IpConfiguration()
         with self._lock:
             self._settle()
             if (project, body.name) in self._world.instances:
                 raise HttpError(409, "The Cloud SQL instance already exists.")
             version = sql.SqlDatabaseVersion(body.database_version).name
-            ip = f"10.20.{len(self._world.instances) % 250}.{uuid.uuid4().int % 250 + 2}"
+            ip = f"{len(self._world.instances) % 250}.{uuid.uuid4().int % 250 + 2}"
             instance = _instance(
-                project, body.name, body.region, version, body.settings.tier, ip, self.clock()
+                project, body.name, body.region, version, settings, ip, self.clock()
             )
             instance.state = State.PENDING_CREATE
             self._world.instances[(project, body.name)] = instance
@@ -323,6 +358,30 @@ class SqlAdminEmulator:
             if found is None or found.message.target_project != request.params["project"]:
                 raise HttpError(404, f"The operation {request.params['op']} does not exist.")
             return _message_response(found.message, request)
+
+    def _list_ops(self, request: Request) -> Response:
+        """The instance's operations, newest start first, paged by ``maxResults``
+        (https://cloud.google.com/sql/docs/admin-api/v1beta4/operations/list)."""
+        project, name = request.params["project"], request.arg("instance")
+        with self._lock:
+            self._settle()
+            self._require(project, name)
+            ops = [
+                op.message
+                for op in self._world.operations.values()
+                if op.message.target_project == project and op.message.target_id == name
+            ]
+            ops.sort(key=lambda message: message.insert_time, reverse=True)
+            try:
+                start = int(request.arg("pageToken") or 0)
+                size = int(request.arg("maxResults") or 0) or DEFAULT_PAGE_SIZE
+            except ValueError as error:
+                raise HttpError(400, "invalid pageToken or maxResults") from error
+            token = str(start + size) if start + size < len(ops) else ""
+            body = sql.OperationsListResponse(
+                kind="sql#operationsList", items=ops[start : start + size], next_page_token=token
+            )
+            return _message_response(body, request)
 
     # -- control API --------------------------------------------------------------------------
 
@@ -496,12 +555,22 @@ def _run_started(run: sql.BackupRun, now: float) -> None:
 
 
 def _instance(
-    project: str, name: str, region: str, version: str, tier: str, ip: str, created: float
+    project: str,
+    name: str,
+    region: str,
+    version: str,
+    settings: sql.Settings,
+    ip: str,
+    created: float,
 ) -> sql.DatabaseInstance:
+    """``ip``: the address (or its last two numbers) the instance's private IP gets."""
     try:
         database_version = sql.SqlDatabaseVersion[version]
     except KeyError:
         raise HttpError(400, f"Invalid database version: {version}.") from None
+    settings.kind = "sql#settings"
+    if settings.availability_type == sql.SqlAvailabilityType.SQL_AVAILABILITY_TYPE_UNSPECIFIED:
+        settings.availability_type = sql.SqlAvailabilityType.ZONAL
     return sql.DatabaseInstance(
         kind="sql#instance",
         name=name,
@@ -512,18 +581,63 @@ def _instance(
         backend_type=sql.SqlBackendType.SECOND_GEN,
         instance_type=sql.SqlInstanceType.CLOUD_SQL_INSTANCE,
         connection_name=f"{project}:{region}:{name}",
-        ip_addresses=[sql.IpMapping(type_=sql.SqlIpAddressType.PRIVATE, ip_address=ip)],
-        settings=sql.Settings(
-            kind="sql#settings",
-            tier=tier,
-            availability_type=sql.SqlAvailabilityType.ZONAL,
-            backup_configuration=sql.BackupConfiguration(
-                kind="sql#backupConfiguration", enabled=True, start_time="03:00"
-            ),
-        ),
+        ip_addresses=_addresses(settings.ip_configuration, ip),
+        settings=settings,
         create_time=datetime.fromtimestamp(created, UTC),
         etag=uuid.uuid4().hex,
     )
+
+
+def _addresses(config: sql.IpConfiguration, ip: str) -> list[sql.IpMapping]:
+    """PRIVATE when the instance is on a VPC network, PRIMARY unless public IP is off."""
+    private = ip if ip.count(".") == 3 else f"10.20.{ip}"
+    found = []
+    if config.private_network:
+        found.append(sql.IpMapping(type_=sql.SqlIpAddressType.PRIVATE, ip_address=private))
+    if "ipv4_enabled" not in config or config.ipv4_enabled:
+        public = "34.118." + ".".join(private.split(".")[2:])
+        found.append(sql.IpMapping(type_=sql.SqlIpAddressType.PRIMARY, ip_address=public))
+    return found
+
+
+def _default_settings(project: str, tier: str) -> sql.Settings:
+    return sql.Settings(
+        tier=tier,
+        edition=Edition.ENTERPRISE,
+        availability_type=sql.SqlAvailabilityType.ZONAL,
+        data_disk_type=sql.SqlDataDiskType.PD_SSD,
+        data_disk_size_gb=10,
+        ip_configuration=sql.IpConfiguration(
+            ipv4_enabled=False,
+            private_network=f"projects/{project}/global/networks/default",
+            ssl_mode=sql.IpConfiguration.SslMode.ENCRYPTED_ONLY,
+        ),
+        backup_configuration=sql.BackupConfiguration(
+            kind="sql#backupConfiguration", enabled=True, start_time="03:00"
+        ),
+    )
+
+
+def _default_edition(version: int) -> Any:
+    name = sql.SqlDatabaseVersion(version).name
+    major = name.removeprefix("POSTGRES_")
+    if major.isdigit() and int(major) >= 16:
+        return Edition.ENTERPRISE_PLUS
+    return Edition.ENTERPRISE
+
+
+def _check_tier(settings: sql.Settings) -> None:
+    performance = settings.tier.startswith("db-perf-optimized-")
+    if settings.edition == Edition.ENTERPRISE_PLUS and not performance:
+        raise HttpError(
+            400,
+            f"Invalid request: Invalid Tier ({settings.tier}) for (ENTERPRISE_PLUS) Edition. "
+            "Use a predefined Tier like db-perf-optimized-N-* instead.",
+        )
+    if settings.edition == Edition.ENTERPRISE and performance:
+        raise HttpError(
+            400, f"Invalid request: Invalid Tier ({settings.tier}) for (ENTERPRISE) Edition."
+        )
 
 
 def _daily(days: int) -> list[dict[str, Any]]:

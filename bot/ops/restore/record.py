@@ -1,0 +1,114 @@
+"""Committing a restore's progress: its next state and data together (compare-and-set, so an
+on-call engineer's write is never overwritten by a step that read the restore before it), its
+step marks, its ends."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from bot.ops.context import BOT_ACTOR, Deps
+from bot.ops.restore.view import STEP_NAMES, refresh
+from bot.ops.stepping import write_step
+from bot.ports import CloudSqlError, SecretsError
+from bot.store import Operation
+
+FINAL_STATES = ("succeeded", "failed", "rolled_back", "rejected", "expired", "cancelled")
+
+
+def commit(deps: Deps, operation: Operation, state: str | None = None, **data: Any) -> Operation:
+    """The next state and data, only if the restore is still exactly as read (else Superseded:
+    the step loop goes on from the store); then the card shows it."""
+    updated = write_step(deps, operation, state, data)
+    refresh(deps, operation.id)
+    return updated
+
+
+def begin(deps: Deps, operation: Operation, step: str) -> Operation:
+    if step in operation.data["steps"]:
+        return operation
+    return mark(deps, operation, step, "running")
+
+
+def again(deps: Deps, operation: Operation, step: str) -> Operation:
+    """A step done before that must be done once more (a rebuilt revision)."""
+    steps = {k: v for k, v in operation.data["steps"].items() if k != step}
+    return mark(deps, commit(deps, operation, steps=steps), step, "running")
+
+
+def done(deps: Deps, operation: Operation, step: str, **note: Any) -> Operation:
+    return mark(deps, operation, step, "done", **note)
+
+
+def mark(deps: Deps, operation: Operation, step: str, status: str, **note: Any) -> Operation:
+    now = deps.clock.now().isoformat()
+    steps = dict(operation.data["steps"])
+    marked = dict(steps.get(step) or {"started": now})
+    marked["status"] = status
+    if status != "running":
+        marked["ended"] = now
+    marked.update({k: v for k, v in note.items() if isinstance(v, str | bool)})
+    steps[step] = marked
+    return commit(deps, operation, steps=steps)
+
+
+def due(deps: Deps, seconds: float | None = None) -> str:
+    wait = deps.config.backups.poll_interval_s if seconds is None else seconds
+    return (deps.clock.now() + timedelta(seconds=wait)).isoformat()
+
+
+def later(deps: Deps, operation: Operation, step: str, **data: Any) -> Operation:
+    """Not done yet: look again at the next poll, unless the restore has taken too long."""
+    started = datetime.fromisoformat(operation.data["steps"][STEP_NAMES[0]]["started"])
+    if (deps.clock.now() - started).total_seconds() > deps.config.backups.restore_timeout_s:
+        if operation.data.get("shifted_at"):
+            return back(deps, operation, step, "timeout")
+        return fail(deps, operation, step, "timeout")
+    return commit(deps, operation, due_at=due(deps), **data)
+
+
+def back(deps: Deps, operation: Operation, step: str, why: str) -> Operation:
+    """Traffic may be on the clone's revision and must not stay there: go back."""
+    operation = mark(deps, operation, step, "failed", note=why)
+    return commit(deps, operation, "going_back", due_at=None, outcome={"step": step, "why": why})
+
+
+def fail(deps: Deps, operation: Operation, step: str, why: str) -> Operation:
+    """A step failed before any traffic moved: the service is as it was."""
+    operation = mark(deps, operation, step, "failed", note=why)
+    return end(deps, operation, "failed", outcome={"step": step, "why": why})
+
+
+def end(deps: Deps, operation: Operation, state: str, **data: Any) -> Operation:
+    operation = commit(deps, operation, state, due_at=None, waiting_for=None, **data)
+    deps.store.release_lock(operation.service, operation.id)
+    outcome = data.get("outcome") or {}
+    deps.audit(
+        BOT_ACTOR,
+        f"restore.{state}",
+        "ok" if state == "succeeded" else state,
+        service=operation.service,
+        revision=operation.to_revision,
+        operation_id=operation.id,
+        clone=operation.data.get("clone", ""),
+        **{k: v for k, v in outcome.items() if isinstance(v, str)},
+    )
+    deps.store.add_event(operation.id, deps.clock.now(), state, actor=BOT_ACTOR)
+    return operation
+
+
+def why(error: CloudSqlError | SecretsError) -> str:
+    """``reason (detail)``: the reason says what to fix (``permission_denied``...)."""
+    return f"{error.reason} ({error.detail})" if error.detail else error.reason
+
+
+def audit_run(deps: Deps, operation: Operation, what: str, op: str, revision: str) -> None:
+    deps.audit(
+        BOT_ACTOR,
+        f"cloudrun.restore_{what}",
+        "ok",
+        service=operation.service,
+        revision=revision,
+        operation_id=operation.id,
+        cloud_operation=op,
+    )

@@ -1,0 +1,144 @@
+"""A restore tells the truth and can be done twice (issues 21 and 22): restores chain, a clone
+name never collides with a retry's, the preview warns of a restore that would stop at its
+secret step, a failed smoke test leaves no tag behind, and the restored revision is judged as
+long as a release's last step (bad numbers after one good window still go back)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from bot.sandbox.console import Sandbox
+from bot.sandbox.seed import SAMPLE_PASSWORD
+from tests.conftest import sandbox_config
+from tests.test_database_flows import (
+    BLUE,
+    NEWEST,
+    PROJECT,
+    SERVICE,
+    ask_and_approve,
+    calls,
+    card,
+    latest,
+    run,
+    serving,
+)
+
+OLDER = str(int(NEWEST) - 1)
+
+
+@pytest.fixture
+def box(caplog: pytest.LogCaptureFixture) -> Iterator[Sandbox]:
+    caplog.set_level(logging.INFO)
+    sandbox = Sandbox(sandbox_config(), retry_deadline_s=1.5, scheduler=False)
+    try:
+        yield sandbox
+    finally:
+        sandbox.close()
+
+
+def tags(box: Sandbox) -> list[str]:
+    return [row["tag"] for row in box.emulator.cloudrun.traffic(SERVICE) if row["tag"]]
+
+
+def test_a_second_restore_after_a_successful_one_chains_onto_the_first_clone(
+    box: Sandbox,
+) -> None:
+    ask_and_approve(box)
+    run(box, "wait 6m", "wait 11m", "wait 10m")
+    first = latest(box, "restore")
+    assert first.state == "succeeded"
+
+    out = run(box, "as luis", f"/ops restore {SERVICE} {OLDER}")
+    assert f"runs on `{first.data['clone']}` now" in out, "the preview says what it replaces"
+    assert "would stop at its secret step" not in out
+    run(box, "click Ask to restore", "as sofia", "click Approve")
+    run(box, "wait 6m", "wait 11m", "wait 10m")
+    second = latest(box, "restore")
+    assert second.id != first.id
+    assert second.state == "succeeded", second.data.get("outcome")
+    assert serving(box) == {second.to_revision: 100}
+    pointed = box.emulator.secrets.value(PROJECT, "wa-backend-database-url", "3")
+    assert f":{second.data['clone']}" in pointed and SAMPLE_PASSWORD in pointed
+    assert first.data["clone"] not in pointed
+    assert second.data["replaces"] == first.data["clone"]
+
+
+def test_the_preview_warns_when_the_restore_would_stop_at_the_secret_step(box: Sandbox) -> None:
+    box.emulator.secrets.seed_secret(
+        PROJECT, "wa-backend-database-url", "postgresql://app:pw@db.example.com/app"
+    )
+    # the serving revision reads version 1: seed_secret made a fresh secret
+    out = run(box, "as luis", f"/ops restore {SERVICE} {NEWEST}")
+    assert "would stop at its secret step" in out
+    assert "names neither the instance's connection name nor its IP address" in out
+    assert "db.example.com" not in out and calls(box, "sql.instances.insert") == 0
+
+
+def test_a_restore_retried_in_the_same_minute_gets_a_clone_of_its_own(box: Sandbox) -> None:
+    run(box, "fault sql.instances.insert 504 1")  # applied by Cloud SQL, the answer lost
+    box.emulator.router.faults.list()[0].after = True
+    ask_and_approve(box)
+    failed = latest(box, "restore")
+    assert failed.state == "failed" and failed.data["outcome"]["step"] == "create"
+    clones = {failed.data["clone"]}
+    for _ in range(3):  # asked again at once, three times, within the same minute
+        ask_and_approve(box)
+        operation = latest(box, "restore")
+        assert operation.state == "creating", operation.data.get("outcome")
+        clones.add(operation.data["clone"])
+        box.runtime.deps.store.update_operation(operation.id, box.clock.now(), state="cancelled")
+        box.runtime.deps.store.release_lock(SERVICE, operation.id)
+    assert len(clones) == 4
+    assert all(len(clone) <= 63 and clone.startswith("wa-backend-db-r") for clone in clones)
+
+
+def test_a_failed_smoke_test_leaves_no_restored_tag(box: Sandbox) -> None:
+    box.emulator.cloudrun.new_revision_behaviour(healthz_status=500)
+    ask_and_approve(box)
+    run(box, "wait 6m", "wait 11m")
+    operation = latest(box, "restore")
+    assert operation.state == "failed" and operation.data["outcome"]["step"] == "smoke"
+    assert serving(box) == {BLUE: 100}
+    assert "restored" not in tags(box), "the 0% revision keeps no tag"
+
+
+def test_bad_numbers_after_a_first_good_window_still_go_back() -> None:
+    """As a release's 100% step: judged for warm-up + ``validation_s`` (ten minutes here), not
+    ended by the first good window."""
+    config = sandbox_config()
+    release = config.release.model_copy(update={"validation_s": 600})
+    box = Sandbox(config.model_copy(update={"release": release}), scheduler=False)
+    try:
+        _bad_after_good(box)
+    finally:
+        box.close()
+
+
+def _bad_after_good(box: Sandbox) -> None:
+    ask_and_approve(box)
+    run(box, "wait 6m", "wait 11m")
+    operation = latest(box, "restore")
+    assert operation.state == "judging"
+    run(box, "wait 2m")  # the first windows Monitoring shows are good: a first "proceed"
+    box.emulator.cloudrun.set_behaviour(operation.to_revision, error_rate=0.2)
+    for _ in range(12):
+        run(box, "wait 1m")
+    operation = latest(box, "restore")
+    assert operation.state == "rolled_back", (operation.state, operation.data.get("last"))
+    assert serving(box) == {BLUE: 100}
+    assert "restored" not in tags(box)
+    assert "Back on `wa-backend-00003`" in card(box, "restore")
+
+
+def test_going_back_warns_that_writes_since_the_restore_stay_on_the_clone(box: Sandbox) -> None:
+    ask_and_approve(box)
+    run(box, "wait 6m", "wait 11m")
+    clone = latest(box, "restore").data["clone"]
+    shown = card(box, "restore")
+    assert "Go back to the old database" in shown
+    assert f"Writes made since the restore stay on `{clone}`" in shown, "in the confirm dialog"
+    run(box, "wait 10m")
+    assert f"writes made since the restore stay on `{clone}`" in card(box, "restore")
