@@ -105,7 +105,9 @@ def _get_past(
     """Stand aside, else take back (see the module's docstring). None when the holder ended
     with its change kept between the lock's read and now: then an ordinary rollback will do."""
     stand_aside = STAND_ASIDE.get(holder.kind)
-    tag = stand_aside(deps, holder.operation_id, request.user, request.reason) if stand_aside else None
+    tag = None
+    if stand_aside is not None:
+        tag = stand_aside(deps, holder.operation_id, request.user, request.reason)
     if tag is None:
         return _take_back(deps, holder, request)
     taking_over = replace(request, takes_over=holder.operation_id, drop_tag=tag)

@@ -112,9 +112,10 @@ def on_operation_finished(deps: Deps, operation: Operation) -> None:
 
 
 def moved_traffic_back(operation: Operation) -> bool:
-    """Traffic left a revision: a rollback that succeeded, or a release, flip or restore taken
-    back (a restore: to the revision before it) once its new revision had traffic. One taken back before (a rejected migration, say) ends
-    ``rolled_back`` with traffic where it was: that mitigates nothing."""
+    """Traffic left a revision: a rollback that succeeded, or a release, flip or restore
+    taken back (a restore: to the revision before it) once its new revision had traffic. One
+    taken back before (a rejected migration, say) ends ``rolled_back`` with traffic where it
+    was: that mitigates nothing."""
     data = operation.data or {}
     if operation.kind == "rollback":
         return operation.state == "succeeded"

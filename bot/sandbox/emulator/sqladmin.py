@@ -130,9 +130,7 @@ class SqlAdminEmulator:
             if settings:
                 given = sql.Settings.from_json(json.dumps(settings))
                 sql.Settings.pb(merged).MergeFrom(sql.Settings.pb(given))
-            instance = _instance(
-                project, name, region, database_version, merged, ip, self.clock()
-            )
+            instance = _instance(project, name, region, database_version, merged, ip, self.clock())
             instance.state = State.RUNNABLE
             self._world.instances[(project, name)] = instance
             self._world.runs[(project, name)] = []
