@@ -105,6 +105,7 @@ def check_all(config: Config, path: str, env: Mapping[str, str]) -> Iterator[Fin
     if credentials is None or credentials.status != "fail":
         for service in config.services:
             yield from check_service(config, service, google)
+        yield from check_own_service(config, env, google)
     yield from check_tokens(env)
 
 
@@ -461,6 +462,54 @@ def check_logging(ref: ServiceRef, google: Google) -> Finding:
             return fail("logging_denied", **facts)
         return fail("logging_bad", error=str(error)[:300], **facts)
     return ok("logging_ok", **facts)
+
+
+# -- Runback's own Cloud Run service ------------------------------------------------------------
+
+
+def own_service_candidates(config: Config, env: Mapping[str, str]) -> list[ServiceRef]:
+    """Where Runback's own service may be: ``K_SERVICE`` (on Cloud Run) or ``RUNBACK_SERVICE``
+    (default ``runback``, the README's name); in ``GOOGLE_CLOUD_PROJECT`` (else the metadata
+    server's project, else the first service's); in ``RUNBACK_REGION``, else the metadata
+    server's region, else each managed service's region in turn."""
+    from bot.gcp.metadata import MetadataServer, MetadataUnavailable
+
+    name = env.get("K_SERVICE") or env.get("RUNBACK_SERVICE") or "runback"
+    metadata = MetadataServer(env.get("GCE_METADATA_HOST") or "metadata.google.internal")
+    project = env.get("GOOGLE_CLOUD_PROJECT") or ""
+    regions = [env["RUNBACK_REGION"]] if env.get("RUNBACK_REGION") else []
+    try:
+        project = project or metadata.project()
+        regions = regions or [metadata.region()]
+    except MetadataUnavailable:
+        pass  # not on Google Cloud: guess from app.yaml
+    project = project or config.services[0].project
+    regions = regions or list(dict.fromkeys(s.region for s in config.services))
+    return [ServiceRef(project, region, name) for region in regions]
+
+
+def check_own_service(config: Config, env: Mapping[str, str], google: Google) -> Iterator[Finding]:
+    """Runback's own service: CPU always allocated (else its work after an answer waits for
+    the next request) and a minimum instance (else a cold start eats Slack's 3 seconds)."""
+    from bot.ports import CloudRunError
+
+    candidates = own_service_candidates(config, env)
+    for ref in candidates:
+        try:
+            state = google.cloudrun.get_service(ref)
+        except CloudRunError:
+            continue
+        facts = {"service": ref.name, "project": ref.project, "region": ref.region}
+        if state.cpu_throttled:
+            yield fail("own_cpu_throttled", **facts)
+        else:
+            yield ok("own_cpu_ok", **facts)
+        if state.min_instances < 1:
+            yield warn("own_no_min_instances", **facts)
+        return
+    regions = ", ".join(ref.region for ref in candidates)
+    shown = candidates[0]
+    yield warn("own_missing", service=shown.name, project=shown.project, regions=regions)
 
 
 # -- the endpoints' tokens ---------------------------------------------------------------------

@@ -19,7 +19,7 @@ from bot.config import load_config
 from bot.doctor import check_database
 from bot.sandbox.emulator.http import Fault
 from bot.sandbox.emulator.server import Emulator
-from bot.sandbox.seed import seed
+from bot.sandbox.seed import seed, seed_runback
 from bot.store import Store
 from tests.db import BACKENDS, open_store
 
@@ -39,6 +39,8 @@ READS = {
     "monitoring.notificationChannels.list",
     "logging.entries.list",
     "_emulator.idtoken",
+    "metadata.project",
+    "metadata.region",
 }
 
 
@@ -116,6 +118,7 @@ def test_a_good_configuration_is_all_green(world: tuple[Emulator, Path]) -> None
     line(checks, "reachable and writable")
     line(checks, "RUNBACK_ALERT_TOKEN is set")
     line(checks, "RUNBACK_TICK_TOKEN is set")
+    line(checks, "own service runback (runback-sandbox/us-central1): CPU always allocated")
     assert "0 warning(s)" in summary
     called = {call.api for call in emulator.router.calls.list()}
     assert {"slack.auth.test", "run.services.get", "monitoring.timeSeries.list"} <= called
@@ -344,3 +347,27 @@ def test_a_brief_monitoring_outage_is_retried(world: tuple[Emulator, Path]) -> N
     assert line(lines, "wa-backend: 2 alert policies notify Runback").startswith("✅ ")
     assert len(calls(emulator, "monitoring.alertPolicies.list")) == 3
     assert len(calls(emulator, "monitoring.notificationChannels.list")) == 2
+
+
+def test_runback_deployed_with_its_cpu_throttled_is_a_failure_with_the_fix(
+    world: tuple[Emulator, Path],
+) -> None:
+    emulator, folder = world
+    seed_runback(emulator, load_config(REPO / "app.yaml"), cpu_idle=True)
+    code, lines = doctor(emulator, folder, app_yaml(folder), K_SERVICE="runback")
+    assert code == 1, "\n".join(lines)
+    throttled = line(lines, "Runback's own service runback", "CPU only during requests")
+    assert throttled.startswith("❌ ")
+    fix = "gcloud run services update runback --region us-central1 --no-cpu-throttling"
+    assert fix + " --min-instances 1" in throttled
+    assert writes(emulator) == []
+
+
+def test_runback_not_found_where_it_was_looked_for_is_a_warning(
+    world: tuple[Emulator, Path],
+) -> None:
+    emulator, folder = world
+    code, lines = doctor(emulator, folder, app_yaml(folder), RUNBACK_SERVICE="runback-prod")
+    assert code == 0, "\n".join(lines)
+    missing = line(lines, "Runback's own Cloud Run service runback-prod is not in project")
+    assert missing.startswith("⚠️ ") and "RUNBACK_REGION" in missing

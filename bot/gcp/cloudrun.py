@@ -382,6 +382,7 @@ def service_state(ref: ServiceRef, service: run_v2.Service) -> ServiceState:
         )
         for status in service.traffic_statuses
     )
+    template = service.template
     return ServiceState(
         ref=ref,
         etag=service.etag,
@@ -389,7 +390,24 @@ def service_state(ref: ServiceRef, service: run_v2.Service) -> ServiceState:
         traffic=traffic,
         latest_ready_revision=latest_ready,
         reconciling=service.reconciling,
+        cpu_throttled=cpu_throttled(template.containers),
+        min_instances=max(template.scaling.min_instance_count, service.scaling.min_instance_count),
     )
+
+
+def cpu_throttled(containers: Any) -> bool:
+    """Whether the CPU is allocated only while requests are in flight (request-based billing).
+
+    ``resources.cpuIdle``: "Determines whether CPU is only allocated during requests (true by
+    default). However, if ResourceRequirements is set, the caller must explicitly set this
+    field to true to preserve the default behavior" (Cloud Run Admin API v2,
+    ResourceRequirements). So no ``resources`` at all is throttled, and with ``resources`` the
+    field says (proto3: absent reads false, CPU always allocated)."""
+    ingress = ingress_container(containers)
+    if ingress is None:
+        return any("resources" not in c or c.resources.cpu_idle for c in containers)
+    container = containers[ingress]
+    return "resources" not in container or bool(container.resources.cpu_idle)
 
 
 def to_revision(revision: run_v2.Revision) -> Revision:

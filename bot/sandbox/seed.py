@@ -69,7 +69,35 @@ def seed(emulator: Emulator, config: Config) -> None:
             emulator.cloudrun.map_domain(urlsplit(service.url).netloc, service.name)
         if service.requires_auth:
             emulator.cloudrun.require_auth(service.name)
+    seed_runback(emulator, config)
     seed_alert_policies(emulator, config)
+
+
+RUNBACK_SERVICE = "runback"
+RUNBACK_REVISION = "runback-00001-kaz"
+
+
+def seed_runback(emulator: Emulator, config: Config, cpu_idle: bool = False) -> str:
+    """Runback's own Cloud Run service, deployed as the README says (CPU always allocated, one
+    minimum instance), in the first service's project and the metadata server's region:
+    what `serve` and `doctor` read about themselves. ``cpu_idle`` models request-based
+    billing (the CPU throttled between requests)."""
+    project = config.services[0].project
+    emulator.metadata.project = project
+    revision = {
+        "name": RUNBACK_REVISION,
+        "image": f"{emulator.metadata.region}-docker.pkg.dev/{project}/"
+        "cloud-run-source-deploy/runback:latest",
+        "age_s": 7 * 86400,
+        "resources": {"limits": {"cpu": "1", "memory": "512Mi"}, "cpuIdle": cpu_idle},
+        "template": {
+            "serviceAccount": f"runback@{project}.iam.gserviceaccount.com",
+            "scaling": {"minInstanceCount": 1},
+        },
+    }
+    return emulator.cloudrun.seed_service(
+        project, emulator.metadata.region, RUNBACK_SERVICE, revisions=[revision]
+    )
 
 
 def seed_alert_policies(emulator: Emulator, config: Config) -> None:

@@ -67,6 +67,7 @@ from google.cloud import run_v2
 from google.longrunning import operations_pb2
 from google.protobuf import field_mask_pb2, json_format
 
+from bot.sandbox.emulator.cloudrun_revisions import revision_settings, seed_template
 from bot.sandbox.emulator.http import (
     HttpError,
     Request,
@@ -280,7 +281,10 @@ class CloudRunEmulator:
 
         ``revisions``: ``{"name", "image", "age_s", "sidecars", "env"}`` each (``sidecars``:
         optional ``[{"name", "image"}]``, put before the ingress container; ``env``: optional
-        ``{NAME: value}`` of the ingress container, or ``{NAME: {"secret", "version"}}``).
+        ``{NAME: value}`` of the ingress container, or ``{NAME: {"secret", "version"}}``;
+        ``template``: optional RevisionTemplate fields in JSON, ``{"serviceAccount": ...}``;
+        ``resources``: optional, the ingress container's, ``{"cpuIdle": true}``). The service's
+        template is the newest revision's.
         ``traffic``: revision -> percent (default: 100% on the newest). ``tags``: tag -> revision
         (0% tagged targets).
         """
@@ -1047,12 +1051,7 @@ class CloudRunEmulator:
             create_time=created,
             update_time=created,
             service=_short(service),
-            containers=[run_v2.Container(c) for c in template.containers],
-            volumes=[run_v2.Volume(v) for v in template.volumes],  # a revision keeps its volumes
-            labels={
-                "cloud.googleapis.com/location": service.split("/")[3],
-                "serving.knative.dev/service": _short(service),
-            },
+            **revision_settings(template, service),  # the whole template, as Cloud Run keeps it
             conditions=[
                 _condition(
                     State.CONDITION_SUCCEEDED if ready else State.CONDITION_RECONCILING, created
@@ -1070,7 +1069,7 @@ class CloudRunEmulator:
     ) -> run_v2.Revision:
         full = f"{service}/revisions/{spec['name']}"
         age_s = float(spec.get("age_s", (count - index) * 3600))
-        template = run_v2.RevisionTemplate(containers=_seed_containers(spec))
+        template = seed_template(_seed_containers(spec), spec)
         self._add_revision(full, template, _now() - timedelta(seconds=age_s), ready=True)
         return self._revisions[full]
 
@@ -1089,9 +1088,7 @@ class CloudRunEmulator:
             creator="runback-sandbox@example.com",
             last_modifier="runback-sandbox@example.com",
             ingress=run_v2.IngressTraffic.INGRESS_TRAFFIC_ALL,
-            template=run_v2.RevisionTemplate(
-                containers=[run_v2.Container(c) for c in newest.containers]
-            ),
+            template=run_v2.RevisionTemplate(self._templates[newest.name]),
             traffic=targets,
             traffic_statuses=_statuses(targets, _short(newest.name)),
             latest_ready_revision=newest.name,

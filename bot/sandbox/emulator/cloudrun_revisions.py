@@ -1,0 +1,96 @@
+"""What the Cloud Run emulator keeps of a revision's template, beside ``cloudrun.py``.
+
+A revision is an immutable snapshot of the template it was created from: its service account,
+scaling, VPC access, volumes, timeout, concurrency, execution environment, labels and
+containers (https://cloud.google.com/run/docs/reference/rest/v2/projects.locations.services.revisions).
+Seeded revisions may carry settings of their own (``template`` and ``resources`` in a seed
+spec), so that a test can tell which revision a new one was built from.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from google.cloud import run_v2
+from google.protobuf import json_format
+
+from bot.sandbox.emulator.http import HttpError
+
+# The fields a RevisionTemplate and a Revision share: what a revision keeps of its template.
+TEMPLATE_FIELDS = tuple(
+    sorted(
+        (set(run_v2.RevisionTemplate.meta.fields) & set(run_v2.Revision.meta.fields))
+        - {"labels", "annotations"}
+    )
+)
+# Cloud Run's own label and annotation namespaces: read-only on a revision, refused in a v2
+# template ("Cloud Run API v2 does not support labels with `run.googleapis.com`,
+# `cloud.googleapis.com`, `serving.knative.dev`, or `autoscaling.knative.dev` namespaces, and
+# they will be rejected": RevisionTemplate.labels, Cloud Run Admin API v2 reference).
+SYSTEM_NAMESPACES = (
+    "run.googleapis.com",
+    "cloud.googleapis.com",
+    "serving.knative.dev",
+    "autoscaling.knative.dev",
+)
+
+
+def revision_settings(template: run_v2.RevisionTemplate, service: str) -> dict[str, Any]:
+    """The Revision fields a new revision takes from ``template`` (``service``: full name)."""
+    settings: dict[str, Any] = {name: getattr(template, name) for name in TEMPLATE_FIELDS}
+    settings["containers"] = [run_v2.Container(c) for c in template.containers]
+    settings["volumes"] = [run_v2.Volume(v) for v in template.volumes]
+    settings["labels"] = {
+        **dict(template.labels),
+        "cloud.googleapis.com/location": service.split("/")[3],
+        "serving.knative.dev/service": service.rsplit("/", 1)[-1],
+    }
+    settings["annotations"] = dict(template.annotations)
+    return settings
+
+
+def seed_template(
+    containers: list[run_v2.Container], spec: dict[str, Any]
+) -> run_v2.RevisionTemplate:
+    """A seeded revision's template: its containers, plus ``spec["template"]`` (RevisionTemplate
+    fields in the API's JSON, e.g. ``{"serviceAccount": ..., "scaling": {...}}``) and
+    ``spec["resources"]`` (the ingress container's ResourceRequirements, e.g.
+    ``{"cpuIdle": true}``)."""
+    extra = dict(spec.get("template") or {})
+    try:
+        template = run_v2.RevisionTemplate.from_json(json.dumps(extra))
+    except json_format.ParseError as error:
+        raise ValueError(f"template: {error}") from error
+    resources = spec.get("resources")
+    if resources is not None:
+        ingress = ingress_index(containers)
+        try:
+            containers[ingress].resources = run_v2.ResourceRequirements.from_json(
+                json.dumps(resources)
+            )
+        except json_format.ParseError as error:
+            raise ValueError(f"resources: {error}") from error
+    template.containers = containers
+    return template
+
+
+def ingress_index(containers: Any) -> int:
+    """The ingress container: the only one, or the one with a port (else the last)."""
+    if len(containers) == 1:
+        return 0
+    with_port = [i for i, c in enumerate(containers) if c.ports]
+    return with_port[0] if with_port else len(containers) - 1
+
+
+def check_template_metadata(template: run_v2.RevisionTemplate) -> None:
+    """Cloud Run refuses system labels and annotations in a v2 template (see SYSTEM_NAMESPACES)."""
+    for kind, keys in (("labels", template.labels), ("annotations", template.annotations)):
+        for key in keys:
+            namespace = key.split("/", 1)[0] if "/" in key else ""
+            if namespace in SYSTEM_NAMESPACES:
+                raise HttpError(
+                    400,
+                    f"template.{kind}: Cloud Run API v2 does not support {kind} with "
+                    f"`{namespace}` namespace: '{key}'.",
+                )
