@@ -365,6 +365,7 @@ def check_service(config: Config, service: ServiceConfig, google: Google) -> Ite
     if serving:
         yield check_monitoring(ref, max(serving, key=lambda name: serving[name]), google)
     yield check_alert_policies(ref, google)
+    yield from check_alert_labels(ref, google)
     yield check_logging(ref, google)
 
 
@@ -447,6 +448,29 @@ def check_alert_policies(ref: ServiceRef, google: Google) -> Finding:
     if any(problem(c) == "no_token" for p in enabled for c in p.notification_channels):
         return warn("alerts_webhook_no_token", names=names, **facts)
     return warn("alerts_no_webhook", count=len(enabled), names=names, **facts)
+
+
+def check_alert_labels(ref: ServiceRef, google: Google) -> Iterator[Finding]:
+    """Per enabled policy naming the service: which resource labels its alerts will carry
+    (its aggregation's groupByFields), and whether Runback can tell the service from them."""
+    from bot.gcp.alert_policies import watches
+    from bot.ports import MetricsError
+
+    try:
+        mine = [p for p in google.alert_policies(ref.project) if watches(p, ref.name)]
+    except MetricsError:
+        return  # check_alert_policies said it
+    for policy in (p for p in mine if p.enabled):
+        facts = {"service": ref.name, "policy": policy.display_name}
+        if policy.alert_labels is None:
+            yield warn("alert_labels_unknown", **facts)
+            continue
+        labels = ", ".join(policy.alert_labels) or "-"
+        if "service_name" not in policy.alert_labels:
+            yield warn("alert_labels_no_service", labels=labels, **facts)
+        else:
+            missing = [x for x in ("project_id", "location") if x not in policy.alert_labels]
+            yield ok("alert_labels_ok", labels=labels, missing=", ".join(missing), **facts)
 
 
 def check_logging(ref: ServiceRef, google: Google) -> Finding:

@@ -115,6 +115,8 @@ def test_a_good_configuration_is_all_green(world: tuple[Emulator, Path]) -> None
         line(checks, f"{service}: Cloud Monitoring readable")
         line(checks, f"{service}: 2 alert policies notify Runback")
         line(checks, f"{service}: Cloud Logging readable")
+        carried = line(checks, f'{service}: alerts of "{service} error rate > 1%" carry')
+        assert "service_name, revision_name (project_id, location aggregated away" in carried
     line(checks, "reachable and writable")
     line(checks, "RUNBACK_ALERT_TOKEN is set")
     line(checks, "RUNBACK_TICK_TOKEN is set")
@@ -371,3 +373,19 @@ def test_runback_not_found_where_it_was_looked_for_is_a_warning(
     assert code == 0, "\n".join(lines)
     missing = line(lines, "Runback's own Cloud Run service runback-prod is not in project")
     assert missing.startswith("⚠️ ") and "RUNBACK_REGION" in missing
+
+
+def test_a_policy_whose_alerts_lose_the_service_label_is_a_warning(
+    world: tuple[Emulator, Path],
+) -> None:
+    emulator, folder = world
+    for policy in emulator.monitoring.alerts.policies(PROJECT):
+        if policy.display_name.startswith("wa-backend P95"):
+            threshold = policy.conditions[0].condition_threshold
+            threshold.aggregations[0].group_by_fields = ["resource.label.revision_name"]
+            emulator.monitoring.alerts.add_policy(PROJECT, policy)
+    code, lines = doctor(emulator, folder, app_yaml(folder))
+    assert code == 0, "\n".join(lines)
+    lost = line(lines, 'wa-backend: alerts of "wa-backend P95 > 2000 ms" will carry only')
+    assert lost.startswith("⚠️ ") and "revision_name: without service_name" in lost
+    assert "group the condition by resource.label.service_name" in lost

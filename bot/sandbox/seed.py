@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from google.cloud import monitoring_v3
 
 from bot.config import Config, ServiceConfig
+from bot.sandbox.emulator.monitoring_alerts import alert_resource_labels
 from bot.sandbox.emulator.server import Emulator
 from bot.sandbox.emulator.slack_api import BOT_USER_ID
 
@@ -193,37 +194,51 @@ def seed_database(emulator: Emulator, service: ServiceConfig) -> dict[str, objec
     return {database.env: {"secret": database.secret, "version": version}}
 
 
+ERROR_RATE_METRIC = "run.googleapis.com/request_count"
+
+
 def alert_payload(emulator: Emulator, service: str, state: str, incident_id: str) -> str:
-    """A Cloud Monitoring webhook (version 1.2) for an error-rate policy on ``service``, shaped
-    like the real thing, with the serving revision and its current error rate."""
+    """A Cloud Monitoring webhook (version 1.2) from the service's error-rate policy, shaped
+    like the real thing, with the serving revision and its current error rate. Its resource
+    labels are those the policy's aggregation keeps (``groupByFields``: the seed's policy
+    groups by service and revision, so no ``location`` nor ``project_id``), as Monitoring
+    sends them; a service without such a policy gets every label."""
     serving = [row for row in _traffic_or_empty(emulator, service) if row["percent"]]
     revision = max(serving, key=lambda row: row["percent"])["revision"] if serving else ""
     behaviour = emulator.cloudrun.behaviour(revision) if revision else {}
+    try:
+        project, region = emulator.cloudrun.location_of(service)
+    except KeyError:
+        project, region = emulator.metadata.project, emulator.metadata.region
+    labels = {
+        "project_id": project,
+        "service_name": service,
+        "revision_name": revision,
+        "location": region,
+        "configuration_name": service,
+    }
+    policy = emulator.monitoring.alerts.policy_for(project, service, ERROR_RATE_METRIC)
+    if policy is not None:
+        labels = alert_resource_labels(policy, labels)
     now = int(time.time())
     incident = {
         "incident_id": incident_id,
-        "scoping_project_id": "runback-sandbox",
+        "scoping_project_id": project,
         "url": f"https://console.cloud.google.com/monitoring/alerting/incidents/{incident_id}",
         "started_at": now - 60,
         "ended_at": now if state == "closed" else None,
         "state": state,
         "summary": f"Error rate for {service} is above the threshold of 0.01.",
-        "resource": {
-            "type": "cloud_run_revision",
-            "labels": {
-                "service_name": service,
-                "revision_name": revision,
-                "location": "us-central1",
-                "project_id": "runback-sandbox",
-            },
-        },
+        "resource": {"type": "cloud_run_revision", "labels": labels},
         "metric": {
-            "type": "run.googleapis.com/request_count",
+            "type": ERROR_RATE_METRIC,
             "displayName": "Request Count",
             "labels": {"response_code_class": "5xx"},
         },
-        "policy_name": f"{service} error rate > 1%",
-        "condition_name": "5xx ratio above 1% for 1 min",
+        "policy_name": policy.display_name if policy else f"{service} error rate > 1%",
+        "condition_name": (
+            policy.conditions[0].display_name if policy else "5xx ratio above 1% for 1 min"
+        ),
         "observed_value": str(behaviour.get("error_rate", "")),
         "threshold_value": "0.01",
         "documentation": {

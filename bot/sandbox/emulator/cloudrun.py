@@ -405,6 +405,12 @@ class CloudRunEmulator:
             full = f"{self._service_of(revision)}/revisions/{revision}"
             return _feature_flags(self._revisions[full].containers)
 
+    def location_of(self, service: str) -> tuple[str, str]:
+        """(project, region) of the service named ``service``; KeyError when there is none."""
+        with self._lock:
+            parts = self._find_by_short(service).name.split("/")
+            return parts[1], parts[3]
+
     def behaviour(self, revision: str) -> dict[str, Any]:
         with self._lock:
             return asdict(self._require_behaviour(revision))
