@@ -75,7 +75,8 @@ def test_an_env_patch_creates_a_revision_that_carries_it_and_nothing_else(emu: E
         "flag": "wa-backend-00003-flg",
     }
     patch = emu.router.calls.list("run.services.patch")[-1]
-    assert patch.query["updateMask"] == ["template.containers,template.revision,traffic"]
+    # the base revision's whole template (bot.gcp.cloudrun.template_from_revision)
+    assert patch.query["updateMask"] == ["template,traffic"]
     sidecar = patch.body["template"]["containers"][0]
     assert sidecar["image"] == "otel:1" and "env" not in sidecar, "only the ingress container"
     assert emu.cloudrun.revision_flags("wa-backend-00003-flg") == {

@@ -25,6 +25,35 @@ SAMPLE_REVISIONS = (
     ("00002", "v1.1.0", 86400),
     ("00003", "v1.2.0", 3600),
 )
+# Each sample revision's own settings (RevisionTemplate fields, in the API's JSON): a revision
+# is a snapshot of its template, and a new revision built from an older one must carry that
+# one's settings, never the newest's (the service's template after a rollback).
+SAMPLE_SETTINGS: dict[str, dict[str, object]] = {
+    "00001": {
+        "timeout": "300s",
+        "maxInstanceRequestConcurrency": 80,
+        "scaling": {"maxInstanceCount": 10},
+        "labels": {"release": "v1-0-0"},
+    },
+    "00002": {
+        "timeout": "120s",
+        "maxInstanceRequestConcurrency": 40,
+        "scaling": {"minInstanceCount": 1, "maxInstanceCount": 20},
+        "executionEnvironment": "EXECUTION_ENVIRONMENT_GEN2",
+        "labels": {"release": "v1-1-0"},
+    },
+    "00003": {
+        "timeout": "60s",
+        "maxInstanceRequestConcurrency": 20,
+        "scaling": {"minInstanceCount": 2, "maxInstanceCount": 50},
+        "executionEnvironment": "EXECUTION_ENVIRONMENT_GEN2",
+        "vpcAccess": {
+            "egress": "PRIVATE_RANGES_ONLY",
+            "networkInterfaces": [{"network": "default"}],
+        },
+        "labels": {"release": "v1-2-0"},
+    },
+}
 # The feature flags each sample revision was deployed with (`/flag SERVICE` lists them).
 SAMPLE_FLAGS = {
     "00001": {"FEATURE_FLAG_NEW_CHECKOUT": "false"},
@@ -53,6 +82,7 @@ def seed(emulator: Emulator, config: Config) -> None:
                 "image": f"us-docker.pkg.dev/{service.project}/apps/{service.name}:{version}",
                 "age_s": age,
                 "env": {"APP_ENV": service.environment, **SAMPLE_FLAGS[number], **env},
+                "template": SAMPLE_SETTINGS[number],
             }
             for number, version, age in SAMPLE_REVISIONS
         ]

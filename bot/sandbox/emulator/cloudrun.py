@@ -67,7 +67,11 @@ from google.cloud import run_v2
 from google.longrunning import operations_pb2
 from google.protobuf import field_mask_pb2, json_format
 
-from bot.sandbox.emulator.cloudrun_revisions import revision_settings, seed_template
+from bot.sandbox.emulator.cloudrun_revisions import (
+    check_template_metadata,
+    revision_settings,
+    seed_template,
+)
 from bot.sandbox.emulator.http import (
     HttpError,
     Request,
@@ -405,6 +409,14 @@ class CloudRunEmulator:
             full = f"{self._service_of(revision)}/revisions/{revision}"
             return _feature_flags(self._revisions[full].containers)
 
+    def revision(self, revision: str) -> run_v2.Revision:
+        """A copy of a revision as the API shows it (its settings, containers, conditions)."""
+        with self._lock:
+            self._settle()
+            return run_v2.Revision(
+                self._revisions[f"{self._service_of(revision)}/revisions/{revision}"]
+            )
+
     def location_of(self, service: str) -> tuple[str, str]:
         """(project, region) of the service named ``service``; KeyError when there is none."""
         with self._lock:
@@ -627,6 +639,7 @@ class CloudRunEmulator:
         if "template" not in changed or updated.template == current.template:
             return ""
         _validate_template(updated.template)
+        check_template_metadata(updated.template)
         short_service = _short(current.name)
         short = updated.template.revision or self._fresh_revision_name(current)
         if not short.startswith(short_service + "-"):

@@ -38,7 +38,10 @@ SYSTEM_NAMESPACES = (
 
 def revision_settings(template: run_v2.RevisionTemplate, service: str) -> dict[str, Any]:
     """The Revision fields a new revision takes from ``template`` (``service``: full name)."""
-    settings: dict[str, Any] = {name: getattr(template, name) for name in TEMPLATE_FIELDS}
+    present = {field.name for field, _ in run_v2.RevisionTemplate.pb(template).ListFields()}
+    settings: dict[str, Any] = {
+        name: getattr(template, name) for name in TEMPLATE_FIELDS if name in present
+    }
     settings["containers"] = [run_v2.Container(c) for c in template.containers]
     settings["volumes"] = [run_v2.Volume(v) for v in template.volumes]
     settings["labels"] = {
