@@ -393,9 +393,24 @@ def service_state(ref: ServiceRef, service: run_v2.Service) -> ServiceState:
         traffic=traffic,
         latest_ready_revision=latest_ready,
         reconciling=service.reconciling,
+        failure="" if service.reconciling else terminal_failure(service.terminal_condition),
         cpu_throttled=cpu_throttled(template.containers),
         min_instances=max(template.scaling.min_instance_count, service.scaling.min_instance_count),
     )
+
+
+def terminal_failure(condition: Any) -> str:
+    """Why Cloud Run says the service's last change failed: its terminalCondition FAILED, with
+    its reason (one of ``reason``, ``revisionReason``, ``executionReason``) and message
+    (https://cloud.google.com/run/docs/reference/rest/v2/Condition); "" when it did not."""
+    from google.cloud import run_v2
+
+    if condition.state != run_v2.Condition.State.CONDITION_FAILED:
+        return ""
+    reasons = ("reason", "revision_reason", "execution_reason")
+    reason = next((getattr(condition, r).name for r in reasons if r in condition), "")
+    message = condition.message.strip()
+    return ": ".join(part for part in (reason, message) if part) or "FAILED"
 
 
 def cpu_throttled(containers: Any) -> bool:

@@ -736,6 +736,14 @@ class CloudRunEmulator:
                 service.terminal_condition = _condition(
                     State.CONDITION_FAILED, now, operation.error
                 )
+                if (
+                    operation.new_revision
+                    and revision.conditions[0].state == State.CONDITION_FAILED
+                ):
+                    # the service's terminalCondition names why (Condition.CommonReason)
+                    service.terminal_condition.reason = (
+                        run_v2.Condition.CommonReason.REVISION_FAILED
+                    )
             else:
                 latest = _short(service.latest_ready_revision)
                 service.traffic_statuses = _statuses(operation.traffic, latest)
