@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+import requests
 from google.cloud import run_v2
 from sqlalchemy import select
 
@@ -148,4 +149,49 @@ def test_every_setting_of_the_base_revision_reaches_the_new_one(emulator: Emulat
     assert made.labels["tier"] == "one" and made.annotations["team"] == "checkout"
     assert template_from_revision(made).labels == {"tier": "one"}, "no Cloud Run label"
     assert [e.name for e in made.containers[0].env] == ["FEATURE_FLAG_X"]
-    assert made.containers[0].image == base.containers[0].image
+    pinned = emulator.cloudrun.images.resolve(base.containers[0].image)
+    assert made.containers[0].image == pinned, "the base's image, by the digest it runs"
+
+
+# -- the same image, by digest ----------------------------------------------------------------
+
+TAGGED = "us-docker.pkg.dev/runback-sandbox/apps/wa-backend:v1.2.0"  # wa-backend-00003's image
+
+
+def digests(emulator: Emulator, revision: str) -> list[str]:
+    """The revision's ``containerStatuses[].imageDigest``, as the REST API answers it."""
+    project, region = emulator.cloudrun.location_of(SERVICE)
+    name = f"projects/{project}/locations/{region}/services/{SERVICE}/revisions/{revision}"
+    answer = requests.get(f"{emulator.url}/v2/{name}", timeout=5)
+    answer.raise_for_status()
+    return [status["imageDigest"] for status in answer.json()["containerStatuses"]]
+
+
+def test_tags_resolve_to_digests_when_a_revision_is_made_and_can_move(box: Sandbox) -> None:
+    emulator = box.emulator
+    before = digests(emulator, NEWER)
+    assert before[-1].startswith("us-docker.pkg.dev/runback-sandbox/apps/wa-backend@sha256:")
+    moved = requests.post(
+        f"{emulator.url}/_emulator/images", json={"image": TAGGED}, timeout=5
+    ).json()["resolved"]
+    assert moved != before[-1] and digests(emulator, NEWER) == before, "a revision keeps its own"
+    assert emulator.cloudrun.images.resolve(TAGGED) == moved, "new revisions get the new one"
+    refused = requests.post(
+        f"{emulator.url}/_emulator/images", json={"image": TAGGED, "digest": "nope"}, timeout=5
+    )
+    assert refused.status_code == 400
+
+
+def test_a_flip_after_the_tag_moved_runs_the_same_code(box: Sandbox) -> None:
+    """The base revision's image was a tag that has since been pushed again: the flip pins
+    the digest the base revision runs, not whatever the tag names now."""
+    box.emulator.cloudrun.move_tag(TAGGED)
+    run(box, "as marta", f"/flag {SERVICE} NEW_CHECKOUT on")
+    flip = newest(box, "flag")
+    assert flip.from_revision == NEWER and flip.state in ("watching", "succeeded"), flip.state
+    assert digests(box.emulator, flip.to_revision) == digests(box.emulator, NEWER)
+    ingress = box.emulator.cloudrun.revision(flip.to_revision).containers[-1]
+    assert ingress.image == digests(box.emulator, NEWER)[-1]
+    assert box.emulator.cloudrun.images.resolve(TAGGED) not in digests(
+        box.emulator, flip.to_revision
+    )

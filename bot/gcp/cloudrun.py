@@ -81,6 +81,7 @@ class CloudRunAdmin:
         self._initial_backoff_s = initial_backoff_s
         self._lock = threading.Lock()
         self._clients: tuple[run_v2.ServicesClient, run_v2.RevisionsClient] | None = None
+        self._session: tuple[Any, str] | None = None  # (HTTP session, endpoint) for raw reads
 
     # -- the CloudRun port --------------------------------------------------------------------
 
@@ -134,7 +135,8 @@ class CloudRunAdmin:
             raise CloudRunError("invalid_argument", "a deploy needs an explicit revision name")
         template, base = self._template(ref, base_revision)
         ingress = template.containers[self._ingress(ref, template.containers)]
-        ingress.image = image
+        if base is None or image != base.containers[self._ingress(ref, base.containers)].image:
+            ingress.image = image  # else the base's own image, pinned to its digest (a drill)
         for name, value in (env or {}).items():
             ingress.env = with_env(ingress.env, EnvVar(name, value))
         template.revision = revision_name
@@ -149,15 +151,56 @@ class CloudRunAdmin:
         without, a copy of the service's template (None for the revision)."""
         from google.cloud import run_v2
 
-        services, revisions = self._get_clients()
+        services, _ = self._get_clients()
         if not base_revision:
             current = self._call(
                 lambda: services.get_service(name=ref.path, **self._call_options())
             )
             return run_v2.RevisionTemplate(current.template), None
-        path = f"{ref.path}/revisions/{base_revision}"
-        base = self._call(lambda: revisions.get_revision(name=path, **self._call_options()))
-        return template_from_revision(base), base
+        base, digests = self._revision_with_digests(f"{ref.path}/revisions/{base_revision}")
+        return template_from_revision(base, digests), base
+
+    def _revision_with_digests(self, path: str) -> tuple[Any, dict[str, str]]:
+        """The revision and its containers' resolved digests by container name
+        (``containerStatuses[].imageDigest``). The v2 REST Revision has that field, but this
+        version of run_v2 does not model it (its REST transport drops what it does not know),
+        so the revision is read as JSON with the library's own credentials and errors."""
+        import json
+
+        from google.api_core import exceptions
+        from google.cloud import run_v2
+
+        session, endpoint = self._raw_session()
+
+        def fetch() -> Any:
+            answer = session.get(f"{endpoint}/v2/{path}", timeout=self._attempt_timeout_s)
+            if answer.status_code >= 400:
+                raise exceptions.from_http_response(answer)
+            return answer.json()
+
+        raw = self._call(lambda: self._retry()(fetch)())
+        revision = run_v2.Revision.from_json(json.dumps(raw), ignore_unknown_fields=True)
+        statuses = raw.get("containerStatuses") or []
+        digests = {str(s.get("name", "")): str(s.get("imageDigest", "")) for s in statuses}
+        if len(statuses) == 1 and len(revision.containers) == 1:  # unnamed single container
+            digests[revision.containers[0].name] = digests[str(statuses[0].get("name", ""))]
+        return revision, {name: digest for name, digest in digests.items() if digest}
+
+    def _raw_session(self) -> tuple[Any, str]:
+        with self._lock:
+            if self._session is None:
+                if self._emulator_host:
+                    import requests
+
+                    self._session = (requests.Session(), f"http://{self._emulator_host}")
+                else:
+                    import google.auth
+                    from google.auth.transport.requests import AuthorizedSession
+
+                    scopes = ["https://www.googleapis.com/auth/cloud-platform"]
+                    credentials, _ = google.auth.default(scopes=scopes)
+                    self._session = (AuthorizedSession(credentials), "https://run.googleapis.com")
+            return self._session
 
     def start_env_update(
         self,
@@ -463,7 +506,9 @@ SYSTEM_NAMESPACES = (
 )
 
 
-def template_from_revision(revision: run_v2.Revision) -> run_v2.RevisionTemplate:
+def template_from_revision(
+    revision: run_v2.Revision, digests: Mapping[str, str] | None = None
+) -> run_v2.RevisionTemplate:
     """The template ``revision`` was created from, as far as the revision records it: every
     RevisionTemplate field a Revision has (containers, volumes, service account, scaling, VPC
     access, timeout, concurrency, execution environment, encryption, session affinity, node
@@ -471,7 +516,11 @@ def template_from_revision(revision: run_v2.Revision) -> run_v2.RevisionTemplate
 
     The one way every workflow that creates a revision from another (a release from blue, a
     flag flip, a rollback drill, a restore) builds it, so that the new revision is the base
-    revision with only what the workflow means to change."""
+    revision with only what the workflow means to change.
+
+    ``digests`` (container name -> the digest Cloud Run resolved when it created the revision,
+    ``containerStatuses[].imageDigest``) pins each container's image to it: a tag may have
+    moved since, and "the same image" must be the same code."""
     from google.cloud import run_v2
     from google.protobuf import json_format
 
@@ -482,10 +531,25 @@ def template_from_revision(revision: run_v2.Revision) -> run_v2.RevisionTemplate
     template_pb = run_v2.RevisionTemplate.pb()()
     json_format.ParseDict({key: raw[key] for key in wanted & set(raw)}, template_pb)
     template = run_v2.RevisionTemplate.wrap(template_pb)
+    for container in template.containers:
+        container.image = pinned_image(container.image, (digests or {}).get(container.name, ""))
     for mapping in (template.labels, template.annotations):
         for key in [k for k in mapping if k.split("/", 1)[0] in SYSTEM_NAMESPACES and "/" in k]:
             del mapping[key]
     return template
+
+
+def pinned_image(image: str, digest: str) -> str:
+    """``image`` by its digest: ``repo@sha256:...``. ``digest`` may be the full reference (as
+    Cloud Run shows it) or ``sha256:...`` alone; none leaves ``image`` as it is."""
+    if not digest:
+        return image
+    if "@" in digest:
+        return digest
+    name = image.split("@", 1)[0]
+    slash, colon = name.rfind("/"), name.rfind(":")
+    repository = name[:colon] if colon > slash else name
+    return f"{repository}@{digest}"
 
 
 def _env_var(var: Any) -> EnvVar:

@@ -26,6 +26,9 @@ Semantics worth knowing:
   Run, the registry host is not checked.
 - A revision created by an update starts with ``new_revision_behaviour`` (default: healthy);
   set it to make the next deployed revisions bad (failing /healthz, errors, latency).
+- Each container image is resolved to a digest when a revision is created (``images``: a tag
+  names a digest until ``move_tag`` moves it) and shown in the revision's ``containerStatuses``
+  (``imageDigest``: ``repo@sha256:...``), added to the JSON since run_v2 does not model it.
 - ``fail_next_operations`` makes the next updates' operations fail (e.g. quota errors).
 - A service answers at ``{base_url}/_svc/{service}`` (picking a revision by its actual traffic
   share, smooth weighted round-robin) and each tag at ``{base_url}/_svc/{service}/_tag/{tag}``.
@@ -68,9 +71,12 @@ from google.longrunning import operations_pb2
 from google.protobuf import field_mask_pb2, json_format
 
 from bot.sandbox.emulator.cloudrun_revisions import (
+    ImageRegistry,
     check_template_metadata,
+    container_statuses,
     revision_settings,
     seed_template,
+    with_container_statuses,
 )
 from bot.sandbox.emulator.http import (
     HttpError,
@@ -259,6 +265,9 @@ class CloudRunEmulator:
             self._behaviours: dict[str, Behaviour] = {}  # short revision name -> behaviour
             # full revision name -> the template it was created from (``revision`` cleared)
             self._templates: dict[str, run_v2.RevisionTemplate] = {}
+            self.images = ImageRegistry()  # tags resolve to digests when a revision is made
+            # full revision name -> its containerStatuses (name, imageDigest)
+            self._container_statuses: dict[str, list[dict[str, str]]] = {}
             self._new_behaviour: dict[str, int | float] = {}  # for revisions made by updates
             self._counters: dict[str, _Counters] = {}
             self._operations: dict[str, _Operation] = {}
@@ -417,6 +426,12 @@ class CloudRunEmulator:
                 self._revisions[f"{self._service_of(revision)}/revisions/{revision}"]
             )
 
+    def move_tag(self, image: str, digest: str = "") -> str:
+        """Push ``image`` (``repo:tag``) again: the tag names ``digest`` (default a new one)
+        from now on; revisions made before keep theirs. Returns ``repo@sha256:...``."""
+        with self._lock:
+            return self.images.move(image, digest)
+
     def location_of(self, service: str) -> tuple[str, str]:
         """(project, region) of the service named ``service``; KeyError when there is none."""
         with self._lock:
@@ -498,6 +513,7 @@ class CloudRunEmulator:
         add("POST", ready, "_emulator.cloudrun.ready.set", self._control_set_ready)
         add("POST", "/_emulator/config", "_emulator.cloudrun.config", self._control_config)
         add("POST", "/_emulator/domains", "_emulator.cloudrun.domains", self._control_domain)
+        add("POST", "/_emulator/images", "_emulator.cloudrun.images", self._control_images)
         add(
             "POST",
             r"/_emulator/services/(?P<service>[^/]+)/auth",
@@ -548,7 +564,9 @@ class CloudRunEmulator:
             revision = self._revisions.get(request.params["name"])
             if revision is None:
                 raise HttpError(404, f"Revision '{request.params['name']}' was not found.")
-            return _message_response(revision, request)
+            answer = _message_response(revision, request)
+            answer.body = with_container_statuses(answer.body, self._container_statuses)
+            return answer
 
     def _list_revisions(self, request: Request) -> Response:
         parent = request.params["parent"]
@@ -559,7 +577,9 @@ class CloudRunEmulator:
             owned.sort(key=lambda r: r.create_time, reverse=True)
             page, token = _page(owned, request)
             body = run_v2.ListRevisionsResponse(revisions=page, next_page_token=token)
-            return _message_response(body, request)
+            answer = _message_response(body, request)
+            answer.body = with_container_statuses(answer.body, self._container_statuses)
+            return answer
 
     def _get_operation(self, request: Request) -> Response:
         with self._lock:
@@ -891,6 +911,17 @@ class CloudRunEmulator:
             raise HttpError(400, str(error)) from error
         return json_response({"name": name, "traffic": self.traffic(str(body["name"]))})
 
+    def _control_images(self, request: Request) -> Response:
+        """``{"image": "repo:tag", "digest": "sha256:..."}`` (digest optional): move a tag."""
+        body = _json_object(request)
+        try:
+            resolved = self.move_tag(str(body["image"]), str(body.get("digest") or ""))
+        except KeyError as error:
+            raise HttpError(400, "missing field 'image'") from error
+        except ValueError as error:
+            raise HttpError(400, str(error)) from error
+        return json_response({"image": body["image"], "resolved": resolved})
+
     def _control_domain(self, request: Request) -> Response:
         """``{"host": "api.example.com", "service": "wa-backend"}``: a domain mapping."""
         body = _json_object(request)
@@ -1055,6 +1086,7 @@ class CloudRunEmulator:
         for name in [n for n in self._revisions if n.startswith(full + "/")]:
             del self._revisions[name]
             self._templates.pop(name, None)
+            self._container_statuses.pop(name, None)
             self._behaviours.pop(_short(name), None)
             self._counters.pop(_short(name), None)
         for name in [n for n, o in self._operations.items() if o.service == full]:
@@ -1071,6 +1103,7 @@ class CloudRunEmulator:
         short = _short(full)
         service = full.split("/revisions/")[0]
         self._templates[full] = _config_of(template)
+        self._container_statuses[full] = container_statuses(template.containers, self.images)
         self._revisions[full] = run_v2.Revision(
             name=full,
             uid=str(uuid.uuid4()),

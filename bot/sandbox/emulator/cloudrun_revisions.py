@@ -9,7 +9,10 @@ spec), so that a test can tell which revision a new one was built from.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
+import uuid
 from typing import Any
 
 from google.cloud import run_v2
@@ -97,3 +100,69 @@ def check_template_metadata(template: run_v2.RevisionTemplate) -> None:
                     f"template.{kind}: Cloud Run API v2 does not support {kind} with "
                     f"`{namespace}` namespace: '{key}'.",
                 )
+
+
+# -- images: tags resolve to digests when a revision is created --------------------------------
+
+
+class ImageRegistry:
+    """Artifact Registry as far as Cloud Run sees it: a tag names a digest, until it is moved.
+
+    Cloud Run resolves each container's image to a digest when it creates a revision and keeps
+    it (``containerStatuses[].imageDigest``: "the resolved digest for the image specified and
+    resolved during the creation of Revision ... regardless of whether a tag or digest was
+    originally specified"), so a revision keeps running the same code after its tag moves.
+    A tag seen for the first time gets a digest of its own."""
+
+    def __init__(self) -> None:
+        self._tags: dict[str, str] = {}  # "repo:tag" -> "sha256:..."
+
+    def resolve(self, image: str) -> str:
+        """``repo@sha256:...`` for ``image`` (a tag, or already a digest)."""
+        repository, tag, digest = split_image(image)
+        if digest:
+            return f"{repository}@{digest}"
+        key = f"{repository}:{tag}"
+        if key not in self._tags:
+            self._tags[key] = "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+        return f"{repository}@{self._tags[key]}"
+
+    def move(self, image: str, digest: str = "") -> str:
+        """Point tag ``image`` (``repo:tag``) at ``digest`` (default: a new one, as a push
+        does); returns the resolved ``repo@sha256:...``."""
+        repository, tag, pinned = split_image(image)
+        if pinned:
+            raise ValueError("move a tag (repo:tag), not a digest")
+        if digest and not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
+            raise ValueError("digest must look like sha256:<64 hex digits>")
+        fresh = "sha256:" + hashlib.sha256(f"{image}:{uuid.uuid4()}".encode()).hexdigest()
+        self._tags[f"{repository}:{tag}"] = digest or fresh
+        return self.resolve(image)
+
+
+def split_image(image: str) -> tuple[str, str, str]:
+    """``(repository, tag, digest)`` of ``[host/]path[:tag][@digest]`` (tag ``latest`` when
+    there is neither)."""
+    name, _, digest = image.partition("@")
+    slash = name.rfind("/")
+    colon = name.rfind(":")
+    if colon > slash:
+        return name[:colon], name[colon + 1 :], digest
+    return name, "" if digest else "latest", digest
+
+
+def container_statuses(containers: Any, registry: ImageRegistry) -> list[dict[str, str]]:
+    """A new revision's ``containerStatuses``: each container's name and resolved digest."""
+    return [{"name": c.name, "imageDigest": registry.resolve(c.image)} for c in containers]
+
+
+def with_container_statuses(body: bytes, statuses: dict[str, list[dict[str, str]]]) -> bytes:
+    """A Revision (or ListRevisionsResponse) JSON with ``containerStatuses`` added: a field of
+    the v2 REST Revision that this version of the run_v2 library does not model (its REST
+    transport drops fields it does not know, so Runback reads it from the JSON itself)."""
+    data = json.loads(body)
+    for revision in data.get("revisions", [data]):
+        found = statuses.get(revision.get("name", ""))
+        if found:
+            revision["containerStatuses"] = found
+    return json.dumps(data).encode()
