@@ -21,9 +21,11 @@ Semantics worth knowing:
   own traffic may name that revision (e.g. a 0% ``green`` tag on it). The name must start with
   ``{service}-``; if it is taken, the update is refused with 409 ALREADY_EXISTS ("Revision named
   ... with different configuration already exists"), unless the existing revision was created
-  from exactly that template (then it is reused, as Cloud Run does). Every container image must
-  look like ``[host/]repo-path[:tag][@digest]`` (no spaces, not empty), else 400. Unlike Cloud
-  Run, the registry host is not checked.
+  from exactly that template (then it is reused, as Cloud Run does). A revision name is a DNS
+  label (at most 63 characters, no trailing hyphen) and a tag and the service's name fit 46
+  characters together, else 400 with Cloud Run's own message (cloudrun_revisions.py). Every
+  container image must look like ``[host/]repo-path[:tag][@digest]`` (no spaces, not
+  empty), else 400. Unlike Cloud Run, the registry host is not checked.
 - A revision created by an update starts with ``new_revision_behaviour`` (default: healthy);
   set it to make the next deployed revisions bad (failing /healthz, errors, latency).
 - Each container image is resolved to a digest when a revision is created (``images``: a tag
@@ -72,6 +74,8 @@ from google.protobuf import field_mask_pb2, json_format
 
 from bot.sandbox.emulator.cloudrun_revisions import (
     ImageRegistry,
+    check_revision_name,
+    check_tag_lengths,
     check_template_metadata,
     container_statuses,
     revision_settings,
@@ -641,6 +645,7 @@ class CloudRunEmulator:
         changed = {p.split(".")[0] for p in paths}
         if "traffic" in changed:
             _validate_traffic(updated.traffic)
+            check_tag_lengths(_short(current.name), updated.traffic)
         new_revision = self._new_revision_name(current, updated, changed)
         return (
             updated,
@@ -662,6 +667,7 @@ class CloudRunEmulator:
         check_template_metadata(updated.template)
         short_service = _short(current.name)
         short = updated.template.revision or self._fresh_revision_name(current)
+        check_revision_name(short)
         if not short.startswith(short_service + "-"):
             raise HttpError(400, f"revision name must start with '{short_service}-'")
         full = f"{current.name}/revisions/{short}"

@@ -166,3 +166,30 @@ def with_container_statuses(body: bytes, statuses: dict[str, list[dict[str, str]
         if found:
             revision["containerStatuses"] = found
     return json.dumps(data).encode()
+
+
+# -- name limits --------------------------------------------------------------------------------
+
+# Cloud Run's answers (400 INVALID_ARGUMENT), as its users met them: a revision name
+# (pipe-cd/pipecd#5688) and a tag too long for its URL (firebase/firebase-tools#6137).
+REVISION_NAME_ERROR = (
+    "template.revision: only lowercase, digits, and hyphens; must begin with letter, and may "
+    "not end with hyphen; must be less than 64 characters."
+)
+TAG_TOO_LONG = (
+    "spec.traffic.tag: traffic tag '{tag}' and service name '{service}' together are too long. "
+    "Combined traffic tag and service name cannot exceed 46 characters."
+)
+_DNS_LABEL = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
+def check_revision_name(name: str) -> None:
+    if not _DNS_LABEL.fullmatch(name):
+        raise HttpError(400, REVISION_NAME_ERROR)
+
+
+def check_tag_lengths(service: str, traffic: Any) -> None:
+    """A tag's URL is ``TAG---SERVICE-…``: tag and service name fit 46 characters together."""
+    for target in traffic:
+        if target.tag and len(target.tag) + len(service) > 46:
+            raise HttpError(400, TAG_TOO_LONG.format(tag=target.tag, service=service))
