@@ -380,6 +380,8 @@ def check_health(
     result = google.probe.get(url, timeout, audience=audience)
     if result.problem == "reserved_path":
         return fail("health_reserved", **facts)
+    if result.problem == "ingress_internal":
+        return fail("health_ingress", **facts)
     if result.problem == "invoker_denied":
         return fail("health_denied", **facts)
     if result.problem == "no_id_token":

@@ -389,3 +389,15 @@ def test_a_policy_whose_alerts_lose_the_service_label_is_a_warning(
     lost = line(lines, 'wa-backend: alerts of "wa-backend P95 > 2000 ms" will carry only')
     assert lost.startswith("⚠️ ") and "revision_name: without service_name" in lost
     assert "group the condition by resource.label.service_name" in lost
+
+
+def test_an_internal_ingress_health_check_says_what_to_give_runback(
+    world: tuple[Emulator, Path],
+) -> None:
+    emulator, folder = world
+    emulator.cloudrun.set_ingress("wa-backend", "internal")
+    code, lines = doctor(emulator, folder, app_yaml(folder))
+    assert code == 1, "\n".join(lines)
+    blocked = line(lines, "wa-backend:", "/health:", "ingress is internal")
+    assert blocked.startswith("❌ ") and "give Runback VPC egress (Direct VPC)" in blocked
+    assert "reserved" not in blocked

@@ -192,7 +192,7 @@ def test_config_flags_of_a_protected_service_carries_an_id_token(emu: Emulator) 
         (200, '{"A": true}', "bad_shape"),
         (200, '{"flags": {"A": "true"}}', "bad_shape"),
         (200, '{"flags": {"a-b": true}}', "bad_shape"),
-        (404, "<title>Error 404 (Not Found)!!1</title>", "reserved_path"),
+        (404, "<title>Error 404 (Not Found)!!1</title>", "ingress_internal"),  # not a reserved path
         (403, "Forbidden", "invoker_denied"),
         (503, "", "http_status"),
     ],

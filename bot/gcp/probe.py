@@ -4,7 +4,9 @@ Two answers are configuration problems, not health answers:
 - Google's front end answers some paths itself on ``*.run.app`` URLs, exactly ``/healthz`` among
   them, with its own HTML 404 ("Error 404 (Not Found)!!1"), before the container sees the
   request (https://cloud.google.com/run/docs/known-issues, "Reserved URL paths";
-  funkyhq/funky#30, checkmarble/marble-backend#977). That is ``problem="reserved_path"``.
+  funkyhq/funky#30, checkmarble/marble-backend#977). That is ``problem="reserved_path"``. The
+  same page for any other path means the service's ingress keeps Runback out (internal, or
+  internal and Cloud Load Balancing): ``problem="ingress_internal"``.
 - A 403 from a service that requires authentication means Runback's identity lacks
   ``roles/run.invoker``: ``problem="invoker_denied"``.
 
@@ -20,7 +22,9 @@ import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Self
+from urllib.parse import urlsplit
 
+from bot.policy.platform import health_path_reserved
 from bot.ports import ProbeResult
 
 if TYPE_CHECKING:
@@ -129,8 +133,16 @@ class HttpProbe(IdTokenHttp):
             status=status,
             detail=text[:DETAIL_CHARS],
             elapsed_ms=_elapsed_ms(started),
-            problem=_problem(status, text),
+            problem=_problem(status, text, urlsplit(url).path),
         )
+
+
+def front_end_refusal(path: str) -> str:
+    """Why Google's front end answered a path itself: a path it reserves (``/healthz``), or,
+    for any other path, the service's ingress (internal, or internal and Cloud Load
+    Balancing): a request from outside the VPC never reaches the service
+    (https://cloud.google.com/run/docs/securing/ingress) and gets the same HTML 404."""
+    return "reserved_path" if health_path_reserved(path) else "ingress_internal"
 
 
 def is_front_end_404(status: int | None, body: str) -> bool:
@@ -138,9 +150,9 @@ def is_front_end_404(status: int | None, body: str) -> bool:
     return status == 404 and any(marker in body for marker in GOOGLE_404_MARKERS)
 
 
-def _problem(status: int, body: str) -> str:
+def _problem(status: int, body: str, path: str) -> str:
     if is_front_end_404(status, body):
-        return "reserved_path"
+        return front_end_refusal(path)
     if status == 403:
         return "invoker_denied"
     return ""

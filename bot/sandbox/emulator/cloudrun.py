@@ -37,6 +37,9 @@ Semantics worth knowing:
 - Exactly ``/healthz`` on a service or tag URL is answered by "Google's front end" with its HTML
   404 (see RESERVED_PATH_NOTE); the container answers ``/health`` and ``/healthz/``. A custom
   domain (``map_domain``) answers at ``{base_url}/_domain/{host}``, where nothing is reserved.
+- ``ingress`` internal (or internal and Cloud Load Balancing, ``set_ingress``): its URLs and
+  custom domain answer Google's HTML 404 to callers from outside (cloudrun_ingress.py), unless
+  ``internal_callers`` (the caller has VPC egress).
 - ``require_auth`` makes a service answer 403 unless the request carries an ID token minted by
   ``identity`` whose audience is the service URL.
 - ``fail_next_revisions``: the next created revisions never become Ready (Ready condition
@@ -72,6 +75,7 @@ from google.cloud import run_v2
 from google.longrunning import operations_pb2
 from google.protobuf import field_mask_pb2, json_format
 
+from bot.sandbox.emulator.cloudrun_ingress import INGRESS_WORDS, INTERNAL_INGRESS, service_path
 from bot.sandbox.emulator.cloudrun_revisions import (
     ImageRegistry,
     check_revision_name,
@@ -279,6 +283,7 @@ class CloudRunEmulator:
             self._failures: list[tuple[int, str]] = []  # (code, message) for the next operations
             self._revision_failures: list[tuple[int, str]] = []  # the same, for new revisions
             self._domains: dict[str, str] = {}  # custom domain host -> short service name
+            self.internal_callers = False  # True: requests come from the VPC (internal ingress)
             self._auth_required: set[str] = set()  # short names of IAM-protected services
             # short revision name -> what its /config/flags answers instead of its env
             self._config_answers: dict[str, tuple[int, dict[str, bool] | None]] = {}
@@ -363,6 +368,14 @@ class CloudRunEmulator:
         """Call ``listener`` (under this emulator's lock) whenever what a service serves changes."""
         with self._lock:
             self._listeners.append(listener)
+
+    def set_ingress(self, service: str, ingress: str) -> None:
+        """``all``, ``internal`` or ``internal-and-cloud-load-balancing`` (gcloud's words), as
+        ``gcloud run services update --ingress`` would set it."""
+        if ingress not in INGRESS_WORDS:
+            raise ValueError(f"ingress is one of {', '.join(INGRESS_WORDS)}")
+        with self._lock:
+            self._find_by_short(service).ingress = INGRESS_WORDS[ingress]
 
     def map_domain(self, host: str, service: str) -> str:
         """Serve ``service`` on custom domain ``host`` too; returns the domain's emulated URL."""
@@ -518,6 +531,12 @@ class CloudRunEmulator:
         add("POST", "/_emulator/config", "_emulator.cloudrun.config", self._control_config)
         add("POST", "/_emulator/domains", "_emulator.cloudrun.domains", self._control_domain)
         add("POST", "/_emulator/images", "_emulator.cloudrun.images", self._control_images)
+        add(
+            "POST",
+            r"/_emulator/services/(?P<service>[^/]+)/ingress",
+            "_emulator.cloudrun.ingress",
+            self._control_ingress,
+        )
         add(
             "POST",
             r"/_emulator/services/(?P<service>[^/]+)/auth",
@@ -801,10 +820,30 @@ class CloudRunEmulator:
     # -- the services' own endpoints ----------------------------------------------------------
 
     def _healthz(self, request: Request) -> Response:
+        refused = self._refused_by_ingress(request)
+        if refused is not None:
+            return refused
         revision, behaviour = self._serve(request)
         status = behaviour.healthz_status
         body = {"status": "ok" if status < 400 else "unhealthy", "revision": revision}
         return Response(status, json.dumps(body).encode(), headers={"X-Serving-Revision": revision})
+
+    def _refused_by_ingress(self, request: Request) -> Response | None:
+        """Google's front end, for a service whose ingress is internal (or internal and Cloud
+        Load Balancing): a request from outside never reaches it, on its run.app or tag URL or
+        its custom domain (https://cloud.google.com/run/docs/securing/ingress), and is answered
+        with Google's own HTML 404. ``internal_callers``: the caller sits in the project's VPC
+        (Runback with Direct VPC egress)."""
+        with self._lock:
+            short = self._domains.get(request.params.get("host", ""), request.params.get("service"))
+            service = self._services_by_short().get(short or "")
+            if service is None or service.ingress not in INTERNAL_INGRESS or self.internal_callers:
+                return None
+        page = GOOGLE_404_HTML.format(path=service_path(request.path))
+        return text_response(page, 404, "text/html; charset=UTF-8")
+
+    def _services_by_short(self) -> dict[str, run_v2.Service]:
+        return {_short(name): service for name, service in self._services.items()}
 
     def _front_end_404(self, request: Request) -> Response:
         """What Google's front end answers for a reserved path: the container never sees it."""
@@ -812,6 +851,9 @@ class CloudRunEmulator:
         return text_response(page, 404, "text/html; charset=UTF-8")
 
     def _metrics(self, request: Request) -> Response:
+        refused = self._refused_by_ingress(request)
+        if refused is not None:
+            return refused
         revision, behaviour = self._serve(request)
         with self._lock:
             ok, errors = self._counts(revision)
@@ -824,6 +866,9 @@ class CloudRunEmulator:
 
     def _config_flags(self, request: Request) -> Response:
         """The app's own ``GET /config/flags``, from the answering revision's environment."""
+        refused = self._refused_by_ingress(request)
+        if refused is not None:
+            return refused
         revision, behaviour = self._serve(request)
         with self._lock:
             status, flags = self._config_answers.get(revision, (200, None))
@@ -936,6 +981,21 @@ class CloudRunEmulator:
         except KeyError as error:
             raise HttpError(400, f"missing field {error}") from error
         return json_response({"url": url})
+
+    def _control_ingress(self, request: Request) -> Response:
+        """``{"ingress": "internal"}``; ``{"internal_callers": true}`` on any service makes
+        every caller internal (Runback with Direct VPC egress)."""
+        body = _json_object(request)
+        try:
+            if "ingress" in body:
+                self.set_ingress(request.params["service"], str(body["ingress"]))
+        except ValueError as error:
+            raise HttpError(400, str(error)) from error
+        if "internal_callers" in body:
+            self.internal_callers = bool(body["internal_callers"])
+        service = self._find_by_short(request.params["service"])
+        ingress = next(k for k, v in INGRESS_WORDS.items() if v == service.ingress)
+        return json_response({"ingress": ingress, "internal_callers": self.internal_callers})
 
     def _control_auth(self, request: Request) -> Response:
         """``{"required": true}``: the service answers 403 without an ID token for its URL."""
