@@ -235,7 +235,10 @@ def _check_groups(client: Any, config: Config) -> Iterator[Finding]:
     try:
         answer = client.usergroups_list(include_users=True)
     except Exception as error:  # free plans answer paid_teams_only (grafana/oncall#4793)
-        yield warn("groups_bad", error=_slack_error(error), handles=shown)
+        from bot.slack.chat import PAID_PLAN_ERRORS
+
+        problem = _slack_error(error)
+        yield warn("groups_bad", error=problem, paid=problem in PAID_PLAN_ERRORS, handles=shown)
         return
     known = {str(group.get("handle")) for group in answer.get("usergroups") or []}
     missing = [h for h in handles if h not in known]

@@ -401,3 +401,11 @@ def test_an_internal_ingress_health_check_says_what_to_give_runback(
     blocked = line(lines, "wa-backend:", "/health:", "ingress is internal")
     assert blocked.startswith("❌ ") and "give Runback VPC egress (Direct VPC)" in blocked
     assert "reserved" not in blocked
+
+
+def test_plan_upgrade_required_is_said_as_a_free_plan(world: tuple[Emulator, Path]) -> None:
+    emulator, folder = world
+    emulator.slack.set_plan("free", "plan_upgrade_required")
+    code, lines = doctor(emulator, folder, app_yaml(folder))
+    assert code == 0, "\n".join(lines)
+    assert line(lines, "plan_upgrade_required", "a free Slack plan").startswith("⚠️ ")
