@@ -12,8 +12,9 @@ Two answers are configuration problems, not health answers:
 
 For a service that requires authentication the probe sends ``Authorization: Bearer ID_TOKEN``
 with the service URL as audience. The token comes from ``id_token_source``: by default
-``google.oauth2.id_token.fetch_id_token`` (the metadata server on Cloud Run, a service account
-key elsewhere); the sandbox passes the emulator's token endpoint instead.
+``fetch_google_id_token`` (the metadata server on Cloud Run, a service account key, or gcloud's
+ADC of an impersonated service account on a laptop); the sandbox passes the emulator's token
+endpoint instead.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import urlsplit
 
 from bot.policy.platform import health_path_reserved
@@ -40,11 +41,39 @@ IdTokenSource = Callable[[str], str]  # audience -> ID token
 
 
 def fetch_google_id_token(audience: str) -> str:
-    """An ID token for ``audience`` from Application Default Credentials."""
+    """An ID token for ``audience`` from Application Default Credentials.
+
+    ``fetch_id_token`` reads only ``GOOGLE_APPLICATION_CREDENTIALS`` (a service account key) and
+    the metadata server (Cloud Run); gcloud's ADC file is not among them. When ADC is an
+    impersonated service account (``gcloud auth application-default login
+    --impersonate-service-account``, the README's laptop step), the token comes from IAM
+    Credentials' generateIdToken as that service account instead."""
     import google.auth.transport.requests
     from google.oauth2 import id_token
 
-    return str(id_token.fetch_id_token(google.auth.transport.requests.Request(), audience))
+    request = google.auth.transport.requests.Request()
+    credentials = impersonated_id_token_credentials(audience)
+    if credentials is None:
+        return str(id_token.fetch_id_token(request, audience))
+    credentials.refresh(request)
+    return str(credentials.token)
+
+
+def impersonated_id_token_credentials(audience: str) -> Any:
+    """ID-token credentials for ``audience`` when ADC is an impersonated service account
+    (``type: impersonated_service_account``); None otherwise (fetch_id_token's cases)."""
+    import google.auth
+    from google.auth import exceptions, impersonated_credentials
+
+    try:
+        credentials, _ = google.auth.default()
+    except exceptions.DefaultCredentialsError:
+        return None
+    if not isinstance(credentials, impersonated_credentials.Credentials):
+        return None
+    return impersonated_credentials.IDTokenCredentials(
+        credentials, target_audience=audience, include_email=True
+    )
 
 
 class IdTokenHttp:
