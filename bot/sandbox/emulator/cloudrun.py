@@ -75,9 +75,10 @@ from google.cloud import run_v2
 from google.longrunning import operations_pb2
 from google.protobuf import field_mask_pb2, json_format
 
-from bot.sandbox.emulator.cloudrun_ingress import INGRESS_WORDS, INTERNAL_INGRESS, service_path
+from bot.sandbox.emulator.cloudrun_ingress import GOOGLE_404_HTML, IngressMixin
 from bot.sandbox.emulator.cloudrun_revisions import (
     ImageRegistry,
+    ImagesMixin,
     check_revision_name,
     check_tag_lengths,
     check_template_metadata,
@@ -131,22 +132,6 @@ REVISION_START_FAILED = (
     "variable within the allocated timeout."
 )  # the container's own health endpoints
 
-# RESERVED_PATH_NOTE: Cloud Run's front end serves some paths itself: "/eventlog", paths under
-# "/_ah/", and "some paths ending in z" (https://cloud.google.com/run/docs/known-issues,
-# "Reserved URL paths"). In practice exactly ``/healthz`` is answered with Google's own HTML 404
-# and never reaches the container, while ``/healthz/``, ``/health``, ``/readyz`` do
-# (funkyhq/funky#30, checkmarble/marble-backend#977, kkdai/linebot-file#5). Custom domains
-# (domain mappings) do not reserve it.
-GOOGLE_404_HTML = """<!DOCTYPE html>
-<html lang=en>
-  <meta charset=utf-8>
-  <meta name=viewport content="initial-scale=1, minimum-scale=1, width=device-width">
-  <title>Error 404 (Not Found)!!1</title>
-  <a href=//www.google.com/><span id=logo aria-label=Google></span></a>
-  <p><b>404.</b> <ins>That’s an error.</ins>
-  <p>The requested URL <code>{path}</code> was not found on this server.
-  <ins>That’s all we know.</ins>
-"""
 METRICS_HISTORY_S = 600.0  # /metrics counters start with this much synthetic history
 
 _LOCATION = r"projects/[^/]+/locations/[^/]+"
@@ -249,7 +234,7 @@ class _Operation:
     result: run_v2.Service | None = None
 
 
-class CloudRunEmulator:
+class CloudRunEmulator(IngressMixin, ImagesMixin):
     def __init__(
         self, clock: Callable[[], float] = time.time, identity: IdentityEmulator | None = None
     ) -> None:
@@ -369,14 +354,6 @@ class CloudRunEmulator:
         with self._lock:
             self._listeners.append(listener)
 
-    def set_ingress(self, service: str, ingress: str) -> None:
-        """``all``, ``internal`` or ``internal-and-cloud-load-balancing`` (gcloud's words), as
-        ``gcloud run services update --ingress`` would set it."""
-        if ingress not in INGRESS_WORDS:
-            raise ValueError(f"ingress is one of {', '.join(INGRESS_WORDS)}")
-        with self._lock:
-            self._find_by_short(service).ingress = INGRESS_WORDS[ingress]
-
     def map_domain(self, host: str, service: str) -> str:
         """Serve ``service`` on custom domain ``host`` too; returns the domain's emulated URL."""
         with self._lock:
@@ -442,12 +419,6 @@ class CloudRunEmulator:
             return run_v2.Revision(
                 self._revisions[f"{self._service_of(revision)}/revisions/{revision}"]
             )
-
-    def move_tag(self, image: str, digest: str = "") -> str:
-        """Push ``image`` (``repo:tag``) again: the tag names ``digest`` (default a new one)
-        from now on; revisions made before keep theirs. Returns ``repo@sha256:...``."""
-        with self._lock:
-            return self.images.move(image, digest)
 
     def location_of(self, service: str) -> tuple[str, str]:
         """(project, region) of the service named ``service``; KeyError when there is none."""
@@ -828,23 +799,6 @@ class CloudRunEmulator:
         body = {"status": "ok" if status < 400 else "unhealthy", "revision": revision}
         return Response(status, json.dumps(body).encode(), headers={"X-Serving-Revision": revision})
 
-    def _refused_by_ingress(self, request: Request) -> Response | None:
-        """Google's front end, for a service whose ingress is internal (or internal and Cloud
-        Load Balancing): a request from outside never reaches it, on its run.app or tag URL or
-        its custom domain (https://cloud.google.com/run/docs/securing/ingress), and is answered
-        with Google's own HTML 404. ``internal_callers``: the caller sits in the project's VPC
-        (Runback with Direct VPC egress)."""
-        with self._lock:
-            short = self._domains.get(request.params.get("host", ""), request.params.get("service"))
-            service = self._services_by_short().get(short or "")
-            if service is None or service.ingress not in INTERNAL_INGRESS or self.internal_callers:
-                return None
-        page = GOOGLE_404_HTML.format(path=service_path(request.path))
-        return text_response(page, 404, "text/html; charset=UTF-8")
-
-    def _services_by_short(self) -> dict[str, run_v2.Service]:
-        return {_short(name): service for name, service in self._services.items()}
-
     def _front_end_404(self, request: Request) -> Response:
         """What Google's front end answers for a reserved path: the container never sees it."""
         page = GOOGLE_404_HTML.format(path="/healthz")
@@ -962,17 +916,6 @@ class CloudRunEmulator:
             raise HttpError(400, str(error)) from error
         return json_response({"name": name, "traffic": self.traffic(str(body["name"]))})
 
-    def _control_images(self, request: Request) -> Response:
-        """``{"image": "repo:tag", "digest": "sha256:..."}`` (digest optional): move a tag."""
-        body = _json_object(request)
-        try:
-            resolved = self.move_tag(str(body["image"]), str(body.get("digest") or ""))
-        except KeyError as error:
-            raise HttpError(400, "missing field 'image'") from error
-        except ValueError as error:
-            raise HttpError(400, str(error)) from error
-        return json_response({"image": body["image"], "resolved": resolved})
-
     def _control_domain(self, request: Request) -> Response:
         """``{"host": "api.example.com", "service": "wa-backend"}``: a domain mapping."""
         body = _json_object(request)
@@ -981,21 +924,6 @@ class CloudRunEmulator:
         except KeyError as error:
             raise HttpError(400, f"missing field {error}") from error
         return json_response({"url": url})
-
-    def _control_ingress(self, request: Request) -> Response:
-        """``{"ingress": "internal"}``; ``{"internal_callers": true}`` on any service makes
-        every caller internal (Runback with Direct VPC egress)."""
-        body = _json_object(request)
-        try:
-            if "ingress" in body:
-                self.set_ingress(request.params["service"], str(body["ingress"]))
-        except ValueError as error:
-            raise HttpError(400, str(error)) from error
-        if "internal_callers" in body:
-            self.internal_callers = bool(body["internal_callers"])
-        service = self._find_by_short(request.params["service"])
-        ingress = next(k for k, v in INGRESS_WORDS.items() if v == service.ingress)
-        return json_response({"ingress": ingress, "internal_callers": self.internal_callers})
 
     def _control_auth(self, request: Request) -> Response:
         """``{"required": true}``: the service answers 403 without an ID token for its URL."""

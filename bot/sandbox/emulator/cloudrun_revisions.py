@@ -12,13 +12,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import threading
 import uuid
 from typing import Any
 
 from google.cloud import run_v2
 from google.protobuf import json_format
 
-from bot.sandbox.emulator.http import HttpError
+from bot.sandbox.emulator.http import HttpError, Request, Response, json_response
 
 # The fields a RevisionTemplate and a Revision share: what a revision keeps of its template.
 TEMPLATE_FIELDS = tuple(
@@ -138,6 +139,35 @@ class ImageRegistry:
         fresh = "sha256:" + hashlib.sha256(f"{image}:{uuid.uuid4()}".encode()).hexdigest()
         self._tags[f"{repository}:{tag}"] = digest or fresh
         return self.resolve(image)
+
+
+class ImagesMixin:
+    """CloudRunEmulator's registry: move a tag (Python and control API)."""
+
+    _lock: threading.RLock
+    images: ImageRegistry
+
+    def move_tag(self, image: str, digest: str = "") -> str:
+        """Push ``image`` (``repo:tag``) again: the tag names ``digest`` (default a new one)
+        from now on; revisions made before keep theirs. Returns ``repo@sha256:...``."""
+        with self._lock:
+            return self.images.move(image, digest)
+
+    def _control_images(self, request: Request) -> Response:
+        """``{"image": "repo:tag", "digest": "sha256:..."}`` (digest optional): move a tag."""
+        try:
+            body = request.json()
+        except ValueError as error:
+            raise HttpError(400, "body is not JSON") from error
+        if not isinstance(body, dict):
+            raise HttpError(400, "body must be a JSON object")
+        try:
+            resolved = self.move_tag(str(body["image"]), str(body.get("digest") or ""))
+        except KeyError as error:
+            raise HttpError(400, "missing field 'image'") from error
+        except ValueError as error:
+            raise HttpError(400, str(error)) from error
+        return json_response({"image": body["image"], "resolved": resolved})
 
 
 def split_image(image: str) -> tuple[str, str, str]:
