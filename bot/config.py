@@ -110,6 +110,13 @@ class DatabaseConfig(Strict):
     env: str = Field(default="DATABASE_URL", pattern=ENV_NAME)
 
 
+# The traffic tags Runback puts on revisions it checks before they get traffic (a release's
+# green, a flag flip's, a restore's, a drill's), and Cloud Run's limit on a tag URL: "Combined
+# traffic tag and service name cannot exceed 46 characters" (400 INVALID_ARGUMENT otherwise).
+RUNBACK_TAGS = ("green", "flag", "restored", "drill")
+TAG_URL_LIMIT = 46
+
+
 class ServiceConfig(Strict):
     name: str = Field(pattern=r"^[a-z]([-a-z0-9]{0,47}[a-z0-9])?$")
     project: str = Field(min_length=1)
@@ -122,6 +129,19 @@ class ServiceConfig(Strict):
     # images /deploy may release to production; None: release.registries, else its own registry
     registries: tuple[str, ...] | None = None
     database: DatabaseConfig | None = None  # its Cloud SQL instance and DATABASE_URL secret
+
+    @field_validator("name")
+    @classmethod
+    def _fits_runback_tags(cls, name: str) -> str:
+        longest = max(RUNBACK_TAGS, key=len)
+        if len(name) + len(longest) > TAG_URL_LIMIT:
+            raise ValueError(
+                f"{name!r} is {len(name)} characters: Cloud Run allows a traffic tag and the "
+                f"service name {TAG_URL_LIMIT} characters together, and Runback tags revisions "
+                f"{', '.join(repr(t) for t in RUNBACK_TAGS)}; a managed service's name may have "
+                f"at most {TAG_URL_LIMIT - len(longest)}"
+            )
+        return name
 
     @field_validator("registries")
     @classmethod

@@ -107,6 +107,7 @@ def check_all(config: Config, path: str, env: Mapping[str, str]) -> Iterator[Fin
     if credentials is None or credentials.status != "fail":
         for service in config.services:
             yield from check_service(config, service, google)
+        yield from check_own_service(config, env, google)
     yield from check_tokens(env)
 
 
@@ -236,7 +237,10 @@ def _check_groups(client: Any, config: Config) -> Iterator[Finding]:
     try:
         answer = client.usergroups_list(include_users=True)
     except Exception as error:  # free plans answer paid_teams_only (grafana/oncall#4793)
-        yield warn("groups_bad", error=_slack_error(error), handles=shown)
+        from bot.slack.chat import PAID_PLAN_ERRORS
+
+        problem = _slack_error(error)
+        yield warn("groups_bad", error=problem, paid=problem in PAID_PLAN_ERRORS, handles=shown)
         return
     known = {str(group.get("handle")) for group in answer.get("usergroups") or []}
     missing = [h for h in handles if h not in known]
@@ -366,6 +370,7 @@ def check_service(config: Config, service: ServiceConfig, google: Google) -> Ite
     if serving:
         yield check_monitoring(ref, max(serving, key=lambda name: serving[name]), google)
     yield check_alert_policies(ref, google)
+    yield from check_alert_labels(ref, google)
     yield check_logging(ref, google)
     yield from check_database_permissions(service, google.emulator_host, ok, fail)
 
@@ -381,6 +386,8 @@ def check_health(
     result = google.probe.get(url, timeout, audience=audience)
     if result.problem == "reserved_path":
         return fail("health_reserved", **facts)
+    if result.problem == "ingress_internal":
+        return fail("health_ingress", **facts)
     if result.problem == "invoker_denied":
         return fail("health_denied", **facts)
     if result.problem == "no_id_token":
@@ -451,6 +458,29 @@ def check_alert_policies(ref: ServiceRef, google: Google) -> Finding:
     return warn("alerts_no_webhook", count=len(enabled), names=names, **facts)
 
 
+def check_alert_labels(ref: ServiceRef, google: Google) -> Iterator[Finding]:
+    """Per enabled policy naming the service: which resource labels its alerts will carry
+    (its aggregation's groupByFields), and whether Runback can tell the service from them."""
+    from bot.gcp.alert_policies import watches
+    from bot.ports import MetricsError
+
+    try:
+        mine = [p for p in google.alert_policies(ref.project) if watches(p, ref.name)]
+    except MetricsError:
+        return  # check_alert_policies said it
+    for policy in (p for p in mine if p.enabled):
+        facts = {"service": ref.name, "policy": policy.display_name}
+        if policy.alert_labels is None:
+            yield warn("alert_labels_unknown", **facts)
+            continue
+        labels = ", ".join(policy.alert_labels) or "-"
+        if "service_name" not in policy.alert_labels:
+            yield warn("alert_labels_no_service", labels=labels, **facts)
+        else:
+            missing = [x for x in ("project_id", "location") if x not in policy.alert_labels]
+            yield ok("alert_labels_ok", labels=labels, missing=", ".join(missing), **facts)
+
+
 def check_logging(ref: ServiceRef, google: Google) -> Finding:
     """One entry of the service's own logs: the postmortem reads them there."""
     from bot.gcp.logs import LogsUnavailable
@@ -464,6 +494,54 @@ def check_logging(ref: ServiceRef, google: Google) -> Finding:
             return fail("logging_denied", **facts)
         return fail("logging_bad", error=str(error)[:300], **facts)
     return ok("logging_ok", **facts)
+
+
+# -- Runback's own Cloud Run service ------------------------------------------------------------
+
+
+def own_service_candidates(config: Config, env: Mapping[str, str]) -> list[ServiceRef]:
+    """Where Runback's own service may be: ``K_SERVICE`` (on Cloud Run) or ``RUNBACK_SERVICE``
+    (default ``runback``, the README's name); in ``GOOGLE_CLOUD_PROJECT`` (else the metadata
+    server's project, else the first service's); in ``RUNBACK_REGION``, else the metadata
+    server's region, else each managed service's region in turn."""
+    from bot.gcp.metadata import MetadataServer, MetadataUnavailable
+
+    name = env.get("K_SERVICE") or env.get("RUNBACK_SERVICE") or "runback"
+    metadata = MetadataServer(env.get("GCE_METADATA_HOST") or "metadata.google.internal")
+    project = env.get("GOOGLE_CLOUD_PROJECT") or ""
+    regions = [env["RUNBACK_REGION"]] if env.get("RUNBACK_REGION") else []
+    try:
+        project = project or metadata.project()
+        regions = regions or [metadata.region()]
+    except MetadataUnavailable:
+        pass  # not on Google Cloud: guess from app.yaml
+    project = project or config.services[0].project
+    regions = regions or list(dict.fromkeys(s.region for s in config.services))
+    return [ServiceRef(project, region, name) for region in regions]
+
+
+def check_own_service(config: Config, env: Mapping[str, str], google: Google) -> Iterator[Finding]:
+    """Runback's own service: CPU always allocated (else its work after an answer waits for
+    the next request) and a minimum instance (else a cold start eats Slack's 3 seconds)."""
+    from bot.ports import CloudRunError
+
+    candidates = own_service_candidates(config, env)
+    for ref in candidates:
+        try:
+            state = google.cloudrun.get_service(ref)
+        except CloudRunError:
+            continue
+        facts = {"service": ref.name, "project": ref.project, "region": ref.region}
+        if state.cpu_throttled:
+            yield fail("own_cpu_throttled", **facts)
+        else:
+            yield ok("own_cpu_ok", **facts)
+        if state.min_instances < 1:
+            yield warn("own_no_min_instances", **facts)
+        return
+    regions = ", ".join(ref.region for ref in candidates)
+    shown = candidates[0]
+    yield warn("own_missing", service=shown.name, project=shown.project, regions=regions)
 
 
 # -- the endpoints' tokens ---------------------------------------------------------------------

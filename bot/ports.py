@@ -87,6 +87,13 @@ class ServiceState:
     traffic: tuple[TrafficStatus, ...]
     latest_ready_revision: str
     reconciling: bool = False
+    # How the service's template runs its instances (Runback reads its own service at start):
+    # the CPU only while requests are in flight (request-based billing), and min instances.
+    cpu_throttled: bool = False
+    min_instances: int = 0
+    # Cloud Run's own reason when the last change failed: its terminalCondition FAILED (reason
+    # and message) once reconciling ended; "" otherwise.
+    failure: str = ""
 
     def serving(self) -> dict[str, int]:
         """Revision name -> percent of traffic it receives (zero-percent tags left out)."""

@@ -72,6 +72,33 @@ class Runtime:
             )
         return member
 
+    def check_own_service(self) -> str:
+        """On Cloud Run (``K_SERVICE`` set), read Runback's own service and say in one warning
+        line when its CPU is throttled between requests: then Runback's work after an answer
+        (the emergency PATCH, judgements, cards) waits for the next request. Returns the line
+        ("" when there is nothing to say)."""
+        from bot.gcp.metadata import MetadataServer, MetadataUnavailable, own_service
+        from bot.ports import CloudRunError
+
+        settings = self.settings
+        if not settings.k_service:
+            return ""
+        try:
+            ref = own_service(
+                settings.k_service, settings.google_project, MetadataServer(settings.metadata_host)
+            )
+            state = self.deps.cloudrun.get_service(ref)
+        except (MetadataUnavailable, CloudRunError) as error:
+            log.warning("could not read Runback's own service %s: %s", settings.k_service, error)
+            return ""
+        if not state.cpu_throttled:
+            return ""
+        line = self.deps.renderer.text(
+            "startup.cpu_throttled", service=ref.name, project=ref.project, region=ref.region
+        )
+        log.warning("%s", line)
+        return line
+
     def check_user_groups(self) -> str:
         """Say loudly at start when roles held through Slack user groups cannot be counted."""
         handles = self.deps.group_handles()
@@ -188,7 +215,7 @@ def build_runtime(config: Config, settings: Settings, clock: Clock | None = None
         raise StartupError(_slack_problem(error, settings.slack_api_url)) from None
     hooks = Hooks(
         alert=lambda body: handle_alert(deps, engine, body),
-        tick=engine.tick,
+        tick=lambda: engine.tick_in_request(settings.tick_deadline_s),
         alert_token=settings.alert_token,
         tick_token=settings.tick_token,
         first_sighting=deps.store.first_sighting,

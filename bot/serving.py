@@ -34,6 +34,7 @@ log = logging.getLogger("runback.serve")
 
 WARM_UP_AFTER_S = 2.0
 LOAD_TIMEOUT_S = 60.0
+OWN_SERVICE_CHECK_S = 10.0  # at most this long before the bot answers; it goes on after that
 
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -205,10 +206,17 @@ def _load(config_path: str | None, settings: Settings) -> Any:
     from bot.runtime import StartupError, build_runtime
 
     try:
-        return build_runtime(config, settings)
+        runtime = build_runtime(config, settings)
     except StartupError as error:
         print(f"runback: {error}", file=sys.stderr)
         return None
+    if settings.k_service:
+        # While the request that started this instance waits at the Gate: a throttled
+        # instance has CPU only then (one Cloud Run read, bounded by the adapter's retries).
+        check = threading.Thread(target=runtime.check_own_service, daemon=True)
+        check.start()
+        check.join(OWN_SERVICE_CHECK_S)
+    return runtime
 
 
 def _run(

@@ -24,6 +24,13 @@ class Settings:
     retry_deadline_s: float
     db_upgrade: bool = False  # upgrade an older schema at start (under a database lock)
     ci_token: str | None = None  # POST /ci/releases (Authorization: Bearer); unset: 401
+    # Set by Cloud Run in every instance: Runback reads its own service at start.
+    k_service: str | None = None
+    k_revision: str | None = None
+    metadata_host: str = "metadata.google.internal"  # GCE_METADATA_HOST, as google-auth reads it
+    # POST /tasks/tick does due work inside its request for at most this long: under the
+    # minute between Cloud Scheduler's calls and its 3-minute default attempt deadline.
+    tick_deadline_s: float = 50.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -44,6 +51,10 @@ class Settings:
             retry_deadline_s=float(env.get("RUNBACK_RETRY_DEADLINE_S") or 20),
             db_upgrade=env.get("RUNBACK_DB_UPGRADE", "").lower() in ("1", "true", "yes"),
             ci_token=env.get("RUNBACK_CI_TOKEN") or None,
+            k_service=env.get("K_SERVICE") or None,
+            k_revision=env.get("K_REVISION") or None,
+            metadata_host=env.get("GCE_METADATA_HOST") or "metadata.google.internal",
+            tick_deadline_s=float(env.get("RUNBACK_TICK_DEADLINE_S") or 50),
         )
 
     def missing(self) -> list[str]:

@@ -4,7 +4,8 @@ POST /slack/events        Slack (Bolt verifies the signature)
 GET  /health, /healthz    liveness (/health for checks from outside: Google reserves /healthz on
                           *.run.app URLs; Cloud Run's own probes reach either)
 POST /alerts/monitoring   Cloud Monitoring webhook (?token=RUNBACK_ALERT_TOKEN)
-POST /tasks/tick          advance due work (Cloud Scheduler; ?token= or Bearer RUNBACK_TICK_TOKEN)
+POST /tasks/tick          do due work inside the request (Cloud Scheduler; ?token= or Bearer
+                          RUNBACK_TICK_TOKEN): the CPU may be gone once it is answered
 POST /ci/releases         CI registers a release candidate (Bearer RUNBACK_CI_TOKEN)
 
 In front of Bolt, /slack/events checks what Bolt would trip over: size (413 before reading),
@@ -54,7 +55,7 @@ class Hooks:
     """What the non-Slack endpoints call into (kept abstract so web.py stays thin)."""
 
     alert: Callable[[bytes], tuple[int, dict[str, Any]]]  # body -> (status, answer)
-    tick: Callable[[], None]
+    tick: Callable[[], bool | None]  # True/None: all due work done; False: the deadline came
     alert_token: str | None
     tick_token: str | None
     # True the first time a signed Slack request (by its key) is seen before ``expires``;
@@ -249,10 +250,12 @@ def make_wsgi_app(bolt_app: App, hooks: Hooks | None = None, signing_secret: str
         if hooks is None or not token_matches(given, hooks.tick_token):
             return _json(start_response, 401, {"error": "missing or wrong token"})
         try:
-            hooks.tick()
+            settled = hooks.tick()
         except UNAVAILABLE:
             log.exception("the database refused a tick")
             return _json(start_response, 503, {"error": "database unavailable; retry later"})
+        if settled is False:  # more to do than the deadline allowed: the next tick goes on
+            return _json(start_response, 200, {"status": "ticked", "more": True})
         return _json(start_response, 200, {"status": "ticked"})
 
     def ci_releases(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:

@@ -154,3 +154,64 @@ def test_only_a_cloud_console_link_is_shown_as_one(
     text = incident_text(sandbox)
     assert ("Open the incident in Cloud Monitoring" in text) is linked
     assert ("evil.example" in text) is False
+
+
+# -- alerts whose policy aggregated the location away ----------------------------------------
+
+
+def test_the_seeded_policy_aggregates_location_away_and_the_alert_is_still_managed(
+    sandbox: Sandbox,
+) -> None:
+    data = payload(sandbox)
+    labels = data["incident"]["resource"]["labels"]
+    assert labels == {"service_name": SERVICE, "revision_name": "wa-backend-00003"}, (
+        "only what the policy groups by, as Cloud Monitoring sends it"
+    )
+    response = sandbox.post_alert(json.dumps(data))
+    assert response.json()["status"] == "created", "project (the scoping one) and name match"
+    record = sandbox.runtime.deps.store.incident(response.json()["incident"])
+    assert record.managed and record.alert["project_id"] == "runback-sandbox"
+
+
+def test_a_revision_that_is_not_the_services_own_makes_it_a_question_for_a_person(
+    sandbox: Sandbox,
+) -> None:
+    sandbox.emulator.cloudrun.set_behaviour("wa-backend-00003", error_rate=0.5)
+    data = payload(sandbox)
+    data["incident"]["resource"]["labels"]["revision_name"] = "wa-backend-00007-eur"
+    response = sandbox.post_alert(json.dumps(data))
+    assert response.status_code == 200 and response.json()["status"] == "ambiguous"
+    text = incident_text(sandbox)
+    assert "may run in more than one region" in text and "`location`" in text
+    assert '"actions"' not in text, "no button acts on a service Runback cannot tell"
+    assert sandbox.emulator.router.calls.list("run.services.patch") == [], "no rollback"
+
+
+def test_without_location_or_revision_a_namesake_in_another_known_region_is_ambiguous() -> None:
+    from tests.conftest import sandbox_config
+
+    config = sandbox_config()
+    staging = config.services[1].model_copy(update={"region": "europe-west1"})
+    config = config.model_copy(update={"services": (config.services[0], staging)})
+    box = Sandbox(config, retry_deadline_s=1.5)
+    try:
+        data = payload(box)
+        del data["incident"]["resource"]["labels"]["revision_name"]
+        assert box.post_alert(json.dumps(data)).json()["status"] == "created", "no namesake yet"
+        namesake = [{"name": "wa-backend-00001-eur", "image": "europe-docker.pkg.dev/x/wa:1"}]
+        box.emulator.cloudrun.seed_service("runback-sandbox", "europe-west1", SERVICE, namesake)
+        data["incident"]["incident_id"] = "0.namesake"
+        answer = box.post_alert(json.dumps(data)).json()
+        assert answer["status"] == "ambiguous", answer
+    finally:
+        box.close()
+
+
+def test_without_a_project_label_the_scoping_project_must_be_the_services(
+    sandbox: Sandbox,
+) -> None:
+    data = payload(sandbox)
+    data["incident"]["scoping_project_id"] = "central-monitoring"
+    response = sandbox.post_alert(json.dumps(data))
+    assert response.json()["status"] == "unmanaged"
+    assert "central-monitoring" in incident_text(sandbox)

@@ -91,7 +91,10 @@ def test_an_apostrophe_goes_to_slack_verbatim_and_the_console_goes_on(piped) -> 
         ("set wa-backend-00003 healthz=abc", "! 'healthz=abc': healthz must be a number"),
         ("set wa-backend-00003 colour=red", "! 'colour=red': use: set REVISION KEY=VALUE"),
         ("set wa-backend-99999 healthz=500", "! no revision named 'wa-backend-99999'"),
-        ("fault nope.api 503", "! no emulator API 'nope.api'; known: logging.*, monitoring.*"),
+        (
+            "fault nope.api 503",
+            "! no emulator API 'nope.api'; known: iamcredentials.*, logging.*, metadata.*",
+        ),
         ("fault run.services.pach 503", "! no emulator API 'run.services.pach'; did you mean run"),
         ("fault run.services.patch", "! use: fault API STATUS [TIMES]"),
     ],

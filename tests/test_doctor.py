@@ -19,7 +19,7 @@ from bot.config import load_config
 from bot.doctor import check_database
 from bot.sandbox.emulator.http import Fault
 from bot.sandbox.emulator.server import Emulator
-from bot.sandbox.seed import seed
+from bot.sandbox.seed import seed, seed_runback
 from bot.store import Store
 from tests.db import BACKENDS, open_store
 
@@ -41,6 +41,8 @@ READS = {
     "_emulator.idtoken",
     "resourcemanager.projects.testIamPermissions",
     "secretmanager.secrets.testIamPermissions",
+    "metadata.project",
+    "metadata.region",
 }
 
 
@@ -116,10 +118,13 @@ def test_a_good_configuration_is_all_green(world: tuple[Emulator, Path]) -> None
         line(checks, f"{service}: Cloud Monitoring readable")
         line(checks, f"{service}: 2 alert policies notify Runback")
         line(checks, f"{service}: Cloud Logging readable")
+        carried = line(checks, f'{service}: alerts of "{service} error rate > 1%" carry')
+        assert "service_name, revision_name (project_id, location aggregated away" in carried
     line(checks, "reachable and writable")
     line(checks, "RUNBACK_ALERT_TOKEN is set")
     line(checks, "RUNBACK_TICK_TOKEN is set")
     line(checks, "RUNBACK_CI_TOKEN is set")
+    line(checks, "own service runback (runback-sandbox/us-central1): CPU always allocated")
     assert "0 warning(s)" in summary
     called = {call.api for call in emulator.router.calls.list()}
     assert {"slack.auth.test", "run.services.get", "monitoring.timeSeries.list"} <= called
@@ -348,3 +353,63 @@ def test_a_brief_monitoring_outage_is_retried(world: tuple[Emulator, Path]) -> N
     assert line(lines, "wa-backend: 2 alert policies notify Runback").startswith("✅ ")
     assert len(calls(emulator, "monitoring.alertPolicies.list")) == 3
     assert len(calls(emulator, "monitoring.notificationChannels.list")) == 2
+
+
+def test_runback_deployed_with_its_cpu_throttled_is_a_failure_with_the_fix(
+    world: tuple[Emulator, Path],
+) -> None:
+    emulator, folder = world
+    seed_runback(emulator, load_config(REPO / "app.yaml"), cpu_idle=True)
+    code, lines = doctor(emulator, folder, app_yaml(folder), K_SERVICE="runback")
+    assert code == 1, "\n".join(lines)
+    throttled = line(lines, "Runback's own service runback", "CPU only during requests")
+    assert throttled.startswith("❌ ")
+    fix = "gcloud run services update runback --region us-central1 --no-cpu-throttling"
+    assert fix + " --min-instances 1" in throttled
+    assert writes(emulator) == []
+
+
+def test_runback_not_found_where_it_was_looked_for_is_a_warning(
+    world: tuple[Emulator, Path],
+) -> None:
+    emulator, folder = world
+    code, lines = doctor(emulator, folder, app_yaml(folder), RUNBACK_SERVICE="runback-prod")
+    assert code == 0, "\n".join(lines)
+    missing = line(lines, "Runback's own Cloud Run service runback-prod is not in project")
+    assert missing.startswith("⚠️ ") and "RUNBACK_REGION" in missing
+
+
+def test_a_policy_whose_alerts_lose_the_service_label_is_a_warning(
+    world: tuple[Emulator, Path],
+) -> None:
+    emulator, folder = world
+    for policy in emulator.monitoring.alerts.policies(PROJECT):
+        if policy.display_name.startswith("wa-backend P95"):
+            threshold = policy.conditions[0].condition_threshold
+            threshold.aggregations[0].group_by_fields = ["resource.label.revision_name"]
+            emulator.monitoring.alerts.add_policy(PROJECT, policy)
+    code, lines = doctor(emulator, folder, app_yaml(folder))
+    assert code == 0, "\n".join(lines)
+    lost = line(lines, 'wa-backend: alerts of "wa-backend P95 > 2000 ms" will carry only')
+    assert lost.startswith("⚠️ ") and "revision_name: without service_name" in lost
+    assert "group the condition by resource.label.service_name" in lost
+
+
+def test_an_internal_ingress_health_check_says_what_to_give_runback(
+    world: tuple[Emulator, Path],
+) -> None:
+    emulator, folder = world
+    emulator.cloudrun.set_ingress("wa-backend", "internal")
+    code, lines = doctor(emulator, folder, app_yaml(folder))
+    assert code == 1, "\n".join(lines)
+    blocked = line(lines, "wa-backend:", "/health:", "ingress is internal")
+    assert blocked.startswith("❌ ") and "give Runback VPC egress (Direct VPC)" in blocked
+    assert "reserved" not in blocked
+
+
+def test_plan_upgrade_required_is_said_as_a_free_plan(world: tuple[Emulator, Path]) -> None:
+    emulator, folder = world
+    emulator.slack.set_plan("free", "plan_upgrade_required")
+    code, lines = doctor(emulator, folder, app_yaml(folder))
+    assert code == 0, "\n".join(lines)
+    assert line(lines, "plan_upgrade_required", "a free Slack plan").startswith("⚠️ ")

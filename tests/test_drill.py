@@ -118,7 +118,8 @@ def test_a_drill_deploys_a_test_revision_rolls_back_with_the_production_rollback
     revision = box.runtime.deps.cloudrun.get_revision(
         box.runtime.deps.service_ref(box.config.service(STAGING)), drill.to_revision
     )
-    assert revision.image.endswith(f"{STAGING}:v1.2.0")
+    blue_image = f"us-docker.pkg.dev/runback-sandbox/apps/{STAGING}:v1.2.0"
+    assert revision.image == box.emulator.cloudrun.images.resolve(blue_image), "by its digest"
     (rollback,) = operations(box, "rollback")
     assert (rollback.state, rollback.to_revision, rollback.data["drill"]) == (
         "succeeded",

@@ -4,6 +4,7 @@ doctor's adapter (bot.gcp.alert_policies) on top of them."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -245,3 +246,79 @@ def test_which_channels_reach_runback(
 ) -> None:
     channel = NotificationChannel("projects/p/notificationChannels/1", kind, url, enabled)
     assert webhook_problem(channel) == problem
+
+
+@pytest.mark.parametrize(
+    ("group_by", "carried"),
+    [
+        (["resource.label.service_name"], {"service_name"}),
+        (
+            [
+                "resource.labels.service_name",
+                "resource.labels.location",
+                "resource.label.project_id",
+            ],
+            {"service_name", "location", "project_id"},
+        ),
+        ([], set()),
+    ],
+)
+def test_an_alert_carries_only_the_labels_its_policy_groups_by(
+    emu: Emulator, group_by: list[str], carried: set[str]
+) -> None:
+    from bot.gcp.alert_policies import alert_labels
+    from bot.sandbox.seed import alert_payload
+
+    emu.monitoring.alerts.remove_policies(PROJECT, "wa-backend")
+    policy = monitoring_v3.AlertPolicy(
+        display_name="wa-backend 5xx ratio",
+        enabled=True,
+        conditions=[
+            {
+                "display_name": "5xx ratio",
+                "condition_threshold": {
+                    "filter": 'metric.type = "run.googleapis.com/request_count" AND '
+                    'resource.labels.service_name = "wa-backend"',
+                    "aggregations": [
+                        {
+                            "alignment_period": {"seconds": 60},
+                            "per_series_aligner": "ALIGN_RATE",
+                            "cross_series_reducer": "REDUCE_SUM",
+                            "group_by_fields": group_by,
+                        }
+                    ],
+                },
+            }
+        ],
+    )
+    stored = emu.monitoring.alerts.add_policy(PROJECT, policy)
+    incident = json.loads(alert_payload(emu, "wa-backend", "open", "0.labels"))["incident"]
+    assert set(incident["resource"]["labels"]) == carried
+    assert incident["policy_name"] == "wa-backend 5xx ratio"
+    assert set(alert_labels(stored) or ()) == carried, "the doctor reads the same from the policy"
+
+
+def test_without_a_cross_series_reducer_every_label_is_carried(emu: Emulator) -> None:
+    from bot.sandbox.seed import alert_payload
+
+    emu.monitoring.alerts.remove_policies(PROJECT, "wa-backend")
+    policy = monitoring_v3.AlertPolicy(
+        display_name="wa-backend errors",
+        enabled=True,
+        conditions=[
+            {
+                "display_name": "errors",
+                "condition_threshold": {
+                    "filter": 'metric.type = "run.googleapis.com/request_count" AND '
+                    'resource.labels.service_name = "wa-backend"',
+                    "aggregations": [
+                        {"alignment_period": {"seconds": 60}, "per_series_aligner": "ALIGN_RATE"}
+                    ],
+                },
+            }
+        ],
+    )
+    emu.monitoring.alerts.add_policy(PROJECT, policy)
+    incident = json.loads(alert_payload(emu, "wa-backend", "open", "0.all"))["incident"]
+    assert incident["resource"]["labels"]["location"] == "us-central1"
+    assert incident["resource"]["labels"]["project_id"] == PROJECT

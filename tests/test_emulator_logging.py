@@ -145,3 +145,25 @@ def test_request_level_defaults_and_dry_run(emulator: Emulator) -> None:
     assert len(stored) == 1
     assert stored[0]["labels"] == {"env": "sandbox", "k": "v"}
     assert stored[0]["logName"] == LOG and stored[0]["severity"] == "DEFAULT"
+
+
+def test_the_adapter_reads_what_it_needs_in_one_page(emulator: Emulator) -> None:
+    """Cloud Logging answers 50 entries a page unless asked for more; entries.list is quota'd
+    per project and minute, so the postmortem's 500 newest errors come in one call."""
+    from bot.gcp.logs import CloudLoggingAudit
+
+    at = datetime.now(UTC).replace(microsecond=0)
+    for i in range(120):
+        emulator.logging.add_entry(
+            {
+                "logName": "projects/p/logs/run.googleapis.com%2Fstderr",
+                "resource": {"type": "cloud_run_revision", "labels": {"service_name": "svc"}},
+                "timestamp": (at - timedelta(seconds=i)).isoformat().replace("+00:00", "Z"),
+                "textPayload": f"ERROR {i}",
+            }
+        )
+    reader = CloudLoggingAudit(project="p", emulator_host=emulator.host)
+    found = reader.list_entries('resource.labels.service_name="svc"', max_results=500)
+    assert len(found) == 120
+    calls = emulator.router.calls.list("logging.entries.list")
+    assert len(calls) == 1 and calls[0].body["pageSize"] == 500

@@ -119,7 +119,7 @@ def test_flag_on_then_off_each_one_env_patch_checked_watched_and_kept(box: Sandb
     assert after == {**before, "FEATURE_FLAG_NEW_CHECKOUT": "true"}, "only that variable changed"
     assert list(after) == list(before), "in its place, the rest in order"
     revision = box.runtime.deps.cloudrun.get_revision(REF, new)
-    assert revision.image == IMAGE, "the same image"
+    assert revision.image == box.emulator.cloudrun.images.resolve(IMAGE), "the same image, pinned"
     assert box.emulator.cloudrun.revision_flags(new)["NEW_CHECKOUT"] == "true"
 
     run(box, "wait 9m")  # the watch, and Monitoring's minutes ~3 min late

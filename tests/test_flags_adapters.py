@@ -62,7 +62,7 @@ def test_an_env_patch_creates_a_revision_that_carries_it_and_nothing_else(emu: E
         cloudrun.get_revision(REF, CURRENT),
         cloudrun.get_revision(REF, "wa-backend-00003-flg"),
     )
-    assert new.image == base.image == "wa:1.1"
+    assert base.image == "wa:1.1" and new.image == emu.cloudrun.images.resolve("wa:1.1")
     assert [v.name for v in new.env] == [v.name for v in base.env], "in place, in order"
     assert new.env_value("FEATURE_FLAG_NEW_CHECKOUT") == "true"
     assert new.env_value("FEATURE_FLAG_BETA") == "true" and new.env_value("APP_ENV") == "production"
@@ -75,9 +75,11 @@ def test_an_env_patch_creates_a_revision_that_carries_it_and_nothing_else(emu: E
         "flag": "wa-backend-00003-flg",
     }
     patch = emu.router.calls.list("run.services.patch")[-1]
-    assert patch.query["updateMask"] == ["template.containers,template.revision,traffic"]
+    # the base revision's whole template (bot.gcp.cloudrun.template_from_revision)
+    assert patch.query["updateMask"] == ["template,traffic"]
     sidecar = patch.body["template"]["containers"][0]
-    assert sidecar["image"] == "otel:1" and "env" not in sidecar, "only the ingress container"
+    assert sidecar["image"] == emu.cloudrun.images.resolve("otel:1"), "pinned, as it runs"
+    assert "env" not in sidecar, "only the ingress container"
     assert emu.cloudrun.revision_flags("wa-backend-00003-flg") == {
         "NEW_CHECKOUT": "true",
         "BETA": "true",
@@ -99,7 +101,8 @@ def test_the_flip_starts_from_the_serving_revision_not_the_services_template(
         cloudrun.start_traffic_update(REF, [TrafficTarget(CURRENT, 100)], state.etag), 10
     )
     flip(cloudrun, CURRENT, "wa-backend-00004-flg", "true")
-    assert cloudrun.get_revision(REF, "wa-backend-00004-flg").image == "wa:1.1"
+    flipped = cloudrun.get_revision(REF, "wa-backend-00004-flg").image
+    assert flipped == emu.cloudrun.images.resolve("wa:1.1"), "wa:1.1 by its digest"
 
 
 def test_a_stale_etag_is_a_conflict_and_changes_nothing(emu: Emulator) -> None:
@@ -189,7 +192,7 @@ def test_config_flags_of_a_protected_service_carries_an_id_token(emu: Emulator) 
         (200, '{"A": true}', "bad_shape"),
         (200, '{"flags": {"A": "true"}}', "bad_shape"),
         (200, '{"flags": {"a-b": true}}', "bad_shape"),
-        (404, "<title>Error 404 (Not Found)!!1</title>", "reserved_path"),
+        (404, "<title>Error 404 (Not Found)!!1</title>", "ingress_internal"),  # not a reserved path
         (403, "Forbidden", "invoker_denied"),
         (503, "", "http_status"),
     ],

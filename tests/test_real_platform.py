@@ -362,7 +362,7 @@ def test_a_release_changes_the_ingress_container_and_keeps_the_sidecar() -> None
         )
         containers = revisions_client(box.emulator).get_revision(name=name).containers
         assert [(c.image, bool(c.ports)) for c in containers] == [
-            (SIDECAR_IMAGE, False),
+            (box.emulator.cloudrun.images.resolve(SIDECAR_IMAGE), False),  # blue's, by digest
             (IMAGE, True),
         ]
     finally:

@@ -52,6 +52,7 @@ ERROR_DETAIL: dict[str, dict[str, Any]] = {
     "patch_failed": {"detail": "403 PERMISSION_DENIED"},
     "operation_failed": {"detail": "revision failed to start"},
     "traffic_mismatch": {"serving": {"wa-backend-00003": 100}},
+    "change_failed": {"detail": "REVISION_FAILED: Revision 'wa-backend-00004-abc' is not ready"},
     "healthz_failed": {
         "url": "https://wa-backend.a.run.app/healthz",
         "checks": [

@@ -27,6 +27,11 @@ ALERTS_PATH = "/alerts/monitoring"
 MAX_BACKOFF_S = 2.0
 
 
+# The labels of the cloud_run_revision monitored resource
+# (https://cloud.google.com/monitoring/api/resources#tag_cloud_run_revision).
+CLOUD_RUN_LABELS = ("project_id", "location", "service_name", "revision_name", "configuration_name")
+
+
 @dataclass(frozen=True)
 class AlertPolicy:
     name: str
@@ -34,6 +39,9 @@ class AlertPolicy:
     enabled: bool
     queries: tuple[str, ...]  # each condition's filter(s) or query
     notification_channels: tuple[str, ...]
+    # The resource labels its alerts carry: what its conditions' aggregations keep; None when
+    # a condition is a query (MQL, PromQL, log match) whose result Runback cannot read here.
+    alert_labels: tuple[str, ...] | None = CLOUD_RUN_LABELS
 
 
 @dataclass(frozen=True)
@@ -139,7 +147,31 @@ def _policy(message: Any) -> AlertPolicy:
         enabled=enabled,
         queries=tuple(q for q in queries if q),
         notification_channels=tuple(message.notification_channels),
+        alert_labels=alert_labels(message),
     )
+
+
+def alert_labels(message: Any) -> tuple[str, ...] | None:
+    """The resource labels an alert of this policy carries (in CLOUD_RUN_LABELS' order).
+
+    A threshold condition's series are what its aggregations leave: with a cross-series
+    reducer only its ``groupByFields`` ("Fields not specified in groupByFields are aggregated
+    away": Monitoring API, Aggregation); without one, every label. A policy's alerts carry
+    what its most reducing condition keeps. None when a condition is a query."""
+    kept = set(CLOUD_RUN_LABELS)
+    for condition in message.conditions:
+        if "condition_threshold" not in condition:
+            return None
+        threshold = condition.condition_threshold
+        aggregations = [*threshold.aggregations, *threshold.denominator_aggregations]
+        reducing = [a for a in aggregations if a.cross_series_reducer]
+        if reducing:
+            fields = reducing[-1].group_by_fields
+            kept &= {f.split(".", 2)[2] for f in fields if f.startswith(RESOURCE_LABEL_PREFIXES)}
+    return tuple(label for label in CLOUD_RUN_LABELS if label in kept)
+
+
+RESOURCE_LABEL_PREFIXES = ("resource.label.", "resource.labels.")
 
 
 def _channel(message: Any) -> NotificationChannel:

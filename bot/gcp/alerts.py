@@ -5,6 +5,10 @@ length-limited, and anything unexpected is a clear 400, never a crash and never 
 Display strings (summary, policy, condition and metric names) are cut to length instead: a real
 alert with a long summary is never lost to a 400. NUL characters are dropped everywhere.
 
+Labels a policy's condition does not group by are aggregated away ("Fields not specified in
+groupByFields are aggregated away": Monitoring API, Aggregation): an error-ratio policy grouped
+by ``service_name`` sends no ``location`` (nor ``project_id``); see bot/ops/incidents/intake.py.
+
 Payload reference (version 1.2, "Webhooks" schema):
 https://cloud.google.com/monitoring/support/notification-options ; the resource labels of a
 Cloud Run alert are those of the ``cloud_run_revision`` monitored resource (project_id,
@@ -89,6 +93,7 @@ class AlertMetric(_Loose):
 class Incident(_Loose):
     incident_id: str = Field(min_length=1, max_length=SHORT)
     state: str
+    scoping_project_id: ShortText = ""  # the metrics scope's project (the policy's)
     policy_name: ShortText = ""
     condition_name: ShortText = ""
     resource: AlertResource = AlertResource()

@@ -11,20 +11,23 @@ EtagConflict (ABORTED) or a RevisionExists (ALREADY_EXISTS) and is never retried
 FAILED_PRECONDITION is a stale etag too. A conflict that follows a retried attempt may mean the
 first attempt was applied: see ``_update``.
 
-``start_deploy`` is a read-modify-write: it GETs the service, changes the ingress container's
-image (the one container with a port; sidecars have none) and
-``revision`` in a copy of its template, and PATCHes that template with the new traffic under the
-update mask ``template.containers,template.revision,traffic``. The narrow mask keeps every other
-template field (service account, scaling, timeout, ...) server-side as it is; ``containers`` is
-sent whole (a mask cannot reach into a repeated field), echoed from the GET, so env vars,
-resources, ports and probes are kept too. Had the server treated the mask as ``template``, or
-ignored it, the echoed template would still leave everything but the image and name unchanged.
-The caller's ``etag`` goes in the body, so a service changed since the caller read it is a 409.
+``start_deploy`` builds the new revision from a base revision (blue, the revision serving
+now) and PATCHes the service's whole template with it plus the new traffic, under the update
+mask ``template,traffic``: the image of the ingress container (the one with a port; sidecars
+have none) and ``revision`` change, and everything else is the base revision's own, read from
+the revision itself (``template_from_revision``): containers, service account, scaling, VPC
+access, volumes, timeout, concurrency, execution environment, labels. Not the service's
+current template: after a rollback (traffic moved back to an older revision) the template
+still holds the rolled-back-from revision's settings, and a PATCH of only
+``template.containers`` would carry those into the new revision. The caller's ``etag`` goes in
+the body, so a service changed since the caller read it is a 409. Without a base revision the
+narrow mask ``template.containers,template.revision,traffic`` keeps the rest of the service's
+template as it is.
 
-``start_env_update`` (a feature flag flip) is the same PATCH under the same mask, with the
-containers of the revision it starts from and one environment variable of its ingress container
-changed (https://cloud.google.com/run/docs/configuring/services/environment-variables: changing
-a variable creates a new revision).
+``start_env_update`` (a feature flag flip, a restore) is the same PATCH from its base revision,
+with one environment variable of its ingress container changed
+(https://cloud.google.com/run/docs/configuring/services/environment-variables: changing a
+variable creates a new revision).
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ MAX_BACKOFF_S = 2.0
 POLL_INITIAL_S = 0.1
 POLL_MAX_S = 2.0
 DEPLOY_MASK = ("template.containers", "template.revision", "traffic")
+BASE_MASK = ("template", "traffic")  # a new revision built from a base revision's whole template
 APPLIED = "applied:"  # prefix of the "operation" of a change found already in place
 
 
@@ -77,6 +81,7 @@ class CloudRunAdmin:
         self._initial_backoff_s = initial_backoff_s
         self._lock = threading.Lock()
         self._clients: tuple[run_v2.ServicesClient, run_v2.RevisionsClient] | None = None
+        self._session: tuple[Any, str] | None = None  # (HTTP session, endpoint) for raw reads
 
     # -- the CloudRun port --------------------------------------------------------------------
 
@@ -128,33 +133,74 @@ class CloudRunAdmin:
 
         if not revision_name:
             raise CloudRunError("invalid_argument", "a deploy needs an explicit revision name")
-        template, _ = self._template(ref, base_revision)
+        template, base = self._template(ref, base_revision)
         ingress = template.containers[self._ingress(ref, template.containers)]
-        ingress.image = image
+        if base is None or image != base.containers[self._ingress(ref, base.containers)].image:
+            ingress.image = image  # else the base's own image, pinned to its digest (a drill)
         for name, value in (env or {}).items():
             ingress.env = with_env(ingress.env, EnvVar(name, value))
         template.revision = revision_name
         service = run_v2.Service(
             name=ref.path, etag=etag, template=template, traffic=_traffic(targets)
         )
-        return self._update(service, list(DEPLOY_MASK))
+        return self._update(service, list(BASE_MASK if base is not None else DEPLOY_MASK))
 
     def _template(self, ref: ServiceRef, base_revision: str) -> tuple[Any, Any]:
-        """A copy of the service's template (the rest is kept by the PATCH) and, with
-        ``base_revision``, that revision, whose containers the copy takes: after a rollback (or a
-        flag flip rolled back) the template still holds what was rolled back from, and a deploy
-        or a flip must not bring it back."""
+        """The template a new revision starts from, and the base revision it was read from:
+        with ``base_revision``, that revision's whole template (``template_from_revision``);
+        without, a copy of the service's template (None for the revision)."""
         from google.cloud import run_v2
 
-        services, revisions = self._get_clients()
-        current = self._call(lambda: services.get_service(name=ref.path, **self._call_options()))
-        template = run_v2.RevisionTemplate(current.template)
+        services, _ = self._get_clients()
         if not base_revision:
-            return template, None
-        path = f"{ref.path}/revisions/{base_revision}"
-        base = self._call(lambda: revisions.get_revision(name=path, **self._call_options()))
-        template.containers = [run_v2.Container(c) for c in base.containers]
-        return template, base
+            current = self._call(
+                lambda: services.get_service(name=ref.path, **self._call_options())
+            )
+            return run_v2.RevisionTemplate(current.template), None
+        base, digests = self._revision_with_digests(f"{ref.path}/revisions/{base_revision}")
+        return template_from_revision(base, digests), base
+
+    def _revision_with_digests(self, path: str) -> tuple[Any, dict[str, str]]:
+        """The revision and its containers' resolved digests by container name
+        (``containerStatuses[].imageDigest``). The v2 REST Revision has that field, but this
+        version of run_v2 does not model it (its REST transport drops what it does not know),
+        so the revision is read as JSON with the library's own credentials and errors."""
+        import json
+
+        from google.api_core import exceptions
+        from google.cloud import run_v2
+
+        session, endpoint = self._raw_session()
+
+        def fetch() -> Any:
+            answer = session.get(f"{endpoint}/v2/{path}", timeout=self._attempt_timeout_s)
+            if answer.status_code >= 400:
+                raise exceptions.from_http_response(answer)
+            return answer.json()
+
+        raw = self._call(lambda: self._retry()(fetch)())
+        revision = run_v2.Revision.from_json(json.dumps(raw), ignore_unknown_fields=True)
+        statuses = raw.get("containerStatuses") or []
+        digests = {str(s.get("name", "")): str(s.get("imageDigest", "")) for s in statuses}
+        if len(statuses) == 1 and len(revision.containers) == 1:  # unnamed single container
+            digests[revision.containers[0].name] = digests[str(statuses[0].get("name", ""))]
+        return revision, {name: digest for name, digest in digests.items() if digest}
+
+    def _raw_session(self) -> tuple[Any, str]:
+        with self._lock:
+            if self._session is None:
+                if self._emulator_host:
+                    import requests
+
+                    self._session = (requests.Session(), f"http://{self._emulator_host}")
+                else:
+                    import google.auth
+                    from google.auth.transport.requests import AuthorizedSession
+
+                    scopes = ["https://www.googleapis.com/auth/cloud-platform"]
+                    credentials, _ = google.auth.default(scopes=scopes)
+                    self._session = (AuthorizedSession(credentials), "https://run.googleapis.com")
+            return self._session
 
     def start_env_update(
         self,
@@ -172,28 +218,25 @@ class CloudRunAdmin:
         the base revision's Cloud SQL volume to the new instance, so ``/cloudsql/NEW`` exists in
         the container (https://cloud.google.com/run/docs/configuring/services/cloud-sql-connect).
 
-        The containers come from the base revision, not from the service's template: after a
-        rollback the template still names the newer image that was rolled back from, and a flag
-        flip or a restore must not bring it back. The rest of the template is kept as in
-        ``start_deploy``.
+        The whole template comes from the base revision (``template_from_revision``), not
+        from the service's template: after a rollback that still holds the newer revision that
+        was rolled back from (image and settings), and a flag flip or a restore must not bring
+        it back.
         """
         from google.cloud import run_v2
 
         if not revision_name or not base_revision:
             raise CloudRunError("invalid_argument", "an env update needs a base and a name")
-        template, base = self._template(ref, base_revision)
+        template, _ = self._template(ref, base_revision)
         ingress = template.containers[self._ingress(ref, template.containers)]
         ingress.env = with_env(ingress.env, env)
         template.revision = revision_name
-        paths = list(DEPLOY_MASK)
         if cloudsql_swap:
-            template.volumes = [run_v2.Volume(v) for v in base.volumes]
-            if _swap_cloudsql(template, *cloudsql_swap):
-                paths.append("template.volumes")
+            _swap_cloudsql(template, *cloudsql_swap)
         service = run_v2.Service(
             name=ref.path, etag=etag, template=template, traffic=_traffic(targets)
         )
-        return self._update(service, paths)
+        return self._update(service, list(BASE_MASK))
 
     @staticmethod
     def _ingress(ref: ServiceRef, containers: Any) -> int:
@@ -273,7 +316,9 @@ class CloudRunAdmin:
         current = self._call(lambda: services.get_service(name=wanted.name, **self._call_options()))
         if _targets(current.traffic) != _targets(wanted.traffic):
             return False
-        if "template.revision" in paths and current.template.revision != wanted.template.revision:
+        template = "template" in paths
+        revision_sent = template or "template.revision" in paths
+        if revision_sent and current.template.revision != wanted.template.revision:
             return False
 
         def containers(service: run_v2.Service) -> list[tuple[str, list[tuple[str, str]]]]:
@@ -281,7 +326,8 @@ class CloudRunAdmin:
                 (c.image, [(e.name, e.value) for e in c.env]) for c in service.template.containers
             ]
 
-        return "template.containers" not in paths or containers(current) == containers(wanted)
+        containers_sent = template or "template.containers" in paths
+        return not containers_sent or containers(current) == containers(wanted)
 
     @property
     def ready(self) -> bool:
@@ -382,6 +428,7 @@ def service_state(ref: ServiceRef, service: run_v2.Service) -> ServiceState:
         )
         for status in service.traffic_statuses
     )
+    template = service.template
     return ServiceState(
         ref=ref,
         etag=service.etag,
@@ -389,7 +436,39 @@ def service_state(ref: ServiceRef, service: run_v2.Service) -> ServiceState:
         traffic=traffic,
         latest_ready_revision=latest_ready,
         reconciling=service.reconciling,
+        failure="" if service.reconciling else terminal_failure(service.terminal_condition),
+        cpu_throttled=cpu_throttled(template.containers),
+        min_instances=max(template.scaling.min_instance_count, service.scaling.min_instance_count),
     )
+
+
+def terminal_failure(condition: Any) -> str:
+    """Why Cloud Run says the service's last change failed: its terminalCondition FAILED, with
+    its reason (one of ``reason``, ``revisionReason``, ``executionReason``) and message
+    (https://cloud.google.com/run/docs/reference/rest/v2/Condition); "" when it did not."""
+    from google.cloud import run_v2
+
+    if condition.state != run_v2.Condition.State.CONDITION_FAILED:
+        return ""
+    reasons = ("reason", "revision_reason", "execution_reason")
+    reason = next((getattr(condition, r).name for r in reasons if r in condition), "")
+    message = condition.message.strip()
+    return ": ".join(part for part in (reason, message) if part) or "FAILED"
+
+
+def cpu_throttled(containers: Any) -> bool:
+    """Whether the CPU is allocated only while requests are in flight (request-based billing).
+
+    ``resources.cpuIdle``: "Determines whether CPU is only allocated during requests (true by
+    default). However, if ResourceRequirements is set, the caller must explicitly set this
+    field to true to preserve the default behavior" (Cloud Run Admin API v2,
+    ResourceRequirements). So no ``resources`` at all is throttled, and with ``resources`` the
+    field says (proto3: absent reads false, CPU always allocated)."""
+    ingress = ingress_container(containers)
+    if ingress is None:
+        return any("resources" not in c or c.resources.cpu_idle for c in containers)
+    container = containers[ingress]
+    return "resources" not in container or bool(container.resources.cpu_idle)
 
 
 def to_revision(revision: run_v2.Revision) -> Revision:
@@ -414,6 +493,64 @@ def to_revision(revision: run_v2.Revision) -> Revision:
         env=tuple(_env_var(var) for var in container.env) if container else (),
         service_account=revision.service_account,
     )
+
+
+# Cloud Run's own label and annotation namespaces: read-only on a revision, and refused in a v2
+# template ("Cloud Run API v2 does not support labels with `run.googleapis.com`,
+# `cloud.googleapis.com`, `serving.knative.dev`, or `autoscaling.knative.dev` namespaces, and
+# they will be rejected": RevisionTemplate.labels, Cloud Run Admin API v2 reference).
+SYSTEM_NAMESPACES = (
+    "run.googleapis.com",
+    "cloud.googleapis.com",
+    "serving.knative.dev",
+    "autoscaling.knative.dev",
+)
+
+
+def template_from_revision(
+    revision: run_v2.Revision, digests: Mapping[str, str] | None = None
+) -> run_v2.RevisionTemplate:
+    """The template ``revision`` was created from, as far as the revision records it: every
+    RevisionTemplate field a Revision has (containers, volumes, service account, scaling, VPC
+    access, timeout, concurrency, execution environment, encryption, session affinity, node
+    selector, service mesh, labels and annotations but Cloud Run's own), ``revision`` unset.
+
+    The one way every workflow that creates a revision from another (a release from blue, a
+    flag flip, a rollback drill, a restore) builds it, so that the new revision is the base
+    revision with only what the workflow means to change.
+
+    ``digests`` (container name -> the digest Cloud Run resolved when it created the revision,
+    ``containerStatuses[].imageDigest``) pins each container's image to it: a tag may have
+    moved since, and "the same image" must be the same code."""
+    from google.cloud import run_v2
+    from google.protobuf import json_format
+
+    raw = json_format.MessageToDict(run_v2.Revision.pb(revision))
+    revision_fields = run_v2.Revision.pb().DESCRIPTOR.fields_by_name
+    shared = set(run_v2.RevisionTemplate.meta.fields) & set(revision_fields)
+    wanted = {revision_fields[name].json_name for name in shared}
+    template_pb = run_v2.RevisionTemplate.pb()()
+    json_format.ParseDict({key: raw[key] for key in wanted & set(raw)}, template_pb)
+    template = run_v2.RevisionTemplate.wrap(template_pb)
+    for container in template.containers:
+        container.image = pinned_image(container.image, (digests or {}).get(container.name, ""))
+    for mapping in (template.labels, template.annotations):
+        for key in [k for k in mapping if k.split("/", 1)[0] in SYSTEM_NAMESPACES and "/" in k]:
+            del mapping[key]
+    return template
+
+
+def pinned_image(image: str, digest: str) -> str:
+    """``image`` by its digest: ``repo@sha256:...``. ``digest`` may be the full reference (as
+    Cloud Run shows it) or ``sha256:...`` alone; none leaves ``image`` as it is."""
+    if not digest:
+        return image
+    if "@" in digest:
+        return digest
+    name = image.split("@", 1)[0]
+    slash, colon = name.rfind("/"), name.rfind(":")
+    repository = name[:colon] if colon > slash else name
+    return f"{repository}@{digest}"
 
 
 def _env_var(var: Any) -> EnvVar:

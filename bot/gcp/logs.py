@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from google.cloud.logging import Client
 
 T = TypeVar("T")
+MAX_PAGE_SIZE = 1000  # entries.list: pageSize "must not exceed 1000"
 _log = logging.getLogger(__name__)
 
 SEVERITY_BY_OUTCOME = {"ok": "NOTICE", "refused": "WARNING", "failed": "ERROR"}
@@ -94,6 +95,9 @@ class CloudLoggingAudit:
                 filter_=filter_ or None,
                 order_by=DESCENDING,
                 max_results=max_results,
+                # One call: the server's default page is 50 entries, and entries.list is
+                # quota'd per project per minute (https://cloud.google.com/logging/quotas).
+                page_size=max(1, min(max_results, MAX_PAGE_SIZE)),
             )
             return [entry.to_api_repr() for entry in found]
 

@@ -4,14 +4,17 @@ Two answers are configuration problems, not health answers:
 - Google's front end answers some paths itself on ``*.run.app`` URLs, exactly ``/healthz`` among
   them, with its own HTML 404 ("Error 404 (Not Found)!!1"), before the container sees the
   request (https://cloud.google.com/run/docs/known-issues, "Reserved URL paths";
-  funkyhq/funky#30, checkmarble/marble-backend#977). That is ``problem="reserved_path"``.
+  funkyhq/funky#30, checkmarble/marble-backend#977). That is ``problem="reserved_path"``. The
+  same page for any other path means the service's ingress keeps Runback out (internal, or
+  internal and Cloud Load Balancing): ``problem="ingress_internal"``.
 - A 403 from a service that requires authentication means Runback's identity lacks
   ``roles/run.invoker``: ``problem="invoker_denied"``.
 
 For a service that requires authentication the probe sends ``Authorization: Bearer ID_TOKEN``
 with the service URL as audience. The token comes from ``id_token_source``: by default
-``google.oauth2.id_token.fetch_id_token`` (the metadata server on Cloud Run, a service account
-key elsewhere); the sandbox passes the emulator's token endpoint instead.
+``fetch_google_id_token`` (the metadata server on Cloud Run, a service account key, or gcloud's
+ADC of an impersonated service account on a laptop); the sandbox passes the emulator's token
+endpoint instead.
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Any, Self
+from urllib.parse import urlsplit
 
+from bot.policy.platform import health_path_reserved
 from bot.ports import ProbeResult
 
 if TYPE_CHECKING:
@@ -36,11 +41,39 @@ IdTokenSource = Callable[[str], str]  # audience -> ID token
 
 
 def fetch_google_id_token(audience: str) -> str:
-    """An ID token for ``audience`` from Application Default Credentials."""
+    """An ID token for ``audience`` from Application Default Credentials.
+
+    ``fetch_id_token`` reads only ``GOOGLE_APPLICATION_CREDENTIALS`` (a service account key) and
+    the metadata server (Cloud Run); gcloud's ADC file is not among them. When ADC is an
+    impersonated service account (``gcloud auth application-default login
+    --impersonate-service-account``, the README's laptop step), the token comes from IAM
+    Credentials' generateIdToken as that service account instead."""
     import google.auth.transport.requests
     from google.oauth2 import id_token
 
-    return str(id_token.fetch_id_token(google.auth.transport.requests.Request(), audience))
+    request = google.auth.transport.requests.Request()
+    credentials = impersonated_id_token_credentials(audience)
+    if credentials is None:
+        return str(id_token.fetch_id_token(request, audience))
+    credentials.refresh(request)
+    return str(credentials.token)
+
+
+def impersonated_id_token_credentials(audience: str) -> Any:
+    """ID-token credentials for ``audience`` when ADC is an impersonated service account
+    (``type: impersonated_service_account``); None otherwise (fetch_id_token's cases)."""
+    import google.auth
+    from google.auth import exceptions, impersonated_credentials
+
+    try:
+        credentials, _ = google.auth.default()
+    except exceptions.DefaultCredentialsError:
+        return None
+    if not isinstance(credentials, impersonated_credentials.Credentials):
+        return None
+    return impersonated_credentials.IDTokenCredentials(
+        credentials, target_audience=audience, include_email=True
+    )
 
 
 class IdTokenHttp:
@@ -129,8 +162,16 @@ class HttpProbe(IdTokenHttp):
             status=status,
             detail=text[:DETAIL_CHARS],
             elapsed_ms=_elapsed_ms(started),
-            problem=_problem(status, text),
+            problem=_problem(status, text, urlsplit(url).path),
         )
+
+
+def front_end_refusal(path: str) -> str:
+    """Why Google's front end answered a path itself: a path it reserves (``/healthz``), or,
+    for any other path, the service's ingress (internal, or internal and Cloud Load
+    Balancing): a request from outside the VPC never reaches the service
+    (https://cloud.google.com/run/docs/securing/ingress) and gets the same HTML 404."""
+    return "reserved_path" if health_path_reserved(path) else "ingress_internal"
 
 
 def is_front_end_404(status: int | None, body: str) -> bool:
@@ -138,9 +179,9 @@ def is_front_end_404(status: int | None, body: str) -> bool:
     return status == 404 and any(marker in body for marker in GOOGLE_404_MARKERS)
 
 
-def _problem(status: int, body: str) -> str:
+def _problem(status: int, body: str, path: str) -> str:
     if is_front_end_404(status, body):
-        return "reserved_path"
+        return front_end_refusal(path)
     if status == 403:
         return "invoker_denied"
     return ""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from bot.gcp.probe import IdTokenHttp, is_front_end_404
+from bot.gcp.probe import IdTokenHttp, front_end_refusal, is_front_end_404
 from bot.policy.flags import parse_answer
 from bot.ports import FlagsAnswer
 
@@ -51,7 +51,7 @@ def answer_of(status: int, text: str) -> FlagsAnswer:
     """An HTTP answer as a FlagsAnswer (pure)."""
     detail = text[:DETAIL_CHARS]
     if is_front_end_404(status, text):
-        return FlagsAnswer(None, status, "reserved_path", detail)
+        return FlagsAnswer(None, status, front_end_refusal(FLAGS_PATH), detail)
     if status == 403:
         return FlagsAnswer(None, status, "invoker_denied", detail)
     if not 200 <= status < 300:

@@ -186,6 +186,16 @@ class Engine:
             else:
                 cards.deliver_due(self.deps)
 
+    def tick_in_request(self, deadline_s: float) -> bool:
+        """``POST /tasks/tick``: the recovery pass, then wait (at most ``deadline_s``) until the
+        work it started, and whatever else runs, is done: cards delivered included. With
+        request-based billing Cloud Run takes the CPU away once a response is sent ("you
+        shouldn't start background threads": Cloud Run docs, general development tips), so due
+        steps must run while the tick's request is still open. True when all was done in time;
+        otherwise the rest goes on at the next tick."""
+        self.tick()
+        return self.wait_idle(timeout_s=deadline_s)
+
     def _tell_incidents(self, operation_id: str) -> None:
         operation = self.deps.store.operation(operation_id)
         if operation is not None and operation.state in TERMINAL_STATES:

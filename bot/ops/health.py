@@ -10,7 +10,7 @@ from bot.policy.gates import HEALTH_PROBLEMS, Observation
 from bot.ports import ProbeResult
 
 # ProbeResult.problem values that are configuration problems, never "unhealthy".
-CONFIG_PROBLEMS = frozenset({"reserved_path", "invoker_denied", "no_id_token"})
+CONFIG_PROBLEMS = frozenset({"reserved_path", "ingress_internal", "invoker_denied", "no_id_token"})
 
 
 def probe_health(

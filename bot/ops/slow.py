@@ -6,8 +6,16 @@ changed when the operation ends; the wait is recorded in the timeline and the au
 from __future__ import annotations
 
 from bot.ops.context import BOT_ACTOR, Deps
-from bot.ports import CloudRunError
+from bot.ports import CloudRunError, ServiceState
 from bot.store import Operation
+
+
+def not_applied(state: ServiceState) -> CloudRunError:
+    """Why a change Cloud Run finished did not leave the traffic asked for: Cloud Run's own
+    reason (the service's terminalCondition) when it gives one, else the traffic as it is."""
+    if state.failure:
+        return CloudRunError("change_failed", state.failure)
+    return CloudRunError("traffic_mismatch", str(state.serving()))
 
 
 def still_applying(deps: Deps, operation: Operation, kind: str, error: CloudRunError) -> Operation:

@@ -43,12 +43,14 @@ class Reason(StrEnum):
     HEALTHY = "healthy"
     # the health check could not be made (configuration problems, see the module docstring)
     HEALTH_PATH_RESERVED = "health_path_reserved"
+    INGRESS_INTERNAL = "ingress_internal"
     INVOKER_DENIED = "invoker_denied"
     NO_ID_TOKEN = "no_id_token"
 
 
 HEALTH_PROBLEMS = {
     "reserved_path": Reason.HEALTH_PATH_RESERVED,
+    "ingress_internal": Reason.INGRESS_INTERNAL,
     "invoker_denied": Reason.INVOKER_DENIED,
     "no_id_token": Reason.NO_ID_TOKEN,
 }

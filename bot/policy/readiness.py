@@ -297,7 +297,7 @@ def health(path: str, custom_domain: bool, probe: ProbeResult) -> Item:
     facts: dict[str, Any] = {"path": path, "status": probe.status, "ms": round(probe.elapsed_ms)}
     if probe.problem == "reserved_path":
         return Item("health", Mark.FAIL, "reserved", facts)
-    if probe.problem in ("invoker_denied", "no_id_token"):
+    if probe.problem in ("ingress_internal", "invoker_denied", "no_id_token"):
         return Item("health", Mark.FAIL, probe.problem, facts)
     if not probe.ok:
         return Item("health", Mark.FAIL, "fails", facts | {"detail": probe.detail[:120]})

@@ -11,6 +11,7 @@ from google.cloud import monitoring_v3
 
 from bot.config import Config, ServiceConfig
 from bot.sandbox.emulator.cloudrun import DEFAULT_SERVICE_ACCOUNT
+from bot.sandbox.emulator.monitoring_alerts import alert_resource_labels
 from bot.sandbox.emulator.secretmanager import ACCESSOR
 from bot.sandbox.emulator.server import Emulator
 from bot.sandbox.emulator.slack_api import BOT_USER_ID
@@ -25,6 +26,35 @@ SAMPLE_REVISIONS = (
     ("00002", "v1.1.0", 86400),
     ("00003", "v1.2.0", 3600),
 )
+# Each sample revision's own settings (RevisionTemplate fields, in the API's JSON): a revision
+# is a snapshot of its template, and a new revision built from an older one must carry that
+# one's settings, never the newest's (the service's template after a rollback).
+SAMPLE_SETTINGS: dict[str, dict[str, object]] = {
+    "00001": {
+        "timeout": "300s",
+        "maxInstanceRequestConcurrency": 80,
+        "scaling": {"maxInstanceCount": 10},
+        "labels": {"release": "v1-0-0"},
+    },
+    "00002": {
+        "timeout": "120s",
+        "maxInstanceRequestConcurrency": 40,
+        "scaling": {"minInstanceCount": 1, "maxInstanceCount": 20},
+        "executionEnvironment": "EXECUTION_ENVIRONMENT_GEN2",
+        "labels": {"release": "v1-1-0"},
+    },
+    "00003": {
+        "timeout": "60s",
+        "maxInstanceRequestConcurrency": 20,
+        "scaling": {"minInstanceCount": 2, "maxInstanceCount": 50},
+        "executionEnvironment": "EXECUTION_ENVIRONMENT_GEN2",
+        "vpcAccess": {
+            "egress": "PRIVATE_RANGES_ONLY",
+            "networkInterfaces": [{"network": "default"}],
+        },
+        "labels": {"release": "v1-2-0"},
+    },
+}
 # The feature flags each sample revision was deployed with (`/flag SERVICE` lists them).
 SAMPLE_FLAGS = {
     "00001": {"FEATURE_FLAG_NEW_CHECKOUT": "false"},
@@ -53,6 +83,7 @@ def seed(emulator: Emulator, config: Config) -> None:
                 "image": f"us-docker.pkg.dev/{service.project}/apps/{service.name}:{version}",
                 "age_s": age,
                 "env": {"APP_ENV": service.environment, **SAMPLE_FLAGS[number], **env},
+                "template": SAMPLE_SETTINGS[number],
             }
             for number, version, age in SAMPLE_REVISIONS
         ]
@@ -70,7 +101,35 @@ def seed(emulator: Emulator, config: Config) -> None:
             emulator.cloudrun.map_domain(urlsplit(service.url).netloc, service.name)
         if service.requires_auth:
             emulator.cloudrun.require_auth(service.name)
+    seed_runback(emulator, config)
     seed_alert_policies(emulator, config)
+
+
+RUNBACK_SERVICE = "runback"
+RUNBACK_REVISION = "runback-00001-kaz"
+
+
+def seed_runback(emulator: Emulator, config: Config, cpu_idle: bool = False) -> str:
+    """Runback's own Cloud Run service, deployed as the README says (CPU always allocated, one
+    minimum instance), in the first service's project and the metadata server's region:
+    what `serve` and `doctor` read about themselves. ``cpu_idle`` models request-based
+    billing (the CPU throttled between requests)."""
+    project = config.services[0].project
+    emulator.metadata.project = project
+    revision = {
+        "name": RUNBACK_REVISION,
+        "image": f"{emulator.metadata.region}-docker.pkg.dev/{project}/"
+        "cloud-run-source-deploy/runback:latest",
+        "age_s": 7 * 86400,
+        "resources": {"limits": {"cpu": "1", "memory": "512Mi"}, "cpuIdle": cpu_idle},
+        "template": {
+            "serviceAccount": f"runback@{project}.iam.gserviceaccount.com",
+            "scaling": {"minInstanceCount": 1},
+        },
+    }
+    return emulator.cloudrun.seed_service(
+        project, emulator.metadata.region, RUNBACK_SERVICE, revisions=[revision]
+    )
 
 
 def seed_alert_policies(emulator: Emulator, config: Config) -> None:
@@ -169,37 +228,51 @@ def seed_database(emulator: Emulator, service: ServiceConfig) -> dict[str, objec
     return {database.env: {"secret": database.secret, "version": version}}
 
 
+ERROR_RATE_METRIC = "run.googleapis.com/request_count"
+
+
 def alert_payload(emulator: Emulator, service: str, state: str, incident_id: str) -> str:
-    """A Cloud Monitoring webhook (version 1.2) for an error-rate policy on ``service``, shaped
-    like the real thing, with the serving revision and its current error rate."""
+    """A Cloud Monitoring webhook (version 1.2) from the service's error-rate policy, shaped
+    like the real thing, with the serving revision and its current error rate. Its resource
+    labels are those the policy's aggregation keeps (``groupByFields``: the seed's policy
+    groups by service and revision, so no ``location`` nor ``project_id``), as Monitoring
+    sends them; a service without such a policy gets every label."""
     serving = [row for row in _traffic_or_empty(emulator, service) if row["percent"]]
     revision = max(serving, key=lambda row: row["percent"])["revision"] if serving else ""
     behaviour = emulator.cloudrun.behaviour(revision) if revision else {}
+    try:
+        project, region = emulator.cloudrun.location_of(service)
+    except KeyError:
+        project, region = emulator.metadata.project, emulator.metadata.region
+    labels = {
+        "project_id": project,
+        "service_name": service,
+        "revision_name": revision,
+        "location": region,
+        "configuration_name": service,
+    }
+    policy = emulator.monitoring.alerts.policy_for(project, service, ERROR_RATE_METRIC)
+    if policy is not None:
+        labels = alert_resource_labels(policy, labels)
     now = int(emulator.cloudrun.clock())  # the sandbox's time, as the bot's
     incident = {
         "incident_id": incident_id,
-        "scoping_project_id": "runback-sandbox",
+        "scoping_project_id": project,
         "url": f"https://console.cloud.google.com/monitoring/alerting/incidents/{incident_id}",
         "started_at": now - 60,
         "ended_at": now if state == "closed" else None,
         "state": state,
         "summary": f"Error rate for {service} is above the threshold of 0.01.",
-        "resource": {
-            "type": "cloud_run_revision",
-            "labels": {
-                "service_name": service,
-                "revision_name": revision,
-                "location": "us-central1",
-                "project_id": "runback-sandbox",
-            },
-        },
+        "resource": {"type": "cloud_run_revision", "labels": labels},
         "metric": {
-            "type": "run.googleapis.com/request_count",
+            "type": ERROR_RATE_METRIC,
             "displayName": "Request Count",
             "labels": {"response_code_class": "5xx"},
         },
-        "policy_name": f"{service} error rate > 1%",
-        "condition_name": "5xx ratio above 1% for 1 min",
+        "policy_name": policy.display_name if policy else f"{service} error rate > 1%",
+        "condition_name": (
+            policy.conditions[0].display_name if policy else "5xx ratio above 1% for 1 min"
+        ),
         "observed_value": str(behaviour.get("error_rate", "")),
         "threshold_value": "0.01",
         "documentation": {

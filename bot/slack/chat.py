@@ -79,6 +79,10 @@ def _chat_error(error: Exception) -> ChatError:
     return ChatError(type(error).__name__, maybe_sent=True)
 
 
+# usergroups.list on a plan without user groups (https://docs.slack.dev/reference/methods/usergroups.list)
+PAID_PLAN_ERRORS = ("paid_teams_only", "plan_upgrade_required")
+
+
 class SlackChat:
     def __init__(self, client: WebClient) -> None:
         self.client = client
@@ -236,14 +240,16 @@ class SlackDirectory:
         try:
             response = self.client.usergroups_list(include_users=True)
         except Exception as error:  # keep the last known groups rather than lose roles
-            # Free workspaces answer paid_teams_only (grafana/oncall#4793).
-            problem = (
+            # Free workspaces answer paid_teams_only (grafana/oncall#4793), or
+            # plan_upgrade_required (usergroups.list's documented errors): the same fact.
+            answered = (
                 str(error.response.get("error") or "")
                 if isinstance(error, SlackApiError)
                 else "unreachable"
             )
+            problem = "paid_teams_only" if answered in PAID_PLAN_ERRORS else answered
             if problem != self._problem:
-                log.error("could not read Slack user groups: %s", problem)
+                log.error("could not read Slack user groups: %s", answered)
             self._problem = problem or "unknown"
             return self._cache
         self._problem = ""

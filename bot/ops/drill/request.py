@@ -11,6 +11,7 @@ from bot.ops.drill.view import refresh
 from bot.ops.errors import UserError
 from bot.ops.holding import open_holding
 from bot.policy.approvals import decide_request
+from bot.policy.names import revision_name
 from bot.store import Operation
 
 
@@ -62,9 +63,9 @@ def _authorize(deps: Deps, service: ServiceConfig, user: str, channel: str) -> N
 
 
 def drill_revision_name(service: str, now: datetime) -> str:
-    """Cloud Run revision names are the service's name, a dash and a suffix (lowercase letters,
-    digits, dashes; 63 characters at most): ``wa-backend-staging-drill-20261130-091500``."""
-    return f"{service}-drill-{now:%Y%m%d-%H%M%S}"[:63]
+    """``wa-backend-staging-drill-20261130-091500``: always a valid revision name
+    (bot/policy/names.py)."""
+    return revision_name(service, f"drill-{now:%Y%m%d-%H%M%S}")
 
 
 def _open(deps: Deps, user: str, now: datetime, **fields: Any) -> Operation:

@@ -184,8 +184,8 @@ def _step_wait_deploy(deps: Deps, operation: Operation) -> Operation:
     except CloudRunError as error:
         outcome = {"code": "deploy_failed", "detail": error.detail or error.reason}
         return _safety_then_end(deps, operation, outcome)
-    if state.serving() != {operation.to_revision: 100}:
-        outcome = {"code": "deploy_failed", "detail": str(state.serving())}
+    if state.failure or state.serving() != {operation.to_revision: 100}:
+        outcome = {"code": "deploy_failed", "detail": state.failure or str(state.serving())}
         return _safety_then_end(deps, operation, outcome)
     entry = _log(operation, "deployed", True, started, deps.clock.now(), uri=state.uri)
     next_state = "rolling_back" if operation.data.get("stop_requested") else "verifying"

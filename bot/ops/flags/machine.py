@@ -19,7 +19,7 @@ from bot.ops.flags.record import (
 from bot.ops.flags.states import FLAG_TAG, MAX_STEPS_PER_RUN, RUNNING_STATES
 from bot.ops.flags.verify import verify_tag
 from bot.ops.flags.watch import step_watch
-from bot.ops.slow import still_applying
+from bot.ops.slow import not_applied, still_applying
 from bot.ops.stepping import advance
 from bot.ports import CloudRunError, ServiceState, TrafficTarget
 from bot.store import Operation
@@ -60,9 +60,8 @@ def _step_applying(deps: Deps, operation: Operation) -> Operation:
         if error.reason == "operation_timeout":
             return still_applying(deps, operation, "flag", error)
         return _failed_change(deps, operation, pending["purpose"], error)
-    if state.serving() != pending["expect"]:
-        mismatch = CloudRunError("traffic_mismatch", str(state.serving()))
-        return _failed_change(deps, operation, pending["purpose"], mismatch)
+    if state.failure or state.serving() != pending["expect"]:  # a deploy's new revision failed
+        return _failed_change(deps, operation, pending["purpose"], not_applied(state))
     operation = commit(deps, operation, pending=None)
     return AFTER_APPLY[pending["then"]](deps, operation, state)
 

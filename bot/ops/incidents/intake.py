@@ -10,6 +10,7 @@ from bot.gcp.alerts import Incident
 from bot.ops.context import Deps
 from bot.ops.incidents.lifecycle import resolve
 from bot.ops.incidents.view import refresh_incident_card
+from bot.ports import CloudRunError, ServiceRef
 
 MONITORING = "cloud-monitoring"
 
@@ -17,7 +18,7 @@ MONITORING = "cloud-monitoring"
 @dataclass(frozen=True)
 class AlertOutcome:
     incident_id: str
-    status: str  # created | duplicate | closed | unknown | unmanaged | unidentified
+    status: str  # created | duplicate | closed | unknown | unmanaged | unidentified | ambiguous
     judge: bool  # a judgement should follow (run it off the request thread)
 
 
@@ -25,7 +26,7 @@ def receive_alert(deps: Deps, alert: Incident) -> AlertOutcome:
     if alert.state == "closed":
         return _close_from_alert(deps, alert)
     now = deps.clock.now()
-    service = managed_service_of(deps, alert)
+    service, identity = identify(deps, alert)
     record, created = deps.store.create_incident(
         now,
         external_id=alert.incident_id,
@@ -33,7 +34,7 @@ def receive_alert(deps: Deps, alert: Incident) -> AlertOutcome:
         revision=alert.revision_name,
         managed=service is not None,
         state="open",
-        alert=_alert_facts(alert),
+        alert={**_alert_facts(alert), "identity": identity},
         started_at=alert.started_at,
         channel=deps.config.channels.incidents.id,
     )
@@ -61,20 +62,53 @@ def receive_alert(deps: Deps, alert: Incident) -> AlertOutcome:
     if not record.service:
         return AlertOutcome(record.id, "unidentified", judge=False)
     if not record.managed:
-        return AlertOutcome(record.id, "unmanaged", judge=False)
+        return AlertOutcome(record.id, identity or "unmanaged", judge=False)
     return AlertOutcome(record.id, "created", judge=True)
 
 
-def managed_service_of(deps: Deps, alert: Incident) -> ServiceConfig | None:
-    """The app.yaml service the alert is about: same name, project and region. A service of the
-    same name in another project or region is somebody else's."""
+def identify(deps: Deps, alert: Incident) -> tuple[ServiceConfig | None, str]:
+    """The app.yaml service the alert is about, or why there is none ("unidentified": no
+    service label; "unmanaged": not one of app.yaml's; "ambiguous": the name runs in several
+    regions and the alert does not say which).
+
+    Matched on project and service name, and on location when the alert carries it: labels
+    the policy does not group by are aggregated away, often ``location`` (and ``project_id``,
+    then the payload's ``scoping_project_id`` stands for it). Without a location, the service's
+    name must not be ambiguous: the alert's revision must be one of the service's own, and
+    without a revision no other region Runback knows may run a service of that name. Either
+    way the judgement that follows reads the service's own numbers, never the alert's."""
+    if not alert.service_name:
+        return None, "unidentified"
     service = deps.config.service(alert.service_name)
     if service is None:
-        return None
-    labels = alert.resource
-    if (service.project, service.region) != (labels.project_id, labels.location):
-        return None
-    return service
+        return None, "unmanaged"
+    project = alert.resource.project_id or alert.scoping_project_id
+    if project != service.project:
+        return None, "unmanaged"
+    if alert.resource.location:
+        return (service, "") if alert.resource.location == service.region else (None, "unmanaged")
+    if _name_elsewhere(deps, service, alert.revision_name):
+        return None, "ambiguous"
+    return service, ""
+
+
+def _name_elsewhere(deps: Deps, service: ServiceConfig, revision: str) -> bool:
+    """Whether an alert without a location may be about a same-named service elsewhere."""
+    ref = deps.service_ref(service)
+    if revision:
+        try:
+            deps.cloudrun.get_revision(ref, revision)
+        except CloudRunError as error:  # only "no such revision here" says it is elsewhere
+            return error.reason == "not_found"
+        return False
+    regions = sorted({s.region for s in deps.config.services} - {service.region})
+    for region in regions:
+        try:
+            deps.cloudrun.get_service(ServiceRef(service.project, region, service.name))
+        except CloudRunError:
+            continue
+        return True
+    return False
 
 
 def _alert_facts(alert: Incident) -> dict[str, Any]:
@@ -89,7 +123,7 @@ def _alert_facts(alert: Incident) -> dict[str, Any]:
         "url": alert.url,
         "summary": alert.summary,
         "documentation": alert.documentation,
-        "project_id": alert.resource.project_id,
+        "project_id": alert.resource.project_id or alert.scoping_project_id,
         "location": alert.resource.location,
     }
 

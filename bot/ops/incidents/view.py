@@ -121,7 +121,8 @@ def _action_and_buttons(
     if not record.service:
         return {"action": "unidentified", "buttons": [], "blocked": ""}
     if not record.managed:
-        return {"action": "unmanaged", "buttons": [], "blocked": ""}
+        ambiguous = (record.alert or {}).get("identity") == "ambiguous"
+        return {"action": "ambiguous" if ambiguous else "unmanaged", "buttons": [], "blocked": ""}
     if record.state in ("mitigated", "resolved"):
         buttons = ["resolve"] if record.state == "mitigated" else []
         return {"action": record.state, "buttons": buttons, "blocked": ""}

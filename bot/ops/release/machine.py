@@ -13,7 +13,7 @@ from bot.ops.release.finish import after_finalize, after_roll_back, step_finaliz
 from bot.ops.release.judging import step_judge
 from bot.ops.release.record import commit
 from bot.ops.release.states import MAX_STEPS_PER_RUN
-from bot.ops.slow import still_applying
+from bot.ops.slow import not_applied, still_applying
 from bot.ops.stepping import advance
 from bot.ports import CloudRunError
 from bot.store import Operation
@@ -40,13 +40,8 @@ def _step_applying(deps: Deps, operation: Operation) -> Operation:
         if error.reason == "operation_timeout":
             return still_applying(deps, operation, "release", error)
         return cloud_failure(deps, operation, pending["purpose"], error)
-    if state.serving() != pending["expect"]:
-        return cloud_failure(
-            deps,
-            operation,
-            pending["purpose"],
-            CloudRunError("traffic_mismatch", str(state.serving())),
-        )
+    if state.failure or state.serving() != pending["expect"]:  # a deploy's new revision failed
+        return cloud_failure(deps, operation, pending["purpose"], not_applied(state))
     operation = commit(deps, operation, pending=None, expected=state.serving())
     return AFTER_APPLY[pending["then"]](deps, operation, state)
 

@@ -17,6 +17,7 @@ from bot.ops.release.view import refresh
 from bot.ops.release_migrations import migration_of, register_candidate
 from bot.policy.approvals import Verdict, decide_request
 from bot.policy.images import ImageRef, allowed_registries, check_image, in_registries, parse_image
+from bot.policy.names import revision_name
 from bot.policy.release_migrations import flag_problem, is_guarded
 from bot.policy.targets import current_revision
 from bot.ports import CloudRunError, Revision
@@ -260,4 +261,4 @@ def next_revision_name(service: str, revisions: list[Revision]) -> str:
         if (m := re.fullmatch(rf"{re.escape(service)}-(\d+)(?:-\w+)?", r.name))
     ]
     suffix = "".join(random.choices(string.ascii_lowercase, k=3))
-    return f"{service}-{max(numbers, default=0) + 1:05d}-{suffix}"
+    return revision_name(service, f"{max(numbers, default=0) + 1:05d}-{suffix}")

@@ -98,6 +98,8 @@ def _step_wait(deps: Deps, operation: Operation) -> Operation:
             deps, operation, "operation_failed", "wait", detail=error.detail or error.reason
         )
     if state.serving() != {operation.to_revision: 100}:
+        if state.failure:  # Cloud Run's own reason, rather than "the traffic is not there"
+            return fail(deps, operation, "change_failed", "wait", detail=state.failure)
         return fail(deps, operation, "traffic_mismatch", "wait", serving=state.serving())
     deps.store.add_event(
         operation.id, deps.clock.now(), "traffic_shifted", actor=BOT_ACTOR, serving=state.serving()

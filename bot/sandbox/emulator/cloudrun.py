@@ -21,17 +21,25 @@ Semantics worth knowing:
   own traffic may name that revision (e.g. a 0% ``green`` tag on it). The name must start with
   ``{service}-``; if it is taken, the update is refused with 409 ALREADY_EXISTS ("Revision named
   ... with different configuration already exists"), unless the existing revision was created
-  from exactly that template (then it is reused, as Cloud Run does). Every container image must
-  look like ``[host/]repo-path[:tag][@digest]`` (no spaces, not empty), else 400. Unlike Cloud
-  Run, the registry host is not checked.
+  from exactly that template (then it is reused, as Cloud Run does). A revision name is a DNS
+  label (at most 63 characters, no trailing hyphen) and a tag and the service's name fit 46
+  characters together, else 400 with Cloud Run's own message (cloudrun_revisions.py). Every
+  container image must look like ``[host/]repo-path[:tag][@digest]`` (no spaces, not
+  empty), else 400. Unlike Cloud Run, the registry host is not checked.
 - A revision created by an update starts with ``new_revision_behaviour`` (default: healthy);
   set it to make the next deployed revisions bad (failing /healthz, errors, latency).
+- Each container image is resolved to a digest when a revision is created (``images``: a tag
+  names a digest until ``move_tag`` moves it) and shown in the revision's ``containerStatuses``
+  (``imageDigest``: ``repo@sha256:...``), added to the JSON since run_v2 does not model it.
 - ``fail_next_operations`` makes the next updates' operations fail (e.g. quota errors).
 - A service answers at ``{base_url}/_svc/{service}`` (picking a revision by its actual traffic
   share, smooth weighted round-robin) and each tag at ``{base_url}/_svc/{service}/_tag/{tag}``.
 - Exactly ``/healthz`` on a service or tag URL is answered by "Google's front end" with its HTML
   404 (see RESERVED_PATH_NOTE); the container answers ``/health`` and ``/healthz/``. A custom
   domain (``map_domain``) answers at ``{base_url}/_domain/{host}``, where nothing is reserved.
+- ``ingress`` internal (or internal and Cloud Load Balancing, ``set_ingress``): its URLs and
+  custom domain answer Google's HTML 404 to callers from outside (cloudrun_ingress.py), unless
+  ``internal_callers`` (the caller has VPC egress).
 - ``require_auth`` makes a service answer 403 unless the request carries an ID token minted by
   ``identity`` whose audience is the service URL.
 - ``fail_next_revisions``: the next created revisions never become Ready (Ready condition
@@ -67,6 +75,18 @@ from google.cloud import run_v2
 from google.longrunning import operations_pb2
 from google.protobuf import field_mask_pb2, json_format
 
+from bot.sandbox.emulator.cloudrun_ingress import GOOGLE_404_HTML, IngressMixin
+from bot.sandbox.emulator.cloudrun_revisions import (
+    ImageRegistry,
+    ImagesMixin,
+    check_revision_name,
+    check_tag_lengths,
+    check_template_metadata,
+    container_statuses,
+    revision_settings,
+    seed_template,
+    with_container_statuses,
+)
 from bot.sandbox.emulator.http import (
     HttpError,
     Request,
@@ -114,22 +134,6 @@ REVISION_START_FAILED = (
     "variable within the allocated timeout."
 )  # the container's own health endpoints
 
-# RESERVED_PATH_NOTE: Cloud Run's front end serves some paths itself: "/eventlog", paths under
-# "/_ah/", and "some paths ending in z" (https://cloud.google.com/run/docs/known-issues,
-# "Reserved URL paths"). In practice exactly ``/healthz`` is answered with Google's own HTML 404
-# and never reaches the container, while ``/healthz/``, ``/health``, ``/readyz`` do
-# (funkyhq/funky#30, checkmarble/marble-backend#977, kkdai/linebot-file#5). Custom domains
-# (domain mappings) do not reserve it.
-GOOGLE_404_HTML = """<!DOCTYPE html>
-<html lang=en>
-  <meta charset=utf-8>
-  <meta name=viewport content="initial-scale=1, minimum-scale=1, width=device-width">
-  <title>Error 404 (Not Found)!!1</title>
-  <a href=//www.google.com/><span id=logo aria-label=Google></span></a>
-  <p><b>404.</b> <ins>That’s an error.</ins>
-  <p>The requested URL <code>{path}</code> was not found on this server.
-  <ins>That’s all we know.</ins>
-"""
 METRICS_HISTORY_S = 600.0  # /metrics counters start with this much synthetic history
 
 _LOCATION = r"projects/[^/]+/locations/[^/]+"
@@ -232,7 +236,7 @@ class _Operation:
     result: run_v2.Service | None = None
 
 
-class CloudRunEmulator:
+class CloudRunEmulator(IngressMixin, ImagesMixin):
     def __init__(
         self, clock: Callable[[], float] = time.time, identity: IdentityEmulator | None = None
     ) -> None:
@@ -257,6 +261,9 @@ class CloudRunEmulator:
             self._behaviours: dict[str, Behaviour] = {}  # short revision name -> behaviour
             # full revision name -> the template it was created from (``revision`` cleared)
             self._templates: dict[str, run_v2.RevisionTemplate] = {}
+            self.images = ImageRegistry()  # tags resolve to digests when a revision is made
+            # full revision name -> its containerStatuses (name, imageDigest)
+            self._container_statuses: dict[str, list[dict[str, str]]] = {}
             self._new_behaviour: dict[str, int | float] = {}  # for revisions made by updates
             self._counters: dict[str, _Counters] = {}
             self._operations: dict[str, _Operation] = {}
@@ -264,6 +271,7 @@ class CloudRunEmulator:
             self._failures: list[tuple[int, str]] = []  # (code, message) for the next operations
             self._revision_failures: list[tuple[int, str]] = []  # the same, for new revisions
             self._domains: dict[str, str] = {}  # custom domain host -> short service name
+            self.internal_callers = False  # True: requests come from the VPC (internal ingress)
             self._auth_required: set[str] = set()  # short names of IAM-protected services
             # short revision name -> what its /config/flags answers instead of its env
             self._config_answers: dict[str, tuple[int, dict[str, bool] | None]] = {}
@@ -283,7 +291,10 @@ class CloudRunEmulator:
 
         ``revisions``: ``{"name", "image", "age_s", "sidecars", "env"}`` each (``sidecars``:
         optional ``[{"name", "image"}]``, put before the ingress container; ``env``: optional
-        ``{NAME: value}`` of the ingress container, or ``{NAME: {"secret", "version"}}``).
+        ``{NAME: value}`` of the ingress container, or ``{NAME: {"secret", "version"}}``;
+        ``template``: optional RevisionTemplate fields in JSON, ``{"serviceAccount": ...}``;
+        ``resources``: optional, the ingress container's, ``{"cpuIdle": true}``). The service's
+        template is the newest revision's.
         ``traffic``: revision -> percent (default: 100% on the newest). ``tags``: tag -> revision
         (0% tagged targets).
         """
@@ -413,6 +424,20 @@ class CloudRunEmulator:
             full = f"{self._service_of(revision)}/revisions/{revision}"
             return _feature_flags(self._revisions[full].containers)
 
+    def revision(self, revision: str) -> run_v2.Revision:
+        """A copy of a revision as the API shows it (its settings, containers, conditions)."""
+        with self._lock:
+            self._settle()
+            return run_v2.Revision(
+                self._revisions[f"{self._service_of(revision)}/revisions/{revision}"]
+            )
+
+    def location_of(self, service: str) -> tuple[str, str]:
+        """(project, region) of the service named ``service``; KeyError when there is none."""
+        with self._lock:
+            parts = self._find_by_short(service).name.split("/")
+            return parts[1], parts[3]
+
     def behaviour(self, revision: str) -> dict[str, Any]:
         with self._lock:
             return asdict(self._require_behaviour(revision))
@@ -510,6 +535,13 @@ class CloudRunEmulator:
         add("POST", ready, "_emulator.cloudrun.ready.set", self._control_set_ready)
         add("POST", "/_emulator/config", "_emulator.cloudrun.config", self._control_config)
         add("POST", "/_emulator/domains", "_emulator.cloudrun.domains", self._control_domain)
+        add("POST", "/_emulator/images", "_emulator.cloudrun.images", self._control_images)
+        add(
+            "POST",
+            r"/_emulator/services/(?P<service>[^/]+)/ingress",
+            "_emulator.cloudrun.ingress",
+            self._control_ingress,
+        )
         add(
             "POST",
             r"/_emulator/services/(?P<service>[^/]+)/auth",
@@ -560,7 +592,9 @@ class CloudRunEmulator:
             revision = self._revisions.get(request.params["name"])
             if revision is None:
                 raise HttpError(404, f"Revision '{request.params['name']}' was not found.")
-            return _message_response(revision, request)
+            answer = _message_response(revision, request)
+            answer.body = with_container_statuses(answer.body, self._container_statuses)
+            return answer
 
     def _list_revisions(self, request: Request) -> Response:
         parent = request.params["parent"]
@@ -571,7 +605,9 @@ class CloudRunEmulator:
             owned.sort(key=lambda r: r.create_time, reverse=True)
             page, token = _page(owned, request)
             body = run_v2.ListRevisionsResponse(revisions=page, next_page_token=token)
-            return _message_response(body, request)
+            answer = _message_response(body, request)
+            answer.body = with_container_statuses(answer.body, self._container_statuses)
+            return answer
 
     def _get_operation(self, request: Request) -> Response:
         with self._lock:
@@ -633,6 +669,7 @@ class CloudRunEmulator:
         changed = {p.split(".")[0] for p in paths}
         if "traffic" in changed:
             _validate_traffic(updated.traffic)
+            check_tag_lengths(_short(current.name), updated.traffic)
         new_revision = self._new_revision_name(current, updated, changed)
         return (
             updated,
@@ -651,8 +688,10 @@ class CloudRunEmulator:
         if "template" not in changed or updated.template == current.template:
             return ""
         _validate_template(updated.template)
+        check_template_metadata(updated.template)
         short_service = _short(current.name)
         short = updated.template.revision or self._fresh_revision_name(current)
+        check_revision_name(short)
         if not short.startswith(short_service + "-"):
             raise HttpError(400, f"revision name must start with '{short_service}-'")
         full = f"{current.name}/revisions/{short}"
@@ -750,6 +789,14 @@ class CloudRunEmulator:
                 service.terminal_condition = _condition(
                     State.CONDITION_FAILED, now, operation.error
                 )
+                if (
+                    operation.new_revision
+                    and revision.conditions[0].state == State.CONDITION_FAILED
+                ):
+                    # the service's terminalCondition names why (Condition.CommonReason)
+                    service.terminal_condition.reason = (
+                        run_v2.Condition.CommonReason.REVISION_FAILED
+                    )
             else:
                 latest = _short(service.latest_ready_revision)
                 service.traffic_statuses = _statuses(operation.traffic, latest)
@@ -781,6 +828,9 @@ class CloudRunEmulator:
     # -- the services' own endpoints ----------------------------------------------------------
 
     def _healthz(self, request: Request) -> Response:
+        refused = self._refused_by_ingress(request)
+        if refused is not None:
+            return refused
         revision, behaviour = self._serve(request)
         status = behaviour.healthz_status
         body = {"status": "ok" if status < 400 else "unhealthy", "revision": revision}
@@ -792,6 +842,9 @@ class CloudRunEmulator:
         return text_response(page, 404, "text/html; charset=UTF-8")
 
     def _metrics(self, request: Request) -> Response:
+        refused = self._refused_by_ingress(request)
+        if refused is not None:
+            return refused
         revision, behaviour = self._serve(request)
         with self._lock:
             ok, errors = self._counts(revision)
@@ -804,6 +857,9 @@ class CloudRunEmulator:
 
     def _config_flags(self, request: Request) -> Response:
         """The app's own ``GET /config/flags``, from the answering revision's environment."""
+        refused = self._refused_by_ingress(request)
+        if refused is not None:
+            return refused
         revision, behaviour = self._serve(request)
         with self._lock:
             status, flags = self._config_answers.get(revision, (200, None))
@@ -1065,6 +1121,7 @@ class CloudRunEmulator:
         for name in [n for n in self._revisions if n.startswith(full + "/")]:
             del self._revisions[name]
             self._templates.pop(name, None)
+            self._container_statuses.pop(name, None)
             self._behaviours.pop(_short(name), None)
             self._counters.pop(_short(name), None)
         for name in [n for n, o in self._operations.items() if o.service == full]:
@@ -1081,6 +1138,9 @@ class CloudRunEmulator:
         short = _short(full)
         service = full.split("/revisions/")[0]
         self._templates[full] = _config_of(template)
+        self._container_statuses[full] = container_statuses(template.containers, self.images)
+        settings = revision_settings(template, service)
+        settings["service_account"] = template.service_account or DEFAULT_SERVICE_ACCOUNT
         self._revisions[full] = run_v2.Revision(
             name=full,
             uid=str(uuid.uuid4()),
@@ -1088,13 +1148,7 @@ class CloudRunEmulator:
             create_time=created,
             update_time=created,
             service=_short(service),
-            containers=[run_v2.Container(c) for c in template.containers],
-            service_account=template.service_account or DEFAULT_SERVICE_ACCOUNT,
-            volumes=[run_v2.Volume(v) for v in template.volumes],  # a revision keeps its volumes
-            labels={
-                "cloud.googleapis.com/location": service.split("/")[3],
-                "serving.knative.dev/service": _short(service),
-            },
+            **settings,  # the whole template, as Cloud Run keeps it
             conditions=[
                 _condition(
                     State.CONDITION_SUCCEEDED if ready else State.CONDITION_RECONCILING, created
@@ -1112,7 +1166,7 @@ class CloudRunEmulator:
     ) -> run_v2.Revision:
         full = f"{service}/revisions/{spec['name']}"
         age_s = float(spec.get("age_s", (count - index) * 3600))
-        template = run_v2.RevisionTemplate(containers=_seed_containers(spec))
+        template = seed_template(_seed_containers(spec), spec)
         self._add_revision(full, template, self._now() - timedelta(seconds=age_s), ready=True)
         return self._revisions[full]
 
@@ -1131,9 +1185,7 @@ class CloudRunEmulator:
             creator="runback-sandbox@example.com",
             last_modifier="runback-sandbox@example.com",
             ingress=run_v2.IngressTraffic.INGRESS_TRAFFIC_ALL,
-            template=run_v2.RevisionTemplate(
-                containers=[run_v2.Container(c) for c in newest.containers]
-            ),
+            template=run_v2.RevisionTemplate(self._templates[newest.name]),
             traffic=targets,
             traffic_statuses=_statuses(targets, _short(newest.name)),
             latest_ready_revision=newest.name,

@@ -15,9 +15,15 @@ import time
 import uuid
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 from bot.sandbox.emulator.http import HttpError, Request, Response, Router, json_response
+
+
+def _oauth_error(status: int, message: str) -> Response:
+    """OAuth 2's error shape: ``{"error": "invalid_grant"}``."""
+    return json_response({"error": message, "error_description": message}, status)
+
 
 ISSUER = "https://accounts.google.com"
 TOKEN_LIFETIME_S = 3600
@@ -30,6 +36,7 @@ class IdentityEmulator:
     def __init__(self) -> None:
         self.key_id = uuid.uuid4().hex
         self._keys: tuple[Any, bytes] | None = None
+        self._access_tokens: set[str] = set()
         self._lock = threading.Lock()
 
     def _key(self) -> tuple[Any, bytes]:
@@ -54,6 +61,40 @@ class IdentityEmulator:
 
     def register(self, router: Router) -> None:
         router.add("GET", "/_emulator/idtoken", "_emulator.idtoken", self._mint_route)
+        # What a laptop's gcloud ADC (an impersonated service account) calls: Google's OAuth 2
+        # token endpoint for the user's refresh token, then IAM Credentials' generateIdToken.
+        router.add("POST", "/token", "oauth2.token", self._oauth_token, _oauth_error)
+        router.add(
+            "POST",
+            r"/v1/projects/-/serviceAccounts/(?P<email>[^/:]+):generateIdToken",
+            "iamcredentials.generateIdToken",
+            self._generate_id_token,
+        )
+
+    def _oauth_token(self, request: Request) -> Response:
+        """``grant_type=refresh_token`` (an ``authorized_user``'s refresh): an access token."""
+        form = parse_qs(request.body.decode(errors="replace"))
+        if form.get("grant_type") != ["refresh_token"] or not form.get("refresh_token"):
+            return _oauth_error(400, "invalid_grant")
+        token = "ya29.sandbox-" + uuid.uuid4().hex
+        with self._lock:
+            self._access_tokens.add(token)
+        return json_response({"access_token": token, "expires_in": 3599, "token_type": "Bearer"})
+
+    def _generate_id_token(self, request: Request) -> Response:
+        """IAM Credentials ``generateIdToken``: an ID token of the service account for
+        ``audience``, for a caller with an access token (roles/iam.serviceAccountTokenCreator)
+        (https://cloud.google.com/iam/docs/reference/credentials/rest/v1/projects.serviceAccounts/generateIdToken)."""
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        with self._lock:
+            known = scheme.lower() == "bearer" and token in self._access_tokens
+        if not known:
+            raise HttpError(401, "Request had invalid authentication credentials.")
+        body = request.json()
+        audience = str(body.get("audience") or "") if isinstance(body, dict) else ""
+        if not audience:
+            raise HttpError(400, "audience is required")
+        return json_response({"token": self.mint(audience, request.params["email"])})
 
     def mint(self, audience: str, email: str = SANDBOX_IDENTITY) -> str:
         from google.auth import jwt

@@ -82,6 +82,17 @@ class AlertPolicyStore:
                 del self._policies[name]
         return len(doomed)
 
+    def policy_for(
+        self, project: str, service: str, metric: str
+    ) -> monitoring_v3.AlertPolicy | None:
+        """The first enabled policy of ``project`` whose condition names ``service`` and
+        ``metric`` (e.g. ``run.googleapis.com/request_count``): the one an alert comes from."""
+        for policy in self.policies(project):
+            texts = [c.condition_threshold.filter for c in policy.conditions]
+            if policy.enabled and _names(policy, service) and any(metric in t for t in texts):
+                return policy
+        return None
+
     def policies(self, project: str) -> list[monitoring_v3.AlertPolicy]:
         with self._lock:
             return [
@@ -119,6 +130,34 @@ class AlertPolicyStore:
         return monitoring_v3.ListNotificationChannelsResponse(
             notification_channels=chosen, next_page_token=token, total_size=len(found)
         )
+
+
+def alert_resource_labels(
+    policy: monitoring_v3.AlertPolicy, labels: dict[str, str]
+) -> dict[str, str]:
+    """The resource labels an incident of ``policy`` carries, from the series' ``labels``.
+
+    A condition's time series are what its aggregations leave: with a cross-series reducer,
+    only the ``groupByFields`` survive ("Fields not specified in groupByFields are aggregated
+    away": Monitoring API, Aggregation), and the incident's ``resource.labels`` are that
+    series' labels. A real error-ratio policy grouped by ``service_name`` alone sends no
+    ``location`` (nor ``project_id``). Without a reducer every label is kept."""
+    kept: set[str] | None = None
+    for condition in policy.conditions:
+        threshold = condition.condition_threshold
+        aggregations = [*threshold.aggregations, *threshold.denominator_aggregations]
+        reducing = [a for a in aggregations if a.cross_series_reducer]
+        if not reducing:
+            continue
+        fields = {
+            field.split(".", 2)[2]
+            for field in reducing[-1].group_by_fields
+            if field.startswith(("resource.label.", "resource.labels."))
+        }
+        kept = fields if kept is None else kept & fields
+    if kept is None:
+        return dict(labels)
+    return {name: value for name, value in labels.items() if name in kept}
 
 
 def _names(policy: monitoring_v3.AlertPolicy, service: str) -> bool:

@@ -21,6 +21,7 @@ from bot.sandbox.emulator.http import (
 )
 from bot.sandbox.emulator.identity import IdentityEmulator
 from bot.sandbox.emulator.logging_api import LoggingEmulator
+from bot.sandbox.emulator.metadata import MetadataEmulator
 from bot.sandbox.emulator.monitoring import MonitoringEmulator
 from bot.sandbox.emulator.resourcemanager import ResourceManagerEmulator
 from bot.sandbox.emulator.run_secrets import secret_access_check
@@ -44,8 +45,9 @@ class Emulator:
         self.secrets = SecretManagerEmulator(clock=clock)
         self.cloudrun.revision_check = secret_access_check(self.secrets)
         self.resourcemanager = ResourceManagerEmulator()
+        self.metadata = MetadataEmulator()  # a Cloud Run instance's metadata server
         parts = (self.cloudrun, self.monitoring, self.logging, self.slack, self.identity)
-        for part in (*parts, self.sqladmin, self.secrets, self.resourcemanager):
+        for part in (*parts, self.sqladmin, self.secrets, self.resourcemanager, self.metadata):
             part.register(self.router)
         self._register_control()
         self._server: EmulatorHTTPServer | None = None
@@ -81,6 +83,7 @@ class Emulator:
             "RUNBACK_EMULATOR_HOST": self.host,
             "RUNBACK_EMULATOR_GRPC_HOST": self.monitoring.host,
             "SLACK_API_URL": f"{self.url}/api/",
+            "GCE_METADATA_HOST": self.host,  # read by google-auth and by Runback on Cloud Run
         }
 
     # -- control API: faults and the request log --------------------------------------------

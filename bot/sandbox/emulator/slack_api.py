@@ -60,6 +60,10 @@ Args = dict[str, Any]
 Method = Callable[[Args], Args]
 
 
+# What usergroups.list answers on a plan without user groups.
+PLAN_ERRORS = ("paid_teams_only", "plan_upgrade_required")
+
+
 class SlackError(Exception):
     """An ``{"ok": false}`` answer; HTTP 200 for Web API methods, like Slack."""
 
@@ -267,6 +271,7 @@ class SlackEmulator:
         self._response_urls: dict[str, _ResponseUrl] = {}
         self._triggers: dict[str, _Trigger] = {}
         self.plan = "standard"  # "free": user groups are a paid feature
+        self.plan_error = "paid_teams_only"  # what usergroups.list answers on a free plan
         self.add_user(BOT_USER_ID, BOT_NAME, "Runback", is_bot=True)
 
     # -- seeding and reading (Python API) -----------------------------------------------------
@@ -312,10 +317,15 @@ class SlackEmulator:
             if user in members:
                 members.remove(user)
 
-    def set_plan(self, plan: str) -> None:
-        """``free`` or ``standard``: free workspaces have no user groups."""
+    def set_plan(self, plan: str, error: str = "paid_teams_only") -> None:
+        """``free`` or ``standard``: free workspaces have no user groups; ``error`` is what
+        ``usergroups.list`` answers there: ``paid_teams_only`` (grafana/oncall#4793) or, as
+        Slack documents it too, ``plan_upgrade_required``."""
+        if error not in PLAN_ERRORS:
+            raise ValueError(f"error is one of {', '.join(PLAN_ERRORS)}")
         with self._lock:
             self.plan = plan
+            self.plan_error = error
 
     def add_usergroup(self, id: str, handle: str, user_ids: list[str]) -> dict[str, Any]:
         group = {
@@ -818,7 +828,7 @@ class SlackEmulator:
         """User groups are a paid feature; a free workspace answers ``paid_teams_only``
         (seen from the real API: grafana/oncall#4793)."""
         if self.plan == "free":
-            raise SlackError("paid_teams_only")
+            raise SlackError(self.plan_error)
 
     def _usergroups_list(self, args: Args) -> Args:
         self._free_plan_check()
@@ -1153,7 +1163,10 @@ class SlackEmulator:
         body = _control_body(request, "plan")
         if body["plan"] not in ("free", "standard"):
             raise HttpError(400, "plan must be free or standard")
-        self.set_plan(body["plan"])
+        try:
+            self.set_plan(body["plan"], str(body.get("error") or "paid_teams_only"))
+        except ValueError as error:
+            raise HttpError(400, str(error)) from error
         return json_response({"plan": self.plan})
 
     def _ctl_add_usergroup(self, request: Request) -> Response:
