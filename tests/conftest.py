@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+import yaml
 from sqlalchemy import text
 
 from bot.config import Config, load_config
 from bot.sandbox.console import Sandbox
 from bot.sandbox.emulator.server import Emulator
+from bot.sandbox.seed import seed
 from bot.store import make_engine
 from tests.db import postgres_url
+from tests.helpers import REPO, SECRET, TOKEN, BotProcess, free_port
 
 
 @pytest.fixture
@@ -24,9 +28,6 @@ def emulator() -> Iterator[Emulator]:
         yield emu
     finally:
         emu.stop()
-
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def sandbox_config(**rollback: object) -> Config:
@@ -71,3 +72,33 @@ def pg_sandbox() -> Iterator[Sandbox]:
         with admin.begin() as connection:
             connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[tuple[Emulator, BotProcess]]:
+    """`python -m bot serve` (not started yet) on its own SQLite file, wired to the emulators."""
+    config_data = yaml.safe_load((REPO / "app.yaml").read_text())
+    config_data["rollback"]["health_check_interval_s"] = 0
+    config_data.setdefault("readiness", {})["block_production"] = False  # as sandbox_config
+    config_path = tmp_path / "app.yaml"
+    config_path.write_text(yaml.safe_dump(config_data))
+    emulator = Emulator(slack_token=TOKEN).start()
+    seed(emulator, load_config(config_path))
+    port = free_port()
+    env = {
+        **os.environ,
+        **emulator.env(),
+        "SLACK_BOT_TOKEN": TOKEN,
+        "SLACK_SIGNING_SECRET": SECRET,
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'runback.db'}",
+        "RUNBACK_CONFIG": str(config_path),
+        "RUNBACK_LEASE_S": "1",
+    }
+    bot = BotProcess(env, port, tmp_path)
+    try:
+        yield emulator, bot
+    finally:
+        bot.stop()
+        emulator.stop()

@@ -17,8 +17,7 @@ from bot.http_server import make_http_server
 from bot.sandbox.console import Sandbox
 from bot.sandbox.slack_payloads import signed_headers
 from bot.serving import Gate
-from tests.conftest import REPO
-from tests.test_processes import wait_until
+from tests.helpers import REPO, wait_until
 
 HEAVY = ("sqlalchemy", "pydantic", "jinja2", "yaml", "google", "grpc", "slack_bolt")
 

@@ -18,6 +18,7 @@ from bot.sandbox.emulator.sqladmin import FIRST_RUN_ID
 from bot.sandbox.seed import SAMPLE_PASSWORD
 from bot.store import Operation
 from tests.conftest import sandbox_config
+from tests.helpers import run, serving
 
 SERVICE = "wa-backend"
 BLUE = "wa-backend-00003"
@@ -33,15 +34,6 @@ def box(caplog: pytest.LogCaptureFixture) -> Iterator[Sandbox]:
         yield sandbox
     finally:
         sandbox.close()
-
-
-def run(box: Sandbox, *lines: str) -> str:
-    return "\n".join(out for line in lines for out in box.run_line(line))
-
-
-def serving(box: Sandbox, service: str = SERVICE) -> dict[str, int]:
-    rows = box.emulator.cloudrun.traffic(service)
-    return {r["revision"]: r["percent"] for r in rows if r["percent"]}
 
 
 def latest(box: Sandbox, kind: str) -> Operation:

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
@@ -20,6 +19,7 @@ from sqlalchemy import text
 from bot.sandbox.console import Sandbox
 from bot.sandbox.emulator.http import Fault
 from bot.store import make_engine
+from tests.helpers import wait_until
 from tests.test_release_migrations import DROP, FLAG, IMAGE, SERVICE, latest, submit_form
 
 # Past SQLite's old 5 s busy timeout, and short enough that the crash handler's write got in.
@@ -39,14 +39,6 @@ def impatient_box(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
     """The sandbox with a database wait shorter than the hold: the step meets the error."""
     monkeypatch.setattr("bot.store.DB_WAIT_S", 2)
     return request.getfixturevalue("sandbox" if request.param == "sqlite" else "pg_sandbox")
-
-
-def wait_until(predicate: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 @contextmanager
@@ -102,7 +94,11 @@ def release_held_during_its_backup(box: Sandbox, hold_s: float) -> None:
     # The step asks Cloud SQL (slowly) and is to commit the answer while the tables are held.
     box.emulator.router.faults.add(Fault("sql.operations.get", None, delay_ms=1000, times=1))
     box.clock.advance(180)  # the backup is done in Cloud SQL: the next tick looks
-    wait_until(lambda: box.emulator.router.calls.list("sql.operations.get"), "the step's read")
+    wait_until(
+        lambda: box.emulator.router.calls.list("sql.operations.get"),
+        "the step's read",
+        timeout_s=60,
+    )
     with database_held(box, hold_s):
         pass
 
@@ -111,7 +107,7 @@ def release_held_during_its_backup(box: Sandbox, hold_s: float) -> None:
         assert state not in ("failed", "rolling_back", "rolled_back"), latest(box, "release").data
         return state == "awaiting_approval"
 
-    wait_until(went_on, "the release to go on past its backup")
+    wait_until(went_on, "the release to go on past its backup", timeout_s=60)
     ended = latest(box, "release")
     assert ended.data["backup"]["status"] == "succeeded"
     assert ended.data.get("outcome") is None, ended.data.get("outcome")

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -16,7 +15,7 @@ from sqlalchemy import select
 from bot.sandbox.console import Sandbox
 from bot.store import DrillRecord, Operation
 from tests.conftest import sandbox_config
-from tests.test_processes import send_command, world  # noqa: F401  (the fixture)
+from tests.helpers import run, send_command, serving, wait_until
 
 STAGING = "wa-backend-staging"
 BLUE = "wa-backend-staging-00003"
@@ -30,23 +29,6 @@ def box() -> Iterator[Sandbox]:
         yield sandbox
     finally:
         sandbox.close()
-
-
-def run(box: Sandbox, *lines: str) -> str:
-    return "\n".join(out for line in lines for out in box.run_line(line))
-
-
-def wait_until(
-    check: Callable[[], bool],
-    what: str,
-    timeout_s: float = 30.0,
-    describe: Callable[[], str] | None = None,
-) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}: {describe() if describe else ''}")
-        time.sleep(0.02)
 
 
 def drills(box: Sandbox, *outcomes: str) -> list[DrillRecord]:
@@ -78,12 +60,6 @@ def finished(box: Sandbox) -> DrillRecord:
     return drills(box, "passed", "failed")[0]
 
 
-def serving(box: Sandbox) -> dict[str, int]:
-    return {
-        r["revision"]: r["percent"] for r in box.emulator.cloudrun.traffic(STAGING) if r["percent"]
-    }
-
-
 def team_texts(box: Sandbox) -> list[str]:
     return [
         json.dumps([m["text"], m.get("blocks")], ensure_ascii=False)
@@ -109,7 +85,7 @@ def test_a_drill_deploys_a_test_revision_rolls_back_with_the_production_rollback
     record = finished(box)
     assert record.outcome == "passed", record.detail
     assert record.time_to_safe_s is not None and 0 < record.time_to_safe_s < 30
-    assert serving(box) == {BLUE: 100}
+    assert serving(box, STAGING) == {BLUE: 100}
     (drill,) = operations(box, "drill")
     assert drill.state == "succeeded" and drill.to_revision.startswith(f"{STAGING}-drill-")
     tags = {r["tag"]: r["revision"] for r in box.emulator.cloudrun.traffic(STAGING) if r["tag"]}
@@ -172,7 +148,7 @@ def test_an_unhealthy_test_revision_is_still_rolled_back_and_the_failure_announc
     record = finished(box)
     assert record.outcome == "failed"
     assert record.detail["outcome"]["code"] == "test_unhealthy"
-    assert serving(box) == {BLUE: 100}, "rolled back all the same"
+    assert serving(box, STAGING) == {BLUE: 100}, "rolled back all the same"
     assert record.time_to_safe_s is not None
     assert any("Rollback drill on `wa-backend-staging` failed" in t for t in team_texts(box))
     out = run(box, "/ops check wa-backend")
@@ -282,7 +258,7 @@ def test_a_drill_overdue_past_its_grace_is_announced_as_missed_once_then_run() -
 
 
 def test_a_drill_killed_during_its_deploy_carries_on_without_deploying_twice(
-    world,  # noqa: F811  (test_processes' fixture: a real bot process on the emulators)
+    world,
 ) -> None:
     """A real bot process, killed (SIGKILL) once the deploy's operation name is committed."""
     emulator, bot = world

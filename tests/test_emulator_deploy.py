@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -31,6 +30,7 @@ from bot.ports import (
     TrafficTarget,
 )
 from bot.sandbox.emulator.server import Emulator
+from tests.helpers import FakeClock
 
 REF = ServiceRef("demo", "europe-west1", "wa-backend")
 SERVICE = REF.path
@@ -406,21 +406,9 @@ def test_an_invalid_mask_path_is_invalid_argument(emu: Emulator, path: str) -> N
 # -- 5. Monitoring sees green's share after each shift ----------------------------------------
 
 
-class FakeClock:
-    def __init__(self, now: float = 1_750_000_020.0) -> None:  # on a minute: samples are per minute
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def window(self, seconds: float) -> tuple[datetime, datetime]:
-        end = datetime.fromtimestamp(self.now, UTC)
-        return end - timedelta(seconds=seconds), end
-
-
 @pytest.fixture
 def timed() -> Iterator[tuple[Emulator, FakeClock]]:
-    clock = FakeClock()
+    clock = FakeClock(1_750_000_020.0)  # on a minute: samples are per minute
     emulator = Emulator(clock=clock).start()
     emulator.monitoring.delay_s = 0  # exact numbers; the delay has tests of its own
     seed(emulator)

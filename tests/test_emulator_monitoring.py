@@ -20,24 +20,12 @@ from bot.ports import ServiceRef, TrafficTarget
 from bot.sandbox.emulator.http import Fault
 from bot.sandbox.emulator.monitoring import API
 from bot.sandbox.emulator.server import Emulator
+from tests.helpers import FakeClock
 
 COUNT = "run.googleapis.com/request_count"
 LATENCIES = "run.googleapis.com/request_latencies"
 BLUE, GREEN = "wa-backend-00001-blu", "wa-backend-00002-grn"
 REF = ServiceRef("demo", "europe-west1", "wa-backend")
-
-
-class FakeClock:
-    """Epoch seconds that move only when told (not on a minute boundary)."""
-
-    def __init__(self, now: float = 1_750_000_045.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture

@@ -31,8 +31,8 @@ from bot.sandbox.seed import seed
 from bot.sandbox.slack_payloads import slash_command
 from bot.store import Store, make_engine
 from tests.db import _with_search_path, postgres_url
+from tests.helpers import REPO, SECRET, TOKEN, BotProcess, free_port, wait_until
 from tests.test_instances import CHANNEL, Instance, concurrently, post_signed
-from tests.test_processes import REPO, SECRET, TOKEN, BotProcess, free_port, wait_until
 
 ON_CALL = "U0ANA"
 ROUNDS = ("refused", "error", "hang", "refused", "error", "refused")  # how answers fail

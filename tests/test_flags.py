@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 
 import pytest
 from sqlalchemy import event, select
@@ -20,6 +19,7 @@ from bot.sandbox.console import Sandbox
 from bot.sandbox.emulator.http import Fault
 from bot.store import Operation
 from tests.conftest import sandbox_config
+from tests.helpers import patches, run, serving, wait_until
 
 SERVICE = "wa-backend"
 BEFORE = "wa-backend-00003"  # serves 100% in the sandbox, NEW_CHECKOUT=false, BETA_SEARCH=true
@@ -32,13 +32,8 @@ def box(sandbox: Sandbox) -> Sandbox:
     return sandbox
 
 
-def run(box: Sandbox, *lines: str) -> str:
-    return "\n".join(out for line in lines for out in box.run_line(line))
-
-
-def serving(box: Sandbox, service: str = SERVICE) -> dict[str, int]:
-    rows = box.emulator.cloudrun.traffic(service)
-    return {r["revision"]: r["percent"] for r in rows if r["percent"]}
+def patch_bodies(box: Sandbox) -> list[dict]:
+    return [call.body for call in patches(box)]
 
 
 def tags(box: Sandbox, service: str = SERVICE) -> dict[str, str]:
@@ -56,10 +51,6 @@ def flip(box: Sandbox) -> Operation:
 def flips(box: Sandbox) -> int:
     with box.runtime.deps.store.session() as session:
         return len(list(session.scalars(select(Operation).where(Operation.kind == "flag"))))
-
-
-def patches(box: Sandbox) -> list[dict]:
-    return [c.body for c in box.emulator.router.calls.list("run.services.patch")]
 
 
 def card(box: Sandbox) -> str:
@@ -93,15 +84,6 @@ def audit(box: Sandbox) -> list[tuple[str, str]]:
     return [(a.action, a.outcome) for a in box.runtime.deps.store.audit()]
 
 
-def wait_until(predicate, timeout_s: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 # -- the happy path -------------------------------------------------------------------------------
 
 
@@ -111,7 +93,7 @@ def test_flag_on_then_off_each_one_env_patch_checked_watched_and_kept(box: Sandb
     new = on.to_revision
     assert on.state == "watching" and serving(box) == {new: 100}
     assert tags(box) == {}, "the flag tag went with the 100% step"
-    deploy, shift = patches(box)
+    deploy, shift = patch_bodies(box)
     assert targets(deploy) == {(BEFORE, 100, ""), (new, 0, "flag")}, "every target pinned"
     assert deploy["template"]["revision"] == new
     assert targets(shift) == {(new, 100, "")}
@@ -241,7 +223,7 @@ def test_a_bad_flag_revision_is_rolled_back_to_the_previous_one_at_once(box: San
     assert operation.data["outcome"] == {"code": "judged_bad", "reasons": ["error_rate_high"]}
     assert serving(box) == {BEFORE: 100}, "back on the previous revision"
     assert env_of(box, BEFORE)["FEATURE_FLAG_NEW_CHECKOUT"] == "false", "the flag as it was"
-    assert [t["revision"] for t in patches(box)[-1]["traffic"]] == [BEFORE]
+    assert [t["revision"] for t in patch_bodies(box)[-1]["traffic"]] == [BEFORE]
     assert len(patches(box)) == 3, "deploy, 100%, back: no second env change"
     alerts = [m for m in top_level(box) if "Traffic is back on" in m["text"]]
     assert len(alerts) == 1, "said as a new message, not only on the card"
@@ -368,7 +350,7 @@ def test_an_on_call_rollback_while_cloud_run_applies_the_100_step_is_never_lost(
     operation = flip(box)
     assert operation.state == "rolled_back", operation.state
     assert serving(box) == {BEFORE: 100}
-    assert targets(patches(box)[-1]) == {(BEFORE, 100, "")}
+    assert targets(patch_bodies(box)[-1]) == {(BEFORE, 100, "")}
 
 
 def test_roll_back_now_before_traffic_moved_only_removes_the_tag(box: Sandbox) -> None:
@@ -383,8 +365,8 @@ def test_roll_back_now_before_traffic_moved_only_removes_the_tag(box: Sandbox) -
     assert operation.state == "cancelled", operation.state
     assert operation.data["outcome"]["code"] == "stopped"
     assert serving(box) == {BEFORE: 100} and tags(box) == {}
-    assert all("template" not in body for body in patches(box)[1:]), "no second env change"
-    assert "flag" not in {t[2] for body in patches(box)[1:] for t in targets(body)}
+    assert all("template" not in body for body in patch_bodies(box)[1:]), "no second env change"
+    assert "flag" not in {t[2] for body in patch_bodies(box)[1:] for t in targets(body)}
 
 
 def test_a_rollback_after_a_kept_flip_goes_back_to_the_revision_before_it(box: Sandbox) -> None:

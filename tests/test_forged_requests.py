@@ -17,6 +17,7 @@ from sqlalchemy import select
 from bot.sandbox.console import Sandbox
 from bot.sandbox.slack_payloads import button_click, find_button, input_values, view_submission
 from bot.store import Operation
+from tests.helpers import run
 from tests.test_readiness import OVERRIDE, gated_config
 from tests.test_release_migrations import ADD, COMMIT, DROP, FLAG, ci, submit_form
 
@@ -32,10 +33,6 @@ def gated() -> Iterator[Sandbox]:
         yield sandbox
     finally:
         sandbox.close()
-
-
-def run(box: Sandbox, *lines: str) -> str:
-    return "\n".join(out for line in lines for out in box.run_line(line))
 
 
 def operations(box: Sandbox, kind: str) -> list[Operation]:

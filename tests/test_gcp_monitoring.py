@@ -17,24 +17,10 @@ from bot.ports import MetricsError, ServiceRef
 from bot.sandbox.emulator.http import Fault
 from bot.sandbox.emulator.monitoring import API
 from bot.sandbox.emulator.server import Emulator
+from tests.helpers import FakeClock
 
 REF = ServiceRef("demo", "europe-west1", "wa-backend")
 STABLE, CANARY, IDLE = "wa-backend-00001-sta", "wa-backend-00002-can", "wa-backend-00003-idl"
-
-
-class FakeClock:
-    def __init__(self, now: float = 1_750_000_045.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-    def window(self, minutes: float = 5) -> tuple[datetime, datetime]:
-        end = datetime.fromtimestamp(self.now, UTC)
-        return end - timedelta(minutes=minutes), end
 
 
 def seed(emulator: Emulator) -> None:
@@ -139,7 +125,7 @@ def test_exactly_two_calls_with_the_runbook_queries(
 
 
 def test_a_short_window_is_widened_to_a_minute(metrics: CloudMonitoring, clock: FakeClock) -> None:
-    start, end = clock.window(minutes=0.5)
+    start, end = clock.window(30)
     seen = metrics.revision_metrics(REF, STABLE, start, end)
     assert (seen.start, seen.end) == (end - timedelta(seconds=60), end)
     assert seen.requests == 1080

@@ -20,16 +20,7 @@ from bot.runtime import build_runtime
 from bot.sandbox.console import Sandbox
 from bot.sandbox.slack_payloads import FORM, signed_headers
 from bot.web import MAX_SLACK_BODY, BoundedServer, make_http_server
-from tests.test_processes import send_command, world  # noqa: F401  (`world` is a fixture)
-
-
-def wait_until(predicate, timeout_s: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+from tests.helpers import send_command, wait_until
 
 
 def sign_bytes(secret: str, body: bytes, content_type: str = FORM) -> dict[str, str]:

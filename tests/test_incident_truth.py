@@ -10,6 +10,7 @@ import pytest
 from bot.sandbox.console import Sandbox
 from bot.sandbox.emulator.http import Fault
 from bot.sandbox.seed import alert_payload
+from tests.helpers import patches, serving
 
 SERVICE = "wa-backend"
 BAD, GOOD = "wa-backend-00003", "wa-backend-00002"
@@ -50,16 +51,6 @@ def buttons(box: Sandbox, incident_id: str) -> list[str]:
     ]
 
 
-def serving(box: Sandbox) -> dict[str, int]:
-    return {
-        r["revision"]: r["percent"] for r in box.emulator.cloudrun.traffic(SERVICE) if r["percent"]
-    }
-
-
-def patches(box: Sandbox) -> int:
-    return len(box.emulator.router.calls.list("run.services.patch"))
-
-
 def ephemerals(box: Sandbox) -> str:
     messages = [m for m in box.emulator.slack.messages() if m.get("ephemeral_to")]
     return json.dumps(messages, ensure_ascii=False)
@@ -96,7 +87,7 @@ def test_a_pending_scheduled_rollback_keeps_the_on_call_button(box: Sandbox) -> 
     box.run_line("click Roll back")  # a scheduled rollback, waiting for a second tech lead
     store = box.runtime.deps.store
     pending = store.operation(store.incident(incident).operation_id)
-    assert pending.state == "awaiting_approval" and patches(box) == 0
+    assert pending.state == "awaiting_approval" and len(patches(box)) == 0
     text = card(box, incident)
     assert "waiting for a second tech lead" in text and "<@U0LUIS>" in text
     assert "incident_roll_back" in buttons(box, incident)
@@ -145,7 +136,7 @@ def test_a_recovered_incident_in_observation_can_be_resolved(box: Sandbox) -> No
     assert "incident_resolve" in buttons(box, incident)
     box.run_line("as luis")
     box.run_line("click Resolve")
-    assert box.runtime.deps.store.incident(incident).state == "resolved" and patches(box) == 0
+    assert box.runtime.deps.store.incident(incident).state == "resolved" and len(patches(box)) == 0
 
 
 def test_the_card_names_what_an_error_rate_alert_measured(box: Sandbox) -> None:

@@ -12,6 +12,7 @@ from bot.ops import incidents
 from bot.sandbox.console import Sandbox
 from bot.sandbox.emulator.http import Fault
 from bot.sandbox.seed import alert_payload
+from tests.helpers import patches, serving
 
 SERVICE = "wa-backend"
 BAD = "wa-backend-00003"
@@ -37,19 +38,10 @@ def bad_for(box: Sandbox, minutes: str = "9m", **behaviour: float) -> None:
     box.run_line(f"wait {minutes}")
 
 
-def serving(box: Sandbox) -> dict[str, int]:
-    rows = box.emulator.cloudrun.traffic(SERVICE)
-    return {r["revision"]: r["percent"] for r in rows if r["percent"]}
-
-
 def card_text(box: Sandbox, ts: str) -> str:
     message = box.emulator.slack.message("C0INCIDENTS", ts)
     assert message is not None
     return json.dumps(message["blocks"], ensure_ascii=False)
-
-
-def patches(box: Sandbox) -> int:
-    return len(box.emulator.router.calls.list("run.services.patch"))
 
 
 # -- each row of the decision table --------------------------------------------------------------
@@ -123,7 +115,7 @@ def test_below_thresholds_is_recovered_with_no_action(box: Sandbox) -> None:
     record = box.runtime.deps.store.incident(answer["incident"])
     assert record.verdict == "proceed" and record.state == "open"
     assert "Recovered, no action" in card_text(box, record.message_ts)
-    assert patches(box) == 0
+    assert len(patches(box)) == 0
 
 
 def test_observe_band_then_recovers(box: Sandbox) -> None:
@@ -135,7 +127,7 @@ def test_observe_band_then_recovers(box: Sandbox) -> None:
     box.emulator.cloudrun.set_behaviour(BAD, error_rate=0.0)
     box.run_line("wait 6m")  # the window is past, and the errors are out of it
     record = box.runtime.deps.store.incident(answer["incident"])
-    assert record.verdict == "proceed" and patches(box) == 0
+    assert record.verdict == "proceed" and len(patches(box)) == 0
     assert serving(box) == {BAD: 100}
 
 
@@ -147,7 +139,7 @@ def test_observe_band_then_rolls_back_when_not_recovered(box: Sandbox) -> None:
     )
     box.run_line("wait 2m")
     record = box.runtime.deps.store.incident(answer["incident"])
-    assert record.verdict == "observe" and patches(box) == 0, "still inside the window"
+    assert record.verdict == "observe" and len(patches(box)) == 0, "still inside the window"
     assert "(3 min left)" in card_text(box, record.message_ts), "the countdown is live"
     box.run_line("wait 4m")
     assert serving(box) == {"wa-backend-00002": 100}
@@ -160,7 +152,7 @@ def test_monitoring_failure_is_never_a_pass(box: Sandbox) -> None:
     box.emulator.router.faults.add(Fault("monitoring.timeSeries.list", 503, times=None))
     answer = alert(box)
     record = box.runtime.deps.store.incident(answer["incident"])
-    assert record.verdict == "inconclusive" and patches(box) == 0
+    assert record.verdict == "inconclusive" and len(patches(box)) == 0
     assert "no data from Cloud Monitoring" in card_text(box, record.message_ts)
 
 
@@ -171,10 +163,10 @@ def test_auto_rollback_off_recommends_and_on_call_clicks(box: Sandbox) -> None:
     bad_for(box, error_rate=0.09)
     answer = alert(box)
     record = box.runtime.deps.store.incident(answer["incident"])
-    assert patches(box) == 0 and "Roll back recommended" in card_text(box, record.message_ts)
+    assert len(patches(box)) == 0 and "Roll back recommended" in card_text(box, record.message_ts)
     box.run_line("as eve")
     box.run_line("click Roll back")
-    assert patches(box) == 0, "no role, no rollback"
+    assert len(patches(box)) == 0, "no role, no rollback"
     box.run_line("as ana")
     box.run_line("click Roll back")
     assert serving(box) == {"wa-backend-00002": 100}
@@ -229,7 +221,7 @@ def test_unmanaged_service_is_posted_with_no_action(box: Sandbox) -> None:
     box.runtime.engine.wait_idle()
     assert response.json()["status"] == "unmanaged"
     text = json.dumps(box.emulator.slack.messages("C0INCIDENTS")[-1]["blocks"])
-    assert "not managed by Runback" in text and patches(box) == 0
+    assert "not managed by Runback" in text and len(patches(box)) == 0
 
 
 def test_acknowledge_and_resolve_buttons(box: Sandbox) -> None:
@@ -340,7 +332,7 @@ def test_automatic_rollback_blocked_by_a_rollback_moving_traffic(box: Sandbox) -
     manual = store.lock_holder(SERVICE)
     answer = alert(box)  # waits until everything is idle: the manual rollback is over too
     record = store.incident(answer["incident"])
-    assert patches(box) == 1, "the automatic rollback did not start a second operation"
+    assert len(patches(box)) == 1, "the automatic rollback did not start a second operation"
     events = [e.kind for e in store.timeline(record.id)]
     assert "rollback_blocked" in events
     assert record.data["rollback_blocked"] == "error.busy"
@@ -382,6 +374,6 @@ def test_observe_click_starts_the_observation_window(box: Sandbox) -> None:
     started = [e for e in store.timeline(record.id) if e.kind == "observe_started"]
     assert started and started[-1].actor == "U0ANA"
     assert "Observing until" in card_text(box, record.message_ts)
-    assert patches(box) == 0
+    assert len(patches(box)) == 0
     audit = store.audit()[-1]
     assert (audit.action, audit.actor) == ("incident.observe", "U0ANA")

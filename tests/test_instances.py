@@ -26,7 +26,7 @@ from bot.sandbox.seed import alert_payload, seed
 from bot.sandbox.slack_payloads import button_click, find_button, signed_headers, slash_command
 from bot.store import AuditRecord, IncidentRecord, Operation, Store, make_engine
 from tests.db import _with_search_path, postgres_url
-from tests.test_processes import REPO, SECRET, TOKEN, BotProcess, free_port, wait_until
+from tests.helpers import REPO, SECRET, TOKEN, BotProcess, free_port, wait_until
 
 pytestmark = pytest.mark.postgres
 
@@ -41,11 +41,8 @@ IMAGE = "us-docker.pkg.dev/runback-sandbox/apps/wa:2.0"
 class Instance(BotProcess):
     """A bot process given longer to start: two of them start at once on a loaded machine."""
 
-    def start(self) -> None:
-        try:
-            super().start()
-        except AssertionError:
-            wait_until(self._healthy, timeout_s=40, what=f"bot to start\n{self.log_tail()}")
+    def __init__(self, env: dict[str, str], port: int, log_dir: Path) -> None:
+        super().__init__(env, port, log_dir, start_timeout_s=60)
 
 
 @dataclass

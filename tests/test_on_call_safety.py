@@ -8,8 +8,6 @@ signed Slack requests into the real Bolt app and the real Google clients against
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 
 import pytest
 from sqlalchemy import select
@@ -19,6 +17,7 @@ from bot.sandbox.emulator.http import Fault
 from bot.sandbox.seed import alert_payload
 from bot.store import Operation
 from tests.conftest import sandbox_config
+from tests.helpers import run, serving, wait_until
 from tests.test_release_migrations import DROP, FLAG, IMAGE, submit_form
 
 SERVICE = "wa-backend"
@@ -33,27 +32,10 @@ def box(request: pytest.FixtureRequest) -> Sandbox:
     return request.getfixturevalue("sandbox" if request.param == "sqlite" else "pg_sandbox")
 
 
-def run(box: Sandbox, *lines: str) -> str:
-    return "\n".join(out for line in lines for out in box.run_line(line))
-
-
-def wait_until(predicate: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
 def latest(box: Sandbox, kind: str) -> Operation | None:
     with box.runtime.deps.store.session() as session:
         query = select(Operation).where(Operation.kind == kind)
         return session.scalars(query.order_by(Operation.created_at.desc())).first()
-
-
-def serving(box: Sandbox, service: str = SERVICE) -> dict[str, int]:
-    rows = box.emulator.cloudrun.traffic(service)
-    return {r["revision"]: r["percent"] for r in rows if r["percent"]}
 
 
 def tags(box: Sandbox, service: str = SERVICE) -> set[str]:

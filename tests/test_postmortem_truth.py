@@ -5,13 +5,7 @@ judged, and the timeline speaks in words, not raw values. The real bot in the sa
 from __future__ import annotations
 
 from bot.sandbox.console import Sandbox
-
-
-def run(box: Sandbox, *lines: str) -> str:
-    output: list[str] = []
-    for line in lines:
-        output += box.run_line(line)
-    return "\n".join(output)
+from tests.helpers import run
 
 
 def drafts(box: Sandbox) -> list[str]:

@@ -3,156 +3,22 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 import yaml
 
-from bot.config import load_config
 from bot.sandbox.emulator.http import Fault
 from bot.sandbox.emulator.server import Emulator
-from bot.sandbox.seed import seed
-from bot.sandbox.slack_payloads import button_click, find_button, signed_headers, slash_command
-from bot.store import Operation, Store
-
-REPO = Path(__file__).resolve().parents[1]
-SECRET = "test-signing-secret"
-TOKEN = "xoxb-test"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_until(predicate, timeout_s: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-class BotProcess:
-    def __init__(self, env: dict[str, str], port: int, log_dir: Path) -> None:
-        self.env, self.port, self.log_dir = env, port, log_dir
-        self.process: subprocess.Popen[bytes] | None = None
-        self._store: Store | None = None
-        self._starts = 0
-
-    @property
-    def store(self) -> Store:
-        """The bot's own database, read by the test: what it committed is what it did."""
-        if self._store is None:
-            self._store = Store(self.env["DATABASE_URL"])
-        return self._store
-
-    def last_operation(self) -> Operation | None:
-        from sqlalchemy import select
-
-        with self.store.session() as session:
-            query = select(Operation).order_by(Operation.created_at.desc())
-            return session.scalars(query).first()
-
-    def start(self) -> None:
-        # Output goes to a file: an unread pipe fills up and blocks a bot that logs a lot.
-        self._starts += 1
-        self.log = self.log_dir / f"bot-{self._starts}.log"
-        with self.log.open("wb") as output:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "bot", "serve"],
-                cwd=REPO,
-                env=self.env,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-            )
-        wait_until(self._healthy, what="bot to start")
-
-    def log_tail(self, chars: int = 3000) -> str:
-        return self.log.read_text(errors="replace")[-chars:]
-
-    def _healthy(self) -> bool:
-        try:
-            return requests.get(f"http://127.0.0.1:{self.port}/healthz", timeout=0.5).ok
-        except requests.RequestException:
-            return False
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self._store is not None:
-            self._store.close()
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[tuple[Emulator, BotProcess]]:
-    config_data = yaml.safe_load((REPO / "app.yaml").read_text())
-    config_data["rollback"]["health_check_interval_s"] = 0
-    config_data.setdefault("readiness", {})["block_production"] = False  # as sandbox_config
-    config_path = tmp_path / "app.yaml"
-    config_path.write_text(yaml.safe_dump(config_data))
-    emulator = Emulator(slack_token=TOKEN).start()
-    seed(emulator, load_config(config_path))
-    port = free_port()
-    env = {
-        **os.environ,
-        **emulator.env(),
-        "SLACK_BOT_TOKEN": TOKEN,
-        "SLACK_SIGNING_SECRET": SECRET,
-        "PORT": str(port),
-        "HOST": "127.0.0.1",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'runback.db'}",
-        "RUNBACK_CONFIG": str(config_path),
-        "RUNBACK_LEASE_S": "1",
-    }
-    bot = BotProcess(env, port, tmp_path)
-    try:
-        yield emulator, bot
-    finally:
-        bot.stop()
-        emulator.stop()
-
-
-def send_command(
-    emulator: Emulator, port: int, command: str, text: str, user: str = "U0ANA"
-) -> None:
-    url = emulator.slack.new_response_url("C0INCIDENTS", user)
-    body = slash_command(command, text, user, user.lower(), "C0INCIDENTS", "incidents", url)
-    response = requests.post(
-        f"http://127.0.0.1:{port}/slack/events",
-        data=body.encode(),
-        headers=signed_headers(SECRET, body),
-        timeout=5,
-    )
-    assert response.status_code == 200
+from bot.sandbox.slack_payloads import button_click, find_button, signed_headers
+from tests.helpers import REPO, SECRET, BotProcess, card_text, send_command, wait_until
 
 
 def send_rollback(emulator: Emulator, port: int) -> None:
     send_command(emulator, port, "/rollback", "wa-backend")
-
-
-def card_text(emulator: Emulator) -> str:
-    cards = [m for m in emulator.slack.messages("C0INCIDENTS") if not m.get("ephemeral_to")]
-    return cards[0]["text"] if cards else ""
 
 
 def test_bot_killed_mid_rollback_finishes_it_after_restart(world) -> None:

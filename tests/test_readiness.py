@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -17,6 +17,7 @@ from bot.sandbox.console import Sandbox
 from bot.sandbox.emulator.http import Fault
 from bot.store import Operation
 from tests.conftest import sandbox_config
+from tests.helpers import run, wait_until
 
 SERVICE, STAGING = "wa-backend", "wa-backend-staging"
 BLUE = "wa-backend-00003"
@@ -43,20 +44,8 @@ def box() -> Iterator[Sandbox]:
         sandbox.close()
 
 
-def run(box: Sandbox, *lines: str) -> str:
-    return "\n".join(out for line in lines for out in box.run_line(line))
-
-
 def line_of(output: str, name: str) -> str:
     return next(line for line in output.splitlines() if f"*{name}*" in line)
-
-
-def wait_until(check: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def releases(box: Sandbox) -> list[Operation]:

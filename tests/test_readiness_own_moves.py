@@ -5,15 +5,9 @@ outside Runback. The real bot in the sandbox, fed console lines."""
 from __future__ import annotations
 
 from bot.sandbox.console import Sandbox
+from tests.helpers import run
 
 OUTSIDE = "traffic was moved outside Runback"
-
-
-def run(box: Sandbox, *lines: str) -> str:
-    output: list[str] = []
-    for line in lines:
-        output += box.run_line(line)
-    return "\n".join(output)
 
 
 def blue_line(box: Sandbox, service: str = "wa-backend") -> str:

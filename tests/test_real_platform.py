@@ -19,6 +19,7 @@ from bot.sandbox.emulator.http import Fault
 from bot.sandbox.emulator.server import Emulator
 from bot.sandbox.seed import alert_payload, seed
 from tests.conftest import sandbox_config
+from tests.helpers import serving
 
 SERVICE = "wa-backend"
 CURRENT, PREVIOUS = "wa-backend-00003", "wa-backend-00002"
@@ -45,11 +46,6 @@ def healthz_box() -> Iterator[Sandbox]:
         yield box
     finally:
         box.close()
-
-
-def serving(box: Sandbox) -> dict[str, int]:
-    rows = box.emulator.cloudrun.traffic(SERVICE)
-    return {r["revision"]: r["percent"] for r in rows if r["percent"]}
 
 
 def last_operation(box: Sandbox, kind: str):

@@ -13,6 +13,7 @@ from bot.sandbox.console import Sandbox
 from bot.sandbox.slack_payloads import button_click, find_button
 from bot.store import Operation
 from tests.conftest import sandbox_config
+from tests.helpers import run, serving
 
 SERVICE = "wa-backend"
 IMAGE = "us-docker.pkg.dev/runback-sandbox/apps/wa-backend:v1.3.0"
@@ -26,15 +27,6 @@ def box() -> Iterator[Sandbox]:
         yield sandbox
     finally:
         sandbox.close()
-
-
-def run(box: Sandbox, *lines: str) -> str:
-    return "\n".join(out for line in lines for out in box.run_line(line))
-
-
-def serving(box: Sandbox, service: str = SERVICE) -> dict[str, int]:
-    rows = box.emulator.cloudrun.traffic(service)
-    return {r["revision"]: r["percent"] for r in rows if r["percent"]}
 
 
 def operations(box: Sandbox, kind: str | None = None) -> list[Operation]:

@@ -14,6 +14,7 @@ from bot.ports import ServiceRef, TrafficTarget
 from bot.sandbox.console import Sandbox
 from bot.sandbox.emulator.http import Fault
 from tests.conftest import sandbox_config
+from tests.helpers import patches, run, serving
 
 SERVICE = "wa-backend"
 BLUE = "wa-backend-00003"
@@ -23,15 +24,6 @@ IMAGE = "us-docker.pkg.dev/runback-sandbox/apps/wa-backend:v1.3.0"
 @pytest.fixture
 def box(sandbox: Sandbox) -> Sandbox:
     return sandbox
-
-
-def run(box: Sandbox, *lines: str) -> str:
-    return "\n".join(out for line in lines for out in box.run_line(line))
-
-
-def serving(box: Sandbox, service: str = SERVICE) -> dict[str, int]:
-    rows = box.emulator.cloudrun.traffic(service)
-    return {r["revision"]: r["percent"] for r in rows if r["percent"]}
 
 
 def tags(box: Sandbox, service: str = SERVICE) -> dict[str, str]:
@@ -57,10 +49,6 @@ def card(box: Sandbox) -> str:
 def deploy(box: Sandbox, user: str = "marta", service: str = SERVICE) -> str:
     run(box, f"as {user}", f"/deploy {service} {IMAGE}")
     return release(box).to_revision
-
-
-def patches(box: Sandbox) -> int:
-    return len(box.emulator.router.calls.list("run.services.patch"))
 
 
 def ephemerals(box: Sandbox) -> list[str]:
@@ -347,20 +335,20 @@ def test_traffic_moved_in_the_console_pauses_the_release(box: Sandbox) -> None:
 def test_bad_deploy_input_changes_nothing(box: Sandbox, line: str, expected: str) -> None:
     output = run(box, "as marta", line)
     assert expected in output + "\n".join(ephemerals(box))
-    assert patches(box) == 0 and release(box) is None
+    assert len(patches(box)) == 0 and release(box) is None
 
 
 def test_developer_cannot_release_to_production(box: Sandbox) -> None:
     run(box, "as pablo", f"/deploy wa-backend {IMAGE}")
     assert any("senior developer" in n for n in ephemerals(box))
-    assert patches(box) == 0
+    assert len(patches(box)) == 0
 
 
 def test_second_deploy_while_one_runs_is_told_who_runs_what(box: Sandbox) -> None:
     deploy(box)
     run(box, "as luis", f"/deploy wa-backend {IMAGE}")
     assert any("is busy" in n and "<@U0MARTA>" in n for n in ephemerals(box))
-    assert patches(box) == 2  # the first release's deploy and 10% shift only
+    assert len(patches(box)) == 2  # the first release's deploy and 10% shift only
 
 
 # -- restarts and the scheduler ------------------------------------------------------------------
@@ -371,14 +359,14 @@ def test_a_judgement_due_while_the_bot_was_down_is_made_at_once(box: Sandbox) ->
     run(box, "wait 6m")
     assert serving(box) == {BLUE: 50, green: 50}
     judged = len(release(box).data["judgements"])
-    patches_before = patches(box)
+    patches_before = len(patches(box))
     box.runtime.engine.shutdown(wait=False)  # the bot goes away mid-step...
     box.clock.advance(420)  # ...and the next judgement (on minutes now visible) falls due
     box.restart_bot()
     operation = release(box)
     assert len(operation.data["judgements"]) == judged + 1, "judged at once on restart"
     assert operation.state == "awaiting_approval"
-    assert patches(box) == patches_before, "nothing applied twice"
+    assert len(patches(box)) == patches_before, "nothing applied twice"
 
 
 def test_tasks_tick_advances_due_work_and_needs_its_token() -> None:
@@ -421,7 +409,7 @@ def test_a_change_slower_than_the_timeout_is_followed_not_failed() -> None:
         assert serving(box) == {BLUE: 90, green: 10}
         events = [e.kind for e in box.runtime.deps.store.timeline(operation.id)]
         assert "operation_slow" in events and "failed" not in events
-        assert patches(box) == 2, "the deploy and the 10% shift, each sent once"
+        assert len(patches(box)) == 2, "the deploy and the 10% shift, each sent once"
     finally:
         box.close()
 
@@ -444,7 +432,7 @@ def test_failed_deploy_operation_ends_the_release_and_leaves_blue_alone(box: San
     assert operation.state == "failed"
     assert operation.data["outcome"]["code"] == "deploy_failed"
     assert "quota exceeded" in operation.data["outcome"]["detail"]
-    assert serving(box) == {BLUE: 100} and patches(box) == 1, "nothing else was tried"
+    assert serving(box) == {BLUE: 100} and len(patches(box)) == 1, "nothing else was tried"
     assert box.runtime.deps.store.lock_holder(SERVICE) is None
     assert len(top_level_messages(box)) == 2, "the failure is announced, not only on the card"
 

@@ -20,6 +20,7 @@ from bot.store_migrations import (
     record_revision_migration,
     revision_migration,
 )
+from tests.helpers import run, serving
 
 SERVICE = "wa-backend"
 BLUE = "wa-backend-00003"
@@ -35,10 +36,6 @@ def box(sandbox: Sandbox) -> Sandbox:
     return sandbox
 
 
-def run(box: Sandbox, *lines: str) -> str:
-    return "\n".join(out for line in lines for out in box.run_line(line))
-
-
 def latest(box: Sandbox, kind: str) -> Operation | None:
     from sqlalchemy import select
 
@@ -52,11 +49,6 @@ def card(box: Sandbox, kind: str = "release") -> str:
     assert operation is not None
     message = box.emulator.slack.message(operation.channel, operation.message_ts)
     return json.dumps(message["blocks"], ensure_ascii=False)
-
-
-def serving(box: Sandbox, service: str = SERVICE) -> dict[str, int]:
-    rows = box.emulator.cloudrun.traffic(service)
-    return {r["revision"]: r["percent"] for r in rows if r["percent"]}
 
 
 def patch_bodies(box: Sandbox) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ from bot.ports import ServiceRef, ServiceState, TrafficStatus, TrafficTarget
 from bot.sandbox.console import Sandbox
 from bot.sandbox.seed import SAMPLE_REVISIONS
 from tests.conftest import REPO, sandbox_config
+from tests.helpers import patches, run, serving
 from tests.test_release import (
     BLUE,
     IMAGE,
@@ -24,10 +25,7 @@ from tests.test_release import (
     card,
     deploy,
     ephemerals,
-    patches,
     release,
-    run,
-    serving,
     tags,
 )
 
@@ -75,7 +73,7 @@ def test_production_refuses_an_image_outside_its_registries(box: Sandbox, image:
     note = "\n".join(ephemerals(box))
     assert "is not from a registry" in note
     assert f"`us-central1-docker.pkg.dev/{PROJECT}/…`" in note and f"`{REGISTRY[:-5]}…`" in note
-    assert release(box) is None and patches(box) == 0
+    assert release(box) is None and len(patches(box)) == 0
     assert [a.detail["why"] for a in audit(box, "release.refused")] == ["registry"]
 
 
@@ -123,7 +121,7 @@ def test_a_moving_image_in_production_needs_the_requesters_confirmation(
 ) -> None:
     output = run(box, "as marta", f"/deploy {SERVICE} {image}")
     assert warning in output and "Release anyway" in output
-    assert release(box) is None and patches(box) == 0, "nothing starts before the click"
+    assert release(box) is None and len(patches(box)) == 0, "nothing starts before the click"
     assert [a.detail["warnings"] for a in audit(box, "release.confirmation_asked")] == [
         [warning_code(warning)]
     ]
@@ -172,7 +170,7 @@ def test_the_image_already_serving_is_warned_on_the_card_and_in_the_answer(box: 
 def test_a_confirm_click_is_authorized_again(box: Sandbox) -> None:
     run(box, "as marta", f"/deploy {SERVICE} {REGISTRY}wa-backend:latest")
     run(box, "as pablo", "click Release anyway")  # the click runs as the clicker
-    assert release(box) is None and patches(box) == 0
+    assert release(box) is None and len(patches(box)) == 0
     assert any("senior developer" in n for n in ephemerals(box))
 
 

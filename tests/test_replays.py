@@ -24,7 +24,7 @@ from bot.sandbox.slack_payloads import signed_headers, slash_command
 from bot.store import Operation, make_engine
 from bot.web import changes_state
 from tests.db import BACKENDS, _with_search_path, postgres_url
-from tests.test_processes import REPO, SECRET, TOKEN, BotProcess, free_port, wait_until
+from tests.helpers import REPO, SECRET, TOKEN, BotProcess, free_port, wait_until
 
 SERVICE = "wa-backend"
 CHANNEL = "C0INCIDENTS"

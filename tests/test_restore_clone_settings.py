@@ -11,7 +11,8 @@ import pytest
 
 from bot.sandbox.console import Sandbox
 from tests.conftest import sandbox_config
-from tests.test_database_flows import PROJECT, ask_and_approve, card, latest, run
+from tests.helpers import run
+from tests.test_database_flows import PROJECT, ask_and_approve, card, latest
 
 SETTINGS = {
     "edition": "ENTERPRISE",

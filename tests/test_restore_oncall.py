@@ -16,6 +16,7 @@ import pytest
 from bot.sandbox.console import Sandbox
 from tests.conftest import sandbox_config
 from tests.db import postgres_url
+from tests.helpers import run, serving
 from tests.test_database_flows import (
     BLUE,
     NEWEST,
@@ -24,8 +25,6 @@ from tests.test_database_flows import (
     card,
     ephemerals,
     latest,
-    run,
-    serving,
 )
 
 PREVIOUS = "wa-backend-00002"  # what on-call's /rollback goes back to

@@ -21,16 +21,8 @@ from bot.sandbox.seed import seed
 from bot.sandbox.slack_payloads import find_button
 from bot.store import make_engine
 from tests.db import postgres_url
-from tests.test_processes import (
-    REPO,
-    SECRET,
-    TOKEN,
-    BotProcess,
-    click,
-    free_port,
-    send_command,
-    wait_until,
-)
+from tests.helpers import REPO, SECRET, TOKEN, BotProcess, free_port, send_command, wait_until
+from tests.test_processes import click
 
 NEWEST = "1700000000003"  # wa-backend-db's newest automated backup in the sandbox
 

@@ -16,7 +16,8 @@ from bot.sandbox.console import Sandbox
 from bot.sandbox.emulator.cloudrun import DEFAULT_SERVICE_ACCOUNT
 from bot.sandbox.emulator.sqladmin import FIRST_RUN_ID
 from tests.conftest import sandbox_config
-from tests.test_database_flows import PROJECT, ask_and_approve, latest, run
+from tests.helpers import run
+from tests.test_database_flows import PROJECT, ask_and_approve, latest
 
 STAGING = "wa-backend-staging"
 MEMBER = f"serviceAccount:{DEFAULT_SERVICE_ACCOUNT}"

@@ -13,6 +13,7 @@ import pytest
 from bot.sandbox.console import Sandbox
 from bot.sandbox.seed import SAMPLE_PASSWORD
 from tests.conftest import sandbox_config
+from tests.helpers import run, serving
 from tests.test_database_flows import (
     BLUE,
     NEWEST,
@@ -22,8 +23,6 @@ from tests.test_database_flows import (
     calls,
     card,
     latest,
-    run,
-    serving,
 )
 
 OLDER = str(int(NEWEST) - 1)

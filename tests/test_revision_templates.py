@@ -19,6 +19,7 @@ from bot.sandbox.console import Sandbox
 from bot.sandbox.emulator.server import Emulator
 from bot.store import Operation
 from tests.conftest import sandbox_config
+from tests.helpers import run
 
 SERVICE = "wa-backend"
 OLDER = "wa-backend-00002"  # timeout 120s, concurrency 40, min 1 / max 20, gen2, no VPC
@@ -33,10 +34,6 @@ def box() -> Iterator[Sandbox]:
         yield sandbox
     finally:
         sandbox.close()
-
-
-def run(box: Sandbox, *lines: str) -> str:
-    return "\n".join(out for line in lines for out in box.run_line(line))
 
 
 def settings(revision: run_v2.Revision) -> dict[str, object]:

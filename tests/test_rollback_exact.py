@@ -9,15 +9,13 @@ import json
 from bot.sandbox.console import Sandbox
 from bot.sandbox.emulator.http import Fault
 from bot.sandbox.seed import alert_payload
+from tests.helpers import patches, run_lines, serving
 from tests.test_rollback_flow import (
     INCIDENTS,
     SERVICE,
     channel_messages,
     ephemerals,
     last_operation,
-    patches,
-    run,
-    serving,
 )
 
 UNCHANGED = {"wa-backend-00003": 100}
@@ -45,7 +43,9 @@ def not_ready(box: Sandbox, revision: str, why: str = "Container failed to start
 
 
 def test_a_typo_in_the_revision_is_refused_with_the_closest_real_one(sandbox: Sandbox) -> None:
-    run(sandbox, "as ana", "in #incidents", "/rollback wa-backend wa-backnd-00001 checkout errors")
+    run_lines(
+        sandbox, "as ana", "in #incidents", "/rollback wa-backend wa-backnd-00001 checkout errors"
+    )
     assert patches(sandbox) == [] and serving(sandbox) == UNCHANGED
     note = ephemerals(sandbox)[-1]
     assert "`wa-backnd-00001` is not a revision of `wa-backend`" in note
@@ -62,7 +62,7 @@ def test_words_that_look_like_revisions_are_never_reasons(sandbox: Sandbox) -> N
         ("backend-00002", "wa-backend-00002"),  # ends in a dash and digits
         ("1", "wa-backend-00001"),  # only digits, and no wa-backend-1
     ]:
-        run(sandbox, "as ana", f"/rollback wa-backend {word} errors")
+        run_lines(sandbox, "as ana", f"/rollback wa-backend {word} errors")
         note = ephemerals(sandbox)[-1]
         assert f"`{word}` is not a revision of `wa-backend`" in note, word
         if meant:
@@ -72,24 +72,24 @@ def test_words_that_look_like_revisions_are_never_reasons(sandbox: Sandbox) -> N
 
 
 def test_a_revision_of_another_service_is_refused_naming_it(sandbox: Sandbox) -> None:
-    run(sandbox, "as ana", "/rollback wa-backend wa-backend-staging-00001")
+    run_lines(sandbox, "as ana", "/rollback wa-backend wa-backend-staging-00001")
     note = ephemerals(sandbox)[-1]
     assert "named like a revision of `wa-backend-staging`, not of `wa-backend`" in note
     assert patches(sandbox) == [] and refusals(sandbox)[-1]["why"] == "other_service"
 
 
 def test_the_short_form_names_the_services_revision(sandbox: Sandbox) -> None:
-    run(sandbox, "as ana", "/rollback wa-backend 00001 go way back")
+    run_lines(sandbox, "as ana", "/rollback wa-backend 00001 go way back")
     assert serving(sandbox) == {"wa-backend-00001": 100}
     operation = last_operation(sandbox)
     assert (operation.to_revision, operation.reason) == ("wa-backend-00001", "go way back")
 
 
 def test_a_reason_with_digits_stays_a_reason(sandbox: Sandbox) -> None:
-    run(sandbox, "as ana", "/rollback wa-backend errors since 10:30 after v1.2.0")
+    run_lines(sandbox, "as ana", "/rollback wa-backend errors since 10:30 after v1.2.0")
     assert serving(sandbox) == {"wa-backend-00002": 100}
     assert last_operation(sandbox).reason == "errors since 10:30 after v1.2.0"
-    run(sandbox, "wait 20m", "/rollback wa-backend v1.2.0 broke checkout")
+    run_lines(sandbox, "wait 20m", "/rollback wa-backend v1.2.0 broke checkout")
     assert last_operation(sandbox).reason == "v1.2.0 broke checkout"
     assert serving(sandbox) == {"wa-backend-00001": 100}
 
@@ -98,7 +98,7 @@ def test_a_reason_with_digits_stays_a_reason(sandbox: Sandbox) -> None:
 
 
 def test_a_repeat_shows_the_previous_rollback_and_asks(sandbox: Sandbox) -> None:
-    run(sandbox, "as ana", "/rollback wa-backend", "/rollback wa-backend still failing")
+    run_lines(sandbox, "as ana", "/rollback wa-backend", "/rollback wa-backend still failing")
     assert serving(sandbox) == {"wa-backend-00002": 100} and len(patches(sandbox)) == 1
     question = last_ephemeral(sandbox)
     assert "already rolled back" in question and "<@U0ANA>" in question
@@ -107,19 +107,19 @@ def test_a_repeat_shows_the_previous_rollback_and_asks(sandbox: Sandbox) -> None
     asked = [a for a in sandbox.runtime.deps.store.audit() if a.outcome == "pending"]
     assert [a.action for a in asked] == ["rollback.confirmation_requested"]
 
-    run(sandbox, "click Roll back to wa-backend-00001")
+    run_lines(sandbox, "click Roll back to wa-backend-00001")
     assert serving(sandbox) == {"wa-backend-00001": 100}
     operation = last_operation(sandbox)
     assert (operation.requested_by, operation.reason) == ("U0ANA", "still failing")
 
 
 def test_only_the_asker_can_confirm_and_a_stale_question_is_refused(sandbox: Sandbox) -> None:
-    run(sandbox, "as ana", "/rollback wa-backend", "/rollback wa-backend")
+    run_lines(sandbox, "as ana", "/rollback wa-backend", "/rollback wa-backend")
     stale_click, _ = sandbox.click_body("Roll back to wa-backend-00001")
-    run(sandbox, "as luis", "click Roll back to wa-backend-00001")
+    run_lines(sandbox, "as luis", "click Roll back to wa-backend-00001")
     assert "Only <@U0ANA>" in ephemerals(sandbox)[-1] and len(patches(sandbox)) == 1
 
-    run(sandbox, "as ana", "/rollback wa-backend wa-backend-00003 back to the newest")
+    run_lines(sandbox, "as ana", "/rollback wa-backend wa-backend-00003 back to the newest")
     assert serving(sandbox) == {"wa-backend-00003": 100}  # named: runs as asked, no question
     sandbox.post(stale_click)
     sandbox.runtime.engine.wait_idle()
@@ -129,15 +129,15 @@ def test_only_the_asker_can_confirm_and_a_stale_question_is_refused(sandbox: San
 
 def test_retrying_a_rollback_that_never_moved_traffic_does_not_ask(sandbox: Sandbox) -> None:
     sandbox.emulator.router.faults.add(Fault("run.services.patch", 503, times=None))
-    run(sandbox, "as ana", "/rollback wa-backend")
+    run_lines(sandbox, "as ana", "/rollback wa-backend")
     assert last_operation(sandbox).state == "failed" and serving(sandbox) == UNCHANGED
     sandbox.emulator.router.faults.clear()
-    run(sandbox, "/rollback wa-backend")
+    run_lines(sandbox, "/rollback wa-backend")
     assert serving(sandbox) == {"wa-backend-00002": 100}
 
 
 def test_after_the_window_a_rollback_runs_without_asking(sandbox: Sandbox) -> None:
-    run(sandbox, "as ana", "/rollback wa-backend", "wait 16m", "/rollback wa-backend")
+    run_lines(sandbox, "as ana", "/rollback wa-backend", "wait 16m", "/rollback wa-backend")
     assert serving(sandbox) == {"wa-backend-00001": 100}
 
 
@@ -146,7 +146,7 @@ def test_after_the_window_a_rollback_runs_without_asking(sandbox: Sandbox) -> No
 
 def test_a_not_ready_target_is_refused_naming_the_next_ready_one(sandbox: Sandbox) -> None:
     not_ready(sandbox, "wa-backend-00002")
-    run(sandbox, "as ana", "/rollback wa-backend")
+    run_lines(sandbox, "as ana", "/rollback wa-backend")
     note = ephemerals(sandbox)[-1]
     assert "`wa-backend-00002` (the revision I would go back to) is not ready" in note
     assert "Container failed to start" in note and "`wa-backend-00001`" in note
@@ -154,9 +154,9 @@ def test_a_not_ready_target_is_refused_naming_the_next_ready_one(sandbox: Sandbo
 
 
 def test_an_approved_rollback_checks_readiness_again_before_the_patch(sandbox: Sandbox) -> None:
-    run(sandbox, "as luis", "in #general", "/rollback wa-backend planned")
+    run_lines(sandbox, "as luis", "in #general", "/rollback wa-backend planned")
     not_ready(sandbox, "wa-backend-00002", "Revision is not ready: image pull failed")
-    run(sandbox, "as sofia", "click Approve")
+    run_lines(sandbox, "as sofia", "click Approve")
     assert patches(sandbox) == [] and serving(sandbox) == UNCHANGED
     operation = last_operation(sandbox)
     assert operation.state == "failed" and operation.data["error"]["code"] == "not_ready"
@@ -168,7 +168,7 @@ def test_an_approved_rollback_checks_readiness_again_before_the_patch(sandbox: S
 def test_an_automatic_rollback_skips_a_not_ready_target_and_says_so(sandbox: Sandbox) -> None:
     sandbox.emulator.cloudrun.set_behaviour("wa-backend-00003", error_rate=0.07)
     not_ready(sandbox, "wa-backend-00002")
-    run(sandbox, "wait 9m")  # a whole bad window, Monitoring being ~3 min late
+    run_lines(sandbox, "wait 9m")  # a whole bad window, Monitoring being ~3 min late
     payload = alert_payload(sandbox.emulator, SERVICE, "open", "0.alert-ready")
     assert sandbox.post_alert(payload).status_code == 200
     sandbox.runtime.engine.wait_idle()
@@ -183,7 +183,7 @@ def test_an_automatic_rollback_skips_a_not_ready_target_and_says_so(sandbox: San
 
 
 def test_a_failed_health_check_offers_the_previous_and_the_next_revision(sandbox: Sandbox) -> None:
-    run(sandbox, "as ana", "set wa-backend-00002 healthz=500", "/rollback wa-backend")
+    run_lines(sandbox, "as ana", "set wa-backend-00002 healthz=500", "/rollback wa-backend")
     assert serving(sandbox) == {"wa-backend-00002": 100}
     alert = channel_messages(sandbox)[-1]
     blocks = json.dumps(alert["blocks"], ensure_ascii=False)
@@ -194,9 +194,9 @@ def test_a_failed_health_check_offers_the_previous_and_the_next_revision(sandbox
     assert labels == ["Back to wa-backend-00003", "Try wa-backend-00001"]
 
     stale_click, _ = sandbox.click_body("Back to wa-backend-00003")
-    run(sandbox, "as eve", "click Try wa-backend-00001")  # no role: the matrix refuses
+    run_lines(sandbox, "as eve", "click Try wa-backend-00001")  # no role: the matrix refuses
     assert len(patches(sandbox)) == 1 and "tech lead" in ephemerals(sandbox)[-1]
-    run(sandbox, "as ana", "click Try wa-backend-00001")
+    run_lines(sandbox, "as ana", "click Try wa-backend-00001")
     assert serving(sandbox) == {"wa-backend-00001": 100}
     operation = last_operation(sandbox)
     assert operation.emergency and operation.state == "succeeded"
@@ -212,9 +212,9 @@ def test_a_failed_health_check_offers_the_previous_and_the_next_revision(sandbox
 
 
 def test_all_earlier_ready_revisions_rolled_back_from_is_said(sandbox: Sandbox) -> None:
-    run(sandbox, "as ana", "/rollback wa-backend", "/rollback wa-backend wa-backend-00001")
+    run_lines(sandbox, "as ana", "/rollback wa-backend", "/rollback wa-backend wa-backend-00001")
     assert serving(sandbox) == {"wa-backend-00001": 100}
-    run(sandbox, "wait 16m", "/rollback wa-backend")
+    run_lines(sandbox, "wait 16m", "/rollback wa-backend")
     note = ephemerals(sandbox)[-1]
     assert "was already rolled back from (`wa-backend-00002`)" in note
     assert "no earlier ready revision" not in note and len(patches(sandbox)) == 2
@@ -226,7 +226,7 @@ def test_a_refused_request_never_hides_the_rollback_that_ran(sandbox: Sandbox) -
     """Twenty on-call engineers at once: the losers of the race for the service leave their
     request cancelled, newer than the rollback that ran. A later `/rollback` must still see
     that rollback, and ask, rather than go one more revision back by itself (issue 23)."""
-    run(sandbox, "as ana", "/rollback wa-backend checkout errors")
+    run_lines(sandbox, "as ana", "/rollback wa-backend checkout errors")
     assert serving(sandbox) == {"wa-backend-00002": 100}
     store, now = sandbox.runtime.deps.store, sandbox.runtime.deps.clock.now()
     store.create_operation(  # what a loser of the race used to leave behind
@@ -242,6 +242,6 @@ def test_a_refused_request_never_hides_the_rollback_that_ran(sandbox: Sandbox) -
         to_revision="wa-backend-00002",
         data={},
     )
-    run(sandbox, "/rollback wa-backend checkout errors 8")
+    run_lines(sandbox, "/rollback wa-backend checkout errors 8")
     assert serving(sandbox) == {"wa-backend-00002": 100} and len(patches(sandbox)) == 1
     assert "already rolled back" in last_ephemeral(sandbox)

@@ -9,19 +9,10 @@ from datetime import timedelta
 
 from bot.sandbox.console import Sandbox
 from bot.sandbox.emulator.http import Fault
+from tests.helpers import patches, run_lines, serving
 
 INCIDENTS = "C0INCIDENTS"
 SERVICE = "wa-backend"
-
-
-def patches(box: Sandbox) -> list[object]:
-    return box.emulator.router.calls.list("run.services.patch")
-
-
-def serving(box: Sandbox) -> dict[str, int]:
-    return {
-        r["revision"]: r["percent"] for r in box.emulator.cloudrun.traffic(SERVICE) if r["percent"]
-    }
 
 
 def channel_messages(box: Sandbox, channel: str = INCIDENTS) -> list[dict]:
@@ -42,18 +33,11 @@ def last_operation(box: Sandbox):
         return session.scalars(select(Operation).order_by(Operation.created_at.desc())).first()
 
 
-def run(box: Sandbox, *lines: str) -> list[str]:
-    output: list[str] = []
-    for line in lines:
-        output += box.run_line(line)
-    return output
-
-
 # -- the emergency path ------------------------------------------------------------------------
 
 
 def test_on_call_rolls_back_to_previous_revision_and_verifies_healthz(sandbox: Sandbox) -> None:
-    output = run(sandbox, "as ana", "/rollback wa-backend checkout errors")
+    output = run_lines(sandbox, "as ana", "/rollback wa-backend checkout errors")
 
     assert serving(sandbox) == {"wa-backend-00002": 100}
     assert len(patches(sandbox)) == 1
@@ -69,7 +53,7 @@ def test_on_call_rolls_back_to_previous_revision_and_verifies_healthz(sandbox: S
 
 
 def test_one_status_message_updated_in_place(sandbox: Sandbox) -> None:
-    run(sandbox, "as ana", "/rollback wa-backend")
+    run_lines(sandbox, "as ana", "/rollback wa-backend")
     cards = channel_messages(sandbox)
     assert len(cards) == 1, "the card is posted once and then updated"
     assert cards[0]["version"] >= 3  # requested -> shifting -> verifying -> done
@@ -78,7 +62,7 @@ def test_one_status_message_updated_in_place(sandbox: Sandbox) -> None:
 
 
 def test_every_step_is_audited_in_database_and_cloud_logging(sandbox: Sandbox) -> None:
-    run(sandbox, "as ana", "/rollback wa-backend")
+    run_lines(sandbox, "as ana", "/rollback wa-backend")
     actions = [a.action for a in sandbox.runtime.deps.store.audit()]
     assert actions[:2] == ["rollback.requested", "rollback.approved"]
     assert "cloudrun.traffic_update" in actions and actions[-1] == "rollback.succeeded"
@@ -89,13 +73,13 @@ def test_every_step_is_audited_in_database_and_cloud_logging(sandbox: Sandbox) -
 
 
 def test_a_second_rollback_does_not_go_back_to_the_bad_revision(sandbox: Sandbox) -> None:
-    run(sandbox, "as ana", "/rollback wa-backend")
-    run(sandbox, "/rollback wa-backend", "click Roll back to wa-backend-00001")  # asks first
+    run_lines(sandbox, "as ana", "/rollback wa-backend")
+    run_lines(sandbox, "/rollback wa-backend", "click Roll back to wa-backend-00001")  # asks first
     assert serving(sandbox) == {"wa-backend-00001": 100}
 
 
 def test_named_revision(sandbox: Sandbox) -> None:
-    run(sandbox, "as ana", "/rollback wa-backend wa-backend-00001 go way back")
+    run_lines(sandbox, "as ana", "/rollback wa-backend wa-backend-00001 go way back")
     assert serving(sandbox) == {"wa-backend-00001": 100}
     assert last_operation(sandbox).reason == "go way back"
 
@@ -104,7 +88,7 @@ def test_named_revision(sandbox: Sandbox) -> None:
 
 
 def test_no_role_is_refused_and_nothing_changes(sandbox: Sandbox) -> None:
-    run(sandbox, "as eve", "/rollback wa-backend")
+    run_lines(sandbox, "as eve", "/rollback wa-backend")
     assert patches(sandbox) == [] and serving(sandbox) == {"wa-backend-00003": 100}
     assert any("tech lead" in text for text in ephemerals(sandbox))
     refusal = sandbox.runtime.deps.store.audit()[-1]
@@ -116,24 +100,24 @@ def test_no_role_is_refused_and_nothing_changes(sandbox: Sandbox) -> None:
 
 
 def test_on_call_outside_incidents_channel_is_told_where_to_go(sandbox: Sandbox) -> None:
-    run(sandbox, "as ana", "in #general", "/rollback wa-backend")
+    run_lines(sandbox, "as ana", "in #general", "/rollback wa-backend")
     assert patches(sandbox) == []
     assert any("#incidents" in text for text in ephemerals(sandbox))
 
 
 def test_scheduled_rollback_needs_another_tech_lead(sandbox: Sandbox) -> None:
-    run(sandbox, "as luis", "in #general", "/rollback wa-backend planned revert")
+    run_lines(sandbox, "as luis", "in #general", "/rollback wa-backend planned revert")
     card = channel_messages(sandbox, "C0GENERAL")[-1]
     assert "Approve" in str(card["blocks"]) and patches(sandbox) == []
 
-    run(sandbox, "click Approve")  # luis approving his own request
-    run(sandbox, "as marta", "click Approve")  # a senior developer is not a tech lead
+    run_lines(sandbox, "click Approve")  # luis approving his own request
+    run_lines(sandbox, "as marta", "click Approve")  # a senior developer is not a tech lead
     assert patches(sandbox) == []
     notes = ephemerals(sandbox)
     assert any("another tech lead" in n for n in notes)
     assert any("Only a *tech lead*" in n for n in notes)
 
-    run(sandbox, "as sofia", "click Approve")
+    run_lines(sandbox, "as sofia", "click Approve")
     assert serving(sandbox) == {"wa-backend-00002": 100}
     card = sandbox.emulator.slack.message("C0GENERAL", card["ts"])
     assert "Approved by <@U0SOFIA>" in str(card["blocks"])
@@ -149,11 +133,11 @@ def _has_button(box: Sandbox) -> bool:
 
 
 def test_stale_click_on_a_decided_request_gets_a_polite_note(sandbox: Sandbox) -> None:
-    run(sandbox, "as luis", "in #general", "/rollback wa-backend")
+    run_lines(sandbox, "as luis", "in #general", "/rollback wa-backend")
     stale_click, _ = sandbox.click_body("Approve")  # captured before anyone decides
-    run(sandbox, "as sofia", "click Reject")
+    run_lines(sandbox, "as sofia", "click Reject")
     assert "Rejected by" in str(channel_messages(sandbox, "C0GENERAL")[-1]["blocks"])
-    run(sandbox, "as sofia")
+    run_lines(sandbox, "as sofia")
     assert sandbox.post(stale_click).status_code == 200
     sandbox.runtime.engine.wait_idle()
     assert any("already rejected" in n for n in ephemerals(sandbox))
@@ -161,8 +145,8 @@ def test_stale_click_on_a_decided_request_gets_a_polite_note(sandbox: Sandbox) -
 
 
 def test_ten_concurrent_approve_clicks_make_exactly_one_traffic_update(sandbox: Sandbox) -> None:
-    run(sandbox, "as luis", "in #general", "/rollback wa-backend")
-    run(sandbox, "as sofia")
+    run_lines(sandbox, "as luis", "in #general", "/rollback wa-backend")
+    run_lines(sandbox, "as sofia")
     bodies = [sandbox.click_body("Approve")[0] for _ in range(10)]
     statuses: list[int] = []
     threads = [
@@ -182,7 +166,7 @@ def test_ten_concurrent_approve_clicks_make_exactly_one_traffic_update(sandbox: 
 
 
 def test_expired_request_cannot_be_approved(sandbox: Sandbox) -> None:
-    run(sandbox, "as luis", "in #general", "/rollback wa-backend")
+    run_lines(sandbox, "as luis", "in #general", "/rollback wa-backend")
     store = sandbox.runtime.deps.store
     operation = last_operation(sandbox)
     approval = store.approval_for(operation.id)
@@ -200,7 +184,7 @@ def test_expired_request_cannot_be_approved(sandbox: Sandbox) -> None:
     sandbox.runtime.engine.tick()
     sandbox.runtime.engine.wait_idle()
     assert "Expired" in str(channel_messages(sandbox, "C0GENERAL")[-1]["blocks"])
-    run(sandbox, "as sofia")
+    run_lines(sandbox, "as sofia")
     sandbox.post(stale_click)
     sandbox.runtime.engine.wait_idle()
     assert any("expired" in n for n in ephemerals(sandbox))
@@ -208,8 +192,8 @@ def test_expired_request_cannot_be_approved(sandbox: Sandbox) -> None:
 
 
 def test_emergency_rollback_supersedes_a_pending_scheduled_one(sandbox: Sandbox) -> None:
-    run(sandbox, "as luis", "in #general", "/rollback wa-backend")
-    run(sandbox, "as ana", "in #incidents", "/rollback wa-backend")
+    run_lines(sandbox, "as luis", "in #general", "/rollback wa-backend")
+    run_lines(sandbox, "as ana", "in #incidents", "/rollback wa-backend")
     assert serving(sandbox) == {"wa-backend-00002": 100}
     assert "Cancelled" in str(channel_messages(sandbox, "C0GENERAL")[-1]["blocks"])
 
@@ -218,30 +202,32 @@ def test_emergency_rollback_supersedes_a_pending_scheduled_one(sandbox: Sandbox)
 
 
 def test_empty_text_gets_usage_in_the_ack(sandbox: Sandbox) -> None:
-    output = run(sandbox, "as ana", "/rollback")
+    output = run_lines(sandbox, "as ana", "/rollback")
     assert any("Usage" in line for line in output) and patches(sandbox) == []
 
 
 def test_unknown_service_lists_the_known_ones(sandbox: Sandbox) -> None:
-    run(sandbox, "as ana", "/rollback wa-frontend")
+    run_lines(sandbox, "as ana", "/rollback wa-frontend")
     assert any("wa-backend" in n and "wa-backend-staging" in n for n in ephemerals(sandbox))
     assert patches(sandbox) == []
 
 
 def test_unknown_revision_lists_recent_ones(sandbox: Sandbox) -> None:
-    run(sandbox, "as ana", "/rollback wa-backend wa-backend-09999")
+    run_lines(sandbox, "as ana", "/rollback wa-backend wa-backend-09999")
     note = ephemerals(sandbox)[-1]
     assert "wa-backend-09999" in note and "wa-backend-00001" in note
     assert patches(sandbox) == []
 
 
 def test_target_already_serving(sandbox: Sandbox) -> None:
-    run(sandbox, "as ana", "/rollback wa-backend wa-backend-00003")
+    run_lines(sandbox, "as ana", "/rollback wa-backend wa-backend-00003")
     assert "already serves 100%" in ephemerals(sandbox)[-1] and patches(sandbox) == []
 
 
 def test_hostile_reason_is_shown_not_executed(sandbox: Sandbox) -> None:
-    run(sandbox, "as ana", "/rollback wa-backend <!channel> <https://evil.example|login> <@U0LUIS>")
+    run_lines(
+        sandbox, "as ana", "/rollback wa-backend <!channel> <https://evil.example|login> <@U0LUIS>"
+    )
     blocks = str(channel_messages(sandbox)[-1]["blocks"])
     assert "&lt;!channel&gt;" in blocks and "<!channel>" not in blocks
     assert "<https://evil" not in blocks and "&lt;@U0LUIS&gt;" in blocks
@@ -249,12 +235,12 @@ def test_hostile_reason_is_shown_not_executed(sandbox: Sandbox) -> None:
 
 def test_second_rollback_while_one_runs_says_who_runs_what(sandbox: Sandbox) -> None:
     sandbox.emulator.cloudrun.operation_delay_s = 1.0
-    run(sandbox, "as ana")
+    run_lines(sandbox, "as ana")
     sandbox.post(sandbox.slash_body("/rollback wa-backend"))
     deadline = time.monotonic() + 5
     while not patches(sandbox) and time.monotonic() < deadline:
         time.sleep(0.02)
-    run(sandbox, "/rollback wa-backend")
+    run_lines(sandbox, "/rollback wa-backend")
     assert any("is busy" in n and "<@U0ANA>" in n for n in ephemerals(sandbox))
     assert len(patches(sandbox)) == 1
     assert serving(sandbox) == {"wa-backend-00002": 100}
@@ -265,7 +251,7 @@ def test_second_rollback_while_one_runs_says_who_runs_what(sandbox: Sandbox) -> 
 
 def test_patch_503_twice_then_ok_is_retried(sandbox: Sandbox) -> None:
     sandbox.emulator.router.faults.add(Fault("run.services.patch", 503, times=2))
-    run(sandbox, "as ana", "/rollback wa-backend")
+    run_lines(sandbox, "as ana", "/rollback wa-backend")
     assert len(patches(sandbox)) == 3
     assert serving(sandbox) == {"wa-backend-00002": 100}
     assert last_operation(sandbox).state == "succeeded"
@@ -273,7 +259,7 @@ def test_patch_503_twice_then_ok_is_retried(sandbox: Sandbox) -> None:
 
 def test_patch_503_always_fails_loudly_and_says_traffic_is_unchanged(sandbox: Sandbox) -> None:
     sandbox.emulator.router.faults.add(Fault("run.services.patch", 503, times=None))
-    run(sandbox, "as ana", "/rollback wa-backend")
+    run_lines(sandbox, "as ana", "/rollback wa-backend")
     assert serving(sandbox) == {"wa-backend-00003": 100}
     assert last_operation(sandbox).state == "failed"
     alert = channel_messages(sandbox)[-1]
@@ -283,14 +269,14 @@ def test_patch_503_always_fails_loudly_and_says_traffic_is_unchanged(sandbox: Sa
 
 def test_etag_conflict_rereads_and_retries_once(sandbox: Sandbox) -> None:
     sandbox.emulator.router.faults.add(Fault("run.services.patch", 409, times=1))
-    run(sandbox, "as ana", "/rollback wa-backend")
+    run_lines(sandbox, "as ana", "/rollback wa-backend")
     assert len(patches(sandbox)) == 2
     assert serving(sandbox) == {"wa-backend-00002": 100}
 
 
 def test_etag_conflict_twice_fails_without_forcing(sandbox: Sandbox) -> None:
     sandbox.emulator.router.faults.add(Fault("run.services.patch", 409, times=2))
-    run(sandbox, "as ana", "/rollback wa-backend")
+    run_lines(sandbox, "as ana", "/rollback wa-backend")
     assert len(patches(sandbox)) == 2
     assert serving(sandbox) == {"wa-backend-00003": 100}
     assert "etag conflict" in str(channel_messages(sandbox)[-1]["blocks"])
@@ -298,7 +284,7 @@ def test_etag_conflict_twice_fails_without_forcing(sandbox: Sandbox) -> None:
 
 def test_failed_operation_reports_the_real_traffic(sandbox: Sandbox) -> None:
     sandbox.emulator.cloudrun.fail_next_operations("quota exceeded for revisions")
-    run(sandbox, "as ana", "/rollback wa-backend")
+    run_lines(sandbox, "as ana", "/rollback wa-backend")
     operation = last_operation(sandbox)
     assert operation.state == "failed" and operation.data["error"]["code"] == "operation_failed"
     alert = str(channel_messages(sandbox)[-1]["blocks"])
@@ -306,7 +292,7 @@ def test_failed_operation_reports_the_real_traffic(sandbox: Sandbox) -> None:
 
 
 def test_healthz_failing_after_the_shift_is_loud(sandbox: Sandbox) -> None:
-    run(sandbox, "as ana", "set wa-backend-00002 healthz=500", "/rollback wa-backend")
+    run_lines(sandbox, "as ana", "set wa-backend-00002 healthz=500", "/rollback wa-backend")
     assert serving(sandbox) == {"wa-backend-00002": 100}
     operation = last_operation(sandbox)
     assert operation.state == "failed" and operation.data["error"]["code"] == "healthz_failed"
@@ -317,7 +303,7 @@ def test_healthz_failing_after_the_shift_is_loud(sandbox: Sandbox) -> None:
 
 def test_cloud_run_unreadable_at_request_changes_nothing(sandbox: Sandbox) -> None:
     sandbox.emulator.router.faults.add(Fault("run.services.get", 503, times=None))
-    run(sandbox, "as ana", "/rollback wa-backend")
+    run_lines(sandbox, "as ana", "/rollback wa-backend")
     assert "Cloud Run did not answer" in ephemerals(sandbox)[-1]
     assert patches(sandbox) == [] and sandbox.runtime.deps.store.lock_holder(SERVICE) is None
 
@@ -326,15 +312,15 @@ def test_cloud_run_unreadable_at_request_changes_nothing(sandbox: Sandbox) -> No
 
 
 def test_traffic_shows_the_split_and_running_operation(sandbox: Sandbox) -> None:
-    output = run(sandbox, "as pablo", "/traffic wa-backend")
+    output = run_lines(sandbox, "as pablo", "/traffic wa-backend")
     text = "\n".join(output)
     assert "wa-backend-00003" in text and "100%" in text and "No operation in progress" in text
 
 
 def test_whoami_lists_roles_and_permissions(sandbox: Sandbox) -> None:
-    output = "\n".join(run(sandbox, "as ana", "/ops whoami"))
+    output = "\n".join(run_lines(sandbox, "as ana", "/ops whoami"))
     assert "on-call engineer" in output and "Emergency rollback — you may" in output
-    output = "\n".join(run(sandbox, "as marta", "/ops whoami"))
+    output = "\n".join(run_lines(sandbox, "as marta", "/ops whoami"))
     assert "senior developer" in output and "Production canary (10%) — you may" in output
 
 
@@ -347,7 +333,7 @@ def test_operation_slower_than_the_timeout_is_followed_to_the_end_not_failed() -
     box = Sandbox(sandbox_config(operation_timeout_s=0.3), retry_deadline_s=1.5)
     try:
         box.emulator.cloudrun.operation_delay_s = 1.5  # five timeouts' worth of waiting
-        run(box, "as ana", "/rollback wa-backend")
+        run_lines(box, "as ana", "/rollback wa-backend")
         operation = last_operation(box)
         assert operation.state == "succeeded", operation.data.get("error")
         assert serving(box) == {"wa-backend-00002": 100}

@@ -12,6 +12,7 @@ import pytest
 from bot.config import Config, load_config
 from bot.sandbox.console import Sandbox
 from tests.conftest import REPO
+from tests.helpers import run, serving
 
 SERVICE = "wa-backend"
 IMAGE = "us-docker.pkg.dev/runback-sandbox/apps/wa-backend:v1.3.0"
@@ -32,19 +33,6 @@ def box() -> Iterator[Sandbox]:
         yield sandbox
     finally:
         sandbox.close()
-
-
-def run(box: Sandbox, *lines: str) -> str:
-    output: list[str] = []
-    for line in lines:
-        output += box.run_line(line)
-    return "\n".join(output)
-
-
-def serving(box: Sandbox) -> dict[str, int]:
-    return {
-        r["revision"]: r["percent"] for r in box.emulator.cloudrun.traffic(SERVICE) if r["percent"]
-    }
 
 
 def check_target_line(box: Sandbox) -> str:

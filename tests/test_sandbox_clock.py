@@ -6,13 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from bot.sandbox.console import Sandbox
-
-
-def run(box: Sandbox, *lines: str) -> str:
-    output: list[str] = []
-    for line in lines:
-        output += box.run_line(line)
-    return "\n".join(output)
+from tests.helpers import run
 
 
 def test_the_console_alert_starts_on_sandbox_time(sandbox: Sandbox) -> None:

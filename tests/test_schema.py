@@ -26,7 +26,7 @@ from bot.sandbox.emulator.server import Emulator
 from bot.schema import HEAD, REVISIONS, Found, SchemaError, found_revision
 from bot.store import Base, Store, make_engine
 from tests.db import BACKENDS, empty_database
-from tests.test_processes import free_port, wait_until
+from tests.helpers import free_port, wait_until
 from tests.test_startup import one_clear_line
 
 REPO = Path(__file__).resolve().parents[1]

@@ -17,6 +17,7 @@ from bot.sandbox.console import Sandbox
 from bot.sandbox.emulator.http import Fault
 from bot.sandbox.seed import UNINVITED_CHANNEL
 from bot.store import Operation
+from tests.helpers import run_lines, serving
 
 INCIDENTS = "C0INCIDENTS"
 T = TypeVar("T")
@@ -36,10 +37,6 @@ def until(check: Callable[[], T], box: Sandbox, advance_s: float = 0.0, timeout_
         box.runtime.engine.wait_idle(timeout_s=5, settle_s=0.01)
         time.sleep(0.02)
     raise AssertionError("the expected state was not reached in time")
-
-
-def run(box: Sandbox, *lines: str) -> list[str]:
-    return [out for line in lines for out in box.run_line(line)]
 
 
 def bot_messages(box: Sandbox, channel: str = INCIDENTS) -> list[dict[str, Any]]:
@@ -72,11 +69,6 @@ def calls(box: Sandbox, api: str) -> list[Any]:
     return box.emulator.router.calls.list(api)
 
 
-def serving(box: Sandbox) -> dict[str, int]:
-    rows = box.emulator.cloudrun.traffic("wa-backend")
-    return {r["revision"]: r["percent"] for r in rows if r["percent"]}
-
-
 # -- issue 8: Slack outages do not falsify the record ------------------------------------------
 
 
@@ -85,7 +77,7 @@ def test_a_rate_limited_card_never_slows_the_traffic_change(sandbox: Sandbox) ->
         Fault("slack.chat.update", 429, message="30", times=None)  # Retry-After: 30
     )
     started = time.monotonic()
-    run(sandbox, "as ana", "/rollback wa-backend checkout errors")
+    run_lines(sandbox, "as ana", "/rollback wa-backend checkout errors")
 
     operation = last_operation(sandbox)
     assert operation.state == "succeeded"
@@ -109,7 +101,7 @@ def test_a_failure_during_a_slack_outage_is_announced_when_slack_is_back(
     for api in ("slack.chat.postMessage", "slack.chat.update"):
         faults.add(Fault(api, 503, times=None))
     with caplog.at_level(logging.WARNING, logger="runback.cards"):
-        run(sandbox, "as ana", "/rollback wa-backend")
+        run_lines(sandbox, "as ana", "/rollback wa-backend")
 
     operation = last_operation(sandbox)
     assert operation.state == "failed", "a Slack outage must not stop or fail the workflow"
@@ -131,7 +123,7 @@ def test_a_post_whose_answer_was_lost_does_not_make_a_second_card(sandbox: Sandb
     # Slack posts the card, but its answer comes after the client gave up waiting.
     sandbox.runtime.deps.chat.cards.timeout = 0.3  # type: ignore[attr-defined]
     sandbox.emulator.router.faults.add(Fault("slack.chat.postMessage", None, delay_ms=700))
-    run(sandbox, "as ana", "/rollback wa-backend")
+    run_lines(sandbox, "as ana", "/rollback wa-backend")
     operation = last_operation(sandbox)
 
     until(lambda: cards_of(sandbox, operation), sandbox)  # the late post lands
@@ -145,7 +137,7 @@ def test_a_post_whose_answer_was_lost_does_not_make_a_second_card(sandbox: Sandb
 
 def test_a_card_that_cannot_be_updated_goes_out_as_a_new_message(sandbox: Sandbox) -> None:
     sandbox.emulator.router.faults.add(Fault("slack.chat.update", 503, times=None))
-    run(sandbox, "as ana", "/rollback wa-backend")
+    run_lines(sandbox, "as ana", "/rollback wa-backend")
     operation = last_operation(sandbox)
     assert operation.state == "succeeded"
 
@@ -186,7 +178,7 @@ def test_cards_are_updated_by_channel_id_even_when_posted_by_name(sandbox: Sandb
 
 def test_a_request_in_a_channel_without_the_bot_is_told_at_once(sandbox: Sandbox) -> None:
     sandbox.channels["random"] = UNINVITED_CHANNEL
-    run(sandbox, "as luis", "in random", "/rollback wa-backend")
+    run_lines(sandbox, "as luis", "in random", "/rollback wa-backend")
     operation = last_operation(sandbox)
     assert operation.state == "awaiting_approval"
 
@@ -223,22 +215,22 @@ def test_on_a_free_plan_roles_come_from_app_yaml_and_runback_says_so(
         "paid_teams_only" in r.getMessage() and "@oncall" in r.getMessage() for r in caplog.records
     )
 
-    whoami = "\n".join(run(sandbox, "as ana", "/ops whoami"))
+    whoami = "\n".join(run_lines(sandbox, "as ana", "/ops whoami"))
     assert "cannot be read" in whoami and "paid Slack plan" in whoami and "@oncall" in whoami
 
-    refused = "\n".join(run(sandbox, "as eve", "/rollback wa-backend"))
+    refused = "\n".join(run_lines(sandbox, "as eve", "/rollback wa-backend"))
     assert "cannot tell whether you hold it" in refused and "@oncall" in refused
     assert "you don't have it" not in refused
     assert serving(sandbox) == {"wa-backend-00003": 100}
 
-    run(sandbox, "as ana", "/rollback wa-backend")  # on-call by her id in app.yaml
+    run_lines(sandbox, "as ana", "/rollback wa-backend")  # on-call by her id in app.yaml
     assert serving(sandbox) == {"wa-backend-00002": 100}
 
 
 def test_on_a_free_plan_an_approval_refusal_says_groups_cannot_be_read(sandbox: Sandbox) -> None:
     sandbox.emulator.slack.set_plan("free")
-    run(sandbox, "as luis", "in #general", "/rollback wa-backend")  # waits for a tech lead
-    refused = "\n".join(run(sandbox, "as eve", "click Approve"))
+    run_lines(sandbox, "as luis", "in #general", "/rollback wa-backend")  # waits for a tech lead
+    refused = "\n".join(run_lines(sandbox, "as eve", "click Approve"))
     assert "cannot tell whether you hold that role" in refused and "@oncall" in refused
     assert serving(sandbox) == {"wa-backend-00003": 100}
 
@@ -250,7 +242,7 @@ def test_a_rate_limited_user_group_lookup_never_delays_an_emergency_rollback(
         Fault("slack.usergroups.list", 429, message="30", times=None)
     )
     started = time.monotonic()
-    run(sandbox, "as ana", "/rollback wa-backend")
+    run_lines(sandbox, "as ana", "/rollback wa-backend")
 
     assert serving(sandbox) == {"wa-backend-00002": 100}
     assert time.monotonic() - started < 10, "the roles lookup slept on Retry-After"
@@ -261,7 +253,7 @@ def test_the_owed_final_state_survives_a_restart(sandbox: Sandbox) -> None:
     faults = sandbox.emulator.router.faults
     for api in ("slack.chat.postMessage", "slack.chat.update"):
         faults.add(Fault(api, 503, times=None))
-    run(sandbox, "as ana", "/rollback wa-backend")
+    run_lines(sandbox, "as ana", "/rollback wa-backend")
     operation = last_operation(sandbox)
     assert operation.state == "succeeded" and bot_messages(sandbox) == []
 

@@ -18,6 +18,7 @@ import requests
 from bot.sandbox.console import ConsoleError, Sandbox
 from bot.sandbox.emulator.server import Emulator
 from bot.store import make_engine
+from tests.helpers import free_port, run_lines
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONIOENCODING": "utf-8"}
@@ -33,12 +34,6 @@ def bot(*args: str, stdin: str | None = None, **env: str) -> subprocess.Complete
         text=True,
         timeout=120,
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # -- the command line ---------------------------------------------------------------------------
@@ -198,18 +193,11 @@ def test_serve_prints_no_bolt_warning_about_client_and_token(tmp_path: Path) -> 
 # -- the console -------------------------------------------------------------------------------
 
 
-def run(box: Sandbox, *lines: str) -> list[str]:
-    output: list[str] = []
-    for line in lines:
-        output += box.run_line(line)
-    return output
-
-
 def test_the_console_clears_an_injected_fault(sandbox: Sandbox) -> None:
-    run(sandbox, "fault run.services.patch 503 5")
-    assert run(sandbox, "fault clear") == ["(no injected fault left; 1 cleared)"]
+    run_lines(sandbox, "fault run.services.patch 503 5")
+    assert run_lines(sandbox, "fault clear") == ["(no injected fault left; 1 cleared)"]
     assert sandbox.emulator.router.faults.list() == []
-    run(sandbox, "as ana", "/rollback wa-backend it broke")
+    run_lines(sandbox, "as ana", "/rollback wa-backend it broke")
     assert any(
         r["percent"] == 100 and r["revision"] == "wa-backend-00002"
         for r in sandbox.emulator.cloudrun.traffic("wa-backend")
@@ -217,14 +205,14 @@ def test_the_console_clears_an_injected_fault(sandbox: Sandbox) -> None:
 
 
 def test_submit_with_no_open_form_says_so(sandbox: Sandbox) -> None:
-    run(sandbox, "as ana", "/ops migration-check", "submit ALTER TABLE t ADD COLUMN c int;")
+    run_lines(sandbox, "as ana", "/ops migration-check", "submit ALTER TABLE t ADD COLUMN c int;")
     with pytest.raises(ConsoleError, match="no form is open for you"):
         sandbox.run_line("submit ALTER TABLE t DROP COLUMN c;")
 
 
 def test_the_console_shows_a_posted_file(sandbox: Sandbox) -> None:
-    run(sandbox, "set wa-backend-00003 error_rate=0.07", "wait 9m", "alert wa-backend")
-    shown = run(sandbox, "show postmortem")
+    run_lines(sandbox, "set wa-backend-00003 error_rate=0.07", "wait 9m", "alert wa-backend")
+    shown = run_lines(sandbox, "show postmortem")
     assert shown[0].startswith("── postmortem-wa-backend-")
     assert any(line.startswith("# Postmortem draft: wa-backend") for line in shown)
     with pytest.raises(ConsoleError, match="posted: postmortem-wa-backend-"):
@@ -232,9 +220,9 @@ def test_the_console_shows_a_posted_file(sandbox: Sandbox) -> None:
 
 
 def test_the_time_line_names_the_date_after_a_long_wait(sandbox: Sandbox) -> None:
-    (short,) = run(sandbox, "wait 1m")
+    (short,) = run_lines(sandbox, "wait 1m")
     assert short.startswith("(sandbox time is now ") and "-" not in short
-    (long,) = run(sandbox, "wait 30h")
+    (long,) = run_lines(sandbox, "wait 30h")
     assert f"{sandbox.clock.now():%Y-%m-%d}" in long
 
 
@@ -242,7 +230,7 @@ def test_the_time_line_names_the_date_after_a_long_wait(sandbox: Sandbox) -> Non
 
 
 def test_url_private_is_served_to_the_bot_token_only(sandbox: Sandbox) -> None:
-    run(sandbox, "set wa-backend-00003 error_rate=0.07", "wait 9m", "alert wa-backend")
+    run_lines(sandbox, "set wa-backend-00003 error_rate=0.07", "wait 9m", "alert wa-backend")
     (record,) = sandbox.emulator.slack.files()
     message = next(
         m for m in sandbox.emulator.slack.messages() if m.get("files")
@@ -259,12 +247,12 @@ def test_url_private_is_served_to_the_bot_token_only(sandbox: Sandbox) -> None:
 
 
 def test_the_readme_observe_band_recipe_opens_a_new_incident(sandbox: Sandbox) -> None:
-    run(sandbox, "set wa-backend-00003 error_rate=0.07", "wait 9m", "alert wa-backend")
+    run_lines(sandbox, "set wa-backend-00003 error_rate=0.07", "wait 9m", "alert wa-backend")
     first = sandbox.runtime.deps.store.open_incidents()[0]
-    closed = run(sandbox, "alert wa-backend closed")
+    closed = run_lines(sandbox, "alert wa-backend closed")
     assert closed[0] == "(alert sandbox-wa-backend closed: closed)"
-    run(sandbox, "set wa-backend-00002 error_rate=0.03", "wait 9m")
-    opened = run(sandbox, "alert wa-backend")
+    run_lines(sandbox, "set wa-backend-00002 error_rate=0.03", "wait 9m")
+    opened = run_lines(sandbox, "alert wa-backend")
     assert opened[0] == "(alert sandbox-wa-backend-2 open: created)"
     (second,) = sandbox.runtime.deps.store.open_incidents()
     assert second.id != first.id and second.observe_until is not None

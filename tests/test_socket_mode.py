@@ -19,15 +19,14 @@ from websockets.sync.client import connect
 from bot.sandbox.emulator.server import Emulator
 from bot.sandbox.emulator.socket_mode import ACK_DEADLINE_S
 from bot.sandbox.slack_payloads import button_click, find_button, slash_command
-from tests.test_processes import TOKEN, BotProcess, card_text, wait_until
-from tests.test_processes import world as http_world  # noqa: F401  (the fixture, reused)
+from tests.helpers import TOKEN, BotProcess, card_text, wait_until
 
 APP_TOKEN = "xapp-1-sandbox"
 
 
 @pytest.fixture
-def world(http_world: tuple[Emulator, BotProcess]) -> Iterator[tuple[Emulator, BotProcess]]:  # noqa: F811
-    emulator, bot = http_world
+def world(world: tuple[Emulator, BotProcess]) -> Iterator[tuple[Emulator, BotProcess]]:
+    emulator, bot = world  # conftest's, over HTTP: this one adds Socket Mode
     bot.env["SLACK_APP_TOKEN"] = emulator.slack.socket_mode.app_token
     yield emulator, bot
 

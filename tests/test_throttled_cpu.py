@@ -21,7 +21,7 @@ from bot.config import load_config
 from bot.sandbox.emulator.server import Emulator
 from bot.sandbox.seed import RUNBACK_REVISION, RUNBACK_SERVICE, seed, seed_runback
 from bot.store import Operation
-from tests.test_processes import REPO, SECRET, TOKEN, BotProcess, free_port, send_command
+from tests.helpers import REPO, SECRET, TOKEN, BotProcess, free_port, send_command
 
 T = TypeVar("T")
 TICK_TOKEN = "tick-token-for-the-throttled-instance"

@@ -6,22 +6,10 @@ from __future__ import annotations
 import json
 
 from bot.sandbox.console import Sandbox
+from tests.helpers import run, serving
 
 SERVICE = "wa-backend"
 IMAGE = "us-docker.pkg.dev/runback-sandbox/apps/wa-backend:v1.3.0"
-
-
-def run(box: Sandbox, *lines: str) -> str:
-    output: list[str] = []
-    for line in lines:
-        output += box.run_line(line)
-    return "\n".join(output)
-
-
-def serving(box: Sandbox) -> dict[str, int]:
-    return {
-        r["revision"]: r["percent"] for r in box.emulator.cloudrun.traffic(SERVICE) if r["percent"]
-    }
 
 
 def audit_events(box: Sandbox) -> list[str]:

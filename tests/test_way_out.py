@@ -4,16 +4,10 @@ migration offers only what is possible now, names who takes it, and the order.""
 from __future__ import annotations
 
 from bot.sandbox.console import Sandbox
+from tests.helpers import run
 
 IMAGE = "us-docker.pkg.dev/runback-sandbox/apps/wa-backend:v1.3.0"
 FLAG = "FEATURE_FLAG_NEW_SCHEMA"
-
-
-def run(box: Sandbox, *lines: str) -> str:
-    output: list[str] = []
-    for line in lines:
-        output += box.run_line(line)
-    return "\n".join(output)
 
 
 def released_with_a_destructive_migration(box: Sandbox) -> None:

@@ -6,15 +6,9 @@ from __future__ import annotations
 import json
 
 from bot.sandbox.console import Sandbox
+from tests.helpers import run
 
 IMAGE = "us-docker.pkg.dev/runback-sandbox/apps/wa-backend:v1.3.0"
-
-
-def run(box: Sandbox, *lines: str) -> str:
-    output: list[str] = []
-    for line in lines:
-        output += box.run_line(line)
-    return "\n".join(output)
 
 
 def confirm_dialogs(box: Sandbox) -> list[dict]:
