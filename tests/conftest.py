@@ -19,6 +19,15 @@ from bot.sandbox.seed import seed
 from bot.store import make_engine
 from tests.db import postgres_url
 from tests.helpers import REPO, SECRET, TOKEN, BotProcess, free_port
+from tests.lanes import lane_of
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each test's lane as a marker (tests/lanes.py), so that `-m` picks lanes."""
+    for item in items:
+        lane = lane_of(item)
+        if lane is not None:
+            item.add_marker(lane)
 
 
 @pytest.fixture
