@@ -355,6 +355,16 @@ class DrillSettings(Strict):
         return value
 
 
+class SlackSettings(Strict):
+    """Delivering cards and messages to Slack (the outbox, bot/ops/cards.py)."""
+
+    # A delivery is claimed for this long: if its instance dies mid-delivery, another one (or
+    # the restarted one) sends it after that. Longer than one delivery to Slack takes.
+    claim_s: float = Field(default=20, gt=0, le=600)
+    # A post whose answer was lost may still land in Slack: look for it after this, not at once.
+    lost_answer_wait_s: float = Field(default=15, ge=0, le=600)
+
+
 class SandboxUser(Strict):
     id: str
     real_name: str = ""
@@ -384,6 +394,7 @@ class Config(Strict):
     readiness: ReadinessSettings = ReadinessSettings()
     disaster_recovery: DisasterRecovery = DisasterRecovery()
     drill: DrillSettings = DrillSettings()
+    slack: SlackSettings = SlackSettings()
     sandbox: Sandbox = Sandbox()
 
     @field_validator("services")

@@ -130,6 +130,7 @@ def test_defaults_and_normalisation() -> None:
     assert config.thresholds.error_rate_rollback == 0.05
     assert config.channels.incidents.name == "incidents"
     assert config.roles.on_call.groups == ("oncall",)
+    assert (config.slack.claim_s, config.slack.lost_answer_wait_s) == (20, 15)
 
 
 # -- broken files: the message names the key and what was expected ------------------------------
@@ -260,6 +261,11 @@ BROKEN = [
         _set("rollback.health_checks", 0),
         ["rollback.health_checks:", "greater than or equal to 1"],
         id="no-health-checks",
+    ),
+    pytest.param(
+        lambda data: data.update(slack={"claim_s": 0, "lost_answer_wait_s": 15}),
+        ["slack.claim_s:", "greater than 0"],
+        id="slack-claim-zero",
     ),
 ]
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, TypeVar
 
 import pytest
@@ -16,8 +17,9 @@ from bot.ports import Message
 from bot.sandbox.console import Sandbox
 from bot.sandbox.emulator.http import Fault
 from bot.sandbox.seed import UNINVITED_CHANNEL
-from bot.store import Operation
-from tests.helpers import run_lines, serving
+from bot.store import Operation, OutboxMessage
+from tests.conftest import sandbox_config
+from tests.helpers import run_lines, serving, wait_until
 
 INCIDENTS = "C0INCIDENTS"
 T = TypeVar("T")
@@ -133,6 +135,55 @@ def test_a_post_whose_answer_was_lost_does_not_make_a_second_card(sandbox: Sandb
     assert len(cards_of(sandbox, operation)) == 1, "one operation, one card"
     assert len(calls(sandbox, "slack.chat.postMessage")) == 1, "the lost post was found again"
     assert calls(sandbox, "slack.conversations.history"), "nobody looked for the lost post"
+
+
+def slack_waits(claim_s: float, lost_answer_wait_s: float) -> Sandbox:
+    """The sandbox with app.yaml's ``slack:`` waits set."""
+    config = sandbox_config()
+    slack = config.slack.model_copy(
+        update={"claim_s": claim_s, "lost_answer_wait_s": lost_answer_wait_s}
+    )
+    return Sandbox(config.model_copy(update={"slack": slack}), retry_deadline_s=1.5)
+
+
+def uncertain_row(box: Sandbox) -> OutboxMessage | None:
+    """The card whose post was sent and not answered yet (or whose answer was lost)."""
+    from sqlalchemy import select
+
+    with box.runtime.deps.store.session() as session:
+        query = select(OutboxMessage).where(OutboxMessage.uncertain_since != "")
+        return session.scalars(query).first()
+
+
+def test_a_delivery_is_claimed_for_slack_claim_s() -> None:
+    box = slack_waits(claim_s=45, lost_answer_wait_s=15)
+    try:
+        box.emulator.router.faults.add(Fault("slack.chat.postMessage", None, delay_ms=1500))
+        run_lines(box, "as ana")
+        box.post(box.slash_body("/rollback wa-backend"))  # acked; the card's post is in flight
+        row = wait_until(lambda: uncertain_row(box), "the card's post to be sent")
+        assert row.claimed_until is not None, "a post in flight is claimed"
+        sent = datetime.fromisoformat(row.uncertain_since)
+        claimed_s = (row.claimed_until - sent).total_seconds()
+        assert 40 < claimed_s <= 45, f"claimed for {claimed_s} s, not slack.claim_s"
+    finally:
+        box.close()
+
+
+def test_a_lost_answer_is_looked_for_after_slack_lost_answer_wait_s() -> None:
+    box = slack_waits(claim_s=20, lost_answer_wait_s=40)
+    try:
+        box.runtime.deps.chat.cards.timeout = 0.3  # type: ignore[attr-defined]
+        box.emulator.router.faults.add(Fault("slack.chat.postMessage", None, delay_ms=700))
+        run_lines(box, "as ana", "/rollback wa-backend")
+        row = wait_until(
+            lambda: (found := uncertain_row(box)) is not None and found.attempts and found,
+            "the post's lost answer to be recorded",
+        )
+        waited_s = (row.due_at - datetime.fromisoformat(row.uncertain_since)).total_seconds()
+        assert waited_s == 40, f"looked for again after {waited_s} s, not slack.lost_answer_wait_s"
+    finally:
+        box.close()
 
 
 def test_a_card_that_cannot_be_updated_goes_out_as_a_new_message(sandbox: Sandbox) -> None:

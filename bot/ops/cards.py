@@ -115,8 +115,6 @@ def _total_seconds(operation: Operation) -> float | None:
 BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0)
 UPDATES_BEFORE_NEW_MESSAGE = 3  # then the final state goes out as a new message
 STALE_TRIES = 10  # tries to correct the card that new message replaced
-LOST_ANSWER_WAIT_S = 15.0  # a post whose answer was lost may still land: look for it after this
-CLAIM_S = 20.0  # a courier that dies mid-delivery gives the row back after this
 PARENT_WAIT_S = 5.0  # a reply waits this long for its card to be in Slack
 MAX_TEXT_CHARS = 39_000  # Slack refuses longer text with msg_too_long (limit 40,000)
 # The card's message is gone or not ours to edit: post the state anew.
@@ -192,7 +190,8 @@ def deliver_due(deps: Deps) -> None:
     """One pass over what Slack has not seen yet and is due now."""
     now = deps.clock.now()
     for row in deps.store.due_outbox(now):
-        claimed = deps.store.claim_outbox(row.id, now, now + timedelta(seconds=CLAIM_S))
+        claim = timedelta(seconds=deps.config.slack.claim_s)  # then a dead courier's row is free
+        claimed = deps.store.claim_outbox(row.id, now, now + claim)
         if claimed is not None:
             _deliver(deps, claimed)
 
@@ -354,7 +353,7 @@ def _failed(deps: Deps, row: OutboxMessage, error: ChatError) -> None:
     }
     if error.maybe_sent and not row.ts:
         fields["uncertain_since"] = now.isoformat()
-        delay = max(delay, LOST_ANSWER_WAIT_S)
+        delay = max(delay, deps.config.slack.lost_answer_wait_s)  # it may still land
     correcting = row.shown >= row.version  # only the replaced card was being corrected
     if correcting and attempts >= STALE_TRIES:
         fields["stale_ts"] = ""  # give up on the old card; the new one tells the truth
