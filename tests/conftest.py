@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +18,7 @@ from bot.config import Config, load_config
 from bot.sandbox.console import Sandbox
 from bot.sandbox.emulator.server import Emulator
 from bot.sandbox.seed import seed
-from bot.store import make_engine
+from bot.store import Store, make_engine
 from tests.db import postgres_url
 from tests.helpers import REPO, SECRET, TOKEN, BotProcess, free_port
 from tests.lanes import lane_of
@@ -39,21 +41,38 @@ def emulator() -> Iterator[Emulator]:
         emu.stop()
 
 
+@functools.cache
+def shipped_config() -> Config:
+    """The shipped app.yaml, read once per test process (a Config is immutable)."""
+    return load_config(REPO / "app.yaml")
+
+
 def sandbox_config(**rollback: object) -> Config:
     """The shipped app.yaml, with health checks that do not sleep (tests wait on nothing).
     The sandbox has no drill history nor acknowledged procedure, so its rollback-readiness
     checklist fails: it does not block production releases here (tests/test_readiness.py
     tests the block)."""
-    config = load_config(REPO / "app.yaml")
+    config = shipped_config()
     settings = config.rollback.model_copy(update={"health_check_interval_s": 0, **rollback})
     readiness = config.readiness.model_copy(update={"block_production": False})
     return config.model_copy(update={"rollback": settings, "readiness": readiness})
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty SQLite database at the newest schema, made once per test process: each sandbox
+    starts on a copy of it instead of running every migration again."""
+    path = tmp_path_factory.mktemp("schema") / "runback.db"
+    Store(f"sqlite:///{path}").close()
+    return path
+
+
 @pytest.fixture
-def sandbox() -> Iterator[Sandbox]:
+def sandbox(migrated_sqlite: Path, tmp_path: Path) -> Iterator[Sandbox]:
     """The real bot (Bolt over HTTP on waitress) wired to the emulators, as the console uses it."""
-    box = Sandbox(sandbox_config(), retry_deadline_s=1.5)
+    database = tmp_path / "sandbox.db"
+    shutil.copyfile(migrated_sqlite, database)
+    box = Sandbox(sandbox_config(), retry_deadline_s=1.5, database_url=f"sqlite:///{database}")
     try:
         yield box
     finally:
@@ -89,6 +108,9 @@ def world(tmp_path: Path) -> Iterator[tuple[Emulator, BotProcess]]:
     config_data = yaml.safe_load((REPO / "app.yaml").read_text())
     config_data["rollback"]["health_check_interval_s"] = 0
     config_data.setdefault("readiness", {})["block_production"] = False  # as sandbox_config
+    # One instance at a time: a delivery the killed bot had claimed is free again after 2 s,
+    # not 20 (nobody else could be delivering it meanwhile).
+    config_data["slack"] = {"claim_s": 2}
     config_path = tmp_path / "app.yaml"
     config_path.write_text(yaml.safe_dump(config_data))
     emulator = Emulator(slack_token=TOKEN).start()

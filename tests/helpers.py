@@ -165,14 +165,17 @@ class BotProcess:
         self.process.wait(timeout=10)
 
     def stop(self) -> None:
+        """The test is over: SIGTERM, and SIGKILL if the bot is not gone within 3 s (its exit
+        waits for in-flight work, e.g. a reply to a response_url that never answers)."""
         if self._store is not None:
             self._store.close()
         if self.process and self.process.poll() is None:
             self.process.terminate()
             try:
-                self.process.wait(timeout=10)
+                self.process.wait(timeout=3)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+                self.process.wait(timeout=10)
 
 
 def send_command(
