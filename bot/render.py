@@ -117,6 +117,17 @@ def when(moment: datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def clock_time(moment: datetime | str | None) -> str:
+    """``13:04`` (UTC) for a datetime or its ISO text; ``""`` for None. Data times on cards."""
+    if not moment:
+        return ""
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return moment.strftime("%H:%M")
+
+
 def number(value: float | None, digits: int = 2) -> str:
     """``2340.0`` -> ``2340``, ``412.456`` -> ``412.46``; ``""`` for None."""
     if value is None:
@@ -218,7 +229,7 @@ class Renderer:
         self.env = _environment(templates_dir, _finalize)
         self.env.filters.update(clip=clip, duration=duration, bar=text_bar, upfirst=upfirst)
         self.env.filters.update(when=when, pct=pct, num=number, plain=plain)
-        self.env.filters.update(no_addresses=without_addresses)
+        self.env.filters.update(no_addresses=without_addresses, hhmm=clock_time)
         self.env.globals.update(mention=mention, date=slack_date, when=when, pct=pct)
         # Markdown documents are read outside Slack: their values are escaped for Markdown.
         self.docs = _environment(templates_dir, _md_finalize)

@@ -769,6 +769,23 @@ class Store:
                 query = query.where(IncidentRecord.service == service)
             return list(session.scalars(query.order_by(IncidentRecord.received_at)))
 
+    def claim_incident(
+        self, incident_id: str, seen_updated_at: datetime, now: datetime, data: dict[str, Any]
+    ) -> bool:
+        """Write ``data`` only if the incident is as last seen (compare-and-set on
+        ``updated_at``): of two checks that read it at once (two ticks, two instances), one
+        goes on; the other finds it moved."""
+        with self.session() as session:
+            result = session.execute(
+                update(IncidentRecord)
+                .where(
+                    IncidentRecord.id == incident_id,
+                    IncidentRecord.updated_at == seen_updated_at,
+                )
+                .values(updated_at=now, data=data)
+            )
+            return result.rowcount == 1
+
     def claim_postmortem(self, incident_id: str) -> bool:
         """True exactly once per incident: whoever wins posts the postmortem."""
         with self.session() as session:

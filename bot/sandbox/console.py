@@ -26,7 +26,7 @@ from bot.clock import SandboxClock
 from bot.config import Config
 from bot.runtime import Runtime, Settings, build_runtime
 from bot.sandbox.emulator.server import Emulator
-from bot.sandbox.seed import alert_payload, seed
+from bot.sandbox.seed import ALERT_KINDS, alert_payload, seed
 from bot.sandbox.slack_payloads import (
     button_click,
     find_button,
@@ -59,7 +59,8 @@ HELP = """\
                          (REVISION `new`: every revision created from now on)
   traffic SERVICE        the emulator's ground truth: revision, percent and feature flags
   fault API STATUS [N]   the next N calls of an emulator API fail: fault run.services.patch 503 2
-  alert SERVICE [closed] [ID]  Cloud Monitoring's webhook: an error-rate alert opens (or closes)
+  alert SERVICE [closed] [latency|uptime] [ID]  Cloud Monitoring's webhook: an error-rate alert
+                         (or P95, uptime) opens (or closes), with the value Monitoring shows
   expect TEXT            fail (in scripts) unless TEXT appeared in the last output
   wait 5m                let sandbox time pass at once (30s, 5m, 1h), then do what fell due
   help, quit"""
@@ -296,11 +297,13 @@ class Sandbox:
     def _alert(self, rest: str) -> list[str]:
         words = rest.split()
         if not words:
-            raise ConsoleError("use: alert SERVICE [closed] [ID]")
+            raise ConsoleError("use: alert SERVICE [closed] [latency|uptime] [ID]")
         service, state = words[0], "closed" if "closed" in words[1:] else "open"
-        ids = [w for w in words[1:] if w != "closed"]
+        kind = next((w for w in words[1:] if w in ALERT_KINDS), "error_rate")
+        ids = [w for w in words[1:] if w != "closed" and w not in ALERT_KINDS]
         incident_id = ids[0] if ids else f"sandbox-{service}"
-        response = self.post_alert(alert_payload(self.emulator, service, state, incident_id))
+        body = alert_payload(self.emulator, service, state, incident_id, kind)
+        response = self.post_alert(body)
         if response.status_code != 200:
             raise ConsoleError(f"the bot answered HTTP {response.status_code}: {response.text}")
         return [f"(alert {incident_id} {state}: {response.json()['status']})", *self._collect()]

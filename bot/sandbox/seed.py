@@ -5,7 +5,8 @@ alert policy per service in the Monitoring emulator, notifying Runback's webhook
 from __future__ import annotations
 
 import json
-import time
+from datetime import datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 from google.cloud import monitoring_v3
@@ -165,21 +166,36 @@ def seed_database(emulator: Emulator, service: ServiceConfig) -> dict[str, objec
     return {database.env: {"secret": database.secret, "version": version}}
 
 
-def alert_payload(emulator: Emulator, service: str, state: str, incident_id: str) -> str:
-    """A Cloud Monitoring webhook (version 1.2) for an error-rate policy on ``service``, shaped
-    like the real thing, with the serving revision and its current error rate."""
+# The kinds of alert the console's `alert SERVICE [KIND]` sends (error rate by default).
+ALERT_KINDS = ("error_rate", "latency", "uptime")
+
+
+def alert_payload(
+    emulator: Emulator, service: str, state: str, incident_id: str, kind: str = "error_rate"
+) -> str:
+    """A Cloud Monitoring webhook (version 1.2) for ``service``, shaped like the real thing: the
+    serving revision, the seeded policy's condition (what its value is measured over), and the
+    value that policy measured: the newest minute Monitoring shows (its ~3 minutes delay), as
+    an alert fires on. ``kind``: the error-rate or P95 policy, or an uptime check."""
     serving = [row for row in _traffic_or_empty(emulator, service) if row["percent"]]
     revision = max(serving, key=lambda row: row["percent"])["revision"] if serving else ""
-    behaviour = emulator.cloudrun.behaviour(revision) if revision else {}
-    now = int(time.time())
+    now = int(emulator.monitoring.clock())
+    measured = _newest_visible_minute(emulator, str(revision)) if revision else None
+    policy = _policy_of(emulator, service, kind)
+    condition = None
+    if policy is not None:  # as the payload carries it: JSON, camelCase, enums by name
+        condition = json.loads(
+            monitoring_v3.AlertPolicy.Condition.to_json(
+                policy.conditions[0], use_integers_for_enums=False
+            )
+        )
     incident = {
         "incident_id": incident_id,
         "scoping_project_id": "runback-sandbox",
         "url": f"https://console.cloud.google.com/monitoring/alerting/incidents/{incident_id}",
-        "started_at": now - 60,
+        "started_at": now,
         "ended_at": now if state == "closed" else None,
         "state": state,
-        "summary": f"Error rate for {service} is above the threshold of 0.01.",
         "resource": {
             "type": "cloud_run_revision",
             "labels": {
@@ -189,6 +205,47 @@ def alert_payload(emulator: Emulator, service: str, state: str, incident_id: str
                 "project_id": "runback-sandbox",
             },
         },
+        **_measurement(service, kind, measured),
+        "condition": condition,
+        "documentation": {
+            "content": "Runbook: seed/rollback-plan.md",
+            "mime_type": "text/markdown",
+        },
+    }
+    if kind == "uptime":  # an uptime check of the service: no revision
+        del incident["resource"]["labels"]["revision_name"]
+    return json.dumps({"version": "1.2", "incident": incident})
+
+
+def _measurement(service: str, kind: str, minute: dict[str, Any] | None) -> dict[str, Any]:
+    """The alert's metric, names, summary and measured value, per kind."""
+    if kind == "latency":
+        p95 = (minute or {}).get("p95_ms")
+        value = "" if p95 is None else f"{p95:.0f}"
+        return {
+            "summary": f"P95 latency for {service} is above the threshold of 2000 ms.",
+            "metric": {"type": "run.googleapis.com/request_latencies", "displayName": "Latency"},
+            "policy_name": f"{service} P95 > 2000 ms",
+            "condition_name": "P95 above 2 s for 1 min",
+            "observed_value": value,
+            "threshold_value": "2000",
+        }
+    if kind == "uptime":
+        return {
+            "summary": f"Uptime check for {service} is failing.",
+            "metric": {
+                "type": "monitoring.googleapis.com/uptime_check/check_passed",
+                "displayName": "Check passed",
+            },
+            "policy_name": f"{service} uptime check",
+            "condition_name": "Uptime check failing",
+            "observed_value": "0",
+            "threshold_value": "1",
+        }
+    requests = (minute or {}).get("requests") or 0
+    rate = (minute or {}).get("errors", 0) / requests if requests else None
+    return {
+        "summary": f"Error rate for {service} is above the threshold of 0.01.",
         "metric": {
             "type": "run.googleapis.com/request_count",
             "displayName": "Request Count",
@@ -196,14 +253,33 @@ def alert_payload(emulator: Emulator, service: str, state: str, incident_id: str
         },
         "policy_name": f"{service} error rate > 1%",
         "condition_name": "5xx ratio above 1% for 1 min",
-        "observed_value": str(behaviour.get("error_rate", "")),
+        "observed_value": "" if rate is None else f"{rate:.4f}",
         "threshold_value": "0.01",
-        "documentation": {
-            "content": "Runbook: seed/rollback-plan.md",
-            "mime_type": "text/markdown",
-        },
     }
-    return json.dumps({"version": "1.2", "incident": incident})
+
+
+def _newest_visible_minute(emulator: Emulator, revision: str) -> dict[str, Any] | None:
+    """The newest minute of ``revision`` Monitoring shows (what a policy's condition sees)."""
+    monitoring = emulator.monitoring
+    try:
+        minutes = monitoring.series(revision, minutes=15)["minutes"]
+    except KeyError:
+        return None
+    visible = monitoring.clock() - monitoring.delay_s
+    shown = [m for m in minutes if datetime.fromisoformat(m["end"]).timestamp() <= visible]
+    return next((m for m in shown if m["requests"]), None)
+
+
+def _policy_of(emulator: Emulator, service: str, kind: str) -> monitoring_v3.AlertPolicy | None:
+    """The seeded policy of ``service`` for an error-rate or latency alert."""
+    metric = {"error_rate": "request_count", "latency": "request_latencies"}.get(kind)
+    if metric is None:
+        return None
+    for policy in emulator.monitoring.alerts.policies("runback-sandbox"):
+        text = policy.conditions[0].condition_threshold.filter if policy.conditions else ""
+        if f'service_name = "{service}"' in text and metric in text:
+            return policy
+    return None
 
 
 def _traffic_or_empty(emulator: Emulator, service: str) -> list[dict[str, object]]:

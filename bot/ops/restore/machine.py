@@ -17,7 +17,7 @@ from typing import Any
 from bot.ops.backups.target import Database, cloudsql, resolve_database, secrets
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.health import config_problem, health_observation, probe_health
-from bot.ops.metrics_window import visible_window_numbers
+from bot.ops.metrics_window import read_fresh
 from bot.ops.restore.view import refresh
 from bot.ops.rollback.steps import pinned_targets
 from bot.ops.stepping import advance
@@ -335,14 +335,8 @@ def _step_judge(deps: Deps, operation: Operation) -> Operation:
     now = deps.clock.now()
     release = deps.config.release
     not_before = datetime.fromisoformat(data["shifted_at"]) + timedelta(seconds=release.warmup_s)
-    try:
-        lookback = timedelta(minutes=deps.config.thresholds.window_minutes)
-        numbers, _ = visible_window_numbers(
-            deps, ref, operation.to_revision, lookback=lookback, not_before=not_before
-        )
-    except Exception as error:  # Monitoring faults are never a pass
-        log.warning("Monitoring unreadable for %s: %s", operation.to_revision, error)
-        numbers = (None, None, None)
+    # the freshest window that can decide; Monitoring faults read as no data, never a pass
+    numbers = read_fresh(deps, ref, operation.to_revision, not_before).numbers
     _, probe = probe_health(deps, service, data.get("service_uri", ""))
     judgement = judge(deps.config.thresholds, health_observation(probe, *numbers))
     verdict = judgement.verdict
