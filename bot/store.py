@@ -656,6 +656,14 @@ class Store:
                 return None
             return session.get(Operation, move.operation_id)
 
+    def next_approval_expiry(self) -> datetime | None:
+        """When the first pending approval expires; None when none is pending."""
+        with self.session() as session:
+            query = select(func.min(ApprovalRequest.expires_at)).where(
+                ApprovalRequest.status == "pending"
+            )
+            return session.scalar(query)
+
     def expire_approvals(self, now: datetime) -> list[ApprovalRequest]:
         """Mark every pending approval past its deadline expired; returns those it changed."""
         with self.session() as session:

@@ -69,13 +69,14 @@ def test_never_past_the_runbooks_window_too_few_is_the_whole_window() -> None:
 
 
 def test_never_before_the_minutes_that_may_count() -> None:
-    # a step warmed up at 13:01:20: the minute ending 13:02 is mostly after it, 13:01's is not
+    # a step warmed up at 13:01:20: the minutes ending 13:02 to 13:04 may count, 13:01's not
     warm = datetime(2026, 11, 30, 13, 1, 20, tzinfo=UTC)
     window = window_of(minutes(*[(10, 0)] * 6), not_before=warm)
     assert window is not None and window.start == datetime(2026, 11, 30, 13, 1, tzinfo=UTC)
     assert window.minutes == 3 and window.requests == 30
-    assert counts_from(NEWEST, NEWEST - timedelta(seconds=31))
-    assert not counts_from(NEWEST, NEWEST - timedelta(seconds=29))
+    # an observation begins at a minute's end: that minute is not one of its own
+    assert counts_from(NEWEST, NEWEST - timedelta(seconds=1))
+    assert not counts_from(NEWEST, NEWEST)
 
 
 def test_no_window_while_no_minute_may_count_yet() -> None:

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from bot.ops import approvals, backups, cards, drill, flags, incidents, release, restore, rollback
@@ -167,6 +167,20 @@ class Engine:
                 self.courier.kick()
             else:
                 cards.deliver_due(self.deps)
+
+    def next_due(self, after: datetime) -> datetime | None:
+        """When the next timed step falls due after ``after``, whatever it is: an operation's
+        next step (a judgement, a Cloud SQL poll), an approval's expiry, an incident's next
+        check, the drill schedule. None when nothing waits for time. The sandbox's `wait` runs
+        each at its own time, in order, as time passing would."""
+        deps = self.deps
+        dues = [deps.store.next_approval_expiry(), drill.next_scheduled(deps)]
+        for operation in deps.store.unfinished_operations():
+            due = (operation.data or {}).get("due_at")
+            if due and operation.state in WORKFLOWS[operation.kind].RUNNING_STATES:
+                dues.append(datetime.fromisoformat(due))
+        dues.extend(incidents.next_check(deps, record) for record in deps.store.open_incidents())
+        return min((due for due in dues if due is not None and due > after), default=None)
 
     def _tell_incidents(self, operation_id: str) -> None:
         operation = self.deps.store.operation(operation_id)

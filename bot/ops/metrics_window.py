@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,6 +27,9 @@ from bot.ports import ProbeResult, ServiceRef
 
 # Look this far back for the newest visible minute (Cloud Run's arrive up to ~3 minutes late).
 SEARCH_BACK = timedelta(minutes=15)
+# How soon a check that found nothing new looks again (at most): Monitoring's next minute shows
+# up at some second of the next minute, and each check probes the health path too.
+WAITING_RECHECK_S = 15.0
 
 Numbers = tuple[int | None, int | None, float | None]  # requests, errors, P95 ms
 
@@ -52,26 +55,42 @@ class Reading:
 
 
 def read_fresh(
-    deps: Deps, ref: ServiceRef, revision: str, not_before: datetime | None = None
+    deps: Deps,
+    ref: ServiceRef,
+    revision: str,
+    not_before: datetime | None = None,
+    with_p95: bool = True,
 ) -> Reading:
-    """The freshest window of ``revision`` that can decide, minutes from ``not_before`` on."""
+    """The freshest window of ``revision`` that can decide, minutes from ``not_before`` on;
+    its P95 too, unless ``with_p95`` is False (``with_p95_of`` reads it when it is wanted)."""
     now = deps.clock.now()
     thresholds = deps.config.thresholds
     try:
         minutes = deps.metrics.minutes(ref, revision, now - SEARCH_BACK, now)
-        window = freshest_window(
-            minutes,
-            min_requests=thresholds.min_requests,
-            longest=timedelta(minutes=thresholds.window_minutes),
-            not_before=not_before,
-        )
-        p95 = None
-        if window is not None and window.requests:
-            p95 = deps.metrics.revision_metrics(ref, revision, window.start, window.end).p95_ms
     except Exception as error:  # Monitoring faults are never a pass
         log.warning("Monitoring unreadable for %s: %s", revision, error)
         return Reading(None, None, unreadable=True)
-    return Reading(newest_minute(minutes), window, p95)
+    window = freshest_window(
+        minutes,
+        min_requests=thresholds.min_requests,
+        longest=timedelta(minutes=thresholds.window_minutes),
+        not_before=not_before,
+    )
+    reading = Reading(newest_minute(minutes), window)
+    return with_p95_of(deps, ref, revision, reading) if with_p95 else reading
+
+
+def with_p95_of(deps: Deps, ref: ServiceRef, revision: str, reading: Reading) -> Reading:
+    """``reading`` with the P95 of its window (the latency query; none without requests)."""
+    window = reading.window
+    if window is None or not window.requests:
+        return reading
+    try:
+        metrics = deps.metrics.revision_metrics(ref, revision, window.start, window.end)
+    except Exception as error:
+        log.warning("Monitoring unreadable for %s: %s", revision, error)
+        return Reading(None, None, unreadable=True)
+    return replace(reading, p95_ms=metrics.p95_ms)
 
 
 @dataclass(frozen=True)
@@ -89,6 +108,10 @@ class Decision:
     @property
     def waiting(self) -> bool:
         return self.judgement is None
+
+    def next_check_in(self, every_s: float) -> float:
+        """Seconds to the next check: ``every_s`` after a judgement, sooner while waiting."""
+        return min(every_s, WAITING_RECHECK_S) if self.waiting else every_s
 
     def facts(self) -> dict[str, Any]:
         """The judgement as plain data for the record (timeline, audit, cards)."""
@@ -141,16 +164,20 @@ def decide(
     ``judged_until``: the end of the minutes the last judgement had (None: the first one)."""
     now = deps.clock.now()
     counted_from = max((m for m in (not_before, observing) if m is not None), default=None)
-    reading = read_fresh(deps, ref, revision, counted_from)
-    fresh = judge(deps.config.thresholds, health_observation(probe(), *reading.numbers))
+    reading = read_fresh(deps, ref, revision, counted_from, with_p95=False)
     window_end = reading.window.end if reading.window else None
+    new_minute = window_end is not None and is_new(window_end, judged_until)
+    if new_minute:  # the latency query only for minutes that will be judged
+        reading = with_p95_of(deps, ref, revision, reading)
+        window_end = reading.window.end if reading.window else None
+    fresh = judge(deps.config.thresholds, health_observation(probe(), *reading.numbers))
     # data time stands still while Monitoring shows nothing (new): an observation never ends
     # on reads that found nothing
     data_now = window_end or reading.newest or judged_until or observing or now
     judgement, decided_by = weigh(deps.config.thresholds, fresh, window_end, alert, data_now)
     something_new = (
         reading.unreadable
-        or (reading.window is not None and is_new(reading.window.end, judged_until))
+        or new_minute
         or Reason.HEALTHZ_FAILED in fresh.reasons
         or (judged_until is None and decided_by is DecidedBy.ALERT)
     )

@@ -20,9 +20,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 MINUTE = timedelta(minutes=1)
-# A minute counts toward a judgement once most of it comes after the moment minutes may count
-# from (a step's warm-up may end mid-minute; the minute that ends just after it is mostly warm-up).
-MOSTLY_AFTER = timedelta(seconds=30)
 
 
 @dataclass(frozen=True)
@@ -54,8 +51,10 @@ def newest_minute(minutes: Iterable[Minute]) -> datetime | None:
 
 
 def counts_from(minute_end: datetime, not_before: datetime | None) -> bool:
-    """Whether the minute ending at ``minute_end`` may count (mostly after ``not_before``)."""
-    return not_before is None or minute_end - MINUTE + MOSTLY_AFTER > not_before
+    """Whether the minute ending at ``minute_end`` may count: it ends after ``not_before`` (a
+    step's warm-up may end mid-minute: the minute it ends in is the step's traffic too; an
+    observation begins at a minute's end, so its minutes are those after it)."""
+    return not_before is None or minute_end > not_before
 
 
 def freshest_window(

@@ -26,6 +26,7 @@ from bot.clock import SandboxClock
 from bot.config import Config
 from bot.runtime import Runtime, Settings, build_runtime
 from bot.sandbox.emulator.server import Emulator
+from bot.sandbox.passing import pass_time
 from bot.sandbox.seed import ALERT_KINDS, alert_payload, seed
 from bot.sandbox.slack_payloads import (
     button_click,
@@ -62,7 +63,8 @@ HELP = """\
   alert SERVICE [closed] [latency|uptime] [ID]  Cloud Monitoring's webhook: an error-rate alert
                          (or P95, uptime) opens (or closes), with the value Monitoring shows
   expect TEXT            fail (in scripts) unless TEXT appeared in the last output
-  wait 5m                let sandbox time pass at once (30s, 5m, 1h), then do what fell due
+  wait 5m                let sandbox time pass at once (30s, 5m, 1h): what falls due meanwhile
+                         runs at its own time, in order (wait 9m = nine wait 1m)
   help, quit"""
 SET_USAGE = "use: set REVISION KEY=VALUE ... with KEY in " + ", ".join(BEHAVIOUR_KEYS)
 NEW_REVISIONS = "new"  # `set new ...`: the behaviour of the revisions created from now on
@@ -319,13 +321,13 @@ class Sandbox:
         )
 
     def _wait(self, rest: str) -> list[str]:
-        """Let sandbox time pass at once (``wait 5m``, ``wait 30s``), then do what fell due."""
+        """Let sandbox time pass at once (``wait 5m``, ``wait 30s``): what falls due meanwhile
+        runs at its own time, in order (bot/sandbox/passing.py)."""
         match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smh]?)", rest.strip())
         if not match:
             raise ConsoleError("use: wait 30s | wait 5m | wait 1h")
         unit = {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
-        self.clock.advance(float(match.group(1)) * unit)
-        self.runtime.engine.tick()
+        pass_time(self.clock, self.runtime.engine, float(match.group(1)) * unit)
         return [f"(sandbox time is now {self.clock.now():%H:%M:%S} UTC)", *self._collect()]
 
     # -- Slack requests -----------------------------------------------------------------------

@@ -34,7 +34,7 @@ def step_watch(deps: Deps, operation: Operation) -> Operation:
             deps,
             operation,
             waiting=decision.waiting_facts(),
-            due_at=due_in(deps, deps.config.release.judge_interval_s),
+            due_at=due_in(deps, decision.next_check_in(deps.config.release.judge_interval_s)),
         )
     operation = _record(deps, operation, decision)
     verdict = decision.verdict

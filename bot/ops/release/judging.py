@@ -79,7 +79,7 @@ def _wait(deps: Deps, operation: Operation, decision: Decision) -> Operation:
     return commit(
         deps,
         operation,
-        due_at=due_in(deps, deps.config.release.judge_interval_s),
+        due_at=due_in(deps, decision.next_check_in(deps.config.release.judge_interval_s)),
         waiting=decision.waiting_facts(),
         inconclusive_since=inconclusive,
     )
