@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -301,11 +301,17 @@ class Renderer:
 
     def warm_up(self) -> None:
         """Compile every layout and every string now (a first message would otherwise pay)."""
+        for step in self.warm_up_steps():
+            step()
+
+    def warm_up_steps(self) -> Iterator[Callable[[], object]]:
+        """``warm_up`` one template at a time (about a millisecond each), so that a caller can
+        step aside between them."""
         for template in sorted((TEMPLATES_DIR / "blocks").glob("*.json.j2")):
-            self.env.get_template(f"blocks/{template.name}")
+            yield partial(self.env.get_template, f"blocks/{template.name}")
         for locale, catalog in self.catalogs.items():
             for key in catalog:
-                self._string(locale, key)
+                yield partial(self._string, locale, key)
 
     def _string(self, locale: str, key: str) -> Template:
         return _compiled(self, locale, key)

@@ -33,6 +33,7 @@ from bot.settings import Settings
 log = logging.getLogger("runback.serve")
 
 WARM_UP_AFTER_S = 2.0
+WARM_UP_QUIET_S = 0.2  # each warm-up step waits for this long without a request being handled
 LOAD_TIMEOUT_S = 60.0
 
 StartResponse = Callable[..., Any]
@@ -211,7 +212,7 @@ def _run(
     threading.Thread(target=runtime.engine.tick, daemon=True).start()  # resume unfinished work
     # Build Google's clients and compile the templates once the first commands are answered,
     # so that the first rollback or alert after a cold start does not pay for them.
-    warm_up = threading.Timer(WARM_UP_AFTER_S, runtime.warm_up)
+    warm_up = threading.Timer(WARM_UP_AFTER_S, runtime.warm_up, kwargs={"quiet_s": WARM_UP_QUIET_S})
     warm_up.daemon = True
     warm_up.start()
     if settings.slack_app_token:

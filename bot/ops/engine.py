@@ -266,6 +266,12 @@ class Engine:
                 self._active -= 1
                 self._lock.notify_all()
 
+    @property
+    def busy(self) -> bool:
+        """A Slack handler, its work or an operation is running now."""
+        with self._lock:
+            return bool(self._active or self._running)
+
     def wait_idle(self, timeout_s: float = 30.0, settle_s: float = 0.05) -> bool:
         """Wait until no handler or operation has been busy for ``settle_s``."""
         deadline = time.monotonic() + timeout_s
