@@ -21,7 +21,7 @@ from typing import Any
 from bot.ops.context import Deps
 from bot.ops.health import health_observation
 from bot.policy.evidence import AlertEvidence, DecidedBy, weigh
-from bot.policy.gates import Judgement, Reason, Verdict, judge, observed_verdict
+from bot.policy.gates import Judgement, Observation, Reason, Verdict, judge, observed_verdict
 from bot.policy.windows import FreshWindow, freshest_window, is_new, newest_minute
 from bot.ports import ProbeResult, ServiceRef
 
@@ -125,7 +125,7 @@ class Decision:
             "window_end": (window.end if window else self.now).isoformat(),
             "window_s": (window.end - window.start).total_seconds() if window else 0.0,
             "window_minutes": window.minutes if window else 0,
-            "decided_by": str(self.decided_by),
+            "decided_by": str(self.decided_by) if self.decided_by else "",
         }
         if self.decided_by is DecidedBy.ALERT and self.alert is not None:
             facts["alert"] = {
@@ -183,9 +183,21 @@ def decide(
     )
     if not something_new:
         return Decision(now, reading, None, None, None, observing, alert)
+    if reading.unreadable and decided_by is DecidedBy.MINUTES:
+        decided_by = None  # no minutes decided anything: Monitoring did not answer
     verdict = observed_verdict(deps.config.thresholds, judgement, observing, data_now)
     observing = (observing or data_now) if verdict is Verdict.OBSERVE else None
     return Decision(now, reading, judgement, verdict, decided_by, observing, alert)
+
+
+def unreadable(deps: Deps, now: datetime, observing: datetime | None) -> Decision:
+    """The judgement when the revision to judge cannot even be found (Cloud Run did not
+    answer): no data, which is never a pass."""
+    judgement = judge(deps.config.thresholds, Observation(None, None, None, None))
+    data_now = observing or now
+    verdict = observed_verdict(deps.config.thresholds, judgement, observing, data_now)
+    since = observing if verdict is Verdict.OBSERVE else None
+    return Decision(now, Reading(None, None, unreadable=True), judgement, verdict, None, since)
 
 
 def observing_since(data: dict[str, Any]) -> datetime | None:

@@ -16,7 +16,7 @@ from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.errors import UserError
 from bot.ops.health import probe_health
 from bot.ops.incidents.view import measured, refresh_incident_card
-from bot.ops.metrics_window import Decision, decide
+from bot.ops.metrics_window import Decision, decide, unreadable
 from bot.ops.preemption import request_rollback
 from bot.ops.rollback import RollbackRequest
 from bot.policy.evidence import AlertEvidence, alert_evidence
@@ -51,7 +51,9 @@ def judge_incident(deps: Deps, incident_id: str) -> str | None:
         state = deps.cloudrun.get_service(ref)
     except CloudRunError as error:
         log.warning("Cloud Run unreadable for %s: %s", ref.name, error)
-        _note_check(deps, record, now, waiting=None)
+        decision = unreadable(deps, now, _observing_since(record))
+        record = _record_judgement(deps, record, decision, "")
+        refresh_incident_card(deps, record.id)
         return None
     revision = current_revision(state.serving()) or ""
     decision = decide(
