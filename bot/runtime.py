@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -52,7 +53,7 @@ class Runtime:
         Runback has had no Slack request, answer or operation running for ``quiet_s``: the
         warm-up is seconds of CPU, and Python runs one thread at a time, so done during a burst
         of commands it made each ack wait its turn (the bench's ack p99 doubled)."""
-        steps = [
+        steps: list[Callable[[], object]] = [
             *self.deps.renderer.warm_up_steps(),
             lambda: self.deps.store.lock_holder(""),
             self.check_user_groups,

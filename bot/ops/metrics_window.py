@@ -174,7 +174,8 @@ def decide(
     # data time stands still while Monitoring shows nothing (new): an observation never ends
     # on reads that found nothing
     data_now = window_end or reading.newest or judged_until or observing or now
-    judgement, decided_by = weigh(deps.config.thresholds, fresh, window_end, alert, data_now)
+    judgement, weighed = weigh(deps.config.thresholds, fresh, window_end, alert, data_now)
+    decided_by: DecidedBy | None = weighed
     something_new = (
         reading.unreadable
         or new_minute
