@@ -117,7 +117,11 @@ def _record(deps: Deps, operation: Operation, decision: Decision) -> Operation:
         deps,
         operation,
         judgements=judgements,
-        judged_until=numbers["window_end"] if decision.reading.window else None,
+        judged_until=(
+            numbers["window_end"]
+            if decision.reading.window
+            else operation.data.get("judged_until")  # the health check alone: no new minute
+        ),
         observing_since=since.isoformat() if since else None,
         waiting=None,
     )

@@ -119,7 +119,11 @@ def _record_judgement(deps: Deps, operation: Operation, decision: Decision) -> O
         deps,
         operation,
         judgements=judgements,
-        judged_until=numbers["window_end"] if decision.reading.window else None,
+        judged_until=(
+            numbers["window_end"]
+            if decision.reading.window
+            else operation.data.get("judged_until")  # the health check alone: no new minute
+        ),
         observing_since=since.isoformat() if since else None,
         inconclusive_since=inconclusive,
         waiting=None,
