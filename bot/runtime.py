@@ -217,6 +217,7 @@ def build_runtime(config: Config, settings: Settings, clock: Clock | None = None
         ci_release=lambda body: handle_ci_release(deps, engine, body),
         ci_token=settings.ci_token,
         ci_max_body=MAX_CI_BODY,
+        activity=engine.track,
     )
     wsgi = make_wsgi_app(bolt_app, hooks, settings.slack_signing_secret)
     return Runtime(settings, config, deps, engine, wsgi, bolt_app, warnings)
