@@ -14,6 +14,7 @@ from typing import Any
 from bench.alerts import MONITORING_CALLS
 from bench.common import SERVICE, BenchError, World, ms, percentile, progress, wait_until
 from bot.config import Config
+from bot.ops.metrics_window import WAITING_RECHECK_S
 from bot.sandbox.emulator.http import RecordedCall
 from bot.sandbox.slack_payloads import find_button
 
@@ -100,17 +101,19 @@ def one_judgement(box: Any, operation: Any) -> JudgementRun:
 
 
 def engine_judgements(box: Any, operation_id: str) -> list[dict[str, Any]]:
-    """`wait 1m` until the release asks for 100%; each wait that made exactly one judgement
-    (the engine's own, at 10% then 50%) gives its Monitoring and /healthz requests."""
+    """`wait 15s` until the release asks for 100%; each wait that made exactly one judgement
+    (the engine's own, at 10% then 50%) gives its Monitoring and /healthz requests. (A check
+    that finds no new minute in Monitoring judges nothing and looks again 15 s later: one wait
+    holds at most one check.)"""
     store = box.runtime.deps.store
     seen: list[dict[str, Any]] = []
-    for _ in range(16):  # Monitoring shows each minute ~3 minutes late
+    for _ in range(64):  # Monitoring shows each minute ~3 minutes late
         operation = store.operation(operation_id)
         if operation.state != "judging":
             break
         before = len(operation.data["judgements"])
         since = time.time()
-        box.run_line("wait 1m")
+        box.run_line(f"wait {WAITING_RECHECK_S:g}s")
         calls = calls_between(box, since)
         judgements = store.operation(operation_id).data["judgements"]
         if len(judgements) - before != 1:

@@ -1,6 +1,7 @@
 """Runback performance bench: cold start, ack latency, rollback overhead, the incident alert's
 way to a rollback, memory, one release judgement, a whole release at sandbox speed, and a
-feature flag flip's own time (command -> PATCH).
+feature flag flip's own time (command -> PATCH); then the runbook's decision table timed
+from the condition and from the alert in sandbox time (bench/decisions.py).
 
     python -m bench.run            (from the repository root; or: python bench/run.py)
 
@@ -27,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `python bench/run.py` puts bench/, not the root, on the path
     sys.path.insert(0, str(ROOT))
 
-from bench import drill, emergency_lane, flags, instances, migrations  # noqa: E402
+from bench import decisions, drill, emergency_lane, flags, instances, migrations  # noqa: E402
 from bench.ack import bench_ack_latency, bench_first_traffic  # noqa: E402
 from bench.alerts import bench_alerts  # noqa: E402
 from bench.cold_start import bench_cold_start  # noqa: E402
@@ -104,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     migrations.main([])  # check-migration throughput (bench/migrations.py)
     instances.main([])  # two instances on one PostgreSQL racing (bench/instances.py)
     drill.main([])  # a rollback drill's time to safe traffic (bench/drill.py)
+    decisions.main([])  # the runbook's timeouts, from the condition and the alert
     results["table"] = [
         {"metric": r.metric.strip(), "value": r.value, "target": r.target, "verdict": r.verdict}
         for r in rows

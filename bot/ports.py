@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from bot.policy.windows import Minute
+
 
 @dataclass(frozen=True)
 class ServiceRef:
@@ -267,6 +269,17 @@ class Metrics(Protocol):
     ) -> datetime | None:
         """The end of the newest point Monitoring shows for ``revision`` in ``[start, end]``
         (Cloud Run's points become visible minutes late); None when there is none yet.
+
+        Raises MetricsError when Monitoring cannot answer.
+        """
+        ...
+
+    def minutes(
+        self, ref: ServiceRef, revision: str, start: datetime, end: datetime
+    ) -> list[Minute]:
+        """Each minute Monitoring shows for ``revision`` in ``[start, end]``, with its requests
+        and 5xx errors (Cloud Run writes one point a minute, visible minutes late; a minute
+        without requests has no point).
 
         Raises MetricsError when Monitoring cannot answer.
         """

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -123,6 +123,17 @@ def when(moment: datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def clock_time(moment: datetime | str | None) -> str:
+    """``13:04`` (UTC) for a datetime or its ISO text; ``""`` for None. Data times on cards."""
+    if not moment:
+        return ""
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return moment.strftime("%H:%M")
+
+
 def number(value: float | None, digits: int = 2) -> str:
     """``2340.0`` -> ``2340``, ``412.456`` -> ``412.46``; ``""`` for None."""
     if value is None:
@@ -224,7 +235,7 @@ class Renderer:
         self.env = _environment(templates_dir, _finalize)
         self.env.filters.update(clip=clip, duration=duration, bar=text_bar, upfirst=upfirst)
         self.env.filters.update(when=when, pct=pct, num=number, plain=plain)
-        self.env.filters.update(no_addresses=without_addresses)
+        self.env.filters.update(no_addresses=without_addresses, hhmm=clock_time)
         self.env.globals.update(mention=mention, date=slack_date, when=when, pct=pct)
         # Markdown documents are read outside Slack: their values are escaped for Markdown.
         self.docs = _environment(templates_dir, _md_finalize)
@@ -296,11 +307,17 @@ class Renderer:
 
     def warm_up(self) -> None:
         """Compile every layout and every string now (a first message would otherwise pay)."""
+        for step in self.warm_up_steps():
+            step()
+
+    def warm_up_steps(self) -> Iterator[Callable[[], object]]:
+        """``warm_up`` one template at a time (about a millisecond each), so that a caller can
+        step aside between them."""
         for template in sorted((TEMPLATES_DIR / "blocks").glob("*.json.j2")):
-            self.env.get_template(f"blocks/{template.name}")
+            yield partial(self.env.get_template, f"blocks/{template.name}")
         for locale, catalog in self.catalogs.items():
             for key in catalog:
-                self._string(locale, key)
+                yield partial(self._string, locale, key)
 
     def _string(self, locale: str, key: str) -> Template:
         return _compiled(self, locale, key)

@@ -754,6 +754,14 @@ class Store:
                 return None
             return session.get(Operation, move.operation_id)
 
+    def next_approval_expiry(self) -> datetime | None:
+        """When the first pending approval expires; None when none is pending."""
+        with self.session() as session:
+            query = select(func.min(ApprovalRequest.expires_at)).where(
+                ApprovalRequest.status == "pending"
+            )
+            return session.scalar(query)
+
     def expire_approvals(self, now: datetime) -> list[ApprovalRequest]:
         """Mark every pending approval past its deadline expired; returns those it changed."""
         with self.session() as session:
@@ -882,6 +890,23 @@ class Store:
             if service is not None:
                 query = query.where(IncidentRecord.service == service)
             return list(session.scalars(query.order_by(IncidentRecord.received_at)))
+
+    def claim_incident(
+        self, incident_id: str, seen_updated_at: datetime, now: datetime, data: dict[str, Any]
+    ) -> bool:
+        """Write ``data`` only if the incident is as last seen (compare-and-set on
+        ``updated_at``): of two checks that read it at once (two ticks, two instances), one
+        goes on; the other finds it moved."""
+        with self.session() as session:
+            result = session.execute(
+                update(IncidentRecord)
+                .where(
+                    IncidentRecord.id == incident_id,
+                    IncidentRecord.updated_at == seen_updated_at,
+                )
+                .values(updated_at=now, data=data)
+            )
+            return result.rowcount == 1
 
     def claim_postmortem(
         self, incident_id: str, from_state: str = "", to_state: str = "claimed"

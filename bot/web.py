@@ -22,6 +22,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -66,6 +67,9 @@ class Hooks:
     ci_release: Callable[[bytes], tuple[int, dict[str, Any]]] | None = None  # body -> answer
     ci_token: str | None = None
     ci_max_body: int = MAX_BODY
+    # Held while a request from Slack is being answered (the engine counts it as activity, so
+    # that the start-up warm-up waits for a quiet moment rather than slow an ack).
+    activity: Callable[[], AbstractContextManager[None]] | None = None
 
 
 def _json(start_response: StartResponse, status: int, body: dict[str, Any]) -> list[bytes]:
@@ -290,6 +294,14 @@ def make_wsgi_app(bolt_app: App, hooks: Hooks | None = None, signing_secret: str
         "/tasks/tick": ("POST", tick),
         "/ci/releases": ("POST", ci_releases),
     }
+
+    def slack_answered(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if hooks is None or hooks.activity is None:
+            return slack(environ, start_response)
+        with hooks.activity():
+            return slack(environ, start_response)
+
+    routes["/slack/events"] = ("POST", slack_answered)
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "GET")

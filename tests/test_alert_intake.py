@@ -215,3 +215,60 @@ def test_without_a_project_label_the_scoping_project_must_be_the_services(
     response = sandbox.post_alert(json.dumps(data))
     assert response.json()["status"] == "unmanaged"
     assert "central-monitoring" in incident_text(sandbox)
+
+
+# -- what the policy measured: its value, and the window it measured it over -------------------
+
+
+def _real_shaped(condition: object) -> bytes:
+    """A 1.2 payload with the policy's ``condition`` as Monitoring sends it (camelCase)."""
+    incident = {
+        "incident_id": "0.window",
+        "state": "open",
+        "started_at": 1764270000,
+        "observed_value": "0.082",
+        "threshold_value": "0.01",
+        "condition": condition,
+    }
+    return json.dumps({"version": "1.2", "incident": incident}).encode()
+
+
+@pytest.mark.parametrize(
+    ("condition", "window_s", "duration_s"),
+    [
+        (
+            {
+                "name": "projects/p/alertPolicies/1/conditions/2",
+                "displayName": "5xx ratio above 1%",
+                "conditionThreshold": {
+                    "aggregations": [{"alignmentPeriod": "60s", "perSeriesAligner": "ALIGN_RATE"}],
+                    "comparison": "COMPARISON_GT",
+                    "thresholdValue": 0.01,
+                    "duration": "300s",
+                },
+            },
+            60.0,
+            300.0,
+        ),
+        ({"conditionThreshold": {"aggregations": [{"alignmentPeriod": "1.5s"}]}}, 1.5, None),
+        ({"conditionThreshold": {"aggregations": "60s", "duration": "soon"}}, None, None),
+        ({"conditionAbsent": {"duration": "120s"}}, None, None),
+        ("not an object", None, None),
+        (None, None, None),
+    ],
+)
+def test_the_alert_says_what_its_value_was_measured_over(
+    condition: object, window_s: float | None, duration_s: float | None
+) -> None:
+    from bot.gcp.alerts import parse_alert
+
+    alert = parse_alert(_real_shaped(condition))
+    assert alert.observed_value == "0.082"
+    assert (alert.condition.window_s, alert.condition.duration_s) == (window_s, duration_s)
+
+
+def test_an_incident_keeps_the_alerts_measurement_window(sandbox: Sandbox) -> None:
+    assert sandbox.post_alert(json.dumps(payload(sandbox))).status_code == 200
+    sandbox.runtime.engine.wait_idle()
+    (record,) = sandbox.runtime.deps.store.open_incidents()
+    assert (record.alert["window_s"], record.alert["duration_s"]) == (60.0, 60.0)

@@ -531,9 +531,9 @@ def test_roll_back_now_from_an_older_read_never_erases_what_the_flip_saved_since
     run(box, "as marta", "/flag wa-backend NEW_CHECKOUT on")
     read_then = flip(box)
     assert read_then.state == "watching" and not read_then.data["judgements"]
-    run(box, "wait 1m")  # a judgement: the flip saves it and goes on watching
+    run(box, "wait 4m")  # a minute Monitoring shows: judged, saved, and the watch goes on
     judged = flip(box).data["judgements"]
-    assert flip(box).state == "watching" and len(judged) == 1
+    assert flip(box).state == "watching" and len(judged) >= 1
     with pytest.raises(Superseded):
         roll_back_from(box.runtime.deps, read_then, ON_CALL)
     assert flip(box).data["judgements"] == judged, "nothing was written"

@@ -78,3 +78,43 @@ def test_warm_up_prepares_every_google_client_before_the_first_command(sandbox: 
     sandbox.runtime.warm_up()
     assert all(adapter.ready for adapter in adapters)  # type: ignore[attr-defined]
     assert sandbox.emulator.router.calls.list("run.services.patch") == [], "no side effect"
+
+
+def test_the_warm_up_steps_aside_while_commands_are_being_answered(sandbox: Sandbox) -> None:
+    """The warm-up is seconds of CPU: run during a burst of commands, it made every ack wait its
+    turn for Python's one running thread (the bench's /traffic ack p99 doubled). It goes on only
+    in quiet moments."""
+    import threading
+    import time
+
+    deps, engine = sandbox.runtime.deps, sandbox.runtime.engine
+    assert engine.wait_idle()
+    release = engine.hold()  # a command being answered
+    warming = threading.Thread(target=sandbox.runtime.warm_up, kwargs={"quiet_s": 0.05})
+    warming.start()
+    time.sleep(0.5)
+    assert warming.is_alive() and not deps.cloudrun.ready, "nothing warmed while busy"  # type: ignore[attr-defined]
+    release()
+    warming.join(timeout=60)
+    assert not warming.is_alive() and deps.cloudrun.ready  # type: ignore[attr-defined]
+
+
+def test_what_the_process_loaded_is_frozen_out_of_the_garbage_collectors_walks(
+    sandbox: Sandbox,
+) -> None:
+    """A full collection walked every module, template and client (over 100 ms holding
+    Python's one running thread), and one falling in a burst of commands doubled the acks' p99.
+    `serve` collects once and freezes what is left after loading, and again after warming up."""
+    import gc
+
+    from bot import serving
+
+    gc.unfreeze()
+    try:
+        serving._warm_up(sandbox.runtime)
+        assert sandbox.runtime.deps.cloudrun.ready  # type: ignore[attr-defined]
+        frozen = gc.get_freeze_count()
+        assert frozen > 100_000, "the libraries and templates are out of the collector's walks"
+        assert len(gc.get_objects(generation=2)) < frozen / 10
+    finally:
+        gc.unfreeze()

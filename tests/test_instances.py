@@ -21,6 +21,7 @@ import yaml
 from sqlalchemy import select, text
 
 from bot.config import load_config
+from bot.sandbox.emulator.http import Fault
 from bot.sandbox.emulator.server import Emulator
 from bot.sandbox.seed import alert_payload, seed
 from bot.sandbox.slack_payloads import button_click, find_button, signed_headers, slash_command
@@ -309,6 +310,10 @@ def test_both_schedulers_ticking_judge_each_due_time_once(pair: Pair) -> None:
         data["release"].update(warmup_s=interval_s, judge_interval_s=interval_s)
 
     pair.configure(quick_release)
+    # A check judges only what is new: a minute Monitoring did not show before (one a minute,
+    # in real time here), or Monitoring not answering, which is a judgement of no data at every
+    # due time (INVALID_ARGUMENT: not retried, so each check is quick).
+    pair.emulator.router.faults.add(Fault("monitoring.timeSeries.list", 400, times=None))
     pair.start()
     command(pair, pair.a.port, "/deploy", f"{SERVICE} {IMAGE}", "U0MARTA")
     judged = 6

@@ -407,17 +407,15 @@ def test_monitoring_shows_cloud_runs_points_only_minutes_later(seeded: Emulator)
 def test_a_judgement_window_ends_at_the_newest_visible_data() -> None:
     from datetime import UTC, datetime, timedelta
 
-    from bot.policy.windows import judgement_window
+    from bot.policy.windows import Minute, freshest_window
 
     now = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
-    visible = now - timedelta(minutes=3)
+    visible = now - timedelta(minutes=3)  # Monitoring shows nothing newer yet
+    minutes = [Minute(visible - timedelta(minutes=k), 1200, 0) for k in range(10)]
     five = timedelta(minutes=5)
-    assert judgement_window(now, visible, lookback=five) == (visible - five, visible)
-    step = now - timedelta(minutes=4)
-    assert judgement_window(now, visible, lookback=five, not_before=step) == (step, visible)
-    assert judgement_window(now, visible, not_before=now - timedelta(minutes=2)) is None
-    assert judgement_window(now, None, lookback=five) is None
-    assert judgement_window(now, now + five, lookback=five) == (now - five, now)
+    window = freshest_window(minutes, min_requests=50, longest=five)
+    assert window is not None and window.end == visible and window.minutes == 1
+    assert freshest_window([], min_requests=50, longest=five) is None
 
 
 def test_a_healthy_release_reaches_approval_without_a_person_despite_the_delay() -> None:

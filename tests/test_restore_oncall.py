@@ -73,7 +73,8 @@ def test_on_call_rolls_back_while_the_restore_creates_its_clone(box: Sandbox) ->
     ref = box.runtime.deps.service_ref(box.config.service(SERVICE))
     new = box.runtime.deps.cloudrun.get_revision(ref, restore.to_revision)
     previous = box.runtime.deps.cloudrun.get_revision(ref, PREVIOUS)
-    assert new.image == previous.image, "built on the revision that serves, not the bad one"
+    same_code = box.emulator.cloudrun.images.resolve(previous.image)  # pinned by its digest
+    assert new.image == same_code, "built on the revision that serves, not the bad one"
 
 
 def test_on_call_during_the_restores_deploy_gets_through_and_the_restore_rebuilds(
@@ -116,7 +117,8 @@ def test_on_call_during_the_restores_deploy_gets_through_and_the_restore_rebuild
     assert restore.from_revision == PREVIOUS
     ref = box.runtime.deps.service_ref(box.config.service(SERVICE))
     new = box.runtime.deps.cloudrun.get_revision(ref, restore.to_revision)
-    assert new.image == box.runtime.deps.cloudrun.get_revision(ref, PREVIOUS).image
+    previous = box.runtime.deps.cloudrun.get_revision(ref, PREVIOUS)
+    assert new.image == box.emulator.cloudrun.images.resolve(previous.image)
     tags = [row["tag"] for row in box.emulator.cloudrun.traffic(SERVICE) if row["tag"]]
     assert "restored" not in tags
     assert "rebuilt on `wa-backend-00002`" in card(box, "restore")

@@ -90,6 +90,40 @@ class AlertMetric(_Loose):
     labels: Labels = {}
 
 
+def _seconds(duration: Any) -> float | None:
+    """A protobuf Duration in JSON (``"60s"``, ``"1.5s"``) as seconds; None if it is not one."""
+    if not isinstance(duration, str) or not duration.endswith("s"):
+        return None
+    try:
+        seconds = float(duration[:-1])
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) and 0 < seconds <= 86400 * 30 else None
+
+
+class AlertCondition(_Loose):
+    """The policy's condition (an ``AlertPolicy.Condition`` in JSON, camelCase): read only for
+    the window its value was measured over. A payload without one, or with another kind of
+    condition, has no window."""
+
+    condition_threshold: dict[str, Any] = Field(default_factory=dict, alias="conditionThreshold")
+
+    @property
+    def window_s(self) -> float | None:
+        """The alignment period of the condition's first aggregation: what
+        ``observed_value`` was measured over."""
+        aggregations = self.condition_threshold.get("aggregations")
+        if not isinstance(aggregations, list) or not aggregations:
+            return None
+        first = aggregations[0]
+        return _seconds(first.get("alignmentPeriod")) if isinstance(first, dict) else None
+
+    @property
+    def duration_s(self) -> float | None:
+        """How long the value stayed past the threshold before the incident opened."""
+        return _seconds(self.condition_threshold.get("duration"))
+
+
 class Incident(_Loose):
     incident_id: str = Field(min_length=1, max_length=SHORT)
     state: str
@@ -98,6 +132,7 @@ class Incident(_Loose):
     condition_name: ShortText = ""
     resource: AlertResource = AlertResource()
     metric: AlertMetric = AlertMetric()
+    condition: AlertCondition = AlertCondition()
     observed_value: str = Field(default="", max_length=64)
     threshold_value: str = Field(default="", max_length=64)
     started_at: datetime | None = None
@@ -113,6 +148,12 @@ class Incident(_Loose):
         if state not in ("open", "closed"):
             raise ValueError("must be 'open' or 'closed'")
         return state
+
+    @field_validator("condition", mode="before")
+    @classmethod
+    def _condition(cls, value: Any) -> Any:
+        """An object in real alerts; anything else (older payloads, tests) is no condition."""
+        return value if isinstance(value, dict) else {}
 
     @field_validator("observed_value", "threshold_value", mode="before")
     @classmethod

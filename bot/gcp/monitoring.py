@@ -1,7 +1,8 @@
 """The Metrics port over Cloud Monitoring (``google-cloud-monitoring``, gRPC).
 
-``visible_until`` finds the newest point Monitoring shows (Cloud Run's points are visible up to
-~3 minutes after the minute they describe), so a judgement's window can end there.
+``minutes`` reads the minutes Monitoring shows of a revision, each with its requests and 5xx
+errors (Cloud Run's points are visible up to ~3 minutes after the minute they describe), so a
+judgement can pick the freshest of them (bot/policy/windows.py); ``visible_until`` the newest.
 ``revision_metrics`` judges one Cloud Run revision over a window with exactly two
 ListTimeSeries calls (the runbook's decision table needs nothing more):
 
@@ -34,6 +35,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from bot.gcp.errors import api_error_reason, describe
+from bot.policy.windows import Minute
 from bot.ports import MetricsError, RevisionMetrics, ServiceRef
 
 if TYPE_CHECKING:
@@ -94,6 +96,14 @@ class CloudMonitoring:
             if point.interval.end_time
         ]
         return max(ends) if ends else None
+
+    def minutes(
+        self, ref: ServiceRef, revision: str, start: datetime, end: datetime
+    ) -> list[Minute]:
+        """Each raw request_count minute of ``revision`` in ``[start, end]`` (one point a minute
+        per response class, each covering the minute before its end), summed per minute."""
+        series = self._list(ref, REQUEST_COUNT, revision, _aware(start), _aware(end), None)
+        return minute_totals(series)
 
     def close(self) -> None:
         with self._lock:
@@ -220,6 +230,20 @@ def count_totals(series: list[Any]) -> tuple[int, int]:
     return requests, errors
 
 
+def minute_totals(series: list[Any]) -> list[Minute]:
+    """Raw request_count series (one per response code) as minutes: requests and 5xx errors,
+    oldest first."""
+    totals: dict[datetime, list[int]] = {}
+    for one in series:
+        five_xx = one.metric.labels.get("response_code_class") == "5xx"
+        for point in one.points:
+            counts = totals.setdefault(_whole_seconds(point.interval.end_time), [0, 0])
+            value = int(point.value.int64_value)
+            counts[0] += value
+            counts[1] += value if five_xx else 0
+    return [Minute(end, *totals[end]) for end in sorted(totals)]
+
+
 def newest_double(series: list[Any]) -> float | None:
     """The newest point's double value across the series, None when there is no point."""
     newest: tuple[datetime, float] | None = None
@@ -250,6 +274,11 @@ def _p95_aggregation(period_s: int) -> dict[str, Any]:
 
 def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _whole_seconds(moment: datetime) -> datetime:
+    """A plain UTC datetime (the library's carries nanoseconds), so that minutes compare."""
+    return datetime(*moment.astimezone(UTC).timetuple()[:6], tzinfo=UTC)
 
 
 def _aware(moment: datetime) -> datetime:

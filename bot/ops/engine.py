@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from bot.ops import approvals, backups, cards, drill, flags, incidents, release, restore, rollback
@@ -196,6 +196,20 @@ class Engine:
         self.tick()
         return self.wait_idle(timeout_s=deadline_s)
 
+    def next_due(self, after: datetime) -> datetime | None:
+        """When the next timed step falls due after ``after``, whatever it is: an operation's
+        next step (a judgement, a Cloud SQL poll), an approval's expiry, an incident's next
+        check, the drill schedule. None when nothing waits for time. The sandbox's `wait` runs
+        each at its own time, in order, as time passing would."""
+        deps = self.deps
+        dues = [deps.store.next_approval_expiry(), drill.next_scheduled(deps)]
+        for operation in deps.store.unfinished_operations():
+            due = (operation.data or {}).get("due_at")
+            if due and operation.state in WORKFLOWS[operation.kind].RUNNING_STATES:
+                dues.append(datetime.fromisoformat(due))
+        dues.extend(incidents.next_check(deps, record) for record in deps.store.open_incidents())
+        return min((due for due in dues if due is not None and due > after), default=None)
+
     def _tell_incidents(self, operation_id: str) -> None:
         operation = self.deps.store.operation(operation_id)
         if operation is not None and operation.state in TERMINAL_STATES:
@@ -280,6 +294,12 @@ class Engine:
             with self._lock:
                 self._active -= 1
                 self._lock.notify_all()
+
+    @property
+    def busy(self) -> bool:
+        """A Slack handler, its work or an operation is running now."""
+        with self._lock:
+            return bool(self._active or self._running)
 
     def wait_idle(self, timeout_s: float = 30.0, settle_s: float = 0.05) -> bool:
         """Wait until no handler or operation has been busy for ``settle_s``."""

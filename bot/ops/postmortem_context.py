@@ -169,7 +169,8 @@ def _row(at: datetime, kind: str, actor: str, data: dict[str, Any]) -> dict[str,
 
 
 def _metrics_from_judgement(judgement: dict[str, Any] | None) -> dict[str, Any] | None:
-    if not judgement or judgement.get("requests") is None:
+    # no requests: a judgement the health check made before Monitoring showed a minute
+    if not judgement or not judgement.get("requests"):
         return None
     return {
         "revision": judgement.get("revision", ""),

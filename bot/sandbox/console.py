@@ -26,7 +26,8 @@ from bot.clock import SandboxClock
 from bot.config import Config
 from bot.runtime import Runtime, Settings, build_runtime
 from bot.sandbox.emulator.server import Emulator
-from bot.sandbox.seed import alert_payload, seed
+from bot.sandbox.passing import pass_time
+from bot.sandbox.seed import ALERT_KINDS, alert_payload, seed
 from bot.sandbox.slack_payloads import (
     button_click,
     find_button,
@@ -61,9 +62,11 @@ HELP = """\
   fault clear            no injected fault is left (those not yet used up are dropped)
   show FILE [PATH]       a file the bot posted (its name, or the start of it): text is printed,
                          anything else saved to PATH
-  alert SERVICE [closed] [ID]  Cloud Monitoring's webhook: an error-rate alert opens (or closes)
+  alert SERVICE [closed] [latency|uptime] [ID]  Cloud Monitoring's webhook: an error-rate alert
+                         (or P95, uptime) opens (or closes), with the value Monitoring shows
   expect TEXT            fail (in scripts) unless TEXT appeared in the last output
-  wait 5m                let sandbox time pass at once (30s, 5m, 1h), then do what fell due
+  wait 5m                let sandbox time pass at once (30s, 5m, 1h): what falls due meanwhile
+                         runs at its own time, in order (wait 9m = nine wait 1m)
   help, quit"""
 SET_USAGE = "use: set REVISION KEY=VALUE ... with KEY in " + ", ".join(BEHAVIOUR_KEYS)
 NEW_REVISIONS = "new"  # `set new ...`: the behaviour of the revisions created from now on
@@ -314,13 +317,15 @@ class Sandbox:
     def _alert(self, rest: str) -> list[str]:
         words = rest.split()
         if not words:
-            raise ConsoleError("use: alert SERVICE [closed] [ID]")
+            raise ConsoleError("use: alert SERVICE [closed] [latency|uptime] [ID]")
         service, state = words[0], "closed" if "closed" in words[1:] else "open"
-        ids = [w for w in words[1:] if w != "closed"]
+        kind = next((w for w in words[1:] if w in ALERT_KINDS), "error_rate")
+        ids = [w for w in words[1:] if w != "closed" and w not in ALERT_KINDS]
         incident_id = ids[0] if ids else self._alert_id(service)
         if state == "closed":  # Cloud Monitoring never reopens a closed incident: a new id next
             self.closed_alerts.add(incident_id)
-        response = self.post_alert(alert_payload(self.emulator, service, state, incident_id))
+        body = alert_payload(self.emulator, service, state, incident_id, kind)
+        response = self.post_alert(body)
         if response.status_code != 200:
             raise ConsoleError(f"the bot answered HTTP {response.status_code}: {response.text}")
         return [f"(alert {incident_id} {state}: {response.json()['status']})", *self._collect()]
@@ -346,13 +351,13 @@ class Sandbox:
         )
 
     def _wait(self, rest: str) -> list[str]:
-        """Let sandbox time pass at once (``wait 5m``, ``wait 30s``), then do what fell due."""
+        """Let sandbox time pass at once (``wait 5m``, ``wait 30s``): what falls due meanwhile
+        runs at its own time, in order (bot/sandbox/passing.py)."""
         match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smh]?)", rest.strip())
         if not match:
             raise ConsoleError("use: wait 30s | wait 5m | wait 1h")
         unit = {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
-        self.clock.advance(float(match.group(1)) * unit)
-        self.runtime.engine.tick()
+        pass_time(self.clock, self.runtime.engine, float(match.group(1)) * unit)
         now = self.clock.now()
         shown = f"{now:%H:%M:%S}" if now.date() == self.started_on else f"{now:%Y-%m-%d %H:%M:%S}"
         return [f"(sandbox time is now {shown} UTC)", *self._collect()]

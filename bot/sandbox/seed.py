@@ -5,6 +5,8 @@ alert policy per service in the Monitoring emulator, notifying Runback's webhook
 from __future__ import annotations
 
 import json
+from datetime import datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 from google.cloud import monitoring_v3
@@ -229,17 +231,23 @@ def seed_database(emulator: Emulator, service: ServiceConfig) -> dict[str, objec
 
 
 ERROR_RATE_METRIC = "run.googleapis.com/request_count"
+LATENCY_METRIC = "run.googleapis.com/request_latencies"
+# The kinds of alert the console's `alert SERVICE [KIND]` sends (error rate by default).
+ALERT_KINDS = ("error_rate", "latency", "uptime")
 
 
-def alert_payload(emulator: Emulator, service: str, state: str, incident_id: str) -> str:
-    """A Cloud Monitoring webhook (version 1.2) from the service's error-rate policy, shaped
-    like the real thing, with the serving revision and its current error rate. Its resource
-    labels are those the policy's aggregation keeps (``groupByFields``: the seed's policy
-    groups by service and revision, so no ``location`` nor ``project_id``), as Monitoring
-    sends them; a service without such a policy gets every label."""
+def alert_payload(
+    emulator: Emulator, service: str, state: str, incident_id: str, kind: str = "error_rate"
+) -> str:
+    """A Cloud Monitoring webhook (version 1.2) for ``service``, shaped like the real thing: the
+    serving revision, the policy's condition (what its value is measured over), and the value
+    that policy measured: the newest minute Monitoring shows (its ~3 minutes delay), as an
+    alert fires on. ``kind``: the error-rate or P95 policy, or an uptime check. Its resource
+    labels are those the policy's aggregation keeps (``groupByFields``: the seed's policies
+    group by service and revision, so no ``location`` nor ``project_id``), as Monitoring sends
+    them; a service without such a policy gets every label."""
     serving = [row for row in _traffic_or_empty(emulator, service) if row["percent"]]
     revision = max(serving, key=lambda row: row["percent"])["revision"] if serving else ""
-    behaviour = emulator.cloudrun.behaviour(revision) if revision else {}
     try:
         project, region = emulator.cloudrun.location_of(service)
     except KeyError:
@@ -251,19 +259,72 @@ def alert_payload(emulator: Emulator, service: str, state: str, incident_id: str
         "location": region,
         "configuration_name": service,
     }
-    policy = emulator.monitoring.alerts.policy_for(project, service, ERROR_RATE_METRIC)
-    if policy is not None:
+    now = int(emulator.monitoring.clock())  # the sandbox's time, as the bot's
+    measured = _newest_visible_minute(emulator, str(revision)) if revision else None
+    metric = {"error_rate": ERROR_RATE_METRIC, "latency": LATENCY_METRIC}.get(kind)
+    policy = emulator.monitoring.alerts.policy_for(project, service, metric) if metric else None
+    condition = None
+    if policy is not None:  # as the payload carries it: JSON, camelCase, enums by name
         labels = alert_resource_labels(policy, labels)
-    now = int(emulator.cloudrun.clock())  # the sandbox's time, as the bot's
+        condition = json.loads(
+            monitoring_v3.AlertPolicy.Condition.to_json(
+                policy.conditions[0], use_integers_for_enums=False
+            )
+        )
+    if kind == "uptime":  # an uptime check of the service: no revision
+        labels.pop("revision_name", None)
     incident = {
         "incident_id": incident_id,
         "scoping_project_id": project,
         "url": f"https://console.cloud.google.com/monitoring/alerting/incidents/{incident_id}",
-        "started_at": now - 60,
+        "started_at": now,
         "ended_at": now if state == "closed" else None,
         "state": state,
-        "summary": f"Error rate for {service} is above the threshold of 0.01.",
         "resource": {"type": "cloud_run_revision", "labels": labels},
+        **_measurement(service, kind, measured, policy),
+        "condition": condition,
+        "documentation": {
+            "content": "Runbook: seed/rollback-plan.md",
+            "mime_type": "text/markdown",
+        },
+    }
+    return json.dumps({"version": "1.2", "incident": incident})
+
+
+def _measurement(
+    service: str,
+    kind: str,
+    minute: dict[str, Any] | None,
+    policy: monitoring_v3.AlertPolicy | None,
+) -> dict[str, Any]:
+    """The alert's metric, names, summary and measured value, per kind."""
+    if kind == "latency":
+        p95 = (minute or {}).get("p95_ms")
+        value = "" if p95 is None else f"{p95:.0f}"
+        return {
+            "summary": f"P95 latency for {service} is above the threshold of 2000 ms.",
+            "metric": {"type": "run.googleapis.com/request_latencies", "displayName": "Latency"},
+            "policy_name": f"{service} P95 > 2000 ms",
+            "condition_name": "P95 above 2 s for 1 min",
+            "observed_value": value,
+            "threshold_value": "2000",
+        }
+    if kind == "uptime":
+        return {
+            "summary": f"Uptime check for {service} is failing.",
+            "metric": {
+                "type": "monitoring.googleapis.com/uptime_check/check_passed",
+                "displayName": "Check passed",
+            },
+            "policy_name": f"{service} uptime check",
+            "condition_name": "Uptime check failing",
+            "observed_value": "0",
+            "threshold_value": "1",
+        }
+    requests = (minute or {}).get("requests") or 0
+    rate = (minute or {}).get("errors", 0) / requests if requests else None
+    return {
+        "summary": f"Error rate for {service} is above the threshold of 0.01.",
         "metric": {
             "type": ERROR_RATE_METRIC,
             "displayName": "Request Count",
@@ -273,14 +334,21 @@ def alert_payload(emulator: Emulator, service: str, state: str, incident_id: str
         "condition_name": (
             policy.conditions[0].display_name if policy else "5xx ratio above 1% for 1 min"
         ),
-        "observed_value": str(behaviour.get("error_rate", "")),
+        "observed_value": "" if rate is None else f"{rate:.4f}",
         "threshold_value": "0.01",
-        "documentation": {
-            "content": "Runbook: seed/rollback-plan.md",
-            "mime_type": "text/markdown",
-        },
     }
-    return json.dumps({"version": "1.2", "incident": incident})
+
+
+def _newest_visible_minute(emulator: Emulator, revision: str) -> dict[str, Any] | None:
+    """The newest minute of ``revision`` Monitoring shows (what a policy's condition sees)."""
+    monitoring = emulator.monitoring
+    try:
+        minutes = monitoring.series(revision, minutes=15)["minutes"]
+    except KeyError:
+        return None
+    visible = monitoring.clock() - monitoring.delay_s
+    shown = [m for m in minutes if datetime.fromisoformat(m["end"]).timestamp() <= visible]
+    return next((m for m in shown if m["requests"]), None)
 
 
 def _traffic_or_empty(emulator: Emulator, service: str) -> list[dict[str, object]]:

@@ -13,7 +13,7 @@ back: the drill then fails, and the time to safe traffic is measured all the sam
 
 from bot.ops.drill.history import drills_message, log_text
 from bot.ops.drill.request import request_drill
-from bot.ops.drill.schedule import tick
+from bot.ops.drill.schedule import next_scheduled, tick
 from bot.ops.drill.steps import (
     RUNNING_STATES,
     execute,
@@ -30,6 +30,7 @@ __all__ = [
     "execute",
     "fail_unexpectedly",
     "log_text",
+    "next_scheduled",
     "on_decided",
     "on_expired",
     "request_drill",

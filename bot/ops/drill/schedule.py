@@ -44,6 +44,14 @@ def tick(deps: Deps) -> list[str]:
     return [operation.id]
 
 
+def next_scheduled(deps: Deps) -> datetime | None:
+    """When the scheduled drill falls due; None without a schedule."""
+    every, service = deps.config.drill.every_days, deps.config.drill_service
+    if every <= 0 or not service:
+        return None
+    return next_due(deps, service, deps.clock.now())
+
+
 def _end_stuck_starts(deps: Deps) -> None:
     now = deps.clock.now()
     for operation in deps.store.unfinished_operations():

@@ -32,6 +32,7 @@ def flag_view(deps: Deps, operation: Operation) -> dict[str, Any]:
         "revision": operation.to_revision,
         "steps": [_step(name, steps.get(name)) for name in STEPS],
         "last": (data.get("judgements") or [None])[-1],
+        "waiting": data.get("waiting"),  # for Monitoring's next minute: nothing new to judge
         "watch_until": _moment(data.get("watch_until")),
         "observe_minutes": deps.config.thresholds.observe_minutes,
         "thresholds": deps.config.thresholds.model_dump(),

@@ -2,9 +2,11 @@
 decision table (bot/policy/gates.py), on Cloud Monitoring's numbers and the health path.
 
 "Roll back now" at any judgement moves 100% back to the previous revision at once. The observe
-band starts an observation; still above when it ends is a rollback too. The watch ends once
-Monitoring shows minutes up to the end of the window (Cloud Run's arrive minutes late); a
-verdict that is still inconclusive then keeps the flag, and the card says it was no pass.
+band starts an observation; still above when it ends is a rollback too. Each judgement is on the
+freshest minutes (bot/ops/metrics_window.py), and only when Monitoring shows a new one. The
+watch ends once Monitoring shows minutes up to the end of the window (Cloud Run's arrive
+minutes late); a verdict that is still inconclusive then keeps the flag, and the card says it
+was no pass.
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ from datetime import datetime, timedelta
 
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.flags.record import commit, end, step_ended
-from bot.ops.health import health_observation, probe_health
-from bot.ops.metrics_window import Window, judged_numbers, observing_since
+from bot.ops.health import probe_health
+from bot.ops.metrics_window import Decision, decide, judged_until, observing_since
 from bot.ops.stepping import due_in
-from bot.policy.gates import Judgement, Verdict, judge, observed_verdict
+from bot.policy.gates import Verdict
 from bot.store import Operation
 
 # How long past the window to wait for Monitoring's minutes before ending inconclusive.
@@ -24,22 +26,41 @@ MONITORING_LAG_LIMIT = timedelta(minutes=10)
 
 
 def step_watch(deps: Deps, operation: Operation) -> Operation:
-    judgement, window = _judge(deps, operation)
-    verdict = observed_verdict(
-        deps.config.thresholds, judgement, observing_since(operation.data), deps.clock.now()
-    )
-    operation = _record(deps, operation, judgement, verdict, window)
+    decision = _judge(deps, operation)
+    if decision.waiting:  # nothing new to judge: no judgement to record, the card says so
+        if _monitoring_too_late(deps, operation):
+            return _keep(deps, operation, _last_verdict(operation))
+        return commit(
+            deps,
+            operation,
+            waiting=decision.waiting_facts(),
+            due_at=due_in(deps, decision.next_check_in(deps.config.release.judge_interval_s)),
+        )
+    operation = _record(deps, operation, decision)
+    verdict = decision.verdict
+    assert verdict is not None and decision.judgement is not None
     if verdict is Verdict.ROLLBACK:
-        reasons = [str(r) for r in judgement.reasons]
+        reasons = [str(r) for r in decision.judgement.reasons]
         outcome = {"code": "judged_bad", "reasons": reasons}
         return commit(deps, operation, "rolling_back", due_at=None, outcome=outcome)
-    if _watch_over(deps, operation, window) and verdict is not Verdict.OBSERVE:
-        now = deps.clock.now()
-        operation = commit(deps, operation, **step_ended(operation, "watch", now, "done"))
-        _record_serving(deps, operation, now)
-        code = "kept" if verdict is Verdict.PROCEED else "kept_inconclusive"
-        return end(deps, operation, "succeeded", {"code": code})
+    over = _seen_to_the_end(operation, decision) or _monitoring_too_late(deps, operation)
+    if over and verdict is not Verdict.OBSERVE:
+        return _keep(deps, operation, verdict)
     return commit(deps, operation, due_at=due_in(deps, deps.config.release.judge_interval_s))
+
+
+def _keep(deps: Deps, operation: Operation, verdict: Verdict | None) -> Operation:
+    """The watch is over: the flag stays (a verdict short of a pass says so)."""
+    now = deps.clock.now()
+    operation = commit(deps, operation, waiting=None, **step_ended(operation, "watch", now, "done"))
+    _record_serving(deps, operation, now)
+    code = "kept" if verdict is Verdict.PROCEED else "kept_inconclusive"
+    return end(deps, operation, "succeeded", {"code": code})
+
+
+def _last_verdict(operation: Operation) -> Verdict | None:
+    judgements = operation.data.get("judgements") or []
+    return Verdict(judgements[-1]["verdict"]) if judgements else None
 
 
 def _record_serving(deps: Deps, operation: Operation, now: datetime) -> None:
@@ -52,54 +73,55 @@ def _record_serving(deps: Deps, operation: Operation, now: datetime) -> None:
     deps.store.record_serving(operation.service, operation.to_revision, "served", now, operation.id)
 
 
-def _judge(deps: Deps, operation: Operation) -> tuple[Judgement, Window | None]:
+def _judge(deps: Deps, operation: Operation) -> Decision:
     service = deps.managed_service(operation.service)
     ref = deps.service_ref(service)
-    start = datetime.fromisoformat(operation.data["shifted_at"])
-    numbers, window = judged_numbers(
-        deps, ref, operation.to_revision, start, observing_since(operation.data)
+    return decide(
+        deps,
+        ref,
+        operation.to_revision,
+        lambda: probe_health(deps, service, operation.data.get("uri", ""))[1],
+        not_before=datetime.fromisoformat(operation.data["shifted_at"]),
+        judged_until=judged_until(operation.data),
+        observing=observing_since(operation.data),
     )
-    _, probe = probe_health(deps, service, operation.data.get("uri", ""))
-    return judge(deps.config.thresholds, health_observation(probe, *numbers)), window
 
 
-def _watch_over(deps: Deps, operation: Operation, window: Window | None) -> bool:
+def _seen_to_the_end(operation: Operation, decision: Decision) -> bool:
+    """Monitoring shows the minutes up to the end of the watch (data time, not the clock)."""
+    window = decision.reading.window
+    return window is not None and window.end >= datetime.fromisoformat(
+        operation.data["watch_until"]
+    )
+
+
+def _monitoring_too_late(deps: Deps, operation: Operation) -> bool:
     until = datetime.fromisoformat(operation.data["watch_until"])
-    if deps.clock.now() < until:
-        return False
-    seen_to_the_end = window is not None and window[1] >= until
-    return seen_to_the_end or deps.clock.now() >= until + MONITORING_LAG_LIMIT
+    return deps.clock.now() >= until + MONITORING_LAG_LIMIT
 
 
-def _record(
-    deps: Deps,
-    operation: Operation,
-    judgement: Judgement,
-    verdict: Verdict,
-    window: Window | None,
-) -> Operation:
-    now = deps.clock.now()
-    start, stop = window or (now, now)
-    numbers = {
-        "at": now.isoformat(),
-        "verdict": str(verdict),
-        **judgement.numbers(),
-        "window_start": start.isoformat(),
-        "window_s": max((stop - start).total_seconds(), 0.0),
-    }
-    observing = operation.data.get("observing_since")
-    if verdict is Verdict.OBSERVE and not observing:
-        observing = now.isoformat()
-    elif verdict is not Verdict.OBSERVE:
-        observing = None
+def _record(deps: Deps, operation: Operation, decision: Decision) -> Operation:
+    numbers = decision.facts()
     deps.audit(
         BOT_ACTOR,
         "flag.judged",
-        str(verdict),
+        str(decision.verdict),
         service=operation.service,
         revision=operation.to_revision,
         operation_id=operation.id,
         **numbers,
     )
     judgements = [*operation.data.get("judgements", []), numbers][-100:]
-    return commit(deps, operation, judgements=judgements, observing_since=observing)
+    since = decision.observing_since
+    return commit(
+        deps,
+        operation,
+        judgements=judgements,
+        judged_until=(
+            numbers["window_end"]
+            if decision.reading.window
+            else operation.data.get("judged_until")  # the health check alone: no new minute
+        ),
+        observing_since=since.isoformat() if since else None,
+        waiting=None,
+    )

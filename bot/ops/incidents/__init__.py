@@ -6,7 +6,7 @@ The judgement always uses fresh numbers for the revision serving now, not only t
 """
 
 from bot.ops.incidents.intake import MONITORING, AlertOutcome, receive_alert
-from bot.ops.incidents.judging import judge_incident, tick
+from bot.ops.incidents.judging import judge_incident, next_check, tick
 from bot.ops.incidents.lifecycle import (
     acknowledge,
     on_operation_finished,
@@ -23,6 +23,7 @@ __all__ = [
     "acknowledge",
     "incident_view",
     "judge_incident",
+    "next_check",
     "on_operation_finished",
     "open_incidents_message",
     "post_postmortem",

@@ -120,6 +120,9 @@ def _alert_facts(alert: Incident) -> dict[str, Any]:
         "metric_labels": dict(alert.metric.labels),
         "observed_value": alert.observed_value,
         "threshold_value": alert.threshold_value,
+        # what observed_value was measured over, and how long it held: the alert's evidence
+        "window_s": alert.condition.window_s,
+        "duration_s": alert.condition.duration_s,
         "url": alert.url,
         "summary": alert.summary,
         "documentation": alert.documentation,

@@ -1,25 +1,36 @@
-"""Judging an incident with fresh numbers, and the automatic emergency rollback it may call for."""
+"""Judging an incident with fresh numbers, and the automatic emergency rollback it may call for.
+
+Every judgement is made by bot/ops/metrics_window.py: the serving revision's freshest minutes,
+its health, and the alert's own measurement as evidence. A check that finds nothing new (no
+minute Monitoring did not show before) records nothing; the card says it waits for the next
+minute. An observation ends by data time: once Monitoring shows the minutes up to its end.
+"""
 
 from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from typing import Any
 
-from bot.config import ServiceConfig
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.errors import UserError
-from bot.ops.health import health_observation, probe_health
+from bot.ops.health import probe_health
 from bot.ops.incidents.lifecycle import follow_up_postmortem
-from bot.ops.incidents.view import refresh_incident_card
-from bot.ops.metrics_window import visible_numbers
+from bot.ops.incidents.view import measured, refresh_incident_card
+from bot.ops.metrics_window import Decision, decide, unreadable
 from bot.ops.preemption import request_rollback
 from bot.ops.rollback import RollbackRequest
-from bot.policy.gates import Judgement, Observation, Verdict, after_observation, judge
+from bot.policy.evidence import AlertEvidence, alert_evidence
+from bot.policy.gates import Verdict
 from bot.policy.targets import current_revision
-from bot.ports import CloudRunError, MetricsError, ServiceRef
+from bot.ports import CloudRunError, ServiceRef
 from bot.store import IncidentRecord
 
 log = logging.getLogger("runback.incidents")
+
+# How long an incident with nothing new to judge is checked again before Runback says so and
+# stops asking (a revision that serves nothing has no minutes at all).
+WAITING_LIMIT = timedelta(minutes=10)
 
 
 def judge_incident(deps: Deps, incident_id: str) -> str | None:
@@ -27,85 +38,147 @@ def judge_incident(deps: Deps, incident_id: str) -> str | None:
     record = deps.store.incident(incident_id)
     if record is None or record.state != "open" or not record.managed:
         return None
+    now = deps.clock.now()
+    # this check, claimed: another that read the incident at once finds it moved, one that
+    # reads it meanwhile finds it checked just now (not due)
+    claimed = {**record.data, "checked_at": now.isoformat()}
+    if not deps.store.claim_incident(record.id, record.updated_at, now, claimed):
+        return None
+    record = deps.store.incident(incident_id) or record
     service = deps.config.service(record.service)
     assert service is not None
     ref = ServiceRef(service.project, service.region, service.name)
-    now = deps.clock.now()
-    since = None
-    if record.observe_until is not None:
-        since = record.observe_until - timedelta(minutes=deps.config.thresholds.observe_minutes)
-    judgement, revision = _observe(deps, ref, service, since)
-    verdict = judgement.verdict
-    if since is not None:
-        verdict = after_observation(deps.config.thresholds, judgement, since, now)
-    _record_judgement(deps, record, judgement, verdict, revision)
-    operation_id = _act(deps, record, verdict, revision, service.auto_rollback)
+    try:
+        state = deps.cloudrun.get_service(ref)
+    except CloudRunError as error:
+        log.warning("Cloud Run unreadable for %s: %s", ref.name, error)
+        decision = unreadable(deps, now, _observing_since(record))
+        record = _record_judgement(deps, record, decision, "")
+        refresh_incident_card(deps, record.id)
+        return None
+    revision = current_revision(state.serving()) or ""
+    decision = decide(
+        deps,
+        ref,
+        revision,
+        lambda: probe_health(deps, service, state.uri)[1],
+        not_before=None,
+        judged_until=_judged_until(record, revision),
+        observing=_observing_since(record),
+        alert=_alert_evidence(record, revision),
+    )
+    if decision.waiting:
+        _note_check(deps, record, now, waiting=_waiting(record, decision))
+        refresh_incident_card(deps, record.id)
+        return None
+    record = _record_judgement(deps, record, decision, revision)
+    operation_id = _act(deps, record, decision, revision, service.auto_rollback)
     refresh_incident_card(deps, record.id)
     return operation_id
 
 
-def _observe(
-    deps: Deps, ref: ServiceRef, service: ServiceConfig, since: datetime | None = None
-) -> tuple[Judgement, str]:
-    """Judge the serving revision on the newest visible minutes (while observing: only those
-    since the observation began, the question being "is it still above?")."""
-    thresholds = deps.config.thresholds
-    try:
-        state = deps.cloudrun.get_service(ref)
-    except CloudRunError:
-        return judge(thresholds, Observation(None, None, None, None)), ""
-    revision = current_revision(state.serving()) or ""
-    lookback = timedelta(minutes=thresholds.window_minutes)
-    try:
-        requests, errors, p95 = visible_numbers(
-            deps, ref, revision, lookback=lookback, not_before=since
-        )
-    except MetricsError as error:
-        log.warning("Monitoring unreadable for %s: %s", ref.name, error)
-        requests = errors = p95 = None
-    _, probe = probe_health(deps, service, state.uri)
-    return judge(thresholds, health_observation(probe, requests, errors, p95)), revision
+def _judged_until(record: IncidentRecord, revision: str) -> datetime | None:
+    judged = record.data.get("judged") or {}
+    if judged.get("revision") != revision or not judged.get("until"):
+        return None
+    return datetime.fromisoformat(judged["until"])
+
+
+def _observing_since(record: IncidentRecord) -> datetime | None:
+    since = record.data.get("observing_since")
+    return datetime.fromisoformat(since) if since and record.observe_until else None
+
+
+def _alert_evidence(record: IncidentRecord, revision: str) -> AlertEvidence | None:
+    """The alert's own measurement, when it is about the revision judged (a policy that
+    aggregated the revision away may be about any)."""
+    alert = record.alert or {}
+    if record.revision and revision and record.revision != revision:
+        return None
+    return alert_evidence(
+        measured(alert),
+        str(alert.get("observed_value", "")),
+        str(alert.get("threshold_value", "")),
+        record.started_at or record.received_at,
+        alert.get("window_s"),
+    )
+
+
+def _waiting(record: IncidentRecord, decision: Decision) -> dict[str, Any]:
+    """The card's "waiting for Monitoring's next minute", kept since it began; after
+    WAITING_LIMIT Runback stops asking and says a person should look."""
+    facts = decision.waiting_facts()
+    since = (record.data.get("waiting") or {}).get("since", facts["since"])
+    gave_up = decision.now - datetime.fromisoformat(since) >= WAITING_LIMIT
+    return {**facts, "since": since, "gave_up": gave_up}
+
+
+def _note_check(
+    deps: Deps, record: IncidentRecord, now: datetime, waiting: dict[str, Any] | None
+) -> None:
+    """A check that judged nothing: when it was (the next is due from it), and what it waits for."""
+    data = {**record.data, "checked_at": now.isoformat()}
+    if waiting is not None:
+        data["waiting"] = waiting
+    deps.store.update_incident(record.id, now, data=data)
 
 
 def _record_judgement(
-    deps: Deps, record: IncidentRecord, judgement: Judgement, verdict: Verdict, revision: str
-) -> None:
-    now = deps.clock.now()
+    deps: Deps, record: IncidentRecord, decision: Decision, revision: str
+) -> IncidentRecord:
+    assert decision.judgement is not None and decision.verdict is not None
+    now = decision.now
+    expired = decision.verdict is Verdict.ROLLBACK and decision.judgement.verdict is not (
+        Verdict.ROLLBACK
+    )
     numbers = {
-        "at": now.isoformat(),
+        **decision.facts(),
         "revision": revision,
-        "verdict": "observe_expired" if verdict != judgement.verdict else str(verdict),
-        **judgement.numbers(),
-        "window_minutes": deps.config.thresholds.window_minutes,
+        "verdict": "observe_expired" if expired else str(decision.verdict),
     }
     judgements = [*record.data.get("judgements", []), numbers][-50:]
-    deps.store.update_incident(
+    since = decision.observing_since
+    window = decision.reading.window
+    judged = {"revision": revision, "until": window.end.isoformat()} if window else None
+    data = {
+        **record.data,
+        "judgements": judgements,
+        "checked_at": now.isoformat(),
+        "waiting": None,
+        "judged": judged or record.data.get("judged"),
+        "observing_since": since.isoformat() if since else None,
+    }
+    record = deps.store.update_incident(
         record.id,
         now,
-        verdict=str(verdict),
+        verdict=str(decision.verdict),
         revision=record.revision or revision,
-        data={**record.data, "judgements": judgements},
+        data=data,
     )
     deps.store.add_event(record.id, now, "judged", actor=BOT_ACTOR, **numbers)
     deps.audit(
         BOT_ACTOR,
         "incident.judged",
-        str(verdict),
+        str(decision.verdict),
         service=record.service,
         incident=record.id,
         **numbers,  # includes the revision judged
     )
+    return record
 
 
 def _act(
-    deps: Deps, record: IncidentRecord, verdict: Verdict, revision: str, automatic: bool
+    deps: Deps, record: IncidentRecord, decision: Decision, revision: str, automatic: bool
 ) -> str | None:
     now = deps.clock.now()
+    verdict = decision.verdict
     if verdict is Verdict.ROLLBACK:
         deps.store.update_incident(record.id, now, observe_until=None)
         return _automatic_rollback(deps, record, revision) if automatic else None
-    if verdict is Verdict.OBSERVE and record.observe_until is None:
-        until = now + timedelta(minutes=deps.config.thresholds.observe_minutes)
+    since = decision.observing_since
+    if verdict is Verdict.OBSERVE and since is not None and record.observe_until is None:
+        # the observation covers Monitoring's minutes from the newest it showed (data time)
+        until = since + timedelta(minutes=deps.config.thresholds.observe_minutes)
         deps.store.update_incident(record.id, now, observe_until=until)
         deps.store.add_event(
             record.id, now, "observe_started", actor=BOT_ACTOR, until=until.isoformat()
@@ -164,20 +237,31 @@ def _facts(error: UserError) -> dict[str, object]:
     }
 
 
+def next_check(deps: Deps, record: IncidentRecord) -> datetime | None:
+    """When an open incident is next checked: every ``observe_check_s`` while it is observed or
+    waits for Monitoring's next minute (at most WAITING_LIMIT); None when nothing is due."""
+    if record.state != "open" or not record.managed:
+        return None
+    waiting = record.data.get("waiting") or {}
+    if record.observe_until is None and (not waiting or waiting.get("gave_up")):
+        return None
+    checked = record.data.get("checked_at")
+    if not checked:
+        return deps.clock.now()
+    every = timedelta(seconds=deps.config.thresholds.observe_check_s)
+    return datetime.fromisoformat(checked) + every
+
+
 def tick(deps: Deps) -> list[str]:
-    """Re-judge incidents under observation when due; returns rollbacks to run."""
+    """Check incidents under observation, or waiting for Monitoring, when due; returns the
+    rollbacks to run."""
     started = []
     now = deps.clock.now()
-    every = timedelta(seconds=deps.config.thresholds.observe_check_s)
     for record in deps.store.open_incidents():
         if record.state == "mitigated" and record.postmortem == "posted":
             follow_up_postmortem(deps, record.id)
-        if record.state != "open" or record.observe_until is None:
-            continue
-        judgements = record.data.get("judgements") or [{}]
-        last = judgements[-1].get("at")
-        due = last is None or datetime.fromisoformat(last) + every <= now
-        if due or now >= record.observe_until:
+        due = next_check(deps, record)
+        if due is not None and due <= now:
             operation_id = judge_incident(deps, record.id)
             if operation_id:
                 started.append(operation_id)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from bot.ops.cards import incident_card, share_file
@@ -164,8 +164,17 @@ def start_observing(deps: Deps, incident_id: str, user: str) -> IncidentRecord:
     if record.state != "open":
         raise UserError("notice.incident_not_open", state=record.state)
     now = deps.clock.now()
-    until = now + timedelta(minutes=deps.config.thresholds.observe_minutes)
-    record = deps.store.update_incident(record.id, now, observe_until=until, verdict="observe")
+    # data time, as a judgement's own observation: from the newest minute judged so far
+    judged = (record.data.get("judged") or {}).get("until")
+    since = datetime.fromisoformat(judged) if judged else now
+    until = since + timedelta(minutes=deps.config.thresholds.observe_minutes)
+    record = deps.store.update_incident(
+        record.id,
+        now,
+        observe_until=until,
+        verdict="observe",
+        data={**record.data, "observing_since": since.isoformat()},
+    )
     deps.store.add_event(record.id, now, "observe_started", actor=user, until=until.isoformat())
     deps.audit(user, "incident.observe", "ok", service=record.service, incident=record.id)
     refresh_incident_card(deps, record.id)

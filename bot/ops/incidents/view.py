@@ -32,8 +32,9 @@ def incident_view(deps: Deps, record: IncidentRecord) -> dict[str, Any]:
         "mitigated_at": record.mitigated_at,
         "resolved_at": record.resolved_at,
         "observe_until": record.observe_until,
-        "minutes_left": _minutes_left(deps, record.observe_until),
+        "minutes_left": _minutes_left(deps, record),
         "last": judgements[-1] if judgements else None,
+        "waiting": record.data.get("waiting"),  # for Monitoring's next minute
         "auto_rollback": bool(service and service.auto_rollback),
         "acknowledged_by": record.data.get("acknowledged_by", []),
         "operation": _operation_view(operation),
@@ -70,11 +71,15 @@ def _is_ratio(alert: dict[str, Any]) -> bool:
     return math.isfinite(threshold) and 0 < threshold <= 1
 
 
-def _minutes_left(deps: Deps, until: datetime | None) -> int | None:
-    """The countdown shown while observing (refreshed at every re-judgement)."""
+def _minutes_left(deps: Deps, record: IncidentRecord) -> int | None:
+    """The countdown shown while observing, in Monitoring's minutes still to come (the
+    observation ends by data time), refreshed at every judgement."""
+    until = record.observe_until
     if until is None:
         return None
-    return max(math.ceil((until - deps.clock.now()).total_seconds() / 60), 0)
+    judged = (record.data.get("judged") or {}).get("until")
+    seen = datetime.fromisoformat(judged) if judged else deps.clock.now()
+    return max(math.ceil((until - seen).total_seconds() / 60), 0)
 
 
 def _operation_view(operation: Operation | None) -> dict[str, Any] | None:

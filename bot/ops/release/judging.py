@@ -5,14 +5,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from bot.ops.context import BOT_ACTOR, Deps
-from bot.ops.health import health_observation
-from bot.ops.metrics_window import Window, judged_numbers, observing_since
+from bot.ops.metrics_window import Decision, decide, judged_until, observing_since
 from bot.ops.release.canary import moved_out_of_band, next_step
 from bot.ops.release.green import probe_green
 from bot.ops.release.record import commit
 from bot.ops.release.view import post_in_thread
 from bot.ops.stepping import due_in
-from bot.policy.gates import Judgement, Verdict, judge, observed_verdict
+from bot.policy.gates import Verdict
 from bot.store import Operation
 
 
@@ -20,18 +19,22 @@ def step_judge(deps: Deps, operation: Operation) -> Operation:
     paused = moved_out_of_band(deps, operation)
     if paused is not None:
         return paused
-    judgement, window = judge_green_in_window(deps, operation)
-    verdict = observed_verdict(
-        deps.config.thresholds, judgement, observing_since(operation.data), deps.clock.now()
-    )
-    operation = _record_judgement(deps, operation, judgement, verdict, window)
+    decision = judge_green(deps, operation)
+    if decision.waiting:
+        return _wait(deps, operation, decision)
+    operation = _record_judgement(deps, operation, decision)
+    verdict = decision.verdict
+    assert decision.judgement is not None
     if verdict is Verdict.ROLLBACK:
         return commit(
             deps,
             operation,
             "rolling_back",
             due_at=None,
-            outcome={"code": "judged_bad", "reasons": [str(r) for r in judgement.reasons]},
+            outcome={
+                "code": "judged_bad",
+                "reasons": [str(r) for r in decision.judgement.reasons],
+            },
         )
     if verdict is Verdict.PROCEED:
         return _proceed(deps, operation)
@@ -40,57 +43,62 @@ def step_judge(deps: Deps, operation: Operation) -> Operation:
     return commit(deps, operation, due_at=due_in(deps, deps.config.release.judge_interval_s))
 
 
-def judge_green(deps: Deps, operation: Operation) -> Judgement:
-    return judge_green_in_window(deps, operation)[0]
-
-
-def judge_green_in_window(deps: Deps, operation: Operation) -> tuple[Judgement, Window | None]:
-    """The decision table on green, and the window of Monitoring data it was judged on."""
+def judge_green(deps: Deps, operation: Operation) -> Decision:
+    """The decision table on green's freshest minutes since the step's warm-up, and its health
+    on the tag URL (bot/ops/metrics_window.py)."""
     service = deps.managed_service(operation.service)
     ref = deps.service_ref(service)
     start = datetime.fromisoformat(operation.data["step_started"]) + timedelta(
         seconds=deps.config.release.warmup_s
     )
-    numbers, window = judged_numbers(
-        deps, ref, operation.to_revision, start, observing_since(operation.data)
+    return decide(
+        deps,
+        ref,
+        operation.to_revision,
+        lambda: probe_green(deps, operation)[1],
+        not_before=start,
+        judged_until=judged_until(operation.data),
+        observing=observing_since(operation.data),
     )
-    _, probe = probe_green(deps, operation)
-    return judge(deps.config.thresholds, health_observation(probe, *numbers)), window
 
 
-def _record_judgement(
-    deps: Deps,
-    operation: Operation,
-    judgement: Judgement,
-    verdict: Verdict,
-    window: Window | None = None,
-) -> Operation:
-    now = deps.clock.now()
+def _wait(deps: Deps, operation: Operation, decision: Decision) -> Operation:
+    """No minute Monitoring did not show at the last judgement: nothing to judge, record or
+    post; the card says what it waits for. Waiting counts as too little data to judge."""
+    inconclusive = operation.data.get("inconclusive_since") or decision.now.isoformat()
+    waited = (decision.now - datetime.fromisoformat(inconclusive)).total_seconds()
+    if waited >= deps.config.release.inconclusive_limit_s:
+        return commit(
+            deps,
+            operation,
+            "needs_human",
+            due_at=None,
+            waiting=decision.waiting_facts(),
+            inconclusive_since=inconclusive,
+        )
+    return commit(
+        deps,
+        operation,
+        due_at=due_in(deps, decision.next_check_in(deps.config.release.judge_interval_s)),
+        waiting=decision.waiting_facts(),
+        inconclusive_since=inconclusive,
+    )
+
+
+def _record_judgement(deps: Deps, operation: Operation, decision: Decision) -> Operation:
+    assert decision.judgement is not None
     percent = operation.data["steps"][operation.data["step"]]
-    start, end = window or (now, now)  # the minutes Monitoring showed (none yet: empty)
-    numbers = {
-        "at": now.isoformat(),
-        "percent": percent,
-        "verdict": str(verdict),
-        **judgement.numbers(),
-        "window_start": start.isoformat(),
-        "window_s": max((end - start).total_seconds(), 0.0),
-    }
-    observing = operation.data.get("observing_since")
-    if verdict is Verdict.OBSERVE and not observing:
-        observing = now.isoformat()
-    elif verdict is not Verdict.OBSERVE:
-        observing = None
+    numbers = {"percent": percent, **decision.facts()}
     inconclusive = operation.data.get("inconclusive_since")
-    if judgement.verdict is Verdict.INCONCLUSIVE:
-        inconclusive = inconclusive or now.isoformat()
+    if decision.judgement.verdict is Verdict.INCONCLUSIVE:
+        inconclusive = inconclusive or decision.now.isoformat()
     else:
         inconclusive = None
     judgements = [*operation.data["judgements"], numbers][-200:]
     deps.audit(
         BOT_ACTOR,
         "release.judged",
-        str(verdict),
+        str(decision.verdict),
         service=operation.service,
         revision=operation.to_revision,
         operation_id=operation.id,
@@ -106,12 +114,19 @@ def _record_judgement(
             revision=operation.to_revision,
         ),
     )
+    since = decision.observing_since
     return commit(
         deps,
         operation,
         judgements=judgements,
-        observing_since=observing,
+        judged_until=(
+            numbers["window_end"]
+            if decision.reading.window
+            else operation.data.get("judged_until")  # the health check alone: no new minute
+        ),
+        observing_since=since.isoformat() if since else None,
         inconclusive_since=inconclusive,
+        waiting=None,
     )
 
 

@@ -39,6 +39,7 @@ def release_view(deps: Deps, operation: Operation) -> dict[str, Any]:
         "step": step,
         "percent": steps[step] if 0 <= step < len(steps) else 0,
         "last": (data.get("judgements") or [None])[-1],
+        "waiting": data.get("waiting"),  # for Monitoring's next minute: nothing new to judge
         "outcome": data.get("outcome") or {},
         "pause_reason": data.get("pause_reason"),
         "paused_by": data.get("paused_by", ""),

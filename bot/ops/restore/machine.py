@@ -22,7 +22,7 @@ from typing import Any
 from bot.ops.backups.target import Database, cloudsql, resolve_database, secrets
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.health import config_problem, health_observation, probe_health
-from bot.ops.metrics_window import judged_numbers, observing_since
+from bot.ops.metrics_window import observing_since, read_fresh
 from bot.ops.release import next_revision_name
 from bot.ops.restore.endpoints import old_endpoints, secret_location
 from bot.ops.restore.record import (
@@ -503,7 +503,11 @@ def _step_judge(deps: Deps, operation: Operation) -> Operation:
     release = deps.config.release
     shifted = datetime.fromisoformat(data["shifted_at"])
     not_before = shifted + timedelta(seconds=release.warmup_s)
-    numbers, _ = judged_numbers(deps, ref, operation.to_revision, not_before, observing_since(data))
+    since = observing_since(data)  # "still above?" is asked of the minutes since it began
+    if since is not None and since > not_before:
+        not_before = since
+    # the freshest window that can decide; Monitoring faults read as no data, never a pass
+    numbers = read_fresh(deps, ref, operation.to_revision, not_before).numbers
     _, probe = probe_health(deps, service, data.get("service_uri", ""))
     judgement = judge(deps.config.thresholds, health_observation(probe, *numbers))
     verdict = observed_verdict(deps.config.thresholds, judgement, observing_since(data), now)
