@@ -81,7 +81,7 @@ def test_repro_b_no_automatic_target_is_explained_with_numbers_and_the_command(b
     assert serving(box) == {"wa-backend-00003": 100}
     assert "see the logs" not in card
     assert "rolled back from (`wa-backend-00001`, `wa-backend-00002`)" in card
-    assert "error rate 7.00% of" in card, "the numbers judged are on the card"
+    assert "1,200 requests): error rate 7.00%" in card, "the numbers judged are on the card"
     # the exact command to type, never the revision just rolled back from
     assert f"type `/rollback {SERVICE} wa-backend-00002`" in card
     # and /ops check says the same

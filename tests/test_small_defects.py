@@ -256,4 +256,4 @@ def test_the_readme_observe_band_recipe_opens_a_new_incident(sandbox: Sandbox) -
     assert opened[0] == "(alert sandbox-wa-backend-2 open: created)"
     (second,) = sandbox.runtime.deps.store.open_incidents()
     assert second.id != first.id and second.observe_until is not None
-    assert any("Observing until" in line for line in opened)
+    assert any("Observing Monitoring's minutes until" in line for line in opened)
