@@ -28,6 +28,7 @@ from bench.hostile_requests import (
     wait_for,
 )
 from bot.config import load_config
+from bot.database import make_engine
 from bot.sandbox.console import Sandbox
 from bot.sandbox.emulator.server import Emulator
 from bot.sandbox.seed import seed
@@ -35,7 +36,7 @@ from bot.sandbox.slack_payloads import (
     signed_headers,
     slash_command,
 )
-from bot.store import Operation, Store, make_engine
+from bot.store import Operation, Store
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -20,6 +20,7 @@ import requests
 from sqlalchemy import func, select, text
 
 from bot.config import Config, load_config
+from bot.database import make_engine
 from bot.policy.migrations import MAX_SQL_CHARS
 from bot.sandbox.console import Sandbox
 from bot.sandbox.slack_payloads import (
@@ -29,7 +30,7 @@ from bot.sandbox.slack_payloads import (
     input_values,
     view_submission,
 )
-from bot.store import Operation, make_engine
+from bot.store import Operation
 from bot.store_migrations import ReleaseCandidate
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -48,9 +48,10 @@ from bench.common import (
     reseed_service,
     wait_until,
 )
+from bot.database import make_engine
 from bot.sandbox.seed import alert_payload
 from bot.sandbox.slack_payloads import button_click, find_button, signed_headers
-from bot.store import Store, make_engine
+from bot.store import Store
 
 SENDERS = 20
 CLICKS = 10

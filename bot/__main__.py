@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     db.add_argument("action", choices=("upgrade", "current"))
     args = parser.parse_args(argv)
     if args.command == "db":  # no app.yaml, no Slack: a deploy step
-        from bot.schema import run_db_command
+        from bot.startup import run_db_command
 
         return run_db_command(args.action, os.environ.get("DATABASE_URL") or "sqlite:///runback.db")
     if args.command == "check-migration":  # no app.yaml, no Slack, no Google: a CI step

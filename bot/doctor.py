@@ -152,8 +152,9 @@ def _database_writable(url: str, shown: str) -> Finding:
     """Insert one row and roll it back: proves writes are accepted and keeps nothing."""
     from sqlalchemy.orm import Session
 
+    from bot.database import make_engine
     from bot.schema import HEAD, REVISIONS, SchemaError, found_revision
-    from bot.store import SeenRequest, make_engine
+    from bot.store import SeenRequest
 
     engine = make_engine(url)
     try:

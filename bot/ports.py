@@ -11,7 +11,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from bot.policy.windows import Minute
+
+@dataclass(frozen=True)
+class Minute:
+    """One visible minute of a revision: Cloud Run's point covering ``(end - 1 min, end]``."""
+
+    end: datetime
+    requests: int
+    errors: int
 
 
 @dataclass(frozen=True)

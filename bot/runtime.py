@@ -5,24 +5,23 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
 from bot.clock import SystemClock
 from bot.config import Config
+from bot.database import UNAVAILABLE
 from bot.ops.context import Deps
 from bot.ops.engine import Engine
 from bot.ports import Clock
 from bot.render import Renderer
 from bot.settings import Settings
+from bot.startup import StartupError, open_store
 from bot.store import Store
 
 log = logging.getLogger("runback.runtime")
 __all__ = ["Runtime", "Settings", "StartupError", "build_runtime"]
-
-
-class StartupError(Exception):
-    """Runback cannot start as configured; the message is one line that says what to fix."""
 
 
 # How long one warm-up step waits for a quiet moment before it goes ahead anyway.
@@ -240,7 +239,7 @@ def build_runtime(config: Config, settings: Settings, clock: Clock | None = None
         alert_token=settings.alert_token,
         tick_token=settings.tick_token,
         first_sighting=deps.store.first_sighting,
-        health=lambda: database_problem(deps.store),
+        health=lambda: writes_refused(deps.store),
         ci_release=lambda body: handle_ci_release(deps, engine, body),
         ci_token=settings.ci_token,
         ci_max_body=MAX_CI_BODY,
@@ -248,55 +247,6 @@ def build_runtime(config: Config, settings: Settings, clock: Clock | None = None
     )
     wsgi = make_wsgi_app(bolt_app, hooks, settings.slack_signing_secret)
     return Runtime(settings, config, deps, engine, wsgi, bolt_app, warnings)
-
-
-def open_store(url: str, upgrade: bool = False) -> Store:
-    """The store, ready for writes, or a StartupError naming what is wrong with DATABASE_URL
-    (an older schema among them, unless ``upgrade``: see bot/schema.py)."""
-    from datetime import UTC, datetime
-
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
-
-    from bot.schema import SchemaError
-
-    usage = "use sqlite:///PATH or postgresql://USER:PASSWORD@HOST/DATABASE"
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        raise StartupError(f"DATABASE_URL is not a database URL; {usage}") from None
-    shown = url if parsed.password is None else parsed.render_as_string(hide_password=True)
-    if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
-        raise StartupError(
-            f"DATABASE_URL={shown} is an empty in-memory database that forgets everything; {usage}"
-        )
-    try:
-        store = Store(url, upgrade=upgrade)
-    except SchemaError as error:
-        raise StartupError(f"DATABASE_URL={shown}: {error}") from None
-    except (NoSuchModuleError, ImportError):
-        unsupported = f"DATABASE_URL={shown}: that kind of database is unsupported; {usage}"
-        raise StartupError(unsupported) from None
-    except SQLAlchemyError as error:
-        raise StartupError(f"DATABASE_URL={shown}: {_database_problem(error)}") from None
-    try:
-        store.check_writable(datetime.now(UTC))
-    except SQLAlchemyError as error:
-        store.close()
-        raise StartupError(f"DATABASE_URL={shown}: {_database_problem(error)}") from None
-    return store
-
-
-def _database_problem(error: Exception) -> str:
-    cause = str(getattr(error, "orig", error)).strip()
-    if "readonly" in cause or "read-only" in cause:
-        return "the database is read-only; Runback must write to it"
-    if "unable to open database file" in cause:
-        return "cannot open the SQLite file (does its directory exist? may Runback write there?)"
-    # psycopg says what failed (password, unknown role or database, no server) on one line
-    lines = [line.strip() for line in cause.splitlines() if line.strip()]
-    reason = next((line for line in lines if "FATAL" in line), lines[0] if lines else "")
-    return f"cannot use the database: {reason}"
 
 
 def _slack_problem(error: Exception, api_url: str | None) -> str:
@@ -307,12 +257,8 @@ def _slack_problem(error: Exception, api_url: str | None) -> str:
     return f"cannot reach Slack at {where} ({reason}); check the network or SLACK_API_URL"
 
 
-def database_problem(store: Store) -> str | None:
+def writes_refused(store: Store) -> str | None:
     """What /healthz reports when the database stopped taking writes (None when it takes them)."""
-    from datetime import UTC, datetime
-
-    from bot.web import UNAVAILABLE
-
     try:
         store.check_writable(datetime.now(UTC))
     except UNAVAILABLE as error:

@@ -23,7 +23,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import inspect, text
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+
+from bot.database import USAGE, database_problem, make_engine
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -199,52 +202,15 @@ def _sqlite_foreign_keys_off(connection: Connection) -> Iterator[None]:
         connection.commit()
 
 
-def run_db_command(action: str, url: str) -> int:
-    """``python -m bot db upgrade|current``: one line on stdout, or one on stderr and exit 2
-    (``current`` exits 1 when an upgrade is due, for deploy scripts)."""
-    import sys
-
-    from bot.runtime import StartupError, open_store
-
-    if action == "upgrade":
-        try:
-            store = open_store(url, upgrade=True)
-        except StartupError as error:
-            print(f"runback: {error}", file=sys.stderr)
-            return 2
-        store.close()
-        was = store.schema_was
-        done = "is already at" if was.current else f"was {was.describe()}, now at"
-        print(f"runback: the database {done} revision {HEAD}")
-        return 0
-    try:
-        found = database_revision(url)
-    except SchemaError as error:
-        print(f"runback: {error}", file=sys.stderr)
-        return 2
-    if found.current:
-        print(f"runback: the database is at revision {HEAD}, as this Runback needs")
-        return 0
-    print(f"runback: the database is {found.describe()}; this Runback needs revision {HEAD}")
-    return 1
-
-
 def database_revision(url: str) -> Found:
     """The database's revision, changing nothing (not even creating a missing SQLite file);
     SchemaError when it cannot be read."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
-
-    from bot.runtime import _database_problem
-    from bot.store import make_engine
-
-    usage = "use sqlite:///PATH or postgresql://USER:PASSWORD@HOST/DATABASE"
     try:
         engine = make_engine(url)
     except ArgumentError:
-        raise SchemaError(f"DATABASE_URL is not a database URL; {usage}") from None
+        raise SchemaError(f"DATABASE_URL is not a database URL; {USAGE}") from None
     except (NoSuchModuleError, ImportError):
-        raise SchemaError(f"that kind of database is unsupported; {usage}") from None
+        raise SchemaError(f"that kind of database is unsupported; {USAGE}") from None
     path = make_url(url).database if engine.dialect.name == "sqlite" else None
     if path and not path.startswith("file:") and not Path(path).exists():
         engine.dispose()
@@ -253,6 +219,6 @@ def database_revision(url: str) -> Found:
         with engine.connect() as connection:
             return found_revision(connection)
     except SQLAlchemyError as error:
-        raise SchemaError(_database_problem(error)) from None
+        raise SchemaError(database_problem(error)) from None
     finally:
         engine.dispose()

@@ -17,18 +17,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
     Boolean,
-    DateTime,
     Float,
     ForeignKey,
     Integer,
     String,
     Text,
-    TypeDecorator,
     UniqueConstraint,
     case,
-    create_engine,
     delete,
     event,
     func,
@@ -36,32 +32,13 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import IntegrityError, InternalError, OperationalError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Mapper, Session, mapped_column, sessionmaker
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, Mapper, Session, mapped_column, sessionmaker
 
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """Timezone-aware datetimes in, timezone-aware UTC datetimes out, on every backend."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to the store")
-        return value.astimezone(UTC)
-
-    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-class Base(DeclarativeBase):
-    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON}
+# The migration records' tables share the store's Base, so Alembic and the schema see them.
+import bot.store_migrations  # noqa: F401
+from bot.database import Base, UTCDateTime, make_engine
+from bot.schema import ensure_schema
 
 
 def new_id() -> str:
@@ -375,46 +352,10 @@ def _move(session: Session, move: Move, now: datetime, idle_only: bool = False) 
     return True
 
 
-# How long a statement waits for a database that another connection holds (a migration, a
-# dump, a writer) before it fails, the same on both backends. SQLite gave up after 5 s where
-# PostgreSQL waited for ever, so the same 12 s hold failed a release on SQLite only.
-DB_WAIT_S = 20
-# What a database that does not answer (locked past DB_WAIT_S, read-only, unreachable) raises.
-UNAVAILABLE = (OperationalError, InternalError)
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute(f"PRAGMA busy_timeout={DB_WAIT_S * 1000}")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
-
-
-POSTGRES_SCHEMES = ("postgresql://", "postgres://")  # the second, Heroku's, is common too
-
-
-def make_engine(url: str) -> Engine:
-    for scheme in POSTGRES_SCHEMES:
-        if url.startswith(scheme):
-            url = "postgresql+psycopg://" + url.removeprefix(scheme)
-    if url.startswith("sqlite"):
-        arguments = {"check_same_thread": False, "timeout": DB_WAIT_S}
-        engine = create_engine(url, connect_args=arguments)
-        event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
-    parsed = make_url(url)  # a lock_timeout beside any options the URL has (search_path, say)
-    options = f"{parsed.query.get('options', '')} -c lock_timeout={DB_WAIT_S * 1000}".strip()
-    return create_engine(parsed.update_query_dict({"options": options}), pool_pre_ping=True)
-
-
 class Store:
     def __init__(self, url: str, upgrade: bool = False) -> None:
         """Open the database: an empty one gets its tables, an older one is upgraded only when
         ``upgrade`` (else bot.schema.SchemaError says what to run)."""
-        from bot.schema import ensure_schema
-
         self.engine = make_engine(url)
         try:
             self.schema_was = ensure_schema(self.engine, upgrade=upgrade)
@@ -1144,7 +1085,3 @@ def _outbox_row(
         created_at=now,
         updated_at=now,
     )
-
-
-# The migration records' tables live beside the store, on the same Base (bot/store_migrations.py).
-import bot.store_migrations  # noqa: E402,F401

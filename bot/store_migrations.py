@@ -1,23 +1,27 @@
 """Durable records of migrations: each revision's migration verdict, and release candidates
 (an image and its migration, registered by CI or attached in Slack before ``/deploy``).
 
-Kept beside bot/store.py (whose ``Base`` they share, so Alembic and the schema test see them);
-every function is one short transaction on the store's engine.
+Kept beside bot/store.py, on the ``Base`` of bot/database.py that its tables share (so Alembic
+and the schema test see them); every function is one short transaction on the store's engine.
 """
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from sqlalchemy import JSON, Integer, String, Text, UniqueConstraint, select
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from bot.store import Base
+from bot.database import Base
 
-if TYPE_CHECKING:
-    from bot.store import Store
+
+class Store(Protocol):
+    """What these records need of bot.store.Store: one transaction at a time."""
+
+    def session(self) -> AbstractContextManager[Session]: ...
 
 
 class RevisionMigration(Base):

@@ -31,8 +31,8 @@ from urllib.parse import parse_qs
 from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_sdk.signature import SignatureVerifier
-from sqlalchemy.exc import InternalError, OperationalError
 
+from bot.database import UNAVAILABLE
 from bot.http_server import MAX_SLACK_BODY, BoundedServer, make_http_server
 
 log = logging.getLogger("runback.web")
@@ -47,8 +47,6 @@ MAX_BODY = 64 * 1024
 # (X-Slack-Retry-Num, each signed anew: https://api.slack.com/apis/events-api#retries), and
 # Runback subscribes to no events; slash commands, clicks and forms are never retried.
 SLACK_WINDOW_S = 5 * 60
-# Database faults that pass (a read-only or unreachable database): Cloud Monitoring retries a 503.
-UNAVAILABLE = (OperationalError, InternalError)
 
 
 @dataclass(frozen=True)

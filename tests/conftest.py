@@ -15,10 +15,11 @@ import yaml
 from sqlalchemy import text
 
 from bot.config import Config, load_config
+from bot.database import make_engine
 from bot.sandbox.console import Sandbox
 from bot.sandbox.emulator.server import Emulator
 from bot.sandbox.seed import seed
-from bot.store import Store, make_engine
+from bot.store import Store
 from tests.db import postgres_url
 from tests.helpers import REPO, SECRET, TOKEN, BotProcess, free_port
 from tests.lanes import lane_of

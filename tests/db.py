@@ -20,7 +20,8 @@ from urllib.parse import quote
 import pytest
 from sqlalchemy import text
 
-from bot.store import Store, make_engine
+from bot.database import make_engine
+from bot.store import Store
 
 BACKENDS = [
     pytest.param("sqlite", id="sqlite"),

@@ -16,9 +16,9 @@ from contextlib import contextmanager
 import pytest
 from sqlalchemy import text
 
+from bot.database import make_engine
 from bot.sandbox.console import Sandbox
 from bot.sandbox.emulator.http import Fault
-from bot.store import make_engine
 from tests.helpers import wait_until
 from tests.test_release_migrations import DROP, FLAG, IMAGE, SERVICE, latest, submit_form
 
@@ -37,7 +37,7 @@ def box(request: pytest.FixtureRequest) -> Sandbox:
 @pytest.fixture(params=BACKENDS)
 def impatient_box(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Sandbox:
     """The sandbox with a database wait shorter than the hold: the step meets the error."""
-    monkeypatch.setattr("bot.store.DB_WAIT_S", 2)
+    monkeypatch.setattr("bot.database.DB_WAIT_S", 2)
     return request.getfixturevalue("sandbox" if request.param == "sqlite" else "pg_sandbox")
 
 

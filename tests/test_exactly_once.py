@@ -25,11 +25,12 @@ import yaml
 from sqlalchemy import text
 
 from bot.config import load_config
+from bot.database import make_engine
 from bot.sandbox.emulator.http import Fault
 from bot.sandbox.emulator.server import Emulator
 from bot.sandbox.seed import seed
 from bot.sandbox.slack_payloads import slash_command
-from bot.store import Store, make_engine
+from bot.store import Store
 from tests.db import _with_search_path, postgres_url
 from tests.helpers import REPO, SECRET, TOKEN, BotProcess, free_port, wait_until
 from tests.test_instances import CHANNEL, Instance, concurrently, post_signed

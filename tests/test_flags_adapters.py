@@ -171,7 +171,7 @@ def test_config_flags_failures_are_answers_never_exceptions(emu: Emulator) -> No
 
 
 def test_config_flags_of_a_protected_service_carries_an_id_token(emu: Emulator) -> None:
-    from bot.sandbox.emulator.identity import emulator_id_tokens
+    from bot.gcp.emulator_host import emulator_id_tokens
 
     emu.cloudrun.require_auth("wa-backend")
     url = f"{emu.url}/_svc/wa-backend"

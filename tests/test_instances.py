@@ -21,11 +21,12 @@ import yaml
 from sqlalchemy import select, text
 
 from bot.config import load_config
+from bot.database import make_engine
 from bot.sandbox.emulator.http import Fault
 from bot.sandbox.emulator.server import Emulator
 from bot.sandbox.seed import alert_payload, seed
 from bot.sandbox.slack_payloads import button_click, find_button, signed_headers, slash_command
-from bot.store import AuditRecord, IncidentRecord, Operation, Store, make_engine
+from bot.store import AuditRecord, IncidentRecord, Operation, Store
 from tests.db import _with_search_path, postgres_url
 from tests.helpers import REPO, SECRET, TOKEN, BotProcess, free_port, wait_until
 

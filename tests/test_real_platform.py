@@ -177,7 +177,7 @@ def test_gates_never_roll_back_on_a_health_check_that_could_not_be_made() -> Non
 
 
 def test_a_protected_service_wants_an_id_token_for_its_own_url(seeded: Emulator) -> None:
-    from bot.sandbox.emulator.identity import emulator_id_tokens
+    from bot.gcp.emulator_host import emulator_id_tokens
 
     seeded.cloudrun.require_auth(SERVICE)
     base = f"{seeded.url}/_svc/{SERVICE}"

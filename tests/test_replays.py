@@ -18,10 +18,11 @@ import yaml
 from sqlalchemy import func, select, text
 
 from bot.config import load_config
+from bot.database import make_engine
 from bot.sandbox.emulator.server import Emulator
 from bot.sandbox.seed import seed
 from bot.sandbox.slack_payloads import signed_headers, slash_command
-from bot.store import Operation, make_engine
+from bot.store import Operation
 from bot.web import changes_state
 from tests.db import BACKENDS, _with_search_path, postgres_url
 from tests.helpers import REPO, SECRET, TOKEN, BotProcess, free_port, wait_until

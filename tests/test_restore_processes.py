@@ -15,11 +15,11 @@ import yaml
 from sqlalchemy import text
 
 from bot.config import load_config
+from bot.database import make_engine
 from bot.sandbox.emulator.http import Fault
 from bot.sandbox.emulator.server import Emulator
 from bot.sandbox.seed import seed
 from bot.sandbox.slack_payloads import find_button
-from bot.store import make_engine
 from tests.db import postgres_url
 from tests.helpers import REPO, SECRET, TOKEN, BotProcess, free_port, send_command, wait_until
 from tests.test_processes import click

@@ -22,9 +22,10 @@ from sqlalchemy import MetaData, text
 from sqlalchemy.engine import Engine
 
 from bot import schema
+from bot.database import Base, make_engine
 from bot.sandbox.emulator.server import Emulator
 from bot.schema import HEAD, REVISIONS, Found, SchemaError, found_revision
-from bot.store import Base, Store, make_engine
+from bot.store import Store
 from tests.db import BACKENDS, empty_database
 from tests.helpers import free_port, wait_until
 from tests.test_startup import one_clear_line

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from bot.database import make_engine
 from bot.sandbox.console import ConsoleError, Sandbox
 from bot.sandbox.emulator.server import Emulator
-from bot.store import make_engine
 from tests.helpers import free_port, run_lines
 
 REPO = Path(__file__).resolve().parents[1]

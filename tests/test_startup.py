@@ -17,11 +17,12 @@ import yaml
 from sqlalchemy import text
 
 from bot.config import ConfigError, load_config, parse_config
+from bot.database import make_engine
 from bot.sandbox.console import Sandbox
 from bot.sandbox.emulator.server import Emulator
 from bot.sandbox.seed import alert_payload
 from bot.sandbox.slack_payloads import signed_headers
-from bot.store import Store, make_engine
+from bot.store import Store
 from tests.conftest import sandbox_config
 from tests.db import postgres_url
 

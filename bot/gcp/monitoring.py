@@ -35,8 +35,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from bot.gcp.errors import api_error_reason, describe
-from bot.policy.windows import Minute
-from bot.ports import MetricsError, RevisionMetrics, ServiceRef
+from bot.ports import MetricsError, Minute, RevisionMetrics, ServiceRef
 
 if TYPE_CHECKING:
     from google.api_core.retry import Retry

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import urlsplit
 
+from bot.gcp.emulator_host import emulator_id_tokens, emulator_url_rewrite
 from bot.policy.platform import health_path_reserved
 from bot.ports import ProbeResult
 
@@ -107,8 +108,6 @@ class IdTokenHttp:
         its URLs for the services."""
         if not emulator_host:
             return cls()  # ID tokens from google.oauth2.id_token.fetch_id_token
-        from bot.sandbox.emulator.identity import emulator_id_tokens, emulator_url_rewrite
-
         return cls(
             id_token_source=emulator_id_tokens(emulator_host),
             rewrite_url=emulator_url_rewrite(emulator_host),

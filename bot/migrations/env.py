@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from bot.store import Base, UTCDateTime
+from bot.database import Base, UTCDateTime
 
 
 def _render_item(kind: str, item: object, _context: object) -> str | bool:

@@ -19,9 +19,10 @@ from contextlib import contextmanager, suppress
 from datetime import datetime, timedelta
 from typing import Any
 
+from bot.database import UNAVAILABLE
 from bot.ops import approvals, backups, cards, drill, flags, incidents, release, restore, rollback
 from bot.ops.context import BOT_ACTOR, Deps
-from bot.store import TERMINAL_STATES, UNAVAILABLE, Operation
+from bot.store import TERMINAL_STATES, Operation
 
 log = logging.getLogger("runback.engine")
 

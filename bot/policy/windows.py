@@ -19,16 +19,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from bot.ports import Minute
+
 MINUTE = timedelta(minutes=1)
-
-
-@dataclass(frozen=True)
-class Minute:
-    """One visible minute of a revision: Cloud Run's point covering ``(end - 1 min, end]``."""
-
-    end: datetime
-    requests: int
-    errors: int
 
 
 @dataclass(frozen=True)

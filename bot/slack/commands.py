@@ -5,8 +5,6 @@ from __future__ import annotations
 import difflib
 import logging
 import re
-import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +25,8 @@ from bot.ops.rollback import RepeatNeedsConfirmation, RollbackRequest
 from bot.policy.approvals import allowed_actions
 from bot.ports import CloudRunError, Message
 from bot.slack.actions import repeat_button_value
+from bot.slack.answers import ack_with, answer_later, ephemeral, groups_context
+from bot.slack.database_commands import ops_database
 from bot.slack.migration_check import open_modal
 
 log = logging.getLogger("runback.slack")
@@ -48,57 +48,6 @@ def parse_rollback(text: str) -> ParsedRollback | None:
     if not words:
         return None
     return ParsedRollback(words[0], " ".join(words[1:]))
-
-
-def groups_context(deps: Deps) -> dict[str, Any]:
-    """For refusals and /ops whoami: say when user groups could not be read, rather than
-    silently counting a role as missing."""
-    return {"groups_problem": deps.groups_problem(), "groups": deps.group_handles()}
-
-
-def ephemeral(deps: Deps, key: str, **context: Any) -> Message:
-    return deps.renderer.message("ephemeral", key=key, **context)
-
-
-def _respond(respond: Respond, message: Message) -> None:
-    """Answer the requester privately. An answer Slack does not take is logged in one line
-    (never the response_url: it lets anyone post) and changes nothing else."""
-    try:
-        response = respond(text=message.text, blocks=message.blocks, response_type="ephemeral")
-    except Exception as error:  # urllib's, slack_sdk's: all end the same way
-        log.warning("could not answer the requester: %s", type(error).__name__)
-        return
-    if response is not None and response.status_code >= 400:
-        log.warning("could not answer the requester: Slack answered %s", response.status_code)
-
-
-def ack_with(ack: Ack, message: Message) -> None:
-    ack(text=message.text, blocks=message.blocks, response_type="ephemeral")
-
-
-def answer_later(
-    engine: Engine,
-    deps: Deps,
-    respond: Respond,
-    work: Callable[[], Message | None],
-    urgent: bool = False,
-) -> None:
-    """After the ack: run ``work`` on Runback's own pool and answer only the user who asked.
-    A UserError becomes its ephemeral message; anything unexpected, a reference to the logs."""
-
-    def run() -> None:
-        try:
-            message = work()
-        except UserError as error:
-            message = ephemeral(deps, error.key, **error.context, **groups_context(deps))
-        except Exception:
-            ref = uuid.uuid4().hex[:8]
-            log.exception("unexpected error, reference %s", ref)
-            message = ephemeral(deps, "error.internal", ref=ref)
-        if message is not None:
-            engine.answer(lambda: _respond(respond, message))
-
-    engine.background(run, urgent=urgent)
 
 
 def register(app: App, deps: Deps, engine: Engine) -> None:
@@ -161,8 +110,6 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
             ack()
             answer_later(engine, deps, respond, lambda: open_incidents_message(deps))
         elif sub in ("backup", "backups", "restore"):
-            from bot.slack.database_commands import ops_database
-
             ops_database(deps, engine, sub, words[1:], command, ack, respond)
         elif sub == "migration-check":
             ack()

@@ -16,8 +16,8 @@ from bot.ops.database_approvals import decide, go_back
 from bot.ops.engine import Engine
 from bot.ops.errors import UserError
 from bot.ports import Message
+from bot.slack.answers import ack_with, answer_later, ephemeral
 from bot.slack.buttons import Click, button
-from bot.slack.commands import ack_with, answer_later, ephemeral
 
 log = logging.getLogger("runback.slack")
 

@@ -14,8 +14,8 @@ from bot.ops.context import Deps
 from bot.ops.engine import Engine
 from bot.ops.errors import UserError
 from bot.ports import Message
+from bot.slack.answers import ack_with, answer_later, ephemeral
 from bot.slack.buttons import Click, button
-from bot.slack.commands import ack_with, answer_later, ephemeral
 
 # May press a flip's Roll back now: who may steer a release, and the on-call engineer.
 ROLLERS = frozenset({Role.SENIOR_DEVELOPER, Role.TECH_LEAD, Role.ON_CALL})

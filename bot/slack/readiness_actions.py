@@ -16,8 +16,8 @@ from bot.ops.context import Deps
 from bot.ops.engine import Engine
 from bot.ops.errors import UserError
 from bot.ports import Message
+from bot.slack.answers import ephemeral
 from bot.slack.buttons import click_of
-from bot.slack.commands import ephemeral
 
 log = logging.getLogger("runback.slack")
 

@@ -19,8 +19,8 @@ from bot.ops.engine import Engine
 from bot.ops.errors import UserError
 from bot.ports import Message
 from bot.slack import deploy_migration
+from bot.slack.answers import ack_with, answer_later, ephemeral
 from bot.slack.buttons import Click, button
-from bot.slack.commands import ack_with, answer_later, ephemeral
 from bot.slack.deploy_migration import open_form, parse_deploy
 from bot.slack.metadata import ViewSeal
 

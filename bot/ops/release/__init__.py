@@ -16,13 +16,9 @@ from bot.ops.release.canary import decide_full_traffic, on_decided, on_expired
 from bot.ops.release.finish import fail_unexpectedly
 from bot.ops.release.machine import execute
 from bot.ops.release.people import pause, resume, roll_back, stand_aside
-from bot.ops.release.readiness_gate import ReadinessBlocked, override
-from bot.ops.release.request import (
-    NeedsConfirmation,
-    ReleaseRequest,
-    next_revision_name,
-    request_release,
-)
+from bot.ops.release.readiness_gate import ReadinessBlocked
+from bot.ops.release.request import NeedsConfirmation, next_revision_name, override, request_release
+from bot.ops.release.requested import ReleaseRequest
 from bot.ops.release.states import FINAL_STATES, GREEN_TAG, PEOPLE_STATES, RUNNING_STATES
 from bot.ops.release.view import refresh, release_view
 

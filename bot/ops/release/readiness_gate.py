@@ -6,19 +6,13 @@ is not in by then is ⚠️, which never blocks and never passes.
 
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from bot.config import Action, ServiceConfig
+from bot.config import ServiceConfig
 from bot.ops.context import Deps
-from bot.ops.errors import UserError
 from bot.ops.readiness import checklist_view, gather_checklist
-from bot.policy.approvals import decide_request
+from bot.ops.release.requested import ReleaseRequest
 from bot.policy.readiness import failing
-from bot.store import Operation
-
-if TYPE_CHECKING:
-    from bot.ops.release.request import ReleaseRequest
 
 BLOCKED = "release.blocked"  # the audited refusal that keeps a blocked request
 
@@ -70,47 +64,3 @@ def check_release(
         )
         checklist["override_by"] = request.override_by
     return checklist
-
-
-def override(deps: Deps, blocked_id: int, user: str) -> Operation:
-    """A click on the blocked release's override button: only who the matrix allows
-    (``approvals.readiness_override``, a tech lead by default) releases past the ❌. What is
-    released, and for whom, is the stored request the button names (``blocked_id``), never
-    what the button says besides: the clicker speaks only for themselves."""
-    from bot.ops.release.request import request_release
-
-    request = blocked_request(deps, blocked_id, user)
-    in_incidents = request.channel == deps.config.channels.incidents.id
-    action = Action.READINESS_OVERRIDE
-    decision = decide_request(deps.config.approvals, action, deps.roles(user), in_incidents)
-    if not decision.allowed:
-        deps.audit(
-            user,
-            "release.readiness_override",
-            "refused",
-            service=request.service,
-            image=request.image[:300],
-            why=str(decision.refusal),
-        )
-        raise UserError("readiness.override.refused", role=str(decision.required_role))
-    return request_release(deps, replace(request, override_by=user))
-
-
-def blocked_request(deps: Deps, blocked_id: int, user: str) -> ReleaseRequest:
-    """The release request a checklist blocked, as its requester asked it (UserError when
-    ``blocked_id`` names no such refusal)."""
-    from bot.ops.release.request import ReleaseRequest
-
-    record = deps.store.audit_record(blocked_id)
-    if record is None or record.action != BLOCKED or record.outcome != "refused":
-        deps.audit(user, "release.readiness_override", "refused", why="unknown_request")
-        raise UserError("notice.unknown_request")
-    detail = record.detail or {}
-    return ReleaseRequest(
-        service=record.service,
-        image=str(detail.get("image") or ""),
-        user=record.actor,
-        channel=str(detail.get("channel") or ""),
-        confirmed=bool(detail.get("confirmed")),
-        flag=str(detail.get("flag") or ""),
-    )

@@ -5,14 +5,15 @@ from __future__ import annotations
 import random
 import re
 import string
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from bot.config import Action, Approval, ServiceConfig
 from bot.ops.context import Deps
 from bot.ops.errors import UserError
 from bot.ops.holding import open_holding
-from bot.ops.release.readiness_gate import check_release
+from bot.ops.release.readiness_gate import BLOCKED, check_release
+from bot.ops.release.requested import ReleaseRequest
 from bot.ops.release.view import refresh
 from bot.ops.release_migrations import migration_of, register_candidate
 from bot.policy.approvals import Verdict, decide_request
@@ -24,20 +25,6 @@ from bot.ports import CloudRunError, Revision
 from bot.store import Operation
 
 IMAGE = re.compile(r"^[a-z0-9][a-z0-9.\-_/:@]{0,254}$")
-
-
-@dataclass(frozen=True)
-class ReleaseRequest:
-    service: str
-    image: str
-    user: str
-    channel: str
-    confirmed: bool = False  # the requester saw the image's warnings and clicked to go on
-    flag: str = ""  # the feature flag a destructive migration hides behind (FEATURE_FLAG_...)
-    from_ci: bool = False  # POST /ci/releases: staging's "automatic when CI passes"
-    migration_sql: str | None = None  # attached with the /deploy --migration form
-    dialect: str = "postgres"
-    override_by: str = ""  # a tech lead who released past a ❌ of the readiness checklist
 
 
 class NeedsConfirmation(Exception):
@@ -262,3 +249,43 @@ def next_revision_name(service: str, revisions: list[Revision]) -> str:
     ]
     suffix = "".join(random.choices(string.ascii_lowercase, k=3))
     return revision_name(service, f"{max(numbers, default=0) + 1:05d}-{suffix}")
+
+
+def override(deps: Deps, blocked_id: int, user: str) -> Operation:
+    """A click on the blocked release's override button: only who the matrix allows
+    (``approvals.readiness_override``, a tech lead by default) releases past the ❌. What is
+    released, and for whom, is the stored request the button names (``blocked_id``), never
+    what the button says besides: the clicker speaks only for themselves."""
+    request = blocked_request(deps, blocked_id, user)
+    in_incidents = request.channel == deps.config.channels.incidents.id
+    action = Action.READINESS_OVERRIDE
+    decision = decide_request(deps.config.approvals, action, deps.roles(user), in_incidents)
+    if not decision.allowed:
+        deps.audit(
+            user,
+            "release.readiness_override",
+            "refused",
+            service=request.service,
+            image=request.image[:300],
+            why=str(decision.refusal),
+        )
+        raise UserError("readiness.override.refused", role=str(decision.required_role))
+    return request_release(deps, replace(request, override_by=user))
+
+
+def blocked_request(deps: Deps, blocked_id: int, user: str) -> ReleaseRequest:
+    """The release request a checklist blocked, as its requester asked it (UserError when
+    ``blocked_id`` names no such refusal)."""
+    record = deps.store.audit_record(blocked_id)
+    if record is None or record.action != BLOCKED or record.outcome != "refused":
+        deps.audit(user, "release.readiness_override", "refused", why="unknown_request")
+        raise UserError("notice.unknown_request")
+    detail = record.detail or {}
+    return ReleaseRequest(
+        service=record.service,
+        image=str(detail.get("image") or ""),
+        user=record.actor,
+        channel=str(detail.get("channel") or ""),
+        confirmed=bool(detail.get("confirmed")),
+        flag=str(detail.get("flag") or ""),
+    )

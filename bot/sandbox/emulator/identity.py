@@ -13,9 +13,8 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs
 
 from bot.sandbox.emulator.http import HttpError, Request, Response, Router, json_response
 
@@ -132,33 +131,3 @@ class IdentityEmulator:
 
 
 # -- the bot's side, in emulator mode ---------------------------------------------------------
-
-
-def emulator_id_tokens(emulator_host: str) -> Callable[[str], str]:
-    """An ID token source (audience -> token) backed by the emulator's token endpoint."""
-
-    def fetch(audience: str) -> str:
-        import requests
-
-        answer = requests.get(
-            f"http://{emulator_host}/_emulator/idtoken",
-            params={"audience": audience},
-            timeout=5,
-        )
-        answer.raise_for_status()
-        return str(answer.json()["id_token"])
-
-    return fetch
-
-
-def emulator_url_rewrite(emulator_host: str) -> Callable[[str], str]:
-    """Custom domains (``url:`` in app.yaml) reach the emulator's domain mapping route."""
-
-    def rewrite(url: str) -> str:
-        parts = urlsplit(url)
-        if parts.netloc == emulator_host or not parts.netloc:
-            return url
-        path = parts.path + (f"?{parts.query}" if parts.query else "")
-        return f"http://{emulator_host}/_domain/{quote(parts.netloc)}{path}"
-
-    return rewrite

@@ -1,0 +1,69 @@
+"""Answering the person who typed a command or clicked: at once in the ack, or later, privately,
+with a UserError turned into its message and anything unexpected into a reference to the logs."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from slack_bolt import Ack, Respond
+
+from bot.ops.context import Deps
+from bot.ops.engine import Engine
+from bot.ops.errors import UserError
+from bot.ports import Message
+
+log = logging.getLogger("runback.slack")
+
+
+def groups_context(deps: Deps) -> dict[str, Any]:
+    """For refusals and /ops whoami: say when user groups could not be read, rather than
+    silently counting a role as missing."""
+    return {"groups_problem": deps.groups_problem(), "groups": deps.group_handles()}
+
+
+def ephemeral(deps: Deps, key: str, **context: Any) -> Message:
+    return deps.renderer.message("ephemeral", key=key, **context)
+
+
+def _respond(respond: Respond, message: Message) -> None:
+    """Answer the requester privately. An answer Slack does not take is logged in one line
+    (never the response_url: it lets anyone post) and changes nothing else."""
+    try:
+        response = respond(text=message.text, blocks=message.blocks, response_type="ephemeral")
+    except Exception as error:  # urllib's, slack_sdk's: all end the same way
+        log.warning("could not answer the requester: %s", type(error).__name__)
+        return
+    if response is not None and response.status_code >= 400:
+        log.warning("could not answer the requester: Slack answered %s", response.status_code)
+
+
+def ack_with(ack: Ack, message: Message) -> None:
+    ack(text=message.text, blocks=message.blocks, response_type="ephemeral")
+
+
+def answer_later(
+    engine: Engine,
+    deps: Deps,
+    respond: Respond,
+    work: Callable[[], Message | None],
+    urgent: bool = False,
+) -> None:
+    """After the ack: run ``work`` on Runback's own pool and answer only the user who asked.
+    A UserError becomes its ephemeral message; anything unexpected, a reference to the logs."""
+
+    def run() -> None:
+        try:
+            message = work()
+        except UserError as error:
+            message = ephemeral(deps, error.key, **error.context, **groups_context(deps))
+        except Exception:
+            ref = uuid.uuid4().hex[:8]
+            log.exception("unexpected error, reference %s", ref)
+            message = ephemeral(deps, "error.internal", ref=ref)
+        if message is not None:
+            engine.answer(lambda: _respond(respond, message))
+
+    engine.background(run, urgent=urgent)
