@@ -159,7 +159,7 @@ def as_text(renderer: Renderer, reports: list[FileReport]) -> str:
     return "\n".join([*lines, plain(summary)]) + "\n"
 
 
-def _counts(counts: Counter[str]) -> dict[str, int]:
+def _counts(counts: Counter[str]) -> dict[str, Any]:
     return {str(v): counts[v] for v in Verdict}
 
 

@@ -173,7 +173,12 @@ def serve(config_path: str | None, upgrade: bool = False) -> int:
     stop = threading.Event()
     listener = threading.Thread(target=server.run, name="http", daemon=True)
     listener.start()
-    signal.signal(signal.SIGTERM, lambda *_: (stop.set(), server.close()))
+
+    def on_sigterm(*_: Any) -> None:
+        stop.set()
+        server.close()
+
+    signal.signal(signal.SIGTERM, on_sigterm)
     print(f"runback: listening on http://{host}:{server.effective_port}", flush=True)
     runtime = _load(config_path, settings)
     if runtime is None:

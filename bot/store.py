@@ -14,7 +14,7 @@ from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     Boolean,
@@ -32,6 +32,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.engine import CursorResult, Result
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Mapper, Session, mapped_column, sessionmaker
 
@@ -340,7 +341,7 @@ def _move(session: Session, move: Move, now: datetime, idle_only: bool = False) 
         values["data"] = {**(move.data or {}), DATA_SEQ: move.from_seq + 1}
     if idle_only:
         query = query.where((Operation.lease_until.is_(None)) | (Operation.lease_until < now))
-    if session.execute(query.values(**values)).rowcount != 1:
+    if _rows(session.execute(query.values(**values))) != 1:
         return False
     if move.release_lock_of:
         session.execute(
@@ -350,6 +351,11 @@ def _move(session: Session, move: Move, now: datetime, idle_only: bool = False) 
             )
         )
     return True
+
+
+def _rows(result: Result[Any]) -> int:
+    """The rows an UPDATE or DELETE changed (``Session.execute`` types its result loosely)."""
+    return cast("CursorResult[Any]", result).rowcount
 
 
 class Store:
@@ -455,7 +461,7 @@ class Store:
                         )
                         .values(operation_id=operation.id)
                     )
-                    if moved.rowcount != 1:
+                    if _rows(moved) != 1:
                         raise ServiceHeld(operation.service)
                 else:
                     lock = ServiceLock(
@@ -533,7 +539,7 @@ class Store:
             query = query.where(Operation.lease_owner == seen_owner)
         with self.session() as session:
             result = session.execute(query.values(lease_owner=owner, lease_until=until))
-            return result.rowcount == 1
+            return _rows(result) == 1
 
     def release_lease(self, operation_id: str, owner: str) -> None:
         with self.session() as session:
@@ -650,7 +656,7 @@ class Store:
                 )
                 .values(status=status, decided_by=decided_by, decided_at=now)
             )
-            return result.rowcount == 1
+            return _rows(result) == 1
 
     def decide_and_move(
         self,
@@ -673,7 +679,7 @@ class Store:
                     )
                     .values(status=decision.status, decided_by=decision.by, decided_at=now)
                 )
-                if won.rowcount != 1 or not _move(session, move, now):
+                if _rows(won) != 1 or not _move(session, move, now):
                     raise _Lost
         except _Lost:
             return False
@@ -720,7 +726,7 @@ class Store:
                     .where(ApprovalRequest.id == approval.id, ApprovalRequest.status == "pending")
                     .values(status="expired", decided_at=now)
                 )
-                if result.rowcount == 1:
+                if _rows(result) == 1:
                     expired.append(approval)
             return expired
 
@@ -847,7 +853,7 @@ class Store:
                 )
                 .values(updated_at=now, data=data)
             )
-            return result.rowcount == 1
+            return _rows(result) == 1
 
     def claim_postmortem(
         self, incident_id: str, from_state: str = "", to_state: str = "claimed"
@@ -860,7 +866,7 @@ class Store:
                 .where(IncidentRecord.id == incident_id, IncidentRecord.postmortem == from_state)
                 .values(postmortem=to_state)
             )
-            return result.rowcount == 1
+            return _rows(result) == 1
 
     # -- the Slack outbox ----------------------------------------------------------------------
 
@@ -893,7 +899,7 @@ class Store:
                     ),
                 )
             )
-            return result.rowcount == 1
+            return _rows(result) == 1
 
     def stage_post(
         self, channel: str, message: dict[str, Any], now: datetime, thread_of: str = ""
@@ -933,7 +939,7 @@ class Store:
                 .where(OutboxMessage.claimed_until.is_(None) | (OutboxMessage.claimed_until < now))
                 .values(claimed_until=until)
             )
-            if result.rowcount != 1:
+            if _rows(result) != 1:
                 return None
             return session.get(OutboxMessage, row_id)
 
@@ -959,7 +965,7 @@ class Store:
                 .where(OutboxMessage.reply_url != "")
                 .values(told_requester=True)
             )
-            if result.rowcount != 1:
+            if _rows(result) != 1:
                 return ""
             row = session.scalars(select(OutboxMessage).where(OutboxMessage.card == card)).first()
             return row.reply_url if row else ""
@@ -1040,7 +1046,7 @@ class Store:
                 .where(ServiceLock.service == service, ServiceLock.operation_id == from_operation)
                 .values(operation_id=to_operation)
             )
-            return result.rowcount == 1
+            return _rows(result) == 1
 
     def record_procedure(self, version: str, posted_by: str, channel: str, now: datetime) -> None:
         try:

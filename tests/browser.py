@@ -109,6 +109,16 @@ class PageUser:
             raise AssertionError(f"waited {timeout:.0f}s for {what}; console log:\n{log}")
         return found
 
+    def press(self, selector: str) -> None:
+        """Click the element ``selector`` finds, found again if the page redrew it meanwhile
+        (the sidebar and the panel are redrawn on every update)."""
+
+        def click(d: Any) -> bool:
+            d.find_element("css selector", selector).click()
+            return True
+
+        self.until(click, f"a click on {selector}")
+
     def js(self, script: str, *args: Any) -> Any:
         return self.driver.execute_script(script, *args)
 
@@ -158,7 +168,7 @@ class PageUser:
         self.until(press, f"button {label!r} on a message with {on!r}")
         if confirm and self.js("return !document.getElementById('confirm').hidden"):
             self.screenshot_once("confirm-dialog")
-            self.driver.find_element("id", "confirm-yes").click()
+            self.press("#confirm-yes")
 
     def message(self, text: str, pane: str = "messages", timeout: float = DEADLINE_S) -> Shown:
         """The newest message in ``pane`` whose text contains ``text``, once there is one."""
@@ -178,11 +188,11 @@ class PageUser:
         """Let sandbox time pass (the panel's ``+step`` button), a step at a time, until a
         message shows ``text``; at most ``most`` steps."""
         for _ in range(most - 1):
-            self.driver.find_element("css selector", f'[data-wait="{step}"]').click()
+            self.press(f'[data-wait="{step}"]')
             self.idle()
             if self.poll(lambda d: self.messages_with(text), timeout=SETTLE_S):
                 return self.message(text)
-        self.driver.find_element("css selector", f'[data-wait="{step}"]').click()
+        self.press(f'[data-wait="{step}"]')
         return self.message(text)
 
     def click_replies(self, text: str) -> None:

@@ -86,7 +86,7 @@ def test_rollback_card_updates_in_place_until_done_and_the_panel_shows_the_truth
     assert "(edited)" in card.text
     assert page.still_same_document()
     # #general is another channel: the card is not there, and commands go there from now on
-    page.driver.find_element("css selector", '.channel[data-channel="general"]').click()
+    page.press('.channel[data-channel="general"]')
     page.until(lambda d: page.js("return document.body.dataset.channel") == "general", "#general")
     assert page.messages_with("Rollback · wa-backend") == []
     assert "#general" in str(
@@ -151,7 +151,7 @@ def test_an_alert_rolls_back_by_itself_and_the_postmortem_waits_in_the_thread(
 
     Select(page.driver.find_element("id", "set-revision")).select_by_value("wa-backend-00003")
     page.driver.find_element("id", "set-error_rate").send_keys("0.07")
-    page.driver.find_element("css selector", "#set-form button[type=submit]").click()
+    page.press("#set-form button[type=submit]")
     page.until(lambda d: "error_rate': 0.07" in d.find_element("id", "log").text, "set")
     page.until(
         lambda d: (
@@ -160,10 +160,10 @@ def test_an_alert_rolls_back_by_itself_and_the_postmortem_waits_in_the_thread(
         "the panel showing 7% errors",
     )
     page.driver.find_element("id", "wait-amount").send_keys("9m")
-    page.driver.find_element("css selector", "#wait-form button").click()
+    page.press("#wait-form button")
     page.idle()
     Select(page.driver.find_element("id", "alert-service")).select_by_value("wa-backend")
-    page.driver.find_element("id", "alert-open").click()
+    page.press("#alert-open")
 
     page.message("Rollback triggered")  # the incident card
     page.message("Emergency rollback")  # the rollback card Runback started by itself
@@ -195,7 +195,7 @@ def test_the_migration_check_modal_gives_its_verdict_and_keeps_errors_beside_the
     dialect = Select(page.driver.find_element("css selector", '#modal [data-action-id="dialect"]'))
     assert dialect.first_selected_option.get_attribute("value") == "postgres"
     page.screenshot("migration-modal")
-    page.driver.find_element("id", "modal-submit").click()
+    page.press("#modal-submit")
     page.until(lambda d: not d.find_element("id", "modal").is_displayed(), "the modal to close")
     verdict = page.message("DROP COLUMN")
     assert "Destructive" in verdict.text and "Only visible to you" in verdict.text
@@ -208,7 +208,7 @@ def test_the_migration_check_modal_gives_its_verdict_and_keeps_errors_beside_the
     page.driver.find_element("css selector", '#modal textarea[data-action-id="sql"]').send_keys(
         "ALTER TABLE reservas DROP COLUMN fecha;"
     )
-    page.driver.find_element("id", "modal-submit").click()
+    page.press("#modal-submit")
     error = page.until(
         lambda d: next(
             (
@@ -225,7 +225,7 @@ def test_the_migration_check_modal_gives_its_verdict_and_keeps_errors_beside_the
     assert "feature flag" in error.text
     assert page.driver.find_element("id", "modal").is_displayed()
     page.screenshot("deploy-form-error")
-    page.driver.find_element("id", "modal-close").click()
+    page.press("#modal-close")
     page.until(lambda d: not d.find_element("id", "modal").is_displayed(), "the form to close")
 
 

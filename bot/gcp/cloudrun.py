@@ -296,7 +296,7 @@ class CloudRunAdmin:
         services, _ = self._get_clients()
         mask = field_mask_pb2.FieldMask(paths=paths)
         retried: list[Exception] = []
-        options = {
+        options: dict[str, Any] = {
             "retry": self._retry(on_error=retried.append),
             "timeout": self._attempt_timeout_s,
         }

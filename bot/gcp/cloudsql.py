@@ -84,7 +84,7 @@ class CloudSqlAdmin(RetryingAdapter):
         body = sql.DatabaseInstance(
             name=name,
             region=like.region,
-            database_version=sql.SqlDatabaseVersion[like.database_version],
+            database_version=sql.SqlDatabaseVersion.__members__[like.database_version],
             settings=settings,
         )
         request = {"project": like.project, "body": body}

@@ -199,7 +199,7 @@ def _capped_session(credentials: Credentials, timeout_s: float) -> Any:
     """An authorized requests session whose every request times out after ``timeout_s``."""
     from google.auth.transport.requests import AuthorizedSession
 
-    class CappedSession(AuthorizedSession):  # type: ignore[misc]
+    class CappedSession(AuthorizedSession):
         def request(self, *args: Any, **kwargs: Any) -> Any:
             kwargs["timeout"] = timeout_s
             return super().request(*args, **kwargs)

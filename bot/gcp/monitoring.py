@@ -130,7 +130,7 @@ class CloudMonitoring:
         }
         if aggregation is not None:
             request["aggregation"] = aggregation
-        options = {"retry": self._retry(), "timeout": self._attempt_timeout_s}
+        options: dict[str, Any] = {"retry": self._retry(), "timeout": self._attempt_timeout_s}
         return self._call(lambda: list(client.list_time_series(request=request, **options)))
 
     @property

@@ -103,7 +103,7 @@ class IdTokenHttp:
         self._lock = threading.Lock()
 
     @classmethod
-    def for_emulator(cls, emulator_host: str = "") -> Self:
+    def for_emulator(cls, emulator_host: str | None = "") -> Self:
         """Google's ID tokens and real URLs; with ``emulator_host``, the emulator's tokens and
         its URLs for the services."""
         if not emulator_host:

@@ -3,12 +3,14 @@ transaction on (there is no alembic.ini: see bot/schema.py)."""
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 from alembic import context
 
 from bot.database import Base, UTCDateTime
 
 
-def _render_item(kind: str, item: object, _context: object) -> str | bool:
+def _render_item(kind: str, item: Any, _context: Any) -> str | Literal[False]:
     """Autogenerate writes the store's datetime type as the migration's own TIMESTAMP."""
     if kind == "type" and isinstance(item, UTCDateTime):
         return "TIMESTAMP"

@@ -8,6 +8,7 @@ quotes) changes, earlier acknowledgements no longer count and the team reads it 
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 from bot.ops.cards import show
 from bot.ops.context import Deps
@@ -20,7 +21,7 @@ def procedure_version(deps: Deps) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-def _facts(deps: Deps) -> dict[str, object]:
+def _facts(deps: Deps) -> dict[str, Any]:
     return {
         "channel": deps.config.channels.incidents.name,
         "thresholds": deps.config.thresholds.model_dump(),

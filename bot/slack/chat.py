@@ -253,7 +253,5 @@ class SlackDirectory:
             self._problem = problem or "unknown"
             return self._cache
         self._problem = ""
-        return {
-            str(group["handle"]): set(group.get("users") or ())
-            for group in response.get("usergroups", [])
-        }
+        groups: list[dict[str, Any]] = response.get("usergroups") or []
+        return {str(group["handle"]): set(group.get("users") or ()) for group in groups}

@@ -172,8 +172,8 @@ def readiness_command(
 
         answer_later(engine, deps, respond, start)
     else:
-        post = args == ["post"]
-        answer_later(engine, deps, respond, lambda: drills_message(deps, channel, post=post))
+        to_channel = args == ["post"]
+        answer_later(engine, deps, respond, lambda: drills_message(deps, channel, post=to_channel))
 
 
 def register_unknown_command(app: App, deps: Deps) -> None:

@@ -113,7 +113,7 @@ def _submitted(view: dict[str, Any], user: str, seal: ViewSeal) -> Submitted | N
         return str(((values.get(block) or {}).get(block) or {}).get("value") or "")
 
     option = ((values.get("dialect") or {}).get("dialect") or {}).get("selected_option") or {}
-    dialect = option.get("value") if option.get("value") in DIALECTS else "postgres"
+    dialect = str(option["value"]) if option.get("value") in DIALECTS else "postgres"
     meta = seal.open(str(view.get("private_metadata") or ""))
     if meta is None or meta.get("user") != user:
         return None

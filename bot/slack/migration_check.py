@@ -43,7 +43,7 @@ def report(deps: Deps, sql: str, dialect: str) -> Message:
     from bot.policy.migrations import check_migration, worst
 
     findings = check_migration(sql, dialect)  # type: ignore[arg-type]
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "index": index,
             "line": f.line,
@@ -76,7 +76,7 @@ def _submitted(view: dict[str, Any]) -> tuple[str, str, str | None]:
     values = (view.get("state") or {}).get("values") or {}
     sql = ((values.get("sql") or {}).get("sql") or {}).get("value") or ""
     option = ((values.get("dialect") or {}).get("dialect") or {}).get("selected_option") or {}
-    dialect = option.get("value") if option.get("value") in DIALECTS else "postgres"
+    dialect = str(option["value"]) if option.get("value") in DIALECTS else "postgres"
     try:
         channel = json.loads(view.get("private_metadata") or "{}").get("channel")
     except (ValueError, AttributeError):

@@ -58,8 +58,8 @@ def _click_problem(body: dict[str, Any]) -> str:
         return "an action without action_id"
     if not all(isinstance(a.get("value", ""), str) for a in actions):
         return "an action whose value is not a string"
-    channel = body.get("channel") if isinstance(body.get("channel"), dict) else {}
-    container = body.get("container") if isinstance(body.get("container"), dict) else {}
+    channel = _object(body.get("channel"))
+    container = _object(body.get("container"))
     if not (_text(channel.get("id")) or _text(container.get("channel_id"))):
         return "no channel"
     return ""
@@ -98,3 +98,7 @@ class RefuseMalformed(Middleware):
             return next()
         log.warning("refused a signed Slack payload: %s", problem)
         return BoltResponse(status=400, body={"error": f"malformed Slack payload: {problem}"})
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}

@@ -32,7 +32,7 @@ def request_drill(
     return _create(deps, service, user, slot)
 
 
-def _refuse(deps: Deps, user: str, service: str, why: str, **detail: object) -> None:
+def _refuse(deps: Deps, user: str, service: str, why: str, **detail: Any) -> None:
     deps.audit(user, "drill.refused", "refused", service=service, why=why, **detail)
 
 
