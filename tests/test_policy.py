@@ -11,13 +11,16 @@ import pytest
 
 from bot.config import Action, Approvals, Role, RoleMembers, Roles, load_config
 from bot.policy.approvals import (
+    NESTING,
     Decision,
     Refusal,
+    Steer,
     Verdict,
     allowed_actions,
     decide_approval,
     decide_request,
     decide_rollback,
+    may_steer,
     roles_of,
 )
 from bot.policy.targets import TargetChoice, TargetProblem, choose_target, current_revision
@@ -609,3 +612,25 @@ def test_current_revision_is_the_largest_share(
 
 def test_current_revision_tie_does_not_depend_on_order() -> None:
     assert current_revision({"r4": 50, "r5": 50}) == current_revision({"r5": 50, "r4": 50})
+
+
+@pytest.mark.parametrize(
+    ("steer", "may", "may_not"),
+    [
+        (Steer.ROLL_BACK, {Role.SENIOR_DEVELOPER, Role.ON_CALL}, {Role.DEVELOPER}),
+        (Steer.STEER_RELEASE, {Role.SENIOR_DEVELOPER, Role.TECH_LEAD}, {Role.ON_CALL}),
+        (Steer.RESPOND_TO_INCIDENT, {Role.ON_CALL, Role.TECH_LEAD}, {Role.SENIOR_DEVELOPER}),
+        (Steer.GO_BACK, {Role.ON_CALL, Role.TECH_LEAD}, {Role.SENIOR_DEVELOPER}),
+    ],
+)
+def test_who_may_steer_a_running_operation(
+    steer: Steer, may: set[Role], may_not: set[Role]
+) -> None:
+    for role in may:
+        assert may_steer(steer, roles_nested(role)), (steer, role)
+    for role in may_not:
+        assert not may_steer(steer, roles_nested(role)), (steer, role)
+
+
+def roles_nested(role: Role) -> frozenset[Role]:
+    return frozenset(NESTING[role])

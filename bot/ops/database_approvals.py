@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from bot.config import Role
 from bot.ops import backups, restore
 from bot.ops.approvals import claim_decision
 from bot.ops.context import Deps
 from bot.ops.errors import UserError
 from bot.ops.preemption import request_rollback
 from bot.ops.rollback import RollbackRequest
+from bot.policy.approvals import Steer, may_steer
 from bot.store import Operation
 
 WORKFLOWS = {"backup": backups, "restore": restore}
-GO_BACK_ROLES = frozenset({Role.TECH_LEAD, Role.ON_CALL})
 
 
 def decide(deps: Deps, approval_id: str, user: str, approve: bool) -> Operation:
@@ -33,7 +32,7 @@ def go_back(deps: Deps, operation_id: str, user: str, channel: str) -> Operation
     operation = deps.store.operation(operation_id)
     if operation is None or operation.kind != "restore" or not operation.from_revision:
         raise UserError("notice.unknown_request")
-    if not GO_BACK_ROLES & deps.roles(user):
+    if not may_steer(Steer.GO_BACK, deps.roles(user)):
         raise UserError("error.db.go_back_roles")
     if restore.go_back_now(deps, operation, user):
         return deps.store.operation(operation_id)

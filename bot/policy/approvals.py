@@ -125,3 +125,27 @@ def who_may_approve(matrix: Approvals, action: Action) -> Approver:
     if row.approval is Approval.ONE_OTHER_TECH_LEAD:
         return Approver(Role.TECH_LEAD, not_the_requester=True)
     return Approver(row.requester, not_the_requester=False)
+
+
+class Steer(StrEnum):
+    """A click on an operation that is already running, which no request row of the matrix
+    covers: who may steer it is decided here, by role, like every other role decision."""
+
+    ROLL_BACK = "roll_back"  # a release's or a flag flip's Roll back
+    STEER_RELEASE = "steer_release"  # a release's Pause, Resume, Proceed
+    RESPOND_TO_INCIDENT = "respond_to_incident"  # an incident's Observe, Resolve
+    GO_BACK = "go_back"  # a restore's way back to the old database's revision
+
+
+STEERERS: dict[Steer, frozenset[Role]] = {
+    # the runbook's rollback rows: a senior developer or on-call may roll back
+    Steer.ROLL_BACK: frozenset({Role.SENIOR_DEVELOPER, Role.TECH_LEAD, Role.ON_CALL}),
+    Steer.STEER_RELEASE: frozenset({Role.SENIOR_DEVELOPER, Role.TECH_LEAD}),
+    Steer.RESPOND_TO_INCIDENT: frozenset({Role.ON_CALL, Role.TECH_LEAD}),
+    Steer.GO_BACK: frozenset({Role.TECH_LEAD, Role.ON_CALL}),
+}
+
+
+def may_steer(steer: Steer, held: Set[Role]) -> bool:
+    """May someone holding ``held`` click ``steer`` on a running operation?"""
+    return bool(STEERERS[steer] & held)

@@ -7,18 +7,17 @@ from typing import Any
 
 from slack_bolt import Ack, App, Respond
 
-from bot.config import Role
 from bot.ops import flags
 from bot.ops.cards import operation_card, tell_requester_if_unseen
 from bot.ops.context import Deps
 from bot.ops.engine import Engine
 from bot.ops.errors import UserError
+from bot.policy.approvals import Steer, may_steer
 from bot.ports import Message
 from bot.slack.answers import ack_with, answer_later, ephemeral
 from bot.slack.buttons import Click, button
 
 # May press a flip's Roll back now: who may steer a release, and the on-call engineer.
-ROLLERS = frozenset({Role.SENIOR_DEVELOPER, Role.TECH_LEAD, Role.ON_CALL})
 
 
 NEW = "--new"  # the person confirms a flag no serving revision has yet
@@ -79,7 +78,7 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
         answer_later(engine, deps, respond, work)
 
     def roll_back(click: Click) -> Any:
-        if not ROLLERS & deps.roles(click.user):
+        if not may_steer(Steer.ROLL_BACK, deps.roles(click.user)):
             raise UserError("error.release.roles")
         return flags.roll_back(deps, click.value, click.user)
 

@@ -7,15 +7,13 @@ from typing import Any
 
 from slack_bolt import App
 
-from bot.config import Role
 from bot.ops import incidents
 from bot.ops.context import Deps
 from bot.ops.engine import Engine
 from bot.ops.errors import UserError
+from bot.policy.approvals import Steer, may_steer
 from bot.slack.buttons import Click, button
 from bot.store import Operation
-
-RESPONDERS = frozenset({Role.ON_CALL, Role.TECH_LEAD})  # may observe or resolve an incident
 
 
 def register(app: App, deps: Deps, engine: Engine) -> None:
@@ -30,7 +28,7 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
 
     def responder_only(work: Callable[[str, str], Any]) -> Callable[[str, str], None]:
         def checked(incident_id: str, user: str) -> None:
-            if not RESPONDERS & deps.roles(user):
+            if not may_steer(Steer.RESPOND_TO_INCIDENT, deps.roles(user)):
                 raise UserError("error.incident.responder_only")
             work(incident_id, user)
 

@@ -11,12 +11,12 @@ from typing import Any
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
-from bot.config import Role
 from bot.ops import release
 from bot.ops.cards import operation_card, tell_requester_if_unseen
 from bot.ops.context import Deps
 from bot.ops.engine import Engine
 from bot.ops.errors import UserError
+from bot.policy.approvals import Steer, may_steer
 from bot.ports import Message
 from bot.slack import deploy_migration
 from bot.slack.answers import ack_with, answer_later, ephemeral
@@ -25,9 +25,6 @@ from bot.slack.deploy_migration import open_form, parse_deploy
 from bot.slack.metadata import ViewSeal
 
 log = logging.getLogger("runback.slack")
-
-ROLLERS = frozenset({Role.SENIOR_DEVELOPER, Role.TECH_LEAD, Role.ON_CALL})  # may roll back
-STEERERS = frozenset({Role.SENIOR_DEVELOPER, Role.TECH_LEAD})  # may pause, resume, proceed
 
 
 def register(app: App, deps: Deps, engine: Engine, seal: ViewSeal) -> None:
@@ -133,11 +130,12 @@ def register(app: App, deps: Deps, engine: Engine, seal: ViewSeal) -> None:
 
         engine.background(run)
 
-    def for_roles(work: Callable[[str, str], Any], allowed: frozenset[Role] | None) -> Any:
-        """The release's buttons: the approval matrix (Approve, Reject) or a role decides."""
+    def for_roles(work: Callable[[str, str], Any], steer: Steer | None) -> Any:
+        """The release's buttons: the approval matrix decides (Approve, Reject: ``steer`` None),
+        or who may ``steer`` a running release (bot/policy/approvals.py)."""
 
         def checked(click: Click) -> Any:
-            if allowed is not None and not allowed & deps.roles(click.user):
+            if steer is not None and not may_steer(steer, deps.roles(click.user)):
                 raise UserError("error.release.roles")
             return work(click.value, click.user)
 
@@ -161,8 +159,8 @@ def register(app: App, deps: Deps, engine: Engine, seal: ViewSeal) -> None:
     app.action("release_approve_full")(for_roles(approve, None))  # the matrix decides
     app.action("release_approve_migration")(for_roles(approve, None))
     app.action("release_reject")(for_roles(reject, None))
-    app.action("release_roll_back")(for_roles(roll_back, ROLLERS))
-    app.action("release_pause")(for_roles(pause, STEERERS))
-    app.action("release_resume")(for_roles(resume, STEERERS))
-    app.action("release_proceed")(for_roles(resume, STEERERS))
+    app.action("release_roll_back")(for_roles(roll_back, Steer.ROLL_BACK))
+    app.action("release_pause")(for_roles(pause, Steer.STEER_RELEASE))
+    app.action("release_resume")(for_roles(resume, Steer.STEER_RELEASE))
+    app.action("release_proceed")(for_roles(resume, Steer.STEER_RELEASE))
     deploy_migration.register(app, deps, engine, start, seal)
