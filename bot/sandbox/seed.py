@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from google.cloud import monitoring_v3
@@ -97,7 +97,7 @@ def seed(emulator: Emulator, config: Config) -> None:
             service.region,
             service.name,
             revisions=revisions,
-            traffic={revisions[-1]["name"]: 100},
+            traffic={str(revisions[-1]["name"]): 100},
         )
         if service.url:
             emulator.cloudrun.map_domain(urlsplit(service.url).netloc, service.name)
@@ -247,7 +247,9 @@ def alert_payload(
     group by service and revision, so no ``location`` nor ``project_id``), as Monitoring sends
     them; a service without such a policy gets every label."""
     serving = [row for row in _traffic_or_empty(emulator, service) if row["percent"]]
-    revision = max(serving, key=lambda row: row["percent"])["revision"] if serving else ""
+    revision = (
+        max(serving, key=lambda row: cast(int, row["percent"]))["revision"] if serving else ""
+    )
     try:
         project, region = emulator.cloudrun.location_of(service)
     except KeyError:
@@ -255,7 +257,7 @@ def alert_payload(
     labels = {
         "project_id": project,
         "service_name": service,
-        "revision_name": revision,
+        "revision_name": str(revision),
         "location": region,
         "configuration_name": service,
     }

@@ -92,7 +92,9 @@ class LoggingEmulator:
         raw_entries = body.get("entries")
         if not isinstance(raw_entries, list) or not raw_entries:
             raise HttpError(400, "entries: at least one log entry is required")
-        defaults = {k: body[k] for k in ("logName", "resource", "labels") if k in body}
+        defaults: dict[str, Any] = {
+            k: body[k] for k in ("logName", "resource", "labels") if k in body
+        }
         prepared = [_validated(_with_defaults(e, defaults)) for e in raw_entries]
         if body.get("dryRun") or body.get("dry_run"):
             return json_response({})

@@ -530,7 +530,12 @@ def _reduce_numbers(reducer: str, numbers: list[float], value_type: int) -> data
         return sum(numbers) / len(numbers)
     if reducer.startswith("REDUCE_PERCENTILE_"):
         return data.values_percentile(numbers, PERCENTILES[reducer.rsplit("_", 1)[1]])
-    result = {"REDUCE_SUM": sum, "REDUCE_MIN": min, "REDUCE_MAX": max}[reducer](numbers)
+    reducers: dict[str, Callable[[list[float]], float]] = {
+        "REDUCE_SUM": sum,
+        "REDUCE_MIN": min,
+        "REDUCE_MAX": max,
+    }
+    result = reducers[reducer](numbers)
     return int(result) if value_type == INT64 else float(result)
 
 

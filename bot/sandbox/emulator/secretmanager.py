@@ -301,7 +301,7 @@ def _etag() -> bytes:
 
 
 def _proto_response(message: object) -> Response:
-    return Response(200, json_format.MessageToJson(message, indent=None).encode())  # type: ignore[arg-type]
+    return Response(200, json_format.MessageToJson(message, indent=None).encode())
 
 
 def _parse_proto(message: Any, request: Request) -> Any:
@@ -315,7 +315,7 @@ def _crc(data: bytes) -> int:
     return int(google_crc32c.value(data))
 
 
-def _parse(kind: type, request: Request) -> object:
+def _parse(kind: type, request: Request) -> Any:
     try:
         return kind.from_json(request.body or b"{}", ignore_unknown_fields=False)  # type: ignore[attr-defined]
     except Exception as error:

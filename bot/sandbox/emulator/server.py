@@ -70,7 +70,7 @@ class Emulator:
     @property
     def host(self) -> str:
         assert self._server is not None, "emulator not started"
-        host, port = self._server.server_address[:2]
+        host, port = str(self._server.server_address[0]), self._server.server_address[1]
         return f"{host}:{port}"
 
     @property

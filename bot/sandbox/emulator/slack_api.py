@@ -905,7 +905,7 @@ class SlackEmulator:
         pointer = args.get("trigger_id") or args.get("interactivity_pointer")
         trigger = self._exchange_trigger(pointer)
         self._seq += 1
-        record = {
+        record: dict[str, Any] = {
             "id": f"V{self._seq:010d}",
             "user": trigger.user,
             "trigger_id": args.get("trigger_id"),

@@ -145,9 +145,9 @@ class Workspace:
             percent[revision] = percent.get(revision, 0) + int(row["percent"] or 0)
             if row["tag"]:
                 tags.setdefault(revision, []).append(str(row["tag"]))
-        for revision in revisions:
-            revision["percent"] = percent.get(revision["revision"], 0)
-            revision["tags"] = tags.get(revision["revision"], [])
+        for entry in revisions:
+            entry["percent"] = percent.get(entry["revision"], 0)
+            entry["tags"] = tags.get(entry["revision"], [])
         return {
             "name": name,
             "environment": environment,
