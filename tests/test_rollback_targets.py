@@ -61,8 +61,14 @@ def test_repro_a_the_automatic_rollback_goes_where_the_card_and_the_check_said(b
     assert "100% approved by @luis" in release  # the card names who approved 100%
     assert "a rollback would go to `wa-backend-00003`" in check_target_line(box)
 
-    run(box, f"set {green} error_rate=0.07", "wait 9m", f"alert {SERVICE}")
-    assert serving(box) == {"wa-backend-00003": 100}, "not where the card and the check said"
+    card = run(box, f"set {green} error_rate=0.07", "wait 9m", f"alert {SERVICE}")
+    # Where it goes is the point here, not when (tests/test_fresh_decisions.py): once in a full
+    # CI run the card waited for Monitoring's next minute first, so time may pass a minute more.
+    for _ in range(2):
+        if serving(box) != {green: 100}:
+            break
+        card += run(box, "wait 1m")
+    assert serving(box) == {"wa-backend-00003": 100}, f"not where the card said:\n{card}"
 
     # a following /rollback never suggests the revision just rolled back from
     question = run(box, "as ana", f"/rollback {SERVICE}")
