@@ -66,7 +66,7 @@ import string
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -264,7 +264,7 @@ class CloudRunEmulator(IngressMixin, ImagesMixin):
             self.images = ImageRegistry()  # tags resolve to digests when a revision is made
             # full revision name -> its containerStatuses (name, imageDigest)
             self._container_statuses: dict[str, list[dict[str, str]]] = {}
-            self._new_behaviour: dict[str, int | float] = {}  # for revisions made by updates
+            self._new_behaviour: dict[str, Any] = {}  # for revisions made by updates
             self._counters: dict[str, _Counters] = {}
             self._operations: dict[str, _Operation] = {}
             self._wrr: dict[str, dict[str, int]] = {}  # service -> revision -> current weight
@@ -710,7 +710,7 @@ class CloudRunEmulator(IngressMixin, ImagesMixin):
                 return short
 
     def _missing_revision_error(
-        self, service: str, traffic: list[run_v2.TrafficTarget], new_revision: str
+        self, service: str, traffic: Sequence[run_v2.TrafficTarget], new_revision: str
     ) -> str:
         known = {_short(n) for n in self._revisions if n.startswith(service + "/")}
         known |= {_short(new_revision)} if new_revision else set()
@@ -1255,7 +1255,8 @@ def _json_object(request: Request) -> dict[str, Any]:
     return body
 
 
-def _behaviour_changes(changes: dict[str, Any]) -> dict[str, int | float]:
+def _behaviour_changes(changes: dict[str, Any]) -> dict[str, Any]:
+    """Keyword arguments for ``Behaviour`` (an int ``healthz_status``, the rest floats)."""
     allowed = {f.name for f in fields(Behaviour)}
     unknown = sorted(set(changes) - allowed)
     if unknown:
@@ -1480,7 +1481,7 @@ def _validate_template(template: run_v2.RevisionTemplate) -> None:
             )
 
 
-def _validate_traffic(traffic: list[run_v2.TrafficTarget]) -> None:
+def _validate_traffic(traffic: Sequence[run_v2.TrafficTarget]) -> None:
     tags: set[str] = set()
     for target in traffic:
         if target.type_ == UNSPECIFIED:
