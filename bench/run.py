@@ -29,7 +29,7 @@ if str(ROOT) not in sys.path:  # `python bench/run.py` puts bench/, not the root
     sys.path.insert(0, str(ROOT))
 
 from bench import decisions, drill, emergency_lane, flags, instances, migrations  # noqa: E402
-from bench.ack import bench_ack_latency, bench_first_traffic  # noqa: E402
+from bench.ack import bench_ack_latency, bench_first_traffic, bench_minimal_ack  # noqa: E402
 from bench.alerts import bench_alerts  # noqa: E402
 from bench.cold_start import bench_cold_start  # noqa: E402
 from bench.common import RESULTS, World, make_world, progress  # noqa: E402
@@ -130,6 +130,7 @@ def run_phases(world: World, args: argparse.Namespace, results: dict[str, Any]) 
         results["ack_latency"] = bench_ack_latency(world, process, args.requests, args.threads)
         results["rollback"] = bench_rollbacks(world, sender, args.rollbacks)
         results["rollback_429"] = bench_rollback_slack_rate_limited(world, sender)
+    results["ack_floor"] = bench_minimal_ack(world, args.requests, args.threads)
     with world.running(config_path=world.bench_config) as (process, _):
         first = one_rollback(world, world.sender(process))
         results["fresh_bot_rollback"] = {"to_patch_s": first.to_patch_s, "total_s": first.total_s}

@@ -72,6 +72,7 @@ def _md_finalize(value: Any) -> Any:
 def _environment(templates_dir: Path, finalize: Callable[[Any], Any]) -> Environment:
     return Environment(
         loader=FileSystemLoader(str(templates_dir)),
+        auto_reload=False,  # templates ship with the code: no stat() per message
         autoescape=False,
         finalize=finalize,
         undefined=StrictUndefined,

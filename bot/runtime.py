@@ -68,8 +68,8 @@ class Runtime:
             ),
         ]
         for step in steps:
-            if quiet_s and self.engine.busy:
-                self.engine.wait_idle(timeout_s=WARM_UP_PATIENCE_S, settle_s=quiet_s)
+            if quiet_s:
+                self.engine.wait_quiet(quiet_s, timeout_s=WARM_UP_PATIENCE_S)
             step()
 
     def check_incidents_channel(self) -> bool | None:

@@ -211,7 +211,7 @@ def _warm_up(runtime: Any) -> None:
     from bot.runtime import WARM_UP_PATIENCE_S  # loaded by now
 
     runtime.warm_up(quiet_s=WARM_UP_QUIET_S)
-    runtime.engine.wait_idle(timeout_s=WARM_UP_PATIENCE_S, settle_s=WARM_UP_QUIET_S)
+    runtime.engine.wait_quiet(WARM_UP_QUIET_S, timeout_s=WARM_UP_PATIENCE_S)
     settle_memory()
 
 

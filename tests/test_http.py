@@ -99,6 +99,49 @@ def test_the_warm_up_steps_aside_while_commands_are_being_answered(sandbox: Sand
     assert not warming.is_alive() and deps.cloudrun.ready  # type: ignore[attr-defined]
 
 
+def test_a_burst_of_short_commands_is_no_quiet_moment_for_the_warm_up(sandbox: Sandbox) -> None:
+    """Between two acks of a burst no handler runs for a millisecond or two: the warm-up took
+    those gaps for quiet moments and compiled templates between the acks (seen in a py-spy
+    profile of the bench's /ops help series). Quiet is now nothing begun or ended for quiet_s."""
+    import threading
+    import time
+
+    from bot import render
+
+    engine, env = sandbox.runtime.engine, sandbox.runtime.deps.renderer.env
+    assert engine.wait_idle()
+    render._compiled.cache_clear()
+    env.cache.clear()  # type: ignore[union-attr]
+
+    def warmed() -> int:
+        return len(env.cache or {}) + render._compiled.cache_info().currsize
+
+    bursting = threading.Event()
+    bursting.set()
+
+    def burst() -> None:
+        while bursting.is_set():
+            engine.hold()()  # a command answered: begun and ended at once
+            time.sleep(0.005)
+
+    commands = threading.Thread(target=burst)
+    commands.start()
+    warming = threading.Thread(target=sandbox.runtime.warm_up, kwargs={"quiet_s": 0.1})
+    try:
+        warming.start()
+        deadline = time.monotonic() + 0.6
+        while time.monotonic() < deadline:
+            assert warmed() <= 1, "warmed between the acks"
+            time.sleep(0.01)
+        assert not engine.quiet_for(0.1)
+    finally:
+        bursting.clear()
+        commands.join()
+    warming.join(timeout=60)
+    assert not warming.is_alive() and warmed() > 100
+    assert engine.quiet_for(0.0)
+
+
 def test_what_the_process_loaded_is_frozen_out_of_the_garbage_collectors_walks(
     sandbox: Sandbox,
 ) -> None:

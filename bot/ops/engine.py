@@ -57,6 +57,8 @@ class Engine:
         self._lock = threading.Condition()
         self._running: set[str] = set()
         self._active = 0
+        # when a handler, its work, a delivery or an operation last began or ended
+        self._last_activity = time.monotonic()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.courier = cards.Courier(deps, self.hold)
@@ -125,6 +127,7 @@ class Engine:
         finally:
             with self._lock:
                 self._running.discard(operation_id)
+                self._last_activity = time.monotonic()
                 self._lock.notify_all()
 
     def _after_crash(self, workflow: Any, operation_id: str) -> Operation | None:
@@ -277,10 +280,12 @@ class Engine:
         deliveries, so that wait_idle also waits for the channel to be told)."""
         with self._lock:
             self._active += 1
+            self._last_activity = time.monotonic()
 
         def release() -> None:
             with self._lock:
                 self._active -= 1
+                self._last_activity = time.monotonic()
                 self._lock.notify_all()
 
         return release
@@ -289,11 +294,13 @@ class Engine:
     def track(self) -> Iterator[None]:
         with self._lock:
             self._active += 1
+            self._last_activity = time.monotonic()
         try:
             yield
         finally:
             with self._lock:
                 self._active -= 1
+                self._last_activity = time.monotonic()
                 self._lock.notify_all()
 
     @property
@@ -301,6 +308,16 @@ class Engine:
         """A Slack handler, its work or an operation is running now."""
         with self._lock:
             return bool(self._active or self._running)
+
+    def quiet_for(self, settle_s: float) -> bool:
+        """Nothing is running, and nothing began or ended in the last ``settle_s``: a burst of
+        short commands is busy between its handlers too."""
+        with self._lock:
+            return self._quiet(settle_s)
+
+    def _quiet(self, settle_s: float) -> bool:
+        idle = not (self._active or self._running)
+        return idle and time.monotonic() - self._last_activity >= settle_s
 
     def wait_idle(self, timeout_s: float = 30.0, settle_s: float = 0.05) -> bool:
         """Wait until no handler or operation has been busy for ``settle_s``."""
@@ -316,4 +333,16 @@ class Engine:
             with self._lock:
                 if not self._active and not self._running:
                     return True
+        return False
+
+    def wait_quiet(self, quiet_s: float, timeout_s: float) -> bool:
+        """Wait until ``quiet_for(quiet_s)``: for work that must not fall between two acks of a
+        burst (the warm-up), where ``wait_idle``'s one look at an idle moment is not enough."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self._quiet(quiet_s):
+                    return True
+                since = time.monotonic() - self._last_activity
+            time.sleep(max(quiet_s - since, 0.005))
         return False
