@@ -35,7 +35,7 @@ from google.cloud import secretmanager_v1 as sm
 from google.iam.v1 import iam_policy_pb2, policy_pb2
 from google.protobuf import json_format
 
-from bot.sandbox.emulator.cloudrun import AlreadyExists, _message_response
+from bot.sandbox.emulator.cloudrun_model import AlreadyExists, _message_response
 from bot.sandbox.emulator.http import HttpError, Request, Response, Router
 
 SECRET = r"/v1/(?P<secret>projects/[^/]+/secrets/[^/:]+)"

@@ -52,7 +52,7 @@ from typing import Any
 
 from google.cloud import sqladmin_v1beta4 as sql
 
-from bot.sandbox.emulator.cloudrun import _json_object, _message_response
+from bot.sandbox.emulator.cloudrun_model import _json_object, _message_response
 from bot.sandbox.emulator.http import HttpError, Request, Response, Router, json_response
 
 Instance = sql.DatabaseInstance
