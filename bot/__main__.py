@@ -139,7 +139,7 @@ def run_emulators(config: object, port: int) -> int:
         print(f"{name}={value}")
     print("# the one bot token the Slack emulator takes:")
     print(f"SLACK_BOT_TOKEN={emulator.slack.token}")
-    print(f"# control API: {emulator.url}/_emulator/ (see README)", flush=True)
+    print(f"# control API: {emulator.url}/_emulator/ (see docs/emulators.md)", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with contextlib.suppress(KeyboardInterrupt):

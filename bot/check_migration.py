@@ -1,4 +1,4 @@
-"""``python -m bot check-migration``: the migration check for CI (see README, "Migration check").
+"""``python -m bot check-migration``: the migration check for CI (see docs/migration-check.md).
 
 Loads no Slack or Google library: it runs in a CI step before anything is deployed.
 """

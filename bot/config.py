@@ -122,7 +122,8 @@ class ServiceConfig(Strict):
     project: str = Field(min_length=1)
     region: str = Field(min_length=1)
     environment: Literal["production", "staging"]
-    health_path: str = Field(default="/health", pattern=r"^/")  # not /healthz: see README
+    # Not /healthz, which Google's front end answers itself: see docs/real-platform.md.
+    health_path: str = Field(default="/health", pattern=r"^/")
     auto_rollback: bool = True  # an incident whose numbers say "roll back now" rolls back
     url: str | None = Field(default=None, pattern=r"^https?://[^/\s?#]+$")  # a custom domain
     requires_auth: bool = False  # IAM-protected: probes carry an ID token

@@ -502,9 +502,9 @@ def check_logging(ref: ServiceRef, google: Google) -> Finding:
 
 def own_service_candidates(config: Config, env: Mapping[str, str]) -> list[ServiceRef]:
     """Where Runback's own service may be: ``K_SERVICE`` (on Cloud Run) or ``RUNBACK_SERVICE``
-    (default ``runback``, the README's name); in ``GOOGLE_CLOUD_PROJECT`` (else the metadata
-    server's project, else the first service's); in ``RUNBACK_REGION``, else the metadata
-    server's region, else each managed service's region in turn."""
+    (default ``runback``, the name docs/deploying.md gives it); in ``GOOGLE_CLOUD_PROJECT``
+    (else the metadata server's project, else the first service's); in ``RUNBACK_REGION``, else
+    the metadata server's region, else each managed service's region in turn."""
     from bot.gcp.metadata import MetadataServer, MetadataUnavailable
 
     name = env.get("K_SERVICE") or env.get("RUNBACK_SERVICE") or "runback"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the Dockerfile without a Docker engine (buildah, chroot isolation, vfs storage: runs as
-# root in an unprivileged sandbox, no daemon), then run the README's deploy walk-through inside
+# root in an unprivileged sandbox, no daemon), then run docs/deploying.md's walk-through inside
 # the image: tests/test_deploy_walkthrough.py with RUNBACK_TEST_IMAGE set.
 #
 #   scripts/container-walkthrough.sh            # build localhost/runback:walkthrough and test it

@@ -1,10 +1,11 @@
-"""README "Deploying to Cloud Run", followed end to end against the emulators as far as they reach.
+"""docs/deploying.md, "Deploying to Cloud Run", followed end to end against the emulators as far as
+they reach.
 
-Every command, environment variable name, path, method and header comes from the README's own
+Every command, environment variable name, path, method and header comes from that page's own
 text (and the Dockerfile's CMD, and slack-manifest.yaml's URLs), so this test fails when they
 drift apart from what the code does:
 
-- the emulators: `python -m bot emulators` (the README's last line), its printed environment;
+- the emulators: `python -m bot emulators` (the page's last line), its printed environment;
 - step 4: the schema job's `--command`/`--args` on a fresh database, with the job's secrets only;
 - step 5: `serve` (the image's CMD) with exactly the `--set-secrets` and `--set-env-vars` names,
   plus what Cloud Run sets (PORT, K_SERVICE) and the emulators' environment;
@@ -14,7 +15,7 @@ drift apart from what the code does:
 - step 1: one signed slash command to the manifest's URL, answered through Slack.
 
 What cannot run offline (gcloud, IAM, Secret Manager, Cloud Scheduler, Cloud SQL's socket) is
-named in the README's deploy section and not tested here.
+named on the deploy page and not tested here.
 
 With ``RUNBACK_TEST_IMAGE`` set to a built image (e.g. ``localhost/runback:walkthrough``) and
 buildah installed, the job, serve and doctor run inside that image instead (opt-in:
@@ -51,20 +52,20 @@ from tests.db import BACKENDS, empty_database
 from tests.helpers import free_port, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
-README = (REPO / "README.md").read_text()
+DEPLOYING = (REPO / "docs" / "deploying.md").read_text()
 PROJECT = "runback-sandbox"  # the shipped app.yaml's project stands for PROJECT
 SLACK_TOKEN = "xoxb-sandbox"  # the Slack emulator's bot token
 IMAGE = os.environ.get("RUNBACK_TEST_IMAGE", "")
 BUILDAH = ["buildah", "--storage-driver", "vfs"]
 
 
-# -- what the README says -------------------------------------------------------------------------
+# -- what docs/deploying.md says ------------------------------------------------------------------
 
 
 def deploy_section() -> str:
-    start = README.index("## Deploying to Cloud Run")
-    end = README.find("\n## ", start + 1)
-    return README[start : end if end != -1 else None]
+    """The whole page: its steps and the doctor."""
+    start = DEPLOYING.index("# Deploying to Cloud Run")
+    return DEPLOYING[start:]
 
 
 def shell_blocks() -> list[str]:
@@ -72,9 +73,9 @@ def shell_blocks() -> list[str]:
 
 
 def command(starting: str) -> list[str]:
-    """The README's shell command that starts with ``starting``, as words (continuations joined)."""
+    """The page's shell command that starts with ``starting``, as words (continuations joined)."""
     found = [b for b in shell_blocks() if b.strip().startswith(starting)]
-    assert len(found) == 1, f"one `{starting}` block in the README's deploy section"
+    assert len(found) == 1, f"one `{starting}` block in docs/deploying.md"
     return shlex.split(found[0].replace("\\\n", " "))
 
 
@@ -113,7 +114,8 @@ def read_deploy() -> Deploy:
     serve = flags(command("gcloud run deploy"))
     scheduler = flags(command("gcloud scheduler jobs create http"))
     header_name, header_value = scheduler["--headers"].split("=", 1)
-    alert = re.search(r"https://RUNBACK_URL(/alerts/monitoring\?token=)RUNBACK_ALERT_TOKEN", README)
+    webhook = r"https://RUNBACK_URL(/alerts/monitoring\?token=)RUNBACK_ALERT_TOKEN"
+    alert = re.search(webhook, DEPLOYING)
     assert alert, "step 7 gives the alert webhook's URL"
     cmd = [i["value"] for i in DockerfileParser(path=str(REPO / "Dockerfile")).structure]
     return Deploy(
@@ -296,7 +298,7 @@ def test_the_deploy_section_followed_against_the_emulators(
         try:
             wait_until(lambda: _answers(f"{base}/healthz"), "serve to listen", timeout_s=60)
 
-            # Step 6: Cloud Scheduler's call, as the README's job makes it.
+            # Step 6: Cloud Scheduler's call, as the page's job makes it.
             name, value = deploy.tick_header
             tick = requests.request(
                 deploy.tick_method,
@@ -322,7 +324,7 @@ def test_the_deploy_section_followed_against_the_emulators(
             # Step 1: a signed slash command to the manifest's URL, answered through Slack.
             _slash_traffic(control, base, secret_values["SLACK_SIGNING_SECRET"])
 
-            # Step 7: an alert to the webhook URL the README gives, with its token.
+            # Step 7: an alert to the webhook URL the page gives, with its token.
             alert = requests.post(
                 base + deploy.alert_path.replace("TOKEN", tokens["alert"]),
                 data=_alert("wa-backend"),

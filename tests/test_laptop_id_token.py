@@ -1,5 +1,5 @@
 """The doctor on a laptop: ADC from `gcloud auth application-default login
---impersonate-service-account runback@…` (the README's step 8) is gcloud's ADC file of type
+--impersonate-service-account runback@…` (docs/deploying.md, step 8) is gcloud's ADC file of type
 `impersonated_service_account`, which `google.oauth2.id_token.fetch_id_token` does not read.
 Runback's probe then gets the ID token from IAM Credentials' generateIdToken as the
 impersonated service account. Offline: the OAuth 2 token endpoint is the file's own

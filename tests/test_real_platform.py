@@ -1,5 +1,5 @@
 """Behaviours of the real Google Cloud that the emulators model, and what Runback does about them
-(README, "What differs on real Google Cloud"). Real clients, real sockets, the emulators."""
+(docs/real-platform.md, "Google Cloud"). Real clients, real sockets, the emulators."""
 
 from __future__ import annotations
 

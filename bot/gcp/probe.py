@@ -47,7 +47,7 @@ def fetch_google_id_token(audience: str) -> str:
     ``fetch_id_token`` reads only ``GOOGLE_APPLICATION_CREDENTIALS`` (a service account key) and
     the metadata server (Cloud Run); gcloud's ADC file is not among them. When ADC is an
     impersonated service account (``gcloud auth application-default login
-    --impersonate-service-account``, the README's laptop step), the token comes from IAM
+    --impersonate-service-account``, the laptop step of docs/deploying.md), the token comes from IAM
     Credentials' generateIdToken as that service account instead."""
     import google.auth.transport.requests
     from google.oauth2 import id_token

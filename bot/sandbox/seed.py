@@ -19,7 +19,7 @@ from bot.sandbox.emulator.server import Emulator
 from bot.sandbox.emulator.slack_api import BOT_USER_ID
 
 UNINVITED_CHANNEL = "C0RANDOM"
-# Where the sandbox's alert policies send their incidents (README, Deploying: step 7).
+# Where the sandbox's alert policies send their incidents (docs/deploying.md, step 7).
 ALERT_WEBHOOK = "https://runback-sandbox.a.run.app/alerts/monitoring?token=RUNBACK_ALERT_TOKEN"
 
 SIDECAR_IMAGE = "us-docker.pkg.dev/cloud-ops-agents-artifacts/otel/otelcol:0.100.0"
@@ -112,8 +112,8 @@ RUNBACK_REVISION = "runback-00001-kaz"
 
 
 def seed_runback(emulator: Emulator, config: Config, cpu_idle: bool = False) -> str:
-    """Runback's own Cloud Run service, deployed as the README says (CPU always allocated, one
-    minimum instance), in the first service's project and the metadata server's region:
+    """Runback's own Cloud Run service, deployed as docs/deploying.md says (CPU always allocated,
+    one minimum instance), in the first service's project and the metadata server's region:
     what `serve` and `doctor` read about themselves. ``cpu_idle`` models request-based
     billing (the CPU throttled between requests)."""
     project = config.services[0].project
