@@ -21,6 +21,7 @@ from bot.ops.rollback import (
     check_repeat_still_current,
     decide,
 )
+from bot.slack.answers import tell_later
 from bot.slack.buttons import button
 
 log = logging.getLogger("runback.slack")
@@ -60,18 +61,13 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
         approval_id = str(action.get("value", ""))
 
         def work() -> None:
-            try:
-                operation = decide(deps, approval_id, user, approve)
-            except UserError as error:
-                message = deps.renderer.message("ephemeral", key=error.key, **error.context)
-                deps.chat.ephemeral(channel, user, message)
-                return
+            operation = decide(deps, approval_id, user, approve)
             if operation.state == "approved":
                 engine.submit(operation.id)
             elif operation.state == "rejected":  # an incident waiting for it says so now
                 incidents.on_operation_finished(deps, operation)
 
-        engine.background(work)
+        tell_later(engine, deps, channel, user, work)
 
     @app.action("rollback_approve")
     @engine.tracked

@@ -28,7 +28,7 @@ def ephemeral(deps: Deps, key: str, **context: Any) -> Message:
     return deps.renderer.message("ephemeral", key=key, **context)
 
 
-def _respond(respond: Respond, message: Message) -> None:
+def respond_privately(respond: Respond, message: Message) -> None:
     """Answer the requester privately. An answer Slack does not take is logged in one line
     (never the response_url: it lets anyone post) and changes nothing else."""
     try:
@@ -44,6 +44,30 @@ def ack_with(ack: Ack, message: Message) -> None:
     ack(text=message.text, blocks=message.blocks, response_type="ephemeral")
 
 
+def outcome(deps: Deps, work: Callable[[], Message | None]) -> Message | None:
+    """What to tell the person after ``work``: its own message, a UserError's message, or for
+    anything unexpected a reference to the logs (never the error itself: it may hold secrets).
+    The one place a failure of Runback's work becomes words for the user."""
+    try:
+        return work()
+    except UserError as error:
+        return user_error_message(deps, error)
+    except Exception:
+        return internal_error_message(deps)
+
+
+def user_error_message(deps: Deps, error: UserError) -> Message:
+    return ephemeral(deps, error.key, **{**groups_context(deps), **error.context})
+
+
+def internal_error_message(deps: Deps, error: BaseException | None = None) -> Message:
+    """A reference the user can quote, and the traceback under it in the log (``error``, or
+    the exception being handled)."""
+    ref = uuid.uuid4().hex[:8]
+    log.error("unexpected error, reference %s", ref, exc_info=error or True)
+    return ephemeral(deps, "error.internal", ref=ref)
+
+
 def answer_later(
     engine: Engine,
     deps: Deps,
@@ -51,19 +75,31 @@ def answer_later(
     work: Callable[[], Message | None],
     urgent: bool = False,
 ) -> None:
-    """After the ack: run ``work`` on Runback's own pool and answer only the user who asked.
-    A UserError becomes its ephemeral message; anything unexpected, a reference to the logs."""
+    """After the ack: run ``work`` on Runback's own pool and answer only the user who asked
+    (``outcome``)."""
 
     def run() -> None:
-        try:
-            message = work()
-        except UserError as error:
-            message = ephemeral(deps, error.key, **error.context, **groups_context(deps))
-        except Exception:
-            ref = uuid.uuid4().hex[:8]
-            log.exception("unexpected error, reference %s", ref)
-            message = ephemeral(deps, "error.internal", ref=ref)
+        message = outcome(deps, work)
         if message is not None:
-            engine.answer(lambda: _respond(respond, message))
+            engine.answer(lambda: respond_privately(respond, message))
+
+    engine.background(run, urgent=urgent)
+
+
+def tell_later(
+    engine: Engine,
+    deps: Deps,
+    channel: str,
+    user: str,
+    work: Callable[[], Message | None],
+    urgent: bool = False,
+) -> None:
+    """After the ack of a click or form: run ``work`` on Runback's own pool and tell only the
+    user who clicked, in the channel (``outcome``)."""
+
+    def run() -> None:
+        message = outcome(deps, work)
+        if message is not None:
+            deps.chat.ephemeral(channel, user, message)
 
     engine.background(run, urgent=urgent)

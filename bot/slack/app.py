@@ -20,6 +20,7 @@ from bot.slack import (
     readiness_actions,
     release_actions,
 )
+from bot.slack.errors import register_error_handler
 from bot.slack.metadata import ViewSeal
 from bot.slack.validation import RefuseMalformed
 
@@ -46,6 +47,7 @@ def build_app(deps: Deps, engine: Engine, client: WebClient, signing_secret: str
         logger=bolt_log,
     )
     app.middleware(RefuseMalformed())  # before every listener: the fields they read are there
+    register_error_handler(app, deps)  # what a listener raises, said to its sender
     commands.register(app, deps, engine)
     actions.register(app, deps, engine)
     incident_actions.register(app, deps, engine)

@@ -11,7 +11,7 @@ from slack_bolt import Ack
 
 from bot.ops.context import Deps
 from bot.ops.engine import Engine
-from bot.ops.errors import UserError
+from bot.slack.answers import tell_later
 from bot.store import Operation
 
 
@@ -39,15 +39,10 @@ def button(
         click = click_of(body, action)
 
         def run() -> None:
-            try:
-                operation = work(click)
-            except UserError as error:
-                note = deps.renderer.message("ephemeral", key=error.key, **error.context)
-                deps.chat.ephemeral(click.channel, click.user, note)
-                return
+            operation = work(click)
             if operation is not None:
                 engine.submit(operation.id)
 
-        engine.background(run, urgent=urgent)
+        tell_later(engine, deps, click.channel, click.user, run, urgent=urgent)
 
     return handler

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
@@ -14,9 +13,8 @@ from bot.ops.cards import operation_card, tell_requester_if_unseen
 from bot.ops.context import Deps
 from bot.ops.database_approvals import decide, go_back
 from bot.ops.engine import Engine
-from bot.ops.errors import UserError
 from bot.ports import Message
-from bot.slack.answers import ack_with, answer_later, ephemeral
+from bot.slack.answers import ack_with, answer_later, ephemeral, outcome
 from bot.slack.buttons import Click, button
 
 log = logging.getLogger("runback.slack")
@@ -99,19 +97,17 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
         engine.background(run)
 
     def _request(request: restore.RestoreRequest, response_url: str) -> Message:
-        try:
+        def asked() -> Message:
             operation = restore.request_restore(deps, request)
-        except UserError as error:
-            return ephemeral(deps, error.key, **error.context)
-        except Exception:
-            ref = uuid.uuid4().hex[:8]
-            log.exception("unexpected error, reference %s", ref)
-            return ephemeral(deps, "error.internal", ref=ref)
-        if response_url:
-            tell_requester_if_unseen(deps, operation_card(operation.id), response_url)
-        return ephemeral(
-            deps, "restore.confirm.asked", service=operation.service, channel=operation.channel
-        )
+            if response_url:
+                tell_requester_if_unseen(deps, operation_card(operation.id), response_url)
+            return ephemeral(
+                deps, "restore.confirm.asked", service=operation.service, channel=operation.channel
+            )
+
+        message = outcome(deps, asked)
+        assert message is not None  # asked() always has something to say
+        return message
 
     def decision(approve: bool) -> Any:
         def work(click: Click) -> Any:

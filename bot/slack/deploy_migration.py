@@ -14,7 +14,6 @@ https://api.slack.com/surfaces/modals#displaying_errors), so nothing is lost and
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -25,9 +24,9 @@ from slack_sdk.errors import SlackApiError
 
 from bot.ops.context import Deps
 from bot.ops.engine import Engine
-from bot.ops.errors import UserError
 from bot.policy.migrations import MAX_SQL_CHARS
 from bot.ports import Message
+from bot.slack.answers import tell_later
 from bot.slack.metadata import ViewSeal
 
 log = logging.getLogger("runback.slack")
@@ -178,16 +177,4 @@ def register(
             dialect=form.dialect,
         )
 
-        def work() -> None:
-            try:
-                message = start(request)
-            except UserError as error:
-                message = deps.renderer.message("ephemeral", key=error.key, **error.context)
-            except Exception:
-                ref = uuid.uuid4().hex[:8]
-                log.exception("unexpected error, reference %s", ref)
-                message = deps.renderer.message("ephemeral", key="error.internal", ref=ref)
-            if message is not None:
-                deps.chat.ephemeral(form.channel, user, message)
-
-        engine.background(work)
+        tell_later(engine, deps, form.channel, user, lambda: start(request))

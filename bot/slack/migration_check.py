@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
@@ -20,6 +19,7 @@ from bot.ops.context import Deps
 from bot.ops.engine import Engine
 from bot.policy.migrations import MAX_SQL_CHARS
 from bot.ports import Message
+from bot.slack.answers import tell_later
 
 log = logging.getLogger("runback.slack")
 
@@ -99,13 +99,4 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
             log.warning("migration check submitted without a channel in private_metadata")
             return
 
-        def work() -> None:
-            try:
-                message = report(deps, sql, dialect)
-            except Exception:
-                ref = uuid.uuid4().hex[:8]
-                log.exception("migration check failed, reference %s", ref)
-                message = deps.renderer.message("ephemeral", key="error.internal", ref=ref)
-            deps.chat.ephemeral(channel, user, message)
-
-        engine.background(work)
+        tell_later(engine, deps, channel, user, lambda: report(deps, sql, dialect))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
@@ -14,9 +13,8 @@ from bot.ops import procedure, release
 from bot.ops.cards import announce, operation_card, tell_requester_if_unseen
 from bot.ops.context import Deps
 from bot.ops.engine import Engine
-from bot.ops.errors import UserError
 from bot.ports import Message
-from bot.slack.answers import ephemeral
+from bot.slack.answers import ephemeral, tell_later
 from bot.slack.buttons import click_of
 
 log = logging.getLogger("runback.slack")
@@ -49,14 +47,13 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
         ack()
         click = click_of(body, action)
 
-        def run() -> None:
-            try:
-                note = procedure.acknowledge(deps, click.user, click.value, click.channel)
-            except UserError as error:
-                note = ephemeral(deps, error.key, **error.context)
-            deps.chat.ephemeral(click.channel, click.user, note)
-
-        engine.background(run)
+        tell_later(
+            engine,
+            deps,
+            click.channel,
+            click.user,
+            lambda: procedure.acknowledge(deps, click.user, click.value, click.channel),
+        )
 
     @app.action("release_readiness_override")
     @engine.tracked
@@ -75,16 +72,6 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
                 operation = release.override(deps, blocked_id, click.user)
             except release.ReadinessBlocked:  # the checklist changed: the matrix said no
                 return
-            except UserError as error:
-                note = ephemeral(deps, error.key, **error.context)
-                deps.chat.ephemeral(click.channel, click.user, note)
-                return
-            except Exception:
-                ref = uuid.uuid4().hex[:8]
-                log.exception("unexpected error, reference %s", ref)
-                note = ephemeral(deps, "error.internal", ref=ref)
-                deps.chat.ephemeral(click.channel, click.user, note)
-                return
             engine.submit(operation.id)
             tell_requester_if_unseen(deps, operation_card(operation.id), body["response_url"])
             # the blocked message cannot start a second release: it now says who overrode it
@@ -93,4 +80,4 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
             )
             respond(text=done.text, blocks=done.blocks, replace_original=True)
 
-        engine.background(run)
+        tell_later(engine, deps, click.channel, click.user, run)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -19,7 +18,7 @@ from bot.ops.errors import UserError
 from bot.policy.approvals import Steer, may_steer
 from bot.ports import Message
 from bot.slack import deploy_migration
-from bot.slack.answers import ack_with, answer_later, ephemeral
+from bot.slack.answers import ack_with, answer_later, ephemeral, outcome
 from bot.slack.buttons import Click, button
 from bot.slack.deploy_migration import open_form, parse_deploy
 from bot.slack.metadata import ViewSeal
@@ -115,14 +114,7 @@ def register(app: App, deps: Deps, engine: Engine, seal: ViewSeal) -> None:
         # response_url may replace the original message even when it is ephemeral
         # (https://docs.slack.dev/messaging/modifying-messages).
         def run() -> None:
-            try:
-                message = start(request, body["response_url"])
-            except UserError as error:
-                message = ephemeral(deps, error.key, **error.context)
-            except Exception:
-                ref = uuid.uuid4().hex[:8]
-                log.exception("unexpected error, reference %s", ref)
-                message = ephemeral(deps, "error.internal", ref=ref)
+            message = outcome(deps, lambda: start(request, body["response_url"]))
             if message is None:
                 respond(delete_original=True)
             else:
