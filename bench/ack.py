@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import threading
+import json
+import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 
-import requests
-
 from bench.common import (
     MINIMAL_ARGV,
+    ROOT,
     SERVICE,
     BenchError,
     Process,
@@ -28,38 +29,32 @@ def fire(
 ) -> tuple[list[float], float]:
     """Send ``commands`` from ``threads`` closed-loop workers; (ack latencies, wall seconds).
 
-    A latency runs from sending a signed request to its answer, as Slack's 3 s do."""
-    latencies: list[float] = []
-    errors: list[str] = []
-    lock = threading.Lock()
-    barrier = threading.Barrier(threads)
-
-    def worker(index: int) -> None:
-        mine = commands[index::threads]
-        local: list[float] = []
-        with requests.Session() as session:
-            barrier.wait()
-            for command, text in mine:
-                request = sender.signed(command, text)
-                started = time.perf_counter()
-                response = sender.send(request, session)
-                local.append(time.perf_counter() - started)
-                if response.status_code != 200:
-                    with lock:
-                        errors.append(f"{command} {text}: HTTP {response.status_code}")
-        with lock:
-            latencies.extend(local)
-
-    workers = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
-    started = time.perf_counter()
-    for thread in workers:
-        thread.start()
-    for thread in workers:
-        thread.join()
-    wall = time.perf_counter() - started
-    if errors:
-        raise BenchError(f"{len(errors)} request(s) not acked with 200, e.g. {errors[0]}")
-    return latencies, wall
+    A latency runs from sending a signed request to its answer, as Slack's 3 s do. The
+    requests are signed here (each with a response_url of the Slack emulator) and sent from a
+    process of their own (bench/senders.py)."""
+    batch = [sender.signed(command, text) for command, text in commands]
+    asked = {
+        "url": sender.url,
+        "threads": threads,
+        "requests": [{"body": r.body.decode(), "headers": r.headers} for r in batch],
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.senders"],
+        input=json.dumps(asked),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        cwd=ROOT,
+    )
+    if done.returncode != 0:
+        raise BenchError(f"bench.senders failed:\n{done.stderr[-2000:]}")
+    result = json.loads(done.stdout)
+    if result["errors"]:
+        raise BenchError(
+            f"{len(result['errors'])} request(s) not acked with 200, e.g. {result['errors'][0]}"
+        )
+    return result["latencies_s"], result["wall_s"]
 
 
 def wait_responses(world: World, expected: int, since: float, timeout_s: float = 60.0) -> float:
