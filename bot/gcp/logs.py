@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import UTC
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from bot.gcp.errors import api_error_reason
 from bot.ports import AuditEvent
 
 if TYPE_CHECKING:
@@ -104,8 +105,6 @@ class CloudLoggingAudit:
         try:
             return self._with_retries(fetch)
         except Exception as error:
-            from bot.gcp.errors import api_error_reason
-
             reason = "unavailable" if _is_transient(error) else api_error_reason(error)
             raise LogsUnavailable(f"{type(error).__name__}: {error}", reason) from error
 
