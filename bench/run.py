@@ -28,7 +28,15 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `python bench/run.py` puts bench/, not the root, on the path
     sys.path.insert(0, str(ROOT))
 
-from bench import decisions, drill, emergency_lane, flags, instances, migrations  # noqa: E402
+from bench import (  # noqa: E402
+    ack_cpu,
+    decisions,
+    drill,
+    emergency_lane,
+    flags,
+    instances,
+    migrations,
+)
 from bench.ack import bench_ack_latency, bench_first_traffic, bench_minimal_ack  # noqa: E402
 from bench.alerts import bench_alerts  # noqa: E402
 from bench.cold_start import bench_cold_start  # noqa: E402
@@ -102,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         print_timeline(
             "the median alert (ms after it was sent)", results["alerts"]["median_timeline"]
         )
+    ack_cpu.main([])  # the bot's own CPU per ack beside a minimal Bolt app's
     migrations.main([])  # check-migration throughput (bench/migrations.py)
     instances.main([])  # two instances on one PostgreSQL racing (bench/instances.py)
     drill.main([])  # a rollback drill's time to safe traffic (bench/drill.py)

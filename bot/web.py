@@ -150,13 +150,26 @@ READ_ONLY_OPS = frozenset(
 )
 
 
-def changes_state(environ: dict[str, Any], text: str) -> bool:
+def _content_type(environ: dict[str, Any]) -> str:
+    return str(environ.get("CONTENT_TYPE", "")).split(";")[0].strip().lower()
+
+
+def url_encoded_form(environ: dict[str, Any], text: str) -> dict[str, list[str]] | None:
+    """The fields of a form-encoded body (None for any other body): parsed once per request,
+    for every check here (each parse is ~30 µs of an ack's CPU)."""
+    if _content_type(environ) != "application/x-www-form-urlencoded":
+        return None
+    return parse_qs(text)
+
+
+def changes_state(
+    environ: dict[str, Any], text: str, form: dict[str, list[str]] | None = None
+) -> bool:
     """Whether a signed request may change something (start, decide, stop): every click and
     form, and every command but the reads. Only these must be remembered across restarts."""
-    content_type = environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
-    if content_type != "application/x-www-form-urlencoded":
+    form = url_encoded_form(environ, text) if form is None else form
+    if form is None:
         return True
-    form = parse_qs(text)
     command = (form.get("command") or [""])[0]
     words = (form.get("text") or [""])[0].split()
     if command == "/traffic":
@@ -168,15 +181,15 @@ def changes_state(environ: dict[str, Any], text: str) -> bool:
     return True
 
 
-def _slack_shape_problem(environ: dict[str, Any], text: str) -> str:
+def _slack_shape_problem(
+    environ: dict[str, Any], text: str, form: dict[str, list[str]] | None
+) -> str:
     """What makes a signed body unusable for Bolt ("" when nothing does)."""
-    content_type = environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
     try:
-        if content_type == "application/json":
+        if _content_type(environ) == "application/json":
             return "" if isinstance(json.loads(text), dict) else "a JSON object is expected"
-        if content_type != "application/x-www-form-urlencoded":
+        if form is None:
             return "unsupported content type"
-        form = parse_qs(text)
         if "payload" in form and not _interaction_is_usable(json.loads(form["payload"][0])):
             return "the interaction payload is not usable"
     except (ValueError, RecursionError):
@@ -203,7 +216,8 @@ def slack_guard(
         key = _signed_request_key(environ, body, verifier) if signing_secret else ""
         if not key:
             return _json(start_response, 401, {"error": "invalid request"})
-        problem = _slack_shape_problem(environ, text)
+        form = url_encoded_form(environ, text)
+        problem = _slack_shape_problem(environ, text, form)
         if problem:
             return _json(start_response, 400, {"error": problem})
         if first_sighting is not None:
@@ -211,7 +225,7 @@ def slack_guard(
                 int(environ["HTTP_X_SLACK_REQUEST_TIMESTAMP"]) + 2 * SLACK_WINDOW_S, UTC
             )
             try:
-                first = first_sighting(key, expires, changes_state(environ, text))
+                first = first_sighting(key, expires, changes_state(environ, text, form))
             except UNAVAILABLE:
                 log.exception("the database refused a Slack request's replay key")
                 return _json(start_response, 503, {"error": "database unavailable"})
