@@ -179,8 +179,8 @@ def tell_requester_if_unseen(deps: Deps, card: str, response_url: str) -> None:
 
 
 def _kick(deps: Deps) -> None:
-    courier = deps.extra.get("courier")
-    if isinstance(courier, Courier) and courier.running:
+    courier = deps.courier
+    if courier is not None and courier.running:
         courier.kick()
     else:  # no background courier (a script, a test of one workflow): deliver now
         deliver_due(deps)

@@ -15,10 +15,12 @@ from bot.ops.backups.workflow import (
     refresh,
     request_backup,
 )
+from bot.ops.workflow import Workflow
 
 __all__ = [
     "FINAL_STATES",
     "RUNNING_STATES",
+    "WORKFLOW",
     "BackupFailed",
     "BackupRequest",
     "backups_message",
@@ -34,3 +36,12 @@ __all__ = [
     "request_backup",
     "take_backup",
 ]
+
+WORKFLOW = Workflow(
+    kind="backup",
+    running_states=RUNNING_STATES,
+    execute=execute,
+    fail_unexpectedly=fail_unexpectedly,
+    on_decided=on_decided,
+    on_expired=on_expired,
+)

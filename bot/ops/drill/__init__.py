@@ -18,23 +18,29 @@ from bot.ops.drill.steps import (
     RUNNING_STATES,
     execute,
     fail_unexpectedly,
-    on_decided,
-    on_expired,
     stand_aside,
     take_back,
 )
+from bot.ops.workflow import Workflow
 
 __all__ = [
     "RUNNING_STATES",
+    "WORKFLOW",
     "drills_message",
     "execute",
     "fail_unexpectedly",
     "log_text",
     "next_scheduled",
-    "on_decided",
-    "on_expired",
     "request_drill",
     "stand_aside",
     "take_back",
     "tick",
 ]
+
+# A drill never waits for an approval: nothing is decided or expires.
+WORKFLOW = Workflow(
+    kind="drill",
+    running_states=RUNNING_STATES,
+    execute=execute,
+    fail_unexpectedly=fail_unexpectedly,
+)

@@ -61,14 +61,6 @@ def _rollback_ended(deps: Deps, operation: Operation) -> bool:
     return child is not None and child.state in TERMINAL_STATES
 
 
-def on_expired(deps: Deps, operation: Operation) -> None:
-    """A drill never waits for an approval."""
-
-
-def on_decided(deps: Deps, operation: Operation, approve: bool, user: str) -> None:
-    """A drill never waits for an approval."""
-
-
 def fail_unexpectedly(deps: Deps, operation_id: str) -> None:
     operation = deps.store.operation(operation_id)
     if operation is not None and operation.state in RUNNING_STATES:
@@ -240,9 +232,8 @@ def _step_roll_back(deps: Deps, operation: Operation) -> Operation:
         except UserError as error:
             outcome = {"code": "rollback_refused", "detail": error.key}
             return _end(deps, operation, False, outcome)
-    submit = deps.extra.get("submit")
-    if callable(submit):
-        submit(child.id)
+    if deps.submit is not None:
+        deps.submit(child.id)
     return _commit(deps, operation, "waiting_rollback", rollback_id=child.id, due_at=None)
 
 

@@ -13,10 +13,12 @@ from bot.ops.restore.people import (
 )
 from bot.ops.restore.request import RestoreRequest, preview_restore, request_restore
 from bot.ops.restore.view import refresh, restore_view
+from bot.ops.workflow import Workflow
 
 __all__ = [
     "FINAL_STATES",
     "RUNNING_STATES",
+    "WORKFLOW",
     "RestoreRequest",
     "decided",
     "execute",
@@ -30,3 +32,12 @@ __all__ = [
     "restore_view",
     "take_back",
 ]
+
+WORKFLOW = Workflow(
+    kind="restore",
+    running_states=RUNNING_STATES,
+    execute=execute,
+    fail_unexpectedly=fail_unexpectedly,
+    on_decided=on_decided,
+    on_expired=on_expired,
+)

@@ -16,9 +16,11 @@ from bot.ops.rollback.repeat import check_repeat_still_current
 from bot.ops.rollback.request import authorize_request, create_rollback
 from bot.ops.rollback.steps import execute, pinned_targets
 from bot.ops.rollback.target import check_words
+from bot.ops.workflow import Workflow
 
 __all__ = [
     "RUNNING_STATES",
+    "WORKFLOW",
     "RepeatNeedsConfirmation",
     "RollbackRequest",
     "authorize_request",
@@ -34,3 +36,12 @@ __all__ = [
     "pinned_targets",
     "yield_to",
 ]
+
+WORKFLOW = Workflow(
+    kind="rollback",
+    running_states=RUNNING_STATES,
+    execute=execute,
+    fail_unexpectedly=fail_unexpectedly,
+    on_decided=on_decided,
+    on_expired=on_expired,
+)
