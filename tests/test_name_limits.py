@@ -14,8 +14,8 @@ import yaml
 
 from bot.config import RUNBACK_TAGS, ConfigError, load_config, parse_config
 from bot.gcp.cloudrun import CloudRunAdmin
+from bot.ops.drill.machine import DRILL_TAG
 from bot.ops.drill.request import drill_revision_name
-from bot.ops.drill.steps import DRILL_TAG
 from bot.ops.flags.states import FLAG_TAG
 from bot.ops.release.request import next_revision_name
 from bot.ops.release.states import GREEN_TAG

@@ -2,8 +2,7 @@
 (the recent ones), and ``take_backup`` for other workflows (the release's pre-green backup)."""
 
 from bot.ops.backups.listing import backups_message, newest_backup_age, recent_backups
-from bot.ops.backups.take import BackupFailed, default_description, take_backup
-from bot.ops.backups.workflow import (
+from bot.ops.backups.machine import (
     FINAL_STATES,
     RUNNING_STATES,
     BackupRequest,
@@ -15,6 +14,7 @@ from bot.ops.backups.workflow import (
     refresh,
     request_backup,
 )
+from bot.ops.backups.take import BackupFailed, default_description, take_backup
 from bot.ops.workflow import Workflow
 
 __all__ = [

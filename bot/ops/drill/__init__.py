@@ -12,15 +12,15 @@ back: the drill then fails, and the time to safe traffic is measured all the sam
 """
 
 from bot.ops.drill.history import drills_message, log_text
-from bot.ops.drill.request import request_drill
-from bot.ops.drill.schedule import next_scheduled, tick
-from bot.ops.drill.steps import (
+from bot.ops.drill.machine import (
     RUNNING_STATES,
     execute,
     fail_unexpectedly,
     stand_aside,
     take_back,
 )
+from bot.ops.drill.request import request_drill
+from bot.ops.drill.schedule import next_scheduled, tick
 from bot.ops.workflow import Workflow
 
 __all__ = [

@@ -7,6 +7,7 @@ from typing import Any
 
 from bot.ops.context import Deps
 from bot.ops.flags.cloud import cloud_failure, patch, traffic_now
+from bot.ops.flags.judging import step_watch
 from bot.ops.flags.record import (
     Superseded,
     commit,
@@ -18,7 +19,6 @@ from bot.ops.flags.record import (
 )
 from bot.ops.flags.states import FLAG_TAG, MAX_STEPS_PER_RUN, RUNNING_STATES
 from bot.ops.flags.verify import verify_tag
-from bot.ops.flags.watch import step_watch
 from bot.ops.slow import not_applied, still_applying
 from bot.ops.stepping import advance
 from bot.ports import CloudRunError, ServiceState, TrafficTarget

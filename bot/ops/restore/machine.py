@@ -39,7 +39,7 @@ from bot.ops.restore.record import (
     later,
     why,
 )
-from bot.ops.rollback.steps import pinned_targets
+from bot.ops.rollback.machine import pinned_targets
 from bot.ops.stepping import advance
 from bot.policy.databases import (
     Endpoint,

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.ops.cards import announce, card_view, refresh_card
+from bot.ops.cards import announce
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.errors import UserError
-from bot.ops.rollback.model import RUNNING_STATES, STEP_OF_STATE
 from bot.ops.rollback.repeat import latest_ran, previous_view
+from bot.ops.rollback.states import RUNNING_STATES, STEP_OF_STATE
 from bot.ops.rollback.target import target_choice
+from bot.ops.rollback.view import card_view, refresh
 from bot.ports import CloudRunError
 from bot.store import Operation
 
@@ -102,7 +103,7 @@ def finish(deps: Deps, operation_id: str, state: str, **data: Any) -> Operation:
         deps.store.merge_data(operation_id, now, **data)
     operation = deps.store.update_operation(operation_id, now, state=state)
     deps.store.release_lock(operation.service, operation_id)
-    refresh_card(deps, operation_id)
+    refresh(deps, operation_id)
     return operation
 
 

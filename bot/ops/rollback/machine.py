@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from bot.ops.cards import refresh_card
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.health import config_problem, probe_health
-from bot.ops.rollback.finish import fail, finish
-from bot.ops.rollback.model import RUNNING_STATES
+from bot.ops.rollback.record import fail, finish
+from bot.ops.rollback.states import RUNNING_STATES
+from bot.ops.rollback.view import refresh
 from bot.ops.slow import still_applying
 from bot.ports import CloudRunError, EtagConflict, ServiceState, TrafficTarget
 from bot.store import Operation
@@ -168,7 +168,7 @@ def _advance(
     deps.store.finish_step(operation.id, step, now, "done", result)
     _record_timing(deps, operation, step, started)
     updated = deps.store.update_operation(operation.id, now, state=state)
-    refresh_card(deps, operation.id)
+    refresh(deps, operation.id)
     return updated
 
 
