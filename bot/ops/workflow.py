@@ -3,6 +3,17 @@
 
 Each workflow package exposes one ``WORKFLOW`` (a ``Workflow``) naming its own functions, and
 the engine (bot/ops/engine.py) knows a workflow only through it.
+
+Every workflow package keeps the same files for the same things, beside the modules of its own
+domain (a release's canary steps, a rollback's choice of target, a restore's secret):
+
+- ``__init__.py``: what the rest of the bot uses, and ``WORKFLOW``;
+- ``states.py``: its states (``RUNNING_STATES``, the ones the engine runs; ``FINAL_STATES``);
+- ``request.py``: a request read, authorized and recorded (nothing changes in the cloud yet);
+- ``machine.py``: its state machine: one step per running state, and ``execute``;
+- ``record.py``: committing its progress (its next state and data together) and its end;
+- ``people.py``: what people do to it (approvals, an on-call engineer's emergency rollback);
+- ``view.py``: its one live card.
 """
 
 from __future__ import annotations

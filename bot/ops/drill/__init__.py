@@ -12,15 +12,11 @@ back: the drill then fails, and the time to safe traffic is measured all the sam
 """
 
 from bot.ops.drill.history import drills_message, log_text
-from bot.ops.drill.machine import (
-    RUNNING_STATES,
-    execute,
-    fail_unexpectedly,
-    stand_aside,
-    take_back,
-)
+from bot.ops.drill.machine import execute, fail_unexpectedly
+from bot.ops.drill.people import stand_aside, take_back
 from bot.ops.drill.request import request_drill
 from bot.ops.drill.schedule import next_scheduled, tick
+from bot.ops.drill.states import RUNNING_STATES
 from bot.ops.workflow import Workflow
 
 __all__ = [

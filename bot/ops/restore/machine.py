@@ -26,7 +26,6 @@ from bot.ops.metrics_window import observing_since, read_fresh
 from bot.ops.release import next_revision_name
 from bot.ops.restore.endpoints import old_endpoints, secret_location
 from bot.ops.restore.record import (
-    FINAL_STATES,
     again,
     audit_run,
     back,
@@ -39,6 +38,7 @@ from bot.ops.restore.record import (
     later,
     why,
 )
+from bot.ops.restore.states import RESTORE_TAG
 from bot.ops.rollback.machine import pinned_targets
 from bot.ops.stepping import advance
 from bot.policy.databases import (
@@ -64,23 +64,8 @@ from bot.store import Operation
 
 log = logging.getLogger("runback.restore")
 
-RUNNING_STATES = (
-    "approved",
-    "creating",
-    "restoring",
-    "checking",
-    "pointing",
-    "deploying",
-    "smoke",
-    "shifting",
-    "judging",
-    "going_back",
-)
-RESTORE_TAG = "restored"
 MAX_STEPS_PER_RUN = 50
 YIELD_GRACE_S = 60  # after stepping aside, the longest an on-call rollback takes to begin
-
-__all__ = ["FINAL_STATES", "RUNNING_STATES", "execute"]
 
 
 def execute(deps: Deps, operation_id: str) -> Operation:

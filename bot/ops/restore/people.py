@@ -14,15 +14,13 @@ from collections.abc import Callable
 
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.errors import Superseded, UserError
-from bot.ops.restore.record import FINAL_STATES, commit, end
+from bot.ops.restore.record import commit, end
+from bot.ops.restore.states import BEFORE_TRAFFIC, FINAL_STATES, SERVING
 from bot.ops.restore.view import refresh
 from bot.ops.stepping import write_step
 from bot.store import Move, Operation, data_seq
 
 MAX_TRIES = 20
-# Before its revision takes traffic: the restore steps aside for an emergency.
-BEFORE_TRAFFIC = ("approved", "creating", "restoring", "checking", "pointing", "deploying", "smoke")
-SERVING = ("shifting", "judging")  # its revision serves (or is being given the traffic)
 
 
 def decided(operation: Operation, approve: bool) -> Move:

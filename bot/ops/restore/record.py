@@ -13,8 +13,6 @@ from bot.ops.stepping import write_step
 from bot.ports import CloudSqlError, SecretsError
 from bot.store import Operation
 
-FINAL_STATES = ("succeeded", "failed", "rolled_back", "rejected", "expired", "cancelled")
-
 
 def commit(deps: Deps, operation: Operation, state: str | None = None, **data: Any) -> Operation:
     """The next state and data, only if the restore is still exactly as read (else Superseded:

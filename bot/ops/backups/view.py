@@ -1,0 +1,46 @@
+"""What an on-demand backup shows: its one live card."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+from bot.config import Action
+from bot.ops.cards import approval_view, operation_card, show
+from bot.ops.context import Deps
+from bot.policy.approvals import who_may_approve
+from bot.store import Operation
+
+
+def backup_view(deps: Deps, operation: Operation) -> dict[str, Any]:
+    data = operation.data or {}
+    approval = deps.store.approval_for(operation.id)
+    pending = data.get("pending") or {}
+    started = pending.get("started_at")
+    elapsed = data.get("total_s")
+    if elapsed is None and started:
+        elapsed = (deps.clock.now() - datetime.fromisoformat(started)).total_seconds()
+    return {
+        "id": operation.id,
+        "service": operation.service,
+        "instance": data.get("instance", ""),
+        "state": operation.state,
+        "requested_by": operation.requested_by,
+        "description": operation.reason,
+        "backup_id": data.get("backup_id", ""),
+        "op_status": data.get("op_status", ""),
+        "unreachable": data.get("unreachable", ""),
+        "elapsed_s": elapsed,
+        "error": data.get("error", ""),
+        "approval": approval_view(approval) if approval else None,
+        "approver": asdict(who_may_approve(deps.config.approvals, Action.BACKUP)),
+    }
+
+
+def refresh(deps: Deps, operation_id: str) -> None:
+    operation = deps.store.operation(operation_id)
+    if operation is None:
+        return
+    message = deps.renderer.message("db_backup_card", b=backup_view(deps, operation))
+    show(deps, operation_card(operation.id), operation.channel, message)
