@@ -7,13 +7,13 @@ import base64
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from bot.ops.context import Deps
 from bot.ports import ChatError, Message
-from bot.store import OutboxMessage
+from bot.store import Operation, OutboxMessage
 
 log = logging.getLogger("runback.cards")
 
@@ -60,6 +60,35 @@ def show(deps: Deps, card: str, channel: str, message: Message) -> None:
     workflow, and the newest state wins once Slack answers."""
     deps.store.stage_card(card, channel, asdict(message), deps.clock.now())
     _kick(deps)
+
+
+CardMessage = Callable[[Deps, Operation], Message]  # an operation's card, as it is now
+MAX_REFRESHES = 5  # an operation never moves this often in one refresh; its next commit shows it
+
+
+@dataclass(frozen=True)
+class OperationCard:
+    """The one live card of a kind of operation: ``message`` renders it from the operation."""
+
+    message: CardMessage
+
+    def refresh(self, deps: Deps, operation_id: str) -> None:
+        """Show the operation as it is now. The engine and a person (a card's button, an
+        on-call /rollback) commit and refresh concurrently; one that read the operation just
+        before the other's commit could stage its older picture last (a writer waiting for the
+        database, say) and leave the card behind. So the operation is read again after staging
+        and shown anew until it stands still."""
+        shown: tuple[Any, ...] | None = None
+        for _ in range(MAX_REFRESHES):
+            operation = deps.store.operation(operation_id)
+            if operation is None:
+                return
+            seen = (operation.state, operation.data, operation.finished_at)
+            if seen == shown:
+                return
+            card = operation_card(operation.id)
+            show(deps, card, operation.channel, self.message(deps, operation))
+            shown = seen
 
 
 def announce(deps: Deps, channel: str, message: Message, thread_of: str = "") -> None:

@@ -6,10 +6,11 @@ instead of starting a second backup; the check is due every ``poll_interval_s``.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from contextlib import suppress
+from datetime import datetime
 
 from bot.ops.backups.record import commit, end
-from bot.ops.backups.states import FINAL_STATES, RUNNING_STATES
+from bot.ops.backups.states import FINAL_STATES
 from bot.ops.backups.take import (
     BackupFailed,
     BackupOutcome,
@@ -20,19 +21,15 @@ from bot.ops.backups.take import (
 )
 from bot.ops.backups.target import Database, resolve_database
 from bot.ops.context import Deps
+from bot.ops.errors import Superseded
+from bot.ops.stepping import advance, due_in
 from bot.ports import CloudSqlError
 from bot.store import Operation
 
 
 def execute(deps: Deps, operation_id: str) -> Operation:
-    operation = deps.store.operation(operation_id)
-    assert operation is not None
-    while operation.state in RUNNING_STATES:
-        due = operation.data.get("due_at")
-        if due and datetime.fromisoformat(due) > deps.clock.now():
-            break
-        operation = STEPS[operation.state](deps, operation)
-    return operation
+    """Advance the backup until it ends or waits for its next look (``due_at``)."""
+    return advance(deps, operation_id, STEPS, name="backup")
 
 
 def _database(deps: Deps, operation: Operation) -> Database:
@@ -91,10 +88,11 @@ STEPS = {"starting": _step_start, "backing_up": _step_follow}
 
 
 def _due(deps: Deps) -> str:
-    return (deps.clock.now() + timedelta(seconds=deps.config.backups.poll_interval_s)).isoformat()
+    return due_in(deps, deps.config.backups.poll_interval_s)
 
 
 def fail_unexpectedly(deps: Deps, operation_id: str) -> None:
     operation = deps.store.operation(operation_id)
     if operation is not None and operation.state not in FINAL_STATES:
-        end(deps, operation, "failed", error="internal")
+        with suppress(Superseded):  # moved on meanwhile: what it is now stands
+            end(deps, operation, "failed", error="internal")

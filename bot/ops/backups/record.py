@@ -1,28 +1,21 @@
-"""Committing a backup's progress: its next state and data together, its end."""
+"""Committing a backup's progress: its next state and data together (compare-and-set), its end."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from bot.ops.backups.states import FINAL_STATES
+from bot.ops.backups.states import KIND
 from bot.ops.backups.view import refresh
 from bot.ops.context import BOT_ACTOR, Deps
+from bot.ops.stepping import Record
 from bot.store import Operation
 
-
-def commit(deps: Deps, operation: Operation, state: str | None = None, **data: Any) -> Operation:
-    now = deps.clock.now()
-    fields: dict[str, Any] = {"data": {**operation.data, **data}}
-    if state is not None:
-        fields["state"] = state
-        if state in FINAL_STATES:
-            fields["finished_at"] = now
-    updated = deps.store.update_operation(operation.id, now, **fields)
-    refresh(deps, operation.id)
-    return updated
+RECORD = Record(KIND, refresh)
+commit = RECORD.commit  # the next state and data together (compare-and-set), then the card
 
 
 def end(deps: Deps, operation: Operation, state: str, **data: Any) -> Operation:
+    """The last state, with the backup's total time (an on-demand backup holds no lock)."""
     started = operation.created_at
     total = (deps.clock.now() - started).total_seconds()
     deps.store.add_event(operation.id, deps.clock.now(), state, actor=BOT_ACTOR)

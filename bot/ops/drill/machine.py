@@ -13,10 +13,11 @@ from bot.ops.drill.record import commit, end, log_step
 from bot.ops.drill.states import DRILL_TAG, RUNNING_STATES
 from bot.ops.errors import Superseded, UserError
 from bot.ops.health import config_problem, probe_health
-from bot.ops.release.cloud import with_other_tags
 from bot.ops.release.deploy import PROMETHEUS_LINE
+from bot.ops.release.states import GREEN_TAG
 from bot.ops.rollback import RollbackRequest
 from bot.ops.stepping import advance, ensure_current
+from bot.ops.traffic import with_other_tags
 from bot.ports import (
     CloudRunError,
     EtagConflict,
@@ -116,7 +117,7 @@ def _steady_blue(state: ServiceState) -> str | None:
 def _deploy(deps: Deps, operation: Operation, state: ServiceState, image: str) -> str:
     def send(current: ServiceState) -> str:
         targets = [TrafficTarget(operation.to_revision, 100, DRILL_TAG)]
-        targets = with_other_tags(targets, current)
+        targets = with_other_tags(targets, current, own=(GREEN_TAG,))
         return deps.cloudrun.start_deploy(
             current.ref,
             image,

@@ -8,16 +8,13 @@ from typing import Any
 
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.drill.view import announce_result, refresh
-from bot.ops.stepping import write_step
+from bot.ops.stepping import Record
 from bot.store import Operation
 
-
-def commit(deps: Deps, operation: Operation, state: str | None = None, **data: Any) -> Operation:
-    """Commit the next state and data together, only if the drill is still as read (else
-    Superseded: an on-call engineer's rollback that took the drill over is never undone)."""
-    updated = write_step(deps, operation, state, data)
-    refresh(deps, operation.id)
-    return updated
+# The next state and data together, only if the drill is still as read (else Superseded: an
+# on-call engineer's rollback that took the drill over is never undone), then the card.
+RECORD = Record("drill", refresh)
+commit = RECORD.commit
 
 
 def log_step(

@@ -13,20 +13,9 @@ from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.flags.record import commit, end
 from bot.ops.flags.states import FLAG_TAG
 from bot.ops.stepping import ensure_current
-from bot.ports import CloudRunError, EnvVar, EtagConflict, ServiceState, TrafficTarget
+from bot.ops.traffic import with_other_tags
+from bot.ports import CloudRunError, EnvVar, EtagConflict, TrafficTarget
 from bot.store import Operation
-
-
-def pinned(state: ServiceState, targets: list[TrafficTarget]) -> list[TrafficTarget]:
-    """``targets`` plus every other tag of the service kept on its own revision at 0% (a
-    traffic PATCH replaces the whole list); the flip's own ``flag`` tag only where named."""
-    result = list(targets)
-    named = {t.tag for t in targets if t.tag}
-    for status in state.traffic:
-        if status.tag and status.tag not in named and status.tag != FLAG_TAG and status.revision:
-            result.append(TrafficTarget(status.revision, 0, status.tag))
-            named.add(status.tag)
-    return result
 
 
 def patch(
@@ -69,7 +58,7 @@ def _send(
 ) -> tuple[str, list[TrafficTarget]]:
     ref = deps.service_ref(deps.managed_service(operation.service))
     state = deps.cloudrun.get_service(ref)
-    sent = pinned(state, targets)
+    sent = with_other_tags(targets, state, own=(FLAG_TAG,), ride=False)  # each at 0%
     if deploy:
         env = EnvVar(operation.data["env"], operation.data["text"])
         base = operation.from_revision

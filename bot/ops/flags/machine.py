@@ -14,13 +14,12 @@ from bot.ops.flags.record import (
     due_in,
     end,
     event,
-    step_ended,
-    step_started,
 )
 from bot.ops.flags.states import FLAG_TAG, MAX_STEPS_PER_RUN, RUNNING_STATES
 from bot.ops.flags.verify import verify_tag
 from bot.ops.slow import not_applied, still_applying
-from bot.ops.stepping import advance
+from bot.ops.stepping import advance, step_ended, step_started
+from bot.ops.traffic import serving_targets
 from bot.ports import CloudRunError, ServiceState, TrafficTarget
 from bot.store import Operation
 
@@ -47,8 +46,7 @@ def _step_deploy(deps: Deps, operation: Operation) -> Operation:
         state = deps.cloudrun.get_service(deps.service_ref(deps.managed_service(operation.service)))
     except CloudRunError as error:
         return cloud_failure(deps, operation, "deploy", error)
-    targets = [TrafficTarget(r, p) for r, p in sorted(state.serving().items())]
-    targets.append(TrafficTarget(operation.to_revision, 0, FLAG_TAG))
+    targets = [*serving_targets(state), TrafficTarget(operation.to_revision, 0, FLAG_TAG)]
     return patch(deps, operation, targets, then="deployed", purpose="deploy", deploy=True)
 
 
@@ -132,8 +130,7 @@ def _untag(deps: Deps, operation: Operation, outcome: dict[str, Any]) -> Operati
         state = deps.cloudrun.get_service(deps.service_ref(deps.managed_service(operation.service)))
     except CloudRunError as error:
         return cloud_failure(deps, operation, "untag", error)
-    targets = [TrafficTarget(r, p) for r, p in sorted(state.serving().items())]
-    return patch(deps, operation, targets, then="untagged", purpose="untag")
+    return patch(deps, operation, serving_targets(state), then="untagged", purpose="untag")
 
 
 def _step_untagging(deps: Deps, operation: Operation) -> Operation:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.release.record import commit, end
 from bot.ops.release.states import GREEN_TAG
-from bot.ports import CloudRunError, ServiceState, TrafficTarget
+from bot.ops.traffic import with_other_tags
+from bot.ports import CloudRunError, TrafficTarget
 from bot.store import Operation
 
 
@@ -21,7 +22,7 @@ def patch(
     ref = deps.service_ref(deps.managed_service(operation.service))
     try:
         state = deps.cloudrun.get_service(ref)
-        targets = with_other_tags(targets, state)
+        targets = with_other_tags(targets, state, own=(GREEN_TAG,))
         if deploy:
             flag = ((operation.data.get("migration") or {}).get("flag")) or ""
             name = deps.cloudrun.start_deploy(
@@ -55,28 +56,6 @@ def patch(
         due_at=None,
         pending={"op": name, "then": then, "purpose": purpose, "expect": expected},
     )
-
-
-def with_other_tags(targets: list[TrafficTarget], state: ServiceState) -> list[TrafficTarget]:
-    """``targets`` plus every other tag on the service, kept on its own revision: a traffic
-    PATCH replaces the whole list, so a tag left out (``preview``, say) would be deleted. A tag
-    rides on an untagged target of its revision when there is one (as the rollback workflow
-    pins them), else on a 0% target. Green's tag is the release's own: kept only where the
-    targets name it."""
-    result = list(targets)
-    named = {t.tag for t in targets if t.tag}
-    for status in state.traffic:
-        if not status.tag or status.tag in named or status.tag == GREEN_TAG or not status.revision:
-            continue
-        spare = next(
-            (i for i, t in enumerate(result) if t.revision == status.revision and not t.tag), None
-        )
-        if spare is None:
-            result.append(TrafficTarget(status.revision, 0, status.tag))
-        else:
-            result[spare] = TrafficTarget(status.revision, result[spare].percent, status.tag)
-        named.add(status.tag)
-    return result
 
 
 def cloud_failure(

@@ -9,7 +9,7 @@ finds: ``approved`` re-reads the service (and skips the PATCH if traffic is alre
 ``verifying`` probes again.
 """
 
-from bot.ops.rollback.machine import execute, pinned_targets
+from bot.ops.rollback.machine import execute
 from bot.ops.rollback.people import decide, on_decided, on_expired, yield_to
 from bot.ops.rollback.record import check_recovery_offer, fail_unexpectedly
 from bot.ops.rollback.repeat import check_repeat_still_current
@@ -34,7 +34,6 @@ __all__ = [
     "fail_unexpectedly",
     "on_decided",
     "on_expired",
-    "pinned_targets",
     "yield_to",
 ]
 

@@ -6,10 +6,11 @@ from dataclasses import asdict
 from typing import Any
 
 from bot.config import Action, Role
-from bot.ops.cards import approval_view, operation_card, show
+from bot.ops.cards import OperationCard, approval_view
 from bot.ops.context import Deps
 from bot.policy.approvals import who_may_approve
 from bot.policy.flags import flag_action
+from bot.ports import Message
 from bot.store import Operation
 
 
@@ -91,9 +92,9 @@ def _total_seconds(operation: Operation) -> float | None:
     return (operation.finished_at - operation.created_at).total_seconds()
 
 
-def refresh(deps: Deps, operation_id: str) -> None:
-    operation = deps.store.operation(operation_id)
-    if operation is None:
-        return
-    message = deps.renderer.message("rollback_card", op=card_view(deps, operation))
-    show(deps, operation_card(operation.id), operation.channel, message)
+def rollback_card(deps: Deps, operation: Operation) -> Message:
+    return deps.renderer.message("rollback_card", op=card_view(deps, operation))
+
+
+CARD = OperationCard(rollback_card)
+refresh = CARD.refresh
