@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot.ops.applying import Changes
 from bot.ops.context import BOT_ACTOR, Deps
-from bot.ops.flags.record import commit, end
+from bot.ops.flags.record import RECORD, commit, end
 from bot.ops.flags.states import FLAG_TAG
-from bot.ops.stepping import ensure_current
 from bot.ops.traffic import with_other_tags
-from bot.ports import CloudRunError, EnvVar, EtagConflict, TrafficTarget
+from bot.ports import CloudRunError, EnvVar, TrafficTarget
 from bot.store import Operation
 
 
@@ -28,29 +28,9 @@ def patch(
 ) -> Operation:
     """Send one PATCH (the env change with ``deploy``, else traffic) and commit its operation
     name before waiting for it (state ``applying``)."""
-    try:
-        name, sent = _send(deps, operation, targets, deploy)
-    except EtagConflict:
-        ensure_current(deps, operation)  # not over an on-call rollback made meanwhile
-        try:
-            name, sent = _send(deps, operation, targets, deploy)
-        except CloudRunError as error:
-            return cloud_failure(deps, operation, purpose, error)
-    except CloudRunError as error:
-        return cloud_failure(deps, operation, purpose, error)
-    expected = {t.revision: t.percent for t in sent if t.percent}
-    deps.audit(
-        BOT_ACTOR,
-        f"cloudrun.flag_{purpose}",
-        "ok",
-        service=operation.service,
-        revision=operation.to_revision,
-        operation_id=operation.id,
-        cloud_operation=name,
-        traffic=expected,
+    return CHANGES.apply(
+        deps, operation, lambda: _send(deps, operation, targets, deploy), then, purpose
     )
-    pending = {"op": name, "then": then, "purpose": purpose, "expect": expected}
-    return commit(deps, operation, "applying", due_at=None, pending=pending)
 
 
 def _send(
@@ -99,3 +79,6 @@ def cloud_failure(
         return commit(deps, operation, "rolling_back", due_at=None, pending=None, outcome=outcome)
     operation = commit(deps, operation, traffic_now=traffic_now(deps, operation))
     return end(deps, operation, "failed", outcome)
+
+
+CHANGES = Changes(RECORD, "cloudrun.flag_", cloud_failure, retry_stale=True)

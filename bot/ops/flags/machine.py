@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from bot.ops.context import Deps
-from bot.ops.flags.cloud import cloud_failure, patch, traffic_now
+from bot.ops.flags.cloud import CHANGES, cloud_failure, patch, traffic_now
 from bot.ops.flags.judging import step_watch
 from bot.ops.flags.record import (
     Superseded,
@@ -17,7 +17,6 @@ from bot.ops.flags.record import (
 )
 from bot.ops.flags.states import FLAG_TAG, MAX_STEPS_PER_RUN, RUNNING_STATES
 from bot.ops.flags.verify import verify_tag
-from bot.ops.slow import not_applied, still_applying
 from bot.ops.stepping import advance, step_ended, step_started
 from bot.ops.traffic import serving_targets
 from bot.ports import CloudRunError, ServiceState, TrafficTarget
@@ -51,17 +50,7 @@ def _step_deploy(deps: Deps, operation: Operation) -> Operation:
 
 
 def _step_applying(deps: Deps, operation: Operation) -> Operation:
-    pending = operation.data["pending"]
-    try:
-        state = deps.cloudrun.wait_operation(pending["op"], deps.config.release.operation_timeout_s)
-    except CloudRunError as error:
-        if error.reason == "operation_timeout":
-            return still_applying(deps, operation, "flag", error)
-        return _failed_change(deps, operation, pending["purpose"], error)
-    if state.failure or state.serving() != pending["expect"]:  # a deploy's new revision failed
-        return _failed_change(deps, operation, pending["purpose"], not_applied(state))
-    operation = commit(deps, operation, pending=None)
-    return AFTER_APPLY[pending["then"]](deps, operation, state)
+    return CHANGES.follow(deps, operation, AFTER_APPLY, failed=_failed_change)
 
 
 def _failed_change(
