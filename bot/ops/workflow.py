@@ -8,7 +8,9 @@ Every workflow package keeps the same files for the same things, beside the modu
 domain (a release's canary steps, a rollback's choice of target, a restore's secret):
 
 - ``__init__.py``: what the rest of the bot uses, and ``WORKFLOW``;
-- ``states.py``: its states (``RUNNING_STATES``, the ones the engine runs; ``FINAL_STATES``);
+- ``states.py``: its states (``RUNNING_STATES``, the ones the engine runs; ``FINAL_STATES``),
+  and its typed data: a pydantic model stored as JSON with a ``version`` (so far a backup's,
+  ``BackupData``; the others still keep plain dicts);
 - ``request.py``: a request read, authorized and recorded (nothing changes in the cloud yet);
 - ``machine.py``: its state machine: one step per running state, and ``execute``;
 - ``record.py``: committing its progress (its next state and data together) and its end;

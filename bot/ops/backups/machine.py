@@ -10,11 +10,10 @@ from contextlib import suppress
 from datetime import datetime
 
 from bot.ops.backups.record import commit, end
-from bot.ops.backups.states import FINAL_STATES
+from bot.ops.backups.states import FINAL_STATES, BackupData
 from bot.ops.backups.take import (
     BackupFailed,
     BackupOutcome,
-    PendingBackup,
     check_backup,
     finish_backup,
     start_backup,
@@ -48,7 +47,7 @@ def _step_start(deps: Deps, operation: Operation) -> Operation:
         deps,
         operation,
         "backing_up",
-        pending=pending.to_data(),
+        pending=pending,
         backup_id=pending.backup_id,
         op_status="PENDING",
         due_at=_due(deps),
@@ -56,7 +55,9 @@ def _step_start(deps: Deps, operation: Operation) -> Operation:
 
 
 def _step_follow(deps: Deps, operation: Operation) -> Operation:
-    pending = PendingBackup.from_data(operation.data["pending"])
+    data = BackupData.of(operation)
+    pending = data.pending
+    assert pending is not None  # committed with the state backing_up
     settings = deps.config.backups
     elapsed = (deps.clock.now() - datetime.fromisoformat(pending.started_at)).total_seconds()
     try:
@@ -77,7 +78,7 @@ def _step_follow(deps: Deps, operation: Operation) -> Operation:
     return commit(
         deps,
         operation,
-        op_status=outcome.status or operation.data.get("op_status", ""),
+        op_status=outcome.status or data.op_status,
         unreachable=outcome.error,
         elapsed_s=elapsed,
         due_at=_due(deps),

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from bot.config import Action
 from bot.ops.approvals import request_approval
-from bot.ops.backups.states import KIND, RUNNING_STATES
+from bot.ops.backups.states import KIND, RUNNING_STATES, BackupData
 from bot.ops.backups.take import default_description
 from bot.ops.backups.target import Database, authorize_database
 from bot.ops.backups.view import refresh
@@ -58,7 +58,7 @@ def _create(
         reason=description,
         emergency=False,
         state=state,
-        data={"instance": database.instance, "project": database.project},
+        data=BackupData(instance=database.instance, project=database.project).stored(),
     )
     if state == "awaiting_approval":
         request_approval(deps, operation.id, Action.BACKUP, request.user)

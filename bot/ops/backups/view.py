@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.config import Action
+from bot.ops.backups.states import BackupData
 from bot.ops.cards import OperationCard, approval_view
 from bot.ops.context import Deps
 from bot.policy.approvals import who_may_approve
@@ -15,25 +16,24 @@ from bot.store import Operation
 
 
 def backup_view(deps: Deps, operation: Operation) -> dict[str, Any]:
-    data = operation.data or {}
+    data = BackupData.of(operation)
     approval = deps.store.approval_for(operation.id)
-    pending = data.get("pending") or {}
-    started = pending.get("started_at")
-    elapsed = data.get("total_s")
-    if elapsed is None and started:
-        elapsed = (deps.clock.now() - datetime.fromisoformat(started)).total_seconds()
+    elapsed = data.total_s
+    if elapsed is None and data.pending is not None:
+        started = datetime.fromisoformat(data.pending.started_at)
+        elapsed = (deps.clock.now() - started).total_seconds()
     return {
         "id": operation.id,
         "service": operation.service,
-        "instance": data.get("instance", ""),
+        "instance": data.instance,
         "state": operation.state,
         "requested_by": operation.requested_by,
         "description": operation.reason,
-        "backup_id": data.get("backup_id", ""),
-        "op_status": data.get("op_status", ""),
-        "unreachable": data.get("unreachable", ""),
+        "backup_id": data.backup_id,
+        "op_status": data.op_status,
+        "unreachable": data.unreachable,
         "elapsed_s": elapsed,
-        "error": data.get("error", ""),
+        "error": data.error,
         "approval": approval_view(approval) if approval else None,
         "approver": asdict(who_may_approve(deps.config.approvals, Action.BACKUP)),
     }
