@@ -15,11 +15,11 @@ import yaml
 from bot.config import RUNBACK_TAGS, ConfigError, load_config, parse_config
 from bot.gcp.cloudrun import CloudRunAdmin
 from bot.ops.drill.request import drill_revision_name
-from bot.ops.drill.steps import DRILL_TAG
+from bot.ops.drill.states import DRILL_TAG
 from bot.ops.flags.states import FLAG_TAG
 from bot.ops.release.request import next_revision_name
 from bot.ops.release.states import GREEN_TAG
-from bot.ops.restore.machine import RESTORE_TAG
+from bot.ops.restore.states import RESTORE_TAG
 from bot.policy.names import is_revision_name, revision_name
 from bot.ports import CloudRunError, ServiceRef, TrafficTarget
 from bot.sandbox.emulator.server import Emulator

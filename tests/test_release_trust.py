@@ -12,7 +12,8 @@ from collections.abc import Iterator
 import pytest
 
 from bot.config import load_config
-from bot.ops.release.cloud import with_other_tags
+from bot.ops.release.states import GREEN_TAG
+from bot.ops.traffic import with_other_tags
 from bot.ports import ServiceRef, ServiceState, TrafficStatus, TrafficTarget
 from bot.sandbox.console import Sandbox
 from bot.sandbox.seed import SAMPLE_REVISIONS
@@ -324,7 +325,7 @@ def test_a_kept_tag_rides_on_its_revisions_target() -> None:
         ),
         latest_ready_revision=BLUE,
     )
-    assert with_other_tags([TrafficTarget(BLUE, 100)], state) == [
+    assert with_other_tags([TrafficTarget(BLUE, 100)], state, own=(GREEN_TAG,)) == [
         TrafficTarget(BLUE, 100, "stable"),
         TrafficTarget("wa-backend-00001", 0, "preview"),
     ], "green's tag goes at the end of a release; the others stay"

@@ -12,7 +12,7 @@ import pytest
 from slack_sdk.models.blocks import Block
 
 from bot.config import Role, load_config
-from bot.ops.cards import step_marks
+from bot.ops.rollback.view import step_marks
 from bot.policy.approvals import allowed_actions
 from bot.ports import Message
 from bot.render import LOCALES, TEMPLATES_DIR, Renderer
@@ -68,7 +68,7 @@ def revision(name: str, age_s: float | None = 3600.0, image: str = "gcr.io/p/wa:
 
 
 def make_op(state: str, **over: Any) -> dict[str, Any]:
-    """The ``op`` of bot/ops/cards.py card_view, as the workflow leaves it in ``state``."""
+    """The ``op`` of bot/ops/rollback/view.py card_view, as the workflow leaves it in ``state``."""
     status = {
         "rejected": "rejected",
         "expired": "expired",

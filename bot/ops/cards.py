@@ -7,78 +7,15 @@ import base64
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot.config import Action, Role
 from bot.ops.context import Deps
-from bot.policy.approvals import who_may_approve
-from bot.policy.flags import flag_action
 from bot.ports import ChatError, Message
 from bot.store import Operation, OutboxMessage
 
 log = logging.getLogger("runback.cards")
-
-
-def card_view(deps: Deps, operation: Operation) -> dict[str, Any]:
-    """Everything the card template needs, as plain data."""
-    approval = deps.store.approval_for(operation.id)
-    data = operation.data or {}
-    return {
-        "id": operation.id,
-        "kind": operation.kind,
-        "service": operation.service,
-        "state": operation.state,
-        "emergency": operation.emergency,
-        "automatic": bool(data.get("automatic")),
-        "drill": data.get("drill", ""),
-        "requested_by": operation.requested_by,
-        "reason": operation.reason,
-        "from": data.get("from") or {},
-        "to": data.get("to") or {},
-        "timings": data.get("timings") or {},
-        "error": data.get("error"),
-        "traffic_now": data.get("traffic_now"),
-        "uri": data.get("uri", ""),
-        "health": data.get("health"),
-        "superseded_by": data.get("superseded_by", ""),
-        "preempted_by": data.get("preempted_by", ""),
-        "preempted_reason": data.get("preempted_reason", ""),
-        "skipped": data.get("skipped") or [],
-        "offers": data.get("offers") or {},
-        "total_s": _total_seconds(operation),
-        "marks": step_marks(data.get("timings") or {}, (data.get("error") or {}).get("step")),
-        "approval": approval_view(approval) if approval else None,
-        "health_path": _health_path(deps, operation),
-        "approver": _approver(deps, approval),
-        "migration_guard": data.get("migration_guard") or [],
-        "flag_role": str(_flag_role(deps, operation.service)),
-    }
-
-
-def _flag_role(deps: Deps, service: str) -> Role:
-    """Who may flip a flag of ``service`` (a way out a card may offer)."""
-    config = deps.config.service(service)
-    environment = config.environment if config else "production"
-    return deps.config.approvals.row(flag_action(environment)).requester
-
-
-ROLLBACK_STEPS = ("shift", "wait", "verify")
-
-
-def step_marks(timings: dict[str, float], failed_step: str | None) -> dict[str, str]:
-    """done / failed / pending for each step of a rollback: a step is done when it, or a later
-    one, finished; the step that failed is never shown as done."""
-    marks: dict[str, str] = {}
-    for index, step in enumerate(ROLLBACK_STEPS):
-        if step == failed_step:
-            marks[step] = "failed"
-        elif any(later in timings for later in ROLLBACK_STEPS[index:]):
-            marks[step] = "done"
-        else:
-            marks[step] = "pending"
-    return marks
 
 
 def approval_view(approval: Any) -> dict[str, Any]:
@@ -90,24 +27,6 @@ def approval_view(approval: Any) -> dict[str, Any]:
         "expires_at": approval.expires_at,
         "action": approval.action,
     }
-
-
-def _approver(deps: Deps, approval: Any) -> dict[str, Any] | None:
-    """Who may approve the request, from the approval matrix (said on the card)."""
-    if approval is None:
-        return None
-    return asdict(who_may_approve(deps.config.approvals, Action(approval.action)))
-
-
-def _health_path(deps: Deps, operation: Operation) -> str:
-    service = deps.config.service(operation.service)
-    return service.health_path if service else "/healthz"
-
-
-def _total_seconds(operation: Operation) -> float | None:
-    if operation.finished_at is None:
-        return None
-    return (operation.finished_at - operation.created_at).total_seconds()
 
 
 # -- the outbox: what the channel is owed, told to Slack off the critical path ----------------
@@ -141,6 +60,35 @@ def show(deps: Deps, card: str, channel: str, message: Message) -> None:
     workflow, and the newest state wins once Slack answers."""
     deps.store.stage_card(card, channel, asdict(message), deps.clock.now())
     _kick(deps)
+
+
+CardMessage = Callable[[Deps, Operation], Message]  # an operation's card, as it is now
+MAX_REFRESHES = 5  # an operation never moves this often in one refresh; its next commit shows it
+
+
+@dataclass(frozen=True)
+class OperationCard:
+    """The one live card of a kind of operation: ``message`` renders it from the operation."""
+
+    message: CardMessage
+
+    def refresh(self, deps: Deps, operation_id: str) -> None:
+        """Show the operation as it is now. The engine and a person (a card's button, an
+        on-call /rollback) commit and refresh concurrently; one that read the operation just
+        before the other's commit could stage its older picture last (a writer waiting for the
+        database, say) and leave the card behind. So the operation is read again after staging
+        and shown anew until it stands still."""
+        shown: tuple[Any, ...] | None = None
+        for _ in range(MAX_REFRESHES):
+            operation = deps.store.operation(operation_id)
+            if operation is None:
+                return
+            seen = (operation.state, operation.data, operation.finished_at)
+            if seen == shown:
+                return
+            card = operation_card(operation.id)
+            show(deps, card, operation.channel, self.message(deps, operation))
+            shown = seen
 
 
 def announce(deps: Deps, channel: str, message: Message, thread_of: str = "") -> None:
@@ -179,8 +127,8 @@ def tell_requester_if_unseen(deps: Deps, card: str, response_url: str) -> None:
 
 
 def _kick(deps: Deps) -> None:
-    courier = deps.extra.get("courier")
-    if isinstance(courier, Courier) and courier.running:
+    courier = deps.courier
+    if courier is not None and courier.running:
         courier.kick()
     else:  # no background courier (a script, a test of one workflow): deliver now
         deliver_due(deps)
@@ -447,11 +395,3 @@ class Courier:
             release, self._held = self._held, None
         if release is not None:
             release()
-
-
-def refresh_card(deps: Deps, operation_id: str) -> None:
-    operation = deps.store.operation(operation_id)
-    if operation is None:
-        return
-    message = deps.renderer.message("rollback_card", op=card_view(deps, operation))
-    show(deps, operation_card(operation.id), operation.channel, message)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
 
 from bot.config import Config, Role, ServiceConfig
 from bot.policy.approvals import roles_of
@@ -31,6 +32,15 @@ log = logging.getLogger("runback.ops")
 BOT_ACTOR = "runback"
 
 
+class Courier(Protocol):
+    """Delivers the Slack outbox off the caller's thread (bot.ops.cards.Courier)."""
+
+    @property
+    def running(self) -> bool: ...
+
+    def kick(self) -> None: ...
+
+
 @dataclass
 class Deps:
     config: Config
@@ -45,9 +55,12 @@ class Deps:
     metrics: Metrics
     logs: LogReader
     service_config: ServiceConfigReader  # the services' own GET /config/flags
-    extra: dict[str, Any] = field(default_factory=dict)
     cloudsql: CloudSql | None = None  # None: no service names a database (or a test without)
     secrets: Secrets | None = None
+    # Set by the engine (bot/ops/engine.py) when it starts; None in a script or a test of one
+    # workflow without an engine: then cards are delivered at once, and nothing is submitted.
+    courier: Courier | None = None  # delivers what cards stage (cards.show, cards.announce)
+    submit: Callable[[str], None] | None = None  # runs an operation a workflow started
 
     def roles(self, user_id: str) -> frozenset[Role]:
         """The user's roles, from their Slack id and the user groups that contain it."""

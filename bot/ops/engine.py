@@ -22,18 +22,22 @@ from typing import Any
 from bot.database import UNAVAILABLE
 from bot.ops import approvals, backups, cards, drill, flags, incidents, release, restore, rollback
 from bot.ops.context import BOT_ACTOR, Deps
+from bot.ops.workflow import Workflow
 from bot.store import TERMINAL_STATES, Operation
 
 log = logging.getLogger("runback.engine")
 
-# operation kind -> its state machine
-WORKFLOWS = {
-    "rollback": rollback,
-    "release": release,
-    "flag": flags,
-    "backup": backups,
-    "restore": restore,
-    "drill": drill,
+# operation kind -> its workflow (bot/ops/workflow.py: all the engine knows of it)
+WORKFLOWS: dict[str, Workflow] = {
+    workflow.kind: workflow
+    for workflow in (
+        rollback.WORKFLOW,
+        release.WORKFLOW,
+        flags.WORKFLOW,
+        backups.WORKFLOW,
+        restore.WORKFLOW,
+        drill.WORKFLOW,
+    )
 }
 ON_EXPIRED = {kind: workflow.on_expired for kind, workflow in WORKFLOWS.items()}
 ON_DECIDED = {kind: workflow.on_decided for kind, workflow in WORKFLOWS.items()}
@@ -62,8 +66,8 @@ class Engine:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.courier = cards.Courier(deps, self.hold)
-        deps.extra["courier"] = self.courier
-        deps.extra["submit"] = self.submit  # a workflow hands the engine one it started
+        deps.courier = self.courier
+        deps.submit = self.submit  # a workflow hands the engine one it started
 
     # -- running operations ------------------------------------------------------------------
 
@@ -130,12 +134,12 @@ class Engine:
                 self._last_activity = time.monotonic()
                 self._lock.notify_all()
 
-    def _after_crash(self, workflow: Any, operation_id: str) -> Operation | None:
+    def _after_crash(self, workflow: Workflow, operation_id: str) -> Operation | None:
         """End a crashed operation loudly; when that means getting to safety (a release goes
         back to blue), start it now rather than at the next tick."""
         workflow.fail_unexpectedly(self.deps, operation_id)
         operation = self.deps.store.operation(operation_id)
-        if operation is None or operation.state not in workflow.RUNNING_STATES:
+        if operation is None or operation.state not in workflow.running_states:
             return operation
         try:
             return workflow.execute(self.deps, operation_id)
@@ -179,7 +183,7 @@ class Engine:
             for service in self.deps.store.release_stale_locks():
                 log.warning("freed the lock of %s, held by an operation that had ended", service)
             for operation in self.deps.store.unfinished_operations():
-                if operation.state in WORKFLOWS[operation.kind].RUNNING_STATES:
+                if operation.state in WORKFLOWS[operation.kind].running_states:
                     self.submit(operation.id)
             for operation_id in incidents.tick(self.deps):
                 self.submit(operation_id)
@@ -209,7 +213,7 @@ class Engine:
         dues = [deps.store.next_approval_expiry(), drill.next_scheduled(deps)]
         for operation in deps.store.unfinished_operations():
             due = (operation.data or {}).get("due_at")
-            if due and operation.state in WORKFLOWS[operation.kind].RUNNING_STATES:
+            if due and operation.state in WORKFLOWS[operation.kind].running_states:
                 dues.append(datetime.fromisoformat(due))
         dues.extend(incidents.next_check(deps, record) for record in deps.store.open_incidents())
         return min((due for due in dues if due is not None and due > after), default=None)

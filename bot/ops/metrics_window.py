@@ -18,12 +18,14 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot.ops.context import Deps
+from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.health import health_observation
+from bot.ops.stepping import due_in
 from bot.policy.evidence import AlertEvidence, DecidedBy, weigh
 from bot.policy.gates import Judgement, Observation, Reason, Verdict, judge, observed_verdict
 from bot.policy.windows import FreshWindow, freshest_window, is_new, newest_minute
 from bot.ports import ProbeResult, ServiceRef
+from bot.store import Operation
 
 # Look this far back for the newest visible minute (Cloud Run's arrive up to ~3 minutes late).
 SEARCH_BACK = timedelta(minutes=15)
@@ -199,6 +201,47 @@ def unreadable(deps: Deps, now: datetime, observing: datetime | None) -> Decisio
     verdict = observed_verdict(deps.config.thresholds, judgement, observing, data_now)
     since = observing if verdict is Verdict.OBSERVE else None
     return Decision(now, Reading(None, None, unreadable=True), judgement, verdict, None, since)
+
+
+def recorded(
+    deps: Deps, operation: Operation, decision: Decision, *, keep: int, **shown: Any
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A judgement of ``operation``'s new revision (a release's step, a flip's watch), audited as
+    ``{kind}.judged``: its numbers (``shown`` first) and the data to commit with them: the newest
+    ``keep`` judgements, ``judged_until`` (the end of the minutes it had; as it was when only the
+    health check was new), ``observing_since``, and no ``waiting`` any more."""
+    numbers = {**shown, **decision.facts()}
+    deps.audit(
+        BOT_ACTOR,
+        f"{operation.kind}.judged",
+        str(decision.verdict),
+        service=operation.service,
+        revision=operation.to_revision,
+        operation_id=operation.id,
+        **numbers,
+    )
+    since = decision.observing_since
+    data = {
+        "judgements": [*operation.data.get("judgements", []), numbers][-keep:],
+        "judged_until": (
+            numbers["window_end"]
+            if decision.reading.window
+            else operation.data.get("judged_until")  # the health check alone: no new minute
+        ),
+        "observing_since": since.isoformat() if since else None,
+        "waiting": None,
+    }
+    return numbers, data
+
+
+def waiting(deps: Deps, decision: Decision, every_s: float) -> dict[str, Any]:
+    """Nothing new to judge (no minute Monitoring did not show at the last judgement): the data
+    to commit, what the card says it waits for and when to look again (sooner than
+    ``every_s``, the interval between judgements)."""
+    return {
+        "waiting": decision.waiting_facts(),
+        "due_at": due_in(deps, decision.next_check_in(every_s)),
+    }
 
 
 def observing_since(data: dict[str, Any]) -> datetime | None:

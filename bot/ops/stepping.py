@@ -1,22 +1,39 @@
-"""The loop every durable workflow runs (releases, flag flips, restores, drills): take the step
-of the operation's state until it ends, waits for a person, or waits for its next due time
-(``due_at``); at most ``max_steps`` steps a run, since a bug would otherwise spin here (the next
-tick carries on from the store)."""
+"""The mechanics every durable workflow shares (rollbacks, releases, flag flips, backups,
+restores, drills), each called with the workflow's own names:
+
+- ``advance``: the one step loop. It takes the step of the operation's state until it ends,
+  waits for a person, or waits for its next due time (``due_at``); at most ``max_steps`` steps a
+  run, since a bug would otherwise spin here (the next tick carries on from the store);
+- ``write_step``: the one step write, compare-and-set, and ``Record``: a workflow's commit (that
+  write, then its card) and its end;
+- ``step_started`` / ``step_ended``: the marks of the steps a card shows with their times;
+- ``on_what_it_is``: a person's act, decided again on what the operation is now when a step
+  wrote it in between; ``stand_aside``: a release or flip ending at once for an on-call
+  engineer's emergency rollback, before its new revision has any traffic.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from bot.ops.context import Deps
-from bot.ops.errors import Superseded
+from bot.ops.context import BOT_ACTOR, Deps
+from bot.ops.errors import Superseded, UserError
 from bot.store import Move, Operation, data_seq
 
 log = logging.getLogger("runback.ops")
 
 Step = Callable[[Deps, Operation], Operation]
+Refresh = Callable[[Deps, str], None]  # show the operation (by id) on its card as it is now
+Read = TypeVar("Read")
+Done = TypeVar("Done")
+
+# A person's act loses only to a write the engine made between its read and its write: the
+# engine writes a few times per step, each step waiting on Cloud Run or a probe in between.
+MAX_TRIES = 20
 
 
 def advance(
@@ -63,16 +80,28 @@ def _waiting(
 
 
 def write_step(
-    deps: Deps, operation: Operation, state: str | None, data: dict[str, Any]
+    deps: Deps,
+    operation: Operation,
+    state: str | None,
+    data: dict[str, Any],
+    release_lock: bool = False,
 ) -> Operation:
     """Commit the next state and data together, only if the operation is still exactly as read
     (state and data: compare-and-set on the data's sequence number), else Superseded: an
     on-call /rollback made while a step waited for Cloud Run is never overwritten by that
-    step's result. Returns the operation as this write left it, so that the step's next write
+    step's result. ``release_lock``: the operation gives its service's lock back in the same
+    transaction. Returns the operation as this write left it, so that the step's next write
     is conditional on it too."""
     merged = {**operation.data, **data}
     next_state = state or operation.state
-    move = Move(operation.id, operation.state, next_state, merged, from_seq=data_seq(operation))
+    move = Move(
+        operation.id,
+        operation.state,
+        next_state,
+        merged,
+        release_lock_of=operation.service if release_lock else "",
+        from_seq=data_seq(operation),
+    )
     updated = deps.store.advance_operation(move, deps.clock.now())
     if updated is None:
         raise Superseded(operation.id)
@@ -90,3 +119,136 @@ def ensure_current(deps: Deps, operation: Operation) -> None:
 def due_in(deps: Deps, seconds: float) -> str:
     """When a timed state is due: ``seconds`` from now, as stored (``due_at``)."""
     return (deps.clock.now() + timedelta(seconds=seconds)).isoformat()
+
+
+@dataclass(frozen=True)
+class Record:
+    """How a workflow of ``kind`` records its progress: ``commit`` (the next state and data
+    together, compare-and-set, then the card) and ``end``."""
+
+    kind: str
+    refresh: Refresh
+
+    def commit(
+        self, deps: Deps, operation: Operation, state: str | None = None, **data: Any
+    ) -> Operation:
+        """Commit the next state and data together (``write_step``: compare-and-set, else
+        Superseded), then show the operation on its card; returns it as this commit left it,
+        so that the step's next commit is conditional on it too."""
+        updated = write_step(deps, operation, state, data)
+        self.refresh(deps, operation.id)
+        return updated
+
+    def end(
+        self,
+        deps: Deps,
+        operation: Operation,
+        state: str,
+        audited: Mapping[str, Any],
+        **data: Any,
+    ) -> Operation:
+        """The last ``state`` with ``data`` (nothing is due any more) and the service's lock given
+        back, together (compare-and-set); then the card, and the end audited as
+        ``{kind}.{state}`` with ``audited``."""
+        data = {**data, "due_at": None}
+        operation = write_step(deps, operation, state, data, release_lock=True)
+        self.refresh(deps, operation.id)
+        deps.audit(
+            BOT_ACTOR,
+            f"{self.kind}.{state}",
+            "ok" if state == "succeeded" else state,
+            service=operation.service,
+            revision=operation.to_revision,
+            operation_id=operation.id,
+            **audited,
+        )
+        return operation
+
+
+# -- the steps a card shows, each with its time -------------------------------------------------
+
+
+def step_started(operation: Operation, step: str, now: datetime) -> dict[str, Any]:
+    """The operation's ``steps`` with ``step`` running since ``now`` (kept as it is if it already
+    began), to commit."""
+    steps = dict(operation.data.get("steps") or {})
+    if step not in steps:
+        steps[step] = {"status": "running", "started": now.isoformat()}
+    return {"steps": steps}
+
+
+def step_ended(
+    operation: Operation, step: str, now: datetime, status: str, **note: Any
+) -> dict[str, Any]:
+    """The operation's ``steps`` with ``step`` ended at ``now`` (``done`` or ``failed``; begun
+    now if it had not begun), with its duration in seconds (``s``) and ``note``'s words and
+    yes/no facts, to commit."""
+    steps = dict(operation.data.get("steps") or {})
+    mark = dict(steps.get(step) or {"started": now.isoformat()})
+    started = datetime.fromisoformat(mark["started"])
+    mark.update(status=status, ended=now.isoformat(), s=max((now - started).total_seconds(), 0.0))
+    mark.update({k: v for k, v in note.items() if isinstance(v, str | bool)})
+    steps[step] = mark
+    return {"steps": steps}
+
+
+# -- what people do to a running operation ------------------------------------------------------
+
+
+def on_what_it_is(read: Callable[[], Read], act: Callable[[Read], Done]) -> Done:
+    """``act`` on the operation as ``read`` now; again, on what it then is, if a step wrote it
+    in between (every write is conditional on the operation being exactly as read: Superseded
+    otherwise, and nothing was changed). UserError ``notice.moving`` if it never stands still."""
+    for _ in range(MAX_TRIES):
+        try:
+            return act(read())
+        except Superseded:
+            continue
+    raise UserError("notice.moving")
+
+
+def stand_aside(
+    deps: Deps,
+    operation_id: str,
+    user: str,
+    reason: str,
+    *,
+    record: Record,
+    tag: str,
+    before_traffic: Callable[[Operation], bool],
+    told: Callable[[Operation, dict[str, Any]], None],
+) -> str | None:
+    """An on-call engineer's emergency rollback while the operation's new revision has no traffic
+    (``before_traffic``: no step gives it any before its next write, which this write's
+    compare-and-set then refuses): the revision serving 100% is the one they asked to leave.
+    The operation ends at once (``cancelled``, keeping the service's lock for the rollback that
+    takes it over; its pending approval cancelled), ``told`` on its timeline, and its new
+    revision's ``tag`` is returned, which that rollback removes. None when the new revision may
+    have traffic (then the workflow takes it back by its own rules) or the operation is over."""
+    said = {"reason": reason[:500]} if reason else {}
+    outcome = {"code": "stood_aside", "by": user, **said}
+
+    def act(operation: Operation | None) -> tuple[Operation, Operation] | None:
+        if operation is None or operation.kind != record.kind or not before_traffic(operation):
+            return None
+        return operation, record.commit(deps, operation, "cancelled", due_at=None, outcome=outcome)
+
+    stood = on_what_it_is(lambda: deps.store.operation(operation_id), act)
+    if stood is None:
+        return None
+    was, stopped = stood
+    approval = deps.store.approval_for(stopped.id)
+    if approval is not None:  # only a pending one changes
+        deps.store.decide_approval(approval.id, "cancelled", user, deps.clock.now())
+    deps.audit(
+        user,
+        f"{record.kind}.stood_aside",
+        "ok",
+        service=stopped.service,
+        revision=stopped.to_revision,
+        operation_id=stopped.id,
+        was=was.state,
+        **said,
+    )
+    told(stopped, outcome)
+    return tag

@@ -12,29 +12,31 @@ back: the drill then fails, and the time to safe traffic is measured all the sam
 """
 
 from bot.ops.drill.history import drills_message, log_text
+from bot.ops.drill.machine import execute, fail_unexpectedly
+from bot.ops.drill.people import stand_aside, take_back
 from bot.ops.drill.request import request_drill
 from bot.ops.drill.schedule import next_scheduled, tick
-from bot.ops.drill.steps import (
-    RUNNING_STATES,
-    execute,
-    fail_unexpectedly,
-    on_decided,
-    on_expired,
-    stand_aside,
-    take_back,
-)
+from bot.ops.drill.states import RUNNING_STATES
+from bot.ops.workflow import Workflow
 
 __all__ = [
     "RUNNING_STATES",
+    "WORKFLOW",
     "drills_message",
     "execute",
     "fail_unexpectedly",
     "log_text",
     "next_scheduled",
-    "on_decided",
-    "on_expired",
     "request_drill",
     "stand_aside",
     "take_back",
     "tick",
 ]
+
+# A drill never waits for an approval: nothing is decided or expires.
+WORKFLOW = Workflow(
+    kind="drill",
+    running_states=RUNNING_STATES,
+    execute=execute,
+    fail_unexpectedly=fail_unexpectedly,
+)

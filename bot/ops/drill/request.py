@@ -10,6 +10,7 @@ from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.drill.view import refresh
 from bot.ops.errors import UserError
 from bot.ops.holding import open_holding
+from bot.ops.stepping import write_step
 from bot.policy.approvals import decide_request
 from bot.policy.names import revision_name
 from bot.store import Operation
@@ -112,8 +113,7 @@ def _create(deps: Deps, service: ServiceConfig, user: str, slot: str | None) -> 
         store.update_operation(operation.id, now, state="cancelled")
         store.release_lock(service.name, operation.id)
         raise UserError("drill.error.already_started", service=service.name)
-    data = {**operation.data, "drill_id": record.id}
-    operation = store.update_operation(operation.id, now, state="deploying", data=data)
+    operation = write_step(deps, operation, "deploying", {"drill_id": record.id})
     deps.audit(
         user,
         "drill.requested",

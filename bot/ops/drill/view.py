@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from bot.ops.cards import announce, operation_card, show
+from bot.ops.cards import OperationCard, announce
 from bot.ops.context import Deps
+from bot.ports import Message
 from bot.store import Operation
 
 
@@ -36,12 +37,12 @@ def _total(operation: Operation) -> float | None:
     return (operation.finished_at - operation.created_at).total_seconds()
 
 
-def refresh(deps: Deps, operation_id: str) -> None:
-    operation = deps.store.operation(operation_id)
-    if operation is None:
-        return
-    message = deps.renderer.message("drill_card", drill=drill_view(deps, operation))
-    show(deps, operation_card(operation.id), operation.channel, message)
+def drill_card(deps: Deps, operation: Operation) -> Message:
+    return deps.renderer.message("drill_card", drill=drill_view(deps, operation))
+
+
+CARD = OperationCard(drill_card)
+refresh = CARD.refresh
 
 
 def announce_result(deps: Deps, operation: Operation) -> None:

@@ -13,28 +13,28 @@ from bot.ops.flags.machine import execute, fail_unexpectedly
 from bot.ops.flags.people import roll_back, stand_aside
 from bot.ops.flags.request import FlagRequest, request_flip
 from bot.ops.flags.states import FINAL_STATES, FLAG_TAG, RUNNING_STATES, TRAFFIC_STATES
-from bot.store import Operation
+from bot.ops.workflow import Workflow
 
 __all__ = [
     "FINAL_STATES",
     "FLAG_TAG",
     "RUNNING_STATES",
     "TRAFFIC_STATES",
+    "WORKFLOW",
     "FlagRequest",
     "execute",
     "fail_unexpectedly",
     "list_flags",
-    "on_decided",
-    "on_expired",
     "request_flip",
     "roll_back",
     "stand_aside",
 ]
 
 
-def on_expired(deps: object, operation: Operation) -> None:
-    """A flip asks nobody's approval (the matrix row is auto or self): nothing expires."""
-
-
-def on_decided(deps: object, operation: Operation, approve: bool, user: str) -> None:
-    """A flip asks nobody's approval: nothing is decided."""
+# A flip asks nobody's approval (the matrix row is auto or self): nothing is decided or expires.
+WORKFLOW = Workflow(
+    kind="flag",
+    running_states=RUNNING_STATES,
+    execute=execute,
+    fail_unexpectedly=fail_unexpectedly,
+)

@@ -9,24 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot.ops.applying import Changes
 from bot.ops.context import BOT_ACTOR, Deps
-from bot.ops.flags.record import commit, end
+from bot.ops.flags.record import RECORD, commit, end
 from bot.ops.flags.states import FLAG_TAG
-from bot.ops.stepping import ensure_current
-from bot.ports import CloudRunError, EnvVar, EtagConflict, ServiceState, TrafficTarget
+from bot.ops.traffic import with_other_tags
+from bot.ports import CloudRunError, EnvVar, TrafficTarget
 from bot.store import Operation
-
-
-def pinned(state: ServiceState, targets: list[TrafficTarget]) -> list[TrafficTarget]:
-    """``targets`` plus every other tag of the service kept on its own revision at 0% (a
-    traffic PATCH replaces the whole list); the flip's own ``flag`` tag only where named."""
-    result = list(targets)
-    named = {t.tag for t in targets if t.tag}
-    for status in state.traffic:
-        if status.tag and status.tag not in named and status.tag != FLAG_TAG and status.revision:
-            result.append(TrafficTarget(status.revision, 0, status.tag))
-            named.add(status.tag)
-    return result
 
 
 def patch(
@@ -39,29 +28,9 @@ def patch(
 ) -> Operation:
     """Send one PATCH (the env change with ``deploy``, else traffic) and commit its operation
     name before waiting for it (state ``applying``)."""
-    try:
-        name, sent = _send(deps, operation, targets, deploy)
-    except EtagConflict:
-        ensure_current(deps, operation)  # not over an on-call rollback made meanwhile
-        try:
-            name, sent = _send(deps, operation, targets, deploy)
-        except CloudRunError as error:
-            return cloud_failure(deps, operation, purpose, error)
-    except CloudRunError as error:
-        return cloud_failure(deps, operation, purpose, error)
-    expected = {t.revision: t.percent for t in sent if t.percent}
-    deps.audit(
-        BOT_ACTOR,
-        f"cloudrun.flag_{purpose}",
-        "ok",
-        service=operation.service,
-        revision=operation.to_revision,
-        operation_id=operation.id,
-        cloud_operation=name,
-        traffic=expected,
+    return CHANGES.apply(
+        deps, operation, lambda: _send(deps, operation, targets, deploy), then, purpose
     )
-    pending = {"op": name, "then": then, "purpose": purpose, "expect": expected}
-    return commit(deps, operation, "applying", due_at=None, pending=pending)
 
 
 def _send(
@@ -69,7 +38,7 @@ def _send(
 ) -> tuple[str, list[TrafficTarget]]:
     ref = deps.service_ref(deps.managed_service(operation.service))
     state = deps.cloudrun.get_service(ref)
-    sent = pinned(state, targets)
+    sent = with_other_tags(targets, state, own=(FLAG_TAG,), ride=False)  # each at 0%
     if deploy:
         env = EnvVar(operation.data["env"], operation.data["text"])
         base = operation.from_revision
@@ -110,3 +79,6 @@ def cloud_failure(
         return commit(deps, operation, "rolling_back", due_at=None, pending=None, outcome=outcome)
     operation = commit(deps, operation, traffic_now=traffic_now(deps, operation))
     return end(deps, operation, "failed", outcome)
+
+
+CHANGES = Changes(RECORD, "cloudrun.flag_", cloud_failure, retry_stale=True)

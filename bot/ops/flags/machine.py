@@ -6,21 +6,19 @@ import logging
 from typing import Any
 
 from bot.ops.context import Deps
-from bot.ops.flags.cloud import cloud_failure, patch, traffic_now
+from bot.ops.flags.cloud import CHANGES, cloud_failure, patch, traffic_now
+from bot.ops.flags.judging import step_watch
 from bot.ops.flags.record import (
     Superseded,
     commit,
     due_in,
     end,
     event,
-    step_ended,
-    step_started,
 )
 from bot.ops.flags.states import FLAG_TAG, MAX_STEPS_PER_RUN, RUNNING_STATES
 from bot.ops.flags.verify import verify_tag
-from bot.ops.flags.watch import step_watch
-from bot.ops.slow import not_applied, still_applying
-from bot.ops.stepping import advance
+from bot.ops.stepping import advance, step_ended, step_started
+from bot.ops.traffic import serving_targets
 from bot.ports import CloudRunError, ServiceState, TrafficTarget
 from bot.store import Operation
 
@@ -47,23 +45,12 @@ def _step_deploy(deps: Deps, operation: Operation) -> Operation:
         state = deps.cloudrun.get_service(deps.service_ref(deps.managed_service(operation.service)))
     except CloudRunError as error:
         return cloud_failure(deps, operation, "deploy", error)
-    targets = [TrafficTarget(r, p) for r, p in sorted(state.serving().items())]
-    targets.append(TrafficTarget(operation.to_revision, 0, FLAG_TAG))
+    targets = [*serving_targets(state), TrafficTarget(operation.to_revision, 0, FLAG_TAG)]
     return patch(deps, operation, targets, then="deployed", purpose="deploy", deploy=True)
 
 
 def _step_applying(deps: Deps, operation: Operation) -> Operation:
-    pending = operation.data["pending"]
-    try:
-        state = deps.cloudrun.wait_operation(pending["op"], deps.config.release.operation_timeout_s)
-    except CloudRunError as error:
-        if error.reason == "operation_timeout":
-            return still_applying(deps, operation, "flag", error)
-        return _failed_change(deps, operation, pending["purpose"], error)
-    if state.failure or state.serving() != pending["expect"]:  # a deploy's new revision failed
-        return _failed_change(deps, operation, pending["purpose"], not_applied(state))
-    operation = commit(deps, operation, pending=None)
-    return AFTER_APPLY[pending["then"]](deps, operation, state)
+    return CHANGES.follow(deps, operation, AFTER_APPLY, failed=_failed_change)
 
 
 def _failed_change(
@@ -132,8 +119,7 @@ def _untag(deps: Deps, operation: Operation, outcome: dict[str, Any]) -> Operati
         state = deps.cloudrun.get_service(deps.service_ref(deps.managed_service(operation.service)))
     except CloudRunError as error:
         return cloud_failure(deps, operation, "untag", error)
-    targets = [TrafficTarget(r, p) for r, p in sorted(state.serving().items())]
-    return patch(deps, operation, targets, then="untagged", purpose="untag")
+    return patch(deps, operation, serving_targets(state), then="untagged", purpose="untag")
 
 
 def _step_untagging(deps: Deps, operation: Operation) -> Operation:

@@ -5,26 +5,26 @@ from __future__ import annotations
 
 from bot.ops.context import Deps
 from bot.ops.errors import UserError
-from bot.ops.flags.record import Superseded, commit, event
+from bot.ops.flags.record import RECORD, commit, event
 from bot.ops.flags.states import FINAL_STATES, FLAG_TAG
+from bot.ops.stepping import on_what_it_is
+from bot.ops.stepping import stand_aside as shared_stand_aside
 from bot.store import Operation
-
-# Each try loses only to a write the engine made between this read and this write; the engine
-# writes a few times per step, each step waiting on Cloud Run or a probe in between.
-MAX_TRIES = 20
 
 
 def roll_back(deps: Deps, operation_id: str, user: str, reason: str = "") -> Operation:
     """Before any traffic moved: stop, and the new revision loses its tag. After: 100% back on
     the previous revision at once. See ``roll_back_from``; a write the engine made meanwhile
     makes it decide again on what the flip is now."""
-    for _ in range(MAX_TRIES):
-        try:
-            return roll_back_from(deps, _live(deps, operation_id), user, reason)
-        except Superseded:
-            continue  # the engine wrote it just now: decide again on what it is now
-    _live(deps, operation_id)  # over by now: say so
-    raise UserError("notice.moving")
+    try:
+        return on_what_it_is(
+            lambda: _live(deps, operation_id),
+            lambda live: roll_back_from(deps, live, user, reason),
+        )
+    except UserError as error:
+        if error.key == "notice.moving":
+            _live(deps, operation_id)  # over by now: say so
+        raise
 
 
 def roll_back_from(deps: Deps, operation: Operation, user: str, reason: str = "") -> Operation:
@@ -57,29 +57,16 @@ def stand_aside(deps: Deps, operation_id: str, user: str, reason: str = "") -> s
     to leave. The flip ends at once (``cancelled``, keeping the service's lock for the rollback
     that takes it over) and returns its tag, which that rollback removes. None when the new
     revision may have traffic (``roll_back`` takes it back) or the flip is over."""
-    said = {"reason": reason[:500]} if reason else {}
-    for _ in range(MAX_TRIES):
-        operation = deps.store.operation(operation_id)
-        if operation is None or operation.kind != "flag" or not _no_traffic_yet(operation):
-            return None
-        outcome = {"code": "stood_aside", "by": user, **said}
-        try:
-            stopped = commit(deps, operation, "cancelled", due_at=None, outcome=outcome)
-        except Superseded:
-            continue  # the engine wrote it just now: decide again on what it is now
-        deps.audit(
-            user,
-            "flag.stood_aside",
-            "ok",
-            service=stopped.service,
-            revision=stopped.to_revision,
-            operation_id=stopped.id,
-            was=operation.state,
-            **said,
-        )
-        event(deps, stopped, "cancelled", actor=user, **outcome)
-        return FLAG_TAG
-    raise UserError("notice.moving")
+    return shared_stand_aside(
+        deps,
+        operation_id,
+        user,
+        reason,
+        record=RECORD,
+        tag=FLAG_TAG,
+        before_traffic=_no_traffic_yet,
+        told=lambda stopped, outcome: event(deps, stopped, "cancelled", actor=user, **outcome),
+    )
 
 
 def _no_traffic_yet(operation: Operation) -> bool:

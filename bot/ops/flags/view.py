@@ -6,13 +6,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from bot.ops.cards import operation_card, show
+from bot.ops.cards import OperationCard
 from bot.ops.context import Deps
 from bot.ops.flags.states import FINAL_STATES, STEPS
 from bot.ports import Message
 from bot.store import Operation
-
-MAX_REFRESHES = 5  # a flip never moves this often during one refresh; the next commit shows it
 
 
 def flag_view(deps: Deps, operation: Operation) -> dict[str, Any]:
@@ -74,18 +72,5 @@ def flag_message(deps: Deps, operation: Operation, alert: bool = False) -> Messa
     return deps.renderer.message("flag_card", f=flag_view(deps, operation), alert=alert)
 
 
-def refresh(deps: Deps, operation_id: str) -> None:
-    """Show the flip as it is now. The engine and a person (Roll back now, /rollback) commit and
-    refresh concurrently; one that read the flip just before the other's commit could stage
-    its older picture last (a writer waiting for the database, say) and leave the card behind.
-    So the flip is read again after staging and shown anew until it stands still."""
-    shown: tuple[Any, ...] | None = None
-    for _ in range(MAX_REFRESHES):
-        operation = deps.store.operation(operation_id)
-        if operation is None:
-            return
-        seen = (operation.state, operation.data, operation.finished_at)
-        if seen == shown:
-            return
-        show(deps, operation_card(operation.id), operation.channel, flag_message(deps, operation))
-        shown = seen
+CARD = OperationCard(flag_message)
+refresh = CARD.refresh

@@ -21,12 +21,14 @@ from bot.ops.release.request import NeedsConfirmation, next_revision_name, overr
 from bot.ops.release.requested import ReleaseRequest
 from bot.ops.release.states import FINAL_STATES, GREEN_TAG, PEOPLE_STATES, RUNNING_STATES
 from bot.ops.release.view import refresh, release_view
+from bot.ops.workflow import Workflow
 
 __all__ = [
     "FINAL_STATES",
     "GREEN_TAG",
     "PEOPLE_STATES",
     "RUNNING_STATES",
+    "WORKFLOW",
     "NeedsConfirmation",
     "ReadinessBlocked",
     "ReleaseRequest",
@@ -45,3 +47,12 @@ __all__ = [
     "roll_back",
     "stand_aside",
 ]
+
+WORKFLOW = Workflow(
+    kind="release",
+    running_states=RUNNING_STATES,
+    execute=execute,
+    fail_unexpectedly=fail_unexpectedly,
+    on_decided=on_decided,
+    on_expired=on_expired,
+)

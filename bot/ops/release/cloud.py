@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from bot.ops.applying import Changes
 from bot.ops.context import BOT_ACTOR, Deps
-from bot.ops.release.record import commit, end
+from bot.ops.release.record import RECORD, commit, end
 from bot.ops.release.states import GREEN_TAG
-from bot.ports import CloudRunError, ServiceState, TrafficTarget
+from bot.ops.traffic import with_other_tags
+from bot.ports import CloudRunError, TrafficTarget
 from bot.store import Operation
 
 
@@ -19,64 +21,25 @@ def patch(
 ) -> Operation:
     """Send one traffic (or deploy) PATCH and commit its operation name before waiting."""
     ref = deps.service_ref(deps.managed_service(operation.service))
-    try:
+
+    def send() -> tuple[str, list[TrafficTarget]]:
         state = deps.cloudrun.get_service(ref)
-        targets = with_other_tags(targets, state)
-        if deploy:
-            flag = ((operation.data.get("migration") or {}).get("flag")) or ""
-            name = deps.cloudrun.start_deploy(
-                ref,
-                operation.data["image"],
-                operation.to_revision,
-                targets,
-                state.etag,
-                env={flag: "false"} if flag else None,  # the flag starts off
-                base_revision=operation.from_revision,  # blue's settings, as it serves them
-            )
-        else:
-            name = deps.cloudrun.start_traffic_update(ref, targets, state.etag)
-    except CloudRunError as error:
-        return cloud_failure(deps, operation, purpose, error)
-    expected = {t.revision: t.percent for t in targets if t.percent}
-    deps.audit(
-        BOT_ACTOR,
-        f"cloudrun.{purpose}",
-        "ok",
-        service=operation.service,
-        revision=operation.to_revision,
-        operation_id=operation.id,
-        cloud_operation=name,
-        traffic=expected,
-    )
-    return commit(
-        deps,
-        operation,
-        "applying",
-        due_at=None,
-        pending={"op": name, "then": then, "purpose": purpose, "expect": expected},
-    )
-
-
-def with_other_tags(targets: list[TrafficTarget], state: ServiceState) -> list[TrafficTarget]:
-    """``targets`` plus every other tag on the service, kept on its own revision: a traffic
-    PATCH replaces the whole list, so a tag left out (``preview``, say) would be deleted. A tag
-    rides on an untagged target of its revision when there is one (as the rollback workflow
-    pins them), else on a 0% target. Green's tag is the release's own: kept only where the
-    targets name it."""
-    result = list(targets)
-    named = {t.tag for t in targets if t.tag}
-    for status in state.traffic:
-        if not status.tag or status.tag in named or status.tag == GREEN_TAG or not status.revision:
-            continue
-        spare = next(
-            (i for i, t in enumerate(result) if t.revision == status.revision and not t.tag), None
+        sent = with_other_tags(targets, state, own=(GREEN_TAG,))
+        if not deploy:
+            return deps.cloudrun.start_traffic_update(ref, sent, state.etag), sent
+        flag = ((operation.data.get("migration") or {}).get("flag")) or ""
+        name = deps.cloudrun.start_deploy(
+            ref,
+            operation.data["image"],
+            operation.to_revision,
+            sent,
+            state.etag,
+            env={flag: "false"} if flag else None,  # the flag starts off
+            base_revision=operation.from_revision,  # blue's settings, as it serves them
         )
-        if spare is None:
-            result.append(TrafficTarget(status.revision, 0, status.tag))
-        else:
-            result[spare] = TrafficTarget(status.revision, result[spare].percent, status.tag)
-        named.add(status.tag)
-    return result
+        return name, sent
+
+    return CHANGES.apply(deps, operation, send, then, purpose)
 
 
 def cloud_failure(
@@ -101,3 +64,6 @@ def cloud_failure(
             outcome={"code": f"{purpose}_failed", "detail": detail},
         )
     return end(deps, operation, "failed", {"code": f"{purpose}_failed", "detail": detail})
+
+
+CHANGES = Changes(RECORD, "cloudrun.", cloud_failure, remember_expected=True)

@@ -14,6 +14,7 @@ from bot.ops.release.green import green_audience, probe_green
 from bot.ops.release.record import commit, end, event
 from bot.ops.release.states import GREEN_TAG
 from bot.ops.release_migrations import record_green
+from bot.ops.traffic import serving_targets
 from bot.ports import CloudRunError, ServiceState, TrafficTarget
 from bot.store import Operation
 
@@ -31,20 +32,8 @@ def step_deploy(deps: Deps, operation: Operation) -> Operation:
         state = deps.cloudrun.get_service(ref)
     except CloudRunError as error:
         return cloud_failure(deps, operation, "deploy", error)
-    targets = _as_it_is_without_green(state)
-    targets.append(TrafficTarget(operation.to_revision, 0, GREEN_TAG))
+    targets = [*serving_targets(state), TrafficTarget(operation.to_revision, 0, GREEN_TAG)]
     return patch(deps, operation, targets, then="deployed", purpose="deploy", deploy=True)
-
-
-def _as_it_is_without_green(state: ServiceState) -> list[TrafficTarget]:
-    """Every serving target pinned by revision name, every other tag kept at 0%."""
-    targets = [TrafficTarget(r, p) for r, p in sorted(state.serving().items())]
-    targets += [
-        TrafficTarget(s.revision, 0, s.tag)
-        for s in state.traffic
-        if s.tag and s.tag != GREEN_TAG and not s.percent
-    ]
-    return targets
 
 
 def after_deploy(deps: Deps, operation: Operation, state: ServiceState) -> Operation:
@@ -86,13 +75,14 @@ def _smoke_failed(
 
 
 def _untag(deps: Deps, operation: Operation, outcome: dict[str, Any]) -> Operation:
-    """Remove green's tag, leaving every other target as it is, then end as failed."""
+    """Remove green's tag, leaving every other target as it is (``patch`` keeps the other tags),
+    then end as failed."""
     operation = commit(deps, operation, outcome=outcome)
     try:
         state = deps.cloudrun.get_service(deps.service_ref(deps.managed_service(operation.service)))
     except CloudRunError as error:
         return cloud_failure(deps, operation, "untag", error)
-    return patch(deps, operation, _as_it_is_without_green(state), then="untagged", purpose="untag")
+    return patch(deps, operation, serving_targets(state), then="untagged", purpose="untag")
 
 
 def after_untag(deps: Deps, operation: Operation, state: ServiceState) -> Operation:

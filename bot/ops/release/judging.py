@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from bot.ops.context import BOT_ACTOR, Deps
-from bot.ops.metrics_window import Decision, decide, judged_until, observing_since
+from bot.ops.context import Deps
+from bot.ops.metrics_window import (
+    Decision,
+    decide,
+    judged_until,
+    observing_since,
+    recorded,
+    waiting,
+)
 from bot.ops.release.canary import moved_out_of_band, next_step
 from bot.ops.release.green import probe_green
 from bot.ops.release.record import commit
@@ -76,34 +83,21 @@ def _wait(deps: Deps, operation: Operation, decision: Decision) -> Operation:
             waiting=decision.waiting_facts(),
             inconclusive_since=inconclusive,
         )
+    interval = deps.config.release.judge_interval_s
     return commit(
-        deps,
-        operation,
-        due_at=due_in(deps, decision.next_check_in(deps.config.release.judge_interval_s)),
-        waiting=decision.waiting_facts(),
-        inconclusive_since=inconclusive,
+        deps, operation, **waiting(deps, decision, interval), inconclusive_since=inconclusive
     )
 
 
 def _record_judgement(deps: Deps, operation: Operation, decision: Decision) -> Operation:
     assert decision.judgement is not None
     percent = operation.data["steps"][operation.data["step"]]
-    numbers = {"percent": percent, **decision.facts()}
     inconclusive = operation.data.get("inconclusive_since")
     if decision.judgement.verdict is Verdict.INCONCLUSIVE:
         inconclusive = inconclusive or decision.now.isoformat()
     else:
         inconclusive = None
-    judgements = [*operation.data["judgements"], numbers][-200:]
-    deps.audit(
-        BOT_ACTOR,
-        "release.judged",
-        str(decision.verdict),
-        service=operation.service,
-        revision=operation.to_revision,
-        operation_id=operation.id,
-        **numbers,
-    )
+    numbers, judged = recorded(deps, operation, decision, keep=200, percent=percent)
     post_in_thread(
         deps,
         operation,
@@ -114,20 +108,7 @@ def _record_judgement(deps: Deps, operation: Operation, decision: Decision) -> O
             revision=operation.to_revision,
         ),
     )
-    since = decision.observing_since
-    return commit(
-        deps,
-        operation,
-        judgements=judgements,
-        judged_until=(
-            numbers["window_end"]
-            if decision.reading.window
-            else operation.data.get("judged_until")  # the health check alone: no new minute
-        ),
-        observing_since=since.isoformat() if since else None,
-        inconclusive_since=inconclusive,
-        waiting=None,
-    )
+    return commit(deps, operation, **judged, inconclusive_since=inconclusive)
 
 
 def _inconclusive_too_long(deps: Deps, operation: Operation) -> bool:

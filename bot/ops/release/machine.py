@@ -7,15 +7,12 @@ import logging
 from bot.ops.context import Deps
 from bot.ops.release.backup import step_backup
 from bot.ops.release.canary import after_shift, step_shift
-from bot.ops.release.cloud import cloud_failure
+from bot.ops.release.cloud import CHANGES
 from bot.ops.release.deploy import after_deploy, after_untag, step_deploy, step_smoke
 from bot.ops.release.finish import after_finalize, after_roll_back, step_finalize, step_roll_back
 from bot.ops.release.judging import step_judge
-from bot.ops.release.record import commit
 from bot.ops.release.states import MAX_STEPS_PER_RUN
-from bot.ops.slow import not_applied, still_applying
 from bot.ops.stepping import advance
-from bot.ports import CloudRunError
 from bot.store import Operation
 
 log = logging.getLogger("runback.release")
@@ -33,17 +30,7 @@ def execute(deps: Deps, operation_id: str) -> Operation:
 
 
 def _step_applying(deps: Deps, operation: Operation) -> Operation:
-    pending = operation.data["pending"]
-    try:
-        state = deps.cloudrun.wait_operation(pending["op"], deps.config.release.operation_timeout_s)
-    except CloudRunError as error:
-        if error.reason == "operation_timeout":
-            return still_applying(deps, operation, "release", error)
-        return cloud_failure(deps, operation, pending["purpose"], error)
-    if state.failure or state.serving() != pending["expect"]:  # a deploy's new revision failed
-        return cloud_failure(deps, operation, pending["purpose"], not_applied(state))
-    operation = commit(deps, operation, pending=None, expected=state.serving())
-    return AFTER_APPLY[pending["then"]](deps, operation, state)
+    return CHANGES.follow(deps, operation, AFTER_APPLY)
 
 
 STEPS = {

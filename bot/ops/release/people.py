@@ -2,32 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from bot.ops.context import Deps
-from bot.ops.errors import Superseded, UserError
+from bot.ops.errors import UserError
 from bot.ops.release.canary import proceed_now
-from bot.ops.release.record import commit, event
+from bot.ops.release.record import RECORD, commit, event
 from bot.ops.release.states import FINAL_STATES, GREEN_TAG
-from bot.ops.stepping import due_in
+from bot.ops.stepping import due_in, on_what_it_is
+from bot.ops.stepping import stand_aside as shared_stand_aside
 from bot.store import Operation
-
-# Each try loses only to a write the engine made between its read and its write (Superseded);
-# the engine writes a few times per step, each step waiting on Cloud Run or a probe in between.
-MAX_TRIES = 20
-
-
-def _decided_on_what_it_is(
-    deps: Deps, operation_id: str, act: Callable[[Operation], Operation]
-) -> Operation:
-    """``act`` on the release as read now; again, on what it then is, if the engine wrote it
-    in between (the write is conditional on the release being exactly as read)."""
-    for _ in range(MAX_TRIES):
-        try:
-            return act(_live(deps, operation_id))
-        except Superseded:
-            continue
-    raise UserError("notice.moving")
 
 
 def roll_back(deps: Deps, operation_id: str, user: str, reason: str = "") -> Operation:
@@ -45,7 +27,7 @@ def roll_back(deps: Deps, operation_id: str, user: str, reason: str = "") -> Ope
         outcome = {"code": "rolled_back_by", "by": user, **said}
         return commit(deps, operation, "rolling_back", due_at=None, outcome=outcome)
 
-    moved = _decided_on_what_it_is(deps, operation_id, act)
+    moved = on_what_it_is(lambda: _live(deps, operation_id), act)
     deps.audit(
         user,
         "release.rollback_requested",
@@ -63,30 +45,16 @@ def stand_aside(deps: Deps, operation_id: str, user: str, reason: str = "") -> s
     they asked to leave. The release ends at once (``cancelled``, keeping the service's lock for
     the rollback that takes it over) and returns green's tag, which that rollback removes. None
     when green may have traffic (``roll_back`` takes it back to blue) or the release is over."""
-    said = {"reason": reason[:500]} if reason else {}
-    for _ in range(MAX_TRIES):
-        operation = deps.store.operation(operation_id)
-        if operation is None or operation.kind != "release" or not _before_traffic(operation):
-            return None
-        outcome = {"code": "stood_aside", "by": user, **said}
-        try:
-            stopped = commit(deps, operation, "cancelled", due_at=None, outcome=outcome)
-        except Superseded:
-            continue  # the engine wrote it just now: decide again on what it is now
-        _cancel_approval(deps, stopped, user)
-        deps.audit(
-            user,
-            "release.stood_aside",
-            "ok",
-            service=stopped.service,
-            revision=stopped.to_revision,
-            operation_id=stopped.id,
-            was=operation.state,
-            **said,
-        )
-        event(deps, stopped, "cancelled", **outcome)
-        return GREEN_TAG
-    raise UserError("notice.moving")
+    return shared_stand_aside(
+        deps,
+        operation_id,
+        user,
+        reason,
+        record=RECORD,
+        tag=GREEN_TAG,
+        before_traffic=_before_traffic,
+        told=lambda stopped, outcome: event(deps, stopped, "cancelled", **outcome),
+    )
 
 
 def _before_traffic(operation: Operation) -> bool:
@@ -100,14 +68,8 @@ def _before_traffic(operation: Operation) -> bool:
     )
 
 
-def _cancel_approval(deps: Deps, operation: Operation, user: str) -> None:
-    approval = deps.store.approval_for(operation.id)
-    if approval is not None:  # only a pending one changes
-        deps.store.decide_approval(approval.id, "cancelled", user, deps.clock.now())
-
-
 def pause(deps: Deps, operation_id: str, user: str) -> Operation:
-    return _decided_on_what_it_is(deps, operation_id, lambda op: _pause(deps, op, user))
+    return on_what_it_is(lambda: _live(deps, operation_id), lambda op: _pause(deps, op, user))
 
 
 def _pause(deps: Deps, operation: Operation, user: str) -> Operation:
@@ -126,7 +88,7 @@ def _pause(deps: Deps, operation: Operation, user: str) -> Operation:
 
 
 def resume(deps: Deps, operation_id: str, user: str) -> Operation:
-    return _decided_on_what_it_is(deps, operation_id, lambda op: _resume(deps, op, user))
+    return on_what_it_is(lambda: _live(deps, operation_id), lambda op: _resume(deps, op, user))
 
 
 def _resume(deps: Deps, operation: Operation, user: str) -> Operation:

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.config import Action
-from bot.ops.cards import announce, approval_view, operation_card, share_file, show
+from bot.ops.cards import OperationCard, announce, approval_view, operation_card, share_file
 from bot.ops.context import Deps
 from bot.ops.release.states import FINAL_STATES
 from bot.policy.approvals import who_may_approve
@@ -102,12 +102,12 @@ def _buttons(operation: Operation) -> list[str]:
     return [*buttons, "roll_back"]
 
 
-def refresh(deps: Deps, operation_id: str) -> None:
-    operation = deps.store.operation(operation_id)
-    if operation is None:
-        return
-    message = deps.renderer.message("release_card", rel=release_view(deps, operation))
-    show(deps, operation_card(operation.id), operation.channel, message)
+def release_card(deps: Deps, operation: Operation) -> Message:
+    return deps.renderer.message("release_card", rel=release_view(deps, operation))
+
+
+CARD = OperationCard(release_card)
+refresh = CARD.refresh
 
 
 def post_in_thread(deps: Deps, operation: Operation, message: Message) -> None:

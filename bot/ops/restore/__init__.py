@@ -2,7 +2,7 @@
 workflow (see machine.py). Going back is a traffic move to the revision that used the old
 database; an on-call engineer's /rollback always gets through (people.take_back)."""
 
-from bot.ops.restore.machine import FINAL_STATES, RUNNING_STATES, execute
+from bot.ops.restore.machine import execute
 from bot.ops.restore.people import (
     decided,
     fail_unexpectedly,
@@ -12,11 +12,14 @@ from bot.ops.restore.people import (
     take_back,
 )
 from bot.ops.restore.request import RestoreRequest, preview_restore, request_restore
+from bot.ops.restore.states import FINAL_STATES, RUNNING_STATES
 from bot.ops.restore.view import refresh, restore_view
+from bot.ops.workflow import Workflow
 
 __all__ = [
     "FINAL_STATES",
     "RUNNING_STATES",
+    "WORKFLOW",
     "RestoreRequest",
     "decided",
     "execute",
@@ -30,3 +33,12 @@ __all__ = [
     "restore_view",
     "take_back",
 ]
+
+WORKFLOW = Workflow(
+    kind="restore",
+    running_states=RUNNING_STATES,
+    execute=execute,
+    fail_unexpectedly=fail_unexpectedly,
+    on_decided=on_decided,
+    on_expired=on_expired,
+)

@@ -26,7 +26,6 @@ from bot.ops.metrics_window import observing_since, read_fresh
 from bot.ops.release import next_revision_name
 from bot.ops.restore.endpoints import old_endpoints, secret_location
 from bot.ops.restore.record import (
-    FINAL_STATES,
     again,
     audit_run,
     back,
@@ -39,8 +38,9 @@ from bot.ops.restore.record import (
     later,
     why,
 )
-from bot.ops.rollback.steps import pinned_targets
+from bot.ops.restore.states import RESTORE_TAG
 from bot.ops.stepping import advance
+from bot.ops.traffic import pinned_targets
 from bot.policy.databases import (
     Endpoint,
     UrlError,
@@ -64,23 +64,8 @@ from bot.store import Operation
 
 log = logging.getLogger("runback.restore")
 
-RUNNING_STATES = (
-    "approved",
-    "creating",
-    "restoring",
-    "checking",
-    "pointing",
-    "deploying",
-    "smoke",
-    "shifting",
-    "judging",
-    "going_back",
-)
-RESTORE_TAG = "restored"
 MAX_STEPS_PER_RUN = 50
 YIELD_GRACE_S = 60  # after stepping aside, the longest an on-call rollback takes to begin
-
-__all__ = ["FINAL_STATES", "RUNNING_STATES", "execute"]
 
 
 def execute(deps: Deps, operation_id: str) -> Operation:
@@ -408,7 +393,7 @@ def _step_shift(deps: Deps, operation: Operation) -> Operation:
             state = deps.cloudrun.get_service(ref)
             if _serving_most(state) != data.get("base", operation.from_revision):
                 return _rebuild(deps, operation, _serving_most(state))
-            targets = _without_restore_tag(pinned_targets(state, operation.to_revision))
+            targets = pinned_targets(state, operation.to_revision, drop=(RESTORE_TAG,))
             op = deps.cloudrun.start_traffic_update(ref, targets, state.etag)
         except EtagConflict:
             return later(deps, operation, "shift")
@@ -483,15 +468,6 @@ def _wait_for_service(deps: Deps, operation: Operation, step: str) -> Operation:
     return later(deps, operation, step, waiting_for=waiting)
 
 
-def _without_restore_tag(targets: list[TrafficTarget]) -> list[TrafficTarget]:
-    """The new revision takes the traffic; its temporary tag goes (a 0% target without a tag
-    would mean nothing, so it goes too)."""
-    kept = [
-        TrafficTarget(t.revision, t.percent, "" if t.tag == RESTORE_TAG else t.tag) for t in targets
-    ]
-    return [t for t in kept if t.percent or t.tag]
-
-
 def _step_judge(deps: Deps, operation: Operation) -> Operation:
     """The decision table on the restored revision, as a release's last step is judged: it
     must pass for ``release.validation_s`` after the warm-up (one good window is not enough),
@@ -544,7 +520,7 @@ def _step_go_back(deps: Deps, operation: Operation) -> Operation:
         state = deps.cloudrun.get_service(ref)
         tagged = any(s.tag == RESTORE_TAG for s in state.traffic)
         if state.serving() != {operation.from_revision: 100} or tagged:
-            targets = _without_restore_tag(pinned_targets(state, operation.from_revision))
+            targets = pinned_targets(state, operation.from_revision, drop=(RESTORE_TAG,))
             op = deps.cloudrun.start_traffic_update(ref, targets, state.etag)
             audit_run(deps, operation, "go_back", op, operation.from_revision)
             state = deps.cloudrun.wait_operation(op, deps.config.rollback.operation_timeout_s)

@@ -13,16 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bot.ops.context import BOT_ACTOR, Deps
-from bot.ops.errors import Superseded, UserError
-from bot.ops.restore.record import FINAL_STATES, commit, end
+from bot.ops.restore.record import commit, end
+from bot.ops.restore.states import BEFORE_TRAFFIC, FINAL_STATES, SERVING
 from bot.ops.restore.view import refresh
-from bot.ops.stepping import write_step
-from bot.store import Move, Operation, data_seq
-
-MAX_TRIES = 20
-# Before its revision takes traffic: the restore steps aside for an emergency.
-BEFORE_TRAFFIC = ("approved", "creating", "restoring", "checking", "pointing", "deploying", "smoke")
-SERVING = ("shifting", "judging")  # its revision serves (or is being given the traffic)
+from bot.ops.stepping import on_what_it_is, write_step
+from bot.store import Move, Operation
 
 
 def decided(operation: Operation, approve: bool) -> Move:
@@ -93,15 +88,12 @@ def _on_what_it_is(
 ) -> Operation | None:
     """``act`` on the restore as read now; again on what it then is if a step wrote it in
     between (every write is conditional on the restore being exactly as read)."""
-    for _ in range(MAX_TRIES):
+
+    def read() -> Operation | None:
         live = deps.store.operation(operation_id)
-        if live is None or live.kind != "restore":
-            return None
-        try:
-            return act(live)
-        except Superseded:
-            continue
-    raise UserError("notice.moving")
+        return live if live is not None and live.kind == "restore" else None
+
+    return on_what_it_is(read, lambda live: None if live is None else act(live))
 
 
 def _go_back(deps: Deps, operation: Operation, user: str, why: str, reason: str = "") -> Operation:
@@ -115,17 +107,8 @@ def _supersede(deps: Deps, operation: Operation, user: str) -> None:
     """It waited for a second tech lead: the emergency goes first, and the card stops asking."""
     now = deps.clock.now()
     approval = deps.store.approval_for(operation.id)
-    data = {**operation.data, "outcome": {"why": "superseded", "by": user}, "due_at": None}
-    move = Move(
-        operation.id,
-        "awaiting_approval",
-        "cancelled",
-        data,
-        release_lock_of=operation.service,
-        from_seq=data_seq(operation),
-    )
-    if deps.store.advance_operation(move, now) is None:
-        raise Superseded(operation.id)
+    data = {"outcome": {"why": "superseded", "by": user}, "due_at": None}
+    write_step(deps, operation, "cancelled", data, release_lock=True)
     if approval is not None and approval.status == "pending":
         deps.store.decide_approval(approval.id, "cancelled", user, now)
     deps.store.add_event(operation.id, now, "superseded", actor=user)
@@ -140,8 +123,7 @@ def _step_aside(deps: Deps, operation: Operation, user: str, reason: str) -> Non
     traffic), and the restore takes the service back before it deploys or shifts."""
     now = deps.clock.now()
     yielded = {"by": user, "at": now.isoformat(), "state": operation.state, "reason": reason[:300]}
-    write_step(deps, operation, None, {"yielded": yielded})
-    deps.store.release_lock(operation.service, operation.id)
+    write_step(deps, operation, None, {"yielded": yielded}, release_lock=True)
     deps.store.add_event(operation.id, now, "stepped_aside", actor=user, state=operation.state)
     deps.audit(
         user,

@@ -1,6 +1,6 @@
 """Committing a restore's progress: its next state and data together (compare-and-set, so an
-on-call engineer's write is never overwritten by a step that read the restore before it), its
-step marks, its ends."""
+on-call engineer's write is never overwritten by a step that read the restore before it), the
+marks of its steps, its ends."""
 
 from __future__ import annotations
 
@@ -9,31 +9,24 @@ from typing import Any
 
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.restore.view import STEP_NAMES, refresh
-from bot.ops.stepping import write_step
+from bot.ops.stepping import Record, step_ended, step_started
 from bot.ports import CloudSqlError, SecretsError
 from bot.store import Operation
 
-FINAL_STATES = ("succeeded", "failed", "rolled_back", "rejected", "expired", "cancelled")
-
-
-def commit(deps: Deps, operation: Operation, state: str | None = None, **data: Any) -> Operation:
-    """The next state and data, only if the restore is still exactly as read (else Superseded:
-    the step loop goes on from the store); then the card shows it."""
-    updated = write_step(deps, operation, state, data)
-    refresh(deps, operation.id)
-    return updated
+RECORD = Record("restore", refresh)
+commit = RECORD.commit  # the next state and data together (compare-and-set), then the card
 
 
 def begin(deps: Deps, operation: Operation, step: str) -> Operation:
     if step in operation.data["steps"]:
         return operation
-    return mark(deps, operation, step, "running")
+    return commit(deps, operation, **step_started(operation, step, deps.clock.now()))
 
 
 def again(deps: Deps, operation: Operation, step: str) -> Operation:
     """A step done before that must be done once more (a rebuilt revision)."""
     steps = {k: v for k, v in operation.data["steps"].items() if k != step}
-    return mark(deps, commit(deps, operation, steps=steps), step, "running")
+    return begin(deps, commit(deps, operation, steps=steps), step)
 
 
 def done(deps: Deps, operation: Operation, step: str, **note: Any) -> Operation:
@@ -41,15 +34,8 @@ def done(deps: Deps, operation: Operation, step: str, **note: Any) -> Operation:
 
 
 def mark(deps: Deps, operation: Operation, step: str, status: str, **note: Any) -> Operation:
-    now = deps.clock.now().isoformat()
-    steps = dict(operation.data["steps"])
-    marked = dict(steps.get(step) or {"started": now})
-    marked["status"] = status
-    if status != "running":
-        marked["ended"] = now
-    marked.update({k: v for k, v in note.items() if isinstance(v, str | bool)})
-    steps[step] = marked
-    return commit(deps, operation, steps=steps)
+    """``step`` ended: ``done`` or ``failed``, with its words and yes/no facts (``note``)."""
+    return commit(deps, operation, **step_ended(operation, step, deps.clock.now(), status, **note))
 
 
 def due(deps: Deps, seconds: float | None = None) -> str:
@@ -80,19 +66,12 @@ def fail(deps: Deps, operation: Operation, step: str, why: str) -> Operation:
 
 
 def end(deps: Deps, operation: Operation, state: str, **data: Any) -> Operation:
-    operation = commit(deps, operation, state, due_at=None, waiting_for=None, **data)
-    deps.store.release_lock(operation.service, operation.id)
     outcome = data.get("outcome") or {}
-    deps.audit(
-        BOT_ACTOR,
-        f"restore.{state}",
-        "ok" if state == "succeeded" else state,
-        service=operation.service,
-        revision=operation.to_revision,
-        operation_id=operation.id,
-        clone=operation.data.get("clone", ""),
+    audited = {
+        "clone": operation.data.get("clone", ""),
         **{k: v for k, v in outcome.items() if isinstance(v, str)},
-    )
+    }
+    operation = RECORD.end(deps, operation, state, audited, waiting_for=None, **data)
     deps.store.add_event(operation.id, deps.clock.now(), state, actor=BOT_ACTOR)
     return operation
 

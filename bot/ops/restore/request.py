@@ -19,7 +19,7 @@ from bot.ops.context import Deps
 from bot.ops.errors import UserError
 from bot.ops.holding import open_holding
 from bot.ops.restore.endpoints import secret_check
-from bot.ops.restore.record import FINAL_STATES
+from bot.ops.restore.states import FINAL_STATES
 from bot.ops.restore.view import refresh
 from bot.policy.databases import clone_name, is_clone_name, secret_target
 from bot.policy.targets import current_revision

@@ -7,9 +7,10 @@ from datetime import datetime
 from typing import Any
 
 from bot.config import Action
-from bot.ops.cards import approval_view, operation_card, show
+from bot.ops.cards import OperationCard, approval_view
 from bot.ops.context import Deps
 from bot.policy.approvals import who_may_approve
+from bot.ports import Message
 from bot.store import Operation
 
 STEP_NAMES = ("create", "restore", "runnable", "secret", "deploy", "smoke", "shift", "verify")
@@ -73,9 +74,9 @@ def _step(name: str, mark: dict[str, Any] | None, now: datetime) -> dict[str, An
     }
 
 
-def refresh(deps: Deps, operation_id: str) -> None:
-    operation = deps.store.operation(operation_id)
-    if operation is None:
-        return
-    message = deps.renderer.message("db_restore_card", r=restore_view(deps, operation))
-    show(deps, operation_card(operation.id), operation.channel, message)
+def restore_card(deps: Deps, operation: Operation) -> Message:
+    return deps.renderer.message("db_restore_card", r=restore_view(deps, operation))
+
+
+CARD = OperationCard(restore_card)
+refresh = CARD.refresh

@@ -9,16 +9,19 @@ finds: ``approved`` re-reads the service (and skips the PATCH if traffic is alre
 ``verifying`` probes again.
 """
 
-from bot.ops.rollback.approval import decide, on_decided, on_expired, yield_to
-from bot.ops.rollback.finish import check_recovery_offer, fail_unexpectedly
-from bot.ops.rollback.model import RUNNING_STATES, RepeatNeedsConfirmation, RollbackRequest
+from bot.ops.rollback.machine import execute
+from bot.ops.rollback.people import decide, on_decided, on_expired, yield_to
+from bot.ops.rollback.record import check_recovery_offer, fail_unexpectedly
 from bot.ops.rollback.repeat import check_repeat_still_current
 from bot.ops.rollback.request import authorize_request, create_rollback
-from bot.ops.rollback.steps import execute, pinned_targets
+from bot.ops.rollback.requested import RepeatNeedsConfirmation, RollbackRequest
+from bot.ops.rollback.states import RUNNING_STATES
 from bot.ops.rollback.target import check_words
+from bot.ops.workflow import Workflow
 
 __all__ = [
     "RUNNING_STATES",
+    "WORKFLOW",
     "RepeatNeedsConfirmation",
     "RollbackRequest",
     "authorize_request",
@@ -31,6 +34,14 @@ __all__ = [
     "fail_unexpectedly",
     "on_decided",
     "on_expired",
-    "pinned_targets",
     "yield_to",
 ]
+
+WORKFLOW = Workflow(
+    kind="rollback",
+    running_states=RUNNING_STATES,
+    execute=execute,
+    fail_unexpectedly=fail_unexpectedly,
+    on_decided=on_decided,
+    on_expired=on_expired,
+)

@@ -7,7 +7,8 @@ from typing import Any, NoReturn
 from bot.config import ServiceConfig
 from bot.ops.context import Deps
 from bot.ops.errors import UserError
-from bot.ops.rollback.model import RAN_STATES, RepeatNeedsConfirmation, RollbackRequest
+from bot.ops.rollback.requested import RepeatNeedsConfirmation, RollbackRequest
+from bot.ops.rollback.states import RAN_STATES
 from bot.ops.rollback.target import read_service, revision_view, target_choice
 from bot.policy.targets import (
     TargetChoice,

@@ -6,14 +6,15 @@ from typing import Any, NoReturn
 
 from bot.config import Action, ServiceConfig
 from bot.ops.approvals import request_approval
-from bot.ops.cards import refresh_card
 from bot.ops.context import Deps
 from bot.ops.errors import UserError
 from bot.ops.release_migrations import rollback_crossing
-from bot.ops.rollback.finish import finish
-from bot.ops.rollback.model import RAN_STATES, RollbackRequest
+from bot.ops.rollback.record import finish
 from bot.ops.rollback.repeat import ask_if_repeated, latest_ran
+from bot.ops.rollback.requested import RollbackRequest
+from bot.ops.rollback.states import RAN_STATES
 from bot.ops.rollback.target import pick_target, read_service, resolve_revision_word, revision_view
+from bot.ops.rollback.view import refresh
 from bot.policy.approvals import Decision, Verdict, decide_rollback
 from bot.policy.targets import (
     TargetChoice,
@@ -76,7 +77,7 @@ def create_rollback(
             operation_id=operation.id,
             approval="incident_policy" if request.automatic else "self",
         )
-    refresh_card(deps, operation.id)
+    refresh(deps, operation.id)
     return deps.store.operation(operation.id) or operation
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from bot.config import ServiceConfig
 from bot.ops.context import Deps
 from bot.ops.errors import UserError
-from bot.ops.rollback.model import RollbackRequest
+from bot.ops.rollback.requested import RollbackRequest
 from bot.policy.revision_words import WordKind, read_revision_word
 from bot.policy.targets import (
     TargetChoice,

@@ -13,11 +13,18 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from bot.ops.context import BOT_ACTOR, Deps
-from bot.ops.flags.record import commit, end, step_ended
+from bot.ops.context import Deps
+from bot.ops.flags.record import commit, end
 from bot.ops.health import probe_health
-from bot.ops.metrics_window import Decision, decide, judged_until, observing_since
-from bot.ops.stepping import due_in
+from bot.ops.metrics_window import (
+    Decision,
+    decide,
+    judged_until,
+    observing_since,
+    recorded,
+    waiting,
+)
+from bot.ops.stepping import due_in, step_ended
 from bot.policy.gates import Verdict
 from bot.store import Operation
 
@@ -30,13 +37,10 @@ def step_watch(deps: Deps, operation: Operation) -> Operation:
     if decision.waiting:  # nothing new to judge: no judgement to record, the card says so
         if _monitoring_too_late(deps, operation):
             return _keep(deps, operation, _last_verdict(operation))
-        return commit(
-            deps,
-            operation,
-            waiting=decision.waiting_facts(),
-            due_at=due_in(deps, decision.next_check_in(deps.config.release.judge_interval_s)),
-        )
-    operation = _record(deps, operation, decision)
+        interval = deps.config.release.judge_interval_s
+        return commit(deps, operation, **waiting(deps, decision, interval))
+    _, judged = recorded(deps, operation, decision, keep=100)
+    operation = commit(deps, operation, **judged)
     verdict = decision.verdict
     assert verdict is not None and decision.judgement is not None
     if verdict is Verdict.ROLLBACK:
@@ -98,30 +102,3 @@ def _seen_to_the_end(operation: Operation, decision: Decision) -> bool:
 def _monitoring_too_late(deps: Deps, operation: Operation) -> bool:
     until = datetime.fromisoformat(operation.data["watch_until"])
     return deps.clock.now() >= until + MONITORING_LAG_LIMIT
-
-
-def _record(deps: Deps, operation: Operation, decision: Decision) -> Operation:
-    numbers = decision.facts()
-    deps.audit(
-        BOT_ACTOR,
-        "flag.judged",
-        str(decision.verdict),
-        service=operation.service,
-        revision=operation.to_revision,
-        operation_id=operation.id,
-        **numbers,
-    )
-    judgements = [*operation.data.get("judgements", []), numbers][-100:]
-    since = decision.observing_since
-    return commit(
-        deps,
-        operation,
-        judgements=judgements,
-        judged_until=(
-            numbers["window_end"]
-            if decision.reading.window
-            else operation.data.get("judged_until")  # the health check alone: no new minute
-        ),
-        observing_since=since.isoformat() if since else None,
-        waiting=None,
-    )

@@ -1,17 +1,24 @@
-"""Ending a rollback: success, or a loud failure that offers the next steps."""
+"""Committing a rollback's progress (compare-and-set, then its card) and its end: success, or a
+loud failure that offers the next steps."""
 
 from __future__ import annotations
 
+from contextlib import suppress
 from typing import Any
 
-from bot.ops.cards import announce, card_view, refresh_card
+from bot.ops.cards import announce
 from bot.ops.context import BOT_ACTOR, Deps
-from bot.ops.errors import UserError
-from bot.ops.rollback.model import RUNNING_STATES, STEP_OF_STATE
+from bot.ops.errors import Superseded, UserError
 from bot.ops.rollback.repeat import latest_ran, previous_view
+from bot.ops.rollback.states import RUNNING_STATES, STEP_OF_STATE
 from bot.ops.rollback.target import target_choice
+from bot.ops.rollback.view import card_view, refresh
+from bot.ops.stepping import Record, write_step
 from bot.ports import CloudRunError
 from bot.store import Operation
+
+RECORD = Record("rollback", refresh)
+commit = RECORD.commit  # the next state and data together (compare-and-set), then the card
 
 
 def fail(deps: Deps, operation: Operation, code: str, step: str, **detail: Any) -> Operation:
@@ -97,12 +104,11 @@ def _traffic_now(deps: Deps, operation: Operation) -> dict[str, int] | None:
 
 
 def finish(deps: Deps, operation_id: str, state: str, **data: Any) -> Operation:
-    now = deps.clock.now()
-    if data:
-        deps.store.merge_data(operation_id, now, **data)
-    operation = deps.store.update_operation(operation_id, now, state=state)
-    deps.store.release_lock(operation.service, operation_id)
-    refresh_card(deps, operation_id)
+    """The rollback's last ``state`` with ``data``, its service's lock given back with it."""
+    operation = deps.store.operation(operation_id)
+    assert operation is not None
+    operation = write_step(deps, operation, state, data, release_lock=True)
+    refresh(deps, operation_id)
     return operation
 
 
@@ -116,4 +122,5 @@ def fail_unexpectedly(deps: Deps, operation_id: str) -> None:
     """A bug must not leave an operation silently half-done: end it loudly."""
     operation = deps.store.operation(operation_id)
     if operation is not None and operation.state in RUNNING_STATES:
-        fail(deps, operation, "internal", operation.state)
+        with suppress(Superseded):  # moved on meanwhile: what it is now stands
+            fail(deps, operation, "internal", operation.state)

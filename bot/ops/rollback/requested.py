@@ -1,17 +1,10 @@
-"""A rollback request, and the states and steps of a rollback operation."""
+"""A rollback as somebody asked for it (``/rollback``, an incident, a drill, a card's button),
+and the question a repeat soon after one asks first."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-
-RUNNING_STATES = ("approved", "shifting", "verifying")
-# A rollback that ran: it moved traffic, or tried to. A request refused (busy, superseded,
-# rejected, expired) never ran, so it never hides the one that did from the repeat question.
-RAN_STATES = ("succeeded", "failed")
-
-
-STEP_OF_STATE = {"approved": "shift", "shifting": "wait", "verifying": "verify"}
 
 
 @dataclass(frozen=True)

@@ -5,23 +5,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from bot.ops.cards import refresh_card
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.health import config_problem, probe_health
-from bot.ops.rollback.finish import fail, finish
-from bot.ops.rollback.model import RUNNING_STATES
+from bot.ops.rollback.record import commit, fail, finish
 from bot.ops.slow import still_applying
-from bot.ports import CloudRunError, EtagConflict, ServiceState, TrafficTarget
+from bot.ops.stepping import advance
+from bot.ops.traffic import pinned_targets
+from bot.ports import CloudRunError, EtagConflict, ServiceState
 from bot.store import Operation
 
 
 def execute(deps: Deps, operation_id: str) -> Operation:
     """Run the operation from whatever state it is in until it ends or waits for a person."""
-    operation = deps.store.operation(operation_id)
-    assert operation is not None
-    while operation.state in RUNNING_STATES:
-        operation = STEPS[operation.state](deps, operation)
-    return operation
+    return advance(deps, operation_id, STEPS, name="rollback")
 
 
 def _step_shift(deps: Deps, operation: Operation) -> Operation:
@@ -68,20 +64,6 @@ def _patch_with_one_conflict_retry(deps: Deps, operation: Operation, state: Serv
         return deps.cloudrun.start_traffic_update(
             ref, pinned_targets(fresh, operation.to_revision, drop), fresh.etag
         )
-
-
-def pinned_targets(
-    state: ServiceState, target: str, drop: frozenset[str] = frozenset()
-) -> list[TrafficTarget]:
-    """100% on ``target``, pinned by name; every existing tag kept at 0% on its own revision,
-    but those in ``drop`` (the new revision's tag of a release or flip that stood aside)."""
-    tags = {s.tag: s.revision for s in state.traffic if s.tag and s.tag not in drop}
-    target_tags = [tag for tag, revision in tags.items() if revision == target]
-    targets = [TrafficTarget(target, 100, target_tags[0] if target_tags else "")]
-    for tag, revision in sorted(tags.items()):
-        if tag not in target_tags[:1]:
-            targets.append(TrafficTarget(revision, 0, tag))
-    return targets
 
 
 def _step_wait(deps: Deps, operation: Operation) -> Operation:
@@ -140,7 +122,7 @@ def _succeed(
 ) -> Operation:
     now = deps.clock.now()
     deps.store.finish_step(operation.id, "verify", now, "done", {"url": url, "checks": checks})
-    _record_timing(deps, operation, "verify", started)
+    timings = _timings(operation, "verify", started, now)
     deps.store.add_event(operation.id, now, "healthz_verified", actor=BOT_ACTOR, url=url)
     deps.store.record_serving(operation.service, operation.to_revision, "served", now, operation.id)
     if operation.from_revision:
@@ -155,7 +137,8 @@ def _succeed(
         revision=operation.to_revision,
         operation_id=operation.id,
     )
-    return finish(deps, operation.id, "succeeded", health={"url": url, "checks": len(checks)})
+    health = {"url": url, "checks": len(checks)}
+    return finish(deps, operation.id, "succeeded", timings=timings, health=health)
 
 
 STEPS = {"approved": _step_shift, "shifting": _step_wait, "verifying": _step_verify}
@@ -166,15 +149,9 @@ def _advance(
 ) -> Operation:
     now = deps.clock.now()
     deps.store.finish_step(operation.id, step, now, "done", result)
-    _record_timing(deps, operation, step, started)
-    updated = deps.store.update_operation(operation.id, now, state=state)
-    refresh_card(deps, operation.id)
-    return updated
+    return commit(deps, operation, state, timings=_timings(operation, step, started, now))
 
 
-def _record_timing(deps: Deps, operation: Operation, step: str, started: datetime) -> None:
-    current = deps.store.operation(operation.id)
-    assert current is not None
-    timings = dict(current.data.get("timings", {}))
-    timings[step] = (deps.clock.now() - started).total_seconds()
-    deps.store.merge_data(operation.id, deps.clock.now(), timings=timings)
+def _timings(operation: Operation, step: str, started: datetime, now: datetime) -> dict[str, float]:
+    """The operation's step timings, with ``step``'s: the card shows each."""
+    return {**operation.data.get("timings", {}), step: (now - started).total_seconds()}

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import logging
 from contextlib import suppress
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from bot.ops import rollback
 from bot.ops.context import BOT_ACTOR, Deps
-from bot.ops.drill.view import announce_result, refresh
+from bot.ops.drill.record import commit, end, log_step
+from bot.ops.drill.states import DRILL_TAG, RUNNING_STATES
 from bot.ops.errors import Superseded, UserError
 from bot.ops.health import config_problem, probe_health
-from bot.ops.release.cloud import with_other_tags
 from bot.ops.release.deploy import PROMETHEUS_LINE
+from bot.ops.release.states import GREEN_TAG
 from bot.ops.rollback import RollbackRequest
-from bot.ops.stepping import advance, ensure_current, write_step
+from bot.ops.stepping import advance, ensure_current
+from bot.ops.traffic import with_other_tags
 from bot.ports import (
     CloudRunError,
     EtagConflict,
@@ -28,15 +30,6 @@ from bot.store import TERMINAL_STATES, Operation
 
 log = logging.getLogger("runback.drill")
 
-DRILL_TAG = "drill"
-RUNNING_STATES = (
-    "deploying",
-    "deploy_applying",
-    "verifying",
-    "rolling_back",
-    "waiting_rollback",
-    "checking_metrics",
-)
 MAX_STEPS_PER_RUN = 20
 ROLLBACK_POLL_S = 0.5  # how soon a drill looks again at the rollback it started
 
@@ -61,43 +54,11 @@ def _rollback_ended(deps: Deps, operation: Operation) -> bool:
     return child is not None and child.state in TERMINAL_STATES
 
 
-def on_expired(deps: Deps, operation: Operation) -> None:
-    """A drill never waits for an approval."""
-
-
-def on_decided(deps: Deps, operation: Operation, approve: bool, user: str) -> None:
-    """A drill never waits for an approval."""
-
-
 def fail_unexpectedly(deps: Deps, operation_id: str) -> None:
     operation = deps.store.operation(operation_id)
     if operation is not None and operation.state in RUNNING_STATES:
         with suppress(Superseded):  # an on-call engineer moved it meanwhile: their move stands
             _safety_then_end(deps, operation, {"code": "internal"})
-
-
-# -- helpers ---------------------------------------------------------------------------------
-
-
-def _commit(deps: Deps, operation: Operation, state: str | None = None, **data: Any) -> Operation:
-    """Commit the next state and data together, only if the drill is still as read (else
-    Superseded: an on-call engineer's rollback that took the drill over is never undone)."""
-    updated = write_step(deps, operation, state, data)
-    refresh(deps, operation.id)
-    return updated
-
-
-def _log(
-    operation: Operation, step: str, ok: bool, started: datetime, now: datetime, **facts: Any
-) -> list[dict[str, Any]]:
-    entry = {
-        "at": now.isoformat(),
-        "step": step,
-        "ok": ok,
-        "s": round((now - started).total_seconds(), 2),
-        **facts,
-    }
-    return [*operation.data.get("log", []), entry]
 
 
 def _ref(deps: Deps, operation: Operation) -> ServiceRef:
@@ -118,15 +79,15 @@ def _step_deploy(deps: Deps, operation: Operation) -> Operation:
             blue = operation.data.get("blue") or _steady_blue(state)
             if blue is None:
                 outcome = {"code": "not_steady", "serving": state.serving()}
-                return _end(deps, operation, False, outcome)
+                return end(deps, operation, False, outcome)
             revisions = deps.cloudrun.list_revisions(ref)
             image = next((r.image for r in revisions if r.name == blue), "")
-            operation = _commit(deps, operation, blue=blue, image=image, uri=state.uri)
+            operation = commit(deps, operation, blue=blue, image=image, uri=state.uri)
             name = _deploy(deps, operation, state, image)
     except RevisionExists:  # a restart after the PATCH: the revision is ours, follow it
         name = ""
     except CloudRunError as error:
-        return _end(
+        return end(
             deps,
             operation,
             False,
@@ -142,8 +103,8 @@ def _step_deploy(deps: Deps, operation: Operation) -> Operation:
         operation_id=operation.id,
         cloud_operation=name,
     )
-    entry = _log(operation, "deploy", True, started, now, revision=operation.to_revision)
-    return _commit(
+    entry = log_step(operation, "deploy", True, started, now, revision=operation.to_revision)
+    return commit(
         deps, operation, "deploy_applying", pending=name, log=entry, started_at=now.isoformat()
     )
 
@@ -156,7 +117,7 @@ def _steady_blue(state: ServiceState) -> str | None:
 def _deploy(deps: Deps, operation: Operation, state: ServiceState, image: str) -> str:
     def send(current: ServiceState) -> str:
         targets = [TrafficTarget(operation.to_revision, 100, DRILL_TAG)]
-        targets = with_other_tags(targets, current)
+        targets = with_other_tags(targets, current, own=(GREEN_TAG,))
         return deps.cloudrun.start_deploy(
             current.ref,
             image,
@@ -187,9 +148,9 @@ def _step_wait_deploy(deps: Deps, operation: Operation) -> Operation:
     if state.failure or state.serving() != {operation.to_revision: 100}:
         outcome = {"code": "deploy_failed", "detail": state.failure or str(state.serving())}
         return _safety_then_end(deps, operation, outcome)
-    entry = _log(operation, "deployed", True, started, deps.clock.now(), uri=state.uri)
+    entry = log_step(operation, "deployed", True, started, deps.clock.now(), uri=state.uri)
     next_state = "rolling_back" if operation.data.get("stop_requested") else "verifying"
-    return _commit(deps, operation, next_state, pending="", uri=state.uri, log=entry)
+    return commit(deps, operation, next_state, pending="", uri=state.uri, log=entry)
 
 
 # -- 2. verify the test revision's health ------------------------------------------------
@@ -212,10 +173,10 @@ def _step_verify(deps: Deps, operation: Operation) -> Operation:
     assert result is not None
     healthy = in_a_row >= settings.health_checks
     facts = {"status": result.status, "path": service.health_path}
-    entry = _log(operation, "verify", healthy, started, deps.clock.now(), **facts)
+    entry = log_step(operation, "verify", healthy, started, deps.clock.now(), **facts)
     failure = {} if healthy else {"outcome": {"code": result.problem or "test_unhealthy", **facts}}
     # Healthy or not, the drill now rolls back: that is what it practises.
-    return _commit(deps, operation, "rolling_back", log=entry, **failure)
+    return commit(deps, operation, "rolling_back", log=entry, **failure)
 
 
 # -- 3. roll back with the production rollback workflow -----------------------------------
@@ -239,11 +200,10 @@ def _step_roll_back(deps: Deps, operation: Operation) -> Operation:
             child = rollback.create_rollback(deps, request, service, emergency=True)
         except UserError as error:
             outcome = {"code": "rollback_refused", "detail": error.key}
-            return _end(deps, operation, False, outcome)
-    submit = deps.extra.get("submit")
-    if callable(submit):
-        submit(child.id)
-    return _commit(deps, operation, "waiting_rollback", rollback_id=child.id, due_at=None)
+            return end(deps, operation, False, outcome)
+    if deps.submit is not None:
+        deps.submit(child.id)
+    return commit(deps, operation, "waiting_rollback", rollback_id=child.id, due_at=None)
 
 
 def _existing_rollback(deps: Deps, operation: Operation) -> Operation | None:
@@ -261,11 +221,11 @@ def _step_wait_rollback(deps: Deps, operation: Operation) -> Operation:
     assert child is not None
     if child.state not in TERMINAL_STATES:
         due = deps.clock.now() + timedelta(seconds=ROLLBACK_POLL_S)
-        return _commit(deps, operation, due_at=due.isoformat())
+        return commit(deps, operation, due_at=due.isoformat())
     now = deps.clock.now()
     to_safe = (child.finished_at - child.created_at).total_seconds() if child.finished_at else None
     ok = child.state == "succeeded"
-    entry = _log(
+    entry = log_step(
         operation,
         "rollback",
         ok,
@@ -274,16 +234,16 @@ def _step_wait_rollback(deps: Deps, operation: Operation) -> Operation:
         to=child.to_revision,
         rollback=child.id,
     )
-    operation = _commit(deps, operation, due_at=None, time_to_safe_s=to_safe, log=entry)
+    operation = commit(deps, operation, due_at=None, time_to_safe_s=to_safe, log=entry)
     if not ok:
         error = (child.data or {}).get("error") or {}
-        return _end(
+        return end(
             deps,
             operation,
             False,
             {"code": "rollback_failed", "detail": error.get("code", child.state)},
         )
-    return _commit(deps, operation, "checking_metrics")
+    return commit(deps, operation, "checking_metrics")
 
 
 # -- 4. verify /metrics, then record --------------------------------------------------------
@@ -297,12 +257,12 @@ def _step_metrics(deps: Deps, operation: Operation) -> Operation:
     timeout = deps.config.rollback.health_check_timeout_s
     result = deps.probe.get(base + "/metrics", timeout, audience=audience)
     ok = result.ok and bool(PROMETHEUS_LINE.search(result.detail))
-    entry = _log(operation, "metrics", ok, started, deps.clock.now(), status=result.status)
-    operation = _commit(deps, operation, log=entry)
+    entry = log_step(operation, "metrics", ok, started, deps.clock.now(), status=result.status)
+    operation = commit(deps, operation, log=entry)
     if not ok:
-        return _end(deps, operation, False, {"code": "metrics_failed", "status": result.status})
+        return end(deps, operation, False, {"code": "metrics_failed", "status": result.status})
     earlier = operation.data.get("outcome")
-    return _end(deps, operation, not earlier, earlier or {"code": "passed"})
+    return end(deps, operation, not earlier, earlier or {"code": "passed"})
 
 
 STEPS = {
@@ -327,115 +287,5 @@ def _safety_then_end(deps: Deps, operation: Operation, outcome: dict[str, Any]) 
     except CloudRunError:
         safe = False
     if safe or not operation.data.get("blue"):
-        return _end(deps, operation, False, outcome)
-    return _commit(deps, operation, "rolling_back", outcome=outcome)
-
-
-def _end(
-    deps: Deps,
-    operation: Operation,
-    passed: bool,
-    outcome: dict[str, Any],
-    keep_lock: bool = False,
-) -> Operation:
-    """The drill's record, then its last state; ``keep_lock`` for the on-call rollback that
-    takes the service over from it."""
-    now = deps.clock.now()
-    state = "succeeded" if passed else "failed"
-    operation = _commit(deps, operation, outcome=outcome, due_at=None)
-    data = operation.data
-    record_id = data.get("drill_id")  # the record first: a crash before the state reruns this
-    if record_id:
-        deps.store.update_drill(
-            record_id,
-            outcome="passed" if passed else "failed",
-            finished_at=now,
-            time_to_safe_s=data.get("time_to_safe_s"),
-            detail={
-                "log": data.get("log", []),
-                "outcome": outcome,
-                "blue": data.get("blue", ""),
-                "revision": operation.to_revision,
-                "image": data.get("image", ""),
-                "rollback_id": data.get("rollback_id", ""),
-            },
-        )
-    operation = _commit(deps, operation, state)
-    if not keep_lock:
-        deps.store.release_lock(operation.service, operation.id)  # if it still holds it
-    deps.audit(
-        BOT_ACTOR,
-        f"drill.{'passed' if passed else 'failed'}",
-        "ok" if passed else "failed",
-        service=operation.service,
-        revision=operation.to_revision,
-        operation_id=operation.id,
-        time_to_safe_s=data.get("time_to_safe_s"),
-        **{k: v for k, v in outcome.items() if k in ("code", "status")},
-    )
-    deps.store.add_event(operation.id, now, state, actor=BOT_ACTOR, **outcome)
-    refresh(deps, operation.id)
-    announce_result(deps, operation)
-    return operation
-
-
-# -- an on-call engineer's emergency rollback of the drilled service ------------------------
-
-# The drill holds the service's lock in these states (its rollback holds it while it runs).
-HOLDING_STATES = ("deploying", "deploy_applying", "verifying", "rolling_back")
-MAX_TRIES = 20  # each try loses only to a write the drill's own step made in between
-
-
-def stand_aside(deps: Deps, operation_id: str, user: str, reason: str = "") -> str | None:
-    """Before the drill sent its test revision to Cloud Run, the revision serving is the one
-    the on-call engineer asked to leave: the drill ends at once (failed, ``stood_aside``),
-    keeping the service's lock for the rollback that takes it over, and returns its tag. None
-    once the test revision may serve (``take_back``) or the drill no longer holds the service."""
-    outcome = {"code": "stood_aside", "by": user, **({"reason": reason[:500]} if reason else {})}
-    for _ in range(MAX_TRIES):
-        operation = deps.store.operation(operation_id)
-        if operation is None or operation.state != "deploying" or operation.data.get("blue"):
-            return None
-        try:
-            _end(deps, operation, False, outcome, keep_lock=True)
-        except Superseded:
-            continue
-        deps.audit(
-            user, "drill.stood_aside", "ok", service=operation.service, operation_id=operation.id
-        )
-        return DRILL_TAG
-    raise UserError("notice.moving")
-
-
-def take_back(deps: Deps, operation_id: str, user: str, reason: str = "") -> Operation:
-    """The test revision serves (or Cloud Run is applying it): the drill goes back to the
-    revision before it at once with its own rollback, as a release goes back to blue, skipping
-    what it had left to check, then ends failed (``stood_aside``). While its deploy is being
-    sent, its result is not known yet: the engineer is told to ask again in a moment."""
-    outcome = {"code": "stood_aside", "by": user, **({"reason": reason[:500]} if reason else {})}
-    for _ in range(MAX_TRIES):
-        operation = deps.store.operation(operation_id)
-        if operation is None or operation.state not in HOLDING_STATES[1:]:
-            holder = deps.store.lock_holder(operation.service) if operation else None
-            if operation is not None and operation.state == "deploying":
-                raise UserError("drill.error.deploying", service=operation.service)
-            raise UserError(
-                "error.busy", service=operation.service if operation else "?", holder=holder
-            )
-        try:
-            if operation.state == "deploy_applying":  # after the deploy: straight to it
-                moved = _commit(deps, operation, outcome=outcome, stop_requested=True)
-            else:
-                moved = _commit(deps, operation, "rolling_back", outcome=outcome)
-        except Superseded:
-            continue
-        deps.audit(
-            user,
-            "drill.rollback_requested",
-            "ok",
-            service=moved.service,
-            operation_id=moved.id,
-            was=operation.state,
-        )
-        return moved
-    raise UserError("notice.moving")
+        return end(deps, operation, False, outcome)
+    return commit(deps, operation, "rolling_back", outcome=outcome)

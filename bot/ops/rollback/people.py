@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from bot.ops.approvals import claim_decision
-from bot.ops.cards import refresh_card
 from bot.ops.context import BOT_ACTOR, Deps
-from bot.ops.rollback.finish import finish
+from bot.ops.rollback.record import finish
+from bot.ops.rollback.view import refresh
 from bot.store import Move, Operation
 
 
@@ -23,7 +23,7 @@ def _decided(operation: Operation, approve: bool) -> Move:
 
 
 def _after_decision(deps: Deps, operation: Operation) -> Operation:
-    refresh_card(deps, operation.id)
+    refresh(deps, operation.id)
     return deps.store.operation(operation.id) or operation
 
 
@@ -58,7 +58,7 @@ def yield_to(deps: Deps, holder_id: str, emergency_user: str, reason: str = "") 
         operation_id=operation.id,
         was=operation.state,
     )
-    refresh_card(deps, operation.id)
+    refresh(deps, operation.id)
     return True
 
 

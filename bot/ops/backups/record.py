@@ -1,0 +1,29 @@
+"""Committing a backup's progress: its next state and typed data together (compare-and-set),
+its end."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.ops.backups.states import KIND, BackupData
+from bot.ops.backups.view import refresh
+from bot.ops.context import BOT_ACTOR, Deps
+from bot.ops.stepping import Record
+from bot.store import Operation
+
+RECORD = Record(KIND, refresh)
+
+
+def commit(deps: Deps, operation: Operation, state: str | None = None, **changes: Any) -> Operation:
+    """The next state and the backup's data with ``changes`` (validated as ``BackupData``)
+    together, compare-and-set, then the card."""
+    data = BackupData.of(operation).changed(**changes)
+    return RECORD.commit(deps, operation, state, **data.stored())
+
+
+def end(deps: Deps, operation: Operation, state: str, **changes: Any) -> Operation:
+    """The last state, with the backup's total time (an on-demand backup holds no lock)."""
+    started = operation.created_at
+    total = (deps.clock.now() - started).total_seconds()
+    deps.store.add_event(operation.id, deps.clock.now(), state, actor=BOT_ACTOR)
+    return commit(deps, operation, state, due_at=None, total_s=total, **changes)
