@@ -1,7 +1,7 @@
 """The database under the store: one engine per URL, the same waits on SQLite and PostgreSQL,
 the declarative base every table shares, and what to tell a person whose DATABASE_URL fails.
 
-Nothing here knows Runback's tables or schema revisions (bot/store.py, bot/schema.py).
+Nothing here knows Runback's tables or schema revisions (bot/store/, bot/schema.py).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Durable records of migrations: each revision's migration verdict, and release candidates
 (an image and its migration, registered by CI or attached in Slack before ``/deploy``).
 
-Kept beside bot/store.py, on the ``Base`` of bot/database.py that its tables share (so Alembic
+Kept beside bot/store/, on the ``Base`` of bot/database.py that its tables share (so Alembic
 and the schema test see them); every function is one short transaction on the store's engine.
 """
 

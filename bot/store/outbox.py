@@ -1,0 +1,139 @@
+"""The Slack outbox: every message Runback owes a channel, staged in the store and shown by the
+courier off the critical path (retried with backoff until Slack has the newest version)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import case, literal, select, update
+from sqlalchemy.exc import IntegrityError
+
+from bot.database import UTCDateTime
+from bot.store.models import OutboxMessage
+from bot.store.repository import Repository, rows
+
+
+class Outbox(Repository):
+    """``store.outbox``."""
+
+    def stage_card(
+        self, card: str, channel: str, message: dict[str, Any], now: datetime, thread_of: str = ""
+    ) -> None:
+        """Record the card's newest content; the courier shows it (a new version wins)."""
+        if self._restage_card(card, message, now):
+            return
+        try:
+            with self._session() as session:
+                session.add(_outbox_row(card, channel, message, now, thread_of))
+        except IntegrityError:  # another instance staged this new card first
+            self._restage_card(card, message, now)
+
+    def _restage_card(self, card: str, message: dict[str, Any], now: datetime) -> bool:
+        """One UPDATE, so that a delivery's outcome committed meanwhile is never overwritten."""
+        with self._session() as session:
+            result = session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.card == card)
+                .values(
+                    message=message,
+                    version=OutboxMessage.version + 1,
+                    updated_at=now,
+                    # a card in backoff (429, outage) keeps its wait
+                    due_at=case(
+                        (OutboxMessage.attempts == 0, literal(now, UTCDateTime)),
+                        else_=OutboxMessage.due_at,
+                    ),
+                )
+            )
+            return rows(result) == 1
+
+    def stage_post(
+        self, channel: str, message: dict[str, Any], now: datetime, thread_of: str = ""
+    ) -> None:
+        with self._session() as session:
+            session.add(_outbox_row(None, channel, message, now, thread_of))
+
+    def outbox_row(self, card: str) -> OutboxMessage | None:
+        with self._session() as session:
+            return session.scalars(select(OutboxMessage).where(OutboxMessage.card == card)).first()
+
+    def due_outbox(self, now: datetime, limit: int = 50) -> list[OutboxMessage]:
+        """Messages Slack has not seen in their newest version, due now, oldest first."""
+        with self._session() as session:
+            query = (
+                select(OutboxMessage)
+                .where(
+                    (OutboxMessage.shown < OutboxMessage.version) | (OutboxMessage.stale_ts != ""),
+                    OutboxMessage.due_at <= now,
+                )
+                .where(OutboxMessage.claimed_until.is_(None) | (OutboxMessage.claimed_until < now))
+                .order_by(OutboxMessage.id)
+                .limit(limit)
+            )
+            return list(session.scalars(query))
+
+    def claim_outbox(self, row_id: int, now: datetime, until: datetime) -> OutboxMessage | None:
+        """The row, if this caller won the right to deliver it until ``until`` (and it is still
+        owed: another instance may have delivered it since the caller listed it)."""
+        with self._session() as session:
+            result = session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id == row_id, OutboxMessage.due_at <= now)
+                .where(
+                    (OutboxMessage.shown < OutboxMessage.version) | (OutboxMessage.stale_ts != "")
+                )
+                .where(OutboxMessage.claimed_until.is_(None) | (OutboxMessage.claimed_until < now))
+                .values(claimed_until=until)
+            )
+            if rows(result) != 1:
+                return None
+            return session.get(OutboxMessage, row_id)
+
+    def settle_outbox(
+        self, row_id: int, now: datetime, keep_claim: bool = False, **fields: Any
+    ) -> None:
+        """Record a delivery attempt's outcome and give up the claim (unless ``keep_claim``)."""
+        with self._session() as session:
+            row = session.get(OutboxMessage, row_id)
+            if row is not None:
+                for name, value in fields.items():
+                    setattr(row, name, value)
+                row.updated_at = now
+                if not keep_claim:
+                    row.claimed_until = None
+
+    def claim_telling_requester(self, card: str) -> str:
+        """The requester's response_url, exactly once per card (empty if none or already told)."""
+        with self._session() as session:
+            result = session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.card == card, OutboxMessage.told_requester.is_(False))
+                .where(OutboxMessage.reply_url != "")
+                .values(told_requester=True)
+            )
+            if rows(result) != 1:
+                return ""
+            row = session.scalars(select(OutboxMessage).where(OutboxMessage.card == card)).first()
+            return row.reply_url if row else ""
+
+    def set_reply_url(self, card: str, url: str) -> None:
+        with self._session() as session:
+            session.execute(
+                update(OutboxMessage).where(OutboxMessage.card == card).values(reply_url=url)
+            )
+
+
+def _outbox_row(
+    card: str | None, channel: str, message: dict[str, Any], now: datetime, thread_of: str
+) -> OutboxMessage:
+    """A message the channel is owed, due now: a card (re-rendered in place) or a one-off post."""
+    return OutboxMessage(
+        card=card,
+        channel=channel,
+        thread_of=thread_of,
+        message=message,
+        due_at=now,
+        created_at=now,
+        updated_at=now,
+    )

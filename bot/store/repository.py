@@ -1,0 +1,33 @@
+"""What every repository shares: the store's one session factory, and a transaction per call.
+
+Every method of a repository is one short transaction: a step's result is committed before the
+next one starts. Races between bot instances (or between clicks) are settled by the database
+itself: a conditional UPDATE or a primary-key INSERT, never a read-then-write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, cast
+
+from sqlalchemy.engine import CursorResult, Result
+from sqlalchemy.orm import Session, sessionmaker
+
+
+class Repository:
+    """One aggregate's reads and writes, over the store's session factory (shared, so that a
+    listener on it sees every repository's commits)."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        with self._sessions.begin() as session:
+            yield session
+
+
+def rows(result: Result[Any]) -> int:
+    """The rows an UPDATE or DELETE changed (``Session.execute`` types its result loosely)."""
+    return cast("CursorResult[Any]", result).rowcount
