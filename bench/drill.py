@@ -39,7 +39,7 @@ def measure(drills: int) -> dict[str, Any]:
             box.run_line("/ops drill")
             deadline = time.monotonic() + 120
             while (
-                not (done := store.drills(outcomes=("passed", "failed"), limit=drills))
+                not (done := store.drills.drills(outcomes=("passed", "failed"), limit=drills))
                 or len(done) <= number
             ):
                 if time.monotonic() > deadline:
@@ -66,7 +66,7 @@ def _wait_for_drill(store: Any, ended: int) -> Any:
     """The newest drill record, once ``ended`` drills have ended."""
     deadline = time.monotonic() + 120
     while True:
-        done = store.drills(outcomes=("passed", "failed"), limit=ended)
+        done = store.drills.drills(outcomes=("passed", "failed"), limit=ended)
         if len(done) >= ended:
             return done[0]
         if time.monotonic() > deadline:

@@ -324,7 +324,7 @@ def forged(results: list[Result], backend: str) -> None:
             "refused",
             lambda: click_with_value(box, override, naming_marta),
         )
-        rows = box.runtime.deps.store.audit()
+        rows = box.runtime.deps.store.journal.audit()
         other = next(r.id for r in rows if r.action != "release.blocked")
         blocked = next(r.id for r in rows if r.action == "release.blocked")
         observe(

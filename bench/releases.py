@@ -60,7 +60,7 @@ def start_release(box: Any) -> str:
     box.run_line("as marta")
     output = box.run_line(f"/deploy {SERVICE} {RELEASE_IMAGE}")
     store = box.runtime.deps.store
-    ids = [o.id for o in store.unfinished_operations() if o.kind == "release"]
+    ids = [o.id for o in store.operations.unfinished_operations() if o.kind == "release"]
     if len(ids) != 1:
         raise BenchError("/deploy started no release:\n" + "\n".join(output))
     return ids[0]
@@ -108,14 +108,14 @@ def engine_judgements(box: Any, operation_id: str) -> list[dict[str, Any]]:
     store = box.runtime.deps.store
     seen: list[dict[str, Any]] = []
     for _ in range(64):  # Monitoring shows each minute ~3 minutes late
-        operation = store.operation(operation_id)
+        operation = store.operations.operation(operation_id)
         if operation.state != "judging":
             break
         before = len(operation.data["judgements"])
         since = time.time()
         box.run_line(f"wait {WAITING_RECHECK_S:g}s")
         calls = calls_between(box, since)
-        judgements = store.operation(operation_id).data["judgements"]
+        judgements = store.operations.operation(operation_id).data["judgements"]
         if len(judgements) - before != 1:
             continue
         monitoring = [c.at for c in calls if c.api == MONITORING]
@@ -131,7 +131,7 @@ def engine_judgements(box: Any, operation_id: str) -> list[dict[str, Any]]:
                 else None,
             }
         )
-    state = store.operation(operation_id).state
+    state = store.operations.operation(operation_id).state
     if state != "awaiting_approval":
         raise BenchError(f"the release did not reach awaiting_approval but {state}")
     return seen
@@ -146,7 +146,7 @@ def bench_release_judgement(world: World, runs: int) -> dict[str, Any]:
         # past the warm-up, half an interval before the engine's first judgement falls due
         release = world.config.release
         box.run_line(f"wait {release.warmup_s + release.judge_interval_s / 2:g}s")
-        operation = box.runtime.deps.store.operation(operation_id)
+        operation = box.runtime.deps.store.operations.operation(operation_id)
         percent = operation.data["steps"][operation.data["step"]]
         if operation.state != "judging" or percent != 10:
             raise BenchError(f"expected the release judging at 10%: {operation.state} {percent}%")
@@ -199,7 +199,7 @@ def poll_state(store: Any, operation_id: str, wanted: Sequence[str], timeout_s: 
     """Poll the store every 0.1 s of real time (the sandbox's own clock runs on meanwhile)."""
     deadline = time.monotonic() + timeout_s
     while True:
-        state = store.operation(operation_id).state
+        state = store.operations.operation(operation_id).state
         if state in wanted:
             return state
         if state in RELEASE_FINAL:
@@ -237,7 +237,9 @@ def bench_sandbox_release(world: World, speed: float) -> dict[str, Any]:
         store = box.runtime.deps.store
         since, sandbox_started = time.time(), box.clock.time()
         operation_id = start_release(box)
-        limit = configured_waits_s(world.config, store.operation(operation_id).data["steps"])
+        limit = configured_waits_s(
+            world.config, store.operations.operation(operation_id).data["steps"]
+        )
         timeout = 3 * limit / speed + 30
         poll_state(store, operation_id, ("awaiting_approval",), timeout)
         # the state is committed just before the card with the button is updated
@@ -256,7 +258,7 @@ def bench_sandbox_release(world: World, speed: float) -> dict[str, Any]:
         if state != "succeeded":
             raise BenchError(f"the release ended {state}")
         box.runtime.engine.wait_idle(timeout_s=10)  # the release chart, posted after the end
-        operation = store.operation(operation_id)
+        operation = store.operations.operation(operation_id)
         calls = calls_between(box, since)
     waits = limit / speed
     total = done - since

@@ -54,7 +54,7 @@ class Runtime:
         of commands it made each ack wait its turn (the bench's ack p99 doubled)."""
         steps: list[Callable[[], object]] = [
             *self.deps.renderer.warm_up_steps(),
-            lambda: self.deps.store.lock_holder(""),
+            lambda: self.deps.store.operations.lock_holder(""),
             self.check_user_groups,
             self.check_incidents_channel,
             *(
@@ -238,7 +238,7 @@ def build_runtime(config: Config, settings: Settings, clock: Clock | None = None
         tick=lambda: engine.tick_in_request(settings.tick_deadline_s),
         alert_token=settings.alert_token,
         tick_token=settings.tick_token,
-        first_sighting=deps.store.first_sighting,
+        first_sighting=deps.store.seen.first_sighting,
         health=lambda: writes_refused(deps.store),
         ci_release=lambda body: handle_ci_release(deps, engine, body),
         ci_token=settings.ci_token,
@@ -260,7 +260,7 @@ def _slack_problem(error: Exception, api_url: str | None) -> str:
 def writes_refused(store: Store) -> str | None:
     """What /healthz reports when the database stopped taking writes (None when it takes them)."""
     try:
-        store.check_writable(datetime.now(UTC))
+        store.seen.check_writable(datetime.now(UTC))
     except UNAVAILABLE as error:
         log.error("the database refuses writes: %s", error)
         return "the database refuses writes (read-only or unreachable); see the logs"

@@ -40,7 +40,7 @@ def open_store(url: str, upgrade: bool = False) -> Store:
     except SQLAlchemyError as error:
         raise StartupError(f"DATABASE_URL={shown}: {database_problem(error)}") from None
     try:
-        store.check_writable(datetime.now(UTC))
+        store.seen.check_writable(datetime.now(UTC))
     except SQLAlchemyError as error:
         store.close()
         raise StartupError(f"DATABASE_URL={shown}: {database_problem(error)}") from None

@@ -20,7 +20,7 @@ def payload(box: Sandbox, incident_id: str = "0.intake-1") -> dict:
 
 def nothing_happened(box: Sandbox) -> None:
     box.runtime.engine.wait_idle()
-    assert box.runtime.deps.store.open_incidents() == []
+    assert box.runtime.deps.store.incidents.open_incidents() == []
     assert box.emulator.slack.messages() == []
     assert box.emulator.router.calls.list("run.services.patch") == []
 
@@ -75,7 +75,7 @@ def test_long_display_strings_are_cut_not_refused(sandbox: Sandbox) -> None:
     response = sandbox.post_alert(json.dumps(data))
     assert response.status_code == 200, response.text
     assert response.json()["status"] == "created"
-    record = sandbox.runtime.deps.store.incident(response.json()["incident"])
+    record = sandbox.runtime.deps.store.incidents.incident(response.json()["incident"])
     assert record.alert["summary"] == "S" * 4000
     assert record.alert["policy_name"] == "P" * 256
     assert "SSSS" in incident_text(sandbox)
@@ -86,7 +86,7 @@ def test_nul_characters_are_dropped(sandbox: Sandbox) -> None:
     data["incident"]["summary"] = "bad\u0000summary"
     response = sandbox.post_alert(json.dumps(data))
     assert response.status_code == 200, response.text
-    record = sandbox.runtime.deps.store.incident(response.json()["incident"])
+    record = sandbox.runtime.deps.store.incidents.incident(response.json()["incident"])
     assert record.external_id == "0.nulid" and record.alert["summary"] == "badsummary"
 
 
@@ -169,7 +169,7 @@ def test_the_seeded_policy_aggregates_location_away_and_the_alert_is_still_manag
     )
     response = sandbox.post_alert(json.dumps(data))
     assert response.json()["status"] == "created", "project (the scoping one) and name match"
-    record = sandbox.runtime.deps.store.incident(response.json()["incident"])
+    record = sandbox.runtime.deps.store.incidents.incident(response.json()["incident"])
     assert record.managed and record.alert["project_id"] == "runback-sandbox"
 
 
@@ -270,5 +270,5 @@ def test_the_alert_says_what_its_value_was_measured_over(
 def test_an_incident_keeps_the_alerts_measurement_window(sandbox: Sandbox) -> None:
     assert sandbox.post_alert(json.dumps(payload(sandbox))).status_code == 200
     sandbox.runtime.engine.wait_idle()
-    (record,) = sandbox.runtime.deps.store.open_incidents()
+    (record,) = sandbox.runtime.deps.store.incidents.open_incidents()
     assert (record.alert["window_s"], record.alert["duration_s"]) == (60.0, 60.0)

@@ -59,7 +59,7 @@ def calls(box: Sandbox, api: str) -> int:
 
 
 def audit(box: Sandbox) -> list[str]:
-    return [record.action for record in box.runtime.deps.store.audit()]
+    return [record.action for record in box.runtime.deps.store.journal.audit()]
 
 
 def assert_no_credentials(box: Sandbox, caplog: pytest.LogCaptureFixture) -> None:
@@ -70,7 +70,7 @@ def assert_no_credentials(box: Sandbox, caplog: pytest.LogCaptureFixture) -> Non
     assert SAMPLE_PASSWORD not in json.dumps([c.body for c in slack], default=str)
     assert SAMPLE_PASSWORD not in json.dumps(box.emulator.slack.messages(), default=str)
     assert SAMPLE_PASSWORD not in caplog.text
-    records = box.runtime.deps.store.audit()
+    records = box.runtime.deps.store.journal.audit()
     assert SAMPLE_PASSWORD not in json.dumps([r.detail for r in records], default=str)
     assert SAMPLE_PASSWORD not in json.dumps(box.emulator.logging.entries(), default=str)
     with box.runtime.deps.store.session() as session:
@@ -179,7 +179,7 @@ def test_take_backup_is_what_a_release_calls_before_green() -> None:
         [newest, *_] = box.emulator.sqladmin.backup_runs(PROJECT, "wa-backend-db")
         assert newest["id"] == backup_id and newest["status"] == "SUCCESSFUL"
         assert newest["description"] == "Pre-deployment: release wa-backend-00004"
-        records = [r for r in deps.store.audit() if r.action == "backup.succeeded"]
+        records = [r for r in deps.store.journal.audit() if r.action == "backup.succeeded"]
         assert records[-1].operation_id == "rel-1" and records[-1].detail["backup_id"] == backup_id
     finally:
         box.close()
@@ -242,7 +242,7 @@ def test_restore_to_a_clone_end_to_end(box: Sandbox, caplog: pytest.LogCaptureFi
     actions = audit(box)
     for action in ("restore.requested", "restore.approved", "restore.started", "restore.succeeded"):
         assert action in actions
-    assert box.runtime.deps.store.lock_holder(SERVICE) is None
+    assert box.runtime.deps.store.operations.lock_holder(SERVICE) is None
     assert_no_credentials(box, caplog)
 
     run(box, "as ana", "in #incidents", "click Go back to the old database")
@@ -289,7 +289,7 @@ def test_a_failed_restore_leaves_the_service_as_it_was(box: Sandbox) -> None:
     assert "stopped at *Restore the backup into it*: backup is corrupt" in shown
     assert f"still serves `{BLUE}`" in shown
     assert serving(box) == {BLUE: 100} and calls(box, "run.services.patch") == 0
-    assert box.runtime.deps.store.lock_holder(SERVICE) is None
+    assert box.runtime.deps.store.operations.lock_holder(SERVICE) is None
 
 
 def test_transient_faults_are_retried_and_a_refusal_stops_safely(box: Sandbox) -> None:

@@ -32,7 +32,9 @@ def box() -> Iterator[Sandbox]:
 
 
 def drills(box: Sandbox, *outcomes: str) -> list[DrillRecord]:
-    return box.runtime.deps.store.drills(outcomes=outcomes or ("running", "passed", "failed"))
+    return box.runtime.deps.store.drills.drills(
+        outcomes=outcomes or ("running", "passed", "failed")
+    )
 
 
 def operations(box: Sandbox, kind: str) -> list[Operation]:
@@ -117,8 +119,10 @@ def test_a_drill_deploys_a_test_revision_rolls_back_with_the_production_rollback
     texts = team_texts(box)
     assert any("Rollback drill on `wa-backend-staging` passed" in t for t in texts)
     assert any("Rollback drill" in t and "Drill passed" in t for t in texts), "the card"
-    assert box.runtime.deps.store.lock_holder(STAGING) is None
-    assert [a.action for a in box.runtime.deps.store.audit() if a.action.startswith("drill.")] == [
+    assert box.runtime.deps.store.operations.lock_holder(STAGING) is None
+    assert [
+        a.action for a in box.runtime.deps.store.journal.audit() if a.action.startswith("drill.")
+    ] == [
         "drill.requested",
         "drill.passed",
     ]
@@ -165,7 +169,9 @@ def test_a_drill_refuses_production_and_a_busy_service_and_changes_nothing(box: 
     assert operations(box, "drill") == [] and drills(box) == []
     assert not box.emulator.router.calls.list("run.services.patch")
     refusals = [
-        a.detail["why"] for a in box.runtime.deps.store.audit() if a.action == "drill.refused"
+        a.detail["why"]
+        for a in box.runtime.deps.store.journal.audit()
+        if a.action == "drill.refused"
     ]
     assert refusals == ["production", "busy"]
     out = run(box, "as eve", "/ops drill")
@@ -245,7 +251,7 @@ def test_a_drill_overdue_past_its_grace_is_announced_as_missed_once_then_run() -
         assert len(missed) == 1
         assert [d.outcome for d in drills(box, "missed")] == ["missed"]
         assert [
-            a.outcome for a in box.runtime.deps.store.audit() if a.action == "drill.missed"
+            a.outcome for a in box.runtime.deps.store.journal.audit() if a.action == "drill.missed"
         ] == ["failed"]
         assert len(started(box)) == 1 and drills(box, "passed")
         out = run(box, "/ops drills")
@@ -281,7 +287,7 @@ def test_a_drill_killed_during_its_deploy_carries_on_without_deploying_twice(
     shares = {r["revision"]: r["percent"] for r in emulator.cloudrun.traffic(STAGING)}
     assert shares[BLUE] == 100
     # the drill's own record is written right after its operation ends: wait on it too
-    wait_until(lambda: bot.store.drills(outcomes=("passed",)), "the drill's record")
-    (record,) = bot.store.drills(outcomes=("passed",))
+    wait_until(lambda: bot.store.drills.drills(outcomes=("passed",)), "the drill's record")
+    (record,) = bot.store.drills.drills(outcomes=("passed",))
     assert record.time_to_safe_s is not None
-    assert bot.store.lock_holder(STAGING) is None
+    assert bot.store.operations.lock_holder(STAGING) is None

@@ -99,7 +99,7 @@ class World:
         counted = {"rollback.refused", "rollback.confirmation_requested", "rollback.approved"}
         return sum(
             1
-            for record in self.store.audit(limit=10_000)
+            for record in self.store.journal.audit(limit=10_000)
             if record.action in counted and record.service == service
         )
 
@@ -107,7 +107,7 @@ class World:
         """What the database says happened on ``service`` (for a failure's message)."""
         records = [
             (r.action, r.outcome, r.operation_id, r.detail.get("why", ""))
-            for r in self.store.audit(limit=10_000)
+            for r in self.store.journal.audit(limit=10_000)
             if r.service == service and r.action != "rollback.refused"
         ]
         return [self.serving(service), records]

@@ -81,7 +81,7 @@ def env_of(box: Sandbox, revision: str) -> dict[str, str]:
 
 
 def audit(box: Sandbox) -> list[tuple[str, str]]:
-    return [(a.action, a.outcome) for a in box.runtime.deps.store.audit()]
+    return [(a.action, a.outcome) for a in box.runtime.deps.store.journal.audit()]
 
 
 # -- the happy path -------------------------------------------------------------------------------
@@ -113,7 +113,7 @@ def test_flag_on_then_off_each_one_env_patch_checked_watched_and_kept(box: Sandb
     assert {"watch", "verify", "shift", "deploy"} <= set(done.data["steps"])
     assert all(step["status"] == "done" for step in done.data["steps"].values())
     assert ("flag.requested", "ok") in audit(box) and ("flag.succeeded", "ok") in audit(box)
-    assert box.runtime.deps.store.lock_holder(SERVICE) is None
+    assert box.runtime.deps.store.operations.lock_holder(SERVICE) is None
 
     run(box, "/flag wa-backend FEATURE_FLAG_NEW_CHECKOUT off")  # the prefix is accepted too
     off = flip(box)
@@ -128,7 +128,9 @@ def test_a_staging_flag_flip_is_automatic_for_a_developer(box: Sandbox) -> None:
     operation = flip(box)
     assert operation.state == "watching"
     assert serving(box, "wa-backend-staging") == {operation.to_revision: 100}
-    approval = next(a for a in box.runtime.deps.store.audit() if a.action == "flag.requested")
+    approval = next(
+        a for a in box.runtime.deps.store.journal.audit() if a.action == "flag.requested"
+    )
     assert approval.detail["approval"] == "auto"
 
 
@@ -188,7 +190,7 @@ def test_who_may_flip_follows_the_matrix(box: Sandbox) -> None:
     shown = run(box, "as eve", "/flag wa-backend-staging NEW_CHECKOUT on")  # no role at all
     assert "needs the *developer* role" in shown
     assert patches(box) == [] and flips(box) == 0
-    refused = [a for a in box.runtime.deps.store.audit() if a.action == "flag.refused"]
+    refused = [a for a in box.runtime.deps.store.journal.audit() if a.action == "flag.refused"]
     assert [a.actor for a in refused] == ["U0PABLO", "U0EVE"]
     assert all(a.detail["why"] == "role_required" for a in refused)
 
@@ -228,7 +230,7 @@ def test_a_bad_flag_revision_is_rolled_back_to_the_previous_one_at_once(box: San
     alerts = [m for m in top_level(box) if "Traffic is back on" in m["text"]]
     assert len(alerts) == 1, "said as a new message, not only on the card"
     assert ("flag.rolled_back", "rolled_back") in audit(box)
-    assert box.runtime.deps.store.lock_holder(SERVICE) is None
+    assert box.runtime.deps.store.operations.lock_holder(SERVICE) is None
 
 
 def test_roll_back_now_on_the_card_returns_traffic_at_once(box: Sandbox) -> None:
@@ -253,7 +255,9 @@ def test_a_release_after_a_rolled_back_flip_keeps_the_flag_as_blue_has_it(box: S
         "as marta",
         "/deploy wa-backend us-docker.pkg.dev/runback-sandbox/apps/wa-backend:v1.3.0",
     )
-    release = box.runtime.deps.store.operation(next(o.id for o in top_operations(box, "release")))
+    release = box.runtime.deps.store.operations.operation(
+        next(o.id for o in top_operations(box, "release"))
+    )
     assert release is not None and release.to_revision in serving(box)
     assert env_of(box, release.to_revision)["FEATURE_FLAG_NEW_CHECKOUT"] == "false"
     assert env_of(box, release.to_revision)["FEATURE_FLAG_BETA_SEARCH"] == "true"
@@ -300,7 +304,7 @@ def test_patch_503s_are_retried_then_said_clearly(box: Sandbox) -> None:
     alert = top_level(box)[-1]["text"]
     assert "failed" in alert
     assert "did not take the new revision" in card(box) and "were retried first" in card(box)
-    assert box.runtime.deps.store.lock_holder(SERVICE) is None
+    assert box.runtime.deps.store.operations.lock_holder(SERVICE) is None
 
 
 def test_a_revision_that_fails_to_start_leaves_traffic_alone(box: Sandbox) -> None:
@@ -380,13 +384,15 @@ def test_an_unexpected_error_in_a_flip_goes_back_loudly(box: Sandbox) -> None:
     run(box, "as marta", "/flag wa-backend NEW_CHECKOUT on")
     operation = flip(box)
     # A bug's worth of bad data: the watch does not know when traffic moved.
-    box.runtime.deps.store.merge_data(operation.id, box.clock.now(), shifted_at="not a time")
+    box.runtime.deps.store.operations.merge_data(
+        operation.id, box.clock.now(), shifted_at="not a time"
+    )
     run(box, "wait 6m")
     operation = flip(box)
     assert operation.state == "rolled_back"
     assert operation.data["outcome"]["code"] == "internal"
     assert serving(box) == {BEFORE: 100}
-    assert box.runtime.deps.store.lock_holder(SERVICE) is None
+    assert box.runtime.deps.store.operations.lock_holder(SERVICE) is None
 
 
 # -- durable: a restart mid-flip resumes without sending anything twice ---------------------------
@@ -408,7 +414,7 @@ def test_a_restart_mid_flip_resumes_where_it_stopped() -> None:
         assert len(patches(box)) == 2, "the env change once, then 100%"
         new = flip(box).to_revision
         assert serving(box) == {new: 100}
-        events = [e.kind for e in box.runtime.deps.store.timeline(operation.id)]
+        events = [e.kind for e in box.runtime.deps.store.journal.timeline(operation.id)]
         assert events.count("deployed") == 1
         names = [r.name for r in box.runtime.deps.cloudrun.list_revisions(REF)]
         assert names.count(new) == 1 and len(names) == 4
@@ -422,12 +428,12 @@ def test_a_restart_mid_flip_resumes_where_it_stopped() -> None:
 def test_a_flip_during_an_incident_is_on_its_timeline_and_in_the_postmortem(box: Sandbox) -> None:
     box.emulator.cloudrun.set_behaviour(BEFORE, error_rate=0.02)  # the observe band
     run(box, "as ana", "alert wa-backend")
-    incident = box.runtime.deps.store.open_incidents(SERVICE)[0]
+    incident = box.runtime.deps.store.incidents.open_incidents(SERVICE)[0]
     box.emulator.cloudrun.new_revision_behaviour(error_rate=0.2)
     run(box, "as marta", "/flag wa-backend NEW_CHECKOUT on the checkout fix")
     run(box, "wait 6m")
     assert flip(box).state == "rolled_back"
-    kinds = [e.kind for e in box.runtime.deps.store.timeline(incident.id)]
+    kinds = [e.kind for e in box.runtime.deps.store.journal.timeline(incident.id)]
     assert "flag_requested" in kinds and "flag_shifted" in kinds and "flag_rolled_back" in kinds
     posted = [f for f in box.emulator.slack.files() if f["name"].startswith("postmortem-")]
     assert posted, "the flag's rollback made traffic safe: the postmortem draft is posted"
@@ -553,7 +559,7 @@ def test_an_on_call_rollback_that_finds_the_flip_just_kept_takes_the_flag_back(
     flip is already done, nothing was changed" would lose the emergency: it rolls back."""
     run(box, "as marta", "/flag wa-backend NEW_CHECKOUT on")
     new = flip(box).to_revision
-    seen = box.runtime.deps.store.lock_holder(SERVICE)
+    seen = box.runtime.deps.store.operations.lock_holder(SERVICE)
     assert seen is not None and seen.kind == "flag" and seen.state == "watching"
     run(box, "wait 9m")
     assert flip(box).state == "succeeded" and serving(box) == {new: 100}
@@ -566,7 +572,7 @@ def test_an_on_call_rollback_that_finds_the_flip_just_kept_takes_the_flag_back(
     box.runtime.engine.submit(operation.id)
     wait_until(lambda: serving(box) == {BEFORE: 100}, what="the flag taken back")
     box.runtime.engine.wait_idle(timeout_s=30)
-    assert deps.store.operation(operation.id).state == "succeeded"
+    assert deps.store.operations.operation(operation.id).state == "succeeded"
 
 
 def test_an_on_call_rollback_that_finds_a_flip_started_since_gets_past_it(box: Sandbox) -> None:
@@ -576,12 +582,15 @@ def test_an_on_call_rollback_that_finds_a_flip_started_since_gets_past_it(box: S
     (tests/test_on_call_safety.py has the rest)."""
     deps, request = box.runtime.deps, on_call_request()
     service, emergency = authorize_request(deps, request)
-    seen = deps.store.lock_holder(SERVICE)
+    seen = deps.store.operations.lock_holder(SERVICE)
     assert seen is None
     box.emulator.cloudrun.operation_delay_s = 1.0
     run(box, "as marta")
     box.post(box.slash_body("/flag wa-backend NEW_CHECKOUT on"))
-    wait_until(lambda: flips(box) == 1 and deps.store.lock_holder(SERVICE) is not None, what="flip")
+    wait_until(
+        lambda: flips(box) == 1 and deps.store.operations.lock_holder(SERVICE) is not None,
+        what="flip",
+    )
 
     operation = rollback_past(deps, request, service, emergency, seen)
     assert operation.kind == "rollback" and operation.from_revision == BEFORE
@@ -589,5 +598,5 @@ def test_an_on_call_rollback_that_finds_a_flip_started_since_gets_past_it(box: S
     wait_until(lambda: flip(box).state in FINAL_STATES, what="the flip to stand aside")
     box.runtime.engine.wait_idle(timeout_s=30)
     assert flip(box).state == "cancelled"
-    assert deps.store.operation(operation.id).state == "succeeded"
+    assert deps.store.operations.operation(operation.id).state == "succeeded"
     assert serving(box) == {operation.to_revision: 100} and tags(box) == {}

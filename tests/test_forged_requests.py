@@ -73,7 +73,7 @@ def test_release_anyway_with_a_value_naming_someone_else_starts_nothing_for_them
     run(gated, "as luis")
     click_with_value(gated, OVERRIDE, json.dumps({**forged, "confirmed": True}))
     assert operations(gated, "release") == [], "marta never asked"
-    rows = gated.runtime.deps.store.audit()
+    rows = gated.runtime.deps.store.journal.audit()
     other = next(r.id for r in rows if r.action != "release.blocked")
     for value in ({"blocked": other}, {"blocked": rows[-1].id + 100}, {"blocked": "1"}):
         click_with_value(gated, OVERRIDE, json.dumps(value))  # no blocked request
@@ -106,7 +106,9 @@ def test_harmless_sql_in_the_form_never_weakens_the_destructive_verdict_ci_regis
     assert release.data["migration"]["verdict"] == "destructive"
     assert release.data["migration"]["source"] == "ci", "the statements CI judged"
     assert release.state == "backing_up", "the backup, then a tech lead's approval"
-    kept = [a for a in sandbox.runtime.deps.store.audit() if a.action == "release.verdict_kept"]
+    kept = [
+        a for a in sandbox.runtime.deps.store.journal.audit() if a.action == "release.verdict_kept"
+    ]
     assert kept and kept[-1].detail["submitted"] == "additive"
 
 
@@ -137,7 +139,9 @@ def test_a_form_whose_metadata_names_another_channel_starts_nothing(sandbox: San
     assert "/deploy" in answer["errors"]["sql"]
     assert operations(sandbox, "release") == []
     assert sandbox.emulator.router.calls.list("run.services.patch") == []
-    refused = [a for a in sandbox.runtime.deps.store.audit() if a.action == "release.refused"]
+    refused = [
+        a for a in sandbox.runtime.deps.store.journal.audit() if a.action == "release.refused"
+    ]
     assert refused and refused[-1].detail["why"] == "form_tampered"
 
     submit_form(sandbox, ADD)  # the form as Runback opened it

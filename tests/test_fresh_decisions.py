@@ -50,7 +50,7 @@ def test_eight_percent_for_six_minutes_then_the_alert_rolls_back_at_once(box: Sa
     box.run_line("wait 6m")
     box.run_line(f"alert {SERVICE}")
     assert serving(box) == {PREVIOUS: 100}
-    record = box.runtime.deps.store.incident_by_alert(f"sandbox-{SERVICE}")
+    record = box.runtime.deps.store.incidents.incident_by_alert(f"sandbox-{SERVICE}")
     (first,) = record.data["judgements"]
     assert (first["verdict"], first["decided_by"], first["window_minutes"]) == (
         "rollback",
@@ -71,7 +71,7 @@ def test_too_few_fresh_requests_and_an_alert_far_above_the_threshold_roll_back(
     box.run_line("wait 9m")
     box.run_line(f"alert {SERVICE}")
     assert serving(box) == {PREVIOUS: 100}
-    record = box.runtime.deps.store.incident_by_alert(f"sandbox-{SERVICE}")
+    record = box.runtime.deps.store.incidents.incident_by_alert(f"sandbox-{SERVICE}")
     (first,) = record.data["judgements"]
     assert first["verdict"] == "rollback" and first["decided_by"] == "alert"
     assert first["requests"] < 50 and first["window_minutes"] == 5
@@ -88,7 +88,7 @@ def test_a_stale_alert_on_healthy_fresh_numbers_moves_nothing(box: Sandbox) -> N
     box.run_line("wait 10m")  # ...delivered late, long after the revision recovered
     assert box.post_alert(stale).status_code == 200
     box.runtime.engine.wait_idle()
-    record = box.runtime.deps.store.incident_by_alert("0.stale")
+    record = box.runtime.deps.store.incidents.incident_by_alert("0.stale")
     assert json.loads(stale)["incident"]["observed_value"] == "0.0800"
     assert record.verdict == "proceed" and patches(box) == 0
     assert record.data["judgements"][-1]["decided_by"] == "minutes"
@@ -101,20 +101,20 @@ def test_an_observed_incident_is_judged_once_per_new_minute_and_never_on_none(
     box.run_line(f"set {BAD} error_rate=0.03")
     box.run_line("wait 5m")  # a whole minute at 3% shows
     box.run_line(f"alert {SERVICE}")
-    record = box.runtime.deps.store.incident_by_alert(f"sandbox-{SERVICE}")
+    record = box.runtime.deps.store.incidents.incident_by_alert(f"sandbox-{SERVICE}")
     assert record.verdict == "observe"
     box.run_line("wait 30s")  # a check is due; Monitoring shows no new minute yet
-    record = box.runtime.deps.store.incident(record.id)
+    record = box.runtime.deps.store.incidents.incident(record.id)
     assert len(record.data["judgements"]) == 1, "nothing new: no judgement recorded"
     assert WAITING in card(box, record) and "3 min behind" in card(box, record)
     for _ in range(3):
         box.run_line("wait 1m")
-    judgements = box.runtime.deps.store.incident(record.id).data["judgements"]
+    judgements = box.runtime.deps.store.incidents.incident(record.id).data["judgements"]
     assert len(judgements) >= 3
     assert all(j["requests"] >= 50 for j in judgements), "never a 0-request judgement"
     ends = [j["window_end"] for j in judgements]
     assert len(set(ends)) == len(ends), "each judgement had a minute the last one did not"
-    events = [e for e in box.runtime.deps.store.timeline(record.id) if e.kind == "judged"]
+    events = [e for e in box.runtime.deps.store.journal.timeline(record.id) if e.kind == "judged"]
     assert len(events) == len(judgements)
 
 
@@ -124,15 +124,15 @@ def test_a_release_posts_no_judgement_until_monitoring_shows_a_new_minute(
     box.run_line("as marta")
     box.run_line(f"/deploy {SERVICE} {IMAGE}")
     store = box.runtime.deps.store
-    (release,) = [o for o in store.unfinished_operations() if o.kind == "release"]
+    (release,) = [o for o in store.operations.unfinished_operations() if o.kind == "release"]
     cards = []
     for _ in range(9):
         box.run_line("wait 1m")
-        ts = store.operation(release.id).message_ts
+        ts = store.operations.operation(release.id).message_ts
         message = box.emulator.slack.message(release.channel, ts)
         cards.append(json.dumps(message["blocks"], ensure_ascii=False))
     assert any(WAITING in text for text in cards), "the card says what it waits for"
-    judgements = store.operation(release.id).data["judgements"]
+    judgements = store.operations.operation(release.id).data["judgements"]
     assert judgements and all(j["requests"] >= 50 for j in judgements)
     assert all(j["window_minutes"] >= 1 for j in judgements)
     thread = [

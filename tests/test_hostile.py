@@ -37,7 +37,7 @@ def footprint(box: Sandbox) -> tuple[int, int, int]:
     """What a handled request leaves behind: audit rows, Slack messages, Cloud Run PATCHes."""
     box.runtime.engine.wait_idle()
     return (
-        len(box.runtime.deps.store.audit()),
+        len(box.runtime.deps.store.journal.audit()),
         len(box.emulator.slack.messages()),
         len(box.emulator.router.calls.list("run.services.patch")),
     )

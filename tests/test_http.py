@@ -14,7 +14,7 @@ def _no_side_effects(box: Sandbox) -> None:
     box.runtime.engine.wait_idle()
     assert box.emulator.router.calls.list("run.services.patch") == []
     assert box.emulator.slack.messages() == []
-    assert box.runtime.deps.store.audit() == []
+    assert box.runtime.deps.store.journal.audit() == []
 
 
 def _post(box: Sandbox, body: str, headers: dict[str, str]) -> int:

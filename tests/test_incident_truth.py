@@ -36,7 +36,7 @@ def open_alert(box: Sandbox, state: str = "open") -> str:
 
 
 def card(box: Sandbox, incident_id: str) -> str:
-    record = box.runtime.deps.store.incident(incident_id)
+    record = box.runtime.deps.store.incidents.incident(incident_id)
     message = box.emulator.slack.message("C0INCIDENTS", record.message_ts)
     return json.dumps(message["blocks"], ensure_ascii=False)
 
@@ -69,10 +69,12 @@ def test_a_tech_leads_click_never_demotes_an_emergency(box: Sandbox) -> None:
     box.run_line("click Roll back")
     assert "emergency rollback" in ephemerals(box)
     store = box.runtime.deps.store
-    assert store.lock_holder(SERVICE) is None, "no 30-minute scheduled request was created"
-    assert store.incident(incident).operation_id == ""
+    assert store.operations.lock_holder(SERVICE) is None, (
+        "no 30-minute scheduled request was created"
+    )
+    assert store.incidents.incident(incident).operation_id == ""
     assert "incident_roll_back" in buttons(box, incident), "on-call's button is still there"
-    refusals = [a for a in store.audit() if a.action == "rollback.refused"]
+    refusals = [a for a in store.journal.audit() if a.action == "rollback.refused"]
     assert refusals[-1].detail["why"] == "emergency_needs_on_call"
     box.run_line("as ana")
     box.run_line("click Roll back")
@@ -86,7 +88,7 @@ def test_a_pending_scheduled_rollback_keeps_the_on_call_button(box: Sandbox) -> 
     box.run_line("as luis")
     box.run_line("click Roll back")  # a scheduled rollback, waiting for a second tech lead
     store = box.runtime.deps.store
-    pending = store.operation(store.incident(incident).operation_id)
+    pending = store.operations.operation(store.incidents.incident(incident).operation_id)
     assert pending.state == "awaiting_approval" and len(patches(box)) == 0
     text = card(box, incident)
     assert "waiting for a second tech lead" in text and "<@U0LUIS>" in text
@@ -94,7 +96,7 @@ def test_a_pending_scheduled_rollback_keeps_the_on_call_button(box: Sandbox) -> 
     box.run_line("as ana")
     box.run_line("click Roll back")  # the on-call engineer gets to safety at once
     assert serving(box) == {GOOD: 100}
-    assert store.operation(pending.id).state == "cancelled"
+    assert store.operations.operation(pending.id).state == "cancelled"
 
 
 # -- records that tell the truth -------------------------------------------------------------------
@@ -132,11 +134,14 @@ def test_a_recovered_incident_in_observation_can_be_resolved(box: Sandbox) -> No
     assert "incident_resolve" not in buttons(box, incident)
     box.emulator.cloudrun.set_behaviour(BAD, error_rate=0.0)
     box.run_line("wait 6m")
-    assert box.runtime.deps.store.incident(incident).verdict == "proceed"
+    assert box.runtime.deps.store.incidents.incident(incident).verdict == "proceed"
     assert "incident_resolve" in buttons(box, incident)
     box.run_line("as luis")
     box.run_line("click Resolve")
-    assert box.runtime.deps.store.incident(incident).state == "resolved" and len(patches(box)) == 0
+    assert (
+        box.runtime.deps.store.incidents.incident(incident).state == "resolved"
+        and len(patches(box)) == 0
+    )
 
 
 def test_the_card_names_what_an_error_rate_alert_measured(box: Sandbox) -> None:

@@ -53,7 +53,7 @@ def test_error_rate_spike_rolls_back_and_posts_the_postmortem_once(box: Sandbox)
     answer = alert(box)
     assert answer["status"] == "created"
     assert serving(box) == {"wa-backend-00002": 100}
-    record = box.runtime.deps.store.incident(answer["incident"])
+    record = box.runtime.deps.store.incidents.incident(answer["incident"])
     assert record.state == "mitigated" and record.verdict == "rollback"
     text = card_text(box, record.message_ts)
     assert "[PROD] Error rate spike detected" in text and "Rollback triggered" in text
@@ -64,7 +64,7 @@ def test_error_rate_spike_rolls_back_and_posts_the_postmortem_once(box: Sandbox)
     # a second report of mitigation does not post a second draft
     assert incidents.post_postmortem(box.runtime.deps, record.id) is False
     incidents.on_operation_finished(
-        box.runtime.deps, box.runtime.deps.store.operation(record.operation_id)
+        box.runtime.deps, box.runtime.deps.store.operations.operation(record.operation_id)
     )
     assert len(box.emulator.slack.files()) == 1
 
@@ -113,7 +113,7 @@ def test_failing_healthz_rolls_back(box: Sandbox) -> None:
 
 def test_below_thresholds_is_recovered_with_no_action(box: Sandbox) -> None:
     answer = alert(box)
-    record = box.runtime.deps.store.incident(answer["incident"])
+    record = box.runtime.deps.store.incidents.incident(answer["incident"])
     assert record.verdict == "proceed" and record.state == "open"
     assert "Recovered, no action" in card_text(box, record.message_ts)
     assert len(patches(box)) == 0
@@ -122,12 +122,12 @@ def test_below_thresholds_is_recovered_with_no_action(box: Sandbox) -> None:
 def test_observe_band_then_recovers(box: Sandbox) -> None:
     bad_for(box, error_rate=0.03)
     answer = alert(box)
-    record = box.runtime.deps.store.incident(answer["incident"])
+    record = box.runtime.deps.store.incidents.incident(answer["incident"])
     assert record.verdict == "observe" and record.observe_until is not None
     assert "Observing Monitoring's minutes until" in card_text(box, record.message_ts)
     box.emulator.cloudrun.set_behaviour(BAD, error_rate=0.0)
     box.run_line("wait 6m")  # the window is past, and the errors are out of it
-    record = box.runtime.deps.store.incident(answer["incident"])
+    record = box.runtime.deps.store.incidents.incident(answer["incident"])
     assert record.verdict == "proceed" and len(patches(box)) == 0
     assert serving(box) == {BAD: 100}
 
@@ -136,15 +136,15 @@ def test_observe_band_then_rolls_back_when_not_recovered(box: Sandbox) -> None:
     bad_for(box, error_rate=0.03)
     answer = alert(box)
     assert "(5 min left" in card_text(
-        box, box.runtime.deps.store.incident(answer["incident"]).message_ts
+        box, box.runtime.deps.store.incidents.incident(answer["incident"]).message_ts
     )
     box.run_line("wait 2m")
-    record = box.runtime.deps.store.incident(answer["incident"])
+    record = box.runtime.deps.store.incidents.incident(answer["incident"])
     assert record.verdict == "observe" and len(patches(box)) == 0, "still inside the window"
     assert "(3 min left" in card_text(box, record.message_ts), "the countdown is live"
     box.run_line("wait 4m")
     assert serving(box) == {"wa-backend-00002": 100}
-    record = box.runtime.deps.store.incident(answer["incident"])
+    record = box.runtime.deps.store.incidents.incident(answer["incident"])
     assert record.state == "mitigated"
     assert record.data["judgements"][-1]["verdict"] == "observe_expired"
 
@@ -152,7 +152,7 @@ def test_observe_band_then_rolls_back_when_not_recovered(box: Sandbox) -> None:
 def test_monitoring_failure_is_never_a_pass(box: Sandbox) -> None:
     box.emulator.router.faults.add(Fault("monitoring.timeSeries.list", 503, times=None))
     answer = alert(box)
-    record = box.runtime.deps.store.incident(answer["incident"])
+    record = box.runtime.deps.store.incidents.incident(answer["incident"])
     assert record.verdict == "inconclusive" and len(patches(box)) == 0
     assert "no data from Cloud Monitoring" in card_text(box, record.message_ts)
 
@@ -163,7 +163,7 @@ def test_auto_rollback_off_recommends_and_on_call_clicks(box: Sandbox) -> None:
     box.runtime.deps.config = config.model_copy(update={"services": services})
     bad_for(box, error_rate=0.09)
     answer = alert(box)
-    record = box.runtime.deps.store.incident(answer["incident"])
+    record = box.runtime.deps.store.incidents.incident(answer["incident"])
     assert len(patches(box)) == 0 and "Roll back recommended" in card_text(box, record.message_ts)
     box.run_line("as eve")
     box.run_line("click Roll back")
@@ -171,14 +171,14 @@ def test_auto_rollback_off_recommends_and_on_call_clicks(box: Sandbox) -> None:
     box.run_line("as ana")
     box.run_line("click Roll back")
     assert serving(box) == {"wa-backend-00002": 100}
-    assert box.runtime.deps.store.incident(record.id).state == "mitigated"
+    assert box.runtime.deps.store.incidents.incident(record.id).state == "mitigated"
 
 
 def test_manual_rollback_attaches_to_the_open_incident(box: Sandbox) -> None:
     answer = alert(box)  # healthy numbers: no automatic action
     box.run_line("as ana")
     box.run_line("/rollback wa-backend")
-    record = box.runtime.deps.store.incident(answer["incident"])
+    record = box.runtime.deps.store.incidents.incident(answer["incident"])
     assert record.state == "mitigated" and record.operation_id
     assert len(box.emulator.slack.files()) == 1
 
@@ -190,7 +190,7 @@ def test_closed_alert_resolves_and_duplicates_are_one_incident(box: Sandbox) -> 
     first = alert(box)
     again = alert(box)
     assert again == {"incident": first["incident"], "status": "duplicate"}
-    assert len(box.runtime.deps.store.open_incidents()) == 1
+    assert len(box.runtime.deps.store.incidents.open_incidents()) == 1
     cards = [
         m
         for m in box.emulator.slack.messages("C0INCIDENTS")
@@ -199,10 +199,10 @@ def test_closed_alert_resolves_and_duplicates_are_one_incident(box: Sandbox) -> 
     assert len(cards) == 1
     closed = alert(box, state="closed")
     assert closed["status"] == "closed"
-    record = box.runtime.deps.store.incident(first["incident"])
+    record = box.runtime.deps.store.incidents.incident(first["incident"])
     assert record.state == "resolved" and record.resolved_at is not None
     assert "Resolved" in card_text(box, record.message_ts)
-    kinds = [e.kind for e in box.runtime.deps.store.timeline(record.id)]
+    kinds = [e.kind for e in box.runtime.deps.store.journal.timeline(record.id)]
     assert kinds[0] == "alert_received" and kinds[-1] == "alert_closed"
 
 
@@ -229,19 +229,21 @@ def test_acknowledge_and_resolve_buttons(box: Sandbox) -> None:
     answer = alert(box)
     box.run_line("as pablo")
     box.run_line("click Acknowledge")
-    record = box.runtime.deps.store.incident(answer["incident"])
+    record = box.runtime.deps.store.incidents.incident(answer["incident"])
     assert record.data["acknowledged_by"] == ["U0PABLO"]
     assert "On it: <@U0PABLO>" in card_text(box, record.message_ts)
     box.run_line("click Observe")  # a developer may not start an observation
-    assert box.runtime.deps.store.incident(record.id).observe_until is None
+    assert box.runtime.deps.store.incidents.incident(record.id).observe_until is None
     box.run_line("as ana")
     box.run_line("/rollback wa-backend")
     box.run_line("as pablo")
     box.run_line("click Resolve")
-    assert box.runtime.deps.store.incident(record.id).state == "mitigated", "pablo may not"
+    assert box.runtime.deps.store.incidents.incident(record.id).state == "mitigated", (
+        "pablo may not"
+    )
     box.run_line("as luis")
     box.run_line("click Resolve")
-    assert box.runtime.deps.store.incident(record.id).state == "resolved"
+    assert box.runtime.deps.store.incidents.incident(record.id).state == "resolved"
 
 
 def test_open_incidents_are_listed(box: Sandbox) -> None:
@@ -260,7 +262,7 @@ def test_missing_or_wrong_token_is_401_and_nothing_else(box: Sandbox, token: str
     body = alert_payload(box.emulator, SERVICE, "open", "0.x")
     response = box.http.post(url, params=params, data=body, timeout=5)
     assert response.status_code == 401
-    assert box.runtime.deps.store.open_incidents() == []
+    assert box.runtime.deps.store.incidents.open_incidents() == []
     assert box.emulator.slack.messages() == []
 
 
@@ -290,7 +292,7 @@ def test_malformed_payloads_are_400_with_a_reason(box: Sandbox, body: bytes, rea
     response = box.http.post(url, params={"token": box.alert_token}, data=body, timeout=5)
     assert response.status_code == 400
     assert reason in response.json()["error"]
-    assert box.runtime.deps.store.open_incidents() == []
+    assert box.runtime.deps.store.incidents.open_incidents() == []
     assert box.emulator.slack.messages() == []
 
 
@@ -300,7 +302,7 @@ def test_hostile_alert_text_is_shown_not_executed(box: Sandbox) -> None:
         summary="<!channel> deploy <https://evil.example|now> & relax",
         policy_name="<!here> policy",
     )
-    record = box.runtime.deps.store.incident(answer["incident"])
+    record = box.runtime.deps.store.incidents.incident(answer["incident"])
     text = card_text(box, record.message_ts)
     assert "&lt;!channel&gt;" in text and "<!channel>" not in text
     assert "<https://evil" not in text and "<!here>" not in text
@@ -308,7 +310,7 @@ def test_hostile_alert_text_is_shown_not_executed(box: Sandbox) -> None:
 
 def test_non_https_alert_link_is_dropped(box: Sandbox) -> None:
     answer = alert(box, url="javascript:alert(1)")
-    record = box.runtime.deps.store.incident(answer["incident"])
+    record = box.runtime.deps.store.incidents.incident(answer["incident"])
     assert "javascript" not in card_text(box, record.message_ts)
 
 
@@ -323,18 +325,18 @@ def test_automatic_rollback_blocked_by_a_rollback_moving_traffic(box: Sandbox) -
     store = box.runtime.deps.store
 
     def shifting() -> bool:
-        holder = store.lock_holder(SERVICE)
+        holder = store.operations.lock_holder(SERVICE)
         return holder is not None and holder.state == "shifting"
 
     deadline = time.monotonic() + 20
     while not shifting():
         assert time.monotonic() < deadline, "the manual rollback never started shifting"
         time.sleep(0.02)
-    manual = store.lock_holder(SERVICE)
+    manual = store.operations.lock_holder(SERVICE)
     answer = alert(box)  # waits until everything is idle: the manual rollback is over too
-    record = store.incident(answer["incident"])
+    record = store.incidents.incident(answer["incident"])
     assert len(patches(box)) == 1, "the automatic rollback did not start a second operation"
-    events = [e.kind for e in store.timeline(record.id)]
+    events = [e.kind for e in store.journal.timeline(record.id)]
     assert "rollback_blocked" in events
     assert record.data["rollback_blocked"] == "error.busy"
     assert record.operation_id == manual.operation_id
@@ -347,35 +349,35 @@ def test_incident_whose_rollback_fails_stays_open_and_can_be_retried(box: Sandbo
     box.emulator.router.faults.add(Fault("run.services.patch", 503, times=None))
     answer = alert(box)
     store = box.runtime.deps.store
-    record = store.incident(answer["incident"])
-    operation = store.operation(record.operation_id)
+    record = store.incidents.incident(answer["incident"])
+    operation = store.operations.operation(record.operation_id)
     assert operation.state == "failed" and serving(box) == {BAD: 100}
     assert record.state == "open"
-    assert "rollback_failed" in [e.kind for e in store.timeline(record.id)]
-    assert store.lock_holder(SERVICE) is None
+    assert "rollback_failed" in [e.kind for e in store.journal.timeline(record.id)]
+    assert store.operations.lock_holder(SERVICE) is None
     assert any("FAILED" in m["text"] for m in box.emulator.slack.messages("C0INCIDENTS"))
 
     box.emulator.router.faults.clear()
     box.run_line("as ana")
     box.run_line("click Roll back")  # the incident card still offers the on-call their button
     assert serving(box) == {"wa-backend-00002": 100}
-    assert store.incident(record.id).state == "mitigated"
+    assert store.incidents.incident(record.id).state == "mitigated"
 
 
 def test_observe_click_starts_the_observation_window(box: Sandbox) -> None:
     answer = alert(box)  # healthy numbers: no action, an Observe button
     store = box.runtime.deps.store
-    assert store.incident(answer["incident"]).observe_until is None
+    assert store.incidents.incident(answer["incident"]).observe_until is None
     box.run_line("as ana")
     box.run_line("click Observe")
-    record = store.incident(answer["incident"])
+    record = store.incidents.incident(answer["incident"])
     assert record.verdict == "observe" and record.observe_until is not None
     # the observation covers Monitoring's next five minutes after the newest one judged
     judged = datetime.fromisoformat(record.data["judged"]["until"])
     assert record.observe_until - judged == timedelta(minutes=5)
-    started = [e for e in store.timeline(record.id) if e.kind == "observe_started"]
+    started = [e for e in store.journal.timeline(record.id) if e.kind == "observe_started"]
     assert started and started[-1].actor == "U0ANA"
     assert "Observing Monitoring's minutes until" in card_text(box, record.message_ts)
     assert len(patches(box)) == 0
-    audit = store.audit()[-1]
+    audit = store.journal.audit()[-1]
     assert (audit.action, audit.actor) == ("incident.observe", "U0ANA")

@@ -238,7 +238,7 @@ def test_ten_concurrent_approve_clicks_on_two_instances_decide_once(pair: Pair) 
     concurrently([lambda i=i: approve(pair.bots[i % 2].port) for i in range(10)])
     wait_logged(
         pair,
-        lambda: pair.store.operation(request.id).state == "succeeded",  # type: ignore[union-attr]
+        lambda: pair.store.operations.operation(request.id).state == "succeeded",  # type: ignore[union-attr]
         timeout_s=40,
         what="the approved rollback to finish",
     )
@@ -250,7 +250,7 @@ def test_ten_concurrent_approve_clicks_on_two_instances_decide_once(pair: Pair) 
 
     wait_until(lambda: told_politely() >= 9, what="the other nine clicks to be told so")
 
-    approval = pair.store.approval_for(request.id)
+    approval = pair.store.approvals.approval_for(request.id)
     assert approval is not None and approval.status == "approved" and approval.decided_by
     assert len(pair.patches()) == 1, "exactly one traffic PATCH"
     assert told_politely() == 9
@@ -259,7 +259,7 @@ def test_ten_concurrent_approve_clicks_on_two_instances_decide_once(pair: Pair) 
 
 
 def audit(pair: Pair) -> list[AuditRecord]:
-    return pair.store.audit(limit=10_000)
+    return pair.store.journal.audit(limit=10_000)
 
 
 def incidents(pair: Pair) -> list[IncidentRecord]:
@@ -381,7 +381,7 @@ def other(pair: Pair, bot: BotProcess) -> BotProcess:
 
 
 def taken_over_by(pair: Pair, operation_id: str, bot: BotProcess) -> list[dict[str, Any]]:
-    events = [e for e in pair.store.timeline(operation_id) if e.kind == "taken_over"]
+    events = [e for e in pair.store.journal.timeline(operation_id) if e.kind == "taken_over"]
     return [e.data for e in events if pid_mark(bot) in e.data["instance"]]
 
 
@@ -401,13 +401,13 @@ def test_instance_killed_mid_rollback_the_other_finishes_it(pair: Pair) -> None:
         timeout_s=40,
         what="the survivor to finish the rollback",
     )
-    operation = pair.store.operation(operation_id)
+    operation = pair.store.operations.operation(operation_id)
     assert operation is not None and operation.state == "succeeded"
     assert len(pair.patches()) == 1, "the killed instance's PATCH is waited for, not sent again"
     assert taken_over_by(pair, operation_id, survivor), [
-        (e.kind, e.data) for e in pair.store.timeline(operation_id)
+        (e.kind, e.data) for e in pair.store.journal.timeline(operation_id)
     ]
-    assert pair.store.lock_holder(SERVICE) is None
+    assert pair.store.operations.lock_holder(SERVICE) is None
     assert pair.emulator.cloudrun.traffic(SERVICE)[0]["percent"] == 100
 
 

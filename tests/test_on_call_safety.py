@@ -67,7 +67,7 @@ def backing_up(box: Sandbox) -> Operation:
 def stood_aside_for_a_rollback(box: Sandbox, stopped: Operation, by: str) -> Operation:
     """``stopped`` ended for the emergency, whose rollback moved traffic off BLUE."""
     box.runtime.engine.wait_idle(timeout_s=60)
-    ended = box.runtime.deps.store.operation(stopped.id)
+    ended = box.runtime.deps.store.operations.operation(stopped.id)
     assert ended is not None and ended.state == "cancelled", ended.state if ended else None
     assert ended.data["outcome"]["code"] == "stood_aside"
     assert ended.data["outcome"]["by"] == box.users.get(by, by)
@@ -75,7 +75,7 @@ def stood_aside_for_a_rollback(box: Sandbox, stopped: Operation, by: str) -> Ope
     assert rollback is not None and rollback.state == "succeeded", rollback
     assert rollback.from_revision == BLUE and rollback.to_revision == BACK
     assert serving(box) == {BACK: 100}, "traffic left the revision serving when on-call asked"
-    assert box.runtime.deps.store.lock_holder(SERVICE) is None
+    assert box.runtime.deps.store.operations.lock_holder(SERVICE) is None
     assert "emergency rollback" in card(box, ended)
     return rollback
 
@@ -101,7 +101,7 @@ def test_roll_back_now_from_an_alert_during_the_backup_mitigates_the_incident(
     release = backing_up(box)
     incident = alert(box)
     rollback = stood_aside_for_a_rollback(box, release, "runback")
-    record = box.runtime.deps.store.incident(incident)
+    record = box.runtime.deps.store.incidents.incident(incident)
     assert record is not None and record.state == "mitigated", record.state if record else None
     assert record.operation_id == rollback.id
 
@@ -119,7 +119,7 @@ def test_an_on_call_rollback_while_the_migration_waits_for_approval_leaves_blue(
     run(box, "as ana", "in incidents", f"/rollback {SERVICE}")
     stood_aside_for_a_rollback(box, release, "ana")
     assert tags(box) == set(), "green's tag went with the rollback"
-    approval = box.runtime.deps.store.approval_for(release.id)
+    approval = box.runtime.deps.store.approvals.approval_for(release.id)
     assert approval is not None and approval.status == "cancelled"
     patches = len(box.emulator.router.calls.list("run.services.patch"))
     assert box.post(approve_later).status_code == 200  # too late: nothing moves
@@ -138,7 +138,7 @@ def test_rejecting_a_migration_mitigates_no_incident(box: Sandbox) -> None:
     incident = alert(box)
     run(box, "as sofia", "in incidents", "click Reject")
     assert latest(box, "release").state == "rolled_back" and serving(box) == {BLUE: 100}
-    record = box.runtime.deps.store.incident(incident)
+    record = box.runtime.deps.store.incidents.incident(incident)
     assert record is not None and record.state == "open"
 
 
@@ -181,7 +181,7 @@ def test_roll_back_now_from_an_alert_during_a_flips_check_mitigates_the_incident
     flip = checking_a_flip(box)
     incident = alert(box)
     rollback = stood_aside_for_a_rollback(box, flip, "runback")
-    record = box.runtime.deps.store.incident(incident)
+    record = box.runtime.deps.store.incidents.incident(incident)
     assert record is not None and record.state == "mitigated"
     assert record.operation_id == rollback.id
 
@@ -204,12 +204,12 @@ def test_a_staging_drill_gives_way_to_an_on_call_rollback(box: Sandbox) -> None:
     out = run(box, "as ana", "in incidents", f"/rollback {STAGING} staging is down")
     assert "busy" not in out
     box.runtime.engine.wait_idle(timeout_s=60)
-    ended = box.runtime.deps.store.operation(drill.id)
+    ended = box.runtime.deps.store.operations.operation(drill.id)
     assert ended is not None and ended.state == "failed"
     assert ended.data["outcome"]["code"] == "stood_aside"
     assert serving(box, STAGING) == {STAGING_BLUE: 100}, "the test revision lost its traffic"
-    assert box.runtime.deps.store.lock_holder(STAGING) is None
-    [record] = box.runtime.deps.store.drills(outcomes=("failed",))
+    assert box.runtime.deps.store.operations.lock_holder(STAGING) is None
+    [record] = box.runtime.deps.store.drills.drills(outcomes=("failed",))
     assert record.detail["outcome"]["code"] == "stood_aside"
 
 
@@ -226,7 +226,7 @@ def test_a_staging_drill_that_sent_nothing_yet_stands_aside(box: Sandbox) -> Non
     assert drill is not None and drill.state == "deploying" and not drill.data.get("blue")
     run(box, "as ana", "in incidents", f"/rollback {STAGING}")
     box.runtime.engine.wait_idle(timeout_s=60)
-    ended = box.runtime.deps.store.operation(drill.id)
+    ended = box.runtime.deps.store.operations.operation(drill.id)
     assert ended is not None and ended.state == "failed"
     assert ended.data["outcome"]["code"] == "stood_aside"
     rollback = latest(box, "rollback")
@@ -244,7 +244,7 @@ def test_a_drill_sending_its_test_revision_says_to_ask_again() -> None:
     box = Sandbox(sandbox_config(), retry_deadline_s=1.5, scheduler=False)
     try:
         store, now = box.runtime.deps.store, box.clock.now()
-        drill = store.create_operation(
+        drill = store.operations.create_operation(
             now,
             kind="drill",
             service=STAGING,
@@ -256,10 +256,10 @@ def test_a_drill_sending_its_test_revision_says_to_ask_again() -> None:
             to_revision=f"{STAGING}-drill-20260501-120000",
             data={"blue": STAGING_BLUE, "image": "img", "trigger": "command"},
         )
-        assert store.acquire_lock(STAGING, drill.id, now)
+        assert store.operations.acquire_lock(STAGING, drill.id, now)
         out = run(box, "as ana", "in incidents", f"/rollback {STAGING}")
         assert f"Run `/rollback {STAGING}` again in a few seconds" in out
-        assert store.operation(drill.id).state == "deploying"
+        assert store.operations.operation(drill.id).state == "deploying"
         assert latest(box, "rollback") is None
         assert box.emulator.router.calls.list("run.services.patch") == []
     finally:

@@ -58,7 +58,9 @@ def test_bot_killed_before_any_patch_resumes_from_the_start(world) -> None:
 
     def shift_started() -> bool:
         operation = bot.last_operation()
-        return bool(operation and [s.name for s in bot.store.steps(operation.id)] == ["shift"])
+        return bool(
+            operation and [s.name for s in bot.store.operations.steps(operation.id)] == ["shift"]
+        )
 
     wait_until(shift_started, what="the shift step to start (reading the service, no PATCH)")
     bot.kill()
@@ -74,14 +76,14 @@ def test_bot_killed_before_any_patch_resumes_from_the_start(world) -> None:
     )
     assert "done" in card_text(emulator)
     assert len(emulator.router.calls.list("run.services.patch")) == 1
-    steps = [(s.name, s.status) for s in bot.store.steps(operation.id)]
+    steps = [(s.name, s.status) for s in bot.store.operations.steps(operation.id)]
     assert steps == [
         ("shift", "started"),  # the killed run: it never got to its PATCH
         ("shift", "done"),  # the restart began again from the shift, and sent the one PATCH
         ("wait", "done"),
         ("verify", "done"),
     ]
-    events = [e.kind for e in bot.store.timeline(operation.id)]
+    events = [e.kind for e in bot.store.journal.timeline(operation.id)]
     assert events.count("requested") == 1 and "etag_conflict_retry" not in events
 
 
@@ -142,7 +144,7 @@ def kill_right_after_the_decision(
     click(emulator, bot.port, button, user)
 
     def decision_stored() -> bool:
-        approval = bot.store.approval_for(operation_id)
+        approval = bot.store.approvals.approval_for(operation_id)
         return approval is not None and approval.status == "approved"
 
     wait_until(decision_stored, what="the decision in the store")
@@ -161,16 +163,16 @@ def test_bot_killed_while_an_approval_click_is_handled_leaves_nothing_stuck(worl
     request = bot.last_operation()
     assert request is not None and request.state == "awaiting_approval"
     kill_right_after_the_decision(emulator, bot, request.id, "Approve", "U0SOFIA")
-    operation = bot.store.operation(request.id)
+    operation = bot.store.operations.operation(request.id)
     assert operation is not None and operation.state == "approved", "decided with its next state"
-    assert bot.store.lock_holder("wa-backend") is not None
+    assert bot.store.operations.lock_holder("wa-backend") is not None
     assert emulator.router.calls.list("run.services.patch") == []
 
     bot.start()  # the recovery pass resumes the approved rollback
     wait_until(lambda: "done" in card_text(emulator), timeout_s=30, what="the rollback to finish")
     assert len(emulator.router.calls.list("run.services.patch")) == 1
-    assert bot.store.lock_holder("wa-backend") is None
-    operation = bot.store.operation(request.id)
+    assert bot.store.operations.lock_holder("wa-backend") is None
+    operation = bot.store.operations.operation(request.id)
     assert operation is not None and operation.state == "succeeded"
 
 
@@ -196,7 +198,7 @@ def test_release_killed_during_approve_100_carries_on_after_restart(world) -> No
     release = bot.last_operation()
     assert release is not None
     kill_right_after_the_decision(emulator, bot, release.id, "Approve 100%", "U0LUIS")
-    operation = bot.store.operation(release.id)
+    operation = bot.store.operations.operation(release.id)
     assert operation is not None and operation.state == "shifting", "decided with its next state"
     assert operation.data["approved_by"] == "U0LUIS"
     assert len(emulator.router.calls.list("run.services.patch")) == 1, "only the deploy so far"
@@ -210,7 +212,7 @@ def test_release_killed_during_approve_100_carries_on_after_restart(world) -> No
     wait_until(green_at_100, timeout_s=30, what="the approved 100% step after the restart")
     assert len(emulator.router.calls.list("run.services.patch")) == 2, "one deploy, one shift"
     wait_until(
-        lambda: bot.store.operation(release.id).state == "judging",  # type: ignore[union-attr]
+        lambda: bot.store.operations.operation(release.id).state == "judging",  # type: ignore[union-attr]
         what="the validation window at 100%",
     )
 

@@ -54,7 +54,7 @@ def releases(box: Sandbox) -> list[Operation]:
 
 
 def audit(box: Sandbox, action: str) -> list[tuple[str, str, dict[str, object]]]:
-    rows = box.runtime.deps.store.audit()
+    rows = box.runtime.deps.store.journal.audit()
     return [(r.actor, r.outcome, r.detail) for r in rows if r.action == action]
 
 
@@ -158,7 +158,7 @@ def test_acknowledgements_are_counted_per_role_once_each(box: Sandbox) -> None:
     from bot.ops.procedure import procedure_version
 
     version = procedure_version(deps)
-    assert deps.store.acknowledgers(version) == {"U0LUIS", "U0ANA", "U0EVE"}
+    assert deps.store.procedure.acknowledgers(version) == {"U0LUIS", "U0ANA", "U0EVE"}
     assert len(audit(box, "procedure.acknowledged")) == 3, "once per person"
     card = [m for m in box.emulator.slack.messages() if "Read by" in json.dumps(m["blocks"])]
     assert "on-call engineer 1/1 (<@U0ANA>) · tech lead 1/2 (<@U0LUIS>)" in json.dumps(
@@ -222,7 +222,9 @@ def test_a_checklist_without_a_fail_lets_the_release_go_and_shows_on_its_card(
     run(box, "as pablo", "/ops drill")
     store = box.runtime.deps.store
     wait_until(
-        lambda: [d.outcome for d in store.drills(outcomes=("passed", "failed"))] == ["passed"],
+        lambda: (
+            [d.outcome for d in store.drills.drills(outcomes=("passed", "failed"))] == ["passed"]
+        ),
         "the drill",
     )
     run(box, "as marta", f"/deploy {SERVICE} {IMAGE}")

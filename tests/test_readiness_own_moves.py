@@ -48,7 +48,10 @@ def test_a_restore_is_runbacks_own_move(sandbox: Sandbox) -> None:
     rolled_back_once(sandbox)
     run(sandbox, "as luis", "/ops restore wa-backend 1700000000003", "click Ask to restore")
     run(sandbox, "as sofia", "click Approve", "wait 1m", "wait 5m", "wait 11m", "wait 10m")
-    assert sandbox.runtime.deps.store.latest_operation("wa-backend", "restore").state == "succeeded"
+    assert (
+        sandbox.runtime.deps.store.operations.latest_operation("wa-backend", "restore").state
+        == "succeeded"
+    )
     line = blue_line(sandbox)
     assert OUTSIDE not in line and line.startswith("✅"), line
     assert "restore" in line

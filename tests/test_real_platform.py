@@ -129,7 +129,7 @@ def test_incident_with_a_reserved_health_path_is_inconclusive_not_a_rollback(
 ) -> None:
     healthz_box.run_line("wait 6m")
     answer = alert(healthz_box)
-    record = healthz_box.runtime.deps.store.incident(answer["incident"])
+    record = healthz_box.runtime.deps.store.incidents.incident(answer["incident"])
     assert record.verdict == Verdict.INCONCLUSIVE and not record.operation_id
     assert serving(healthz_box) == {CURRENT: 100}
     text = json.dumps(healthz_box.emulator.slack.message("C0INCIDENTS", record.message_ts))

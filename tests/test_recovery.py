@@ -44,9 +44,9 @@ def ephemerals(box: Sandbox) -> list[str]:
 def crash_after_the_decision_only(box: Sandbox, operation: Operation, user: str) -> None:
     """What an older bot killed mid-click left: the approval decided, the operation not moved."""
     store = box.runtime.deps.store
-    approval = store.approval_for(operation.id)
+    approval = store.approvals.approval_for(operation.id)
     assert approval is not None
-    assert store.decide_approval(approval.id, "approved", user, box.clock.now())
+    assert store.approvals.decide_approval(approval.id, "approved", user, box.clock.now())
 
 
 def tick(box: Sandbox) -> None:
@@ -81,7 +81,9 @@ def test_on_call_rollback_takes_over_a_lock_left_by_a_half_decided_request(box: 
     planned_now, emergency = operations(box)
     assert planned_now.state == "cancelled"
     assert emergency.state == "succeeded" and serving(box) == {"wa-backend-00002": 100}
-    superseded = [a for a in box.runtime.deps.store.audit() if a.action == "rollback.superseded"]
+    superseded = [
+        a for a in box.runtime.deps.store.journal.audit() if a.action == "rollback.superseded"
+    ]
     assert superseded and superseded[-1].operation_id == planned.id
 
 
@@ -92,7 +94,7 @@ def test_recovery_pass_finishes_a_half_applied_rollback_approval(box: Sandbox) -
     tick(box)
     (operation,) = operations(box)
     assert operation.state == "succeeded" and serving(box) == {"wa-backend-00002": 100}
-    assert box.runtime.deps.store.lock_holder(SERVICE) is None
+    assert box.runtime.deps.store.operations.lock_holder(SERVICE) is None
 
 
 def test_recovery_pass_finishes_a_half_applied_approve_100(box: Sandbox) -> None:
@@ -111,26 +113,28 @@ def test_a_lock_held_by_an_ended_operation_is_freed(box: Sandbox) -> None:
     run(box, "as ana", "/rollback wa-backend")
     (first,) = operations(box)
     store = box.runtime.deps.store
-    assert store.acquire_lock(SERVICE, first.id, box.clock.now())  # a crash before its unlock
+    assert store.operations.acquire_lock(
+        SERVICE, first.id, box.clock.now()
+    )  # a crash before its unlock
     run(box, "/rollback wa-backend wa-backend-00001")  # named: no repeat question
     assert not any("is busy" in text for text in ephemerals(box))
     assert serving(box) == {"wa-backend-00001": 100}
 
-    assert store.acquire_lock(SERVICE, first.id, box.clock.now())
+    assert store.operations.acquire_lock(SERVICE, first.id, box.clock.now())
     tick(box)
-    assert store.lock_holder(SERVICE) is None
+    assert store.operations.lock_holder(SERVICE) is None
 
 
 def test_an_approval_a_crash_left_pending_still_expires_as_the_card_says(box: Sandbox) -> None:
     run(box, "as marta", f"/deploy {SERVICE} {IMAGE}")
     run(box, "wait 6m", "wait 6m")  # Monitoring shows each minute ~3 minutes late
     (release,) = operations(box, "release")
-    approval = box.runtime.deps.store.approval_for(release.id)
+    approval = box.runtime.deps.store.approvals.approval_for(release.id)
     assert approval is not None and approval.status == "pending"
     run(box, "wait 31m")
     (release,) = operations(box, "release")
     assert release.state == "rolled_back" and release.data["outcome"]["code"] == "approval_expired"
-    assert box.runtime.deps.store.approval_for(release.id).status == "expired"
+    assert box.runtime.deps.store.approvals.approval_for(release.id).status == "expired"
 
 
 # -- buttons decide only requests of their own kind -----------------------------------------------
@@ -143,8 +147,8 @@ def test_buttons_refuse_approvals_of_another_kind_and_change_nothing(box: Sandbo
     run(box, "as luis", "/rollback wa-backend-staging planned move")
     (scheduled,) = operations(box, "rollback")
     store = box.runtime.deps.store
-    release_approval = store.approval_for(release.id)
-    rollback_approval = store.approval_for(scheduled.id)
+    release_approval = store.approvals.approval_for(release.id)
+    rollback_approval = store.approvals.approval_for(scheduled.id)
     assert release_approval is not None and rollback_approval is not None
     traffic_before = serving(box)
 
@@ -152,9 +156,9 @@ def test_buttons_refuse_approvals_of_another_kind_and_change_nothing(box: Sandbo
     click_with_value(box, "Approve 100%", rollback_approval.id, "sofia")  # release button
 
     assert sum("does not belong" in text for text in ephemerals(box)) == 2
-    assert store.approval_for(release.id).status == "pending"
-    assert store.approval_for(scheduled.id).status == "pending"
+    assert store.approvals.approval_for(release.id).status == "pending"
+    assert store.approvals.approval_for(scheduled.id).status == "pending"
     assert [o.state for o in operations(box)] == ["awaiting_approval", "awaiting_approval"]
     assert serving(box) == traffic_before
-    refusals = [a for a in store.audit() if a.detail.get("why") == "wrong_kind"]
+    refusals = [a for a in store.journal.audit() if a.detail.get("why") == "wrong_kind"]
     assert len(refusals) == 2

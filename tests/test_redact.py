@@ -49,5 +49,5 @@ def test_cloud_run_did_not_answer_shows_no_internal_address(sandbox: Sandbox) ->
     assert "Cloud Run did not answer" in shown and "timed out" in shown
     emulator_port = sandbox.emulator.url.rsplit(":", 1)[1]
     assert "127.0.0.1" not in shown and emulator_port not in shown
-    logged = sandbox.runtime.deps.store.audit()[-1].detail["detail"]
+    logged = sandbox.runtime.deps.store.journal.audit()[-1].detail["detail"]
     assert emulator_port in logged, "the audit trail keeps the full detail"

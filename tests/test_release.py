@@ -84,7 +84,7 @@ def test_release_to_100_percent_with_a_tech_leads_approval(box: Sandbox) -> None
     assert files and files[-1]["name"].endswith(".png")
     judgements = [m for m in box.emulator.slack.messages() if m.get("thread_ts")]
     assert len(judgements) >= 3, "every judgement is in the thread"
-    actions = [a.action for a in box.runtime.deps.store.audit()]
+    actions = [a.action for a in box.runtime.deps.store.journal.audit()]
     assert "release.approved" in actions and actions.count("release.judged") >= 3
 
     run(box, "as ana", "/rollback wa-backend")  # the old blue is the rollback target
@@ -139,7 +139,7 @@ def test_bad_green_is_rolled_back_at_once(box: Sandbox, behaviour: dict[str, flo
     assert operation.state == "rolled_back"
     assert serving(box) == {BLUE: 100}
     assert operation.data["outcome"]["code"] == "judged_bad"
-    assert green in box.runtime.deps.store.rolled_back_from(SERVICE)
+    assert green in box.runtime.deps.store.serving.rolled_back_from(SERVICE)
     assert "Rolled back" in card(box)
 
 
@@ -410,7 +410,7 @@ def test_a_change_slower_than_the_timeout_is_followed_not_failed() -> None:
         operation = release(box)
         assert operation.state == "judging", operation.data.get("outcome")
         assert serving(box) == {BLUE: 90, green: 10}
-        events = [e.kind for e in box.runtime.deps.store.timeline(operation.id)]
+        events = [e.kind for e in box.runtime.deps.store.journal.timeline(operation.id)]
         assert "operation_slow" in events and "failed" not in events
         assert len(patches(box)) == 2, "the deploy and the 10% shift, each sent once"
     finally:
@@ -436,7 +436,7 @@ def test_failed_deploy_operation_ends_the_release_and_leaves_blue_alone(box: San
     assert operation.data["outcome"]["code"] == "deploy_failed"
     assert "quota exceeded" in operation.data["outcome"]["detail"]
     assert serving(box) == {BLUE: 100} and len(patches(box)) == 1, "nothing else was tried"
-    assert box.runtime.deps.store.lock_holder(SERVICE) is None
+    assert box.runtime.deps.store.operations.lock_holder(SERVICE) is None
     assert len(top_level_messages(box)) == 2, "the failure is announced, not only on the card"
 
 
@@ -450,7 +450,7 @@ def test_failed_shift_operation_goes_back_to_blue(box: Sandbox) -> None:
     assert operation.data["outcome"]["code"] == "shift_failed"
     assert "refused" in operation.data["outcome"]["detail"]
     assert serving(box) == {BLUE: 100}
-    assert box.runtime.deps.store.lock_holder(SERVICE) is None
+    assert box.runtime.deps.store.operations.lock_holder(SERVICE) is None
 
 
 def test_failed_finalize_operation_goes_back_to_blue(box: Sandbox) -> None:
@@ -463,7 +463,7 @@ def test_failed_finalize_operation_goes_back_to_blue(box: Sandbox) -> None:
     assert operation.state == "rolled_back"
     assert operation.data["outcome"]["code"] == "finalize_failed"
     assert serving(box) == {BLUE: 100}
-    assert green in box.runtime.deps.store.rolled_back_from(SERVICE)
+    assert green in box.runtime.deps.store.serving.rolled_back_from(SERVICE)
 
 
 def test_an_unexpected_error_in_a_release_goes_back_to_blue_loudly(box: Sandbox) -> None:
@@ -471,11 +471,11 @@ def test_an_unexpected_error_in_a_release_goes_back_to_blue_loudly(box: Sandbox)
     store = box.runtime.deps.store
     operation = release(box)
     # A bug's worth of bad data: the next canary step does not exist.
-    store.merge_data(operation.id, box.clock.now(), steps=[10])
+    store.operations.merge_data(operation.id, box.clock.now(), steps=[10])
     run(box, "wait 6m")  # judged healthy (Monitoring ~3 min late): the missing step is the bug
     operation = release(box)
     assert operation.state == "rolled_back"
     assert operation.data["outcome"]["code"] == "internal"
     assert serving(box) == {BLUE: 100} and green not in serving(box)
-    assert store.lock_holder(SERVICE) is None
+    assert store.operations.lock_holder(SERVICE) is None
     assert "Rolled back" in card(box)

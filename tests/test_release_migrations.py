@@ -127,7 +127,7 @@ def shipped(box: Sandbox, revision: str, verdict: str = "destructive", flag: str
         statements=[statement],
         operation_id="",
     )
-    store.record_serving(SERVICE, revision, "served", now - timedelta(hours=1), "")
+    store.serving.record_serving(SERVICE, revision, "served", now - timedelta(hours=1), "")
 
 
 # -- releases -------------------------------------------------------------------------------------
@@ -197,7 +197,7 @@ def test_a_destructive_migration_waits_for_a_tech_lead_before_any_traffic(box: S
     recorded = revision_migration(box.runtime.deps.store, SERVICE, green)
     assert recorded is not None and recorded.verdict == "destructive"
     assert recorded.feature_flag == FLAG and recorded.statements[0]["rule"] == "drop_column"
-    actions = [a.action for a in box.runtime.deps.store.audit()]
+    actions = [a.action for a in box.runtime.deps.store.journal.audit()]
     assert "release.migration_approval_asked" in actions
     assert {"backup.started", "backup.succeeded"} <= set(actions)
 
@@ -213,7 +213,7 @@ def test_no_green_without_its_pre_deployment_backup(box: Sandbox) -> None:
     assert patch_bodies(box) == [] and serving(box) == {BLUE: 100}
     text = card(box)
     assert "green was never deployed" in text and "disk quota exceeded" in text
-    assert "backup.failed" in [a.action for a in box.runtime.deps.store.audit()]
+    assert "backup.failed" in [a.action for a in box.runtime.deps.store.journal.audit()]
     assert run(box, f"/deploy {SERVICE} {IMAGE}")  # the service is free again
 
 
@@ -280,7 +280,9 @@ def test_rollback_past_a_released_destructive_migration_needs_a_tech_lead(box: S
     # the flag is still off (green shipped with it off): turning it off is no way back
     assert f"/flag {SERVICE} {FLAG} off" not in text and "changes nothing" in text
     assert "Approve rolling back past the migration" in text
-    refused = [a for a in box.runtime.deps.store.audit() if a.action.endswith("as_emergency")]
+    refused = [
+        a for a in box.runtime.deps.store.journal.audit() if a.action.endswith("as_emergency")
+    ]
     assert refused and refused[-1].detail["past"] == [green]
 
     run(box, "click Approve")  # ana asked, and is no tech lead
@@ -325,8 +327,8 @@ def test_the_automatic_incident_rollback_asks_instead(box: Sandbox) -> None:
     payload = alert_payload(box.emulator, SERVICE, "open", "0.alert-mig")
     assert box.post_alert(payload).status_code == 200
     box.runtime.engine.wait_idle(timeout_s=60)
-    record = box.runtime.deps.store.open_incidents()[0]
-    operation = box.runtime.deps.store.operation(record.operation_id)
+    record = box.runtime.deps.store.incidents.open_incidents()[0]
+    operation = box.runtime.deps.store.operations.operation(record.operation_id)
     assert operation is not None and operation.state == "awaiting_approval"
     assert serving(box) == {BLUE: 100}, "never silently past a destructive migration"
     incident = box.emulator.slack.message(record.channel, record.message_ts)
@@ -338,12 +340,12 @@ def test_the_automatic_incident_rollback_asks_instead(box: Sandbox) -> None:
         if b["type"] == "actions"
         for e in b["elements"]
     ]
-    timeline = [e.kind for e in box.runtime.deps.store.timeline(record.id)]
+    timeline = [e.kind for e in box.runtime.deps.store.journal.timeline(record.id)]
     assert "rollback_asked_past_migration" in timeline
 
     run(box, "as luis", "click Approve")  # any tech lead: Runback asked, not a person
     assert serving(box) == {"wa-backend-00002": 100}
-    assert box.runtime.deps.store.incident(record.id).state == "mitigated"
+    assert box.runtime.deps.store.incidents.incident(record.id).state == "mitigated"
 
 
 # -- CI ------------------------------------------------------------------------------------------
@@ -452,7 +454,7 @@ def test_ci_starts_the_staging_release_at_once(box: Sandbox) -> None:
     assert answer.status_code == 201, answer.text
     started = answer.json()["release"]
     assert started["started"] is True
-    operation = box.runtime.deps.store.operation(started["operation"])
+    operation = box.runtime.deps.store.operations.operation(started["operation"])
     assert operation.state == "succeeded" and operation.requested_by == "CI"
     assert operation.channel == box.runtime.deps.config.channels.team.id
     assert serving(box, "wa-backend-staging") == {operation.to_revision: 100}
@@ -473,7 +475,7 @@ def test_ci_destructive_staging_release_waits_for_its_approval(box: Sandbox) -> 
     assert latest(box, "release") is None
     answer = ci(box, {**payload, "feature_flag": FLAG})
     backed_up(box)
-    operation = box.runtime.deps.store.operation(answer.json()["release"]["operation"])
+    operation = box.runtime.deps.store.operations.operation(answer.json()["release"]["operation"])
     assert operation.state == "awaiting_approval"
     assert serving(box, "wa-backend-staging") == {"wa-backend-staging-00003": 100}
 
@@ -516,7 +518,7 @@ def test_an_incident_whose_rollback_past_it_is_rejected_says_nothing_moved(box: 
     assert box.post_alert(alert_payload(box.emulator, SERVICE, "open", "0.m2")).status_code == 200
     box.runtime.engine.wait_idle(timeout_s=60)
     run(box, "as luis", "click Reject")
-    record = box.runtime.deps.store.open_incidents()[0]
+    record = box.runtime.deps.store.incidents.open_incidents()[0]
     text = json.dumps(box.emulator.slack.message(record.channel, record.message_ts)["blocks"])
     assert "traffic did not move" in text and "Rollback triggered" not in text
     assert serving(box) == {BLUE: 100}
@@ -556,11 +558,13 @@ def test_an_expired_request_to_roll_back_past_it_is_said_on_the_incident(box: Sa
     assert box.post_alert(alert_payload(box.emulator, SERVICE, "open", "0.m3")).status_code == 200
     box.runtime.engine.wait_idle(timeout_s=60)
     run(box, "wait 31m")
-    record = box.runtime.deps.store.open_incidents()[0]
-    assert box.runtime.deps.store.operation(record.operation_id).state == "expired"
+    record = box.runtime.deps.store.incidents.open_incidents()[0]
+    assert box.runtime.deps.store.operations.operation(record.operation_id).state == "expired"
     text = json.dumps(box.emulator.slack.message(record.channel, record.message_ts)["blocks"])
     assert "traffic did not move" in text and "expired" in text
-    assert "rollback_expired" in [e.kind for e in box.runtime.deps.store.timeline(record.id)]
+    assert "rollback_expired" in [
+        e.kind for e in box.runtime.deps.store.journal.timeline(record.id)
+    ]
 
 
 def test_the_records_work_on_postgresql(pg_sandbox: Sandbox) -> None:

@@ -40,7 +40,7 @@ def box(sandbox: Sandbox) -> Sandbox:
 
 
 def audit(box: Sandbox, action: str) -> list:
-    return [a for a in box.runtime.deps.store.audit() if a.action == action]
+    return [a for a in box.runtime.deps.store.journal.audit() if a.action == action]
 
 
 def late_click(box: Sandbox, body: str) -> None:

@@ -137,7 +137,7 @@ def test_a_restore_waiting_for_approval_is_superseded_and_stops_asking(box: Sand
     shown = card(box, "restore")
     assert '"Approve"' not in shown, "the card no longer asks for an approval"
     assert "on-call" in shown.lower() or "superseded" in shown.lower(), shown
-    assert box.runtime.deps.store.lock_holder(SERVICE) is None
+    assert box.runtime.deps.store.operations.lock_holder(SERVICE) is None
 
 
 def test_on_call_while_the_restored_revision_is_judged_goes_back(box: Sandbox) -> None:
@@ -162,9 +162,9 @@ def test_an_incident_on_the_restored_revision_is_mitigated_when_on_call_goes_bac
     assert latest(box, "restore").state == "judging"
     run(box, "alert wa-backend")
     settle(box)
-    [incident] = box.runtime.deps.store.open_incidents(SERVICE)
+    [incident] = box.runtime.deps.store.incidents.open_incidents(SERVICE)
     run(box, "as ana", "in #incidents", "/rollback wa-backend")
     settle(box)
     assert latest(box, "restore").state == "rolled_back"
-    incident = box.runtime.deps.store.incident(incident.id)
+    incident = box.runtime.deps.store.incidents.incident(incident.id)
     assert incident is not None and incident.state == "mitigated"

@@ -42,7 +42,9 @@ def test_the_new_secret_is_readable_by_the_revisions_service_account_only(box: S
     assert box.emulator.secrets.members(secret) == [MEMBER], "that one account, that one secret"
     old = f"projects/{PROJECT}/secrets/wa-backend-staging-database-url"
     assert box.emulator.secrets.members(old) == [MEMBER], "the old secret's policy as it was"
-    assert "secretmanager.accessor_granted" in [r.action for r in box.runtime.deps.store.audit()]
+    assert "secretmanager.accessor_granted" in [
+        r.action for r in box.runtime.deps.store.journal.audit()
+    ]
 
 
 def test_cloud_run_refuses_a_revision_that_cannot_read_its_secret(box: Sandbox) -> None:

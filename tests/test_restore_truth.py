@@ -88,8 +88,10 @@ def test_a_restore_retried_in_the_same_minute_gets_a_clone_of_its_own(box: Sandb
         operation = latest(box, "restore")
         assert operation.state == "creating", operation.data.get("outcome")
         clones.add(operation.data["clone"])
-        box.runtime.deps.store.update_operation(operation.id, box.clock.now(), state="cancelled")
-        box.runtime.deps.store.release_lock(SERVICE, operation.id)
+        box.runtime.deps.store.operations.update_operation(
+            operation.id, box.clock.now(), state="cancelled"
+        )
+        box.runtime.deps.store.operations.release_lock(SERVICE, operation.id)
     assert len(clones) == 4
     assert all(len(clone) <= 63 and clone.startswith("wa-backend-db-r") for clone in clones)
 

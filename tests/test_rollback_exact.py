@@ -24,7 +24,7 @@ UNCHANGED = {"wa-backend-00003": 100}
 def refusals(box: Sandbox) -> list[dict]:
     return [
         {"why": a.detail.get("why"), "revision": a.revision}
-        for a in box.runtime.deps.store.audit()
+        for a in box.runtime.deps.store.journal.audit()
         if a.action == "rollback.refused"
     ]
 
@@ -104,7 +104,7 @@ def test_a_repeat_shows_the_previous_rollback_and_asks(sandbox: Sandbox) -> None
     assert "already rolled back" in question and "<@U0ANA>" in question
     assert "`wa-backend-00003` → `wa-backend-00002`" in question
     assert "to `wa-backend-00001`" in question or "`wa-backend-00001`" in question
-    asked = [a for a in sandbox.runtime.deps.store.audit() if a.outcome == "pending"]
+    asked = [a for a in sandbox.runtime.deps.store.journal.audit() if a.outcome == "pending"]
     assert [a.action for a in asked] == ["rollback.confirmation_requested"]
 
     run_lines(sandbox, "click Roll back to wa-backend-00001")
@@ -177,7 +177,7 @@ def test_an_automatic_rollback_skips_a_not_ready_target_and_says_so(sandbox: San
     text = json.dumps(card["blocks"], ensure_ascii=False)
     assert "Skipped `wa-backend-00002` (Container failed to start): not ready" in text
     requested = next(
-        a for a in sandbox.runtime.deps.store.audit() if a.action == "rollback.requested"
+        a for a in sandbox.runtime.deps.store.journal.audit() if a.action == "rollback.requested"
     )
     assert requested.detail["skipped_not_ready"] == ["wa-backend-00002"]
 
@@ -229,7 +229,7 @@ def test_a_refused_request_never_hides_the_rollback_that_ran(sandbox: Sandbox) -
     run_lines(sandbox, "as ana", "/rollback wa-backend checkout errors")
     assert serving(sandbox) == {"wa-backend-00002": 100}
     store, now = sandbox.runtime.deps.store, sandbox.runtime.deps.clock.now()
-    store.create_operation(  # what a loser of the race used to leave behind
+    store.operations.create_operation(  # what a loser of the race used to leave behind
         now,
         kind="rollback",
         service=SERVICE,

@@ -63,7 +63,7 @@ def test_one_status_message_updated_in_place(sandbox: Sandbox) -> None:
 
 def test_every_step_is_audited_in_database_and_cloud_logging(sandbox: Sandbox) -> None:
     run_lines(sandbox, "as ana", "/rollback wa-backend")
-    actions = [a.action for a in sandbox.runtime.deps.store.audit()]
+    actions = [a.action for a in sandbox.runtime.deps.store.journal.audit()]
     assert actions[:2] == ["rollback.requested", "rollback.approved"]
     assert "cloudrun.traffic_update" in actions and actions[-1] == "rollback.succeeded"
     logged = [e["jsonPayload"]["action"] for e in sandbox.emulator.logging.entries()]
@@ -91,7 +91,7 @@ def test_no_role_is_refused_and_nothing_changes(sandbox: Sandbox) -> None:
     run_lines(sandbox, "as eve", "/rollback wa-backend")
     assert patches(sandbox) == [] and serving(sandbox) == {"wa-backend-00003": 100}
     assert any("tech lead" in text for text in ephemerals(sandbox))
-    refusal = sandbox.runtime.deps.store.audit()[-1]
+    refusal = sandbox.runtime.deps.store.journal.audit()[-1]
     assert (refusal.action, refusal.outcome, refusal.actor) == (
         "rollback.refused",
         "refused",
@@ -161,7 +161,9 @@ def test_ten_concurrent_approve_clicks_make_exactly_one_traffic_update(sandbox: 
     assert statuses == [200] * 10
     assert len(patches(sandbox)) == 1
     assert serving(sandbox) == {"wa-backend-00002": 100}
-    approvals = [a for a in sandbox.runtime.deps.store.audit() if a.action == "rollback.approved"]
+    approvals = [
+        a for a in sandbox.runtime.deps.store.journal.audit() if a.action == "rollback.approved"
+    ]
     assert len(approvals) == 1
 
 
@@ -169,7 +171,7 @@ def test_expired_request_cannot_be_approved(sandbox: Sandbox) -> None:
     run_lines(sandbox, "as luis", "in #general", "/rollback wa-backend")
     store = sandbox.runtime.deps.store
     operation = last_operation(sandbox)
-    approval = store.approval_for(operation.id)
+    approval = store.approvals.approval_for(operation.id)
     from sqlalchemy import update
 
     from bot.store import ApprovalRequest
@@ -188,7 +190,7 @@ def test_expired_request_cannot_be_approved(sandbox: Sandbox) -> None:
     sandbox.post(stale_click)
     sandbox.runtime.engine.wait_idle()
     assert any("expired" in n for n in ephemerals(sandbox))
-    assert patches(sandbox) == [] and store.lock_holder(SERVICE) is None
+    assert patches(sandbox) == [] and store.operations.lock_holder(SERVICE) is None
 
 
 def test_emergency_rollback_supersedes_a_pending_scheduled_one(sandbox: Sandbox) -> None:
@@ -264,7 +266,9 @@ def test_patch_503_always_fails_loudly_and_says_traffic_is_unchanged(sandbox: Sa
     assert last_operation(sandbox).state == "failed"
     alert = channel_messages(sandbox)[-1]
     assert "FAILED" in alert["text"] and "`wa-backend-00003` 100%" in str(alert["blocks"])
-    assert sandbox.runtime.deps.store.lock_holder(SERVICE) is None, "the lock must be released"
+    assert sandbox.runtime.deps.store.operations.lock_holder(SERVICE) is None, (
+        "the lock must be released"
+    )
 
 
 def test_etag_conflict_rereads_and_retries_once(sandbox: Sandbox) -> None:
@@ -305,7 +309,10 @@ def test_cloud_run_unreadable_at_request_changes_nothing(sandbox: Sandbox) -> No
     sandbox.emulator.router.faults.add(Fault("run.services.get", 503, times=None))
     run_lines(sandbox, "as ana", "/rollback wa-backend")
     assert "Cloud Run did not answer" in ephemerals(sandbox)[-1]
-    assert patches(sandbox) == [] and sandbox.runtime.deps.store.lock_holder(SERVICE) is None
+    assert (
+        patches(sandbox) == []
+        and sandbox.runtime.deps.store.operations.lock_holder(SERVICE) is None
+    )
 
 
 # -- the other commands -------------------------------------------------------------------------
@@ -337,7 +344,7 @@ def test_operation_slower_than_the_timeout_is_followed_to_the_end_not_failed() -
         operation = last_operation(box)
         assert operation.state == "succeeded", operation.data.get("error")
         assert serving(box) == {"wa-backend-00002": 100}
-        events = [e.kind for e in box.runtime.deps.store.timeline(operation.id)]
+        events = [e.kind for e in box.runtime.deps.store.journal.timeline(operation.id)]
         assert "operation_slow" in events and events.index("operation_slow") < events.index(
             "healthz_verified"
         ), "the health check ran after the slow operation ended"

@@ -11,7 +11,7 @@ from tests.helpers import run
 
 def test_the_console_alert_starts_on_sandbox_time(sandbox: Sandbox) -> None:
     run(sandbox, "set wa-backend-00003 error_rate=0.07", "wait 9m", "alert wa-backend")
-    record = sandbox.runtime.deps.store.open_incidents()[0]
+    record = sandbox.runtime.deps.store.incidents.open_incidents()[0]
     started = record.started_at
     now = sandbox.clock.now()
     assert now - timedelta(minutes=2) <= started.replace(tzinfo=now.tzinfo) <= now, (started, now)

@@ -74,7 +74,7 @@ def test_wait_8m_at_once_is_eight_wait_1m_for_an_observed_incident(
         box.run_line(f"alert {SERVICE}")
         for line in waits:
             box.run_line(line)
-        record = box.runtime.deps.store.incident_by_alert(f"sandbox-{SERVICE}")
+        record = box.runtime.deps.store.incidents.incident_by_alert(f"sandbox-{SERVICE}")
         ends = [j.get("window_end", "")[11:16] for j in record.data["judgements"]]
         outcomes.append((record.state, [j["verdict"] for j in record.data["judgements"]], ends))
     at_once, minute_by_minute = outcomes

@@ -115,31 +115,31 @@ def fill_first_revision(engine: Engine) -> None:
 
 
 def check_data_survived(store: Store) -> None:
-    operation = store.operation("op1")
+    operation = store.operations.operation("op1")
     assert operation is not None
     assert (operation.state, operation.to_revision) == ("awaiting_approval", "wa-backend-00002")
     assert operation.data == {"images": ["europe-docker.pkg.dev/p/r/wa@sha256:ab"]}
     assert operation.created_at == T0 and operation.reason == "errores 5xx"
-    approval = store.approval("ap1")
+    approval = store.approvals.approval("ap1")
     assert approval is not None and approval.status == "pending"
     assert approval.expires_at == T0 + timedelta(minutes=30)
-    audit = store.audit()
+    audit = store.journal.audit()
     assert [(a.action, a.detail) for a in audit] == [
         ("rollback.requested", {"n": 0}),
         ("approval.requested", {"n": 1}),
     ]
     # old rows keep working with today's code
-    assert store.decide_approval("ap1", "approved", "U0LEAD", T0 + timedelta(minutes=1))
+    assert store.approvals.decide_approval("ap1", "approved", "U0LEAD", T0 + timedelta(minutes=1))
 
 
 def check_new_tables_work(store: Store) -> None:
-    assert store.first_sighting("req-1", T0 + timedelta(minutes=5)) is True
-    assert store.first_sighting("req-1", T0 + timedelta(minutes=5)) is False
-    store.stage_card("op:op1", "C0INCIDENTS", {"text": "rollback"}, T0)
-    store.stage_card("op:op1", "C0INCIDENTS", {"text": "rollback, approved"}, T0)
-    row = store.outbox_row("op:op1")
+    assert store.seen.first_sighting("req-1", T0 + timedelta(minutes=5)) is True
+    assert store.seen.first_sighting("req-1", T0 + timedelta(minutes=5)) is False
+    store.outbox.stage_card("op:op1", "C0INCIDENTS", {"text": "rollback"}, T0)
+    store.outbox.stage_card("op:op1", "C0INCIDENTS", {"text": "rollback, approved"}, T0)
+    row = store.outbox.outbox_row("op:op1")
     assert row is not None and row.version == 2 and row.message == {"text": "rollback, approved"}
-    assert [r.card for r in store.due_outbox(T0)] == ["op:op1"]
+    assert [r.card for r in store.outbox.due_outbox(T0)] == ["op:op1"]
 
 
 # -- the migrations ------------------------------------------------------------------------------
@@ -378,9 +378,12 @@ def test_serve_upgrades_an_older_schema_when_asked(
         emulator.stop()
     store = Store(database)
     try:  # the running bot may have acted on them since (the approval expired): they are there
-        operation = store.operation("op1")
+        operation = store.operations.operation("op1")
         assert operation is not None and operation.created_at == T0
-        assert [a.action for a in store.audit()][:2] == ["rollback.requested", "approval.requested"]
+        assert [a.action for a in store.journal.audit()][:2] == [
+            "rollback.requested",
+            "approval.requested",
+        ]
     finally:
         store.close()
 

@@ -108,7 +108,7 @@ def test_a_failure_during_a_slack_outage_is_announced_when_slack_is_back(
     operation = last_operation(sandbox)
     assert operation.state == "failed", "a Slack outage must not stop or fail the workflow"
     assert bot_messages(sandbox) == []
-    assert sandbox.runtime.deps.store.lock_holder("wa-backend") is None
+    assert sandbox.runtime.deps.store.operations.lock_holder("wa-backend") is None
 
     faults.clear()
     until(lambda: len(bot_messages(sandbox)) == 2, sandbox, advance_s=15)
@@ -347,7 +347,7 @@ def test_the_postmortem_of_an_incident_during_a_slack_outage_is_posted_when_slac
     faults.clear()
     [postmortem] = until(lambda: sandbox.emulator.slack.files(), sandbox, advance_s=15)
     assert postmortem["name"].startswith("postmortem-wa-backend-")
-    record = sandbox.runtime.deps.store.incident(json.loads(answer.text)["incident"])
+    record = sandbox.runtime.deps.store.incidents.incident(json.loads(answer.text)["incident"])
     [shared] = [m for m in sandbox.emulator.slack.messages(INCIDENTS) if m["files"]]
     assert shared["thread_ts"] == record.message_ts, "the draft goes in the incident's thread"
 
@@ -359,7 +359,7 @@ def test_concurrent_couriers_post_a_card_once(sandbox: Sandbox) -> None:
     deps = sandbox.runtime.deps
     sandbox.emulator.router.faults.add(Fault("slack.chat.postMessage", None, delay_ms=300))
     section = [{"type": "section", "text": {"type": "mrkdwn", "text": "card"}}]
-    deps.store.stage_card(
+    deps.store.outbox.stage_card(
         "test:shared", INCIDENTS, {"text": "card", "blocks": section}, deps.clock.now()
     )
     couriers = [threading.Thread(target=cards.deliver_due, args=(deps,)) for _ in range(6)]

@@ -248,12 +248,12 @@ def test_url_private_is_served_to_the_bot_token_only(sandbox: Sandbox) -> None:
 
 def test_the_readme_observe_band_recipe_opens_a_new_incident(sandbox: Sandbox) -> None:
     run_lines(sandbox, "set wa-backend-00003 error_rate=0.07", "wait 9m", "alert wa-backend")
-    first = sandbox.runtime.deps.store.open_incidents()[0]
+    first = sandbox.runtime.deps.store.incidents.open_incidents()[0]
     closed = run_lines(sandbox, "alert wa-backend closed")
     assert closed[0] == "(alert sandbox-wa-backend closed: closed)"
     run_lines(sandbox, "set wa-backend-00002 error_rate=0.03", "wait 9m")
     opened = run_lines(sandbox, "alert wa-backend")
     assert opened[0] == "(alert sandbox-wa-backend-2 open: created)"
-    (second,) = sandbox.runtime.deps.store.open_incidents()
+    (second,) = sandbox.runtime.deps.store.incidents.open_incidents()
     assert second.id != first.id and second.observe_until is not None
     assert any("Observing Monitoring's minutes until" in line for line in opened)

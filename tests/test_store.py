@@ -49,7 +49,7 @@ def new_operation(store: Store, now: datetime = T0, **fields: object) -> str:
         "channel": "C0INCIDENTS",
     }
     values.update(fields)
-    return store.create_operation(now, **values).id
+    return store.operations.create_operation(now, **values).id
 
 
 def all_at_once(count: int, call: Callable[[int], T]) -> list[T]:
@@ -77,7 +77,7 @@ def test_operation_create_round_trips_fields_and_utc_timestamps(store: Store) ->
     local = T0.astimezone(CEST)  # same instant, written with a +02:00 offset
     op_id = new_operation(store, local, reason="p95 > 2 s", emergency=True, from_revision="r2")
 
-    op = store.operation(op_id)
+    op = store.operations.operation(op_id)
     assert op is not None
     assert (op.kind, op.service, op.state, op.requested_by, op.channel) == (
         "rollback",
@@ -100,11 +100,11 @@ def test_operation_create_round_trips_fields_and_utc_timestamps(store: Store) ->
 
 
 def test_operation_unknown_id_is_none(store: Store) -> None:
-    assert store.operation("nope") is None
+    assert store.operations.operation("nope") is None
     with pytest.raises(KeyError):
-        store.update_operation("nope", T0, state="running")
+        store.operations.update_operation("nope", T0, state="running")
     with pytest.raises(KeyError):
-        store.merge_data("nope", T0, a=1)
+        store.operations.merge_data("nope", T0, a=1)
 
 
 def test_naive_datetimes_are_refused(store: Store) -> None:
@@ -116,29 +116,29 @@ def test_update_bumps_updated_at_and_finish_sets_finished_at(store: Store) -> No
     op_id = new_operation(store)
     t1, t2 = T0 + timedelta(seconds=5), T0 + timedelta(seconds=42, microseconds=7)
 
-    store.update_operation(op_id, t1, state="running", to_revision="r1")
-    op = store.operation(op_id)
+    store.operations.update_operation(op_id, t1, state="running", to_revision="r1")
+    op = store.operations.operation(op_id)
     assert op is not None
     assert (op.state, op.to_revision) == ("running", "r1")
     assert_utc(op.created_at, T0)
     assert_utc(op.updated_at, t1)
     assert op.finished_at is None
-    assert [o.id for o in store.unfinished_operations()] == [op_id]
+    assert [o.id for o in store.operations.unfinished_operations()] == [op_id]
 
-    store.update_operation(op_id, t2.astimezone(CEST), state="succeeded")
-    op = store.operation(op_id)
+    store.operations.update_operation(op_id, t2.astimezone(CEST), state="succeeded")
+    op = store.operations.operation(op_id)
     assert op is not None
     assert op.state == "succeeded"
     assert_utc(op.updated_at, t2)
     assert_utc(op.finished_at, t2)
-    assert store.unfinished_operations() == []
+    assert store.operations.unfinished_operations() == []
 
 
 @pytest.mark.parametrize("state", ["succeeded", "failed", "rejected", "expired", "cancelled"])
 def test_every_terminal_state_finishes(store: Store, state: str) -> None:
     op_id = new_operation(store)
-    store.update_operation(op_id, T0 + timedelta(seconds=1), state=state)
-    op = store.operation(op_id)
+    store.operations.update_operation(op_id, T0 + timedelta(seconds=1), state=state)
+    op = store.operations.operation(op_id)
     assert op is not None
     assert_utc(op.finished_at, T0 + timedelta(seconds=1))
 
@@ -147,18 +147,20 @@ def test_unfinished_operations_oldest_first(store: Store) -> None:
     later = new_operation(store, T0 + timedelta(minutes=2), service="b")
     earlier = new_operation(store, T0, service="a")
     done = new_operation(store, T0 + timedelta(minutes=1), service="c")
-    store.update_operation(done, T0 + timedelta(minutes=3), state="failed")
-    assert [o.id for o in store.unfinished_operations()] == [earlier, later]
+    store.operations.update_operation(done, T0 + timedelta(minutes=3), state="failed")
+    assert [o.id for o in store.operations.unfinished_operations()] == [earlier, later]
 
 
 def test_merge_data_merges_and_keeps_existing_keys(store: Store) -> None:
     op_id = new_operation(store, data={"image": "gcr.io/x:1", "ages": {"r1": 3600}})
     t1 = T0 + timedelta(seconds=3)
 
-    store.merge_data(op_id, t1, timings={"shift_s": 1.5}, image="gcr.io/x:2")
-    store.merge_data(op_id, t1 + timedelta(seconds=1), error=None, checks=[200, 200, 200])
+    store.operations.merge_data(op_id, t1, timings={"shift_s": 1.5}, image="gcr.io/x:2")
+    store.operations.merge_data(
+        op_id, t1 + timedelta(seconds=1), error=None, checks=[200, 200, 200]
+    )
 
-    op = store.operation(op_id)
+    op = store.operations.operation(op_id)
     assert op is not None
     assert op.data == {
         "image": "gcr.io/x:2",
@@ -179,14 +181,18 @@ def test_steps_started_finished_and_retried_in_order(store: Store) -> None:
     other = new_operation(store, service="other")
     t = [T0 + timedelta(seconds=i) for i in range(6)]
 
-    store.start_step(op_id, "shift", t[0])
-    store.finish_step(op_id, "shift", t[1], "failed", {"error": "503"})
-    store.start_step(op_id, "shift", t[2])  # a retry: a new row; finishing updates the latest
-    store.finish_step(op_id, "shift", t[3], "done", {"operation": "ops/1"})
-    store.finish_step(op_id, "verify", t[4], "done", {"checks": 3})  # finished without a start
-    store.start_step(other, "shift", t[5])
+    store.operations.start_step(op_id, "shift", t[0])
+    store.operations.finish_step(op_id, "shift", t[1], "failed", {"error": "503"})
+    store.operations.start_step(
+        op_id, "shift", t[2]
+    )  # a retry: a new row; finishing updates the latest
+    store.operations.finish_step(op_id, "shift", t[3], "done", {"operation": "ops/1"})
+    store.operations.finish_step(
+        op_id, "verify", t[4], "done", {"checks": 3}
+    )  # finished without a start
+    store.operations.start_step(other, "shift", t[5])
 
-    steps = store.steps(op_id)
+    steps = store.operations.steps(op_id)
     assert [(s.name, s.status, s.result) for s in steps] == [
         ("shift", "failed", {"error": "503"}),
         ("shift", "done", {"operation": "ops/1"}),
@@ -197,10 +203,10 @@ def test_steps_started_finished_and_retried_in_order(store: Store) -> None:
     assert_utc(steps[1].started_at, t[2])
     assert_utc(steps[1].finished_at, t[3])
     assert_utc(steps[2].started_at, t[4])
-    assert [(s.name, s.status, s.finished_at) for s in store.steps(other)] == [
+    assert [(s.name, s.status, s.finished_at) for s in store.operations.steps(other)] == [
         ("shift", "started", None)
     ]
-    assert store.steps("nope") == []
+    assert store.operations.steps("nope") == []
 
 
 # -- service locks -------------------------------------------------------------------------------
@@ -210,38 +216,40 @@ def test_service_lock_is_exclusive_and_released(store: Store) -> None:
     first = new_operation(store, state="running", to_revision="r1")
     second = new_operation(store, requested_by="U0LUIS")
 
-    assert store.lock_holder("wa-backend") is None
-    assert store.acquire_lock("wa-backend", first, T0)
-    assert not store.acquire_lock("wa-backend", second, T0)
-    assert not store.acquire_lock("wa-backend", first, T0)  # not re-entrant either
-    assert store.acquire_lock("wa-backend-staging", second, T0)  # per service
+    assert store.operations.lock_holder("wa-backend") is None
+    assert store.operations.acquire_lock("wa-backend", first, T0)
+    assert not store.operations.acquire_lock("wa-backend", second, T0)
+    assert not store.operations.acquire_lock("wa-backend", first, T0)  # not re-entrant either
+    assert store.operations.acquire_lock("wa-backend-staging", second, T0)  # per service
 
-    assert store.lock_holder("wa-backend") == LockHolder(
+    assert store.operations.lock_holder("wa-backend") == LockHolder(
         first, "rollback", "running", "U0ANA", "r1"
     )
 
-    store.release_lock("wa-backend", second)  # not the holder: nothing happens
-    holder = store.lock_holder("wa-backend")
+    store.operations.release_lock("wa-backend", second)  # not the holder: nothing happens
+    holder = store.operations.lock_holder("wa-backend")
     assert holder is not None and holder.operation_id == first
 
-    store.release_lock("wa-backend", first)
-    assert store.lock_holder("wa-backend") is None
-    assert store.acquire_lock("wa-backend", second, T0)
-    holder = store.lock_holder("wa-backend")
+    store.operations.release_lock("wa-backend", first)
+    assert store.operations.lock_holder("wa-backend") is None
+    assert store.operations.acquire_lock("wa-backend", second, T0)
+    holder = store.operations.lock_holder("wa-backend")
     assert holder is not None and holder.operation_id == second
 
 
 def test_lock_holder_of_a_lock_without_operation_is_none(store: Store) -> None:
     # service_locks.operation_id has no foreign key: a lock whose operation is gone reads as free.
-    assert store.acquire_lock("wa-backend", "ghost", T0)
-    assert store.lock_holder("wa-backend") is None
+    assert store.operations.acquire_lock("wa-backend", "ghost", T0)
+    assert store.operations.lock_holder("wa-backend") is None
 
 
 def test_service_lock_race_has_one_winner(store: Store) -> None:
     ops = [new_operation(store) for _ in range(THREADS)]
-    results = all_at_once(THREADS, lambda i: store.acquire_lock("wa-backend", ops[i], T0))
+    results = all_at_once(
+        THREADS, lambda i: store.operations.acquire_lock("wa-backend", ops[i], T0)
+    )
     assert results.count(True) == 1
-    holder = store.lock_holder("wa-backend")
+    holder = store.operations.lock_holder("wa-backend")
     assert holder is not None and holder.operation_id == ops[results.index(True)]
 
 
@@ -257,41 +265,41 @@ def new_approval(store: Store, ttl: timedelta = timedelta(minutes=30), **fields:
         "expires_at": T0 + ttl,
     }
     values.update(fields)
-    return store.create_approval(T0, **values).id
+    return store.approvals.create_approval(T0, **values).id
 
 
 def test_approval_created_pending(store: Store) -> None:
     approval_id = new_approval(store)
-    approval = store.approval(approval_id)
+    approval = store.approvals.approval(approval_id)
     assert approval is not None
     assert (approval.status, approval.decided_by, approval.decided_at) == ("pending", "", None)
     assert_utc(approval.created_at, T0)
     assert_utc(approval.expires_at, T0 + timedelta(minutes=30))
-    found = store.approval_for(approval.operation_id)
+    found = store.approvals.approval_for(approval.operation_id)
     assert found is not None and found.id == approval_id
-    assert store.approval("nope") is None
-    assert store.approval_for("nope") is None
+    assert store.approvals.approval("nope") is None
+    assert store.approvals.approval_for("nope") is None
 
 
 def test_approval_for_returns_the_newest(store: Store) -> None:
     op_id = new_operation(store)
     base = {"operation_id": op_id, "action": "full_traffic", "requested_by": "U0LUIS"}
-    old = store.create_approval(T0, expires_at=T0 + timedelta(minutes=30), **base).id
-    new = store.create_approval(
+    old = store.approvals.create_approval(T0, expires_at=T0 + timedelta(minutes=30), **base).id
+    new = store.approvals.create_approval(
         T0 + timedelta(minutes=1), expires_at=T0 + timedelta(minutes=31), **base
     ).id
-    newest = store.approval_for(op_id)
+    newest = store.approvals.approval_for(op_id)
     assert newest is not None and newest.id == new != old
 
 
 def test_approval_decided_exactly_once(store: Store) -> None:
     approval_id = new_approval(store)
     t1 = T0 + timedelta(minutes=1)
-    assert store.decide_approval(approval_id, "approved", "U0SOFIA", t1)
-    assert not store.decide_approval(approval_id, "rejected", "U0LUIS", t1)
-    assert not store.decide_approval("nope", "approved", "U0SOFIA", t1)
+    assert store.approvals.decide_approval(approval_id, "approved", "U0SOFIA", t1)
+    assert not store.approvals.decide_approval(approval_id, "rejected", "U0LUIS", t1)
+    assert not store.approvals.decide_approval("nope", "approved", "U0SOFIA", t1)
 
-    approval = store.approval(approval_id)
+    approval = store.approvals.approval(approval_id)
     assert approval is not None
     assert (approval.status, approval.decided_by) == ("approved", "U0SOFIA")
     assert_utc(approval.decided_at, t1)
@@ -304,14 +312,14 @@ def test_approval_race_between_ten_clicks_has_one_winner(store: Store) -> None:
 
     results = all_at_once(
         THREADS,
-        lambda i: store.decide_approval(
+        lambda i: store.approvals.decide_approval(
             approval_id, "approved" if i % 2 else "rejected", deciders[i], now
         ),
     )
 
     assert results.count(True) == 1
     winner = results.index(True)
-    approval = store.approval(approval_id)
+    approval = store.approvals.approval(approval_id)
     assert approval is not None
     assert approval.decided_by == deciders[winner]
     assert approval.status == ("approved" if winner % 2 else "rejected")
@@ -322,15 +330,15 @@ def test_expired_approval_is_not_decidable(store: Store) -> None:
     deadline = T0 + timedelta(minutes=30)
 
     # at the deadline itself it is already too late
-    assert not store.decide_approval(approval_id, "approved", "U0SOFIA", deadline)
-    assert not store.decide_approval(
+    assert not store.approvals.decide_approval(approval_id, "approved", "U0SOFIA", deadline)
+    assert not store.approvals.decide_approval(
         approval_id, "approved", "U0SOFIA", deadline + timedelta(seconds=1)
     )
-    approval = store.approval(approval_id)
+    approval = store.approvals.approval(approval_id)
     assert approval is not None and approval.status == "pending"
 
     just_before = new_approval(store, ttl=timedelta(minutes=30))
-    assert store.decide_approval(
+    assert store.approvals.decide_approval(
         just_before, "approved", "U0SOFIA", deadline - timedelta(microseconds=1)
     )
 
@@ -340,32 +348,34 @@ def test_expire_approvals_returns_each_once(store: Store) -> None:
     boundary = new_approval(store, ttl=timedelta(minutes=10))
     long = new_approval(store, ttl=timedelta(minutes=60))
     decided = new_approval(store, ttl=timedelta(minutes=5))
-    assert store.decide_approval(decided, "rejected", "U0SOFIA", T0 + timedelta(minutes=1))
+    assert store.approvals.decide_approval(
+        decided, "rejected", "U0SOFIA", T0 + timedelta(minutes=1)
+    )
 
-    assert store.expire_approvals(T0) == []
+    assert store.approvals.expire_approvals(T0) == []
     t10 = T0 + timedelta(minutes=10)
-    assert sorted(a.id for a in store.expire_approvals(t10)) == sorted([short, boundary])
-    assert store.expire_approvals(t10) == []
-    assert store.expire_approvals(t10 + timedelta(minutes=1)) == []
+    assert sorted(a.id for a in store.approvals.expire_approvals(t10)) == sorted([short, boundary])
+    assert store.approvals.expire_approvals(t10) == []
+    assert store.approvals.expire_approvals(t10 + timedelta(minutes=1)) == []
 
     for approval_id in (short, boundary):
-        approval = store.approval(approval_id)
+        approval = store.approvals.approval(approval_id)
         assert approval is not None and approval.status == "expired"
         assert_utc(approval.decided_at, t10)
-        assert not store.decide_approval(approval_id, "approved", "U0SOFIA", T0)
+        assert not store.approvals.decide_approval(approval_id, "approved", "U0SOFIA", T0)
 
-    still = store.approval(long)
+    still = store.approvals.approval(long)
     assert still is not None and still.status == "pending"
-    was = store.approval(decided)
+    was = store.approvals.approval(decided)
     assert was is not None and was.status == "rejected"
 
-    assert [a.id for a in store.expire_approvals(T0 + timedelta(hours=2))] == [long]
+    assert [a.id for a in store.approvals.expire_approvals(T0 + timedelta(hours=2))] == [long]
 
 
 def test_expire_approvals_concurrently_returns_each_once(store: Store) -> None:
     ids = {new_approval(store, ttl=timedelta(minutes=1)) for _ in range(5)}
     now = T0 + timedelta(minutes=2)
-    results = all_at_once(4, lambda _i: [a.id for a in store.expire_approvals(now)])
+    results = all_at_once(4, lambda _i: [a.id for a in store.approvals.expire_approvals(now)])
     returned = [approval_id for batch in results for approval_id in batch]
     assert sorted(returned) == sorted(ids)
 
@@ -377,49 +387,53 @@ def test_lease_claim_renew_and_refuse_until_expiry(store: Store) -> None:
     op_id = new_operation(store)
     until = T0 + timedelta(seconds=30)
 
-    assert store.claim_lease(op_id, "runner-a", T0, until)
-    op = store.operation(op_id)
+    assert store.operations.claim_lease(op_id, "runner-a", T0, until)
+    op = store.operations.operation(op_id)
     assert op is not None and op.lease_owner == "runner-a"
     assert_utc(op.lease_until, until)
 
     later = T0 + timedelta(seconds=20)
-    assert store.claim_lease(op_id, "runner-a", later, later + timedelta(seconds=30))  # renew
+    assert store.operations.claim_lease(
+        op_id, "runner-a", later, later + timedelta(seconds=30)
+    )  # renew
     until = later + timedelta(seconds=30)
-    assert not store.claim_lease(op_id, "runner-b", later, later + timedelta(seconds=30))
-    assert not store.claim_lease(op_id, "runner-b", until, until + timedelta(seconds=30))
-    op = store.operation(op_id)
+    assert not store.operations.claim_lease(op_id, "runner-b", later, later + timedelta(seconds=30))
+    assert not store.operations.claim_lease(op_id, "runner-b", until, until + timedelta(seconds=30))
+    op = store.operations.operation(op_id)
     assert op is not None and op.lease_owner == "runner-a"
     assert_utc(op.lease_until, until)
 
     after = until + timedelta(microseconds=1)
-    assert store.claim_lease(op_id, "runner-b", after, after + timedelta(seconds=30))
-    assert not store.claim_lease(op_id, "runner-a", after, after + timedelta(seconds=30))
-    op = store.operation(op_id)
+    assert store.operations.claim_lease(op_id, "runner-b", after, after + timedelta(seconds=30))
+    assert not store.operations.claim_lease(op_id, "runner-a", after, after + timedelta(seconds=30))
+    op = store.operations.operation(op_id)
     assert op is not None and op.lease_owner == "runner-b"
 
-    assert not store.claim_lease("nope", "runner-a", T0, until)
+    assert not store.operations.claim_lease("nope", "runner-a", T0, until)
 
 
 def test_lease_release_only_by_owner(store: Store) -> None:
     op_id = new_operation(store)
     far = T0 + timedelta(hours=1)
-    assert store.claim_lease(op_id, "runner-a", T0, far)
+    assert store.operations.claim_lease(op_id, "runner-a", T0, far)
 
-    store.release_lease(op_id, "runner-b")
-    assert not store.claim_lease(op_id, "runner-b", T0, far)
+    store.operations.release_lease(op_id, "runner-b")
+    assert not store.operations.claim_lease(op_id, "runner-b", T0, far)
 
-    store.release_lease(op_id, "runner-a")
-    op = store.operation(op_id)
+    store.operations.release_lease(op_id, "runner-a")
+    op = store.operations.operation(op_id)
     assert op is not None and (op.lease_owner, op.lease_until) == ("", None)
-    assert store.claim_lease(op_id, "runner-b", T0, far)
+    assert store.operations.claim_lease(op_id, "runner-b", T0, far)
 
 
 def test_lease_race_has_one_winner(store: Store) -> None:
     op_id = new_operation(store)
     until = T0 + timedelta(seconds=30)
-    results = all_at_once(THREADS, lambda i: store.claim_lease(op_id, f"runner-{i}", T0, until))
+    results = all_at_once(
+        THREADS, lambda i: store.operations.claim_lease(op_id, f"runner-{i}", T0, until)
+    )
     assert results.count(True) == 1
-    op = store.operation(op_id)
+    op = store.operations.operation(op_id)
     assert op is not None and op.lease_owner == f"runner-{results.index(True)}"
 
 
@@ -428,13 +442,17 @@ def test_lease_race_has_one_winner(store: Store) -> None:
 
 def test_timeline_in_insertion_order_per_operation(store: Store) -> None:
     op_id, other = new_operation(store), new_operation(store)
-    store.add_event(op_id, T0, "requested", "U0ANA", reason="5xx")
-    store.add_event(other, T0, "requested", "U0PABLO")
-    store.add_event(op_id, T0, "lock_acquired")  # same instant: order is still insertion order
-    store.add_event(op_id, T0 + timedelta(seconds=2), "traffic_shifted", to="r1", percent=100)
-    store.add_event(op_id, T0 + timedelta(seconds=3), "verified", checks=[200, 200, 200])
+    store.journal.add_event(op_id, T0, "requested", "U0ANA", reason="5xx")
+    store.journal.add_event(other, T0, "requested", "U0PABLO")
+    store.journal.add_event(
+        op_id, T0, "lock_acquired"
+    )  # same instant: order is still insertion order
+    store.journal.add_event(
+        op_id, T0 + timedelta(seconds=2), "traffic_shifted", to="r1", percent=100
+    )
+    store.journal.add_event(op_id, T0 + timedelta(seconds=3), "verified", checks=[200, 200, 200])
 
-    events = store.timeline(op_id)
+    events = store.journal.timeline(op_id)
     assert [(e.kind, e.actor, e.data) for e in events] == [
         ("requested", "U0ANA", {"reason": "5xx"}),
         ("lock_acquired", "", {}),
@@ -442,15 +460,15 @@ def test_timeline_in_insertion_order_per_operation(store: Store) -> None:
         ("verified", "", {"checks": [200, 200, 200]}),
     ]
     assert_utc(events[2].at, T0 + timedelta(seconds=2))
-    assert [e.kind for e in store.timeline(other)] == ["requested"]
-    assert store.timeline("nope") == []
+    assert [e.kind for e in store.journal.timeline(other)] == ["requested"]
+    assert store.journal.timeline("nope") == []
 
 
 def test_audit_in_insertion_order_with_limit(store: Store) -> None:
     for i, (actor, outcome) in enumerate(
         [("U0ANA", "ok"), ("U0EVE", "refused"), ("U0LUIS", "pending"), ("U0SOFIA", "ok")]
     ):
-        store.add_audit(
+        store.journal.add_audit(
             AuditRecord(
                 at=(T0 + timedelta(seconds=i)).astimezone(CEST),
                 actor=actor,
@@ -461,7 +479,7 @@ def test_audit_in_insertion_order_with_limit(store: Store) -> None:
             )
         )
 
-    records = store.audit()
+    records = store.journal.audit()
     assert [(r.actor, r.outcome, r.detail) for r in records] == [
         ("U0ANA", "ok", {"n": 0}),
         ("U0EVE", "refused", {"n": 1}),
@@ -470,60 +488,60 @@ def test_audit_in_insertion_order_with_limit(store: Store) -> None:
     ]
     assert_utc(records[3].at, T0 + timedelta(seconds=3))
     assert (records[0].revision, records[0].operation_id) == ("", "")
-    assert [r.actor for r in store.audit(limit=2)] == ["U0ANA", "U0EVE"]
+    assert [r.actor for r in store.journal.audit(limit=2)] == ["U0ANA", "U0EVE"]
 
 
 # -- serving history -----------------------------------------------------------------------------
 
 
 def test_serving_history_newest_first_without_duplicates(store: Store) -> None:
-    assert store.served_revisions("wa-backend") == []
-    assert store.rolled_back_from("wa-backend") == set()
+    assert store.serving.served_revisions("wa-backend") == []
+    assert store.serving.rolled_back_from("wa-backend") == set()
 
     for i, revision in enumerate(["r1", "r2", "r1", "r3", "r3", "r2"]):
-        store.record_serving("wa-backend", revision, "served", T0 + timedelta(minutes=i))
-    store.record_serving("wa-backend-staging", "s9", "served", T0)
-    store.record_serving("wa-backend", "r3", "rolled_back_from", T0, operation_id="op1")
-    store.record_serving("wa-backend", "r4", "rolled_back_from", T0)
-    store.record_serving("wa-backend", "r3", "rolled_back_from", T0)
+        store.serving.record_serving("wa-backend", revision, "served", T0 + timedelta(minutes=i))
+    store.serving.record_serving("wa-backend-staging", "s9", "served", T0)
+    store.serving.record_serving("wa-backend", "r3", "rolled_back_from", T0, operation_id="op1")
+    store.serving.record_serving("wa-backend", "r4", "rolled_back_from", T0)
+    store.serving.record_serving("wa-backend", "r3", "rolled_back_from", T0)
 
-    assert store.served_revisions("wa-backend") == ["r2", "r3", "r1"]
-    assert store.served_revisions("wa-backend-staging") == ["s9"]
-    assert store.rolled_back_from("wa-backend") == {"r3", "r4"}
-    assert store.rolled_back_from("wa-backend-staging") == set()
+    assert store.serving.served_revisions("wa-backend") == ["r2", "r3", "r1"]
+    assert store.serving.served_revisions("wa-backend-staging") == ["s9"]
+    assert store.serving.rolled_back_from("wa-backend") == {"r3", "r4"}
+    assert store.serving.rolled_back_from("wa-backend-staging") == set()
 
 
 # -- the Slack outbox ------------------------------------------------------------------------------
 
 
 def test_outbox_card_keeps_its_backoff_and_newest_content(store: Store) -> None:
-    store.stage_card("operation:1", "C0INCIDENTS", {"text": "v1", "blocks": []}, T0)
-    [row] = store.due_outbox(T0)
-    claimed = store.claim_outbox(row.id, T0, T0 + timedelta(seconds=60))
+    store.outbox.stage_card("operation:1", "C0INCIDENTS", {"text": "v1", "blocks": []}, T0)
+    [row] = store.outbox.due_outbox(T0)
+    claimed = store.outbox.claim_outbox(row.id, T0, T0 + timedelta(seconds=60))
     assert claimed is not None
-    assert store.claim_outbox(row.id, T0, T0 + timedelta(seconds=60)) is None, "one courier"
-    assert store.due_outbox(T0) == [], "a claimed row is not offered twice"
+    assert store.outbox.claim_outbox(row.id, T0, T0 + timedelta(seconds=60)) is None, "one courier"
+    assert store.outbox.due_outbox(T0) == [], "a claimed row is not offered twice"
     later = T0 + timedelta(seconds=30)
-    store.settle_outbox(row.id, T0, attempts=1, error="ratelimited", due_at=later)
+    store.outbox.settle_outbox(row.id, T0, attempts=1, error="ratelimited", due_at=later)
 
-    store.stage_card("operation:1", "C0INCIDENTS", {"text": "v2", "blocks": []}, T0)
+    store.outbox.stage_card("operation:1", "C0INCIDENTS", {"text": "v2", "blocks": []}, T0)
 
-    assert store.due_outbox(T0) == [], "a new version does not jump a rate limit's wait"
-    [due] = store.due_outbox(later)
+    assert store.outbox.due_outbox(T0) == [], "a new version does not jump a rate limit's wait"
+    [due] = store.outbox.due_outbox(later)
     assert (due.version, due.shown, due.message["text"]) == (2, 0, "v2")
-    store.settle_outbox(due.id, later, shown=due.version, attempts=0, ts="1.000100")
-    assert store.due_outbox(later + timedelta(hours=1)) == []
+    store.outbox.settle_outbox(due.id, later, shown=due.version, attempts=0, ts="1.000100")
+    assert store.outbox.due_outbox(later + timedelta(hours=1)) == []
     stale_list = due  # another instance listed it before it was delivered: it must not win
-    assert store.claim_outbox(stale_list.id, later, later + timedelta(seconds=60)) is None
+    assert store.outbox.claim_outbox(stale_list.id, later, later + timedelta(seconds=60)) is None
 
 
 def test_outbox_tells_the_requester_once(store: Store) -> None:
-    store.stage_card("operation:2", "C0RANDOM", {"text": "v1", "blocks": []}, T0)
-    assert store.claim_telling_requester("operation:2") == "", "no response_url yet"
-    store.set_reply_url("operation:2", "https://hooks.slack.com/commands/T0/1/x")
+    store.outbox.stage_card("operation:2", "C0RANDOM", {"text": "v1", "blocks": []}, T0)
+    assert store.outbox.claim_telling_requester("operation:2") == "", "no response_url yet"
+    store.outbox.set_reply_url("operation:2", "https://hooks.slack.com/commands/T0/1/x")
     with ThreadPoolExecutor(THREADS) as pool:
         urls = list(
-            pool.map(lambda _: store.claim_telling_requester("operation:2"), range(THREADS))
+            pool.map(lambda _: store.outbox.claim_telling_requester("operation:2"), range(THREADS))
         )
     assert [u for u in urls if u] == ["https://hooks.slack.com/commands/T0/1/x"]
 
@@ -533,8 +551,8 @@ def test_outbox_tells_the_requester_once(store: Store) -> None:
 
 def awaiting(store: Store) -> tuple[str, str]:
     op_id = new_operation(store, state="awaiting_approval", data={"step": 1})
-    assert store.acquire_lock("wa-backend", op_id, T0)
-    approval = store.create_approval(
+    assert store.operations.acquire_lock("wa-backend", op_id, T0)
+    approval = store.approvals.create_approval(
         T0,
         operation_id=op_id,
         action="scheduled_rollback",
@@ -549,7 +567,7 @@ def test_decision_and_next_state_commit_together(store: Store) -> None:
     t1 = T0 + timedelta(minutes=1)
     move = Move(op_id, "awaiting_approval", "shifting", {"step": 2})
     assert store.decide_and_move(approval_id, Decided("approved", "U0SOFIA"), t1, move)
-    operation, approval = store.operation(op_id), store.approval(approval_id)
+    operation, approval = store.operations.operation(op_id), store.approvals.approval(approval_id)
     assert operation is not None and approval is not None
     assert (operation.state, operation.data, approval.status) == (
         "shifting",
@@ -561,13 +579,13 @@ def test_decision_and_next_state_commit_together(store: Store) -> None:
 
 def test_decision_is_rolled_back_when_the_operation_has_moved_on(store: Store) -> None:
     op_id, approval_id = awaiting(store)
-    store.update_operation(op_id, T0, state="cancelled")  # superseded meanwhile
+    store.operations.update_operation(op_id, T0, state="cancelled")  # superseded meanwhile
     move = Move(op_id, "awaiting_approval", "approved")
     t1 = T0 + timedelta(minutes=1)
     assert not store.decide_and_move(approval_id, Decided("approved", "U0SOFIA"), t1, move)
-    approval = store.approval(approval_id)
+    approval = store.approvals.approval(approval_id)
     assert approval is not None and approval.status == "pending", "nothing half-written"
-    assert store.operation(op_id).state == "cancelled"  # type: ignore[union-attr]
+    assert store.operations.operation(op_id).state == "cancelled"  # type: ignore[union-attr]
 
 
 def test_reject_releases_the_lock_in_the_same_transaction(store: Store) -> None:
@@ -575,41 +593,47 @@ def test_reject_releases_the_lock_in_the_same_transaction(store: Store) -> None:
     move = Move(op_id, "awaiting_approval", "rejected", release_lock_of="wa-backend")
     t1 = T0 + timedelta(minutes=1)
     assert store.decide_and_move(approval_id, Decided("rejected", "U0SOFIA"), t1, move)
-    assert store.lock_holder("wa-backend") is None
-    operation = store.operation(op_id)
+    assert store.operations.lock_holder("wa-backend") is None
+    operation = store.operations.operation(op_id)
     assert operation is not None and operation.finished_at is not None
 
 
 def test_move_operation_only_when_nobody_holds_a_live_lease(store: Store) -> None:
     op_id, _ = awaiting(store)
     now = T0 + timedelta(minutes=1)
-    assert store.claim_lease(op_id, "instance-a", now, now + timedelta(seconds=15))
+    assert store.operations.claim_lease(op_id, "instance-a", now, now + timedelta(seconds=15))
     move = Move(op_id, "awaiting_approval", "cancelled", release_lock_of="wa-backend")
-    assert not store.move_operation(move, now)
-    holder = store.lock_holder("wa-backend")
+    assert not store.operations.move_operation(move, now)
+    holder = store.operations.lock_holder("wa-backend")
     assert holder is not None and holder.lease_until == now + timedelta(seconds=15)
-    assert store.move_operation(move, now + timedelta(seconds=16))
-    assert store.lock_holder("wa-backend") is None
+    assert store.operations.move_operation(move, now + timedelta(seconds=16))
+    assert store.operations.lock_holder("wa-backend") is None
 
 
 def test_advance_is_compare_and_set_on_the_data_and_returns_what_it_wrote(store: Store) -> None:
     """The state alone cannot see a same-state save, nor a state left and come back to: a
     person's move decided on an older read of either must lose."""
     op_id = new_operation(store, kind="flag", state="applying", data={"pending": "deploy"})
-    read = store.operation(op_id)
+    read = store.operations.operation(op_id)
     assert read is not None and data_seq(read) == 0
     save = Move(op_id, "applying", "applying", {"pending": None}, from_seq=0)
-    saved = store.advance_operation(save, T0)
+    saved = store.operations.advance_operation(save, T0)
     assert saved is not None and saved.data == {"pending": None, "seq": 1}
     stale = Move(op_id, "applying", "untagging", {"pending": None, "by": "U0ANA"}, from_seq=0)
-    assert store.advance_operation(stale, T0) is None, "a same-state save came in between"
-    away = store.advance_operation(Move(op_id, "applying", "shifting", {}, from_seq=1), T0)
+    assert store.operations.advance_operation(stale, T0) is None, (
+        "a same-state save came in between"
+    )
+    away = store.operations.advance_operation(
+        Move(op_id, "applying", "shifting", {}, from_seq=1), T0
+    )
     come_back = Move(op_id, "shifting", "applying", {"pending": "shift"}, from_seq=2)
-    back = store.advance_operation(come_back, T0)
+    back = store.operations.advance_operation(come_back, T0)
     assert away is not None and back is not None and data_seq(back) == 3
     decided_before = Move(op_id, "applying", "untagging", {}, from_seq=1)
-    assert store.advance_operation(decided_before, T0) is None, "applying, but not that one"
-    current = store.operation(op_id)
+    assert store.operations.advance_operation(decided_before, T0) is None, (
+        "applying, but not that one"
+    )
+    current = store.operations.operation(op_id)
     assert current is not None and current.state == "applying"
     assert current.data == {"pending": "shift", "seq": 3}
 
@@ -619,21 +643,24 @@ def test_of_two_writers_from_one_read_exactly_one_wins(store: Store) -> None:
 
     def write(index: int) -> bool:
         move = Move(op_id, "watching", "watching", {"judgements": [index]}, from_seq=0)
-        return store.advance_operation(move, T0) is not None
+        return store.operations.advance_operation(move, T0) is not None
 
     won = all_at_once(THREADS, write)
     assert won.count(True) == 1
-    operation = store.operation(op_id)
+    operation = store.operations.operation(op_id)
     assert operation is not None and operation.data["judgements"] == [won.index(True)]
 
 
 def test_stale_locks_of_ended_operations_are_freed(store: Store) -> None:
     ended = new_operation(store, state="succeeded")
     live = new_operation(store, service="other", state="shifting")
-    assert store.acquire_lock("wa-backend", ended, T0)
-    assert store.acquire_lock("other", live, T0)
-    assert store.release_stale_locks() == ["wa-backend"]
-    assert store.lock_holder("wa-backend") is None and store.lock_holder("other") is not None
+    assert store.operations.acquire_lock("wa-backend", ended, T0)
+    assert store.operations.acquire_lock("other", live, T0)
+    assert store.operations.release_stale_locks() == ["wa-backend"]
+    assert (
+        store.operations.lock_holder("wa-backend") is None
+        and store.operations.lock_holder("other") is not None
+    )
 
 
 # -- an operation born holding its service -------------------------------------------------------
@@ -660,14 +687,14 @@ def test_ten_operations_opened_at_once_one_holds_the_service_the_others_leave_no
 
     def open_one(index: int) -> str:
         try:
-            return store.open_operation(T0, **OPENING, reason=f"r{index}").id
+            return store.operations.open_operation(T0, **OPENING, reason=f"r{index}").id
         except ServiceHeld:
             return ""
 
     opened = [o for o in all_at_once(THREADS, open_one) if o]
     assert len(opened) == 1
     assert _operations(store) == [(opened[0], "approved")]
-    holder = store.lock_holder("wa-backend")
+    holder = store.operations.lock_holder("wa-backend")
     assert holder is not None and holder.operation_id == opened[0]
 
 
@@ -675,18 +702,21 @@ def test_an_operation_opened_after_an_unseen_one_ended_writes_nothing(store: Sto
     ran = new_operation(store, state="succeeded")
     unseen = Newest("rollback", ("succeeded", "failed"), None)
     with pytest.raises(NewerOperation):
-        store.open_operation(T0 + timedelta(seconds=1), unchanged=unseen, **OPENING)
-    assert _operations(store) == [(ran, "succeeded")] and store.lock_holder("wa-backend") is None
+        store.operations.open_operation(T0 + timedelta(seconds=1), unchanged=unseen, **OPENING)
+    assert (
+        _operations(store) == [(ran, "succeeded")]
+        and store.operations.lock_holder("wa-backend") is None
+    )
     seen = Newest("rollback", ("succeeded", "failed"), ran)
-    opened = store.open_operation(T0 + timedelta(seconds=1), unchanged=seen, **OPENING)
-    assert store.lock_holder("wa-backend").operation_id == opened.id  # type: ignore[union-attr]
+    opened = store.operations.open_operation(T0 + timedelta(seconds=1), unchanged=seen, **OPENING)
+    assert store.operations.lock_holder("wa-backend").operation_id == opened.id  # type: ignore[union-attr]
 
 
 def test_an_operation_takes_over_the_service_only_from_its_holder(store: Store) -> None:
     drill = new_operation(store, state="waiting_rollback")
-    assert store.acquire_lock("wa-backend", drill, T0)
+    assert store.operations.acquire_lock("wa-backend", drill, T0)
     with pytest.raises(ServiceHeld):
-        store.open_operation(T0, take_over_from="someone-else", **OPENING)
-    child = store.open_operation(T0, take_over_from=drill, **OPENING)
-    assert store.lock_holder("wa-backend").operation_id == child.id  # type: ignore[union-attr]
+        store.operations.open_operation(T0, take_over_from="someone-else", **OPENING)
+    child = store.operations.open_operation(T0, take_over_from=drill, **OPENING)
+    assert store.operations.lock_holder("wa-backend").operation_id == child.id  # type: ignore[union-attr]
     assert len(_operations(store)) == 2

@@ -24,7 +24,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
 
 
 def test_long_and_nul_text_fits_every_column(store: Store) -> None:
-    operation = store.create_operation(
+    operation = store.operations.create_operation(
         T0,
         kind="rollback",
         service="s" * 300,
@@ -35,18 +35,18 @@ def test_long_and_nul_text_fits_every_column(store: Store) -> None:
         from_revision="r\x00" * 300,
         data={"note": "nul \x00 inside"},
     )
-    stored = store.operation(operation.id)
+    stored = store.operations.operation(operation.id)
     assert stored is not None
     assert stored.service == "s" * 64 and stored.requested_by == "U" * 32
     assert stored.reason.startswith("because of ") and len(stored.reason) == 10_011
     assert stored.from_revision == "r" * 128
     assert stored.data == {"note": "nul \x00 inside"}, "JSON keeps it, escaped"
-    store.update_operation(operation.id, T0, to_revision="t\x00" * 500)
-    assert store.operation(operation.id).to_revision == "t" * 128  # type: ignore[union-attr]
+    store.operations.update_operation(operation.id, T0, to_revision="t\x00" * 500)
+    assert store.operations.operation(operation.id).to_revision == "t" * 128  # type: ignore[union-attr]
 
 
 def test_long_and_nul_text_fits_incidents_and_audit(store: Store) -> None:
-    record, created = store.create_incident(
+    record, created = store.incidents.create_incident(
         T0,
         external_id="i" * 400,
         service="svc\x00" * 40,
@@ -54,8 +54,8 @@ def test_long_and_nul_text_fits_incidents_and_audit(store: Store) -> None:
         state="open",
         alert={"summary": "a\x00b"},
     )
-    assert created and store.incident(record.id).service == "svc" * 21 + "s"  # type: ignore[union-attr]
-    store.add_audit(
+    assert created and store.incidents.incident(record.id).service == "svc" * 21 + "s"  # type: ignore[union-attr]
+    store.journal.add_audit(
         AuditRecord(
             at=T0,
             actor="a" * 100,
@@ -66,15 +66,15 @@ def test_long_and_nul_text_fits_incidents_and_audit(store: Store) -> None:
             detail={"why": "nul\x00"},
         )
     )
-    audit = store.audit()[-1]
+    audit = store.journal.audit()[-1]
     assert audit.actor == "a" * 32 and audit.outcome == "ok" and audit.revision == "r" * 128
 
 
 def test_a_replayed_key_is_refused(store: Store) -> None:
     expires = datetime.now(UTC) + timedelta(minutes=10)
-    assert store.first_sighting("k1", expires) is True
-    assert store.first_sighting("k1", expires) is False
-    assert store.first_sighting("k2", expires) is True
+    assert store.seen.first_sighting("k1", expires) is True
+    assert store.seen.first_sighting("k1", expires) is False
+    assert store.seen.first_sighting("k2", expires) is True
 
 
 def test_a_key_that_changes_state_outlives_a_restart_a_reads_key_stays_in_memory(
@@ -82,14 +82,14 @@ def test_a_key_that_changes_state_outlives_a_restart_a_reads_key_stays_in_memory
 ) -> None:
     """The store reopened on the same database is the process restarted (issue #22)."""
     expires = datetime.now(UTC) + timedelta(minutes=10)
-    assert store.first_sighting("click", expires) is True
-    assert store.first_sighting("read", expires, durable=False) is True
-    assert store.first_sighting("read", expires, durable=False) is False
+    assert store.seen.first_sighting("click", expires) is True
+    assert store.seen.first_sighting("read", expires, durable=False) is True
+    assert store.seen.first_sighting("read", expires, durable=False) is False
     restarted = Store(store.engine.url.render_as_string(hide_password=False))
     try:
-        assert restarted.first_sighting("click", expires) is False, "never acted on twice"
+        assert restarted.seen.first_sighting("click", expires) is False, "never acted on twice"
         if restarted.engine.dialect.name == "sqlite":  # no write per read on SQLite
-            assert restarted.first_sighting("read", expires, durable=False) is True
+            assert restarted.seen.first_sighting("read", expires, durable=False) is True
     finally:
         restarted.close()
 
@@ -101,10 +101,10 @@ def test_a_replayed_key_is_refused_by_every_instance_sharing_postgresql() -> Non
     with postgres_store() as store:
         other = Store(str(store.engine.url.render_as_string(hide_password=False)))
         try:
-            assert store.first_sighting("k1", expires) is True
-            assert other.first_sighting("k1", expires) is False
-            assert store.first_sighting("k1", expires) is False
-            assert other.first_sighting("k2", expires) is True
+            assert store.seen.first_sighting("k1", expires) is True
+            assert other.seen.first_sighting("k1", expires) is False
+            assert store.seen.first_sighting("k1", expires) is False
+            assert other.seen.first_sighting("k2", expires) is True
         finally:
             other.close()
 
@@ -113,9 +113,9 @@ def test_a_replayed_key_is_refused_by_every_instance_sharing_postgresql() -> Non
 def test_expired_keys_are_forgotten_by_the_health_check() -> None:
     now = datetime.now(UTC)
     with postgres_store() as store:
-        assert store.first_sighting("old", now - timedelta(seconds=1))
-        store.check_writable(now)
-        assert store.first_sighting("old", now + timedelta(minutes=10)) is True
+        assert store.seen.first_sighting("old", now - timedelta(seconds=1))
+        store.seen.check_writable(now)
+        assert store.seen.first_sighting("old", now + timedelta(minutes=10)) is True
 
 
 # -- end to end on PostgreSQL: a command whose text holds a NUL --------------------------------

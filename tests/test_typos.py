@@ -13,7 +13,7 @@ IMAGE = "us-docker.pkg.dev/runback-sandbox/apps/wa-backend:v1.3.0"
 
 
 def audit_events(box: Sandbox) -> list[str]:
-    return [a.action for a in box.runtime.deps.store.audit()]
+    return [a.action for a in box.runtime.deps.store.journal.audit()]
 
 
 def card_text(box: Sandbox, channel: str) -> str:
@@ -23,12 +23,12 @@ def card_text(box: Sandbox, channel: str) -> str:
 
 def test_a_mistyped_revision_is_refused_before_a_pending_rollback_is_pre_empted(sandbox) -> None:
     run(sandbox, "as luis", "in #general", "/rollback wa-backend deploy broke search")
-    pending = sandbox.runtime.deps.store.latest_operation(SERVICE, "rollback")
+    pending = sandbox.runtime.deps.store.operations.latest_operation(SERVICE, "rollback")
     assert pending.state == "awaiting_approval"
 
     answer = run(sandbox, "as ana", "in #incidents", "/rollback wa-backend wa-backend-0002")
     assert "wa-backend-0002" in answer and "wa-backend-00002" in answer  # did you mean
-    assert sandbox.runtime.deps.store.operation(pending.id).state == "awaiting_approval"
+    assert sandbox.runtime.deps.store.operations.operation(pending.id).state == "awaiting_approval"
     assert "rollback.superseded" not in audit_events(sandbox)
     assert serving(sandbox) == {"wa-backend-00003": 100}
 
@@ -51,7 +51,7 @@ def test_a_revision_like_word_during_a_release_is_bad_input_not_a_reason(sandbox
     during = run(sandbox, "as ana", "/rollback wa-backend 00009")
     assert "`00009` is not a revision of `wa-backend`" in during  # the same rule everywhere
     assert serving(sandbox).get(green) == 10, "a typo rolled the release back"
-    release = sandbox.runtime.deps.store.latest_operation(SERVICE, "release")
+    release = sandbox.runtime.deps.store.operations.latest_operation(SERVICE, "release")
     assert release.state not in ("rolling_back", "rolled_back")
 
 
@@ -60,13 +60,16 @@ def test_a_mistyped_flag_name_gets_did_you_mean_and_is_not_flipped(sandbox) -> N
     answer = run(sandbox, "as marta", "/flag wa-backend NEW_CHEKOUT on the new checkout")
     assert "Did you mean `NEW_CHECKOUT`?" in answer
     assert "`/flag wa-backend NEW_CHEKOUT on --new the new checkout`" in answer
-    assert serving(sandbox) == before and sandbox.runtime.deps.store.lock_holder(SERVICE) is None
-    assert sandbox.runtime.deps.store.latest_operation(SERVICE, "flag") is None
+    assert (
+        serving(sandbox) == before
+        and sandbox.runtime.deps.store.operations.lock_holder(SERVICE) is None
+    )
+    assert sandbox.runtime.deps.store.operations.latest_operation(SERVICE, "flag") is None
 
 
 def test_a_new_flag_confirmed_as_new_is_flipped(sandbox) -> None:
     run(sandbox, "as marta", "/flag wa-backend DARK_MODE on --new try it")
-    flip = sandbox.runtime.deps.store.latest_operation(SERVICE, "flag")
+    flip = sandbox.runtime.deps.store.operations.latest_operation(SERVICE, "flag")
     assert flip is not None and flip.reason == "try it"
     assert "DARK_MODE=true" in run(sandbox, "traffic wa-backend")
 

@@ -23,7 +23,7 @@ def request_approval(deps: Deps, operation_id: str, action: Action, requested_by
     """A pending approval for ``action``, expiring after the configured time."""
     now = deps.clock.now()
     ttl = timedelta(minutes=deps.config.approvals.approval_ttl_minutes)
-    deps.store.create_approval(
+    deps.store.approvals.create_approval(
         now,
         operation_id=operation_id,
         action=action.value,
@@ -44,10 +44,10 @@ def claim_decision(
     operation) raises UserError and changes nothing; the clicker's roles come from their user
     id, never from the button."""
     store, now = deps.store, deps.clock.now()
-    approval = store.approval(approval_id)
+    approval = store.approvals.approval(approval_id)
     if approval is None:
         raise UserError("notice.unknown_request")
-    operation = store.operation(approval.operation_id)
+    operation = store.operations.operation(approval.operation_id)
     assert operation is not None
     if operation.kind != kind:
         _refuse_wrong_kind(deps, user, operation, kind)
@@ -80,7 +80,7 @@ def claim_decision(
     if not store.decide_and_move(approval_id, Decided(status, user), now, move):
         _check_still_pending(deps, approval_id)
         raise UserError("notice.already_decided", status="pending", by="", at=None)
-    store.add_event(operation.id, now, status, actor=user)
+    store.journal.add_event(operation.id, now, status, actor=user)
     deps.audit(
         user,
         f"{operation.kind}.{status}",
@@ -90,7 +90,7 @@ def claim_decision(
         operation_id=operation.id,
         approval_action=approval.action,
     )
-    return store.operation(operation.id) or operation
+    return store.operations.operation(operation.id) or operation
 
 
 def _refuse_wrong_kind(deps: Deps, user: str, operation: Operation, kind: str) -> None:
@@ -110,7 +110,7 @@ def _refuse_wrong_kind(deps: Deps, user: str, operation: Operation, kind: str) -
 def _check_still_pending(deps: Deps, approval_id: str) -> None:
     """A click on a request already decided, or past its deadline, is answered politely. An
     expired request is ended by the next ``expire_due`` (every tick), not by the click."""
-    approval = deps.store.approval(approval_id)
+    approval = deps.store.approvals.approval(approval_id)
     assert approval is not None
     if approval.status == "pending" and approval.expires_at <= deps.clock.now():
         raise UserError("notice.already_decided", status="expired", by="", at=approval.expires_at)
@@ -126,8 +126,8 @@ def expire_due(deps: Deps, on_expired: Mapping[str, OnExpired]) -> list[str]:
     """Expire every approval past its deadline; each operation still waiting for it is handed
     to its workflow (``on_expired`` by operation kind). Returns the operations handed over."""
     ended = []
-    for approval in deps.store.expire_approvals(deps.clock.now()):
-        operation = deps.store.operation(approval.operation_id)
+    for approval in deps.store.approvals.expire_approvals(deps.clock.now()):
+        operation = deps.store.operations.operation(approval.operation_id)
         if operation is None or operation.state != "awaiting_approval":
             continue
         on_expired[operation.kind](deps, operation)
@@ -145,10 +145,10 @@ def recover_decided(
     cancelled (left so by a crash in an older bot): finish the decision or end them, so that
     nothing stays locked until someone edits the database. Returns the operations moved."""
     moved = []
-    for operation in deps.store.unfinished_operations():
+    for operation in deps.store.operations.unfinished_operations():
         if operation.state != "awaiting_approval" or operation.kind not in on_decided:
             continue
-        approval = deps.store.approval_for(operation.id)
+        approval = deps.store.approvals.approval_for(operation.id)
         if approval is None or approval.status == "pending":
             continue
         if approval.status in ("approved", "rejected"):

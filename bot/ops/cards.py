@@ -58,7 +58,7 @@ def show(deps: Deps, card: str, channel: str, message: Message) -> None:
     Returns at once: the store records what the channel is owed and the courier tells Slack
     (retrying with backoff, honouring Retry-After), so a slow or failing Slack never delays the
     workflow, and the newest state wins once Slack answers."""
-    deps.store.stage_card(card, channel, asdict(message), deps.clock.now())
+    deps.store.outbox.stage_card(card, channel, asdict(message), deps.clock.now())
     _kick(deps)
 
 
@@ -80,7 +80,7 @@ class OperationCard:
         and shown anew until it stands still."""
         shown: tuple[Any, ...] | None = None
         for _ in range(MAX_REFRESHES):
-            operation = deps.store.operation(operation_id)
+            operation = deps.store.operations.operation(operation_id)
             if operation is None:
                 return
             seen = (operation.state, operation.data, operation.finished_at)
@@ -93,7 +93,7 @@ class OperationCard:
 
 def announce(deps: Deps, channel: str, message: Message, thread_of: str = "") -> None:
     """A new message (in the thread of card ``thread_of`` if given), delivered like a card."""
-    deps.store.stage_post(channel, asdict(message), deps.clock.now(), thread_of=thread_of)
+    deps.store.outbox.stage_post(channel, asdict(message), deps.clock.now(), thread_of=thread_of)
     _kick(deps)
 
 
@@ -113,15 +113,15 @@ def share_file(
         upload["content_b64"] = base64.b64encode(content).decode("ascii")
     else:
         upload["content"] = content
-    deps.store.stage_post(channel, {"upload": upload}, deps.clock.now(), thread_of=thread_of)
+    deps.store.outbox.stage_post(channel, {"upload": upload}, deps.clock.now(), thread_of=thread_of)
     _kick(deps)
 
 
 def tell_requester_if_unseen(deps: Deps, card: str, response_url: str) -> None:
     """Remember where to tell the requester privately if the card cannot be posted; tell them
     now if Slack already refused it."""
-    deps.store.set_reply_url(card, response_url)
-    row = deps.store.outbox_row(card)
+    deps.store.outbox.set_reply_url(card, response_url)
+    row = deps.store.outbox.outbox_row(card)
     if row is not None and row.error in NO_ACCESS:
         _tell_requester(deps, card, row.channel, row.error)
 
@@ -137,9 +137,9 @@ def _kick(deps: Deps) -> None:
 def deliver_due(deps: Deps) -> None:
     """One pass over what Slack has not seen yet and is due now."""
     now = deps.clock.now()
-    for row in deps.store.due_outbox(now):
+    for row in deps.store.outbox.due_outbox(now):
         claim = timedelta(seconds=deps.config.slack.claim_s)  # then a dead courier's row is free
-        claimed = deps.store.claim_outbox(row.id, now, now + claim)
+        claimed = deps.store.outbox.claim_outbox(row.id, now, now + claim)
         if claimed is not None:
             _deliver(deps, claimed)
 
@@ -191,9 +191,9 @@ def _where(deps: Deps, row: OutboxMessage, now: datetime) -> tuple[str, str | No
     it belongs to is not in Slack yet."""
     if not row.thread_of:
         return row.channel, None
-    parent = deps.store.outbox_row(row.thread_of)
+    parent = deps.store.outbox.outbox_row(row.thread_of)
     if parent is None or not parent.ts:
-        deps.store.settle_outbox(row.id, now, due_at=now + timedelta(seconds=PARENT_WAIT_S))
+        deps.store.outbox.settle_outbox(row.id, now, due_at=now + timedelta(seconds=PARENT_WAIT_S))
         return None
     return parent.channel, parent.ts
 
@@ -228,7 +228,9 @@ def _post(deps: Deps, row: OutboxMessage, message: Message, now: datetime) -> No
             _succeeded(deps, row, now)
             return
     if not row.uncertain_since:  # write-ahead: a crash during the post is a lost answer too
-        deps.store.settle_outbox(row.id, now, keep_claim=True, uncertain_since=now.isoformat())
+        deps.store.outbox.settle_outbox(
+            row.id, now, keep_claim=True, uncertain_since=now.isoformat()
+        )
     posted = deps.chat.post_card(channel, message, _key(row), thread_ts)
     row.ts, row.channel = posted.ts, posted.channel
     _succeeded(deps, row, now)
@@ -242,7 +244,7 @@ def _correct_stale(deps: Deps, row: OutboxMessage, message: Message, now: dateti
     except ChatError as error:
         if error.code not in GONE:
             raise
-    deps.store.settle_outbox(row.id, now, stale_ts="", attempts=0, error="")
+    deps.store.outbox.settle_outbox(row.id, now, stale_ts="", attempts=0, error="")
 
 
 def _find_lost_post(deps: Deps, channel: str, row: OutboxMessage) -> str | None:
@@ -260,7 +262,7 @@ def _find_lost_post(deps: Deps, channel: str, row: OutboxMessage) -> str | None:
 def _succeeded(deps: Deps, row: OutboxMessage, now: datetime) -> None:
     if row.attempts:
         log.info("Slack took %s after %d failed attempt(s)", _key(row), row.attempts)
-    deps.store.settle_outbox(
+    deps.store.outbox.settle_outbox(
         row.id,
         now,
         ts=row.ts,
@@ -278,13 +280,13 @@ def _remember_ts(deps: Deps, card: str, ts: str, now: datetime) -> None:
     """Threads, uploads and people find a card by its record's message_ts."""
     kind, _, ident = card.partition(":")
     if kind == "operation":
-        current = deps.store.operation(ident)
+        current = deps.store.operations.operation(ident)
         if current is not None and current.message_ts != ts:
-            deps.store.update_operation(ident, now, message_ts=ts)
+            deps.store.operations.update_operation(ident, now, message_ts=ts)
     elif kind == "incident":
-        record = deps.store.incident(ident)
+        record = deps.store.incidents.incident(ident)
         if record is not None and record.message_ts != ts:
-            deps.store.update_incident(ident, now, message_ts=ts)
+            deps.store.incidents.update_incident(ident, now, message_ts=ts)
 
 
 def _failed(deps: Deps, row: OutboxMessage, error: ChatError) -> None:
@@ -316,7 +318,7 @@ def _failed(deps: Deps, row: OutboxMessage, error: ChatError) -> None:
     if error.code in NO_ACCESS:
         delay = BACKOFF_S[-1]
     fields["due_at"] = now + timedelta(seconds=delay)
-    deps.store.settle_outbox(row.id, now, **fields)
+    deps.store.outbox.settle_outbox(row.id, now, **fields)
     log.warning(
         "Slack did not take %s in %s: %s (attempt %d, next in %.0f s)",
         _key(row),
@@ -330,7 +332,7 @@ def _failed(deps: Deps, row: OutboxMessage, error: ChatError) -> None:
 
 
 def _tell_requester(deps: Deps, card: str, channel: str, code: str) -> None:
-    url = deps.store.claim_telling_requester(card)
+    url = deps.store.outbox.claim_telling_requester(card)
     if not url:
         return
     message = deps.renderer.message(

@@ -118,7 +118,7 @@ class Deps:
             operation_id=operation_id,
             detail=detail,
         )
-        record_id = self.store.add_audit(AuditRecord(**asdict(event)))
+        record_id = self.store.journal.add_audit(AuditRecord(**asdict(event)))
         try:
             self.audit_sink.write(event)
         except Exception:  # the database copy is the record; the log copy must not break work

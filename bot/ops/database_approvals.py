@@ -16,26 +16,26 @@ WORKFLOWS = {"backup": backups, "restore": restore}
 
 def decide(deps: Deps, approval_id: str, user: str, approve: bool) -> Operation:
     """The first valid click decides (see claim_decision); returns the operation."""
-    approval = deps.store.approval(approval_id)
-    operation = deps.store.operation(approval.operation_id) if approval else None
+    approval = deps.store.approvals.approval(approval_id)
+    operation = deps.store.operations.operation(approval.operation_id) if approval else None
     if operation is None or operation.kind not in WORKFLOWS:
         raise UserError("notice.unknown_request")
     workflow = WORKFLOWS[operation.kind]
     decided = claim_decision(deps, approval_id, user, approve, operation.kind, workflow.decided)
     workflow.refresh(deps, decided.id)
-    return deps.store.operation(decided.id) or decided
+    return deps.store.operations.operation(decided.id) or decided
 
 
 def go_back(deps: Deps, operation_id: str, user: str, channel: str) -> Operation | None:
     """Back to the revision that used the old database: at once while the restore is being
     judged; after it ended, as a rollback to that revision (by the approval matrix)."""
-    operation = deps.store.operation(operation_id)
+    operation = deps.store.operations.operation(operation_id)
     if operation is None or operation.kind != "restore" or not operation.from_revision:
         raise UserError("notice.unknown_request")
     if not may_steer(Steer.GO_BACK, deps.roles(user)):
         raise UserError("error.db.go_back_roles")
     if restore.go_back_now(deps, operation, user):
-        return deps.store.operation(operation_id)
+        return deps.store.operations.operation(operation_id)
     if operation.state != "succeeded":
         raise UserError("notice.already_decided", status=operation.state, by="", at=None)
     reason = deps.renderer.text(

@@ -107,7 +107,7 @@ class Engine:
     def _run(self, operation_id: str) -> None:
         try:
             if self._take(operation_id):
-                before = self.deps.store.operation(operation_id)
+                before = self.deps.store.operations.operation(operation_id)
                 workflow = WORKFLOWS[before.kind if before else "rollback"]
                 was_running = before is not None and before.state not in TERMINAL_STATES
                 try:
@@ -123,7 +123,7 @@ class Engine:
                     operation = self._after_crash(workflow, operation_id)
                 finally:
                     with suppress(*UNAVAILABLE):  # else its lease simply runs out
-                        self.deps.store.release_lease(operation_id, self.owner)
+                        self.deps.store.operations.release_lease(operation_id, self.owner)
                 if was_running and operation is not None and operation.state in TERMINAL_STATES:
                     incidents.on_operation_finished(self.deps, operation)
                     if (operation.data or {}).get("drill"):  # the drill waiting for it goes on
@@ -138,7 +138,7 @@ class Engine:
         """End a crashed operation loudly; when that means getting to safety (a release goes
         back to blue), start it now rather than at the next tick."""
         workflow.fail_unexpectedly(self.deps, operation_id)
-        operation = self.deps.store.operation(operation_id)
+        operation = self.deps.store.operations.operation(operation_id)
         if operation is None or operation.state not in workflow.running_states:
             return operation
         try:
@@ -146,18 +146,18 @@ class Engine:
         except Exception:
             log.exception("operation %s crashed again while getting to safety", operation_id)
             workflow.fail_unexpectedly(self.deps, operation_id)
-            return self.deps.store.operation(operation_id)
+            return self.deps.store.operations.operation(operation_id)
 
     def _take(self, operation_id: str) -> bool:
         """Claim an operation to run it. Taking over from an instance that died holding it
         (its lease ran out, never given back) goes into the operation's timeline."""
-        seen = self.deps.store.operation(operation_id)
+        seen = self.deps.store.operations.operation(operation_id)
         previous = seen.lease_owner if seen is not None else ""
         if not self._claim(operation_id, seen_owner=previous or ""):
             return False
         if previous and previous != self.owner:
             log.warning("took over operation %s from %s (lease ran out)", operation_id, previous)
-            self.deps.store.add_event(
+            self.deps.store.journal.add_event(
                 operation_id,
                 self.deps.clock.now(),
                 "taken_over",
@@ -170,7 +170,9 @@ class Engine:
     def _claim(self, operation_id: str, seen_owner: str | None = None) -> bool:
         now = self.deps.clock.now()
         until = now + timedelta(seconds=self.lease_s)
-        return self.deps.store.claim_lease(operation_id, self.owner, now, until, seen_owner)
+        return self.deps.store.operations.claim_lease(
+            operation_id, self.owner, now, until, seen_owner
+        )
 
     def tick(self) -> None:
         """The recovery pass, at start and on every tick: expire due approvals, finish decisions
@@ -180,9 +182,9 @@ class Engine:
             for operation_id in approvals.expire_due(self.deps, ON_EXPIRED):
                 self._tell_incidents(operation_id)  # an incident's rollback request expired
             approvals.recover_decided(self.deps, ON_DECIDED, ON_EXPIRED)
-            for service in self.deps.store.release_stale_locks():
+            for service in self.deps.store.operations.release_stale_locks():
                 log.warning("freed the lock of %s, held by an operation that had ended", service)
-            for operation in self.deps.store.unfinished_operations():
+            for operation in self.deps.store.operations.unfinished_operations():
                 if operation.state in WORKFLOWS[operation.kind].running_states:
                     self.submit(operation.id)
             for operation_id in incidents.tick(self.deps):
@@ -210,16 +212,18 @@ class Engine:
         check, the drill schedule. None when nothing waits for time. The sandbox's `wait` runs
         each at its own time, in order, as time passing would."""
         deps = self.deps
-        dues = [deps.store.next_approval_expiry(), drill.next_scheduled(deps)]
-        for operation in deps.store.unfinished_operations():
+        dues = [deps.store.approvals.next_approval_expiry(), drill.next_scheduled(deps)]
+        for operation in deps.store.operations.unfinished_operations():
             due = (operation.data or {}).get("due_at")
             if due and operation.state in WORKFLOWS[operation.kind].running_states:
                 dues.append(datetime.fromisoformat(due))
-        dues.extend(incidents.next_check(deps, record) for record in deps.store.open_incidents())
+        dues.extend(
+            incidents.next_check(deps, record) for record in deps.store.incidents.open_incidents()
+        )
         return min((due for due in dues if due is not None and due > after), default=None)
 
     def _tell_incidents(self, operation_id: str) -> None:
-        operation = self.deps.store.operation(operation_id)
+        operation = self.deps.store.operations.operation(operation_id)
         if operation is not None and operation.state in TERMINAL_STATES:
             incidents.on_operation_finished(self.deps, operation)
 

@@ -11,10 +11,10 @@ from bot.store import Operation, ServiceHeld
 
 
 def open_holding(deps: Deps, now: datetime, **fields: Any) -> Operation:
-    """Record an operation that holds its service from its first moment (Store.open_operation).
+    """Record an operation that holds its service from its first moment (Operations.open_operation).
     When another operation holds it, nothing is written and UserError says who (busy)."""
     try:
-        return deps.store.open_operation(now, **fields)
+        return deps.store.operations.open_operation(now, **fields)
     except ServiceHeld:
-        holder = deps.store.lock_holder(fields["service"])
+        holder = deps.store.operations.lock_holder(fields["service"])
         raise UserError("error.busy", service=fields["service"], holder=holder) from None

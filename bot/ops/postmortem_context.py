@@ -27,7 +27,9 @@ OPERATION_KINDS = {
 
 
 def build_postmortem(deps: Deps, record: IncidentRecord) -> dict[str, Any]:
-    operation = deps.store.operation(record.operation_id) if record.operation_id else None
+    operation = (
+        deps.store.operations.operation(record.operation_id) if record.operation_id else None
+    )
     service = deps.config.service(record.service)
     thresholds = deps.config.thresholds
     judgements = record.data.get("judgements") or []
@@ -99,7 +101,7 @@ def _incident(record: IncidentRecord, environment: str) -> dict[str, Any]:
 def _rollback(deps: Deps, operation: Operation | None) -> dict[str, Any] | None:
     if operation is None:
         return None
-    approval = deps.store.approval_for(operation.id)
+    approval = deps.store.approvals.approval_for(operation.id)
     data = operation.data or {}
 
     def side(which: str) -> dict[str, Any]:
@@ -142,9 +144,9 @@ def _seconds(start: datetime | None, end: datetime | None) -> float | None:
 def _timeline(
     deps: Deps, record: IncidentRecord, operation: Operation | None
 ) -> list[dict[str, Any]]:
-    rows = [_row(e.at, e.kind, e.actor, e.data) for e in deps.store.timeline(record.id)]
+    rows = [_row(e.at, e.kind, e.actor, e.data) for e in deps.store.journal.timeline(record.id)]
     if operation is not None:
-        for event in deps.store.timeline(operation.id):
+        for event in deps.store.journal.timeline(operation.id):
             kind = OPERATION_KINDS.get(event.kind)
             if kind and not (kind == "rollback_requested" and _has(rows, kind)):
                 rows.append(_row(event.at, kind, event.actor, event.data))

@@ -54,7 +54,7 @@ def request_rollback(deps: Deps, request: RollbackRequest) -> Operation:
     """Validate, authorize and record a rollback (see ``rollback.create_rollback``), or, for an
     emergency on a service that a release, flip or drill holds, get past it (see above)."""
     service, emergency = rollback.authorize_request(deps, request)
-    holder = deps.store.lock_holder(service.name)
+    holder = deps.store.operations.lock_holder(service.name)
     return rollback_past(deps, request, service, emergency, holder)
 
 
@@ -73,7 +73,7 @@ def rollback_past(
     if emergency and holder is not None:
         request = rollback.check_words(deps, request, service)
         if holder.state in TERMINAL_STATES:  # a crash between its end and its unlock
-            deps.store.release_stale_locks()
+            deps.store.operations.release_stale_locks()
         elif holder.kind in TAKE_BACK:
             past = _get_past(deps, holder, request, service)
             if past is not None:
@@ -83,7 +83,7 @@ def rollback_past(
     try:
         return rollback.create_rollback(deps, request, service, emergency)
     except UserError as error:
-        now_held = deps.store.lock_holder(service.name)
+        now_held = deps.store.operations.lock_holder(service.name)
         if not (emergency and error.key == "error.busy" and _started_since(holder, now_held)):
             raise
     assert now_held is not None
@@ -114,7 +114,7 @@ def _get_past(
     try:
         return rollback.create_rollback(deps, taking_over, service, emergency=True)
     except Exception:  # nothing to go back to, say: the service is not left locked
-        deps.store.release_lock(service.name, holder.operation_id)
+        deps.store.operations.release_lock(service.name, holder.operation_id)
         raise
 
 
@@ -127,10 +127,10 @@ def _take_back(deps: Deps, holder: LockHolder, request: RollbackRequest) -> Oper
     try:
         return TAKE_BACK[holder.kind](deps, holder.operation_id, request.user, request.reason)
     except UserError:
-        ended = deps.store.operation(holder.operation_id)
+        ended = deps.store.operations.operation(holder.operation_id)
         if ended is None or ended.state != "succeeded":
             raise
-    deps.store.release_stale_locks()  # its unlock may not have followed its end yet
+    deps.store.operations.release_stale_locks()  # its unlock may not have followed its end yet
     return None
 
 

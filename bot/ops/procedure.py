@@ -53,9 +53,9 @@ def acknowledgements(deps: Deps) -> tuple[bool, dict[str, frozenset[str]], froze
     """(posted?, who must acknowledge by role, who did) for the current procedure."""
     version = procedure_version(deps)
     return (
-        deps.store.procedure_posted(version),
+        deps.store.procedure.procedure_posted(version),
         who_must_acknowledge(deps),
-        deps.store.acknowledgers(version),
+        deps.store.procedure.acknowledgers(version),
     )
 
 
@@ -77,7 +77,7 @@ def procedure_message(deps: Deps, version: str) -> Message:
 def post_procedure(deps: Deps, user: str, channel: str) -> None:
     """Post (or show again) the current procedure in ``channel`` with its button."""
     version = procedure_version(deps)
-    deps.store.record_procedure(version, user, channel, deps.clock.now())
+    deps.store.procedure.record_procedure(version, user, channel, deps.clock.now())
     deps.audit(user, "procedure.posted", "ok", version=version, channel=channel)
     show(deps, _card(version, channel), channel, procedure_message(deps, version))
 
@@ -86,7 +86,7 @@ def acknowledge(deps: Deps, user: str, version: str, channel: str) -> Message:
     """A click on "I've read it": counted once per person and version; the card shows it."""
     if version != procedure_version(deps):
         raise UserError("procedure.notice.outdated")
-    first = deps.store.acknowledge(version, user, deps.clock.now())
+    first = deps.store.procedure.acknowledge(version, user, deps.clock.now())
     if first:
         deps.audit(user, "procedure.acknowledged", "ok", version=version)
         show(deps, _card(version, channel), channel, procedure_message(deps, version))

@@ -155,7 +155,7 @@ def _serving_revision(serving: dict[str, int], revisions: Future[list[Revision]]
 
 
 def _last_change(deps: Deps, service: str) -> LastChange | None:
-    operation = deps.store.last_change(service)
+    operation = deps.store.operations.last_change(service)
     if operation is None or operation.finished_at is None:
         return None
     if operation.state == "rolled_back":  # a release, flip or restore taken back: 100% before it
@@ -192,7 +192,7 @@ def newest_backup(deps: Deps, service: ServiceConfig) -> datetime | NoDatabase |
 
 
 def _last_drill(deps: Deps) -> LastDrill | None:
-    done = deps.store.drills(outcomes=("passed", "failed"), limit=1)
+    done = deps.store.drills.drills(outcomes=("passed", "failed"), limit=1)
     if not done:
         return None
     record = done[0]

@@ -154,7 +154,9 @@ def rollback_crossing(
     if not records:
         return []
     created = {r.name: r.created for r in revisions}
-    served = set(deps.store.served_revisions(service)) | {r for r, p in serving.items() if p}
+    served = set(deps.store.serving.served_revisions(service)) | {
+        r for r, p in serving.items() if p
+    }
     shipped = [
         ShippedMigration(
             revision=record.revision,

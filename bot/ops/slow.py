@@ -20,7 +20,9 @@ def not_applied(state: ServiceState) -> CloudRunError:
 
 def still_applying(deps: Deps, operation: Operation, kind: str, error: CloudRunError) -> Operation:
     now = deps.clock.now()
-    deps.store.add_event(operation.id, now, "operation_slow", actor=BOT_ACTOR, detail=error.detail)
+    deps.store.journal.add_event(
+        operation.id, now, "operation_slow", actor=BOT_ACTOR, detail=error.detail
+    )
     deps.audit(
         BOT_ACTOR,
         f"{kind}.operation_slow",
@@ -29,4 +31,4 @@ def still_applying(deps: Deps, operation: Operation, kind: str, error: CloudRunE
         operation_id=operation.id,
         detail=error.detail,
     )
-    return deps.store.operation(operation.id) or operation
+    return deps.store.operations.operation(operation.id) or operation

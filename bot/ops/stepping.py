@@ -53,7 +53,7 @@ def advance(
     operation waiting for its due time that should run now anyway (what it waits for ended).
     ``stop_when_stalled``: a step that changed nothing (Cloud Run still applying) ends this run
     and the next tick looks again, rather than waiting here again at once."""
-    operation = deps.store.operation(operation_id)
+    operation = deps.store.operations.operation(operation_id)
     assert operation is not None
     for _ in range(max_steps):
         if operation.state not in steps or _waiting(deps, operation, wakes_early):
@@ -62,7 +62,7 @@ def advance(
         try:
             operation = steps[operation.state](deps, operation)
         except Superseded:
-            operation = deps.store.operation(operation_id) or operation
+            operation = deps.store.operations.operation(operation_id) or operation
             continue
         if stop_when_stalled and (operation.state, operation.data) == before:
             return operation
@@ -102,7 +102,7 @@ def write_step(
         release_lock_of=operation.service if release_lock else "",
         from_seq=data_seq(operation),
     )
-    updated = deps.store.advance_operation(move, deps.clock.now())
+    updated = deps.store.operations.advance_operation(move, deps.clock.now())
     if updated is None:
         raise Superseded(operation.id)
     return updated
@@ -111,7 +111,7 @@ def write_step(
 def ensure_current(deps: Deps, operation: Operation) -> None:
     """Superseded unless the operation is still exactly as read (state and data): a step that
     would send a change again (a stale etag's retry) sends nothing over a newer decision."""
-    stored = deps.store.operation(operation.id)
+    stored = deps.store.operations.operation(operation.id)
     if stored is None or stored.state != operation.state or data_seq(stored) != data_seq(operation):
         raise Superseded(operation.id)
 
@@ -233,13 +233,13 @@ def stand_aside(
             return None
         return operation, record.commit(deps, operation, "cancelled", due_at=None, outcome=outcome)
 
-    stood = on_what_it_is(lambda: deps.store.operation(operation_id), act)
+    stood = on_what_it_is(lambda: deps.store.operations.operation(operation_id), act)
     if stood is None:
         return None
     was, stopped = stood
-    approval = deps.store.approval_for(stopped.id)
+    approval = deps.store.approvals.approval_for(stopped.id)
     if approval is not None:  # only a pending one changes
-        deps.store.decide_approval(approval.id, "cancelled", user, deps.clock.now())
+        deps.store.approvals.decide_approval(approval.id, "cancelled", user, deps.clock.now())
     deps.audit(
         user,
         f"{record.kind}.stood_aside",

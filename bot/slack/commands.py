@@ -227,7 +227,7 @@ def traffic_message(deps: Deps, name: str) -> Message:
         lines=ordered,
         uri=state.uri,
         reconciling=state.reconciling,
-        holder=deps.store.lock_holder(name),
+        holder=deps.store.operations.lock_holder(name),
     )
 
 

@@ -35,7 +35,7 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
         return checked
 
     def resolve(incident_id: str, user: str) -> None:
-        record = deps.store.incident(incident_id)
+        record = deps.store.incidents.incident(incident_id)
         if record is None or record.state == "resolved":
             raise UserError("notice.incident_not_open", state="resolved")
         incidents.resolve(deps, incident_id, user)

@@ -93,7 +93,7 @@ def _due(deps: Deps) -> str:
 
 
 def fail_unexpectedly(deps: Deps, operation_id: str) -> None:
-    operation = deps.store.operation(operation_id)
+    operation = deps.store.operations.operation(operation_id)
     if operation is not None and operation.state not in FINAL_STATES:
         with suppress(Superseded):  # moved on meanwhile: what it is now stands
             end(deps, operation, "failed", error="internal")

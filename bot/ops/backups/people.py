@@ -12,12 +12,12 @@ def decided(operation: Operation, approve: bool) -> Move:
 
 
 def on_decided(deps: Deps, operation: Operation, approve: bool, user: str) -> None:
-    if deps.store.move_operation(decided(operation, approve), deps.clock.now()):
+    if deps.store.operations.move_operation(decided(operation, approve), deps.clock.now()):
         refresh(deps, operation.id)
 
 
 def on_expired(deps: Deps, operation: Operation) -> None:
     move = Move(operation.id, "awaiting_approval", "expired")
-    if deps.store.move_operation(move, deps.clock.now()):
+    if deps.store.operations.move_operation(move, deps.clock.now()):
         deps.audit(BOT_ACTOR, "backup.expired", "expired", service=operation.service)
         refresh(deps, operation.id)

@@ -25,5 +25,5 @@ def end(deps: Deps, operation: Operation, state: str, **changes: Any) -> Operati
     """The last state, with the backup's total time (an on-demand backup holds no lock)."""
     started = operation.created_at
     total = (deps.clock.now() - started).total_seconds()
-    deps.store.add_event(operation.id, deps.clock.now(), state, actor=BOT_ACTOR)
+    deps.store.journal.add_event(operation.id, deps.clock.now(), state, actor=BOT_ACTOR)
     return commit(deps, operation, state, due_at=None, total_s=total, **changes)

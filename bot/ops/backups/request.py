@@ -49,7 +49,7 @@ def _create(
 ) -> Operation:
     now = deps.clock.now()
     state = "awaiting_approval" if verdict is Verdict.NEEDS_APPROVAL else "starting"
-    operation = deps.store.create_operation(
+    operation = deps.store.operations.create_operation(
         now,
         kind=KIND,
         service=database.service.name,
@@ -72,13 +72,13 @@ def _create(
         description=description,
     )
     refresh(deps, operation.id)
-    return deps.store.operation(operation.id) or operation
+    return deps.store.operations.operation(operation.id) or operation
 
 
 def _running_on(deps: Deps, service: str) -> bool:
     return any(
         o.kind == KIND and o.service == service and o.state in RUNNING_STATES
-        for o in deps.store.unfinished_operations()
+        for o in deps.store.operations.unfinished_operations()
     )
 
 

@@ -17,7 +17,7 @@ from bot.store import Operation
 
 def backup_view(deps: Deps, operation: Operation) -> dict[str, Any]:
     data = BackupData.of(operation)
-    approval = deps.store.approval_for(operation.id)
+    approval = deps.store.approvals.approval_for(operation.id)
     elapsed = data.total_s
     if elapsed is None and data.pending is not None:
         started = datetime.fromisoformat(data.pending.started_at)

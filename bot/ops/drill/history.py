@@ -37,7 +37,7 @@ def record_view(record: DrillRecord) -> dict[str, Any]:
 def drills_message(deps: Deps, channel: str, limit: int = 10, post: bool = False) -> Message:
     """The newest drills, answered to the asker alone; with ``post`` the log also goes to
     ``channel`` as a file, for everyone there."""
-    records = deps.store.drills(outcomes=SHOWN, limit=max(limit, 100))
+    records = deps.store.drills.drills(outcomes=SHOWN, limit=max(limit, 100))
     views = [record_view(r) for r in records]
     if views and post:
         share_file(

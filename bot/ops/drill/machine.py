@@ -50,12 +50,12 @@ def _rollback_ended(deps: Deps, operation: Operation) -> bool:
     """The rollback a waiting drill started has ended (the engine then runs the drill at once)."""
     if operation.state != "waiting_rollback":
         return False
-    child = deps.store.operation(operation.data.get("rollback_id", ""))
+    child = deps.store.operations.operation(operation.data.get("rollback_id", ""))
     return child is not None and child.state in TERMINAL_STATES
 
 
 def fail_unexpectedly(deps: Deps, operation_id: str) -> None:
-    operation = deps.store.operation(operation_id)
+    operation = deps.store.operations.operation(operation_id)
     if operation is not None and operation.state in RUNNING_STATES:
         with suppress(Superseded):  # an on-call engineer moved it meanwhile: their move stands
             _safety_then_end(deps, operation, {"code": "internal"})
@@ -209,15 +209,15 @@ def _step_roll_back(deps: Deps, operation: Operation) -> Operation:
 def _existing_rollback(deps: Deps, operation: Operation) -> Operation | None:
     """The rollback this drill already started (a restart between its start and our commit)."""
     if operation.data.get("rollback_id"):
-        return deps.store.operation(operation.data["rollback_id"])
-    latest = deps.store.latest_operation(operation.service, "rollback")
+        return deps.store.operations.operation(operation.data["rollback_id"])
+    latest = deps.store.operations.latest_operation(operation.service, "rollback")
     if latest is not None and (latest.data or {}).get("drill") == operation.id:
         return latest
     return None
 
 
 def _step_wait_rollback(deps: Deps, operation: Operation) -> Operation:
-    child = deps.store.operation(operation.data["rollback_id"])
+    child = deps.store.operations.operation(operation.data["rollback_id"])
     assert child is not None
     if child.state not in TERMINAL_STATES:
         due = deps.clock.now() + timedelta(seconds=ROLLBACK_POLL_S)

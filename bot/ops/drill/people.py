@@ -23,7 +23,7 @@ def stand_aside(deps: Deps, operation_id: str, user: str, reason: str = "") -> s
             return None
         return end(deps, operation, False, outcome, keep_lock=True)
 
-    stopped = on_what_it_is(lambda: deps.store.operation(operation_id), act)
+    stopped = on_what_it_is(lambda: deps.store.operations.operation(operation_id), act)
     if stopped is None:
         return None
     deps.audit(user, "drill.stood_aside", "ok", service=stopped.service, operation_id=stopped.id)
@@ -39,7 +39,7 @@ def take_back(deps: Deps, operation_id: str, user: str, reason: str = "") -> Ope
 
     def act(operation: Operation | None) -> tuple[Operation, Operation]:
         if operation is None or operation.state not in HOLDING_STATES[1:]:
-            holder = deps.store.lock_holder(operation.service) if operation else None
+            holder = deps.store.operations.lock_holder(operation.service) if operation else None
             if operation is not None and operation.state == "deploying":
                 raise UserError("drill.error.deploying", service=operation.service)
             raise UserError(
@@ -49,7 +49,7 @@ def take_back(deps: Deps, operation_id: str, user: str, reason: str = "") -> Ope
             return operation, commit(deps, operation, outcome=outcome, stop_requested=True)
         return operation, commit(deps, operation, "rolling_back", outcome=outcome)
 
-    was, moved = on_what_it_is(lambda: deps.store.operation(operation_id), act)
+    was, moved = on_what_it_is(lambda: deps.store.operations.operation(operation_id), act)
     deps.audit(
         user,
         "drill.rollback_requested",

@@ -46,7 +46,7 @@ def end(
     data = operation.data
     record_id = data.get("drill_id")  # the record first: a crash before the state reruns this
     if record_id:
-        deps.store.update_drill(
+        deps.store.drills.update_drill(
             record_id,
             outcome="passed" if passed else "failed",
             finished_at=now,
@@ -62,7 +62,7 @@ def end(
         )
     operation = commit(deps, operation, state)
     if not keep_lock:
-        deps.store.release_lock(operation.service, operation.id)  # if it still holds it
+        deps.store.operations.release_lock(operation.service, operation.id)  # if it still holds it
     deps.audit(
         BOT_ACTOR,
         f"drill.{'passed' if passed else 'failed'}",
@@ -73,7 +73,7 @@ def end(
         time_to_safe_s=data.get("time_to_safe_s"),
         **{k: v for k, v in outcome.items() if k in ("code", "status")},
     )
-    deps.store.add_event(operation.id, now, state, actor=BOT_ACTOR, **outcome)
+    deps.store.journal.add_event(operation.id, now, state, actor=BOT_ACTOR, **outcome)
     refresh(deps, operation.id)
     announce_result(deps, operation)
     return operation

@@ -79,7 +79,7 @@ def _open(deps: Deps, user: str, now: datetime, **fields: Any) -> Operation:
 
 def _create(deps: Deps, service: ServiceConfig, user: str, slot: str | None) -> Operation:
     store, now = deps.store, deps.clock.now()
-    holder = store.lock_holder(service.name)
+    holder = store.operations.lock_holder(service.name)
     if holder is not None:
         _refuse(deps, user, service.name, "busy", operation_id=holder.operation_id)
         raise UserError("error.busy", service=service.name, holder=holder)
@@ -99,7 +99,7 @@ def _create(deps: Deps, service: ServiceConfig, user: str, slot: str | None) -> 
         to_revision=drill_revision_name(service.name, now),
         data={"requested_at": now.isoformat(), "trigger": "schedule" if slot else "command"},
     )
-    record = store.create_drill(
+    record = store.drills.create_drill(
         now,
         service=service.name,
         slot=slot,
@@ -110,8 +110,8 @@ def _create(deps: Deps, service: ServiceConfig, user: str, slot: str | None) -> 
         detail={"log": []},
     )
     if record is None:  # another instance started this scheduled drill first
-        store.update_operation(operation.id, now, state="cancelled")
-        store.release_lock(service.name, operation.id)
+        store.operations.update_operation(operation.id, now, state="cancelled")
+        store.operations.release_lock(service.name, operation.id)
         raise UserError("drill.error.already_started", service=service.name)
     operation = write_step(deps, operation, "deploying", {"drill_id": record.id})
     deps.audit(
@@ -123,6 +123,6 @@ def _create(deps: Deps, service: ServiceConfig, user: str, slot: str | None) -> 
         operation_id=operation.id,
         trigger=record.trigger,
     )
-    store.add_event(operation.id, now, "requested", actor=user)
+    store.journal.add_event(operation.id, now, "requested", actor=user)
     refresh(deps, operation.id)
-    return store.operation(operation.id) or operation
+    return store.operations.operation(operation.id) or operation

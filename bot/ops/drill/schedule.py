@@ -54,22 +54,22 @@ def next_scheduled(deps: Deps) -> datetime | None:
 
 def _end_stuck_starts(deps: Deps) -> None:
     now = deps.clock.now()
-    for operation in deps.store.unfinished_operations():
+    for operation in deps.store.operations.unfinished_operations():
         stuck = now - operation.created_at > timedelta(seconds=STARTING_LIMIT_S)
         if operation.kind == "drill" and operation.state == "starting" and stuck:
-            deps.store.update_operation(operation.id, now, state="cancelled")
-            deps.store.release_lock(operation.service, operation.id)
+            deps.store.operations.update_operation(operation.id, now, state="cancelled")
+            deps.store.operations.release_lock(operation.service, operation.id)
             log.warning("cancelled drill %s, left starting by a crash", operation.id)
 
 
 def next_due(deps: Deps, service: str, now: datetime) -> datetime:
     """When the next drill of ``service`` is due."""
-    last = deps.store.drills(service, outcomes=COUNTED, limit=1)
+    last = deps.store.drills.drills(service, outcomes=COUNTED, limit=1)
     start = deps.config.drill.start
     if not last and start is not None:  # the team chose when its schedule begins
         return start
     if not last:  # the schedule begins now: the first drill is due one period later
-        deps.store.create_drill(
+        deps.store.drills.create_drill(
             now,
             service=service,
             slot=f"{service}@start",
@@ -77,12 +77,12 @@ def next_due(deps: Deps, service: str, now: datetime) -> datetime:
             requested_by=BOT_ACTOR,
             outcome="scheduled",
         )
-        last = deps.store.drills(service, outcomes=COUNTED, limit=1)
+        last = deps.store.drills.drills(service, outcomes=COUNTED, limit=1)
     return last[0].started_at + timedelta(days=deps.config.drill.every_days)
 
 
 def _announce_missed(deps: Deps, service: str, due: datetime, now: datetime) -> None:
-    record = deps.store.create_drill(
+    record = deps.store.drills.create_drill(
         now,
         service=service,
         slot=f"{service}@{due.isoformat()}/missed",

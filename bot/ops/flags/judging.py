@@ -71,10 +71,12 @@ def _record_serving(deps: Deps, operation: Operation, now: datetime) -> None:
     """The flag revision is the one serving now, the one before it the way back: what a later
     `/rollback` of the service goes to (the flag as it was), as after a release."""
     before = now - timedelta(microseconds=1)
-    deps.store.record_serving(
+    deps.store.serving.record_serving(
         operation.service, operation.from_revision, "served", before, operation.id
     )
-    deps.store.record_serving(operation.service, operation.to_revision, "served", now, operation.id)
+    deps.store.serving.record_serving(
+        operation.service, operation.to_revision, "served", now, operation.id
+    )
 
 
 def _judge(deps: Deps, operation: Operation) -> Decision:

@@ -39,7 +39,7 @@ def list_flags(deps: Deps, name: str) -> Message:
         },
         split=len(serving) > 1,
         url=url,
-        holder=deps.store.lock_holder(name),
+        holder=deps.store.operations.lock_holder(name),
     )
 
 

@@ -144,7 +144,7 @@ def _after_roll_back(deps: Deps, operation: Operation, state: ServiceState) -> O
     now = deps.clock.now()
     if "watch" in (operation.data.get("steps") or {}):
         operation = commit(deps, operation, **step_ended(operation, "watch", now, "failed"))
-    deps.store.record_serving(
+    deps.store.serving.record_serving(
         operation.service, operation.to_revision, "rolled_back_from", now, operation.id
     )
     operation = commit(deps, operation, traffic_now=state.serving())
@@ -154,7 +154,7 @@ def _after_roll_back(deps: Deps, operation: Operation, state: ServiceState) -> O
 def fail_unexpectedly(deps: Deps, operation_id: str) -> None:
     """A bug must not leave traffic nobody watches: back to the previous revision (or, before
     any traffic moved, the tag removed), loudly."""
-    operation = deps.store.operation(operation_id)
+    operation = deps.store.operations.operation(operation_id)
     if operation is None or operation.state not in RUNNING_STATES:
         return
     outcome = {"code": "internal"}

@@ -79,7 +79,7 @@ def _no_traffic_yet(operation: Operation) -> bool:
 
 
 def _live(deps: Deps, operation_id: str) -> Operation:
-    operation = deps.store.operation(operation_id)
+    operation = deps.store.operations.operation(operation_id)
     if operation is None or operation.kind != "flag":
         raise UserError("notice.unknown_request")
     pending = (operation.data or {}).get("pending") or {}

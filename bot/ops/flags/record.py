@@ -22,15 +22,15 @@ def event(deps: Deps, operation: Operation, kind: str, actor: str = BOT_ACTOR, *
     """On the flip's own timeline, and on every unresolved incident of the service (the
     postmortem reads the incident's timeline)."""
     now = deps.clock.now()
-    deps.store.add_event(operation.id, now, kind, actor=actor, **data)
+    deps.store.journal.add_event(operation.id, now, kind, actor=actor, **data)
     facts = {
         "flag": operation.data.get("flag", ""),
         "value": "on" if operation.data.get("value") else "off",
         "operation": operation.id,
         **data,
     }
-    for record in deps.store.open_incidents(operation.service):
-        deps.store.add_event(record.id, now, f"flag_{kind}", actor=actor, **facts)
+    for record in deps.store.incidents.open_incidents(operation.service):
+        deps.store.journal.add_event(record.id, now, f"flag_{kind}", actor=actor, **facts)
 
 
 def end(deps: Deps, operation: Operation, state: str, outcome: dict[str, Any]) -> Operation:

@@ -56,7 +56,7 @@ def request_flip(deps: Deps, request: FlagRequest) -> Operation:
             role=str(decision.required_role),
             channel=deps.config.channels.incidents.name,
         )
-    holder = deps.store.lock_holder(service.name)
+    holder = deps.store.operations.lock_holder(service.name)
     if holder is not None:
         _refuse(deps, request, "busy")
         raise UserError("error.busy", service=service.name, holder=holder)
@@ -194,4 +194,4 @@ def _create(
     )
     event(deps, operation, "requested", actor=request.user, reason=operation.reason)
     refresh(deps, operation.id)
-    return deps.store.operation(operation.id) or operation
+    return deps.store.operations.operation(operation.id) or operation

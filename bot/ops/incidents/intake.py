@@ -27,7 +27,7 @@ def receive_alert(deps: Deps, alert: Incident) -> AlertOutcome:
         return _close_from_alert(deps, alert)
     now = deps.clock.now()
     service, identity = identify(deps, alert)
-    record, created = deps.store.create_incident(
+    record, created = deps.store.incidents.create_incident(
         now,
         external_id=alert.incident_id,
         service=alert.service_name,
@@ -40,7 +40,7 @@ def receive_alert(deps: Deps, alert: Incident) -> AlertOutcome:
     )
     if not created:
         return AlertOutcome(record.id, "duplicate", judge=False)
-    deps.store.add_event(
+    deps.store.journal.add_event(
         record.id,
         now,
         "alert_received",
@@ -132,7 +132,7 @@ def _alert_facts(alert: Incident) -> dict[str, Any]:
 
 
 def _close_from_alert(deps: Deps, alert: Incident) -> AlertOutcome:
-    record = deps.store.incident_by_alert(alert.incident_id)
+    record = deps.store.incidents.incident_by_alert(alert.incident_id)
     if record is None:
         return AlertOutcome("", "unknown", judge=False)
     if record.state != "resolved":

@@ -35,16 +35,16 @@ WAITING_LIMIT = timedelta(minutes=10)
 
 def judge_incident(deps: Deps, incident_id: str) -> str | None:
     """Judge the serving revision now; returns a rollback operation to run, if one was started."""
-    record = deps.store.incident(incident_id)
+    record = deps.store.incidents.incident(incident_id)
     if record is None or record.state != "open" or not record.managed:
         return None
     now = deps.clock.now()
     # this check, claimed: another that read the incident at once finds it moved, one that
     # reads it meanwhile finds it checked just now (not due)
     claimed = {**record.data, "checked_at": now.isoformat()}
-    if not deps.store.claim_incident(record.id, record.updated_at, now, claimed):
+    if not deps.store.incidents.claim_incident(record.id, record.updated_at, now, claimed):
         return None
-    record = deps.store.incident(incident_id) or record
+    record = deps.store.incidents.incident(incident_id) or record
     service = deps.config.service(record.service)
     assert service is not None
     ref = ServiceRef(service.project, service.region, service.name)
@@ -120,7 +120,7 @@ def _note_check(
     data = {**record.data, "checked_at": now.isoformat()}
     if waiting is not None:
         data["waiting"] = waiting
-    deps.store.update_incident(record.id, now, data=data)
+    deps.store.incidents.update_incident(record.id, now, data=data)
 
 
 def _record_judgement(
@@ -148,14 +148,14 @@ def _record_judgement(
         "judged": judged or record.data.get("judged"),
         "observing_since": since.isoformat() if since else None,
     }
-    record = deps.store.update_incident(
+    record = deps.store.incidents.update_incident(
         record.id,
         now,
         verdict=str(decision.verdict),
         revision=record.revision or revision,
         data=data,
     )
-    deps.store.add_event(record.id, now, "judged", actor=BOT_ACTOR, **numbers)
+    deps.store.journal.add_event(record.id, now, "judged", actor=BOT_ACTOR, **numbers)
     deps.audit(
         BOT_ACTOR,
         "incident.judged",
@@ -173,18 +173,18 @@ def _act(
     now = deps.clock.now()
     verdict = decision.verdict
     if verdict is Verdict.ROLLBACK:
-        deps.store.update_incident(record.id, now, observe_until=None)
+        deps.store.incidents.update_incident(record.id, now, observe_until=None)
         return _automatic_rollback(deps, record, revision) if automatic else None
     since = decision.observing_since
     if verdict is Verdict.OBSERVE and since is not None and record.observe_until is None:
         # the observation covers Monitoring's minutes from the newest it showed (data time)
         until = since + timedelta(minutes=deps.config.thresholds.observe_minutes)
-        deps.store.update_incident(record.id, now, observe_until=until)
-        deps.store.add_event(
+        deps.store.incidents.update_incident(record.id, now, observe_until=until)
+        deps.store.journal.add_event(
             record.id, now, "observe_started", actor=BOT_ACTOR, until=until.isoformat()
         )
     elif verdict is Verdict.PROCEED:
-        deps.store.update_incident(record.id, now, observe_until=None)
+        deps.store.incidents.update_incident(record.id, now, observe_until=None)
     return None
 
 
@@ -202,20 +202,24 @@ def _automatic_rollback(deps: Deps, record: IncidentRecord, revision: str) -> st
     try:
         operation = request_rollback(deps, request)
     except UserError as error:
-        holder = deps.store.lock_holder(record.service)
-        fresh = deps.store.incident(record.id) or record  # with the judgement just recorded
+        holder = deps.store.operations.lock_holder(record.service)
+        fresh = (
+            deps.store.incidents.incident(record.id) or record
+        )  # with the judgement just recorded
         blocked = {"rollback_blocked": error.key, "rollback_blocked_facts": _facts(error)}
-        deps.store.update_incident(
+        deps.store.incidents.update_incident(
             record.id,
             now,
             operation_id=holder.operation_id if holder else "",
             data={**fresh.data, **blocked},
         )
-        deps.store.add_event(record.id, now, "rollback_blocked", actor=BOT_ACTOR, why=error.key)
+        deps.store.journal.add_event(
+            record.id, now, "rollback_blocked", actor=BOT_ACTOR, why=error.key
+        )
         return None
-    deps.store.update_incident(record.id, now, operation_id=operation.id)
+    deps.store.incidents.update_incident(record.id, now, operation_id=operation.id)
     guard = (operation.data or {}).get("migration_guard") or []
-    deps.store.add_event(
+    deps.store.journal.add_event(
         record.id,
         now,
         # never silently past a destructive migration: asked, and the card says so
@@ -257,7 +261,7 @@ def tick(deps: Deps) -> list[str]:
     rollbacks to run."""
     started = []
     now = deps.clock.now()
-    for record in deps.store.open_incidents():
+    for record in deps.store.incidents.open_incidents():
         if record.state == "mitigated" and record.postmortem == "posted":
             follow_up_postmortem(deps, record.id)
         due = next_check(deps, record)

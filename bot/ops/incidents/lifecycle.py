@@ -29,7 +29,7 @@ def request_rollback_from_card(deps: Deps, incident_id: str, user: str) -> Opera
     would merely ask for a scheduled rollback (30 minutes of waiting for a second tech lead)
     is refused, so the emergency is never demoted and the on-call engineer's button stays.
     """
-    record = deps.store.incident(incident_id)
+    record = deps.store.incidents.incident(incident_id)
     if record is None or record.state != "open":
         raise UserError("notice.incident_not_open", state=record.state if record else "?")
     reason = deps.renderer.text("incident.rollback_reason", id=record.id, revision=record.revision)
@@ -53,8 +53,8 @@ def request_rollback_from_card(deps: Deps, incident_id: str, user: str) -> Opera
             )
     operation = request_rollback(deps, request)
     now = deps.clock.now()
-    deps.store.update_incident(record.id, now, operation_id=operation.id)
-    deps.store.add_event(
+    deps.store.incidents.update_incident(record.id, now, operation_id=operation.id)
+    deps.store.journal.add_event(
         record.id,
         now,
         "rollback_requested",
@@ -69,12 +69,12 @@ def request_rollback_from_card(deps: Deps, incident_id: str, user: str) -> Opera
 def on_operation_finished(deps: Deps, operation: Operation) -> None:
     """A rollback of a service with an open incident mitigates it (whoever started it)."""
     safe = moved_traffic_back(operation)
-    for record in deps.store.open_incidents(operation.service):
+    for record in deps.store.incidents.open_incidents(operation.service):
         if record.state != "open" or not record.managed:
             continue
         now = deps.clock.now()
         if safe:
-            deps.store.update_incident(
+            deps.store.incidents.update_incident(
                 record.id,
                 now,
                 state="mitigated",
@@ -82,7 +82,7 @@ def on_operation_finished(deps: Deps, operation: Operation) -> None:
                 operation_id=record.operation_id or operation.id,
                 observe_until=None,
             )
-            deps.store.add_event(
+            deps.store.journal.add_event(
                 record.id, now, "mitigated", actor=operation.requested_by, operation=operation.id
             )
             deps.audit(
@@ -96,7 +96,7 @@ def on_operation_finished(deps: Deps, operation: Operation) -> None:
             refresh_incident_card(deps, record.id)
             post_postmortem(deps, record.id)
         elif operation.state == "failed" and record.operation_id == operation.id:
-            deps.store.add_event(
+            deps.store.journal.add_event(
                 record.id,
                 now,
                 "rollback_failed",
@@ -107,7 +107,9 @@ def on_operation_finished(deps: Deps, operation: Operation) -> None:
         elif operation.state in ("rejected", "expired") and record.operation_id == operation.id:
             # the incident's rollback request was declined (one past a destructive migration,
             # say): the card must not go on saying it waits, nor that a rollback was triggered
-            deps.store.add_event(record.id, now, f"rollback_{operation.state}", actor=BOT_ACTOR)
+            deps.store.journal.add_event(
+                record.id, now, f"rollback_{operation.state}", actor=BOT_ACTOR
+            )
             refresh_incident_card(deps, record.id)
 
 
@@ -128,9 +130,9 @@ def moved_traffic_back(operation: Operation) -> bool:
 
 def resolve(deps: Deps, incident_id: str, actor: str, how: str = "resolved") -> IncidentRecord:
     now = deps.clock.now()
-    record = deps.store.incident(incident_id)
+    record = deps.store.incidents.incident(incident_id)
     assert record is not None
-    record = deps.store.update_incident(
+    record = deps.store.incidents.update_incident(
         incident_id,
         now,
         state="resolved",
@@ -138,7 +140,7 @@ def resolve(deps: Deps, incident_id: str, actor: str, how: str = "resolved") -> 
         observe_until=None,
         data={**record.data, "resolved_by": actor, "resolved_how": how},
     )
-    deps.store.add_event(incident_id, now, how, actor=actor)
+    deps.store.journal.add_event(incident_id, now, how, actor=actor)
     deps.audit(actor, f"incident.{how}", "ok", service=record.service, incident=incident_id)
     refresh_incident_card(deps, incident_id)
     return record
@@ -150,10 +152,10 @@ def acknowledge(deps: Deps, incident_id: str, user: str) -> IncidentRecord:
     acked = [*record.data.get("acknowledged_by", [])]
     if user not in acked:
         acked.append(user)
-    record = deps.store.update_incident(
+    record = deps.store.incidents.update_incident(
         record.id, now, data={**record.data, "acknowledged_by": acked}
     )
-    deps.store.add_event(record.id, now, "acknowledged", actor=user)
+    deps.store.journal.add_event(record.id, now, "acknowledged", actor=user)
     deps.audit(user, "incident.acknowledged", "ok", service=record.service, incident=record.id)
     refresh_incident_card(deps, record.id)
     return record
@@ -168,21 +170,23 @@ def start_observing(deps: Deps, incident_id: str, user: str) -> IncidentRecord:
     judged = (record.data.get("judged") or {}).get("until")
     since = datetime.fromisoformat(judged) if judged else now
     until = since + timedelta(minutes=deps.config.thresholds.observe_minutes)
-    record = deps.store.update_incident(
+    record = deps.store.incidents.update_incident(
         record.id,
         now,
         observe_until=until,
         verdict="observe",
         data={**record.data, "observing_since": since.isoformat()},
     )
-    deps.store.add_event(record.id, now, "observe_started", actor=user, until=until.isoformat())
+    deps.store.journal.add_event(
+        record.id, now, "observe_started", actor=user, until=until.isoformat()
+    )
     deps.audit(user, "incident.observe", "ok", service=record.service, incident=record.id)
     refresh_incident_card(deps, record.id)
     return record
 
 
 def _open_incident(deps: Deps, incident_id: str) -> IncidentRecord:
-    record = deps.store.incident(incident_id)
+    record = deps.store.incidents.incident(incident_id)
     if record is None:
         raise UserError("notice.unknown_request")
     if record.state == "resolved":
@@ -192,13 +196,13 @@ def _open_incident(deps: Deps, incident_id: str) -> IncidentRecord:
 
 def post_postmortem(deps: Deps, incident_id: str) -> bool:
     """Post the postmortem draft in the incident's thread, exactly once per incident."""
-    if not deps.store.claim_postmortem(incident_id):
+    if not deps.store.incidents.claim_postmortem(incident_id):
         return False
-    record = deps.store.incident(incident_id)
+    record = deps.store.incidents.incident(incident_id)
     assert record is not None
     _share_postmortem(deps, record, "incident.postmortem_posted")
-    deps.store.update_incident(record.id, deps.clock.now(), postmortem="posted")
-    deps.store.add_event(record.id, deps.clock.now(), "postmortem_posted", actor=BOT_ACTOR)
+    deps.store.incidents.update_incident(record.id, deps.clock.now(), postmortem="posted")
+    deps.store.journal.add_event(record.id, deps.clock.now(), "postmortem_posted", actor=BOT_ACTOR)
     return True
 
 
@@ -206,7 +210,7 @@ def follow_up_postmortem(deps: Deps, incident_id: str) -> bool:
     """The draft is posted at mitigation, before Monitoring shows a minute after it. Once it
     shows a whole judgement window after mitigation, post the draft again with its "After
     mitigation" column filled (exactly once); give up quietly when nothing shows in time."""
-    record = deps.store.incident(incident_id)
+    record = deps.store.incidents.incident(incident_id)
     if record is None or record.postmortem != "posted" or record.mitigated_at is None:
         return False
     window = timedelta(minutes=deps.config.thresholds.window_minutes)
@@ -216,15 +220,15 @@ def follow_up_postmortem(deps: Deps, incident_id: str) -> bool:
     after = metrics_after_mitigation(deps, record, window)
     if after is None:
         if now > record.mitigated_at + window + AFTER_GIVE_UP:
-            deps.store.claim_postmortem(record.id, "posted", "no_after")
+            deps.store.incidents.claim_postmortem(record.id, "posted", "no_after")
         return False
-    if not deps.store.claim_postmortem(record.id, "posted", "updating"):
+    if not deps.store.incidents.claim_postmortem(record.id, "posted", "updating"):
         return False
-    record = deps.store.update_incident(
+    record = deps.store.incidents.update_incident(
         record.id, now, data={**record.data, "metrics_after": after}
     )
     _share_postmortem(deps, record, "incident.postmortem_updated")
-    deps.store.update_incident(record.id, deps.clock.now(), postmortem="updated")
+    deps.store.incidents.update_incident(record.id, deps.clock.now(), postmortem="updated")
     return True
 
 
@@ -233,7 +237,9 @@ def metrics_after_mitigation(
 ) -> dict[str, Any] | None:
     """The safe revision's numbers over the first whole window after mitigation, once
     Monitoring shows all of it; None before (or when it cannot be read)."""
-    operation = deps.store.operation(record.operation_id) if record.operation_id else None
+    operation = (
+        deps.store.operations.operation(record.operation_id) if record.operation_id else None
+    )
     service = deps.config.service(record.service)
     if operation is None or service is None or record.mitigated_at is None:
         return None

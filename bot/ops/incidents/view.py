@@ -17,7 +17,9 @@ ROLL_BACK_NOW = (str(Verdict.ROLLBACK), "observe_expired")
 def incident_view(deps: Deps, record: IncidentRecord) -> dict[str, Any]:
     service = deps.config.service(record.service) if record.managed else None
     judgements = record.data.get("judgements") or []
-    operation = deps.store.operation(record.operation_id) if record.operation_id else None
+    operation = (
+        deps.store.operations.operation(record.operation_id) if record.operation_id else None
+    )
     return {
         "id": record.id,
         "service": record.service,
@@ -165,7 +167,7 @@ def _action_and_buttons(
 
 
 def refresh_incident_card(deps: Deps, incident_id: str) -> None:
-    record = deps.store.incident(incident_id)
+    record = deps.store.incidents.incident(incident_id)
     if record is None:
         return
     message = deps.renderer.message("incident", inc=incident_view(deps, record))
@@ -173,5 +175,5 @@ def refresh_incident_card(deps: Deps, incident_id: str) -> None:
 
 
 def open_incidents_message(deps: Deps) -> Any:
-    rows = [incident_view(deps, r) for r in deps.store.open_incidents()]
+    rows = [incident_view(deps, r) for r in deps.store.incidents.open_incidents()]
     return deps.renderer.message("incidents", incidents=rows)

@@ -147,7 +147,7 @@ def _decided(operation: Operation, approve: bool, user: str) -> Move:
 
 def on_decided(deps: Deps, operation: Operation, approve: bool, user: str) -> None:
     """Recovery: a decision recorded by an older bot without the release's next state."""
-    if deps.store.move_operation(_decided(operation, approve, user), deps.clock.now()):
+    if deps.store.operations.move_operation(_decided(operation, approve, user), deps.clock.now()):
         refresh(deps, operation.id)
 
 

@@ -17,7 +17,7 @@ from bot.store import Operation
 
 def fail_unexpectedly(deps: Deps, operation_id: str) -> None:
     """A bug must not leave green with traffic nobody watches: go back to blue, loudly."""
-    operation = deps.store.operation(operation_id)
+    operation = deps.store.operations.operation(operation_id)
     if operation is None or operation.state in FINAL_STATES:
         return
     with suppress(Superseded):  # a person moved it meanwhile: their move stands
@@ -34,14 +34,16 @@ def step_finalize(deps: Deps, operation: Operation) -> Operation:
 
 def after_finalize(deps: Deps, operation: Operation, state: ServiceState) -> Operation:
     now = deps.clock.now()
-    deps.store.record_serving(
+    deps.store.serving.record_serving(
         operation.service,
         operation.from_revision,
         "served",
         now - timedelta(microseconds=1),
         operation.id,
     )
-    deps.store.record_serving(operation.service, operation.to_revision, "served", now, operation.id)
+    deps.store.serving.record_serving(
+        operation.service, operation.to_revision, "served", now, operation.id
+    )
     outcome = {"code": "released", "next_target": _next_target(deps, operation, state)}
     return end(deps, operation, "succeeded", outcome)
 
@@ -65,7 +67,7 @@ def step_roll_back(deps: Deps, operation: Operation) -> Operation:
 
 
 def after_roll_back(deps: Deps, operation: Operation, state: ServiceState) -> Operation:
-    deps.store.record_serving(
+    deps.store.serving.record_serving(
         operation.service, operation.to_revision, "rolled_back_from", deps.clock.now(), operation.id
     )
     history = [

@@ -116,7 +116,7 @@ def _resume(deps: Deps, operation: Operation, user: str) -> Operation:
 
 
 def _live(deps: Deps, operation_id: str) -> Operation:
-    operation = deps.store.operation(operation_id)
+    operation = deps.store.operations.operation(operation_id)
     if operation is None or operation.kind != "release":
         raise UserError("notice.unknown_request")
     if operation.state in FINAL_STATES or operation.state == "rolling_back":

@@ -18,7 +18,7 @@ commit = RECORD.commit  # the next state and data together (compare-and-set), th
 
 
 def event(deps: Deps, operation: Operation, kind: str, **data: Any) -> None:
-    deps.store.add_event(operation.id, deps.clock.now(), kind, actor=BOT_ACTOR, **data)
+    deps.store.journal.add_event(operation.id, deps.clock.now(), kind, actor=BOT_ACTOR, **data)
 
 
 def end(deps: Deps, operation: Operation, state: str, outcome: dict[str, Any]) -> Operation:

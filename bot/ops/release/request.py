@@ -64,7 +64,7 @@ def request_release(deps: Deps, request: ReleaseRequest) -> Operation:
             channel=deps.config.channels.incidents.name,
         )
     migration = _migration(deps, request, service)
-    holder = deps.store.lock_holder(service.name)
+    holder = deps.store.operations.lock_holder(service.name)
     if holder is not None:
         _refuse(deps, request, "busy")
         raise UserError("error.busy", service=service.name, holder=holder)
@@ -235,9 +235,11 @@ def _create(
         feature_flag=(migration or {}).get("flag", ""),
         from_ci=request.from_ci,
     )
-    deps.store.add_event(operation.id, now, "requested", actor=request.user, image=request.image)
+    deps.store.journal.add_event(
+        operation.id, now, "requested", actor=request.user, image=request.image
+    )
     refresh(deps, operation.id)
-    return deps.store.operation(operation.id) or operation
+    return deps.store.operations.operation(operation.id) or operation
 
 
 def next_revision_name(service: str, revisions: list[Revision]) -> str:
@@ -276,7 +278,7 @@ def override(deps: Deps, blocked_id: int, user: str) -> Operation:
 def blocked_request(deps: Deps, blocked_id: int, user: str) -> ReleaseRequest:
     """The release request a checklist blocked, as its requester asked it (UserError when
     ``blocked_id`` names no such refusal)."""
-    record = deps.store.audit_record(blocked_id)
+    record = deps.store.journal.audit_record(blocked_id)
     if record is None or record.action != BLOCKED or record.outcome != "refused":
         deps.audit(user, "release.readiness_override", "refused", why="unknown_request")
         raise UserError("notice.unknown_request")

@@ -22,7 +22,7 @@ MAX_SHOWN = 8  # statements of a migration on the card (the deciding ones first)
 
 def release_view(deps: Deps, operation: Operation) -> dict[str, Any]:
     data = operation.data or {}
-    approval = deps.store.approval_for(operation.id)
+    approval = deps.store.approvals.approval_for(operation.id)
     step = data.get("step", -1)
     steps = data.get("steps", [])
     return {

@@ -277,7 +277,9 @@ def _step_deploy(deps: Deps, operation: Operation) -> Operation:
         # Going back means the revision that serves now (an on-call rollback may have moved
         # it since the restore was asked).
         now = deps.clock.now()
-        deps.store.update_operation(operation.id, now, to_revision=name, from_revision=base)
+        deps.store.operations.update_operation(
+            operation.id, now, to_revision=name, from_revision=base
+        )
         audit_run(deps, operation, "deploy", op, name)
         operation = commit(deps, operation, run_op=op, base=base, waiting_for=None)
     try:
@@ -412,7 +414,9 @@ def _step_shift(deps: Deps, operation: Operation) -> Operation:
     if state.serving() != {operation.to_revision: 100}:
         return back(deps, commit(deps, operation, run_op=""), "shift", str(state.serving()))
     now = deps.clock.now()
-    deps.store.record_serving(operation.service, operation.to_revision, "served", now, operation.id)
+    deps.store.serving.record_serving(
+        operation.service, operation.to_revision, "served", now, operation.id
+    )
     operation = commit(deps, operation, run_op="", shifted_at=now.isoformat())
     operation = done(deps, operation, "shift")
     operation = begin(deps, operation, "verify")
@@ -423,7 +427,7 @@ def _step_shift(deps: Deps, operation: Operation) -> Operation:
 def _rebuild(deps: Deps, operation: Operation, serving: str) -> Operation:
     """Another revision serves than the one the restore's revision was built on (an on-call
     rollback moved it): build the restore's revision again, on that one."""
-    deps.store.add_event(
+    deps.store.journal.add_event(
         operation.id,
         deps.clock.now(),
         "rebuilt",
@@ -445,21 +449,21 @@ def _holds_service(deps: Deps, operation: Operation) -> bool:
     on-call rollback, it leaves the service to that rollback until the rollback has begun
     (then the lock is the rollback's, or free once it ended): the restore never takes the
     service back in the moment between its yielding and the rollback's start."""
-    holder = deps.store.lock_holder(operation.service)
+    holder = deps.store.operations.lock_holder(operation.service)
     if holder is not None:
         return holder.operation_id == operation.id
     yielded = operation.data.get("yielded")
     if yielded:
         at = datetime.fromisoformat(yielded["at"])
-        rollback = deps.store.latest_operation(operation.service, "rollback")
+        rollback = deps.store.operations.latest_operation(operation.service, "rollback")
         begun = rollback is not None and rollback.created_at >= at
         if not begun and (deps.clock.now() - at).total_seconds() < YIELD_GRACE_S:
             return False
-    return deps.store.acquire_lock(operation.service, operation.id, deps.clock.now())
+    return deps.store.operations.acquire_lock(operation.service, operation.id, deps.clock.now())
 
 
 def _wait_for_service(deps: Deps, operation: Operation, step: str) -> Operation:
-    holder = deps.store.lock_holder(operation.service)
+    holder = deps.store.operations.lock_holder(operation.service)
     waiting = (
         {"kind": holder.kind, "id": holder.operation_id, "by": holder.requested_by}
         if holder is not None
@@ -526,7 +530,7 @@ def _step_go_back(deps: Deps, operation: Operation) -> Operation:
             state = deps.cloudrun.wait_operation(op, deps.config.rollback.operation_timeout_s)
     except CloudRunError as error:
         return end(deps, operation, "failed", going_back_failed=error.detail or error.reason)
-    deps.store.record_serving(
+    deps.store.serving.record_serving(
         operation.service, operation.to_revision, "rolled_back_from", deps.clock.now(), operation.id
     )
     return end(deps, operation, "rolled_back", serving=state.serving())

@@ -27,13 +27,13 @@ def decided(operation: Operation, approve: bool) -> Move:
 
 
 def on_decided(deps: Deps, operation: Operation, approve: bool, user: str) -> None:
-    if deps.store.move_operation(decided(operation, approve), deps.clock.now()):
+    if deps.store.operations.move_operation(decided(operation, approve), deps.clock.now()):
         refresh(deps, operation.id)
 
 
 def on_expired(deps: Deps, operation: Operation) -> None:
     move = Move(operation.id, "awaiting_approval", "expired", release_lock_of=operation.service)
-    if deps.store.move_operation(move, deps.clock.now()):
+    if deps.store.operations.move_operation(move, deps.clock.now()):
         deps.audit(BOT_ACTOR, "restore.expired", "expired", service=operation.service)
         refresh(deps, operation.id)
 
@@ -90,7 +90,7 @@ def _on_what_it_is(
     between (every write is conditional on the restore being exactly as read)."""
 
     def read() -> Operation | None:
-        live = deps.store.operation(operation_id)
+        live = deps.store.operations.operation(operation_id)
         return live if live is not None and live.kind == "restore" else None
 
     return on_what_it_is(read, lambda live: None if live is None else act(live))
@@ -106,12 +106,12 @@ def _go_back(deps: Deps, operation: Operation, user: str, why: str, reason: str 
 def _supersede(deps: Deps, operation: Operation, user: str) -> None:
     """It waited for a second tech lead: the emergency goes first, and the card stops asking."""
     now = deps.clock.now()
-    approval = deps.store.approval_for(operation.id)
+    approval = deps.store.approvals.approval_for(operation.id)
     data = {"outcome": {"why": "superseded", "by": user}, "due_at": None}
     write_step(deps, operation, "cancelled", data, release_lock=True)
     if approval is not None and approval.status == "pending":
-        deps.store.decide_approval(approval.id, "cancelled", user, now)
-    deps.store.add_event(operation.id, now, "superseded", actor=user)
+        deps.store.approvals.decide_approval(approval.id, "cancelled", user, now)
+    deps.store.journal.add_event(operation.id, now, "superseded", actor=user)
     deps.audit(
         user, "restore.superseded", "ok", service=operation.service, operation_id=operation.id
     )
@@ -124,7 +124,9 @@ def _step_aside(deps: Deps, operation: Operation, user: str, reason: str) -> Non
     now = deps.clock.now()
     yielded = {"by": user, "at": now.isoformat(), "state": operation.state, "reason": reason[:300]}
     write_step(deps, operation, None, {"yielded": yielded}, release_lock=True)
-    deps.store.add_event(operation.id, now, "stepped_aside", actor=user, state=operation.state)
+    deps.store.journal.add_event(
+        operation.id, now, "stepped_aside", actor=user, state=operation.state
+    )
     deps.audit(
         user,
         "restore.stepped_aside",

@@ -72,7 +72,7 @@ def end(deps: Deps, operation: Operation, state: str, **data: Any) -> Operation:
         **{k: v for k, v in outcome.items() if isinstance(v, str)},
     }
     operation = RECORD.end(deps, operation, state, audited, waiting_for=None, **data)
-    deps.store.add_event(operation.id, deps.clock.now(), state, actor=BOT_ACTOR)
+    deps.store.journal.add_event(operation.id, deps.clock.now(), state, actor=BOT_ACTOR)
     return operation
 
 

@@ -114,7 +114,7 @@ def request_restore(deps: Deps, request: RestoreRequest) -> Operation:
         clone=preview["clone"],
     )
     refresh(deps, operation.id)
-    return deps.store.operation(operation.id) or operation
+    return deps.store.operations.operation(operation.id) or operation
 
 
 def _authorized_database(deps: Deps, request: RestoreRequest) -> Database:
@@ -126,7 +126,9 @@ def _authorized_database(deps: Deps, request: RestoreRequest) -> Database:
         request.channel,
         lambda service, why: _refuse(deps, request, service, why),
     )
-    holder = deps.store.lock_holder(database.service.name) or _unfinished_restore(deps, database)
+    holder = deps.store.operations.lock_holder(database.service.name) or _unfinished_restore(
+        deps, database
+    )
     if holder is not None:
         _refuse(deps, request, database.service.name, "busy")
         raise UserError("error.busy", service=database.service.name, holder=holder)
@@ -138,7 +140,7 @@ def _authorized_database(deps: Deps, request: RestoreRequest) -> Database:
 
 def _unfinished_restore(deps: Deps, database: Database) -> LockHolder | None:
     """A restore that stepped aside for an on-call rollback holds no lock, and still runs."""
-    found = deps.store.latest_operation(database.service.name, KIND)
+    found = deps.store.operations.latest_operation(database.service.name, KIND)
     if found is None or found.state in FINAL_STATES or found.state == "awaiting_approval":
         return None
     return LockHolder(

@@ -19,7 +19,7 @@ SQL_STEPS = {"creating": "create", "restoring": "restore", "checking": "runnable
 
 def restore_view(deps: Deps, operation: Operation) -> dict[str, Any]:
     data = operation.data or {}
-    approval = deps.store.approval_for(operation.id)
+    approval = deps.store.approvals.approval_for(operation.id)
     now = deps.clock.now()
     steps = []
     for name in STEP_NAMES:

@@ -24,7 +24,7 @@ def _step_shift(deps: Deps, operation: Operation) -> Operation:
     service = deps.managed_service(operation.service)
     ref = deps.service_ref(service)
     started = deps.clock.now()
-    deps.store.start_step(operation.id, "shift", started)
+    deps.store.operations.start_step(operation.id, "shift", started)
     try:
         state = deps.cloudrun.get_service(ref)
         if state.serving() == {operation.to_revision: 100} and not state.reconciling:
@@ -38,7 +38,7 @@ def _step_shift(deps: Deps, operation: Operation) -> Operation:
         return fail(deps, operation, "conflict", "shift", detail=error.detail)
     except CloudRunError as error:
         return fail(deps, operation, "patch_failed", "shift", detail=error.detail or error.reason)
-    deps.store.update_operation(operation.id, deps.clock.now(), cloud_operation=name)
+    deps.store.operations.update_operation(operation.id, deps.clock.now(), cloud_operation=name)
     deps.audit(
         BOT_ACTOR,
         "cloudrun.traffic_update",
@@ -59,7 +59,7 @@ def _patch_with_one_conflict_retry(deps: Deps, operation: Operation, state: Serv
             ref, pinned_targets(state, operation.to_revision, drop), state.etag
         )
     except EtagConflict:
-        deps.store.add_event(operation.id, deps.clock.now(), "etag_conflict_retry")
+        deps.store.journal.add_event(operation.id, deps.clock.now(), "etag_conflict_retry")
         fresh = deps.cloudrun.get_service(ref)
         return deps.cloudrun.start_traffic_update(
             ref, pinned_targets(fresh, operation.to_revision, drop), fresh.etag
@@ -68,7 +68,7 @@ def _patch_with_one_conflict_retry(deps: Deps, operation: Operation, state: Serv
 
 def _step_wait(deps: Deps, operation: Operation) -> Operation:
     started = deps.clock.now()
-    deps.store.start_step(operation.id, "wait", started)
+    deps.store.operations.start_step(operation.id, "wait", started)
     try:
         state = deps.cloudrun.wait_operation(
             operation.cloud_operation, deps.config.rollback.operation_timeout_s
@@ -83,7 +83,7 @@ def _step_wait(deps: Deps, operation: Operation) -> Operation:
         if state.failure:  # Cloud Run's own reason, rather than "the traffic is not there"
             return fail(deps, operation, "change_failed", "wait", detail=state.failure)
         return fail(deps, operation, "traffic_mismatch", "wait", serving=state.serving())
-    deps.store.add_event(
+    deps.store.journal.add_event(
         operation.id, deps.clock.now(), "traffic_shifted", actor=BOT_ACTOR, serving=state.serving()
     )
     return _advance(deps, operation, "verifying", "wait", started, serving=state.serving())
@@ -93,7 +93,7 @@ def _step_verify(deps: Deps, operation: Operation) -> Operation:
     service = deps.managed_service(operation.service)
     settings = deps.config.rollback
     started = deps.clock.now()
-    deps.store.start_step(operation.id, "verify", started)
+    deps.store.operations.start_step(operation.id, "verify", started)
     checks: list[dict[str, Any]] = []
     in_a_row = 0
     url = ""
@@ -121,12 +121,16 @@ def _succeed(
     deps: Deps, operation: Operation, started: datetime, url: str, checks: list[dict[str, Any]]
 ) -> Operation:
     now = deps.clock.now()
-    deps.store.finish_step(operation.id, "verify", now, "done", {"url": url, "checks": checks})
+    deps.store.operations.finish_step(
+        operation.id, "verify", now, "done", {"url": url, "checks": checks}
+    )
     timings = _timings(operation, "verify", started, now)
-    deps.store.add_event(operation.id, now, "healthz_verified", actor=BOT_ACTOR, url=url)
-    deps.store.record_serving(operation.service, operation.to_revision, "served", now, operation.id)
+    deps.store.journal.add_event(operation.id, now, "healthz_verified", actor=BOT_ACTOR, url=url)
+    deps.store.serving.record_serving(
+        operation.service, operation.to_revision, "served", now, operation.id
+    )
     if operation.from_revision:
-        deps.store.record_serving(
+        deps.store.serving.record_serving(
             operation.service, operation.from_revision, "rolled_back_from", now, operation.id
         )
     deps.audit(
@@ -148,7 +152,7 @@ def _advance(
     deps: Deps, operation: Operation, state: str, step: str, started: datetime, **result: Any
 ) -> Operation:
     now = deps.clock.now()
-    deps.store.finish_step(operation.id, step, now, "done", result)
+    deps.store.operations.finish_step(operation.id, step, now, "done", result)
     return commit(deps, operation, state, timings=_timings(operation, step, started, now))
 
 

@@ -24,12 +24,12 @@ def _decided(operation: Operation, approve: bool) -> Move:
 
 def _after_decision(deps: Deps, operation: Operation) -> Operation:
     refresh(deps, operation.id)
-    return deps.store.operation(operation.id) or operation
+    return deps.store.operations.operation(operation.id) or operation
 
 
 def on_decided(deps: Deps, operation: Operation, approve: bool, user: str) -> None:
     """Recovery: a decision recorded by an older bot without its operation's next state."""
-    if deps.store.move_operation(_decided(operation, approve), deps.clock.now()):
+    if deps.store.operations.move_operation(_decided(operation, approve), deps.clock.now()):
         _after_decision(deps, operation)
 
 
@@ -38,18 +38,20 @@ def yield_to(deps: Deps, holder_id: str, emergency_user: str, reason: str = "") 
     but is not moving traffic (waiting for a person, or left by a crashed instance) is
     cancelled, its card naming who pre-empted it and why. False when it is running after all
     (then the service is busy)."""
-    operation = deps.store.operation(holder_id)
+    operation = deps.store.operations.operation(holder_id)
     if operation is None or operation.kind != "rollback":
         return False
     now = deps.clock.now()
     move = Move(operation.id, operation.state, "cancelled", release_lock_of=operation.service)
-    if not deps.store.move_operation(move, now):
+    if not deps.store.operations.move_operation(move, now):
         return False
-    deps.store.merge_data(operation.id, now, preempted_by=emergency_user, preempted_reason=reason)
-    approval = deps.store.approval_for(operation.id)
+    deps.store.operations.merge_data(
+        operation.id, now, preempted_by=emergency_user, preempted_reason=reason
+    )
+    approval = deps.store.approvals.approval_for(operation.id)
     if approval is not None:
-        deps.store.decide_approval(approval.id, "cancelled", emergency_user, now)
-    deps.store.add_event(operation.id, now, "superseded", actor=emergency_user)
+        deps.store.approvals.decide_approval(approval.id, "cancelled", emergency_user, now)
+    deps.store.journal.add_event(operation.id, now, "superseded", actor=emergency_user)
     deps.audit(
         emergency_user,
         "rollback.superseded",

@@ -24,9 +24,9 @@ commit = RECORD.commit  # the next state and data together (compare-and-set), th
 def fail(deps: Deps, operation: Operation, code: str, step: str, **detail: Any) -> Operation:
     """End loudly, naming the traffic as it is now (read fresh, best effort)."""
     now = deps.clock.now()
-    deps.store.finish_step(operation.id, step, now, "failed", {"code": code, **detail})
+    deps.store.operations.finish_step(operation.id, step, now, "failed", {"code": code, **detail})
     traffic_now = _traffic_now(deps, operation)
-    deps.store.add_event(operation.id, now, "failed", code=code, **detail)
+    deps.store.journal.add_event(operation.id, now, "failed", code=code, **detail)
     deps.audit(
         BOT_ACTOR,
         "rollback.failed",
@@ -67,12 +67,12 @@ def _recovery_offers(deps: Deps, operation: Operation) -> dict[str, str]:
 def check_recovery_offer(deps: Deps, operation_id: str, revision: str, user: str) -> Operation:
     """A click on a failed rollback's "back to ..." button: still the newest rollback of its
     service, and ``revision`` one it offered. Returns the failed operation; UserError if stale."""
-    operation = deps.store.operation(operation_id)
+    operation = deps.store.operations.operation(operation_id)
     offers = ((operation.data or {}).get("offers") or {}) if operation else {}
     if operation is None or not revision or revision not in offers.values():
         raise UserError("notice.unknown_request")
     latest = latest_ran(deps, operation.service)
-    holder = deps.store.lock_holder(operation.service)
+    holder = deps.store.operations.lock_holder(operation.service)
     if (latest is not None and latest.id != operation.id) or holder is not None:
         deps.audit(
             user,
@@ -105,7 +105,7 @@ def _traffic_now(deps: Deps, operation: Operation) -> dict[str, int] | None:
 
 def finish(deps: Deps, operation_id: str, state: str, **data: Any) -> Operation:
     """The rollback's last ``state`` with ``data``, its service's lock given back with it."""
-    operation = deps.store.operation(operation_id)
+    operation = deps.store.operations.operation(operation_id)
     assert operation is not None
     operation = write_step(deps, operation, state, data, release_lock=True)
     refresh(deps, operation_id)
@@ -120,7 +120,7 @@ def _post_failure_alert(deps: Deps, operation: Operation) -> None:
 
 def fail_unexpectedly(deps: Deps, operation_id: str) -> None:
     """A bug must not leave an operation silently half-done: end it loudly."""
-    operation = deps.store.operation(operation_id)
+    operation = deps.store.operations.operation(operation_id)
     if operation is not None and operation.state in RUNNING_STATES:
         with suppress(Superseded):  # moved on meanwhile: what it is now stands
             fail(deps, operation, "internal", operation.state)

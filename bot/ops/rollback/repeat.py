@@ -54,7 +54,7 @@ def ask_if_repeated(
 
 def latest_ran(deps: Deps, service: str) -> Operation | None:
     """The newest rollback of ``service`` that ran (see ``RAN_STATES``)."""
-    return deps.store.latest_operation(service, "rollback", RAN_STATES)
+    return deps.store.operations.latest_operation(service, "rollback", RAN_STATES)
 
 
 def previous_view(operation: Operation) -> dict[str, Any]:

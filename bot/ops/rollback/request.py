@@ -78,7 +78,7 @@ def create_rollback(
             approval="incident_policy" if request.automatic else "self",
         )
     refresh(deps, operation.id)
-    return deps.store.operation(operation.id) or operation
+    return deps.store.operations.operation(operation.id) or operation
 
 
 class _RanMeanwhile(Exception):
@@ -130,7 +130,7 @@ def _authorize(deps: Deps, request: RollbackRequest, service: ServiceConfig) -> 
 
 
 def _check_not_busy(deps: Deps, service: str, user: str, emergency: bool, parent: str) -> None:
-    holder = deps.store.lock_holder(service)
+    holder = deps.store.operations.lock_holder(service)
     if holder is None or (emergency and holder.state == "awaiting_approval"):
         return
     if parent and holder.operation_id == parent:
@@ -182,7 +182,7 @@ def _create_operation(
         },
     )
     operation = _open(deps, fields, emergency, request, unchanged)
-    deps.store.add_event(
+    deps.store.journal.add_event(
         operation.id, now, "requested", actor=request.user, target=target.name, emergency=emergency
     )
     deps.audit(
@@ -245,7 +245,7 @@ def _open(
     request: RollbackRequest,
     unchanged: Newest | None,
 ) -> Operation:
-    """Record the rollback holding its service (see Store.open_operation): handed over by the
+    """Record the rollback holding its service (see Operations.open_operation): handed over by the
     drill that started it or the operation that stood aside for it, else taken. An emergency
     finding a request that waits for a person supersedes it. Raises UserError when busy,
     _RanMeanwhile when a rollback ended since the request's read."""
@@ -253,7 +253,7 @@ def _open(
     handing = request.parent or request.takes_over
     for attempt in range(2):
         try:
-            return store.open_operation(
+            return store.operations.open_operation(
                 deps.clock.now(), take_over_from=handing, unchanged=unchanged, **fields
             )
         except NewerOperation:
@@ -262,21 +262,23 @@ def _open(
             if request.takes_over and handing:  # it stood aside and ended: a tick may have
                 handing = ""  # freed its lock in between; then the service is taken
                 continue
-            holder = store.lock_holder(service)
+            holder = store.operations.lock_holder(service)
             pending = holder is not None and holder.state == "awaiting_approval"
             if handing or attempt or not (emergency and pending):
                 _refuse_busy(deps, service, user, holder)
             assert holder is not None
             _supersede(deps, holder.operation_id, user, service, fields["id"])
-    holder = store.lock_holder(service)
+    holder = store.operations.lock_holder(service)
     _refuse_busy(deps, service, user, holder)
 
 
 def _supersede(deps: Deps, pending_id: str, user: str, service: str, by_operation: str) -> None:
     """An on-call engineer must always get to safety: a pending request yields to them."""
-    approval = deps.store.approval_for(pending_id)
+    approval = deps.store.approvals.approval_for(pending_id)
     now = deps.clock.now()
-    if approval is None or not deps.store.decide_approval(approval.id, "cancelled", user, now):
+    if approval is None or not deps.store.approvals.decide_approval(
+        approval.id, "cancelled", user, now
+    ):
         return
     finish(deps, pending_id, "cancelled", superseded_by=by_operation)
     deps.audit(

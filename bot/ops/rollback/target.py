@@ -135,7 +135,7 @@ def target_choice(
     A person is told when the revision to go back to is not ready; Runback acting alone for an
     incident goes on to the next ready one (and the card says so). A revision rolled back from
     is not picked again until someone puts it back (names it, or a release keeps it as blue)."""
-    events = deps.store.serving_events(service)
+    events = deps.store.serving.serving_events(service)
     served = list(dict.fromkeys(r for r, kind in events if kind == "served"))
     rolled_back = still_rolled_back(events)
     return choose_target(

@@ -16,7 +16,7 @@ from bot.store import Operation
 
 def card_view(deps: Deps, operation: Operation) -> dict[str, Any]:
     """Everything the card template needs, as plain data."""
-    approval = deps.store.approval_for(operation.id)
+    approval = deps.store.approvals.approval_for(operation.id)
     data = operation.data or {}
     return {
         "id": operation.id,
