@@ -12,6 +12,7 @@ import json
 import pytest
 from sqlalchemy import select
 
+from bot.ops.drill.states import DrillData
 from bot.sandbox.console import Sandbox
 from bot.sandbox.emulator.http import Fault
 from bot.sandbox.seed import alert_payload
@@ -254,7 +255,9 @@ def test_a_drill_sending_its_test_revision_says_to_ask_again() -> None:
             emergency=False,
             state="deploying",
             to_revision=f"{STAGING}-drill-20260501-120000",
-            data={"blue": STAGING_BLUE, "image": "img", "trigger": "command"},
+            data=DrillData(
+                requested_at=now.isoformat(), trigger="command", blue=STAGING_BLUE, image="img"
+            ).stored(),
         )
         assert store.operations.acquire_lock(STAGING, drill.id, now)
         out = run(box, "as ana", "in incidents", f"/rollback {STAGING}")

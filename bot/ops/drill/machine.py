@@ -10,7 +10,7 @@ from typing import Any
 from bot.ops import rollback
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.drill.record import commit, end, log_step
-from bot.ops.drill.states import DRILL_TAG, RUNNING_STATES
+from bot.ops.drill.states import DRILL_TAG, RUNNING_STATES, DrillData
 from bot.ops.errors import Superseded, UserError
 from bot.ops.health import config_problem, probe_health
 from bot.ops.release.deploy import PROMETHEUS_LINE
@@ -50,7 +50,7 @@ def _rollback_ended(deps: Deps, operation: Operation) -> bool:
     """The rollback a waiting drill started has ended (the engine then runs the drill at once)."""
     if operation.state != "waiting_rollback":
         return False
-    child = deps.store.operations.operation(operation.data.get("rollback_id", ""))
+    child = deps.store.operations.operation(DrillData.of(operation).rollback_id)
     return child is not None and child.state in TERMINAL_STATES
 
 
@@ -71,12 +71,13 @@ def _ref(deps: Deps, operation: Operation) -> ServiceRef:
 def _step_deploy(deps: Deps, operation: Operation) -> Operation:
     started = deps.clock.now()
     ref = _ref(deps, operation)
+    data = DrillData.of(operation)
     try:
         state = deps.cloudrun.get_service(ref)
-        if operation.data.get("blue") and state.serving() == {operation.to_revision: 100}:
+        if data.blue and state.serving() == {operation.to_revision: 100}:
             name = ""  # a restart after the PATCH was applied: follow it
         else:
-            blue = operation.data.get("blue") or _steady_blue(state)
+            blue = data.blue or _steady_blue(state)
             if blue is None:
                 outcome = {"code": "not_steady", "serving": state.serving()}
                 return end(deps, operation, False, outcome)
@@ -124,7 +125,7 @@ def _deploy(deps: Deps, operation: Operation, state: ServiceState, image: str) -
             operation.to_revision,
             targets,
             current.etag,
-            base_revision=operation.data.get("blue", ""),  # the test revision is blue's own
+            base_revision=DrillData.of(operation).blue,  # the test revision is blue's own
         )
 
     try:
@@ -137,9 +138,10 @@ def _deploy(deps: Deps, operation: Operation, state: ServiceState, image: str) -
 def _step_wait_deploy(deps: Deps, operation: Operation) -> Operation:
     started = deps.clock.now()
     timeout = deps.config.release.operation_timeout_s
+    data = DrillData.of(operation)
     try:
-        if operation.data.get("pending"):
-            state = deps.cloudrun.wait_operation(operation.data["pending"], timeout)
+        if data.pending:
+            state = deps.cloudrun.wait_operation(data.pending, timeout)
         else:
             state = deps.cloudrun.get_service(_ref(deps, operation))
     except CloudRunError as error:
@@ -149,7 +151,7 @@ def _step_wait_deploy(deps: Deps, operation: Operation) -> Operation:
         outcome = {"code": "deploy_failed", "detail": state.failure or str(state.serving())}
         return _safety_then_end(deps, operation, outcome)
     entry = log_step(operation, "deployed", True, started, deps.clock.now(), uri=state.uri)
-    next_state = "rolling_back" if operation.data.get("stop_requested") else "verifying"
+    next_state = "rolling_back" if data.stop_requested else "verifying"
     return commit(deps, operation, next_state, pending="", uri=state.uri, log=entry)
 
 
@@ -164,7 +166,7 @@ def _step_verify(deps: Deps, operation: Operation) -> Operation:
     for attempt in range(settings.health_checks + 2):
         if attempt:
             deps.clock.sleep(settings.health_check_interval_s)
-        _, result = probe_health(deps, service, operation.data.get("uri", ""))
+        _, result = probe_health(deps, service, DrillData.of(operation).uri)
         if config_problem(result):
             break
         in_a_row = in_a_row + 1 if result.ok else 0
@@ -186,10 +188,12 @@ def _step_roll_back(deps: Deps, operation: Operation) -> Operation:
     child = _existing_rollback(deps, operation)
     if child is None:
         service = deps.managed_service(operation.service)
+        blue = DrillData.of(operation).blue
+        assert blue  # committed before the test revision was sent
         reason = deps.renderer.text("drill.rollback_reason", id=operation.id)
         request = RollbackRequest(
             service=operation.service,
-            revision=operation.data["blue"],
+            revision=blue,
             reason=reason,
             user=BOT_ACTOR,
             channel=operation.channel,
@@ -208,8 +212,9 @@ def _step_roll_back(deps: Deps, operation: Operation) -> Operation:
 
 def _existing_rollback(deps: Deps, operation: Operation) -> Operation | None:
     """The rollback this drill already started (a restart between its start and our commit)."""
-    if operation.data.get("rollback_id"):
-        return deps.store.operations.operation(operation.data["rollback_id"])
+    rollback_id = DrillData.of(operation).rollback_id
+    if rollback_id:
+        return deps.store.operations.operation(rollback_id)
     latest = deps.store.operations.latest_operation(operation.service, "rollback")
     if latest is not None and (latest.data or {}).get("drill") == operation.id:
         return latest
@@ -217,7 +222,7 @@ def _existing_rollback(deps: Deps, operation: Operation) -> Operation | None:
 
 
 def _step_wait_rollback(deps: Deps, operation: Operation) -> Operation:
-    child = deps.store.operations.operation(operation.data["rollback_id"])
+    child = deps.store.operations.operation(DrillData.of(operation).rollback_id)
     assert child is not None
     if child.state not in TERMINAL_STATES:
         due = deps.clock.now() + timedelta(seconds=ROLLBACK_POLL_S)
@@ -252,8 +257,9 @@ def _step_wait_rollback(deps: Deps, operation: Operation) -> Operation:
 def _step_metrics(deps: Deps, operation: Operation) -> Operation:
     service = deps.managed_service(operation.service)
     started = deps.clock.now()
-    base = (service.url or operation.data.get("uri", "")).rstrip("/")
-    audience = operation.data.get("uri", "").rstrip("/") if service.requires_auth else None
+    uri = DrillData.of(operation).uri
+    base = (service.url or uri).rstrip("/")
+    audience = uri.rstrip("/") if service.requires_auth else None
     timeout = deps.config.rollback.health_check_timeout_s
     result = deps.probe.get(base + "/metrics", timeout, audience=audience)
     ok = result.ok and bool(PROMETHEUS_LINE.search(result.detail))
@@ -261,7 +267,7 @@ def _step_metrics(deps: Deps, operation: Operation) -> Operation:
     operation = commit(deps, operation, log=entry)
     if not ok:
         return end(deps, operation, False, {"code": "metrics_failed", "status": result.status})
-    earlier = operation.data.get("outcome")
+    earlier = DrillData.of(operation).outcome
     return end(deps, operation, not earlier, earlier or {"code": "passed"})
 
 
@@ -281,11 +287,12 @@ STEPS = {
 def _safety_then_end(deps: Deps, operation: Operation, outcome: dict[str, Any]) -> Operation:
     """Something failed after the test revision may have taken traffic: roll back first (the
     drill's own rollback) unless the revision that served before still serves all of it."""
+    blue = DrillData.of(operation).blue
     try:
         state = deps.cloudrun.get_service(_ref(deps, operation))
-        safe = operation.data.get("blue") and state.serving() == {operation.data["blue"]: 100}
+        safe = bool(blue) and state.serving() == {blue: 100}
     except CloudRunError:
         safe = False
-    if safe or not operation.data.get("blue"):
+    if safe or not blue:
         return end(deps, operation, False, outcome)
     return commit(deps, operation, "rolling_back", outcome=outcome)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from bot.ops.context import Deps
 from bot.ops.drill.record import commit, end
-from bot.ops.drill.states import DRILL_TAG, HOLDING_STATES
+from bot.ops.drill.states import DRILL_TAG, HOLDING_STATES, DrillData
 from bot.ops.errors import UserError
 from bot.ops.stepping import on_what_it_is
 from bot.store import Operation
@@ -19,7 +19,7 @@ def stand_aside(deps: Deps, operation_id: str, user: str, reason: str = "") -> s
     outcome = {"code": "stood_aside", "by": user, **({"reason": reason[:500]} if reason else {})}
 
     def act(operation: Operation | None) -> Operation | None:
-        if operation is None or operation.state != "deploying" or operation.data.get("blue"):
+        if operation is None or operation.state != "deploying" or DrillData.of(operation).blue:
             return None
         return end(deps, operation, False, outcome, keep_lock=True)
 

@@ -1,5 +1,5 @@
-"""Committing a drill's progress: its next state and data together (compare-and-set), its
-log, and its end (the drill's record, its last state, the result as a new message)."""
+"""Committing a drill's progress: its next state and typed data together (compare-and-set),
+its log, and its end (the drill's record, its last state, the result as a new message)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,21 @@ from datetime import datetime
 from typing import Any
 
 from bot.ops.context import BOT_ACTOR, Deps
+from bot.ops.drill.states import KIND, DrillData
 from bot.ops.drill.view import announce_result, refresh
 from bot.ops.stepping import Record
 from bot.store import Operation
 
 # The next state and data together, only if the drill is still as read (else Superseded: an
 # on-call engineer's rollback that took the drill over is never undone), then the card.
-RECORD = Record("drill", refresh)
-commit = RECORD.commit
+RECORD = Record(KIND, refresh)
+
+
+def commit(deps: Deps, operation: Operation, state: str | None = None, **changes: Any) -> Operation:
+    """The next state and the drill's data with ``changes`` (validated as ``DrillData``)
+    together, compare-and-set, then the card."""
+    data = DrillData.of(operation).changed(**changes)
+    return RECORD.commit(deps, operation, state, **data.stored())
 
 
 def log_step(
@@ -28,7 +35,7 @@ def log_step(
         "s": round((now - started).total_seconds(), 2),
         **facts,
     }
-    return [*operation.data.get("log", []), entry]
+    return [*DrillData.of(operation).log, entry]
 
 
 def end(
@@ -43,21 +50,20 @@ def end(
     now = deps.clock.now()
     state = "succeeded" if passed else "failed"
     operation = commit(deps, operation, outcome=outcome, due_at=None)
-    data = operation.data
-    record_id = data.get("drill_id")  # the record first: a crash before the state reruns this
-    if record_id:
+    data = DrillData.of(operation)
+    if data.drill_id:  # the record first: a crash before the state reruns this
         deps.store.drills.update_drill(
-            record_id,
+            data.drill_id,
             outcome="passed" if passed else "failed",
             finished_at=now,
-            time_to_safe_s=data.get("time_to_safe_s"),
+            time_to_safe_s=data.time_to_safe_s,
             detail={
-                "log": data.get("log", []),
+                "log": data.log,
                 "outcome": outcome,
-                "blue": data.get("blue", ""),
+                "blue": data.blue,
                 "revision": operation.to_revision,
-                "image": data.get("image", ""),
-                "rollback_id": data.get("rollback_id", ""),
+                "image": data.image,
+                "rollback_id": data.rollback_id,
             },
         )
     operation = commit(deps, operation, state)
@@ -70,7 +76,7 @@ def end(
         service=operation.service,
         revision=operation.to_revision,
         operation_id=operation.id,
-        time_to_safe_s=data.get("time_to_safe_s"),
+        time_to_safe_s=data.time_to_safe_s,
         **{k: v for k, v in outcome.items() if k in ("code", "status")},
     )
     deps.store.journal.add_event(operation.id, now, state, actor=BOT_ACTOR, **outcome)

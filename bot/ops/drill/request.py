@@ -7,6 +7,7 @@ from typing import Any
 
 from bot.config import Action, ServiceConfig
 from bot.ops.context import BOT_ACTOR, Deps
+from bot.ops.drill.states import KIND, DrillData
 from bot.ops.drill.view import refresh
 from bot.ops.errors import UserError
 from bot.ops.holding import open_holding
@@ -89,7 +90,7 @@ def _create(deps: Deps, service: ServiceConfig, user: str, slot: str | None) -> 
         deps,
         user,
         now,
-        kind="drill",
+        kind=KIND,
         service=service.name,
         requested_by=user,
         channel=deps.config.team_channel,
@@ -97,7 +98,9 @@ def _create(deps: Deps, service: ServiceConfig, user: str, slot: str | None) -> 
         emergency=False,
         state="starting",
         to_revision=drill_revision_name(service.name, now),
-        data={"requested_at": now.isoformat(), "trigger": "schedule" if slot else "command"},
+        data=DrillData(
+            requested_at=now.isoformat(), trigger="schedule" if slot else "command"
+        ).stored(),
     )
     record = store.drills.create_drill(
         now,
@@ -113,7 +116,8 @@ def _create(deps: Deps, service: ServiceConfig, user: str, slot: str | None) -> 
         store.operations.update_operation(operation.id, now, state="cancelled")
         store.operations.release_lock(service.name, operation.id)
         raise UserError("drill.error.already_started", service=service.name)
-    operation = write_step(deps, operation, "deploying", {"drill_id": record.id})
+    data = DrillData.of(operation).changed(drill_id=record.id)
+    operation = write_step(deps, operation, "deploying", data.stored())
     deps.audit(
         user,
         "drill.requested",

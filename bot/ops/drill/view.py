@@ -7,25 +7,26 @@ from typing import Any
 
 from bot.ops.cards import OperationCard, announce
 from bot.ops.context import Deps
+from bot.ops.drill.states import DrillData
 from bot.ports import Message
 from bot.store import Operation
 
 
 def drill_view(deps: Deps, operation: Operation) -> dict[str, Any]:
-    data = operation.data or {}
+    data = DrillData.of(operation)
     return {
         "id": operation.id,
         "service": operation.service,
         "state": operation.state,
         "requested_by": operation.requested_by,
-        "trigger": data.get("trigger", "command"),
+        "trigger": data.trigger,
         "revision": operation.to_revision,
-        "blue": data.get("blue", ""),
-        "image": data.get("image", ""),
-        "log": data.get("log", []),
-        "outcome": data.get("outcome") or {},
-        "rollback_id": data.get("rollback_id", ""),
-        "time_to_safe_s": data.get("time_to_safe_s"),
+        "blue": data.blue,
+        "image": data.image,
+        "log": data.log,
+        "outcome": data.outcome or {},
+        "rollback_id": data.rollback_id,
+        "time_to_safe_s": data.time_to_safe_s,
         "finished": operation.finished_at is not None,
         "total_s": _total(operation),
     }
