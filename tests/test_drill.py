@@ -12,6 +12,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
+from bot.ops.drill.states import DrillData
 from bot.sandbox.console import Sandbox
 from bot.store import DrillRecord, Operation
 from tests.conftest import sandbox_config
@@ -50,7 +51,7 @@ def started(box: Sandbox) -> list[Operation]:
 def drill_progress(box: Sandbox) -> str:
     """What the drills and rollbacks are doing, for a timeout's message."""
     rows = [
-        (o.kind, o.id, o.state, o.data.get("due_at"), o.lease_owner)
+        (o.kind, o.id, o.state, DrillData.of(o).due_at, o.lease_owner)
         for o in operations(box, "drill")
     ]
     rows += [(o.kind, o.id, o.state, None, o.lease_owner) for o in operations(box, "rollback")]
@@ -200,7 +201,7 @@ def test_the_scheduled_drill_runs_once_however_many_ticks_race() -> None:
             describe=lambda: drill_progress(box),
         )
         (drill,) = started(box)  # a tick that lost the race recorded nothing that ran
-        assert drill.requested_by == "runback" and drill.data["trigger"] == "schedule"
+        assert drill.requested_by == "runback" and DrillData.of(drill).trigger == "schedule"
         assert [d.outcome for d in drills(box)] == ["passed"]
         deploys = [c for c in box.emulator.router.calls.list("run.services.patch")]
         assert len(deploys) == 2, "one deploy, one rollback"
@@ -228,7 +229,7 @@ def test_a_team_that_never_drilled_has_its_first_drill_when_its_schedule_says() 
             describe=lambda: drill_progress(box),
         )
         (scheduled,) = started(box)
-        assert scheduled.data["trigger"] == "schedule"
+        assert DrillData.of(scheduled).trigger == "schedule"
         assert not [t for t in team_texts(box) if "was due" in t], "on time, not missed"
     finally:
         box.close()
