@@ -12,6 +12,7 @@ from sqlalchemy import event, select
 from bot.ops.flags import FINAL_STATES
 from bot.ops.flags.people import roll_back, roll_back_from
 from bot.ops.flags.record import Superseded
+from bot.ops.flags.states import FlagData
 from bot.ops.preemption import rollback_past
 from bot.ops.rollback import RollbackRequest, authorize_request
 from bot.ports import ServiceRef
@@ -106,12 +107,14 @@ def test_flag_on_then_off_each_one_env_patch_checked_watched_and_kept(box: Sandb
 
     run(box, "wait 9m")  # the watch, and Monitoring's minutes ~3 min late
     done = flip(box)
-    assert done.state == "succeeded" and done.data["outcome"]["code"] == "kept"
+    kept = FlagData.of(done)
+    assert done.state == "succeeded" and kept.outcome == {"code": "kept"}
+    assert kept.stored() == {k: v for k, v in done.data.items() if k != "seq"}, "as typed"
     assert serving(box) == {new: 100}
     assert "NEW_CHECKOUT" in card(box) and "Done" in card(box)
     assert len(top_level(box)) == 1, "one live card, updated in place"
-    assert {"watch", "verify", "shift", "deploy"} <= set(done.data["steps"])
-    assert all(step["status"] == "done" for step in done.data["steps"].values())
+    assert {"watch", "verify", "shift", "deploy"} <= set(kept.steps)
+    assert all(step.status == "done" for step in kept.steps.values())
     assert ("flag.requested", "ok") in audit(box) and ("flag.succeeded", "ok") in audit(box)
     assert box.runtime.deps.store.operations.lock_holder(SERVICE) is None
 

@@ -12,7 +12,7 @@ from typing import Any
 from bot.ops.applying import Changes
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.flags.record import RECORD, commit, end
-from bot.ops.flags.states import FLAG_TAG
+from bot.ops.flags.states import FLAG_TAG, FlagData
 from bot.ops.traffic import with_other_tags
 from bot.ports import CloudRunError, EnvVar, TrafficTarget
 from bot.store import Operation
@@ -40,7 +40,8 @@ def _send(
     state = deps.cloudrun.get_service(ref)
     sent = with_other_tags(targets, state, own=(FLAG_TAG,), ride=False)  # each at 0%
     if deploy:
-        env = EnvVar(operation.data["env"], operation.data["text"])
+        flip = FlagData.of(operation)
+        env = EnvVar(flip.env, flip.text)
         base = operation.from_revision
         name = deps.cloudrun.start_env_update(
             ref, base, env, operation.to_revision, sent, state.etag

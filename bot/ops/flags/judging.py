@@ -15,15 +15,9 @@ from datetime import datetime, timedelta
 
 from bot.ops.context import Deps
 from bot.ops.flags.record import commit, end
+from bot.ops.flags.states import FlagData
 from bot.ops.health import probe_health
-from bot.ops.metrics_window import (
-    Decision,
-    decide,
-    judged_until,
-    observing_since,
-    recorded,
-    waiting,
-)
+from bot.ops.metrics_window import Decision, decide, recorded, waiting
 from bot.ops.stepping import due_in, step_ended
 from bot.policy.gates import Verdict
 from bot.store import Operation
@@ -63,7 +57,7 @@ def _keep(deps: Deps, operation: Operation, verdict: Verdict | None) -> Operatio
 
 
 def _last_verdict(operation: Operation) -> Verdict | None:
-    judgements = operation.data.get("judgements") or []
+    judgements = FlagData.of(operation).judgements
     return Verdict(judgements[-1]["verdict"]) if judgements else None
 
 
@@ -82,25 +76,37 @@ def _record_serving(deps: Deps, operation: Operation, now: datetime) -> None:
 def _judge(deps: Deps, operation: Operation) -> Decision:
     service = deps.managed_service(operation.service)
     ref = deps.service_ref(service)
+    flip = FlagData.of(operation)
     return decide(
         deps,
         ref,
         operation.to_revision,
-        lambda: probe_health(deps, service, operation.data.get("uri", ""))[1],
-        not_before=datetime.fromisoformat(operation.data["shifted_at"]),
-        judged_until=judged_until(operation.data),
-        observing=observing_since(operation.data),
+        lambda: probe_health(deps, service, flip.uri)[1],
+        not_before=_time_once_shifted(flip.shifted_at),
+        judged_until=_moment(flip.judged_until),
+        observing=_moment(flip.observing_since),
     )
+
+
+def _moment(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+def _time_once_shifted(text: str | None) -> datetime:
+    """A time a flip keeps once it shifted (it watches only then)."""
+    assert text is not None, "a flip watches only once it shifted"
+    return datetime.fromisoformat(text)
+
+
+def _watch_until(operation: Operation) -> datetime:
+    return _time_once_shifted(FlagData.of(operation).watch_until)
 
 
 def _seen_to_the_end(operation: Operation, decision: Decision) -> bool:
     """Monitoring shows the minutes up to the end of the watch (data time, not the clock)."""
     window = decision.reading.window
-    return window is not None and window.end >= datetime.fromisoformat(
-        operation.data["watch_until"]
-    )
+    return window is not None and window.end >= _watch_until(operation)
 
 
 def _monitoring_too_late(deps: Deps, operation: Operation) -> bool:
-    until = datetime.fromisoformat(operation.data["watch_until"])
-    return deps.clock.now() >= until + MONITORING_LAG_LIMIT
+    return deps.clock.now() >= _watch_until(operation) + MONITORING_LAG_LIMIT

@@ -15,7 +15,7 @@ from bot.ops.flags.record import (
     end,
     event,
 )
-from bot.ops.flags.states import FLAG_TAG, MAX_STEPS_PER_RUN, RUNNING_STATES
+from bot.ops.flags.states import FLAG_TAG, MAX_STEPS_PER_RUN, RUNNING_STATES, FlagData
 from bot.ops.flags.verify import verify_tag
 from bot.ops.stepping import advance, step_ended, step_started
 from bot.ops.traffic import serving_targets
@@ -124,11 +124,11 @@ def _untag(deps: Deps, operation: Operation, outcome: dict[str, Any]) -> Operati
 
 def _step_untagging(deps: Deps, operation: Operation) -> Operation:
     """A restart between deciding to untag and sending it: send it now."""
-    return _untag(deps, operation, operation.data.get("outcome") or {"code": "internal"})
+    return _untag(deps, operation, FlagData.of(operation).outcome or {"code": "internal"})
 
 
 def _after_untag(deps: Deps, operation: Operation, state: ServiceState) -> Operation:
-    outcome = operation.data.get("outcome") or {}
+    outcome = FlagData.of(operation).outcome or {}
     final = "cancelled" if outcome.get("code") == "stopped" else "failed"
     operation = commit(deps, operation, traffic_now=state.serving())
     return end(deps, operation, final, outcome)
@@ -142,13 +142,13 @@ def _step_roll_back(deps: Deps, operation: Operation) -> Operation:
 
 def _after_roll_back(deps: Deps, operation: Operation, state: ServiceState) -> Operation:
     now = deps.clock.now()
-    if "watch" in (operation.data.get("steps") or {}):
+    if "watch" in FlagData.of(operation).steps:
         operation = commit(deps, operation, **step_ended(operation, "watch", now, "failed"))
     deps.store.serving.record_serving(
         operation.service, operation.to_revision, "rolled_back_from", now, operation.id
     )
     operation = commit(deps, operation, traffic_now=state.serving())
-    return end(deps, operation, "rolled_back", operation.data.get("outcome") or {})
+    return end(deps, operation, "rolled_back", FlagData.of(operation).outcome or {})
 
 
 def fail_unexpectedly(deps: Deps, operation_id: str) -> None:
@@ -173,8 +173,8 @@ def fail_unexpectedly(deps: Deps, operation_id: str) -> None:
 def _may_have_traffic(operation: Operation) -> bool:
     if operation.state in ("shifting", "watching"):
         return True
-    pending = operation.data.get("pending") or {}
-    return operation.state == "applying" and pending.get("purpose") in ("shift", "rollback")
+    purpose = FlagData.of(operation).purpose
+    return operation.state == "applying" and purpose in ("shift", "rollback")
 
 
 STEPS = {

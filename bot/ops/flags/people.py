@@ -6,7 +6,7 @@ from __future__ import annotations
 from bot.ops.context import Deps
 from bot.ops.errors import UserError
 from bot.ops.flags.record import RECORD, commit, event
-from bot.ops.flags.states import FINAL_STATES, FLAG_TAG
+from bot.ops.flags.states import FINAL_STATES, FLAG_TAG, KIND, FlagData
 from bot.ops.stepping import on_what_it_is
 from bot.ops.stepping import stand_aside as shared_stand_aside
 from bot.store import Operation
@@ -70,27 +70,24 @@ def stand_aside(deps: Deps, operation_id: str, user: str, reason: str = "") -> s
 
 
 def _no_traffic_yet(operation: Operation) -> bool:
-    pending = operation.data.get("pending") or {}
     return (
         _before_traffic(operation)
         or operation.state == "untagging"
-        or (operation.state == "applying" and pending.get("purpose") == "untag")
+        or (operation.state == "applying" and FlagData.of(operation).purpose == "untag")
     )
 
 
 def _live(deps: Deps, operation_id: str) -> Operation:
     operation = deps.store.operations.operation(operation_id)
-    if operation is None or operation.kind != "flag":
+    if operation is None or operation.kind != KIND:
         raise UserError("notice.unknown_request")
-    pending = (operation.data or {}).get("pending") or {}
     over = operation.state in FINAL_STATES or operation.state in ("rolling_back", "untagging")
-    if over or pending.get("purpose") in ("rollback", "untag"):
+    if over or FlagData.of(operation).purpose in ("rollback", "untag"):
         raise UserError("notice.flag.over", state=operation.state)
     return operation
 
 
 def _before_traffic(operation: Operation) -> bool:
-    pending = operation.data.get("pending") or {}
     return operation.state in ("deploying", "verifying") or (
-        operation.state == "applying" and pending.get("purpose") == "deploy"
+        operation.state == "applying" and FlagData.of(operation).purpose == "deploy"
     )

@@ -9,6 +9,7 @@ from bot.config import ServiceConfig
 from bot.ops.context import Deps
 from bot.ops.errors import UserError
 from bot.ops.flags.record import event
+from bot.ops.flags.states import KIND, FlagBefore, FlagData
 from bot.ops.flags.view import refresh
 from bot.ops.holding import open_holding
 from bot.ops.release import next_revision_name
@@ -156,10 +157,18 @@ def _create(
 ) -> Operation:
     now = deps.clock.now()
     current = flags_in_env(serving.env).get(flag.name)
+    data = FlagData(
+        flag=flag.name,
+        env=flag.env,
+        value=value,
+        text=env_text(value),
+        before=FlagBefore(text=current.text, value=current.value) if current else None,
+        uri=state.uri,
+    )
     operation = open_holding(
         deps,
         now,
-        kind="flag",
+        kind=KIND,
         service=service.name,
         requested_by=request.user,
         channel=request.channel,
@@ -168,16 +177,7 @@ def _create(
         state="deploying",
         from_revision=serving.name,
         to_revision=next_revision_name(service.name, revisions),
-        data={
-            "flag": flag.name,
-            "env": flag.env,
-            "value": value,
-            "text": env_text(value),
-            "before": {"text": current.text, "value": current.value} if current else None,
-            "uri": state.uri,
-            "steps": {},
-            "judgements": [],
-        },
+        data=data.stored(),
     )
     deps.audit(
         request.user,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot.ops.context import Deps
+from bot.ops.flags.states import FlagData
 from bot.ops.health import config_problem, probe_health
 from bot.store import Operation
 
@@ -13,8 +14,9 @@ from bot.store import Operation
 def verify_tag(deps: Deps, operation: Operation) -> dict[str, Any] | None:
     """None when the tag URL is healthy and reads the flag as set; else the outcome to end on."""
     service = deps.managed_service(operation.service)
-    tag_uri = operation.data["tag_uri"]
-    service_uri = operation.data.get("service_uri") or tag_uri
+    flip = FlagData.of(operation)
+    tag_uri = flip.tag_uri
+    service_uri = flip.service_uri or tag_uri
     for _ in range(deps.config.release.smoke_checks):
         _, result = probe_health(
             deps, service, tag_uri, service_url=service_uri, custom_domain=False
@@ -39,7 +41,7 @@ def verify_tag(deps: Deps, operation: Operation) -> dict[str, Any] | None:
             "status": answer.status,
             "seen": answer.detail[:200],
         }
-    said = answer.flags.get(operation.data["flag"])
-    if said is not operation.data["value"]:
+    said = answer.flags.get(flip.flag)
+    if said is not flip.value:
         return {"code": "flag_not_read", "said": said}
     return None

@@ -8,43 +8,43 @@ from typing import Any
 
 from bot.ops.cards import OperationCard
 from bot.ops.context import Deps
-from bot.ops.flags.states import FINAL_STATES, STEPS
+from bot.ops.flags.states import FINAL_STATES, STEPS, FlagData, StepMark
 from bot.ports import Message
 from bot.store import Operation
 
 
 def flag_view(deps: Deps, operation: Operation) -> dict[str, Any]:
-    data = operation.data or {}
-    steps = data.get("steps") or {}
+    data = FlagData.of(operation)
     return {
         "id": operation.id,
         "service": operation.service,
         "state": operation.state,
         "requested_by": operation.requested_by,
         "reason": operation.reason,
-        "flag": data.get("flag", ""),
-        "env": data.get("env", ""),
-        "value": bool(data.get("value")),
-        "before": data.get("before"),
+        "flag": data.flag,
+        "env": data.env,
+        "value": data.value,
+        "before": data.before.model_dump() if data.before else None,
         "previous": operation.from_revision,
         "revision": operation.to_revision,
-        "steps": [_step(name, steps.get(name)) for name in STEPS],
-        "last": (data.get("judgements") or [None])[-1],
-        "waiting": data.get("waiting"),  # for Monitoring's next minute: nothing new to judge
-        "watch_until": _moment(data.get("watch_until")),
+        "steps": [_step(name, data.steps.get(name)) for name in STEPS],
+        "last": data.judgements[-1] if data.judgements else None,
+        # for Monitoring's next minute: nothing new to judge
+        "waiting": data.waiting.model_dump() if data.waiting else None,
+        "watch_until": _moment(data.watch_until),
         "observe_minutes": deps.config.thresholds.observe_minutes,
         "thresholds": deps.config.thresholds.model_dump(),
-        "outcome": data.get("outcome") or {},
-        "traffic_now": data.get("traffic_now"),
+        "outcome": data.outcome or {},
+        "traffic_now": data.traffic_now,
         "health_path": _health_path(deps, operation),
         "buttons": _buttons(operation),
         "total_s": _total_seconds(operation),
     }
 
 
-def _step(name: str, step: dict[str, Any] | None) -> dict[str, Any]:
-    step = step or {}
-    return {"name": name, "status": step.get("status", "pending"), "s": step.get("s")}
+def _step(name: str, step: StepMark | None) -> dict[str, Any]:
+    step = step or StepMark()
+    return {"name": name, "status": step.status, "s": step.s}
 
 
 def _moment(text: str | None) -> datetime | None:
