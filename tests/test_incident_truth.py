@@ -134,7 +134,12 @@ def test_a_recovered_incident_in_observation_can_be_resolved(box: Sandbox) -> No
     assert "incident_resolve" not in buttons(box, incident)
     box.emulator.cloudrun.set_behaviour(BAD, error_rate=0.0)
     box.run_line("wait 6m")
-    assert box.runtime.deps.store.incidents.incident(incident).verdict == "proceed"
+    for _ in range(2):  # seen once in a loaded full run: the verdict a minute later (see #18)
+        if box.runtime.deps.store.incidents.incident(incident).verdict == "proceed":
+            break
+        box.run_line("wait 1m")
+    found = box.runtime.deps.store.incidents.incident(incident)
+    assert found.verdict == "proceed", card(box, incident)
     assert "incident_resolve" in buttons(box, incident)
     box.run_line("as luis")
     box.run_line("click Resolve")
