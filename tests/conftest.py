@@ -41,15 +41,25 @@ def shipped_config() -> Config:
     return load_config(REPO / "app.yaml")
 
 
+# How long the console waits for the bot to stay quiet after each line and each step of a
+# `wait` (app.yaml's sandbox.settle_s, 50 ms): 5 ms here. Every activity is tracked (handlers
+# from before their ack, background work, operations, the courier's deliveries), so the margin
+# only covers hand-overs; at 50 ms it was over a quarter of the flow lane's time.
+TEST_SETTLE_S = 0.005
+
+
 def sandbox_config(**rollback: object) -> Config:
-    """The shipped app.yaml, with health checks that do not sleep (tests wait on nothing).
-    The sandbox has no drill history nor acknowledged procedure, so its rollback-readiness
-    checklist fails: it does not block production releases here (tests/test_readiness.py
-    tests the block)."""
+    """The shipped app.yaml, with health checks that do not sleep (tests wait on nothing) and
+    a console that waits TEST_SETTLE_S for quiet. The sandbox has no drill history nor
+    acknowledged procedure, so its rollback-readiness checklist fails: it does not block
+    production releases here (tests/test_readiness.py tests the block)."""
     config = shipped_config()
     settings = config.rollback.model_copy(update={"health_check_interval_s": 0, **rollback})
     readiness = config.readiness.model_copy(update={"block_production": False})
-    return config.model_copy(update={"rollback": settings, "readiness": readiness})
+    sandbox = config.sandbox.model_copy(update={"settle_s": TEST_SETTLE_S})
+    return config.model_copy(
+        update={"rollback": settings, "readiness": readiness, "sandbox": sandbox}
+    )
 
 
 @pytest.fixture(scope="session")
