@@ -13,16 +13,20 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlencode
+from typing import Any
+from urllib.parse import quote, urlencode
 
 import requests
 import yaml
+from sqlalchemy import text
 
 from bot.config import Config, load_config
+from bot.database import make_engine
 from bot.sandbox.emulator.http import RecordedCall
 from bot.sandbox.emulator.server import Emulator
 from bot.sandbox.seed import SAMPLE_REVISIONS, seed
@@ -230,29 +234,25 @@ class World:
     alert_token: str = field(default_factory=lambda: secrets.token_hex(16))
     _runs: int = 0
 
-    def env(self, port: int, config_path: Path | None = None) -> dict[str, str]:
+    def env(
+        self, port: int, config_path: Path | None = None, database_url: str | None = None
+    ) -> dict[str, str]:
         self._runs += 1
-        env = {
-            **os.environ,
-            **self.emulator.env(),
-            "SLACK_BOT_TOKEN": BOT_TOKEN,
-            "SLACK_SIGNING_SECRET": self.signing_secret,
-            "RUNBACK_ALERT_TOKEN": self.alert_token,
-            "DATABASE_URL": f"sqlite:///{self.tmp / f'runback-{self._runs}.db'}",
-            "PORT": str(port),
-            "HOST": "127.0.0.1",
-            "PYTHONUNBUFFERED": "1",
-        }
-        env.pop("SLACK_APP_TOKEN", None)  # never Socket Mode here
-        if config_path is not None:
-            env["RUNBACK_CONFIG"] = str(config_path)
-        else:
-            env.pop("RUNBACK_CONFIG", None)
-        return env
+        database_url = database_url or f"sqlite:///{self.tmp / f'runback-{self._runs}.db'}"
+        return serve_env(
+            self.emulator,
+            port,
+            database_url,
+            self.signing_secret,
+            config_path,
+            RUNBACK_ALERT_TOKEN=self.alert_token,
+        )
 
-    def launch(self, argv: list[str], config_path: Path | None = None) -> Process:
+    def launch(
+        self, argv: list[str], config_path: Path | None = None, database_url: str | None = None
+    ) -> Process:
         port = free_port()
-        env = self.env(port, config_path)
+        env = self.env(port, config_path, database_url)
         started = time.perf_counter()
         popen = subprocess.Popen(
             argv,
@@ -316,14 +316,73 @@ def make_world(tmp: Path) -> World:
     emulator = Emulator(slack_token=BOT_TOKEN).start()
     seed(emulator, config)
     emulator.cloudrun.operation_delay_s = 0.0
-    raw = yaml.safe_load((ROOT / "app.yaml").read_text(encoding="utf-8"))
-    raw.setdefault("rollback", {}).update(health_checks=1, health_check_interval_s=0)
-    raw.setdefault("readiness", {})["block_production"] = False  # the sandbox never drilled
-    bench_config = tmp / "app.bench.yaml"
-    bench_config.write_text(
-        yaml.safe_dump(raw, sort_keys=False, allow_unicode=True), encoding="utf-8"
-    )
+    bench_config = write_config(tmp / "app.bench.yaml", rollback={"health_checks": 1})
     return World(emulator, config, secrets.token_hex(16), tmp, bench_config)
+
+
+def write_config(path: Path, source: Path = ROOT / "app.yaml", **overrides: Any) -> Path:
+    """``source`` (the shipped app.yaml) written to ``path`` with health checks that do not
+    sleep and production releases not blocked by readiness (the sandbox never drilled). Each of
+    ``overrides`` is a section of the file: a mapping is merged into it, anything else replaces
+    it."""
+    raw = yaml.safe_load(source.read_text(encoding="utf-8"))
+    raw.setdefault("rollback", {})["health_check_interval_s"] = 0
+    raw.setdefault("readiness", {})["block_production"] = False
+    for section, value in overrides.items():
+        if isinstance(value, dict):
+            raw.setdefault(section, {}).update(value)
+        else:
+            raw[section] = value
+    path.write_text(yaml.safe_dump(raw, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def serve_env(
+    emulator: Emulator,
+    port: int,
+    database_url: str,
+    signing_secret: str,
+    config_path: Path | None = None,
+    **extra: str,
+) -> dict[str, str]:
+    """The environment of a `python -m bot serve` (or the minimal app) on ``port`` over HTTP,
+    wired to ``emulator``, with ``extra`` on top; without ``config_path``, the shipped app.yaml."""
+    env = {
+        **os.environ,
+        **emulator.env(),
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": signing_secret,
+        "DATABASE_URL": database_url,
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "PYTHONUNBUFFERED": "1",
+        **extra,
+    }
+    env.pop("SLACK_APP_TOKEN", None)  # never Socket Mode here
+    if config_path is not None:
+        env["RUNBACK_CONFIG"] = str(config_path)
+    else:
+        env.pop("RUNBACK_CONFIG", None)
+    return env
+
+
+@contextmanager
+def fresh_schema(url: str, prefix: str = "runback_bench") -> Iterator[str]:
+    """A schema of its own on the PostgreSQL server at ``url`` (named ``prefix`` and a random
+    suffix); yields the URL that uses it, and drops it with all it holds afterwards."""
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = make_engine(url)
+    try:
+        with admin.begin() as connection:
+            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+        separator = "&" if "?" in url else "?"
+        try:
+            yield f"{url}{separator}options={quote(f'-csearch_path={schema}')}"
+        finally:
+            with admin.begin() as connection:
+                connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    finally:
+        admin.dispose()
 
 
 def reseed_service(world: World) -> None:

@@ -3,7 +3,6 @@ release's backup, Runback's database held during it, and a replay after ``kill -
 
 from __future__ import annotations
 
-import os
 import secrets
 import signal
 import subprocess
@@ -13,9 +12,9 @@ import time
 from pathlib import Path
 
 import requests
-import yaml
 from sqlalchemy import func, select, text
 
+from bench.common import BOT_TOKEN, free_port, serve_env, write_config
 from bench.hostile_requests import (
     DROP,
     FLAG,
@@ -130,31 +129,14 @@ def hold_database(box: Sandbox, seconds: float) -> None:
 
 def replay_after_restart(results: list[Result], backend: str) -> None:
     """`python -m bot serve`, a signed /rollback, kill -9, restart, the same bytes again."""
-    secret, token = secrets.token_hex(16), "xoxb-hostile"
+    secret = secrets.token_hex(16)
     with tempfile.TemporaryDirectory() as tmp, database(backend) as pg_url:
         url = pg_url or f"sqlite:///{Path(tmp) / 'runback.db'}"
-        data = yaml.safe_load((ROOT / "app.yaml").read_text())
-        data["rollback"]["health_check_interval_s"] = 0
-        data.setdefault("readiness", {})["block_production"] = False
-        path = Path(tmp) / "app.yaml"
-        path.write_text(yaml.safe_dump(data))
-        emulator = Emulator(slack_token=token).start()
+        path = write_config(Path(tmp) / "app.yaml")
+        emulator = Emulator(slack_token=BOT_TOKEN).start()
         seed(emulator, load_config(path))
-        from bench.common import free_port
-
         port = free_port()
-        env = {
-            **os.environ,
-            **emulator.env(),
-            "SLACK_BOT_TOKEN": token,
-            "SLACK_SIGNING_SECRET": secret,
-            "PORT": str(port),
-            "HOST": "127.0.0.1",
-            "DATABASE_URL": url,
-            "RUNBACK_CONFIG": str(path),
-            "RUNBACK_LEASE_S": "1",
-        }
-        env.pop("SLACK_APP_TOKEN", None)
+        env = serve_env(emulator, port, url, secret, path, RUNBACK_LEASE_S="1")
         events = f"http://127.0.0.1:{port}/slack/events"
         process = start_bot(env, port, Path(tmp) / "bot-1.log")
         store = Store(url)

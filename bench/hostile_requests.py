@@ -7,20 +7,19 @@ from __future__ import annotations
 import json
 import os
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 import requests
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
+from bench.common import fresh_schema
 from bot.config import Config, load_config
-from bot.database import make_engine
 from bot.policy.migrations import MAX_SQL_CHARS
 from bot.sandbox.console import Sandbox
 from bot.sandbox.slack_payloads import (
@@ -80,18 +79,8 @@ def database(backend: str) -> Iterator[str]:
     if backend == "sqlite":
         yield ""
         return
-    url = os.environ["DATABASE_URL_POSTGRES"]
-    schema = f"runback_hostile_{uuid.uuid4().hex[:10]}"
-    admin = make_engine(url)
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    separator = "&" if "?" in url else "?"
-    try:
-        yield f"{url}{separator}options={quote(f'-csearch_path={schema}')}"
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with fresh_schema(os.environ["DATABASE_URL_POSTGRES"], "runback_hostile") as url:
+        yield url
 
 
 @contextmanager

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -26,29 +25,25 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import requests
-import yaml
-from sqlalchemy import text
 
 from bench.common import (
     BOT_ARGV,
     NEWEST,
-    ROOT,
     SERVICE,
     BenchError,
     Process,
     SlackSender,
     World,
-    free_port,
+    fresh_schema,
     make_world,
     ms,
     progress,
     reseed_service,
     wait_until,
+    write_config,
 )
-from bot.database import make_engine
 from bot.sandbox.seed import alert_payload
 from bot.sandbox.slack_payloads import button_click, find_button, signed_headers
 from bot.store import Store
@@ -60,43 +55,15 @@ TECH_LEAD, DEVELOPER = "U0SOFIA", "U0LUIS"
 
 
 @contextmanager
-def fresh_schema(url: str) -> Iterator[str]:
-    """A schema of its own on the server at ``url``; yields the URL that uses it."""
-    schema = f"runback_bench_{uuid.uuid4().hex[:12]}"
-    admin = make_engine(url)
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    separator = "&" if "?" in url else "?"
-    try:
-        yield f"{url}{separator}options={quote(f'-csearch_path={schema}')}"
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-
-@contextmanager
 def two_instances(world: World, database_url: str) -> Iterator[list[Process]]:
     Store(database_url).close()  # the tables exist before either instance starts
     config = world.tmp / "app.instances.yaml"
-    raw = yaml.safe_load(world.bench_config.read_text(encoding="utf-8"))
-    raw["rollback"]["repeat_window_minutes"] = 0  # every round rolls back, never asks first
-    config.write_text(yaml.safe_dump(raw, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    # every round rolls back, never asks first
+    write_config(config, world.bench_config, rollback={"repeat_window_minutes": 0})
     processes = []
     try:
         for _ in range(2):
-            port = free_port()
-            env = {**world.env(port, config), "DATABASE_URL": database_url}
-            started = time.perf_counter()
-            popen = subprocess.Popen(
-                BOT_ARGV,
-                cwd=ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-            )
-            processes.append(Process(BOT_ARGV, env, port, popen, started))
+            processes.append(world.launch(BOT_ARGV, config, database_url))
         for process in processes:
             world.first_ack(process)
         yield processes

@@ -380,6 +380,10 @@ class Sandbox(Strict):
     users: dict[str, SandboxUser] = {}
     usergroups: dict[str, SandboxGroup] = {}
     channels: dict[str, str] = {}
+    # The console shows a line's output, and `wait` moves sandbox time on, once the bot has
+    # been quiet this long: a margin for work that starts just after other work ends. Every
+    # `wait` pays it at each step that falls due on the way (the test suite sets it lower).
+    settle_s: float = Field(default=0.05, ge=0, le=5)
 
 
 class Config(Strict):

@@ -3,25 +3,18 @@
 from __future__ import annotations
 
 import functools
-import os
 import shutil
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
-import yaml
-from sqlalchemy import text
 
 from bot.config import Config, load_config
-from bot.database import make_engine
 from bot.sandbox.console import Sandbox
 from bot.sandbox.emulator.server import Emulator
-from bot.sandbox.seed import seed
 from bot.store import Store
-from tests.db import postgres_url
-from tests.helpers import REPO, SECRET, TOKEN, BotProcess, free_port
+from tests.db import postgres_schema
+from tests.helpers import REPO, BotProcess, bot_config, bot_on_emulators
 from tests.lanes import lane_of
 
 
@@ -48,15 +41,36 @@ def shipped_config() -> Config:
     return load_config(REPO / "app.yaml")
 
 
+# How long the console waits for the bot to stay quiet after each line and each step of a
+# `wait` (app.yaml's sandbox.settle_s, 50 ms): 5 ms here. Every activity is tracked (handlers
+# from before their ack, background work, operations, the courier's deliveries), so the margin
+# only covers hand-overs; at 50 ms it was over a quarter of the flow lane's time.
+TEST_SETTLE_S = 0.005
+# Cloud SQL operations are polled every 30 s of sandbox time, not 10 (app.yaml): a restore
+# (5 min creating the clone, 10 restoring) is 30 polls instead of 90, each a step of `wait`
+# with its tick, card update and queries. The same code runs; restore tests took a third less.
+TEST_CLOUD_SQL_POLL_S = 30
+
+
 def sandbox_config(**rollback: object) -> Config:
-    """The shipped app.yaml, with health checks that do not sleep (tests wait on nothing).
+    """The shipped app.yaml, with health checks that do not sleep (tests wait on nothing), a
+    console that waits TEST_SETTLE_S for quiet and Cloud SQL polled every TEST_CLOUD_SQL_POLL_S.
     The sandbox has no drill history nor acknowledged procedure, so its rollback-readiness
-    checklist fails: it does not block production releases here (tests/test_readiness.py
-    tests the block)."""
+    checklist fails: it does not block production releases here (tests/test_readiness.py tests
+    the block)."""
     config = shipped_config()
     settings = config.rollback.model_copy(update={"health_check_interval_s": 0, **rollback})
     readiness = config.readiness.model_copy(update={"block_production": False})
-    return config.model_copy(update={"rollback": settings, "readiness": readiness})
+    sandbox = config.sandbox.model_copy(update={"settle_s": TEST_SETTLE_S})
+    backups = config.backups.model_copy(update={"poll_interval_s": TEST_CLOUD_SQL_POLL_S})
+    return config.model_copy(
+        update={
+            "rollback": settings,
+            "readiness": readiness,
+            "sandbox": sandbox,
+            "backups": backups,
+        }
+    )
 
 
 @pytest.fixture(scope="session")
@@ -83,54 +97,22 @@ def sandbox(migrated_sqlite: Path, tmp_path: Path) -> Iterator[Sandbox]:
 @pytest.fixture
 def pg_sandbox() -> Iterator[Sandbox]:
     """The sandbox on a PostgreSQL schema of its own (dropped afterwards), as instances share it."""
-    url = postgres_url()
-    schema = f"runback_fit_{uuid.uuid4().hex[:12]}"
-    admin = make_engine(url)
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    separator = "&" if "?" in url else "?"
-    box = Sandbox(
-        sandbox_config(),
-        retry_deadline_s=1.5,
-        database_url=f"{url}{separator}options={quote(f'-csearch_path={schema}')}",
-    )
-    try:
-        yield box
-    finally:
-        box.close()
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with postgres_schema("runback_fit") as database_url:
+        box = Sandbox(sandbox_config(), retry_deadline_s=1.5, database_url=database_url)
+        try:
+            yield box
+        finally:
+            box.close()
 
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[tuple[Emulator, BotProcess]]:
     """`python -m bot serve` (not started yet) on its own SQLite file, wired to the emulators."""
-    config_data = yaml.safe_load((REPO / "app.yaml").read_text())
-    config_data["rollback"]["health_check_interval_s"] = 0
-    config_data.setdefault("readiness", {})["block_production"] = False  # as sandbox_config
     # One instance at a time: a delivery the killed bot had claimed is free again after 2 s,
     # not 20 (nobody else could be delivering it meanwhile).
-    config_data["slack"] = {"claim_s": 2}
-    config_path = tmp_path / "app.yaml"
-    config_path.write_text(yaml.safe_dump(config_data))
-    emulator = Emulator(slack_token=TOKEN).start()
-    seed(emulator, load_config(config_path))
-    port = free_port()
-    env = {
-        **os.environ,
-        **emulator.env(),
-        "SLACK_BOT_TOKEN": TOKEN,
-        "SLACK_SIGNING_SECRET": SECRET,
-        "PORT": str(port),
-        "HOST": "127.0.0.1",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'runback.db'}",
-        "RUNBACK_CONFIG": str(config_path),
-        "RUNBACK_LEASE_S": "1",
-    }
-    bot = BotProcess(env, port, tmp_path)
-    try:
-        yield emulator, bot
-    finally:
-        bot.stop()
-        emulator.stop()
+    config_path = bot_config(tmp_path, slack={"claim_s": 2})
+    database_url = f"sqlite:///{tmp_path / 'runback.db'}"
+    with bot_on_emulators(
+        BotProcess, tmp_path, database_url, config_path, RUNBACK_LEASE_S="1"
+    ) as world:
+        yield world

@@ -45,10 +45,11 @@ def _with_search_path(url: str, schema: str) -> str:
 
 
 @contextmanager
-def postgres_schema() -> Iterator[str]:
-    """The URL of a new, empty PostgreSQL schema, dropped afterwards."""
+def postgres_schema(prefix: str = "runback_test") -> Iterator[str]:
+    """The URL of a new, empty PostgreSQL schema (named ``prefix`` and a random suffix, so a
+    leftover one says which tests made it), dropped with all it holds afterwards."""
     url = postgres_url()
-    schema = f"runback_test_{uuid.uuid4().hex[:12]}"
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = make_engine(url)
     try:
         with admin.begin() as connection:

@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import requests
+import yaml
 
+from bot.config import load_config
+from bot.sandbox.emulator.server import Emulator
+from bot.sandbox.seed import seed
 from bot.sandbox.slack_payloads import signed_headers, slash_command
 from bot.store import Operation, Store
 
 if TYPE_CHECKING:
     from bot.sandbox.console import Sandbox
-    from bot.sandbox.emulator.server import Emulator
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "test-signing-secret"  # the Slack signing secret of a `python -m bot serve` under test
@@ -104,6 +109,48 @@ def patches(box: Sandbox) -> list[Any]:
 # -- `python -m bot serve` as a process ----------------------------------------------------------
 
 
+def bot_config(tmp_path: Path, **overrides: Any) -> Path:
+    """The shipped app.yaml as ``tmp_path / "app.yaml"`` for a bot under test: health checks that
+    do not sleep, and production releases not blocked by the sandbox's failing readiness
+    checklist (as conftest's ``sandbox_config``). Each of ``overrides`` is a section of the file:
+    a mapping is merged into it, anything else replaces it."""
+    data = yaml.safe_load((REPO / "app.yaml").read_text())
+    data["rollback"]["health_check_interval_s"] = 0
+    data.setdefault("readiness", {})["block_production"] = False
+    for section, value in overrides.items():
+        if isinstance(value, dict):
+            data.setdefault(section, {}).update(value)
+        else:
+            data[section] = value
+    path = tmp_path / "app.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def serve_env(
+    emulator: Emulator, port: int, database_url: str, config_path: Path, **extra: str
+) -> dict[str, str]:
+    """The environment of a `python -m bot serve` on ``port`` over HTTP, wired to ``emulator``:
+    the test's own environment without Runback's, Cloud Run's (``K_*``) or Socket Mode's
+    variables, so only these and ``extra`` (e.g. ``RUNBACK_LEASE_S="1"``) configure it."""
+    inherited = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("RUNBACK_", "K_")) and key != "SLACK_APP_TOKEN"
+    }
+    return {
+        **inherited,
+        **emulator.env(),
+        "SLACK_BOT_TOKEN": TOKEN,
+        "SLACK_SIGNING_SECRET": SECRET,
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "DATABASE_URL": database_url,
+        "RUNBACK_CONFIG": str(config_path),
+        **extra,
+    }
+
+
 class BotProcess:
     """``python -m bot serve`` in its own process, with its output in a log file."""
 
@@ -176,6 +223,28 @@ class BotProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=10)
+
+
+B = TypeVar("B", bound=BotProcess)
+
+
+@contextmanager
+def bot_on_emulators(
+    kind: type[B], tmp_path: Path, database_url: str, config_path: Path, **extra: str
+) -> Iterator[tuple[Emulator, B]]:
+    """A ``kind`` of `python -m bot serve` (not started yet) on ``database_url``, wired to
+    emulators seeded from ``config_path``; stopped, and the emulators too, afterwards."""
+    emulator = Emulator(slack_token=TOKEN).start()
+    try:
+        seed(emulator, load_config(config_path))
+        port = free_port()
+        bot = kind(serve_env(emulator, port, database_url, config_path, **extra), port, tmp_path)
+        try:
+            yield emulator, bot
+        finally:
+            bot.stop()
+    finally:
+        emulator.stop()
 
 
 def send_command(

@@ -137,7 +137,8 @@ def test_a_failed_backup_says_so(box: Sandbox) -> None:
 def test_a_backup_survives_cloud_sql_being_briefly_unreachable(box: Sandbox) -> None:
     run(box, "as marta", "/ops backup wa-backend")
     run(box, "fault sql.operations.get 503 20")  # more than the adapter's retries
-    out = run(box, "wait 10s")  # one poll falls due (time passes poll by poll)
+    # one poll falls due (time passes poll by poll; sandbox_config polls every 30 s)
+    out = run(box, f"wait {box.config.backups.poll_interval_s:g}s")
     assert "did not answer the last check" in out
     box.emulator.router.faults.clear()
     assert "is done" in run(box, "wait 3m")

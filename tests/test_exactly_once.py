@@ -10,29 +10,26 @@ repeats the race several times: it showed in about half the runs."""
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from sqlalchemy import text
 
 from bot.config import load_config
-from bot.database import make_engine
 from bot.sandbox.emulator.http import Fault
 from bot.sandbox.emulator.server import Emulator
 from bot.sandbox.seed import seed
 from bot.sandbox.slack_payloads import slash_command
 from bot.store import Store
-from tests.db import _with_search_path, postgres_url
-from tests.helpers import REPO, SECRET, TOKEN, BotProcess, free_port, wait_until
+from tests.db import postgres_schema
+from tests.helpers import REPO, TOKEN, BotProcess, bot_config, free_port, serve_env, wait_until
 from tests.test_instances import CHANNEL, Instance, concurrently, post_signed
 
 ON_CALL = "U0ANA"
@@ -117,19 +114,16 @@ class World:
 
 
 def _config(tmp_path: Path) -> Path:
-    data = yaml.safe_load((REPO / "app.yaml").read_text())
-    data["rollback"]["health_check_interval_s"] = 0
-    data.setdefault("readiness", {})["block_production"] = False
-    template = next(s for s in data["services"] if s["name"] == "wa-backend")
+    services = yaml.safe_load((REPO / "app.yaml").read_text())["services"]
+    template = next(s for s in services if s["name"] == "wa-backend")
     for index in range(len(ROUNDS)):
         service = {k: v for k, v in template.items() if k != "database"}
-        data["services"].append({**service, "name": f"wa-round{index}"})
-    path = tmp_path / "app.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+        services.append({**service, "name": f"wa-round{index}"})
+    return bot_config(tmp_path, services=services)
 
 
-def _world(tmp_path: Path, database_url: str, instances: int) -> World:
+@contextmanager
+def _world(tmp_path: Path, database_url: str, instances: int) -> Iterator[World]:
     config_path = _config(tmp_path)
     emulator = Emulator(slack_token=TOKEN).start()
     seed(emulator, load_config(config_path))
@@ -138,41 +132,11 @@ def _world(tmp_path: Path, database_url: str, instances: int) -> World:
     bots: list[BotProcess] = []
     for index in range(instances):
         port = free_port()
-        env = {
-            **os.environ,
-            **emulator.env(),
-            "SLACK_BOT_TOKEN": TOKEN,
-            "SLACK_SIGNING_SECRET": SECRET,
-            "PORT": str(port),
-            "HOST": "127.0.0.1",
-            "DATABASE_URL": database_url,
-            "RUNBACK_CONFIG": str(config_path),
-        }
-        env.pop("SLACK_APP_TOKEN", None)
         log_dir = tmp_path / f"bot{index}"
         log_dir.mkdir()
+        env = serve_env(emulator, port, database_url, config_path)
         bots.append(Instance(env, port, log_dir))
-    return World(emulator, bots, store, _Hangs())
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
-    if request.param == "sqlite":
-        built = _world(tmp_path, f"sqlite:///{tmp_path / 'runback.db'}", instances=1)
-        drop: Callable[[], None] = lambda: None  # noqa: E731
-    else:
-        url = postgres_url()
-        schema = f"runback_once_{uuid.uuid4().hex[:12]}"
-        admin = make_engine(url)
-        with admin.begin() as connection:
-            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-        built = _world(tmp_path, _with_search_path(url, schema), instances=2)
-
-        def drop() -> None:
-            with admin.begin() as connection:
-                connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-            admin.dispose()
-
+    built = World(emulator, bots, store, _Hangs())
     try:
         for bot in built.bots:
             bot.start()
@@ -183,7 +147,19 @@ def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
         built.hangs.close()
         built.emulator.stop()
         built.store.close()
-        drop()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
+    if request.param == "sqlite":
+        with _world(tmp_path, f"sqlite:///{tmp_path / 'runback.db'}", instances=1) as built:
+            yield built
+    else:
+        with (
+            postgres_schema("runback_once") as database_url,
+            _world(tmp_path, database_url, instances=2) as built,
+        ):
+            yield built
 
 
 def _fire(world: World, service: str, mode: str) -> None:

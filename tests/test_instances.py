@@ -6,9 +6,7 @@ Each test gets a schema of its own on the server in ``DATABASE_URL_POSTGRES`` (s
 from __future__ import annotations
 
 import itertools
-import os
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -18,17 +16,24 @@ from typing import Any
 import pytest
 import requests
 import yaml
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from bot.config import load_config
-from bot.database import make_engine
 from bot.sandbox.emulator.http import Fault
 from bot.sandbox.emulator.server import Emulator
 from bot.sandbox.seed import alert_payload, seed
 from bot.sandbox.slack_payloads import button_click, find_button, signed_headers, slash_command
 from bot.store import AuditRecord, IncidentRecord, Operation, Store
-from tests.db import _with_search_path, postgres_url
-from tests.helpers import REPO, SECRET, TOKEN, BotProcess, free_port, wait_until
+from tests.db import postgres_schema
+from tests.helpers import (
+    SECRET,
+    TOKEN,
+    BotProcess,
+    bot_config,
+    free_port,
+    serve_env,
+    wait_until,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -90,54 +95,36 @@ class Pair:
 
 @pytest.fixture
 def pair(tmp_path: Path) -> Iterator[Pair]:
-    url = postgres_url()
-    schema = f"runback_instances_{uuid.uuid4().hex[:12]}"
-    admin = make_engine(url)
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    database_url = _with_search_path(url, schema)
-    store = Store(database_url)  # the tables exist before either instance starts
-    config_data = yaml.safe_load((REPO / "app.yaml").read_text())
-    config_data["rollback"]["health_check_interval_s"] = 0
-    config_data.setdefault("readiness", {})["block_production"] = False  # as sandbox_config
     # A delivery the killed instance had claimed is the survivor's after 5 s, not 20: still
     # far longer than a delivery to the emulator takes, so the two never send one twice.
-    config_data["slack"] = {"claim_s": 5}
-    config_path = tmp_path / "app.yaml"
-    config_path.write_text(yaml.safe_dump(config_data))
-    emulator = Emulator(slack_token=TOKEN).start()
-    seed(emulator, load_config(config_path))
-    bots = []
-    for name in ("a", "b"):
-        port = free_port()
-        env = {
-            **os.environ,
-            **emulator.env(),
-            "SLACK_BOT_TOKEN": TOKEN,
-            "SLACK_SIGNING_SECRET": SECRET,
-            "PORT": str(port),
-            "HOST": "127.0.0.1",
-            "DATABASE_URL": database_url,
-            "RUNBACK_CONFIG": str(config_path),
-            "RUNBACK_LEASE_S": str(LEASE_S),
-            "RUNBACK_ALERT_TOKEN": ALERT_TOKEN,
-            "RUNBACK_TICK_TOKEN": TICK_TOKEN,
-        }
-        env.pop("SLACK_APP_TOKEN", None)
-        log_dir = tmp_path / name
-        log_dir.mkdir()
-        bots.append(Instance(env, port, log_dir))
-    world = Pair(emulator, bots[0], bots[1], config_path, store)
-    try:
-        yield world
-    finally:
-        for bot in bots:
-            bot.stop()
-        emulator.stop()
-        store.close()
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    config_path = bot_config(tmp_path, slack={"claim_s": 5})
+    with postgres_schema("runback_instances") as database_url:
+        store = Store(database_url)  # the tables exist before either instance starts
+        emulator = Emulator(slack_token=TOKEN).start()
+        seed(emulator, load_config(config_path))
+        bots = []
+        for name in ("a", "b"):
+            port = free_port()
+            env = serve_env(
+                emulator,
+                port,
+                database_url,
+                config_path,
+                RUNBACK_LEASE_S=str(LEASE_S),
+                RUNBACK_ALERT_TOKEN=ALERT_TOKEN,
+                RUNBACK_TICK_TOKEN=TICK_TOKEN,
+            )
+            log_dir = tmp_path / name
+            log_dir.mkdir()
+            bots.append(Instance(env, port, log_dir))
+        world = Pair(emulator, bots[0], bots[1], config_path, store)
+        try:
+            yield world
+        finally:
+            for bot in bots:
+                bot.stop()
+            emulator.stop()
+            store.close()
 
 
 def wait_logged(pair: Pair, predicate: Callable[[], Any], timeout_s: float, what: str) -> None:

@@ -5,27 +5,20 @@ Each case runs `python -m bot serve` as users run it, against the emulators."""
 
 from __future__ import annotations
 
-import os
 import time
-import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 import requests
-import yaml
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
-from bot.config import load_config
-from bot.database import make_engine
 from bot.sandbox.emulator.server import Emulator
-from bot.sandbox.seed import seed
 from bot.sandbox.slack_payloads import signed_headers, slash_command
 from bot.store import Operation
 from bot.web import changes_state
-from tests.db import BACKENDS, _with_search_path, postgres_url
-from tests.helpers import REPO, SECRET, TOKEN, BotProcess, free_port, wait_until
+from tests.db import BACKENDS, empty_database
+from tests.helpers import SECRET, BotProcess, bot_config, bot_on_emulators, wait_until
 
 SERVICE = "wa-backend"
 CHANNEL = "C0INCIDENTS"
@@ -36,47 +29,14 @@ def bot_world(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[tuple[Emulator, BotProcess]]:
     """One `python -m bot serve` on the emulators, on SQLite or on a PostgreSQL schema."""
-    with ExitStack() as stack:
-        if request.param == "postgresql":
-            url = postgres_url()
-            schema = f"runback_replay_{uuid.uuid4().hex[:12]}"
-            admin = make_engine(url)
-            stack.callback(admin.dispose)
-            with admin.begin() as connection:
-                connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-
-            def drop() -> None:
-                with admin.begin() as connection:
-                    connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-
-            stack.callback(drop)
-            database_url = _with_search_path(url, schema)
-        else:
-            database_url = f"sqlite:///{tmp_path / 'runback.db'}"
-        config_data = yaml.safe_load((REPO / "app.yaml").read_text())
-        config_data["rollback"]["health_check_interval_s"] = 0
-        config_data.setdefault("readiness", {})["block_production"] = False
-        config_path = tmp_path / "app.yaml"
-        config_path.write_text(yaml.safe_dump(config_data))
-        emulator = Emulator(slack_token=TOKEN).start()
-        stack.callback(emulator.stop)
-        seed(emulator, load_config(config_path))
-        port = free_port()
-        env = {
-            **os.environ,
-            **emulator.env(),
-            "SLACK_BOT_TOKEN": TOKEN,
-            "SLACK_SIGNING_SECRET": SECRET,
-            "PORT": str(port),
-            "HOST": "127.0.0.1",
-            "DATABASE_URL": database_url,
-            "RUNBACK_CONFIG": str(config_path),
-            "RUNBACK_LEASE_S": "1",
-        }
-        env.pop("SLACK_APP_TOKEN", None)
-        bot = BotProcess(env, port, tmp_path)
-        stack.callback(bot.stop)
-        yield emulator, bot
+    config_path = bot_config(tmp_path)
+    with (
+        empty_database(request.param, tmp_path) as database_url,
+        bot_on_emulators(
+            BotProcess, tmp_path, database_url, config_path, RUNBACK_LEASE_S="1"
+        ) as world,
+    ):
+        yield world
 
 
 def signed_command(emulator: Emulator, command: str, text: str, user: str = "U0ANA"):

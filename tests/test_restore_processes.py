@@ -4,24 +4,16 @@ Cloud SQL operation and goes on (issue 21: on PostgreSQL it ended "failed")."""
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
-import yaml
-from sqlalchemy import text
 
-from bot.config import load_config
-from bot.database import make_engine
 from bot.sandbox.emulator.http import Fault
 from bot.sandbox.emulator.server import Emulator
-from bot.sandbox.seed import seed
 from bot.sandbox.slack_payloads import find_button
-from tests.db import postgres_url
-from tests.helpers import REPO, SECRET, TOKEN, BotProcess, free_port, send_command, wait_until
+from tests.db import empty_database
+from tests.helpers import BotProcess, bot_config, bot_on_emulators, send_command, wait_until
 from tests.test_processes import click
 
 NEWEST = "1700000000003"  # wa-backend-db's newest automated backup in the sandbox
@@ -29,48 +21,16 @@ NEWEST = "1700000000003"  # wa-backend-db's newest automated backup in the sandb
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Emulator, BotProcess]]:
-    config_data = yaml.safe_load((REPO / "app.yaml").read_text())
-    config_data["rollback"]["health_check_interval_s"] = 0
-    config_data.setdefault("readiness", {})["block_production"] = False
-    config_data["backups"]["poll_interval_s"] = 0.5
-    config_path = tmp_path / "app.yaml"
-    config_path.write_text(yaml.safe_dump(config_data))
-    schema = ""
-    if request.param == "postgresql":
-        url = postgres_url()
-        schema = f"runback_kill_{uuid.uuid4().hex[:12]}"
-        admin = make_engine(url)
-        with admin.begin() as connection:
-            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-        separator = "&" if "?" in url else "?"
-        database_url = f"{url}{separator}options={quote(f'-csearch_path={schema}')}"
-    else:
-        database_url = f"sqlite:///{tmp_path / 'runback.db'}"
-    emulator = Emulator(slack_token=TOKEN).start()
-    seed(emulator, load_config(config_path))
-    emulator.sqladmin.set_durations(CREATE=2, RESTORE_VOLUME=6)
-    port = free_port()
-    env = {
-        **os.environ,
-        **emulator.env(),
-        "SLACK_BOT_TOKEN": TOKEN,
-        "SLACK_SIGNING_SECRET": SECRET,
-        "PORT": str(port),
-        "HOST": "127.0.0.1",
-        "DATABASE_URL": database_url,
-        "RUNBACK_CONFIG": str(config_path),
-        "RUNBACK_LEASE_S": "1",
-    }
-    bot = BotProcess(env, port, tmp_path)
-    try:
+    config_path = bot_config(tmp_path, backups={"poll_interval_s": 0.5})
+    with (
+        empty_database(request.param, tmp_path) as database_url,
+        bot_on_emulators(BotProcess, tmp_path, database_url, config_path, RUNBACK_LEASE_S="1") as (
+            emulator,
+            bot,
+        ),
+    ):
+        emulator.sqladmin.set_durations(CREATE=2, RESTORE_VOLUME=6)
         yield emulator, bot
-    finally:
-        bot.stop()
-        emulator.stop()
-        if schema:
-            with admin.begin() as connection:
-                connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-            admin.dispose()
 
 
 def ask_and_approve(emulator: Emulator, bot: BotProcess) -> None:

@@ -5,7 +5,6 @@ step and a flag watch forward, and the instance says at start that its CPU is th
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -14,14 +13,13 @@ from typing import Any, TypeVar
 
 import pytest
 import requests
-import yaml
 from sqlalchemy import select
 
 from bot.config import load_config
 from bot.sandbox.emulator.server import Emulator
-from bot.sandbox.seed import RUNBACK_REVISION, RUNBACK_SERVICE, seed, seed_runback
+from bot.sandbox.seed import RUNBACK_REVISION, RUNBACK_SERVICE, seed_runback
 from bot.store import Operation
-from tests.helpers import REPO, SECRET, TOKEN, BotProcess, free_port, send_command
+from tests.helpers import BotProcess, bot_config, bot_on_emulators, send_command
 
 T = TypeVar("T")
 TICK_TOKEN = "tick-token-for-the-throttled-instance"
@@ -71,39 +69,22 @@ class ThrottledInstance(BotProcess):
 
 @pytest.fixture
 def instance(tmp_path: Path) -> Iterator[tuple[Emulator, ThrottledInstance]]:
-    data = yaml.safe_load((REPO / "app.yaml").read_text())
-    data["rollback"]["health_check_interval_s"] = 0
-    data.setdefault("readiness", {})["block_production"] = False
-    data["release"].update(warmup_s=1, judge_interval_s=1)
-    config_path = tmp_path / "app.yaml"
-    config_path.write_text(yaml.safe_dump(data))
-    emulator = Emulator(slack_token=TOKEN).start()
+    config_path = bot_config(tmp_path, release={"warmup_s": 1, "judge_interval_s": 1})
     config = load_config(config_path)
-    seed(emulator, config)
-    seed_runback(emulator, config, cpu_idle=True)  # deployed with request-based billing
-    port = free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("RUNBACK_", "K_"))},
-        **emulator.env(),
-        "SLACK_BOT_TOKEN": TOKEN,
-        "SLACK_SIGNING_SECRET": SECRET,
-        "PORT": str(port),
-        "HOST": "127.0.0.1",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'runback.db'}",
-        "RUNBACK_CONFIG": str(config_path),
-        "RUNBACK_TICK_TOKEN": TICK_TOKEN,
-        "RUNBACK_TICK_DEADLINE_S": "30",
-        "GOOGLE_CLOUD_PROJECT": config.services[0].project,
+    with bot_on_emulators(
+        ThrottledInstance,
+        tmp_path,
+        f"sqlite:///{tmp_path / 'runback.db'}",
+        config_path,
+        RUNBACK_TICK_TOKEN=TICK_TOKEN,
+        RUNBACK_TICK_DEADLINE_S="30",
+        GOOGLE_CLOUD_PROJECT=config.services[0].project,
         # what Cloud Run sets in every instance
-        "K_SERVICE": RUNBACK_SERVICE,
-        "K_REVISION": RUNBACK_REVISION,
-    }
-    bot = ThrottledInstance(env, port, tmp_path)
-    try:
+        K_SERVICE=RUNBACK_SERVICE,
+        K_REVISION=RUNBACK_REVISION,
+    ) as (emulator, bot):
+        seed_runback(emulator, config, cpu_idle=True)  # deployed with request-based billing
         yield emulator, bot
-    finally:
-        bot.stop()
-        emulator.stop()
 
 
 def progressed(operation: Operation | None, state: str) -> bool:

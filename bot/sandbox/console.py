@@ -148,6 +148,12 @@ class Sandbox:
         self.bot_url = f"http://127.0.0.1:{self._server.effective_port}/slack/events"
 
     @property
+    def settle_s(self) -> float:
+        """How long the bot must be quiet before a line's output is shown (app.yaml's
+        ``sandbox.settle_s``)."""
+        return self.config.sandbox.settle_s
+
+    @property
     def tick_interval_s(self) -> float:
         """One sandbox second between scheduler ticks, whatever the speed (at least 20 ms)."""
         return max(1.0 / self.speed, 0.02)
@@ -161,7 +167,7 @@ class Sandbox:
         self._start_bot_server()
         self.runtime.engine.start(tick_interval_s=self.tick_interval_s)
         self.runtime.engine.tick()
-        self.runtime.engine.wait_idle(timeout_s=30)
+        self.runtime.engine.wait_idle(timeout_s=30, settle_s=self.settle_s)
 
     def _stop_bot_server(self) -> None:
         """Close the socket and end waitress's worker threads (``close`` alone leaves them)."""
@@ -173,7 +179,7 @@ class Sandbox:
             self._server.run()
 
     def close(self) -> None:
-        self.runtime.engine.wait_idle(timeout_s=10)
+        self.runtime.engine.wait_idle(timeout_s=10, settle_s=self.settle_s)
         self.runtime.engine.shutdown(wait=True)
         self._stop_bot_server()
         self.http.close()
@@ -357,7 +363,8 @@ class Sandbox:
         if not match:
             raise ConsoleError("use: wait 30s | wait 5m | wait 1h")
         unit = {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
-        pass_time(self.clock, self.runtime.engine, float(match.group(1)) * unit)
+        seconds = float(match.group(1)) * unit
+        pass_time(self.clock, self.runtime.engine, seconds, self.settle_s)
         now = self.clock.now()
         shown = f"{now:%H:%M:%S}" if now.date() == self.started_on else f"{now:%Y-%m-%d %H:%M:%S}"
         return [f"(sandbox time is now {shown} UTC)", *self._collect()]
@@ -528,7 +535,7 @@ class Sandbox:
     # -- output -------------------------------------------------------------------------------
 
     def _collect(self) -> list[str]:
-        self.runtime.engine.wait_idle(timeout_s=60)
+        self.runtime.engine.wait_idle(timeout_s=60, settle_s=self.settle_s)
         lines: list[str] = list(self._ack_lines)
         self._ack_lines = []
         lines.extend(self._new_messages())

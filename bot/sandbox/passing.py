@@ -15,16 +15,17 @@ from bot.ops.engine import Engine
 MAX_STEPS = 5000  # due steps one `wait` runs at their own times (a day of 30 s checks)
 
 
-def pass_time(clock: SandboxClock, engine: Engine, seconds: float) -> None:
+def pass_time(clock: SandboxClock, engine: Engine, seconds: float, settle_s: float = 0.05) -> None:
     """Move ``clock`` on by ``seconds``, running every step that falls due at its own time. The
     clock is held meanwhile, so that each step runs at exactly its due time and schedules the
-    next from there, however long the step takes in real time."""
+    next from there, however long the step takes in real time. Each step ends once the engine
+    has been idle for ``settle_s`` (real time)."""
     with clock.held():
         target = clock.time() + max(seconds, 0.0)
         engine.tick()  # what is due already runs first
         stepped = clock.now()
         for _ in range(MAX_STEPS):
-            engine.wait_idle(timeout_s=60)
+            engine.wait_idle(timeout_s=60, settle_s=settle_s)
             # steps due by now had their tick; one that stays due (a lease held elsewhere)
             # gets the next one
             due = engine.next_due(after=max(stepped, clock.now()))
@@ -35,4 +36,4 @@ def pass_time(clock: SandboxClock, engine: Engine, seconds: float) -> None:
             engine.tick()
         clock.advance(max(target - clock.time(), 0.0))
         engine.tick()
-        engine.wait_idle(timeout_s=60)
+        engine.wait_idle(timeout_s=60, settle_s=settle_s)
