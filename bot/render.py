@@ -15,7 +15,7 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from functools import lru_cache, partial
+from functools import cache, lru_cache, partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -322,6 +322,14 @@ class Renderer:
 
     def _string(self, locale: str, key: str) -> Template:
         return _compiled(self, locale, key)
+
+
+@cache
+def shared_renderer(default_locale: str = "en") -> Renderer:
+    """One Renderer per locale for the whole process: every runtime built in it (the sandbox's,
+    one per test) shares its parsed catalogues and compiled templates. It holds nothing else:
+    rendering reads only its arguments."""
+    return Renderer(default_locale)
 
 
 @lru_cache(maxsize=2048)

@@ -15,7 +15,7 @@ from bot.database import UNAVAILABLE
 from bot.ops.context import Deps
 from bot.ops.engine import Engine
 from bot.ports import Clock
-from bot.render import Renderer
+from bot.render import Renderer, shared_renderer
 from bot.settings import Settings
 from bot.startup import StartupError, open_store
 from bot.store import Store
@@ -216,7 +216,7 @@ def build_runtime(config: Config, settings: Settings, clock: Clock | None = None
         chat=SlackChat(client),
         directory=SlackDirectory(client),
         audit_sink=audit_sink,
-        renderer=Renderer(config.locale),
+        renderer=shared_renderer(config.locale),
         clock=clock or SystemClock(),
         metrics=_metrics(settings),
         logs=audit_sink,  # the same Cloud Logging client reads

@@ -109,15 +109,11 @@ def patches(box: Sandbox) -> list[Any]:
 # -- `python -m bot serve` as a process ----------------------------------------------------------
 
 
-def bot_config(tmp_path: Path, **overrides: Any) -> Path:
-    """The shipped app.yaml as ``tmp_path / "app.yaml"`` for a bot under test: health checks that
-    do not sleep, and production releases not blocked by the sandbox's failing readiness
-    checklist (as conftest's ``sandbox_config``). Each of ``overrides`` is a section of the file:
-    a mapping is merged into it, anything else replaces it."""
+def app_yaml(tmp_path: Path, **sections: Any) -> Path:
+    """The shipped app.yaml as ``tmp_path / "app.yaml"``, with each of ``sections`` merged into
+    its section of the file (a mapping) or replacing it (anything else)."""
     data = yaml.safe_load((REPO / "app.yaml").read_text())
-    data["rollback"]["health_check_interval_s"] = 0
-    data.setdefault("readiness", {})["block_production"] = False
-    for section, value in overrides.items():
+    for section, value in sections.items():
         if isinstance(value, dict):
             data.setdefault(section, {}).update(value)
         else:
@@ -125,6 +121,21 @@ def bot_config(tmp_path: Path, **overrides: Any) -> Path:
     path = tmp_path / "app.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
+
+
+def bot_config(tmp_path: Path, **overrides: Any) -> Path:
+    """``app_yaml`` for a bot under test: health checks that do not sleep, and production
+    releases not blocked by the sandbox's failing readiness checklist (as conftest's
+    ``sandbox_config``), then ``overrides`` (merged the same way)."""
+    sections: dict[str, Any] = {
+        "rollback": {"health_check_interval_s": 0},
+        "readiness": {"block_production": False},
+    }
+    for section, value in overrides.items():
+        known = sections.get(section)
+        merged = isinstance(value, dict) and isinstance(known, dict)
+        sections[section] = {**known, **value} if merged else value
+    return app_yaml(tmp_path, **sections)
 
 
 def serve_env(

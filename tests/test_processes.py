@@ -14,7 +14,16 @@ import yaml
 from bot.sandbox.emulator.http import Fault
 from bot.sandbox.emulator.server import Emulator
 from bot.sandbox.slack_payloads import button_click, find_button, signed_headers
-from tests.helpers import REPO, SECRET, BotProcess, card_text, send_command, wait_until
+from tests.conftest import TEST_SETTLE_S
+from tests.helpers import (
+    REPO,
+    SECRET,
+    BotProcess,
+    app_yaml,
+    card_text,
+    send_command,
+    wait_until,
+)
 
 
 def send_rollback(emulator: Emulator, port: int) -> None:
@@ -232,9 +241,13 @@ def test_release_killed_during_approve_100_carries_on_after_restart(world) -> No
         ("drill.txt", "passed · safe in"),
     ],
 )
-def test_sandbox_example_scripts_run(script: str, shown: str) -> None:
+def test_sandbox_example_scripts_run(script: str, shown: str, tmp_path: Path) -> None:
+    # The shipped app.yaml, but the console waits TEST_SETTLE_S (not 50 ms) for the bot to be
+    # quiet after each line and each step of a `wait`: these ten scripts took 41 s, now 23 s.
+    config = str(app_yaml(tmp_path, sandbox={"settle_s": TEST_SETTLE_S}))
+    argv = ["sandbox", "--config", config, "--script", f"examples/{script}"]
     result = subprocess.run(
-        [sys.executable, "-m", "bot", "sandbox", "--script", f"examples/{script}"],
+        [sys.executable, "-m", "bot", *argv],
         cwd=REPO,
         capture_output=True,
         text=True,
