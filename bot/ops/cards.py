@@ -66,6 +66,13 @@ CardMessage = Callable[[Deps, Operation], Message]  # an operation's card, as it
 MAX_REFRESHES = 5  # an operation never moves this often in one refresh; its next commit shows it
 
 
+def total_seconds(operation: Operation) -> float | None:
+    """From the request to the end, for a card ("Done in 1.2s"); None while it runs."""
+    if operation.finished_at is None:
+        return None
+    return (operation.finished_at - operation.created_at).total_seconds()
+
+
 @dataclass(frozen=True)
 class OperationCard:
     """The one live card of a kind of operation: ``message`` renders it from the operation."""

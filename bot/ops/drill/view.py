@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from bot.ops.cards import OperationCard, announce
+from bot.ops.cards import OperationCard, announce, total_seconds
 from bot.ops.context import Deps
 from bot.ops.drill.states import DrillData
 from bot.ports import Message
@@ -28,14 +28,8 @@ def drill_view(deps: Deps, operation: Operation) -> dict[str, Any]:
         "rollback_id": data.rollback_id,
         "time_to_safe_s": data.time_to_safe_s,
         "finished": operation.finished_at is not None,
-        "total_s": _total(operation),
+        "total_s": total_seconds(operation),
     }
-
-
-def _total(operation: Operation) -> float | None:
-    if operation.finished_at is None:
-        return None
-    return (operation.finished_at - operation.created_at).total_seconds()
 
 
 def drill_card(deps: Deps, operation: Operation) -> Message:

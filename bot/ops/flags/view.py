@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from bot.ops.cards import OperationCard
+from bot.ops.cards import OperationCard, total_seconds
 from bot.ops.context import Deps
 from bot.ops.flags.states import FINAL_STATES, STEPS, FlagData, StepMark
 from bot.ports import Message
@@ -38,7 +38,7 @@ def flag_view(deps: Deps, operation: Operation) -> dict[str, Any]:
         "traffic_now": data.traffic_now,
         "health_path": _health_path(deps, operation),
         "buttons": _buttons(operation),
-        "total_s": _total_seconds(operation),
+        "total_s": total_seconds(operation),
     }
 
 
@@ -54,12 +54,6 @@ def _moment(text: str | None) -> datetime | None:
 def _health_path(deps: Deps, operation: Operation) -> str:
     service = deps.config.service(operation.service)
     return service.health_path if service else "/health"
-
-
-def _total_seconds(operation: Operation) -> float | None:
-    if operation.finished_at is None:
-        return None
-    return (operation.finished_at - operation.created_at).total_seconds()
 
 
 def _buttons(operation: Operation) -> list[str]:

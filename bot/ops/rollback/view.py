@@ -6,7 +6,7 @@ from dataclasses import asdict
 from typing import Any
 
 from bot.config import Action, Role
-from bot.ops.cards import OperationCard, approval_view
+from bot.ops.cards import OperationCard, approval_view, total_seconds
 from bot.ops.context import Deps
 from bot.policy.approvals import who_may_approve
 from bot.policy.flags import flag_action
@@ -40,7 +40,7 @@ def card_view(deps: Deps, operation: Operation) -> dict[str, Any]:
         "preempted_reason": data.get("preempted_reason", ""),
         "skipped": data.get("skipped") or [],
         "offers": data.get("offers") or {},
-        "total_s": _total_seconds(operation),
+        "total_s": total_seconds(operation),
         "marks": step_marks(data.get("timings") or {}, (data.get("error") or {}).get("step")),
         "approval": approval_view(approval) if approval else None,
         "health_path": _health_path(deps, operation),
@@ -84,12 +84,6 @@ def _approver(deps: Deps, approval: Any) -> dict[str, Any] | None:
 def _health_path(deps: Deps, operation: Operation) -> str:
     service = deps.config.service(operation.service)
     return service.health_path if service else "/healthz"
-
-
-def _total_seconds(operation: Operation) -> float | None:
-    if operation.finished_at is None:
-        return None
-    return (operation.finished_at - operation.created_at).total_seconds()
 
 
 def rollback_card(deps: Deps, operation: Operation) -> Message:
