@@ -184,15 +184,21 @@ def test_too_little_traffic_is_never_a_pass_and_asks_a_person(box: Sandbox) -> N
     assert serving(box) == {BLUE: 50, green: 50}
 
 
-def test_monitoring_faults_never_pass(box: Sandbox) -> None:
-    green = deploy(box)
-    box.emulator.router.faults.add(Fault("monitoring.timeSeries.list", 503, times=None))
-    for _ in range(8):
-        run(box, "wait 2m")
-    operation = release(box)
-    assert operation.state == "needs_human"
-    assert {j["verdict"] for j in operation.data["judgements"]} == {"inconclusive"}
-    assert serving(box) == {BLUE: 90, green: 10}
+def test_monitoring_faults_never_pass() -> None:
+    # Every judgement retries Monitoring until the retry deadline runs out, in real time: 0.4 s
+    # (a retry or two) rather than the sandbox fixture's 1.5 s, over some fifteen judgements.
+    box = Sandbox(sandbox_config(), retry_deadline_s=0.4)
+    try:
+        green = deploy(box)
+        box.emulator.router.faults.add(Fault("monitoring.timeSeries.list", 503, times=None))
+        for _ in range(8):
+            run(box, "wait 2m")
+        operation = release(box)
+        assert operation.state == "needs_human"
+        assert {j["verdict"] for j in operation.data["judgements"]} == {"inconclusive"}
+        assert serving(box) == {BLUE: 90, green: 10}
+    finally:
+        box.close()
 
 
 # -- approvals and people --------------------------------------------------------------------------
