@@ -6,12 +6,8 @@ failed (or rejected / expired / cancelled).
 
 from __future__ import annotations
 
-from typing import Any
-
-from pydantic import BaseModel, ConfigDict
-
 from bot.ops.backups.take import PendingBackup
-from bot.store import Operation
+from bot.ops.operation_data import OperationData
 
 KIND = "backup"
 RUNNING_STATES = ("starting", "backing_up")
@@ -20,14 +16,12 @@ FINAL_STATES = ("succeeded", "failed", "rejected", "expired", "cancelled")
 DATA_VERSION = 1
 
 
-class BackupData(BaseModel):
+class BackupData(OperationData):
     """What a backup operation keeps in ``Operation.data``, typed, stored as JSON with its
     ``version``. Data written before this type has no ``version``: it is version 1, the same
     shape. A later shape gets the next version and ``of`` upgrades older data as it reads it.
     Keys this type does not name are not a backup's (``seq``, the store's count of
     compare-and-set writes): read past, and left as they are by every write."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
 
     version: int = DATA_VERSION
     instance: str
@@ -40,16 +34,3 @@ class BackupData(BaseModel):
     total_s: float | None = None  # from the request to the end
     error: str = ""
     due_at: str | None = None  # the next look (ISO time): the step loop waits for it
-
-    @classmethod
-    def of(cls, operation: Operation) -> BackupData:
-        """The operation's data as this type (ValidationError when it is not a backup's)."""
-        return cls.model_validate(operation.data or {})
-
-    def changed(self, **changes: Any) -> BackupData:
-        """This data with ``changes``, validated as the type."""
-        return self.model_validate({**self.model_dump(), **changes})
-
-    def stored(self) -> dict[str, Any]:
-        """As stored: plain JSON."""
-        return self.model_dump(mode="json")

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
-
-from bot.store import Operation
+from bot.ops.operation_data import OperationData
 
 KIND = "drill"
 DRILL_TAG = "drill"
@@ -30,7 +28,7 @@ HOLDING_STATES = ("deploying", "deploy_applying", "verifying", "rolling_back")
 DATA_VERSION = 1
 
 
-class DrillData(BaseModel):
+class DrillData(OperationData):
     """What a drill operation keeps in ``Operation.data``, typed, stored as JSON with its
     ``version``. Data written before this type has no ``version``: it is version 1, the same
     shape (so no migration of stored rows). A later shape gets the next version and ``of``
@@ -38,8 +36,6 @@ class DrillData(BaseModel):
     (``seq``, the store's count of compare-and-set writes): read past, and left as they are by
     every write. (A rollback a drill started keeps the drill's id as its own ``drill`` key:
     that is the rollback's data, not this.)"""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
 
     version: int = DATA_VERSION
     requested_at: str  # ISO time of the request
@@ -60,16 +56,3 @@ class DrillData(BaseModel):
     rollback_id: str = ""  # the production rollback it started
     time_to_safe_s: float | None = None  # from that rollback's start to its end
     due_at: str | None = None  # the next look (ISO time): the step loop waits for it
-
-    @classmethod
-    def of(cls, operation: Operation) -> DrillData:
-        """The operation's data as this type (ValidationError when it is not a drill's)."""
-        return cls.model_validate(operation.data or {})
-
-    def changed(self, **changes: Any) -> DrillData:
-        """This data with ``changes``, validated as the type."""
-        return self.model_validate({**self.model_dump(), **changes})
-
-    def stored(self) -> dict[str, Any]:
-        """As stored: plain JSON."""
-        return self.model_dump(mode="json")

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
-from bot.store import Operation
+from bot.ops.operation_data import OperationData, PendingChange, StepMark, Waiting
+
+__all__ = ["FlagData", "PendingChange", "StepMark", "Waiting"]
 
 KIND = "flag"
 
@@ -39,31 +41,6 @@ TRAFFIC_STATES = ("shifting", "watching", "rolling_back", "applying")
 DATA_VERSION = 1
 
 
-class StepMark(BaseModel):
-    """One step the card shows with its time (bot/ops/stepping.py ``step_started`` and
-    ``step_ended`` write it). Its end was stored as ``at`` before those were shared, as
-    ``ended`` since: both read as ``ended``. The notes ``step_ended`` may add are kept."""
-
-    model_config = ConfigDict(extra="allow", frozen=True)
-
-    status: str = "pending"  # running | done | failed
-    started: str | None = None  # ISO time
-    ended: str | None = Field(default=None, validation_alias=AliasChoices("ended", "at"))
-    s: float | None = None  # how long it took, in seconds, once it ended
-
-
-class PendingChange(BaseModel):
-    """The Cloud Run change sent and not yet seen applied (bot/ops/applying.py writes it): its
-    operation's name, what follows once applied, why it was sent, the traffic it asks for."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    op: str
-    then: str  # deployed | untagged | shifted | rolled_back
-    purpose: str  # deploy | untag | shift | rollback
-    expect: dict[str, int] = {}
-
-
 class FlagBefore(BaseModel):
     """The flag's variable on the revision serving when the flip was asked for."""
 
@@ -73,18 +50,7 @@ class FlagBefore(BaseModel):
     value: bool | None  # None: unreadable text, or a Secret Manager reference
 
 
-class Waiting(BaseModel):
-    """Nothing new to judge: what the card says the watch waits for (bot/ops/metrics_window.py
-    ``Decision.waiting_facts``)."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    since: str | None = None  # ISO time
-    newest: str | None = None  # the end of the newest minute Monitoring shows (ISO time)
-    behind_s: float | None = None
-
-
-class FlagData(BaseModel):
+class FlagData(OperationData):
     """What a flag flip keeps in ``Operation.data``, typed, stored as JSON with its ``version``.
     Data written before this type has no ``version``: it is version 1, the same shape (its step
     marks' ends stored as ``at`` read as ``ended``), so no data migration is needed. A later
@@ -95,8 +61,6 @@ class FlagData(BaseModel):
     (bot/ops/stepping.py), ``pending`` (bot/ops/applying.py), ``judgements``, ``judged_until``,
     ``observing_since``, ``waiting`` (bot/ops/metrics_window.py), ``due_at``; each write goes
     through this type (bot/ops/flags/record.py)."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
 
     version: int = DATA_VERSION
     # what was asked for
@@ -123,20 +87,7 @@ class FlagData(BaseModel):
     outcome: dict[str, Any] | None = None  # {"code": ..., and that code's facts}
     traffic_now: dict[str, int] | None = None  # what served when it ended badly, read fresh
 
-    @classmethod
-    def of(cls, operation: Operation) -> FlagData:
-        """The operation's data as this type (ValidationError when it is not a flip's)."""
-        return cls.model_validate(operation.data or {})
-
     @property
     def purpose(self) -> str:
         """Why the Cloud Run change under way was sent ("" when none is)."""
         return self.pending.purpose if self.pending else ""
-
-    def changed(self, **changes: Any) -> FlagData:
-        """This data with ``changes``, validated as the type."""
-        return self.model_validate({**self.model_dump(), **changes})
-
-    def stored(self) -> dict[str, Any]:
-        """As stored: plain JSON."""
-        return self.model_dump(mode="json")
