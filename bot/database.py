@@ -50,9 +50,10 @@ UNAVAILABLE = (OperationalError, InternalError)
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
+    # the wait first: switching to WAL needs the lock an instance making the schema holds
+    cursor.execute(f"PRAGMA busy_timeout={DB_WAIT_S * 1000}")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute(f"PRAGMA busy_timeout={DB_WAIT_S * 1000}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 

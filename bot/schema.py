@@ -1,6 +1,9 @@
 """Runback's own tables are made and changed by the Alembic migrations in bot/migrations/.
 
-- An empty database gets every table on first use (nothing to lose, nothing to ask).
+- An empty database gets every table on first use (nothing to lose, nothing to ask): made from
+  the models and recorded at the head revision, as Alembic's cookbook builds a database from
+  scratch ("create_all, then stamp head"), without importing Alembic, which is most of a fresh
+  process's start. tests/test_schema.py proves the tables match the migrations', name for name.
 - A database at this code's revision is used as it is.
 - An older one is changed only when asked (``python -m bot db upgrade``, ``serve --upgrade`` or
   ``RUNBACK_DB_UPGRADE=1``); otherwise ``SchemaError`` says what to run.
@@ -22,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import inspect, text
+from sqlalchemy import MetaData, inspect, text
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
@@ -116,10 +119,10 @@ def found_revision(connection: Connection) -> Found:
     return Found(matched, recorded=False)
 
 
-def ensure_schema(engine: Engine, upgrade: bool = False) -> Found:
+def ensure_schema(engine: Engine, models: MetaData, upgrade: bool = False) -> Found:
     """Make the database ready for this code, or raise SchemaError saying what to run. An empty
-    database gets its tables; an older one is upgraded only when ``upgrade`` is true. Returns
-    the revision the database was at."""
+    database gets its tables (``models``: every table of this code's head revision); an older
+    one is upgraded only when ``upgrade`` is true. Returns the revision the database was at."""
     with engine.connect() as connection:
         found = found_revision(connection)
     if found.current:
@@ -130,16 +133,20 @@ def ensure_schema(engine: Engine, upgrade: bool = False) -> Found:
             f"the database is {found.describe()}, older than this Runback's revision {HEAD}; "
             f"{UPGRADE_HINT}"
         )
-    return migrate(engine)
+    return migrate(engine, models=models)
 
 
-def migrate(engine: Engine, to: str = HEAD) -> Found:
-    """Bring the database to revision ``to`` under the lock; returns what it was before."""
+def migrate(engine: Engine, to: str = HEAD, models: MetaData | None = None) -> Found:
+    """Bring the database to revision ``to`` under the lock; returns what it was before. An
+    empty database brought to the head is made from ``models`` when they are given."""
     with _locked(engine) as connection:
         found = found_revision(connection)  # again: another instance may have done it meanwhile
         if found.recorded and found.revision == to:
             return found
         _refuse_newer(found)
+        if found.revision is None and to == HEAD and models is not None:
+            _create_at_head(connection, models)
+            return found
         from alembic import command
 
         config = _config(connection)
@@ -147,6 +154,21 @@ def migrate(engine: Engine, to: str = HEAD) -> Found:
             command.stamp(config, found.revision)
         command.upgrade(config, to)
     return found
+
+
+def _create_at_head(connection: Connection, models: MetaData) -> None:
+    """Every table from the models, and Alembic's version table at the head, as ``alembic stamp``
+    makes it (same name, column and primary key)."""
+    models.create_all(connection)
+    connection.execute(
+        text(
+            f"CREATE TABLE {VERSION_TABLE} (version_num VARCHAR(32) NOT NULL, "
+            f"CONSTRAINT {VERSION_TABLE}_pkc PRIMARY KEY (version_num))"
+        )
+    )
+    connection.execute(
+        text(f"INSERT INTO {VERSION_TABLE} (version_num) VALUES (:head)"), {"head": HEAD}
+    )
 
 
 def _refuse_newer(found: Found) -> None:

@@ -18,7 +18,7 @@ import requests
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import MetaData, text
+from sqlalchemy import MetaData, inspect, text
 from sqlalchemy.engine import Engine
 
 from bot import schema
@@ -168,6 +168,46 @@ def test_the_models_and_the_head_migration_agree(engine: Engine) -> None:
     assert revision_of(engine) == Found(HEAD, recorded=True)
 
 
+def described(engine: Engine) -> dict[str, object]:
+    """Every table as the database describes it: columns (type, nullable, default), primary
+    key, foreign keys, unique constraints and indexes, each with its name, and the revision."""
+    inspector = inspect(engine)
+    tables: dict[str, object] = {}
+    for table in sorted(inspector.get_table_names()):
+        columns = [
+            (c["name"], str(c["type"]), c["nullable"], c.get("default"))
+            for c in inspector.get_columns(table)
+        ]
+        tables[table] = {
+            "columns": columns,
+            "primary_key": inspector.get_pk_constraint(table),
+            "foreign_keys": sorted(inspector.get_foreign_keys(table), key=repr),
+            "unique": sorted(inspector.get_unique_constraints(table), key=repr),
+            "indexes": sorted(inspector.get_indexes(table), key=repr),
+        }
+    return {"tables": tables, "revision": revision_of(engine)}
+
+
+def test_an_empty_database_made_from_the_models_is_the_one_the_migrations_make(
+    database: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """A fresh database is made from the models without Alembic (most of a new process's
+    start); it must be the migrations' database name for name, so later migrations find every
+    column, constraint and index they name."""
+    other_directory = tmp_path / "other"
+    other_directory.mkdir()
+    with empty_database(request.node.callspec.params["database"], other_directory) as other:
+        migrated, made = make_engine(database), make_engine(other)
+        try:
+            assert schema.migrate(migrated) == Found(None, recorded=False)
+            assert schema.ensure_schema(made, Base.metadata) == Found(None, recorded=False)
+            assert described(made) == described(migrated)
+            assert revision_of(made) == Found(HEAD, recorded=True)
+        finally:
+            migrated.dispose()
+            made.dispose()
+
+
 def test_a_database_with_data_at_the_first_revision_is_upgraded_to_head(
     engine: Engine, database: str
 ) -> None:
@@ -257,7 +297,7 @@ def test_instances_starting_together_change_the_schema_once(database: str, start
 
         def start_instance(engine: Engine) -> None:
             together.wait()
-            seen.append(schema.ensure_schema(engine, upgrade=True))
+            seen.append(schema.ensure_schema(engine, Base.metadata, upgrade=True))
 
         threads = [threading.Thread(target=start_instance, args=(e,)) for e in engines]
         for thread in threads:

@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.database import make_engine
+from bot.database import Base, make_engine
 from bot.schema import ensure_schema
 from bot.store.approvals import Approvals, Decided
 from bot.store.drills import Drills
@@ -44,7 +44,7 @@ class Store:
         ``upgrade`` (else bot.schema.SchemaError says what to run)."""
         self.engine = make_engine(url)
         try:
-            self.schema_was = ensure_schema(self.engine, upgrade=upgrade)
+            self.schema_was = ensure_schema(self.engine, Base.metadata, upgrade=upgrade)
         except BaseException:
             self.engine.dispose()
             raise
