@@ -552,10 +552,8 @@ class Sandbox:
     def _new_messages(self) -> list[str]:
         lines: list[str] = []
         me = self.users[self.user]
-        for message in self.emulator.slack.messages():
+        for message in self.emulator.slack.changed_messages(self._seen):
             key = f"{message['channel']}:{message['ts']}"
-            if self._seen.get(key) == message["version"]:
-                continue
             updated = key in self._seen
             self._seen[key] = message["version"]
             if message.get("ephemeral_to") not in (None, me):

@@ -8,7 +8,7 @@ import copy
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -184,6 +184,17 @@ class SlackWorkspace:
             if not with_history:
                 found = [{k: v for k, v in m.items() if k != "history"} for m in found]
             return copy.deepcopy(found)
+
+    def changed_messages(self, seen: Mapping[str, int]) -> list[dict[str, Any]]:
+        """Messages (without their earlier versions) whose ``channel:ts`` is not in ``seen`` at
+        their version, in post order: a console's new output copies only what changed."""
+        with self._lock:
+            changed = [
+                {k: v for k, v in m.items() if k != "history"}
+                for m in self._messages
+                if seen.get(f"{m['channel']}:{m['ts']}") != m["version"]
+            ]
+            return copy.deepcopy(changed)
 
     def message(self, channel: str, ts: str) -> dict[str, Any] | None:
         with self._lock:
