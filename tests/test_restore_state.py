@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from bot.ops.incidents.lifecycle import moved_traffic_back
 from bot.ops.restore.record import RestoreRecord
 from bot.ops.restore.states import (
     DATA_VERSION,
@@ -157,6 +158,16 @@ def test_changes_are_validated() -> None:
         ASKED.changed(yielded={"by": "U0ANA"})  # when, and from which state
     with pytest.raises(ValidationError):
         RestoreData.of(Operation(data={"steps": {}}))  # not a restore's: no backup, no clone
+
+
+def test_a_restore_gone_back_mitigates_only_once_its_revision_had_traffic() -> None:
+    """The incident's reading of a restore's data (bot/ops/incidents/lifecycle.py)."""
+    shifted = ASKED.changed(steps={"shift": StepMark(status="done", started=NOW.isoformat())})
+    back = Operation(kind="restore", state="rolled_back", data=shifted.stored())
+    assert moved_traffic_back(back)
+    before = Operation(kind="restore", state="rolled_back", data=ASKED.stored())
+    assert not moved_traffic_back(before), "traffic never left the old revision"
+    assert not moved_traffic_back(Operation(kind="restore", state="judging", data=shifted.stored()))
 
 
 @pytest.fixture(params=BACKENDS)
