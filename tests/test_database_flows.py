@@ -13,6 +13,8 @@ import pytest
 from sqlalchemy import select
 
 from bot.ops.backups import default_description, newest_backup_age, take_backup
+from bot.ops.restore.states import RestoreData
+from bot.ops.restore.view import STEP_NAMES
 from bot.sandbox.console import Sandbox
 from bot.sandbox.emulator.sqladmin import FIRST_RUN_ID
 from bot.sandbox.seed import SAMPLE_PASSWORD
@@ -209,7 +211,7 @@ def test_restore_to_a_clone_end_to_end(box: Sandbox, caplog: pytest.LogCaptureFi
     assert any("another tech lead has to approve" in n for n in ephemerals(box))
     run(box, "as sofia", "click Approve")
     operation = latest(box, "restore")
-    clone = operation.data["clone"]
+    clone = RestoreData.of(operation).clone
     assert clone == shown_clone and operation.state == "creating"
     assert "Cloud SQL: PENDING" in card(box, "restore") or "RUNNING" in card(box, "restore")
 
@@ -234,7 +236,10 @@ def test_restore_to_a_clone_end_to_end(box: Sandbox, caplog: pytest.LogCaptureFi
 
     run(box, "wait 10m")
     operation = latest(box, "restore")
-    assert operation.state == "succeeded" and operation.data["verified"] is True
+    kept = RestoreData.of(operation)
+    assert operation.state == "succeeded" and kept.verified is True
+    assert kept.stored() == {k: v for k, v in operation.data.items() if k != "seq"}, "as typed"
+    assert all(kept.steps[name].status == "done" for name in STEP_NAMES)
     shown = card(box, "restore")
     assert f"runs on `{clone}`" in shown and shown.count("✅") >= 9  # every step, with its time
     assert (
@@ -259,13 +264,13 @@ def test_a_service_reading_latest_gets_a_new_secret(box: Sandbox) -> None:
     run(box, "click Ask to restore", "as sofia", "click Approve", "wait 6m", "wait 11m")
     operation = latest(box, "restore")
     assert operation.state == "judging"
-    secret = operation.data["new_var"]["secret"]
+    secret = RestoreData.of(operation).new_var.secret
     assert (
         secret.startswith("wa-backend-staging-database-url-")
         and secret != "wa-backend-staging-database-url"
     )
     assert box.emulator.secrets.versions(PROJECT, "wa-backend-staging-database-url") == ["1"]
-    assert operation.data["clone"] in box.emulator.secrets.value(PROJECT, secret, "1")
+    assert RestoreData.of(operation).clone in box.emulator.secrets.value(PROJECT, secret, "1")
 
 
 def test_only_a_tech_lead_may_ask_and_the_backup_must_exist(box: Sandbox) -> None:
@@ -285,7 +290,7 @@ def test_a_failed_restore_leaves_the_service_as_it_was(box: Sandbox) -> None:
     ask_and_approve(box)
     run(box, "wait 6m", "wait 11m")
     operation = latest(box, "restore")
-    assert operation.state == "failed" and operation.data["outcome"]["step"] == "restore"
+    assert operation.state == "failed" and RestoreData.of(operation).outcome.step == "restore"
     shown = card(box, "restore")
     assert "stopped at *Restore the backup into it*: backup is corrupt" in shown
     assert f"still serves `{BLUE}`" in shown
@@ -300,7 +305,7 @@ def test_transient_faults_are_retried_and_a_refusal_stops_safely(box: Sandbox) -
     run(box, "wait 6m", "wait 11m")
     assert calls(box, "sql.instances.restoreBackup") == 3, "503s retried"
     operation = latest(box, "restore")
-    assert operation.state == "failed" and operation.data["outcome"]["step"] == "secret"
+    assert operation.state == "failed" and RestoreData.of(operation).outcome.step == "secret"
     assert "*New secret version with the clone's URL (never shown)*: permission_denied" in card(
         box, "restore"
     )
@@ -364,11 +369,11 @@ def test_concurrent_approvals_decide_once(box: Sandbox) -> None:
 
 def test_a_clone_name_someone_else_took_is_never_restored_over(box: Sandbox) -> None:
     run(box, "as luis", f"/ops restore {SERVICE} {NEWEST}", "click Ask to restore")
-    taken = latest(box, "restore").data["clone"]
+    taken = RestoreData.of(latest(box, "restore")).clone
     box.emulator.sqladmin.seed_instance(PROJECT, taken)  # made by hand, in the same minute
     run(box, "as sofia", "click Approve")
     operation = latest(box, "restore")
-    assert operation.state == "failed" and operation.data["outcome"]["step"] == "create"
+    assert operation.state == "failed" and RestoreData.of(operation).outcome.step == "create"
     assert calls(box, "sql.instances.restoreBackup") == 0 and serving(box) == {BLUE: 100}
 
 
@@ -378,7 +383,7 @@ def test_a_create_whose_answer_was_lost_stops_and_says_the_clone_may_exist(box: 
     ask_and_approve(box)
     operation = latest(box, "restore")
     assert operation.state == "failed" and calls(box, "sql.instances.insert") == 1, "not retried"
-    assert f"The clone `{operation.data['clone']}` may exist" in card(box, "restore")
+    assert f"The clone `{RestoreData.of(operation).clone}` may exist" in card(box, "restore")
     assert serving(box) == {BLUE: 100}
 
 
@@ -391,7 +396,7 @@ def test_a_url_that_names_another_database_is_never_shown(
     ask_and_approve(box)
     run(box, "wait 6m", "wait 11m")
     operation = latest(box, "restore")
-    assert operation.state == "failed" and operation.data["outcome"]["step"] == "secret"
+    assert operation.state == "failed" and RestoreData.of(operation).outcome.step == "secret"
     assert "names neither the instance's connection name nor its IP address" in card(box, "restore")
     assert serving(box) == {BLUE: 100}
     assert_no_credentials(box, caplog)

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from bot.ops.restore.states import RestoreData
 from bot.sandbox.console import Sandbox
 from tests.conftest import sandbox_config
 from tests.helpers import run
@@ -50,8 +51,8 @@ def test_the_clone_copies_edition_tier_network_flags_ha_disk_and_backups(box: Sa
     newest = box.emulator.sqladmin.backup_runs(PROJECT, "wa-backend-db")[0]["id"]
     ask_and_approve(box, backup=newest)
     operation = latest(box, "restore")
-    assert operation.state == "creating", operation.data.get("outcome")
-    clone = box.emulator.sqladmin.instance(PROJECT, operation.data["clone"])
+    assert operation.state == "creating", RestoreData.of(operation).outcome
+    clone = box.emulator.sqladmin.instance(PROJECT, RestoreData.of(operation).clone)
     settings = clone["settings"]
     for key in ("edition", "availabilityType", "dataDiskType", "dataDiskSizeGb"):
         assert settings[key] == SETTINGS[key], key

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from bot.ops.restore.states import Rebuilt, RestoreData
 from bot.sandbox.console import Sandbox
 from tests.conftest import sandbox_config
 from tests.db import postgres_url
@@ -67,7 +68,7 @@ def test_on_call_rolls_back_while_the_restore_creates_its_clone(box: Sandbox) ->
     run(box, "wait 6m", "wait 11m")
     settle(box)
     restore = latest(box, "restore")
-    assert restore.state in ("judging", "succeeded"), restore.data.get("outcome")
+    assert restore.state in ("judging", "succeeded"), RestoreData.of(restore).outcome
     assert serving(box) == {restore.to_revision: 100}
     assert restore.from_revision == PREVIOUS, "going back means the revision on-call chose"
     ref = box.runtime.deps.service_ref(box.config.service(SERVICE))
@@ -94,7 +95,7 @@ def test_on_call_during_the_restores_deploy_gets_through_and_the_restore_rebuild
 
     def on_call_during_the_deploy() -> None:
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not latest(box, "restore").data.get("run_op"):
+        while time.monotonic() < deadline and not RestoreData.of(latest(box, "restore")).run_op:
             time.sleep(0.02)
         firsts.append(latest(box, "restore").to_revision)  # built on the bad revision
         answers.append(box.post(rollback).status_code)
@@ -111,8 +112,11 @@ def test_on_call_during_the_restores_deploy_gets_through_and_the_restore_rebuild
         run(box, "wait 1m")
         settle(box)
     restore = latest(box, "restore")
-    assert restore.state in ("judging", "succeeded"), (restore.state, restore.data.get("outcome"))
-    assert restore.data["rebuilt"] == {"was": first, "on": PREVIOUS}
+    assert restore.state in ("judging", "succeeded"), (
+        restore.state,
+        RestoreData.of(restore).outcome,
+    )
+    assert RestoreData.of(restore).rebuilt == Rebuilt(was=first, on=PREVIOUS)
     assert restore.to_revision != first and serving(box) == {restore.to_revision: 100}
     assert restore.from_revision == PREVIOUS
     ref = box.runtime.deps.service_ref(box.config.service(SERVICE))

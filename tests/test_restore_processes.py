@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.ops.restore.states import RestoreData
 from bot.sandbox.emulator.http import Fault
 from bot.sandbox.emulator.server import Emulator
 from bot.sandbox.slack_payloads import find_button
@@ -55,7 +56,7 @@ def assert_it_went_on(emulator: Emulator, bot: BotProcess) -> None:
         raise AssertionError(f"{state}\n{bot.log_tail()}") from None
     operation = bot.last_operation()
     assert operation is not None
-    assert operation.state != "failed", (operation.data.get("outcome"), bot.log_tail())
+    assert operation.state != "failed", (RestoreData.of(operation).outcome, bot.log_tail())
     assert len(emulator.router.calls.list("sql.instances.insert")) == 1
 
 
@@ -66,7 +67,9 @@ def test_a_restore_killed_while_restoring_resumes_after_restart(world) -> None:
 
     def restoring() -> bool:
         operation = bot.last_operation()
-        return bool(operation and operation.state == "restoring" and operation.data.get("sql_op"))
+        return bool(
+            operation and operation.state == "restoring" and RestoreData.of(operation).sql_op
+        )
 
     wait_until(restoring, timeout_s=60, what="the restore's Cloud SQL operation in the store")
     bot.kill()
@@ -93,7 +96,7 @@ def test_a_restore_killed_before_it_heard_cloud_sqls_answer_resumes(world) -> No
     bot.kill()
     operation = bot.last_operation()
     assert operation is not None and operation.state == "restoring"
-    assert not operation.data.get("sql_op"), "killed before the answer"
+    assert not RestoreData.of(operation).sql_op, "killed before the answer"
     bot.start()
     assert_it_went_on(emulator, bot)
     assert len(emulator.router.calls.list("sql.instances.restoreBackup")) == 1

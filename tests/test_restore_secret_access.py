@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from bot.gcp.retrying import emulator_options
+from bot.ops.restore.states import RestoreData
 from bot.ports import CloudRunError, EnvVar, TrafficTarget
 from bot.sandbox.console import Sandbox
 from bot.sandbox.emulator.cloudrun import DEFAULT_SERVICE_ACCOUNT
@@ -37,8 +38,8 @@ def test_the_new_secret_is_readable_by_the_revisions_service_account_only(box: S
     ask_and_approve(box, STAGING, str(FIRST_RUN_ID + 6))
     run(box, "wait 6m", "wait 11m")
     operation = latest(box, "restore")
-    assert operation.state == "judging", operation.data.get("outcome")
-    secret = f"projects/{PROJECT}/secrets/{operation.data['new_var']['secret']}"
+    assert operation.state == "judging", RestoreData.of(operation).outcome
+    secret = f"projects/{PROJECT}/secrets/{RestoreData.of(operation).new_var.secret}"
     assert box.emulator.secrets.members(secret) == [MEMBER], "that one account, that one secret"
     old = f"projects/{PROJECT}/secrets/wa-backend-staging-database-url"
     assert box.emulator.secrets.members(old) == [MEMBER], "the old secret's policy as it was"

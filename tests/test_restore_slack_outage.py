@@ -5,6 +5,7 @@ while every card and note is refused, and the card catches up once Slack answers
 
 from __future__ import annotations
 
+from bot.ops.restore.states import RestoreData
 from bot.sandbox.console import Sandbox
 from tests.helpers import run, serving, wait_until
 from tests.test_database_flows import ask_and_approve, box, calls, card, latest
@@ -27,17 +28,17 @@ def test_a_restore_goes_on_while_slack_refuses_every_card(box: Sandbox) -> None:
 
     run(box, "wait 6m", "wait 11m")
     restore = latest(box, "restore")
-    assert restore.state == "judging", restore.data.get("outcome")
+    assert restore.state == "judging", RestoreData.of(restore).outcome
     assert serving(box) == {restore.to_revision: 100}
     run(box, "wait 10m")
     restore = latest(box, "restore")
-    assert restore.state == "succeeded" and restore.data["verified"] is True
+    assert restore.state == "succeeded" and RestoreData.of(restore).verified is True
     assert calls(box, "slack.chat.update") > refused_before, "Slack was asked, and refused"
     assert "runs on" not in card(box, "restore"), "no card got through the outage"
 
     run(box, "fault clear", "wait 1m")
     wait_until(
-        lambda: f"runs on `{restore.data['clone']}`" in card(box, "restore"),
+        lambda: f"runs on `{RestoreData.of(restore).clone}`" in card(box, "restore"),
         "the card catching up once Slack answers",
         60,
         lambda: card(box, "restore"),

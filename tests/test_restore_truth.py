@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from bot.ops.restore.states import RestoreData
 from bot.sandbox.console import Sandbox
 from bot.sandbox.seed import SAMPLE_PASSWORD
 from tests.conftest import sandbox_config
@@ -48,21 +49,23 @@ def test_a_second_restore_after_a_successful_one_chains_onto_the_first_clone(
     ask_and_approve(box)
     run(box, "wait 6m", "wait 11m", "wait 10m")
     first = latest(box, "restore")
+    was = RestoreData.of(first)
     assert first.state == "succeeded"
 
     out = run(box, "as luis", f"/ops restore {SERVICE} {OLDER}")
-    assert f"runs on `{first.data['clone']}` now" in out, "the preview says what it replaces"
+    assert f"runs on `{was.clone}` now" in out, "the preview says what it replaces"
     assert "would stop at its secret step" not in out
     run(box, "click Ask to restore", "as sofia", "click Approve")
     run(box, "wait 6m", "wait 11m", "wait 10m")
     second = latest(box, "restore")
     assert second.id != first.id
-    assert second.state == "succeeded", second.data.get("outcome")
+    assert second.state == "succeeded", RestoreData.of(second).outcome
     assert serving(box) == {second.to_revision: 100}
     pointed = box.emulator.secrets.value(PROJECT, "wa-backend-database-url", "3")
-    assert f":{second.data['clone']}" in pointed and SAMPLE_PASSWORD in pointed
-    assert first.data["clone"] not in pointed
-    assert second.data["replaces"] == first.data["clone"]
+    now = RestoreData.of(second)
+    assert f":{now.clone}" in pointed and SAMPLE_PASSWORD in pointed
+    assert was.clone not in pointed
+    assert now.replaces == was.clone
 
 
 def test_the_preview_warns_when_the_restore_would_stop_at_the_secret_step(box: Sandbox) -> None:
@@ -81,13 +84,13 @@ def test_a_restore_retried_in_the_same_minute_gets_a_clone_of_its_own(box: Sandb
     box.emulator.router.faults.list()[0].after = True
     ask_and_approve(box)
     failed = latest(box, "restore")
-    assert failed.state == "failed" and failed.data["outcome"]["step"] == "create"
-    clones = {failed.data["clone"]}
+    assert failed.state == "failed" and RestoreData.of(failed).outcome.step == "create"
+    clones = {RestoreData.of(failed).clone}
     for _ in range(3):  # asked again at once, three times, within the same minute
         ask_and_approve(box)
         operation = latest(box, "restore")
-        assert operation.state == "creating", operation.data.get("outcome")
-        clones.add(operation.data["clone"])
+        assert operation.state == "creating", RestoreData.of(operation).outcome
+        clones.add(RestoreData.of(operation).clone)
         box.runtime.deps.store.operations.update_operation(
             operation.id, box.clock.now(), state="cancelled"
         )
@@ -101,7 +104,7 @@ def test_a_failed_smoke_test_leaves_no_restored_tag(box: Sandbox) -> None:
     ask_and_approve(box)
     run(box, "wait 6m", "wait 11m")
     operation = latest(box, "restore")
-    assert operation.state == "failed" and operation.data["outcome"]["step"] == "smoke"
+    assert operation.state == "failed" and RestoreData.of(operation).outcome.step == "smoke"
     assert serving(box) == {BLUE: 100}
     assert "restored" not in tags(box), "the 0% revision keeps no tag"
 
@@ -128,7 +131,7 @@ def _bad_after_good(box: Sandbox) -> None:
     for _ in range(12):
         run(box, "wait 1m")
     operation = latest(box, "restore")
-    assert operation.state == "rolled_back", (operation.state, operation.data.get("last"))
+    assert operation.state == "rolled_back", (operation.state, RestoreData.of(operation).last)
     assert serving(box) == {BLUE: 100}
     assert "restored" not in tags(box)
     assert "Back on `wa-backend-00003`" in card(box, "restore")
@@ -137,7 +140,7 @@ def _bad_after_good(box: Sandbox) -> None:
 def test_going_back_warns_that_writes_since_the_restore_stay_on_the_clone(box: Sandbox) -> None:
     ask_and_approve(box)
     run(box, "wait 6m", "wait 11m")
-    clone = latest(box, "restore").data["clone"]
+    clone = RestoreData.of(latest(box, "restore")).clone
     shown = card(box, "restore")
     assert "Go back to the old database" in shown
     assert f"Writes made since the restore stay on `{clone}`" in shown, "in the confirm dialog"

@@ -10,8 +10,8 @@ domain (a release's canary steps, a rollback's choice of target, a restore's sec
 - ``__init__.py``: what the rest of the bot uses, and ``WORKFLOW``;
 - ``states.py``: its states (``RUNNING_STATES``, the ones the engine runs; ``FINAL_STATES``),
   and its typed data: a pydantic model stored as JSON with a ``version`` (so far a backup's
-  ``BackupData``, a drill's ``DrillData`` and a flip's ``FlagData``; rollback, release and
-  restore still keep plain dicts);
+  ``BackupData``, a drill's ``DrillData``, a flip's ``FlagData`` and a restore's
+  ``RestoreData``; rollback and release still keep plain dicts);
 - ``request.py``: a request read, authorized and recorded (nothing changes in the cloud yet);
 - ``machine.py``: its state machine: one step per running state, and ``execute``;
 - ``record.py``: committing its progress (its next state and data together) and its end;

@@ -11,6 +11,7 @@ from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.errors import UserError
 from bot.ops.incidents.view import ROLL_BACK_NOW, refresh_incident_card
 from bot.ops.preemption import request_rollback
+from bot.ops.restore.states import RestoreData
 from bot.ops.rollback import RollbackRequest, authorize_request
 from bot.ports import MetricsError
 from bot.store import IncidentRecord, Operation
@@ -125,7 +126,9 @@ def moved_traffic_back(operation: Operation) -> bool:
         return False
     if operation.kind == "release":
         return data.get("step", -1) >= 0  # a canary step was started
-    return operation.kind in ("flag", "restore") and "shift" in (data.get("steps") or {})
+    if operation.kind == "restore":
+        return "shift" in RestoreData.of(operation).steps
+    return operation.kind == "flag" and "shift" in (data.get("steps") or {})
 
 
 def resolve(deps: Deps, incident_id: str, actor: str, how: str = "resolved") -> IncidentRecord:

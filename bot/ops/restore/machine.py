@@ -22,7 +22,7 @@ from typing import Any
 from bot.ops.backups.target import Database, cloudsql, resolve_database, secrets
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.health import config_problem, health_observation, probe_health
-from bot.ops.metrics_window import observing_since, read_fresh
+from bot.ops.metrics_window import read_fresh
 from bot.ops.release import next_revision_name
 from bot.ops.restore.endpoints import old_endpoints, secret_location
 from bot.ops.restore.record import (
@@ -38,7 +38,7 @@ from bot.ops.restore.record import (
     later,
     why,
 )
-from bot.ops.restore.states import RESTORE_TAG
+from bot.ops.restore.states import RESTORE_TAG, RestoreData
 from bot.ops.stepping import advance
 from bot.ops.traffic import pinned_targets
 from bot.policy.databases import (
@@ -82,21 +82,21 @@ def _step_approved(deps: Deps, operation: Operation) -> Operation:
         "ok",
         service=operation.service,
         operation_id=operation.id,
-        clone=operation.data["clone"],
+        clone=RestoreData.of(operation).clone,
     )
     return commit(deps, begin(deps, operation, "create"), "creating")
 
 
 def _step_create(deps: Deps, operation: Operation) -> Operation:
-    data = operation.data
+    data = RestoreData.of(operation)
     sql = cloudsql(deps)
-    if not data.get("sql_op"):
-        retry = bool(data.get("create_sent"))  # an earlier attempt's answer may have been lost
+    if not data.sql_op:
+        retry = data.create_sent  # an earlier attempt's answer may have been lost
         operation = commit(deps, operation, create_sent=True)
         try:
-            source = sql.get_instance(data["project"], data["instance"])
+            source = sql.get_instance(data.project, data.instance)
             operation = commit(deps, operation, copied=clone_settings_summary(source.settings))
-            started = sql.start_create_instance(source, data["clone"])
+            started = sql.start_create_instance(source, data.clone)
         except CloudSqlError as error:
             state = (
                 _clone_state(deps, data) if error.reason in ("already_exists", "conflict") else ""
@@ -111,15 +111,15 @@ def _step_create(deps: Deps, operation: Operation) -> Operation:
 
 
 def _step_restore(deps: Deps, operation: Operation) -> Operation:
-    data = operation.data
-    if not data.get("sql_op"):
+    data = RestoreData.of(operation)
+    if not data.sql_op:
         operation = begin(deps, operation, "restore")
         sql = cloudsql(deps)
-        if data.get("restore_sent"):  # an earlier run may have started it, then died unheard
+        if data.restore_sent:  # an earlier run may have started it, then died unheard
             try:
                 ours = [
                     op
-                    for op in sql.recent_operations(data["project"], data["clone"])
+                    for op in sql.recent_operations(data.project, data.clone)
                     if op.operation_type == "RESTORE_VOLUME"
                 ]
             except CloudSqlError as error:
@@ -128,9 +128,7 @@ def _step_restore(deps: Deps, operation: Operation) -> Operation:
                 return _following(deps, operation, ours[0], "restore")
         operation = commit(deps, operation, restore_sent=True)
         try:
-            started = sql.start_restore(
-                data["project"], data["clone"], data["backup"]["id"], data["instance"]
-            )
+            started = sql.start_restore(data.project, data.clone, data.backup.id, data.instance)
         except CloudSqlError as error:
             return fail(deps, operation, "restore", why(error))
         return _following(deps, operation, started, "restore")
@@ -138,11 +136,11 @@ def _step_restore(deps: Deps, operation: Operation) -> Operation:
 
 
 def _step_check(deps: Deps, operation: Operation) -> Operation:
-    data = operation.data
-    if "runnable" not in data["steps"]:
+    data = RestoreData.of(operation)
+    if "runnable" not in data.steps:
         operation = begin(deps, operation, "runnable")
     try:
-        clone = cloudsql(deps).get_instance(data["project"], data["clone"])
+        clone = cloudsql(deps).get_instance(data.project, data.clone)
     except CloudSqlError as error:
         return later(deps, operation, "runnable", unreachable=error.reason)
     if clone.runnable:
@@ -161,15 +159,15 @@ def _following(deps: Deps, operation: Operation, started: SqlOperation, step: st
         service=operation.service,
         operation_id=operation.id,
         cloud_operation=started.name,
-        clone=operation.data["clone"],
+        clone=RestoreData.of(operation).clone,
     )
     return commit(deps, operation, sql_op=started.name, sql_status=started.status, due_at=due(deps))
 
 
 def _follow(deps: Deps, operation: Operation, step: str, then: str) -> Operation:
-    data = operation.data
+    data = RestoreData.of(operation)
     try:
-        followed = cloudsql(deps).get_operation(data["project"], data["sql_op"])
+        followed = cloudsql(deps).get_operation(data.project, data.sql_op)
     except CloudSqlError as error:
         return later(deps, operation, step, unreachable=error.reason)
     if not followed.done:
@@ -180,10 +178,10 @@ def _follow(deps: Deps, operation: Operation, step: str, then: str) -> Operation
     return commit(deps, done(deps, operation, step), then)
 
 
-def _clone_state(deps: Deps, data: dict[str, Any]) -> str:
+def _clone_state(deps: Deps, data: RestoreData) -> str:
     """The clone's state; "" when it cannot be read."""
     try:
-        return cloudsql(deps).get_instance(data["project"], data["clone"]).state
+        return cloudsql(deps).get_instance(data.project, data.clone).state
     except CloudSqlError:
         return ""
 
@@ -192,20 +190,22 @@ def _clone_state(deps: Deps, data: dict[str, Any]) -> str:
 
 
 def _step_point(deps: Deps, operation: Operation) -> Operation:
-    data = operation.data
+    data = RestoreData.of(operation)
     operation = begin(deps, operation, "secret")
     database = _database(deps, operation)
-    project, secret = secret_location(data["secret"], database.project)
+    project, secret = secret_location(data.secret, database.project)
     store = secrets(deps)
     try:
+        assert data.clone_endpoint is not None, "the runnable step wrote it"
+        clone_connection, clone_addresses = data.clone_endpoint
         olds = old_endpoints(deps, database)
-        current = store.access(project, secret, data["secret_version"])
-        new = Endpoint(data["clone_endpoint"][0], tuple(data["clone_endpoint"][1]))
+        current = store.access(project, secret, data.secret_version)
+        new = Endpoint(clone_connection, clone_addresses)
         url, old = point_at_clone_from(current, olds, new)
         del current
         target_secret = secret
-        if secret_target(data["secret_version"]) == "new_secret":
-            target_secret = f"{secret}-{data['clone'].rsplit('-r', 1)[-1]}"[:255]
+        if secret_target(data.secret_version) == "new_secret":
+            target_secret = f"{secret}-{data.clone.rsplit('-r', 1)[-1]}"[:255]
             _create_secret(store, project, target_secret)
         version = store.add_version(project, target_secret, url)
         del url
@@ -226,7 +226,7 @@ def _step_point(deps: Deps, operation: Operation) -> Operation:
         deps,
         operation,
         new_var={"secret": target_secret, "version": version, "project": project},
-        swap=[old.connection_name, data["clone_endpoint"][0]],
+        swap=[old.connection_name, clone_connection],
         replaces=old.connection_name.rsplit(":", 1)[-1],
     )
     return commit(deps, done(deps, operation, "secret"), "deploying")
@@ -244,10 +244,10 @@ def _create_secret(store: Any, project: str, secret: str) -> None:
 
 
 def _step_deploy(deps: Deps, operation: Operation) -> Operation:
-    data = operation.data
+    data = RestoreData.of(operation)
     database = _database(deps, operation)
     ref = deps.service_ref(database.service)
-    if not data.get("run_op"):
+    if not data.run_op:
         if not _holds_service(deps, operation):
             return _wait_for_service(deps, operation, "deploy")
         operation = begin(deps, operation, "deploy")
@@ -258,17 +258,18 @@ def _step_deploy(deps: Deps, operation: Operation) -> Operation:
             targets = [TrafficTarget(s.revision, s.percent, s.tag) for s in state.traffic]
             targets = [t for t in targets if t.tag != RESTORE_TAG]
             targets.append(TrafficTarget(name, 0, RESTORE_TAG))
-            new = data["new_var"]
-            secret = new["secret"]
-            if new["project"] != data["project"] or "/" in data["secret"]:
-                secret = f"projects/{new['project']}/secrets/{secret}"
-            var = EnvVar(database.env, secret=secret, secret_version=new["version"])
+            new = data.new_var
+            assert new is not None, "the secret step wrote it"
+            secret = new.secret
+            if new.project != data.project or "/" in data.secret:
+                secret = f"projects/{new.project}/secrets/{secret}"
+            var = EnvVar(database.env, secret=secret, secret_version=new.version)
             base = _serving_most(state)
             denied = _let_read(deps, operation, ref, base)
             if denied:
                 return fail(deps, operation, "deploy", denied)
             op = deps.cloudrun.start_env_update(
-                ref, base, var, name, targets, state.etag, cloudsql_swap=tuple(data["swap"])
+                ref, base, var, name, targets, state.etag, cloudsql_swap=data.swap
             )
         except EtagConflict:  # someone changed the service between the read and the PATCH
             return later(deps, operation, "deploy")
@@ -284,7 +285,7 @@ def _step_deploy(deps: Deps, operation: Operation) -> Operation:
         operation = commit(deps, operation, run_op=op, base=base, waiting_for=None)
     try:
         state = deps.cloudrun.wait_operation(
-            operation.data["run_op"], deps.config.release.operation_timeout_s
+            RestoreData.of(operation).run_op, deps.config.release.operation_timeout_s
         )
     except CloudRunError as error:
         if error.reason == "operation_timeout":
@@ -298,7 +299,7 @@ def _step_deploy(deps: Deps, operation: Operation) -> Operation:
 def _step_smoke(deps: Deps, operation: Operation) -> Operation:
     operation = begin(deps, operation, "smoke")
     service = deps.managed_service(operation.service)
-    data = operation.data
+    data = RestoreData.of(operation)
     settings = deps.config.release
     in_a_row = 0
     url, result = "", None
@@ -306,7 +307,7 @@ def _step_smoke(deps: Deps, operation: Operation) -> Operation:
         if attempt:
             deps.clock.sleep(deps.config.rollback.health_check_interval_s)
         url, result = probe_health(
-            deps, service, data["tag_uri"], service_url=data["service_uri"], custom_domain=False
+            deps, service, data.tag_uri, service_url=data.service_uri, custom_domain=False
         )
         if config_problem(result):
             break
@@ -325,15 +326,16 @@ def _let_read(deps: Deps, operation: Operation, ref: ServiceRef, base: str) -> s
     """A new secret is readable by nobody: let the service account of the revision the new
     one is built on read it (that secret only), or Cloud Run never makes the revision Ready.
     A new version of the secret the service reads needs nothing. "" when done, else why not."""
-    data = operation.data
-    if secret_target(data["secret_version"]) != "new_secret":
+    data = RestoreData.of(operation)
+    if secret_target(data.secret_version) != "new_secret":
         return ""
     account = deps.cloudrun.get_revision(ref, base).service_account
     if not account:  # the default compute account, whose email Runback cannot know
         return ""
-    new = data["new_var"]
+    new = data.new_var
+    assert new is not None, "the secret step wrote it"
     try:
-        secrets(deps).grant_accessor(new["project"], new["secret"], f"serviceAccount:{account}")
+        secrets(deps).grant_accessor(new.project, new.secret, f"serviceAccount:{account}")
     except SecretsError as error:
         return f"secret_access: {why(error)}"
     deps.audit(
@@ -342,7 +344,7 @@ def _let_read(deps: Deps, operation: Operation, ref: ServiceRef, base: str) -> s
         "ok",
         service=operation.service,
         operation_id=operation.id,
-        secret=new["secret"],
+        secret=new.secret,
         member=f"serviceAccount:{account}",
     )
     return ""
@@ -385,15 +387,15 @@ def _untag(deps: Deps, operation: Operation) -> str:
 
 
 def _step_shift(deps: Deps, operation: Operation) -> Operation:
-    data = operation.data
+    data = RestoreData.of(operation)
     ref = deps.service_ref(deps.managed_service(operation.service))
-    if not data.get("run_op"):
+    if not data.run_op:
         if not _holds_service(deps, operation):
             return _wait_for_service(deps, operation, "shift")
         operation = begin(deps, operation, "shift")
         try:
             state = deps.cloudrun.get_service(ref)
-            if _serving_most(state) != data.get("base", operation.from_revision):
+            if _serving_most(state) != (data.base or operation.from_revision):
                 return _rebuild(deps, operation, _serving_most(state))
             targets = pinned_targets(state, operation.to_revision, drop=(RESTORE_TAG,))
             op = deps.cloudrun.start_traffic_update(ref, targets, state.etag)
@@ -405,7 +407,7 @@ def _step_shift(deps: Deps, operation: Operation) -> Operation:
         operation = commit(deps, operation, run_op=op, waiting_for=None)
     try:
         state = deps.cloudrun.wait_operation(
-            operation.data["run_op"], deps.config.release.operation_timeout_s
+            RestoreData.of(operation).run_op, deps.config.release.operation_timeout_s
         )
     except CloudRunError as error:
         if error.reason == "operation_timeout":
@@ -452,9 +454,9 @@ def _holds_service(deps: Deps, operation: Operation) -> bool:
     holder = deps.store.operations.lock_holder(operation.service)
     if holder is not None:
         return holder.operation_id == operation.id
-    yielded = operation.data.get("yielded")
-    if yielded:
-        at = datetime.fromisoformat(yielded["at"])
+    yielded = RestoreData.of(operation).yielded
+    if yielded is not None:
+        at = datetime.fromisoformat(yielded.at)
         rollback = deps.store.operations.latest_operation(operation.service, "rollback")
         begun = rollback is not None and rollback.created_at >= at
         if not begun and (deps.clock.now() - at).total_seconds() < YIELD_GRACE_S:
@@ -476,22 +478,23 @@ def _step_judge(deps: Deps, operation: Operation) -> Operation:
     """The decision table on the restored revision, as a release's last step is judged: it
     must pass for ``release.validation_s`` after the warm-up (one good window is not enough),
     and a verdict of "roll back" at any judgement goes back to the old revision."""
-    data = operation.data
+    data = RestoreData.of(operation)
     service = deps.managed_service(operation.service)
     ref = deps.service_ref(service)
     now = deps.clock.now()
     release = deps.config.release
-    shifted = datetime.fromisoformat(data["shifted_at"])
+    assert data.shifted_at is not None, "the shift step wrote it"
+    shifted = datetime.fromisoformat(data.shifted_at)
     not_before = shifted + timedelta(seconds=release.warmup_s)
-    since = observing_since(data)  # "still above?" is asked of the minutes since it began
+    since = _moment(data.observing_since)  # "still above?" is asked of the minutes since then
     if since is not None and since > not_before:
         not_before = since
     # the freshest window that can decide; Monitoring faults read as no data, never a pass
     numbers = read_fresh(deps, ref, operation.to_revision, not_before).numbers
-    _, probe = probe_health(deps, service, data.get("service_uri", ""))
+    _, probe = probe_health(deps, service, data.service_uri)
     judgement = judge(deps.config.thresholds, health_observation(probe, *numbers))
-    verdict = observed_verdict(deps.config.thresholds, judgement, observing_since(data), now)
-    observing = data.get("observing_since")
+    verdict = observed_verdict(deps.config.thresholds, judgement, since, now)
+    observing = data.observing_since
     if verdict is Verdict.OBSERVE and not observing:
         observing = now.isoformat()
     elif verdict is not Verdict.OBSERVE:
@@ -539,6 +542,10 @@ def _step_go_back(deps: Deps, operation: Operation) -> Operation:
 def _succeed(deps: Deps, operation: Operation, verified: bool) -> Operation:
     operation = done(deps, operation, "verify", verified=verified)
     return end(deps, operation, "succeeded", verified=verified)
+
+
+def _moment(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
 
 
 def _database(deps: Deps, operation: Operation) -> Database:

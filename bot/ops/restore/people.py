@@ -13,10 +13,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bot.ops.context import BOT_ACTOR, Deps
-from bot.ops.restore.record import commit, end
-from bot.ops.restore.states import BEFORE_TRAFFIC, FINAL_STATES, SERVING
+from bot.ops.restore.record import commit, end, write
+from bot.ops.restore.states import BEFORE_TRAFFIC, FINAL_STATES, SERVING, RestoreData
 from bot.ops.restore.view import refresh
-from bot.ops.stepping import on_what_it_is, write_step
+from bot.ops.stepping import on_what_it_is
 from bot.store import Move, Operation
 
 
@@ -75,7 +75,7 @@ def fail_unexpectedly(deps: Deps, operation_id: str) -> None:
     def act(live: Operation) -> Operation | None:
         if live.state in FINAL_STATES:
             return None
-        if live.data.get("shifted_at") and live.state != "going_back":
+        if RestoreData.of(live).shifted_at and live.state != "going_back":
             why = {"step": "internal", "why": "internal"}
             return commit(deps, live, "going_back", outcome=why)
         return end(deps, live, "failed", outcome={"step": live.state, "why": "internal"})
@@ -107,8 +107,8 @@ def _supersede(deps: Deps, operation: Operation, user: str) -> None:
     """It waited for a second tech lead: the emergency goes first, and the card stops asking."""
     now = deps.clock.now()
     approval = deps.store.approvals.approval_for(operation.id)
-    data = {"outcome": {"why": "superseded", "by": user}, "due_at": None}
-    write_step(deps, operation, "cancelled", data, release_lock=True)
+    outcome = {"why": "superseded", "by": user}
+    write(deps, operation, "cancelled", release_lock=True, outcome=outcome, due_at=None)
     if approval is not None and approval.status == "pending":
         deps.store.approvals.decide_approval(approval.id, "cancelled", user, now)
     deps.store.journal.add_event(operation.id, now, "superseded", actor=user)
@@ -123,7 +123,7 @@ def _step_aside(deps: Deps, operation: Operation, user: str, reason: str) -> Non
     traffic), and the restore takes the service back before it deploys or shifts."""
     now = deps.clock.now()
     yielded = {"by": user, "at": now.isoformat(), "state": operation.state, "reason": reason[:300]}
-    write_step(deps, operation, None, {"yielded": yielded}, release_lock=True)
+    write(deps, operation, None, release_lock=True, yielded=yielded)
     deps.store.journal.add_event(
         operation.id, now, "stepped_aside", actor=user, state=operation.state
     )

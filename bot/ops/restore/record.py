@@ -1,31 +1,74 @@
-"""Committing a restore's progress: its next state and data together (compare-and-set, so an
-on-call engineer's write is never overwritten by a step that read the restore before it), the
-marks of its steps, its ends."""
+"""Committing a restore's progress: its next state and typed data together (``RestoreData``;
+compare-and-set, so an on-call engineer's write is never overwritten by a step that read the
+restore before it), the marks of its steps, its ends."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
 from bot.ops.context import BOT_ACTOR, Deps
+from bot.ops.restore.states import KIND, RestoreData
 from bot.ops.restore.view import STEP_NAMES, refresh
-from bot.ops.stepping import Record, step_ended, step_started
+from bot.ops.stepping import Record, step_ended, step_started, write_step
 from bot.ports import CloudSqlError, SecretsError
 from bot.store import Operation
 
-RECORD = Record("restore", refresh)
+
+class RestoreRecord(Record):
+    """The restore's ``Record``: every write is the restore's data with the changes, validated
+    as ``RestoreData``."""
+
+    def commit(
+        self, deps: Deps, operation: Operation, state: str | None = None, **changes: Any
+    ) -> Operation:
+        """The next state and the restore's data with ``changes`` together, compare-and-set,
+        then the card (``Record.commit``)."""
+        data = RestoreData.of(operation).changed(**changes)
+        return super().commit(deps, operation, state, **data.stored())
+
+    def end(
+        self,
+        deps: Deps,
+        operation: Operation,
+        state: str,
+        audited: Mapping[str, Any],
+        **changes: Any,
+    ) -> Operation:
+        """The last state with the restore's data with ``changes`` (``Record.end``: nothing is
+        due any more, the service's lock given back)."""
+        data = RestoreData.of(operation).changed(**changes)
+        return super().end(deps, operation, state, audited, **data.stored())
+
+
+RECORD = RestoreRecord(KIND, refresh)
 commit = RECORD.commit  # the next state and data together (compare-and-set), then the card
 
 
+def write(
+    deps: Deps,
+    operation: Operation,
+    state: str | None,
+    release_lock: bool = False,
+    **changes: Any,
+) -> Operation:
+    """The next state and the restore's data with ``changes`` (validated as ``RestoreData``),
+    compare-and-set, without the card (``write_step``): for a person's act that shows the card
+    itself once it is done."""
+    data = RestoreData.of(operation).changed(**changes)
+    return write_step(deps, operation, state, data.stored(), release_lock=release_lock)
+
+
 def begin(deps: Deps, operation: Operation, step: str) -> Operation:
-    if step in operation.data["steps"]:
+    if step in RestoreData.of(operation).steps:
         return operation
     return commit(deps, operation, **step_started(operation, step, deps.clock.now()))
 
 
 def again(deps: Deps, operation: Operation, step: str) -> Operation:
     """A step done before that must be done once more (a rebuilt revision)."""
-    steps = {k: v for k, v in operation.data["steps"].items() if k != step}
+    steps = {k: v for k, v in RestoreData.of(operation).steps.items() if k != step}
     return begin(deps, commit(deps, operation, steps=steps), step)
 
 
@@ -43,14 +86,16 @@ def due(deps: Deps, seconds: float | None = None) -> str:
     return (deps.clock.now() + timedelta(seconds=wait)).isoformat()
 
 
-def later(deps: Deps, operation: Operation, step: str, **data: Any) -> Operation:
+def later(deps: Deps, operation: Operation, step: str, **changes: Any) -> Operation:
     """Not done yet: look again at the next poll, unless the restore has taken too long."""
-    started = datetime.fromisoformat(operation.data["steps"][STEP_NAMES[0]]["started"])
+    data = RestoreData.of(operation)
+    first = data.steps[STEP_NAMES[0]].started  # the clone's create, begun once approved
+    started = datetime.fromisoformat(first) if first else deps.clock.now()
     if (deps.clock.now() - started).total_seconds() > deps.config.backups.restore_timeout_s:
-        if operation.data.get("shifted_at"):
+        if data.shifted_at:
             return back(deps, operation, step, "timeout")
         return fail(deps, operation, step, "timeout")
-    return commit(deps, operation, due_at=due(deps), **data)
+    return commit(deps, operation, due_at=due(deps), **changes)
 
 
 def back(deps: Deps, operation: Operation, step: str, why: str) -> Operation:
@@ -65,13 +110,13 @@ def fail(deps: Deps, operation: Operation, step: str, why: str) -> Operation:
     return end(deps, operation, "failed", outcome={"step": step, "why": why})
 
 
-def end(deps: Deps, operation: Operation, state: str, **data: Any) -> Operation:
-    outcome = data.get("outcome") or {}
+def end(deps: Deps, operation: Operation, state: str, **changes: Any) -> Operation:
+    outcome = changes.get("outcome") or {}
     audited = {
-        "clone": operation.data.get("clone", ""),
+        "clone": RestoreData.of(operation).clone,
         **{k: v for k, v in outcome.items() if isinstance(v, str)},
     }
-    operation = RECORD.end(deps, operation, state, audited, waiting_for=None, **data)
+    operation = RECORD.end(deps, operation, state, audited, waiting_for=None, **changes)
     deps.store.journal.add_event(operation.id, deps.clock.now(), state, actor=BOT_ACTOR)
     return operation
 

@@ -19,14 +19,13 @@ from bot.ops.context import Deps
 from bot.ops.errors import UserError
 from bot.ops.holding import open_holding
 from bot.ops.restore.endpoints import secret_check
-from bot.ops.restore.states import FINAL_STATES
+from bot.ops.restore.states import FINAL_STATES, KIND, RestoreData, RestoredBackup
 from bot.ops.restore.view import refresh
 from bot.policy.databases import clone_name, is_clone_name, secret_target
 from bot.policy.targets import current_revision
 from bot.ports import Backup, CloudRunError, CloudSqlError, EnvVar
 from bot.store import LockHolder, Operation
 
-KIND = "restore"
 BACKUP_ID = re.compile(r"^[0-9]{1,20}$")
 BACKUPS_SEARCHED = 100  # how far back /ops restore looks for the backup id
 
@@ -89,17 +88,16 @@ def request_restore(deps: Deps, request: RestoreRequest) -> Operation:
         state="awaiting_approval",
         from_revision=preview["revision"],
         to_revision="",
-        data={
-            "project": database.project,
-            "instance": database.instance,
-            "backup": {**preview["backup"], "at": _iso(preview["backup"]["at"])},
-            "clone": preview["clone"],
-            "env": database.env,
-            "secret": preview["secret"],
-            "secret_version": preview["secret_version"],
-            "new_secret": preview["new_secret"],
-            "steps": {},
-        },
+        data=RestoreData(
+            project=database.project,
+            instance=database.instance,
+            backup=RestoredBackup(**{**preview["backup"], "at": _iso(preview["backup"]["at"])}),
+            clone=preview["clone"],
+            env=database.env,
+            secret=preview["secret"],
+            secret_version=preview["secret_version"],
+            new_secret=preview["new_secret"],
+        ).stored(),
     )
     request_approval(deps, operation.id, Action.RESTORE, request.user)
     deps.audit(

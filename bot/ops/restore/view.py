@@ -6,9 +6,12 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
+from pydantic import BaseModel
+
 from bot.config import Action
 from bot.ops.cards import OperationCard, approval_view
 from bot.ops.context import Deps
+from bot.ops.restore.states import RestoreData, StepMark
 from bot.policy.approvals import who_may_approve
 from bot.ports import Message
 from bot.store import Operation
@@ -18,41 +21,40 @@ SQL_STEPS = {"creating": "create", "restoring": "restore", "checking": "runnable
 
 
 def restore_view(deps: Deps, operation: Operation) -> dict[str, Any]:
-    data = operation.data or {}
+    data = RestoreData.of(operation)
     approval = deps.store.approvals.approval_for(operation.id)
     now = deps.clock.now()
-    steps = []
-    for name in STEP_NAMES:
-        mark = (data.get("steps") or {}).get(name)
-        steps.append(_step(name, mark, now))
-    new_var = data.get("new_var") or {}
+    new_var = data.new_var
     return {
         "id": operation.id,
         "service": operation.service,
         "state": operation.state,
         "requested_by": operation.requested_by,
-        "instance": data.get("instance", ""),
-        "clone": data.get("clone", ""),
-        "backup": data.get("backup") or {},
-        "env": data.get("env", "DATABASE_URL"),
-        "secret": data.get("secret", ""),
-        "secret_version": data.get("secret_version", ""),
-        "new_secret": bool(data.get("new_secret")),
-        "new_var": {"secret": new_var.get("secret", ""), "version": new_var.get("version", "")},
+        "instance": data.instance,
+        "clone": data.clone,
+        "backup": data.backup.model_dump(),
+        "env": data.env,
+        "secret": data.secret,
+        "secret_version": data.secret_version,
+        "new_secret": data.new_secret,
+        "new_var": {
+            "secret": new_var.secret if new_var else "",
+            "version": new_var.version if new_var else "",
+        },
         "old_revision": operation.from_revision,
         "new_revision": operation.to_revision,
-        "steps": steps,
-        "sql_status": data.get("sql_status", ""),
-        "instance_state": data.get("instance_state", ""),
-        "unreachable": data.get("unreachable", ""),
-        "last": data.get("last"),
-        "verified": data.get("verified"),
-        "outcome": data.get("outcome") or {},
-        "going_back_failed": data.get("going_back_failed", ""),
-        "yielded": data.get("yielded") or {},
-        "waiting_for": data.get("waiting_for") or {},
-        "rebuilt": data.get("rebuilt") or {},
-        "copied": data.get("copied") or {},
+        "steps": [_step(name, data.steps.get(name), now) for name in STEP_NAMES],
+        "sql_status": data.sql_status,
+        "instance_state": data.instance_state,
+        "unreachable": data.unreachable,
+        "last": data.last,
+        "verified": data.verified,
+        "outcome": _dumped(data.outcome),
+        "going_back_failed": data.going_back_failed,
+        "yielded": _dumped(data.yielded),
+        "waiting_for": _dumped(data.waiting_for),
+        "rebuilt": _dumped(data.rebuilt),
+        "copied": _dumped(data.copied),
         "approval": approval_view(approval) if approval else None,
         "approver": asdict(who_may_approve(deps.config.approvals, Action.RESTORE)),
         "can_go_back": operation.state in ("judging", "succeeded") and bool(operation.to_revision),
@@ -60,17 +62,21 @@ def restore_view(deps: Deps, operation: Operation) -> dict[str, Any]:
     }
 
 
-def _step(name: str, mark: dict[str, Any] | None, now: datetime) -> dict[str, Any]:
-    if not mark:
+def _dumped(part: BaseModel | None) -> dict[str, Any]:
+    return part.model_dump() if part is not None else {}
+
+
+def _step(name: str, mark: StepMark | None, now: datetime) -> dict[str, Any]:
+    if mark is None or not mark.started:
         return {"name": name, "status": "pending", "s": None, "note": ""}
-    started = datetime.fromisoformat(mark["started"])
-    ended = datetime.fromisoformat(mark["ended"]) if mark.get("ended") else now
+    started = datetime.fromisoformat(mark.started)
+    ended = datetime.fromisoformat(mark.ended) if mark.ended else now
     return {
         "name": name,
-        "status": mark["status"],
+        "status": mark.status,
         "s": (ended - started).total_seconds(),
         "at": started,
-        "note": str(mark.get("note", "")),
+        "note": str((mark.model_extra or {}).get("note", "")),
     }
 
 
