@@ -41,6 +41,7 @@ def build_app(deps: Deps, engine: Engine, client: WebClient, signing_secret: str
     if not any(isinstance(f, _TokenFromEnvironment) for f in bolt_log.filters):
         bolt_log.addFilter(_TokenFromEnvironment())
     app = App(
+        name="runback",  # else Bolt names it by inspect.stack(), which reads every frame's source
         client=client,
         signing_secret=signing_secret,
         process_before_response=False,  # ack first, then work: Slack wants its answer in 3 s
