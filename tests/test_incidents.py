@@ -13,7 +13,7 @@ from bot.ops import incidents
 from bot.sandbox.console import Sandbox
 from bot.sandbox.emulator.http import Fault
 from bot.sandbox.seed import alert_payload
-from tests.helpers import patches, serving
+from tests.helpers import patches, serving, wait_until
 
 SERVICE = "wa-backend"
 BAD = "wa-backend-00003"
@@ -78,7 +78,8 @@ def test_postmortem_counts_the_bad_revisions_error_logs(box: Sandbox) -> None:
     box.emulator.logging.add_entry(_error_log("fine", severity="INFO"))
     box.emulator.logging.add_entry(_error_log("other revision", revision="wa-backend-00002"))
     alert(box)
-    content = box.emulator.slack.files()[0]["content"]
+    files = wait_until(box.emulator.slack.files, "the postmortem draft in the thread")
+    content = files[0]["content"]
     section = content.split("Top error messages")[1].split("\n---\n")[0]
     assert "| 3 |" in section and "timeout after" in section
     assert "slots_v2" in section
