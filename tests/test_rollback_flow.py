@@ -7,6 +7,7 @@ import threading
 import time
 from datetime import timedelta
 
+from bot.ops.rollback import RollbackData
 from bot.sandbox.console import Sandbox
 from bot.sandbox.emulator.http import Fault
 from tests.helpers import patches, run_lines, serving
@@ -50,6 +51,12 @@ def test_on_call_rolls_back_to_previous_revision_and_verifies_healthz(sandbox: S
     text = "\n".join(output)
     assert "Done" in text and "pinned" in text and "@ana" in text
     assert "wa-backend-00003" in text and "wa-backend-00002" in text
+    done = last_operation(sandbox)
+    kept = RollbackData.of(done)
+    assert done.state == "succeeded" and kept.health is not None and kept.error is None
+    assert (kept.from_.revision, kept.to.revision) == ("wa-backend-00003", "wa-backend-00002")
+    assert set(kept.timings) == {"shift", "wait", "verify"}
+    assert kept.stored() == {k: v for k, v in done.data.items() if k != "seq"}, "as typed"
 
 
 def test_one_status_message_updated_in_place(sandbox: Sandbox) -> None:

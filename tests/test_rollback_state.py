@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from bot.ops.rollback.record import RECORD, commit
 from bot.ops.rollback.states import (
     DATA_VERSION,
     FailureFacts,
@@ -16,6 +17,7 @@ from bot.ops.rollback.states import (
     SkippedRevision,
     rollback_data,
 )
+from bot.sandbox.console import Sandbox
 from bot.store import Operation
 
 AT = "2025-11-27T14:00:00+00:00"
@@ -136,3 +138,39 @@ def test_changes_are_validated_and_stored_as_plain_json() -> None:
         data.changed(health={"url": "u"})  # how many checks passed
     with pytest.raises(ValidationError):
         RollbackData.of(Operation(kind="rollback", data={"skipped": ["wa-backend-00001"]}))
+
+
+def test_a_write_to_a_row_written_before_the_type_keeps_what_it_does_not_name(
+    sandbox: Sandbox,
+) -> None:
+    """Every write goes through ``RollbackData``: the row gets its ``version``, and keeps the
+    store's ``seq`` (counting on) and any key the type does not name."""
+    deps = sandbox.runtime.deps
+    old = deps.store.operations.create_operation(
+        deps.clock.now(),
+        kind="rollback",
+        service="wa-backend",
+        requested_by="U0ANA",
+        channel="C0INCIDENTS",
+        reason="checkout errors",
+        emergency=True,
+        state="cancelled",
+        from_revision="wa-backend-00003",
+        to_revision="wa-backend-00002",
+        data=requested(note="not the rollback's"),
+    )
+    assert "version" not in old.data
+    written = commit(deps, old, timings={"shift": 0.5})
+    assert written.data["version"] == DATA_VERSION and written.data["seq"] == 4
+    assert written.data["note"] == "not the rollback's", "a key the type does not name is kept"
+    assert RollbackData.of(written) == RollbackData.of(old).changed(timings={"shift": 0.5})
+    merged = RECORD.merge(deps, written, preempted_by="U0LUIS", preempted_reason="pager")
+    assert (merged.data["preempted_by"], merged.data["note"], merged.data["seq"]) == (
+        "U0LUIS",
+        "not the rollback's",
+        4,
+    )
+    with pytest.raises(ValidationError):
+        commit(deps, merged, timings={"shift": "fast"})
+    stored = deps.store.operations.operation(old.id)
+    assert stored is not None and stored.data == merged.data, "nothing written"
