@@ -18,6 +18,7 @@ import requests
 import yaml
 
 from bot.config import load_config
+from bot.ops.rollback import RollbackData
 from bot.sandbox.emulator.server import Emulator
 from bot.sandbox.seed import seed
 from bot.sandbox.slack_payloads import signed_headers, slash_command
@@ -99,6 +100,12 @@ def serving(box: Sandbox, service: str = SERVICE) -> dict[str, int]:
     """The revisions of ``service`` that have traffic, and their percent."""
     rows = box.emulator.cloudrun.traffic(service)
     return {r["revision"]: r["percent"] for r in rows if r["percent"]}
+
+
+def failure_code(operation: Operation) -> str:
+    """Why a rollback failed, as its typed data keeps it ("" when it has not failed)."""
+    error = RollbackData.of(operation).error
+    return error.code if error else ""
 
 
 def patches(box: Sandbox) -> list[Any]:

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from bot.ops.drill.states import DrillData
+from bot.ops.rollback import RollbackData
 from bot.sandbox.console import Sandbox
 from bot.store import DrillRecord, Operation
 from tests.conftest import sandbox_config
@@ -100,7 +101,7 @@ def test_a_drill_deploys_a_test_revision_rolls_back_with_the_production_rollback
     blue_image = f"us-docker.pkg.dev/runback-sandbox/apps/{STAGING}:v1.2.0"
     assert revision.image == box.emulator.cloudrun.images.resolve(blue_image), "by its digest"
     (rollback,) = operations(box, "rollback")
-    assert (rollback.state, rollback.to_revision, rollback.data["drill"]) == (
+    assert (rollback.state, rollback.to_revision, RollbackData.of(rollback).drill) == (
         "succeeded",
         BLUE,
         drill.id,

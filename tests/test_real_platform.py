@@ -19,7 +19,7 @@ from bot.sandbox.emulator.http import Fault
 from bot.sandbox.emulator.server import Emulator
 from bot.sandbox.seed import alert_payload, seed
 from tests.conftest import sandbox_config
-from tests.helpers import serving
+from tests.helpers import failure_code, serving
 
 SERVICE = "wa-backend"
 CURRENT, PREVIOUS = "wa-backend-00003", "wa-backend-00002"
@@ -106,7 +106,7 @@ def test_rollback_verification_ends_with_a_configuration_error(healthz_box: Sand
     healthz_box.run_line("as ana")
     healthz_box.run_line("/rollback wa-backend")
     operation = last_operation(healthz_box, "rollback")
-    assert operation.state == "failed" and operation.data["error"]["code"] == "reserved_path"
+    assert operation.state == "failed" and failure_code(operation) == "reserved_path"
     assert serving(healthz_box) == {PREVIOUS: 100}, "the traffic moved; only the check failed"
     text = card(healthz_box, operation)
     assert "health path reserved by Cloud Run" in text and "configuration problem" in text
@@ -214,7 +214,7 @@ def test_a_403_says_which_role_to_grant() -> None:
         box.run_line("as ana")
         box.run_line("/rollback wa-backend")
         operation = last_operation(box, "rollback")
-        assert operation.state == "failed" and operation.data["error"]["code"] == "invoker_denied"
+        assert operation.state == "failed" and failure_code(operation) == "invoker_denied"
         assert "grant roles/run.invoker to Runback's service account" in card(box, operation)
     finally:
         box.close()

@@ -9,7 +9,7 @@ import json
 from bot.sandbox.console import Sandbox
 from bot.sandbox.emulator.http import Fault
 from bot.sandbox.seed import alert_payload
-from tests.helpers import patches, run_lines, serving
+from tests.helpers import failure_code, patches, run_lines, serving
 from tests.test_rollback_flow import (
     INCIDENTS,
     SERVICE,
@@ -159,7 +159,7 @@ def test_an_approved_rollback_checks_readiness_again_before_the_patch(sandbox: S
     run_lines(sandbox, "as sofia", "click Approve")
     assert patches(sandbox) == [] and serving(sandbox) == UNCHANGED
     operation = last_operation(sandbox)
-    assert operation.state == "failed" and operation.data["error"]["code"] == "not_ready"
+    assert operation.state == "failed" and failure_code(operation) == "not_ready"
     assert sandbox.emulator.router.calls.list("run.revisions.get")
     card = str(channel_messages(sandbox, "C0GENERAL")[0]["blocks"])
     assert "is not ready in Cloud Run (Revision is not ready: image pull failed)" in card

@@ -7,9 +7,10 @@ import threading
 import time
 from datetime import timedelta
 
+from bot.ops.rollback import RollbackData
 from bot.sandbox.console import Sandbox
 from bot.sandbox.emulator.http import Fault
-from tests.helpers import patches, run_lines, serving
+from tests.helpers import failure_code, patches, run_lines, serving
 
 INCIDENTS = "C0INCIDENTS"
 SERVICE = "wa-backend"
@@ -50,6 +51,12 @@ def test_on_call_rolls_back_to_previous_revision_and_verifies_healthz(sandbox: S
     text = "\n".join(output)
     assert "Done" in text and "pinned" in text and "@ana" in text
     assert "wa-backend-00003" in text and "wa-backend-00002" in text
+    done = last_operation(sandbox)
+    kept = RollbackData.of(done)
+    assert done.state == "succeeded" and kept.health is not None and kept.error is None
+    assert (kept.from_.revision, kept.to.revision) == ("wa-backend-00003", "wa-backend-00002")
+    assert set(kept.timings) == {"shift", "wait", "verify"}
+    assert kept.stored() == {k: v for k, v in done.data.items() if k != "seq"}, "as typed"
 
 
 def test_one_status_message_updated_in_place(sandbox: Sandbox) -> None:
@@ -290,7 +297,7 @@ def test_failed_operation_reports_the_real_traffic(sandbox: Sandbox) -> None:
     sandbox.emulator.cloudrun.fail_next_operations("quota exceeded for revisions")
     run_lines(sandbox, "as ana", "/rollback wa-backend")
     operation = last_operation(sandbox)
-    assert operation.state == "failed" and operation.data["error"]["code"] == "operation_failed"
+    assert operation.state == "failed" and failure_code(operation) == "operation_failed"
     alert = str(channel_messages(sandbox)[-1]["blocks"])
     assert "quota exceeded" in alert and "`wa-backend-00003` 100%" in alert
 
@@ -299,7 +306,7 @@ def test_healthz_failing_after_the_shift_is_loud(sandbox: Sandbox) -> None:
     run_lines(sandbox, "as ana", "set wa-backend-00002 healthz=500", "/rollback wa-backend")
     assert serving(sandbox) == {"wa-backend-00002": 100}
     operation = last_operation(sandbox)
-    assert operation.state == "failed" and operation.data["error"]["code"] == "healthz_failed"
+    assert operation.state == "failed" and failure_code(operation) == "healthz_failed"
     alert = channel_messages(sandbox)[-1]
     assert "FAILED" in alert["text"]
     assert "IS on `wa-backend-00002`" in str(alert["blocks"]) and "500" in str(alert["blocks"])
@@ -342,7 +349,7 @@ def test_operation_slower_than_the_timeout_is_followed_to_the_end_not_failed() -
         box.emulator.cloudrun.operation_delay_s = 1.5  # five timeouts' worth of waiting
         run_lines(box, "as ana", "/rollback wa-backend")
         operation = last_operation(box)
-        assert operation.state == "succeeded", operation.data.get("error")
+        assert operation.state == "succeeded", failure_code(operation)
         assert serving(box) == {"wa-backend-00002": 100}
         events = [e.kind for e in box.runtime.deps.store.journal.timeline(operation.id)]
         assert "operation_slow" in events and events.index("operation_slow") < events.index(

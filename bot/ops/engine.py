@@ -126,8 +126,9 @@ class Engine:
                         self.deps.store.operations.release_lease(operation_id, self.owner)
                 if was_running and operation is not None and operation.state in TERMINAL_STATES:
                     incidents.on_operation_finished(self.deps, operation)
-                    if (operation.data or {}).get("drill"):  # the drill waiting for it goes on
-                        self.submit(operation.data["drill"])
+                    waiting = rollback.rollback_data(operation).drill
+                    if waiting:  # the drill that started this rollback waits for it: goes on
+                        self.submit(waiting)
         finally:
             with self._lock:
                 self._running.discard(operation_id)

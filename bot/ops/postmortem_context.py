@@ -10,6 +10,7 @@ from typing import Any
 from bot.config import ServiceConfig
 from bot.ops.context import Deps
 from bot.ops.postmortem import is_error_entry, top_errors
+from bot.ops.rollback import rollback_data
 from bot.ports import MetricsError, ServiceRef
 from bot.render import is_user_id
 from bot.store import IncidentRecord, Operation
@@ -102,13 +103,13 @@ def _rollback(deps: Deps, operation: Operation | None) -> dict[str, Any] | None:
     if operation is None:
         return None
     approval = deps.store.approvals.approval_for(operation.id)
-    data = operation.data or {}
+    data = rollback_data(operation)
 
     def side(which: str) -> dict[str, Any]:
-        view = data.get(which) or {}
+        facts = data.from_ if which == "from" else data.to
         return {
-            "revision": view.get("revision", ""),
-            "image": view.get("image", ""),
+            "revision": facts.revision,
+            "image": facts.image,
             "created": _created(operation, which),
         }
 
@@ -119,7 +120,7 @@ def _rollback(deps: Deps, operation: Operation | None) -> dict[str, Any] | None:
         "requested_by": operation.requested_by,
         "approved_by": approval.decided_by if approval and approval.status == "approved" else "",
         "emergency": operation.emergency,
-        "automatic": bool(data.get("automatic")),
+        "automatic": data.automatic,
         "state": operation.state,
     }
 
@@ -128,8 +129,9 @@ def _created(operation: Operation | None, which: str) -> datetime | None:
     """When a revision was created: its age when the rollback was requested, subtracted."""
     if operation is None:
         return None
-    data = operation.data or {}
-    age, requested = (data.get(which) or {}).get("age_s"), data.get("requested_at")
+    data = rollback_data(operation)
+    age = (data.from_ if which == "from" else data.to).age_s
+    requested = data.requested_at
     if age is None or not requested:
         return None
     return datetime.fromisoformat(requested) - timedelta(seconds=float(age))

@@ -15,7 +15,7 @@ from bot.ops.errors import Superseded, UserError
 from bot.ops.health import config_problem, probe_health
 from bot.ops.release.deploy import PROMETHEUS_LINE
 from bot.ops.release.states import GREEN_TAG
-from bot.ops.rollback import RollbackRequest
+from bot.ops.rollback import RollbackData, RollbackRequest
 from bot.ops.stepping import advance, ensure_current
 from bot.ops.traffic import with_other_tags
 from bot.ports import (
@@ -216,7 +216,7 @@ def _existing_rollback(deps: Deps, operation: Operation) -> Operation | None:
     if rollback_id:
         return deps.store.operations.operation(rollback_id)
     latest = deps.store.operations.latest_operation(operation.service, "rollback")
-    if latest is not None and (latest.data or {}).get("drill") == operation.id:
+    if latest is not None and RollbackData.of(latest).drill == operation.id:
         return latest
     return None
 
@@ -241,12 +241,12 @@ def _step_wait_rollback(deps: Deps, operation: Operation) -> Operation:
     )
     operation = commit(deps, operation, due_at=None, time_to_safe_s=to_safe, log=entry)
     if not ok:
-        error = (child.data or {}).get("error") or {}
+        error = RollbackData.of(child).error
         return end(
             deps,
             operation,
             False,
-            {"code": "rollback_failed", "detail": error.get("code", child.state)},
+            {"code": "rollback_failed", "detail": error.code if error else child.state},
         )
     return commit(deps, operation, "checking_metrics")
 

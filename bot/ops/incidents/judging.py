@@ -19,7 +19,7 @@ from bot.ops.incidents.lifecycle import follow_up_postmortem
 from bot.ops.incidents.view import measured, refresh_incident_card
 from bot.ops.metrics_window import Decision, decide, unreadable
 from bot.ops.preemption import request_rollback
-from bot.ops.rollback import RollbackRequest
+from bot.ops.rollback import RollbackData, RollbackRequest
 from bot.policy.evidence import AlertEvidence, alert_evidence
 from bot.policy.gates import Verdict
 from bot.policy.targets import current_revision
@@ -218,7 +218,7 @@ def _automatic_rollback(deps: Deps, record: IncidentRecord, revision: str) -> st
         )
         return None
     deps.store.incidents.update_incident(record.id, now, operation_id=operation.id)
-    guard = (operation.data or {}).get("migration_guard") or []
+    guard = RollbackData.of(operation).migration_guard
     deps.store.journal.add_event(
         record.id,
         now,
@@ -227,7 +227,7 @@ def _automatic_rollback(deps: Deps, record: IncidentRecord, revision: str) -> st
         actor=BOT_ACTOR,
         target=operation.to_revision,
         operation=operation.id,
-        **({"past": [c["revision"] for c in guard]} if guard else {}),
+        **({"past": [c.revision for c in guard]} if guard else {}),
     )
     return operation.id if operation.state == "approved" else None
 

@@ -12,7 +12,7 @@ from bot.ops.errors import UserError
 from bot.ops.incidents.view import ROLL_BACK_NOW, refresh_incident_card
 from bot.ops.preemption import request_rollback
 from bot.ops.restore.states import RestoreData
-from bot.ops.rollback import RollbackRequest, authorize_request
+from bot.ops.rollback import RollbackRequest, authorize_request, rollback_data
 from bot.ports import MetricsError
 from bot.store import IncidentRecord, Operation
 
@@ -102,7 +102,7 @@ def on_operation_finished(deps: Deps, operation: Operation) -> None:
                 now,
                 "rollback_failed",
                 actor=BOT_ACTOR,
-                code=(operation.data.get("error") or {}).get("code", ""),
+                code=_failure_code(operation),
             )
             refresh_incident_card(deps, record.id)
         elif operation.state in ("rejected", "expired") and record.operation_id == operation.id:
@@ -112,6 +112,12 @@ def on_operation_finished(deps: Deps, operation: Operation) -> None:
                 record.id, now, f"rollback_{operation.state}", actor=BOT_ACTOR
             )
             refresh_incident_card(deps, record.id)
+
+
+def _failure_code(operation: Operation) -> str:
+    """Why the incident's rollback failed ("" when it is not a rollback, or no code was kept)."""
+    error = rollback_data(operation).error
+    return error.code if error else ""
 
 
 def moved_traffic_back(operation: Operation) -> bool:

@@ -8,6 +8,7 @@ from typing import Any
 
 from bot.ops.cards import incident_card, show
 from bot.ops.context import Deps
+from bot.ops.rollback import rollback_data
 from bot.policy.gates import Verdict
 from bot.store import IncidentRecord, Operation
 
@@ -96,10 +97,10 @@ def _operation_view(operation: Operation | None) -> dict[str, Any] | None:
         "state": operation.state,
         "to_revision": operation.from_revision if released else operation.to_revision,
         "requested_by": operation.requested_by,
-        "automatic": bool((operation.data or {}).get("automatic")),
+        "automatic": rollback_data(operation).automatic,
         "finished_at": operation.finished_at,
         "succeeded": operation.state in ("succeeded", "rolled_back"),
-        "migration_guard": (operation.data or {}).get("migration_guard") or [],
+        "migration_guard": [g.model_dump() for g in rollback_data(operation).migration_guard],
     }
 
 
@@ -133,7 +134,7 @@ def _action_and_buttons(
     if record.state in ("mitigated", "resolved"):
         buttons = ["resolve"] if record.state == "mitigated" else []
         return {"action": record.state, "buttons": buttons, "blocked": ""}
-    guarded = operation is not None and bool((operation.data or {}).get("migration_guard"))
+    guarded = bool(rollback_data(operation).migration_guard)
     if operation is not None and operation.state == "awaiting_approval" and guarded:
         action = "rollback_migration_guard"  # asked, not rolled back: the card says why
     elif operation is not None and operation.state == "awaiting_approval":

@@ -15,14 +15,16 @@ from bot.ops.rollback.record import check_recovery_offer, fail_unexpectedly
 from bot.ops.rollback.repeat import check_repeat_still_current
 from bot.ops.rollback.request import authorize_request, create_rollback
 from bot.ops.rollback.requested import RepeatNeedsConfirmation, RollbackRequest
-from bot.ops.rollback.states import RUNNING_STATES
+from bot.ops.rollback.states import KIND, RUNNING_STATES, RollbackData, rollback_data
 from bot.ops.rollback.target import check_words
 from bot.ops.workflow import Workflow
 
 __all__ = [
+    "KIND",
     "RUNNING_STATES",
     "WORKFLOW",
     "RepeatNeedsConfirmation",
+    "RollbackData",
     "RollbackRequest",
     "authorize_request",
     "check_recovery_offer",
@@ -34,11 +36,12 @@ __all__ = [
     "fail_unexpectedly",
     "on_decided",
     "on_expired",
+    "rollback_data",
     "yield_to",
 ]
 
 WORKFLOW = Workflow(
-    kind="rollback",
+    kind=KIND,
     running_states=RUNNING_STATES,
     execute=execute,
     fail_unexpectedly=fail_unexpectedly,

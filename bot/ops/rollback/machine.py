@@ -8,6 +8,7 @@ from typing import Any
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.health import config_problem, probe_health
 from bot.ops.rollback.record import commit, fail, finish
+from bot.ops.rollback.states import HealthVerified, RollbackData
 from bot.ops.slow import still_applying
 from bot.ops.stepping import advance
 from bot.ops.traffic import pinned_targets
@@ -53,7 +54,7 @@ def _step_shift(deps: Deps, operation: Operation) -> Operation:
 
 def _patch_with_one_conflict_retry(deps: Deps, operation: Operation, state: ServiceState) -> str:
     ref = state.ref
-    drop = frozenset(operation.data.get("drop_tags") or ())
+    drop = frozenset(RollbackData.of(operation).drop_tags)
     try:
         return deps.cloudrun.start_traffic_update(
             ref, pinned_targets(state, operation.to_revision, drop), state.etag
@@ -94,13 +95,14 @@ def _step_verify(deps: Deps, operation: Operation) -> Operation:
     settings = deps.config.rollback
     started = deps.clock.now()
     deps.store.operations.start_step(operation.id, "verify", started)
+    asked = RollbackData.of(operation).uri
     checks: list[dict[str, Any]] = []
     in_a_row = 0
     url = ""
     for attempt in range(settings.health_checks + 2):
         if attempt:
             deps.clock.sleep(settings.health_check_interval_s)
-        url, result = probe_health(deps, service, operation.data.get("uri", ""))
+        url, result = probe_health(deps, service, asked)
         if config_problem(result):  # a configuration error, not an unhealthy revision
             return fail(deps, operation, result.problem, "verify", url=url, status=result.status)
         checks.append(
@@ -141,7 +143,7 @@ def _succeed(
         revision=operation.to_revision,
         operation_id=operation.id,
     )
-    health = {"url": url, "checks": len(checks)}
+    health = HealthVerified(url=url, checks=len(checks))
     return finish(deps, operation.id, "succeeded", timings=timings, health=health)
 
 
@@ -158,4 +160,4 @@ def _advance(
 
 def _timings(operation: Operation, step: str, started: datetime, now: datetime) -> dict[str, float]:
     """The operation's step timings, with ``step``'s: the card shows each."""
-    return {**operation.data.get("timings", {}), step: (now - started).total_seconds()}
+    return {**RollbackData.of(operation).timings, step: (now - started).total_seconds()}

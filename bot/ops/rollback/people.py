@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from bot.ops.approvals import claim_decision
 from bot.ops.context import BOT_ACTOR, Deps
-from bot.ops.rollback.record import finish
+from bot.ops.rollback.record import RECORD, finish
+from bot.ops.rollback.states import KIND
 from bot.ops.rollback.view import refresh
 from bot.store import Move, Operation
 
@@ -39,15 +40,13 @@ def yield_to(deps: Deps, holder_id: str, emergency_user: str, reason: str = "") 
     cancelled, its card naming who pre-empted it and why. False when it is running after all
     (then the service is busy)."""
     operation = deps.store.operations.operation(holder_id)
-    if operation is None or operation.kind != "rollback":
+    if operation is None or operation.kind != KIND:
         return False
     now = deps.clock.now()
     move = Move(operation.id, operation.state, "cancelled", release_lock_of=operation.service)
     if not deps.store.operations.move_operation(move, now):
         return False
-    deps.store.operations.merge_data(
-        operation.id, now, preempted_by=emergency_user, preempted_reason=reason
-    )
+    RECORD.merge(deps, operation, preempted_by=emergency_user, preempted_reason=reason)
     approval = deps.store.approvals.approval_for(operation.id)
     if approval is not None:
         deps.store.approvals.decide_approval(approval.id, "cancelled", emergency_user, now)

@@ -1,8 +1,9 @@
-"""Committing a rollback's progress (compare-and-set, then its card) and its end: success, or a
-loud failure that offers the next steps."""
+"""Committing a rollback's progress (compare-and-set, then its card) with its typed data
+(``RollbackData``), and its end: success, or a loud failure that offers the next steps."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from contextlib import suppress
 from typing import Any
 
@@ -10,15 +11,68 @@ from bot.ops.cards import announce
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.errors import Superseded, UserError
 from bot.ops.rollback.repeat import latest_ran, previous_view
-from bot.ops.rollback.states import RUNNING_STATES, STEP_OF_STATE
+from bot.ops.rollback.states import (
+    KIND,
+    RUNNING_STATES,
+    STEP_OF_STATE,
+    RecoveryOffers,
+    RollbackData,
+    rollback_data,
+)
 from bot.ops.rollback.target import target_choice
 from bot.ops.rollback.view import card_view, refresh
 from bot.ops.stepping import Record, write_step
 from bot.ports import CloudRunError
 from bot.store import Operation
 
-RECORD = Record("rollback", refresh)
+
+class RollbackRecord(Record):
+    """The rollback's ``Record``: every write of its data is the rollback's data with the
+    changes, validated as ``RollbackData``."""
+
+    def commit(
+        self, deps: Deps, operation: Operation, state: str | None = None, **changes: Any
+    ) -> Operation:
+        """The next state and the rollback's data with ``changes`` together, compare-and-set,
+        then the card (``Record.commit``)."""
+        data = RollbackData.of(operation).changed(**changes)
+        return super().commit(deps, operation, state, **data.stored())
+
+    def end(
+        self,
+        deps: Deps,
+        operation: Operation,
+        state: str,
+        audited: Mapping[str, Any],
+        **changes: Any,
+    ) -> Operation:
+        """The last state with the rollback's data with ``changes`` (``Record.end``)."""
+        data = RollbackData.of(operation).changed(**changes)
+        return super().end(deps, operation, state, audited, **data.stored())
+
+    def finish(self, deps: Deps, operation_id: str, state: str, **changes: Any) -> Operation:
+        """The rollback's last ``state`` with its data with ``changes``, its service's lock given
+        back with it (compare-and-set on the rollback as read now), then the card. Each of its
+        ends audits itself, as it says more than ``end`` would."""
+        operation = deps.store.operations.operation(operation_id)
+        assert operation is not None
+        data = RollbackData.of(operation).changed(**changes)
+        operation = write_step(deps, operation, state, data.stored(), release_lock=True)
+        self.refresh(deps, operation_id)
+        return operation
+
+    def merge(self, deps: Deps, operation: Operation, **changes: Any) -> Operation:
+        """``changes`` (keys stored under their own names) merged into the rollback's stored
+        data, validated as ``RollbackData`` first: for a rollback a person's act already moved
+        (not compare-and-set; no other key is written)."""
+        data = RollbackData.of(operation).changed(**changes).stored()
+        written = {key: data[key] for key in (*changes, "version")}
+        return deps.store.operations.merge_data(operation.id, deps.clock.now(), **written)
+
+
+RECORD = RollbackRecord(KIND, refresh)
 commit = RECORD.commit  # the next state and data together (compare-and-set), then the card
+finish = RECORD.finish  # the last state and data together, the service's lock given back
 
 
 def fail(deps: Deps, operation: Operation, code: str, step: str, **detail: Any) -> Operation:
@@ -37,7 +91,7 @@ def fail(deps: Deps, operation: Operation, code: str, step: str, **detail: Any) 
         code=code,
         **detail,
     )
-    offers = _recovery_offers(deps, operation) if code == "healthz_failed" else {}
+    offers = _recovery_offers(deps, operation) if code == "healthz_failed" else RecoveryOffers()
     error = {"code": code, "step": STEP_OF_STATE.get(step, step), **detail}
     failed = finish(
         deps, operation.id, "failed", error=error, traffic_now=traffic_now, offers=offers
@@ -46,10 +100,10 @@ def fail(deps: Deps, operation: Operation, code: str, step: str, **detail: Any) 
     return failed
 
 
-def _recovery_offers(deps: Deps, operation: Operation) -> dict[str, str]:
+def _recovery_offers(deps: Deps, operation: Operation) -> RecoveryOffers:
     """After a failed health check on the target: the revision that served before, and the
     next candidate back (what a rollback without a revision would now pick, skipping both)."""
-    offers = {"previous": operation.from_revision, "next": ""}
+    offers = RecoveryOffers(previous=operation.from_revision)
     service = deps.config.service(operation.service)
     if service is None:
         return offers
@@ -60,16 +114,16 @@ def _recovery_offers(deps: Deps, operation: Operation) -> dict[str, str]:
     tried = frozenset({operation.to_revision, operation.from_revision})
     serving = {operation.to_revision: 100}
     choice = target_choice(deps, operation.service, revisions, serving, None, True, also_bad=tried)
-    offers["next"] = choice.revision.name if choice.revision and not choice.problem else ""
-    return offers
+    found = choice.revision.name if choice.revision and not choice.problem else ""
+    return RecoveryOffers(previous=operation.from_revision, next=found)
 
 
 def check_recovery_offer(deps: Deps, operation_id: str, revision: str, user: str) -> Operation:
     """A click on a failed rollback's "back to ..." button: still the newest rollback of its
     service, and ``revision`` one it offered. Returns the failed operation; UserError if stale."""
     operation = deps.store.operations.operation(operation_id)
-    offers = ((operation.data or {}).get("offers") or {}) if operation else {}
-    if operation is None or not revision or revision not in offers.values():
+    offers = rollback_data(operation).offers
+    if operation is None or not revision or revision not in offers.revisions():
         raise UserError("notice.unknown_request")
     latest = latest_ran(deps, operation.service)
     holder = deps.store.operations.lock_holder(operation.service)
@@ -101,15 +155,6 @@ def _traffic_now(deps: Deps, operation: Operation) -> dict[str, int] | None:
         return deps.cloudrun.get_service(deps.service_ref(service)).serving()
     except CloudRunError:
         return None
-
-
-def finish(deps: Deps, operation_id: str, state: str, **data: Any) -> Operation:
-    """The rollback's last ``state`` with ``data``, its service's lock given back with it."""
-    operation = deps.store.operations.operation(operation_id)
-    assert operation is not None
-    operation = write_step(deps, operation, state, data, release_lock=True)
-    refresh(deps, operation_id)
-    return operation
 
 
 def _post_failure_alert(deps: Deps, operation: Operation) -> None:

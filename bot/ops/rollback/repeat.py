@@ -8,7 +8,7 @@ from bot.config import ServiceConfig
 from bot.ops.context import Deps
 from bot.ops.errors import UserError
 from bot.ops.rollback.requested import RepeatNeedsConfirmation, RollbackRequest
-from bot.ops.rollback.states import RAN_STATES
+from bot.ops.rollback.states import KIND, RAN_STATES, RollbackData
 from bot.ops.rollback.target import read_service, revision_view, target_choice
 from bot.policy.targets import (
     TargetChoice,
@@ -54,7 +54,7 @@ def ask_if_repeated(
 
 def latest_ran(deps: Deps, service: str) -> Operation | None:
     """The newest rollback of ``service`` that ran (see ``RAN_STATES``)."""
-    return deps.store.operations.latest_operation(service, "rollback", RAN_STATES)
+    return deps.store.operations.latest_operation(service, KIND, RAN_STATES)
 
 
 def previous_view(operation: Operation) -> dict[str, Any]:
@@ -62,7 +62,7 @@ def previous_view(operation: Operation) -> dict[str, Any]:
         "id": operation.id,
         "state": operation.state,
         "requested_by": operation.requested_by,
-        "automatic": bool((operation.data or {}).get("automatic")),
+        "automatic": RollbackData.of(operation).automatic,
         "finished_at": operation.finished_at,
         "from_revision": operation.from_revision,
         "to_revision": operation.to_revision,

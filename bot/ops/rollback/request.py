@@ -12,7 +12,14 @@ from bot.ops.release_migrations import rollback_crossing
 from bot.ops.rollback.record import finish
 from bot.ops.rollback.repeat import ask_if_repeated, latest_ran
 from bot.ops.rollback.requested import RollbackRequest
-from bot.ops.rollback.states import RAN_STATES
+from bot.ops.rollback.states import (
+    KIND,
+    RAN_STATES,
+    GuardedMigration,
+    RevisionFacts,
+    RollbackData,
+    SkippedRevision,
+)
 from bot.ops.rollback.target import pick_target, read_service, resolve_revision_word, revision_view
 from bot.ops.rollback.view import refresh
 from bot.policy.approvals import Decision, Verdict, decide_rollback
@@ -89,7 +96,7 @@ class _RanMeanwhile(Exception):
 
 def _newest_ran(deps: Deps, service: str) -> Newest:
     latest = latest_ran(deps, service)
-    return Newest("rollback", RAN_STATES, latest.id if latest else None)
+    return Newest(KIND, RAN_STATES, latest.id if latest else None)
 
 
 def _known_service(deps: Deps, request: RollbackRequest) -> ServiceConfig:
@@ -156,7 +163,7 @@ def _create_operation(
     assert target is not None
     fields = dict(
         id=new_id(),  # known before its row: a request it supersedes names it
-        kind="rollback",
+        kind=KIND,
         service=service.name,
         requested_by=request.user,
         channel=request.channel,
@@ -165,21 +172,22 @@ def _create_operation(
         state="approved" if emergency else "awaiting_approval",
         from_revision=current or "",
         to_revision=target.name,
-        data={
-            "from": revision_view(deps, by_name.get(current or "")),
-            "to": revision_view(deps, target),
-            "serving_before": state.serving(),
-            "uri": state.uri,
-            "requested_at": now.isoformat(),
-            "automatic": request.automatic,
-            "drill": request.parent,
-            "skipped": [
-                {"revision": name, "why": by_name[name].ready_message} for name in choice.skipped
+        data=RollbackData(
+            from_=RevisionFacts(**revision_view(deps, by_name.get(current or ""))),
+            to=RevisionFacts(**revision_view(deps, target)),
+            serving_before=state.serving(),
+            uri=state.uri,
+            requested_at=now.isoformat(),
+            automatic=request.automatic,
+            drill=request.parent,
+            skipped=[
+                SkippedRevision(revision=name, why=by_name[name].ready_message)
+                for name in choice.skipped
             ],
-            "migration_guard": guard,
-            **({"took_over": request.takes_over} if request.takes_over else {}),
-            **({"drop_tags": [request.drop_tag]} if request.drop_tag else {}),
-        },
+            migration_guard=[GuardedMigration(**crossed) for crossed in guard],
+            took_over=request.takes_over,
+            drop_tags=[request.drop_tag] if request.drop_tag else [],
+        ).stored(),
     )
     operation = _open(deps, fields, emergency, request, unchanged)
     deps.store.journal.add_event(

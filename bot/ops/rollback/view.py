@@ -8,6 +8,7 @@ from typing import Any
 from bot.config import Action, Role
 from bot.ops.cards import OperationCard, approval_view, total_seconds
 from bot.ops.context import Deps
+from bot.ops.rollback.states import RollbackData
 from bot.policy.approvals import who_may_approve
 from bot.policy.flags import flag_action
 from bot.ports import Message
@@ -17,35 +18,35 @@ from bot.store import Operation
 def card_view(deps: Deps, operation: Operation) -> dict[str, Any]:
     """Everything the card template needs, as plain data."""
     approval = deps.store.approvals.approval_for(operation.id)
-    data = operation.data or {}
+    data = RollbackData.of(operation)
     return {
         "id": operation.id,
         "kind": operation.kind,
         "service": operation.service,
         "state": operation.state,
         "emergency": operation.emergency,
-        "automatic": bool(data.get("automatic")),
-        "drill": data.get("drill", ""),
+        "automatic": data.automatic,
+        "drill": data.drill,
         "requested_by": operation.requested_by,
         "reason": operation.reason,
-        "from": data.get("from") or {},
-        "to": data.get("to") or {},
-        "timings": data.get("timings") or {},
-        "error": data.get("error"),
-        "traffic_now": data.get("traffic_now"),
-        "uri": data.get("uri", ""),
-        "health": data.get("health"),
-        "superseded_by": data.get("superseded_by", ""),
-        "preempted_by": data.get("preempted_by", ""),
-        "preempted_reason": data.get("preempted_reason", ""),
-        "skipped": data.get("skipped") or [],
-        "offers": data.get("offers") or {},
+        "from": data.from_.model_dump(),
+        "to": data.to.model_dump(),
+        "timings": data.timings,
+        "error": data.error.model_dump() if data.error else None,
+        "traffic_now": data.traffic_now,
+        "uri": data.uri,
+        "health": data.health.model_dump() if data.health else None,
+        "superseded_by": data.superseded_by,
+        "preempted_by": data.preempted_by,
+        "preempted_reason": data.preempted_reason,
+        "skipped": [s.model_dump() for s in data.skipped],
+        "offers": data.offers.model_dump(),
         "total_s": total_seconds(operation),
-        "marks": step_marks(data.get("timings") or {}, (data.get("error") or {}).get("step")),
+        "marks": step_marks(data.timings, data.error.step if data.error else None),
         "approval": approval_view(approval) if approval else None,
         "health_path": _health_path(deps, operation),
         "approver": _approver(deps, approval),
-        "migration_guard": data.get("migration_guard") or [],
+        "migration_guard": [g.model_dump() for g in data.migration_guard],
         "flag_role": str(_flag_role(deps, operation.service)),
     }
 
