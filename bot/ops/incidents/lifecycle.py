@@ -11,6 +11,7 @@ from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.errors import UserError
 from bot.ops.incidents.view import ROLL_BACK_NOW, refresh_incident_card
 from bot.ops.preemption import request_rollback
+from bot.ops.release.states import ReleaseData
 from bot.ops.rollback import RollbackRequest, authorize_request
 from bot.ports import MetricsError
 from bot.store import IncidentRecord, Operation
@@ -124,7 +125,7 @@ def moved_traffic_back(operation: Operation) -> bool:
     if operation.state != "rolled_back":
         return False
     if operation.kind == "release":
-        return data.get("step", -1) >= 0  # a canary step was started
+        return ReleaseData.of(operation).step >= 0  # a canary step was started
     return operation.kind in ("flag", "restore") and "shift" in (data.get("steps") or {})
 
 
