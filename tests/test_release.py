@@ -479,7 +479,8 @@ def test_an_unexpected_error_in_a_release_goes_back_to_blue_loudly(box: Sandbox)
     store = box.runtime.deps.store
     operation = release(box)
     # A bug's worth of bad data: the next canary step does not exist.
-    store.operations.merge_data(operation.id, box.clock.now(), percents=[10])
+    bad = ReleaseData.of(operation).changed(percents=[10])
+    store.operations.merge_data(operation.id, box.clock.now(), **bad.stored())
     run(box, "wait 6m")  # judged healthy (Monitoring ~3 min late): the missing step is the bug
     operation = release(box)
     assert operation.state == "rolled_back"
