@@ -10,7 +10,15 @@ from pydantic import BaseModel, ConfigDict, model_validator
 from bot.ops.operation_data import OperationData, PendingChange, Waiting
 from bot.policy.release_migrations import is_guarded
 
-__all__ = ["ReleaseBackup", "ReleaseData", "ReleaseMigration", "TrafficMark", "upgraded"]
+__all__ = [
+    "PendingChange",
+    "ReleaseBackup",
+    "ReleaseData",
+    "ReleaseMigration",
+    "TrafficMark",
+    "Waiting",
+    "upgraded",
+]
 
 KIND = "release"
 
