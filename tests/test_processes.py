@@ -11,6 +11,7 @@ import pytest
 import requests
 import yaml
 
+from bot.ops.release.states import ReleaseData
 from bot.sandbox.emulator.http import Fault
 from bot.sandbox.emulator.server import Emulator
 from bot.sandbox.slack_payloads import button_click, find_button, signed_headers
@@ -209,7 +210,7 @@ def test_release_killed_during_approve_100_carries_on_after_restart(world) -> No
     kill_right_after_the_decision(emulator, bot, release.id, "Approve 100%", "U0LUIS")
     operation = bot.store.operations.operation(release.id)
     assert operation is not None and operation.state == "shifting", "decided with its next state"
-    assert operation.data["approved_by"] == "U0LUIS"
+    assert ReleaseData.of(operation).full_traffic_approved_by == "U0LUIS"
     assert len(emulator.router.calls.list("run.services.patch")) == 1, "only the deploy so far"
 
     bot.start()

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import select
 
+from bot.ops.release.states import ReleaseData
 from bot.sandbox.console import Sandbox
 from bot.sandbox.slack_payloads import button_click, find_button
 from bot.store import Operation
@@ -105,7 +106,9 @@ def test_recovery_pass_finishes_a_half_applied_approve_100(box: Sandbox) -> None
     crash_after_the_decision_only(box, release, "U0LUIS")
     tick(box)
     (release,) = operations(box, "release")
-    assert release.state == "judging" and release.data["approved_by"] == "U0LUIS"
+    assert (
+        release.state == "judging" and ReleaseData.of(release).full_traffic_approved_by == "U0LUIS"
+    )
     assert serving(box) == {release.to_revision: 100}
 
 

@@ -10,6 +10,7 @@ import time
 import pytest
 from sqlalchemy import event
 
+from bot.ops.release.states import ReleaseData
 from bot.ports import ServiceRef, TrafficTarget
 from bot.sandbox.console import Sandbox
 from bot.sandbox.emulator.http import Fault
@@ -277,7 +278,8 @@ def test_an_on_call_rollback_right_after_cloud_run_applied_a_step_stands(box: Sa
             current = release(box)
             if current is None or current.state != "applying" or current.data.get("pending"):
                 return
-            if current.data.get("step") != 0 or "expected" not in current.data:
+            data = ReleaseData.of(current)
+            if data.step != 0 or data.expected is None:
                 return
             fired.set()
             roll_back(deps, current.id, "U0ANA", "carts break")
@@ -477,7 +479,8 @@ def test_an_unexpected_error_in_a_release_goes_back_to_blue_loudly(box: Sandbox)
     store = box.runtime.deps.store
     operation = release(box)
     # A bug's worth of bad data: the next canary step does not exist.
-    store.operations.merge_data(operation.id, box.clock.now(), steps=[10])
+    bad = ReleaseData.of(operation).changed(percents=[10])
+    store.operations.merge_data(operation.id, box.clock.now(), **bad.stored())
     run(box, "wait 6m")  # judged healthy (Monitoring ~3 min late): the missing step is the bug
     operation = release(box)
     assert operation.state == "rolled_back"

@@ -19,7 +19,6 @@ from bot.policy.release_migrations import (
     ShippedMigration,
     crossed,
     deciding,
-    is_guarded,
     strictest,
     summarize,
 )
@@ -121,14 +120,9 @@ def migration_of(deps: Deps, service: str, image: str) -> dict[str, Any] | None:
     }
 
 
-def release_guarded(operation: Operation) -> bool:
-    migration = (operation.data or {}).get("migration") or {}
-    return is_guarded(migration.get("verdict", NO_MIGRATION))
-
-
-def record_green(deps: Deps, operation: Operation) -> None:
-    """Green exists now: record the migration it ships with (``none`` without one)."""
-    migration = (operation.data or {}).get("migration") or {}
+def record_green(deps: Deps, operation: Operation, migration: dict[str, Any] | None) -> None:
+    """Green exists now: record the ``migration`` it ships with (``none`` without one)."""
+    migration = migration or {}
     record_revision_migration(
         deps.store,
         deps.clock.now(),

@@ -76,7 +76,7 @@ def register(app: App, deps: Deps, engine: Engine, seal: ViewSeal) -> None:
         engine.submit(operation.id)
         if response_url:
             tell_requester_if_unseen(deps, operation_card(operation.id), response_url)
-        warnings = operation.data.get("warnings")
+        warnings = release.ReleaseData.of(operation).warnings
         if not warnings:
             return None
         return ephemeral(

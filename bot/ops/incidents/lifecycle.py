@@ -9,8 +9,10 @@ from typing import Any
 from bot.ops.cards import incident_card, share_file
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.errors import UserError
+from bot.ops.flags.states import FlagData
 from bot.ops.incidents.view import ROLL_BACK_NOW, refresh_incident_card
 from bot.ops.preemption import request_rollback
+from bot.ops.release.states import ReleaseData
 from bot.ops.restore.states import RestoreData
 from bot.ops.rollback import RollbackRequest, authorize_request, rollback_data
 from bot.ports import MetricsError
@@ -125,16 +127,15 @@ def moved_traffic_back(operation: Operation) -> bool:
     taken back (a restore: to the revision before it) once its new revision had traffic. One
     taken back before (a rejected migration, say) ends ``rolled_back`` with traffic where it
     was: that mitigates nothing."""
-    data = operation.data or {}
     if operation.kind == "rollback":
         return operation.state == "succeeded"
     if operation.state != "rolled_back":
         return False
     if operation.kind == "release":
-        return data.get("step", -1) >= 0  # a canary step was started
+        return ReleaseData.of(operation).step >= 0  # a canary step was started
     if operation.kind == "restore":
         return "shift" in RestoreData.of(operation).steps
-    return operation.kind == "flag" and "shift" in (data.get("steps") or {})
+    return operation.kind == "flag" and "shift" in FlagData.of(operation).steps
 
 
 def resolve(deps: Deps, incident_id: str, actor: str, how: str = "resolved") -> IncidentRecord:

@@ -19,7 +19,13 @@ from bot.ops.release.people import pause, resume, roll_back, stand_aside
 from bot.ops.release.readiness_gate import ReadinessBlocked
 from bot.ops.release.request import NeedsConfirmation, next_revision_name, override, request_release
 from bot.ops.release.requested import ReleaseRequest
-from bot.ops.release.states import FINAL_STATES, GREEN_TAG, PEOPLE_STATES, RUNNING_STATES
+from bot.ops.release.states import (
+    FINAL_STATES,
+    GREEN_TAG,
+    PEOPLE_STATES,
+    RUNNING_STATES,
+    ReleaseData,
+)
 from bot.ops.release.view import refresh, release_view
 from bot.ops.workflow import Workflow
 
@@ -31,6 +37,7 @@ __all__ = [
     "WORKFLOW",
     "NeedsConfirmation",
     "ReadinessBlocked",
+    "ReleaseData",
     "ReleaseRequest",
     "decide_full_traffic",
     "execute",

@@ -11,7 +11,6 @@ database in app.yaml gets no backup from Runback, and its card says so.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
 
 from bot.ops.backups.take import (
     BackupFailed,
@@ -25,7 +24,7 @@ from bot.ops.backups.target import resolve_database
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.errors import UserError
 from bot.ops.release.record import commit, end
-from bot.ops.release_migrations import release_guarded
+from bot.ops.release.states import ReleaseBackup, ReleaseData
 from bot.ops.stepping import due_in
 from bot.ports import CloudSqlError
 from bot.store import Operation
@@ -34,11 +33,11 @@ from bot.store import Operation
 def before_green(deps: Deps, operation: Operation) -> Operation | None:
     """Start the pre-deployment backup of a guarded release (state ``backing_up``); None when
     no backup is due, so the deploy goes on at once."""
-    if not release_guarded(operation):
+    if not ReleaseData.of(operation).guarded:
         return None
     if deps.managed_service(operation.service).database is None:
         _audit_skipped(deps, operation, "no_database")
-        return commit(deps, operation, backup={"status": "no_database"})
+        return commit(deps, operation, backup=ReleaseBackup(status="no_database"))
     description = default_description(deps, f"release {operation.to_revision}")
     try:
         database = resolve_database(deps, operation.service)
@@ -46,22 +45,24 @@ def before_green(deps: Deps, operation: Operation) -> Operation | None:
     except (BackupFailed, UserError) as error:
         return _failed(deps, operation, getattr(error, "detail", "") or _why(error))
     deadline = deps.clock.now() + timedelta(seconds=deps.config.backups.backup_timeout_s)
-    backup = {
-        "status": "running",
-        "backup_id": pending.backup_id,
-        "instance": pending.instance,
-        "cloudsql": "PENDING",
-        "pending": pending.to_data(),
-        "deadline": deadline.isoformat(),
-    }
+    backup = ReleaseBackup(
+        status="running",
+        backup_id=pending.backup_id,
+        instance=pending.instance,
+        cloudsql="PENDING",
+        pending=pending.to_data(),
+        deadline=deadline.isoformat(),
+    )
     return commit(deps, operation, "backing_up", backup=backup, due_at=_next_look(deps))
 
 
 def step_backup(deps: Deps, operation: Operation) -> Operation:
-    backup: dict[str, Any] = operation.data["backup"]
-    if operation.data.get("stop_requested"):  # nothing deployed yet: nothing to undo
-        return end(deps, operation, "failed", operation.data.get("outcome") or {"code": "stopped"})
-    pending = PendingBackup.from_data(backup["pending"])
+    release = ReleaseData.of(operation)
+    if release.stop_requested:  # nothing deployed yet: nothing to undo
+        return end(deps, operation, "failed", release.outcome or {"code": "stopped"})
+    backup = release.backup
+    assert backup is not None and backup.pending is not None, "a backup is followed once started"
+    pending = PendingBackup.from_data(backup.pending)
     try:
         outcome = check_backup(deps, pending)
     except CloudSqlError as error:  # Cloud SQL did not say (after retries): look again later
@@ -79,23 +80,23 @@ def step_backup(deps: Deps, operation: Operation) -> Operation:
         )
     except BackupFailed as error:
         return _failed(deps, operation, error.detail or error.reason, error.backup_id)
-    done = {"status": "succeeded", "backup_id": backup_id, "instance": pending.instance}
+    done = ReleaseBackup(status="succeeded", backup_id=backup_id, instance=pending.instance)
     return commit(deps, operation, "deploying", backup=done, due_at=None)
 
 
 def _still_running(
-    deps: Deps, operation: Operation, backup: dict[str, Any], cloudsql_status: str
+    deps: Deps, operation: Operation, backup: ReleaseBackup, cloudsql_status: str
 ) -> Operation:
-    if deps.clock.now() >= datetime.fromisoformat(backup["deadline"]):
+    if backup.deadline and deps.clock.now() >= datetime.fromisoformat(backup.deadline):
         _audit_skipped(deps, operation, "timeout", outcome="failed")
-        return _failed(deps, operation, "timeout", backup.get("backup_id", ""))
-    return commit(
-        deps, operation, backup={**backup, "cloudsql": cloudsql_status}, due_at=_next_look(deps)
-    )
+        return _failed(deps, operation, "timeout", backup.backup_id)
+    still = backup.model_copy(update={"cloudsql": cloudsql_status})
+    return commit(deps, operation, backup=still, due_at=_next_look(deps))
 
 
 def _failed(deps: Deps, operation: Operation, detail: str, backup_id: str = "") -> Operation:
-    backup = {**operation.data.get("backup", {}), "status": "failed", "backup_id": backup_id}
+    before = ReleaseData.of(operation).backup or ReleaseBackup(status="failed")
+    backup = before.model_copy(update={"status": "failed", "backup_id": backup_id})
     operation = commit(deps, operation, backup=backup)
     return end(deps, operation, "failed", {"code": "backup_failed", "detail": detail[:300]})
 

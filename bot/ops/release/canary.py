@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextlib import suppress
+from typing import Any
 
 from bot.config import Action
 from bot.ops.approvals import claim_decision, request_approval
@@ -10,21 +11,21 @@ from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.errors import Superseded
 from bot.ops.release.cloud import patch
 from bot.ops.release.record import commit, event
-from bot.ops.release.states import GREEN_TAG
+from bot.ops.release.states import GREEN_TAG, ReleaseData, TrafficMark
 from bot.ops.release.view import refresh
-from bot.ops.release_migrations import release_guarded
 from bot.ops.stepping import due_in
 from bot.ports import CloudRunError, ServiceState, TrafficTarget
 from bot.store import Move, Operation
 
 
 def next_step(deps: Deps, operation: Operation) -> Operation:
-    index = operation.data["step"] + 1
-    if index == 0 and release_guarded(operation) and not operation.data.get("migration_approved"):
+    release = ReleaseData.of(operation)
+    index = release.step + 1
+    if index == 0 and release.guarded and not release.migration_approved_by:
         return _ask_for_migration(deps, operation)
-    percent = operation.data["steps"][index]
-    needs_approval = percent == 100 and not operation.data["staging"]
-    if needs_approval and not operation.data.get("full_traffic_approved"):
+    percent = release.percents[index]
+    needs_approval = percent == 100 and not release.staging
+    if needs_approval and not release.full_traffic_approved_by:
         return _ask_for_full_traffic(deps, operation, index)
     return commit(deps, operation, "shifting", step=index, due_at=None)
 
@@ -33,7 +34,7 @@ def step_shift(deps: Deps, operation: Operation) -> Operation:
     paused = moved_out_of_band(deps, operation)
     if paused is not None:
         return paused
-    percent = operation.data["steps"][operation.data["step"]]
+    percent = ReleaseData.of(operation).percent
     blue, green = operation.from_revision, operation.to_revision
     targets = [TrafficTarget(green, percent, GREEN_TAG)]
     if percent < 100:
@@ -42,28 +43,29 @@ def step_shift(deps: Deps, operation: Operation) -> Operation:
 
 
 def after_shift(deps: Deps, operation: Operation, state: ServiceState) -> Operation:
-    percent = operation.data["steps"][operation.data["step"]]
+    release = ReleaseData.of(operation)
+    percent = release.percent
     now = deps.clock.now()
-    history = [*operation.data["history"], {"at": now.isoformat(), "percent": percent}]
+    history = [*release.history, TrafficMark(at=now.isoformat(), percent=percent)]
     event(deps, operation, "traffic_shifted", percent=percent)
-    if operation.data["staging"]:
+    if release.staging:
         return commit(deps, operation, "finalizing", history=history)
-    release = deps.config.release
+    settings = deps.config.release
     return commit(
         deps,
         operation,
         "judging",
         history=history,
-        step_started=now.isoformat(),
+        shifted_at=now.isoformat(),
         observing_since=None,
-        due_at=due_in(deps, release.warmup_s + release.judge_interval_s),
+        due_at=due_in(deps, settings.warmup_s + settings.judge_interval_s),
     )
 
 
 def moved_out_of_band(deps: Deps, operation: Operation) -> Operation | None:
     """Someone changed the traffic in the console: stop and say so rather than fight them.
     Returns the paused operation, or None when the traffic is as Runback left it."""
-    expected = operation.data.get("expected")
+    expected = ReleaseData.of(operation).expected
     if not expected:
         return None
     try:
@@ -95,6 +97,8 @@ def _ask_for_migration(deps: Deps, operation: Operation) -> Operation:
     """A destructive (or unknown) migration: a tech lead approves before green gets any
     traffic (the runbook: "no permitidas sin aprobación"). Green waits at 0%, smoke-tested."""
     request_approval(deps, operation.id, Action.DESTRUCTIVE_MIGRATION, operation.requested_by)
+    migration = ReleaseData.of(operation).migration
+    assert migration is not None, "asked only for a release with a guarded migration"
     deps.audit(
         BOT_ACTOR,
         "release.migration_approval_asked",
@@ -102,8 +106,8 @@ def _ask_for_migration(deps: Deps, operation: Operation) -> Operation:
         service=operation.service,
         revision=operation.to_revision,
         operation_id=operation.id,
-        verdict=operation.data["migration"]["verdict"],
-        feature_flag=operation.data["migration"]["flag"],
+        verdict=migration.verdict,
+        feature_flag=migration.flag,
     )
     return commit(
         deps, operation, "awaiting_approval", awaiting="migration", next_step=0, due_at=None
@@ -125,24 +129,22 @@ def decide_full_traffic(deps: Deps, approval_id: str, user: str, approve: bool) 
 
 
 def _decided(operation: Operation, approve: bool, user: str) -> Move:
-    migration = operation.data.get("awaiting") == "migration"
+    """The release's next state and data once the approval it waits for is decided (the data
+    as ``ReleaseRecord`` writes it: the stored row with the changes, validated)."""
+    release = ReleaseData.of(operation)
+    migration = release.awaiting == "migration"
     if not approve:
         code = "migration_rejected" if migration else "rejected"
-        data = {**operation.data, "awaiting": None, "outcome": {"code": code, "by": user}}
-        return Move(operation.id, "awaiting_approval", "rolling_back", data)
-    approved = (
-        {"migration_approved": True, "migration_approved_by": user}
-        if migration
-        else {"full_traffic_approved": True, "approved_by": user}
-    )
-    data = {
-        **operation.data,
-        **approved,
-        "awaiting": None,
-        "step": operation.data["next_step"],
-        "due_at": None,
-    }
-    return Move(operation.id, "awaiting_approval", "shifting", data)
+        rejected = release.changed(awaiting=None, outcome={"code": code, "by": user})
+        return Move(operation.id, "awaiting_approval", "rolling_back", _row(operation, rejected))
+    by = "migration_approved_by" if migration else "full_traffic_approved_by"
+    assert release.next_step is not None, "an approval is asked for a next step"
+    approved = release.changed(awaiting=None, step=release.next_step, due_at=None, **{by: user})
+    return Move(operation.id, "awaiting_approval", "shifting", _row(operation, approved))
+
+
+def _row(operation: Operation, release: ReleaseData) -> dict[str, Any]:
+    return {**operation.data, **release.stored()}
 
 
 def on_decided(deps: Deps, operation: Operation, approve: bool, user: str) -> None:
@@ -159,14 +161,13 @@ def on_expired(deps: Deps, operation: Operation) -> None:
         service=operation.service,
         operation_id=operation.id,
     )
-    migration = operation.data.get("awaiting") == "migration"
+    migration = ReleaseData.of(operation).awaiting == "migration"
     code = "migration_approval_expired" if migration else "approval_expired"
     with suppress(Superseded):  # someone moved it meanwhile (an on-call rollback): it stands
         commit(deps, operation, "rolling_back", awaiting=None, outcome={"code": code})
 
 
 def proceed_now(deps: Deps, operation: Operation) -> Operation:
-    percent = operation.data["steps"][operation.data["step"]]
-    if percent < 100:
+    if ReleaseData.of(operation).percent < 100:
         return next_step(deps, operation)
     return commit(deps, operation, "finalizing", due_at=None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from bot.ops.applying import Changes
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.release.record import RECORD, commit, end
-from bot.ops.release.states import GREEN_TAG
+from bot.ops.release.states import GREEN_TAG, ReleaseData
 from bot.ops.traffic import with_other_tags
 from bot.ports import CloudRunError, TrafficTarget
 from bot.store import Operation
@@ -21,16 +21,17 @@ def patch(
 ) -> Operation:
     """Send one traffic (or deploy) PATCH and commit its operation name before waiting."""
     ref = deps.service_ref(deps.managed_service(operation.service))
+    release = ReleaseData.of(operation)
 
     def send() -> tuple[str, list[TrafficTarget]]:
         state = deps.cloudrun.get_service(ref)
         sent = with_other_tags(targets, state, own=(GREEN_TAG,))
         if not deploy:
             return deps.cloudrun.start_traffic_update(ref, sent, state.etag), sent
-        flag = ((operation.data.get("migration") or {}).get("flag")) or ""
+        flag = release.migration.flag if release.migration else ""
         name = deps.cloudrun.start_deploy(
             ref,
-            operation.data["image"],
+            release.image,
             operation.to_revision,
             sent,
             state.etag,

@@ -12,7 +12,7 @@ from bot.ops.release.canary import next_step
 from bot.ops.release.cloud import cloud_failure, patch
 from bot.ops.release.green import green_audience, probe_green
 from bot.ops.release.record import commit, end, event
-from bot.ops.release.states import GREEN_TAG
+from bot.ops.release.states import GREEN_TAG, ReleaseData
 from bot.ops.release_migrations import record_green
 from bot.ops.traffic import serving_targets
 from bot.ports import CloudRunError, ServiceState, TrafficTarget
@@ -22,7 +22,7 @@ PROMETHEUS_LINE = re.compile(r"^(# (HELP|TYPE) |[a-zA-Z_:][a-zA-Z0-9_:]*(\{[^}]*
 
 
 def step_deploy(deps: Deps, operation: Operation) -> Operation:
-    if "backup" not in operation.data:  # once, even when the deploy is tried again
+    if ReleaseData.of(operation).backup is None:  # once, even when the deploy is tried again
         backing_up = before_green(deps, operation)
         if backing_up is not None and backing_up.state != "deploying":
             return backing_up  # green waits for the pre-deployment backup
@@ -41,14 +41,16 @@ def after_deploy(deps: Deps, operation: Operation, state: ServiceState) -> Opera
     if tag is None or not tag.uri:
         return _untag(deps, operation, {"code": "no_tag_url"})
     event(deps, operation, "deployed", revision=operation.to_revision, uri=tag.uri)
-    record_green(deps, operation)
+    migration = ReleaseData.of(operation).migration
+    record_green(deps, operation, migration.model_dump() if migration else None)
     return commit(deps, operation, "smoke", green_uri=tag.uri, service_uri=state.uri)
 
 
 def step_smoke(deps: Deps, operation: Operation) -> Operation:
-    if operation.data.get("stop_requested"):
-        return _untag(deps, operation, operation.data.get("outcome") or {"code": "stopped"})
-    uri = operation.data["green_uri"].rstrip("/")
+    release = ReleaseData.of(operation)
+    if release.stop_requested:
+        return _untag(deps, operation, release.outcome or {"code": "stopped"})
+    uri = release.green_uri.rstrip("/")
     service = deps.managed_service(operation.service)
     timeout = deps.config.rollback.health_check_timeout_s
     for _ in range(deps.config.release.smoke_checks):
@@ -86,4 +88,4 @@ def _untag(deps: Deps, operation: Operation, outcome: dict[str, Any]) -> Operati
 
 
 def after_untag(deps: Deps, operation: Operation, state: ServiceState) -> Operation:
-    return end(deps, operation, "failed", operation.data.get("outcome") or {})
+    return end(deps, operation, "failed", ReleaseData.of(operation).outcome or {})

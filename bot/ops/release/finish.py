@@ -9,7 +9,7 @@ from bot.ops.context import Deps
 from bot.ops.errors import Superseded
 from bot.ops.release.cloud import patch
 from bot.ops.release.record import commit, end
-from bot.ops.release.states import FINAL_STATES
+from bot.ops.release.states import FINAL_STATES, ReleaseData, TrafficMark
 from bot.ops.rollback.target import next_target
 from bot.ports import CloudRunError, ServiceState, TrafficTarget
 from bot.store import Operation
@@ -70,9 +70,7 @@ def after_roll_back(deps: Deps, operation: Operation, state: ServiceState) -> Op
     deps.store.serving.record_serving(
         operation.service, operation.to_revision, "rolled_back_from", deps.clock.now(), operation.id
     )
-    history = [
-        *operation.data["history"],
-        {"at": deps.clock.now().isoformat(), "percent": 0, "event": "rollback"},
-    ]
-    operation = commit(deps, operation, history=history)
-    return end(deps, operation, "rolled_back", operation.data.get("outcome") or {})
+    release = ReleaseData.of(operation)
+    back = TrafficMark(at=deps.clock.now().isoformat(), percent=0, event="rollback")
+    operation = commit(deps, operation, history=[*release.history, back])
+    return end(deps, operation, "rolled_back", release.outcome or {})

@@ -5,17 +5,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from bot.ops.context import Deps
-from bot.ops.metrics_window import (
-    Decision,
-    decide,
-    judged_until,
-    observing_since,
-    recorded,
-    waiting,
-)
+from bot.ops.metrics_window import Decision, decide, recorded, waiting
 from bot.ops.release.canary import moved_out_of_band, next_step
 from bot.ops.release.green import probe_green
 from bot.ops.release.record import commit
+from bot.ops.release.states import ReleaseData
 from bot.ops.release.view import post_in_thread
 from bot.ops.stepping import due_in
 from bot.policy.gates import Verdict
@@ -55,24 +49,33 @@ def judge_green(deps: Deps, operation: Operation) -> Decision:
     on the tag URL (bot/ops/metrics_window.py)."""
     service = deps.managed_service(operation.service)
     ref = deps.service_ref(service)
-    start = datetime.fromisoformat(operation.data["step_started"]) + timedelta(
-        seconds=deps.config.release.warmup_s
-    )
+    release = ReleaseData.of(operation)
+    start = _shifted_at(release) + timedelta(seconds=deps.config.release.warmup_s)
     return decide(
         deps,
         ref,
         operation.to_revision,
         lambda: probe_green(deps, operation)[1],
         not_before=start,
-        judged_until=judged_until(operation.data),
-        observing=observing_since(operation.data),
+        judged_until=_moment(release.judged_until),
+        observing=_moment(release.observing_since),
     )
+
+
+def _moment(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+def _shifted_at(release: ReleaseData) -> datetime:
+    """When the step's traffic was applied (a release judges only then)."""
+    assert release.shifted_at is not None, "a release judges only once a step shifted"
+    return datetime.fromisoformat(release.shifted_at)
 
 
 def _wait(deps: Deps, operation: Operation, decision: Decision) -> Operation:
     """No minute Monitoring did not show at the last judgement: nothing to judge, record or
     post; the card says what it waits for. Waiting counts as too little data to judge."""
-    inconclusive = operation.data.get("inconclusive_since") or decision.now.isoformat()
+    inconclusive = ReleaseData.of(operation).inconclusive_since or decision.now.isoformat()
     waited = (decision.now - datetime.fromisoformat(inconclusive)).total_seconds()
     if waited >= deps.config.release.inconclusive_limit_s:
         return commit(
@@ -91,8 +94,8 @@ def _wait(deps: Deps, operation: Operation, decision: Decision) -> Operation:
 
 def _record_judgement(deps: Deps, operation: Operation, decision: Decision) -> Operation:
     assert decision.judgement is not None
-    percent = operation.data["steps"][operation.data["step"]]
-    inconclusive = operation.data.get("inconclusive_since")
+    release = ReleaseData.of(operation)
+    percent, inconclusive = release.percent, release.inconclusive_since
     if decision.judgement.verdict is Verdict.INCONCLUSIVE:
         inconclusive = inconclusive or decision.now.isoformat()
     else:
@@ -112,7 +115,7 @@ def _record_judgement(deps: Deps, operation: Operation, decision: Decision) -> O
 
 
 def _inconclusive_too_long(deps: Deps, operation: Operation) -> bool:
-    since = operation.data.get("inconclusive_since")
+    since = ReleaseData.of(operation).inconclusive_since
     if not since:
         return False
     waited = (deps.clock.now() - datetime.fromisoformat(since)).total_seconds()
@@ -120,10 +123,10 @@ def _inconclusive_too_long(deps: Deps, operation: Operation) -> bool:
 
 
 def _proceed(deps: Deps, operation: Operation) -> Operation:
-    percent = operation.data["steps"][operation.data["step"]]
-    if percent < 100:
+    release = ReleaseData.of(operation)
+    if release.percent < 100:
         return next_step(deps, operation)
-    started = datetime.fromisoformat(operation.data["step_started"])
+    started = _shifted_at(release)
     validated = (deps.clock.now() - started).total_seconds() >= (
         deps.config.release.warmup_s + deps.config.release.validation_s
     )

@@ -6,7 +6,7 @@ from bot.ops.context import Deps
 from bot.ops.errors import UserError
 from bot.ops.release.canary import proceed_now
 from bot.ops.release.record import RECORD, commit, event
-from bot.ops.release.states import FINAL_STATES, GREEN_TAG
+from bot.ops.release.states import FINAL_STATES, GREEN_TAG, KIND, ReleaseData
 from bot.ops.stepping import due_in, on_what_it_is
 from bot.ops.stepping import stand_aside as shared_stand_aside
 from bot.store import Operation
@@ -18,9 +18,9 @@ def roll_back(deps: Deps, operation_id: str, user: str, reason: str = "") -> Ope
     said = {"reason": reason} if reason else {}
 
     def act(operation: Operation) -> Operation:
-        pending = operation.data.get("pending") or {}  # None once Cloud Run applied it
+        purpose = ReleaseData.of(operation).purpose  # "" once Cloud Run applied it
         if operation.state in ("backing_up", "deploying", "smoke") or (
-            operation.state == "applying" and pending.get("purpose") == "deploy"
+            operation.state == "applying" and purpose == "deploy"
         ):
             outcome = {"code": "stopped", "by": user, **said}
             return commit(deps, operation, outcome=outcome, stop_requested=True)
@@ -60,11 +60,11 @@ def stand_aside(deps: Deps, operation_id: str, user: str, reason: str = "") -> s
 def _before_traffic(operation: Operation) -> bool:
     """Green has had no traffic, and no step of the release gives it any before its next
     write (which this state's compare-and-set then refuses)."""
-    pending = operation.data.get("pending") or {}
+    release = ReleaseData.of(operation)
     if operation.state == "awaiting_approval":
-        return operation.data.get("awaiting") == "migration"
+        return release.awaiting == "migration"
     return operation.state in ("backing_up", "deploying", "smoke") or (
-        operation.state == "applying" and pending.get("purpose") in ("deploy", "untag")
+        operation.state == "applying" and release.purpose in ("deploy", "untag")
     )
 
 
@@ -98,12 +98,12 @@ def _resume(deps: Deps, operation: Operation, user: str) -> Operation:
     if operation.state == "needs_human":  # a person judged the inconclusive step: proceed
         operation = commit(deps, operation, inconclusive_since=None, proceeded_by=user)
         return proceed_now(deps, operation)
-    back_to = operation.data.get("paused_from") or "judging"
-    if operation.data.get("pause_reason") == "out_of_band":
+    release = ReleaseData.of(operation)
+    back_to = release.paused_from or "judging"
+    expected = release.expected
+    if release.pause_reason == "out_of_band":
         back_to = "judging"
-    expected = operation.data.get("expected")
-    if operation.data.get("pause_reason") == "out_of_band":
-        expected = operation.data.get("seen")  # accept the traffic as the person left it
+        expected = release.seen  # accept the traffic as the person left it
     return commit(
         deps,
         operation,
@@ -117,7 +117,7 @@ def _resume(deps: Deps, operation: Operation, user: str) -> Operation:
 
 def _live(deps: Deps, operation_id: str) -> Operation:
     operation = deps.store.operations.operation(operation_id)
-    if operation is None or operation.kind != "release":
+    if operation is None or operation.kind != KIND:
         raise UserError("notice.unknown_request")
     if operation.state in FINAL_STATES or operation.state == "rolling_back":
         raise UserError("notice.release.over", state=operation.state)

@@ -14,6 +14,7 @@ from bot.ops.errors import UserError
 from bot.ops.holding import open_holding
 from bot.ops.release.readiness_gate import BLOCKED, check_release
 from bot.ops.release.requested import ReleaseRequest
+from bot.ops.release.states import KIND, ReleaseData, ReleaseMigration
 from bot.ops.release.view import refresh
 from bot.ops.release_migrations import migration_of, register_candidate
 from bot.policy.approvals import Verdict, decide_request
@@ -191,10 +192,23 @@ def _create(
         )
         raise NeedsConfirmation(request, warnings)
     readiness = check_release(deps, request, service)  # raises ReadinessBlocked on a ❌
+    data = ReleaseData(
+        image=request.image,
+        requested_at=now.isoformat(),
+        staging=staging,
+        uri=state.uri,
+        blue_image=blue_image,
+        warnings=list(warnings),
+        confirmed=request.confirmed and check.needs_confirmation,
+        migration=ReleaseMigration.model_validate(migration) if migration else None,
+        ci=request.from_ci,
+        readiness=readiness,
+        percents=[100] if staging else list(deps.config.release.steps),
+    )
     operation = open_holding(
         deps,
         now,
-        kind="release",
+        kind=KIND,
         service=service.name,
         requested_by=request.user,
         channel=request.channel,
@@ -203,22 +217,7 @@ def _create(
         state="deploying",
         from_revision=blue,
         to_revision=green,
-        data={
-            "image": request.image,
-            "staging": staging,
-            "uri": state.uri,
-            "steps": [100] if staging else list(deps.config.release.steps),
-            "step": -1,
-            "history": [],
-            "judgements": [],
-            "blue_image": blue_image,
-            "requested_at": now.isoformat(),
-            "warnings": list(warnings),
-            "confirmed": request.confirmed and check.needs_confirmation,
-            "migration": migration,
-            "ci": request.from_ci,
-            "readiness": readiness,
-        },
+        data=data.stored(),
     )
     deps.audit(
         request.user,
