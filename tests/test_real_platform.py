@@ -19,7 +19,7 @@ from bot.sandbox.emulator.http import Fault
 from bot.sandbox.emulator.server import Emulator
 from bot.sandbox.seed import alert_payload, seed
 from tests.conftest import sandbox_config
-from tests.helpers import failure_code, serving
+from tests.helpers import failure_code, serving, wait_until
 
 SERVICE = "wa-backend"
 CURRENT, PREVIOUS = "wa-backend-00003", "wa-backend-00002"
@@ -480,9 +480,8 @@ def test_the_postmortem_reads_cloud_runs_own_logs_in_the_services_project() -> N
         payload = alert_payload(box.emulator, SERVICE, "open", "0.logs-1")
         payload = payload.replace('"runback-sandbox"', '"team-b-prod"')
         assert box.post_alert(payload).status_code == 200
-        box.runtime.engine.wait_idle()
-        files = box.emulator.slack.files()
-        assert files, "the postmortem draft was posted"
+        # posted once the rollback is seen applied, maybe at a later tick: wait, with a deadline
+        files = wait_until(box.emulator.slack.files, "the postmortem draft")
         draft = files[-1]["content"]
         assert "500 GET /_svc/wa-backend/api/checkout" in draft, "failed requests (request logs)"
         assert "KeyError: 'slots_v2'" in draft, "plain stderr lines, which have no severity"

@@ -9,7 +9,7 @@ import json
 from bot.sandbox.console import Sandbox
 from bot.sandbox.emulator.http import Fault
 from bot.sandbox.seed import alert_payload
-from tests.helpers import failure_code, patches, run_lines, serving
+from tests.helpers import failure_code, patches, run_lines, serving, wait_until
 from tests.test_rollback_flow import (
     INCIDENTS,
     SERVICE,
@@ -171,8 +171,9 @@ def test_an_automatic_rollback_skips_a_not_ready_target_and_says_so(sandbox: San
     run_lines(sandbox, "wait 9m")  # a whole bad window, Monitoring being ~3 min late
     payload = alert_payload(sandbox.emulator, SERVICE, "open", "0.alert-ready")
     assert sandbox.post_alert(payload).status_code == 200
+    # a change not yet seen applied is followed at a later tick: wait for it, with a deadline
+    wait_until(lambda: serving(sandbox) == {"wa-backend-00001": 100}, "the rollback to 00001")
     sandbox.runtime.engine.wait_idle()
-    assert serving(sandbox) == {"wa-backend-00001": 100}
     card = next(m for m in channel_messages(sandbox) if m["text"].startswith("Rollback of"))
     text = json.dumps(card["blocks"], ensure_ascii=False)
     assert "Skipped `wa-backend-00002` (Container failed to start): not ready" in text
