@@ -66,8 +66,8 @@ V1_DROPPED = ("migration_approved", "full_traffic_approved")
 
 def upgraded(data: dict[str, Any]) -> dict[str, Any]:
     """Release data as stored at any version, in today's shape (version 1 renamed; a newer
-        version as it is). A version-1 row a Runback of before 0005 wrote while the migration ran
-        reads as if it had been migrated. (Version 1 wrote each approval's yes and its approver
+    version as it is). A version-1 row a Runback of before 0005 wrote while the migration ran
+    reads as if it had been migrated. (Version 1 wrote each approval's yes and its approver
     together: the approver alone says it.)"""
     if int(data.get("version") or 1) >= 2:
         return data
