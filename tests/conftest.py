@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,15 @@ from bot.store import Store
 from tests.db import postgres_schema
 from tests.helpers import REPO, BotProcess, bot_config, bot_on_emulators
 from tests.lanes import lane_of
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Bytecode caches are written even where the environment says not to
+    (PYTHONDONTWRITEBYTECODE, common in containers): the suite starts hundreds of Python
+    processes (its workers, `python -m bot`, the sandbox CLI), and without the caches each
+    compiles Runback and the rewritten tests from source again, about a third of its start."""
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    sys.dont_write_bytecode = False
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:

@@ -9,9 +9,9 @@ domain (a release's canary steps, a rollback's choice of target, a restore's sec
 
 - ``__init__.py``: what the rest of the bot uses, and ``WORKFLOW``;
 - ``states.py``: its states (``RUNNING_STATES``, the ones the engine runs; ``FINAL_STATES``),
-  and its typed data: a pydantic model stored as JSON with a ``version`` (so far a backup's
-  ``BackupData``, a drill's ``DrillData``, a flip's ``FlagData`` and a restore's
-  ``RestoreData``; rollback and release still keep plain dicts);
+  and its typed data: a pydantic model on bot/ops/operation_data.py's ``OperationData``, stored
+  as JSON with a ``version`` (``RollbackData``, ``ReleaseData``, ``FlagData``, ``BackupData``,
+  ``RestoreData``, ``DrillData``), which every write of its ``record.py`` validates;
 - ``request.py``: a request read, authorized and recorded (nothing changes in the cloud yet);
 - ``machine.py``: its state machine: one step per running state, and ``execute``;
 - ``record.py``: committing its progress (its next state and data together) and its end;
