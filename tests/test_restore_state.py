@@ -13,7 +13,6 @@ import pytest
 from pydantic import ValidationError
 
 from bot.ops.incidents.lifecycle import moved_traffic_back
-from bot.ops.restore.record import RestoreRecord
 from bot.ops.restore.states import (
     DATA_VERSION,
     RestoreData,
@@ -23,7 +22,7 @@ from bot.ops.restore.states import (
     WaitingFor,
     Yielded,
 )
-from bot.ops.stepping import step_ended, step_started
+from bot.ops.stepping import Record, step_ended, step_started
 from bot.store import Operation, Store, data_seq
 from tests.db import BACKENDS, open_store
 
@@ -196,7 +195,7 @@ def test_every_commit_and_end_writes_the_type_and_keeps_what_it_does_not_name(
     )
     store.operations.acquire_lock("wa-backend", created.id, NOW)
     shown: list[str] = []
-    record = RestoreRecord("restore", lambda deps, operation_id: shown.append(operation_id))
+    record = Record("restore", lambda deps, operation_id: shown.append(operation_id), RestoreData)
     audited: list[tuple[Any, ...]] = []
     deps = SimpleNamespace(
         store=store,

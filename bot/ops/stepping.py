@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.errors import Superseded, UserError
+from bot.ops.operation_data import OperationData
 from bot.store import Move, Operation, data_seq
 
 log = logging.getLogger("runback.ops")
@@ -123,19 +124,36 @@ def due_in(deps: Deps, seconds: float) -> str:
 
 @dataclass(frozen=True)
 class Record:
-    """How a workflow of ``kind`` records its progress: ``commit`` (the next state and data
-    together, compare-and-set, then the card) and ``end``."""
+    """How a workflow of ``kind`` records its progress: every write is its typed ``data`` (an
+    ``OperationData``) with the changes, validated, then merged into the stored row (keys the
+    type does not name are kept): ``commit`` (the next state and data together,
+    compare-and-set, then the card), ``write`` (the same without the card) and ``end``."""
 
     kind: str
     refresh: Refresh
+    data: type[OperationData]
+
+    def write(
+        self,
+        deps: Deps,
+        operation: Operation,
+        state: str | None = None,
+        release_lock: bool = False,
+        **changes: Any,
+    ) -> Operation:
+        """The next state and the data with ``changes`` (``write_step``: compare-and-set, else
+        Superseded), without the card: for a person's act that shows the card once it is
+        done."""
+        data = self.data.of(operation).changed(**changes).stored()
+        return write_step(deps, operation, state, data, release_lock=release_lock)
 
     def commit(
-        self, deps: Deps, operation: Operation, state: str | None = None, **data: Any
+        self, deps: Deps, operation: Operation, state: str | None = None, **changes: Any
     ) -> Operation:
-        """Commit the next state and data together (``write_step``: compare-and-set, else
-        Superseded), then show the operation on its card; returns it as this commit left it,
-        so that the step's next commit is conditional on it too."""
-        updated = write_step(deps, operation, state, data)
+        """Commit the next state and the data with ``changes`` together (``write``), then show
+        the operation on its card; returns it as this commit left it, so that the step's next
+        commit is conditional on it too."""
+        updated = self.write(deps, operation, state, **changes)
         self.refresh(deps, operation.id)
         return updated
 
@@ -145,13 +163,13 @@ class Record:
         operation: Operation,
         state: str,
         audited: Mapping[str, Any],
-        **data: Any,
+        **changes: Any,
     ) -> Operation:
-        """The last ``state`` with ``data`` (nothing is due any more) and the service's lock given
-        back, together (compare-and-set); then the card, and the end audited as
-        ``{kind}.{state}`` with ``audited``."""
-        data = {**data, "due_at": None}
-        operation = write_step(deps, operation, state, data, release_lock=True)
+        """The last ``state`` with the data with ``changes`` (nothing is due any more) and the
+        service's lock given back, together (compare-and-set); then the card, and the end
+        audited as ``{kind}.{state}`` with ``audited``."""
+        last = {**changes, "due_at": None}
+        operation = self.write(deps, operation, state, release_lock=True, **last)
         self.refresh(deps, operation.id)
         deps.audit(
             BOT_ACTOR,

@@ -11,14 +11,12 @@ from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.stepping import Record
 from bot.store import Operation
 
-RECORD = Record(KIND, refresh)
+RECORD = Record(KIND, refresh, BackupData)
 
 
-def commit(deps: Deps, operation: Operation, state: str | None = None, **changes: Any) -> Operation:
-    """The next state and the backup's data with ``changes`` (validated as ``BackupData``)
-    together, compare-and-set, then the card."""
-    data = BackupData.of(operation).changed(**changes)
-    return RECORD.commit(deps, operation, state, **data.stored())
+commit = (
+    RECORD.commit
+)  # the next state and the data with changes (validated as BackupData), then the card
 
 
 def end(deps: Deps, operation: Operation, state: str, **changes: Any) -> Operation:

@@ -14,14 +14,12 @@ from bot.store import Operation
 
 # The next state and data together, only if the drill is still as read (else Superseded: an
 # on-call engineer's rollback that took the drill over is never undone), then the card.
-RECORD = Record(KIND, refresh)
+RECORD = Record(KIND, refresh, DrillData)
 
 
-def commit(deps: Deps, operation: Operation, state: str | None = None, **changes: Any) -> Operation:
-    """The next state and the drill's data with ``changes`` (validated as ``DrillData``)
-    together, compare-and-set, then the card."""
-    data = DrillData.of(operation).changed(**changes)
-    return RECORD.commit(deps, operation, state, **data.stored())
+commit = (
+    RECORD.commit
+)  # the next state and the data with changes (validated as DrillData), then the card
 
 
 def log_step(

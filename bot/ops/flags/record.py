@@ -3,7 +3,6 @@ the timeline (its own, and the open incident's of the service), its end."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from bot.ops.cards import announce
@@ -14,37 +13,10 @@ from bot.ops.flags.view import flag_message, refresh
 from bot.ops.stepping import Record, due_in
 from bot.store import Operation
 
-__all__ = ["RECORD", "FlagRecord", "Superseded", "commit", "due_in", "end", "event"]
+__all__ = ["RECORD", "Superseded", "commit", "due_in", "end", "event"]
 
 
-class FlagRecord(Record):
-    """The flip's ``Record``: every write, its own and the shared code's it is handed to (the
-    Cloud Run change, standing aside), is the flip's data with the changes, validated as
-    ``FlagData``."""
-
-    def commit(
-        self, deps: Deps, operation: Operation, state: str | None = None, **changes: Any
-    ) -> Operation:
-        """The next state and the flip's data with ``changes`` together, compare-and-set, then
-        the card (``Record.commit``)."""
-        data = FlagData.of(operation).changed(**changes)
-        return super().commit(deps, operation, state, **data.stored())
-
-    def end(
-        self,
-        deps: Deps,
-        operation: Operation,
-        state: str,
-        audited: Mapping[str, Any],
-        **changes: Any,
-    ) -> Operation:
-        """The last state with the flip's data with ``changes`` (``Record.end``: nothing is due
-        any more, the service's lock given back)."""
-        data = FlagData.of(operation).changed(**changes)
-        return super().end(deps, operation, state, audited, **data.stored())
-
-
-RECORD = FlagRecord(KIND, refresh)
+RECORD = Record(KIND, refresh, FlagData)
 commit = RECORD.commit  # the next state and data together (compare-and-set), then the card
 
 

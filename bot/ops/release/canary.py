@@ -130,7 +130,7 @@ def decide_full_traffic(deps: Deps, approval_id: str, user: str, approve: bool) 
 
 def _decided(operation: Operation, approve: bool, user: str) -> Move:
     """The release's next state and data once the approval it waits for is decided (the data
-    as ``ReleaseRecord`` writes it: the stored row with the changes, validated)."""
+    as the release's ``RECORD`` writes it: the stored row with the changes, validated)."""
     release = ReleaseData.of(operation)
     migration = release.awaiting == "migration"
     if not approve:

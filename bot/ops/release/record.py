@@ -4,7 +4,6 @@ its timeline, its end."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from typing import Any
 
 from bot.ops.cards import announce
@@ -17,34 +16,7 @@ from bot.store import Operation
 log = logging.getLogger("runback.release")
 
 
-class ReleaseRecord(Record):
-    """The release's ``Record``: every write, its own and the shared code's it is handed to
-    (the Cloud Run change, standing aside), is the release's data with the changes, validated
-    as ``ReleaseData``."""
-
-    def commit(
-        self, deps: Deps, operation: Operation, state: str | None = None, **changes: Any
-    ) -> Operation:
-        """The next state and the release's data with ``changes`` together, compare-and-set,
-        then the card (``Record.commit``)."""
-        data = ReleaseData.of(operation).changed(**changes)
-        return super().commit(deps, operation, state, **data.stored())
-
-    def end(
-        self,
-        deps: Deps,
-        operation: Operation,
-        state: str,
-        audited: Mapping[str, Any],
-        **changes: Any,
-    ) -> Operation:
-        """The last state with the release's data with ``changes`` (``Record.end``: nothing is
-        due any more, the service's lock given back)."""
-        data = ReleaseData.of(operation).changed(**changes)
-        return super().end(deps, operation, state, audited, **data.stored())
-
-
-RECORD = ReleaseRecord(KIND, refresh)
+RECORD = Record(KIND, refresh, ReleaseData)
 commit = RECORD.commit  # the next state and data together (compare-and-set), then the card
 
 

@@ -4,60 +4,21 @@ restore before it), the marks of its steps, its ends."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.restore.states import KIND, RestoreData
 from bot.ops.restore.view import STEP_NAMES, refresh
-from bot.ops.stepping import Record, step_ended, step_started, write_step
+from bot.ops.stepping import Record, step_ended, step_started
 from bot.ports import CloudSqlError, SecretsError
 from bot.store import Operation
 
-
-class RestoreRecord(Record):
-    """The restore's ``Record``: every write is the restore's data with the changes, validated
-    as ``RestoreData``."""
-
-    def commit(
-        self, deps: Deps, operation: Operation, state: str | None = None, **changes: Any
-    ) -> Operation:
-        """The next state and the restore's data with ``changes`` together, compare-and-set,
-        then the card (``Record.commit``)."""
-        data = RestoreData.of(operation).changed(**changes)
-        return super().commit(deps, operation, state, **data.stored())
-
-    def end(
-        self,
-        deps: Deps,
-        operation: Operation,
-        state: str,
-        audited: Mapping[str, Any],
-        **changes: Any,
-    ) -> Operation:
-        """The last state with the restore's data with ``changes`` (``Record.end``: nothing is
-        due any more, the service's lock given back)."""
-        data = RestoreData.of(operation).changed(**changes)
-        return super().end(deps, operation, state, audited, **data.stored())
-
-
-RECORD = RestoreRecord(KIND, refresh)
+RECORD = Record(KIND, refresh, RestoreData)
 commit = RECORD.commit  # the next state and data together (compare-and-set), then the card
 
 
-def write(
-    deps: Deps,
-    operation: Operation,
-    state: str | None,
-    release_lock: bool = False,
-    **changes: Any,
-) -> Operation:
-    """The next state and the restore's data with ``changes`` (validated as ``RestoreData``),
-    compare-and-set, without the card (``write_step``): for a person's act that shows the card
-    itself once it is done."""
-    data = RestoreData.of(operation).changed(**changes)
-    return write_step(deps, operation, state, data.stored(), release_lock=release_lock)
+write = RECORD.write  # the next state and data together, without the card (a person's act)
 
 
 def begin(deps: Deps, operation: Operation, step: str) -> Operation:

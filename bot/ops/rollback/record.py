@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from contextlib import suppress
 from typing import Any
 
@@ -21,7 +20,7 @@ from bot.ops.rollback.states import (
 )
 from bot.ops.rollback.target import target_choice
 from bot.ops.rollback.view import card_view, refresh
-from bot.ops.stepping import Record, write_step
+from bot.ops.stepping import Record
 from bot.ports import CloudRunError
 from bot.store import Operation
 
@@ -30,34 +29,13 @@ class RollbackRecord(Record):
     """The rollback's ``Record``: every write of its data is the rollback's data with the
     changes, validated as ``RollbackData``."""
 
-    def commit(
-        self, deps: Deps, operation: Operation, state: str | None = None, **changes: Any
-    ) -> Operation:
-        """The next state and the rollback's data with ``changes`` together, compare-and-set,
-        then the card (``Record.commit``)."""
-        data = RollbackData.of(operation).changed(**changes)
-        return super().commit(deps, operation, state, **data.stored())
-
-    def end(
-        self,
-        deps: Deps,
-        operation: Operation,
-        state: str,
-        audited: Mapping[str, Any],
-        **changes: Any,
-    ) -> Operation:
-        """The last state with the rollback's data with ``changes`` (``Record.end``)."""
-        data = RollbackData.of(operation).changed(**changes)
-        return super().end(deps, operation, state, audited, **data.stored())
-
     def finish(self, deps: Deps, operation_id: str, state: str, **changes: Any) -> Operation:
         """The rollback's last ``state`` with its data with ``changes``, its service's lock given
         back with it (compare-and-set on the rollback as read now), then the card. Each of its
         ends audits itself, as it says more than ``end`` would."""
         operation = deps.store.operations.operation(operation_id)
         assert operation is not None
-        data = RollbackData.of(operation).changed(**changes)
-        operation = write_step(deps, operation, state, data.stored(), release_lock=True)
+        operation = self.write(deps, operation, state, release_lock=True, **changes)
         self.refresh(deps, operation_id)
         return operation
 
@@ -70,7 +48,7 @@ class RollbackRecord(Record):
         return deps.store.operations.merge_data(operation.id, deps.clock.now(), **written)
 
 
-RECORD = RollbackRecord(KIND, refresh)
+RECORD = RollbackRecord(KIND, refresh, RollbackData)
 commit = RECORD.commit  # the next state and data together (compare-and-set), then the card
 finish = RECORD.finish  # the last state and data together, the service's lock given back
 
