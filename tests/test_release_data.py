@@ -234,6 +234,8 @@ def test_the_migration_rewrites_version_1_releases_and_its_downgrade_restores_th
     assert second.percents == [100] and second.shifted_at is None
     assert second.full_traffic_approved_by == "" == second.migration_approved_by
     assert stored_data(engine, "rb1") == rollback, "only releases are rewritten"
+    # the previous Runback, still running during the rollout, reads the names it knows
+    assert {k: v for k, v in migrated.items() if k in V1} == V1
 
     downgrade(engine, BEFORE)
     assert stored_data(engine, "rel1") == V1

@@ -9,9 +9,13 @@ releases wrote before the type, with no ``version``) to version 2, and back on d
   each approver (``full_traffic_approved``, ``migration_approved``) goes: the approver says it.
 
 The rewrite is frozen here (the type may change again; this migration must not). The rows keep
-their ``seq``: a Runback of before this migration still writing a release (compare-and-set on
-that ``seq``) writes its version-1 data over the row, which today's code reads as version 1
-(``ReleaseData`` upgrades it as it reads it) rather than failing on names it does not know.
+their ``seq`` and their version-1 names beside the new ones: the previous Runback, still running
+while the new one rolls out, reads and writes a release by the names it knows (a version-1 row
+it writes is read by today's code as version 1: ``ReleaseData`` upgrades it as it reads it).
+What it writes on a row already migrated (a step's shift, an approval) today's code does not
+see, as it reads the version-2 names: at worst a step is judged from its earlier shift time and
+an approval is asked again, the safe side. The downgrade writes the version-1 names from the
+version-2 ones.
 
 Revision ID: 0005_release_data_v2
 Revises: 0004_drill
@@ -52,10 +56,13 @@ def _version(data: dict[str, Any]) -> int:
 
 
 def to_v2(data: dict[str, Any]) -> dict[str, Any]:
-    """A release's data in version 2 (as it is when it is not version 1)."""
+    """A release's data in version 2 (as it is when it is not version 1). The version-1 names
+    stay beside the new ones (today's code reads past them): the previous Runback, still
+    running while the new one rolls out, reads a release as it always did (docs/database.md:
+    migrations do not rename or drop what the previous version reads)."""
     if _version(data) != 1:
         return data
-    new = {k: v for k, v in data.items() if k not in RENAMED and k not in APPROVALS}
+    new = {**data}
     new.update({v2: data[v1] for v1, v2 in RENAMED.items() if v1 in data})
     return {**new, "version": 2}
 
