@@ -382,3 +382,32 @@ def test_observe_click_starts_the_observation_window(box: Sandbox) -> None:
     assert len(patches(box)) == 0
     audit = store.journal.audit()[-1]
     assert (audit.action, audit.actor) == ("incident.observe", "U0ANA")
+
+
+def test_the_cards_ts_written_between_a_checks_read_and_its_claim_does_not_lose_the_check(
+    box: Sandbox,
+) -> None:
+    """The courier stores a new incident card's ts (a write to the incident) while the alert's
+    check has read the incident and not yet claimed it: the check claims it again on what the
+    incident is now, instead of taking the lost claim for another check's (the incident then
+    went unjudged until a later tick)."""
+    bad_for(box, error_rate=0.03)
+    store = box.runtime.deps.store
+    answer = alert(box)
+    store.incidents.update_incident(answer["incident"], box.clock.now(), data={})  # unchecked
+
+    class CardPostedMeanwhile(type(store.incidents)):  # the real repository, one write between
+        reads = 0
+
+        def incident(self, incident_id: str):  # type: ignore[no-untyped-def]
+            record = super().incident(incident_id)
+            CardPostedMeanwhile.reads += 1
+            if CardPostedMeanwhile.reads == 1:
+                super().update_incident(incident_id, box.clock.now(), message_ts="1.000200")
+            return record
+
+    store.incidents = CardPostedMeanwhile(store._sessions)
+    assert incidents.judge_incident(box.runtime.deps, answer["incident"]) is None  # observe
+    record = store.incidents.incident(answer["incident"])
+    assert record.data.get("checked_at") and record.verdict == "observe"
+    assert record.message_ts == "1.000200"

@@ -31,20 +31,16 @@ log = logging.getLogger("runback.incidents")
 # How long an incident with nothing new to judge is checked again before Runback says so and
 # stops asking (a revision that serves nothing has no minutes at all).
 WAITING_LIMIT = timedelta(minutes=10)
+# a check claims the incident again after a write that was not a check (the card's ts), this often
+CLAIM_TRIES = 3
 
 
 def judge_incident(deps: Deps, incident_id: str) -> str | None:
     """Judge the serving revision now; returns a rollback operation to run, if one was started."""
-    record = deps.store.incidents.incident(incident_id)
-    if record is None or record.state != "open" or not record.managed:
-        return None
     now = deps.clock.now()
-    # this check, claimed: another that read the incident at once finds it moved, one that
-    # reads it meanwhile finds it checked just now (not due)
-    claimed = {**record.data, "checked_at": now.isoformat()}
-    if not deps.store.incidents.claim_incident(record.id, record.updated_at, now, claimed):
+    record = _claim(deps, incident_id, now)
+    if record is None:
         return None
-    record = deps.store.incidents.incident(incident_id) or record
     service = deps.config.service(record.service)
     assert service is not None
     ref = ServiceRef(service.project, service.region, service.name)
@@ -75,6 +71,26 @@ def judge_incident(deps: Deps, incident_id: str) -> str | None:
     operation_id = _act(deps, record, decision, revision, service.auto_rollback)
     refresh_incident_card(deps, record.id)
     return operation_id
+
+
+def _claim(deps: Deps, incident_id: str, now: datetime) -> IncidentRecord | None:
+    """This check, claimed (compare-and-set on ``updated_at``): another check that read the
+    incident at once finds it moved, one that reads it meanwhile finds it checked just now (not
+    due). A write that is not a check (the card's ``message_ts``, stored as the new card is
+    posted) does not take the check away: claimed again on what the incident is now. None when
+    the incident is not to be judged, or another check has it."""
+    seen_check: object = None
+    for attempt in range(CLAIM_TRIES):
+        record = deps.store.incidents.incident(incident_id)
+        if record is None or record.state != "open" or not record.managed:
+            return None
+        if attempt and record.data.get("checked_at") != seen_check:
+            return None  # another check claimed it
+        seen_check = record.data.get("checked_at")
+        claimed = {**record.data, "checked_at": now.isoformat()}
+        if deps.store.incidents.claim_incident(record.id, record.updated_at, now, claimed):
+            return deps.store.incidents.incident(incident_id) or record
+    return None
 
 
 def _judged_until(record: IncidentRecord, revision: str) -> datetime | None:
