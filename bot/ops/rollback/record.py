@@ -14,6 +14,7 @@ from bot.ops.rollback.states import (
     KIND,
     RUNNING_STATES,
     STEP_OF_STATE,
+    FailureFacts,
     RecoveryOffers,
     RollbackData,
     rollback_data,
@@ -70,7 +71,7 @@ def fail(deps: Deps, operation: Operation, code: str, step: str, **detail: Any) 
         **detail,
     )
     offers = _recovery_offers(deps, operation) if code == "healthz_failed" else RecoveryOffers()
-    error = {"code": code, "step": STEP_OF_STATE.get(step, step), **detail}
+    error = FailureFacts(code=code, step=STEP_OF_STATE.get(step, step), **detail)
     failed = finish(
         deps, operation.id, "failed", error=error, traffic_now=traffic_now, offers=offers
     )
