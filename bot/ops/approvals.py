@@ -7,7 +7,7 @@ handing each expired operation to its own workflow's ``on_expired``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
 
 from bot.config import Action
@@ -139,13 +139,17 @@ OnDecided = Callable[[Deps, Operation, bool, str], None]
 
 
 def recover_decided(
-    deps: Deps, on_decided: Mapping[str, OnDecided], on_expired: Mapping[str, OnExpired]
+    deps: Deps,
+    on_decided: Mapping[str, OnDecided],
+    on_expired: Mapping[str, OnExpired],
+    unfinished: Iterable[Operation],
 ) -> list[str]:
-    """Operations still waiting for a person whose request was already decided, expired or
-    cancelled (left so by a crash in an older bot): finish the decision or end them, so that
-    nothing stays locked until someone edits the database. Returns the operations moved."""
+    """Operations still waiting for a person (among ``unfinished``, as the caller read them)
+    whose request was already decided, expired or cancelled (left so by a crash in an older
+    bot): finish the decision or end them, so that nothing stays locked until someone edits the
+    database. Returns the operations moved."""
     moved = []
-    for operation in deps.store.operations.unfinished_operations():
+    for operation in unfinished:
         if operation.state != "awaiting_approval" or operation.kind not in on_decided:
             continue
         approval = deps.store.approvals.approval_for(operation.id)

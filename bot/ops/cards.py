@@ -287,13 +287,9 @@ def _remember_ts(deps: Deps, card: str, ts: str, now: datetime) -> None:
     """Threads, uploads and people find a card by its record's message_ts."""
     kind, _, ident = card.partition(":")
     if kind == "operation":
-        current = deps.store.operations.operation(ident)
-        if current is not None and current.message_ts != ts:
-            deps.store.operations.update_operation(ident, now, message_ts=ts)
+        deps.store.operations.remember_message_ts(ident, ts, now)
     elif kind == "incident":
-        record = deps.store.incidents.incident(ident)
-        if record is not None and record.message_ts != ts:
-            deps.store.incidents.update_incident(ident, now, message_ts=ts)
+        deps.store.incidents.remember_message_ts(ident, ts, now)
 
 
 def _failed(deps: Deps, row: OutboxMessage, error: ChatError) -> None:

@@ -182,15 +182,21 @@ class Engine:
         with self.track():
             for operation_id in approvals.expire_due(self.deps, ON_EXPIRED):
                 self._tell_incidents(operation_id)  # an incident's rollback request expired
-            approvals.recover_decided(self.deps, ON_DECIDED, ON_EXPIRED)
+            # one read of what is unfinished serves the whole pass: a database round trip per
+            # question, on every instance, every second, is load nobody needs
+            unfinished = self.deps.store.operations.unfinished_operations()
+            for operation_id in approvals.recover_decided(
+                self.deps, ON_DECIDED, ON_EXPIRED, unfinished
+            ):
+                self.submit(operation_id)  # decided now: it runs (an ended one returns at once)
             for service in self.deps.store.operations.release_stale_locks():
                 log.warning("freed the lock of %s, held by an operation that had ended", service)
-            for operation in self.deps.store.operations.unfinished_operations():
+            for operation in unfinished:
                 if operation.state in WORKFLOWS[operation.kind].running_states:
                     self.submit(operation.id)
             for operation_id in incidents.tick(self.deps):
                 self.submit(operation_id)
-            for operation_id in drill.tick(self.deps):
+            for operation_id in drill.tick(self.deps, unfinished):
                 self.submit(operation_id)
             if self.courier.running:  # Slack retries due now (or all of them, without a courier)
                 self.courier.kick()

@@ -170,6 +170,18 @@ class Operations(Repository):
                 operation.finished_at = now
         return operation
 
+    def remember_message_ts(self, operation_id: str, ts: str, now: datetime) -> bool:
+        """Store the ts of the operation's card unless it is the one stored already: one
+        statement, as the courier calls it after every delivery. True when it changed."""
+        query = (
+            update(Operation)
+            .where(Operation.id == operation_id)
+            .where(Operation.message_ts != ts)
+            .values(message_ts=ts, updated_at=now)
+        )
+        with self._session() as session:
+            return rows(session.execute(query)) == 1
+
     def merge_data(self, operation_id: str, now: datetime, **values: Any) -> Operation:
         with self._session() as session:
             operation = session.get(Operation, operation_id)

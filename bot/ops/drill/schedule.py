@@ -9,12 +9,14 @@ missed, once, and still started.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from bot.ops.cards import announce
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.drill.request import request_drill
 from bot.ops.errors import UserError
+from bot.store import Operation
 
 log = logging.getLogger("runback.drill")
 
@@ -24,9 +26,10 @@ COUNTED = ("running", "passed", "failed", "scheduled")  # what resets the clock 
 STARTING_LIMIT_S = 60  # a drill still "starting" after this was left by a crash
 
 
-def tick(deps: Deps) -> list[str]:
-    """Start the scheduled drill when it is due; returns the operation to run, if any."""
-    _end_stuck_starts(deps)
+def tick(deps: Deps, unfinished: Iterable[Operation]) -> list[str]:
+    """Start the scheduled drill when it is due; returns the operation to run, if any.
+    ``unfinished``: the operations not ended, as the tick read them."""
+    _end_stuck_starts(deps, unfinished)
     every, service = deps.config.drill.every_days, deps.config.drill_service
     if every <= 0 or not service:
         return []
@@ -52,9 +55,9 @@ def next_scheduled(deps: Deps) -> datetime | None:
     return next_due(deps, service, deps.clock.now())
 
 
-def _end_stuck_starts(deps: Deps) -> None:
+def _end_stuck_starts(deps: Deps, unfinished: Iterable[Operation]) -> None:
     now = deps.clock.now()
-    for operation in deps.store.operations.unfinished_operations():
+    for operation in unfinished:
         stuck = now - operation.created_at > timedelta(seconds=STARTING_LIMIT_S)
         if operation.kind == "drill" and operation.state == "starting" and stuck:
             deps.store.operations.update_operation(operation.id, now, state="cancelled")
