@@ -638,6 +638,21 @@ def test_advance_is_compare_and_set_on_the_data_and_returns_what_it_wrote(store:
     assert current.data == {"pending": "shift", "seq": 3}
 
 
+def test_a_steps_columns_are_written_with_its_move_or_not_at_all(store: Store) -> None:
+    """The Cloud Run operation a rollback sent (a restore's revisions) is stored in the same
+    compare-and-set as the state it moves to: a move that lost writes neither."""
+    op_id = new_operation(store, state="approved", data={})
+    sent = Move(op_id, "approved", "shifting", {}, from_seq=0, columns={"cloud_operation": "op-1"})
+    moved = store.operations.advance_operation(sent, T0)
+    assert moved is not None and (moved.state, moved.cloud_operation) == ("shifting", "op-1")
+    late = Move(op_id, "approved", "shifting", {}, from_seq=0, columns={"cloud_operation": "op-2"})
+    assert store.operations.advance_operation(late, T0) is None
+    current = store.operations.operation(op_id)
+    assert current is not None and current.cloud_operation == "op-1"
+    with pytest.raises(ValueError, match="state"):
+        Move(op_id, "shifting", "verifying", columns={"state": "succeeded"})
+
+
 def test_of_two_writers_from_one_read_exactly_one_wins(store: Store) -> None:
     op_id = new_operation(store, kind="flag", state="watching", data={"judgements": []})
 

@@ -86,13 +86,15 @@ def write_step(
     state: str | None,
     data: dict[str, Any],
     release_lock: bool = False,
+    columns: Mapping[str, str] | None = None,
 ) -> Operation:
     """Commit the next state and data together, only if the operation is still exactly as read
     (state and data: compare-and-set on the data's sequence number), else Superseded: an
     on-call /rollback made while a step waited for Cloud Run is never overwritten by that
     step's result. ``release_lock``: the operation gives its service's lock back in the same
-    transaction. Returns the operation as this write left it, so that the step's next write
-    is conditional on it too."""
+    transaction; ``columns``: the operation's own columns the step sets (its revisions, the
+    Cloud Run operation it sent), in the same write. Returns the operation as this write left
+    it, so that the step's next write is conditional on it too."""
     merged = {**operation.data, **data}
     next_state = state or operation.state
     move = Move(
@@ -102,6 +104,7 @@ def write_step(
         merged,
         release_lock_of=operation.service if release_lock else "",
         from_seq=data_seq(operation),
+        columns=columns or {},
     )
     updated = deps.store.operations.advance_operation(move, deps.clock.now())
     if updated is None:
@@ -139,21 +142,27 @@ class Record:
         operation: Operation,
         state: str | None = None,
         release_lock: bool = False,
+        columns: Mapping[str, str] | None = None,
         **changes: Any,
     ) -> Operation:
         """The next state and the data with ``changes`` (``write_step``: compare-and-set, else
-        Superseded), without the card: for a person's act that shows the card once it is
-        done."""
+        Superseded; ``columns`` with them), without the card: for a person's act that shows
+        the card once it is done."""
         data = self.data.of(operation).changed(**changes).stored()
-        return write_step(deps, operation, state, data, release_lock=release_lock)
+        return write_step(deps, operation, state, data, release_lock=release_lock, columns=columns)
 
     def commit(
-        self, deps: Deps, operation: Operation, state: str | None = None, **changes: Any
+        self,
+        deps: Deps,
+        operation: Operation,
+        state: str | None = None,
+        columns: Mapping[str, str] | None = None,
+        **changes: Any,
     ) -> Operation:
-        """Commit the next state and the data with ``changes`` together (``write``), then show
-        the operation on its card; returns it as this commit left it, so that the step's next
-        commit is conditional on it too."""
-        updated = self.write(deps, operation, state, **changes)
+        """Commit the next state and the data with ``changes`` together (``write``; the
+        operation's ``columns`` too), then show the operation on its card; returns it as this
+        commit left it, so that the step's next commit is conditional on it too."""
+        updated = self.write(deps, operation, state, columns=columns, **changes)
         self.refresh(deps, operation.id)
         return updated
 

@@ -3,8 +3,8 @@ service's lock from its first moment to its last state, so the two are written t
 
 from __future__ import annotations
 
-from collections.abc import Collection
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -38,6 +38,18 @@ class Move:
     # With ``data``: move only if the data is still the version the caller read (``data_seq``),
     # and count one more. The state alone cannot tell a same-state save, nor A -> B -> A.
     from_seq: int | None = None
+    # The operation's own columns a step sets with its move (STEP_COLUMNS), in the same write.
+    columns: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.columns) - STEP_COLUMNS
+        if unknown:
+            raise ValueError(f"a step does not set {sorted(unknown)}")
+
+
+# What a step learns that lives in the operation's columns: the revisions it moves between
+# (a restore builds its own) and the Cloud Run operation it sent.
+STEP_COLUMNS = frozenset({"to_revision", "from_revision", "cloud_operation"})
 
 
 class ServiceHeld(Exception):
@@ -73,7 +85,7 @@ def move_in(session: Session, move: Move, now: datetime, idle_only: bool = False
     """Move the operation in ``session`` (a caller's transaction), only if it is still as
     ``move`` read it (and, ``idle_only``, nobody holds a live lease on it); gives back its
     service's lock with it. False, having changed nothing, when it lost."""
-    values: dict[str, Any] = {"state": move.state, "updated_at": now}
+    values: dict[str, Any] = {**move.columns, "state": move.state, "updated_at": now}
     if move.data is not None:
         values["data"] = move.data
     if move.state in TERMINAL_STATES:

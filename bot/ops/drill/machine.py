@@ -176,7 +176,9 @@ def _step_verify(deps: Deps, operation: Operation) -> Operation:
     healthy = in_a_row >= settings.health_checks
     facts = {"status": result.status, "path": service.health_path}
     entry = log_step(operation, "verify", healthy, started, deps.clock.now(), **facts)
-    failure = {} if healthy else {"outcome": {"code": result.problem or "test_unhealthy", **facts}}
+    failure: dict[str, Any] = (
+        {} if healthy else {"outcome": {"code": result.problem or "test_unhealthy", **facts}}
+    )
     # Healthy or not, the drill now rolls back: that is what it practises.
     return commit(deps, operation, "rolling_back", log=entry, **failure)
 
