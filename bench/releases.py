@@ -15,6 +15,7 @@ from bench.alerts import MONITORING_CALLS
 from bench.common import SERVICE, BenchError, World, ms, percentile, progress, wait_until
 from bot.config import Config
 from bot.ops.metrics_window import WAITING_RECHECK_S
+from bot.ops.release.states import ReleaseData
 from bot.sandbox.emulator.http import RecordedCall
 from bot.sandbox.slack_payloads import find_button
 
@@ -147,7 +148,8 @@ def bench_release_judgement(world: World, runs: int) -> dict[str, Any]:
         release = world.config.release
         box.run_line(f"wait {release.warmup_s + release.judge_interval_s / 2:g}s")
         operation = box.runtime.deps.store.operations.operation(operation_id)
-        percent = operation.data["steps"][operation.data["step"]]
+        data = ReleaseData.of(operation)
+        percent = data.percents[data.step]
         if operation.state != "judging" or percent != 10:
             raise BenchError(f"expected the release judging at 10%: {operation.state} {percent}%")
         first = one_judgement(box, operation)  # creates the Monitoring client (gRPC channel)
@@ -238,7 +240,7 @@ def bench_sandbox_release(world: World, speed: float) -> dict[str, Any]:
         since, sandbox_started = time.time(), box.clock.time()
         operation_id = start_release(box)
         limit = configured_waits_s(
-            world.config, store.operations.operation(operation_id).data["steps"]
+            world.config, ReleaseData.of(store.operations.operation(operation_id)).percents
         )
         timeout = 3 * limit / speed + 30
         poll_state(store, operation_id, ("awaiting_approval",), timeout)
