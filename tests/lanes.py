@@ -25,7 +25,7 @@ import pytest
 TESTS = Path(__file__).resolve().parent
 BROWSER_FILES = frozenset({TESTS / "test_sandbox_browser.py"})
 PROCESS_NAMES = frozenset({"subprocess", "Popen", "BotProcess"})
-FLOW_NAMES = frozenset({"Sandbox", "bench_release_judgement"})  # the bench builds a Sandbox
+FLOW_NAMES = frozenset({"Sandbox", "run_console", "bench_release_judgement"})  # each builds one
 FLOW_FIXTURES = frozenset({"sandbox", "pg_sandbox"})
 
 
