@@ -79,15 +79,16 @@ class OperationCard:
 
     message: CardMessage
 
-    def refresh(self, deps: Deps, operation_id: str) -> None:
-        """Show the operation as it is now. The engine and a person (a card's button, an
+    def refresh(self, deps: Deps, operation_id: str, written: Operation | None = None) -> None:
+        """Show the operation as it is now (first as ``written``, when the caller has it as its
+        own write left it: one read fewer). The engine and a person (a card's button, an
         on-call /rollback) commit and refresh concurrently; one that read the operation just
         before the other's commit could stage its older picture last (a writer waiting for the
         database, say) and leave the card behind. So the operation is read again after staging
         and shown anew until it stands still."""
         shown: tuple[Any, ...] | None = None
         for _ in range(MAX_REFRESHES):
-            operation = deps.store.operations.operation(operation_id)
+            operation, written = written or deps.store.operations.operation(operation_id), None
             if operation is None:
                 return
             seen = (operation.state, operation.data, operation.finished_at)

@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.errors import Superseded, UserError
@@ -28,7 +28,15 @@ from bot.store import Move, Operation, data_seq
 log = logging.getLogger("runback.ops")
 
 Step = Callable[[Deps, Operation], Operation]
-Refresh = Callable[[Deps, str], None]  # show the operation (by id) on its card as it is now
+
+
+class Refresh(Protocol):
+    """Show the operation (by id) on its card as it is now; ``written``: as the caller's own
+    write left it (bot/ops/cards.py ``OperationCard.refresh``)."""
+
+    def __call__(self, deps: Deps, operation_id: str, written: Operation | None = None) -> None: ...
+
+
 Read = TypeVar("Read")
 Done = TypeVar("Done")
 
@@ -163,7 +171,7 @@ class Record:
         operation's ``columns`` too), then show the operation on its card; returns it as this
         commit left it, so that the step's next commit is conditional on it too."""
         updated = self.write(deps, operation, state, columns=columns, **changes)
-        self.refresh(deps, operation.id)
+        self.refresh(deps, operation.id, updated)
         return updated
 
     def end(
@@ -179,7 +187,7 @@ class Record:
         audited as ``{kind}.{state}`` with ``audited``."""
         last = {**changes, "due_at": None}
         operation = self.write(deps, operation, state, release_lock=True, **last)
-        self.refresh(deps, operation.id)
+        self.refresh(deps, operation.id, operation)
         deps.audit(
             BOT_ACTOR,
             f"{self.kind}.{state}",

@@ -37,7 +37,7 @@ class RollbackRecord(Record):
         operation = deps.store.operations.operation(operation_id)
         assert operation is not None
         operation = self.write(deps, operation, state, release_lock=True, **changes)
-        self.refresh(deps, operation_id)
+        self.refresh(deps, operation_id, operation)
         return operation
 
     def merge(self, deps: Deps, operation: Operation, **changes: Any) -> Operation:
