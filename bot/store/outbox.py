@@ -93,15 +93,13 @@ class Outbox(Repository):
     def settle_outbox(
         self, row_id: int, now: datetime, keep_claim: bool = False, **fields: Any
     ) -> None:
-        """Record a delivery attempt's outcome and give up the claim (unless ``keep_claim``)."""
+        """Record a delivery attempt's outcome and give up the claim (unless ``keep_claim``):
+        one UPDATE, as it follows every delivery."""
+        values = {**fields, "updated_at": now}
+        if not keep_claim:
+            values["claimed_until"] = None
         with self._session() as session:
-            row = session.get(OutboxMessage, row_id)
-            if row is not None:
-                for name, value in fields.items():
-                    setattr(row, name, value)
-                row.updated_at = now
-                if not keep_claim:
-                    row.claimed_until = None
+            session.execute(update(OutboxMessage).where(OutboxMessage.id == row_id).values(values))
 
     def claim_telling_requester(self, card: str) -> str:
         """The requester's response_url, exactly once per card (empty if none or already told)."""
