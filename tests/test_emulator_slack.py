@@ -411,6 +411,19 @@ def test_uploads_are_shared_by_channel_id_only(client: WebClient) -> None:
     assert failure.response["error"] == "not_in_channel"
 
 
+def test_an_upload_is_a_file_only_once_completed(client: WebClient, slack: SlackEmulator) -> None:
+    """files_upload_v2's three steps: a begun upload (its bytes maybe still on their way) is
+    not listed; the completed one is, with its content (a postmortem read too early was
+    empty)."""
+    begun = client.files_getUploadURLExternal(filename="postmortem.md", length=5)
+    assert slack.files() == []
+    assert requests.post(begun["upload_url"], data=b"draft", timeout=5).status_code == 200
+    assert slack.files() == [], "uploaded, not completed"
+    client.files_completeUploadExternal(files=[{"id": begun["file_id"]}], channel_id="C0DEPLOYS")
+    [listed] = slack.files()
+    assert (listed["id"], listed["content"]) == (begun["file_id"], "draft")
+
+
 def test_complete_upload_of_an_unknown_file(client: WebClient) -> None:
     failure = error_of(client.files_completeUploadExternal, files=[{"id": "F404"}])
     assert failure.response["error"] == "file_not_found"

@@ -34,6 +34,7 @@ class SlackFiles(SlackWorkspace):
             "user": BOT_USER_ID,
             "created": int(self._clock()),
             "uploaded": False,
+            "completed": False,  # files.completeUploadExternal: only then is it a file
             "channels": [],
             "content": "",
         }
@@ -78,6 +79,7 @@ class SlackFiles(SlackWorkspace):
         channels = [self._bot_channel(c) for c in self._share_targets(args)]
         thread_ts = self._thread_root(channels[0], args.get("thread_ts")) if channels else None
         for record in records:
+            record["completed"] = True
             record["channels"] += [c for c in channels if c not in record["channels"]]
         text = str(args.get("initial_comment") or "")
         for channel in channels:

@@ -217,8 +217,11 @@ class SlackWorkspace:
             return copy.deepcopy(list(self._views.values()))
 
     def files(self) -> list[dict[str, Any]]:
+        """The files of the workspace: uploads completed (files.completeUploadExternal). An
+        upload begun (files.getUploadURLExternal) and not completed is no file in Slack yet,
+        and one whose bytes are still on their way would read as empty."""
         with self._lock:
-            return copy.deepcopy(list(self._files.values()))
+            return copy.deepcopy([f for f in self._files.values() if f["completed"]])
 
     def file_content(self, file_id: str) -> bytes:
         with self._lock:
