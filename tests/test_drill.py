@@ -130,6 +130,26 @@ def test_a_drill_deploys_a_test_revision_rolls_back_with_the_production_rollback
     ]
 
 
+def test_a_test_revision_slower_to_deploy_than_the_timeout_is_followed_not_failed() -> None:
+    """Cloud Run still applying the drill's deploy after ``operation_timeout_s`` has not failed
+    (bot/ops/applying.py follow_change): the drill follows the same operation on and passes."""
+    config = sandbox_config()
+    slow = config.release.model_copy(update={"operation_timeout_s": 0.3})
+    box = Sandbox(config.model_copy(update={"release": slow}), retry_deadline_s=1.5)
+    try:
+        box.emulator.cloudrun.operation_delay_s = 1.0  # three timeouts' worth of waiting
+        run(box, "as pablo", "/ops drill")
+        record = finished(box)
+        assert record.outcome == "passed", record.detail
+        (drill,) = operations(box, "drill")
+        events = [e.kind for e in box.runtime.deps.store.journal.timeline(drill.id)]
+        assert "operation_slow" in events, events
+        deploys = [c for c in box.emulator.router.calls.list("run.services.patch")]
+        assert len(deploys) == 2, "the deploy sent once, then the rollback's shift"
+    finally:
+        box.close()
+
+
 def test_drills_lists_the_history_and_attaches_the_log_as_a_text_file(box: Sandbox) -> None:
     run(box, "as pablo", "/ops drill")
     finished(box)

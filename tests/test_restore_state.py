@@ -195,7 +195,11 @@ def test_every_commit_and_end_writes_the_type_and_keeps_what_it_does_not_name(
     )
     store.operations.acquire_lock("wa-backend", created.id, NOW)
     shown: list[str] = []
-    record = Record("restore", lambda deps, operation_id: shown.append(operation_id), RestoreData)
+    record = Record(
+        "restore",
+        lambda deps, operation_id, written=None: shown.append(operation_id),
+        RestoreData,
+    )
     audited: list[tuple[Any, ...]] = []
     deps = SimpleNamespace(
         store=store,

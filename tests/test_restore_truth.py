@@ -137,6 +137,37 @@ def _bad_after_good(box: Sandbox) -> None:
     assert "Back on `wa-backend-00003`" in card(box, "restore")
 
 
+def test_a_go_back_slower_than_the_timeout_is_followed_to_the_end_not_failed() -> None:
+    """Cloud Run still applying the way back after ``operation_timeout_s``: the restore commits
+    the change's operation, follows it on (bot/ops/applying.py follow_change) and ends rolled
+    back; it never ends "failed" while traffic may still be moving."""
+    config = sandbox_config()
+    release = config.release.model_copy(update={"operation_timeout_s": 0.3})
+    box = Sandbox(config.model_copy(update={"release": release}), scheduler=False)
+    try:
+        ask_and_approve(box)
+        run(box, "wait 6m", "wait 11m")
+        operation = latest(box, "restore")
+        assert operation.state == "judging"
+        box.emulator.cloudrun.set_behaviour(operation.to_revision, error_rate=0.2)
+        box.emulator.cloudrun.operation_delay_s = 1.0  # three timeouts' worth of waiting
+        for _ in range(10):
+            run(box, "wait 1m")
+            if latest(box, "restore").state != "judging":
+                break
+        operation = latest(box, "restore")
+        data = RestoreData.of(operation)
+        assert operation.state == "rolled_back", (operation.state, data.going_back_failed)
+        assert serving(box) == {BLUE: 100} and "restored" not in tags(box)
+        events = [e.kind for e in box.runtime.deps.store.journal.timeline(operation.id)]
+        assert "operation_slow" in events, events
+        sent = [a for a in box.runtime.deps.store.journal.audit() if a.action.endswith("go_back")]
+        assert len(sent) == 1, "the way back sent once, then followed"
+        assert data.run_op == ""
+    finally:
+        box.close()
+
+
 def test_going_back_warns_that_writes_since_the_restore_stay_on_the_clone(box: Sandbox) -> None:
     ask_and_approve(box)
     run(box, "wait 6m", "wait 11m")

@@ -1,9 +1,12 @@
-"""A Cloud Run change, applied durably (releases and flag flips): one PATCH, its operation's name
-committed before it is awaited (state ``applying``, with what to expect and where to go next),
-so that a restarted bot follows the operation instead of sending the change twice.
+"""A Cloud Run change, applied durably: one PATCH, its operation's name committed before it is
+awaited, so that a restarted bot follows the operation instead of sending the change twice.
 
-A wait longer than ``release.operation_timeout_s`` is no failure: Cloud Run is still applying
-the change (bot/ops/slow.py), and the next run follows the same operation.
+``follow_change`` is how every workflow follows a change it sent (rollback, release, flag
+flip, restore, drill): applied (as Cloud Run left the service), still applying (a wait past
+the timeout is no failure: bot/ops/slow.py; the next run follows the same operation), or not
+applied (the operation failed, or the service serves other traffic than the change asked for).
+``Changes`` is the whole shape for releases and flag flips (state ``applying``, with what to
+expect and where to go next).
 """
 
 from __future__ import annotations
@@ -24,6 +27,43 @@ Send = Callable[[], tuple[str, list[TrafficTarget]]]
 Failed = Callable[[Deps, Operation, str, CloudRunError], Operation]
 # A change Cloud Run applied: (deps, operation, the service as it left it) -> what follows.
 After = Callable[[Deps, Operation, ServiceState], Operation]
+
+
+@dataclass(frozen=True)
+class Followed:
+    """What came of a Cloud Run change followed for at most a timeout: exactly one of applied
+    (``failed`` and ``slow`` None), still applying (``slow``) and not applied (``failed``).
+    ``state``: the service as the change left it (None when the operation itself failed)."""
+
+    state: ServiceState | None = None
+    slow: CloudRunError | None = None  # Cloud Run is still applying it: follow it again
+    failed: CloudRunError | None = None  # slow.not_applied's reason, or the operation's error
+
+    @property
+    def applied(self) -> ServiceState | None:
+        return self.state if self.slow is None and self.failed is None else None
+
+
+def follow_change(
+    deps: Deps, name: str, expect: Mapping[str, int] | None, timeout_s: float
+) -> Followed:
+    """Follow Cloud Run operation ``name`` for at most ``timeout_s``; ``expect``: the traffic the
+    change asked for (None: any traffic; a deploy at 0% is judged by its caller)."""
+    try:
+        state = deps.cloudrun.wait_operation(name, timeout_s)
+    except CloudRunError as error:
+        if error.reason == "operation_timeout":
+            return Followed(slow=error)
+        return Followed(failed=error)
+    return left_as(state, expect)
+
+
+def left_as(state: ServiceState, expect: Mapping[str, int] | None) -> Followed:
+    """A change whose operation is done, judged by the service it left: applied, unless Cloud
+    Run says it failed or the service serves other traffic than ``expect``."""
+    if state.failure or (expect is not None and state.serving() != dict(expect)):
+        return Followed(state, failed=not_applied(state))
+    return Followed(state)
 
 
 @dataclass(frozen=True)
@@ -85,14 +125,13 @@ class Changes:
         failed = failed or self.failed
         pending = operation.data["pending"]
         timeout = deps.config.release.operation_timeout_s
-        try:
-            state = deps.cloudrun.wait_operation(pending["op"], timeout)
-        except CloudRunError as error:
-            if error.reason == "operation_timeout":
-                return still_applying(deps, operation, self.record.kind, error)
-            return failed(deps, operation, pending["purpose"], error)
-        if state.failure or state.serving() != pending["expect"]:
-            return failed(deps, operation, pending["purpose"], not_applied(state))
+        followed = follow_change(deps, pending["op"], pending["expect"], timeout)
+        if followed.slow is not None:
+            return still_applying(deps, operation, self.record.kind, followed.slow)
+        state = followed.applied
+        if state is None:
+            assert followed.failed is not None
+            return failed(deps, operation, pending["purpose"], followed.failed)
         applied: dict[str, Any] = {"pending": None}
         if self.remember_expected:
             applied["expected"] = state.serving()

@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from bot.ops import rollback
+from bot.ops.applying import Followed, follow_change, left_as
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.drill.record import commit, end, log_step
 from bot.ops.drill.states import DRILL_TAG, RUNNING_STATES, DrillData
@@ -16,6 +17,7 @@ from bot.ops.health import config_problem, probe_health
 from bot.ops.release.deploy import PROMETHEUS_LINE
 from bot.ops.release.states import GREEN_TAG
 from bot.ops.rollback import RollbackData, RollbackRequest
+from bot.ops.slow import still_applying
 from bot.ops.stepping import advance, ensure_current
 from bot.ops.traffic import with_other_tags
 from bot.ports import (
@@ -139,16 +141,21 @@ def _step_wait_deploy(deps: Deps, operation: Operation) -> Operation:
     started = deps.clock.now()
     timeout = deps.config.release.operation_timeout_s
     data = DrillData.of(operation)
-    try:
-        if data.pending:
-            state = deps.cloudrun.wait_operation(data.pending, timeout)
-        else:
-            state = deps.cloudrun.get_service(_ref(deps, operation))
-    except CloudRunError as error:
-        outcome = {"code": "deploy_failed", "detail": error.detail or error.reason}
-        return _safety_then_end(deps, operation, outcome)
-    if state.failure or state.serving() != {operation.to_revision: 100}:
-        outcome = {"code": "deploy_failed", "detail": state.failure or str(state.serving())}
+    expect = {operation.to_revision: 100}
+    if data.pending:
+        followed = follow_change(deps, data.pending, expect, timeout)
+    else:  # a restart after the PATCH was applied: the service as it is says how it went
+        try:
+            followed = left_as(deps.cloudrun.get_service(_ref(deps, operation)), expect)
+        except CloudRunError as error:
+            followed = Followed(failed=error)
+    if followed.slow is not None:  # Cloud Run is still applying it: follow it again
+        return still_applying(deps, operation, "drill", followed.slow)
+    state = followed.applied
+    if state is None:
+        assert followed.failed is not None
+        detail = followed.failed.detail or followed.failed.reason
+        outcome = {"code": "deploy_failed", "detail": detail}
         return _safety_then_end(deps, operation, outcome)
     entry = log_step(operation, "deployed", True, started, deps.clock.now(), uri=state.uri)
     next_state = "rolling_back" if data.stop_requested else "verifying"

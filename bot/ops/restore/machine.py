@@ -19,6 +19,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
+from bot.ops.applying import Followed, follow_change
 from bot.ops.backups.target import Database, cloudsql, resolve_database, secrets
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.health import config_problem, health_observation, probe_health
@@ -38,7 +39,8 @@ from bot.ops.restore.record import (
     later,
     why,
 )
-from bot.ops.restore.states import RESTORE_TAG, RestoreData
+from bot.ops.restore.states import KIND, RESTORE_TAG, RestoreData
+from bot.ops.slow import still_applying
 from bot.ops.stepping import advance
 from bot.ops.traffic import pinned_targets
 from bot.policy.databases import (
@@ -275,24 +277,20 @@ def _step_deploy(deps: Deps, operation: Operation) -> Operation:
             return later(deps, operation, "deploy")
         except CloudRunError as error:
             return fail(deps, operation, "deploy", error.detail or error.reason)
-        # Going back means the revision that serves now (an on-call rollback may have moved
-        # it since the restore was asked).
-        now = deps.clock.now()
-        deps.store.operations.update_operation(
-            operation.id, now, to_revision=name, from_revision=base
-        )
         audit_run(deps, operation, "deploy", op, name)
-        operation = commit(deps, operation, run_op=op, base=base, waiting_for=None)
-    try:
-        state = deps.cloudrun.wait_operation(
-            RestoreData.of(operation).run_op, deps.config.release.operation_timeout_s
-        )
-    except CloudRunError as error:
-        if error.reason == "operation_timeout":
-            return later(deps, operation, "deploy")
-        return fail(deps, operation, "deploy", error.detail or error.reason)
-    tag_uri = next((s.uri for s in state.traffic if s.tag == RESTORE_TAG), "")
-    operation = commit(deps, operation, run_op="", tag_uri=tag_uri, service_uri=state.uri)
+        # Going back means the revision that serves now (an on-call rollback may have moved
+        # it since the restore was asked); stored with the operation's name, in one write.
+        between = {"to_revision": name, "from_revision": base}
+        operation = commit(deps, operation, columns=between, run_op=op, base=base, waiting_for=None)
+    followed = _follow_run(deps, operation, expect=None)  # at 0%: any traffic it leaves
+    if followed.slow is not None:
+        return later(deps, operation, "deploy")
+    deployed = followed.applied
+    if deployed is None:
+        assert followed.failed is not None
+        return fail(deps, operation, "deploy", _said(followed.failed))
+    tag_uri = next((s.uri for s in deployed.traffic if s.tag == RESTORE_TAG), "")
+    operation = commit(deps, operation, run_op="", tag_uri=tag_uri, service_uri=deployed.uri)
     return commit(deps, done(deps, operation, "deploy"), "smoke")
 
 
@@ -376,9 +374,11 @@ def _untag(deps: Deps, operation: Operation) -> str:
             kept = [TrafficTarget(s.revision, s.percent, s.tag) for s in state.traffic]
             kept = [t for t in kept if t.tag != RESTORE_TAG and (t.percent or t.tag)]
             op = deps.cloudrun.start_traffic_update(ref, kept, state.etag)
-            deps.cloudrun.wait_operation(op, deps.config.release.operation_timeout_s)
             audit_run(deps, operation, "untag", op, operation.to_revision)
-            return ""
+            timeout = deps.config.release.operation_timeout_s
+            followed = follow_change(deps, op, None, timeout)
+            trouble = followed.slow or followed.failed
+            return f"; the tag `{RESTORE_TAG}` stays ({trouble.reason})" if trouble else ""
         except EtagConflict:
             continue
         except CloudRunError as error:
@@ -405,16 +405,12 @@ def _step_shift(deps: Deps, operation: Operation) -> Operation:
             return fail(deps, operation, "shift", error.detail or error.reason)
         audit_run(deps, operation, "shift", op, operation.to_revision)
         operation = commit(deps, operation, run_op=op, waiting_for=None)
-    try:
-        state = deps.cloudrun.wait_operation(
-            RestoreData.of(operation).run_op, deps.config.release.operation_timeout_s
-        )
-    except CloudRunError as error:
-        if error.reason == "operation_timeout":
-            return later(deps, operation, "shift")
-        return back(deps, commit(deps, operation, run_op=""), "shift", error.detail)
-    if state.serving() != {operation.to_revision: 100}:
-        return back(deps, commit(deps, operation, run_op=""), "shift", str(state.serving()))
+    followed = _follow_run(deps, operation, expect={operation.to_revision: 100})
+    if followed.slow is not None:
+        return later(deps, operation, "shift")
+    if followed.applied is None:
+        assert followed.failed is not None
+        return back(deps, commit(deps, operation, run_op=""), "shift", followed.failed.detail)
     now = deps.clock.now()
     deps.store.serving.record_serving(
         operation.service, operation.to_revision, "served", now, operation.id
@@ -522,21 +518,48 @@ def _step_judge(deps: Deps, operation: Operation) -> Operation:
 
 
 def _step_go_back(deps: Deps, operation: Operation) -> Operation:
-    ref = deps.service_ref(deps.managed_service(operation.service))
-    try:
-        state = deps.cloudrun.get_service(ref)
-        tagged = any(s.tag == RESTORE_TAG for s in state.traffic)
-        if state.serving() != {operation.from_revision: 100} or tagged:
+    """Back to the revision that served before, durably: the change's operation is committed
+    before it is followed, and a change Cloud Run is slow to apply is followed on (never "failed"
+    while the traffic may still be moving)."""
+    if not RestoreData.of(operation).run_op:
+        ref = deps.service_ref(deps.managed_service(operation.service))
+        try:
+            state = deps.cloudrun.get_service(ref)
+            tagged = any(s.tag == RESTORE_TAG for s in state.traffic)
+            if state.serving() == {operation.from_revision: 100} and not tagged:
+                return _gone_back(deps, operation, state)
             targets = pinned_targets(state, operation.from_revision, drop=(RESTORE_TAG,))
             op = deps.cloudrun.start_traffic_update(ref, targets, state.etag)
-            audit_run(deps, operation, "go_back", op, operation.from_revision)
-            state = deps.cloudrun.wait_operation(op, deps.config.rollback.operation_timeout_s)
-    except CloudRunError as error:
-        return end(deps, operation, "failed", going_back_failed=error.detail or error.reason)
+        except EtagConflict:  # changed between the read and the PATCH: read it again
+            return operation
+        except CloudRunError as error:
+            return end(deps, operation, "failed", going_back_failed=_said(error))
+        audit_run(deps, operation, "go_back", op, operation.from_revision)
+        operation = commit(deps, operation, run_op=op)
+    followed = _follow_run(deps, operation, expect={operation.from_revision: 100})
+    if followed.slow is not None:  # still applying: the next step follows it again
+        return still_applying(deps, operation, KIND, followed.slow)
+    if followed.applied is None:
+        assert followed.failed is not None
+        return end(deps, operation, "failed", run_op="", going_back_failed=_said(followed.failed))
+    return _gone_back(deps, commit(deps, operation, run_op=""), followed.applied)
+
+
+def _gone_back(deps: Deps, operation: Operation, state: ServiceState) -> Operation:
     deps.store.serving.record_serving(
         operation.service, operation.to_revision, "rolled_back_from", deps.clock.now(), operation.id
     )
     return end(deps, operation, "rolled_back", serving=state.serving())
+
+
+def _follow_run(deps: Deps, operation: Operation, expect: dict[str, int] | None) -> Followed:
+    """The restore's Cloud Run change under way (``run_op``), followed (bot/ops/applying.py)."""
+    timeout = deps.config.release.operation_timeout_s
+    return follow_change(deps, RestoreData.of(operation).run_op, expect, timeout)
+
+
+def _said(error: CloudRunError) -> str:
+    return error.detail or error.reason
 
 
 def _succeed(deps: Deps, operation: Operation, verified: bool) -> Operation:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from bot.ops.applying import follow_change
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.health import config_problem, probe_health
 from bot.ops.rollback.record import commit, fail, finish
@@ -39,7 +40,6 @@ def _step_shift(deps: Deps, operation: Operation) -> Operation:
         return fail(deps, operation, "conflict", "shift", detail=error.detail)
     except CloudRunError as error:
         return fail(deps, operation, "patch_failed", "shift", detail=error.detail or error.reason)
-    deps.store.operations.update_operation(operation.id, deps.clock.now(), cloud_operation=name)
     deps.audit(
         BOT_ACTOR,
         "cloudrun.traffic_update",
@@ -49,7 +49,10 @@ def _step_shift(deps: Deps, operation: Operation) -> Operation:
         operation_id=operation.id,
         cloud_operation=name,
     )
-    return _advance(deps, operation, "shifting", "shift", started, cloud_operation=name)
+    # the operation's name is stored with the state that follows it (one compare-and-set), so
+    # a restarted bot follows that operation instead of sending the change again
+    sent = {"cloud_operation": name}
+    return _advance(deps, operation, "shifting", "shift", started, columns=sent, **sent)
 
 
 def _patch_with_one_conflict_retry(deps: Deps, operation: Operation, state: ServiceState) -> str:
@@ -70,20 +73,21 @@ def _patch_with_one_conflict_retry(deps: Deps, operation: Operation, state: Serv
 def _step_wait(deps: Deps, operation: Operation) -> Operation:
     started = deps.clock.now()
     deps.store.operations.start_step(operation.id, "wait", started)
-    try:
-        state = deps.cloudrun.wait_operation(
-            operation.cloud_operation, deps.config.rollback.operation_timeout_s
-        )
-    except CloudRunError as error:
-        if error.reason == "operation_timeout":
-            return still_applying(deps, operation, "rollback", error)
-        return fail(
-            deps, operation, "operation_failed", "wait", detail=error.detail or error.reason
-        )
-    if state.serving() != {operation.to_revision: 100}:
-        if state.failure:  # Cloud Run's own reason, rather than "the traffic is not there"
-            return fail(deps, operation, "change_failed", "wait", detail=state.failure)
-        return fail(deps, operation, "traffic_mismatch", "wait", serving=state.serving())
+    expect = {operation.to_revision: 100}
+    timeout = deps.config.rollback.operation_timeout_s
+    followed = follow_change(deps, operation.cloud_operation, expect, timeout)
+    if followed.slow is not None:
+        return still_applying(deps, operation, "rollback", followed.slow)
+    state = followed.applied
+    if state is None:
+        if followed.state is None:  # the operation itself failed
+            error = followed.failed
+            assert error is not None
+            detail = error.detail or error.reason
+            return fail(deps, operation, "operation_failed", "wait", detail=detail)
+        if followed.state.failure:  # Cloud Run's own reason, not "the traffic is not there"
+            return fail(deps, operation, "change_failed", "wait", detail=followed.state.failure)
+        return fail(deps, operation, "traffic_mismatch", "wait", serving=followed.state.serving())
     deps.store.journal.add_event(
         operation.id, deps.clock.now(), "traffic_shifted", actor=BOT_ACTOR, serving=state.serving()
     )
@@ -151,11 +155,18 @@ STEPS = {"approved": _step_shift, "shifting": _step_wait, "verifying": _step_ver
 
 
 def _advance(
-    deps: Deps, operation: Operation, state: str, step: str, started: datetime, **result: Any
+    deps: Deps,
+    operation: Operation,
+    state: str,
+    step: str,
+    started: datetime,
+    columns: dict[str, str] | None = None,
+    **result: Any,
 ) -> Operation:
     now = deps.clock.now()
     deps.store.operations.finish_step(operation.id, step, now, "done", result)
-    return commit(deps, operation, state, timings=_timings(operation, step, started, now))
+    timings = _timings(operation, step, started, now)
+    return commit(deps, operation, state, columns=columns, timings=timings)
 
 
 def _timings(operation: Operation, step: str, started: datetime, now: datetime) -> dict[str, float]:
