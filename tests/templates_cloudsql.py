@@ -159,6 +159,7 @@ PREVIEW = {
     "secret_problem": "",
 }
 LAST = {"verdict": "proceed", "requests": 900, "error_rate": 0.001, "p95_ms": 120.0}
+WAITING = {"since": AT.isoformat(), "newest": AT.isoformat(), "behind_s": 180.0}
 ROWS = [
     {
         "id": "17",
@@ -248,6 +249,11 @@ DB_MESSAGES: list[Any] = [
         "db_restore_card",
         {"r": restore_card("judging", 7, last=LAST, unreachable="unavailable")},
         id="restore-judging",
+    ),
+    pytest.param(
+        "db_restore_card",
+        {"r": restore_card("judging", 7, last=LAST, waiting=WAITING)},
+        id="restore-waiting-for-monitoring",
     ),
     pytest.param(
         "db_restore_card",

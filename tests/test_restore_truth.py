@@ -109,6 +109,27 @@ def test_a_failed_smoke_test_leaves_no_restored_tag(box: Sandbox) -> None:
     assert "restored" not in tags(box), "the 0% revision keeps no tag"
 
 
+def test_a_restore_judges_each_new_minute_once_and_says_when_it_waits(box: Sandbox) -> None:
+    """As a release's last step (bot/ops/metrics_window.py): a check that finds no minute
+    Monitoring did not show at the last judgement judges nothing; the card says it waits."""
+    ask_and_approve(box)
+    run(box, "wait 6m", "wait 11m")
+    assert latest(box, "restore").state == "judging"
+    waiting_shown = []
+    for _ in range(12):
+        run(box, "wait 15s")
+        operation = latest(box, "restore")
+        if operation.state == "judging" and RestoreData.of(operation).waiting is not None:
+            waiting_shown.append("Waiting for Monitoring's next minute" in card(box, "restore"))
+    data = RestoreData.of(latest(box, "restore"))
+    ends = [j["window_end"] for j in data.judgements]
+    assert ends and len(set(ends)) == len(ends), f"a minute judged twice: {ends}"
+    assert data.last == data.judgements[-1], "the card's last check is the newest judgement"
+    assert waiting_shown and all(waiting_shown), "the card says what it waits for"
+    audited = [a for a in box.runtime.deps.store.journal.audit() if a.action == "restore.judged"]
+    assert len(audited) == len(ends), "only judgements are audited, not the checks that waited"
+
+
 def test_bad_numbers_after_a_first_good_window_still_go_back() -> None:
     """As a release's 100% step: judged for warm-up + ``validation_s`` (ten minutes here), not
     ended by the first good window."""

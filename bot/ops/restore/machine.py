@@ -22,8 +22,8 @@ from typing import Any
 from bot.ops.applying import Followed, follow_change
 from bot.ops.backups.target import Database, cloudsql, resolve_database, secrets
 from bot.ops.context import BOT_ACTOR, Deps
-from bot.ops.health import config_problem, health_observation, probe_health
-from bot.ops.metrics_window import read_fresh
+from bot.ops.health import config_problem, probe_health
+from bot.ops.metrics_window import decide, recorded, waiting
 from bot.ops.release import next_revision_name
 from bot.ops.restore.endpoints import old_endpoints, secret_location
 from bot.ops.restore.record import (
@@ -50,7 +50,7 @@ from bot.policy.databases import (
     point_at_clone_from,
     secret_target,
 )
-from bot.policy.gates import Verdict, judge, observed_verdict
+from bot.policy.gates import Verdict
 from bot.ports import (
     CloudRunError,
     CloudSqlError,
@@ -67,6 +67,7 @@ from bot.store import Operation
 log = logging.getLogger("runback.restore")
 
 MAX_STEPS_PER_RUN = 50
+KEPT_JUDGEMENTS = 60  # the newest judgements a restore keeps (an hour of one a minute)
 YIELD_GRACE_S = 60  # after stepping aside, the longest an on-call rollback takes to begin
 
 
@@ -471,48 +472,39 @@ def _wait_for_service(deps: Deps, operation: Operation, step: str) -> Operation:
 
 
 def _step_judge(deps: Deps, operation: Operation) -> Operation:
-    """The decision table on the restored revision, as a release's last step is judged: it
+    """The decision table on the restored revision, as a release's last step is judged
+    (bot/ops/metrics_window.py: its freshest minutes since the warm-up, a judgement only when
+    Monitoring shows a minute it did not show at the last one, or the health check fails): it
     must pass for ``release.validation_s`` after the warm-up (one good window is not enough),
-    and a verdict of "roll back" at any judgement goes back to the old revision."""
+    and a verdict of "roll back" at any judgement goes back to the old revision. Waiting for
+    Monitoring counts as too little data to judge."""
     data = RestoreData.of(operation)
     service = deps.managed_service(operation.service)
-    ref = deps.service_ref(service)
-    now = deps.clock.now()
     release = deps.config.release
     assert data.shifted_at is not None, "the shift step wrote it"
     shifted = datetime.fromisoformat(data.shifted_at)
-    not_before = shifted + timedelta(seconds=release.warmup_s)
-    since = _moment(data.observing_since)  # "still above?" is asked of the minutes since then
-    if since is not None and since > not_before:
-        not_before = since
-    # the freshest window that can decide; Monitoring faults read as no data, never a pass
-    numbers = read_fresh(deps, ref, operation.to_revision, not_before).numbers
-    _, probe = probe_health(deps, service, data.service_uri)
-    judgement = judge(deps.config.thresholds, health_observation(probe, *numbers))
-    verdict = observed_verdict(deps.config.thresholds, judgement, since, now)
-    observing = data.observing_since
-    if verdict is Verdict.OBSERVE and not observing:
-        observing = now.isoformat()
-    elif verdict is not Verdict.OBSERVE:
-        observing = None
-    seen = {"at": now.isoformat(), "verdict": str(verdict), **judgement.numbers()}
-    deps.audit(
-        BOT_ACTOR,
-        "restore.judged",
-        str(verdict),
-        service=operation.service,
-        revision=operation.to_revision,
-        operation_id=operation.id,
-        **seen,
+    decision = decide(
+        deps,
+        deps.service_ref(service),
+        operation.to_revision,
+        lambda: probe_health(deps, service, data.service_uri)[1],
+        not_before=shifted + timedelta(seconds=release.warmup_s),
+        judged_until=_moment(data.judged_until),
+        observing=_moment(data.observing_since),
     )
-    operation = commit(deps, operation, last=seen, observing_since=observing)
-    if verdict is Verdict.ROLLBACK:
-        return back(deps, operation, "verify", ", ".join(seen["reasons"]))
-    waited = (now - shifted).total_seconds()
+    waited = (decision.now - shifted).total_seconds()
+    if decision.waiting:
+        if waited >= release.inconclusive_limit_s:
+            return _succeed(deps, operation, verified=False)
+        return commit(deps, operation, **waiting(deps, decision, release.judge_interval_s))
+    numbers, judged = recorded(deps, operation, decision, keep=KEPT_JUDGEMENTS)
+    operation = commit(deps, operation, **judged, last=numbers)
+    if decision.verdict is Verdict.ROLLBACK:
+        return back(deps, operation, "verify", ", ".join(numbers["reasons"]))
     validated = waited >= release.warmup_s + release.validation_s
-    if verdict is Verdict.PROCEED and validated:
+    if decision.verdict is Verdict.PROCEED and validated:
         return _succeed(deps, operation, verified=True)
-    if verdict is Verdict.INCONCLUSIVE and waited >= release.inconclusive_limit_s:
+    if decision.verdict is Verdict.INCONCLUSIVE and waited >= release.inconclusive_limit_s:
         return _succeed(deps, operation, verified=False)
     return commit(deps, operation, due_at=due(deps, release.judge_interval_s))
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from bot.ops.operation_data import OperationData, StepMark
+from bot.ops.operation_data import OperationData, StepMark, Waiting
 
 __all__ = [
     "DATA_VERSION",
@@ -159,9 +159,12 @@ class RestoreData(OperationData):
     rebuilt: Rebuilt | None = None
     yielded: Yielded | None = None
     waiting_for: WaitingFor | None = None  # the service's lock, before deploying or shifting
-    # the judgement
+    # the judgement (bot/ops/metrics_window.py, as a release's last step)
     shifted_at: str | None = None  # when the new revision got 100% (ISO time)
+    judgements: list[dict[str, Any]] = []  # the newest, as metrics_window records them
+    judged_until: str | None = None  # the end of the minutes the last judgement had
     observing_since: str | None = None  # data time the decision table's "observe" began
+    waiting: Waiting | None = None  # for Monitoring's next minute
     last: dict[str, Any] | None = None  # the last judgement: at, verdict and its numbers
     # how it ended
     outcome: RestoreOutcome | None = None

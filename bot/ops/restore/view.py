@@ -48,6 +48,7 @@ def restore_view(deps: Deps, operation: Operation) -> dict[str, Any]:
         "instance_state": data.instance_state,
         "unreachable": data.unreachable,
         "last": data.last,
+        "waiting": data.waiting.model_dump() if data.waiting else None,
         "verified": data.verified,
         "outcome": _dumped(data.outcome),
         "going_back_failed": data.going_back_failed,
