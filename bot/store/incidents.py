@@ -47,16 +47,8 @@ class Incidents(Repository):
         return record
 
     def remember_message_ts(self, incident_id: str, ts: str, now: datetime) -> bool:
-        """Store the ts of the incident's card unless it is the one stored already (one
-        statement). True when it changed."""
-        query = (
-            update(IncidentRecord)
-            .where(IncidentRecord.id == incident_id)
-            .where(IncidentRecord.message_ts != ts)
-            .values(message_ts=ts, updated_at=now)
-        )
-        with self._session() as session:
-            return rows(session.execute(query)) == 1
+        """Store the ts of its card unless it is the one stored already (one statement)."""
+        return self._remember_message_ts(IncidentRecord, incident_id, ts, now)
 
     def open_incidents(self, service: str | None = None) -> list[IncidentRecord]:
         """Incidents not yet resolved (open or mitigated), oldest first."""

@@ -183,16 +183,8 @@ class Operations(Repository):
         return operation
 
     def remember_message_ts(self, operation_id: str, ts: str, now: datetime) -> bool:
-        """Store the ts of the operation's card unless it is the one stored already: one
-        statement, as the courier calls it after every delivery. True when it changed."""
-        query = (
-            update(Operation)
-            .where(Operation.id == operation_id)
-            .where(Operation.message_ts != ts)
-            .values(message_ts=ts, updated_at=now)
-        )
-        with self._session() as session:
-            return rows(session.execute(query)) == 1
+        """Store the ts of its card unless it is the one stored already (one statement)."""
+        return self._remember_message_ts(Operation, operation_id, ts, now)
 
     def merge_data(self, operation_id: str, now: datetime, **values: Any) -> Operation:
         with self._session() as session:

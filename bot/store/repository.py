@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any, cast
 
+from sqlalchemy import update
 from sqlalchemy.engine import CursorResult, Result
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -26,6 +28,17 @@ class Repository:
     def _session(self) -> Iterator[Session]:
         with self._sessions.begin() as session:
             yield session
+
+    def _remember_message_ts(self, model: Any, record_id: str, ts: str, now: datetime) -> bool:
+        """Store the ts of the record's card unless it is the one stored already: one
+        statement, as the courier calls it after every delivery. True when it changed."""
+        query = (
+            update(model)
+            .where(model.id == record_id, model.message_ts != ts)
+            .values(message_ts=ts, updated_at=now)
+        )
+        with self._session() as session:
+            return rows(session.execute(query)) == 1
 
 
 def rows(result: Result[Any]) -> int:
