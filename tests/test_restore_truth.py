@@ -162,9 +162,7 @@ def test_a_go_back_slower_than_the_timeout_is_followed_to_the_end_not_failed() -
     """Cloud Run still applying the way back after ``operation_timeout_s``: the restore commits
     the change's operation, follows it on (bot/ops/applying.py follow_change) and ends rolled
     back; it never ends "failed" while traffic may still be moving."""
-    config = sandbox_config()
-    release = config.release.model_copy(update={"operation_timeout_s": 0.3})
-    box = Sandbox(config.model_copy(update={"release": release}), scheduler=False)
+    box = Sandbox(sandbox_config(operation_timeout_s=0.3), scheduler=False)  # the way back's
     try:
         ask_and_approve(box)
         run(box, "wait 6m", "wait 11m")

@@ -411,7 +411,7 @@ def _step_shift(deps: Deps, operation: Operation) -> Operation:
         return later(deps, operation, "shift")
     if followed.applied is None:
         assert followed.failed is not None
-        return back(deps, commit(deps, operation, run_op=""), "shift", followed.failed.detail)
+        return back(deps, commit(deps, operation, run_op=""), "shift", _said(followed.failed))
     now = deps.clock.now()
     deps.store.serving.record_serving(
         operation.service, operation.to_revision, "served", now, operation.id
@@ -528,7 +528,8 @@ def _step_go_back(deps: Deps, operation: Operation) -> Operation:
             return end(deps, operation, "failed", going_back_failed=_said(error))
         audit_run(deps, operation, "go_back", op, operation.from_revision)
         operation = commit(deps, operation, run_op=op)
-    followed = _follow_run(deps, operation, expect={operation.from_revision: 100})
+    back_to = {operation.from_revision: 100}
+    followed = _follow_run(deps, operation, back_to, deps.config.rollback.operation_timeout_s)
     if followed.slow is not None:  # still applying: the next step follows it again
         return still_applying(deps, operation, KIND, followed.slow)
     if followed.applied is None:
@@ -544,9 +545,12 @@ def _gone_back(deps: Deps, operation: Operation, state: ServiceState) -> Operati
     return end(deps, operation, "rolled_back", serving=state.serving())
 
 
-def _follow_run(deps: Deps, operation: Operation, expect: dict[str, int] | None) -> Followed:
-    """The restore's Cloud Run change under way (``run_op``), followed (bot/ops/applying.py)."""
-    timeout = deps.config.release.operation_timeout_s
+def _follow_run(
+    deps: Deps, operation: Operation, expect: dict[str, int] | None, timeout_s: float | None = None
+) -> Followed:
+    """The restore's Cloud Run change under way (``run_op``), followed (bot/ops/applying.py)
+    for at most ``timeout_s`` (a release's operation timeout unless given)."""
+    timeout = deps.config.release.operation_timeout_s if timeout_s is None else timeout_s
     return follow_change(deps, RestoreData.of(operation).run_op, expect, timeout)
 
 
