@@ -88,7 +88,8 @@ class OperationCard:
         and shown anew until it stands still."""
         shown: tuple[Any, ...] | None = None
         for _ in range(MAX_REFRESHES):
-            operation, written = written or deps.store.operations.operation(operation_id), None
+            operation = written or deps.store.operations.operation(operation_id)
+            written = None  # after the first picture, what is stored
             if operation is None:
                 return
             seen = (operation.state, operation.data, operation.finished_at)
