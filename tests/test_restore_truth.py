@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from datetime import datetime
 
 import pytest
+import requests
 
 from bot.ops.restore.states import RestoreData
 from bot.sandbox.console import Sandbox
@@ -156,6 +158,52 @@ def _bad_after_good(box: Sandbox) -> None:
     assert serving(box) == {BLUE: 100}
     assert "restored" not in tags(box)
     assert "Back on `wa-backend-00003`" in card(box, "restore")
+
+
+def test_an_observation_under_way_is_not_ended_unverified_while_monitoring_is_late() -> None:
+    """Errors in the observe band (1-5%) on the restored revision, then Monitoring shows nothing
+    new past ``inconclusive_limit_s``: the restore does not end "succeeded, unverified" with an
+    observation under way; it waits for data time, and the band that stays goes back."""
+    config = sandbox_config()
+    limits = {"validation_s": 1800, "inconclusive_limit_s": 420}
+    release = config.release.model_copy(update=limits)
+    box = Sandbox(config.model_copy(update={"release": release}), scheduler=False)
+    try:
+        ask_and_approve(box)
+        run(box, "wait 6m", "wait 11m")
+        operation = latest(box, "restore")
+        assert operation.state == "judging"
+        box.emulator.cloudrun.set_behaviour(operation.to_revision, error_rate=0.03)
+        for _ in range(16):  # the first minutes after the warm-up show ~3 minutes late
+            run(box, "wait 30s")
+            if RestoreData.of(latest(box, "restore")).observing_since:
+                break
+        data = RestoreData.of(latest(box, "restore"))
+        assert data.observing_since and data.shifted_at, data.judgements
+        _set_monitoring_delay(box, 3600)  # nothing newer shows
+        run(box, "wait 5m")
+        operation, data = latest(box, "restore"), RestoreData.of(latest(box, "restore"))
+        waited = box.clock.now() - datetime.fromisoformat(data.shifted_at)
+        assert waited.total_seconds() > 420, "past the limit of too little data"
+        assert operation.state == "judging", (operation.state, data.verified)
+        assert data.waiting is not None and data.observing_since
+        _set_monitoring_delay(box, 180)  # the minutes show again: the band stayed
+        for _ in range(10):
+            run(box, "wait 1m")
+            if latest(box, "restore").state != "judging":
+                break
+        operation = latest(box, "restore")
+        assert operation.state == "rolled_back", RestoreData.of(operation).judgements
+        assert serving(box) == {BLUE: 100}
+    finally:
+        box.close()
+
+
+def _set_monitoring_delay(box: Sandbox, seconds: float) -> None:
+    """How late Monitoring shows a minute (the emulator's control API, over its socket)."""
+    url = f"{box.emulator.url}/_emulator/monitoring/config"
+    response = requests.post(url, json={"delay_s": seconds}, timeout=5)
+    assert response.status_code == 200, response.text
 
 
 def test_a_go_back_slower_than_the_timeout_is_followed_to_the_end_not_failed() -> None:

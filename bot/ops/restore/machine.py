@@ -477,7 +477,8 @@ def _step_judge(deps: Deps, operation: Operation) -> Operation:
     Monitoring shows a minute it did not show at the last one, or the health check fails): it
     must pass for ``release.validation_s`` after the warm-up (one good window is not enough),
     and a verdict of "roll back" at any judgement goes back to the old revision. Waiting for
-    Monitoring counts as too little data to judge."""
+    Monitoring counts as too little data to judge, except while an observation is under way:
+    an observation ends by data time (issue 17), never by how many checks found nothing new."""
     data = RestoreData.of(operation)
     service = deps.managed_service(operation.service)
     release = deps.config.release
@@ -494,7 +495,7 @@ def _step_judge(deps: Deps, operation: Operation) -> Operation:
     )
     waited = (decision.now - shifted).total_seconds()
     if decision.waiting:
-        if waited >= release.inconclusive_limit_s:
+        if waited >= release.inconclusive_limit_s and decision.observing_since is None:
             return _succeed(deps, operation, verified=False)
         return commit(deps, operation, **waiting(deps, decision, release.judge_interval_s))
     numbers, judged = recorded(deps, operation, decision, keep=KEPT_JUDGEMENTS)
