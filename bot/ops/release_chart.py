@@ -73,6 +73,9 @@ def render_release_chart(
     _title(fig, _clean(title))
 
     fig.tight_layout()
+    # tight_layout leaves a placeholder layout engine behind, and savefig then draws the whole
+    # figure once more before drawing it for the PNG: laid out already, one draw is enough
+    fig.set_layout_engine(None)
     out = io.BytesIO()
     fig.savefig(
         out,
