@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 
 from bot.store.models import ApprovalRequest
 from bot.store.repository import Repository, rows
@@ -17,6 +17,15 @@ from bot.store.repository import Repository, rows
 class Decided:
     status: str  # approved | rejected | cancelled
     by: str
+
+
+# Read on every tick (and at every step of the sandbox's `wait`): built once.
+FIRST_EXPIRY = select(func.min(ApprovalRequest.expires_at)).where(
+    ApprovalRequest.status == "pending"
+)
+EXPIRED_BY = select(ApprovalRequest).where(
+    ApprovalRequest.status == "pending", ApprovalRequest.expires_at <= bindparam("now")
+)
 
 
 class Approvals(Repository):
@@ -56,21 +65,12 @@ class Approvals(Repository):
     def next_approval_expiry(self) -> datetime | None:
         """When the first pending approval expires; None when none is pending."""
         with self._session() as session:
-            query = select(func.min(ApprovalRequest.expires_at)).where(
-                ApprovalRequest.status == "pending"
-            )
-            return session.scalar(query)
+            return session.scalar(FIRST_EXPIRY)
 
     def expire_approvals(self, now: datetime) -> list[ApprovalRequest]:
         """Mark every pending approval past its deadline expired; returns those it changed."""
         with self._session() as session:
-            due = list(
-                session.scalars(
-                    select(ApprovalRequest).where(
-                        ApprovalRequest.status == "pending", ApprovalRequest.expires_at <= now
-                    )
-                )
-            )
+            due = list(session.scalars(EXPIRED_BY, {"now": now}))
             expired = []
             for approval in due:
                 result = session.execute(

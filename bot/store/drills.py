@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.exc import IntegrityError
 
 from bot.store.models import DrillRecord
@@ -48,10 +49,16 @@ class Drills(Repository):
     ) -> list[DrillRecord]:
         """Newest first."""
         with self._session() as session:
-            query = select(DrillRecord)
-            if service:
-                query = query.where(DrillRecord.service == service)
-            if outcomes:
-                query = query.where(DrillRecord.outcome.in_(outcomes))
-            query = query.order_by(DrillRecord.started_at.desc(), DrillRecord.id).limit(limit)
-            return list(session.scalars(query))
+            query = _drills_query(bool(service), tuple(outcomes), limit)
+            return list(session.scalars(query, {"service": service}))
+
+
+@functools.cache
+def _drills_query(by_service: bool, outcomes: tuple[str, ...], limit: int) -> Select[Any]:
+    """Built once per shape: the schedule reads the newest counted drill on every tick."""
+    query = select(DrillRecord)
+    if by_service:
+        query = query.where(DrillRecord.service == bindparam("service"))
+    if outcomes:
+        query = query.where(DrillRecord.outcome.in_(outcomes))
+    return query.order_by(DrillRecord.started_at.desc(), DrillRecord.id).limit(limit)

@@ -11,6 +11,13 @@ from sqlalchemy.exc import IntegrityError
 from bot.store.models import IncidentRecord
 from bot.store.repository import Repository, rows
 
+# Read on every tick (and at every step of the sandbox's `wait`): built once.
+OPEN = (
+    select(IncidentRecord)
+    .where(IncidentRecord.state.in_(("open", "mitigated")))
+    .order_by(IncidentRecord.received_at)
+)
+
 
 class Incidents(Repository):
     """``store.incidents``."""
@@ -53,10 +60,10 @@ class Incidents(Repository):
     def open_incidents(self, service: str | None = None) -> list[IncidentRecord]:
         """Incidents not yet resolved (open or mitigated), oldest first."""
         with self._session() as session:
-            query = select(IncidentRecord).where(IncidentRecord.state.in_(("open", "mitigated")))
-            if service is not None:
-                query = query.where(IncidentRecord.service == service)
-            return list(session.scalars(query.order_by(IncidentRecord.received_at)))
+            if service is None:  # on every tick
+                return list(session.scalars(OPEN))
+            query = OPEN.where(IncidentRecord.service == service)
+            return list(session.scalars(query))
 
     def claim_incident(
         self, incident_id: str, seen_updated_at: datetime, now: datetime, data: dict[str, Any]

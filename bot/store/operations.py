@@ -8,12 +8,23 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot.store.models import DATA_SEQ, TERMINAL_STATES, Operation, ServiceLock, Step
 from bot.store.repository import Repository, rows
+
+# Read on every tick of every instance (and at every step of the sandbox's `wait`): built once,
+# so that a tick does not rebuild and re-key the same statements each time.
+UNFINISHED = (
+    select(Operation).where(Operation.state.not_in(TERMINAL_STATES)).order_by(Operation.created_at)
+)
+_LIVE = select(Operation.id).where(Operation.state.not_in(TERMINAL_STATES))
+STALE_LOCKS = select(ServiceLock).where(ServiceLock.operation_id.not_in(_LIVE))
+FREE_LOCK = delete(ServiceLock).where(
+    ServiceLock.service == bindparam("service"), ServiceLock.operation_id == bindparam("held_by")
+)
 
 
 @dataclass(frozen=True)
@@ -205,8 +216,7 @@ class Operations(Repository):
 
     def unfinished_operations(self) -> list[Operation]:
         with self._session() as session:
-            query = select(Operation).where(Operation.state.not_in(TERMINAL_STATES))
-            return list(session.scalars(query.order_by(Operation.created_at)))
+            return list(session.scalars(UNFINISHED))
 
     def last_change(self, service: str) -> Operation | None:
         """The newest operation that left a revision at 100% of ``service``: a release, a
@@ -338,17 +348,9 @@ class Operations(Repository):
         """Give back every lock whose operation has ended (or is gone): a crash between an
         operation's last state and its unlock must not keep the service busy forever."""
         with self._session() as session:
-            live = select(Operation.id).where(Operation.state.not_in(TERMINAL_STATES))
-            stale = list(
-                session.scalars(select(ServiceLock).where(ServiceLock.operation_id.not_in(live)))
-            )
+            stale = list(session.scalars(STALE_LOCKS))
             for lock in stale:
-                session.execute(
-                    delete(ServiceLock).where(
-                        ServiceLock.service == lock.service,
-                        ServiceLock.operation_id == lock.operation_id,
-                    )
-                )
+                session.execute(FREE_LOCK, {"service": lock.service, "held_by": lock.operation_id})
             return [lock.service for lock in stale]
 
     def lock_holder(self, service: str) -> LockHolder | None:

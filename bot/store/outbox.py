@@ -6,12 +6,24 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, literal, select, update
+from sqlalchemy import Integer, bindparam, case, literal, select, update
 from sqlalchemy.exc import IntegrityError
 
 from bot.database import UTCDateTime
 from bot.store.models import OutboxMessage
 from bot.store.repository import Repository, rows
+
+# Read whenever the courier looks for work (every tick, every card): built once.
+DUE = (
+    select(OutboxMessage)
+    .where(
+        (OutboxMessage.shown < OutboxMessage.version) | (OutboxMessage.stale_ts != ""),
+        OutboxMessage.due_at <= bindparam("now"),
+    )
+    .where(OutboxMessage.claimed_until.is_(None) | (OutboxMessage.claimed_until < bindparam("now")))
+    .order_by(OutboxMessage.id)
+    .limit(bindparam("limit", type_=Integer))
+)
 
 
 class Outbox(Repository):
@@ -61,17 +73,7 @@ class Outbox(Repository):
     def due_outbox(self, now: datetime, limit: int = 50) -> list[OutboxMessage]:
         """Messages Slack has not seen in their newest version, due now, oldest first."""
         with self._session() as session:
-            query = (
-                select(OutboxMessage)
-                .where(
-                    (OutboxMessage.shown < OutboxMessage.version) | (OutboxMessage.stale_ts != ""),
-                    OutboxMessage.due_at <= now,
-                )
-                .where(OutboxMessage.claimed_until.is_(None) | (OutboxMessage.claimed_until < now))
-                .order_by(OutboxMessage.id)
-                .limit(limit)
-            )
-            return list(session.scalars(query))
+            return list(session.scalars(DUE, {"now": now, "limit": limit}))
 
     def claim_outbox(self, row_id: int, now: datetime, until: datetime) -> OutboxMessage | None:
         """The row, if this caller won the right to deliver it until ``until`` (and it is still
