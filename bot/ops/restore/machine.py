@@ -16,16 +16,16 @@ whatever revision serves then.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from bot.ops.applying import Followed, follow_change
 from bot.ops.backups.target import Database, cloudsql, resolve_database, secrets
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.health import config_problem, probe_health
-from bot.ops.metrics_window import decide, recorded, waiting
 from bot.ops.release import next_revision_name
 from bot.ops.restore.endpoints import old_endpoints, secret_location
+from bot.ops.restore.judging import step_judge
 from bot.ops.restore.record import (
     again,
     audit_run,
@@ -50,7 +50,6 @@ from bot.policy.databases import (
     point_at_clone_from,
     secret_target,
 )
-from bot.policy.gates import Verdict
 from bot.ports import (
     CloudRunError,
     CloudSqlError,
@@ -67,7 +66,6 @@ from bot.store import Operation
 log = logging.getLogger("runback.restore")
 
 MAX_STEPS_PER_RUN = 50
-KEPT_JUDGEMENTS = 60  # the newest judgements a restore keeps (an hour of one a minute)
 YIELD_GRACE_S = 60  # after stepping aside, the longest an on-call rollback takes to begin
 
 
@@ -471,45 +469,6 @@ def _wait_for_service(deps: Deps, operation: Operation, step: str) -> Operation:
     return later(deps, operation, step, waiting_for=waiting)
 
 
-def _step_judge(deps: Deps, operation: Operation) -> Operation:
-    """The decision table on the restored revision, as a release's last step is judged
-    (bot/ops/metrics_window.py: its freshest minutes since the warm-up, a judgement only when
-    Monitoring shows a minute it did not show at the last one, or the health check fails): it
-    must pass for ``release.validation_s`` after the warm-up (one good window is not enough),
-    and a verdict of "roll back" at any judgement goes back to the old revision. Waiting for
-    Monitoring counts as too little data to judge, except while an observation is under way:
-    an observation ends by data time (issue 17), never by how many checks found nothing new."""
-    data = RestoreData.of(operation)
-    service = deps.managed_service(operation.service)
-    release = deps.config.release
-    assert data.shifted_at is not None, "the shift step wrote it"
-    shifted = datetime.fromisoformat(data.shifted_at)
-    decision = decide(
-        deps,
-        deps.service_ref(service),
-        operation.to_revision,
-        lambda: probe_health(deps, service, data.service_uri)[1],
-        not_before=shifted + timedelta(seconds=release.warmup_s),
-        judged_until=_moment(data.judged_until),
-        observing=_moment(data.observing_since),
-    )
-    waited = (decision.now - shifted).total_seconds()
-    if decision.waiting:
-        if waited >= release.inconclusive_limit_s and decision.observing_since is None:
-            return _succeed(deps, operation, verified=False)
-        return commit(deps, operation, **waiting(deps, decision, release.judge_interval_s))
-    numbers, judged = recorded(deps, operation, decision, keep=KEPT_JUDGEMENTS)
-    operation = commit(deps, operation, **judged, last=numbers)
-    if decision.verdict is Verdict.ROLLBACK:
-        return back(deps, operation, "verify", ", ".join(numbers["reasons"]))
-    validated = waited >= release.warmup_s + release.validation_s
-    if decision.verdict is Verdict.PROCEED and validated:
-        return _succeed(deps, operation, verified=True)
-    if decision.verdict is Verdict.INCONCLUSIVE and waited >= release.inconclusive_limit_s:
-        return _succeed(deps, operation, verified=False)
-    return commit(deps, operation, due_at=due(deps, release.judge_interval_s))
-
-
 def _step_go_back(deps: Deps, operation: Operation) -> Operation:
     """Back to the revision that served before, durably: the change's operation is committed
     before it is followed, and a change Cloud Run is slow to apply is followed on (never "failed"
@@ -559,15 +518,6 @@ def _said(error: CloudRunError) -> str:
     return error.detail or error.reason
 
 
-def _succeed(deps: Deps, operation: Operation, verified: bool) -> Operation:
-    operation = done(deps, operation, "verify", verified=verified)
-    return end(deps, operation, "succeeded", verified=verified)
-
-
-def _moment(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
-
-
 def _database(deps: Deps, operation: Operation) -> Database:
     return resolve_database(deps, operation.service)
 
@@ -581,6 +531,6 @@ STEPS = {
     "deploying": _step_deploy,
     "smoke": _step_smoke,
     "shifting": _step_shift,
-    "judging": _step_judge,
+    "judging": step_judge,
     "going_back": _step_go_back,
 }
