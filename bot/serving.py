@@ -253,9 +253,10 @@ def _run(
     threading.Thread(target=runtime.engine.tick, daemon=True).start()  # resume unfinished work
     # Build Google's clients and compile the templates once the first commands are answered,
     # so that the first rollback or alert after a cold start does not pay for them.
-    warm_up = threading.Timer(WARM_UP_AFTER_S, _warm_up, args=(runtime,))
-    warm_up.daemon = True
-    warm_up.start()
+    if settings.warm_up:
+        warm_up = threading.Timer(WARM_UP_AFTER_S, _warm_up, args=(runtime,))
+        warm_up.daemon = True
+        warm_up.start()
     if settings.slack_app_token:
         from slack_bolt.adapter.socket_mode import SocketModeHandler
 

@@ -31,6 +31,10 @@ class Settings:
     # POST /tasks/tick does due work inside its request for at most this long: under the
     # minute between Cloud Scheduler's calls and its 3-minute default attempt deadline.
     tick_deadline_s: float = 50.0
+    # Build Google's clients and compile the templates two seconds after start (seconds of CPU,
+    # in quiet moments), so that the first rollback after a cold start does not pay for them.
+    # Off for processes too short-lived to use them: the test suite's hundreds of bots.
+    warm_up: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -55,6 +59,7 @@ class Settings:
             k_revision=env.get("K_REVISION") or None,
             metadata_host=env.get("GCE_METADATA_HOST") or "metadata.google.internal",
             tick_deadline_s=float(env.get("RUNBACK_TICK_DEADLINE_S") or 50),
+            warm_up=env.get("RUNBACK_WARM_UP", "").lower() not in ("0", "off", "false", "no"),
         )
 
     def missing(self) -> list[str]:

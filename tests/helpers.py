@@ -165,6 +165,9 @@ def serve_env(
         "HOST": "127.0.0.1",
         "DATABASE_URL": database_url,
         "RUNBACK_CONFIG": str(config_path),
+        # each bot here lives seconds: its 2 s of warm-up CPU would only slow the suite (it is
+        # tested in-process, tests/test_http.py; the deploy walkthrough serves with it on)
+        "RUNBACK_WARM_UP": "off",
         **extra,
     }
 

@@ -22,6 +22,7 @@ from bot.sandbox.console import Sandbox
 from bot.sandbox.emulator.server import Emulator
 from bot.sandbox.seed import alert_payload
 from bot.sandbox.slack_payloads import signed_headers
+from bot.settings import Settings
 from bot.store import Store
 from tests.conftest import sandbox_config
 from tests.db import postgres_url
@@ -251,3 +252,12 @@ def test_a_database_that_turns_read_only_shows_in_healthz_and_alerts_get_503(
         assert json.loads(accepted.text)["incident"]
     finally:
         box.close()
+
+
+def test_the_warm_up_is_on_unless_the_environment_turns_it_off() -> None:
+    """`RUNBACK_WARM_UP=off` (docs/configuration.md): `serve` builds Google's clients and
+    compiles the templates when first needed, not 2 s after start."""
+    assert Settings.from_env({}).warm_up is True
+    for off in ("off", "0", "false", "NO"):
+        assert Settings.from_env({"RUNBACK_WARM_UP": off}).warm_up is False
+    assert Settings.from_env({"RUNBACK_WARM_UP": "on"}).warm_up is True
