@@ -11,6 +11,7 @@ import contextlib
 import json
 import re
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -297,6 +298,13 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
         self._open: set[socket.socket] = set()
         self._open_lock = threading.Lock()
         super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client gone before its answer (its timeout, a killed bot) is not an emulator error:
+        a real server logs nothing for it either; anything else is printed as before."""
+        if isinstance(sys.exc_info()[1], ConnectionError):  # broken pipe, reset
+            return
+        super().handle_error(request, client_address)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._open_lock:
