@@ -535,6 +535,29 @@ def test_outbox_card_keeps_its_backoff_and_newest_content(store: Store) -> None:
     assert store.outbox.claim_outbox(stale_list.id, later, later + timedelta(seconds=60)) is None
 
 
+def test_a_card_staged_again_with_the_same_content_is_no_new_version(store: Store) -> None:
+    """Slack is not sent a card it already shows (a restore's poll refreshes its card every
+    few seconds): the same content is no new version, on both backends; a change is one."""
+    blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": "*Restoring* 40% · é"}}]
+    card = {"text": "restoring", "blocks": blocks}
+    store.outbox.stage_card("operation:3", "C0INCIDENTS", card, T0)
+    [row] = store.outbox.due_outbox(T0)
+    store.outbox.settle_outbox(row.id, T0, shown=row.version, attempts=0, ts="1.000100")
+
+    store.outbox.stage_card("operation:3", "C0INCIDENTS", dict(card), T0 + timedelta(seconds=10))
+    assert store.outbox.due_outbox(T0 + timedelta(seconds=10)) == [], "nothing new to show"
+    again = store.outbox.outbox_row("operation:3")
+    assert again is not None and (again.version, again.shown) == (1, 1)
+
+    changed = {
+        "text": "restoring",
+        "blocks": [{**blocks[0], "text": {"type": "mrkdwn", "text": "50%"}}],
+    }
+    store.outbox.stage_card("operation:3", "C0INCIDENTS", changed, T0 + timedelta(seconds=20))
+    [due] = store.outbox.due_outbox(T0 + timedelta(seconds=20))
+    assert (due.version, due.shown, due.message) == (2, 1, changed)
+
+
 def test_outbox_tells_the_requester_once(store: Store) -> None:
     store.outbox.stage_card("operation:2", "C0RANDOM", {"text": "v1", "blocks": []}, T0)
     assert store.outbox.claim_telling_requester("operation:2") == "", "no response_url yet"

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, bindparam, case, literal, select, update
+from sqlalchemy import JSON, Integer, Text, bindparam, case, cast, literal, select, update
 from sqlalchemy.exc import IntegrityError
 
 from bot.database import UTCDateTime
@@ -42,14 +42,18 @@ class Outbox(Repository):
             self._restage_card(card, message, now)
 
     def _restage_card(self, card: str, message: dict[str, Any], now: datetime) -> bool:
-        """One UPDATE, so that a delivery's outcome committed meanwhile is never overwritten."""
+        """One UPDATE, so that a delivery's outcome committed meanwhile is never overwritten.
+        The same content again is no new version: Slack is not sent a card it already shows
+        (a restore's poll or a judgement's wait refreshes its card every few seconds)."""
+        # JSON has no equality in PostgreSQL; both sides are SQLAlchemy's one serialisation
+        same = cast(OutboxMessage.message, Text) == cast(literal(message, JSON), Text)
         with self._session() as session:
             result = session.execute(
                 update(OutboxMessage)
                 .where(OutboxMessage.card == card)
                 .values(
                     message=message,
-                    version=OutboxMessage.version + 1,
+                    version=case((same, OutboxMessage.version), else_=OutboxMessage.version + 1),
                     updated_at=now,
                     # a card in backoff (429, outage) keeps its wait
                     due_at=case(
