@@ -15,6 +15,7 @@ import requests
 from bot.ops.restore.states import RestoreData
 from bot.sandbox.console import Sandbox
 from bot.sandbox.seed import SAMPLE_PASSWORD
+from bot.store import Operation
 from tests.conftest import sandbox_config
 from tests.helpers import run, serving
 from tests.test_database_flows import (
@@ -111,12 +112,19 @@ def test_a_failed_smoke_test_leaves_no_restored_tag(box: Sandbox) -> None:
     assert "restored" not in tags(box), "the 0% revision keeps no tag"
 
 
+def judging(box: Sandbox) -> Operation:
+    """A restore approved and carried on until its revision serves and is judged."""
+    ask_and_approve(box)
+    run(box, "wait 6m", "wait 11m")  # the clone is created, the backup restored, traffic moved
+    operation = latest(box, "restore")
+    assert operation.state == "judging", RestoreData.of(operation).outcome
+    return operation
+
+
 def test_a_restore_judges_each_new_minute_once_and_says_when_it_waits(box: Sandbox) -> None:
     """As a release's last step (bot/ops/metrics_window.py): a check that finds no minute
     Monitoring did not show at the last judgement judges nothing; the card says it waits."""
-    ask_and_approve(box)
-    run(box, "wait 6m", "wait 11m")
-    assert latest(box, "restore").state == "judging"
+    judging(box)
     waiting_shown = []
     for _ in range(12):
         run(box, "wait 15s")
@@ -145,10 +153,7 @@ def test_bad_numbers_after_a_first_good_window_still_go_back() -> None:
 
 
 def _bad_after_good(box: Sandbox) -> None:
-    ask_and_approve(box)
-    run(box, "wait 6m", "wait 11m")
-    operation = latest(box, "restore")
-    assert operation.state == "judging"
+    operation = judging(box)
     run(box, "wait 2m")  # the first windows Monitoring shows are good: a first "proceed"
     box.emulator.cloudrun.set_behaviour(operation.to_revision, error_rate=0.2)
     for _ in range(12):
@@ -169,10 +174,7 @@ def test_an_observation_under_way_is_not_ended_unverified_while_monitoring_is_la
     release = config.release.model_copy(update=limits)
     box = Sandbox(config.model_copy(update={"release": release}), scheduler=False)
     try:
-        ask_and_approve(box)
-        run(box, "wait 6m", "wait 11m")
-        operation = latest(box, "restore")
-        assert operation.state == "judging"
+        operation = judging(box)
         box.emulator.cloudrun.set_behaviour(operation.to_revision, error_rate=0.03)
         for _ in range(16):  # the first minutes after the warm-up show ~3 minutes late
             run(box, "wait 30s")
@@ -212,10 +214,7 @@ def test_a_go_back_slower_than_the_timeout_is_followed_to_the_end_not_failed() -
     back; it never ends "failed" while traffic may still be moving."""
     box = Sandbox(sandbox_config(operation_timeout_s=0.3), scheduler=False)  # the way back's
     try:
-        ask_and_approve(box)
-        run(box, "wait 6m", "wait 11m")
-        operation = latest(box, "restore")
-        assert operation.state == "judging"
+        operation = judging(box)
         box.emulator.cloudrun.set_behaviour(operation.to_revision, error_rate=0.2)
         box.emulator.cloudrun.operation_delay_s = 1.0  # three timeouts' worth of waiting
         for _ in range(10):
