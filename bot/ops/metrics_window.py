@@ -20,6 +20,7 @@ from typing import Any
 
 from bot.ops.context import BOT_ACTOR, Deps
 from bot.ops.health import health_observation
+from bot.ops.operation_data import moment
 from bot.ops.stepping import due_in
 from bot.policy.evidence import AlertEvidence, DecidedBy, weigh
 from bot.policy.gates import Judgement, Observation, Reason, Verdict, judge, observed_verdict
@@ -246,11 +247,9 @@ def waiting(deps: Deps, decision: Decision, every_s: float) -> dict[str, Any]:
 
 def observing_since(data: dict[str, Any]) -> datetime | None:
     """When the decision table's "observe" began for an operation (data time)."""
-    since = data.get("observing_since")
-    return datetime.fromisoformat(since) if since else None
+    return moment(data.get("observing_since"))
 
 
 def judged_until(data: dict[str, Any]) -> datetime | None:
     """The end of the minutes an operation's last judgement had (its ``judged_until``)."""
-    until = data.get("judged_until")
-    return datetime.fromisoformat(until) if until else None
+    return moment(data.get("judged_until"))

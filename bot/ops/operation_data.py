@@ -11,6 +11,7 @@ left as they are by every write: ``Record.commit`` merges the changes into the s
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Self
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
@@ -74,3 +75,8 @@ class Waiting(BaseModel):
     since: str | None = None  # ISO time
     newest: str | None = None  # the end of the newest minute Monitoring shows (ISO time)
     behind_s: float | None = None
+
+
+def moment(text: str | None) -> datetime | None:
+    """A moment the data keeps as ISO 8601 text (``shifted_at``, ``judged_until``...), or None."""
+    return datetime.fromisoformat(text) if text else None

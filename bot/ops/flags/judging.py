@@ -18,6 +18,7 @@ from bot.ops.flags.record import commit, end
 from bot.ops.flags.states import FlagData
 from bot.ops.health import probe_health
 from bot.ops.metrics_window import Decision, decide, recorded, waiting
+from bot.ops.operation_data import moment
 from bot.ops.stepping import due_in, step_ended
 from bot.policy.gates import Verdict
 from bot.store import Operation
@@ -83,13 +84,9 @@ def _judge(deps: Deps, operation: Operation) -> Decision:
         operation.to_revision,
         lambda: probe_health(deps, service, flip.uri)[1],
         not_before=_time_once_shifted(flip.shifted_at),
-        judged_until=_moment(flip.judged_until),
-        observing=_moment(flip.observing_since),
+        judged_until=moment(flip.judged_until),
+        observing=moment(flip.observing_since),
     )
-
-
-def _moment(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
 
 
 def _time_once_shifted(text: str | None) -> datetime:

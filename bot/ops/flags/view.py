@@ -3,12 +3,12 @@ message when it ends badly."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from bot.ops.cards import OperationCard, total_seconds
 from bot.ops.context import Deps
 from bot.ops.flags.states import FINAL_STATES, STEPS, FlagData, StepMark
+from bot.ops.operation_data import moment
 from bot.ports import Message
 from bot.store import Operation
 
@@ -31,7 +31,7 @@ def flag_view(deps: Deps, operation: Operation) -> dict[str, Any]:
         "last": data.judgements[-1] if data.judgements else None,
         # for Monitoring's next minute: nothing new to judge
         "waiting": data.waiting.model_dump() if data.waiting else None,
-        "watch_until": _moment(data.watch_until),
+        "watch_until": moment(data.watch_until),
         "observe_minutes": deps.config.thresholds.observe_minutes,
         "thresholds": deps.config.thresholds.model_dump(),
         "outcome": data.outcome or {},
@@ -45,10 +45,6 @@ def flag_view(deps: Deps, operation: Operation) -> dict[str, Any]:
 def _step(name: str, step: StepMark | None) -> dict[str, Any]:
     step = step or StepMark()
     return {"name": name, "status": step.status, "s": step.s}
-
-
-def _moment(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
 
 
 def _health_path(deps: Deps, operation: Operation) -> str:

@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 
 from bot.ops.context import Deps
 from bot.ops.metrics_window import Decision, decide, recorded, waiting
+from bot.ops.operation_data import moment
 from bot.ops.release.canary import moved_out_of_band, next_step
 from bot.ops.release.green import probe_green
 from bot.ops.release.record import commit
@@ -57,13 +58,9 @@ def judge_green(deps: Deps, operation: Operation) -> Decision:
         operation.to_revision,
         lambda: probe_green(deps, operation)[1],
         not_before=start,
-        judged_until=_moment(release.judged_until),
-        observing=_moment(release.observing_since),
+        judged_until=moment(release.judged_until),
+        observing=moment(release.observing_since),
     )
-
-
-def _moment(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
 
 
 def _shifted_at(release: ReleaseData) -> datetime:

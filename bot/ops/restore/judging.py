@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from bot.ops.context import Deps
 from bot.ops.health import probe_health
 from bot.ops.metrics_window import decide, recorded, waiting
+from bot.ops.operation_data import moment
 from bot.ops.restore.record import back, commit, done, due, end
 from bot.ops.restore.states import RestoreData
 from bot.policy.gates import Verdict
@@ -35,8 +36,8 @@ def step_judge(deps: Deps, operation: Operation) -> Operation:
         operation.to_revision,
         lambda: probe_health(deps, service, data.service_uri)[1],
         not_before=shifted + timedelta(seconds=release.warmup_s),
-        judged_until=_moment(data.judged_until),
-        observing=_moment(data.observing_since),
+        judged_until=moment(data.judged_until),
+        observing=moment(data.observing_since),
     )
     waited = (decision.now - shifted).total_seconds()
     if decision.waiting:
@@ -58,7 +59,3 @@ def step_judge(deps: Deps, operation: Operation) -> Operation:
 def _succeed(deps: Deps, operation: Operation, verified: bool) -> Operation:
     operation = done(deps, operation, "verify", verified=verified)
     return end(deps, operation, "succeeded", verified=verified)
-
-
-def _moment(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
