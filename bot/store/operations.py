@@ -17,10 +17,9 @@ from bot.store.repository import Repository, rows
 
 # Read on every tick of every instance (and at every step of the sandbox's `wait`): built once,
 # so that a tick does not rebuild and re-key the same statements each time.
-UNFINISHED = (
-    select(Operation).where(Operation.state.not_in(TERMINAL_STATES)).order_by(Operation.created_at)
-)
-_LIVE = select(Operation.id).where(Operation.state.not_in(TERMINAL_STATES))
+_NOT_ENDED = Operation.state.not_in(TERMINAL_STATES)
+UNFINISHED = select(Operation).where(_NOT_ENDED).order_by(Operation.created_at)
+_LIVE = select(Operation.id).where(_NOT_ENDED)
 STALE_LOCKS = select(ServiceLock).where(ServiceLock.operation_id.not_in(_LIVE))
 FREE_LOCK = delete(ServiceLock).where(
     ServiceLock.service == bindparam("service"), ServiceLock.operation_id == bindparam("held_by")

@@ -13,16 +13,24 @@ from bot.database import UTCDateTime
 from bot.store.models import OutboxMessage
 from bot.store.repository import Repository, rows
 
+# What a row must be to be delivered at ``now``: owed to Slack (a newer version than it shows,
+# or a replaced card to correct), due, and claimed by no courier.
+_DELIVERABLE = (
+    (OutboxMessage.shown < OutboxMessage.version) | (OutboxMessage.stale_ts != ""),
+    OutboxMessage.due_at <= bindparam("now"),
+    OutboxMessage.claimed_until.is_(None) | (OutboxMessage.claimed_until < bindparam("now")),
+)
 # Read whenever the courier looks for work (every tick, every card): built once.
 DUE = (
     select(OutboxMessage)
-    .where(
-        (OutboxMessage.shown < OutboxMessage.version) | (OutboxMessage.stale_ts != ""),
-        OutboxMessage.due_at <= bindparam("now"),
-    )
-    .where(OutboxMessage.claimed_until.is_(None) | (OutboxMessage.claimed_until < bindparam("now")))
+    .where(*_DELIVERABLE)
     .order_by(OutboxMessage.id)
     .limit(bindparam("limit", type_=Integer))
+)
+CLAIM = (
+    update(OutboxMessage)
+    .where(OutboxMessage.id == bindparam("row_id"), *_DELIVERABLE)
+    .values(claimed_until=bindparam("until"))
 )
 
 
@@ -83,15 +91,7 @@ class Outbox(Repository):
         """The row, if this caller won the right to deliver it until ``until`` (and it is still
         owed: another instance may have delivered it since the caller listed it)."""
         with self._session() as session:
-            result = session.execute(
-                update(OutboxMessage)
-                .where(OutboxMessage.id == row_id, OutboxMessage.due_at <= now)
-                .where(
-                    (OutboxMessage.shown < OutboxMessage.version) | (OutboxMessage.stale_ts != "")
-                )
-                .where(OutboxMessage.claimed_until.is_(None) | (OutboxMessage.claimed_until < now))
-                .values(claimed_until=until)
-            )
+            result = session.execute(CLAIM, {"row_id": row_id, "now": now, "until": until})
             if rows(result) != 1:
                 return None
             return session.get(OutboxMessage, row_id)
