@@ -50,6 +50,27 @@ def test_a_click_whose_listener_fails_before_its_ack_is_told_privately(
     assert not any("not for the user's eyes" in t for t in private_texts(sandbox, user))
 
 
+def test_a_command_whose_listener_fails_after_its_ack_gets_the_error_in_its_answer(
+    sandbox: Sandbox,
+) -> None:
+    """Bolt answers once the listener returns (bot/slack/app.py), so what it raises after
+    ``ack()`` still reaches the sender in the answer, never as Bolt's bare 500."""
+
+    def fails(ack: Any) -> None:
+        ack()
+        raise RuntimeError("boom: not for the user's eyes")
+
+    app = sandbox.runtime.bolt_app
+    app.command("/test-fails")(fails)
+    app._listeners.insert(0, app._listeners.pop())  # ahead of the catch-all for unknown commands
+    answer = sandbox.post(sandbox.slash_body("/test-fails now"))
+    assert answer.status_code == 200
+    said = answer.json()
+    assert said["response_type"] == "ephemeral"
+    assert "Something went wrong on my side" in said["text"]
+    assert "not for the user's eyes" not in answer.text
+
+
 class Responses:
     """A response_url that records what it was given."""
 

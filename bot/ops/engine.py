@@ -79,7 +79,7 @@ class Engine:
         self._pool.submit(self._run, operation_id)
 
     def background(self, work: Callable[[], None], urgent: bool = False) -> None:
-        """Run a handler's work after its ack, off Bolt's listener threads, so that acks never
+        """Run a handler's work after its ack, off the request's thread, so that acks never
         queue behind slow work (Slack wants its answer within 3 s). ``urgent`` work (on-call
         rollbacks, incident judgements) runs in its own lane, ahead of everything else."""
         self._in_lane(self._urgent if urgent else self._work, work)
@@ -281,7 +281,7 @@ class Engine:
 
     def tracked(self, handler: Callable[..., None]) -> Callable[..., None]:
         """Wrap a Slack handler so that the console and tests see it as activity from before
-        its ack until its work is handed over (Bolt answers Slack while the handler runs)."""
+        its ack until its work is handed over (Bolt answers Slack once the handler returns)."""
 
         @functools.wraps(handler)
         def wrapper(*args: Any, **kwargs: Any) -> None:

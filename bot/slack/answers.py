@@ -86,6 +86,21 @@ def answer_later(
     engine.background(run, urgent=urgent)
 
 
+def answer_at_once(
+    engine: Engine, deps: Deps, respond: Respond, work: Callable[[], Message | None]
+) -> None:
+    """After the ack, ``work`` that cannot queue behind other commands' work (opening a modal:
+    its trigger_id lives 3 s) on the answers' lane; what it says or raises goes to the
+    requester privately (``outcome``)."""
+
+    def run() -> None:
+        message = outcome(deps, work)
+        if message is not None:
+            respond_privately(respond, message)
+
+    engine.answer(run)
+
+
 def tell_later(
     engine: Engine,
     deps: Deps,

@@ -26,7 +26,7 @@ from bot.ops.rollback import RepeatNeedsConfirmation, RollbackRequest
 from bot.policy.approvals import allowed_actions
 from bot.ports import CloudRunError, Message
 from bot.slack.actions import repeat_button_value
-from bot.slack.answers import ack_with, answer_later, ephemeral, groups_context
+from bot.slack.answers import ack_with, answer_at_once, answer_later, ephemeral, groups_context
 from bot.slack.database_commands import ops_database
 from bot.slack.migration_check import open_modal
 
@@ -118,8 +118,9 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
         elif sub in ("backup", "backups", "restore"):
             ops_database(deps, engine, sub, words[1:], command, ack, respond)
         elif sub == "migration-check":
-            ack()
-            open_modal(deps, client, command, respond)  # now: the trigger_id lives 3 s
+            ack()  # the modal opens on the answers' lane, at once: the trigger_id lives 3 s
+            modal = functools.partial(open_modal, deps, client, command, respond)
+            answer_at_once(engine, deps, respond, modal)
         elif sub in READINESS_SUBCOMMANDS:
             readiness_command(engine, deps, ack, command, respond, words)
         else:

@@ -3,9 +3,11 @@ UserError becomes its message and anything else a reference to the logs, only fo
 who sent it, never Bolt's bare HTTP 500 (Slack would show "dispatch_failed"). Work after the
 ack meets the same words through ``answers.outcome``.
 
-Bolt passes ``response`` while the request is still unanswered and None once ``ack()`` was
-called; a BoltResponse returned here replaces the answer
-(slack_bolt/listener/listener_error_handler.py, ``CustomListenerErrorHandler``).
+Runback's listeners run before Bolt answers (``process_before_response``, bot/slack/app.py), so
+Bolt passes the answer being built as ``response`` even after ``ack()``, and a BoltResponse
+returned here replaces it (slack_bolt/listener/listener_error_handler.py,
+``CustomListenerErrorHandler``). Bolt passes None only in its other mode once ``ack()`` was
+called: then the words go through the response_url.
 """
 
 from __future__ import annotations

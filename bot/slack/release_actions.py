@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from bot.ops.errors import UserError
 from bot.policy.approvals import Steer, may_steer
 from bot.ports import Message
 from bot.slack import deploy_migration
-from bot.slack.answers import ack_with, answer_later, ephemeral, outcome
+from bot.slack.answers import ack_with, answer_at_once, answer_later, ephemeral, outcome
 from bot.slack.buttons import Click, button
 from bot.slack.deploy_migration import open_form, parse_deploy
 from bot.slack.metadata import ViewSeal
@@ -43,8 +44,9 @@ def register(app: App, deps: Deps, engine: Engine, seal: ViewSeal) -> None:
             )
             return
         ack()
-        if options.migration:  # now: the trigger_id lives 3 s
-            open_form(deps, client, command, options, respond, seal)
+        if options.migration:  # on the answers' lane, at once: the trigger_id lives 3 s
+            form = functools.partial(open_form, deps, client, command, options, respond, seal)
+            answer_at_once(engine, deps, respond, form)
             return
         request = release.ReleaseRequest(
             service=options.service,
