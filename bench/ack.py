@@ -100,12 +100,20 @@ def bench_ack_latency(world: World, process: Process, total: int, threads: int) 
             entry["all_responses_s"] = last - since
         time.sleep(0.1)  # the last handlers finish after their last response
         entry["bot_cpu_per_command_s"] = (process.cpu_s() - cpu) / total
+        if command == "/ops":
+            entry["one_sender_p50_s"] = one_sender_p50(sender, command, text)
         result[key] = entry
         progress(
             f"ack latency {command} {text}: p50 {ms(entry['p50_s'])} ms, "
             f"p99 {ms(entry['p99_s'])} ms"
         )
     return result
+
+
+def one_sender_p50(sender: SlackSender, command: str, text: str, total: int = 100) -> float:
+    """The ack's own latency, nothing queued before it: one sender, one command at a time."""
+    latencies, _ = fire(sender, [(command, text)] * total, 1)
+    return percentile(latencies, 50)
 
 
 def bench_minimal_ack(world: World, total: int, threads: int) -> dict[str, Any]:
@@ -122,6 +130,7 @@ def bench_minimal_ack(world: World, total: int, threads: int) -> dict[str, Any]:
             "max_s": max(latencies),
             "throughput_rps": total / wall,
             "cpu_per_command_s": (process.cpu_s() - cpu) / total,
+            "one_sender_p50_s": one_sender_p50(sender, "/ops", "help"),
         }
     progress(
         f"ack latency, minimal Bolt app: p50 {ms(entry['p50_s'])} ms, p99 {ms(entry['p99_s'])} ms"

@@ -30,7 +30,7 @@ def build_app() -> App:
     app = App(
         client=client,
         signing_secret=os.environ["SLACK_SIGNING_SECRET"],
-        process_before_response=False,
+        process_before_response=True,  # as bot/slack/app.py
     )
 
     @app.command("/ops")

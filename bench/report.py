@@ -73,6 +73,9 @@ def rows_for(results: dict[str, Any]) -> list[Row]:
                     f"{entry['throughput_rps']:.0f}/s / {ms(entry['bot_cpu_per_command_s'])} ms",
                 ),
             ]
+        alone = acks["ops_help"].get("one_sender_p50_s")
+        if alone is not None:
+            rows.append(Row("ack /ops help, one sender: p50", f"{ms(alone)} ms"))
         floor = results.get("ack_floor")
         if floor:
             rows.append(
@@ -81,6 +84,13 @@ def rows_for(results: dict[str, Any]) -> list[Row]:
                     f"{ms(floor['p50_s'])} / {ms(floor['p99_s'])} ms",
                 )
             )
+            if "one_sender_p50_s" in floor:
+                rows.append(
+                    Row(
+                        "  the floor: a minimal Bolt app, one sender, p50",
+                        f"{ms(floor['one_sender_p50_s'])} ms",
+                    )
+                )
         rows.append(
             Row(
                 f"  all {acks['requests']} /traffic answers posted after",
