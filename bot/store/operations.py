@@ -21,6 +21,19 @@ _NOT_ENDED = Operation.state.not_in(TERMINAL_STATES)
 UNFINISHED = select(Operation).where(_NOT_ENDED).order_by(Operation.created_at)
 _LIVE = select(Operation.id).where(_NOT_ENDED)
 STALE_LOCKS = select(ServiceLock).where(ServiceLock.operation_id.not_in(_LIVE))
+# Who holds a service's lock, in one statement (``/traffic`` reads it on every answer).
+LOCK_HOLDER = (
+    select(
+        Operation.id,
+        Operation.kind,
+        Operation.state,
+        Operation.requested_by,
+        Operation.to_revision,
+        Operation.lease_until,
+    )
+    .join_from(ServiceLock, Operation, Operation.id == ServiceLock.operation_id)
+    .where(ServiceLock.service == bindparam("service"))
+)
 FREE_LOCK = delete(ServiceLock).where(
     ServiceLock.service == bindparam("service"), ServiceLock.operation_id == bindparam("held_by")
 )
@@ -353,13 +366,6 @@ class Operations(Repository):
             return [lock.service for lock in stale]
 
     def lock_holder(self, service: str) -> LockHolder | None:
-        with self._session() as session:
-            lock = session.get(ServiceLock, service)
-            if lock is None:
-                return None
-            op = session.get(Operation, lock.operation_id)
-            if op is None:
-                return None
-            return LockHolder(
-                op.id, op.kind, op.state, op.requested_by, op.to_revision, op.lease_until
-            )
+        with self._reading() as connection:
+            row = connection.execute(LOCK_HOLDER, {"service": service}).first()
+        return None if row is None else LockHolder(*row)
