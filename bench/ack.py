@@ -22,6 +22,7 @@ from bench.common import (
     progress,
     wait_until,
 )
+from bench.cores import own_core
 
 
 def fire(
@@ -80,34 +81,55 @@ def bench_first_traffic(world: World, sender: SlackSender) -> dict[str, float]:
 
 
 def bench_ack_latency(world: World, process: Process, total: int, threads: int) -> dict[str, Any]:
+    """Each command's acks under ``threads`` senders, twice: with the bot on a core of its own
+    (bench/cores.py, as on Cloud Run: the figures held to the target), then on cores shared with
+    the emulators and the senders (``shared_*``)."""
     sender = world.sender(process)
     result: dict[str, Any] = {"threads": threads, "requests": total}
     for key, command, text in (("ops_help", "/ops", "help"), ("traffic", "/traffic", SERVICE)):
-        warm_since = time.time()
-        fire(sender, [(command, text)] * threads, threads)  # warm-up: one round
-        if command == "/traffic":
-            wait_responses(world, threads, warm_since)
-        since, cpu = time.time(), process.cpu_s()
-        latencies, wall = fire(sender, [(command, text)] * total, threads)
-        entry: dict[str, Any] = {
-            "p50_s": percentile(latencies, 50),
-            "p99_s": percentile(latencies, 99),
-            "max_s": max(latencies),
-            "throughput_rps": total / wall,
-        }
-        if command == "/traffic":
-            last = wait_responses(world, total, since)
-            entry["all_responses_s"] = last - since
-        time.sleep(0.1)  # the last handlers finish after their last response
-        entry["bot_cpu_per_command_s"] = (process.cpu_s() - cpu) / total
-        if command == "/ops":
-            entry["one_sender_p50_s"] = one_sender_p50(sender, command, text)
+        shared = ack_series(world, process, sender, (command, text), total, threads)
+        with own_core(process.popen.pid) as pinned:
+            entry = ack_series(world, process, sender, (command, text), total, threads)
+            if command == "/ops":
+                entry["one_sender_p50_s"] = one_sender_p50(sender, command, text)
+        entry.update({f"shared_{k}": shared[k] for k in ("p50_s", "p99_s", "throughput_rps")})
+        result["own_core"] = pinned
         result[key] = entry
         progress(
             f"ack latency {command} {text}: p50 {ms(entry['p50_s'])} ms, "
-            f"p99 {ms(entry['p99_s'])} ms"
+            f"p99 {ms(entry['p99_s'])} ms (on cores shared with the emulators: "
+            f"{ms(shared['p50_s'])}, {ms(shared['p99_s'])} ms)"
         )
     return result
+
+
+def ack_series(
+    world: World,
+    process: Process,
+    sender: SlackSender,
+    command: tuple[str, str],
+    total: int,
+    threads: int,
+) -> dict[str, Any]:
+    """One round to warm up, then ``total`` commands timed; a /traffic's answers awaited."""
+    answered = command[0] == "/traffic"
+    warm_since = time.time()
+    fire(sender, [command] * threads, threads)
+    if answered:
+        wait_responses(world, threads, warm_since)
+    since, cpu = time.time(), process.cpu_s()
+    latencies, wall = fire(sender, [command] * total, threads)
+    entry: dict[str, Any] = {
+        "p50_s": percentile(latencies, 50),
+        "p99_s": percentile(latencies, 99),
+        "max_s": max(latencies),
+        "throughput_rps": total / wall,
+    }
+    if answered:
+        entry["all_responses_s"] = wait_responses(world, total, since) - since
+    time.sleep(0.1)  # the last handlers finish after their last response
+    entry["bot_cpu_per_command_s"] = (process.cpu_s() - cpu) / total
+    return entry
 
 
 def one_sender_p50(sender: SlackSender, command: str, text: str, total: int = 100) -> float:
@@ -121,17 +143,13 @@ def bench_minimal_ack(world: World, total: int, threads: int) -> dict[str, Any]:
     so that the bot's ack figures read against what any Bolt app gets on this machine."""
     with world.running(argv=MINIMAL_ARGV) as (process, _):
         sender = world.sender(process)
-        fire(sender, [("/ops", "help")] * threads, threads)
-        cpu = process.cpu_s()
-        latencies, wall = fire(sender, [("/ops", "help")] * total, threads)
-        entry = {
-            "p50_s": percentile(latencies, 50),
-            "p99_s": percentile(latencies, 99),
-            "max_s": max(latencies),
-            "throughput_rps": total / wall,
-            "cpu_per_command_s": (process.cpu_s() - cpu) / total,
-            "one_sender_p50_s": one_sender_p50(sender, "/ops", "help"),
-        }
+        help_ = ("/ops", "help")
+        shared = ack_series(world, process, sender, help_, total, threads)
+        with own_core(process.popen.pid):
+            entry = ack_series(world, process, sender, help_, total, threads)
+            entry["one_sender_p50_s"] = one_sender_p50(sender, *help_)
+        entry["cpu_per_command_s"] = entry.pop("bot_cpu_per_command_s")
+        entry["shared_p99_s"] = shared["p99_s"]
     progress(
         f"ack latency, minimal Bolt app: p50 {ms(entry['p50_s'])} ms, p99 {ms(entry['p99_s'])} ms"
     )
