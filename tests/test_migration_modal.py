@@ -14,6 +14,7 @@ from bot.sandbox.slack_payloads import (
     slash_command,
     view_submission,
 )
+from tests.helpers import wait_until
 
 INCIDENTS = "C0INCIDENTS"
 
@@ -126,3 +127,24 @@ def test_a_forged_submission_is_refused(sandbox: Sandbox) -> None:
     assert response.status_code == 401
     sandbox.runtime.engine.wait_idle(timeout_s=60)
     assert ephemerals_to(sandbox, "marta") == []
+
+
+def test_the_modal_opens_in_time_while_slack_is_slow_to_take_answers(sandbox: Sandbox) -> None:
+    """Answers to earlier commands that Slack holds (their response_url hangs) must not keep a
+    modal from opening within its trigger_id's 3 s."""
+    control = f"{sandbox.emulator.url}/_emulator"
+    held = {"api": "slack.response_url", "delay_ms": 6_000, "times": None}
+    sandbox.http.post(f"{control}/faults", json=held, timeout=5).raise_for_status()
+
+    def answers_held() -> int:
+        query = {"api": "slack.response_url"}
+        return len(sandbox.http.get(f"{control}/requests", params=query, timeout=5).json())
+
+    try:
+        for _ in range(3):  # more than the answers' lane has threads
+            assert sandbox.post(sandbox.slash_body("/traffic wa-backend")).status_code == 200
+        wait_until(lambda: answers_held() >= 2, "answers held", 10)
+        assert sandbox.post(sandbox.slash_body("/ops migration-check")).status_code == 200
+        wait_until(lambda: len(sandbox.emulator.slack.views()) == 1, "the modal opened", 3)
+    finally:
+        sandbox.http.delete(f"{control}/faults", timeout=5)

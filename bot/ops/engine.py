@@ -58,6 +58,9 @@ class Engine:
         # own: an answer that is slow, refused or retried by slack_sdk must never hold back
         # (or reorder) the work of the commands queued behind it.
         self._answers = ThreadPoolExecutor(2, thread_name_prefix="runback-answer")
+        # What must reach Slack within its trigger_id's 3 s (opening a modal): never behind an
+        # answer that Slack is slow to take.
+        self._prompt = ThreadPoolExecutor(2, thread_name_prefix="runback-prompt")
         self._lock = threading.Condition()
         self._running: set[str] = set()
         self._active = 0
@@ -87,6 +90,11 @@ class Engine:
     def answer(self, send: Callable[[], None]) -> None:
         """Send a handler's answer to its requester, on the answers' own lane."""
         self._in_lane(self._answers, send)
+
+    def promptly(self, work: Callable[[], None]) -> None:
+        """Run a handler's Slack call that has seconds to live (views.open), on a lane of its
+        own."""
+        self._in_lane(self._prompt, work)
 
     def _in_lane(self, lane: ThreadPoolExecutor, work: Callable[[], None]) -> None:
         with self._lock:
@@ -276,6 +284,7 @@ class Engine:
         self._work.shutdown(wait=wait, cancel_futures=not wait)
         self._urgent.shutdown(wait=wait, cancel_futures=not wait)
         self._answers.shutdown(wait=wait, cancel_futures=not wait)
+        self._prompt.shutdown(wait=wait, cancel_futures=not wait)
 
     # -- activity, so the console and tests can wait for quiet --------------------------------
 

@@ -89,16 +89,16 @@ def answer_later(
 def answer_at_once(
     engine: Engine, deps: Deps, respond: Respond, work: Callable[[], Message | None]
 ) -> None:
-    """After the ack, ``work`` that cannot queue behind other commands' work (opening a modal:
-    its trigger_id lives 3 s) on the answers' lane; what it says or raises goes to the
-    requester privately (``outcome``)."""
+    """After the ack, ``work`` that cannot queue behind other commands' work or answers
+    (opening a modal: its trigger_id lives 3 s), on the engine's prompt lane; what it says or
+    raises goes to the requester privately (``outcome``)."""
 
     def run() -> None:
         message = outcome(deps, work)
         if message is not None:
             respond_privately(respond, message)
 
-    engine.answer(run)
+    engine.promptly(run)
 
 
 def tell_later(

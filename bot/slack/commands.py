@@ -118,7 +118,7 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
         elif sub in ("backup", "backups", "restore"):
             ops_database(deps, engine, sub, words[1:], command, ack, respond)
         elif sub == "migration-check":
-            ack()  # the modal opens on the answers' lane, at once: the trigger_id lives 3 s
+            ack()  # the modal opens on a lane of its own, at once: the trigger_id lives 3 s
             modal = functools.partial(open_modal, deps, client, command, respond)
             answer_at_once(engine, deps, respond, modal)
         elif sub in READINESS_SUBCOMMANDS:

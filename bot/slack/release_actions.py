@@ -44,7 +44,7 @@ def register(app: App, deps: Deps, engine: Engine, seal: ViewSeal) -> None:
             )
             return
         ack()
-        if options.migration:  # on the answers' lane, at once: the trigger_id lives 3 s
+        if options.migration:  # on a lane of its own, at once: the trigger_id lives 3 s
             form = functools.partial(open_form, deps, client, command, options, respond, seal)
             answer_at_once(engine, deps, respond, form)
             return
