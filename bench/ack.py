@@ -83,15 +83,15 @@ def bench_first_traffic(world: World, sender: SlackSender) -> dict[str, float]:
 def bench_ack_latency(world: World, process: Process, total: int, threads: int) -> dict[str, Any]:
     """Each command's acks under ``threads`` senders, twice: with the bot on a core of its own
     (bench/cores.py, as on Cloud Run: the figures held to the target), then on cores shared with
-    the emulators and the senders (``shared_*``)."""
+    the emulators and the senders (``shared_*``), on the same bot a few seconds older."""
     sender = world.sender(process)
     result: dict[str, Any] = {"threads": threads, "requests": total}
     for key, command, text in (("ops_help", "/ops", "help"), ("traffic", "/traffic", SERVICE)):
-        shared = ack_series(world, process, sender, (command, text), total, threads)
-        with own_core(process.popen.pid) as pinned:
+        with own_core(process.popen.pid) as pinned:  # first: on the fresher bot
             entry = ack_series(world, process, sender, (command, text), total, threads)
             if command == "/ops":
                 entry["one_sender_p50_s"] = one_sender_p50(sender, command, text)
+        shared = ack_series(world, process, sender, (command, text), total, threads)
         entry.update({f"shared_{k}": shared[k] for k in ("p50_s", "p99_s", "throughput_rps")})
         result["own_core"] = pinned
         result[key] = entry
@@ -144,10 +144,10 @@ def bench_minimal_ack(world: World, total: int, threads: int) -> dict[str, Any]:
     with world.running(argv=MINIMAL_ARGV) as (process, _):
         sender = world.sender(process)
         help_ = ("/ops", "help")
-        shared = ack_series(world, process, sender, help_, total, threads)
         with own_core(process.popen.pid):
             entry = ack_series(world, process, sender, help_, total, threads)
             entry["one_sender_p50_s"] = one_sender_p50(sender, *help_)
+        shared = ack_series(world, process, sender, help_, total, threads)
         entry["cpu_per_command_s"] = entry.pop("bot_cpu_per_command_s")
         entry["shared_p99_s"] = shared["p99_s"]
     progress(
