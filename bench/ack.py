@@ -148,7 +148,6 @@ def bench_minimal_ack(world: World, total: int, threads: int) -> dict[str, Any]:
             entry = ack_series(world, process, sender, help_, total, threads)
             entry["one_sender_p50_s"] = one_sender_p50(sender, *help_)
         shared = ack_series(world, process, sender, help_, total, threads)
-        entry["cpu_per_command_s"] = entry.pop("bot_cpu_per_command_s")
         entry["shared_p99_s"] = shared["p99_s"]
     progress(
         f"ack latency, minimal Bolt app: p50 {ms(entry['p50_s'])} ms, p99 {ms(entry['p99_s'])} ms"

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from typing import Any
 
 from slack_bolt import Ack, Respond
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 
 from bot.ops.context import Deps
 from bot.ops.engine import Engine
@@ -86,15 +88,28 @@ def answer_later(
     engine.background(run, urgent=urgent)
 
 
-def answer_at_once(
-    engine: Engine, deps: Deps, respond: Respond, work: Callable[[], Message | None]
+def open_modal_at_once(
+    engine: Engine,
+    deps: Deps,
+    client: WebClient,
+    respond: Respond,
+    trigger_id: str,
+    view: Callable[[], dict[str, Any]],
 ) -> None:
-    """After the ack, ``work`` that cannot queue behind other commands' work or answers
-    (opening a modal: its trigger_id lives 3 s), on the engine's prompt lane; what it says or
-    raises goes to the requester privately (``outcome``)."""
+    """After the ack, ``view`` opened with ``trigger_id`` on the engine's prompt lane: the
+    trigger_id lives 3 s, so never behind other commands' work or answers. A refusal (an expired
+    trigger_id...) or anything raised is told to the requester privately (``outcome``)."""
+
+    def open_view() -> Message | None:
+        try:
+            client.views_open(trigger_id=trigger_id, view=view())
+        except SlackApiError as error:
+            log.warning("views.open failed: %s", error.response.get("error"))
+            return ephemeral(deps, "migration.modal_failed")
+        return None
 
     def run() -> None:
-        message = outcome(deps, work)
+        message = outcome(deps, open_view)
         if message is not None:
             respond_privately(respond, message)
 

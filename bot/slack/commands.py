@@ -26,9 +26,15 @@ from bot.ops.rollback import RepeatNeedsConfirmation, RollbackRequest
 from bot.policy.approvals import allowed_actions
 from bot.ports import CloudRunError, Message
 from bot.slack.actions import repeat_button_value
-from bot.slack.answers import ack_with, answer_at_once, answer_later, ephemeral, groups_context
+from bot.slack.answers import (
+    ack_with,
+    answer_later,
+    ephemeral,
+    groups_context,
+    open_modal_at_once,
+)
 from bot.slack.database_commands import ops_database
-from bot.slack.migration_check import open_modal
+from bot.slack.migration_check import modal_view
 
 log = logging.getLogger("runback.slack")
 
@@ -118,9 +124,9 @@ def register(app: App, deps: Deps, engine: Engine) -> None:
         elif sub in ("backup", "backups", "restore"):
             ops_database(deps, engine, sub, words[1:], command, ack, respond)
         elif sub == "migration-check":
-            ack()  # the modal opens on a lane of its own, at once: the trigger_id lives 3 s
-            modal = functools.partial(open_modal, deps, client, command, respond)
-            answer_at_once(engine, deps, respond, modal)
+            ack()
+            view = functools.partial(modal_view, deps, command)
+            open_modal_at_once(engine, deps, client, respond, command["trigger_id"], view)
         elif sub in READINESS_SUBCOMMANDS:
             readiness_command(engine, deps, ack, command, respond, words)
         else:

@@ -13,14 +13,11 @@ https://api.slack.com/surfaces/modals#displaying_errors), so nothing is lost and
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from slack_bolt import Ack, App, Respond
-from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
+from slack_bolt import Ack, App
 
 from bot.ops.context import Deps
 from bot.ops.engine import Engine
@@ -28,8 +25,6 @@ from bot.policy.migrations import MAX_SQL_CHARS
 from bot.ports import Message
 from bot.slack.answers import tell_later
 from bot.slack.metadata import ViewSeal
-
-log = logging.getLogger("runback.slack")
 
 CALLBACK_ID = "deploy_migration"
 DIALECTS = ("postgres", "mysql")
@@ -62,14 +57,9 @@ def parse_deploy(text: str) -> DeployOptions | None:
     return DeployOptions(words[0], words[1], migration, flag)
 
 
-def open_form(
-    deps: Deps,
-    client: WebClient,
-    command: dict[str, Any],
-    options: DeployOptions,
-    respond: Respond,
-    seal: ViewSeal,
-) -> None:
+def form_view(
+    deps: Deps, command: dict[str, Any], options: DeployOptions, seal: ViewSeal
+) -> dict[str, Any]:
     metadata = seal.seal(
         {
             "channel": command["channel_id"],
@@ -78,19 +68,13 @@ def open_form(
             "image": options.image,
         }
     )
-    view = deps.renderer.view(
+    return deps.renderer.view(
         "deploy_migration_modal",
         metadata=metadata,
         service=options.service,
         image=options.image,
         flag=options.flag,
     )
-    try:
-        client.views_open(trigger_id=command["trigger_id"], view=view)
-    except SlackApiError as error:
-        log.warning("views.open failed: %s", error.response.get("error"))
-        message = deps.renderer.message("ephemeral", key="migration.modal_failed")
-        respond(text=message.text, blocks=message.blocks, response_type="ephemeral")
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,7 @@ import json
 import logging
 from typing import Any
 
-from slack_bolt import Ack, App, Respond
-from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
+from slack_bolt import Ack, App
 
 from bot.ops.context import Deps
 from bot.ops.engine import Engine
@@ -28,15 +26,9 @@ DIALECTS = ("postgres", "mysql")
 MAX_SHOWN = 20  # two blocks each, within Slack's 50 blocks per message
 
 
-def open_modal(deps: Deps, client: WebClient, command: dict[str, Any], respond: Respond) -> None:
+def modal_view(deps: Deps, command: dict[str, Any]) -> dict[str, Any]:
     metadata = json.dumps({"channel": command["channel_id"]})
-    view = deps.renderer.view("migration_modal", metadata=metadata)
-    try:
-        client.views_open(trigger_id=command["trigger_id"], view=view)
-    except SlackApiError as error:
-        log.warning("views.open failed: %s", error.response.get("error"))
-        message = deps.renderer.message("ephemeral", key="migration.modal_failed")
-        respond(text=message.text, blocks=message.blocks, response_type="ephemeral")
+    return deps.renderer.view("migration_modal", metadata=metadata)
 
 
 def report(deps: Deps, sql: str, dialect: str) -> Message:

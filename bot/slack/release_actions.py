@@ -19,9 +19,9 @@ from bot.ops.errors import UserError
 from bot.policy.approvals import Steer, may_steer
 from bot.ports import Message
 from bot.slack import deploy_migration
-from bot.slack.answers import ack_with, answer_at_once, answer_later, ephemeral, outcome
+from bot.slack.answers import ack_with, answer_later, ephemeral, open_modal_at_once, outcome
 from bot.slack.buttons import Click, button
-from bot.slack.deploy_migration import open_form, parse_deploy
+from bot.slack.deploy_migration import form_view, parse_deploy
 from bot.slack.metadata import ViewSeal
 
 log = logging.getLogger("runback.slack")
@@ -44,9 +44,9 @@ def register(app: App, deps: Deps, engine: Engine, seal: ViewSeal) -> None:
             )
             return
         ack()
-        if options.migration:  # on a lane of its own, at once: the trigger_id lives 3 s
-            form = functools.partial(open_form, deps, client, command, options, respond, seal)
-            answer_at_once(engine, deps, respond, form)
+        if options.migration:
+            form = functools.partial(form_view, deps, command, options, seal)
+            open_modal_at_once(engine, deps, client, respond, command["trigger_id"], form)
             return
         request = release.ReleaseRequest(
             service=options.service,
